@@ -1,0 +1,3 @@
+"""Cordon: hospital network isolation orchestration agent."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,72 @@
+"""The `cordon` command line: parses arguments, calls the owning module, renders results.
+
+The only module that turns `CordonError`s into text and exit codes. Each command group lives with
+the module that owns it (`agent.inventory.cli`, `agent.lab.cli`, `agent.audit.cli`, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from agent import __version__
+from agent.audit.cli import audit
+from agent.demo import demo
+from agent.errors import CordonError
+from agent.inventory.cli import inventory
+from agent.lab.cli import lab
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0 success            2 invalid input (nothing touched)
+  3 plan refused       4 run refused/failed     5 site locked by another run
+  6 device error       7 audit error            8 audit chain broken
+  9 twin (lab) error  10 twin safety refusal  130 interrupted
+"""
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="cordon")
+def cli() -> None:
+    """Cordon: contain, segment and reconnect a hospital group's networks, provably."""
+
+
+def _register() -> None:
+    from agent.demo import demo
+    from agent.inventory.cli import inventory
+    from agent.lab.cli import lab
+
+    cli.add_command(inventory)
+    cli.add_command(lab)
+    cli.add_command(demo)
+    try:
+        from agent.audit.cli import audit
+    except ImportError:  # pragma: no cover - the audit trail lands in its own step
+        pass
+    else:
+        cli.add_command(audit)
+
+
+def fail(err: CordonError) -> NoReturn:
+    click.secho(f"error: {err.message}", fg="red", err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+    sys.exit(err.exit_code)
+
+
+def main() -> None:
+    _register()
+    try:
+        cli.main(standalone_mode=False)
+    except CordonError as err:
+        fail(err)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,177 @@
+"""The one exception tree of Cordon. Every module raises these; only `agent.cli` renders them.
+
+Imports nothing from the project. Messages say what happened, where, what to do; never a secret.
+
+    CordonError
+    ├── ConfigError                   bad input: nothing was touched
+    │   ├── InventoryError            an inventory file is invalid
+    │   ├── PlaybookError             a playbook file is invalid
+    │   └── SecretError               a secret reference cannot be resolved safely
+    ├── PlanError                     a valid playbook cannot be planned (invariant, unsupported)
+    ├── RunError                      the engine refused or failed a run
+    │   └── LockError                 a site is held by another run
+    ├── DeviceError                   a device operation failed (names device and operation)
+    │   ├── ConnectError              unreachable, refused, or management path down
+    │   │   └── DeviceTimeout         no answer within the configured bound
+    │   ├── AuthError                 credentials refused
+    │   ├── HostKeyError              unknown or changed SSH host key (never auto-accepted)
+    │   ├── CommandRejected           the device rejected a command (carries its output)
+    │   ├── VerifyError               read-back does not show the intended state
+    │   └── SnmpError                 SNMP error status (noSuchName, notWritable, ...)
+    ├── AuditError                    the audit log cannot be written or is inconsistent
+    │   └── ChainBroken               verification found tampering (names the first bad record)
+    └── LabError                      the digital twin cannot be built, probed or torn down
+        └── SafetyError               a twin operation would leave the 198.18.0.0/15 sandbox
+"""
+
+from __future__ import annotations
+
+
+class CordonError(Exception):
+    """Base of every error Cordon raises on purpose.
+
+    `hint` says what the user can do about it; the CLI prints it under the message.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(CordonError):
+    """Invalid input file or reference; raised before any device is touched."""
+
+    exit_code = 2
+
+
+class Issue:
+    """One problem found in an input file: where it is (file, path, line) and what is wrong."""
+
+    __slots__ = ("file", "line", "message", "path")
+
+    def __init__(self, file: str, path: str, message: str, line: int | None = None) -> None:
+        self.file = file
+        self.path = path
+        self.message = message
+        self.line = line
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.path:
+            where += f": {self.path}"
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"file": self.file, "path": self.path, "line": self.line, "message": self.message}
+
+
+class _IssuesError(ConfigError):
+    kind = "input"
+
+    def __init__(self, issues: list[Issue], *, hint: str | None = None) -> None:
+        self.issues = issues
+        head = f"invalid {self.kind}: {len(issues)} problem{'s' if len(issues) != 1 else ''}"
+        body = "\n".join(f"  {i}" for i in issues)
+        super().__init__(f"{head}\n{body}", hint=hint)
+
+
+class InventoryError(_IssuesError):
+    kind = "inventory"
+
+
+class PlaybookError(_IssuesError):
+    kind = "playbook"
+
+
+class SecretError(ConfigError):
+    """A secret reference is malformed, missing, or stored unsafely (the value is never shown)."""
+
+
+class PlanError(CordonError):
+    exit_code = 3
+
+
+class RunError(CordonError):
+    exit_code = 4
+
+
+class LockError(RunError):
+    exit_code = 5
+
+
+class DeviceError(CordonError):
+    """A device operation failed. Always names the device and the operation."""
+
+    exit_code = 6
+
+    def __init__(
+        self, device: str, operation: str, message: str, *, hint: str | None = None
+    ) -> None:
+        self.device = device
+        self.operation = operation
+        super().__init__(f"{device}: {operation}: {message}", hint=hint)
+
+
+class ConnectError(DeviceError):
+    pass
+
+
+class DeviceTimeout(ConnectError):
+    pass
+
+
+class AuthError(DeviceError):
+    pass
+
+
+class HostKeyError(DeviceError):
+    def __init__(
+        self, device: str, operation: str, message: str, *, expected: str | None, seen: str
+    ) -> None:
+        self.expected = expected
+        self.seen = seen
+        super().__init__(
+            device,
+            operation,
+            f"{message} (pinned: {expected or 'none'}, presented: {seen})",
+            hint="verify the device's key out of band, then update its pin in the inventory",
+        )
+
+
+class CommandRejected(DeviceError):
+    def __init__(self, device: str, operation: str, command: str, output: str) -> None:
+        self.command = command
+        self.output = output
+        super().__init__(device, operation, f"command {command!r} rejected: {output.strip()}")
+
+
+class VerifyError(DeviceError):
+    pass
+
+
+class SnmpError(DeviceError):
+    pass
+
+
+class AuditError(CordonError):
+    exit_code = 7
+
+
+class ChainBroken(AuditError):
+    exit_code = 8
+
+
+class LabError(CordonError):
+    exit_code = 9
+
+
+class SafetyError(LabError):
+    exit_code = 10

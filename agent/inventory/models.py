@@ -1,0 +1,379 @@
+"""The inventory's frozen models: a hospital group, its sites, devices, zones, links and flows.
+
+Pure data and per-field validation (types, formats, CLI-injection guards). Cross-references are
+checked in `agent.inventory.checks`. Imports nothing but pydantic and the standard library.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+
+# --- scalar types with injection guards -------------------------------------------------------
+
+_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Interface names as IOS, NX-OS, Junos and Linux spell them (Gi1/0/1, ge-0/0/1.100, eth0, lan0.110).
+_IFNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[./:-][A-Za-z0-9]+)*$")
+_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Characters that would let a description escape its CLI line or a shell/nft string.
+_DESC_FORBIDDEN = set("\"'`$;|&<>\\{}#!")
+
+
+def _name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use lower-case letters, digits and '-', "
+            "1-63 characters, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _ifname(value: str) -> str:
+    if len(value) > 48 or not _IFNAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a safe interface name: letters and digits separated by single "
+            "'/', '.', ':' or '-', at most 48 characters (this guards the device CLI against "
+            "injected commands)"
+        )
+    return value
+
+
+def _description(value: str) -> str:
+    if len(value) > 120:
+        raise ValueError(f"description is {len(value)} characters long; at most 120")
+    bad = sorted({c for c in value if c in _DESC_FORBIDDEN or not c.isprintable()})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        refused = "".join(sorted(_DESC_FORBIDDEN))
+        raise ValueError(
+            f"description contains {shown}: control characters and {refused} are refused "
+            "because they could inject commands into a device CLI"
+        )
+    return value
+
+
+def _label(value: str) -> str:
+    if len(value) > 200:
+        raise ValueError(f"text is {len(value)} characters long; at most 200")
+    if any(not c.isprintable() for c in value):
+        raise ValueError("text contains control characters (newline, tab, escape...)")
+    return value
+
+
+def _tag(value: str) -> str:
+    if not _TAG_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid tag: lower-case letters, digits, '-', '_'")
+    return value
+
+
+def _secret_ref(value: str) -> str:
+    scheme, sep, rest = value.partition(":")
+    if not sep or scheme not in ("env", "file") or not rest:
+        raise ValueError(
+            "a secret is given by reference only: 'env:VARIABLE' or 'file:PATH' "
+            "(a file readable by its owner only); the secret itself never goes in the inventory"
+        )
+    if scheme == "env" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", rest):
+        raise ValueError(f"'env:{rest}' does not name a valid environment variable")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+IfName = Annotated[str, AfterValidator(_ifname)]
+Description = Annotated[str, AfterValidator(_description)]  # may reach a device CLI
+Label = Annotated[str, AfterValidator(_label)]  # for people only; never sent to a device
+Tag = Annotated[str, AfterValidator(_tag)]
+SecretRef = Annotated[str, AfterValidator(_secret_ref)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Vlan = Annotated[int, Field(ge=1, le=4094)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+# --- enumerations -----------------------------------------------------------------------------
+
+
+class Criticality(StrEnum):
+    """Clinical criticality of a zone, most critical first."""
+
+    LIFE_CRITICAL = "life_critical"
+    CLINICAL = "clinical"
+    BUSINESS = "business"
+    GUEST = "guest"
+    MANAGEMENT = "management"
+
+
+class DeviceRole(StrEnum):
+    EDGE_FIREWALL = "edge_firewall"
+    EDGE_ROUTER = "edge_router"
+    CORE_SWITCH = "core_switch"
+    ACCESS_SWITCH = "access_switch"
+    VPN_CONCENTRATOR = "vpn_concentrator"
+    WAN_ROUTER = "wan_router"
+
+
+class Platform(StrEnum):
+    """Device platforms a driver exists for. A new platform means a new driver and renderers."""
+
+    CISCO_IOS = "cisco_ios"
+    LINUX_NFTABLES = "linux_nftables"
+
+
+class LinkKind(StrEnum):
+    """The links a containment playbook cuts, in the order of the reflex cards (L1 then L2)."""
+
+    INTERNET = "internet"
+    REMOTE_ACCESS = "remote_access"
+    VENDOR_MAINTENANCE = "vendor_maintenance"
+    WAN = "wan"
+
+
+class SiteKind(StrEnum):
+    ESTABLISHMENT = "establishment"
+    CORE = "core"  # the group's clean core ("base de confiance"): datacenter, backups
+    EXTERNAL = "external"  # the internet, remote-access users, vendors: outside our control
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+class SshSettings(_Model):
+    username: Name | None = None
+    key: SecretRef | None = None
+    password: SecretRef | None = None
+    port: Port = 22
+    host_key: str | None = Field(
+        default=None,
+        description="Pinned public host key ('ssh-ed25519 AAAA...'); else the group known_hosts",
+    )
+
+
+class SnmpSettings(_Model):
+    version: Literal["v3", "v2c"] = "v3"
+    user: Name | None = None
+    auth_protocol: Literal["sha", "sha256", "sha512"] = "sha"
+    auth: SecretRef | None = None
+    priv_protocol: Literal["aes", "aes192", "aes256"] = "aes"
+    priv: SecretRef | None = None
+    community: SecretRef | None = None  # v2c only, and only when the inventory says so
+    port: Port = 161
+
+
+class Management(_Model):
+    address: ipaddress.IPv4Address
+    interface: IfName
+
+
+class Interface(_Model):
+    name: IfName
+    description: Description = ""
+    address: ipaddress.IPv4Interface | None = None
+    vlan: Vlan | None = None
+
+
+class Device(_Model):
+    name: Name
+    role: DeviceRole
+    platform: Platform
+    management: Management
+    interfaces: tuple[Interface, ...] = ()
+    ssh: SshSettings = SshSettings()
+    snmp: SnmpSettings | None = None
+    tags: tuple[Tag, ...] = ()
+
+    def interface(self, name: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+
+def _parse_port_ref(value: Any) -> Any:
+    if isinstance(value, str):
+        device, sep, interface = value.partition(":")
+        if not sep:
+            raise ValueError(f"{value!r} is not a port: write 'device:interface'")
+        return {"device": device, "interface": interface}
+    return value
+
+
+def _parse_endpoint(value: Any) -> Any:
+    if isinstance(value, str):
+        path, _, service = value.partition(":")
+        parts = path.split("/")
+        if len(parts) != 3:
+            raise ValueError(f"{value!r} is not an endpoint: write 'site/zone/host[:service]'")
+        out: dict[str, Any] = dict(zip(("site", "zone", "host"), parts, strict=True))
+        if service:
+            out["service"] = service
+        return out
+    return value
+
+
+class PortRef(_Model):
+    device: Name
+    interface: IfName
+
+    def __str__(self) -> str:
+        return f"{self.device}:{self.interface}"
+
+
+PortSpec = Annotated[PortRef, BeforeValidator(_parse_port_ref)]
+
+
+class Service(_Model):
+    name: Name
+    port: Port
+    protocol: Literal["tcp"] = "tcp"
+
+
+class Host(_Model):
+    name: Name
+    address: ipaddress.IPv4Address
+    port: PortSpec | None = None  # the switch port the host is cabled to
+    services: tuple[Service, ...] = ()
+    description: Label = ""
+    tags: tuple[Tag, ...] = ()
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+
+class Zone(_Model):
+    name: Name
+    criticality: Criticality
+    description: Label = ""
+    vlan: Vlan | None = None
+    subnet: ipaddress.IPv4Network
+    gateway: PortSpec | None = None  # the routed interface (SVI or sub-interface) of the zone
+    ports: tuple[PortSpec, ...] = ()  # access ports carrying the zone
+    hosts: tuple[Host, ...] = ()
+    tags: tuple[Tag, ...] = ()
+
+    def host(self, name: str) -> Host | None:
+        return next((h for h in self.hosts if h.name == name), None)
+
+
+class Link(_Model):
+    name: Name
+    kind: LinkKind
+    device: Name
+    interface: IfName
+    peer: Name  # the site at the other end (the core, or an external site)
+    peer_device: Name | None = None
+    peer_interface: IfName | None = None
+    peer_address: ipaddress.IPv4Address | None = None
+    description: Description = ""
+
+
+class Cable(_Model):
+    """Internal cabling inside a site (firewall trunk to core switch, switch to switch)."""
+
+    a: PortSpec
+    b: PortSpec
+    vlans: tuple[Vlan, ...] | Literal["all"] = "all"
+
+
+class Site(_Model):
+    name: Name
+    kind: SiteKind = SiteKind.ESTABLISHMENT
+    display_name: Label = ""
+    city: Label = ""
+    tags: tuple[Tag, ...] = ()
+    devices: tuple[Device, ...] = ()
+    zones: tuple[Zone, ...] = ()
+    links: tuple[Link, ...] = ()
+    cabling: tuple[Cable, ...] = ()
+
+    def device(self, name: str) -> Device | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+    def zone(self, name: str) -> Zone | None:
+        return next((z for z in self.zones if z.name == name), None)
+
+
+class Endpoint(_Model):
+    """A flow endpoint, written 'site/zone/host' (and ':service' on the destination)."""
+
+    site: Name
+    zone: Name
+    host: Name
+    service: Name | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.site}/{self.zone}/{self.host}"
+        return f"{text}:{self.service}" if self.service else text
+
+
+EndpointSpec = Annotated[Endpoint, BeforeValidator(_parse_endpoint)]
+
+
+class Flow(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Name
+    source: EndpointSpec = Field(alias="from")
+    destination: EndpointSpec = Field(alias="to")
+    must_survive: bool = False
+    description: Label = ""
+    tags: tuple[Tag, ...] = ()
+
+
+class ManagementNetwork(_Model):
+    """The out-of-band management network the agent administers every device from (ANSSI PA-022)."""
+
+    subnet: ipaddress.IPv4Network
+    agent_address: ipaddress.IPv4Address
+
+
+class Defaults(_Model):
+    ssh: SshSettings = SshSettings()
+    snmp: SnmpSettings | None = None
+
+
+class Group(_Model):
+    name: Name
+    display_name: Label = ""
+    timezone: str = "UTC"
+    core: Name  # the site that is the group's clean core
+    management: ManagementNetwork
+    known_hosts: str | None = None  # path (relative to the inventory file) of pinned host keys
+    defaults: Defaults = Defaults()
+
+
+class Inventory(_Model):
+    """A whole group. Built only through `agent.inventory.load`, which also checks references."""
+
+    group: Group
+    sites: tuple[Site, ...]
+    flows: tuple[Flow, ...] = ()
+    _path: str = PrivateAttr(default="<memory>")
+
+    @property
+    def path(self) -> str:
+        """The file this inventory was loaded from; relative references resolve beside it."""
+        return self._path
+
+    def site(self, name: str) -> Site | None:
+        return next((s for s in self.sites if s.name == name), None)
+
+    def find_device(self, name: str) -> tuple[Site, Device] | None:
+        for site in self.sites:
+            device = site.device(name)
+            if device is not None:
+                return site, device
+        return None
+
+    def devices(self) -> list[tuple[Site, Device]]:
+        return [(site, device) for site in self.sites for device in site.devices]
+
+    def flow(self, name: str) -> Flow | None:
+        return next((f for f in self.flows if f.name == name), None)
+
+    def host(self, endpoint: Endpoint) -> Host | None:
+        site = self.site(endpoint.site)
+        zone = site.zone(endpoint.zone) if site else None
+        return zone.host(endpoint.host) if zone else None

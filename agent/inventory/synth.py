@@ -1,0 +1,744 @@
+"""Builds inventory documents (plain dicts, as if read from YAML) for a hospital group: the shipped
+Hospi Grand Ouest example and synthetic groups of any size for benchmarks and drills.
+
+Pure: no I/O. Every address is inside 198.18.0.0/15 (data 198.18/16, management 198.19/16), so
+anything built from these documents stays inside the digital twin's sandbox.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+Doc = dict[str, Any]
+
+# The zone catalogue of an establishment: name, criticality, VLAN, description, hosts.
+# A host is (name, [(service, port), ...], description).
+ZONES: list[tuple[str, str, int, str, list[tuple[str, list[tuple[str, int]], str]]]] = [
+    (
+        "icu",
+        "life_critical",
+        110,
+        "ICU patient monitoring",
+        [
+            ("monitor-1", [], "bedside monitor, ICU room 1"),
+            ("central-station", [("hl7", 2575)], "ICU central monitoring station"),
+        ],
+    ),
+    (
+        "neonatology",
+        "life_critical",
+        115,
+        "Neonatal unit monitoring",
+        [
+            ("incubator-mon-1", [], "incubator monitor"),
+            ("neonat-station", [("hl7", 2575)], "neonatal central station"),
+        ],
+    ),
+    (
+        "biomedical",
+        "life_critical",
+        120,
+        "Biomedical devices: pumps, ventilators",
+        [
+            ("pump-gw", [("maint", 8022)], "infusion pump gateway (vendor maintenance endpoint)"),
+        ],
+    ),
+    (
+        "imaging",
+        "clinical",
+        130,
+        "Imaging modalities and local PACS",
+        [
+            ("modality-ct", [], "CT scanner"),
+            ("pacs", [("dicom", 104)], "local PACS"),
+        ],
+    ),
+    (
+        "lab",
+        "clinical",
+        140,
+        "Lab analysers",
+        [
+            ("analyser-1", [], "haematology analyser"),
+        ],
+    ),
+    (
+        "sterilisation",
+        "clinical",
+        150,
+        "Sterilisation traceability",
+        [
+            ("autoclave-1", [], "autoclave controller"),
+        ],
+    ),
+    (
+        "pharmacy",
+        "clinical",
+        160,
+        "Pharmacy automation",
+        [
+            ("dispensing-robot", [("api", 8443)], "dispensing robot"),
+        ],
+    ),
+    (
+        "telephony",
+        "life_critical",
+        170,
+        "Telephony / VoIP, emergency lines",
+        [
+            ("ipbx", [("sip", 5060)], "IP PBX"),
+            ("phone-urgences", [], "emergency department phone"),
+        ],
+    ),
+    (
+        "servers",
+        "clinical",
+        180,
+        "Local servers: EHR, lab system, traceability, files",
+        [
+            ("ehr", [("https", 443)], "electronic health record front end"),
+            ("lis", [("astm", 5001)], "local lab information system"),
+            ("steri-trace", [("trace", 8080)], "sterilisation traceability server"),
+            ("file-server", [("smb", 445)], "file server"),
+        ],
+    ),
+    (
+        "admin",
+        "business",
+        190,
+        "Administration and office workstations",
+        [
+            ("pc-admin-1", [], "office workstation"),
+        ],
+    ),
+    (
+        "guest",
+        "guest",
+        200,
+        "Guest Wi-Fi",
+        [
+            ("guest-1", [], "visitor laptop"),
+        ],
+    ),
+    (
+        "building",
+        "business",
+        210,
+        "Building management",
+        [
+            ("bms-controller", [("modbus", 502)], "building management controller"),
+        ],
+    ),
+    (
+        "management",
+        "management",
+        990,
+        "Local IT administration (jump host)",
+        [
+            ("jump-host", [("ssh", 22)], "local IT jump host"),
+        ],
+    ),
+]
+
+PROFILES: dict[str, tuple[str, ...]] = {
+    "maternity": tuple(z[0] for z in ZONES),
+    "clinic": tuple(z[0] for z in ZONES if z[0] != "neonatology"),
+    "rehab": (
+        "biomedical",
+        "lab",
+        "pharmacy",
+        "telephony",
+        "servers",
+        "admin",
+        "guest",
+        "building",
+        "management",
+    ),
+}
+
+# Local flows of an establishment: (name, from zone/host, to zone/host:service, must_survive).
+LOCAL_FLOWS = [
+    ("icu-monitoring", "icu/monitor-1", "icu/central-station:hl7", True),
+    ("neonat-monitoring", "neonatology/incubator-mon-1", "neonatology/neonat-station:hl7", True),
+    ("lab-lis", "lab/analyser-1", "servers/lis:astm", True),
+    ("imaging-pacs", "imaging/modality-ct", "imaging/pacs:dicom", True),
+    ("emergency-phone", "telephony/phone-urgences", "telephony/ipbx:sip", True),
+    ("sterilisation-trace", "sterilisation/autoclave-1", "servers/steri-trace:trace", True),
+    ("pharmacy-ehr", "pharmacy/dispensing-robot", "servers/ehr:https", False),
+    ("admin-ehr", "admin/pc-admin-1", "servers/ehr:https", False),
+    ("admin-files", "admin/pc-admin-1", "servers/file-server:smb", False),
+    ("it-bms", "management/jump-host", "building/bms-controller:modbus", False),
+]
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    code: str
+    name: str
+    display_name: str
+    city: str
+    tags: tuple[str, ...]
+    profile: str = "clinic"
+    access_switches: int = 0
+
+
+@dataclass
+class _Alloc:
+    """Hands out subnets and addresses in order, so every document is deterministic."""
+
+    zone_prefix: int
+    data: ipaddress.IPv4Network = field(
+        default_factory=lambda: ipaddress.IPv4Network("198.18.0.0/16")
+    )
+    next_zone: int = 0
+    links: dict[str, int] = field(default_factory=dict)
+
+    def zone_subnet(self) -> ipaddress.IPv4Network:
+        subnets = self.data.subnets(new_prefix=self.zone_prefix)
+        for _ in range(self.next_zone):
+            next(subnets)
+        self.next_zone += 1
+        return next(subnets)
+
+    def link(self, kind: int) -> tuple[str, str]:
+        """A /30 in 198.18.(224+kind).0/24 (wrapping into following /24s)."""
+        n = self.links.get(str(kind), 0)
+        self.links[str(kind)] = n + 1
+        base = int(ipaddress.IPv4Address("198.18.224.0")) + kind * 8 * 256 + n * 4
+        return str(ipaddress.IPv4Address(base + 1)), str(ipaddress.IPv4Address(base + 2))
+
+
+LINK_KINDS = {"internet": 0, "wan": 1, "remote_access": 2, "vendor_maintenance": 3}
+LINK_IFACE = {
+    "internet": "inet0",
+    "wan": "wan0",
+    "remote_access": "vpn0",
+    "vendor_maintenance": "vnd0",
+}
+EXTERNAL_PEER = {
+    "internet": "internet",
+    "remote_access": "remote-access",
+    "vendor_maintenance": "vendors",
+}
+
+HGO_SITES = [
+    SiteSpec(
+        "rns",
+        "rennes-la-sagesse",
+        "Clinique mutualiste La Sagesse",
+        "Rennes",
+        ("bretagne",),
+        "maternity",
+        access_switches=1,
+    ),
+    SiteSpec(
+        "stn",
+        "saint-nazaire-estuaire",
+        "Clinique mutualiste de l'Estuaire",
+        "Saint-Nazaire",
+        ("pays-de-la-loire", "loire-atlantique"),
+        "maternity",
+    ),
+    SiteSpec(
+        "nts",
+        "nantes-jules-verne",
+        "Clinique Jules Verne",
+        "Nantes",
+        ("pays-de-la-loire", "loire-atlantique"),
+    ),
+    SiteSpec(
+        "sgv",
+        "saint-gilles-villa-notre-dame",
+        "Villa Notre Dame (SSR)",
+        "Saint-Gilles-Croix-de-Vie",
+        ("pays-de-la-loire", "vendee"),
+        "rehab",
+    ),
+    SiteSpec(
+        "fnt",
+        "fontenay-sud-vendee",
+        "Clinique Sud Vendee",
+        "Fontenay-le-Comte",
+        ("pays-de-la-loire", "vendee"),
+    ),
+    SiteSpec(
+        "bz1",
+        "bretagne-etab-1",
+        "Etablissement breton 1 (placeholder name)",
+        "Bretagne (placeholder)",
+        ("bretagne", "placeholder"),
+    ),
+    SiteSpec(
+        "bz2",
+        "bretagne-etab-2",
+        "Etablissement breton 2 (placeholder name)",
+        "Bretagne (placeholder)",
+        ("bretagne", "placeholder"),
+        "maternity",
+    ),
+    SiteSpec(
+        "bz3",
+        "bretagne-etab-3",
+        "Etablissement breton 3 (placeholder name)",
+        "Bretagne (placeholder)",
+        ("bretagne", "placeholder"),
+        "rehab",
+    ),
+    SiteSpec(
+        "bz4",
+        "bretagne-etab-4",
+        "Etablissement breton 4 (placeholder name)",
+        "Bretagne (placeholder)",
+        ("bretagne", "placeholder"),
+    ),
+]
+
+
+def hospi_grand_ouest() -> Doc:
+    """The Hospi Grand Ouest group: La Sagesse, 8 sister establishments, the clean core."""
+    return group_document(
+        "hospi-grand-ouest",
+        "Hospi Grand Ouest",
+        HGO_SITES,
+        zone_prefix=24,
+        inter_site_flows=[
+            (
+                "rns-telerad-nts",
+                "rennes-la-sagesse/imaging/pacs",
+                "nantes-jules-verne/imaging/pacs:dicom",
+            ),
+            (
+                "stn-lab-rns",
+                "saint-nazaire-estuaire/lab/analyser-1",
+                "rennes-la-sagesse/servers/lis:astm",
+            ),
+        ],
+    )
+
+
+def synthetic(n_sites: int, devices_per_site: int = 10) -> Doc:
+    """A group of `n_sites` clinics with `devices_per_site` devices each (fw + switches)."""
+    specs = [
+        SiteSpec(
+            f"s{i:03d}",
+            f"site-{i:03d}",
+            f"Synthetic site {i}",
+            "Nowhere",
+            ("synthetic",),
+            "clinic",
+            access_switches=max(0, devices_per_site - 2),
+        )
+        for i in range(1, n_sites + 1)
+    ]
+    zone_prefix = 24 if n_sites <= 18 else 27
+    return group_document(
+        "synthetic",
+        f"Synthetic group of {n_sites}",
+        specs,
+        zone_prefix=zone_prefix,
+        inter_site_flows=[],
+    )
+
+
+def group_document(
+    name: str,
+    display: str,
+    specs: list[SiteSpec],
+    *,
+    zone_prefix: int,
+    inter_site_flows: list[tuple[str, str, str]],
+) -> Doc:
+    alloc = _Alloc(zone_prefix=zone_prefix)
+    mgmt = _MgmtAlloc()
+    sites: list[Doc] = []
+    flows: list[Doc] = []
+    core, core_fw = _core_site(alloc, mgmt)
+    externals = _external_sites(alloc)
+    for spec in specs:
+        site, site_flows = _establishment(spec, alloc, mgmt, core_fw)
+        sites.append(site)
+        flows.extend(site_flows)
+    for fname, src, dst in inter_site_flows:
+        flows.append(
+            {
+                "name": fname,
+                "from": src,
+                "to": dst,
+                "must_survive": False,
+                "description": "inter-site flow through the group WAN",
+            }
+        )
+    flows.append(
+        {
+            "name": "core-updates",
+            "from": "hgo-core/servers/dpi-central",
+            "to": "internet/public/web:https",
+            "must_survive": False,
+            "description": "core servers fetch updates",
+        }
+    )
+    return {
+        "group": {
+            "name": name,
+            "display_name": display,
+            "timezone": "Europe/Paris",
+            "core": "hgo-core",
+            "management": {"subnet": "198.19.0.0/16", "agent_address": "198.19.255.1"},
+            "known_hosts": ".secrets/known_hosts",
+            "defaults": {
+                "ssh": {"username": "root", "key": "file:.secrets/ssh/cordon_ed25519"},
+                "snmp": {
+                    "version": "v3",
+                    "user": "cordon",
+                    "auth_protocol": "sha",
+                    "auth": "file:.secrets/snmp/auth",
+                    "priv_protocol": "aes",
+                    "priv": "file:.secrets/snmp/priv",
+                },
+            },
+        },
+        "sites": [core, *sites, *externals],
+        "flows": flows,
+    }
+
+
+@dataclass
+class _MgmtAlloc:
+    site: int = 0
+
+    def next_site(self) -> int:
+        self.site += 1
+        return self.site
+
+    @staticmethod
+    def address(site: int, device: int) -> str:
+        """Site N's device D: 198.19.0.0 + 16*N + 10 + D (16 devices per site at most)."""
+        return str(
+            ipaddress.IPv4Address(
+                int(ipaddress.IPv4Address("198.19.0.0")) + site * 16 + device + 10
+            )
+        )
+
+
+def _firewall(name: str, mgmt_addr: str, interfaces: list[Doc]) -> Doc:
+    return {
+        "name": name,
+        "role": "edge_firewall",
+        "platform": "linux_nftables",
+        "management": {"address": mgmt_addr, "interface": "mgmt0"},
+        "interfaces": [{"name": "mgmt0", "description": "out-of-band management"}, *interfaces],
+    }
+
+
+def _switch(name: str, role: str, mgmt_addr: str, ports: list[Doc]) -> Doc:
+    return {
+        "name": name,
+        "role": role,
+        "platform": "cisco_ios",
+        "management": {"address": mgmt_addr, "interface": "mgmt0"},
+        "interfaces": [{"name": "mgmt0", "description": "out-of-band management"}, *ports],
+    }
+
+
+def _zones_and_switches(
+    code: str, zone_names: tuple[str, ...], alloc: _Alloc, n_access: int
+) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc]]:
+    """Zones, firewall gateway sub-interfaces, and switch ports of a site."""
+    zones: list[Doc] = []
+    gateways: list[Doc] = []
+    switches_ports: list[list[Doc]] = [[] for _ in range(1 + n_access)]
+    port_counter = [0] * (1 + n_access)
+    catalogue = {z[0]: z for z in ZONES}
+    for zi, zname in enumerate(zone_names):
+        _, crit, vlan, desc, hosts = catalogue[zname]
+        subnet = alloc.zone_subnet()
+        gw_if = f"lan0.{vlan}"
+        gw = ipaddress.IPv4Interface(f"{subnet.network_address + 1}/{subnet.prefixlen}")
+        gateways.append(
+            {
+                "name": gw_if,
+                "description": f"gateway of zone {zname}",
+                "address": str(gw),
+                "vlan": vlan,
+            }
+        )
+        zone_ports: list[str] = []
+        zone_hosts: list[Doc] = []
+        for hi, (hname, services, hdesc) in enumerate(hosts):
+            sw = (zi + hi) % (1 + n_access)
+            port_counter[sw] += 1
+            pname = f"gi{port_counter[sw]}"
+            swname = f"{code}-sw{sw + 1}"
+            switches_ports[sw].append(
+                {"name": pname, "description": f"{zname} {hname}", "vlan": vlan}
+            )
+            zone_ports.append(f"{swname}:{pname}")
+            zone_hosts.append(
+                {
+                    "name": hname,
+                    "address": str(subnet.network_address + 10 + hi),
+                    "port": f"{swname}:{pname}",
+                    "description": hdesc,
+                    "services": [{"name": s, "port": p} for s, p in services],
+                }
+            )
+        zones.append(
+            {
+                "name": zname,
+                "criticality": crit,
+                "description": desc,
+                "vlan": vlan,
+                "subnet": str(subnet),
+                "gateway": f"{code}-fw1:{gw_if}",
+                "ports": zone_ports,
+                "hosts": zone_hosts,
+            }
+        )
+    cabling: list[Doc] = [{"a": f"{code}-fw1:lan0", "b": f"{code}-sw1:gi0"}]
+    trunks: list[Doc] = []
+    for i in range(1, 1 + n_access):
+        trunks.append({"name": f"gi{40 + i}", "description": f"trunk to {code}-sw{i + 1}"})
+        cabling.append({"a": f"{code}-sw1:gi{40 + i}", "b": f"{code}-sw{i + 1}:gi0"})
+    switch_ports = [
+        [{"name": "gi0", "description": "trunk to edge firewall"}, *switches_ports[0], *trunks],
+        *(
+            [{"name": "gi0", "description": f"trunk to {code}-sw1"}, *ports]
+            for ports in switches_ports[1:]
+        ),
+    ]
+    fw_ifaces = [{"name": "lan0", "description": "trunk to core switch"}, *gateways]
+    return zones, fw_ifaces, switch_ports, cabling
+
+
+def _core_site(alloc: _Alloc, mgmt: _MgmtAlloc) -> tuple[Doc, Doc]:
+    zone_names = ("servers", "backup", "identity")
+    zones: list[Doc] = []
+    gateways: list[Doc] = []
+    ports: list[Doc] = [{"name": "gi0", "description": "trunk to core firewall"}]
+    hosts_by_zone = {
+        "servers": [("dpi-central", [("https", 443)], "group EHR (DPI) central server")],
+        "backup": [("backup-srv", [("backup", 9102)], "backup server (offline copies)")],
+        "identity": [("ad-dc", [("ldap", 389)], "directory (rebuilt first in recovery)")],
+    }
+    crit = {"servers": "clinical", "backup": "business", "identity": "business"}
+    n = 0
+    for zi, zname in enumerate(zone_names):
+        vlan = 300 + zi * 10
+        subnet = alloc.zone_subnet()
+        gw = ipaddress.IPv4Interface(f"{subnet.network_address + 1}/{subnet.prefixlen}")
+        gateways.append(
+            {
+                "name": f"lan0.{vlan}",
+                "description": f"gateway of zone {zname}",
+                "address": str(gw),
+                "vlan": vlan,
+            }
+        )
+        zone_hosts = []
+        zone_ports = []
+        for hi, (hname, services, hdesc) in enumerate(hosts_by_zone[zname]):
+            n += 1
+            ports.append({"name": f"gi{n}", "description": f"{zname} {hname}", "vlan": vlan})
+            zone_ports.append(f"core-sw1:gi{n}")
+            zone_hosts.append(
+                {
+                    "name": hname,
+                    "address": str(subnet.network_address + 10 + hi),
+                    "port": f"core-sw1:gi{n}",
+                    "description": hdesc,
+                    "services": [{"name": s, "port": p} for s, p in services],
+                }
+            )
+        zones.append(
+            {
+                "name": zname,
+                "criticality": crit[zname],
+                "vlan": vlan,
+                "description": f"clean core {zname}",
+                "subnet": str(subnet),
+                "gateway": f"core-fw1:lan0.{vlan}",
+                "ports": zone_ports,
+                "hosts": zone_hosts,
+            }
+        )
+    site_no = 0
+    local, peer = alloc.link(LINK_KINDS["internet"])
+    fw = _firewall(
+        "core-fw1",
+        _MgmtAlloc.address(site_no, 0),
+        [
+            {"name": "inet0", "description": "core internet uplink", "address": f"{local}/30"},
+            {"name": "lan0", "description": "trunk to core switch"},
+            *gateways,
+        ],
+    )
+    sw = _switch("core-sw1", "core_switch", _MgmtAlloc.address(site_no, 1), ports)
+    site = {
+        "name": "hgo-core",
+        "kind": "core",
+        "display_name": "Hospi Grand Ouest clean core",
+        "city": "Group datacenter",
+        "tags": ["core"],
+        "devices": [fw, sw],
+        "zones": zones,
+        "links": [
+            {
+                "name": "internet",
+                "kind": "internet",
+                "device": "core-fw1",
+                "interface": "inet0",
+                "peer": "internet",
+                "peer_address": peer,
+            }
+        ],
+        "cabling": [{"a": "core-fw1:lan0", "b": "core-sw1:gi0"}],
+    }
+    return site, fw
+
+
+def _external_sites(alloc: _Alloc) -> list[Doc]:
+    def ext(
+        name: str, display: str, zone: str, hosts: list[tuple[str, list[tuple[str, int]]]]
+    ) -> Doc:
+        subnet = alloc.zone_subnet()
+        return {
+            "name": name,
+            "kind": "external",
+            "display_name": display,
+            "zones": [
+                {
+                    "name": zone,
+                    "criticality": "guest",
+                    "subnet": str(subnet),
+                    "hosts": [
+                        {
+                            "name": h,
+                            "address": str(subnet.network_address + 10 + i),
+                            "services": [{"name": s, "port": p} for s, p in svcs],
+                        }
+                        for i, (h, svcs) in enumerate(hosts)
+                    ],
+                }
+            ],
+        }
+
+    return [
+        ext("internet", "The internet", "public", [("web", [("https", 443)]), ("scanner", [])]),
+        ext("remote-access", "Remote-access users (VPN)", "users", [("doctor-home", [])]),
+        ext("vendors", "Vendor remote maintenance", "biomed-vendors", [("vendor-gw", [])]),
+    ]
+
+
+def _establishment(
+    spec: SiteSpec, alloc: _Alloc, mgmt: _MgmtAlloc, core_fw: Doc
+) -> tuple[Doc, list[Doc]]:
+    site_no = mgmt.next_site()
+    zone_names = PROFILES[spec.profile]
+    zones, fw_lan, sw_ports, cabling = _zones_and_switches(
+        spec.code, zone_names, alloc, spec.access_switches
+    )
+    links: list[Doc] = []
+    link_ifaces: list[Doc] = []
+    for kind in ("internet", "wan", "remote_access", "vendor_maintenance"):
+        local, peer = alloc.link(LINK_KINDS[kind])
+        iface = LINK_IFACE[kind]
+        link_ifaces.append(
+            {
+                "name": iface,
+                "description": f"{kind.replace('_', ' ')} link",
+                "address": f"{local}/30",
+            }
+        )
+        link: Doc = {
+            "name": kind.replace("_", "-"),
+            "kind": kind,
+            "device": f"{spec.code}-fw1",
+            "interface": iface,
+            "peer_address": peer,
+        }
+        if kind == "wan":
+            peer_if = f"wan-{spec.code}"
+            core_fw["interfaces"].append(
+                {"name": peer_if, "description": f"WAN to {spec.name}", "address": f"{peer}/30"}
+            )
+            link.update({"peer": "hgo-core", "peer_device": "core-fw1", "peer_interface": peer_if})
+        else:
+            link["peer"] = EXTERNAL_PEER[kind]
+        links.append(link)
+    fw = _firewall(f"{spec.code}-fw1", _MgmtAlloc.address(site_no, 0), [*link_ifaces, *fw_lan])
+    devices = [fw]
+    for i, ports in enumerate(sw_ports):
+        role = "core_switch" if i == 0 else "access_switch"
+        devices.append(
+            _switch(f"{spec.code}-sw{i + 1}", role, _MgmtAlloc.address(site_no, i + 1), ports)
+        )
+    site = {
+        "name": spec.name,
+        "kind": "establishment",
+        "display_name": spec.display_name,
+        "city": spec.city,
+        "tags": list(spec.tags),
+        "devices": devices,
+        "zones": zones,
+        "links": links,
+        "cabling": cabling,
+    }
+    present = set(zone_names)
+    flows: list[Doc] = []
+    for fname, src, dst, survive in LOCAL_FLOWS:
+        if src.split("/")[0] in present and dst.split("/")[0] in present:
+            flows.append(
+                {
+                    "name": f"{spec.code}-{fname}",
+                    "from": f"{spec.name}/{src}",
+                    "to": f"{spec.name}/{dst}",
+                    "must_survive": survive,
+                }
+            )
+    if "admin" in present:
+        flows.append(
+            {
+                "name": f"{spec.code}-admin-internet",
+                "from": f"{spec.name}/admin/pc-admin-1",
+                "to": "internet/public/web:https",
+            }
+        )
+    if "guest" in present:
+        flows.append(
+            {
+                "name": f"{spec.code}-guest-internet",
+                "from": f"{spec.name}/guest/guest-1",
+                "to": "internet/public/web:https",
+            }
+        )
+    flows.append(
+        {
+            "name": f"{spec.code}-vendor-maint",
+            "from": "vendors/biomed-vendors/vendor-gw",
+            "to": f"{spec.name}/biomedical/pump-gw:maint",
+        }
+    )
+    flows.append(
+        {
+            "name": f"{spec.code}-remote-ehr",
+            "from": "remote-access/users/doctor-home",
+            "to": f"{spec.name}/servers/ehr:https",
+        }
+    )
+    flows.append(
+        {
+            "name": f"{spec.code}-backup-core",
+            "from": f"{spec.name}/servers/file-server",
+            "to": "hgo-core/backup/backup-srv:backup",
+        }
+    )
+    flows.append(
+        {
+            "name": f"{spec.code}-ehr-core",
+            "from": f"{spec.name}/servers/ehr",
+            "to": "hgo-core/servers/dpi-central:https",
+        }
+    )
+    return site, flows

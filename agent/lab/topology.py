@@ -1,0 +1,381 @@
+"""The digital twin's blueprint: which namespaces, veths, bridges, VLANs, addresses, routes,
+daemons and TCP services stand for an inventory. Pure: computes, never touches the system.
+
+Imports only the inventory models and `agent.errors`; `agent.lab.build` applies the blueprint.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.errors import SafetyError
+from agent.inventory.models import (
+    Host,
+    Inventory,
+    Link,
+    LinkKind,
+    Platform,
+    Site,
+    SiteKind,
+    Zone,
+)
+
+SANDBOX = ipaddress.IPv4Network("198.18.0.0/15")
+ROOT_LINK = "cordon-oob"  # the root namespace's end of the management veth
+OOB_UPLINK = "uplink"
+
+NodeKind = Literal["firewall", "switch", "host", "external", "oob"]
+
+
+@dataclass(frozen=True)
+class Node:
+    ns: str
+    kind: NodeKind
+    hostname: str
+    forwarding: bool = False
+
+
+@dataclass(frozen=True)
+class Veth:
+    a_ns: str
+    a_if: str
+    b_ns: str  # "" means the root namespace
+    b_if: str
+
+
+@dataclass(frozen=True)
+class VlanIf:
+    ns: str
+    parent: str
+    name: str
+    vid: int
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    ifname: str
+    pvid: int | None  # access port: untagged member of this VLAN
+    tagged: tuple[int, ...] = ()  # trunk port: tagged member of these VLANs
+
+
+@dataclass(frozen=True)
+class Bridge:
+    ns: str
+    name: str
+    vlan_aware: bool
+    ports: tuple[BridgePort, ...]
+
+
+@dataclass(frozen=True)
+class Address:
+    ns: str
+    ifname: str
+    cidr: ipaddress.IPv4Interface
+
+
+@dataclass(frozen=True)
+class Route:
+    ns: str
+    dst: ipaddress.IPv4Network | Literal["default"]
+    via: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    """A device's daemons: sshd always, zebra for IOS-style CLIs, snmpd when SNMP is declared."""
+
+    device: str
+    site: str
+    ns: str
+    platform: Platform
+    mgmt_address: ipaddress.IPv4Address
+    ssh_port: int
+    snmp: bool
+    snmp_port: int
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    ns: str
+    address: ipaddress.IPv4Address
+    port: int
+    banner: str  # what a probe expects to read: proves it reached this host and service
+
+
+@dataclass
+class Blueprint:
+    lab: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    veths: list[Veth] = field(default_factory=list)
+    vlans: list[VlanIf] = field(default_factory=list)
+    bridges: list[Bridge] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    daemons: list[DaemonSpec] = field(default_factory=list)
+    services: list[ServiceSpec] = field(default_factory=list)
+    host_ns: dict[str, str] = field(default_factory=dict)  # "site/zone/host" -> namespace
+    device_ns: dict[str, str] = field(default_factory=dict)  # device name -> namespace
+    root_address: ipaddress.IPv4Interface | None = None
+    mgmt_subnet: ipaddress.IPv4Network | None = None
+
+
+def ns_name(lab: str, *parts: str) -> str:
+    return ".".join((lab, *parts))
+
+
+def banner(site: str, zone: str, host: str, service: str) -> str:
+    return f"CORDON {site}/{zone}/{host} {service}"
+
+
+def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
+    """The twin of `inv`. Raises SafetyError if any address would leave 198.18.0.0/15."""
+    _check_sandbox(inv)
+    bp = Blueprint(lab=lab)
+    mgmt = inv.group.management
+    bp.mgmt_subnet = mgmt.subnet
+    bp.root_address = ipaddress.IPv4Interface(f"{mgmt.agent_address}/{mgmt.subnet.prefixlen}")
+    oob = ns_name(lab, "oob")
+    bp.nodes[oob] = Node(oob, "oob", "oob")
+    bp.veths.append(Veth(oob, OOB_UPLINK, "", ROOT_LINK))
+    oob_ports = [BridgePort(OOB_UPLINK, None)]
+    externals: dict[str, _External] = {}
+    for site in inv.sites:
+        if site.kind is SiteKind.EXTERNAL:
+            externals[site.name] = _External(site, ns_name(lab, "x", site.name))
+    for n, (site, device) in enumerate(inv.devices()):
+        ns = ns_name(lab, device.name)
+        bp.device_ns[device.name] = ns
+        kind: NodeKind = "switch" if device.platform is Platform.CISCO_IOS else "firewall"
+        bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall")
+        port = f"d{n}"
+        bp.veths.append(Veth(ns, device.management.interface, oob, port))
+        oob_ports.append(BridgePort(port, None))
+        bp.addresses.append(
+            Address(
+                ns,
+                device.management.interface,
+                ipaddress.IPv4Interface(f"{device.management.address}/{mgmt.subnet.prefixlen}"),
+            )
+        )
+        snmp = device.snmp
+        bp.daemons.append(
+            DaemonSpec(
+                device.name,
+                site.name,
+                ns,
+                device.platform,
+                device.management.address,
+                device.ssh.port,
+                snmp is not None,
+                snmp.port if snmp else 161,
+            )
+        )
+    bp.bridges.append(Bridge(oob, "br0", False, tuple(oob_ports)))
+    for site in inv.sites:
+        if site.kind is not SiteKind.EXTERNAL:
+            _site(bp, inv, site, externals)
+    for ext in externals.values():
+        _external(bp, inv, ext)
+    return bp
+
+
+@dataclass
+class _External:
+    site: Site
+    ns: str
+    ports: list[tuple[str, ipaddress.IPv4Interface, str]] = field(default_factory=list)
+
+
+def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _External]) -> None:
+    cabled = _cabling(bp, site)
+    _firewall_interfaces(bp, site)
+    ports_by_switch: dict[str, list[BridgePort]] = {}
+    for zone in site.zones:
+        for host in zone.hosts:
+            _host(bp, site, zone, host, ports_by_switch)
+    for (dev_name, ifname), vlans in cabled.items():
+        device = site.device(dev_name)
+        if device is not None and device.platform is Platform.CISCO_IOS:
+            ports_by_switch.setdefault(dev_name, []).append(BridgePort(ifname, None, vlans))
+    for dev_name, ports in sorted(ports_by_switch.items()):
+        bp.bridges.append(Bridge(bp.device_ns[dev_name], "br0", True, tuple(ports)))
+    for link in site.links:
+        _link(bp, inv, site, link, externals)
+
+
+def _cabling(bp: Blueprint, site: Site) -> dict[tuple[str, str], tuple[int, ...]]:
+    """Veths for the site's internal cables; returns the trunk ports and the VLANs they carry."""
+    cabled: dict[tuple[str, str], tuple[int, ...]] = {}
+    all_vlans = tuple(sorted(z.vlan for z in site.zones if z.vlan is not None))
+    for cable in site.cabling:
+        vlans = all_vlans if cable.vlans == "all" else tuple(cable.vlans)
+        bp.veths.append(
+            Veth(
+                bp.device_ns[cable.a.device],
+                cable.a.interface,
+                bp.device_ns[cable.b.device],
+                cable.b.interface,
+            )
+        )
+        cabled[(cable.a.device, cable.a.interface)] = vlans
+        cabled[(cable.b.device, cable.b.interface)] = vlans
+    return cabled
+
+
+def _firewall_interfaces(bp: Blueprint, site: Site) -> None:
+    """Addresses and VLAN sub-interfaces of the routed (Linux) devices."""
+    for device in site.devices:
+        if device.platform is not Platform.LINUX_NFTABLES:
+            continue
+        ns = bp.device_ns[device.name]
+        for iface in device.interfaces:
+            if iface.name == device.management.interface:
+                continue
+            parent, dot, vid = iface.name.partition(".")
+            if dot:
+                bp.vlans.append(VlanIf(ns, parent, iface.name, iface.vlan or int(vid)))
+            if iface.address is not None:
+                bp.addresses.append(Address(ns, iface.name, iface.address))
+
+
+def _link(
+    bp: Blueprint, inv: Inventory, site: Site, link: Link, externals: dict[str, _External]
+) -> None:
+    """The veth of a link and the static routes it implies (hub and spoke through the core)."""
+    device = site.device(link.device)
+    iface = device.interface(link.interface) if device else None
+    peer_site = inv.site(link.peer)
+    if iface is None or iface.address is None or peer_site is None:
+        raise SafetyError(f"link {site.name}/{link.name} is incomplete; check the inventory")
+    ns = bp.device_ns[link.device]
+    own_subnets = [z.subnet for z in site.zones]
+    peer_addr = link.peer_address or _other_address(iface.address)
+    if peer_site.kind is SiteKind.EXTERNAL:
+        ext = externals[peer_site.name]
+        port = f"p{len(ext.ports)}"
+        prefix = iface.address.network.prefixlen
+        ext.ports.append((port, ipaddress.IPv4Interface(f"{peer_addr}/{prefix}"), site.name))
+        bp.veths.append(Veth(ns, iface.name, ext.ns, port))
+        bp.routes.extend(Route(ext.ns, net, iface.address.ip) for net in own_subnets)
+        if link.kind is LinkKind.INTERNET:
+            bp.routes.append(Route(ns, "default", peer_addr))
+        else:
+            bp.routes.extend(Route(ns, z.subnet, peer_addr) for z in peer_site.zones)
+        return
+    if link.peer_device is None or link.peer_interface is None:
+        raise SafetyError(
+            f"link {site.name}/{link.name} to {peer_site.name} needs peer_device "
+            "and peer_interface for the twin to cable it"
+        )
+    peer_ns = bp.device_ns[link.peer_device]
+    bp.veths.append(Veth(ns, iface.name, peer_ns, link.peer_interface))
+    for other in inv.sites:
+        if other.name != site.name and other.kind is not SiteKind.EXTERNAL:
+            bp.routes.extend(Route(ns, z.subnet, peer_addr) for z in other.zones)
+    bp.routes.extend(Route(peer_ns, net, iface.address.ip) for net in own_subnets)
+
+
+def _host(
+    bp: Blueprint, site: Site, zone: Zone, host: Host, ports_by_switch: dict[str, list[BridgePort]]
+) -> None:
+    ns = ns_name(bp.lab, "h", site.name, zone.name, host.name)
+    key = f"{site.name}/{zone.name}/{host.name}"
+    bp.host_ns[key] = ns
+    bp.nodes[ns] = Node(ns, "host", host.name)
+    bp.addresses.append(
+        Address(ns, "eth0", ipaddress.IPv4Interface(f"{host.address}/{zone.subnet.prefixlen}"))
+    )
+    gateway = _zone_gateway(site, zone)
+    if gateway is not None:
+        bp.routes.append(Route(ns, "default", gateway))
+    if host.port is not None:
+        bp.veths.append(Veth(ns, "eth0", bp.device_ns[host.port.device], host.port.interface))
+        ports_by_switch.setdefault(host.port.device, []).append(
+            BridgePort(host.port.interface, zone.vlan)
+        )
+    for svc in host.services:
+        bp.services.append(
+            ServiceSpec(
+                ns, host.address, svc.port, banner(site.name, zone.name, host.name, svc.name)
+            )
+        )
+
+
+def _external(bp: Blueprint, inv: Inventory, ext: _External) -> None:
+    bp.nodes[ext.ns] = Node(ext.ns, "external", ext.site.name, forwarding=True)
+    for port, addr, _site_name in ext.ports:
+        bp.addresses.append(Address(ext.ns, port, addr))
+    host_ports: list[BridgePort] = []
+    for zone in ext.site.zones:
+        gw = ipaddress.IPv4Interface(f"{zone.subnet.network_address + 1}/{zone.subnet.prefixlen}")
+        bridge = f"z{len(host_ports)}"
+        bp.addresses.append(Address(ext.ns, bridge, gw))
+        ports = []
+        for i, host in enumerate(zone.hosts):
+            ns = ns_name(bp.lab, "h", ext.site.name, zone.name, host.name)
+            bp.host_ns[f"{ext.site.name}/{zone.name}/{host.name}"] = ns
+            bp.nodes[ns] = Node(ns, "host", host.name)
+            port = f"{bridge}h{i}"
+            bp.veths.append(Veth(ns, "eth0", ext.ns, port))
+            ports.append(BridgePort(port, None))
+            bp.addresses.append(
+                Address(
+                    ns, "eth0", ipaddress.IPv4Interface(f"{host.address}/{zone.subnet.prefixlen}")
+                )
+            )
+            bp.routes.append(Route(ns, "default", gw.ip))
+            for svc in host.services:
+                bp.services.append(
+                    ServiceSpec(
+                        ns,
+                        host.address,
+                        svc.port,
+                        banner(ext.site.name, zone.name, host.name, svc.name),
+                    )
+                )
+        bp.bridges.append(Bridge(ext.ns, bridge, False, tuple(ports)))
+        host_ports.append(BridgePort(bridge, None))
+
+
+def _zone_gateway(site: Site, zone: Zone) -> ipaddress.IPv4Address | None:
+    if zone.gateway is None:
+        return None
+    device = site.device(zone.gateway.device)
+    iface = device.interface(zone.gateway.interface) if device else None
+    return iface.address.ip if iface is not None and iface.address is not None else None
+
+
+def _other_address(addr: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
+    hosts = [h for h in addr.network.hosts() if h != addr.ip]
+    return hosts[0]
+
+
+def _check_sandbox(inv: Inventory) -> None:
+    """Every address the twin would configure must sit inside 198.18.0.0/15."""
+    bad: list[str] = []
+
+    def need(what: str, net: ipaddress.IPv4Network | ipaddress.IPv4Address) -> None:
+        ok = net.subnet_of(SANDBOX) if isinstance(net, ipaddress.IPv4Network) else net in SANDBOX
+        if not ok:
+            bad.append(f"{what} {net}")
+
+    need("management network", inv.group.management.subnet)
+    for site in inv.sites:
+        for zone in site.zones:
+            need(f"{site.name}/{zone.name} subnet", zone.subnet)
+        for device in site.devices:
+            for iface in device.interfaces:
+                if iface.address is not None:
+                    need(f"{device.name}:{iface.name}", iface.address.network)
+        for link in site.links:
+            if link.peer_address is not None:
+                need(f"{site.name} link {link.name} peer", link.peer_address)
+    if bad:
+        raise SafetyError(
+            f"{inv.path}: the twin only builds networks inside {SANDBOX}; outside it: "
+            + ", ".join(bad[:5])
+            + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
+            hint="build the twin from an inventory whose addresses are all in 198.18.0.0/15",
+        )
