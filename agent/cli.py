@@ -34,19 +34,8 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from agent.demo import demo
-    from agent.inventory.cli import inventory
-    from agent.lab.cli import lab
-
-    cli.add_command(inventory)
-    cli.add_command(lab)
-    cli.add_command(demo)
-    try:
-        from agent.audit.cli import audit
-    except ImportError:  # pragma: no cover - the audit trail lands in its own step
-        pass
-    else:
-        cli.add_command(audit)
+    for command in (inventory, lab, demo, audit):
+        cli.add_command(command)
 
 
 def fail(err: CordonError) -> NoReturn:

@@ -46,26 +46,14 @@ class Veth:
 
 
 @dataclass(frozen=True)
-class VlanIf:
-    ns: str
-    parent: str
-    name: str
-    vid: int
-
-
-@dataclass(frozen=True)
-class BridgePort:
-    ifname: str
-    pvid: int | None  # access port: untagged member of this VLAN
-    tagged: tuple[int, ...] = ()  # trunk port: tagged member of these VLANs
-
-
-@dataclass(frozen=True)
 class Bridge:
+    """A Linux bridge. This kernel has no 802.1Q support (CONFIG_VLAN_8021Q unset, no VLAN
+    filtering), so a switch has one bridge per VLAN, and a trunk cable is one veth per VLAN
+    carried (`lan0.110` <-> `gi0.110`): the firewall's sub-interface names stay the inventory's."""
+
     ns: str
     name: str
-    vlan_aware: bool
-    ports: tuple[BridgePort, ...]
+    ports: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -109,7 +97,6 @@ class Blueprint:
     lab: str
     nodes: dict[str, Node] = field(default_factory=dict)
     veths: list[Veth] = field(default_factory=list)
-    vlans: list[VlanIf] = field(default_factory=list)
     bridges: list[Bridge] = field(default_factory=list)
     addresses: list[Address] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
@@ -139,7 +126,7 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
     oob = ns_name(lab, "oob")
     bp.nodes[oob] = Node(oob, "oob", "oob")
     bp.veths.append(Veth(oob, OOB_UPLINK, "", ROOT_LINK))
-    oob_ports = [BridgePort(OOB_UPLINK, None)]
+    oob_ports = [OOB_UPLINK]
     externals: dict[str, _External] = {}
     for site in inv.sites:
         if site.kind is SiteKind.EXTERNAL:
@@ -151,7 +138,7 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
         bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall")
         port = f"d{n}"
         bp.veths.append(Veth(ns, device.management.interface, oob, port))
-        oob_ports.append(BridgePort(port, None))
+        oob_ports.append(port)
         bp.addresses.append(
             Address(
                 ns,
@@ -172,7 +159,7 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
                 snmp.port if snmp else 161,
             )
         )
-    bp.bridges.append(Bridge(oob, "br0", False, tuple(oob_ports)))
+    bp.bridges.append(Bridge(oob, "br0", tuple(oob_ports)))
     for site in inv.sites:
         if site.kind is not SiteKind.EXTERNAL:
             _site(bp, inv, site, externals)
@@ -189,54 +176,38 @@ class _External:
 
 
 def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _External]) -> None:
-    cabled = _cabling(bp, site)
-    _firewall_interfaces(bp, site)
-    ports_by_switch: dict[str, list[BridgePort]] = {}
+    # vlan_ports[switch][vid] = bridge members (access ports and trunk legs) of that VLAN
+    vlan_ports: dict[str, dict[int, list[str]]] = {}
+    switches = {d.name for d in site.devices if d.platform is Platform.CISCO_IOS}
+    all_vlans = tuple(sorted(z.vlan for z in site.zones if z.vlan is not None))
+    for cable in site.cabling:
+        for vid in all_vlans if cable.vlans == "all" else cable.vlans:
+            a_if, b_if = f"{cable.a.interface}.{vid}", f"{cable.b.interface}.{vid}"
+            bp.veths.append(
+                Veth(bp.device_ns[cable.a.device], a_if, bp.device_ns[cable.b.device], b_if)
+            )
+            for dev, ifname in ((cable.a.device, a_if), (cable.b.device, b_if)):
+                if dev in switches:
+                    vlan_ports.setdefault(dev, {}).setdefault(vid, []).append(ifname)
+    _firewall_addresses(bp, site)
     for zone in site.zones:
         for host in zone.hosts:
-            _host(bp, site, zone, host, ports_by_switch)
-    for (dev_name, ifname), vlans in cabled.items():
-        device = site.device(dev_name)
-        if device is not None and device.platform is Platform.CISCO_IOS:
-            ports_by_switch.setdefault(dev_name, []).append(BridgePort(ifname, None, vlans))
-    for dev_name, ports in sorted(ports_by_switch.items()):
-        bp.bridges.append(Bridge(bp.device_ns[dev_name], "br0", True, tuple(ports)))
+            _host(bp, site, zone, host, vlan_ports)
+    for dev_name, by_vlan in sorted(vlan_ports.items()):
+        for vid, ports in sorted(by_vlan.items()):
+            bp.bridges.append(Bridge(bp.device_ns[dev_name], f"vl{vid}", tuple(ports)))
     for link in site.links:
         _link(bp, inv, site, link, externals)
 
 
-def _cabling(bp: Blueprint, site: Site) -> dict[tuple[str, str], tuple[int, ...]]:
-    """Veths for the site's internal cables; returns the trunk ports and the VLANs they carry."""
-    cabled: dict[tuple[str, str], tuple[int, ...]] = {}
-    all_vlans = tuple(sorted(z.vlan for z in site.zones if z.vlan is not None))
-    for cable in site.cabling:
-        vlans = all_vlans if cable.vlans == "all" else tuple(cable.vlans)
-        bp.veths.append(
-            Veth(
-                bp.device_ns[cable.a.device],
-                cable.a.interface,
-                bp.device_ns[cable.b.device],
-                cable.b.interface,
-            )
-        )
-        cabled[(cable.a.device, cable.a.interface)] = vlans
-        cabled[(cable.b.device, cable.b.interface)] = vlans
-    return cabled
-
-
-def _firewall_interfaces(bp: Blueprint, site: Site) -> None:
-    """Addresses and VLAN sub-interfaces of the routed (Linux) devices."""
+def _firewall_addresses(bp: Blueprint, site: Site) -> None:
+    """Addresses of the routed (Linux) devices: links and zone gateways."""
     for device in site.devices:
         if device.platform is not Platform.LINUX_NFTABLES:
             continue
         ns = bp.device_ns[device.name]
         for iface in device.interfaces:
-            if iface.name == device.management.interface:
-                continue
-            parent, dot, vid = iface.name.partition(".")
-            if dot:
-                bp.vlans.append(VlanIf(ns, parent, iface.name, iface.vlan or int(vid)))
-            if iface.address is not None:
+            if iface.address is not None and iface.name != device.management.interface:
                 bp.addresses.append(Address(ns, iface.name, iface.address))
 
 
@@ -278,7 +249,7 @@ def _link(
 
 
 def _host(
-    bp: Blueprint, site: Site, zone: Zone, host: Host, ports_by_switch: dict[str, list[BridgePort]]
+    bp: Blueprint, site: Site, zone: Zone, host: Host, vlan_ports: dict[str, dict[int, list[str]]]
 ) -> None:
     ns = ns_name(bp.lab, "h", site.name, zone.name, host.name)
     key = f"{site.name}/{zone.name}/{host.name}"
@@ -292,9 +263,10 @@ def _host(
         bp.routes.append(Route(ns, "default", gateway))
     if host.port is not None:
         bp.veths.append(Veth(ns, "eth0", bp.device_ns[host.port.device], host.port.interface))
-        ports_by_switch.setdefault(host.port.device, []).append(
-            BridgePort(host.port.interface, zone.vlan)
-        )
+        if zone.vlan is None:
+            raise SafetyError(f"zone {site.name}/{zone.name} has hosts on switch ports but no VLAN")
+        by_vlan = vlan_ports.setdefault(host.port.device, {})
+        by_vlan.setdefault(zone.vlan, []).append(host.port.interface)
     for svc in host.services:
         bp.services.append(
             ServiceSpec(
@@ -307,10 +279,9 @@ def _external(bp: Blueprint, inv: Inventory, ext: _External) -> None:
     bp.nodes[ext.ns] = Node(ext.ns, "external", ext.site.name, forwarding=True)
     for port, addr, _site_name in ext.ports:
         bp.addresses.append(Address(ext.ns, port, addr))
-    host_ports: list[BridgePort] = []
-    for zone in ext.site.zones:
+    for n_bridges, zone in enumerate(ext.site.zones):
         gw = ipaddress.IPv4Interface(f"{zone.subnet.network_address + 1}/{zone.subnet.prefixlen}")
-        bridge = f"z{len(host_ports)}"
+        bridge = f"z{n_bridges}"
         bp.addresses.append(Address(ext.ns, bridge, gw))
         ports = []
         for i, host in enumerate(zone.hosts):
@@ -319,7 +290,7 @@ def _external(bp: Blueprint, inv: Inventory, ext: _External) -> None:
             bp.nodes[ns] = Node(ns, "host", host.name)
             port = f"{bridge}h{i}"
             bp.veths.append(Veth(ns, "eth0", ext.ns, port))
-            ports.append(BridgePort(port, None))
+            ports.append(port)
             bp.addresses.append(
                 Address(
                     ns, "eth0", ipaddress.IPv4Interface(f"{host.address}/{zone.subnet.prefixlen}")
@@ -335,8 +306,7 @@ def _external(bp: Blueprint, inv: Inventory, ext: _External) -> None:
                         banner(ext.site.name, zone.name, host.name, svc.name),
                     )
                 )
-        bp.bridges.append(Bridge(ext.ns, bridge, False, tuple(ports)))
-        host_ports.append(BridgePort(bridge, None))
+        bp.bridges.append(Bridge(ext.ns, bridge, tuple(ports)))
 
 
 def _zone_gateway(site: Site, zone: Zone) -> ipaddress.IPv4Address | None:

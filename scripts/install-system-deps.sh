@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the digital twin needs (real daemons). Idempotent; installs only what is missing.
+set -euo pipefail
+pkgs=(iproute2 nftables openssh-server openssh-client frr snmpd snmp util-linux procps python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
