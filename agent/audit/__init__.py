@@ -1,0 +1,62 @@
+"""The audit trail: one structlog pipeline writing a hash-chained, sealed, scrubbed JSON-lines log.
+
+Must not import the engine, drivers, daemon or CLI, nor netmiko, pysnmp, paramiko or APScheduler.
+
+Public API (everything else is internal):
+
+    configure(log_dir=None, *, console=None, syslog=None) -> None   idempotent; default log dir:
+        $CORDON_LOG_DIR, else ./logs; console on stderr only on a TTY; syslog "udp://h:p"/"tcp://h:p"
+    get_logger(**initial_binds) -> FilteringBoundLogger   log.info("device.change", device=..., ...)
+    bind(**ctx) -> context manager                         run_id, incident_id, actor, role, site...
+    register_secret(value: str) -> None                    called by the secret resolver
+    store_evidence(data: bytes | str) -> str               sha256 hex of the scrubbed stored copy
+    seal(reason="demand") -> dict | None                   seal the chain head now
+    close() -> None                                        seal and release (also at exit)
+    verify(path: Path) -> Verification                     what `cordon audit verify` runs
+
+Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
+    ts           UTC ISO-8601 with "+00:00", stamped under the chain lock (monotonic with seq)
+    event        event name, from the vocabulary below
+    level        info | warning | error ...
+    run_id, incident_id, actor, role, site, device, action       null when not applicable
+    commands     list of commands sent (scrubbed), outcome (ok | failed | refused | ...),
+    duration_s   seconds (float) or null
+    host, pid    the writing process
+    seq, prev, hash      the chain: hash = sha256(canonical JSON of the record without "hash")
+    <what>_sha256        reference to evidence/sha256/<hex> (config_before_sha256, output_sha256...)
+    any other keyword argument, scrubbed; keys named like secrets are "[REDACTED]".
+
+Event vocabulary (emitted by the engine, daemon and CLI; reports rely on these names):
+    incident.declared, incident.closed, run.planned, run.approved, run.break_glass, run.started,
+    step.started, step.succeeded, step.failed, device.change, device.verify,
+    reconnect.attested, drift.alarm, access.refused,
+    regulatory.notified (kind = nis2_early_warning | nis2_notification | nis2_final_report |
+    cnil | ars), and the trail's own audit.syslog_failed.
+"""
+
+from __future__ import annotations
+
+from agent.audit.pipeline import (
+    bind,
+    close,
+    configure,
+    current_log_dir,
+    get_logger,
+    seal,
+    store_evidence,
+)
+from agent.audit.redact import register_secret
+from agent.audit.verify import Verification, verify
+
+__all__ = [
+    "Verification",
+    "bind",
+    "close",
+    "configure",
+    "current_log_dir",
+    "get_logger",
+    "register_secret",
+    "seal",
+    "store_evidence",
+    "verify",
+]

@@ -1,0 +1,239 @@
+"""The structlog pipeline, configured once: context merge, normalisation, redaction, chain sink.
+
+Imports structlog, the standard library and `agent.audit` modules; never the engine, the daemon,
+a device library or APScheduler. All of the audit trail's process-wide state lives here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
+
+from agent.audit import evidence, redact
+from agent.audit.chain import ChainWriter
+from agent.audit.seals import Sealer, SyslogTarget
+from agent.errors import AuditError
+
+__all__ = [
+    "EVENT_FIELDS",
+    "bind",
+    "close",
+    "configure",
+    "current_log_dir",
+    "default_log_dir",
+    "get_logger",
+    "seal",
+    "store_evidence",
+]
+
+ENV_LOG_DIR = "CORDON_LOG_DIR"
+# Present in every record (null when not applicable), besides event, level, ts, seq, prev, hash.
+EVENT_FIELDS = (
+    "run_id",
+    "incident_id",
+    "actor",
+    "role",
+    "site",
+    "device",
+    "action",
+    "commands",
+    "outcome",
+    "duration_s",
+)
+_HOST = socket.gethostname()
+_HIDDEN_ON_CONSOLE = frozenset({"prev", "hash", "host", "pid", "level"})
+
+
+@dataclass
+class _State:
+    key: tuple[Any, ...]
+    log_dir: Path
+    writer: ChainWriter
+    sealer: Sealer
+    console: bool
+
+
+_state: _State | None = None
+_installed = False
+_config_lock = threading.RLock()
+
+
+def default_log_dir() -> Path:
+    """`$CORDON_LOG_DIR` if set, else `logs/` under the current directory."""
+    env = os.environ.get(ENV_LOG_DIR)
+    return Path(env) if env else Path.cwd() / "logs"
+
+
+# -- processors (event_dict -> event_dict; only the sink writes) ------------------------------
+
+
+def _normalize(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    for name in EVENT_FIELDS:
+        event.setdefault(name, None)
+    event["host"] = _HOST
+    event["pid"] = os.getpid()
+    return event
+
+
+def _redact(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    return redact.redact_keys(event)
+
+
+def _sink(_logger: WrappedLogger, _method: str, event: EventDict) -> str:
+    state = _current()
+    record = state.writer.append(event)
+    state.sealer.note_append()
+    if state.console:
+        _render(record)
+    return ""
+
+
+_console_renderer = structlog.dev.ConsoleRenderer(timestamp_key="ts", pad_event_to=24)
+
+
+def _render(record: dict[str, Any]) -> None:
+    view = {k: v for k, v in record.items() if v is not None and k not in _HIDDEN_ON_CONSOLE}
+    line = _console_renderer(None, str(record.get("level", "info")), view)
+    sys.stderr.write(f"{line}\n")
+
+
+def _install() -> None:
+    """Configure structlog once for the whole process (processors never change afterwards)."""
+    global _installed  # noqa: PLW0603
+    with _config_lock:
+        if _installed:
+            return
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.format_exc_info,
+                _normalize,
+                _redact,
+                _sink,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(0),
+            context_class=dict,
+            logger_factory=structlog.ReturnLoggerFactory(),
+            cache_logger_on_first_use=True,
+        )
+        atexit.register(close)
+        _installed = True
+
+
+# -- state ------------------------------------------------------------------------------------
+
+
+def _syslog_failed(exc: AuditError) -> None:
+    get_logger().error("audit.syslog_failed", outcome="failed", error=exc.message)
+
+
+def configure(
+    log_dir: Path | None = None,
+    *,
+    console: bool | None = None,
+    syslog: str | None = None,
+    seal_interval: float = 60.0,
+    seal_every: int = 10_000,
+) -> None:
+    """Direct the audit trail to `log_dir` (default: `default_log_dir()`); idempotent.
+
+    `console`: also render events readably on stderr (default: only when stderr is a TTY).
+    `syslog`: `udp://host:port` or `tcp://host:port` receiving a copy of every seal (RFC 5424).
+    Calling again with other arguments seals and closes the previous log first.
+    """
+    global _state  # noqa: PLW0603
+    with _config_lock:
+        _install()
+        target = (log_dir or default_log_dir()).absolute()
+        want_console = sys.stderr.isatty() if console is None else console
+        key = (target, want_console, syslog, seal_interval, seal_every)
+        if _state is not None and _state.key == key:
+            return
+        syslog_target = SyslogTarget.parse(syslog) if syslog else None
+        if _state is not None:
+            _close(_state)
+        writer = ChainWriter(target)
+        sealer = Sealer(
+            writer,
+            syslog=syslog_target,
+            interval=seal_interval,
+            every=seal_every,
+            on_error=_syslog_failed,
+        )
+        _state = _State(key, target, writer, sealer, want_console)
+
+
+def _current() -> _State:
+    state = _state
+    if state is None:
+        configure()
+        state = _state
+        assert state is not None
+    return state
+
+
+def _close(state: _State) -> None:
+    try:
+        if state.writer.appended:
+            state.sealer.close()
+    finally:
+        state.writer.close()
+
+
+def close() -> None:
+    """Seal what this process appended, stop the seal timer and release the files."""
+    global _state
+    with _config_lock:
+        state, _state = _state, None
+    if state is not None:
+        _close(state)
+
+
+def seal(reason: str = "demand") -> dict[str, Any] | None:
+    """Seal the chain head now; returns the seal written, or None if it was already sealed."""
+    return _current().sealer.seal(reason)
+
+
+def current_log_dir() -> Path:
+    """The directory the audit trail writes to (configuring the default one if needed)."""
+    return _current().log_dir
+
+
+def store_evidence(data: bytes | str) -> str:
+    """Store scrubbed evidence (a config snapshot, device output); return its sha256 hex.
+
+    Reference it from an event in a field named `<what>_sha256` so `audit verify` checks it.
+    """
+    return evidence.store(data, log_dir=_current().log_dir)
+
+
+# -- loggers and context ----------------------------------------------------------------------
+
+
+def get_logger(**initial_binds: Any) -> FilteringBoundLogger:
+    """A structlog logger whose events land in the audit chain: `log.info("step.started", ...)`."""
+    _install()
+    return cast(FilteringBoundLogger, structlog.get_logger().bind(**initial_binds))
+
+
+@contextmanager
+def bind(**context: Any) -> Iterator[None]:
+    """Bind fields (run_id, incident_id, actor, role, site, ...) to every event in this context.
+
+    Context variables do not flow into threads started inside the block: pass fields to
+    `get_logger(**binds)` there, or run the thread with `contextvars.copy_context().run`.
+    """
+    with structlog.contextvars.bound_contextvars(**context):
+        yield

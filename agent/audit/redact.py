@@ -1,0 +1,226 @@
+"""Secret redaction: the registry of known secret values, and scrubbing of text, bytes and events.
+
+A leaf module: imports nothing from the project (the secret resolver imports it, never the reverse).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+__all__ = [
+    "REDACTED",
+    "is_secret_key",
+    "needs_scrub",
+    "redact_event",
+    "redact_keys",
+    "register_secret",
+    "scrub",
+    "scrub_bytes",
+]
+
+REDACTED = "[REDACTED]"
+
+# Words that make an event key secret-bearing, after lower-casing and "-" -> "_".
+_SECRET_KEY_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "passphrase",
+    "private_key",
+    "privkey",
+    "priv_key",
+    "auth_key",
+    "authkey",
+    "community",
+    "token",
+    "api_key",
+    "apikey",
+    "credential",
+    "authorization",
+    "cookie",
+    "psk",
+)
+# Keys that only *point at* a secret (or hash evidence) stay readable: `secret_ref`, `*_sha256`.
+_NOT_SECRET_SUFFIXES = ("_ref", "_sha256", "_id")
+
+# Device-CLI idioms that carry a secret in the next token(s). Applied to every string: a value
+# the resolver never saw (typed by hand in a playbook, echoed by a device) is still masked.
+_KEYWORD = (
+    r"password|passwd|secret|community|key-string|passphrase|pre-shared-key|psk|"
+    r"auth-key|authentication-key|priv-key|private-key|token"
+)
+_CLI_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # PEM private keys, whole block.
+    (
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----", re.S
+        ),
+        REDACTED,
+    ),
+    # `enable secret 5 $1$x`, `username u password 0 x`, `snmp-server community x RO`, `psk x`.
+    (
+        re.compile(rf"(?i)\b({_KEYWORD})(\s+(?:[0-9]\s+)?)(?!\[REDACTED\])[^\s\"',;]+"),
+        r"\1\2" + REDACTED,
+    ),
+    # `password=x`, `token: x`, `"secret": "x"` inside free text or key=value configs.
+    (
+        re.compile(rf"(?i)\b({_KEYWORD})(\"?\s*[=:]\s*\"?)(?!\[REDACTED\])[^\s\"',;&]+"),
+        r"\1\2" + REDACTED,
+    ),
+    # SNMPv3 user definitions: `auth sha X priv aes 128 Y`.
+    (
+        re.compile(r"(?i)\b(auth\s+(?:md5|sha\S*)\s+)(?!\[REDACTED\])\S+"),
+        r"\1" + REDACTED,
+    ),
+    (
+        re.compile(r"(?i)\b(priv\s+(?:des\S*|3des|aes\S*)(?:\s+\d+)?\s+)(?!\[REDACTED\])\S+"),
+        r"\1" + REDACTED,
+    ),
+    # Credentials in URLs: scheme://user:pass@host.
+    (re.compile(r"(://[^:/\s@]+:)[^@/\s]+@"), r"\1" + REDACTED + "@"),
+)
+# Cheap pre-test (lower-cased substrings) before any CLI rule runs: most strings pass untouched.
+_CLI_TRIGGERS = (
+    "pass",
+    "secret",
+    "communit",
+    "key",
+    "psk",
+    "token",
+    "auth",
+    "priv",
+    "-----begin",
+    "://",
+)
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_secret_re: re.Pattern[str] | None = None
+
+
+def _variants(value: str) -> set[str]:
+    """The forms under which a secret value may show up in text we log or store."""
+    forms = {
+        value,
+        json.dumps(value, ensure_ascii=False)[1:-1],  # inside a JSON string
+        json.dumps(value)[1:-1],
+        repr(value)[1:-1],  # inside a Python repr (exception messages)
+        quote(value, safe=""),  # URL-encoded
+        quote_plus(value),
+    }
+    raw = value.encode("utf-8")
+    b64 = base64.b64encode(raw).decode("ascii")
+    forms.update({b64, b64.rstrip("="), base64.urlsafe_b64encode(raw).decode("ascii")})
+    return {f for f in forms if f}
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value so that `scrub` masks it (and its common encodings) from now on.
+
+    The secret resolver calls this for every value it resolves. Empty strings are ignored. Short
+    values are still registered: a mangled log line is better than a leaked password.
+    """
+    global _secret_re  # noqa: PLW0603 - the registry is this module's one piece of global state
+    if not value:
+        return
+    with _lock:
+        new = _variants(value) - _secrets
+        if not new:
+            return
+        _secrets.update(new)
+        alternation = "|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True))
+        _secret_re = re.compile(alternation)
+
+
+def _clear_registry() -> None:
+    """Forget every registered secret (tests only)."""
+    global _secret_re  # noqa: PLW0603
+    with _lock:
+        _secrets.clear()
+        _secret_re = None
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret and every CLI secret idiom replaced by [REDACTED]."""
+    pattern = _secret_re
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    if _has_cli_trigger(text):
+        for rule, replacement in _CLI_RULES:
+            text = rule.sub(replacement, text)
+    return text
+
+
+def _has_cli_trigger(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _CLI_TRIGGERS)
+
+
+def needs_scrub(text: str) -> bool:
+    """True when `scrub(text)` could change `text`; a fast test for whole serialized records."""
+    pattern = _secret_re
+    return (pattern is not None and pattern.search(text) is not None) or _has_cli_trigger(text)
+
+
+def scrub_bytes(data: bytes) -> bytes:
+    """`scrub` for raw device output or configuration: undecodable bytes are kept as they are."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    return scrub(text).encode("utf-8", errors="surrogateescape")
+
+
+@lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    """True when an event key names a secret (`password`, `snmp_community`, `auth-key`, ...)."""
+    name = key.lower().replace("-", "_")
+    if name.endswith(_NOT_SECRET_SUFFIXES):
+        return False
+    return any(word in name for word in _SECRET_KEY_WORDS)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):
+        return redact_event(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return scrub(bytes(value).decode("utf-8", errors="replace"))
+    return value
+
+
+def redact_keys(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `event` where the values of secret-named keys (at any depth) are [REDACTED]."""
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        if value is not None and isinstance(key, str) and is_secret_key(key):
+            out[key] = REDACTED
+        elif isinstance(value, Mapping):
+            out[key] = redact_keys(value)
+        elif isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value):
+            out[key] = [redact_keys(v) if isinstance(v, Mapping) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def redact_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `event` where secret-named keys are masked and every string is scrubbed.
+
+    Nested mappings and sequences are walked; keys are scrubbed too (a secret used as a key).
+    """
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        skey = scrub(key) if isinstance(key, str) else str(key)
+        if isinstance(key, str) and is_secret_key(key) and value is not None:
+            out[skey] = REDACTED
+        else:
+            out[skey] = _redact_value(value)
+    return out

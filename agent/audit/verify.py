@@ -1,0 +1,520 @@
+"""Verification of the audit trail: hash chain, order, gaps, seals (tail) and referenced evidence.
+
+Imports only the standard library, `agent.errors` and `agent.audit` modules below the pipeline;
+never structlog or the engine. Returns data (`Verification`); the CLI decides what to raise.
+
+Finding kinds, each naming the first record concerned by file, line and seq:
+  edited     the record's content no longer matches its hash
+  inserted   a record that the chain skips over (or a second record claiming the same seq)
+  deleted    a gap in seq with a broken link (records or a whole rotated file removed)
+  reordered  records present but out of order
+  relinked   a record's `prev` does not match the hash before it (re-hashed edit or forgery)
+  malformed  a line that is not a chain record (not JSON, fields missing)
+  truncated  a cut last line, or the log ends before the last seal
+  rewritten  a sealed seq now has another hash (an edit followed by re-hashing the chain)
+  evidence   a referenced evidence blob is missing or altered
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.audit import evidence
+from agent.audit.chain import GENESIS, audit_files, canonical, iter_lines
+from agent.audit.seals import SEALS_NAME, read_seals
+from agent.errors import AuditError
+
+__all__ = ["Finding", "Verification", "verify"]
+
+_LOOKAHEAD = 10_000  # records read ahead to tell a reordering from a deletion
+_MAX_FINDINGS = 1_000
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "-"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem, located at a file, line and (when readable) seq."""
+
+    kind: str
+    file: str
+    line: int | None
+    seq: int | None
+    message: str
+
+    @property
+    def where(self) -> str:
+        loc = self.file if self.line is None else f"{self.file}:{self.line}"
+        return loc if self.seq is None else f"{loc} (seq {self.seq})"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.kind}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": self.file,
+            "line": self.line,
+            "seq": self.seq,
+            "message": self.message,
+        }
+
+
+@dataclass
+class Verification:
+    """What `verify` saw: counts, the head, the findings (first = first bad record), warnings."""
+
+    path: str
+    files: list[str] = field(default_factory=list)
+    records: int = 0
+    first_seq: int | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+    head_where: str | None = None
+    seals: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    more_findings: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "files": self.files,
+            "records": self.records,
+            "first_seq": self.first_seq,
+            "head": {"seq": self.head_seq, "hash": self.head_hash, "where": self.head_where},
+            "seals": self.seals,
+            "findings": [f.as_dict() for f in self.findings],
+            "more_findings": self.more_findings,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(slots=True)
+class _Entry:
+    file: str
+    line: int
+    seq: int | None = None
+    prev: str | None = None
+    hash: str | None = None
+    valid: bool = False
+    problem: str | None = None
+    refs: dict[str, list[str]] | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _evidence_refs(record: dict[str, Any]) -> dict[str, list[str]]:
+    refs: dict[str, list[str]] = {}
+    for key, value in record.items():
+        if key.endswith("_sha256") and value:
+            values = value if isinstance(value, list) else [value]
+            refs[key] = [str(v) for v in values]
+    return refs
+
+
+def _parse(file: str, line: int, raw: bytes) -> _Entry:
+    entry = _Entry(file, line)
+    cut = not raw.endswith(b"\n")
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        entry.problem = "cut short (no newline, not JSON)" if cut else "not JSON"
+        return entry
+    if not isinstance(record, dict):
+        entry.problem = "not a JSON object"
+        return entry
+    digest = record.pop("hash", None)
+    seq, prev = record.get("seq"), record.get("prev")
+    if type(seq) is not int or not isinstance(prev, str) or not isinstance(digest, str):
+        entry.problem = "not a chain record (seq, prev or hash missing or mistyped)"
+        return entry
+    entry.seq, entry.prev, entry.hash = seq, prev, digest
+    entry.valid = hashlib.sha256(canonical(record)).hexdigest() == digest
+    if b'_sha256"' in raw:
+        entry.refs = _evidence_refs(record)
+    return entry
+
+
+class _Stream:
+    """Parsed entries with unbounded look-ahead (used only around an anomaly)."""
+
+    def __init__(self, entries: Iterator[_Entry]) -> None:
+        self._it = entries
+        self._buf: deque[_Entry] = deque()
+
+    def next(self) -> _Entry | None:
+        if self._buf:
+            return self._buf.popleft()
+        return next(self._it, None)
+
+    def peek(self, index: int = 0) -> _Entry | None:
+        while len(self._buf) <= index:
+            entry = next(self._it, None)
+            if entry is None:
+                return None
+            self._buf.append(entry)
+        return self._buf[index]
+
+
+class _Checker:
+    """Walks the entries once, keeping the last trusted record (`base`) and classifying breaks."""
+
+    def __init__(
+        self,
+        stream: _Stream,
+        result: Verification,
+        *,
+        anchored: bool,
+        seals: dict[int, dict[str, Any]],
+        evidence_dir: Path,
+    ) -> None:
+        self.stream = stream
+        self.result = result
+        self.anchored = anchored  # False in single-file mode: the first record is taken as is
+        self.seals = seals
+        self.evidence_dir = evidence_dir
+        self._evidence_seen: dict[str, str | None] = {}
+        self.base: _Entry | None = None
+        self.base_seq = 0
+        self.base_hash = GENESIS
+        self.lenient = False
+        self.last: _Entry | None = None  # last well-formed entry read
+        self.max_seq = 0
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def report(self, kind: str, entry: _Entry | None, message: str, seq: int | None = None) -> None:
+        if len(self.result.findings) >= _MAX_FINDINGS:
+            self.result.more_findings += 1
+            return
+        file, line = (entry.file, entry.line) if entry is not None else ("-", None)
+        if seq is None and entry is not None:
+            seq = entry.seq
+        self.result.findings.append(Finding(kind, file, line, seq, message))
+
+    def accept(self, entry: _Entry, seq: int | None = None) -> None:
+        self.base = entry
+        self.base_seq = entry.seq if seq is None else seq  # type: ignore[assignment]
+        self.base_hash = entry.hash or GENESIS
+
+    def observe(self, entry: _Entry) -> None:
+        """Checks that do not depend on order: seals and evidence of a self-consistent record."""
+        self.result.records += 1
+        if entry.problem is not None:
+            return
+        assert entry.seq is not None
+        self.last = entry
+        self.max_seq = max(self.max_seq, entry.seq)
+        if self.result.first_seq is None:
+            self.result.first_seq = entry.seq
+        if not entry.valid:
+            return
+        seal = self.seals.get(entry.seq)
+        if seal is not None and seal["hash"] != entry.hash:
+            self.report(
+                "rewritten",
+                entry,
+                f"{SEALS_NAME}:{seal['line']} sealed seq {entry.seq} with hash "
+                f"{_short(seal['hash'])} at {seal.get('ts', '?')}, the log now has "
+                f"{_short(entry.hash)}: the chain was re-hashed after an edit",
+            )
+        if entry.refs:
+            self.check_evidence(entry, entry.refs)
+
+    def check_evidence(self, entry: _Entry, refs: dict[str, list[str]]) -> None:
+        for key, digests in refs.items():
+            for digest in digests:
+                if digest not in self._evidence_seen:
+                    self._evidence_seen[digest] = evidence.check(self.evidence_dir, digest)
+                problem = self._evidence_seen[digest]
+                if problem is not None:
+                    self.report("evidence", entry, f"{key} sha256:{_short(digest)} {problem}")
+
+    # -- the walk ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while (entry := self.stream.next()) is not None:
+            self.observe(entry)
+            self.step(entry)
+
+    def step(self, entry: _Entry) -> None:
+        if entry.problem is not None:
+            kind = "truncated" if entry.problem.startswith("cut") else "malformed"
+            self.report(kind, entry, entry.problem)
+            self.lenient = True
+            return
+        if not entry.valid:
+            self.on_bad_hash(entry)
+            return
+        assert entry.seq is not None
+        expected = self.base_seq + 1
+        if not self.anchored:
+            self.anchored = True
+            if entry.seq != 1 or entry.prev == GENESIS:
+                self.accept(entry)
+                return
+        if self.lenient:
+            self.lenient = False
+            if entry.seq in (expected, expected + 1):
+                self.accept(entry)
+                return
+        if entry.seq == expected and entry.prev == self.base_hash:
+            self.accept(entry)
+            return
+        self.on_link_break(entry, expected)
+
+    def _links_to_base(self, entry: _Entry | None) -> bool:
+        return (
+            entry is not None
+            and entry.problem is None
+            and entry.seq == self.base_seq + 1
+            and entry.prev == self.base_hash
+        )
+
+    def on_bad_hash(self, entry: _Entry) -> None:
+        if self._links_to_base(self.stream.peek()):
+            self.report(
+                "inserted",
+                entry,
+                "record does not belong to the chain: its hash does not match its content and "
+                f"the next record links to seq {self.base_seq}",
+            )
+            return
+        self.report(
+            "edited",
+            entry,
+            f"content does not match its hash {_short(entry.hash)}: "
+            "a field was changed after the record was written",
+        )
+        self.accept(entry, seq=self.base_seq + 1)
+
+    def on_link_break(self, entry: _Entry, expected: int) -> None:
+        assert entry.seq is not None
+        if entry.seq > expected:
+            self.on_jump(entry, expected)
+        elif entry.seq == expected:
+            base = self.base
+            where = f"seq {self.base_seq} at {base.where}" if base else "the genesis"
+            self.report(
+                "relinked",
+                base or entry,
+                f"the next record ({entry.where}, seq {entry.seq}) links to "
+                f"{_short(entry.prev)}, not to the hash of {where}: one of them was re-hashed "
+                "after an edit, or forged",
+                seq=self.base_seq if base else entry.seq,
+            )
+            self.accept(entry)
+        else:
+            self.on_backwards(entry)
+
+    def _index_ahead(self, entry: _Entry) -> int | None:
+        """Where the same seq shows up again within the look-ahead window, if it does."""
+        for index in range(_LOOKAHEAD):
+            ahead = self.stream.peek(index)
+            if ahead is None:
+                return None
+            if ahead.seq == entry.seq:
+                return index
+        return None
+
+    def on_jump(self, entry: _Entry, expected: int) -> None:
+        """A self-consistent record further on than expected: a copy, a reordering or a gap."""
+        again = self._index_ahead(entry)
+        if again is not None:
+            twin = self.stream.peek(again)
+            assert twin is not None
+            self.report(
+                "inserted",
+                entry,
+                f"seq {entry.seq} appears again at {twin.where}, in its place: this one is a "
+                "copy or a forgery",
+            )
+            return
+        if self.try_reordered(entry, expected):
+            return
+        if self._links_to_base(self.stream.peek()):
+            self.report(
+                "inserted",
+                entry,
+                f"not part of the chain: the next record links to seq {self.base_seq}",
+            )
+            return
+        self.on_gap(entry, expected)
+
+    def on_gap(self, entry: _Entry, expected: int) -> None:
+        assert entry.seq is not None
+        missing = (
+            f"seq {expected}" if entry.seq == expected + 1 else f"seq {expected}..{entry.seq - 1}"
+        )
+        base = self.base
+        if base is None:
+            message = f"{missing} missing before the first record (oldest records or files removed)"
+        elif base.file != entry.file and entry.line == 1:
+            message = (
+                f"{missing} missing between {base.where} and {entry.where}: records deleted "
+                "across a rotation, or a whole rotated file removed"
+            )
+        else:
+            message = f"{missing} missing after {base.where}: records deleted"
+        sealed_files = sorted(
+            {s["file"] for q, s in self.seals.items() if expected <= q < entry.seq}
+            - set(self.result.files)
+        )
+        if sealed_files:
+            message += f" (sealed file(s) now absent: {', '.join(sealed_files)})"
+        self.report("deleted", entry, message)
+        self.accept(entry)
+
+    def try_reordered(self, entry: _Entry, expected: int) -> bool:
+        """If the missing seqs show up a little later, report one reordering and skip past it."""
+        assert entry.seq is not None
+        region = [entry]
+        seqs = {entry.seq}
+        index = 0
+        while index < _LOOKAHEAD:
+            ahead = self.stream.peek(index)
+            if ahead is None or ahead.problem is not None or not ahead.valid:
+                return False
+            assert ahead.seq is not None
+            index += 1
+            region.append(ahead)
+            seqs.add(ahead.seq)
+            if min(seqs) == expected and len(seqs) == len(region) == max(seqs) - expected + 1:
+                break
+        else:
+            return False
+        for _ in range(index):
+            consumed = self.stream.next()
+            assert consumed is not None
+            self.observe(consumed)
+        ordered = sorted(region, key=lambda e: e.seq or 0)
+        first_late = min(region[1:], key=lambda e: e.seq or 0)
+        linked = (
+            all(later.prev == earlier.hash for earlier, later in itertools.pairwise(ordered))
+            and ordered[0].prev == self.base_hash
+        )
+        self.report(
+            "reordered",
+            entry,
+            f"seq {entry.seq} comes before seq {first_late.seq} ({first_late.where}); records "
+            f"seq {expected}..{max(seqs)} are out of order"
+            + ("" if linked else " and do not link in seq order either"),
+        )
+        self.accept(ordered[-1])
+        return True
+
+    def on_backwards(self, entry: _Entry) -> None:
+        base = self.base
+        if base is not None and entry.seq == base.seq and entry.prev == base.prev:
+            ahead = self.stream.peek()
+            if ahead is not None and ahead.problem is None and ahead.prev == entry.hash:
+                self.report(
+                    "inserted",
+                    base,
+                    f"not part of the chain: {entry.where} holds the same seq and the chain "
+                    "continues from it",
+                )
+                self.accept(entry)
+                return
+            self.report(
+                "inserted",
+                entry,
+                f"duplicates seq {entry.seq} of {base.where}; the chain does not continue from it",
+            )
+            return
+        self.report(
+            "inserted",
+            entry,
+            f"seq {entry.seq} appears after seq {self.base_seq}: a replayed or misplaced record",
+        )
+
+    # -- the tail ------------------------------------------------------------------------------
+
+    def check_tail(self, seals: list[dict[str, Any]]) -> None:
+        if not seals:
+            return
+        top = max(seals, key=lambda s: s["seq"])
+        if top["seq"] > self.max_seq:
+            last = self.last
+            ends = f"seq {self.max_seq} ({last.where})" if last else "no record at all"
+            present = "" if top["file"] in self.result.files else f"; {top['file']} is absent"
+            self.report(
+                "truncated",
+                last,
+                f"the log ends at {ends} but {SEALS_NAME}:{top['line']} sealed seq {top['seq']} "
+                f"in {top['file']} at {top.get('ts', '?')}: records seq {self.max_seq + 1}.."
+                f"{top['seq']} were cut{present}",
+                seq=self.max_seq if last else None,
+            )
+        elif self.max_seq > top["seq"]:
+            self.result.warnings.append(
+                f"{self.max_seq - top['seq']} record(s) after the last seal (seq {top['seq']}) "
+                "are not yet sealed: cutting them would not be detected"
+            )
+
+
+def _entries(paths: list[Path]) -> Iterator[_Entry]:
+    for file, line, raw in iter_lines(paths):
+        yield _parse(file, line, raw)
+
+
+def verify(path: Path) -> Verification:
+    """Verify a log directory (every file, the seals, the evidence) or one audit file alone.
+
+    Raises `AuditError` only when there is nothing to verify; tampering is reported as findings.
+    """
+    if path.is_dir():
+        log_dir, paths, anchored = path, audit_files(path), True
+    elif path.is_file():
+        log_dir, paths, anchored = path.parent, [path], False
+    else:
+        raise AuditError(
+            f"no audit log at {path}", hint="pass the log directory (CORDON_LOG_DIR or ./logs)"
+        )
+    result = Verification(path=str(path), files=[p.name for p in paths])
+    loaded = read_seals(log_dir)
+    if loaded is None:
+        seals: list[dict[str, Any]] = []
+        result.warnings.append(f"no {SEALS_NAME} in {log_dir}: a truncated tail cannot be detected")
+    else:
+        seals, problems = loaded
+        result.warnings.extend(problems)
+    if not anchored:
+        seals = [s for s in seals if s["file"] == path.name]
+    if not paths and not seals:
+        raise AuditError(
+            f"no audit files (audit-YYYY-MM-DD.jsonl) in {path}",
+            hint="pass the log directory (CORDON_LOG_DIR or ./logs)",
+        )
+    result.seals = len(seals)
+    checker = _Checker(
+        _Stream(_entries(paths)),
+        result,
+        anchored=anchored,
+        seals={s["seq"]: s for s in seals},
+        evidence_dir=log_dir,
+    )
+    checker.run()
+    checker.check_tail(seals)
+    if checker.last is not None:
+        result.head_seq = checker.last.seq
+        result.head_hash = checker.last.hash
+        result.head_where = checker.last.where
+    return result
