@@ -66,12 +66,12 @@ _CLI_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # `enable secret 5 $1$x`, `username u password 0 x`, `snmp-server community x RO`, `psk x`.
     (
-        re.compile(rf"(?i)\b({_KEYWORD})(\s+(?:[0-9]\s+)?)(?!\[REDACTED\])[^\s\"',;]+"),
+        re.compile(rf"(?i)(?<![a-z0-9])({_KEYWORD})(\s+(?:[0-9]\s+)?)(?!\[REDACTED\])[^\s\"',;]+"),
         r"\1\2" + REDACTED,
     ),
     # `password=x`, `token: x`, `"secret": "x"` inside free text or key=value configs.
     (
-        re.compile(rf"(?i)\b({_KEYWORD})(\"?\s*[=:]\s*\"?)(?!\[REDACTED\])[^\s\"',;&]+"),
+        re.compile(rf"(?i)(?<![a-z0-9])({_KEYWORD})(\"?\s*[=:]\s*\"?)(?!\[REDACTED\])[^\s\"',;&]+"),
         r"\1\2" + REDACTED,
     ),
     # SNMPv3 user definitions: `auth sha X priv aes 128 Y`.

@@ -339,12 +339,33 @@ def build(
 
 # -- rendering --------------------------------------------------------------------------------
 
-_TIMELINE_HEAD = ("Time (UTC)", "Seq", "Event", "Actor (role)", "Site", "Device", "Outcome")
+_TIMELINE_HEAD = (
+    "Time (UTC)",
+    "Seq",
+    "Event",
+    "Actor (role)",
+    "Run",
+    "Site",
+    "Device",
+    "Action",
+    "Outcome",
+)
 
 
 def _timeline_cells(row: Row) -> list[str]:
     who = f"{row.actor} ({row.role})" if row.role else row.actor
-    return [row.ts, str(row.seq), row.event, who, row.site, row.device, row.outcome, row.detail]
+    return [
+        row.ts,
+        str(row.seq),
+        row.event,
+        who,
+        row.run_id,
+        row.site,
+        row.device,
+        row.action,
+        row.outcome,
+        row.detail,
+    ]
 
 
 def _blocks(report: Report) -> Iterator[tuple[str, list[str], list[list[str]]]]:
@@ -386,7 +407,8 @@ def _blocks(report: Report) -> Iterator[tuple[str, list[str], list[list[str]]]]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    escaped = text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return escaped.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_md(report: Report) -> str:
