@@ -444,7 +444,7 @@ def _switch(name: str, role: str, mgmt_addr: str, ports: list[Doc]) -> Doc:
 
 def _zones_and_switches(
     code: str, zone_names: tuple[str, ...], alloc: _Alloc, n_access: int
-) -> tuple[list[Doc], list[Doc], list[Doc], list[Doc]]:
+) -> tuple[list[Doc], list[Doc], list[list[Doc]], list[Doc]]:
     """Zones, firewall gateway sub-interfaces, and switch ports of a site."""
     zones: list[Doc] = []
     gateways: list[Doc] = []

@@ -1,0 +1,135 @@
+"""Suite-wide fixtures: the digital twin of the example group (one per session, under an exclusive
+lock so concurrent runs never fight over it), and the scan of every test report and log file for
+the twin's secrets."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from agent.inventory import load
+from agent.inventory.models import Inventory
+from agent.lab import build
+from agent.lab.state import LabState
+from agent.lab.topology import Blueprint, blueprint
+from tests import secret_scan
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "inventory" / "hospi-grand-ouest.yaml"
+TWIN_LOCK = Path("/run/cordon-lab.lock")
+
+# Every secret the twin generated this session; reports and logs are scanned for them.
+SECRETS: list[str] = []
+LEAKS: list[str] = []
+
+if "CORDON_LOG_DIR" not in os.environ:
+    os.environ["CORDON_LOG_DIR"] = tempfile.mkdtemp(prefix="cordon-test-logs-")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_root() -> None:
+    """Twin tests need root. In CI they must run: not being root there is a failure, not a skip."""
+    if os.geteuid() == 0:
+        return
+    if in_ci():
+        pytest.fail("twin tests must run in CI, and CI runs as root: this run is not root")
+    pytest.skip(
+        "SKIPPED TWIN TEST: needs root (network namespaces, real daemons); "
+        "run the suite as root to prove real effects"
+    )
+
+
+@dataclass
+class Twin:
+    """The running twin of the example inventory and what tests need to drive it."""
+
+    inv: Inventory
+    bp: Blueprint
+    state: LabState
+    secrets: list[str] = field(default_factory=list)
+
+
+def _collect_secrets(files: list[str]) -> list[str]:
+    out = []
+    for f in files:
+        path = Path(f)
+        if path.is_file() and not path.name.endswith((".pub", "known_hosts")):
+            out.append(path.read_text(encoding="utf-8").strip())
+    return out
+
+
+@pytest.fixture(scope="session")
+def twin_lock() -> Iterator[IO[str]]:
+    """Exclusive use of the machine's twin for this session (waits for another holder)."""
+    require_root()
+    fh = TWIN_LOCK.open("w")
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    try:
+        yield fh
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@pytest.fixture(scope="session")
+def twin(twin_lock: IO[str]) -> Iterator[Twin]:
+    """The Hospi Grand Ouest twin, built once for the session and taken down at its end."""
+    if LabState.load(build.DEFAULT_LAB) is not None:
+        pytest.fail(
+            "a twin is already up on this machine (from `cordon lab up` or a demo); "
+            "the tests build their own: run `cordon lab down` first"
+        )
+    inv = load(EXAMPLE)
+    state = build.up(inv)
+    secrets = _collect_secrets(state.files)
+    SECRETS.extend(secrets)
+    try:
+        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
+    finally:
+        build.down()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """No secret of the twin in any test's output, log capture or exception text."""
+    if not SECRETS:
+        return
+    texts = [report.longreprtext or ""] + [content for _, content in report.sections]
+    for text in texts:
+        for hit in secret_scan.find(text, SECRETS):
+            LEAKS.append(f"{report.nodeid} ({report.when}): {hit}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Scan every log line the suite wrote for the twin's secrets; a leak fails the run."""
+    if not SECRETS:
+        return
+    log_dir = Path(os.environ["CORDON_LOG_DIR"])
+    LEAKS.extend(secret_scan.scan_tree(log_dir, SECRETS))
+    LEAKS.extend(secret_scan.scan_tree(ROOT / "logs", SECRETS))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if LEAKS:
+        if reporter is not None:
+            reporter.write_line("SECRET LEAK: the twin's secrets appear in:", red=True)
+            for leak in LEAKS:
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        reporter.write_line(
+            f"secret scan: {len(SECRETS)} twin secrets, searched in every test report and "
+            f"every file under {log_dir}: none found"
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Lifecycle tests build and remove their own twin: run them before the session twin."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("twin_lifecycle") else 1)

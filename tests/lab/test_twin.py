@@ -1,0 +1,103 @@
+"""The twin behaves like the real group: every declared flow works in the normal state, and a
+switch port shut through the IOS-style CLI or by an SNMP SET closes exactly the flows that cross
+it, nothing else, until it is reopened."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.errors import LabError
+from agent.inventory.impact import flows_via_access_port
+from agent.inventory.models import Inventory
+from agent.lab import build, flows, netns
+from agent.lab.probe import ProbeTarget, probe_tcp
+from agent.lab.topology import Blueprint
+from tests.conftest import Twin
+from tests.lab import twinops
+
+pytestmark = pytest.mark.twin
+
+
+def closed(inv: Inventory, bp: Blueprint) -> set[str]:
+    return {o.flow.name for o in flows.observe(inv, bp) if not o.observed_open}
+
+
+def parts(twin: Twin) -> tuple[Inventory, Blueprint]:
+    return twin.inv, twin.bp
+
+
+def test_every_flow_open_in_normal_state(twin: Twin) -> None:
+    """All 135 declared flows of Hospi Grand Ouest connect, each to the right host and service."""
+    inv, bp = parts(twin)
+    obs = flows.observe(inv, bp)
+    assert len(obs) == len(inv.flows) > 100
+    assert [o.flow.name for o in obs if not o.as_expected] == []
+
+
+def test_ios_shutdown_closes_exactly_the_crossing_flows(twin: Twin) -> None:
+    """`shutdown` on rns-sw1's ICU monitor port (netmiko, cisco_ios) cuts that flow only."""
+    inv, bp = parts(twin)
+    expected = {f.name for f in flows_via_access_port(inv, "rns-sw1", "gi1")}
+    assert expected == {"rns-icu-monitoring"}
+    twinops.shutdown(inv, "rns-sw1", "gi1", down=True)
+    try:
+        link = netns.run(["ip", "-o", "link", "show", "gi1"], netns=bp.device_ns["rns-sw1"])
+        assert ",UP" not in link.stdout.split(">")[0]  # the kernel link is administratively down
+        assert twinops.wait_for(lambda: closed(inv, bp) == expected, timeout=10)
+    finally:
+        twinops.shutdown(inv, "rns-sw1", "gi1", down=False)
+    assert twinops.wait_for(lambda: closed(inv, bp) == set(), timeout=15)
+
+
+def test_snmp_admin_down_closes_exactly_the_crossing_flows(twin: Twin) -> None:
+    """An SNMPv3 SET of ifAdminStatus=down on the lab system's port cuts exactly its flows."""
+    inv, bp = parts(twin)
+    site = inv.site("rennes-la-sagesse")
+    zone = site.zone("servers") if site else None
+    lis = zone.host("lis") if zone else None
+    assert lis is not None
+    assert lis.port is not None
+    expected = {f.name for f in flows_via_access_port(inv, lis.port.device, lis.port.interface)}
+    assert expected == {"rns-lab-lis", "stn-lab-rns"}
+    twinops.snmp_admin(inv, lis.port.device, lis.port.interface, up=False)
+    try:
+        assert twinops.wait_for(lambda: closed(inv, bp) == expected, timeout=10)
+    finally:
+        twinops.snmp_admin(inv, lis.port.device, lis.port.interface, up=True)
+    assert twinops.wait_for(lambda: closed(inv, bp) == set(), timeout=15)
+
+
+def test_second_lab_up_refuses_and_changes_nothing(twin: Twin) -> None:
+    """`lab up` while the twin is up is refused clearly; the running twin is untouched."""
+    inv, _ = parts(twin)
+    before = build.status()
+    with pytest.raises(LabError, match="already up"):
+        build.up(inv)
+    after = build.status()
+    assert after == before
+    assert after["up"] is True
+    assert after["processes_dead"] == []
+
+
+def test_data_plane_unreachable_from_root_namespace(twin: Twin) -> None:
+    """The root namespace cannot reach a twin data address: the blackhole catches it."""
+    routes = netns.run(["ip", "route", "show", "type", "blackhole"]).stdout.split()
+    assert "198.18.0.0/15" in routes
+    # The data plane has no route but the blackhole; only the management veth is reachable.
+    assert netns.run(["ip", "route", "get", "198.18.3.10"], check=False).returncode != 0
+    mgmt = netns.run(["ip", "route", "get", "198.19.0.26"]).stdout
+    assert "dev cordon-oob" in mgmt
+
+
+def test_zone_host_cannot_reach_management_plane(twin: Twin) -> None:
+    """A zone host cannot reach a device's management address: the plane is out of band."""
+    inv, bp = parts(twin)
+    fw = inv.find_device("rns-fw1")
+    assert fw is not None
+    host_ns = bp.host_ns["rennes-la-sagesse/admin/pc-admin-1"]
+    (res,) = probe_tcp([ProbeTarget(host_ns, str(fw[1].management.address), 22)], timeout=1.0)
+    assert not res.ok
+    (ok,) = probe_tcp(
+        [ProbeTarget(bp.device_ns["rns-sw1"], str(fw[1].management.address), 22)], timeout=2.0
+    )
+    assert ok.ok  # the same port answers on the management network

@@ -1,0 +1,75 @@
+"""`lab up` builds a twin whose secrets are private and whose daemons answer; `lab down` leaves
+nothing behind: no namespace, no process, no file, no root-namespace link or rule it made."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import IO
+
+import pytest
+import yaml
+
+from agent.errors import LabError
+from agent.inventory import load
+from agent.inventory.synth import HGO_SITES, group_document
+from agent.lab import build, daemons, netns
+from agent.lab.topology import ROOT_LINK
+
+pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
+
+
+def small_inventory(tmp_path: Path) -> Path:
+    doc = group_document("mini", "Mini group", HGO_SITES[:1], zone_prefix=24, inter_site_flows=[])
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def blackhole_present() -> bool:
+    return "198.18.0.0/15" in netns.run(["ip", "route", "show", "type", "blackhole"]).stdout
+
+
+def test_up_then_down_leaves_nothing(twin_lock: IO[str], tmp_path: Path) -> None:
+    """A full up/down cycle of a one-site twin removes everything the twin made, and only that."""
+    inv = load(small_inventory(tmp_path))
+    blackhole_before = blackhole_present()
+    foreign = set(netns.run(["ip", "netns", "list"]).stdout.split())
+    state = build.up(inv)
+    try:
+        assert blackhole_present()
+        assert all(netns.exists(ns) for ns in state.namespaces)
+        procs = [daemons.DaemonProc.from_dict(p) for p in state.procs]
+        assert procs
+        assert all(daemons.is_running(p) for p in procs)
+        secret_files = [Path(f) for f in state.files if not f.endswith(".pub")]
+        assert secret_files
+        for f in secret_files:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        # every device's sshd answers on its management address, through the twin's veth
+        devices = [d for _, d in inv.devices()]
+        assert len(devices) == 5  # core fw + sw, La Sagesse fw + 2 switches
+        for d in devices:
+            route = netns.run(["ip", "route", "get", str(d.management.address)]).stdout
+            assert f"dev {ROOT_LINK}" in route  # never any other way out of the root namespace
+            with socket.create_connection((str(d.management.address), d.ssh.port), timeout=5) as s:
+                assert s.recv(64).startswith(b"SSH-2.0-")
+        with pytest.raises(LabError, match="already up"):
+            build.up(inv)
+    finally:
+        done = build.down()
+    assert any("namespaces" in d for d in done)
+    assert not any(netns.exists(ns) for ns in state.namespaces)
+    assert not any(daemons.is_running(p) for p in procs)
+    assert not any(Path(f).exists() for f in state.files)
+    assert not state.dir.exists()
+    assert not any(Path(d).exists() for d in state.dirs)
+    assert netns.run(["ip", "link", "show", ROOT_LINK], check=False).returncode != 0
+    tables = netns.run(["nft", "list", "tables"]).stdout
+    assert build.GUARD_TABLE not in tables
+    assert blackhole_present() == blackhole_before
+    assert set(netns.run(["ip", "netns", "list"]).stdout.split()) == foreign
+    assert not (tmp_path / ".secrets").exists()
+    assert os.listdir(tmp_path) == ["mini.yaml"]
