@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
 GENESIS = "0" * 64
 LOCK_NAME = ".audit.lock"
 CHAIN_FIELDS = ("seq", "prev", "ts", "hash")
+_CHAIN_KEYS = frozenset(CHAIN_FIELDS)
 FILE_RE = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl$")
 _TAIL_CHUNK = 64 * 1024
 
@@ -152,6 +153,7 @@ class _Seen:
     """What this writer last saw of the file it appended to; if unchanged, `head` is still valid."""
 
     name: str
+    path: str
     ino: int
     size: int
     head: Head
@@ -177,8 +179,11 @@ class ChainWriter:
         self._lock_fd = -1
         self._fd = -1
         self._fd_name = ""
+        self._fd_path = ""
         self._seen: _Seen | None = None
         self._holding = False
+        self._day: date | None = None
+        self._day_name = ""
         self.appended = 0
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
@@ -186,6 +191,7 @@ class ChainWriter:
     # -- locking -------------------------------------------------------------------------------
 
     def _open(self) -> None:
+        """Open the lock file; `_pid` is reset to -1 in a forked child, which then reopens."""
         pid = os.getpid()
         if pid == self._pid:
             return
@@ -202,7 +208,8 @@ class ChainWriter:
     def locked(self) -> Iterator[None]:
         """Hold the directory lock (and this process's thread lock) for the duration."""
         with self._tlock:
-            self._open()
+            if self._pid < 0:
+                self._open()
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._holding = True
             try:
@@ -218,7 +225,7 @@ class ChainWriter:
         if seen is None:
             return None
         try:
-            st = os.stat(self.log_dir / seen.name)
+            st = os.stat(seen.path)
         except FileNotFoundError:
             return None
         if (st.st_ino, st.st_size) != (seen.ino, seen.size):
@@ -227,9 +234,15 @@ class ChainWriter:
             return None  # another process opened the new day's file
         return seen.head
 
+    def _file_name(self, now: datetime) -> str:
+        day = now.date()
+        if day != self._day:
+            self._day, self._day_name = day, file_name_for(now)
+        return self._day_name
+
     def _resolve(self, now: datetime) -> tuple[str, Head, bool]:
         """(file to append to, chain head, whether that file needs a newline first)."""
-        name = file_name_for(now)
+        name = self._file_name(now)
         seen = self._seen
         if seen is not None and seen.name > name:
             name = seen.name  # the clock went back: never append to an older day
@@ -249,7 +262,7 @@ class ChainWriter:
         """The current chain head, seen from disk; call only while holding `locked()`."""
         if not self._holding:
             raise RuntimeError("ChainWriter.head() needs locked()")
-        return self._resolve(self._clock())[1]
+        return self._resolve(self._clock().astimezone(UTC))[1]
 
     # -- append --------------------------------------------------------------------------------
 
@@ -259,26 +272,20 @@ class ChainWriter:
         Every string is scrubbed of registered secrets before it is hashed and written. Fields
         named like chain fields are kept under a trailing underscore (`ts` -> `ts_`).
         """
-        record = {(f"{k}_" if k in CHAIN_FIELDS else k): v for k, v in fields.items()}
+        record = dict(fields)
+        if not _CHAIN_KEYS.isdisjoint(record):
+            for key in CHAIN_FIELDS:
+                if key in record:
+                    record[f"{key}_"] = record.pop(key)
         try:
-            with self.locked():
-                now = self._clock()
-                name, head, newline = self._resolve(now)
-                record["seq"] = head.seq + 1
-                record["prev"] = head.hash
-                record["ts"] = now.astimezone(UTC).isoformat(timespec="microseconds")
-                body = canonical(record)
-                if redact.needs_scrub(body.decode("utf-8")):
-                    chain = {k: record.pop(k) for k in ("seq", "prev", "ts")}
-                    record = redact.redact_event(record)
-                    record.update(chain)
-                    body = canonical(record)
-                digest = hashlib.sha256(body).hexdigest()
-                line = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
-                fd = self._fd_for(name)
-                _write_all(fd, b"\n" + line if newline else line)
-                st = os.fstat(fd)
-                self._seen = _Seen(name, st.st_ino, st.st_size, Head(name, record["seq"], digest))
+            with self._tlock:
+                if self._pid < 0:
+                    self._open()
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                try:
+                    digest = self._append_locked(record)
+                finally:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         except OSError as exc:
             self._close_fd()
             raise _write_error(self.log_dir, exc) from exc
@@ -286,13 +293,37 @@ class ChainWriter:
         record["hash"] = digest
         return record
 
+    def _append_locked(self, record: dict[str, Any]) -> str:
+        now = self._clock()
+        if now.tzinfo is not UTC:
+            now = now.astimezone(UTC)
+        name, head, newline = self._resolve(now)
+        record["seq"] = head.seq + 1
+        record["prev"] = head.hash
+        record["ts"] = now.isoformat(timespec="microseconds")
+        body = canonical(record)
+        if redact.needs_scrub(body.decode("utf-8")):
+            chain = {k: record.pop(k) for k in ("seq", "prev", "ts")}
+            clean = redact.redact_event(record)
+            record.clear()
+            record.update(clean)
+            record.update(chain)
+            body = canonical(record)
+        digest = hashlib.sha256(body).hexdigest()
+        line = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
+        fd = self._fd_for(name)
+        _write_all(fd, b"\n" + line if newline else line)
+        st = os.fstat(fd)
+        path = self._fd_path
+        self._seen = _Seen(name, path, st.st_ino, st.st_size, Head(name, record["seq"], digest))
+        return digest
+
     def _fd_for(self, name: str) -> int:
         if self._fd_name != name or self._fd < 0:
             self._close_fd()
+            self._fd_path = str(self.log_dir / name)
             self._fd = os.open(
-                self.log_dir / name,
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                0o640,
+                self._fd_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
             )
             self._fd_name = name
         return self._fd

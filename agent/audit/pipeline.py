@@ -52,6 +52,15 @@ EVENT_FIELDS = (
     "duration_s",
 )
 _HOST = socket.gethostname()
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid  # noqa: PLW0603
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 _HIDDEN_ON_CONSOLE = frozenset({"prev", "hash", "host", "pid", "level"})
 
 
@@ -82,7 +91,7 @@ def _normalize(_logger: WrappedLogger, _method: str, event: EventDict) -> EventD
     for name in EVENT_FIELDS:
         event.setdefault(name, None)
     event["host"] = _HOST
-    event["pid"] = os.getpid()
+    event["pid"] = _pid
     return event
 
 

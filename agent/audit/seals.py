@@ -196,14 +196,14 @@ class Sealer:
         self.every = every
         self.on_error = on_error
         self._count = 0
-        self._dirty = threading.Event()
+        self._dirty = False  # a plain flag: set on every append, so no Event (it takes a lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
 
     def note_append(self) -> None:
         """Called after each append: starts the timer lazily, seals every `every` records."""
-        self._dirty.set()
+        self._dirty = True
         self._count += 1
         if self._thread is None and self.interval > 0:
             with self._guard:
@@ -217,7 +217,7 @@ class Sealer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            if self._dirty.is_set():
+            if self._dirty:
                 try:
                     self.seal("periodic")
                 except AuditError as exc:
@@ -226,7 +226,7 @@ class Sealer:
 
     def seal(self, reason: str = "demand") -> dict[str, Any] | None:
         """Seal now; returns the seal written (None if there was nothing new to seal)."""
-        self._dirty.clear()
+        self._dirty = False
         self._count = 0
         seal = seal_head(self.writer, reason=reason)
         if seal is not None and self.syslog is not None:
