@@ -15,6 +15,7 @@ import click
 from agent.errors import CordonError
 from agent.inventory import default_path, load
 from agent.inventory.cli import render as render_inventory
+from agent.inventory.models import Inventory
 from agent.lab import build, flows
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
@@ -38,6 +39,11 @@ def demo(inventory_path: Path | None, keep: bool) -> None:
     """Build the digital twin of the example group and show that every flow works."""
     color = sys.stdout.isatty()
     inv = load(inventory_path or default_path())
+    with build.exclusive(click.echo):
+        _demo(inv, keep=keep, color=color)
+
+
+def _demo(inv: Inventory, *, keep: bool, color: bool) -> None:
     _say(f"== 1. The inventory: {inv.path}", color=color)
     click.echo(render_inventory(inv))
     _say("\n== 2. The digital twin: real namespaces, sshd, FRR, snmpd, zone services", color=color)

@@ -7,7 +7,6 @@ Run as root: `.venv/bin/python -m benchmarks.bench_lab [--runs N]`.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import statistics
 import subprocess
 import sys
@@ -109,8 +108,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     print(describe())
-    with open("/run/cordon-lab.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build.exclusive(print):
         if LabState.load(build.DEFAULT_LAB) is not None:
             sys.exit("a twin is up: `cordon lab down` first")
         inv = load(EXAMPLE)

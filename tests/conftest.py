@@ -4,13 +4,11 @@ the twin's secrets."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import pytest
 
@@ -23,7 +21,6 @@ from tests import secret_scan
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "inventory" / "hospi-grand-ouest.yaml"
-TWIN_LOCK = Path("/run/cordon-lab.lock")
 
 # Every secret the twin generated this session; reports and logs are scanned for them.
 SECRETS: list[str] = []
@@ -69,20 +66,15 @@ def _collect_secrets(files: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def twin_lock() -> Iterator[IO[str]]:
+def twin_lock() -> Iterator[None]:
     """Exclusive use of the machine's twin for this session (waits for another holder)."""
     require_root()
-    fh = TWIN_LOCK.open("w")
-    fcntl.flock(fh, fcntl.LOCK_EX)
-    try:
-        yield fh
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+    with build.exclusive(print):
+        yield
 
 
 @pytest.fixture(scope="session")
-def twin(twin_lock: IO[str]) -> Iterator[Twin]:
+def twin(twin_lock: None) -> Iterator[Twin]:
     """The Hospi Grand Ouest twin, built once for the session and taken down at its end."""
     if LabState.load(build.DEFAULT_LAB) is not None:
         pytest.fail(

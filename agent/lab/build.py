@@ -6,13 +6,15 @@ Imports the lab's own modules and the inventory; never a driver. Root only.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets as pysecrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +27,23 @@ from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, bluepr
 from agent.secrets import ref_path
 
 DEFAULT_LAB = "cdn"
+LOCK_PATH = Path("/run/cordon-lab.lock")
 GUARD_TABLE = "cordon_lab_guard"  # root-namespace nft table: never forward to or from the twin
+
+
+@contextmanager
+def exclusive(on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Exclusive use of this machine's twin (one twin per machine: it owns 198.19/16 in the root
+    namespace). A test session holds it throughout; `lab up/down` and the demo wait for it."""
+    require_root()
+    with LOCK_PATH.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait("the twin is in use by another session (a test run?); waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def require_root() -> None:

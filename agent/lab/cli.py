@@ -36,7 +36,8 @@ def up_cmd(inventory_path: Path | None) -> None:
     """Build the twin: namespaces, veths, sshd, FRR, snmpd, zone services."""
     inv = load(inventory_path or default_path())
     click.echo(f"building the twin of {inv.group.name} ({inv.path}) ...")
-    state = build.up(inv)
+    with build.exclusive(click.echo):
+        state = build.up(inv)
     click.echo(
         f"twin up: {len(state.namespaces)} namespaces, {len(state.procs)} processes, "
         f"{state.timings.get('total_s', 0):.1f} s "
@@ -48,7 +49,8 @@ def up_cmd(inventory_path: Path | None) -> None:
 @lab.command("down")
 def down_cmd() -> None:
     """Stop what the twin started (by PID) and remove every namespace and file it made."""
-    done = build.down()
+    with build.exclusive(click.echo):
+        done = build.down()
     click.echo("twin down: " + ("; ".join(done) if done else "nothing was up"))
 
 

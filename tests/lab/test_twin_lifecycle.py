@@ -7,7 +7,6 @@ import os
 import socket
 import stat
 from pathlib import Path
-from typing import IO
 
 import pytest
 import yaml
@@ -32,7 +31,7 @@ def blackhole_present() -> bool:
     return "198.18.0.0/15" in netns.run(["ip", "route", "show", "type", "blackhole"]).stdout
 
 
-def test_up_then_down_leaves_nothing(twin_lock: IO[str], tmp_path: Path) -> None:
+def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     """A full up/down cycle of a one-site twin removes everything the twin made, and only that."""
     inv = load(small_inventory(tmp_path))
     blackhole_before = blackhole_present()
