@@ -45,7 +45,7 @@ LOCK_NAME = ".audit.lock"
 CHAIN_FIELDS = ("seq", "prev", "ts", "hash")
 _CHAIN_KEYS = frozenset(CHAIN_FIELDS)
 FILE_RE = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl$")
-_TAIL_CHUNK = 64 * 1024
+_TAIL_CHUNK = 8 * 1024
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -269,8 +269,10 @@ class ChainWriter:
     def append(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Append one record made of `fields` plus seq/prev/ts/hash; return the record written.
 
-        Every string is scrubbed of registered secrets before it is hashed and written. Fields
-        named like chain fields are kept under a trailing underscore (`ts` -> `ts_`).
+        Strings are scrubbed (registered secrets, CLI secret idioms) before hashing; masking
+        values by key name is the pipeline's redaction processor's job, done here only when the
+        record trips the scrub test. Fields named like chain fields are kept under a trailing
+        underscore (`ts` -> `ts_`).
         """
         record = dict(fields)
         if not _CHAIN_KEYS.isdisjoint(record):

@@ -96,6 +96,7 @@ def _normalize(_logger: WrappedLogger, _method: str, event: EventDict) -> EventD
 
 
 def _redact(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Mask values under secret-named keys; the chain writer then scrubs every string."""
     return redact.redact_keys(event)
 
 

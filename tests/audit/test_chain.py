@@ -146,3 +146,16 @@ def test_threads_share_one_chain(log_dir: Path) -> None:
     result = verify(log_dir)
     assert result.ok, result.findings
     assert (result.records, result.head_seq) == (400, 400)
+
+
+def test_writer_notices_a_new_day_file_opened_by_another_writer(log_dir: Path) -> None:
+    """If another process already started today's file, this writer continues after its record."""
+    day1, day2 = START, START + timedelta(days=1)
+    first = ChainWriter(log_dir, clock=FakeClock(day1, step=timedelta(0)))
+    second = ChainWriter(log_dir, clock=FakeClock(day2, step=timedelta(0)))
+    first.append({"event": "a"})
+    second.append({"event": "b"})
+    first._clock = FakeClock(day2, step=timedelta(0))
+    record = first.append({"event": "c"})
+    assert record["seq"] == 3
+    assert verify(log_dir).ok

@@ -69,6 +69,15 @@ def test_secrets_never_reach_the_log(pipeline: Path) -> None:
     assert audit.verify(pipeline).ok
 
 
+def test_secret_named_keys_are_masked_by_the_pipeline(pipeline: Path) -> None:
+    """Values under secret-named keys are masked even when nothing else looks like a secret."""
+    audit.get_logger().info(
+        "access.granted", credential="Cr3d-Value", session_cookie="C00kie-Value", params={"x": 1}
+    )
+    (record,) = _records(pipeline)
+    assert (record["credential"], record["session_cookie"]) == ("[REDACTED]", "[REDACTED]")
+
+
 def test_exceptions_are_logged_as_scrubbed_text(pipeline: Path) -> None:
     """`log.exception` stores the traceback as text, secrets removed."""
     audit.register_secret("Tr4ceback-S3cret")
