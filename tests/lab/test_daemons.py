@@ -203,6 +203,28 @@ def test_vtysh_shutdown_takes_the_kernel_link_down_and_cuts_the_flow(
     assert p.stop()[target].first_failure_at is not None
 
 
+def test_staticd_route_is_reinstalled_after_a_shutdown_cycle(cdt_lab: Lab) -> None:
+    """With staticd, an FRR static route comes back after shutdown/no shutdown (a plain
+    `ip route` through that link would be flushed for good)."""
+    procs = daemons.start_frr(
+        cdt_lab.b, cdt_lab.node_dir("b"), "sw-b", cdt_lab.pathspace, staticd=True
+    )
+    cdt_lab.track(*procs)
+    assert [p.kind for p in procs] == ["staticd", "zebra"]
+    ps = cdt_lab.pathspace
+    daemons.vtysh(cdt_lab.b, ps, "configure terminal", f"ip route 198.18.50.0/24 {cdt_lab.C_ADDR}")
+
+    def routed() -> bool:
+        out = netns.run(["ip", "route", "show", "198.18.50.0/24"], netns=cdt_lab.b).stdout
+        return f"via {cdt_lab.C_ADDR}" in out
+
+    wait_for(routed, "the static route in the kernel")
+    daemons.vtysh(cdt_lab.b, ps, "configure terminal", "interface eth1", "shutdown")
+    wait_for(lambda: not routed(), "the route to leave with the link")
+    daemons.vtysh(cdt_lab.b, ps, "configure terminal", "interface eth1", "no shutdown")
+    wait_for(routed, "the route to come back")
+
+
 def test_vtysh_rejects_unknown_commands(cdt_lab: Lab, cdt_keys: Keys) -> None:
     """A command FRR does not know raises LabError with FRR's `% Unknown command`."""
     _switch(cdt_lab, cdt_keys)

@@ -272,3 +272,16 @@ def _last_ok(prober: ContinuousProber, target: ProbeTarget) -> bool:
 def test_socket_module_is_untouched() -> None:
     """The library does not monkey-patch socket creation."""
     assert socket.socket.__module__ == "socket"
+
+
+@pytest.mark.twin
+def test_prober_that_breaks_says_so(cdt_bare_lab: Lab) -> None:
+    """If a probing namespace disappears, stop() raises instead of reporting zero failures."""
+    a = cdt_bare_lab.add_ns(cdt_bare_lab.a)
+    prober = ContinuousProber([ProbeTarget(a, "198.18.1.1", 80)], interval=0.05, timeout=0.2)
+    with prober:
+        wait_for(lambda: prober.rounds >= 1, "a first round")
+        netns.delete(a)
+        wait_for(lambda: prober.error is not None, "the prober to notice")
+        with pytest.raises(LabError):
+            prober.stop()
