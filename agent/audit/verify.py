@@ -37,6 +37,10 @@ _LOOKAHEAD = 10_000  # records read ahead to tell a reordering from a deletion
 _MAX_FINDINGS = 1_000
 
 
+def _seqs(first: int, last: int) -> str:
+    return f"seq {first}" if first == last else f"seq {first}..{last}"
+
+
 def _short(digest: str | None) -> str:
     return f"{digest[:12]}…" if digest else "-"
 
@@ -360,9 +364,7 @@ class _Checker:
 
     def on_gap(self, entry: _Entry, expected: int) -> None:
         assert entry.seq is not None
-        missing = (
-            f"seq {expected}" if entry.seq == expected + 1 else f"seq {expected}..{entry.seq - 1}"
-        )
+        missing = _seqs(expected, entry.seq - 1)
         base = self.base
         if base is None:
             message = f"{missing} missing before the first record (oldest records or files removed)"
@@ -459,8 +461,8 @@ class _Checker:
                 "truncated",
                 last,
                 f"the log ends at {ends} but {SEALS_NAME}:{top['line']} sealed seq {top['seq']} "
-                f"in {top['file']} at {top.get('ts', '?')}: records seq {self.max_seq + 1}.."
-                f"{top['seq']} were cut{present}",
+                f"in {top['file']} at {top.get('ts', '?')}: records "
+                f"{_seqs(self.max_seq + 1, top['seq'])} were cut{present}",
                 seq=self.max_seq if last else None,
             )
         elif self.max_seq > top["seq"]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,24 @@ def test_report_command_renders_json(log_dir: Path) -> None:
     data = json.loads(out)
     assert data["incidents"][0]["declared_by"] == "lead"
     assert [c["status"] for c in data["incidents"][0]["clocks"]][:2] == ["overdue", "pending"]
+
+
+def test_cordon_exits_8_and_names_the_record(log_dir: Path) -> None:
+    """Through the real `cordon` entry point, a tampered log exits 8 with the record on stderr."""
+    write_log(log_dir, 5)
+    path = log_dir / "audit-2024-10-15.jsonl"
+    lines = lines_of(path)
+    del lines[2]
+    rewrite(path, lines)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "audit", "verify", str(log_dir)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 8, proc.stderr
+    assert "audit-2024-10-15.jsonl:3 (seq 4): deleted: seq 3 missing" in proc.stderr
+    assert proc.stdout.startswith("BROKEN:")
