@@ -5,8 +5,10 @@ engine or a device library.
 
 A record is a JSON object with `seq` (1, 2, ...), `prev` (the previous record's `hash`, 64 zeros
 for the first), `ts` (UTC, ISO-8601 with `+00:00`) and `hash` = sha256 of the canonical JSON of the
-record without `hash` (sorted keys, `,`/`:` separators, UTF-8). One record per line; lines go to
-`audit-YYYY-MM-DD.jsonl` (UTC day of `ts`) and the chain continues across files.
+record without `hash` (sorted keys, `,`/`:` separators, UTF-8). A line is exactly those bytes with
+`,"hash":"<hex>"` added as the last key; verification insists on these bytes, so duplicate keys or
+reformatting are caught too. Lines go to `audit-YYYY-MM-DD.jsonl` (UTC day of `ts`) and the chain
+continues across files.
 """
 
 from __future__ import annotations
@@ -303,7 +305,13 @@ class ChainWriter:
         record["seq"] = head.seq + 1
         record["prev"] = head.hash
         record["ts"] = now.isoformat(timespec="microseconds")
-        body = canonical(record)
+        try:
+            body = canonical(record)
+        except UnicodeEncodeError:  # lone surrogates, e.g. from surrogateescape-decoded output
+            clean = _without_surrogates(record)
+            record.clear()
+            record.update(clean)
+            body = canonical(record)
         if redact.needs_scrub(body.decode("utf-8")):
             chain = {k: record.pop(k) for k in ("seq", "prev", "ts")}
             clean = redact.redact_event(record)
@@ -359,6 +367,17 @@ def _reset_after_fork(ref: weakref.ref[ChainWriter]) -> None:
     writer = ref()
     if writer is not None:
         writer._forget_after_fork()
+
+
+def _without_surrogates(value: Any) -> Any:
+    """`value` with lone surrogates in strings spelled out as `\\udcff` text (valid UTF-8)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_surrogates(v) for v in value]
+    return value
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -159,3 +159,11 @@ def test_writer_notices_a_new_day_file_opened_by_another_writer(log_dir: Path) -
     record = first.append({"event": "c"})
     assert record["seq"] == 3
     assert verify(log_dir).ok
+
+
+def test_undecodable_device_output_is_logged_and_verifies(log_dir: Path) -> None:
+    """Strings carrying lone surrogates (undecodable bytes) are written as text and verify."""
+    output = b"banner \xff\xfe".decode("utf-8", errors="surrogateescape")
+    record = ChainWriter(log_dir, clock=FakeClock(START)).append({"event": "x", "output": output})
+    assert record["output"] == "banner \\udcff\\udcfe"
+    assert verify(log_dir).ok

@@ -20,12 +20,17 @@ DAY2 = "audit-2024-10-16.jsonl"
 DAY3 = "audit-2024-10-17.jsonl"
 
 
+def _line(record: dict[str, object]) -> str:
+    """The line a careful forger would write: the writer's exact bytes for `record`."""
+    return canonical(record).decode()[:-1] + f',"hash":"{record_hash(record)}"}}\n'
+
+
 def _rehash(line: str, **changes: object) -> str:
     """The line with `changes` applied and a hash that matches its new content."""
     record = json.loads(line)
     record.pop("hash")
     record.update(changes)
-    return json.dumps({**record, "hash": record_hash(record)}) + "\n"
+    return _line(record)
 
 
 def test_untouched_log_verifies(log_dir: Path) -> None:
@@ -250,8 +255,7 @@ def test_first_record_must_start_at_genesis(log_dir: Path) -> None:
     """A first record whose prev is not the genesis hash is reported."""
     log_dir.mkdir()
     record = {"event": "x", "seq": 1, "prev": "f" * 64, "ts": "2024-10-15T00:00:00+00:00"}
-    line = canonical({**record, "hash": record_hash(record)}).decode() + "\n"
-    (log_dir / DAY1).write_text(line)
+    (log_dir / DAY1).write_text(_line(record))
     result = verify(log_dir)
     assert result.findings[0].kind == "relinked"
     assert GENESIS not in result.findings[0].message
@@ -283,3 +287,15 @@ def test_forged_record_beyond_the_end_is_inserted(log_dir: Path) -> None:
     rewrite(path, lines)
     result = verify(log_dir)
     assert [(f.kind, f.line, f.seq) for f in result.findings] == [("inserted", 4, 500)]
+
+
+def test_duplicate_key_edit_is_named(log_dir: Path) -> None:
+    """A duplicate key that leaves the parsed content intact but changes the bytes is `edited`."""
+    write_log(log_dir, 5)
+    path = log_dir / DAY1
+    lines = lines_of(path)
+    lines[2] = lines[2].replace('{"device"', '{"outcome":"failed","device"', 1)
+    rewrite(path, lines)
+    result = verify(log_dir)
+    assert [(f.kind, f.line) for f in result.findings] == [("edited", 3)]
+    assert "canonical form" in result.findings[0].message
