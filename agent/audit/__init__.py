@@ -14,6 +14,16 @@ Public API (everything else is internal):
     close() -> None                                        seal and release (also at exit)
     verify(path: Path) -> Verification                     what `cordon audit verify` runs
 
+A log call raises `AuditError` when the trail cannot be written (disk full, permissions): the
+caller decides, and a run that cannot be audited should stop. Every write (log lines, evidence)
+goes through `redact.scrub`; nothing else in the project writes into the log directory.
+
+On disk, under the log directory:
+    audit-YYYY-MM-DD.jsonl   the chain, one file per UTC day, linked across files
+    seals.jsonl              seals of the chain head (file, seq, hash, ts, reason, host, pid)
+    .audit.lock              the flock every writer takes to append
+    evidence/sha256/<hex>    scrubbed evidence blobs, read-only, named by their sha256
+
 Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
     ts           UTC ISO-8601 with "+00:00", stamped under the chain lock (monotonic with seq)
     event        event name, from the vocabulary below
