@@ -35,6 +35,7 @@ def lab() -> None:
 def up_cmd(inventory_path: Path | None) -> None:
     """Build the twin: namespaces, veths, sshd, FRR, snmpd, zone services."""
     inv = load(inventory_path or default_path())
+    blueprint(inv)  # refuse an inventory outside the sandbox now, before waiting for the lock
     click.echo(f"building the twin of {inv.group.name} ({inv.path}) ...")
     with build.exclusive(click.echo):
         state = build.up(inv)

@@ -1,0 +1,99 @@
+"""The `cordon` command line: clear errors with exit codes, JSON for scripts, and the lab
+commands driving the real twin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.inventory.synth import hospi_grand_ouest
+from tests.conftest import EXAMPLE, ROOT, require_root
+
+
+def cordon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
+
+
+def test_inventory_check_valid() -> None:
+    """A valid inventory is reported with its counts and exit code 0."""
+    done = cordon("inventory", "check", str(EXAMPLE), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["ok"] is True
+    assert data["sites"] == 13
+    assert data["flows"] == 135
+
+
+def test_inventory_check_invalid_exit_code_and_location(tmp_path: Path) -> None:
+    """An invalid inventory exits 2 and names file, path, line and cause on stderr."""
+    doc = hospi_grand_ouest()
+    doc["sites"][1]["zones"][0]["hosts"][0]["address"] = "198.18.99.10"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = cordon("inventory", "check", str(path))
+    assert done.returncode == 2
+    assert f"{path}:" in done.stderr
+    assert "sites[1].zones[0].hosts[0].address" in done.stderr
+    assert "outside the zone subnet" in done.stderr
+    assert done.stdout == ""
+
+
+def test_inventory_check_json_lists_issues(tmp_path: Path) -> None:
+    """With --json an invalid inventory gives a machine-readable list of issues."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("group: {name: x}\nsites: []\nfloes: []\n")
+    done = cordon("inventory", "check", str(path), "--json")
+    assert done.returncode == 2
+    issues = json.loads(done.stdout)["issues"]
+    assert {"path": "floes", "line": 3} in [{k: i[k] for k in ("path", "line")} for i in issues]
+
+
+def test_inventory_show_json_has_no_secret_values() -> None:
+    """`inventory show --json` carries references, never a secret value."""
+    done = cordon("inventory", "show", str(EXAMPLE), "--json")
+    assert done.returncode == 0
+    data = json.loads(done.stdout)
+    assert data["group"]["defaults"]["snmp"]["priv"] == "file:.secrets/snmp/priv"
+
+
+def test_lab_flows_when_down_says_so() -> None:
+    """`lab flows` without a twin explains what to do, with the twin exit code."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    done = cordon("lab", "status", "--json")
+    if json.loads(done.stdout)["up"]:
+        pytest.skip("a twin is up")
+    done = cordon("lab", "flows")
+    assert done.returncode == 9
+    assert "cordon lab up" in done.stderr
+
+
+def test_lab_refuses_non_sandbox_inventory(tmp_path: Path) -> None:
+    """`lab up` refuses an inventory with addresses outside 198.18.0.0/15 before touching anything."""
+    require_root()
+    doc = hospi_grand_ouest()
+    text = yaml.safe_dump(doc, sort_keys=False).replace("198.18.", "10.18.")
+    path = tmp_path / "prod.yaml"
+    path.write_text(text)
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    done = cordon("lab", "up", "-i", str(path))
+    assert done.returncode == 10, done.stderr
+    assert "only builds networks inside 198.18.0.0/15" in done.stderr
+    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert before == after
+    assert not (tmp_path / ".secrets").exists()
