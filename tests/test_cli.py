@@ -84,16 +84,20 @@ def test_lab_flows_when_down_says_so() -> None:
 
 
 def test_lab_refuses_non_sandbox_inventory(tmp_path: Path) -> None:
-    """`lab up` refuses an inventory with addresses outside 198.18.0.0/15 before touching anything."""
+    """`lab up` refuses an inventory outside 198.18.0.0/15 before touching anything."""
     require_root()
     doc = hospi_grand_ouest()
     text = yaml.safe_dump(doc, sort_keys=False).replace("198.18.", "10.18.")
     path = tmp_path / "prod.yaml"
     path.write_text(text)
-    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    before = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
     done = cordon("lab", "up", "-i", str(path))
     assert done.returncode == 10, done.stderr
     assert "only builds networks inside 198.18.0.0/15" in done.stderr
-    after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    after = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert before == after
     assert not (tmp_path / ".secrets").exists()
