@@ -1,0 +1,406 @@
+"""Pure parsing of what devices print (IOS/FRR `show interface`, `ip -j link`, `nft -j`) and pure
+checks of what the agent sends (nft script scope, SNMP change lines). Tested on captured text.
+
+Must not import netmiko, paramiko, pysnmp or any I/O; raises ValueError on unparseable input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.drivers.base import InterfaceState
+
+# A command the device refused: FRR says `% Unknown command`, IOS `% Invalid input detected`.
+# Used as netmiko's error_pattern (re.M): the whole matching line becomes the error text.
+CLI_ERROR_PATTERN = (
+    r"^\s*%\s*(?:Unknown command|Invalid input|Incomplete command|Command incomplete|"
+    r"Ambiguous command|Error|Failed|Bad mask|Not allowed)[^\n]*$"
+)
+_CLI_ERROR_RE = re.compile(CLI_ERROR_PATTERN, re.M | re.I)
+
+
+def cli_error(output: str) -> str | None:
+    """The first line of `output` that says a command was rejected, or None."""
+    m = _CLI_ERROR_RE.search(output)
+    return m.group(0).strip() if m else None
+
+
+# --------------------------------------------------------------------- IOS-style CLI output
+
+_FRR_BRIEF_HEAD = re.compile(r"^Interface\s+Status\s+VRF\s+Addresses\s*$")
+_IOS_BRIEF_HEAD = re.compile(r"^Interface\s+IP-Address\s+OK\?\s+Method\s+Status\s+Protocol\s*$")
+_PROMPT_RE = re.compile(r"^[\w.-]+(?:\([\w-]+\))?[>#]")
+
+
+def parse_show_interface_brief(text: str) -> tuple[InterfaceState, ...]:
+    """Interfaces from FRR `show interface brief` or IOS `show ip interface brief`.
+
+    FRR's Status column is the administrative state (oper is unknown: None); IOS gives Status
+    ('administratively down' = admin down) and Protocol (oper).
+    """
+    lines = [line.rstrip() for line in text.replace("\r", "").split("\n")]
+    for i, line in enumerate(lines):
+        if _FRR_BRIEF_HEAD.match(line):
+            return tuple(_frr_brief_rows(lines[i + 1 :]))
+        if _IOS_BRIEF_HEAD.match(line):
+            return tuple(_ios_brief_rows(lines[i + 1 :]))
+    raise ValueError("no 'show interface brief' table header in the output")
+
+
+def _rows(lines: Sequence[str]) -> Iterator[list[str]]:
+    for line in lines:
+        if not line.strip() or set(line.replace(" ", "")) <= {"-"}:
+            continue
+        if _PROMPT_RE.match(line):
+            break
+        yield line.split()
+
+
+def _frr_brief_rows(lines: Sequence[str]) -> Iterator[InterfaceState]:
+    for cols in _rows(lines):
+        if len(cols) < 2 or cols[1] not in ("up", "down"):
+            raise ValueError(f"unexpected 'show interface brief' row: {' '.join(cols)!r}")
+        yield InterfaceState(name=cols[0], admin_up=cols[1] == "up")
+
+
+def _ios_brief_rows(lines: Sequence[str]) -> Iterator[InterfaceState]:
+    for cols in _rows(lines):
+        if len(cols) < 6:
+            raise ValueError(f"unexpected 'show ip interface brief' row: {' '.join(cols)!r}")
+        protocol = cols[-1]
+        status = " ".join(cols[4:-1])
+        yield InterfaceState(
+            name=cols[0],
+            admin_up=status not in ("administratively down", "deleted"),
+            oper_up=protocol == "up",
+        )
+
+
+_SHOW_IF_HEAD = re.compile(
+    r"^(?:Interface\s+)?(?P<name>[A-Za-z][\w./:-]*) is (?P<admin>administratively down|up|down|"
+    r"deleted)(?:, line protocol is (?P<proto>up|down|detection is disabled))?",
+)
+_SHOW_IF_INDEX = re.compile(r"^\s*index (\d+)\b")
+_SHOW_IF_FLAGS = re.compile(r"^\s*flags: <([^>]*)>")
+_SHOW_IF_IN = re.compile(r"(\d+) packets input, (\d+) bytes")
+_SHOW_IF_OUT = re.compile(r"(\d+) packets output, (\d+) bytes")
+
+
+def parse_show_interface(text: str) -> tuple[InterfaceState, ...]:
+    """Interfaces from the full `show interface` (FRR) or `show interfaces` (IOS) output.
+
+    'X is administratively down' (IOS) and FRR's bare 'Interface X is down' are admin down; IOS
+    'X is down, line protocol is down' is admin up, oper down. When FRR's link detection is off,
+    the kernel RUNNING flag gives the oper state.
+    """
+    out: list[InterfaceState] = []
+    cur: dict[str, Any] | None = None
+
+    def flush() -> None:
+        if cur is not None:
+            out.append(InterfaceState(**cur))
+
+    for raw in text.replace("\r", "").split("\n"):
+        head = _SHOW_IF_HEAD.match(raw)
+        if head:
+            flush()
+            admin_word, proto = head.group("admin"), head.group("proto")
+            admin_up = admin_word == "up" or (admin_word == "down" and proto is not None)
+            oper: bool | None
+            if proto == "up":
+                oper = True
+            elif proto == "down" or not admin_up:
+                oper = False
+            else:
+                oper = None
+            cur = {"name": head.group("name"), "admin_up": admin_up, "oper_up": oper}
+            continue
+        if cur is None:
+            continue
+        if m := _SHOW_IF_INDEX.match(raw):
+            cur["index"] = int(m.group(1))
+        elif (m := _SHOW_IF_FLAGS.match(raw)) and cur["oper_up"] is None:
+            cur["oper_up"] = "RUNNING" in m.group(1).split(",")
+        elif m := _SHOW_IF_IN.search(raw):
+            cur["in_octets"] = int(m.group(2))
+        elif m := _SHOW_IF_OUT.search(raw):
+            cur["out_octets"] = int(m.group(2))
+    flush()
+    if not out and "is " not in text:
+        raise ValueError("no interface in the 'show interface' output")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------- Linux
+
+
+def parse_ip_link_json(text: str) -> tuple[InterfaceState, ...]:
+    """Interfaces from `ip -j [-s] link show`: admin = UP flag, oper = operstate (or LOWER_UP
+    when the kernel says UNKNOWN, as for loopback), counters from `-s` when present."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"'ip -j link' output is not JSON: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise ValueError("'ip -j link' output is not a list")
+    out = []
+    for item in data:
+        if not isinstance(item, dict) or "ifname" not in item:
+            raise ValueError("'ip -j link' entry without ifname")
+        flags = [str(f) for f in item.get("flags", [])]
+        state = str(item.get("operstate", "UNKNOWN"))
+        oper = state == "UP" or (state == "UNKNOWN" and "LOWER_UP" in flags)
+        stats = item.get("stats64") or item.get("stats") or {}
+        rx = stats.get("rx", {}) if isinstance(stats, dict) else {}
+        tx = stats.get("tx", {}) if isinstance(stats, dict) else {}
+        out.append(
+            InterfaceState(
+                name=str(item["ifname"]),
+                admin_up="UP" in flags,
+                oper_up=oper,
+                index=int(item["ifindex"]) if "ifindex" in item else None,
+                in_octets=int(rx["bytes"]) if "bytes" in rx else None,
+                out_octets=int(tx["bytes"]) if "bytes" in tx else None,
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class NftRule:
+    family: str
+    table: str
+    chain: str
+    handle: int
+    comment: str | None
+    expr: str  # the rule's expressions as canonical JSON, for comparison
+
+
+@dataclass(frozen=True)
+class NftChain:
+    family: str
+    table: str
+    name: str
+    hook: str | None
+    policy: str | None
+
+
+@dataclass(frozen=True)
+class NftRuleset:
+    """A parsed `nft -j list ruleset` (or `list table`): tables, chains and rules."""
+
+    tables: tuple[tuple[str, str], ...]
+    chains: tuple[NftChain, ...]
+    rules: tuple[NftRule, ...]
+
+    def has_table(self, family: str, name: str) -> bool:
+        return (family, name) in self.tables
+
+    def rules_of(self, family: str, table: str) -> tuple[NftRule, ...]:
+        return tuple(r for r in self.rules if (r.family, r.table) == (family, table))
+
+    def chains_of(self, family: str, table: str) -> tuple[NftChain, ...]:
+        return tuple(c for c in self.chains if (c.family, c.table) == (family, table))
+
+
+def parse_nft_json(text: str) -> NftRuleset:
+    """Parse `nft -j list ruleset|table ...` output (an empty output is an empty ruleset)."""
+    if not text.strip():
+        return NftRuleset((), (), ())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"nft JSON output is not JSON: {exc.msg}") from None
+    items = data.get("nftables") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise ValueError("nft JSON output has no 'nftables' list")
+    tables: list[tuple[str, str]] = []
+    chains: list[NftChain] = []
+    rules: list[NftRule] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if "table" in item:
+            t = item["table"]
+            tables.append((str(t["family"]), str(t["name"])))
+        elif "chain" in item:
+            c = item["chain"]
+            chains.append(
+                NftChain(
+                    str(c["family"]),
+                    str(c["table"]),
+                    str(c["name"]),
+                    c.get("hook"),
+                    c.get("policy"),
+                )
+            )
+        elif "rule" in item:
+            r = item["rule"]
+            rules.append(
+                NftRule(
+                    family=str(r["family"]),
+                    table=str(r["table"]),
+                    chain=str(r["chain"]),
+                    handle=int(r["handle"]),
+                    comment=r.get("comment"),
+                    expr=json.dumps(r.get("expr", []), sort_keys=True),
+                )
+            )
+    return NftRuleset(tuple(tables), tuple(chains), tuple(rules))
+
+
+# --------------------------------------------------------------------- nft script scope
+
+_NFT_VERBS = frozenset({"add", "create", "insert", "replace", "delete", "destroy", "flush"})
+_NFT_OBJECTS = frozenset(
+    {
+        "table",
+        "chain",
+        "rule",
+        "set",
+        "map",
+        "element",
+        "counter",
+        "quota",
+        "limit",
+        "flowtable",
+        "secmark",
+        "synproxy",
+    }
+)
+
+
+def _nft_statements(text: str) -> Iterator[tuple[int, str]]:  # noqa: PLR0912 - one scanner
+    """Top-level statements of an nft script with their line numbers (blocks kept whole,
+    comments dropped, ';' and newlines separate statements at depth 0)."""
+    depth, quoted, comment = 0, False, False
+    buf: list[str] = []
+    line, start, begun = 1, 1, False
+    for ch in text:
+        if ch == "\n":
+            comment = False
+        if comment:
+            continue
+        if quoted:
+            buf.append(ch)
+            if ch == '"':
+                quoted = False
+            elif ch == "\n":
+                raise ValueError(f"line {line}: unterminated string")
+            continue
+        if ch == "#":
+            comment = True
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"line {line}: unbalanced '}}'")
+        if depth == 0 and ch in "\n;":
+            stmt = "".join(buf).strip()
+            if stmt:
+                yield start, stmt
+            buf, begun = [], False
+        else:
+            if not begun and not ch.isspace():
+                start, begun = line, True
+            buf.append(ch)
+        if ch == "\n":
+            line += 1
+    if quoted:
+        raise ValueError("unterminated string at end of script")
+    if depth:
+        raise ValueError("unbalanced '{' at end of script")
+    stmt = "".join(buf).strip()
+    if stmt:
+        yield start, stmt
+
+
+def check_nft_scope(lines: Iterable[str], *, family: str = "inet", table: str = "cordon") -> None:
+    """Refuse an nft script that could touch anything but `table <family> <table>`.
+
+    Allowed top-level statements: `table inet cordon [{...}]`, and `add|create|insert|replace|
+    delete|destroy|flush <object> inet cordon ...`. Refused: `flush ruleset`, `include`, `define`,
+    any other table or family, a table named without its family. Blocks are inside our table, so
+    they cannot name another one.
+    """
+    text = "\n".join(lines)
+    if "\x00" in text:
+        raise ValueError("NUL byte in nft script")
+    found = False
+    for lineno, stmt in _nft_statements(text):
+        head = stmt.split("{", 1)[0].split()
+        where = f"line {lineno}: {stmt.splitlines()[0][:80]!r}"
+        if head and head[0] == "table":
+            words = head[1:]
+        elif len(head) >= 2 and head[0] in _NFT_VERBS and head[1] in _NFT_OBJECTS:
+            words = head[2:]
+        else:
+            raise ValueError(
+                f"{where}: only statements on table {family} {table} are allowed "
+                "(table, add, create, insert, replace, delete, destroy, flush)"
+            )
+        if words[:2] != [family, table]:
+            raise ValueError(f"{where}: touches a table other than {family} {table}")
+        found = True
+    if not found:
+        raise ValueError("empty nft script")
+
+
+# --------------------------------------------------------------------- SNMP change lines
+
+_SNMP_LINE = re.compile(
+    r"^ifAdminStatus\s+([A-Za-z][A-Za-z0-9]*(?:[./:-][A-Za-z0-9]+)*)\s+(up|down)$"
+)
+
+
+def parse_snmp_changes(commands: Iterable[str]) -> list[tuple[str, bool]]:
+    """`ifAdminStatus <ifname> up|down` lines -> [(ifname, up)]; anything else is refused."""
+    out = []
+    for cmd in commands:
+        m = _SNMP_LINE.match(cmd.strip())
+        if not m:
+            raise ValueError(f"{cmd!r} is not an SNMP change ('ifAdminStatus <ifname> up|down')")
+        out.append((m.group(1), m.group(2) == "up"))
+    if not out:
+        raise ValueError("empty SNMP change set")
+    return out
+
+
+def strip_echo(output: str, command: str, prompt: str | None = None) -> str:
+    """`output` without the echoed command line and the trailing prompt line."""
+    lines = output.replace("\r", "").split("\n")
+    if lines and lines[0].strip().endswith(command.strip()):
+        lines = lines[1:]
+    if lines and prompt is not None and lines[-1].strip().startswith(prompt):
+        lines = lines[:-1]
+    return "\n".join(lines).strip("\n")
+
+
+def extract_nft_table(text: str, family: str = "inet", name: str = "cordon") -> str | None:
+    """The `table <family> <name> { ... }` block of an `nft list ruleset` text, or None."""
+    head = re.compile(rf"^table {re.escape(family)} {re.escape(name)} \{{\s*$", re.M)
+    m = head.search(text)
+    if not m:
+        return None
+    depth, quoted = 0, False
+    for i in range(m.end() - 1, len(text)):
+        ch = text[i]
+        if quoted:
+            quoted = ch != '"'
+        elif ch == '"':
+            quoted = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[m.start() : i + 1] + "\n"
+    raise ValueError(f"table {family} {name} is not closed in the ruleset text")

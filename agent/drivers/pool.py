@@ -1,0 +1,271 @@
+"""Choosing a driver for a device, a bounded pool of warm sessions (keepalive, reconnect on drop,
+LRU eviction), and running one operation on many devices in parallel with failures as data.
+
+Must not import netmiko, paramiko or pysnmp directly (the platform modules do), nor the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from agent.drivers.base import Driver, Target, Timeouts, Via
+from agent.errors import ConnectError, CordonError, DeviceError, DeviceTimeout
+from agent.inventory.models import Inventory, Platform
+
+T = TypeVar("T")
+
+
+def driver_for(target: Target, timeouts: Timeouts | None = None, via: Via = "ssh") -> Driver:
+    """A new, unconnected driver for `target` over `via` (ssh picks by platform)."""
+    if via == "snmp":
+        from agent.drivers.snmp import SnmpDriver  # noqa: PLC0415 - pysnmp only when used
+
+        return SnmpDriver(target, timeouts)
+    if target.device.platform is Platform.CISCO_IOS:
+        from agent.drivers.ios import IosDriver  # noqa: PLC0415 - netmiko only when used
+
+        return IosDriver(target, timeouts)
+    if target.device.platform is Platform.LINUX_NFTABLES:
+        from agent.drivers.nftables import NftablesDriver  # noqa: PLC0415
+
+        return NftablesDriver(target, timeouts)
+    raise DeviceError(target.name, "connect", f"no driver for platform {target.device.platform}")
+
+
+@contextmanager
+def one_shot(
+    target: Target, timeouts: Timeouts | None = None, via: Via = "ssh"
+) -> Iterator[Driver]:
+    """A connected driver for one use (the CLI's way): closed on exit, whatever happens."""
+    driver = driver_for(target, timeouts, via)
+    try:
+        driver.connect()
+        yield driver
+    finally:
+        driver.close()
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """The result of one device's part of a parallel run: a value, or the error it raised."""
+
+    device: str
+    value: T | None
+    error: CordonError | None
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def raise_on_error(outcomes: Iterable[Outcome[T]]) -> None:
+    """Raise the first failure of a parallel run (the caller decides when to)."""
+    for o in outcomes:
+        if o.error is not None:
+            raise o.error
+
+
+@dataclass
+class _Entry:
+    driver: Driver
+    last_used: float = field(default_factory=time.monotonic)
+    busy: bool = False
+    last_error: str | None = None
+
+
+class Pool:
+    """Warm sessions to devices, held open between uses (the daemon keeps one for its life).
+
+    `session(device)` hands out a connected driver, reconnecting if the session dropped and
+    probing it first if it sat idle longer than `probe_after`. A keepalive thread pings idle
+    sessions every `keepalive` seconds and reconnects dropped ones. At most `max_size` sessions
+    are open; the least recently used idle one is closed to make room.
+    """
+
+    def __init__(
+        self,
+        inv: Inventory,
+        *,
+        timeouts: Timeouts | None = None,
+        max_size: int = 64,
+        keepalive: float | None = 30.0,
+        probe_after: float = 10.0,
+        factory: Callable[[Target, Timeouts, Via], Driver] | None = None,
+    ) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.inv = inv
+        self.timeouts = timeouts or Timeouts()
+        self.max_size = max_size
+        self.probe_after = probe_after
+        self._factory = factory or driver_for
+        self._entries: dict[tuple[str, Via], _Entry] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+        if keepalive:
+            self._keeper = threading.Thread(
+                target=self._keepalive, args=(keepalive,), name="cordon-pool-keepalive", daemon=True
+            )
+            self._keeper.start()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- leasing ---------------------------------------------------------------------------------
+
+    def _acquire(self, device: str, via: Via) -> _Entry:
+        key = (device, via)
+        deadline = time.monotonic() + self.timeouts.connect
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise ConnectError(device, "connect", "the connection pool is closed")
+                entry = self._entries.get(key)
+                if entry is not None and not entry.busy:
+                    entry.busy = True
+                    return entry
+                if entry is None and (len(self._entries) < self.max_size or self._evict_one()):
+                    target = Target.of(self.inv, device)
+                    entry = _Entry(self._factory(target, self.timeouts, via), busy=True)
+                    self._entries[key] = entry
+                    return entry
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DeviceTimeout(
+                        device,
+                        "connect",
+                        f"waited {self.timeouts.connect:g} s for a pooled session "
+                        f"({len(self._entries)}/{self.max_size} open, all busy)",
+                        hint="raise the pool size or lower the parallelism",
+                    )
+                self._cond.wait(left)
+
+    def _evict_one(self) -> bool:
+        idle = [(e.last_used, k) for k, e in self._entries.items() if not e.busy]
+        if not idle:
+            return False
+        _, key = min(idle)
+        self._entries.pop(key).driver.close()
+        return True
+
+    def _release(self, entry: _Entry) -> None:
+        with self._cond:
+            entry.busy = False
+            entry.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    @contextmanager
+    def session(self, device: str, via: Via = "ssh") -> Iterator[Driver]:
+        """A connected driver for `device`, exclusively yours inside the block."""
+        entry = self._acquire(device, via)
+        try:
+            driver = entry.driver
+            if driver.is_open() and time.monotonic() - entry.last_used > self.probe_after:
+                try:
+                    driver.ping()
+                except DeviceError:
+                    driver.close()
+            if not driver.is_open():
+                driver.connect()
+            yield driver
+            entry.last_error = None
+        except CordonError as exc:
+            entry.last_error = exc.message
+            raise
+        finally:
+            self._release(entry)
+
+    def run(self, device: str, fn: Callable[[Driver], T], via: Via = "ssh") -> T:
+        """`fn(driver)` on a pooled session of `device`."""
+        with self.session(device, via) as driver:
+            return fn(driver)
+
+    def run_many(
+        self,
+        devices: Iterable[str],
+        fn: Callable[[Driver], T],
+        *,
+        via: Via = "ssh",
+        max_workers: int = 32,
+    ) -> list[Outcome[T]]:
+        """`fn` on every device in parallel; each failure is an Outcome, never lost."""
+        names = list(devices)
+        if not names:
+            return []
+
+        def one(name: str) -> Outcome[T]:
+            t0 = time.monotonic()
+            try:
+                value = self.run(name, fn, via)
+            except CordonError as exc:
+                return Outcome(name, None, exc, time.monotonic() - t0)
+            return Outcome(name, value, None, time.monotonic() - t0)
+
+        workers = max(1, min(max_workers, len(names)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cordon-dev") as ex:
+            return list(ex.map(one, names))
+
+    def warm(self, devices: Iterable[str], *, via: Via = "ssh") -> list[Outcome[None]]:
+        """Open sessions to `devices` now (in parallel), so the next use pays no handshake."""
+        return self.run_many(devices, lambda d: None, via=via)
+
+    # -- upkeep ----------------------------------------------------------------------------------
+
+    def _keepalive(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with self._cond:
+                idle = [e for e in self._entries.values() if not e.busy]
+                for e in idle:
+                    e.busy = True
+            if idle:
+                with ThreadPoolExecutor(max_workers=min(16, len(idle))) as ex:
+                    list(ex.map(self._upkeep, idle))
+
+    def _upkeep(self, entry: _Entry) -> None:
+        """Ping an idle session, or reconnect a dropped one; remember the error if any."""
+        try:
+            if self._stop.is_set():
+                return
+            if entry.driver.is_open():
+                entry.driver.ping()
+            else:
+                entry.driver.connect()
+            entry.last_error = None
+        except CordonError as exc:
+            entry.last_error = exc.message
+            entry.driver.close()
+        finally:
+            self._release(entry)
+
+    def status(self) -> list[tuple[str, Via, bool, str | None]]:
+        """(device, via, open, last error) of every pooled session."""
+        with self._cond:
+            return [
+                (dev, via, e.driver.is_open(), e.last_error)
+                for (dev, via), e in sorted(self._entries.items())
+            ]
+
+    def close(self) -> None:
+        """Close every session and stop the keepalive thread."""
+        self._stop.set()
+        with self._cond:
+            self._closed = True
+            entries = list(self._entries.values())
+            self._entries.clear()
+            self._cond.notify_all()
+        for e in entries:
+            e.driver.close()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join(timeout=self.timeouts.command)
