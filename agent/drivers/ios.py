@@ -39,7 +39,7 @@ from agent.drivers.base import (
     Via,
     mismatches,
 )
-from agent.drivers.ssh import open_transport, translated
+from agent.drivers.ssh import abort, open_transport, translated
 from agent.errors import (
     AuthError,
     CommandRejected,
@@ -141,9 +141,10 @@ class _PinnedIosSession(CiscoIosSSH):
             if read_timeout and left <= 0:
                 raise ReadTimeout(f"pattern {pattern!r} not seen within {read_timeout:g} s")
             chan = self.remote_conn
-            if not isinstance(chan, paramiko.Channel) or chan.closed or chan.eof_received:
-                if not (isinstance(chan, paramiko.Channel) and chan.recv_ready()):
-                    raise EOFError
+            if not isinstance(chan, paramiko.Channel):
+                raise EOFError
+            if (chan.closed or chan.eof_received) and not chan.recv_ready():
+                raise EOFError
             select.select([chan], [], [], min(left, 0.5) if read_timeout else 0.5)
 
     def command(self, line: str, *, read_timeout: float | None = None) -> str:
@@ -158,6 +159,12 @@ class _PinnedIosSession(CiscoIosSSH):
         )
         lines = out.replace("\r", "").split("\n")
         return "\n".join(lines[:-1]).strip("\n")
+
+    def cleanup(self, command: str = "exit") -> None:
+        """Log out: the session is always left in exec mode, so no mode probing (netmiko's
+        probe would wait out a read timeout on a dead link)."""
+        with contextlib.suppress(Exception):
+            self.write_channel(command + self.RETURN)
 
     def paramiko_cleanup(self) -> None:
         try:
@@ -201,10 +208,19 @@ class IosDriver:
         return isinstance(chan, paramiko.Channel) and not chan.closed
 
     def close(self) -> None:
+        """Log out and close (never raises)."""
         session, self._session = self._session, None
         if session is not None:
-            with contextlib.suppress(Exception):  # closing must never raise
+            with contextlib.suppress(Exception):
                 session.disconnect()
+
+    def _abort(self) -> None:
+        """Drop the session without a word to the device, discarding anything unsent."""
+        session, self._session = self._session, None
+        if session is not None:
+            abort(session.transport)
+            with contextlib.suppress(Exception):
+                session.paramiko_cleanup()
 
     def ping(self) -> None:
         self._run("ping", lambda s: s.command(""))
@@ -340,7 +356,7 @@ class IosDriver:
             with self._netmiko("apply", self.timeouts.command):
                 s.exit_config_mode()
         except DeviceError:
-            self.close()
+            self._abort()
 
     def _run(self, operation: str, fn: Callable[[_PinnedIosSession], T]) -> T:
         self.connect()
@@ -349,9 +365,9 @@ class IosDriver:
         try:
             with self._netmiko(operation, self.timeouts.command):
                 return fn(session)
-        except (ConnectError, DeviceError) as exc:
+        except DeviceError as exc:
             if not isinstance(exc, CommandRejected):
-                self.close()  # the session's state is unknown: never reuse it
+                self._abort()  # the session's state is unknown: never reuse it
             raise
 
     def _parse(self, operation: str, parser: Callable[[str], T], text: str) -> T:

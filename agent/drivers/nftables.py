@@ -30,7 +30,7 @@ from agent.drivers.base import (
     Via,
     mismatches,
 )
-from agent.drivers.ssh import Run, Shell, open_transport
+from agent.drivers.ssh import Run, Shell, abort, open_transport
 from agent.errors import CommandRejected, DeviceError, DeviceTimeout
 
 T = TypeVar("T")
@@ -258,7 +258,9 @@ class NftablesDriver:
         try:
             return self._shell.run(command, stdin=stdin, operation=operation)
         except DeviceError:
-            self.close()  # the shell's state is unknown: never reuse it
+            # The shell's state is unknown: never reuse it, and never let queued input through.
+            transport, self._transport, self._shell = self._transport, None, None
+            abort(transport)
             raise
 
     def _ok(self, r: Run, operation: str) -> Run:

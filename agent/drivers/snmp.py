@@ -348,6 +348,14 @@ class SnmpDriver:
                 raise SnmpError(name, operation, f"noSuchName: {oid} ({type(value).__name__})")
         return list(binds)
 
+    def get(self, oids: Sequence[str]) -> dict[str, Any]:
+        """GET numeric OIDs -> {oid: value}; a missing one raises SnmpError (noSuchName)."""
+        return self._get("get", oids)
+
+    def set(self, binds: Sequence[tuple[str, int]]) -> None:
+        """SET integer values in one PDU (all or nothing, per SNMP); errors name the OID."""
+        self._set("set", binds)
+
     def _get(self, operation: str, oids: Sequence[str]) -> dict[str, Any]:
         if operation != "connect":
             self.connect()

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import hashlib
 import io
 import re
 import secrets as pysecrets
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -176,6 +179,14 @@ def translated(target: Target, operation: str, timeout: float) -> Iterator[None]
             target.name, operation, f"{target.address}:{target.device.ssh.port} refused"
         ) from None
     except OSError as exc:
+        if exc.errno == errno.EHOSTUNREACH:  # nothing answered ARP (or the last router's)
+            raise DeviceTimeout(
+                target.name,
+                operation,
+                f"no answer from {target.address}: no route to host (the device or its "
+                "management link is down)",
+                hint="check the management path to the device (link, route, ACL)",
+            ) from None
         raise ConnectError(
             target.name, operation, f"{target.address}: {exc.strerror or _safe(exc)}"
         ) from None
@@ -225,12 +236,16 @@ def open_transport(target: Target, timeouts: Timeouts) -> paramiko.Transport:
         seen = transport.get_remote_server_key()
         if not any(seen == key for key in pins.keys):
             expected = ", ".join(fingerprint(k) for k in pins.keys) or None
-            what = "changed host key" if pins.keys else "unknown host key"
+            where = f"{target.address}:{target.device.ssh.port}"
+            what = (
+                f"changed host key: {where} presented another key than the one pinned in "
+                if pins.keys
+                else f"unknown host key: {where} has no pinned key in "
+            )
             raise HostKeyError(
                 target.name,
                 "connect",
-                f"{what} from {target.address}:{target.device.ssh.port}, pinned in "
-                f"{pins.source}; refusing to authenticate",
+                f"{what}{pins.source}; refusing to authenticate",
                 expected=expected,
                 seen=f"{seen.get_name()} {fingerprint(seen)}",
             )
@@ -268,6 +283,19 @@ def _authenticate(transport: paramiko.Transport, target: Target, timeouts: Timeo
             raise AuthError(
                 target.name, "connect", f"the device refused the password of {ssh.username!r}"
             ) from None
+
+
+def abort(transport: paramiko.Transport | None) -> None:
+    """Drop a session at once, discarding unsent bytes (TCP reset, SO_LINGER 0): commands
+    queued for a device we gave up on must never reach it later, when its link comes back."""
+    if transport is None:
+        return
+    sock = transport.sock
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(Exception):
+        transport.close()
 
 
 # --------------------------------------------------------------------------- persistent shell

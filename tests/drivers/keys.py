@@ -38,3 +38,12 @@ def write_private(path: Path, pair: KeyPair) -> Path:
     with os.fdopen(fd, "w") as fh:
         fh.write(pair.private_openssh)
     return path
+
+
+def write_secret(path: Path, text: str) -> Path:
+    """Write a secret value in a 0600 file, as the inventory's 'file:' references expect."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    return path
