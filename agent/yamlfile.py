@@ -6,7 +6,7 @@ Imports only PyYAML, pydantic and `agent.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from agent.errors import Issue
 
 Loc = tuple[str | int, ...]
+Report = Callable[[Loc, str], None]  # report(location, message) during cross-checks
 
 # Input files are written by people; anything bigger than this is a mistake, not an inventory.
 MAX_FILE_BYTES = 8 * 1024 * 1024

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agent.inventory.models import (
@@ -24,10 +24,7 @@ from agent.inventory.models import (
     SshSettings,
     Zone,
 )
-from agent.yamlfile import format_loc
-
-Loc = tuple[str | int, ...]
-Report = Callable[[Loc, str], None]
+from agent.yamlfile import Loc, Report, format_loc
 
 
 def check(inv: Inventory, report: Report) -> None:

@@ -1,0 +1,308 @@
+"""Planning: a playbook and an inventory (and the devices' current state) become an exact plan:
+per site, per step, per device the commands and their undo, and the impact on every declared flow.
+Refuses a plan that would cut a must-survive flow or a management interface, unless the playbook
+names the flow in `allow_cut`. Pure: reads state, changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from agent.engine import render
+from agent.engine.paths import FlowPath, flow_path
+from agent.engine.state import NORMAL, DeviceState, NftRule, allow_rules, device_state, flow_open
+from agent.errors import PlanError
+from agent.inventory.models import Inventory, Platform, Site, Zone
+from agent.inventory.select import select_sites
+from agent.playbook.models import (
+    CHANGE_ACTIONS,
+    AllowFlow,
+    BlockZones,
+    CutLink,
+    Playbook,
+    ShutPort,
+    ShutZonePorts,
+    ZoneSet,
+)
+
+
+@dataclass(frozen=True)
+class DeviceChange:
+    site: str
+    device: str
+    platform: Platform
+    method: str  # nft | cli | snmp
+    commands: tuple[str, ...]
+    undo: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    site: str
+    step: str
+    action: str
+    changes: tuple[DeviceChange, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlowImpact:
+    flow: str
+    must_survive: bool
+    before: bool  # open before the run
+    after: bool  # open after the run
+
+    @property
+    def change(self) -> str:
+        if self.before == self.after:
+            return "stays open" if self.after else "stays cut"
+        return "cut" if self.before else "reopened"
+
+
+@dataclass(frozen=True)
+class Plan:
+    playbook: str
+    level: str
+    sites: tuple[str, ...]
+    steps: tuple[StepPlan, ...]
+    impact: tuple[FlowImpact, ...]
+    final_state: Mapping[str, DeviceState] = field(default_factory=dict)
+    refusals: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> list[DeviceChange]:
+        return [c for s in self.steps for c in s.changes]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+def plan(
+    pb: Playbook,
+    inv: Inventory,
+    *,
+    sites: Sequence[str] | None = None,
+    current: Mapping[str, DeviceState] | None = None,
+) -> Plan:
+    """The plan of `pb` on the selected sites, starting from `current` (default: normal)."""
+    chosen = _sites(pb, inv, sites)
+    paths = {f.name: flow_path(inv, f) for f in inv.flows}
+    start: dict[str, DeviceState] = dict(current or {})
+    state = dict(start)
+    steps: list[StepPlan] = []
+    for site in chosen:
+        for step in pb.steps:
+            if step.action not in CHANGE_ACTIONS:
+                steps.append(StepPlan(site.name, step.name, step.action, ()))
+                continue
+            before = dict(state)
+            notes = _apply(step, inv, site, state, paths)
+            changes = _diff(inv, site, before, state)
+            steps.append(StepPlan(site.name, step.name, step.action, tuple(changes), tuple(notes)))
+    impact = tuple(
+        FlowImpact(
+            f.name, f.must_survive, flow_open(start, paths[f.name]), flow_open(state, paths[f.name])
+        )
+        for f in inv.flows
+    )
+    refusals = _refusals(pb, inv, impact, state)
+    return Plan(
+        pb.name,
+        pb.level,
+        tuple(s.name for s in chosen),
+        tuple(steps),
+        impact,
+        state,
+        tuple(refusals),
+    )
+
+
+def require_safe(p: Plan) -> Plan:
+    if p.refusals:
+        raise PlanError(
+            "plan refused:\n  " + "\n  ".join(p.refusals),
+            hint="name a must-survive flow under allow_cut only if cutting it is "
+            "intended; never cut a management interface",
+        )
+    return p
+
+
+def _sites(pb: Playbook, inv: Inventory, names: Sequence[str] | None) -> list[Site]:
+    selected = select_sites(inv, pb.targets)
+    if not names:
+        return selected
+    known = {s.name for s in selected}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PlanError(
+            f"sites {', '.join(unknown)} are not targets of playbook {pb.name} "
+            f"(targets: {', '.join(sorted(known)) or 'none'})"
+        )
+    return [s for s in selected if s.name in names]
+
+
+def _apply(
+    step: object,
+    inv: Inventory,
+    site: Site,
+    state: dict[str, DeviceState],
+    paths: Mapping[str, FlowPath],
+) -> list[str]:
+    """Apply one intent-level step to `state` for `site`; returns notes for the plan."""
+    if isinstance(step, CutLink):
+        return _cut_links(step, inv, site, state)
+    if isinstance(step, ShutZonePorts):
+        return _shut_zone_ports(step, site, state)
+    if isinstance(step, ShutPort):
+        if site.device(step.device) is not None:
+            state[step.device] = device_state(state, step.device).shut(step.interface, step.method)
+        return []
+    if isinstance(step, BlockZones):
+        return _block_zones(step, inv, site, state, paths)
+    if isinstance(step, AllowFlow):
+        path = paths[step.flow]
+        for device in {h.device for h in path.hops}:
+            if site.device(device) is not None and _nft(inv, device):
+                state[device] = device_state(state, device).with_rules(
+                    allow_rules(path, device, f"{step.name}: allow {step.flow}")
+                )
+        return []
+    raise PlanError(f"step {getattr(step, 'name', step)!r}: no planner for this action")
+
+
+def _cut_links(
+    step: CutLink, inv: Inventory, site: Site, state: dict[str, DeviceState]
+) -> list[str]:
+    links = [lk for lk in site.links if lk.kind in step.kinds]
+    for link in links:
+        _cut_interface(inv, site, link.device, link.interface, state, step.name)
+    if links:
+        return []
+    return [f"no {'/'.join(k.value for k in step.kinds)} link at {site.name}"]
+
+
+def _shut_zone_ports(step: ShutZonePorts, site: Site, state: dict[str, DeviceState]) -> list[str]:
+    for zone in site.zones:
+        if zone.name in step.zones:
+            for port in zone.ports:
+                state[port.device] = device_state(state, port.device).shut(
+                    port.interface, step.method
+                )
+    missing = set(step.zones) - {z.name for z in site.zones}
+    return [f"no zone {z} at {site.name}" for z in sorted(missing)]
+
+
+def _nft(inv: Inventory, device: str) -> bool:
+    found = inv.find_device(device)
+    return found is not None and found[1].platform is Platform.LINUX_NFTABLES
+
+
+def _cut_interface(
+    inv: Inventory, site: Site, device: str, interface: str, state: dict[str, DeviceState], tag: str
+) -> None:
+    dev = device_state(state, device)
+    if _nft(inv, device):
+        state[device] = dev.with_rules(
+            [NftRule("drop", iif=interface, tag=tag), NftRule("drop", oif=interface, tag=tag)]
+        )
+    else:
+        state[device] = dev.shut(interface, "cli")
+
+
+def _zones_of(site: Site, zs: ZoneSet) -> list[Zone]:
+    return [z for z in site.zones if z.name in zs.zones or z.criticality in zs.criticality]
+
+
+def _block_zones(
+    step: BlockZones,
+    inv: Inventory,
+    site: Site,
+    state: dict[str, DeviceState],
+    paths: Mapping[str, FlowPath],
+) -> list[str]:
+    side_a, side_b = _zones_of(site, step.between), _zones_of(site, step.and_)
+    notes: list[str] = []
+    rules: dict[str, list[NftRule]] = {}
+    for za in side_a:
+        for zb in side_b:
+            if za.name == zb.name or za.gateway is None or zb.gateway is None:
+                continue
+            if za.gateway.device != zb.gateway.device:
+                raise PlanError(
+                    f"{site.name}: zones {za.name} and {zb.name} are routed by "
+                    "different devices; block_zones needs one gateway device"
+                )
+            gw = za.gateway.device
+            if not _nft(inv, gw):
+                raise PlanError(
+                    f"{site.name}: block_zones needs a linux_nftables gateway; {gw} is not one"
+                )
+            a_if, b_if = za.gateway.interface, zb.gateway.interface
+            rules.setdefault(gw, []).extend(
+                [
+                    NftRule("drop", a_if, b_if, tag=step.name),
+                    NftRule("drop", b_if, a_if, tag=step.name),
+                ]
+            )
+    names_a = {z.name for z in side_a}
+    names_b = {z.name for z in side_b}
+    for flow in inv.flows:
+        ends = {
+            (flow.source.site, flow.source.zone),
+            (flow.destination.site, flow.destination.zone),
+        }
+        crosses = any((site.name, a) in ends for a in names_a) and any(
+            (site.name, b) in ends for b in names_b
+        )
+        if flow.must_survive and crosses:
+            for gw, gw_rules in rules.items():
+                gw_rules.extend(allow_rules(paths[flow.name], gw, f"must survive: {flow.name}"))
+            notes.append(f"keeps must-survive flow {flow.name} open through the block")
+    for gw, extra in rules.items():
+        state[gw] = device_state(state, gw).with_rules(extra)
+    return notes
+
+
+def _diff(
+    inv: Inventory, site: Site, before: Mapping[str, DeviceState], after: Mapping[str, DeviceState]
+) -> list[DeviceChange]:
+    out = []
+    for device in sorted(set(before) | set(after)):
+        b, a = before.get(device, NORMAL), after.get(device, NORMAL)
+        if a == b:
+            continue
+        found = inv.find_device(device)
+        assert found is not None
+        dev_site, dev = found
+        for method, commands, undo in render.render(dev.platform, b, a):
+            out.append(
+                DeviceChange(
+                    dev_site.name, device, dev.platform, method, tuple(commands), tuple(undo)
+                )
+            )
+    return out
+
+
+def _refusals(
+    pb: Playbook, inv: Inventory, impact: Sequence[FlowImpact], state: Mapping[str, DeviceState]
+) -> list[str]:
+    out = []
+    for fi in impact:
+        if fi.must_survive and fi.before and not fi.after and fi.flow not in pb.allow_cut:
+            out.append(
+                f"would cut must-survive flow {fi.flow} (name it under allow_cut only "
+                "if that is intended)"
+            )
+    for _site, device in inv.devices():
+        dev = state.get(device.name, NORMAL)
+        mgmt = device.management.interface
+        touched = mgmt in dev.down_interfaces or any(
+            mgmt in (r.iif, r.oif) for r in dev.rules if r.verdict == "drop"
+        )
+        if touched:
+            out.append(
+                f"would cut {device.name}'s management interface {mgmt}: the agent "
+                "would lose the device"
+            )
+    return out

@@ -1,0 +1,99 @@
+"""Per-platform rendering of a device's isolation state change: one place per platform. Pure.
+
+cisco_ios: interface shutdown / no shutdown lines. linux_nftables: the whole `table inet cordon`,
+loaded atomically (declare, delete, redefine), so what the device runs is exactly the state.
+snmp: ifAdminStatus SETs, one line per interface, parsed back by the executor.
+"""
+
+from __future__ import annotations
+
+from agent.engine.state import DeviceState, NftRule
+from agent.errors import PlanError
+from agent.inventory.models import Platform
+
+TABLE = "cordon"
+
+
+def nft_rule(rule: NftRule) -> str:
+    parts = []
+    if rule.iif:
+        parts.append(f'iifname "{rule.iif}"')
+    if rule.oif:
+        parts.append(f'oifname "{rule.oif}"')
+    if rule.saddr:
+        parts.append(f"ip saddr {rule.saddr}")
+    if rule.daddr:
+        parts.append(f"ip daddr {rule.daddr}")
+    if rule.sport is not None:
+        parts.append(f"tcp sport {rule.sport}")
+    if rule.dport is not None:
+        parts.append(f"tcp dport {rule.dport}")
+    parts.append(f"counter {rule.verdict}")
+    if rule.tag:
+        parts.append(f'comment "{rule.tag}"')
+    return " ".join(parts)
+
+
+def nft_table(state: DeviceState) -> str:
+    """The script that makes `table inet cordon` exactly `state` (removes it when empty).
+
+    Traffic to and from the device itself on a cut interface is dropped too (input/output),
+    so a cut link cannot be used to reach the firewall either."""
+    lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"]
+    rules = state.ordered_rules()
+    if not rules:
+        return "\n".join(lines) + "\n"
+    lines.append(f"table inet {TABLE} {{")
+    lines.append("  chain forward {")
+    lines.append("    type filter hook forward priority 0; policy accept;")
+    lines += [f"    {nft_rule(r)}" for r in rules]
+    lines.append("  }")
+    local_in = [r for r in rules if r.verdict == "drop" and r.iif and not r.oif]
+    local_out = [r for r in rules if r.verdict == "drop" and r.oif and not r.iif]
+    for chain, hook, chosen in (("input", "input", local_in), ("output", "output", local_out)):
+        lines.append(f"  chain {chain} {{")
+        lines.append(f"    type filter hook {hook} priority 0; policy accept;")
+        lines += [f"    {nft_rule(r)}" for r in chosen]
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def ios_lines(interfaces: list[str], *, down: bool) -> list[str]:
+    out: list[str] = []
+    for name in sorted(interfaces):
+        out += [f"interface {name}", "shutdown" if down else "no shutdown"]
+    return out
+
+
+def snmp_lines(interfaces: list[str], *, down: bool) -> list[str]:
+    value = "down(2)" if down else "up(1)"
+    return [f"ifAdminStatus {name} = {value}" for name in sorted(interfaces)]
+
+
+def render(
+    platform: Platform, before: DeviceState, after: DeviceState
+) -> list[tuple[str, list[str], list[str]]]:
+    """(method, commands, undo) for each way the change reaches the device; empty if none."""
+    out: list[tuple[str, list[str], list[str]]] = []
+    if before.rules != after.rules:
+        if platform is not Platform.LINUX_NFTABLES:
+            raise PlanError(f"packet rules need a linux_nftables device, not {platform.value}")
+        out.append(("nft", nft_table(after).splitlines(), nft_table(before).splitlines()))
+    added = after.down - before.down
+    removed = before.down - after.down
+    for method in ("cli", "snmp"):
+        shut = [i for i, m in added if m == method]
+        reopen = [i for i, m in removed if m == method]
+        if not shut and not reopen:
+            continue
+        if method == "cli" and platform is not Platform.CISCO_IOS:
+            raise PlanError(
+                f"interface shutdown by CLI is rendered for cisco_ios only, not "
+                f"{platform.value}; use method snmp"
+            )
+        lines = snmp_lines if method == "snmp" else ios_lines
+        cmds = lines(shut, down=True) + lines(reopen, down=False)
+        undo = lines(shut, down=False) + lines(reopen, down=True)
+        out.append((method, cmds, undo))
+    return out

@@ -1,0 +1,124 @@
+"""The isolation state of devices as data: interfaces administratively down, and the rules of our
+own nftables table. The same rule objects are rendered for the device and evaluated for the impact
+preview, so the preview and the device cannot disagree. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from agent.engine.paths import FlowPath, PortHop, RouteHop
+
+Verdict = Literal["accept", "drop"]
+Method = Literal["cli", "snmp"]
+
+
+@dataclass(frozen=True)
+class NftRule:
+    """One rule of the forward chain of `table inet cordon` (first match wins; default accept)."""
+
+    verdict: Verdict
+    iif: str | None = None
+    oif: str | None = None
+    saddr: str | None = None
+    daddr: str | None = None
+    sport: int | None = None
+    dport: int | None = None
+    tag: str = field(default="", compare=False)  # who asked for it (rendered as a comment)
+
+    def sort_key(self) -> tuple[bool, str, str, str, str, int, int]:
+        """Accepts first (exceptions win over cuts), then a stable order of the match fields."""
+        return (
+            self.verdict != "accept",
+            self.iif or "",
+            self.oif or "",
+            self.saddr or "",
+            self.daddr or "",
+            self.sport or 0,
+            self.dport or 0,
+        )
+
+    def matches(
+        self, iif: str, oif: str, saddr: str, daddr: str, sport: int | None, dport: int | None
+    ) -> bool:
+        return (
+            (self.iif is None or self.iif == iif)
+            and (self.oif is None or self.oif == oif)
+            and (self.saddr is None or self.saddr == saddr)
+            and (self.daddr is None or self.daddr == daddr)
+            and (self.sport is None or self.sport == sport)
+            and (self.dport is None or self.dport == dport)
+        )
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What Cordon has done to one device: ports shut (and how), rules in its own table."""
+
+    down: frozenset[tuple[str, Method]] = frozenset()
+    rules: frozenset[NftRule] = frozenset()
+
+    @property
+    def down_interfaces(self) -> frozenset[str]:
+        return frozenset(i for i, _ in self.down)
+
+    def ordered_rules(self) -> list[NftRule]:
+        """Accepts before drops (exceptions win), each group sorted: a canonical order."""
+        return sorted(self.rules, key=NftRule.sort_key)
+
+    def shut(self, interface: str, method: Method) -> DeviceState:
+        if interface in self.down_interfaces:
+            return self
+        return replace(self, down=self.down | {(interface, method)})
+
+    def with_rules(self, rules: Iterable[NftRule]) -> DeviceState:
+        return replace(self, rules=self.rules | frozenset(rules))
+
+    def forward(
+        self, iif: str, oif: str, saddr: str, daddr: str, sport: int | None, dport: int | None
+    ) -> Verdict:
+        for rule in self.ordered_rules():
+            if rule.matches(iif, oif, saddr, daddr, sport, dport):
+                return rule.verdict
+        return "accept"
+
+
+NORMAL = DeviceState()
+GroupState = Mapping[str, DeviceState]
+
+
+def device_state(state: GroupState, device: str) -> DeviceState:
+    return state.get(device, NORMAL)
+
+
+def flow_open(state: GroupState, path: FlowPath) -> bool:
+    """Does the flow connect under `state`? Both the request and its replies must pass."""
+    for hop in path.hops:
+        dev = device_state(state, hop.device)
+        if isinstance(hop, PortHop):
+            if hop.interface in dev.down_interfaces:
+                return False
+            continue
+        assert isinstance(hop, RouteHop)
+        if {hop.in_if, hop.out_if} & dev.down_interfaces:
+            return False
+        there = dev.forward(hop.in_if, hop.out_if, path.src, path.dst, None, path.port)
+        back = dev.forward(hop.out_if, hop.in_if, path.dst, path.src, path.port, None)
+        if there == "drop" or back == "drop":
+            return False
+    return True
+
+
+def allow_rules(path: FlowPath, device: str, tag: str) -> list[NftRule]:
+    """Accept rules that let `path` (and its replies) through `device`'s routing hops."""
+    out = []
+    for hop in path.hops:
+        if isinstance(hop, RouteHop) and hop.device == device:
+            out.append(
+                NftRule("accept", hop.in_if, hop.out_if, path.src, path.dst, None, path.port, tag)
+            )
+            out.append(
+                NftRule("accept", hop.out_if, hop.in_if, path.dst, path.src, path.port, None, tag)
+            )
+    return out

@@ -1,0 +1,247 @@
+"""Planning is pure and exact: golden plans per platform, refusals of must-survive and
+management cuts, idempotent re-planning, and clear errors for invalid playbooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.engine.plan import Plan, plan, require_safe
+from agent.engine.render import nft_table
+from agent.engine.state import DeviceState, NftRule
+from agent.errors import PlanError, PlaybookError
+from agent.inventory import load
+from agent.inventory.models import Inventory
+from agent.playbook import load as load_playbook
+from tests.conftest import EXAMPLE, ROOT
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(scope="module")
+def inv() -> Inventory:
+    return load(EXAMPLE)
+
+
+def playbook_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pb.yaml"
+    path.write_text(text)
+    return path
+
+
+def render_plan(p: Plan) -> str:
+    lines = [f"playbook {p.playbook} level {p.level} sites {', '.join(p.sites)}"]
+    for step in p.steps:
+        for c in step.changes:
+            lines.append(
+                f"== {step.site} / {step.step} / {c.device} ({c.platform.value}, {c.method})"
+            )
+            lines += [f"   {line}" for line in c.commands]
+            lines.append("   -- undo --")
+            lines += [f"   {line}" for line in c.undo]
+    lines += [f"impact {fi.flow}: {fi.change}" for fi in p.impact if fi.change != "stays open"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "sites"),
+    [
+        ("preventive-degraded", ["saint-gilles-villa-notre-dame"]),
+        ("isolate-site", ["rennes-la-sagesse"]),
+    ],
+)
+def test_golden_plans(inv: Inventory, name: str, sites: list[str]) -> None:
+    """The plan (commands, undo, impact) equals the reviewed golden file for that playbook."""
+    pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", inv)
+    text = render_plan(plan(pb, inv, sites=sites))
+    golden = GOLDEN / f"{name}.txt"
+    if os.environ.get("CORDON_REGOLD"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_ios_golden(inv: Inventory, tmp_path: Path) -> None:
+    """A zone quarantine on a cisco_ios switch renders interface shutdowns and their undo."""
+    pb = load_playbook(
+        playbook_file(
+            tmp_path,
+            (
+                "name: q\nlevel: L4\nsteps:\n"
+                "  - {name: q, action: shut_zone_ports, zones: [admin, guest]}\n"
+            ),
+        ),
+        inv,
+    )
+    p = plan(pb, inv, sites=["nantes-jules-verne"])
+    (change,) = p.changes
+    site = inv.site("nantes-jules-verne")
+    assert site is not None
+    ports = sorted(
+        str(port.interface) for z in site.zones if z.name in ("admin", "guest") for port in z.ports
+    )
+    assert len(ports) == 2
+    assert change.device == "nts-sw1"
+    assert change.commands == tuple(x for p in ports for x in (f"interface {p}", "shutdown"))
+    assert change.undo == tuple(x for p in ports for x in (f"interface {p}", "no shutdown"))
+
+
+def test_snmp_method_renders_sets(inv: Inventory, tmp_path: Path) -> None:
+    """method snmp renders ifAdminStatus SETs instead of CLI lines."""
+    pb = load_playbook(
+        playbook_file(
+            tmp_path,
+            (
+                "name: q\nlevel: L4\nsteps:\n"
+                "  - {name: q, action: shut_port, device: nts-sw1, interface: gi1, method: snmp}\n"
+            ),
+        ),
+        inv,
+    )
+    (change,) = plan(pb, inv, sites=["nantes-jules-verne"]).changes
+    assert change.method == "snmp"
+    assert change.commands == ("ifAdminStatus gi1 = down(2)",)
+    assert change.undo == ("ifAdminStatus gi1 = up(1)",)
+
+
+def test_replan_on_result_is_empty(inv: Inventory) -> None:
+    """Re-planning a site already in the planned state changes nothing (idempotent)."""
+    for name in ("preventive-degraded", "isolate-site"):
+        pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", inv)
+        first = plan(pb, inv)
+        assert not first.empty
+        again = plan(pb, inv, current=first.final_state)
+        assert again.empty
+        assert [fi.after for fi in again.impact] == [fi.after for fi in first.impact]
+
+
+def test_must_survive_cut_is_refused(inv: Inventory, tmp_path: Path) -> None:
+    """Shutting the ICU's ports would cut ICU monitoring: refused, naming the flow."""
+    text = (
+        "name: dark-icu\nlevel: L4\nsteps:\n"
+        "  - {name: dark, action: shut_zone_ports, zones: [icu]}\n"
+    )
+    pb = load_playbook(playbook_file(tmp_path, text), inv)
+    p = plan(pb, inv, sites=["nantes-jules-verne"])
+    assert p.refusals == (
+        "would cut must-survive flow nts-icu-monitoring (name it under "
+        "allow_cut only if that is intended)",
+    )
+    with pytest.raises(PlanError, match="nts-icu-monitoring"):
+        require_safe(p)
+    allowed = load_playbook(
+        playbook_file(
+            tmp_path, text.replace("level: L4\n", "level: L4\nallow_cut: [nts-icu-monitoring]\n")
+        ),
+        inv,
+    )
+    assert plan(allowed, inv, sites=["nantes-jules-verne"]).refusals == ()
+
+
+def test_management_interface_cut_is_refused(inv: Inventory, tmp_path: Path) -> None:
+    """A step that would shut a device's management interface is refused."""
+    pb = load_playbook(
+        playbook_file(
+            tmp_path,
+            (
+                "name: oops\nlevel: L4\nsteps:\n"
+                "  - {name: oops, action: shut_port, device: nts-sw1, interface: mgmt0}\n"
+            ),
+        ),
+        inv,
+    )
+    p = plan(pb, inv, sites=["nantes-jules-verne"])
+    assert any("nts-sw1's management interface mgmt0" in r for r in p.refusals)
+
+
+def test_block_zones_keeps_must_survive_flows(inv: Inventory) -> None:
+    """The L3 block cuts admin -> servers but keeps lab -> LIS, by explicit accept rules."""
+    pb = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
+    p = plan(pb, inv, sites=["rennes-la-sagesse"])
+    impact = {fi.flow: fi.change for fi in p.impact}
+    assert impact["rns-admin-ehr"] == "cut"
+    assert impact["rns-lab-lis"] == "stays open"
+    assert impact["rns-sterilisation-trace"] == "stays open"
+    assert impact["nts-admin-ehr"] == "stays open"  # other sites are not touched
+    assert any("keeps must-survive flow rns-lab-lis" in n for s in p.steps for n in s.notes)
+
+
+def test_sites_outside_targets_refused(inv: Inventory) -> None:
+    """--sites naming a site the playbook does not target is a plan error."""
+    pb = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", inv)
+    with pytest.raises(PlanError, match="hgo-core"):
+        plan(pb, inv, sites=["hgo-core"])
+
+
+def test_nft_table_empty_state_removes_table() -> None:
+    """An empty state renders a script that removes our table and nothing else."""
+    assert nft_table(DeviceState()) == "table inet cordon {}\ndelete table inet cordon\n"
+    text = nft_table(DeviceState(rules=frozenset({NftRule("drop", iif="inet0")})))
+    assert 'iifname "inet0" counter drop' in text
+    assert "twin_base" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: x\nlevel: L1\nsteps: []\n", "steps"),
+        ("name: x\nlevel: L9\nsteps:\n  - {name: a, action: wait, seconds: 1}\n", "level"),
+        ("name: x\nlevel: L1\nsteps:\n  - {name: a, action: explode}\n", "action"),
+        (
+            "name: x\nlevel: L1\ncolour: red\nsteps:\n  - {name: a, action: wait, seconds: 1}\n",
+            "unknown key",
+        ),
+        (
+            "name: x\nlevel: L1\nsteps:\n  - {name: a, action: cut_link, kinds: [satellite]}\n",
+            "kinds",
+        ),
+        (
+            "name: x\nlevel: L3\nsteps:\n  - {name: a, action: shut_zone_ports, zones: [morgue]}\n",
+            "zone 'morgue' is in no site",
+        ),
+        (
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: nts-fw1, "
+            "interface: inet0}\n",
+            "method cli on cisco_ios",
+        ),
+        (
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: nts-sw1, "
+            "interface: gi99}\n",
+            "interface 'gi99' is not defined",
+        ),
+        (
+            "name: x\nlevel: L4\nallow_cut: [nts-admin-ehr]\nsteps:\n  - {name: a, action: wait, "
+            "seconds: 1}\n",
+            "not must-survive",
+        ),
+        (
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: allow_flow, flow: nope}\n",
+            "flow 'nope' is not in the inventory",
+        ),
+        (
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: wait, seconds: 1}\n"
+            "  - {name: a, action: wait, seconds: 2}\n",
+            "duplicate step name",
+        ),
+        (
+            "name: x\nlevel: L4\ntargets: {sites: [atlantis]}\nsteps:\n  - {name: a, action: wait, "
+            "seconds: 1}\n",
+            "site 'atlantis'",
+        ),
+        (
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: nts-sw1, "
+            "interface: 'gi1; reload'}\n",
+            "not a safe interface name",
+        ),
+    ],
+)
+def test_invalid_playbooks(inv: Inventory, tmp_path: Path, text: str, expected: str) -> None:
+    """Each kind of invalid playbook is refused with file, path and cause; nothing is planned."""
+    path = playbook_file(tmp_path, text)
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, inv)
+    message = str(info.value)
+    assert str(path) in message
+    assert expected in message
