@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import logging
 import re
 import secrets as pysecrets
 import select
@@ -40,6 +41,10 @@ from agent.errors import (
 from agent.secrets import resolve
 
 _RSA_ALGOS = ("rsa-sha2-512", "rsa-sha2-256")
+
+# paramiko logs socket errors of closing sessions; without a handler Python would print them on
+# stderr. Errors reach the caller as DeviceErrors instead; an application's handlers still apply.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def fingerprint(key: paramiko.PKey) -> str:
