@@ -14,7 +14,7 @@ import click
 from agent import __version__
 from agent.audit.cli import audit
 from agent.demo import demo
-from agent.engine.cli import plan_cmd
+from agent.engine.cli import plan_cmd, resume_cmd, rollback_cmd, run_cmd, runs_cmd, status_cmd
 from agent.errors import CordonError
 from agent.inventory.cli import inventory
 from agent.lab.cli import lab
@@ -35,7 +35,18 @@ def cli() -> None:
 
 
 def _register() -> None:
-    for command in (inventory, lab, plan_cmd, demo, audit):
+    for command in (
+        inventory,
+        lab,
+        plan_cmd,
+        run_cmd,
+        rollback_cmd,
+        resume_cmd,
+        status_cmd,
+        runs_cmd,
+        demo,
+        audit,
+    ):
         cli.add_command(command)
 
 

@@ -34,6 +34,8 @@ class DeviceChange:
     method: str  # nft | cli | snmp
     commands: tuple[str, ...]
     undo: tuple[str, ...]
+    before: DeviceState = NORMAL  # the device's whole recorded state before this step
+    after: DeviceState = NORMAL  # and after it
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ def _diff(
         for method, commands, undo in render.render(dev.platform, b, a):
             out.append(
                 DeviceChange(
-                    dev_site.name, device, dev.platform, method, tuple(commands), tuple(undo)
+                    dev_site.name, device, dev.platform, method, tuple(commands), tuple(undo), b, a
                 )
             )
     return out

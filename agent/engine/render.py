@@ -7,6 +7,8 @@ snmp: ifAdminStatus SETs, one line per interface, parsed back by the executor.
 
 from __future__ import annotations
 
+import hashlib
+
 from agent.engine.state import DeviceState, NftRule
 from agent.errors import PlanError
 from agent.inventory.models import Platform
@@ -14,7 +16,32 @@ from agent.inventory.models import Platform
 TABLE = "cordon"
 
 
-def nft_rule(rule: NftRule) -> str:
+def rule_id(rule: NftRule) -> str:
+    """A short stable id of a rule's match and verdict: makes every comment unique, so the read
+    back can check the exact set of rules on the device."""
+    key = repr(rule.sort_key()).encode()
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def comment(rule: NftRule, chain: str) -> str:
+    suffix = "" if chain == "forward" else f" {chain}"
+    return f"{rule.tag[:80]} #{rule_id(rule)}{suffix}"
+
+
+def chains(state: DeviceState) -> list[tuple[str, list[NftRule]]]:
+    """Forward holds every rule; a cut interface also drops the device's own traffic."""
+    rules = state.ordered_rules()
+    local_in = [r for r in rules if r.verdict == "drop" and r.iif and not r.oif]
+    local_out = [r for r in rules if r.verdict == "drop" and r.oif and not r.iif]
+    return [("forward", rules), ("input", local_in), ("output", local_out)]
+
+
+def nft_comments(state: DeviceState) -> frozenset[str]:
+    """The exact comments `table inet cordon` holds in `state` (for read-back)."""
+    return frozenset(comment(r, chain) for chain, rules in chains(state) for r in rules)
+
+
+def nft_rule(rule: NftRule, chain: str = "forward") -> str:
     parts = []
     if rule.iif:
         parts.append(f'iifname "{rule.iif}"')
@@ -29,8 +56,7 @@ def nft_rule(rule: NftRule) -> str:
     if rule.dport is not None:
         parts.append(f"tcp dport {rule.dport}")
     parts.append(f"counter {rule.verdict}")
-    if rule.tag:
-        parts.append(f'comment "{rule.tag}"')
+    parts.append(f'comment "{comment(rule, chain)}"')
     return " ".join(parts)
 
 
@@ -40,20 +66,13 @@ def nft_table(state: DeviceState) -> str:
     Traffic to and from the device itself on a cut interface is dropped too (input/output),
     so a cut link cannot be used to reach the firewall either."""
     lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"]
-    rules = state.ordered_rules()
-    if not rules:
+    if not state.rules:
         return "\n".join(lines) + "\n"
     lines.append(f"table inet {TABLE} {{")
-    lines.append("  chain forward {")
-    lines.append("    type filter hook forward priority 0; policy accept;")
-    lines += [f"    {nft_rule(r)}" for r in rules]
-    lines.append("  }")
-    local_in = [r for r in rules if r.verdict == "drop" and r.iif and not r.oif]
-    local_out = [r for r in rules if r.verdict == "drop" and r.oif and not r.iif]
-    for chain, hook, chosen in (("input", "input", local_in), ("output", "output", local_out)):
+    for chain, rules in chains(state):
         lines.append(f"  chain {chain} {{")
-        lines.append(f"    type filter hook {hook} priority 0; policy accept;")
-        lines += [f"    {nft_rule(r)}" for r in chosen]
+        lines.append(f"    type filter hook {chain} priority 0; policy accept;")
+        lines += [f"    {nft_rule(r, chain)}" for r in rules]
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -67,8 +86,8 @@ def ios_lines(interfaces: list[str], *, down: bool) -> list[str]:
 
 
 def snmp_lines(interfaces: list[str], *, down: bool) -> list[str]:
-    value = "down(2)" if down else "up(1)"
-    return [f"ifAdminStatus {name} = {value}" for name in sorted(interfaces)]
+    value = "down" if down else "up"
+    return [f"ifAdminStatus {name} {value}" for name in sorted(interfaces)]
 
 
 def render(

@@ -7,11 +7,13 @@ Imports the inventory, the blueprint and the prober; touches no device.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import click
 
+from agent.engine.paths import flow_path
+from agent.engine.state import DeviceState, flow_open
 from agent.errors import LabError
 from agent.inventory.models import Flow, Inventory
 from agent.lab.probe import ProbeTarget, Status, probe_tcp
@@ -137,3 +139,34 @@ def timed_observe(
     t = time.perf_counter()
     obs = observe(inv, bp, expect)
     return obs, time.perf_counter() - t
+
+
+def engine_verifier(
+    inv: Inventory, bp: Blueprint, *, settle: float = 8.0
+) -> Callable[[str, Mapping[str, DeviceState]], list[str]]:
+    """A flow check for the engine's verify_flows steps on the twin: every flow touching `site`
+    must be open or closed exactly as the recorded device states predict (polled until it
+    settles, since other sites may be changing in parallel)."""
+    paths = {f.name: flow_path(inv, f) for f in inv.flows}
+
+    def verify(site: str, states: Mapping[str, DeviceState]) -> list[str]:
+        mine = [f for f in inv.flows if site in (f.source.site, f.destination.site)]
+        deadline = time.monotonic() + settle
+        while True:
+            expected = {f.name: flow_open(states, paths[f.name]) for f in mine}
+            obs = observe(inv, bp, _lookup(expected), flows=mine, timeout=1.5)
+            wrong = [
+                f"flow {o.flow.name}: expected {'open' if o.expected_open else 'closed'}, "
+                f"observed {'open' if o.observed_open else 'closed'}"
+                for o in obs
+                if not o.as_expected
+            ]
+            if not wrong or time.monotonic() > deadline:
+                return wrong
+            time.sleep(0.3)
+
+    return verify
+
+
+def _lookup(expected: Mapping[str, bool]) -> Expectation:
+    return lambda flow: expected[flow.name]

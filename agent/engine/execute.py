@@ -1,0 +1,380 @@
+"""Execution: runs a safe plan through the drivers with the declared concurrency, journaling every
+device step before and after it runs, verifying each by read-back, rolling back per the failure
+policy; rolls back a whole run on demand; resumes a run interrupted by a crash. Devices are
+touched only through the drivers' pool; flow probes only through the injected verifier."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from agent import audit
+from agent.drivers.base import ChangeSet, Driver, Expectation, Via
+from agent.drivers.pool import Pool
+from agent.engine.journal import IN_FLIGHT, Journal, StepRow
+from agent.engine.plan import Plan, plan, require_safe
+from agent.engine.render import nft_comments
+from agent.engine.state import NORMAL, DeviceState
+from agent.errors import CordonError, DeviceError, RunError
+from agent.inventory.models import Inventory
+from agent.playbook.models import Playbook
+
+# verifier(site, recorded device states) -> problems (empty when the flows are as expected)
+FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StepOutcome:
+    seq: int
+    site: str
+    step: str
+    device: str
+    method: str
+    status: str
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    status: str
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    flow_problems: list[str] = field(default_factory=list)
+    plan: Plan | None = None
+    duration_s: float = 0.0
+
+
+def _via(method: str) -> Via:
+    return "snmp" if method == "snmp" else "ssh"
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def expectation(method: str, before: DeviceState, after: DeviceState) -> Expectation:
+    """What the device must show once a change from `before` to `after` is applied."""
+    if method == "nft":
+        return Expectation(table_present=bool(after.rules), rule_comments=nft_comments(after))
+    changed = {i for i, m in before.down ^ after.down if m == method}
+    return Expectation(admin_up={i: i not in after.down_interfaces for i in sorted(changed)})
+
+
+def _only(state: DeviceState, method: str) -> DeviceState:
+    """The part of `state` a method is responsible for (its rules, or its shut interfaces)."""
+    if method == "nft":
+        return DeviceState(rules=state.rules)
+    return DeviceState(down=frozenset((i, m) for i, m in state.down if m == method))
+
+
+class Executor:
+    def __init__(
+        self,
+        inv: Inventory,
+        journal: Journal,
+        pool: Pool,
+        *,
+        actor: str,
+        verifier: FlowVerifier | None = None,
+        progress: Progress | None = None,
+        pause: float | None = None,
+    ) -> None:
+        self.inv = inv
+        self.journal = journal
+        self.pool = pool
+        self.actor = actor
+        self.verifier = verifier
+        self.progress = progress or (lambda _msg: None)
+        # pacing between device steps, for drills on the twin (and crash tests)
+        self.pause = pause if pause is not None else float(os.environ.get("CORDON_STEP_PAUSE", "0"))
+        self.log = audit.get_logger()
+
+    # -- planning against what the journal recorded ------------------------------------------
+
+    def plan(self, pb: Playbook, sites: Sequence[str] | None = None) -> Plan:
+        return plan(pb, self.inv, sites=sites, current=self.journal.device_states())
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def run(
+        self, pb: Playbook, sites: Sequence[str] | None = None, run_id: str | None = None
+    ) -> RunReport:
+        p = require_safe(self.plan(pb, sites))
+        run_id = run_id or new_run_id()
+        t0 = time.perf_counter()
+        self.journal.start_run(run_id, pb.name, pb.level, p.sites, self.actor)
+        report = RunReport(run_id, "running", plan=p)
+        with audit.bind(run_id=run_id, actor=self.actor):
+            self.log.info(
+                "run.started",
+                playbook=pb.name,
+                sites=list(p.sites),
+                level=pb.level,
+                changes=len(p.changes),
+            )
+            seq = 0
+            for sp in p.steps:
+                for c in sp.changes:
+                    seq += 1
+                    self.journal.add_step(
+                        run_id,
+                        seq,
+                        sp.site,
+                        sp.step,
+                        c.device,
+                        c.method,
+                        c.commands,
+                        c.undo,
+                        c.before,
+                        c.after,
+                    )
+            for site in p.sites:
+                self.journal.set_site(site, "isolating", pb.level, run_id, self.actor)
+            rows = self.journal.steps(run_id)
+            by_site: dict[str, list[StepRow]] = {s: [] for s in p.sites}
+            for row in rows:
+                by_site.setdefault(row.site, []).append(row)
+            workers = 1 if pb.order == "serial" else pb.limits.max_parallel_sites
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                results = list(
+                    pool.map(lambda s: self._site(pb, p, run_id, s, by_site[s]), p.sites)
+                )
+            for outcomes, problems in results:
+                report.outcomes.extend(outcomes)
+                report.flow_problems.extend(problems)
+            failed = [o for o in report.outcomes if o.status == "failed"]
+            undone = [o for o in report.outcomes if o.status == "undone"]
+            report.status = (
+                "rolled_back" if undone else "failed" if failed or report.flow_problems else "done"
+            )
+            self._settle_sites(p.sites, pb.level, run_id)
+            self.journal.finish_run(
+                run_id, report.status, "; ".join(o.error or "" for o in failed)[:2000]
+            )
+            report.duration_s = time.perf_counter() - t0
+            self.log.info(
+                "run.finished",
+                outcome=report.status,
+                duration_s=report.duration_s,
+                failed=len(failed),
+                flow_problems=len(report.flow_problems),
+            )
+        report.outcomes.sort(key=lambda o: o.seq)
+        return report
+
+    def _site(
+        self, pb: Playbook, p: Plan, run_id: str, site: str, rows: list[StepRow]
+    ) -> tuple[list[StepOutcome], list[str]]:
+        outcomes: list[StepOutcome] = []
+        problems: list[str] = []
+        failures = 0
+        policy_by_step = {s.name: s.on_failure or pb.on_failure for s in pb.steps}
+        backed_up: set[str] = set()
+        with audit.bind(run_id=run_id, actor=self.actor, site=site):
+            done_steps: set[str] = set()
+            for sp in (s for s in p.steps if s.site == site):
+                if sp.action == "verify_flows" and self.verifier is not None:
+                    problems += self.verifier(site, self.journal.device_states())
+                    continue
+                for row in (r for r in rows if r.step == sp.step):
+                    if row.device not in backed_up:
+                        self._backup(run_id, row.device)
+                        backed_up.add(row.device)
+                    outcome = self._apply(row)
+                    outcomes.append(outcome)
+                    if outcome.status == "failed":
+                        failures += 1
+                        policy = policy_by_step.get(row.step, pb.on_failure)
+                        if policy == "rollback":
+                            outcomes += self._undo_rows([r for r in rows if r.seq < row.seq])
+                            return outcomes, problems
+                        if policy == "stop" or failures > pb.limits.failure_budget_per_site:
+                            return outcomes, problems
+                done_steps.add(sp.step)
+        return outcomes, problems
+
+    def _backup(self, run_id: str, device: str) -> None:
+        try:
+            backup = self.pool.run(device, lambda d: d.backup())
+        except DeviceError as exc:
+            raise RunError(
+                f"{device}: backup failed before the first change: {exc.message}",
+                hint="nothing was changed on this device",
+            ) from exc
+        self.journal.add_backup(run_id, device, backup.sha256)
+
+    def _apply(self, row: StepRow) -> StepOutcome:
+        t = time.perf_counter()
+        via = _via(row.method)
+        outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "started")
+        self.journal.mark(row.run_id, row.seq, "started")
+        self.log.info(
+            "step.started",
+            step=row.step,
+            device=row.device,
+            action=row.method,
+            commands=list(row.commands),
+        )
+        self.progress(f"{row.site}: {row.step}: {row.device} ({row.method}) ...")
+        try:
+            self.pool.run(
+                row.device,
+                lambda d: d.apply(ChangeSet(row.commands, action=f"{row.step}")),
+                via=via,
+            )
+            self.journal.mark(row.run_id, row.seq, "applied")
+            exp = expectation(row.method, row.before, row.after)
+            self.pool.run(row.device, lambda d: d.verify(exp, action=f"{row.step}.verify"), via=via)
+        except CordonError as exc:
+            outcome.status, outcome.error = "failed", exc.message
+            self.journal.mark(row.run_id, row.seq, "failed", exc.message)
+            self.log.error(
+                "step.failed", step=row.step, device=row.device, outcome="failed", error=exc.message
+            )
+        else:
+            outcome.status = "verified"
+            self.journal.mark(row.run_id, row.seq, "verified")
+            self._record(row.device, row.method, row.after, row.run_id)
+            self.log.info(
+                "step.succeeded",
+                step=row.step,
+                device=row.device,
+                outcome="ok",
+                duration_s=time.perf_counter() - t,
+            )
+        outcome.duration_s = time.perf_counter() - t
+        self.progress(f"{row.site}: {row.step}: {row.device}: {outcome.status}")
+        if self.pause:
+            time.sleep(self.pause)
+        return outcome
+
+    def _record(self, device: str, method: str, target: DeviceState, run_id: str) -> None:
+        """Record a device's state after a verified step: only the method's own part moves."""
+        cur = self.journal.device_states().get(device, NORMAL)
+        mine = _only(target, method)
+        if method == "nft":
+            new = DeviceState(down=cur.down, rules=mine.rules)
+        else:
+            other = frozenset((i, m) for i, m in cur.down if m != method)
+            new = DeviceState(down=other | mine.down, rules=cur.rules)
+        self.journal.set_device(device, new, run_id)
+
+    def _settle_sites(self, sites: Sequence[str], level: str, run_id: str) -> None:
+        """Each site's mode from what is recorded on its devices now."""
+        states = self.journal.device_states()
+        for name in sites:
+            site = self.inv.site(name)
+            isolated = site is not None and any(
+                states.get(d.name, NORMAL) != NORMAL for d in site.devices
+            )
+            self.journal.set_site(
+                name,
+                "isolated" if isolated else "normal",
+                level if isolated else None,
+                run_id,
+                self.actor,
+            )
+
+    # -- rollback and resume -------------------------------------------------------------------
+
+    def _undo_rows(self, rows: Sequence[StepRow]) -> list[StepOutcome]:
+        """Undo applied steps, newest first, each verified back to its `before` state."""
+        out = []
+        for row in sorted(rows, key=lambda r: r.seq, reverse=True):
+            if row.status not in ("verified", "applied", "started", "failed"):
+                continue
+            t = time.perf_counter()
+            via = _via(row.method)
+            outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
+            try:
+                undo = ChangeSet(row.undo, action=f"undo {row.step}")
+                self.pool.run(row.device, _applier(undo), via=via)
+                exp = expectation(row.method, row.after, row.before)
+                self.pool.run(row.device, _verifier(exp, f"undo {row.step}.verify"), via=via)
+            except CordonError as exc:
+                outcome.status, outcome.error = "undo_failed", exc.message
+                self.journal.mark(row.run_id, row.seq, "undo_failed", exc.message)
+            else:
+                self.journal.mark(row.run_id, row.seq, "undone")
+                self._record(row.device, row.method, row.before, row.run_id)
+            outcome.duration_s = time.perf_counter() - t
+            self.progress(f"{row.site}: undo {row.step}: {row.device}: {outcome.status}")
+            out.append(outcome)
+        return out
+
+    def rollback(self, run_id: str, device: str | None = None) -> RunReport:
+        """Restore the pre-run state of every device (or one) the run changed. Idempotent."""
+        info = self.journal.run(run_id)
+        rows = [r for r in self.journal.steps(run_id) if device is None or r.device == device]
+        todo = [r for r in rows if r.status in ("verified", "applied", "started", "failed")]
+        with audit.bind(run_id=run_id, actor=self.actor):
+            self.log.info("run.rollback", device=device, steps=len(todo))
+            outcomes = self._undo_rows(todo)
+        bad = [o for o in outcomes if o.status != "undone"]
+        status = "rollback_failed" if bad else "rolled_back"
+        if todo or info["status"] != status:
+            self._settle_sites(info["sites"], info["level"], run_id)
+            self.journal.finish_run(run_id, status if device is None else info["status"])
+        return RunReport(run_id, status if todo else "nothing_to_roll_back", outcomes)
+
+    def resume(self, run_id: str, *, roll_back: bool = False) -> RunReport:
+        """After a crash: settle every in-flight step by reading its device, then finish the run
+        (or roll it back). No device is left in an unknown state."""
+        info = self.journal.run(run_id)
+        if info["status"] not in ("running",):
+            return RunReport(run_id, f"already {info['status']}")
+        rows = self.journal.steps(run_id)
+        outcomes: list[StepOutcome] = []
+        with audit.bind(run_id=run_id, actor=self.actor):
+            for row in rows:
+                if row.status in IN_FLIGHT:
+                    outcomes.append(self._settle(row))
+            rows = self.journal.steps(run_id)
+            if roll_back:
+                outcomes += self._undo_rows(rows)
+                status = "rolled_back"
+            else:
+                for row in rows:
+                    if row.status == "pending":
+                        outcomes.append(self._apply(row))
+                failed = any(o.status == "failed" for o in outcomes)
+                status = "failed" if failed else "done"
+            self._settle_sites(info["sites"], info["level"], run_id)
+            self.journal.finish_run(run_id, status, "resumed")
+            self.log.info("run.resumed", outcome=status, settled=len(outcomes))
+        return RunReport(run_id, status, outcomes)
+
+    def _settle(self, row: StepRow) -> StepOutcome:
+        """An in-flight step: is the device in its after state, its before state, or neither?"""
+        via = _via(row.method)
+        for target, status in ((row.after, "verified"), (row.before, "pending")):
+            exp = expectation(row.method, row.before if target is row.after else row.after, target)
+            try:
+                self.pool.run(row.device, _verifier(exp, "resume.check", timeout=2.0), via=via)
+            except DeviceError:
+                continue
+            self.journal.mark(row.run_id, row.seq, status)
+            if status == "verified":
+                self._record(row.device, row.method, row.after, row.run_id)
+            return StepOutcome(
+                row.seq, row.site, row.step, row.device, row.method, f"settled:{status}"
+            )
+        # neither state: push the after state again (the change is atomic or idempotent)
+        return self._apply(row)
+
+
+def _applier(changes: ChangeSet) -> Callable[[Driver], object]:
+    return lambda d: d.apply(changes)
+
+
+def _verifier(
+    exp: Expectation, action: str, timeout: float | None = None
+) -> Callable[[Driver], object]:
+    return lambda d: d.verify(exp, timeout=timeout, action=action)

@@ -1,0 +1,304 @@
+"""The durable journal (SQLite): runs, every device step before and after it runs, backups, site
+locks, each site's isolation state and each device's recorded isolation state. A crash at any
+point leaves a row saying what was in flight. Imports only the standard library and the engine's
+state types; never a driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.engine.state import DeviceState, NftRule
+from agent.errors import LockError, RunError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, playbook TEXT NOT NULL, level TEXT NOT NULL, sites TEXT NOT NULL,
+  actor TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, finished_at REAL,
+  detail TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+  run_id TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT NOT NULL, step TEXT NOT NULL,
+  device TEXT NOT NULL, method TEXT NOT NULL, commands TEXT NOT NULL, undo TEXT NOT NULL,
+  before_state TEXT NOT NULL, after_state TEXT NOT NULL,
+  status TEXT NOT NULL, started_at REAL, finished_at REAL, error TEXT,
+  PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS backups (
+  run_id TEXT NOT NULL, device TEXT NOT NULL, sha256 TEXT NOT NULL, taken_at REAL NOT NULL,
+  PRIMARY KEY (run_id, device)
+);
+CREATE TABLE IF NOT EXISTS locks (
+  site TEXT PRIMARY KEY, run_id TEXT NOT NULL, acquired_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sites (
+  site TEXT PRIMARY KEY, mode TEXT NOT NULL, level TEXT, since REAL NOT NULL, run_id TEXT,
+  actor TEXT
+);
+CREATE TABLE IF NOT EXISTS devices (
+  device TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL, run_id TEXT
+);
+"""
+
+# Step status: pending -> started -> applied -> verified | failed; undone after a rollback.
+IN_FLIGHT = ("started", "applied")
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("CORDON_STATE_DIR", ".state")) / "journal.sqlite"
+
+
+def state_to_json(state: DeviceState) -> str:
+    return json.dumps(
+        {
+            "down": sorted([i, m] for i, m in state.down),
+            "rules": [
+                {
+                    "verdict": r.verdict,
+                    "iif": r.iif,
+                    "oif": r.oif,
+                    "saddr": r.saddr,
+                    "daddr": r.daddr,
+                    "sport": r.sport,
+                    "dport": r.dport,
+                    "tag": r.tag,
+                }
+                for r in state.ordered_rules()
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def state_from_json(text: str) -> DeviceState:
+    raw = json.loads(text)
+    return DeviceState(
+        down=frozenset((str(i), m) for i, m in raw["down"]),
+        rules=frozenset(NftRule(**r) for r in raw["rules"]),
+    )
+
+
+@dataclass(frozen=True)
+class StepRow:
+    run_id: str
+    seq: int
+    site: str
+    step: str
+    device: str
+    method: str
+    commands: tuple[str, ...]
+    undo: tuple[str, ...]
+    before: DeviceState
+    after: DeviceState
+    status: str
+    error: str | None
+
+
+class Journal:
+    """One SQLite file, WAL mode, synchronous=FULL: a committed row survives a crash."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs and locks --------------------------------------------------------------------
+
+    def start_run(
+        self, run_id: str, playbook: str, level: str, sites: Sequence[str], actor: str
+    ) -> None:
+        """Record the run and take every site's lock atomically, or refuse naming the holder."""
+        with self.tx() as db:
+            for site in sites:
+                row = db.execute("SELECT run_id FROM locks WHERE site=?", (site,)).fetchone()
+                if row is not None:
+                    raise LockError(
+                        f"site {site} is held by run {row[0]}",
+                        hint=f"wait for it, or `cordon resume {row[0]}` / "
+                        f"`cordon rollback {row[0]}` if it was interrupted",
+                    )
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,NULL,NULL)",
+                (run_id, playbook, level, json.dumps(list(sites)), actor, "running", time.time()),
+            )
+            db.executemany(
+                "INSERT INTO locks VALUES (?,?,?)", [(s, run_id, time.time()) for s in sites]
+            )
+
+    def finish_run(self, run_id: str, status: str, detail: str = "") -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE runs SET status=?, finished_at=?, detail=? WHERE run_id=?",
+                (status, time.time(), detail, run_id),
+            )
+            db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT run_id, playbook, level, sites, actor, status, created_at, "
+            "finished_at, detail FROM runs WHERE run_id=?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id} in the journal {self.path}")
+        keys = (
+            "run_id",
+            "playbook",
+            "level",
+            "sites",
+            "actor",
+            "status",
+            "created_at",
+            "finished_at",
+            "detail",
+        )
+        out = dict(zip(keys, row, strict=True))
+        out["sites"] = json.loads(out["sites"])
+        return out
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [self.run(r[0]) for r in rows]
+
+    def locks(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT site, run_id FROM locks").fetchall())
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def add_step(
+        self,
+        run_id: str,
+        seq: int,
+        site: str,
+        step: str,
+        device: str,
+        method: str,
+        commands: Sequence[str],
+        undo: Sequence[str],
+        before: DeviceState,
+        after: DeviceState,
+    ) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
+                (
+                    run_id,
+                    seq,
+                    site,
+                    step,
+                    device,
+                    method,
+                    json.dumps(list(commands)),
+                    json.dumps(list(undo)),
+                    state_to_json(before),
+                    state_to_json(after),
+                ),
+            )
+
+    def mark(self, run_id: str, seq: int, status: str, error: str | None = None) -> None:
+        now = time.time()
+        with self.tx() as db:
+            if status == "started":
+                db.execute(
+                    "UPDATE steps SET status=?, started_at=? WHERE run_id=? AND seq=?",
+                    (status, now, run_id, seq),
+                )
+            else:
+                db.execute(
+                    "UPDATE steps SET status=?, finished_at=?, error=? WHERE run_id=? AND seq=?",
+                    (status, now, error, run_id, seq),
+                )
+
+    def steps(self, run_id: str) -> list[StepRow]:
+        rows = self.db.execute(
+            "SELECT run_id, seq, site, step, device, method, commands, undo, before_state, "
+            "after_state, status, error FROM steps WHERE run_id=? ORDER BY seq",
+            (run_id,),
+        )
+        return [
+            StepRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                tuple(json.loads(r[6])),
+                tuple(json.loads(r[7])),
+                state_from_json(r[8]),
+                state_from_json(r[9]),
+                r[10],
+                r[11],
+            )
+            for r in rows
+        ]
+
+    def add_backup(self, run_id: str, device: str, sha256: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?)",
+                (run_id, device, sha256, time.time()),
+            )
+
+    def backups(self, run_id: str) -> dict[str, str]:
+        return dict(
+            self.db.execute(
+                "SELECT device, sha256 FROM backups WHERE run_id=?", (run_id,)
+            ).fetchall()
+        )
+
+    # -- recorded state ------------------------------------------------------------------------
+
+    def set_device(self, device: str, state: DeviceState, run_id: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?)",
+                (device, state_to_json(state), time.time(), run_id),
+            )
+
+    def device_states(self) -> dict[str, DeviceState]:
+        rows = self.db.execute("SELECT device, state FROM devices").fetchall()
+        return {d: state_from_json(s) for d, s in rows}
+
+    def set_site(
+        self, site: str, mode: str, level: str | None, run_id: str | None, actor: str
+    ) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sites VALUES (?,?,?,?,?,?)",
+                (site, mode, level, time.time(), run_id, actor),
+            )
+
+    def sites(self) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT site, mode, level, since, run_id, actor FROM sites")
+        return {
+            r[0]: {"mode": r[1], "level": r[2], "since": r[3], "run_id": r[4], "actor": r[5]}
+            for r in rows
+        }
