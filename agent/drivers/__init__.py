@@ -1,7 +1,5 @@
-"""The device drivers: the only code that talks to devices (netmiko for cisco_ios, paramiko for
-linux_nftables, pysnmp 7 for SNMP), behind one `Driver` protocol, with a warm-session `Pool`.
-
-Imports nothing above it (engine, daemon, CLI); the platform modules load their library on use.
+"""Owns the device drivers, the only code that talks to devices, behind one `Driver` protocol.
+Must not import the engine, daemon or CLI; netmiko/paramiko/pysnmp load only in their modules.
 
     driver_for(target, timeouts, via) -> Driver     an unconnected driver (ssh by platform, snmp)
     one_shot(target, ...) -> context manager        connect, use, close (the CLI's way)

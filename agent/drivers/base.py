@@ -1,8 +1,5 @@
-"""The driver contract: the `Driver` protocol, its frozen data (facts, change sets, backups,
-expectations), per-device targets and timeouts. Pure types; the engine programs against these.
-
-Must not import netmiko, paramiko, pysnmp, the engine or the CLI.
-"""
+"""Owns the driver contract: the `Driver` protocol, frozen facts/change sets/backups/expectations.
+Must not import netmiko, paramiko, pysnmp, the engine or the CLI: pure types the engine uses."""
 
 from __future__ import annotations
 

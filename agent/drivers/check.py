@@ -1,8 +1,5 @@
-"""`device check` as data: reach every selected device in parallel over SSH (host key checked)
-and SNMP, and report reachability, host-key status, platform and interface facts.
-
-Must not import click or the engine; rendering is `agent.drivers.cli`'s job.
-"""
+"""Owns `device check` as data: every device reached in parallel (SSH with host key, SNMP, facts).
+Must not import click, the engine or a device library; `agent.drivers.cli` renders the result."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""`cordon device check`: reach every selected device in parallel and print reachability,
-host-key status, platform and interface facts (text table or --json).
-
-Imports click and `agent.drivers.check`; never a device library directly. Failed devices are data
-in the output; the command then exits with DeviceError's exit code.
-"""
+"""Owns `cordon device check [--site S] [--json]`: a table or JSON; exit 6 if a device fails.
+Must not import a device library or the engine; `agent.cli` registers it and renders errors."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""The cisco_ios driver: netmiko over a pinned, pre-authenticated paramiko transport, waiting for
-the prompt before sending anything, rejected commands caught by an error pattern.
-
-Must not import pysnmp, the engine or the CLI; netmiko and paramiko errors stop here.
-"""
+"""Owns the cisco_ios driver: netmiko on a pinned paramiko transport, prompt first, error_pattern.
+Must not import pysnmp, the engine or the CLI; netmiko and paramiko exceptions stop here."""
 
 from __future__ import annotations
 
@@ -289,6 +286,14 @@ class IosDriver:
 
     def apply(self, changes: ChangeSet) -> ApplyResult:
         commands = [c.strip() for c in changes.commands if c.strip()]
+        bad = [c for c in commands if any(not ch.isprintable() for ch in c)]
+        if bad:
+            raise DeviceError(
+                self.target.name,
+                "apply",
+                f"command {bad[0]!r} refused before sending: control characters (a newline "
+                "would smuggle in another command)",
+            )
         t0 = time.monotonic()
         if not commands:
             return ApplyResult(self.target.name, changes.action, (), "", 0.0)

@@ -1,9 +1,5 @@
-"""The linux_nftables driver: paramiko to a Linux firewall, one persistent shell per device, nft
-scripts checked (`nft -c -f -`) then loaded atomically (`nft -f -`), exit codes checked, and only
-`table inet cordon` ever written; `nft_replace` / `nft_remove` build such change sets.
-
-Must not import netmiko, pysnmp, the engine or the CLI; paramiko errors stop here.
-"""
+"""Owns the linux_nftables driver: a shell per firewall, `nft -c -f` then `nft -f`, our table only.
+Must not import netmiko, pysnmp, the engine or the CLI; paramiko exceptions stop here."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Pure parsing of what devices print (IOS/FRR `show interface`, `ip -j link`, `nft -j`) and pure
-checks of what the agent sends (nft script scope, SNMP change lines). Tested on captured text.
-
-Must not import netmiko, paramiko, pysnmp or any I/O; raises ValueError on unparseable input.
-"""
+"""Owns pure parsing of device output (show interface, ip -j link, nft -j) and checks of our input.
+Must not import netmiko, paramiko, pysnmp or do any I/O; raises ValueError on unparseable input."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Choosing a driver for a device, a bounded pool of warm sessions (keepalive, reconnect on drop,
-LRU eviction), and running one operation on many devices in parallel with failures as data.
-
-Must not import netmiko, paramiko or pysnmp directly (the platform modules do), nor the engine.
-"""
+"""Owns driver choice, the bounded warm-session pool (keepalive, reconnect) and parallel runs.
+Must not import netmiko, paramiko or pysnmp (platform modules load them on use), nor the engine."""
 
 from __future__ import annotations
 

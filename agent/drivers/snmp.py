@@ -1,10 +1,5 @@
-"""The SNMP driver (pysnmp 7, asyncio): SNMPv3 authPriv by default, v2c only where the inventory
-says so; GET/SET ifAdminStatus, ifTable walks with counters, read-back polled until it settles
-(net-snmp caches ifTable for about 2 s). A sync facade over one private event-loop thread, so
-calls from many threads run concurrently.
-
-Must not import netmiko, paramiko, the engine or the CLI; pysnmp errors stop here.
-"""
+"""Owns the SNMP driver: pysnmp 7 (v3 authPriv, v2c only if asked), sync facade on a private loop.
+Must not import netmiko, paramiko, the engine or the CLI; pysnmp errors stop here."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""SSH with pinned host keys: the pinned-key lookup, OpenSSH-style fingerprints, an authenticated
-paramiko Transport whose server key is checked BEFORE authenticating (never auto-added), a
-persistent shell with exit codes, and translation of every paramiko/socket error.
-
-Must not import netmiko, pysnmp, the engine or the CLI. Secrets only through `agent.secrets`.
-"""
+"""Owns SSH: pinned host keys checked before authenticating, credentials, a persistent shell.
+Must not import netmiko, pysnmp, the engine or the CLI; socket and paramiko errors stop here."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The drivers' audit events (`device.change`, `device.verify`) and evidence, through the audit API.
-
-Must not import netmiko, paramiko or pysnmp; never builds a log line by hand.
-"""
+"""Owns the drivers' audit records (`device.change`, `device.verify`) and read-back polling.
+Must not import netmiko, paramiko or pysnmp, nor build a log line by hand (audit API only)."""
 
 from __future__ import annotations
 

@@ -56,8 +56,8 @@ def test_rejected_command_is_an_error_with_the_device_output(lab: Lab) -> None:
         assert err.command == "frobnicate now"
         assert "% Unknown command" in err.output and "frobnicate now" in err.output
         assert err.hint is not None and "1 command" in err.hint
-        facts = drv.facts()  # same session: not stuck in configuration mode
-        assert facts.interface(PORT) is not None and facts.interface(PORT).admin_up  # type: ignore[union-attr]
+        port = drv.facts().interface(PORT)  # same session: not stuck in configuration mode
+        assert port is not None and port.admin_up
     rec = th.audit_records("device.change", DEVICE)[-1]
     assert rec["outcome"] == "rejected" and "Unknown command" in rec["error"]
 
