@@ -111,7 +111,10 @@ def plan_cmd(
     """Show what PLAYBOOK would do: commands and undo per device, and which flows it cuts."""
     inv = load(inventory_path or default_path())
     pb = load_playbook(find(playbook), inv)
-    p = plan(pb, inv, sites=list(sites) or None)
+    journal = _journal()
+    current = journal.device_states()  # plan from what Cordon recorded: re-planning is empty
+    journal.close()
+    p = plan(pb, inv, sites=list(sites) or None, current=current)
     if json_out:
         click.echo(json.dumps(as_json(p), indent=2))
     else:
