@@ -165,6 +165,10 @@ def translated(target: Target, operation: str, timeout: float) -> Iterator[None]
             hint="check the management path to the device (link, route, ACL)",
         ) from None
     except paramiko.AuthenticationException as exc:
+        if "timeout" in str(exc).lower():
+            raise DeviceTimeout(
+                target.name, operation, f"no authentication answer within {timeout:g} s"
+            ) from None
         raise AuthError(target.name, operation, f"authentication refused: {_safe(exc)}") from None
     except paramiko.SSHException as exc:
         text = str(exc)
