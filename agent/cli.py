@@ -14,6 +14,7 @@ import click
 from agent import __version__
 from agent.audit.cli import audit
 from agent.demo import demo
+from agent.drivers.cli import device
 from agent.engine.cli import plan_cmd, resume_cmd, rollback_cmd, run_cmd, runs_cmd, status_cmd
 from agent.errors import CordonError
 from agent.inventory.cli import inventory

@@ -53,7 +53,7 @@ class Twin:
     inv: Inventory
     bp: Blueprint
     state: LabState
-    secrets: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list, repr=False)  # never in a failure report
 
 
 def _collect_secrets(files: list[str]) -> list[str]:
