@@ -39,6 +39,7 @@ def _register() -> None:
     for command in (
         inventory,
         lab,
+        device,
         plan_cmd,
         run_cmd,
         rollback_cmd,
