@@ -14,6 +14,7 @@ import click
 
 from agent.errors import CordonError
 from agent.inventory import default_path, load
+from agent.inventory.cli import inventory_option
 from agent.inventory.cli import render as render_inventory
 from agent.inventory.models import Inventory
 from agent.lab import build, flows
@@ -26,14 +27,7 @@ def _say(text: str, *, color: bool) -> None:
 
 
 @click.command()
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Inventory (default: the built-in Hospi Grand Ouest example).",
-)
+@inventory_option
 @click.option("--keep", is_flag=True, help="Leave the twin up afterwards (`cordon lab down`).")
 def demo(inventory_path: Path | None, keep: bool) -> None:
     """Build the digital twin of the example group and show that every flow works."""

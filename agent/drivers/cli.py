@@ -13,6 +13,7 @@ from agent.drivers.base import InterfaceState, Timeouts
 from agent.drivers.check import DeviceCheck, check
 from agent.errors import ConfigError, DeviceError
 from agent.inventory import default_path, load
+from agent.inventory.cli import inventory_option
 
 
 @click.group("device")
@@ -80,14 +81,7 @@ def render(results: list[DeviceCheck], elapsed: float) -> str:
 @device.command("check")
 @click.option("--site", "site", default=None, help="Only the devices of this site.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Inventory file (default: $CORDON_INVENTORY or inventory/hospi-grand-ouest.yaml).",
-)
+@inventory_option
 @click.option(
     "--timeout",
     "connect_timeout",

@@ -16,6 +16,7 @@ from agent.engine.execute import Executor, FlowVerifier, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan, plan, require_safe
 from agent.inventory import default_path, load
+from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
 from agent.lab import build
 from agent.lab.flows import engine_verifier
@@ -102,7 +103,7 @@ def as_json(p: Plan) -> dict[str, object]:
 @click.command("plan")
 @click.argument("playbook")
 @click.option("--sites", "-s", multiple=True, help="Limit to these sites (repeatable).")
-@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path), default=None)
+@inventory_option
 @click.option("--json", "json_out", is_flag=True)
 @click.option("--brief", is_flag=True, help="Devices and impact only, without the commands.")
 def plan_cmd(
@@ -169,7 +170,7 @@ def report_json(report: RunReport) -> dict[str, object]:
 @click.command("run")
 @click.argument("playbook")
 @click.option("--sites", "-s", multiple=True, help="Limit to these sites (repeatable).")
-@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path), default=None)
+@inventory_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "json_out", is_flag=True)
 def run_cmd(
@@ -203,7 +204,7 @@ def run_cmd(
 @click.command("rollback")
 @click.argument("run_id")
 @click.option("--device", "-d", default=None, help="Only this device.")
-@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path), default=None)
+@inventory_option
 def rollback_cmd(run_id: str, device: str | None, inventory_path: Path | None) -> None:
     """Restore the pre-run state of what RUN_ID changed. Running it twice changes nothing."""
     inv = load(inventory_path or default_path())
@@ -219,7 +220,7 @@ def rollback_cmd(run_id: str, device: str | None, inventory_path: Path | None) -
 @click.command("resume")
 @click.argument("run_id")
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll back instead of finishing.")
-@click.option("--inventory", "-i", "inventory_path", type=click.Path(path_type=Path), default=None)
+@inventory_option
 def resume_cmd(run_id: str, roll_back: bool, inventory_path: Path | None) -> None:
     """After a crash: settle in-flight steps by reading the devices, then finish or roll back."""
     inv = load(inventory_path or default_path())

@@ -13,6 +13,7 @@ import click
 
 from agent.errors import LabError
 from agent.inventory import default_path, load
+from agent.inventory.cli import inventory_option
 from agent.lab import build, flows
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
@@ -24,14 +25,7 @@ def lab() -> None:
 
 
 @lab.command("up")
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Inventory to build (default: the built-in example).",
-)
+@inventory_option
 def up_cmd(inventory_path: Path | None) -> None:
     """Build the twin: namespaces, veths, sshd, FRR, snmpd, zone services."""
     inv = load(inventory_path or default_path())
