@@ -22,7 +22,10 @@ from agent.engine.render import nft_comments
 from agent.engine.state import NORMAL, DeviceState
 from agent.errors import CordonError, DeviceError, RunError
 from agent.inventory.models import Inventory
-from agent.playbook.models import Playbook
+from agent.playbook.models import Playbook, Wait
+
+# Timed gates owned by the daemon (issue 6): refused here, never silently skipped.
+DAEMON_ONLY = ("approval", "soak")
 
 # verifier(site, recorded device states) -> problems (empty when the flows are as expected)
 FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
@@ -106,6 +109,14 @@ class Executor:
     def run(
         self, pb: Playbook, sites: Sequence[str] | None = None, run_id: str | None = None
     ) -> RunReport:
+        gated = [s.name for s in pb.steps if s.action in DAEMON_ONLY]
+        if gated:
+            raise RunError(
+                f"playbook {pb.name}: steps {', '.join(gated)} need the daemon (approval gates "
+                "and soak periods are timed and survive restarts); this engine refuses to run "
+                "them rather than skip them",
+                hint="run it through `cordon daemon` once available",
+            )
         p = require_safe(self.plan(pb, sites))
         run_id = run_id or new_run_id()
         t0 = time.perf_counter()
@@ -182,6 +193,13 @@ class Executor:
             for sp in (s for s in p.steps if s.site == site):
                 if sp.action == "verify_flows" and self.verifier is not None:
                     problems += self.verifier(site, self.journal.device_states())
+                    continue
+                if sp.action == "wait":
+                    seconds = next(
+                        s.seconds for s in pb.steps if s.name == sp.step and isinstance(s, Wait)
+                    )
+                    self.progress(f"{site}: {sp.step}: waiting {seconds:g} s")
+                    time.sleep(seconds)
                     continue
                 for row in (r for r in rows if r.step == sp.step):
                     if row.device not in backed_up:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.engine.execute import Executor
+from agent.engine.journal import Journal
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_table
 from agent.engine.state import DeviceState, NftRule
-from agent.errors import PlanError, PlaybookError
+from agent.errors import PlanError, PlaybookError, RunError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
@@ -245,3 +247,23 @@ def test_invalid_playbooks(inv: Inventory, tmp_path: Path, text: str, expected: 
     message = str(info.value)
     assert str(path) in message
     assert expected in message
+
+
+def test_engine_refuses_gates_it_cannot_honour(inv: Inventory, tmp_path: Path) -> None:
+    """A playbook with an approval gate is refused by the engine, never run without approval."""
+    pb = load_playbook(
+        playbook_file(
+            tmp_path,
+            (
+                "name: gated\nlevel: L1\nsteps:\n  - {name: ok, action: approval}\n"
+                "  - {name: cut, action: cut_link, kinds: [internet]}\n"
+            ),
+        ),
+        inv,
+    )
+    journal = Journal(tmp_path / "j.sqlite")
+    ex = Executor(inv, journal, pool=None, actor="t")  # type: ignore[arg-type]
+    with pytest.raises(RunError, match="refuses to run them rather than skip them"):
+        ex.run(pb)
+    assert journal.runs() == []
+    journal.close()
