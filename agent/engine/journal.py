@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -102,7 +103,11 @@ class StepRow:
 
 
 class Journal:
-    """One SQLite file, WAL mode, synchronous=FULL: a committed row survives a crash."""
+    """One SQLite file, WAL mode, synchronous=FULL: a committed row survives a crash.
+
+    One connection per journal, shared by the executor's site threads: every access holds
+    `self.lock`, so two sites never interleave a transaction (SQLite would refuse the nested
+    BEGIN). Other processes are serialised by SQLite's own locking (BEGIN IMMEDIATE)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
@@ -110,6 +115,7 @@ class Journal:
         self.db = sqlite3.connect(
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
+        self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
@@ -119,13 +125,18 @@ class Journal:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self.lock:
+            return self.db.execute(sql, args).fetchall()
 
     # -- runs and locks --------------------------------------------------------------------
 
@@ -159,11 +170,12 @@ class Journal:
             db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
     def run(self, run_id: str) -> dict[str, Any]:
-        row = self.db.execute(
+        found = self._query(
             "SELECT run_id, playbook, level, sites, actor, status, created_at, "
             "finished_at, detail FROM runs WHERE run_id=?",
             (run_id,),
-        ).fetchone()
+        )
+        row = found[0] if found else None
         if row is None:
             raise RunError(f"no run {run_id} in the journal {self.path}")
         keys = (
@@ -182,13 +194,11 @@ class Journal:
         return out
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self._query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))
         return [self.run(r[0]) for r in rows]
 
     def locks(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT site, run_id FROM locks").fetchall())
+        return dict(self._query("SELECT site, run_id FROM locks"))
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -237,7 +247,7 @@ class Journal:
                 )
 
     def steps(self, run_id: str) -> list[StepRow]:
-        rows = self.db.execute(
+        rows = self._query(
             "SELECT run_id, seq, site, step, device, method, commands, undo, before_state, "
             "after_state, status, error FROM steps WHERE run_id=? ORDER BY seq",
             (run_id,),
@@ -268,11 +278,7 @@ class Journal:
             )
 
     def backups(self, run_id: str) -> dict[str, str]:
-        return dict(
-            self.db.execute(
-                "SELECT device, sha256 FROM backups WHERE run_id=?", (run_id,)
-            ).fetchall()
-        )
+        return dict(self._query("SELECT device, sha256 FROM backups WHERE run_id=?", (run_id,)))
 
     # -- recorded state ------------------------------------------------------------------------
 
@@ -284,7 +290,7 @@ class Journal:
             )
 
     def device_states(self) -> dict[str, DeviceState]:
-        rows = self.db.execute("SELECT device, state FROM devices").fetchall()
+        rows = self._query("SELECT device, state FROM devices")
         return {d: state_from_json(s) for d, s in rows}
 
     def set_site(
@@ -297,7 +303,7 @@ class Journal:
             )
 
     def sites(self) -> dict[str, dict[str, Any]]:
-        rows = self.db.execute("SELECT site, mode, level, since, run_id, actor FROM sites")
+        rows = self._query("SELECT site, mode, level, since, run_id, actor FROM sites")
         return {
             r[0]: {"mode": r[1], "level": r[2], "since": r[3], "run_id": r[4], "actor": r[5]}
             for r in rows

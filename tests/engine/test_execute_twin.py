@@ -27,9 +27,16 @@ def matrix(twin: Twin) -> dict[str, bool]:
 
 @pytest.fixture
 def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
+    """An executor on the twin; whatever a test does, every run it made is rolled back after,
+    so a failure cannot leave the shared twin isolated for the next test."""
     journal = Journal(tmp_path / "journal.sqlite")
     with Pool(twin.inv, keepalive=None) as pool:
-        yield Executor(twin.inv, journal, pool, actor="test")
+        ex = Executor(twin.inv, journal, pool, actor="test")
+        try:
+            yield ex
+        finally:
+            for run in journal.runs():
+                ex.rollback(run["run_id"])
     journal.close()
 
 
