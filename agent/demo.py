@@ -1,25 +1,41 @@
 """`cordon demo`: the main job on the built-in example, readable by a newcomer.
 
-Brings up the Hospi Grand Ouest twin, shows the inventory and the flow matrix, and takes the twin
-down again (unless --keep). Orchestration and narration only; the work is done by the modules.
+Brings up the Hospi Grand Ouest twin, shows the inventory and the flow matrix, declares an attack
+at La Sagesse (isolate it, switch the 8 sister sites to preventive degraded mode while probing the
+must-survive flows), shows the degraded flow matrix, restores everything, verifies the audit chain,
+and takes the twin down (unless --keep). Narration only; the work is done by the modules.
 """
 
 from __future__ import annotations
 
+import getpass
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
+from agent import audit
+from agent.drivers.pool import Pool
+from agent.engine.execute import Executor
+from agent.engine.journal import Journal
+from agent.engine.paths import flow_path
+from agent.engine.state import DeviceState, flow_open
 from agent.errors import CordonError
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
 from agent.inventory.cli import render as render_inventory
 from agent.inventory.models import Inventory
+from agent.inventory.select import select_sites
 from agent.lab import build, flows
+from agent.lab.probe import ContinuousProber
 from agent.lab.state import LabState
-from agent.lab.topology import blueprint
+from agent.lab.topology import Blueprint, blueprint
+from agent.playbook import load as load_playbook
+
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 
 
 def _say(text: str, *, color: bool) -> None:
@@ -38,6 +54,7 @@ def demo(inventory_path: Path | None, keep: bool) -> None:
 
 
 def _demo(inv: Inventory, *, keep: bool, color: bool) -> None:
+    timings: dict[str, float] = {}
     _say(f"== 1. The inventory: {inv.path}", color=color)
     click.echo(render_inventory(inv))
     _say("\n== 2. The digital twin: real namespaces, sshd, FRR, snmpd, zone services", color=color)
@@ -46,28 +63,115 @@ def _demo(inv: Inventory, *, keep: bool, color: bool) -> None:
         build.down()
     t = time.perf_counter()
     state = build.up(inv)
+    timings["twin up"] = time.perf_counter() - t
     click.echo(
-        f"twin up in {time.perf_counter() - t:.1f} s: {len(state.namespaces)} namespaces, "
+        f"twin up in {timings['twin up']:.1f} s: {len(state.namespaces)} namespaces, "
         f"{len(state.procs)} processes"
     )
-    failed = False
+    bp = blueprint(inv, state.lab)
+    failed = True
     try:
-        _say("\n== 3. The flow matrix: every declared flow, real TCP from its source", color=color)
-        obs, elapsed = flows.timed_observe(inv, blueprint(inv, state.lab))
+        _say(
+            "\n== 3. The flow matrix before the attack: every flow, real TCP from its source",
+            color=color,
+        )
+        obs, elapsed = flows.timed_observe(inv, bp)
         click.echo(flows.render(obs, elapsed_s=elapsed, color=color))
-        failed = any(not o.as_expected for o in obs)
-    except CordonError:
-        failed = True
-        raise
+        if any(not o.as_expected for o in obs):
+            raise CordonError(
+                "some flows do not work in the normal state", hint="see the lines marked !! above"
+            )
+        with tempfile.TemporaryDirectory(prefix="cordon-demo-") as tmp:
+            _contain_and_restore(inv, bp, Path(tmp), timings, color=color)
+        failed = False
     finally:
         if keep and not failed:
             click.echo("\ntwin left up: try `cordon lab flows`, then `cordon lab down`")
         else:
             t = time.perf_counter()
             build.down()
-            click.echo(f"\ntwin down in {time.perf_counter() - t:.1f} s")
-    if failed:
-        raise CordonError(
-            "some flows are not as expected in the normal state",
-            hint="see the lines marked !! above",
+            timings["twin down"] = time.perf_counter() - t
+    _say("\n== Summary", color=color)
+    for phase, seconds in timings.items():
+        click.echo(f"  {phase:<44} {seconds:6.2f} s")
+
+
+HIT = "rennes-la-sagesse"
+
+
+def _contain_and_restore(
+    inv: Inventory, bp: Blueprint, tmp: Path, timings: dict[str, float], *, color: bool
+) -> None:
+    journal = Journal(tmp / "journal.sqlite")
+    isolate = load_playbook(PLAYBOOKS / "isolate-site.yaml", inv)
+    degrade = load_playbook(PLAYBOOKS / "preventive-degraded.yaml", inv)
+    others = [s.name for s in select_sites(inv, degrade.targets) if s.name != HIT]
+    must = [(f, t) for f, t in flows.targets(inv, bp) if f.must_survive]
+    with Pool(inv, keepalive=None) as pool:
+        ex = Executor(
+            inv, journal, pool, actor=getpass.getuser(), verifier=flows.engine_verifier(inv, bp)
         )
+        _say(
+            f"\n== 4. Attack declared at {HIT}: isolate it (L1-L3), and switch the "
+            f"{len(others)} sister sites to preventive degraded mode (L1-L2)",
+            color=color,
+        )
+        p1, p2 = ex.plan(isolate, [HIT]), ex.plan(degrade, others)
+        to_cut = len({fi.flow for p in (p1, p2) for fi in p.impact if fi.change == "cut"})
+        click.echo(
+            f"plan: {len(p1.changes) + len(p2.changes)} device changes; {to_cut} flows to cut; "
+            f"{len(must)} must-survive flows probed every 200 ms meanwhile"
+        )
+        t = time.perf_counter()
+        with ContinuousProber([t for _, t in must], interval=0.2) as prober:
+            runs = [ex.run(isolate, [HIT]), ex.run(degrade, others)]
+            stats = prober.stop()
+        timings["contain all 9 sites (verified)"] = time.perf_counter() - t
+        for r in runs:
+            click.echo(
+                f"run {r.run_id}: {r.status}, {len(r.outcomes)} device steps verified by "
+                f"read-back in {r.duration_s:.2f} s"
+                + (f"; flow check: {r.flow_problems}" if r.flow_problems else "")
+            )
+        sent = sum(st.sent for st in stats.values())
+        lost = sum(st.failed for st in stats.values())
+        click.echo(f"must-survive probes during containment: {sent} sent, {lost} failed")
+        _say("\n== 5. The flow matrix in degraded mode", color=color)
+        states = journal.device_states()
+        obs, elapsed = flows.timed_observe(inv, bp, _expect(inv, states))
+        cut = [o for o in obs if not o.observed_open]
+        click.echo(flows.render(cut, elapsed_s=elapsed, color=color))
+        click.echo(
+            f"{len(obs) - len(cut)} other flows open as expected "
+            f"(all {len(must)} must-survive among them)"
+            if all(o.as_expected for o in obs)
+            else "SOME FLOWS ARE NOT AS EXPECTED"
+        )
+        for name, st in sorted(journal.sites().items()):
+            click.echo(f"  site {name:<32} {st['mode']:<9} {st['level']}")
+        _say("\n== 6. Back to normal: roll both runs back", color=color)
+        t = time.perf_counter()
+        for r in reversed(runs):
+            back = ex.rollback(r.run_id)
+            click.echo(f"rollback {r.run_id}: {back.status}, {len(back.outcomes)} steps undone")
+        timings["restore all 9 sites (verified)"] = time.perf_counter() - t
+    journal.close()
+    obs, elapsed = flows.timed_observe(inv, bp)
+    bad = [o for o in obs if not o.as_expected]
+    click.echo(
+        f"flow matrix: {len(obs) - len(bad)} of {len(obs)} flows open, as before the "
+        f"attack (probed in {elapsed:.2f} s)"
+    )
+    audit.close()
+    check = audit.verify(audit.current_log_dir())
+    click.echo(
+        f"audit trail: {check.records} chained records in {audit.current_log_dir()}, "
+        f"`cordon audit verify`: {'intact' if check.ok else 'BROKEN'}"
+    )
+    if bad or any(r.status != "done" for r in runs) or lost:
+        raise CordonError("the demo did not go as planned", hint="see the output above")
+
+
+def _expect(inv: Inventory, states: Mapping[str, DeviceState]) -> flows.Expectation:
+    paths = {f.name: flow_path(inv, f) for f in inv.flows}
+    return lambda flow: flow_open(states, paths[flow.name])
