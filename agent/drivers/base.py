@@ -244,3 +244,14 @@ def mismatches(facts: Facts, expect: Expectation, *, config: str | None = None) 
         out += [f"missing line {w!r}" for w in expect.config_has if w.strip() not in lines]
         out += [f"unexpected line {w!r}" for w in expect.config_lacks if w.strip() in lines]
     return out
+
+
+@runtime_checkable
+class DeadMan(Protocol):
+    """A driver that can arm an on-device revert (a timer that survives losing the agent)."""
+
+    def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
+        """Unless confirmed within `seconds`, the device applies `changes` by itself."""
+
+    def confirm(self, token: str) -> bool:
+        """Disarm; False if the revert already ran."""

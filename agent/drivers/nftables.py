@@ -4,6 +4,7 @@ Must not import netmiko, pysnmp, the engine or the CLI; paramiko exceptions stop
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -28,6 +29,9 @@ from agent.drivers.base import (
 )
 from agent.drivers.ssh import Run, Shell, abort, open_transport
 from agent.errors import CommandRejected, DeviceError, DeviceTimeout
+
+# Where armed revert scripts wait on the firewall (tmpfs: a reboot disarms nothing it needs).
+DEADMAN_DIR = "/run/cordon"
 
 T = TypeVar("T")
 
@@ -245,6 +249,66 @@ class NftablesDriver:
             output=output or None,
         )
         return ApplyResult(self.target.name, changes.action, commands, output, duration)
+
+    # -- dead-man timer --------------------------------------------------------------------------
+
+    def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
+        """Arm an on-device revert: unless `confirm`ed within `seconds`, the device loads
+        `changes` by itself (a detached timer that survives the session). Checked with
+        `nft -c` first. Returns a token for `confirm`."""
+        commands = tuple(changes.commands)
+        try:
+            parse.check_nft_scope(commands, family=_FAMILY, table=_TABLE)
+        except ValueError as exc:
+            raise DeviceError(self.target.name, "arm", f"revert script refused: {exc}") from None
+        script = "\n".join(commands) + "\n"
+        check = self._run("nft -c -f -", stdin=script, operation="arm")
+        if check.rc != 0:
+            raise CommandRejected(
+                self.target.name, "arm", "nft -c -f -", scrub(check.err or check.out)
+            )
+        token = secrets.token_hex(6)
+        path = f"{DEADMAN_DIR}/cordon-deadman-{token}.nft"
+        wrote = self._run(
+            f"umask 077; mkdir -p {DEADMAN_DIR}; cat > {path}", stdin=script, operation="arm"
+        )
+        timer = f"sleep {seconds:g}; [ -e {path} ] && nft -f {path} && mv {path} {path}.fired"
+        started = self._run(
+            f"setsid nohup sh -c '{timer}' >/dev/null 2>&1 & echo $!", operation="arm"
+        )
+        if wrote.rc != 0 or started.rc != 0:
+            raise DeviceError(
+                self.target.name,
+                "arm",
+                f"could not arm the dead-man timer: {scrub(wrote.err + started.err).strip()}",
+            )
+        trail.change(
+            self.target,
+            via=self.via,
+            action=f"{changes.action}.arm",
+            commands=(),
+            outcome="ok",
+            duration_s=0.0,
+            output=f"revert armed for {seconds:g} s",
+        )
+        return token
+
+    def confirm(self, token: str) -> bool:
+        """Disarm; True if disarmed in time, False if the revert already ran on the device."""
+        path = f"{DEADMAN_DIR}/cordon-deadman-{token}.nft"
+        done = self._run(
+            f"rm {path} 2>/dev/null || {{ rm -f {path}.fired; false; }}", operation="confirm"
+        )
+        fired = done.rc != 0
+        trail.change(
+            self.target,
+            via=self.via,
+            action="deadman.confirm",
+            commands=(),
+            outcome="fired" if fired else "ok",
+            duration_s=0.0,
+        )
+        return not fired
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from agent import audit
-from agent.drivers.base import ChangeSet, Driver, Expectation, Via
+from agent.drivers.base import ChangeSet, DeadMan, Driver, Expectation, Via
 from agent.drivers.pool import Pool
 from agent.engine.journal import IN_FLIGHT, Journal, StepRow
 from agent.engine.plan import Plan, plan, require_safe
@@ -97,6 +97,8 @@ class Executor:
         self.progress = progress or (lambda _msg: None)
         # pacing between device steps, for drills on the twin (and crash tests)
         self.pause = pause if pause is not None else float(os.environ.get("CORDON_STEP_PAUSE", "0"))
+        # seconds an on-device revert waits before re-isolating a device we lost mid-reopen
+        self.deadman = float(os.environ.get("CORDON_DEADMAN_S", "30"))
         self.log = audit.get_logger()
 
     # -- planning against what the journal recorded ------------------------------------------
@@ -313,9 +315,18 @@ class Executor:
             outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
             try:
                 undo = ChangeSet(row.undo, action=f"undo {row.step}")
+                # Reopening fails closed: arm the device to re-apply the cut by itself unless
+                # we confirm, so losing the agent half-way leaves the site isolated, not open.
+                token = self._arm(row, ChangeSet(row.commands, action=f"deadman {row.step}"))
                 self.pool.run(row.device, _applier(undo), via=via)
                 exp = expectation(row.method, row.after, row.before)
                 self.pool.run(row.device, _verifier(exp, f"undo {row.step}.verify"), via=via)
+                if token is not None and not self.pool.run(row.device, _confirmer(token)):
+                    raise RunError(
+                        f"{row.device}: the dead-man timer fired before the undo was "
+                        "confirmed: the device re-isolated itself",
+                        hint="check the management path, then roll back again",
+                    )
             except CordonError as exc:
                 outcome.status, outcome.error = "undo_failed", exc.message
                 self.journal.mark(row.run_id, row.seq, "undo_failed", exc.message)
@@ -326,6 +337,16 @@ class Executor:
             self.progress(f"{row.site}: undo {row.step}: {row.device}: {outcome.status}")
             out.append(outcome)
         return out
+
+    def _arm(self, row: StepRow, revert: ChangeSet) -> str | None:
+        """Arm an on-device revert where the platform allows it (nftables firewalls)."""
+        if row.method != "nft" or self.deadman <= 0:
+            return None
+
+        def arm(d: Driver) -> str | None:
+            return d.arm_revert(revert, self.deadman) if isinstance(d, DeadMan) else None
+
+        return self.pool.run(row.device, arm)
 
     def rollback(self, run_id: str, device: str | None = None) -> RunReport:
         """Restore the pre-run state of every device (or one) the run changed. Idempotent."""
@@ -396,3 +417,7 @@ def _verifier(
     exp: Expectation, action: str, timeout: float | None = None
 ) -> Callable[[Driver], object]:
     return lambda d: d.verify(exp, timeout=timeout, action=action)
+
+
+def _confirmer(token: str) -> Callable[[Driver], bool]:
+    return lambda d: isinstance(d, DeadMan) and d.confirm(token)

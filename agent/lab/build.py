@@ -6,9 +6,11 @@ Imports the lab's own modules and the inventory; never a driver. Root only.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets as pysecrets
+import signal
 import tempfile
 import threading
 import time
@@ -381,6 +383,7 @@ def down(lab: str = DEFAULT_LAB) -> list[str]:
         stopped = sum(pool.map(daemons.stop, procs))
     done.append(f"stopped {stopped} of {len(procs)} processes")
     present = [ns for ns in state.namespaces if netns.exists(ns)]
+    _stop_strays(present)
     _batch("ip", [f"netns del {ns}" for ns in present])
     done.append(f"deleted {len(present)} namespaces")
     for link in state.root_links:
@@ -400,6 +403,26 @@ def down(lab: str = DEFAULT_LAB) -> list[str]:
         netns.run(["ip", "route", "del", "blackhole", str(SANDBOX)], check=False)
     _rmtree_if_ours(state.dir)
     return done
+
+
+DEADMAN_FILES = Path("/run/cordon")  # the twin's firewalls share the host's filesystem
+
+
+def _stop_strays(namespaces: list[str]) -> None:
+    """An agent's dead-man timer armed on a twin firewall outlives the sshd session that
+    started it: stop those (recognised by their command line, nothing else), and remove the
+    revert scripts they wait on."""
+    for ns in namespaces:
+        for pid in netns.pids(ns):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"cordon-deadman-" in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    for leftover in DEADMAN_FILES.glob("cordon-deadman-*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _wait_link_gone(link: str, timeout: float = 10.0) -> None:
