@@ -13,9 +13,10 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
-from agent.drivers.base import ChangeSet, Via
+from agent.drivers.base import ChangeSet, Driver, Expectation, Via
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, expectation
 from agent.engine.journal import Journal
@@ -31,6 +32,14 @@ from benchmarks.machine import describe
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _apply(change: ChangeSet, d: Driver) -> object:
+    return d.apply(change)
+
+
+def _verify(exp: Expectation, d: Driver) -> object:
+    return d.verify(exp)
+
+
 def raw(pool: Pool, p: Plan, undo: bool = False) -> float:
     """The plan's changes with the drivers only: per site in parallel, in order within a site."""
 
@@ -44,8 +53,9 @@ def raw(pool: Pool, p: Plan, undo: bool = False) -> float:
                 if undo
                 else expectation(c.method, c.before, c.after)
             )
-            pool.run(c.device, lambda d, x=lines: d.apply(ChangeSet(x)), via=via)
-            pool.run(c.device, lambda d, e=exp: d.verify(e), via=via)
+            change = ChangeSet(lines)
+            pool.run(c.device, partial(_apply, change), via=via)
+            pool.run(c.device, partial(_verify, exp), via=via)
 
     t = time.perf_counter()
     with ThreadPoolExecutor(max_workers=16) as ex:
