@@ -20,7 +20,7 @@ from agent.engine.journal import IN_FLIGHT, Journal, StepRow
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_comments
 from agent.engine.state import NORMAL, DeviceState
-from agent.errors import CordonError, DeviceError, RunError
+from agent.errors import ConnectError, CordonError, DeviceError, RunError
 from agent.inventory.models import Inventory
 from agent.playbook.models import Playbook, Wait
 
@@ -133,6 +133,7 @@ class Executor:
                 changes=len(p.changes),
             )
             seq = 0
+            direction = {s.name: getattr(s, "fail_direction", "closed") for s in pb.steps}
             for sp in p.steps:
                 for c in sp.changes:
                     seq += 1
@@ -147,6 +148,7 @@ class Executor:
                         c.undo,
                         c.before,
                         c.after,
+                        direction.get(sp.step, "closed"),
                     )
             for site in p.sites:
                 self.journal.set_site(site, "isolating", pb.level, run_id, self.actor)
@@ -232,7 +234,6 @@ class Executor:
 
     def _apply(self, row: StepRow) -> StepOutcome:
         t = time.perf_counter()
-        via = _via(row.method)
         outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "started")
         self.journal.mark(row.run_id, row.seq, "started")
         self.log.info(
@@ -244,14 +245,17 @@ class Executor:
         )
         self.progress(f"{row.site}: {row.step}: {row.device} ({row.method}) ...")
         try:
-            self.pool.run(
-                row.device,
-                lambda d: d.apply(ChangeSet(row.commands, action=f"{row.step}")),
-                via=via,
+            # a step declared fail-open must not stay closed if we lose the device mid-way
+            self._guarded(
+                row,
+                row.commands,
+                row.before,
+                row.after,
+                revert=row.undo,
+                guard=row.fail_direction == "open",
+                action=row.step,
+                on_applied=lambda: self.journal.mark(row.run_id, row.seq, "applied"),
             )
-            self.journal.mark(row.run_id, row.seq, "applied")
-            exp = expectation(row.method, row.before, row.after)
-            self.pool.run(row.device, lambda d: d.verify(exp, action=f"{row.step}.verify"), via=via)
         except CordonError as exc:
             outcome.status, outcome.error = "failed", exc.message
             self.journal.mark(row.run_id, row.seq, "failed", exc.message)
@@ -274,6 +278,86 @@ class Executor:
         if self.pause:
             time.sleep(self.pause)
         return outcome
+
+    def _guarded(
+        self,
+        row: StepRow,
+        lines: Sequence[str],
+        frm: DeviceState,
+        to: DeviceState,
+        *,
+        revert: Sequence[str],
+        guard: bool,
+        action: str,
+        on_applied: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply `lines` and verify the device reached `to`. With `guard` (the target is not the
+        step's fail-safe state), a revert to `frm` is armed on the device first where the
+        platform allows and confirmed after read-back; where it does not, losing the device
+        makes the controller re-apply `frm` as soon as the device answers again."""
+        via = _via(row.method)
+        token = (
+            self._arm(row, ChangeSet(tuple(revert), action=f"deadman {action}")) if guard else None
+        )
+        try:
+            self.pool.run(row.device, _applier(ChangeSet(tuple(lines), action=action)), via=via)
+            if on_applied is not None:
+                on_applied()
+            exp = expectation(row.method, frm, to)
+            self.pool.run(row.device, _verifier(exp, f"{action}.verify"), via=via)
+        except ConnectError as exc:
+            if guard and token is None:
+                self._recover(row, revert, to, frm, exc)
+            raise
+        if token is not None and not self.pool.run(row.device, _confirmer(token)):
+            raise RunError(
+                f"{row.device}: the dead-man timer fired before {action} was "
+                "confirmed: the device went back to its fail-safe state by itself",
+                hint="check the management path, then try again",
+            )
+
+    def _recover(
+        self,
+        row: StepRow,
+        lines: Sequence[str],
+        frm: DeviceState,
+        to: DeviceState,
+        cause: ConnectError,
+    ) -> None:
+        """Controller-side dead-man: the device was lost mid-transition and has no timer of its
+        own: re-apply the fail-safe state as soon as it answers, for up to `deadman` seconds."""
+        via = _via(row.method)
+        deadline = time.monotonic() + max(self.deadman, 1.0)
+        self.log.warning(
+            "deadman.controller", device=row.device, step=row.step, error=cause.message
+        )
+        while time.monotonic() < deadline:
+            try:
+                self.pool.run(
+                    row.device, _applier(ChangeSet(tuple(lines), action="deadman")), via=via
+                )
+                self.pool.run(
+                    row.device,
+                    _verifier(expectation(row.method, frm, to), "deadman.verify"),
+                    via=via,
+                )
+            except ConnectError:
+                time.sleep(1.0)
+                continue
+            self.log.warning(
+                "deadman.reverted",
+                device=row.device,
+                step=row.step,
+                outcome="fail-safe state restored by the controller",
+            )
+            return
+        self.log.error(
+            "deadman.unreachable",
+            device=row.device,
+            step=row.step,
+            outcome="unknown",
+            error="device still unreachable: run resume",
+        )
 
     def _record(self, device: str, method: str, target: DeviceState, run_id: str) -> None:
         """Record a device's state after a verified step: only the method's own part moves."""
@@ -305,38 +389,43 @@ class Executor:
     # -- rollback and resume -------------------------------------------------------------------
 
     def _undo_rows(self, rows: Sequence[StepRow]) -> list[StepOutcome]:
-        """Undo applied steps, newest first, each verified back to its `before` state."""
-        out = []
-        for row in sorted(rows, key=lambda r: r.seq, reverse=True):
-            if row.status not in ("verified", "applied", "started", "failed"):
-                continue
-            t = time.perf_counter()
-            via = _via(row.method)
-            outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
-            try:
-                undo = ChangeSet(row.undo, action=f"undo {row.step}")
-                # Reopening fails closed: arm the device to re-apply the cut by itself unless
-                # we confirm, so losing the agent half-way leaves the site isolated, not open.
-                token = self._arm(row, ChangeSet(row.commands, action=f"deadman {row.step}"))
-                self.pool.run(row.device, _applier(undo), via=via)
-                exp = expectation(row.method, row.after, row.before)
-                self.pool.run(row.device, _verifier(exp, f"undo {row.step}.verify"), via=via)
-                if token is not None and not self.pool.run(row.device, _confirmer(token)):
-                    raise RunError(
-                        f"{row.device}: the dead-man timer fired before the undo was "
-                        "confirmed: the device re-isolated itself",
-                        hint="check the management path, then roll back again",
-                    )
-            except CordonError as exc:
-                outcome.status, outcome.error = "undo_failed", exc.message
-                self.journal.mark(row.run_id, row.seq, "undo_failed", exc.message)
-            else:
-                self.journal.mark(row.run_id, row.seq, "undone")
-                self._record(row.device, row.method, row.before, row.run_id)
-            outcome.duration_s = time.perf_counter() - t
-            self.progress(f"{row.site}: undo {row.step}: {row.device}: {outcome.status}")
-            out.append(outcome)
-        return out
+        """Undo applied steps: sites in parallel, newest first within a site, each verified back
+        to its `before` state; reopening fails closed (see `_guarded`)."""
+        todo = [r for r in rows if r.status in ("verified", "applied", "started", "failed")]
+        by_site: dict[str, list[StepRow]] = {}
+        for row in sorted(todo, key=lambda r: r.seq, reverse=True):
+            by_site.setdefault(row.site, []).append(row)
+        run_id = todo[0].run_id if todo else ""
+
+        def site(rows_of_site: list[StepRow]) -> list[StepOutcome]:
+            with audit.bind(run_id=run_id, actor=self.actor, site=rows_of_site[0].site):
+                return [self._undo_one(r) for r in rows_of_site]
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return [o for outs in pool.map(site, by_site.values()) for o in outs]
+
+    def _undo_one(self, row: StepRow) -> StepOutcome:
+        t = time.perf_counter()
+        outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
+        try:
+            self._guarded(
+                row,
+                row.undo,
+                row.after,
+                row.before,
+                revert=row.commands,
+                guard=row.fail_direction == "closed",
+                action=f"undo {row.step}",
+            )
+        except CordonError as exc:
+            outcome.status, outcome.error = "undo_failed", exc.message
+            self.journal.mark(row.run_id, row.seq, "undo_failed", exc.message)
+        else:
+            self.journal.mark(row.run_id, row.seq, "undone")
+            self._record(row.device, row.method, row.before, row.run_id)
+        outcome.duration_s = time.perf_counter() - t
+        self.progress(f"{row.site}: undo {row.step}: {row.device}: {outcome.status}")
+        return outcome
 
     def _arm(self, row: StepRow, revert: ChangeSet) -> str | None:
         """Arm an on-device revert where the platform allows it (nftables firewalls)."""
@@ -355,6 +444,8 @@ class Executor:
         todo = [r for r in rows if r.status in ("verified", "applied", "started", "failed")]
         with audit.bind(run_id=run_id, actor=self.actor):
             self.log.info("run.rollback", device=device, steps=len(todo))
+            for name in sorted({r.site for r in todo}):
+                self.journal.set_site(name, "reconnecting", info["level"], run_id, self.actor)
             outcomes = self._undo_rows(todo)
         bad = [o for o in outcomes if o.status != "undone"]
         status = "rollback_failed" if bad else "rolled_back"

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS steps (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT NOT NULL, step TEXT NOT NULL,
   device TEXT NOT NULL, method TEXT NOT NULL, commands TEXT NOT NULL, undo TEXT NOT NULL,
   before_state TEXT NOT NULL, after_state TEXT NOT NULL,
+  fail_direction TEXT NOT NULL DEFAULT 'closed',
   status TEXT NOT NULL, started_at REAL, finished_at REAL, error TEXT,
   PRIMARY KEY (run_id, seq)
 );
@@ -100,6 +101,7 @@ class StepRow:
     after: DeviceState
     status: str
     error: str | None
+    fail_direction: str = "closed"  # where the device must end if the agent loses it
 
 
 class Journal:
@@ -214,10 +216,11 @@ class Journal:
         undo: Sequence[str],
         before: DeviceState,
         after: DeviceState,
+        fail_direction: str = "closed",
     ) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
                 (
                     run_id,
                     seq,
@@ -229,6 +232,7 @@ class Journal:
                     json.dumps(list(undo)),
                     state_to_json(before),
                     state_to_json(after),
+                    fail_direction,
                 ),
             )
 
@@ -249,7 +253,7 @@ class Journal:
     def steps(self, run_id: str) -> list[StepRow]:
         rows = self._query(
             "SELECT run_id, seq, site, step, device, method, commands, undo, before_state, "
-            "after_state, status, error FROM steps WHERE run_id=? ORDER BY seq",
+            "after_state, status, error, fail_direction FROM steps WHERE run_id=? ORDER BY seq",
             (run_id,),
         )
         return [
@@ -266,6 +270,7 @@ class Journal:
                 state_from_json(r[9]),
                 r[10],
                 r[11],
+                r[12],
             )
             for r in rows
         ]
