@@ -314,41 +314,20 @@ class IosDriver:
                     f"the {before} command(s) before it were applied and stay applied: "
                     "read back, then undo or complete"
                 )
-            trail.change(
-                self.target,
-                via=self.via,
-                action=changes.action,
-                commands=commands,
-                outcome="rejected",
-                duration_s=time.monotonic() - t0,
-                output=exc.output,
-                error=exc.message,
+            trail.change_failed(
+                self.target, via=self.via, changes=changes, commands=commands, exc=exc, started=t0
             )
             self._leave_config_mode()
             raise
         except DeviceError as exc:
-            trail.change(
-                self.target,
-                via=self.via,
-                action=changes.action,
-                commands=commands,
-                outcome="timeout" if isinstance(exc, DeviceTimeout) else "failed",
-                duration_s=time.monotonic() - t0,
-                error=exc.message,
+            trail.change_failed(
+                self.target, via=self.via, changes=changes, commands=commands, exc=exc, started=t0
             )
             raise
         clean = scrub(str(output)).replace("\r", "")
-        duration = time.monotonic() - t0
-        trail.change(
-            self.target,
-            via=self.via,
-            action=changes.action,
-            commands=commands,
-            outcome="ok",
-            duration_s=duration,
-            output=clean,
+        return trail.change_applied(
+            self.target, via=self.via, changes=changes, commands=commands, output=clean, started=t0
         )
-        return ApplyResult(self.target.name, changes.action, tuple(commands), clean, duration)
 
     # -- plumbing --------------------------------------------------------------------------------
 

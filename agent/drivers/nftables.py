@@ -28,7 +28,7 @@ from agent.drivers.base import (
     mismatches,
 )
 from agent.drivers.ssh import Run, Shell, abort, open_transport
-from agent.errors import CommandRejected, DeviceError, DeviceTimeout
+from agent.errors import CommandRejected, DeviceError
 
 # Where armed revert scripts wait on the firewall (tmpfs: a reboot disarms nothing it needs).
 DEADMAN_DIR = "/run/cordon"
@@ -219,36 +219,14 @@ class NftablesDriver:
                     self.target.name, "apply", "nft -f -", scrub(load.err or load.out)
                 )
         except DeviceError as exc:
-            outcome = (
-                "rejected"
-                if isinstance(exc, CommandRejected)
-                else "timeout"
-                if isinstance(exc, DeviceTimeout)
-                else "failed"
-            )
-            trail.change(
-                self.target,
-                via=self.via,
-                action=changes.action,
-                commands=commands,
-                outcome=outcome,
-                duration_s=time.monotonic() - t0,
-                output=exc.output if isinstance(exc, CommandRejected) else None,
-                error=exc.message,
+            trail.change_failed(
+                self.target, via=self.via, changes=changes, commands=commands, exc=exc, started=t0
             )
             raise
         output = scrub(load.out + load.err)
-        duration = time.monotonic() - t0
-        trail.change(
-            self.target,
-            via=self.via,
-            action=changes.action,
-            commands=commands,
-            outcome="ok",
-            duration_s=duration,
-            output=output or None,
+        return trail.change_applied(
+            self.target, via=self.via, changes=changes, commands=commands, output=output, started=t0
         )
-        return ApplyResult(self.target.name, changes.action, commands, output, duration)
 
     # -- dead-man timer --------------------------------------------------------------------------
 

@@ -275,32 +275,14 @@ class SnmpDriver:
             ]
             self._set("apply", binds)
         except DeviceError as exc:
-            trail.change(
-                self.target,
-                via=self.via,
-                action=changes.action,
-                commands=commands,
-                outcome="timeout"
-                if isinstance(exc, DeviceTimeout)
-                else "rejected"
-                if isinstance(exc, SnmpError)
-                else "failed",
-                duration_s=time.monotonic() - t0,
-                error=exc.message,
+            trail.change_failed(
+                self.target, via=self.via, changes=changes, commands=commands, exc=exc, started=t0
             )
             raise
-        duration = time.monotonic() - t0
         output = "\n".join(f"SET {oid} = {value}: noError" for oid, value in binds)
-        trail.change(
-            self.target,
-            via=self.via,
-            action=changes.action,
-            commands=commands,
-            outcome="ok",
-            duration_s=duration,
-            output=output,
+        return trail.change_applied(
+            self.target, via=self.via, changes=changes, commands=commands, output=output, started=t0
         )
-        return ApplyResult(self.target.name, changes.action, commands, output, duration)
 
     # -- plumbing --------------------------------------------------------------------------------
 

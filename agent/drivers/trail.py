@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.audit import get_logger, store_evidence
-from agent.drivers.base import Facts, Target
-from agent.errors import DeviceError, VerifyError
+from agent.drivers.base import ApplyResult, ChangeSet, Facts, Target
+from agent.errors import CommandRejected, DeviceError, DeviceTimeout, SnmpError, VerifyError
 
 
 def change(
@@ -127,3 +127,57 @@ def verify_loop(
                 hint="the change may be partial: read the device's facts and decide",
             )
         time.sleep(interval)
+
+
+def outcome_of(exc: DeviceError) -> str:
+    """How a failed change ended, in the trail's words."""
+    if isinstance(exc, CommandRejected | SnmpError):
+        return "rejected"
+    if isinstance(exc, DeviceTimeout):
+        return "timeout"
+    return "failed"
+
+
+def change_failed(
+    target: Target,
+    *,
+    via: str,
+    changes: ChangeSet,
+    commands: Sequence[str],
+    exc: DeviceError,
+    started: float,
+) -> None:
+    """The `device.change` record of a change set that raised `exc` (the device's output kept)."""
+    change(
+        target,
+        via=via,
+        action=changes.action,
+        commands=commands,
+        outcome=outcome_of(exc),
+        duration_s=time.monotonic() - started,
+        output=exc.output if isinstance(exc, CommandRejected) else None,
+        error=exc.message,
+    )
+
+
+def change_applied(
+    target: Target,
+    *,
+    via: str,
+    changes: ChangeSet,
+    commands: Sequence[str],
+    output: str,
+    started: float,
+) -> ApplyResult:
+    """The `device.change` record of a change set the device took, and its `ApplyResult`."""
+    duration = time.monotonic() - started
+    change(
+        target,
+        via=via,
+        action=changes.action,
+        commands=commands,
+        outcome="ok",
+        duration_s=duration,
+        output=output or None,
+    )
+    return ApplyResult(target.name, changes.action, tuple(commands), output, duration)
