@@ -105,7 +105,7 @@ def _contain_and_restore(
     journal = Journal(tmp / "journal.sqlite")
     isolate = load_playbook(PLAYBOOKS / "isolate-site.yaml", inv)
     degrade = load_playbook(PLAYBOOKS / "preventive-degraded.yaml", inv)
-    others = [s.name for s in select_sites(inv, degrade.targets) if s.name != HIT]
+    others = [s.name for s in select_sites(inv, degrade.targets.selector()) if s.name != HIT]
     must = [(f, t) for f, t in flows.targets(inv, bp) if f.must_survive]
     with Pool(inv, keepalive=None) as pool:
         ex = Executor(

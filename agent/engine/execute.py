@@ -54,6 +54,13 @@ class RunReport:
     duration_s: float = 0.0
 
 
+@dataclass
+class _SiteProgress:
+    backed_up: set[str] = field(default_factory=set)
+    failures: int = 0
+    stopped: bool = False
+
+
 def _via(method: str) -> Via:
     return "snmp" if method == "snmp" else "ssh"
 
@@ -157,10 +164,16 @@ class Executor:
             for row in rows:
                 by_site.setdefault(row.site, []).append(row)
             workers = 1 if pb.order == "serial" else pb.limits.max_parallel_sites
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                results = list(
-                    pool.map(lambda s: self._site(pb, p, run_id, s, by_site[s]), p.sites)
-                )
+            progress = {s: _SiteProgress() for s in p.sites}
+            # parallel/serial: one pass per site; waves: one pass per step, all sites each time
+            passes: list[str | None] = [s.name for s in pb.steps] if pb.order == "waves" else [None]
+            results: list[tuple[list[StepOutcome], list[str]]] = []
+            for only in passes:
+                with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                    results += pool.map(
+                        lambda s, o=only: self._site(pb, p, run_id, s, by_site[s], progress[s], o),
+                        p.sites,
+                    )
             for outcomes, problems in results:
                 report.outcomes.extend(outcomes)
                 report.flow_problems.extend(problems)
@@ -185,16 +198,27 @@ class Executor:
         return report
 
     def _site(
-        self, pb: Playbook, p: Plan, run_id: str, site: str, rows: list[StepRow]
+        self,
+        pb: Playbook,
+        p: Plan,
+        run_id: str,
+        site: str,
+        rows: list[StepRow],
+        progress: _SiteProgress,
+        only_step: str | None = None,
     ) -> tuple[list[StepOutcome], list[str]]:
+        """Run `site`'s steps in order (only `only_step` in a wave); stop, continue or roll the
+        site back on a failure as its policy says. `progress` carries the site's backups,
+        failure count and stop across waves."""
         outcomes: list[StepOutcome] = []
         problems: list[str] = []
-        failures = 0
+        if progress.stopped:
+            return outcomes, problems
         policy_by_step = {s.name: s.on_failure or pb.on_failure for s in pb.steps}
-        backed_up: set[str] = set()
         with audit.bind(run_id=run_id, actor=self.actor, site=site):
-            done_steps: set[str] = set()
             for sp in (s for s in p.steps if s.site == site):
+                if only_step is not None and sp.step != only_step:
+                    continue
                 if sp.action == "verify_flows" and self.verifier is not None:
                     problems += self.verifier(site, self.journal.device_states())
                     continue
@@ -206,20 +230,29 @@ class Executor:
                     time.sleep(seconds)
                     continue
                 for row in (r for r in rows if r.step == sp.step):
-                    if row.device not in backed_up:
+                    if row.device not in progress.backed_up:
                         self._backup(run_id, row.device)
-                        backed_up.add(row.device)
+                        progress.backed_up.add(row.device)
                     outcome = self._apply(row)
                     outcomes.append(outcome)
-                    if outcome.status == "failed":
-                        failures += 1
-                        policy = policy_by_step.get(row.step, pb.on_failure)
-                        if policy == "rollback":
-                            outcomes += self._undo_rows([r for r in rows if r.seq < row.seq])
-                            return outcomes, problems
-                        if policy == "stop" or failures > pb.limits.failure_budget_per_site:
-                            return outcomes, problems
-                done_steps.add(sp.step)
+                    if outcome.status != "failed":
+                        continue
+                    progress.failures += 1
+                    policy = policy_by_step.get(row.step, pb.on_failure)
+                    if policy == "rollback":
+                        # what this site already changed, as the journal says now
+                        done = [
+                            r
+                            for r in self.journal.steps(run_id)
+                            if r.site == site and r.seq < row.seq
+                        ]
+                        outcomes += self._undo_rows(done)
+                    if (
+                        policy != "continue"
+                        or progress.failures > pb.limits.failure_budget_per_site
+                    ):
+                        progress.stopped = True
+                        return outcomes, problems
         return outcomes, problems
 
     def _backup(self, run_id: str, device: str) -> None:

@@ -131,7 +131,7 @@ def require_safe(p: Plan) -> Plan:
 
 
 def _sites(pb: Playbook, inv: Inventory, names: Sequence[str] | None) -> list[Site]:
-    selected = select_sites(inv, pb.targets)
+    selected = select_sites(inv, pb.targets.selector())
     if not names:
         return selected
     known = {s.name for s in selected}

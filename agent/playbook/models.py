@@ -14,6 +14,8 @@ from agent.inventory.models import (
     Label,
     LinkKind,
     Name,
+    SiteKind,
+    Tag,
 )
 from agent.inventory.select import Selector
 
@@ -128,6 +130,21 @@ Step = Annotated[
 CHANGE_ACTIONS = ("cut_link", "block_zones", "shut_zone_ports", "shut_port", "allow_flow")
 
 
+class SiteTargets(_Model):
+    """Which sites a playbook acts on. Which devices and zones it touches within a site is said
+    by each step (links by kind, zones by name or criticality, one port), so device-level
+    criteria here would be ignored: they are refused instead."""
+
+    sites: tuple[Name, ...] = ()
+    exclude_sites: tuple[Name, ...] = ()
+    kinds: tuple[SiteKind, ...] = (SiteKind.ESTABLISHMENT,)
+    site_tags: tuple[Tag, ...] = ()
+
+    def selector(self) -> Selector:
+        return Selector(sites=self.sites, exclude_sites=self.exclude_sites, kinds=self.kinds,
+                        site_tags=self.site_tags)
+
+
 class Limits(_Model):
     """Blast-radius limits."""
 
@@ -143,8 +160,10 @@ class Playbook(_Model):
     level: Level
     emergency: bool = False  # on-call may trigger it (break-glass with a reason)
     approval: Literal["none", "two_person"] = "none"
-    targets: Selector = Selector()
-    order: Literal["parallel", "serial"] = "parallel"  # across sites
+    targets: SiteTargets = SiteTargets()
+    # parallel: each site runs its steps on its own; serial: one site after the other;
+    # waves: every site finishes a step before any site starts the next (L1 everywhere first)
+    order: Literal["parallel", "serial", "waves"] = "parallel"
     on_failure: Literal["stop", "continue", "rollback"] = "stop"
     limits: Limits = Limits()
     allow_cut: tuple[Name, ...] = ()  # must-survive flows this playbook may cut, named explicitly

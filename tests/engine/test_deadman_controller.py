@@ -4,107 +4,18 @@ reported as failed (never as done). Runs against a scripted fake switch, no twin
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.drivers.base import (
-    ApplyResult,
-    Backup,
-    ChangeSet,
-    Expectation,
-    Facts,
-    InterfaceState,
-    Target,
-    Timeouts,
-    Via,
-    mismatches,
-)
+import pytest
+
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor
 from agent.engine.journal import Journal
-from agent.errors import DeviceTimeout, VerifyError
+from agent.errors import PlaybookError
 from agent.inventory import load
 from agent.playbook import load as load_playbook
 from tests.conftest import EXAMPLE
-
-
-@dataclass
-class World:
-    """What the fake switches hold, and when they stop answering."""
-
-    down: dict[str, set[str]] = field(default_factory=dict)
-    lost_calls_after_reopen: int = 0  # calls that time out right after a `no shutdown`
-    silent: dict[str, int] = field(default_factory=dict)
-    log: list[str] = field(default_factory=list)
-
-
-class FakeSwitch:
-    def __init__(self, target: Target, world: World, via: Via = "ssh") -> None:
-        self.target, self.via, self.world = target, via, world
-
-    def _reachable(self, op: str) -> None:
-        left = self.world.silent.get(self.target.name, 0)
-        if left:
-            self.world.silent[self.target.name] = left - 1
-            raise DeviceTimeout(self.target.name, op, "no answer (scripted)")
-
-    def connect(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def is_open(self) -> bool:
-        return True
-
-    def ping(self) -> None:
-        self._reachable("ping")
-
-    def facts(self) -> Facts:
-        down = self.world.down.setdefault(self.target.name, set())
-        names = [i.name for i in self.target.device.interfaces]
-        return Facts(
-            self.target.name,
-            self.target.device.platform,
-            self.via,
-            tuple(InterfaceState(n, n not in down) for n in names),
-        )
-
-    def backup(self) -> Backup:
-        return Backup(
-            self.target.name,
-            self.target.device.platform,
-            self.via,
-            "cfg",
-            hashlib.sha256(b"cfg").hexdigest(),
-        )
-
-    def apply(self, changes: ChangeSet) -> ApplyResult:
-        self._reachable("apply")
-        down = self.world.down.setdefault(self.target.name, set())
-        current = None
-        for line in changes.commands:
-            if line.startswith("interface "):
-                current = line.split()[1]
-            elif line == "shutdown" and current:
-                down.add(current)
-            elif line == "no shutdown" and current:
-                down.discard(current)
-                if self.world.lost_calls_after_reopen:
-                    self.world.silent[self.target.name] = self.world.lost_calls_after_reopen
-        self.world.log.append(f"{self.target.name}: {' / '.join(changes.commands)}")
-        return ApplyResult(self.target.name, changes.action, changes.commands, "", 0.0)
-
-    def verify(
-        self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
-    ) -> Facts:
-        self._reachable(action)
-        facts = self.facts()
-        wrong = mismatches(facts, expect)
-        if wrong:
-            raise VerifyError(self.target.name, action, "; ".join(wrong))
-        return facts
+from tests.engine.fakes import World
 
 
 def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
@@ -118,11 +29,8 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     )
     pb = load_playbook(pb_path, inv)
 
-    def factory(target: Target, timeouts: Timeouts, via: Via) -> FakeSwitch:
-        return FakeSwitch(target, world, via)
-
     journal = Journal(tmp_path / "j.sqlite")
-    with Pool(inv, keepalive=None, factory=factory) as pool:
+    with Pool(inv, keepalive=None, factory=world.factory) as pool:
         ex = Executor(inv, journal, pool, actor="t")
         ex.deadman = 10
         run = ex.run(pb, ["nantes-jules-verne"])
@@ -139,3 +47,79 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     assert ("gi" in port) and journal.device_states()["nts-sw1"].down_interfaces == {port}
     assert journal.sites()["nantes-jules-verne"]["mode"] == "isolated"
     journal.close()
+
+
+def quarantine(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "name: q\nlevel: L4\n" + extra + "steps:\n"
+        "  - {name: admin, action: shut_zone_ports, zones: [admin]}\n"
+        "  - {name: guest, action: shut_zone_ports, zones: [guest]}\n"
+    )
+    return path
+
+
+def test_failure_rolls_the_site_back(tmp_path: Path) -> None:
+    """A rejected second step with on_failure rollback undoes the first: the site is as before."""
+    inv = load(EXAMPLE)
+    guest_port = next(
+        p.interface
+        for s in inv.sites
+        if s.name == "nantes-jules-verne"
+        for z in s.zones
+        if z.name == "guest"
+        for p in z.ports
+    )
+    world = World(reject={"nts-sw1": guest_port})
+    pb = load_playbook(quarantine(tmp_path, "on_failure: rollback\n"), inv)
+    journal = Journal(tmp_path / "j.sqlite")
+    with Pool(inv, keepalive=None, factory=world.factory) as pool:
+        run = Executor(inv, journal, pool, actor="t").run(pb, ["nantes-jules-verne"])
+    assert run.status == "rolled_back"
+    assert [(o.seq, o.status) for o in run.outcomes] == [
+        (1, "verified"),
+        (1, "undone"),
+        (2, "failed"),
+    ]
+    assert world.down["nts-sw1"] == set()  # the admin port is open again
+    assert journal.device_states()["nts-sw1"].down_interfaces == frozenset()
+    assert journal.sites()["nantes-jules-verne"]["mode"] == "normal"
+    journal.close()
+
+
+def test_waves_finish_each_step_everywhere_first(tmp_path: Path) -> None:
+    """order: waves applies a step on every site before any site starts the next step."""
+    inv = load(EXAMPLE)
+    world = World()
+    pb = load_playbook(quarantine(tmp_path, "order: waves\n"), inv)
+    sites = ["nantes-jules-verne", "fontenay-sud-vendee", "bretagne-etab-1"]
+    journal = Journal(tmp_path / "j.sqlite")
+    with Pool(inv, keepalive=None, factory=world.factory) as pool:
+        run = Executor(inv, journal, pool, actor="t").run(pb, sites)
+    journal.close()
+    assert run.status == "done"
+    admin_ports = {
+        p.interface
+        for s in inv.sites
+        if s.name in sites
+        for z in s.zones
+        if z.name == "admin"
+        for p in z.ports
+    }
+    kinds = [
+        "admin" if line.split(" / ")[0].split()[-1] in admin_ports else "guest"
+        for line in world.log
+    ]
+    assert kinds == ["admin"] * len(sites) + ["guest"] * len(sites)
+
+
+def test_device_level_targets_refused(tmp_path: Path) -> None:
+    """Playbook targets choose sites only; a device-level criterion is refused, not ignored."""
+    inv = load(EXAMPLE)
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "name: t\nlevel: L1\ntargets: {roles: [core_switch]}\nsteps:\n"
+        "  - {name: a, action: cut_link, kinds: [internet]}\n"
+    )
+    with pytest.raises(PlaybookError, match=r"targets\.roles.*unknown key"):
+        load_playbook(path, inv)

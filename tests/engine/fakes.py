@@ -1,0 +1,111 @@
+"""A scripted fake switch for engine tests that need failures real devices will not produce on
+demand (a switch lost right after a command, a command rejected). Keeps real port state."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from agent.drivers.base import (
+    ApplyResult,
+    Backup,
+    ChangeSet,
+    Expectation,
+    Facts,
+    InterfaceState,
+    Target,
+    Timeouts,
+    Via,
+    mismatches,
+)
+from agent.errors import CommandRejected, DeviceTimeout, VerifyError
+
+
+@dataclass
+class World:
+    """What the fake switches hold, and when they stop answering."""
+
+    down: dict[str, set[str]] = field(default_factory=dict)
+    lost_calls_after_reopen: int = 0  # calls that time out right after a `no shutdown`
+    silent: dict[str, int] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    reject: dict[str, str] = field(default_factory=dict)  # device -> interface it refuses
+
+    def factory(self, target: Target, timeouts: Timeouts, via: Via) -> FakeSwitch:
+        return FakeSwitch(target, self, via)
+
+
+class FakeSwitch:
+    def __init__(self, target: Target, world: World, via: Via = "ssh") -> None:
+        self.target, self.via, self.world = target, via, world
+
+    def _reachable(self, op: str) -> None:
+        left = self.world.silent.get(self.target.name, 0)
+        if left:
+            self.world.silent[self.target.name] = left - 1
+            raise DeviceTimeout(self.target.name, op, "no answer (scripted)")
+
+    def connect(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def is_open(self) -> bool:
+        return True
+
+    def ping(self) -> None:
+        self._reachable("ping")
+
+    def facts(self) -> Facts:
+        down = self.world.down.setdefault(self.target.name, set())
+        names = [i.name for i in self.target.device.interfaces]
+        return Facts(
+            self.target.name,
+            self.target.device.platform,
+            self.via,
+            tuple(InterfaceState(n, n not in down) for n in names),
+        )
+
+    def backup(self) -> Backup:
+        return Backup(
+            self.target.name,
+            self.target.device.platform,
+            self.via,
+            "cfg",
+            hashlib.sha256(b"cfg").hexdigest(),
+        )
+
+    def apply(self, changes: ChangeSet) -> ApplyResult:
+        self._reachable("apply")
+        down = self.world.down.setdefault(self.target.name, set())
+        refused = self.world.reject.get(self.target.name)
+        if refused and f"interface {refused}" in changes.commands:
+            raise CommandRejected(
+                self.target.name,
+                "apply",
+                f"interface {refused}",
+                "% Invalid input detected (scripted)",
+            )
+        current = None
+        for line in changes.commands:
+            if line.startswith("interface "):
+                current = line.split()[1]
+            elif line == "shutdown" and current:
+                down.add(current)
+            elif line == "no shutdown" and current:
+                down.discard(current)
+                if self.world.lost_calls_after_reopen:
+                    self.world.silent[self.target.name] = self.world.lost_calls_after_reopen
+        self.world.log.append(f"{self.target.name}: {' / '.join(changes.commands)}")
+        return ApplyResult(self.target.name, changes.action, changes.commands, "", 0.0)
+
+    def verify(
+        self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
+    ) -> Facts:
+        self._reachable(action)
+        facts = self.facts()
+        wrong = mismatches(facts, expect)
+        if wrong:
+            raise VerifyError(self.target.name, action, "; ".join(wrong))
+        return facts
