@@ -194,7 +194,7 @@ def run_cmd(
                 f"cutting {cut} flows?",
                 abort=True,
             )
-        report = ex.run(pb, list(sites) or None)
+        report = ex.run(pb, list(sites) or None, confirmed=p)
     journal.close()
     click.echo(json.dumps(report_json(report), indent=2) if json_out else render_report(report))
     if report.status != "done":

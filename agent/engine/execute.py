@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from agent import audit
 from agent.drivers.base import ChangeSet, DeadMan, Driver, Expectation, Via
 from agent.drivers.pool import Pool
-from agent.engine.journal import IN_FLIGHT, Journal, StepRow
+from agent.engine.journal import IN_FLIGHT, Journal, NewStep, StepRow
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_comments
 from agent.engine.state import NORMAL, DeviceState
@@ -104,7 +104,8 @@ class Executor:
         self.progress = progress or (lambda _msg: None)
         # pacing between device steps, for drills on the twin (and crash tests)
         self.pause = pause if pause is not None else float(os.environ.get("CORDON_STEP_PAUSE", "0"))
-        # seconds an on-device revert waits before re-isolating a device we lost mid-reopen
+        # seconds an on-device revert waits before putting a lost device back in its fail-safe
+        # state (and how long the controller keeps trying where the device has no timer)
         self.deadman = float(os.environ.get("CORDON_DEADMAN_S", "30"))
         self.log = audit.get_logger()
 
@@ -116,8 +117,15 @@ class Executor:
     # -- run -----------------------------------------------------------------------------------
 
     def run(
-        self, pb: Playbook, sites: Sequence[str] | None = None, run_id: str | None = None
+        self,
+        pb: Playbook,
+        sites: Sequence[str] | None = None,
+        run_id: str | None = None,
+        *,
+        confirmed: Plan | None = None,
     ) -> RunReport:
+        """Run `pb`. With `confirmed` (the plan a person approved), refuse if the plan made now
+        from the journal differs: what runs is exactly what was shown."""
         gated = [s.name for s in pb.steps if s.action in DAEMON_ONLY]
         if gated:
             raise RunError(
@@ -127,9 +135,30 @@ class Executor:
                 hint="run it through `cordon daemon` once available",
             )
         p = require_safe(self.plan(pb, sites))
+        if confirmed is not None and _commands(confirmed) != _commands(p):
+            raise RunError(
+                "the devices' recorded state changed since the plan was shown",
+                hint="look at the new plan, then confirm again",
+            )
         run_id = run_id or new_run_id()
         t0 = time.perf_counter()
-        self.journal.start_run(run_id, pb.name, pb.level, p.sites, self.actor)
+        direction = {s.name: getattr(s, "fail_direction", "closed") for s in pb.steps}
+        steps = [
+            NewStep(
+                seq,
+                sp.site,
+                sp.step,
+                c.device,
+                c.method,
+                c.commands,
+                c.undo,
+                c.before,
+                c.after,
+                direction.get(sp.step, "closed"),
+            )
+            for seq, (sp, c) in enumerate(((sp, c) for sp in p.steps for c in sp.changes), start=1)
+        ]
+        self.journal.start_run(run_id, pb.name, pb.level, p.sites, self.actor, steps)
         report = RunReport(run_id, "running", plan=p)
         with audit.bind(run_id=run_id, actor=self.actor):
             self.log.info(
@@ -139,52 +168,31 @@ class Executor:
                 level=pb.level,
                 changes=len(p.changes),
             )
-            seq = 0
-            direction = {s.name: getattr(s, "fail_direction", "closed") for s in pb.steps}
-            for sp in p.steps:
-                for c in sp.changes:
-                    seq += 1
-                    self.journal.add_step(
-                        run_id,
-                        seq,
-                        sp.site,
-                        sp.step,
-                        c.device,
-                        c.method,
-                        c.commands,
-                        c.undo,
-                        c.before,
-                        c.after,
-                        direction.get(sp.step, "closed"),
-                    )
             for site in p.sites:
                 self.journal.set_site(site, "isolating", pb.level, run_id, self.actor)
-            rows = self.journal.steps(run_id)
             by_site: dict[str, list[StepRow]] = {s: [] for s in p.sites}
-            for row in rows:
+            for row in self.journal.steps(run_id):
                 by_site.setdefault(row.site, []).append(row)
             workers = 1 if pb.order == "serial" else pb.limits.max_parallel_sites
             progress = {s: _SiteProgress() for s in p.sites}
             # parallel/serial: one pass per site; waves: one pass per step, all sites each time
             passes: list[str | None] = [s.name for s in pb.steps] if pb.order == "waves" else [None]
-            results: list[tuple[list[StepOutcome], list[str]]] = []
             for only in passes:
                 with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                    results += pool.map(
+                    for outcomes, problems in pool.map(
                         lambda s, o=only: self._site(pb, p, run_id, s, by_site[s], progress[s], o),
                         p.sites,
-                    )
-            for outcomes, problems in results:
-                report.outcomes.extend(outcomes)
-                report.flow_problems.extend(problems)
-            failed = [o for o in report.outcomes if o.status == "failed"]
-            undone = [o for o in report.outcomes if o.status == "undone"]
-            report.status = (
-                "rolled_back" if undone else "failed" if failed or report.flow_problems else "done"
-            )
+                    ):
+                        report.outcomes.extend(outcomes)
+                        report.flow_problems.extend(problems)
+            report.status = self._status(run_id, report.outcomes, report.flow_problems)
             self._settle_sites(p.sites, pb.level, run_id)
+            failed = [o for o in report.outcomes if o.status in ("failed", "undo_failed")]
             self.journal.finish_run(
-                run_id, report.status, "; ".join(o.error or "" for o in failed)[:2000]
+                run_id,
+                report.status,
+                "; ".join(o.error or "" for o in failed)[:2000],
+                release=report.status != "rollback_failed",
             )
             report.duration_s = time.perf_counter() - t0
             self.log.info(
@@ -196,6 +204,17 @@ class Executor:
             )
         report.outcomes.sort(key=lambda o: o.seq)
         return report
+
+    def _status(self, run_id: str, outcomes: Sequence[StepOutcome], problems: Sequence[str]) -> str:
+        """done; failed (something failed, nothing undone); rolled_back (all changes undone);
+        partial (some sites keep their changes after others were undone); rollback_failed."""
+        if any(o.status == "undo_failed" for o in outcomes):
+            return "rollback_failed"
+        failed = any(o.status == "failed" for o in outcomes) or bool(problems)
+        if not any(o.status == "undone" for o in outcomes):
+            return "failed" if failed else "done"
+        left = [r for r in self.journal.steps(run_id) if r.status in ("verified", "applied")]
+        return "partial" if left else "rolled_back"
 
     def _site(
         self,
@@ -220,7 +239,10 @@ class Executor:
                 if only_step is not None and sp.step != only_step:
                     continue
                 if sp.action == "verify_flows" and self.verifier is not None:
-                    problems += self.verifier(site, self.journal.device_states())
+                    try:
+                        problems += self.verifier(site, self.journal.device_states())
+                    except CordonError as exc:
+                        problems.append(f"{site}: flow check could not run: {exc.message}")
                     continue
                 if sp.action == "wait":
                     seconds = next(
@@ -230,21 +252,19 @@ class Executor:
                     time.sleep(seconds)
                     continue
                 for row in (r for r in rows if r.step == sp.step):
-                    if row.device not in progress.backed_up:
-                        self._backup(run_id, row.device)
-                        progress.backed_up.add(row.device)
-                    outcome = self._apply(row)
+                    outcome = self._backup_then_apply(run_id, row, progress)
                     outcomes.append(outcome)
                     if outcome.status != "failed":
                         continue
                     progress.failures += 1
                     policy = policy_by_step.get(row.step, pb.on_failure)
                     if policy == "rollback":
-                        # what this site already changed, as the journal says now
+                        # everything this site changed, the failed step included (it may be
+                        # half applied), as the journal says now
                         done = [
                             r
                             for r in self.journal.steps(run_id)
-                            if r.site == site and r.seq < row.seq
+                            if r.site == site and r.seq <= row.seq
                         ]
                         outcomes += self._undo_rows(done)
                     if (
@@ -255,15 +275,22 @@ class Executor:
                         return outcomes, problems
         return outcomes, problems
 
-    def _backup(self, run_id: str, device: str) -> None:
-        try:
-            backup = self.pool.run(device, lambda d: d.backup())
-        except DeviceError as exc:
-            raise RunError(
-                f"{device}: backup failed before the first change: {exc.message}",
-                hint="nothing was changed on this device",
-            ) from exc
-        self.journal.add_backup(run_id, device, backup.sha256)
+    def _backup_then_apply(self, run_id: str, row: StepRow, progress: _SiteProgress) -> StepOutcome:
+        if row.device not in progress.backed_up:
+            try:
+                backup = self.pool.run(row.device, lambda d: d.backup())
+            except CordonError as exc:
+                error = f"backup before the first change failed, nothing sent: {exc.message}"
+                self.journal.mark(row.run_id, row.seq, "failed", error)
+                self.log.error(
+                    "step.failed", step=row.step, device=row.device, outcome="failed", error=error
+                )
+                return StepOutcome(
+                    row.seq, row.site, row.step, row.device, row.method, "failed", error
+                )
+            self.journal.add_backup(run_id, row.device, backup.sha256)
+            progress.backed_up.add(row.device)
+        return self._apply(row)
 
     def _apply(self, row: StepRow) -> StepOutcome:
         t = time.perf_counter()
@@ -297,8 +324,13 @@ class Executor:
             )
         else:
             outcome.status = "verified"
-            self.journal.mark(row.run_id, row.seq, "verified")
-            self._record(row.device, row.method, row.after, row.run_id)
+            self.journal.settle_step(
+                row.run_id,
+                row.seq,
+                "verified",
+                row.device,
+                self._merged(row.device, row.method, row.after),
+            )
             self.log.info(
                 "step.succeeded",
                 step=row.step,
@@ -327,11 +359,11 @@ class Executor:
         """Apply `lines` and verify the device reached `to`. With `guard` (the target is not the
         step's fail-safe state), a revert to `frm` is armed on the device first where the
         platform allows and confirmed after read-back; where it does not, losing the device
-        makes the controller re-apply `frm` as soon as the device answers again."""
+        makes the controller re-apply `frm` as soon as the device answers again. An armed
+        revert never outlives its step: on any other failure it is applied now and disarmed."""
         via = _via(row.method)
-        token = (
-            self._arm(row, ChangeSet(tuple(revert), action=f"deadman {action}")) if guard else None
-        )
+        back = ChangeSet(tuple(revert), action=f"deadman {action}")
+        token = self._arm(row, back) if guard else None
         try:
             self.pool.run(row.device, _applier(ChangeSet(tuple(lines), action=action)), via=via)
             if on_applied is not None:
@@ -341,12 +373,27 @@ class Executor:
         except ConnectError as exc:
             if guard and token is None:
                 self._recover(row, revert, to, frm, exc)
+            raise  # with a token, the device's own timer restores the fail-safe state
+        except CordonError:
+            if token is not None:
+                self._restore_now(row, back, token)
             raise
         if token is not None and not self.pool.run(row.device, _confirmer(token)):
             raise RunError(
                 f"{row.device}: the dead-man timer fired before {action} was "
                 "confirmed: the device went back to its fail-safe state by itself",
                 hint="check the management path, then try again",
+            )
+
+    def _restore_now(self, row: StepRow, back: ChangeSet, token: str) -> None:
+        """The step failed with the device reachable: restore the fail-safe state ourselves and
+        disarm the timer, so it cannot reload an old table later over newer changes."""
+        try:
+            self.pool.run(row.device, _applier(back), via=_via(row.method))
+            self.pool.run(row.device, _confirmer(token), via=_via(row.method))
+        except CordonError as exc:
+            self.log.error(
+                "deadman.restore_failed", device=row.device, step=row.step, error=exc.message
             )
 
     def _recover(
@@ -389,19 +436,18 @@ class Executor:
             device=row.device,
             step=row.step,
             outcome="unknown",
-            error="device still unreachable: run resume",
+            error="device still unreachable: resume the run",
         )
 
-    def _record(self, device: str, method: str, target: DeviceState, run_id: str) -> None:
-        """Record a device's state after a verified step: only the method's own part moves."""
+    def _merged(self, device: str, method: str, target: DeviceState) -> DeviceState:
+        """A device's recorded state with only `method`'s part (nft rules, or the interfaces
+        that method shut) replaced by `target`'s."""
         cur = self.journal.device_states().get(device, NORMAL)
         mine = _only(target, method)
         if method == "nft":
-            new = DeviceState(down=cur.down, rules=mine.rules)
-        else:
-            other = frozenset((i, m) for i, m in cur.down if m != method)
-            new = DeviceState(down=other | mine.down, rules=cur.rules)
-        self.journal.set_device(device, new, run_id)
+            return DeviceState(down=cur.down, rules=mine.rules)
+        other = frozenset((i, m) for i, m in cur.down if m != method)
+        return DeviceState(down=other | mine.down, rules=cur.rules)
 
     def _settle_sites(self, sites: Sequence[str], level: str, run_id: str) -> None:
         """Each site's mode from what is recorded on its devices now."""
@@ -424,7 +470,7 @@ class Executor:
     def _undo_rows(self, rows: Sequence[StepRow]) -> list[StepOutcome]:
         """Undo applied steps: sites in parallel, newest first within a site, each verified back
         to its `before` state; reopening fails closed (see `_guarded`)."""
-        todo = [r for r in rows if r.status in ("verified", "applied", "started", "failed")]
+        todo = [r for r in rows if r.status in UNDOABLE]
         by_site: dict[str, list[StepRow]] = {}
         for row in sorted(todo, key=lambda r: r.seq, reverse=True):
             by_site.setdefault(row.site, []).append(row)
@@ -440,25 +486,144 @@ class Executor:
     def _undo_one(self, row: StepRow) -> StepOutcome:
         t = time.perf_counter()
         outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
+        self.journal.mark(row.run_id, row.seq, "undoing")  # resume settles it if we crash
         try:
-            self._guarded(
-                row,
-                row.undo,
-                row.after,
-                row.before,
-                revert=row.commands,
-                guard=row.fail_direction == "closed",
-                action=f"undo {row.step}",
-            )
+            if not self._shows(row, row.after, row.before):  # a rejected step sent nothing
+                self._guarded(
+                    row,
+                    row.undo,
+                    row.after,
+                    row.before,
+                    revert=row.commands,
+                    guard=row.fail_direction == "closed",
+                    action=f"undo {row.step}",
+                )
         except CordonError as exc:
             outcome.status, outcome.error = "undo_failed", exc.message
             self.journal.mark(row.run_id, row.seq, "undo_failed", exc.message)
         else:
-            self.journal.mark(row.run_id, row.seq, "undone")
-            self._record(row.device, row.method, row.before, row.run_id)
+            self.journal.settle_step(
+                row.run_id,
+                row.seq,
+                "undone",
+                row.device,
+                self._merged(row.device, row.method, row.before),
+            )
         outcome.duration_s = time.perf_counter() - t
         self.progress(f"{row.site}: undo {row.step}: {row.device}: {outcome.status}")
         return outcome
+
+    def _shows(self, row: StepRow, frm: DeviceState, to: DeviceState) -> bool:
+        """Does the device already show `to` (for this step's method)? One read, no polling."""
+        try:
+            self.pool.run(
+                row.device,
+                _verifier(expectation(row.method, frm, to), f"{row.step}.check", timeout=0.0),
+                via=_via(row.method),
+            )
+        except DeviceError:
+            return False
+        return True
+
+    def rollback(self, run_id: str, device: str | None = None) -> RunReport:
+        """Restore the pre-run state of every device (or one) the run changed. Idempotent; a
+        failed undo is retried by the next rollback. Refused if a later run changed a device
+        since (roll that one back first), or if another run holds one of the sites."""
+        info = self.journal.run(run_id)
+        rows = [r for r in self.journal.steps(run_id) if device is None or r.device == device]
+        todo = [r for r in rows if r.status in UNDOABLE]
+        if not todo:
+            return RunReport(run_id, "nothing_to_roll_back")
+        recorded, writers = self.journal.device_states(), self.journal.device_writers()
+        for dev in sorted({r.device for r in todo}):
+            newest = max((r for r in todo if r.device == dev), key=lambda r: r.seq)
+            if recorded.get(dev, NORMAL) not in (newest.after, newest.before):
+                other = writers.get(dev, "another run")
+                raise RunError(
+                    f"cannot roll back {run_id}: {dev} was changed since by run {other}",
+                    hint=f"roll back {other} first (newest first)",
+                )
+        sites = sorted({r.site for r in todo})
+        self.journal.lock_sites(run_id, sites)
+        with audit.bind(run_id=run_id, actor=self.actor):
+            self.log.info("run.rollback", device=device, steps=len(todo))
+            for name in sites:
+                self.journal.set_site(name, "reconnecting", info["level"], run_id, self.actor)
+            outcomes = self._undo_rows(todo)
+        status = "rollback_failed" if any(o.status != "undone" for o in outcomes) else "rolled_back"
+        self._settle_sites(sites, info["level"], run_id)
+        if device is None or info["status"] != "running":
+            final = status if device is None else info["status"]
+            self.journal.finish_run(run_id, final, release=status != "rollback_failed")
+        return RunReport(run_id, status, outcomes)
+
+    def resume(self, run_id: str, *, roll_back: bool = False) -> RunReport:
+        """After a crash: settle every in-flight step by reading its device, then finish the run
+        (or roll it back). A device that cannot be read keeps the run open (and its sites
+        locked): nothing is guessed."""
+        info = self.journal.run(run_id)
+        if info["status"] not in ("running",):
+            return RunReport(run_id, f"already {info['status']}")
+        rows = self.journal.steps(run_id)
+        outcomes: list[StepOutcome] = []
+        with audit.bind(run_id=run_id, actor=self.actor):
+            for row in rows:
+                if row.status in IN_FLIGHT or row.status == "undoing":
+                    outcomes.append(self._settle(row))
+            rows = self.journal.steps(run_id)
+            stopped = {r.site for r in rows if r.status in ("failed", "undo_failed")}
+            if roll_back:
+                outcomes += self._undo_rows(rows)
+            else:
+                for row in rows:
+                    if row.status == "pending" and row.site not in stopped:
+                        outcomes.append(self._apply(row))
+            status = self._status(run_id, outcomes, [])
+            if not roll_back and any(r.status == "pending" for r in self.journal.steps(run_id)):
+                status = "failed"  # a stopped site's remaining steps were not run
+            self._settle_sites(info["sites"], info["level"], run_id)
+            self.journal.finish_run(run_id, status, "resumed", release=status != "rollback_failed")
+            self.log.info("run.resumed", outcome=status, settled=len(outcomes))
+        return RunReport(run_id, status, outcomes)
+
+    def _settle(self, row: StepRow) -> StepOutcome:
+        """An in-flight step: is the device in its after state, its before state, or neither?"""
+        via = _via(row.method)
+        unreachable = 0
+        for target, found in ((row.after, "verified"), (row.before, "pending")):
+            other = row.before if target is row.after else row.after
+            try:
+                self.pool.run(
+                    row.device,
+                    _verifier(expectation(row.method, other, target), "resume.check", timeout=2.0),
+                    via=via,
+                )
+            except ConnectError:
+                unreachable += 1
+                continue
+            except DeviceError:
+                continue
+            status = found
+            if row.status == "undoing":
+                status = "undone" if found == "pending" else "verified"
+            self.journal.settle_step(
+                row.run_id,
+                row.seq,
+                status,
+                row.device,
+                self._merged(row.device, row.method, target),
+            )
+            return StepOutcome(
+                row.seq, row.site, row.step, row.device, row.method, f"settled:{status}"
+            )
+        if unreachable:
+            raise RunError(
+                f"resume {row.run_id}: {row.device} cannot be reached; its step "
+                f"{row.step} stays in flight and the run stays open",
+                hint="restore the management path, then resume again",
+            )
+        # reachable but in neither state: push the step's target again (loads are atomic)
+        return self._undo_one(row) if row.status == "undoing" else self._apply(row)
 
     def _arm(self, row: StepRow, revert: ChangeSet) -> str | None:
         """Arm an on-device revert where the platform allows it (nftables firewalls)."""
@@ -470,67 +635,13 @@ class Executor:
 
         return self.pool.run(row.device, arm)
 
-    def rollback(self, run_id: str, device: str | None = None) -> RunReport:
-        """Restore the pre-run state of every device (or one) the run changed. Idempotent."""
-        info = self.journal.run(run_id)
-        rows = [r for r in self.journal.steps(run_id) if device is None or r.device == device]
-        todo = [r for r in rows if r.status in ("verified", "applied", "started", "failed")]
-        with audit.bind(run_id=run_id, actor=self.actor):
-            self.log.info("run.rollback", device=device, steps=len(todo))
-            for name in sorted({r.site for r in todo}):
-                self.journal.set_site(name, "reconnecting", info["level"], run_id, self.actor)
-            outcomes = self._undo_rows(todo)
-        bad = [o for o in outcomes if o.status != "undone"]
-        status = "rollback_failed" if bad else "rolled_back"
-        if todo or info["status"] != status:
-            self._settle_sites(info["sites"], info["level"], run_id)
-            self.journal.finish_run(run_id, status if device is None else info["status"])
-        return RunReport(run_id, status if todo else "nothing_to_roll_back", outcomes)
 
-    def resume(self, run_id: str, *, roll_back: bool = False) -> RunReport:
-        """After a crash: settle every in-flight step by reading its device, then finish the run
-        (or roll it back). No device is left in an unknown state."""
-        info = self.journal.run(run_id)
-        if info["status"] not in ("running",):
-            return RunReport(run_id, f"already {info['status']}")
-        rows = self.journal.steps(run_id)
-        outcomes: list[StepOutcome] = []
-        with audit.bind(run_id=run_id, actor=self.actor):
-            for row in rows:
-                if row.status in IN_FLIGHT:
-                    outcomes.append(self._settle(row))
-            rows = self.journal.steps(run_id)
-            if roll_back:
-                outcomes += self._undo_rows(rows)
-                status = "rolled_back"
-            else:
-                for row in rows:
-                    if row.status == "pending":
-                        outcomes.append(self._apply(row))
-                failed = any(o.status == "failed" for o in outcomes)
-                status = "failed" if failed else "done"
-            self._settle_sites(info["sites"], info["level"], run_id)
-            self.journal.finish_run(run_id, status, "resumed")
-            self.log.info("run.resumed", outcome=status, settled=len(outcomes))
-        return RunReport(run_id, status, outcomes)
+def _commands(p: Plan) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(c.device, c.method, c.commands) for c in p.changes]
 
-    def _settle(self, row: StepRow) -> StepOutcome:
-        """An in-flight step: is the device in its after state, its before state, or neither?"""
-        via = _via(row.method)
-        for target, status in ((row.after, "verified"), (row.before, "pending")):
-            exp = expectation(row.method, row.before if target is row.after else row.after, target)
-            try:
-                self.pool.run(row.device, _verifier(exp, "resume.check", timeout=2.0), via=via)
-            except DeviceError:
-                continue
-            self.journal.mark(row.run_id, row.seq, status)
-            if status == "verified":
-                self._record(row.device, row.method, row.after, row.run_id)
-            return StepOutcome(
-                row.seq, row.site, row.step, row.device, row.method, f"settled:{status}"
-            )
-        # neither state: push the after state again (the change is atomic or idempotent)
-        return self._apply(row)
+
+# Rows an undo may act on: changed, possibly changed, or a failed earlier undo to retry.
+UNDOABLE = ("verified", "applied", "started", "failed", "undoing", "undo_failed")
 
 
 def _applier(changes: ChangeSet) -> Callable[[Driver], object]:

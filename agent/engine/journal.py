@@ -88,6 +88,31 @@ def state_from_json(text: str) -> DeviceState:
 
 
 @dataclass(frozen=True)
+class NewStep:
+    seq: int
+    site: str
+    step: str
+    device: str
+    method: str
+    commands: tuple[str, ...]
+    undo: tuple[str, ...]
+    before: DeviceState
+    after: DeviceState
+    fail_direction: str = "closed"
+
+
+def _check_locks(db: sqlite3.Connection, sites: Sequence[str], allowed: Sequence[str]) -> None:
+    for site in sites:
+        row = db.execute("SELECT run_id FROM locks WHERE site=?", (site,)).fetchone()
+        if row is not None and row[0] not in allowed:
+            raise LockError(
+                f"site {site} is held by run {row[0]}",
+                hint=f"wait for it, or `cordon resume {row[0]}` / "
+                f"`cordon rollback {row[0]}` if it was interrupted",
+            )
+
+
+@dataclass(frozen=True)
 class StepRow:
     run_id: str
     seq: int
@@ -143,18 +168,18 @@ class Journal:
     # -- runs and locks --------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, playbook: str, level: str, sites: Sequence[str], actor: str
+        self,
+        run_id: str,
+        playbook: str,
+        level: str,
+        sites: Sequence[str],
+        actor: str,
+        steps: Sequence[NewStep] = (),
     ) -> None:
-        """Record the run and take every site's lock atomically, or refuse naming the holder."""
+        """Record the run with all its steps and take every site's lock, in one transaction
+        (a crash leaves all of it or none), or refuse naming the holder."""
         with self.tx() as db:
-            for site in sites:
-                row = db.execute("SELECT run_id FROM locks WHERE site=?", (site,)).fetchone()
-                if row is not None:
-                    raise LockError(
-                        f"site {site} is held by run {row[0]}",
-                        hint=f"wait for it, or `cordon resume {row[0]}` / "
-                        f"`cordon rollback {row[0]}` if it was interrupted",
-                    )
+            _check_locks(db, sites, allowed=())
             db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,NULL,NULL)",
                 (run_id, playbook, level, json.dumps(list(sites)), actor, "running", time.time()),
@@ -162,14 +187,49 @@ class Journal:
             db.executemany(
                 "INSERT INTO locks VALUES (?,?,?)", [(s, run_id, time.time()) for s in sites]
             )
+            db.executemany(
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
+                [
+                    (
+                        run_id,
+                        st.seq,
+                        st.site,
+                        st.step,
+                        st.device,
+                        st.method,
+                        json.dumps(list(st.commands)),
+                        json.dumps(list(st.undo)),
+                        state_to_json(st.before),
+                        state_to_json(st.after),
+                        st.fail_direction,
+                    )
+                    for st in steps
+                ],
+            )
 
-    def finish_run(self, run_id: str, status: str, detail: str = "") -> None:
+    def lock_sites(self, run_id: str, sites: Sequence[str]) -> None:
+        """Hold `sites` for `run_id` (kept if already held by it); refuse if another run does."""
+        with self.tx() as db:
+            _check_locks(db, sites, allowed=(run_id,))
+            db.executemany(
+                "INSERT OR IGNORE INTO locks VALUES (?,?,?)",
+                [(s, run_id, time.time()) for s in sites],
+            )
+
+    def release(self, run_id: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
+
+    def finish_run(
+        self, run_id: str, status: str, detail: str = "", *, release: bool = True
+    ) -> None:
         with self.tx() as db:
             db.execute(
                 "UPDATE runs SET status=?, finished_at=?, detail=? WHERE run_id=?",
                 (status, time.time(), detail, run_id),
             )
-            db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
+            if release:
+                db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
     def run(self, run_id: str) -> dict[str, Any]:
         found = self._query(
@@ -286,6 +346,31 @@ class Journal:
         return dict(self._query("SELECT device, sha256 FROM backups WHERE run_id=?", (run_id,)))
 
     # -- recorded state ------------------------------------------------------------------------
+
+    def settle_step(
+        self,
+        run_id: str,
+        seq: int,
+        status: str,
+        device: str,
+        state: DeviceState,
+        error: str | None = None,
+    ) -> None:
+        """Mark a step and record its device's new state in one transaction (a crash between
+        the two would leave the journal saying one thing and the device another)."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE steps SET status=?, finished_at=?, error=? WHERE run_id=? AND seq=?",
+                (status, time.time(), error, run_id, seq),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?)",
+                (device, state_to_json(state), time.time(), run_id),
+            )
+
+    def device_writers(self) -> dict[str, str]:
+        """For each device, the run whose step last recorded its state."""
+        return dict(self._query("SELECT device, run_id FROM devices"))
 
     def set_device(self, device: str, state: DeviceState, run_id: str) -> None:
         with self.tx() as db:

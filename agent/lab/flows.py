@@ -154,7 +154,7 @@ def engine_verifier(
         deadline = time.monotonic() + settle
         while True:
             expected = {f.name: flow_open(states, paths[f.name]) for f in mine}
-            obs = observe(inv, bp, _lookup(expected), flows=mine, timeout=1.5)
+            obs = observe(inv, bp, _lookup(expected), flows=mine, timeout=0.5)
             wrong = [
                 f"flow {o.flow.name}: expected {'open' if o.expected_open else 'closed'}, "
                 f"observed {'open' if o.observed_open else 'closed'}"

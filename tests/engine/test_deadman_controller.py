@@ -11,7 +11,7 @@ import pytest
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor
 from agent.engine.journal import Journal
-from agent.errors import PlaybookError
+from agent.errors import PlaybookError, RunError
 from agent.inventory import load
 from agent.playbook import load as load_playbook
 from tests.conftest import EXAMPLE
@@ -43,9 +43,20 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     assert undo.status == "undo_failed"
     assert world.down["nts-sw1"] == {port}  # closed again: it failed closed
     assert world.log[-1] == f"nts-sw1: interface {port} / shutdown"
-    # the journal still records the quarantine: a later rollback can try again
-    assert ("gi" in port) and journal.device_states()["nts-sw1"].down_interfaces == {port}
+    # the journal still records the quarantine, the run keeps its site, and a later rollback
+    # (once the switch answers again) retries the failed undo
+    assert journal.device_states()["nts-sw1"].down_interfaces == {port}
     assert journal.sites()["nantes-jules-verne"]["mode"] == "isolated"
+    assert journal.run(run.run_id)["status"] == "rollback_failed"
+    assert journal.locks() == {"nantes-jules-verne": run.run_id}
+    world.lost_calls_after_reopen = 0
+    with Pool(inv, keepalive=None, factory=world.factory) as pool:
+        again = Executor(inv, journal, pool, actor="t").rollback(run.run_id)
+    assert again.status == "rolled_back"
+    assert world.down["nts-sw1"] == set()
+    assert journal.run(run.run_id)["status"] == "rolled_back"
+    assert journal.locks() == {}
+    assert journal.sites()["nantes-jules-verne"]["mode"] == "normal"
     journal.close()
 
 
@@ -76,10 +87,12 @@ def test_failure_rolls_the_site_back(tmp_path: Path) -> None:
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t").run(pb, ["nantes-jules-verne"])
     assert run.status == "rolled_back"
+    # the rejected step is undone too: a read-back shows it changed nothing, so nothing is sent
     assert [(o.seq, o.status) for o in run.outcomes] == [
         (1, "verified"),
         (1, "undone"),
         (2, "failed"),
+        (2, "undone"),
     ]
     assert world.down["nts-sw1"] == set()  # the admin port is open again
     assert journal.device_states()["nts-sw1"].down_interfaces == frozenset()
@@ -123,3 +136,50 @@ def test_device_level_targets_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(PlaybookError, match=r"targets\.roles.*unknown key"):
         load_playbook(path, inv)
+
+
+def test_rollback_undoes_the_half_applied_failing_step(tmp_path: Path) -> None:
+    """A step applied but not confirmed by read-back is undone too when the site rolls back."""
+    inv = load(EXAMPLE)
+    guest_port = next(
+        p.interface
+        for s in inv.sites
+        if s.name == "nantes-jules-verne"
+        for z in s.zones
+        if z.name == "guest"
+        for p in z.ports
+    )
+    world = World(unverifiable={"nts-sw1": guest_port})
+    pb = load_playbook(quarantine(tmp_path, "on_failure: rollback\n"), inv)
+    journal = Journal(tmp_path / "j.sqlite")
+    with Pool(inv, keepalive=None, factory=world.factory) as pool:
+        run = Executor(inv, journal, pool, actor="t").run(pb, ["nantes-jules-verne"])
+    assert run.status == "rolled_back"
+    assert world.down["nts-sw1"] == set()  # the guest port the device did shut is open again
+    assert journal.device_states()["nts-sw1"].down_interfaces == frozenset()
+    journal.close()
+
+
+def test_rolling_back_an_older_run_is_refused(tmp_path: Path) -> None:
+    """A run whose device a later run changed cannot be rolled back before that later run."""
+    inv = load(EXAMPLE)
+    world = World()
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(
+        "name: a\nlevel: L4\nsteps:\n  - {name: admin, action: shut_zone_ports, zones: [admin]}\n"
+    )
+    second.write_text(
+        "name: b\nlevel: L4\nsteps:\n  - {name: guest, action: shut_zone_ports, zones: [guest]}\n"
+    )
+    journal = Journal(tmp_path / "j.sqlite")
+    with Pool(inv, keepalive=None, factory=world.factory) as pool:
+        ex = Executor(inv, journal, pool, actor="t")
+        run_a = ex.run(load_playbook(first, inv), ["nantes-jules-verne"])
+        run_b = ex.run(load_playbook(second, inv), ["nantes-jules-verne"])
+        with pytest.raises(RunError, match=f"changed since by run {run_b.run_id}"):
+            ex.rollback(run_a.run_id)
+        assert len(world.down["nts-sw1"]) == 2  # nothing was touched by the refusal
+        assert ex.rollback(run_b.run_id).status == "rolled_back"
+        assert ex.rollback(run_a.run_id).status == "rolled_back"
+    assert world.down["nts-sw1"] == set()
+    journal.close()

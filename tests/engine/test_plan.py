@@ -62,6 +62,7 @@ def test_golden_plans(inv: Inventory, name: str, sites: list[str]) -> None:
     if os.environ.get("CORDON_REGOLD"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
+        pytest.fail(f"{golden} regenerated: review `git diff`, then run without CORDON_REGOLD")
     assert text == golden.read_text()
 
 
