@@ -93,6 +93,15 @@ def plan(
     start: dict[str, DeviceState] = dict(current or {})
     state = dict(start)
     steps: list[StepPlan] = []
+    # must-survive flows open at the start, by the sites they touch: checked after every step,
+    # since a flow cut by one step and reopened by a later one is still cut in between (and for
+    # good if that later step fails)
+    guarded: dict[str, list[str]] = {}
+    for f in inv.flows:
+        if f.must_survive and f.name not in pb.allow_cut and flow_open(start, paths[f.name]):
+            for name in {f.source.site, f.destination.site}:
+                guarded.setdefault(name, []).append(f.name)
+    transient: dict[str, str] = {}  # flow -> the first step that cuts it
     for site in chosen:
         for step in pb.steps:
             if step.action not in CHANGE_ACTIONS:
@@ -102,6 +111,10 @@ def plan(
             notes = _apply(step, inv, site, state, paths)
             changes = _diff(inv, site, before, state)
             steps.append(StepPlan(site.name, step.name, step.action, tuple(changes), tuple(notes)))
+            if changes:
+                for name in guarded.get(site.name, []):
+                    if name not in transient and not flow_open(state, paths[name]):
+                        transient[name] = f"step {step.name} at {site.name}"
     impact = tuple(
         FlowImpact(
             f.name, f.must_survive, flow_open(start, paths[f.name]), flow_open(state, paths[f.name])
@@ -109,6 +122,12 @@ def plan(
         for f in inv.flows
     )
     refusals = _refusals(pb, inv, impact, state)
+    final_cut = {fi.flow for fi in impact if fi.must_survive and fi.before and not fi.after}
+    refusals += [
+        f"{where} would cut must-survive flow {name} until a later step reopens it"
+        for name, where in transient.items()
+        if name not in final_cut
+    ]
     return Plan(
         pb.name,
         pb.level,

@@ -68,14 +68,14 @@ def up(inv: Inventory, lab: str = DEFAULT_LAB) -> LabState:
         )
     bp = blueprint(inv, lab)  # SafetyError here, before anything is touched
     t0 = time.perf_counter()
-    blackhole_preexisting = _has_blackhole()
-    netns.ensure_blackhole()  # first change to the system, always
-    stray = [ns for ns in bp.nodes if netns.exists(ns)]
+    stray = [ns for ns in bp.nodes if netns.exists(ns)]  # read-only: before any change
     if stray:
         raise LabError(
             f"namespaces {', '.join(stray[:3])} already exist but no twin state records them",
             hint="remove them by hand after checking what owns them",
         )
+    blackhole_preexisting = _has_blackhole()
+    netns.ensure_blackhole()  # first change to the system, always
     state = LabState(
         lab=lab,
         inventory=inv.path,
@@ -329,8 +329,14 @@ def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material
         force = None
         if spec.platform is Platform.CISCO_IOS:
             pathspace = frr_pathspace(bp.lab, spec.device)
+            frr_dir = daemons.frr_dir(pathspace)
+            if frr_dir.exists():  # another FRR instance's: never record (and later delete) it
+                raise LabError(
+                    f"FRR pathspace {pathspace} is in use ({frr_dir} exists)",
+                    hint="another twin or FRR instance uses that name; stop it first",
+                )
             with lock:
-                state.dirs.append(str(daemons.frr_dir(pathspace)))
+                state.extra.setdefault("frr_dirs", []).append(str(frr_dir))
                 state.save()
             for proc in daemons.start_frr(spec.ns, node_dir, spec.device, pathspace):
                 record(proc)
@@ -397,8 +403,11 @@ def down(lab: str = DEFAULT_LAB) -> list[str]:
     for f in reversed(state.files):
         Path(f).unlink(missing_ok=True)
     done.append(f"removed {len(state.files)} files")
-    for d in sorted(set(state.dirs) - {str(state.dir)}, key=len, reverse=True):
+    for d in state.extra.get("frr_dirs", []):  # ours alone: checked absent before we made it
         _rmtree_if_ours(Path(d))
+    for d in sorted(set(state.dirs) - {str(state.dir)}, key=len, reverse=True):
+        with contextlib.suppress(OSError):  # a parent we made: removed only if left empty
+            Path(d).rmdir()
     if state.extra.get("blackhole_installed"):
         netns.run(["ip", "route", "del", "blackhole", str(SANDBOX)], check=False)
     _rmtree_if_ours(state.dir)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.engine.execute import Executor
 from agent.engine.journal import Journal
@@ -16,6 +17,7 @@ from agent.engine.state import DeviceState, NftRule
 from agent.errors import PlanError, PlaybookError, RunError
 from agent.inventory import load
 from agent.inventory.models import Inventory
+from agent.inventory.synth import hospi_grand_ouest
 from agent.playbook import load as load_playbook
 from tests.conftest import EXAMPLE, ROOT
 
@@ -268,3 +270,27 @@ def test_engine_refuses_gates_it_cannot_honour(inv: Inventory, tmp_path: Path) -
         ex.run(pb)
     assert journal.runs() == []
     journal.close()
+
+
+def test_transient_must_survive_cut_is_refused(tmp_path: Path) -> None:
+    """A must-survive flow cut by one step and reopened by a later one is refused too: it is
+    down in between, and for good if the later step fails."""
+    doc = hospi_grand_ouest()
+    next(f for f in doc["flows"] if f["name"] == "nts-backup-core")["must_survive"] = True
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    inv = load(path)
+    text = (
+        "name: gap\nlevel: L2\nsteps:\n"
+        "  - {name: cut-wan, action: cut_link, kinds: [wan]}\n"
+        "  - {name: pause, action: wait, seconds: 600}\n"
+        "  - {name: back, action: allow_flow, flow: nts-backup-core}\n"
+    )
+    pb = load_playbook(playbook_file(tmp_path, text), inv)
+    p = plan(pb, inv, sites=["nantes-jules-verne"])
+    impact = {fi.flow: fi.after for fi in p.impact}
+    assert impact["nts-backup-core"] is True  # open again at the end...
+    assert p.refusals == (
+        "step cut-wan at nantes-jules-verne would cut must-survive flow "
+        "nts-backup-core until a later step reopens it",
+    )  # ...but not between

@@ -65,6 +65,9 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     assert not any(Path(f).exists() for f in state.files)
     assert not state.dir.exists()
     assert not any(Path(d).exists() for d in state.dirs)
+    frr_dirs = state.extra.get("frr_dirs", [])
+    assert len(frr_dirs) == 3  # one FRR instance per switch of the one-site twin
+    assert not any(Path(d).exists() for d in frr_dirs)
     assert netns.run(["ip", "link", "show", ROOT_LINK], check=False).returncode != 0
     tables = netns.run(["nft", "list", "tables"]).stdout
     assert build.GUARD_TABLE not in tables
