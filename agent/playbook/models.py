@@ -141,8 +141,12 @@ class SiteTargets(_Model):
     site_tags: tuple[Tag, ...] = ()
 
     def selector(self) -> Selector:
-        return Selector(sites=self.sites, exclude_sites=self.exclude_sites, kinds=self.kinds,
-                        site_tags=self.site_tags)
+        return Selector(
+            sites=self.sites,
+            exclude_sites=self.exclude_sites,
+            kinds=self.kinds,
+            site_tags=self.site_tags,
+        )
 
 
 class Limits(_Model):
