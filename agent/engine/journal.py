@@ -306,7 +306,8 @@ class Journal:
                 )
             else:
                 db.execute(
-                    "UPDATE steps SET status=?, finished_at=?, error=? WHERE run_id=? AND seq=?",
+                    "UPDATE steps SET status=?, finished_at=?, error=COALESCE(?, error) "
+                    "WHERE run_id=? AND seq=?",
                     (status, now, error, run_id, seq),
                 )
 

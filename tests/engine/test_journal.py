@@ -76,3 +76,16 @@ def test_device_state_round_trips() -> None:
     assert sorted((r.sort_key(), r.tag) for r in back.rules) == sorted(
         (r.sort_key(), r.tag) for r in state.rules
     )
+
+
+def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
+    """Marking a failed step undone keeps its error text: the audit needs why it was undone."""
+    j = Journal(tmp_path / "j.sqlite")
+    j.start_run("r1", "pb", "L1", ["s"], "t")
+    j.add_step("r1", 1, "s", "step", "d", "cli", ["x"], ["y"], DeviceState(), DeviceState())
+    j.mark("r1", 1, "failed", "nts-sw1: apply: % Invalid input")
+    j.mark("r1", 1, "undone")
+    (row,) = j.steps("r1")
+    assert row.status == "undone"
+    assert row.error == "nts-sw1: apply: % Invalid input"
+    j.close()
