@@ -432,6 +432,8 @@ def _stop_strays(namespaces: list[str]) -> None:
                     os.killpg(os.getpgid(pid), signal.SIGKILL)
     for leftover in DEADMAN_FILES.glob("cordon-deadman-*"):
         leftover.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the timers' folder, only if nothing else is in it
+        DEADMAN_FILES.rmdir()
 
 
 def _wait_link_gone(link: str, timeout: float = 10.0) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.drivers import ChangeSet, one_shot
+from agent.drivers.base import DeadMan, Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.inventory.synth import HGO_SITES, group_document
@@ -25,6 +27,19 @@ def small_inventory(tmp_path: Path) -> Path:
     path = tmp_path / "mini.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def timers() -> list[int]:
+    """PIDs of dead-man timers (recognised by their command line)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"cordon-deadman-" in (proc / "cmdline").read_bytes():
+                    out.append(int(proc.name))
+            except OSError:
+                continue
+    return out
 
 
 def blackhole_present() -> bool:
@@ -57,6 +72,11 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
                 assert s.recv(64).startswith(b"SSH-2.0-")
         with pytest.raises(LabError, match="already up"):
             build.up(inv)
+        # an agent's dead-man timer armed on a twin firewall outlives its SSH session
+        with one_shot(Target.of(inv, "rns-fw1")) as drv:
+            assert isinstance(drv, DeadMan)
+            drv.arm_revert(ChangeSet(("table inet cordon {}", "delete table inet cordon")), 60)
+        assert timers()
     finally:
         done = build.down()
     assert any("namespaces" in d for d in done)
@@ -74,4 +94,6 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     assert blackhole_present() == blackhole_before
     assert set(netns.run(["ip", "netns", "list"]).stdout.split()) == foreign
     assert not (tmp_path / ".secrets").exists()
+    assert timers() == []  # the armed timer was stopped with the twin
+    assert not build.DEADMAN_FILES.exists()
     assert os.listdir(tmp_path) == ["mini.yaml"]
