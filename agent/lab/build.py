@@ -411,6 +411,8 @@ def down(lab: str = DEFAULT_LAB) -> list[str]:
     if state.extra.get("blackhole_installed"):
         netns.run(["ip", "route", "del", "blackhole", str(SANDBOX)], check=False)
     _rmtree_if_ours(state.dir)
+    with contextlib.suppress(OSError):  # the state root too, when no other twin state is left
+        STATE_ROOT.rmdir()
     return done
 
 

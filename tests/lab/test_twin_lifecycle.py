@@ -17,6 +17,7 @@ from agent.errors import LabError
 from agent.inventory import load
 from agent.inventory.synth import HGO_SITES, group_document
 from agent.lab import build, daemons, netns
+from agent.lab.state import STATE_ROOT
 from agent.lab.topology import ROOT_LINK
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -50,6 +51,7 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     """A full up/down cycle of a one-site twin removes everything the twin made, and only that."""
     inv = load(small_inventory(tmp_path))
     blackhole_before = blackhole_present()
+    state_root_before = STATE_ROOT.exists()
     foreign = set(netns.run(["ip", "netns", "list"]).stdout.split())
     state = build.up(inv)
     try:
@@ -84,6 +86,7 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     assert not any(daemons.is_running(p) for p in procs)
     assert not any(Path(f).exists() for f in state.files)
     assert not state.dir.exists()
+    assert STATE_ROOT.exists() == state_root_before
     assert not any(Path(d).exists() for d in state.dirs)
     frr_dirs = state.extra.get("frr_dirs", [])
     assert len(frr_dirs) == 3  # one FRR instance per switch of the one-site twin
