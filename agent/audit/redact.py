@@ -125,14 +125,6 @@ def register_secret(value: str) -> None:
         _secret_re = re.compile(alternation)
 
 
-def _clear_registry() -> None:
-    """Forget every registered secret (tests only)."""
-    global _secret_re  # noqa: PLW0603
-    with _lock:
-        _secrets.clear()
-        _secret_re = None
-
-
 def scrub(text: str) -> str:
     """`text` with every registered secret and every CLI secret idiom replaced by [REDACTED]."""
     pattern = _secret_re

@@ -371,16 +371,6 @@ def parse_snmp_changes(commands: Iterable[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def strip_echo(output: str, command: str, prompt: str | None = None) -> str:
-    """`output` without the echoed command line and the trailing prompt line."""
-    lines = output.replace("\r", "").split("\n")
-    if lines and lines[0].strip().endswith(command.strip()):
-        lines = lines[1:]
-    if lines and prompt is not None and lines[-1].strip().startswith(prompt):
-        lines = lines[:-1]
-    return "\n".join(lines).strip("\n")
-
-
 def extract_nft_table(text: str, family: str = "inet", name: str = "cordon") -> str | None:
     """The `table <family> <name> { ... }` block of an `nft list ruleset` text, or None."""
     head = re.compile(rf"^table {re.escape(family)} {re.escape(name)} \{{\s*$", re.M)

@@ -264,38 +264,6 @@ class Journal:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def add_step(
-        self,
-        run_id: str,
-        seq: int,
-        site: str,
-        step: str,
-        device: str,
-        method: str,
-        commands: Sequence[str],
-        undo: Sequence[str],
-        before: DeviceState,
-        after: DeviceState,
-        fail_direction: str = "closed",
-    ) -> None:
-        with self.tx() as db:
-            db.execute(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
-                (
-                    run_id,
-                    seq,
-                    site,
-                    step,
-                    device,
-                    method,
-                    json.dumps(list(commands)),
-                    json.dumps(list(undo)),
-                    state_to_json(before),
-                    state_to_json(after),
-                    fail_direction,
-                ),
-            )
-
     def mark(self, run_id: str, seq: int, status: str, error: str | None = None) -> None:
         now = time.time()
         with self.tx() as db:

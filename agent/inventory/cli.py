@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -115,7 +114,3 @@ def render(inv: Inventory) -> str:
     lines += ["", f"flows: {len(inv.flows)} declared, {len(must)} must survive degraded mode"]
     lines += [f"  {f.name:<28} {f.source} -> {f.destination}" for f in must]
     return "\n".join(lines)
-
-
-def as_plain(inv: Inventory) -> dict[str, Any]:
-    return inv.model_dump(mode="json", by_alias=True)

@@ -13,6 +13,7 @@ from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.errors import PlaybookError, RunError
 from agent.inventory import load
+from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
@@ -60,6 +61,14 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     journal.close()
 
 
+def zone_ports(inv: Inventory, site: str, zone: str) -> list[str]:
+    """The access ports of a zone, as the inventory lists them."""
+    found = inv.site(site)
+    z = found.zone(zone) if found else None
+    assert z is not None, f"{site}/{zone}"
+    return [p.interface for p in z.ports]
+
+
 def quarantine(tmp_path: Path, extra: str = "") -> Path:
     path = tmp_path / "q.yaml"
     path.write_text(
@@ -73,14 +82,7 @@ def quarantine(tmp_path: Path, extra: str = "") -> Path:
 def test_failure_rolls_the_site_back(tmp_path: Path) -> None:
     """A rejected second step with on_failure rollback undoes the first: the site is as before."""
     inv = load(EXAMPLE)
-    guest_port = next(
-        p.interface
-        for s in inv.sites
-        if s.name == "nantes-jules-verne"
-        for z in s.zones
-        if z.name == "guest"
-        for p in z.ports
-    )
+    (guest_port,) = zone_ports(inv, "nantes-jules-verne", "guest")
     world = World(reject={"nts-sw1": guest_port})
     pb = load_playbook(quarantine(tmp_path, "on_failure: rollback\n"), inv)
     journal = Journal(tmp_path / "j.sqlite")
@@ -111,14 +113,7 @@ def test_waves_finish_each_step_everywhere_first(tmp_path: Path) -> None:
         run = Executor(inv, journal, pool, actor="t").run(pb, sites)
     journal.close()
     assert run.status == "done"
-    admin_ports = {
-        p.interface
-        for s in inv.sites
-        if s.name in sites
-        for z in s.zones
-        if z.name == "admin"
-        for p in z.ports
-    }
+    admin_ports = {port for site in sites for port in zone_ports(inv, site, "admin")}
     kinds = [
         "admin" if line.split(" / ")[0].split()[-1] in admin_ports else "guest"
         for line in world.log
@@ -141,14 +136,7 @@ def test_device_level_targets_refused(tmp_path: Path) -> None:
 def test_rollback_undoes_the_half_applied_failing_step(tmp_path: Path) -> None:
     """A step applied but not confirmed by read-back is undone too when the site rolls back."""
     inv = load(EXAMPLE)
-    guest_port = next(
-        p.interface
-        for s in inv.sites
-        if s.name == "nantes-jules-verne"
-        for z in s.zones
-        if z.name == "guest"
-        for p in z.ports
-    )
+    (guest_port,) = zone_ports(inv, "nantes-jules-verne", "guest")
     world = World(unverifiable={"nts-sw1": guest_port})
     pb = load_playbook(quarantine(tmp_path, "on_failure: rollback\n"), inv)
     journal = Journal(tmp_path / "j.sqlite")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.engine.journal import Journal, state_from_json, state_to_json
+from agent.engine.journal import Journal, NewStep, state_from_json, state_to_json
 from agent.engine.state import DeviceState, NftRule
 from agent.errors import LockError
 
@@ -16,20 +16,21 @@ from agent.errors import LockError
 def test_parallel_site_threads_share_one_journal(tmp_path: Path) -> None:
     """Eight threads marking steps concurrently on one journal: no error, every mark recorded."""
     j = Journal(tmp_path / "j.sqlite")
-    j.start_run("r1", "pb", "L2", [f"s{i}" for i in range(8)], "t")
-    for seq in range(1, 401):
-        j.add_step(
-            "r1",
+    steps = [
+        NewStep(
             seq,
             f"s{seq % 8}",
             "step",
             f"d{seq}",
             "nft",
-            ["x"],
-            ["y"],
+            ("x",),
+            ("y",),
             DeviceState(),
             DeviceState(),
         )
+        for seq in range(1, 401)
+    ]
+    j.start_run("r1", "pb", "L2", [f"s{i}" for i in range(8)], "t", steps)
 
     def site(i: int) -> None:
         for seq in range(1, 401):
@@ -81,8 +82,14 @@ def test_device_state_round_trips() -> None:
 def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
     """Marking a failed step undone keeps its error text: the audit needs why it was undone."""
     j = Journal(tmp_path / "j.sqlite")
-    j.start_run("r1", "pb", "L1", ["s"], "t")
-    j.add_step("r1", 1, "s", "step", "d", "cli", ["x"], ["y"], DeviceState(), DeviceState())
+    j.start_run(
+        "r1",
+        "pb",
+        "L1",
+        ["s"],
+        "t",
+        [NewStep(1, "s", "step", "d", "cli", ("x",), ("y",), DeviceState(), DeviceState())],
+    )
     j.mark("r1", 1, "failed", "nts-sw1: apply: % Invalid input")
     j.mark("r1", 1, "undone")
     (row,) = j.steps("r1")
