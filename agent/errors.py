@@ -175,3 +175,25 @@ class LabError(CordonError):
 
 class SafetyError(LabError):
     exit_code = 10
+
+
+class DaemonError(CordonError):
+    """Talking to `cordon daemon`: not running, bad request, or a refused order."""
+
+    exit_code = 11
+
+
+class DaemonDown(DaemonError):
+    exit_code = 12
+
+
+class AccessRefused(DaemonError):
+    """The caller's role does not allow this (audited as access.refused)."""
+
+    exit_code = 13
+
+
+class ApprovalError(DaemonError):
+    """Two-person rule: approving one's own run, a run not awaiting approval, an expired one."""
+
+    exit_code = 14
