@@ -1,0 +1,318 @@
+"""Who is calling the daemon, and may they: the roles file, caller identity (socket peer
+credentials or a per-operator bearer token), and the pure policy `authorize`.
+
+Imports pydantic, `agent.yamlfile`, `agent.secrets` and `agent.errors`; never aiohttp, the engine
+or a driver. Token values live only in `Policy` (never logged, never in an error message).
+
+The roles file (YAML, e.g. `inventory/roles.yaml`):
+
+    oncall: [alice]                 # run emergency playbooks (break-glass, with a reason); read
+    operator: [bob, carol]          # all playbooks, approve, rollback, attest, incidents; read
+    auditor: [dave]                 # read only: status, runs, show, audit report
+    root_is: operator               # the role of uid 0 (the daemon's own admin); omit: none
+    tokens:                         # per-operator bearer tokens, by reference only
+      erin: "env:CORDON_TOKEN_ERIN" # ('env:NAME' or 'file:PATH', relative to the roles file)
+
+A user may hold several roles. uid 0 has the roles listed for `root` plus `root_is`. A token
+stands for the user it is listed under, who must hold a role in the file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import pwd
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from agent import yamlfile
+from agent.errors import AccessRefused, ConfigError, Issue, SecretError
+from agent.inventory.models import SecretRef
+from agent.secrets import resolve
+
+__all__ = [
+    "ENV_ROLES",
+    "Action",
+    "Caller",
+    "Decision",
+    "Policy",
+    "Role",
+    "RolesFile",
+    "authorize",
+    "default_roles_path",
+    "may",
+    "user_name",
+]
+
+ENV_ROLES = "CORDON_ROLES"
+
+
+class Role(StrEnum):
+    ONCALL = "oncall"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+
+
+class Action(StrEnum):
+    """What a request asks for; also the `action` of its `access.refused` event."""
+
+    STATUS = "status"
+    PLAN = "plan"
+    RUN = "run"
+    RUNS = "runs"
+    SHOW = "show"
+    APPROVE = "approve"
+    ROLLBACK = "rollback"
+    ATTEST = "attest"
+    INCIDENT_OPEN = "incident.open"
+    INCIDENT_CLOSE = "incident.close"
+    AUDIT_REPORT = "audit.report"
+
+
+# What each role may do. RUN for on-call is further limited to emergency playbooks (break-glass).
+GRANTS: Mapping[Role, frozenset[Action]] = {
+    Role.ONCALL: frozenset({Action.STATUS, Action.PLAN, Action.RUNS, Action.SHOW, Action.RUN}),
+    Role.OPERATOR: frozenset(Action),
+    Role.AUDITOR: frozenset({Action.STATUS, Action.RUNS, Action.SHOW, Action.AUDIT_REPORT}),
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity a request acts under. `via`: "peer" (socket credentials) or "token"."""
+
+    user: str
+    uid: int  # the connecting process's uid (for a token, not necessarily the token's user)
+    roles: frozenset[Role]
+    via: Literal["peer", "token"]
+
+    @property
+    def role(self) -> str | None:
+        """The roles as one audit field: "operator", "oncall,operator"; None without a role."""
+        return ",".join(sorted(self.roles)) or None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`authorize`'s answer. `why` is one sentence for the audit log and the refusal message."""
+
+    allowed: bool
+    why: str
+    break_glass: bool = False  # on-call ran an emergency playbook alone: review afterwards
+    needs_approval: bool = False  # two-person rule: wait for a second, different operator
+    hint: str | None = None  # for a refusal: what the caller can do about it
+
+
+def may(caller: Caller, action: Action) -> Decision:
+    """Does one of `caller`'s roles grant `action` at all (for RUN: some playbook)?"""
+    if not caller.roles:
+        return Decision(False, f"{caller.user} has no role in the roles file")
+    granted = [r for r in sorted(caller.roles) if action in GRANTS[r]]
+    if granted:
+        return Decision(True, f"{granted[0]} may {action}")
+    return Decision(False, f"{caller.user} ({caller.role}) may not {action}")
+
+
+def authorize(
+    caller: Caller,
+    action: Action,
+    *,
+    playbook_emergency: bool = False,
+    playbook_approval: str = "none",
+    reason: str | None = None,
+) -> Decision:
+    """May `caller` do `action`? Pure: the playbook's flags and the reason are given for RUN.
+
+    RUN: an operator runs any playbook (a `two_person` one waits for another operator's approval)
+    unless they are also on call and take the break-glass path below, which they do only for an
+    emergency `two_person` playbook with a reason. On-call alone runs emergency playbooks only,
+    always with a non-empty reason, flagged `break_glass`; a `two_person` one then skips the wait.
+    """
+    coarse = may(caller, action)
+    if not coarse.allowed or action is not Action.RUN:
+        return coarse
+    two_person = playbook_approval == "two_person"
+    has_reason = bool(reason and reason.strip())
+    oncall = Role.ONCALL in caller.roles
+    break_glass = oncall and playbook_emergency and has_reason
+    if Role.OPERATOR in caller.roles and not (two_person and break_glass):
+        if two_person:
+            return Decision(
+                True,
+                "operator may run it; two-person rule: a second operator must approve",
+                needs_approval=True,
+            )
+        return Decision(True, "operator may run any playbook")
+    # on call (GRANTS gives RUN to no other role)
+    if not playbook_emergency:
+        return Decision(
+            False,
+            f"{caller.user} ({caller.role}) may run emergency playbooks only; this one is not",
+            hint="ask an operator to run it",
+        )
+    if not has_reason:
+        return Decision(
+            False,
+            "break-glass: on-call running an emergency playbook must give a --reason",
+            hint="give --reason: it is recorded, and the run is flagged for review afterwards",
+        )
+    why = "break-glass: on-call runs an emergency playbook, flagged for review"
+    if two_person:
+        why += "; the two-person approval is skipped"
+    return Decision(True, why, break_glass=True)
+
+
+# -- the roles file ----------------------------------------------------------------------------
+
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def _user(value: str) -> str:
+    if not _USER_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a user name: lower-case letters, digits, '_', '.', '-', "
+            "starting with a letter or '_', at most 32 characters"
+        )
+    return value
+
+
+def _unique_users(values: tuple[str, ...]) -> tuple[str, ...]:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"listed more than once: {', '.join(dupes)}")
+    return values
+
+
+User = Annotated[str, AfterValidator(_user)]
+Users = Annotated[tuple[User, ...], AfterValidator(_unique_users)]
+
+
+class RolesFile(BaseModel):
+    """The roles file as written; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    oncall: Users = ()
+    operator: Users = ()
+    auditor: Users = ()
+    root_is: Role | None = None
+    tokens: dict[User, SecretRef] = {}
+
+    def roles_of(self, user: str) -> frozenset[Role]:
+        return frozenset(r for r in Role if user in getattr(self, r.value))
+
+
+def default_roles_path() -> Path:
+    """`$CORDON_ROLES`, else `inventory/roles.yaml`."""
+    return Path(os.environ.get(ENV_ROLES) or "inventory/roles.yaml")
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid-{uid}"  # no such user: matches no entry of the roles file
+
+
+class Policy:
+    """The loaded roles file and its resolved tokens: turns a connection into a `Caller`."""
+
+    def __init__(self, roles: RolesFile, tokens: Mapping[str, str], *, source: str) -> None:
+        self.roles = roles
+        self.source = source
+        self._tokens = dict(tokens)  # user -> token value; never logged, never repr'd
+
+    def __repr__(self) -> str:
+        return f"Policy(source={self.source!r}, tokens={sorted(self._tokens)})"
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Policy:
+        """Read, validate and resolve a roles file; `ConfigError` lists every problem found."""
+        path = path or default_roles_path()
+        doc = yamlfile.load(path, what="roles")
+        issues: list[Issue] = list(doc.issues)
+        if doc.data is not None and not isinstance(doc.data, dict):
+            issues.append(doc.issue((), "a roles file is a mapping: oncall, operator, auditor..."))
+        issues += _unsafe_file(path)
+        roles: RolesFile | None = None
+        if isinstance(doc.data, dict):
+            try:
+                roles = RolesFile.model_validate(doc.data)
+            except ValidationError as exc:
+                issues += yamlfile.validation_issues(doc, exc)
+        tokens: dict[str, str] = {}
+        if roles is not None:
+            for user, ref in roles.tokens.items():
+                loc = ("tokens", user)
+                if not roles.roles_of(user):
+                    issues.append(doc.issue(loc, f"token for {user}, who has no role in this file"))
+                    continue
+                try:
+                    tokens[user] = resolve(ref, base_dir=path.parent, what=f"token of {user}")
+                except SecretError as exc:
+                    issues.append(doc.issue(loc, exc.message))
+        if roles is None or issues:
+            raise _roles_error(issues or [Issue(str(path), "", "roles file is empty")])
+        return cls(roles, tokens, source=str(path))
+
+    def identify(self, uid: int, token: str | None = None) -> Caller:
+        """The caller behind a connection from `uid`, or behind `token` if one was presented.
+
+        A presented token that matches no one is refused (`AccessRefused`), never ignored.
+        """
+        if token is not None:
+            user = self._match(token)
+            if user is None:
+                raise AccessRefused(
+                    f"the bearer token presented (by uid {uid}) matches no operator",
+                    hint=f"check the token, or its reference in {self.source}",
+                )
+            return Caller(user, uid, self.roles.roles_of(user), "token")
+        user = user_name(uid)
+        roles = self.roles.roles_of(user)
+        if uid == 0 and self.roles.root_is is not None:
+            roles |= {self.roles.root_is}
+        return Caller(user, uid, roles, "peer")
+
+    def _match(self, token: str) -> str | None:
+        """Compare with every token in constant time per comparison; no early exit."""
+        given = token.encode("utf-8", "surrogateescape")
+        found = None
+        for user, value in self._tokens.items():
+            if hmac.compare_digest(given, value.encode("utf-8", "surrogateescape")):
+                found = user
+        return found
+
+
+def _unsafe_file(path: Path) -> list[Issue]:
+    """A roles file others can write lets them grant themselves a role: refuse it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []  # yamlfile.load already reported it
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return [
+            Issue(
+                str(path),
+                "",
+                f"roles file has mode {stat.S_IMODE(mode):04o}: writable by group or others, "
+                "who could grant themselves a role (chmod 644 or stricter)",
+            )
+        ]
+    return []
+
+
+def _roles_error(issues: list[Issue]) -> ConfigError:
+    count = f"{len(issues)} problem{'s' if len(issues) != 1 else ''}"
+    body = "\n".join(f"  {i}" for i in issues)
+    return ConfigError(
+        f"invalid roles file: {count}\n{body}",
+        hint="fix the roles file (see agent/daemon/auth.py for its format) and restart the daemon",
+    )

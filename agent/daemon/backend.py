@@ -1,0 +1,110 @@
+"""What the daemon's API needs from the engine: the `Backend` Protocol, one method per route.
+
+A Protocol only (the daemon provides the implementation); imports nothing that does I/O. The API
+authenticates and authorizes before calling it; the backend does the rest and raises
+`agent.errors` types, which reach the client with their exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.daemon.auth import Caller, Decision
+
+__all__ = ["JSON", "Backend", "NotFound", "PlaybookMeta"]
+
+JSON = dict[str, Any]  # a JSON object: str keys; values str, int, float, bool, None, list, dict
+
+
+class NotFound(ConfigError):
+    """A run, incident, site or zone named by a request does not exist (HTTP 404; exit code 2)."""
+
+
+@dataclass(frozen=True)
+class PlaybookMeta:
+    """What authorization needs to know about a playbook before a run starts."""
+
+    emergency: bool
+    approval: Literal["none", "two_person"]
+
+
+class Backend(Protocol):
+    """The engine as the API sees it.
+
+    Called from a worker thread (`asyncio.to_thread`), possibly several at once, with the
+    caller's identity bound into the audit context (`actor`, `role`, `via`, `uid`): every event
+    the backend logs during the call carries it. Each method returns a JSON object; it refuses by
+    raising `agent.errors` (unknown run or site: `NotFound`; unknown playbook: `PlaybookError`;
+    approving one's own run, a run not awaiting approval or an expired one: `ApprovalError`;
+    site held: `LockError`; plan digest differs: `PlanError`).
+    """
+
+    def playbook_meta(self, name: str) -> PlaybookMeta:
+        """The playbook's emergency and approval flags; `PlaybookError` if unknown or invalid."""
+        ...
+
+    def status(self, caller: Caller) -> JSON:
+        """Each site's mode and level, since when, by whom."""
+        ...
+
+    def plan(self, caller: Caller, *, playbook: str, sites: list[str] | None) -> JSON:
+        """The plan (commands, undo, impact) and its `digest`, to be quoted by `start_run`."""
+        ...
+
+    def start_run(
+        self,
+        caller: Caller,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        digest: str,
+        reason: str | None,
+        attest: dict[str, str] | None,
+        soak_seconds: int | None,
+        decision: Decision,
+    ) -> JSON:
+        """Start (or, when `decision.needs_approval`, hold for approval) a run; `run_id` in it.
+
+        `decision.break_glass`: log `run.break_glass` with the reason and flag the run for review.
+        """
+        ...
+
+    def list_runs(self, caller: Caller, *, limit: int) -> JSON:
+        """The most recent runs, newest first: `{"runs": [...]}`."""
+        ...
+
+    def show_run(self, caller: Caller, *, run_id: str) -> JSON:
+        """One run with its steps; `NotFound` if unknown."""
+        ...
+
+    def approve(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
+        """Second-operator approval; `ApprovalError` for one's own run (the API cannot know)."""
+        ...
+
+    def rollback(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
+        """Restore the state before the run."""
+        ...
+
+    def attest(self, caller: Caller, *, run_id: str, site: str, zone: str, reason: str) -> JSON:
+        """Attest that a zone is clean, allowing its reconnection in that run."""
+        ...
+
+    def incident(
+        self,
+        caller: Caller,
+        *,
+        action: Literal["open", "close"],
+        name: str | None,
+        site: str | None,
+        reason: str,
+    ) -> JSON:
+        """Declare (`open`) or close an incident."""
+        ...
+
+    def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
+        """The audit report for a run or an incident (or everything)."""
+        ...

@@ -1,0 +1,224 @@
+"""The daemon API's wire models: request bodies and queries (strict, unknown fields refused), the
+JSON error body, and the translation of a validation failure into a `ConfigError` naming the field.
+
+Imports pydantic, `agent.errors`, `agent.yamlfile` and the inventory's scalar types only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import ConfigError
+from agent.inventory.models import Name
+from agent.yamlfile import format_loc
+
+__all__ = [
+    "MAX_REASON",
+    "MAX_SOAK_SECONDS",
+    "ApproveRequest",
+    "AttestRequest",
+    "AuditReportQuery",
+    "ErrorInfo",
+    "IncidentRequest",
+    "PlanRequest",
+    "Reason",
+    "RollbackRequest",
+    "RunId",
+    "RunRequest",
+    "RunsQuery",
+    "invalid_request",
+    "parse_body",
+    "parse_query",
+    "run_id",
+]
+
+MAX_REASON = 500
+MAX_SOAK_SECONDS = 7 * 24 * 3600
+MAX_RUNS_LIMIT = 1000
+
+# Run and incident ids: the inventory's Name pattern, upper case allowed (the engine's run ids
+# are UTC stamps like 20241015T031200Z-3fa2c1).
+_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DIGEST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+
+
+def _id(value: str) -> str:
+    if not _ID_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid id: letters, digits and '-', 1-63 characters, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _reason(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("reason is empty: say why, in a few words")
+    if len(value) > MAX_REASON:
+        raise ValueError(f"reason is {len(value)} characters long; at most {MAX_REASON}")
+    if any(not c.isprintable() for c in value):
+        raise ValueError("reason contains control characters (newline, tab, escape...)")
+    return value
+
+
+def _digest(value: str) -> str:
+    if not _DIGEST_RE.match(value):
+        raise ValueError(
+            "not a plan digest: letters, digits, ':', '.', '_' or '-', at most 128 characters"
+        )
+    return value
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"listed more than once: {', '.join(dupes)}")
+    return values
+
+
+RunId = Annotated[str, AfterValidator(_id)]
+Reason = Annotated[str, AfterValidator(_reason)]
+Digest = Annotated[str, AfterValidator(_digest)]
+Sites = Annotated[tuple[Name, ...], Field(min_length=1), AfterValidator(_unique)]
+
+
+class _Body(BaseModel):
+    """A JSON request body: exact types (no "30" for 30), unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Query(BaseModel):
+    """Query parameters arrive as text: numbers are converted, unknown parameters refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlanRequest(_Body):
+    playbook: Name
+    sites: Sites | None = None
+
+
+class RunRequest(_Body):
+    playbook: Name
+    sites: Sites | None = None
+    digest: Digest  # the digest of the plan the caller saw: the daemon refuses a different one
+    reason: Reason | None = None  # mandatory for break-glass (on-call running an emergency one)
+    attest: dict[Name, Reason] | None = None  # zone -> why it is clean (reconnection playbooks)
+    soak_seconds: Annotated[int, Field(ge=0, le=MAX_SOAK_SECONDS)] | None = None
+
+
+class ApproveRequest(_Body):
+    reason: Reason | None = None
+
+
+class RollbackRequest(_Body):
+    reason: Reason | None = None
+
+
+class AttestRequest(_Body):
+    site: Name
+    zone: Name
+    reason: Reason
+
+
+class IncidentRequest(_Body):
+    action: Literal["open", "close"]
+    name: RunId | None = None
+    site: Name | None = None
+    reason: Reason
+
+
+class RunsQuery(_Query):
+    limit: Annotated[int, Field(ge=1, le=MAX_RUNS_LIMIT)] = 20
+
+
+class AuditReportQuery(_Query):
+    run: RunId | None = None
+    incident: RunId | None = None
+
+
+class ErrorInfo(BaseModel):
+    """The `error` member of every error response; read leniently (a newer daemon may add)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: str
+    message: str
+    hint: str | None = None
+    exit_code: int = 1
+    issues: list[dict[str, Any]] | None = None  # file/path/line/message, for input-file errors
+    device: str | None = None  # for device errors
+    operation: str | None = None
+
+
+_B = TypeVar("_B", bound=_Body)
+_Q = TypeVar("_Q", bound=_Query)
+
+
+# -- validation failures -> ConfigError --------------------------------------------------------
+
+
+def _describe(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "json_invalid":
+        return f"malformed JSON ({err['ctx'].get('error', 'syntax error')})"
+    if kind in ("model_type", "model_attributes_type", "dict_type") and not err["loc"]:
+        return "the body must be a JSON object"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def invalid_request(what: str, exc: ValidationError) -> ConfigError:
+    """One `ConfigError` naming every bad field: `invalid request to ...: sites[0]: ...`."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = format_loc(err["loc"])
+        text = _describe(err)
+        problems.append(f"{where}: {text}" if where else text)
+    return ConfigError(
+        f"invalid request to {what}: " + "; ".join(problems),
+        hint="nothing was changed; see `cordon --help` for the expected arguments",
+    )
+
+
+def parse_body(model: type[_B], raw: bytes, *, what: str) -> _B:
+    """Validate a JSON body (empty counts as `{}`) or raise `ConfigError`."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise invalid_request(what, exc) from None
+
+
+def parse_query(model: type[_Q], query: Any, *, what: str) -> _Q:
+    """Validate query parameters (each given once) or raise `ConfigError`."""
+    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
+    if repeated:
+        raise ConfigError(
+            f"invalid request to {what}: {', '.join(repeated)}: given more than once",
+            hint="nothing was changed",
+        )
+    try:
+        return model.model_validate(dict(query))
+    except ValidationError as exc:
+        raise invalid_request(what, exc) from None
+
+
+class _IdCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    run_id: RunId
+
+
+def run_id(value: str, *, what: str) -> str:
+    """A run id taken from the URL, validated like a field."""
+    try:
+        return _IdCheck(run_id=value).run_id
+    except ValidationError as exc:
+        raise invalid_request(what, exc) from None
