@@ -1,0 +1,264 @@
+"""The CLI's client for `cordon daemon`: HTTP over the daemon's Unix socket (httpx), one method
+per route, and the daemon's JSON errors raised again as the same `agent.errors` types.
+
+Imports httpx, `agent.errors`, `agent.daemon.models` and `agent.daemon.backend` (for `NotFound`);
+never aiohttp, the engine or a driver. The token is sent as a header and kept nowhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from agent.daemon import default_socket_path
+from agent.daemon.backend import JSON, NotFound
+from agent.daemon.models import ErrorInfo
+from agent.errors import (
+    AccessRefused,
+    CordonError,
+    DaemonDown,
+    DaemonError,
+    DeviceError,
+    InventoryError,
+    Issue,
+    PlaybookError,
+)
+
+__all__ = ["Client"]
+
+DOWN_HINT = (
+    "start it with `cordon daemon`, or add --local to run the engine directly "
+    "(audited the same way)"
+)
+_DOWN_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR, errno.ENOTSOCK})
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+
+
+class Client:
+    """`Client(path, token=None)`: talk to the daemon listening on the Unix socket `path`.
+
+    Each method returns the daemon's JSON answer, or raises what the daemon raised (the same
+    `CordonError` subclass, message, hint and exit code). `DaemonDown` if nothing listens.
+    """
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 300.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_socket_path()
+        self.timeout = timeout
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        self._http = httpx.Client(
+            transport=transport or httpx.HTTPTransport(uds=str(self.path)),
+            base_url="http://cordon/v1",
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+
+    def __repr__(self) -> str:
+        return f"Client(path={str(self.path)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- one method per route
+
+    def health(self) -> JSON:
+        """`{"ok": true, "version": ...}` when the daemon is there (no role needed)."""
+        return self._send("GET", "/health")
+
+    def status(self) -> JSON:
+        return self._send("GET", "/status")
+
+    def plan(self, playbook: str, *, sites: list[str] | None = None) -> JSON:
+        return self._send("POST", "/plan", body={"playbook": playbook, "sites": sites})
+
+    def run(
+        self,
+        playbook: str,
+        *,
+        digest: str,
+        sites: list[str] | None = None,
+        reason: str | None = None,
+        attest: dict[str, str] | None = None,
+        soak_seconds: int | None = None,
+    ) -> JSON:
+        """Start a run of the plan whose `digest` the caller saw (from `plan`)."""
+        body = {
+            "playbook": playbook,
+            "sites": sites,
+            "digest": digest,
+            "reason": reason,
+            "attest": attest,
+            "soak_seconds": soak_seconds,
+        }
+        return self._send("POST", "/runs", body=body)
+
+    def runs(self, *, limit: int | None = None) -> JSON:
+        return self._send("GET", "/runs", params={"limit": limit})
+
+    def show(self, run_id: str) -> JSON:
+        return self._send("GET", f"/runs/{_seg(run_id)}")
+
+    def approve(self, run_id: str, *, reason: str | None = None) -> JSON:
+        return self._send("POST", f"/runs/{_seg(run_id)}/approve", body={"reason": reason})
+
+    def rollback(self, run_id: str, *, reason: str | None = None) -> JSON:
+        return self._send("POST", f"/runs/{_seg(run_id)}/rollback", body={"reason": reason})
+
+    def attest(self, run_id: str, *, site: str, zone: str, reason: str) -> JSON:
+        body = {"site": site, "zone": zone, "reason": reason}
+        return self._send("POST", f"/runs/{_seg(run_id)}/attest", body=body)
+
+    def incident(
+        self,
+        action: Literal["open", "close"],
+        *,
+        reason: str,
+        name: str | None = None,
+        site: str | None = None,
+    ) -> JSON:
+        body = {"action": action, "name": name, "site": site, "reason": reason}
+        return self._send("POST", "/incidents", body=body)
+
+    def audit_report(self, *, run: str | None = None, incident: str | None = None) -> JSON:
+        return self._send("GET", "/audit/report", params={"run": run, "incident": incident})
+
+    # -- transport
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> JSON:
+        try:
+            response = self._http.request(
+                method,
+                url,
+                json=None if body is None else {k: v for k, v in body.items() if v is not None},
+                params=None
+                if params is None
+                else {k: v for k, v in params.items() if v is not None},
+            )
+        except httpx.TimeoutException as exc:
+            raise DaemonError(
+                f"the daemon at {self.path} did not answer within {self.timeout:g} s",
+                hint="see the daemon's log; the request may still be in progress (`cordon runs`)",
+            ) from exc
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        return self._decode(response)
+
+    def _unreachable(self, exc: httpx.TransportError) -> CordonError:
+        code = _errno(exc)
+        if code in _DENIED_ERRNOS:
+            return AccessRefused(
+                f"cannot connect to the daemon at {self.path}: permission denied",
+                hint="the socket admits its owner and its group only: ask to be added to the group",
+            )
+        if code in _DOWN_ERRNOS or isinstance(exc, httpx.ConnectError):
+            return DaemonDown(f"the daemon is not running at {self.path}", hint=DOWN_HINT)
+        return DaemonError(
+            f"lost the connection to the daemon at {self.path} ({type(exc).__name__})",
+            hint="see the daemon's log; `cordon runs` shows what was done",
+        )
+
+    def _decode(self, response: httpx.Response) -> JSON:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.is_success and isinstance(data, dict):
+            return data
+        error = data.get("error") if isinstance(data, dict) else None
+        try:
+            info = ErrorInfo.model_validate(error)
+        except ValidationError:
+            raise DaemonError(
+                f"the daemon at {self.path} answered HTTP {response.status_code} "
+                "without a readable body",
+                hint="is this a cordon daemon of the same version?",
+            ) from None
+        raise rebuild(info)
+
+
+def _seg(value: str) -> str:
+    """A path segment, quoted so that a bad id reaches the daemon's validation intact."""
+    return quote(value, safe="")
+
+
+def _errno(exc: BaseException) -> int | None:
+    """The errno of the OSError behind a transport error (httpx wraps httpcore wraps it)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return cur.errno
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _error_classes() -> dict[str, type[CordonError]]:
+    found: dict[str, type[CordonError]] = {"CordonError": CordonError, "NotFound": NotFound}
+    todo: list[type[CordonError]] = [CordonError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__name__ not in found:
+                found[sub.__name__] = sub
+                todo.append(sub)
+    return found
+
+
+def rebuild(info: ErrorInfo) -> CordonError:
+    """The `CordonError` a daemon error body describes (a `DaemonError` for an unknown type)."""
+    cls = _error_classes().get(info.type)
+    err: CordonError
+    if cls is None:
+        err = DaemonError(info.message, hint=info.hint)
+    else:
+        # Subclasses take other constructor arguments (issues, device...): set the fields.
+        err = cls.__new__(cls)
+        CordonError.__init__(err, info.message, hint=info.hint)
+        if isinstance(err, InventoryError | PlaybookError):
+            err.issues = [_issue(i) for i in info.issues or []]
+        if isinstance(err, DeviceError):
+            err.device = info.device or "?"
+            err.operation = info.operation or "?"
+    if err.exit_code != info.exit_code:
+        err.exit_code = info.exit_code
+    return err
+
+
+def _issue(data: dict[str, Any]) -> Issue:
+    line = data.get("line")
+    return Issue(
+        str(data.get("file", "")),
+        str(data.get("path", "")),
+        str(data.get("message", "")),
+        line if isinstance(line, int) else None,
+    )
