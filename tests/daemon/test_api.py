@@ -1,0 +1,634 @@
+"""The daemon API on a real Unix socket, driven by the real client: each role's allowed and
+refused actions, break-glass and the two-person rule, the caller's identity in every audit event,
+every refusal audited, and bad requests refused clearly with nothing changed."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.daemon.api import make_app
+from agent.daemon.auth import Policy
+from agent.daemon.backend import NotFound
+from agent.daemon.client import Client
+from agent.errors import (
+    AccessRefused,
+    ApprovalError,
+    AuditError,
+    ConfigError,
+    CordonError,
+    DaemonError,
+    DeviceError,
+    LockError,
+    PlanError,
+    PlaybookError,
+    RunError,
+    SecretError,
+)
+from tests.conftest import require_root
+from tests.daemon.fakes import FakeBackend, Server, digest_of, records
+
+ClientAs = Callable[[str], Client]
+
+# One request per route, each acting on run R1 (which the fake holds, started by "zed").
+REQUESTS: dict[str, Callable[[Client], Any]] = {
+    "status": lambda c: c.status(),
+    "plan": lambda c: c.plan("segment"),
+    "runs": lambda c: c.runs(limit=5),
+    "show": lambda c: c.show("R1"),
+    "approve": lambda c: c.approve("R1", reason="checked the plan"),
+    "rollback": lambda c: c.rollback("R1", reason="back to normal"),
+    "attest": lambda c: c.attest("R1", site="st-malo", zone="icu", reason="scanned clean"),
+    "incident.open": lambda c: c.incident("open", reason="ransomware", site="la-sagesse"),
+    "incident.close": lambda c: c.incident("close", reason="contained", name="INC1"),
+    "audit.report": lambda c: c.audit_report(run="R1"),
+    "run.segment": lambda c: c.run("segment", digest=digest_of("segment")),
+    "run.emergency-with-reason": lambda c: c.run(
+        "preventive-degraded", digest=digest_of("preventive-degraded"), reason="attack nearby"
+    ),
+    "run.emergency-no-reason": lambda c: c.run(
+        "preventive-degraded", digest=digest_of("preventive-degraded")
+    ),
+}
+READS = {"status", "runs", "show"}
+OPERATOR = set(REQUESTS)
+# alice: on call; bob: operator; dave: auditor; olivia: both on call and operator; root: operator
+ALLOWED = {
+    "root": OPERATOR,
+    "bob": OPERATOR,
+    "olivia": OPERATOR,
+    "alice": READS | {"plan", "run.emergency-with-reason"},
+    "dave": READS | {"audit.report"},
+}
+
+
+def action_of(request: str) -> str:
+    return "run" if request.startswith("run.") else request
+
+
+@pytest.mark.parametrize("user", sorted(ALLOWED))
+def test_role_matrix_allowed_and_refused(
+    user: str, client_as: ClientAs, backend: FakeBackend, audit_log: Path
+) -> None:
+    """Each user may make exactly their role's requests; each refusal is a 403 that reaches no
+    backend method and is audited as access.refused with actor, role, action and why."""
+    client = client_as(user)
+    wrong = []
+    for name, request in REQUESTS.items():
+        backend.runs.clear()
+        backend.runs["R1"] = {"run_id": "R1", "by": "zed", "status": "awaiting_approval"}
+        before = len(backend.calls)
+        refused_before = len(records(audit_log, "access.refused"))
+        try:
+            request(client)
+            outcome = "allowed"
+        except AccessRefused as err:
+            outcome = "refused" if err.exit_code == 13 else f"exit code {err.exit_code}"
+        calls = backend.calls[before:]
+        refusals = records(audit_log, "access.refused")[refused_before:]
+        want = "allowed" if name in ALLOWED[user] else "refused"
+        if outcome != want:
+            wrong.append(f"{name}: {outcome}, expected {want}")
+        elif outcome == "allowed":
+            assert [(c.user, c.via) for c in calls] == [
+                (user, "peer" if user == "root" else "token")
+            ]
+            assert refusals == []
+        else:
+            assert calls == [], name
+            assert len(refusals) == 1, name
+            r = refusals[0]
+            assert (r["actor"], r["action"], r["outcome"]) == (user, action_of(name), "refused")
+            assert r["why"].startswith("refused: ")
+    assert wrong == []
+
+
+def test_refusal_record_names_the_role(client_as: ClientAs, audit_log: Path) -> None:
+    """The refusal record carries the caller's role(s) and how they were identified."""
+    with pytest.raises(AccessRefused) as info:
+        client_as("dave").rollback("R1")
+    assert (
+        info.value.hint
+        == "rollback needs the role operator (see " + str(audit_log.parent / "roles.yaml") + ")"
+    )
+    (r,) = records(audit_log, "access.refused")
+    assert (r["actor"], r["role"], r["via"], r["action"]) == (
+        "dave",
+        "auditor",
+        "token",
+        "rollback",
+    )
+    assert r["why"] == "refused: dave (auditor) may not rollback"
+
+
+# -- break-glass and the two-person rule -------------------------------------------------------
+
+
+def test_break_glass_run_by_oncall_is_flagged_and_skips_approval(
+    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+) -> None:
+    """On-call alone starts a two-person emergency playbook with a reason: no approval wait,
+    the backend is told it is break-glass, and its events carry alice's identity."""
+    result = client_as("alice").run(
+        "isolate-site", digest=digest_of("isolate-site"), reason="ransomware at la-sagesse"
+    )
+    assert result["status"] == "running"
+    (call,) = backend.calls
+    assert call.args["break_glass"] is True
+    assert call.args["needs_approval"] is False
+    assert call.args["reason"] == "ransomware at la-sagesse"
+    (flag,) = records(audit_log, "run.break_glass")
+    assert (flag["actor"], flag["role"], flag["via"]) == ("alice", "oncall", "token")
+    assert flag["reason"] == "ransomware at la-sagesse"
+
+
+def test_break_glass_without_reason_is_refused_with_a_hint(
+    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+) -> None:
+    with pytest.raises(AccessRefused) as info:
+        client_as("alice").run("isolate-site", digest=digest_of("isolate-site"))
+    assert "--reason" in info.value.message
+    assert info.value.hint is not None and "--reason" in info.value.hint
+    assert backend.calls == []
+    assert backend.runs == {}
+    (r,) = records(audit_log, "access.refused")
+    assert (r["actor"], r["action"]) == ("alice", "run")
+
+
+def test_blank_reason_is_a_bad_request(client_as: ClientAs, backend: FakeBackend) -> None:
+    """A reason of spaces is no reason: refused as invalid input naming the field."""
+    with pytest.raises(ConfigError) as info:
+        client_as("alice").run("isolate-site", digest=digest_of("isolate-site"), reason="   ")
+    assert "reason: reason is empty" in info.value.message
+    assert backend.calls == []
+
+
+def test_two_person_rule(client_as: ClientAs, backend: FakeBackend, audit_log: Path) -> None:
+    """bob's two-person run waits; bob cannot approve it (audited); dave and alice may not
+    approve at all; carol's approval starts it and is recorded as hers."""
+    run = client_as("bob").run("reconnect", digest=digest_of("reconnect"))
+    assert run["status"] == "awaiting_approval"
+    assert backend.calls[-1].args["needs_approval"] is True
+    run_id = run["run_id"]
+
+    with pytest.raises(ApprovalError) as own:
+        client_as("bob").approve(run_id, reason="looks fine")
+    assert own.value.exit_code == 14
+    assert "cannot approve" in own.value.message
+    for user in ("dave", "alice"):
+        with pytest.raises(AccessRefused):
+            client_as(user).approve(run_id)
+    assert backend.runs[run_id]["status"] == "awaiting_approval"
+
+    assert client_as("carol").approve(run_id, reason="second pair of eyes")["status"] == "running"
+    refusals = [(r["actor"], r["action"], r["error"]) for r in records(audit_log, "access.refused")]
+    assert refusals == [
+        ("bob", "approve", "ApprovalError"),
+        ("dave", "approve", "AccessRefused"),
+        ("alice", "approve", "AccessRefused"),
+    ]
+    (approved,) = records(audit_log, "run.approved")
+    assert (approved["actor"], approved["role"], approved["run_id"]) == (
+        "carol",
+        "operator",
+        run_id,
+    )
+
+
+def test_operator_also_on_call_may_break_glass(client_as: ClientAs, backend: FakeBackend) -> None:
+    """olivia (operator and on call) with a reason skips the wait on an emergency playbook;
+    without one she waits for approval like any operator."""
+    client_as("olivia").run("isolate-site", digest=digest_of("isolate-site"))
+    client_as("olivia").run("isolate-site", digest=digest_of("isolate-site"), reason="attack")
+    flags = [(c.args["break_glass"], c.args["needs_approval"]) for c in backend.calls]
+    assert flags == [(False, True), (True, False)]
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+
+def test_peer_identity_is_bound_into_backend_events(
+    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+) -> None:
+    """Without a token the caller is the socket peer's OS user (root here, operator by
+    `root_is`), and the events the backend logs during the request carry that identity."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    client_as("root").run("segment", digest=digest_of("segment"))
+    assert [(c.name, c.user, c.via) for c in backend.calls] == [("start_run", me, "peer")]
+    (started,) = records(audit_log, "run.started")
+    assert (started["actor"], started["role"], started["via"], started["uid"]) == (
+        me,
+        "operator",
+        "peer",
+        os.geteuid(),
+    )
+
+
+def test_wrong_token_is_refused_audited_and_never_written(
+    server: Server, backend: FakeBackend, audit_log: Path, tokens: dict[str, str]
+) -> None:
+    """erin's token is in no roles entry: refused, audited under the connecting OS user, and the
+    token appears neither in the answer nor in the log."""
+    with Client(server.path, token=tokens["erin"]) as erin, pytest.raises(AccessRefused) as info:
+        erin.status()
+    assert tokens["erin"] not in info.value.message
+    assert backend.calls == []
+    (r,) = records(audit_log, "access.refused")
+    assert (r["actor"], r["via"], r["action"]) == (
+        pwd.getpwuid(os.geteuid()).pw_name,
+        "token",
+        "status",
+    )
+    for path in audit_log.rglob("*"):
+        if path.is_file():
+            assert tokens["erin"] not in path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_valid_tokens_never_reach_the_log(
+    client_as: ClientAs, audit_log: Path, tokens: dict[str, str]
+) -> None:
+    client_as("bob").run("segment", digest=digest_of("segment"))
+    with pytest.raises(AccessRefused):
+        client_as("dave").rollback("R1")
+    text = "".join(p.read_text(encoding="utf-8") for p in audit_log.glob("*.jsonl"))
+    assert "bob" in text and "dave" in text
+    assert all(token not in text for token in tokens.values())
+
+
+@pytest.mark.parametrize("header", ["Basic Ym9iOnNlY3JldA==", "Bearer", "token abc"])
+def test_malformed_authorization_header_is_refused(
+    server: Server, backend: FakeBackend, audit_log: Path, header: str
+) -> None:
+    with raw(server) as http:
+        response = http.get("/v1/status", headers={"Authorization": header})
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "AccessRefused"
+    assert backend.calls == []
+    assert len(records(audit_log, "access.refused")) == 1
+
+
+# -- bad requests change nothing ---------------------------------------------------------------
+
+
+@pytest.fixture
+def raw_http(server: Server) -> Iterator[httpx.Client]:
+    with raw(server) as http:
+        yield http
+
+
+def raw(server: Server) -> httpx.Client:
+    """An HTTP client on the socket that sends whatever it is given (as root: an operator)."""
+    require_root()
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(server.path)), base_url="http://cordon"
+    )
+
+
+BAD_REQUESTS = [
+    # (method, url, body, status, type, words in the message)
+    ("POST", "/v1/runs", b'{"playbook": "segment",', 400, "ConfigError", "malformed JSON"),
+    ("POST", "/v1/runs", b"[1, 2]", 400, "ConfigError", "the body must be a JSON object"),
+    (
+        "POST",
+        "/v1/plan",
+        b'{"playbook": "segment", "force": true}',
+        400,
+        "ConfigError",
+        "force: unknown field",
+    ),
+    (
+        "POST",
+        "/v1/runs",
+        b'{"playbook": "segment", "digest": "d", "soak_seconds": "30"}',
+        400,
+        "ConfigError",
+        "soak_seconds: Input should be a valid integer",
+    ),
+    (
+        "POST",
+        "/v1/runs",
+        b'{"playbook": "segment", "digest": "d", "sites": ["La Sagesse"]}',
+        400,
+        "ConfigError",
+        "sites[0]: 'La Sagesse' is not a valid name",
+    ),
+    (
+        "POST",
+        "/v1/runs",
+        b'{"playbook": "../etc/passwd", "digest": "d"}',
+        400,
+        "ConfigError",
+        "playbook: '../etc/passwd' is not a valid name",
+    ),
+    (
+        "POST",
+        "/v1/runs",
+        b'{"playbook": "segment"}',
+        400,
+        "ConfigError",
+        "digest: required field is missing",
+    ),
+    (
+        "POST",
+        "/v1/runs",
+        b'{"playbook": "no-such-playbook", "digest": "d"}',
+        422,
+        "PlaybookError",
+        "playbooks/no-such-playbook.yaml: no such playbook file",
+    ),
+    (
+        "POST",
+        "/v1/runs/R1%2F..%2Fx/rollback",
+        b"{}",
+        400,
+        "ConfigError",
+        "run_id: 'R1/../x' is not a valid id",
+    ),
+    ("POST", "/v1/runs/R_1/approve", b"{}", 400, "ConfigError", "run_id: 'R_1' is not a valid id"),
+    (
+        "POST",
+        "/v1/incidents",
+        b'{"action": "delete", "reason": "x"}',
+        400,
+        "ConfigError",
+        "action: Input should be 'open' or 'close'",
+    ),
+    (
+        "POST",
+        "/v1/runs/R1/attest",
+        b'{"site": "st-malo", "zone": "icu"}',
+        400,
+        "ConfigError",
+        "reason: required field is missing",
+    ),
+    (
+        "GET",
+        "/v1/runs?limit=0",
+        None,
+        400,
+        "ConfigError",
+        "limit: Input should be greater than or equal to 1",
+    ),
+    ("GET", "/v1/runs?limit=5&limit=6", None, 400, "ConfigError", "limit: given more than once"),
+    ("GET", "/v1/runs?order=asc", None, 400, "ConfigError", "order: unknown field"),
+    ("GET", "/v1/audit/report?run=a%20b", None, 400, "ConfigError", "run: 'a b' is not a valid id"),
+    (
+        "POST",
+        "/v1/runs",
+        b"{" + b" " * (70 * 1024) + b"}",
+        413,
+        "ConfigError",
+        "request body too large: at most 65536 bytes",
+    ),
+    ("DELETE", "/v1/runs/R1", None, 405, "ConfigError", "method not allowed: DELETE /v1/runs/R1"),
+    ("GET", "/v1/secrets", None, 404, "NotFound", "no such API route: GET /v1/secrets"),
+    ("GET", "/", None, 404, "NotFound", "no such API route: GET /"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status", "kind", "words"),
+    BAD_REQUESTS,
+    ids=[f"{m} {u[:40]} {w[:30]}" for m, u, _, _, _, w in BAD_REQUESTS],
+)
+def test_bad_request_is_refused_clearly_and_changes_nothing(
+    raw_http: httpx.Client,
+    backend: FakeBackend,
+    audit_log: Path,
+    method: str,
+    url: str,
+    body: bytes | None,
+    status: int,
+    kind: str,
+    words: str,
+) -> None:
+    """Malformed, unknown, wrongly typed or oversized: a JSON error naming the problem, exit
+    code 2, no backend call, and an access.refused record."""
+    backend.runs["R1"] = {"run_id": "R1", "by": "zed", "status": "awaiting_approval"}
+    response = raw_http.request(method, url, content=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert words in error["message"]
+    assert error["exit_code"] == 2
+    assert "Traceback" not in response.text
+    assert backend.calls == []
+    assert backend.runs == {"R1": {"run_id": "R1", "by": "zed", "status": "awaiting_approval"}}
+    (refusal,) = records(audit_log, "access.refused")
+    assert refusal["actor"] == pwd.getpwuid(os.geteuid()).pw_name
+    assert words in refusal["why"]
+
+
+def test_unknown_playbook_error_carries_its_issues(client_as: ClientAs) -> None:
+    """The client raises the same PlaybookError, with its file and cause."""
+    with pytest.raises(PlaybookError) as info:
+        client_as("bob").run("no-such-playbook", digest="d")
+    assert info.value.exit_code == 2
+    assert [i.file for i in info.value.issues] == ["playbooks/no-such-playbook.yaml"]
+    assert info.value.issues[0].message == "no such playbook file"
+
+
+def test_unknown_site_and_run_are_not_found(
+    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+) -> None:
+    """The backend's NotFound reaches the client as NotFound (exit 2); no run was made."""
+    with pytest.raises(NotFound) as site:
+        client_as("bob").run("segment", digest=digest_of("segment"), sites=["nowhere"])
+    assert site.value.message == "site 'nowhere' is not in the inventory"
+    assert site.value.exit_code == 2
+    with pytest.raises(NotFound):
+        client_as("dave").show("R9")
+    assert backend.runs == {}
+    assert [r["action"] for r in records(audit_log, "access.refused")] == ["run", "show"]
+
+
+# -- errors from the backend -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "exit_code"),
+    [
+        (LockError("site st-malo is held by run R7", hint="wait for it"), 409, 5),
+        (RunError("run refused"), 409, 4),
+        (DeviceError("fw-st-malo", "apply", "connection reset"), 502, 6),
+        (AuditError("audit log cannot be written: disk full"), 500, 7),
+        (NotFound("no run R9"), 404, 2),
+        (ApprovalError("run R1 is not awaiting approval"), 409, 14),
+        (AccessRefused("only the incident's declarer may close it"), 403, 13),
+        (PlanError("the plan changed since it was shown", hint="plan again"), 422, 3),
+        (SecretError("ssh key of fw1: file missing"), 500, 2),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, CordonError) else str(v),
+)
+def test_backend_errors_keep_type_exit_code_and_hint(
+    server: Server,
+    backend: FakeBackend,
+    error: CordonError,
+    status: int,
+    exit_code: int,
+) -> None:
+    require_root()  # the peer is root: an operator
+    backend.fail_with = error
+    with raw(server) as http:
+        assert http.get("/v1/status").status_code == status
+    with Client(server.path) as client, pytest.raises(CordonError) as info:
+        client.status()
+    assert type(info.value) is type(error)
+    assert (info.value.message, info.value.hint, info.value.exit_code) == (
+        error.message,
+        error.hint,
+        exit_code,
+    )
+    if isinstance(error, DeviceError):
+        assert isinstance(info.value, DeviceError)
+        assert (info.value.device, info.value.operation) == ("fw-st-malo", "apply")
+
+
+def test_unexpected_exception_is_a_safe_500(
+    server: Server, backend: FakeBackend, audit_log: Path
+) -> None:
+    """A bug in the backend answers 500 with a generic message: no traceback, no detail."""
+    require_root()  # the peer is root: an operator
+    backend.fail_with = KeyError("password=hunter2 in /etc/cordon/creds")
+    with raw(server) as http:
+        response = http.get("/v1/status")
+    assert response.status_code == 500
+    assert "hunter2" not in response.text and "Traceback" not in response.text
+    with Client(server.path) as client, pytest.raises(DaemonError) as info:
+        client.status()
+    assert info.value.message == "internal error in the daemon; nothing more is said here"
+    assert info.value.exit_code == 11
+    assert records(audit_log, "access.refused") == []
+
+
+def test_registered_secrets_are_scrubbed_from_error_messages(
+    server: Server, backend: FakeBackend, tokens: dict[str, str]
+) -> None:
+    """A backend error quoting a known secret reaches the client with the secret masked."""
+    require_root()  # the peer is root: an operator
+    backend.fail_with = RunError(f"device said: bad key {tokens['bob']}")
+    with Client(server.path) as client, pytest.raises(RunError) as info:
+        client.status()
+    assert tokens["bob"] not in info.value.message
+    assert "[REDACTED]" in info.value.message
+
+
+def test_health_needs_no_role(tmp_path: Path, backend: FakeBackend, audit_log: Path) -> None:
+    """/v1/health answers any process that can open the socket, even with no role at all."""
+    roles = tmp_path / "empty-roles.yaml"
+    roles.write_text("auditor: [dave]\n")
+    app = make_app(backend, Policy.load(roles))
+    with Server(app, tmp_path / "s" / "cordon.sock") as srv, Client(srv.path) as client:
+        assert client.health()["ok"] is True
+        with pytest.raises(AccessRefused) as info:
+            client.status()
+    assert "has no role in the roles file" in info.value.message
+    assert backend.calls == []
+
+
+# -- another OS user on the socket -------------------------------------------------------------
+
+
+def as_nobody(socket_path: Path) -> dict[str, Any]:
+    """Call `status` through the real client from a forked child that has become nobody:nogroup
+    (no other group). The client is made before the fork: the child reads no file of root's."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    with Client(socket_path) as warm:  # as root, so that every lazy import is done by now
+        warm.health()
+    client = Client(socket_path)  # a fresh pool: the child opens its own connection
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        out: dict[str, Any]
+        try:
+            os.setgroups([])
+            os.setgid(nogroup)
+            os.setuid(nobody)
+            try:
+                out = {"ok": client.status(), "uid": os.getuid()}
+            except CordonError as err:
+                out = {"error": type(err).__name__, "exit_code": err.exit_code}
+                out["message"] = err.message
+        except BaseException as exc:  # report anything, never run pytest's code in the child
+            out = {"crash": repr(exc)}
+        data = json.dumps(out).encode()
+        while data:
+            data = data[os.write(write_end, data) :]
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    client.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    result: dict[str, Any] = json.loads(data)
+    assert "crash" not in result, result
+    return result
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory any user can traverse (pytest's tmp_path is root's alone)."""
+    require_root()
+    path = Path(tempfile.mkdtemp(prefix="cordon-sock-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for p in sorted(path.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+        path.rmdir()
+
+
+def test_socket_refuses_other_users(
+    open_dir: Path, backend: FakeBackend, policy: Policy, audit_log: Path
+) -> None:
+    """Mode 0660 root:root: `nobody` cannot even connect, although it can reach the socket."""
+    state = open_dir / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    with Server(make_app(backend, policy), state / "cordon.sock") as srv:
+        assert (srv.path.stat().st_mode & 0o777, srv.path.stat().st_gid) == (0o660, 0)
+        result = as_nobody(srv.path)
+    assert result["error"] == "AccessRefused"
+    assert result["exit_code"] == 13
+    assert "permission denied" in result["message"]
+    assert backend.calls == []
+
+
+def test_socket_group_member_is_identified_by_peer_credentials(
+    open_dir: Path, backend: FakeBackend, tmp_path: Path, audit_log: Path
+) -> None:
+    """With the socket's group given, `nobody` (in that group) connects and is known by its uid:
+    as an auditor it reads status; with no role it is refused, and that is audited."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for roles, expect_ok in (("auditor: [nobody]\n", True), ("auditor: [dave]\n", False)):
+        backend.calls.clear()
+        path = tmp_path / "roles.yaml"
+        path.write_text(roles)
+        sock = open_dir / ("ok" if expect_ok else "no") / "cordon.sock"
+        with Server(make_app(backend, Policy.load(path)), sock, group="nogroup") as srv:
+            assert srv.path.parent.stat().st_mode & 0o777 == 0o750
+            result = as_nobody(srv.path)
+        if expect_ok:
+            assert result["uid"] == nobody
+            assert result["ok"]["sites"], result
+            assert [(c.name, c.user, c.via) for c in backend.calls] == [
+                ("status", "nobody", "peer")
+            ]
+        else:
+            assert result["error"] == "AccessRefused"
+            assert result["message"] == "refused: nobody has no role in the roles file"
+            assert backend.calls == []
+    (refusal,) = records(audit_log, "access.refused")
+    assert (refusal["actor"], refusal["uid"], refusal["via"]) == ("nobody", nobody, "peer")
