@@ -104,20 +104,28 @@ class Decision:
     """`authorize`'s answer. `why` is one sentence for the audit log and the refusal message."""
 
     allowed: bool
+    break_glass: bool  # on-call ran an emergency playbook alone: review afterwards
+    needs_approval: bool  # two-person rule: wait for a second, different operator
     why: str
-    break_glass: bool = False  # on-call ran an emergency playbook alone: review afterwards
-    needs_approval: bool = False  # two-person rule: wait for a second, different operator
     hint: str | None = None  # for a refusal: what the caller can do about it
+
+
+def _allow(why: str, *, break_glass: bool = False, needs_approval: bool = False) -> Decision:
+    return Decision(True, break_glass, needs_approval, why)
+
+
+def _refuse(why: str, hint: str | None = None) -> Decision:
+    return Decision(False, False, False, why, hint)
 
 
 def may(caller: Caller, action: Action) -> Decision:
     """Does one of `caller`'s roles grant `action` at all (for RUN: some playbook)?"""
     if not caller.roles:
-        return Decision(False, f"{caller.user} has no role in the roles file")
+        return _refuse(f"{caller.user} has no role in the roles file")
     granted = [r for r in sorted(caller.roles) if action in GRANTS[r]]
     if granted:
-        return Decision(True, f"{granted[0]} may {action}")
-    return Decision(False, f"{caller.user} ({caller.role}) may not {action}")
+        return _allow(f"{granted[0]} may {action}")
+    return _refuse(f"{caller.user} ({caller.role}) may not {action}")
 
 
 def authorize(
@@ -144,29 +152,26 @@ def authorize(
     break_glass = oncall and playbook_emergency and has_reason
     if Role.OPERATOR in caller.roles and not (two_person and break_glass):
         if two_person:
-            return Decision(
-                True,
+            return _allow(
                 "operator may run it; two-person rule: a second operator must approve",
                 needs_approval=True,
             )
-        return Decision(True, "operator may run any playbook")
+        return _allow("operator may run any playbook")
     # on call (GRANTS gives RUN to no other role)
     if not playbook_emergency:
-        return Decision(
-            False,
+        return _refuse(
             f"{caller.user} ({caller.role}) may run emergency playbooks only; this one is not",
             hint="ask an operator to run it",
         )
     if not has_reason:
-        return Decision(
-            False,
+        return _refuse(
             "break-glass: on-call running an emergency playbook must give a --reason",
             hint="give --reason: it is recorded, and the run is flagged for review afterwards",
         )
     why = "break-glass: on-call runs an emergency playbook, flagged for review"
     if two_person:
         why += "; the two-person approval is skipped"
-    return Decision(True, why, break_glass=True)
+    return _allow(why, break_glass=True)
 
 
 # -- the roles file ----------------------------------------------------------------------------
