@@ -4,10 +4,11 @@ Must not import netmiko, pysnmp, the engine or the CLI; paramiko exceptions stop
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -57,6 +58,26 @@ def nft_remove(*, action: str = "undo") -> ChangeSet:
     """A change set that removes the agent's table, and with it exactly the agent's rules
     (idempotent: the first line creates it if it does not exist)."""
     return ChangeSet((f"table {CORDON_TABLE}", f"delete table {CORDON_TABLE}"), action=action)
+
+
+def counter_packets(expr: str) -> int | None:
+    """Packets of the first anonymous `counter` statement of a rule, from its expressions as
+    `nft -j` gives them (JSON text); None when the rule has no counter (a named counter
+    reference is not the rule's own count)."""
+    try:
+        statements: Any = json.loads(expr)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"rule expressions are not JSON: {exc.msg}") from None
+    if not isinstance(statements, list):
+        raise ValueError("rule expressions are not a list")
+    for stmt in statements:
+        counter = stmt.get("counter") if isinstance(stmt, dict) else None
+        if isinstance(counter, dict):
+            packets = counter.get("packets")
+            if not isinstance(packets, int) or isinstance(packets, bool) or packets < 0:
+                raise ValueError(f"counter without a packet count: {counter!r}")
+            return packets
+    return None
 
 
 class NftablesDriver:
@@ -145,6 +166,23 @@ class NftablesDriver:
                 return None
             self._ok(r, operation)
         return self._parse(operation, parse.parse_nft_json, r.out)
+
+    def rule_counters(self) -> dict[str, int]:
+        """Packets counted by each rule of our table that has a `counter` and a `comment`, keyed
+        by the comment (rules sharing a comment are summed); {} when the table is absent.
+
+        One `nft -j list table inet cordon`: the counters of all rules are read together."""
+        rules = self.our_rules("counters")
+        if rules is None:
+            return {}
+        out: dict[str, int] = {}
+        for rule in rules.rules_of(_FAMILY, _TABLE):
+            if not rule.comment:
+                continue
+            packets = self._parse("counters", counter_packets, rule.expr)
+            if packets is not None:
+                out[rule.comment] = out.get(rule.comment, 0) + packets
+        return out
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"

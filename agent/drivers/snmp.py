@@ -39,6 +39,7 @@ from agent.drivers.base import (
     ChangeSet,
     Expectation,
     Facts,
+    IfCounters,
     InterfaceState,
     Target,
     Timeouts,
@@ -59,6 +60,14 @@ IF_OUT_OCTETS = "1.3.6.1.2.1.2.2.1.16"
 IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
 IF_HC_IN = "1.3.6.1.2.1.31.1.1.1.6"
 IF_HC_OUT = "1.3.6.1.2.1.31.1.1.1.10"
+IF_IN_UCAST = "1.3.6.1.2.1.2.2.1.11"
+IF_OUT_UCAST = "1.3.6.1.2.1.2.2.1.17"
+IF_HC_IN_UCAST = "1.3.6.1.2.1.31.1.1.1.7"
+IF_HC_OUT_UCAST = "1.3.6.1.2.1.31.1.1.1.11"
+# IfCounters fields in order: in_octets, out_octets, in_ucast_pkts, out_ucast_pkts
+HC_COUNTERS = (IF_HC_IN, IF_HC_OUT, IF_HC_IN_UCAST, IF_HC_OUT_UCAST)  # ifXTable, 64-bit
+IF_COUNTERS = (IF_IN_OCTETS, IF_OUT_OCTETS, IF_IN_UCAST, IF_OUT_UCAST)  # ifTable, 32-bit
+_GET_CHUNK = 40  # varbinds per GET: keeps each response well inside one UDP datagram
 
 _AUTH = {
     "sha": usmHMACSHAAuthProtocol,
@@ -226,6 +235,40 @@ class SnmpDriver:
             raise SnmpError(self.target.name, operation, f"no interface {name!r} in ifTable")
         return self._index[name]
 
+    def interface_counters(self, interfaces: Sequence[str]) -> dict[str, IfCounters]:
+        """Traffic counters of each named interface (ifName or ifDescr): the 64-bit ifHC*
+        columns of ifXTable, or the 32-bit ifTable ones for an interface the agent gives no
+        ifXTable row. One GET per 40 values; an unknown name raises SnmpError.
+
+        The agent may cache its tables (net-snmp: a few seconds), so a read right after traffic
+        can lag behind the kernel's counters; poll for growth."""
+        names = list(dict.fromkeys(interfaces))
+        if not names:
+            return {}
+        index = {n: self.interface_index(n, "counters") for n in names}
+        hc = self._get_many("counters", [f"{c}.{index[n]}" for n in names for c in HC_COUNTERS])
+        legacy_names = [n for n in names if _missing(hc, HC_COUNTERS, index[n])]
+        legacy = self._get_many(
+            "counters", [f"{c}.{index[n]}" for n in legacy_names for c in IF_COUNTERS]
+        )
+        out: dict[str, IfCounters] = {}
+        for n in names:
+            values, cols = (legacy, IF_COUNTERS) if n in legacy_names else (hc, HC_COUNTERS)
+            if _missing(values, cols, index[n]):
+                raise SnmpError(
+                    self.target.name, "counters", f"no traffic counters for interface {n!r}"
+                )
+            counts = [int(values[f"{c}.{index[n]}"]) for c in cols]
+            out[n] = IfCounters(*counts)
+        return out
+
+    def _get_many(self, operation: str, oids: Sequence[str]) -> dict[str, Any]:
+        """GET in chunks; a value the agent does not have comes back as None."""
+        found: dict[str, Any] = {}
+        for at in range(0, len(oids), _GET_CHUNK):
+            found.update(self._get(operation, oids[at : at + _GET_CHUNK], allow_missing=True))
+        return found
+
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
     ) -> Facts:
@@ -297,7 +340,9 @@ class SnmpDriver:
                 self.target.name, operation, f"SNMP call did not finish in {self._limit():g} s"
             ) from None
 
-    def _check(self, operation: str, result: tuple[Any, Any, Any, Any]) -> Sequence[Any]:
+    def _check(
+        self, operation: str, result: tuple[Any, Any, Any, Any], *, allow_missing: bool = False
+    ) -> Sequence[Any]:
         indication, status, index, binds = result
         name = self.target.name
         if indication:
@@ -321,7 +366,7 @@ class SnmpDriver:
                 where = f" at {binds[int(index) - 1][0]}"
             raise SnmpError(name, operation, f"{status.prettyPrint()}{where}")
         for oid, value in binds:
-            if type(value).__name__ in _NO_VALUE and operation != "walk":
+            if type(value).__name__ in _NO_VALUE and operation != "walk" and not allow_missing:
                 raise SnmpError(name, operation, f"noSuchName: {oid} ({type(value).__name__})")
         return list(binds)
 
@@ -333,7 +378,9 @@ class SnmpDriver:
         """SET integer values in one PDU (all or nothing, per SNMP); errors name the OID."""
         self._set("set", binds)
 
-    def _get(self, operation: str, oids: Sequence[str]) -> dict[str, Any]:
+    def _get(
+        self, operation: str, oids: Sequence[str], *, allow_missing: bool = False
+    ) -> dict[str, Any]:
         if operation != "connect":
             self.connect()
         coro = get_cmd(
@@ -344,7 +391,7 @@ class SnmpDriver:
             *(ObjectType(ObjectIdentity(o)) for o in oids),
             lookupMib=False,
         )
-        binds = self._check(operation, self._call(operation, coro))
+        binds = self._check(operation, self._call(operation, coro), allow_missing=allow_missing)
         return {str(oid): _value(v) for oid, v in binds}
 
     def _set(self, operation: str, binds: Sequence[tuple[str, int]]) -> None:
@@ -422,6 +469,11 @@ class SnmpDriver:
                 index.setdefault(alias, i.index)
         self._index = index
         return ifs
+
+
+def _missing(values: Mapping[str, Any], columns: Sequence[str], index: int) -> bool:
+    """Whether any of `columns` has no integer value for row `index` in `values`."""
+    return any(not isinstance(values.get(f"{c}.{index}"), int) for c in columns)
 
 
 def _value(value: Any) -> Any:
