@@ -419,17 +419,23 @@ def down(lab: str = DEFAULT_LAB) -> list[str]:
 DEADMAN_FILES = Path("/run/cordon")  # the twin's firewalls share the host's filesystem
 
 
+# Processes in the twin's namespaces that `lab down` stops even when no record names them,
+# recognised by their command line: an agent's dead-man timer, and an infected host's scanner
+# whose starter died before it could journal the PID (recorded scanners are stopped by PID).
+_STRAY_MARKERS = (b"cordon-deadman-", b"-m agent.lab.scanner ")
+
+
 def _stop_strays(namespaces: list[str]) -> None:
     """An agent's dead-man timer armed on a twin firewall outlives the sshd session that
     started it: stop those (recognised by their command line, nothing else), and remove the
-    revert scripts they wait on."""
+    revert scripts they wait on. Same for an unrecorded scanner (see `agent.lab.infect`)."""
     for ns in namespaces:
         for pid in netns.pids(ns):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if b"cordon-deadman-" in cmdline:
+            if any(marker in cmdline for marker in _STRAY_MARKERS):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(os.getpgid(pid), signal.SIGKILL)
     for leftover in DEADMAN_FILES.glob("cordon-deadman-*"):

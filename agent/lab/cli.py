@@ -1,6 +1,7 @@
-"""`cordon lab up|down|status|flows`: the digital twin from the command line.
+"""`cordon lab up|down|status|flows|infect|cure`: the digital twin from the command line.
 
-Rendering only; building belongs to `agent.lab.build`, probing to `agent.lab.flows`.
+Rendering only; building belongs to `agent.lab.build`, probing to `agent.lab.flows`, infected
+hosts to `agent.lab.infect`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 from agent.errors import LabError
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
-from agent.lab import build, flows
+from agent.lab import build, flows, infect
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
 
@@ -54,6 +55,9 @@ def down_cmd() -> None:
 def status_cmd(as_json: bool) -> None:
     """Is the twin up, and is every namespace and process it made still there?"""
     st = build.status()
+    sick = infect.infected()
+    if st["up"]:
+        st["infected"] = [i.as_dict() for i in sick]
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
@@ -63,6 +67,38 @@ def status_cmd(as_json: bool) -> None:
     click.echo(f"twin {st['lab']}: up since {st['started_at']} from {st['inventory']}")
     click.echo(f"  namespaces {st['namespaces']} (missing: {st['namespaces_missing'] or 'none'})")
     click.echo(f"  processes  {st['processes']} (dead: {st['processes_dead'] or 'none'})")
+    click.echo(f"  infected   {len(sick) or 'none'}")
+    for i in sick:
+        click.echo(
+            f"    {i.host}: scanner pid {i.pid} {'running' if i.running else 'DEAD'}, "
+            f"{i.rate:g} attempts/s toward {i.targets} core targets, since {i.since}"
+        )
+
+
+@lab.command("infect")
+@click.argument("host_ref", metavar="SITE/ZONE/HOST")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, max=1000, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="connection attempts per second",
+)
+def infect_cmd(host_ref: str, rate: float) -> None:
+    """Make a twin host scan the core (TCP connects to every core host, declared and
+    undeclared ports) until cured or `lab down`."""
+    with build.exclusive(click.echo):
+        pid = infect.infect(host_ref, rate)
+    click.echo(f"{host_ref} infected: scanner pid {pid}, {rate:g} attempts/s toward the core")
+
+
+@lab.command("cure")
+@click.argument("host_ref", metavar="SITE/ZONE/HOST")
+def cure_cmd(host_ref: str) -> None:
+    """Stop the scanner of an infected twin host (by its recorded PID)."""
+    with build.exclusive(click.echo):
+        stopped = infect.cure(host_ref)
+    click.echo(f"{host_ref} cured" if stopped else f"{host_ref} was not infected (nothing running)")
 
 
 @lab.command("flows")

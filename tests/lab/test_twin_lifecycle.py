@@ -1,5 +1,6 @@
 """`lab up` builds a twin whose secrets are private and whose daemons answer; `lab down` leaves
-nothing behind: no namespace, no process, no file, no root-namespace link or rule it made."""
+nothing behind: no namespace, no process (an infected host's scanner included), no file, no
+root-namespace link or rule it made."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from agent.drivers.base import DeadMan, Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.inventory.synth import HGO_SITES, group_document
-from agent.lab import build, daemons, netns
-from agent.lab.state import STATE_ROOT
+from agent.lab import build, daemons, infect, netns
+from agent.lab.state import STATE_ROOT, LabState
 from agent.lab.topology import ROOT_LINK
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -79,11 +80,28 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
             assert isinstance(drv, DeadMan)
             drv.arm_revert(ChangeSet(("table inet cordon {}", "delete table inet cordon")), 60)
         assert timers()
+        # an infected host scans the core until `lab down` stops it by its recorded PID; a
+        # second one whose starter died before journaling it is stopped all the same
+        recorded = infect.infect("rennes-la-sagesse/admin/pc-admin-1", rate=5)
+        unrecorded = infect.infect("rennes-la-sagesse/guest/guest-1", rate=5)
+        journal = LabState.load(state.lab)
+        assert journal is not None
+        scanners = [
+            daemons.DaemonProc.from_dict(p) for p in journal.procs if p["kind"] == infect.KIND
+        ]
+        assert sorted(p.pid for p in scanners) == sorted([recorded, unrecorded])
+        assert all(daemons.is_running(p) for p in scanners)
+        journal.procs = [p for p in journal.procs if p["pid"] != unrecorded]
+        del journal.extra["infected"]["rennes-la-sagesse/guest/guest-1"]
+        journal.save()
+        assert [i.pid for i in infect.infected()] == [recorded]
     finally:
         done = build.down()
     assert any("namespaces" in d for d in done)
     assert not any(netns.exists(ns) for ns in state.namespaces)
     assert not any(daemons.is_running(p) for p in procs)
+    assert not any(daemons.is_running(p) for p in scanners)
+    assert infect.infected() == []
     assert not any(Path(f).exists() for f in state.files)
     assert not state.dir.exists()
     assert STATE_ROOT.exists() == state_root_before
