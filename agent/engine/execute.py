@@ -7,25 +7,43 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any, ClassVar
 
 from agent import audit
-from agent.drivers.base import ChangeSet, DeadMan, Driver, Expectation, Via
+from agent.audit.evidence import path_for
+from agent.drivers.base import Backup, ChangeSet, DeadMan, Driver, Expectation, Via
 from agent.drivers.pool import Pool
-from agent.engine.journal import IN_FLIGHT, Journal, NewStep, StepRow
-from agent.engine.plan import Plan, plan, require_safe
-from agent.engine.render import nft_comments
+from agent.engine import baseline, soak
+from agent.engine.journal import (
+    GATE_FINAL_OK,
+    GATE_STOPS,
+    IN_FLIGHT,
+    OPEN,
+    Journal,
+    NewStep,
+    StepRow,
+)
+from agent.engine.plan import Plan, plan, require_safe, zone_of_tag, zones_of
+from agent.engine.render import nft_comments, nft_table
 from agent.engine.state import NORMAL, DeviceState
-from agent.errors import ConnectError, CordonError, DeviceError, RunError
+from agent.errors import ApprovalError, ConnectError, CordonError, DeviceError, RunError
 from agent.inventory.models import Inventory
-from agent.playbook.models import Playbook, Wait
-
-# Timed gates owned by the daemon (issue 6): refused here, never silently skipped.
-DAEMON_ONLY = ("approval", "soak")
+from agent.playbook.models import (
+    CHANGE_ACTIONS,
+    OPENING_ACTIONS,
+    Approval,
+    Playbook,
+    ReconnectZone,
+    Soak,
+    Wait,
+)
 
 # verifier(site, recorded device states) -> problems (empty when the flows are as expected)
 FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
@@ -52,13 +70,67 @@ class RunReport:
     flow_problems: list[str] = field(default_factory=list)
     plan: Plan | None = None
     duration_s: float = 0.0
+    wake_at: float | None = None  # while waiting: when to proceed again (None: on an event)
+    waiting: str | None = None  # while waiting: for what
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the person starting a run said beyond the playbook (recorded with the run)."""
+
+    soak_seconds: float | None = None  # drills: every soak this long (production: hours)
+    reason: str | None = None
+    break_glass: bool = False  # an on-call person ran an emergency playbook alone
+    needs_approval: bool = False  # two-person rule: wait for a second operator
+    approval_timeout: float = 3600.0
+    attest: Mapping[str, str] = field(default_factory=dict)  # zone -> why it is clean
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "soak_seconds": self.soak_seconds,
+            "reason": self.reason,
+            "break_glass": self.break_glass,
+            "needs_approval": self.needs_approval,
+            "approval_timeout": self.approval_timeout,
+            "attest": dict(self.attest),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> RunOptions:
+        soak_s = raw.get("soak_seconds")
+        timeout = raw.get("approval_timeout", 3600.0)
+        attest = raw.get("attest") or {}
+        assert isinstance(attest, dict)
+        assert soak_s is None or isinstance(soak_s, int | float)
+        assert isinstance(timeout, int | float)
+        reason = raw.get("reason")
+        return cls(
+            soak_seconds=float(soak_s) if soak_s is not None else None,
+            reason=str(reason) if reason is not None else None,
+            break_glass=bool(raw.get("break_glass")),
+            needs_approval=bool(raw.get("needs_approval")),
+            approval_timeout=float(timeout),
+            attest={str(k): str(v) for k, v in attest.items()},
+        )
 
 
 @dataclass
-class _SiteProgress:
-    backed_up: set[str] = field(default_factory=set)
-    failures: int = 0
+class _Walk:
+    """One site's walk through its steps during one `proceed`."""
+
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    waiting: str | None = None
+    wake_at: float | None = None
     stopped: bool = False
+
+    def wait(self, why: str, wake_at: float | None) -> _Walk:
+        self.waiting, self.wake_at = why, wake_at
+        return self
+
+    def stop(self) -> _Walk:
+        self.stopped = True
+        return self
 
 
 def _via(method: str) -> Via:
@@ -85,6 +157,11 @@ def _only(state: DeviceState, method: str) -> DeviceState:
 
 
 class Executor:
+    # one lock per run id for the whole process: two executors (the daemon makes one per
+    # caller) never proceed with the same run at once
+    _run_locks: ClassVar[dict[str, threading.Lock]] = {}
+    _locks_guard: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(
         self,
         inv: Inventory,
@@ -123,26 +200,41 @@ class Executor:
         run_id: str | None = None,
         *,
         confirmed: Plan | None = None,
+        options: RunOptions | None = None,
+        poll: float = 1.0,
     ) -> RunReport:
-        """Run `pb`. With `confirmed` (the plan a person approved), refuse if the plan made now
+        """Start `pb` and drive it to its end in this process (waits, soaks and approvals
+        included). With `confirmed` (the plan a person approved), refuse if the plan made now
         from the journal differs: what runs is exactly what was shown."""
-        gated = [s.name for s in pb.steps if s.action in DAEMON_ONLY]
-        if gated:
-            raise RunError(
-                f"playbook {pb.name}: steps {', '.join(gated)} need the daemon (approval gates "
-                "and soak periods are timed and survive restarts); this engine refuses to run "
-                "them rather than skip them",
-                hint="run it through `cordon daemon` once available",
-            )
+        t0 = time.perf_counter()
+        started = self.start(pb, sites, run_id, confirmed=confirmed, options=options)
+        report = self.drive(started.run_id, poll=poll)
+        report.plan = started.plan
+        report.duration_s = time.perf_counter() - t0
+        return report
+
+    def start(
+        self,
+        pb: Playbook,
+        sites: Sequence[str] | None = None,
+        run_id: str | None = None,
+        *,
+        confirmed: Plan | None = None,
+        options: RunOptions | None = None,
+    ) -> RunReport:
+        """Plan `pb`, journal the run with every step, take the sites' locks; nothing is sent
+        to a device yet (`proceed` does that)."""
+        opts = options or RunOptions()
         p = require_safe(self.plan(pb, sites))
         if confirmed is not None and _commands(confirmed) != _commands(p):
             raise RunError(
                 "the devices' recorded state changed since the plan was shown",
                 hint="look at the new plan, then confirm again",
             )
+        self._check_attest(pb, p, opts)
         run_id = run_id or new_run_id()
-        t0 = time.perf_counter()
         direction = {s.name: getattr(s, "fail_direction", "closed") for s in pb.steps}
+        opening = {s.name for s in pb.steps if s.action in OPENING_ACTIONS}
         steps = [
             NewStep(
                 seq,
@@ -155,11 +247,22 @@ class Executor:
                 c.before,
                 c.after,
                 direction.get(sp.step, "closed"),
+                sp.step in opening,
             )
             for seq, (sp, c) in enumerate(((sp, c) for sp in p.steps for c in sp.changes), start=1)
         ]
-        self.journal.start_run(run_id, pb.name, pb.level, p.sites, self.actor, steps)
-        report = RunReport(run_id, "running", plan=p)
+        status = "awaiting_approval" if opts.needs_approval else "running"
+        self.journal.start_run(
+            run_id,
+            pb.name,
+            pb.level,
+            p.sites,
+            self.actor,
+            steps,
+            playbook_json=pb.model_dump_json(by_alias=True),
+            options=opts.as_dict(),
+            status=status,
+        )
         with audit.bind(run_id=run_id, actor=self.actor):
             self.log.info(
                 "run.started",
@@ -167,118 +270,273 @@ class Executor:
                 sites=list(p.sites),
                 level=pb.level,
                 changes=len(p.changes),
+                reason=opts.reason,
+                outcome=status,
             )
+            if opts.break_glass:
+                self.log.warning(
+                    "run.break_glass",
+                    playbook=pb.name,
+                    reason=opts.reason,
+                    outcome="flagged for review",
+                )
             for site in p.sites:
-                self.journal.set_site(site, "isolating", pb.level, run_id, self.actor)
-            by_site: dict[str, list[StepRow]] = {s: [] for s in p.sites}
-            for row in self.journal.steps(run_id):
-                by_site.setdefault(row.site, []).append(row)
+                for zone, why in sorted(opts.attest.items()):
+                    self._record_attestation(run_id, site, zone, self.actor, why)
+            if status == "running":
+                self._mark_sites(pb, p.sites, run_id)
+        return RunReport(run_id, status, plan=p)
+
+    def drive(self, run_id: str, *, poll: float = 1.0) -> RunReport:
+        """Proceed until the run ends, sleeping while it waits (a soak, a wait, an approval or
+        an attestation given from another terminal). Interrupted, the run stays open:
+        `resume` (or the daemon) takes it on from the journal."""
+        outcomes: list[StepOutcome] = []
+        while True:
+            report = self.proceed(run_id)
+            outcomes += report.outcomes
+            if report.status not in ("waiting", "awaiting_approval"):
+                report.outcomes = sorted(outcomes, key=lambda o: o.seq)
+                return report
+            self.progress(f"waiting: {report.waiting}")
+            pause = poll if report.wake_at is None else report.wake_at - time.time()
+            time.sleep(min(max(pause, 0.05), poll if report.wake_at is None else 3600.0))
+
+    def proceed(self, run_id: str) -> RunReport:
+        """Take the run as far as it can go now: apply pending steps, open or check gates;
+        return `waiting` (with when to come back) or the run's final report. Re-entrant: every
+        position is read from the journal, so a restart continues where it stopped."""
+        with self._lock_for(run_id):
+            return self._proceed(run_id)
+
+    def _proceed(self, run_id: str) -> RunReport:
+        info = self.journal.run(run_id)
+        if info["status"] not in OPEN:
+            return RunReport(run_id, info["status"])
+        pb = self._playbook(run_id)
+        opts = RunOptions.from_dict(info["options"])
+        with audit.bind(run_id=run_id, actor=info["actor"]):
+            if info["status"] == "awaiting_approval":
+                waiting = self._run_approval(run_id, info, opts, pb)
+                if waiting is not None:
+                    return waiting
+            walks: list[_Walk] = []
+            sites: list[str] = list(info["sites"])
             workers = 1 if pb.order == "serial" else pb.limits.max_parallel_sites
-            progress = {s: _SiteProgress() for s in p.sites}
-            # parallel/serial: one pass per site; waves: one pass per step, all sites each time
-            passes: list[str | None] = [s.name for s in pb.steps] if pb.order == "waves" else [None]
-            for only in passes:
-                with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                    for outcomes, problems in pool.map(
-                        lambda s, o=only: self._site(pb, p, run_id, s, by_site[s], progress[s], o),
-                        p.sites,
-                    ):
-                        report.outcomes.extend(outcomes)
-                        report.flow_problems.extend(problems)
-            report.status = self._status(run_id, report.outcomes, report.flow_problems)
-            self._settle_sites(p.sites, pb.level, run_id)
-            failed = [o for o in report.outcomes if o.status in ("failed", "undo_failed")]
-            self.journal.finish_run(
-                run_id,
-                report.status,
-                "; ".join(o.error or "" for o in failed)[:2000],
-                release=report.status != "rollback_failed",
-            )
-            report.duration_s = time.perf_counter() - t0
-            self.log.info(
-                "run.finished",
-                outcome=report.status,
-                duration_s=report.duration_s,
-                failed=len(failed),
-                flow_problems=len(report.flow_problems),
-            )
-        report.outcomes.sort(key=lambda o: o.seq)
+            passes = [i + 1 for i in range(len(pb.steps))] if pb.order == "waves" else [None]
+            for upto in passes:
+                steps = pb.steps if upto is None else pb.steps[:upto]
+                if pb.order == "serial":
+                    walks = []
+                    for site in sites:
+                        walks.append(self._walk(pb, opts, run_id, site, steps))
+                        if walks[-1].waiting:
+                            break
+                else:
+                    with ThreadPoolExecutor(max_workers=max(1, min(workers, 32))) as pool:
+                        walks = list(
+                            pool.map(lambda s, st=steps: self._walk(pb, opts, run_id, s, st), sites)
+                        )
+                if any(w.waiting for w in walks):
+                    break
+            report = RunReport(run_id, "running")
+            for w in walks:
+                report.outcomes += w.outcomes
+                report.flow_problems += w.problems
+            pending = [w for w in walks if w.waiting]
+            if pending:
+                wakes = [w.wake_at for w in pending if w.wake_at is not None]
+                report.status = "waiting"
+                report.wake_at = min(wakes) if wakes else None
+                report.waiting = "; ".join(sorted({w.waiting or "" for w in pending}))
+                self.journal.set_run_status(run_id, "running", report.waiting)
+                return report
+            return self._finish(run_id, info, pb, report)
+
+    def _finish(
+        self, run_id: str, info: Mapping[str, object], pb: Playbook, report: RunReport
+    ) -> RunReport:
+        report.status = self._status(run_id)
+        report.flow_problems = self._flow_problems(run_id)
+        sites = [str(s) for s in info["sites"]]  # type: ignore[attr-defined]
+        self._settle_sites(sites, pb.level, run_id, report.status)
+        rows = self.journal.steps(run_id)
+        failed = [r for r in rows if r.status in ("failed", "undo_failed")]
+        detail = "; ".join(r.error or "" for r in failed)
+        stops = [g for g in self.journal.gates(run_id) if g.status in GATE_STOPS]
+        detail = "; ".join(
+            [*(f"{g.site}: {g.step}: {g.detail.get('reason', g.status)}" for g in stops), detail]
+        ).strip("; ")
+        self.journal.finish_run(
+            run_id, report.status, detail[:2000], release=report.status != "rollback_failed"
+        )
+        created = info.get("created_at")
+        self.log.info(
+            "run.finished",
+            outcome=report.status,
+            duration_s=time.time() - float(created) if isinstance(created, float) else None,
+            failed=len(failed),
+            flow_problems=len(report.flow_problems),
+            detail=detail or None,
+        )
+        self.progress(f"run {run_id}: {report.status}" + (f" ({detail})" if detail else ""))
         return report
 
-    def _status(self, run_id: str, outcomes: Sequence[StepOutcome], problems: Sequence[str]) -> str:
-        """done; failed (something failed, nothing undone); rolled_back (all changes undone);
-        partial (some sites keep their changes after others were undone); rollback_failed."""
-        if any(o.status == "undo_failed" for o in outcomes):
+    def _status(self, run_id: str) -> str:
+        """done; failed (something failed, nothing undone); reisolated (a soak caught a zone,
+        re-isolated it and stopped); expired (an approval never came); rolled_back (all
+        changes undone); partial (some sites keep their changes after others were undone);
+        rollback_failed."""
+        rows = self.journal.steps(run_id)
+        gates = self.journal.gates(run_id)
+        if any(r.status == "undo_failed" for r in rows):
             return "rollback_failed"
-        failed = any(o.status == "failed" for o in outcomes) or bool(problems)
-        if not any(o.status == "undone" for o in outcomes):
+        if any(g.status == "reisolated" for g in gates):
+            return "reisolated"
+        if any(g.status == "expired" for g in gates):
+            return "expired"
+        failed = (
+            any(r.status == "failed" for r in rows)
+            or any(g.status == "failed" for g in gates)
+            or bool(self._flow_problems(run_id))
+        )
+        if not any(r.status == "undone" for r in rows):
             return "failed" if failed else "done"
-        left = [r for r in self.journal.steps(run_id) if r.status in ("verified", "applied")]
+        left = [r for r in rows if r.status in ("verified", "applied")]
         return "partial" if left else "rolled_back"
 
-    def _site(
+    def _flow_problems(self, run_id: str) -> list[str]:
+        out: list[str] = []
+        for g in self.journal.gates(run_id):
+            problems = g.detail.get("problems")
+            if isinstance(problems, list):
+                out += [str(p) for p in problems]
+        return out
+
+    # -- one site's walk -------------------------------------------------------------------
+
+    def _walk(
         self,
         pb: Playbook,
-        p: Plan,
+        opts: RunOptions,
         run_id: str,
         site: str,
-        rows: list[StepRow],
-        progress: _SiteProgress,
-        only_step: str | None = None,
-    ) -> tuple[list[StepOutcome], list[str]]:
-        """Run `site`'s steps in order (only `only_step` in a wave); stop, continue or roll the
-        site back on a failure as its policy says. `progress` carries the site's backups,
-        failure count and stop across waves."""
-        outcomes: list[StepOutcome] = []
-        problems: list[str] = []
-        if progress.stopped:
-            return outcomes, problems
-        policy_by_step = {s.name: s.on_failure or pb.on_failure for s in pb.steps}
-        with audit.bind(run_id=run_id, actor=self.actor, site=site):
-            for sp in (s for s in p.steps if s.site == site):
-                if only_step is not None and sp.step != only_step:
+        steps: Sequence[object],
+    ) -> _Walk:
+        """Walk `site`'s steps in order from the start, skipping what the journal says is done:
+        apply pending device steps (stop, continue or roll back on failure as the policy
+        says), pass or wait at gates. Re-entrant."""
+        walk = _Walk()
+        failures = [0]  # device steps failed so far at this site (the failure budget)
+        # a worker thread does not inherit the caller's audit context: bind it again
+        with audit.bind(run_id=run_id, actor=self.journal.run(run_id)["actor"], site=site):
+            for step in steps:
+                name, action = getattr(step, "name", ""), getattr(step, "action", "")
+                if action in CHANGE_ACTIONS:
+                    if not self._walk_change(pb, run_id, site, step, walk, failures):
+                        return walk
                     continue
-                if sp.action == "verify_flows" and self.verifier is not None:
-                    try:
-                        problems += self.verifier(site, self.journal.device_states())
-                    except CordonError as exc:
-                        problems.append(f"{site}: flow check could not run: {exc.message}")
+                gate = self.journal.gate(run_id, site, name)
+                if gate is not None and gate.status in GATE_FINAL_OK:
                     continue
-                if sp.action == "wait":
-                    seconds = next(
-                        s.seconds for s in pb.steps if s.name == sp.step and isinstance(s, Wait)
-                    )
-                    self.progress(f"{site}: {sp.step}: waiting {seconds:g} s")
-                    time.sleep(seconds)
-                    continue
-                for row in (r for r in rows if r.step == sp.step):
-                    outcome = self._backup_then_apply(run_id, row, progress)
-                    outcomes.append(outcome)
-                    if outcome.status != "failed":
-                        continue
-                    progress.failures += 1
-                    policy = policy_by_step.get(row.step, pb.on_failure)
-                    if policy == "rollback":
-                        # everything this site changed, the failed step included (it may be
-                        # half applied), as the journal says now
-                        done = [
-                            r
-                            for r in self.journal.steps(run_id)
-                            if r.site == site and r.seq <= row.seq
-                        ]
-                        outcomes += self._undo_rows(done)
-                    if (
-                        policy != "continue"
-                        or progress.failures > pb.limits.failure_budget_per_site
-                    ):
-                        progress.stopped = True
-                        return outcomes, problems
-        return outcomes, problems
+                if gate is not None and gate.status in GATE_STOPS:
+                    return walk.stop()
+                if not self._gate(pb, opts, run_id, site, step, walk):
+                    return walk
+        return walk
 
-    def _backup_then_apply(self, run_id: str, row: StepRow, progress: _SiteProgress) -> StepOutcome:
-        if row.device not in progress.backed_up:
+    def _walk_change(
+        self, pb: Playbook, run_id: str, site: str, step: object, walk: _Walk, failures: list[int]
+    ) -> bool:
+        """A device step at `site`: apply its pending rows; False when the site stops here."""
+        name = getattr(step, "name", "")
+        policy = getattr(step, "on_failure", None) or pb.on_failure
+        rows = [r for r in self.journal.steps(run_id) if r.site == site and r.step == name]
+        pending = any(r.status == "pending" for r in rows)
+        if (
+            isinstance(step, ReconnectZone)
+            and pending
+            and not self._preconditions(run_id, site, step, rows, walk)
+        ):
+            return False
+        for row in rows:
+            if row.status in IN_FLIGHT or row.status == "undoing":
+                raise RunError(
+                    f"run {run_id}: step {row.step} on {row.device} is in flight "
+                    "(the agent stopped mid-step)",
+                    hint=f"`cordon resume {run_id}` settles it by reading the device",
+                )
+            if row.status in ("undone", "undo_failed"):
+                walk.stop()
+                return False
+            if row.status == "pending":
+                outcome = self._backup_then_apply(run_id, row)
+                walk.outcomes.append(outcome)
+                if outcome.status != "failed":
+                    continue
+                if policy == "rollback":
+                    # everything this site changed, the failed step included (it may be half
+                    # applied), as the journal says now
+                    done = [
+                        r for r in self.journal.steps(run_id) if r.site == site and r.seq <= row.seq
+                    ]
+                    walk.outcomes += self._undo_rows(done)
+            elif row.status != "failed":
+                continue
+            failures[0] += 1
+            if policy != "continue" or failures[0] > pb.limits.failure_budget_per_site:
+                walk.stop()
+                return False
+        return True
+
+    def _gate(
+        self, pb: Playbook, opts: RunOptions, run_id: str, site: str, step: object, walk: _Walk
+    ) -> bool:
+        """Handle one non-device step; True to go on to the next step."""
+        name, action = getattr(step, "name", ""), getattr(step, "action", "")
+        if action == "backup_config":
+            return self._gate_backup(run_id, site, name, walk)
+        if action == "verify_flows":
+            if self.verifier is None:
+                self.journal.set_gate(
+                    run_id, site, name, "skipped", detail={"why": "no flow probe source"}
+                )
+                self.log.warning("step.skipped", step=name, why="no flow probe source")
+                return True
             try:
-                backup = self.pool.run(row.device, lambda d: d.backup())
+                problems = self.verifier(site, self.journal.device_states())
+            except CordonError as exc:
+                problems = [f"{site}: flow check could not run: {exc.message}"]
+            walk.problems += problems
+            self.journal.set_gate(run_id, site, name, "passed", detail={"problems": problems})
+            return True
+        if isinstance(step, Wait):
+            return self._gate_wait(run_id, site, step, walk)
+        if isinstance(step, Approval):
+            return self._gate_approval(run_id, site, step, walk)
+        if isinstance(step, Soak):
+            return self._gate_soak(pb, opts, run_id, site, step, walk)
+        raise RunError(f"step {name!r}: no executor for action {action!r}")
+
+    def _gate_wait(self, run_id: str, site: str, step: Wait, walk: _Walk) -> bool:
+        now = time.time()
+        gate = self.journal.gate(run_id, site, step.name)
+        if gate is None:
+            wake = now + step.seconds
+            self.journal.set_gate(run_id, site, step.name, "open", wake_at=wake)
+            self.progress(f"{site}: {step.name}: waiting {step.seconds:g} s")
+            walk.wait(f"{site}: {step.name} until {_clock(wake)}", wake)
+            return False
+        if gate.wake_at is not None and now < gate.wake_at:
+            walk.wait(f"{site}: {step.name} until {_clock(gate.wake_at)}", gate.wake_at)
+            return False
+        self.journal.set_gate(run_id, site, step.name, "passed")
+        return True
+
+    def _backup_then_apply(self, run_id: str, row: StepRow) -> StepOutcome:
+        if row.device not in self.journal.backups(run_id):
+            try:
+                self._backup(run_id, row.device)
             except CordonError as exc:
                 error = f"backup before the first change failed, nothing sent: {exc.message}"
                 self.journal.mark(row.run_id, row.seq, "failed", error)
@@ -288,9 +546,420 @@ class Executor:
                 return StepOutcome(
                     row.seq, row.site, row.step, row.device, row.method, "failed", error
                 )
-            self.journal.add_backup(run_id, row.device, backup.sha256)
-            progress.backed_up.add(row.device)
         return self._apply(row)
+
+    def _backup(self, run_id: str, device: str) -> Backup:
+        """Back up `device`; while Cordon has changed nothing on it, this is its baseline."""
+        backup: Backup = self.pool.run(device, lambda d: d.backup())
+        self.journal.add_backup(run_id, device, backup.sha256)
+        if self.journal.device_states().get(device, NORMAL) == NORMAL:
+            self.journal.set_baseline(
+                device, baseline.digest(backup.platform, backup.text), backup.sha256, run_id
+            )
+        return backup
+
+    def scheduled_backup(self, device: str) -> Backup:
+        """A daemon's periodic backup (evidence; the baseline while Cordon changed nothing)."""
+        return self._backup(f"scheduled-{datetime.now(UTC):%Y%m%d}", device)
+
+    def _gate_backup(self, run_id: str, site: str, name: str, walk: _Walk) -> bool:
+        found = self.inv.site(site)
+        devices = [d.name for d in found.devices] if found is not None else []
+        done = self.journal.backups(run_id)
+        try:
+            for dev in devices:
+                if dev not in done:
+                    self._backup(run_id, dev)
+        except CordonError as exc:
+            reason = f"backup failed, nothing sent: {exc.message}"
+            self.journal.set_gate(run_id, site, name, "failed", detail={"reason": reason})
+            self.log.error("step.failed", step=name, outcome="failed", error=reason)
+            walk.stop()
+            return False
+        self.journal.set_gate(run_id, site, name, "passed", detail={"devices": devices})
+        self.progress(f"{site}: {name}: {len(devices)} configurations saved")
+        return True
+
+    # -- gates: approvals, attestations, preconditions, soak ---------------------------------
+
+    def _lock_for(self, run_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._run_locks.setdefault(run_id, threading.Lock())
+
+    def _playbook(self, run_id: str) -> Playbook:
+        text = self.journal.playbook_json(run_id)
+        if text is None:
+            raise RunError(f"run {run_id} was recorded without its playbook; it cannot proceed")
+        return Playbook.model_validate_json(text)
+
+    def _mark_sites(self, pb: Playbook, sites: Sequence[str], run_id: str) -> None:
+        mode = "reconnecting" if pb.level == "L0" else "isolating"
+        known = self.journal.sites()
+        for site in sites:
+            level = pb.level if pb.level != "L0" else known.get(site, {}).get("level")
+            self.journal.set_site(site, mode, level, run_id, self.actor)
+
+    def _run_approval(
+        self, run_id: str, info: Mapping[str, Any], opts: RunOptions, pb: Playbook
+    ) -> RunReport | None:
+        """Two-person rule: None once a second operator approved, else the waiting report (or
+        the expired run's final one: nothing was sent, the outcome is declared)."""
+        approved = self.journal.approval(run_id)
+        if approved is not None:
+            self.journal.set_run_status(run_id, "running")
+            self._mark_sites(pb, info["sites"], run_id)
+            return None
+        deadline = float(info["created_at"]) + opts.approval_timeout
+        if time.time() < deadline:
+            why = f"approval by a second operator until {_clock(deadline)}"
+            self.journal.set_run_status(run_id, "awaiting_approval", why)
+            return RunReport(run_id, "awaiting_approval", wake_at=deadline, waiting=why)
+        detail = f"no second operator approved within {opts.approval_timeout:g} s: nothing was sent"
+        self.journal.finish_run(run_id, "expired", detail)
+        self.log.warning("run.expired", outcome="expired", detail=detail)
+        return RunReport(run_id, "expired", waiting=None)
+
+    def approve(self, run_id: str, actor: str, reason: str | None = None) -> str:
+        """A second operator approves the run (or its open approval step). Refused for the
+        run's own author, a run that waits for no approval, or one that expired."""
+        info = self.journal.run(run_id)
+        if info["status"] not in OPEN:
+            raise ApprovalError(
+                f"run {run_id} is {info['status']}: there is nothing to approve",
+                hint="start the playbook again if it is still needed",
+            )
+        if actor == info["actor"]:
+            raise ApprovalError(
+                f"{actor} started run {run_id} and cannot approve it (two-person rule)",
+                hint="a second operator runs `cordon approve " + run_id + "`",
+            )
+        step = ""
+        if info["status"] != "awaiting_approval":
+            open_steps = [
+                g.step
+                for g in self.journal.gates(run_id)
+                if g.status == "open" and g.detail.get("kind") == "approval"
+            ]
+            if not open_steps:
+                raise ApprovalError(f"run {run_id} is not waiting for an approval")
+            step = open_steps[0]
+        else:
+            opts = RunOptions.from_dict(info["options"])
+            if time.time() >= float(info["created_at"]) + opts.approval_timeout:
+                self.proceed(run_id)  # declares the expiry
+                raise ApprovalError(f"run {run_id}: the approval window has closed (expired)")
+        self.journal.approve(run_id, step, actor, reason)
+        with audit.bind(run_id=run_id, actor=actor):
+            self.log.info(
+                "run.approved", step=step or None, reason=reason, author=info["actor"], outcome="ok"
+            )
+        return step or "run"
+
+    def _gate_approval(self, run_id: str, site: str, step: Approval, walk: _Walk) -> bool:
+        now = time.time()
+        gate = self.journal.gate(run_id, site, step.name)
+        if gate is None:
+            wake = now + step.timeout_seconds
+            self.journal.set_gate(
+                run_id, site, step.name, "open", wake_at=wake, detail={"kind": "approval"}
+            )
+            gate = self.journal.gate(run_id, site, step.name)
+            assert gate is not None
+        if self.journal.approval(run_id, step.name) is not None:
+            self.journal.set_gate(run_id, site, step.name, "passed", detail={"kind": "approval"})
+            return True
+        if gate.wake_at is not None and now >= gate.wake_at:
+            if step.on_timeout == "proceed":
+                self.journal.set_gate(
+                    run_id,
+                    site,
+                    step.name,
+                    "passed",
+                    detail={"kind": "approval", "reason": "timed out; the playbook says proceed"},
+                )
+                self.log.warning("run.approval_timeout", step=step.name, outcome="proceed")
+                return True
+            reason = f"no approval within {step.timeout_seconds:g} s"
+            self.journal.set_gate(
+                run_id, site, step.name, "expired", detail={"kind": "approval", "reason": reason}
+            )
+            self.log.warning("run.approval_timeout", step=step.name, outcome="abort")
+            walk.stop()
+            return False
+        walk.wait(f"{site}: {step.name}: approval by a second operator", gate.wake_at)
+        return False
+
+    def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
+        """An operator attests that `zone` at `site` is clean and may be reconnected."""
+        info = self.journal.run(run_id)
+        if info["status"] not in OPEN:
+            raise RunError(f"run {run_id} is {info['status']}: attestations are closed")
+        if site not in info["sites"]:
+            raise RunError(f"run {run_id} does not act on site {site}")
+        found = self.inv.site(site)
+        if found is None or found.zone(zone) is None:
+            raise RunError(f"no zone {zone} at site {site}")
+        if not reason.strip():
+            raise RunError("an attestation needs a reason (who checked what)")
+        with audit.bind(run_id=run_id, actor=actor, site=site):
+            self._record_attestation(run_id, site, zone, actor, reason)
+
+    def _record_attestation(
+        self, run_id: str, site: str, zone: str, actor: str, reason: str
+    ) -> None:
+        self.journal.attest(run_id, site, zone, actor, reason)
+        self.log.info("reconnect.attested", zone=zone, reason=reason, outcome="recorded")
+
+    def _check_attest(self, pb: Playbook, p: Plan, opts: RunOptions) -> None:
+        """Attestations given at start must name zones this run reconnects."""
+        if not opts.attest:
+            return
+        zones = {
+            z.name
+            for s in pb.steps
+            if isinstance(s, ReconnectZone)
+            for site in p.sites
+            for z in zones_of(self.inv.site(site), s.zones)  # type: ignore[arg-type]
+        }
+        unknown = sorted(set(opts.attest) - zones)
+        if unknown:
+            raise RunError(
+                f"attestations for {', '.join(unknown)}: playbook {pb.name} reconnects no such "
+                f"zone (it reconnects: {', '.join(sorted(zones)) or 'none'})"
+            )
+
+    def _preconditions(
+        self, run_id: str, site: str, step: ReconnectZone, rows: Sequence[StepRow], walk: _Walk
+    ) -> bool:
+        """Before reconnecting zones: each attested by an operator, and the devices' config
+        back to the recorded baseline apart from the isolation. True to go on."""
+        key = f"{step.name}:preconditions"
+        gate = self.journal.gate(run_id, site, key)
+        if gate is not None and gate.status == "passed":
+            return True
+        if gate is not None and gate.status in GATE_STOPS:
+            walk.stop()
+            return False
+        found = self.inv.site(site)
+        assert found is not None
+        zones = [z.name for z in zones_of(found, step.zones)]
+        attested = self.journal.attestations(run_id)
+        if step.attest:
+            missing = [z for z in zones if (site, z) not in attested]
+            if missing:
+                self.journal.set_gate(run_id, site, key, "open", detail={"missing": missing})
+                walk.wait(
+                    f"{site}: {step.name}: attestation of zone {', '.join(missing)} "
+                    f"(`cordon attest {run_id} {site} ZONE --reason ...`)",
+                    None,
+                )
+                return False
+        problems: list[str] = []
+        if step.baseline_check:
+            for device in sorted({r.device for r in rows}):
+                problems += self._baseline_problems(run_id, device)
+        if problems:
+            reason = "configuration not back to its baseline: " + "; ".join(problems)
+            self.journal.set_gate(run_id, site, key, "failed", detail={"reason": reason})
+            self.log.error("step.failed", step=step.name, outcome="refused", error=reason)
+            self.progress(f"{site}: {step.name}: refused: {reason}")
+            walk.stop()
+            return False
+        who = {z: attested.get((site, z), {}).get("actor") for z in zones}
+        self.journal.set_gate(
+            run_id, site, key, "passed", detail={"attested_by": who, "baseline": "matches"}
+        )
+        self.log.info(
+            "reconnect.preconditions", step=step.name, zones=zones, attested_by=who, outcome="ok"
+        )
+        return True
+
+    def _baseline_problems(self, run_id: str, device: str) -> list[str]:
+        base = self.journal.baseline(device)
+        if base is None:
+            return [
+                f"{device}: no recorded baseline (a backup taken while Cordon had changed nothing)"
+            ]
+        try:
+            now: Backup = self.pool.run(device, lambda d: d.backup())
+        except CordonError as exc:
+            return [f"{device}: cannot read its configuration: {exc.message}"]
+        if baseline.digest(now.platform, now.text) == base["digest"]:
+            return []
+        lines: list[str] = []
+        log_dir = audit.current_log_dir()
+        if log_dir is not None:
+            stored = path_for(log_dir, str(base["backup_sha256"]))
+            if stored.exists():
+                lines = baseline.differences(now.platform, stored.read_text(), now.text)
+        return [
+            f"{device}: differs from the baseline taken by run {base['run_id']}"
+            + (f" ({' | '.join(lines)})" if lines else "")
+        ]
+
+    def _gate_soak(
+        self, pb: Playbook, opts: RunOptions, run_id: str, site: str, step: Soak, walk: _Walk
+    ) -> bool:
+        """One tick of a soak: sample the checks, compare with the previous sample (journaled,
+        so a restart continues the same soak), re-isolate on an anomaly, pass when healthy for
+        the whole time."""
+        now = time.time()
+        gate = self.journal.gate(run_id, site, step.name)
+        seconds = opts.soak_seconds if opts.soak_seconds is not None else step.seconds
+        interval = step.interval if opts.soak_seconds is None else min(step.interval, seconds / 5)
+        interval = max(interval, 0.2)
+        if gate is None:
+            previous = _previous_change(pb, step.name)
+            if previous is not None and not any(
+                r.site == site and r.step == previous for r in self.journal.steps(run_id)
+            ):
+                why = f"step {previous} changed nothing at {site}: nothing new to watch"
+                self.journal.set_gate(run_id, site, step.name, "skipped", detail={"why": why})
+                self.progress(f"{site}: {step.name}: skipped ({why})")
+                return True
+            detail: dict[str, Any] = {
+                "kind": "soak",
+                "until": now + seconds,
+                "interval": interval,
+                "ticks": 0,
+                "sample": None,
+            }
+            self.log.info("soak.started", step=step.name, seconds=seconds, interval=interval)
+            self.progress(f"{site}: {step.name}: soak {seconds:g} s, checks every {interval:g} s")
+        else:
+            detail = dict(gate.detail)
+            if gate.wake_at is not None and now < gate.wake_at:
+                walk.wait(self._soak_why(site, step, detail, now), gate.wake_at)
+                return False
+        states = self.journal.device_states()
+        found = self.inv.site(site)
+        assert found is not None
+        watch = soak.watched(found, states)
+        prev = soak.Sample.from_dict(detail["sample"]) if detail.get("sample") else None
+        anomalies: list[soak.Anomaly] = []
+        try:
+            cur = self._sample(found.name, watch, step)
+        except CordonError as exc:
+            cur = None
+            anomalies.append(soak.Anomaly(None, f"checks could not be read: {exc.message}"))
+        if cur is not None:
+            anomalies += soak.evaluate(
+                prev,
+                cur,
+                watch,
+                max_new_per_s=step.max_new_connections_per_s,
+                max_uplink_pps=step.max_uplink_pps,
+            )
+        if step.probes and self.verifier is not None:
+            try:
+                anomalies += [soak.Anomaly(None, p) for p in self.verifier(site, states)]
+            except CordonError as exc:
+                anomalies.append(soak.Anomaly(None, f"flow probes could not run: {exc.message}"))
+        detail["ticks"] = int(detail.get("ticks", 0)) + 1
+        if cur is not None:
+            detail["sample"] = cur.as_dict()
+        if anomalies:
+            self._reisolate(pb, run_id, site, step, anomalies, detail)
+            walk.stop()
+            return False
+        if now >= float(detail["until"]):
+            self.journal.set_gate(run_id, site, step.name, "passed", detail=detail)
+            self.log.info(
+                "soak.passed", step=step.name, ticks=detail["ticks"], outcome="healthy, advancing"
+            )
+            self.progress(f"{site}: {step.name}: healthy for {seconds:g} s, advancing")
+            return True
+        wake = min(now + interval, float(detail["until"]))
+        self.journal.set_gate(run_id, site, step.name, "open", wake_at=wake, detail=detail)
+        walk.wait(self._soak_why(site, step, detail, now), wake)
+        return False
+
+    @staticmethod
+    def _soak_why(site: str, step: Soak, detail: Mapping[str, Any], now: float) -> str:
+        left = max(float(detail["until"]) - now, 0.0)
+        return f"{site}: {step.name}: soaking, healthy so far, {left:.0f} s left"
+
+    def _sample(self, site: str, watch: Mapping[str, Mapping[str, str]], step: Soak) -> soak.Sample:
+        counters: dict[str, dict[str, int]] = {}
+        for device in sorted(watch):
+            read = self.pool.run(device, _rule_counters)
+            counters[device] = {c: read[c] for c in watch[device] if c in read}
+        uplink: dict[str, int] = {}
+        found = self.inv.site(site)
+        if step.max_uplink_pps is not None and found is not None:
+            for link in (lk for lk in found.links if lk.kind.value == "wan"):
+                packets = self.pool.run(
+                    link.device, partial(_uplink_packets, link.interface), via="snmp"
+                )
+                uplink[f"{link.device} {link.interface}"] = packets
+        return soak.Sample(time.time(), counters, uplink)
+
+    def _reisolate(
+        self,
+        pb: Playbook,
+        run_id: str,
+        site: str,
+        step: Soak,
+        anomalies: Sequence[soak.Anomaly],
+        detail: dict[str, Any],
+    ) -> None:
+        """Cut again what the soak found unhealthy: the zones at fault (their reconnection
+        rules removed, as a new journaled step), or, when no zone can be blamed, the opening
+        step just before the soak (undone)."""
+        zones = sorted({a.zone for a in anomalies if a.zone})
+        reason = "; ".join(a.what for a in anomalies)
+        self.log.warning("soak.anomaly", step=step.name, zones=zones, reason=reason)
+        self.progress(f"{site}: {step.name}: ANOMALY: {reason}")
+        outcomes: list[StepOutcome] = []
+        if zones:
+            states = self.journal.device_states()
+            found = self.inv.site(site)
+            assert found is not None
+            for dev in found.devices:
+                cur = states.get(dev.name, NORMAL)
+                new = cur.without_rules(lambda r: zone_of_tag(r.tag) in zones)
+                if new == cur:
+                    continue
+                name = f"reisolate {','.join(zones)}"
+                seq = self.journal.append_step(
+                    run_id,
+                    NewStep(
+                        0,
+                        site,
+                        name,
+                        dev.name,
+                        "nft",
+                        tuple(nft_table(new).splitlines()),
+                        tuple(nft_table(cur).splitlines()),
+                        cur,
+                        new,
+                    ),
+                )
+                row = next(r for r in self.journal.steps(run_id) if r.seq == seq)
+                outcomes.append(self._apply(row))
+        else:
+            before = [s.name for s in pb.steps[: [s.name for s in pb.steps].index(step.name)]]
+            opening = [s.name for s in pb.steps if s.name in before and s.action in OPENING_ACTIONS]
+            last = opening[-1] if opening else None
+            rows = [r for r in self.journal.steps(run_id) if r.site == site and r.step == last]
+            outcomes += self._undo_rows(rows)
+            zones = [f"(step {last})"] if last else []
+        ok = all(o.status in ("verified", "undone") for o in outcomes)
+        detail.update(
+            reason=reason,
+            reisolated=zones,
+            outcome="re-isolated" if ok else "re-isolation FAILED: check the site now",
+        )
+        self.journal.set_gate(run_id, site, step.name, "reisolated", detail=detail)
+        log = self.log.warning if ok else self.log.error
+        log(
+            "reconnect.reisolated",
+            step=step.name,
+            zones=zones,
+            reason=reason,
+            outcome=detail["outcome"],
+        )
+        self.progress(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
 
     def _apply(self, row: StepRow) -> StepOutcome:
         t = time.perf_counter()
@@ -312,7 +981,7 @@ class Executor:
                 row.before,
                 row.after,
                 revert=row.undo,
-                guard=row.fail_direction == "open",
+                guard=row.guard_apply,
                 action=row.step,
                 on_applied=lambda: self.journal.mark(row.run_id, row.seq, "applied"),
             )
@@ -449,21 +1118,24 @@ class Executor:
         other = frozenset((i, m) for i, m in cur.down if m != method)
         return DeviceState(down=other | mine.down, rules=cur.rules)
 
-    def _settle_sites(self, sites: Sequence[str], level: str, run_id: str) -> None:
-        """Each site's mode from what is recorded on its devices now."""
+    def _settle_sites(
+        self, sites: Sequence[str], level: str, run_id: str, status: str = "done"
+    ) -> None:
+        """Each site's mode from what is recorded on its devices now. After a recovery run
+        (L0) with isolation left (remote access, segmentation...), the site is `reconnected`
+        at its former level; a soak that re-isolated a zone leaves it `isolated`."""
         states = self.journal.device_states()
+        known = self.journal.sites()
         for name in sites:
             site = self.inv.site(name)
             isolated = site is not None and any(
                 states.get(d.name, NORMAL) != NORMAL for d in site.devices
             )
-            self.journal.set_site(
-                name,
-                "isolated" if isolated else "normal",
-                level if isolated else None,
-                run_id,
-                self.actor,
-            )
+            mode, lvl = ("isolated", level) if isolated else ("normal", None)
+            if isolated and level == "L0":
+                lvl = known.get(name, {}).get("level")
+                mode = "isolated" if status in ("reisolated", "failed") else "reconnected"
+            self.journal.set_site(name, mode, lvl, run_id, self.actor)
 
     # -- rollback and resume -------------------------------------------------------------------
 
@@ -495,7 +1167,7 @@ class Executor:
                     row.after,
                     row.before,
                     revert=row.commands,
-                    guard=row.fail_direction == "closed",
+                    guard=not row.guard_apply,
                     action=f"undo {row.step}",
                 )
         except CordonError as exc:
@@ -557,34 +1229,36 @@ class Executor:
             self.journal.finish_run(run_id, final, release=status != "rollback_failed")
         return RunReport(run_id, status, outcomes)
 
-    def resume(self, run_id: str, *, roll_back: bool = False) -> RunReport:
-        """After a crash: settle every in-flight step by reading its device, then finish the run
-        (or roll it back). A device that cannot be read keeps the run open (and its sites
-        locked): nothing is guessed."""
+    def resume(self, run_id: str, *, roll_back: bool = False, drive: bool = True) -> RunReport:
+        """After a crash or a restart: settle every in-flight step by reading its device, then
+        take the run on from the journal (gates included: a soak continues where it was), or
+        roll it back. A device that cannot be read keeps the run open (and its sites locked):
+        nothing is guessed. With `drive=False`, proceed once and return (the daemon schedules
+        the rest)."""
         info = self.journal.run(run_id)
-        if info["status"] not in ("running",):
+        if info["status"] not in OPEN:
             return RunReport(run_id, f"already {info['status']}")
-        rows = self.journal.steps(run_id)
         outcomes: list[StepOutcome] = []
-        with audit.bind(run_id=run_id, actor=self.actor):
-            for row in rows:
+        with self._lock_for(run_id), audit.bind(run_id=run_id, actor=self.actor):
+            for row in self.journal.steps(run_id):
                 if row.status in IN_FLIGHT or row.status == "undoing":
                     outcomes.append(self._settle(row))
-            rows = self.journal.steps(run_id)
-            stopped = {r.site for r in rows if r.status in ("failed", "undo_failed")}
+            self.log.info("run.resumed", settled=len(outcomes), roll_back=roll_back)
             if roll_back:
-                outcomes += self._undo_rows(rows)
-            else:
-                for row in rows:
-                    if row.status == "pending" and row.site not in stopped:
-                        outcomes.append(self._apply(row))
-            status = self._status(run_id, outcomes, [])
-            if not roll_back and any(r.status == "pending" for r in self.journal.steps(run_id)):
-                status = "failed"  # a stopped site's remaining steps were not run
-            self._settle_sites(info["sites"], info["level"], run_id)
-            self.journal.finish_run(run_id, status, "resumed", release=status != "rollback_failed")
-            self.log.info("run.resumed", outcome=status, settled=len(outcomes))
-        return RunReport(run_id, status, outcomes)
+                outcomes += self._undo_rows(self.journal.steps(run_id))
+                status = self._status(run_id)
+                if status == "done" and any(
+                    r.status == "pending" for r in self.journal.steps(run_id)
+                ):
+                    status = "rolled_back"
+                self._settle_sites(info["sites"], info["level"], run_id, status)
+                self.journal.finish_run(
+                    run_id, status, "resumed, rolled back", release=status != "rollback_failed"
+                )
+                return RunReport(run_id, status, outcomes)
+        report = self.drive(run_id) if drive else self.proceed(run_id)
+        report.outcomes = sorted(outcomes + report.outcomes, key=lambda o: o.seq)
+        return report
 
     def _settle(self, row: StepRow) -> StepOutcome:
         """An in-flight step: is the device in its after state, its before state, or neither?"""
@@ -634,6 +1308,31 @@ class Executor:
             return d.arm_revert(revert, self.deadman) if isinstance(d, DeadMan) else None
 
         return self.pool.run(row.device, arm)
+
+
+def _previous_change(pb: Playbook, step: str) -> str | None:
+    """The device step just before `step` in the playbook (what a soak watches)."""
+    names = [s.name for s in pb.steps]
+    earlier = [s for s in pb.steps[: names.index(step)] if s.action in CHANGE_ACTIONS]
+    return earlier[-1].name if earlier else None
+
+
+def _rule_counters(d: Driver) -> dict[str, int]:
+    read = getattr(d, "rule_counters", None)
+    if read is None:
+        raise RunError(f"the {type(d).__name__} driver cannot read rule counters")
+    return {str(k): int(v) for k, v in read().items()}
+
+
+def _uplink_packets(interface: str, d: Driver) -> int:
+    read = getattr(d, "interface_counters", None)
+    if read is None:
+        raise RunError(f"the {type(d).__name__} driver cannot read interface counters")
+    return int(read([interface])[interface].out_ucast_pkts)
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
 
 
 def _commands(p: Plan) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -23,7 +23,29 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, playbook TEXT NOT NULL, level TEXT NOT NULL, sites TEXT NOT NULL,
   actor TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, finished_at REAL,
-  detail TEXT
+  detail TEXT, playbook_json TEXT, options TEXT, waiting TEXT
+);
+CREATE TABLE IF NOT EXISTS gates (
+  run_id TEXT NOT NULL, site TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
+  opened_at REAL NOT NULL, wake_at REAL, updated_at REAL NOT NULL, detail TEXT NOT NULL,
+  PRIMARY KEY (run_id, site, step)
+);
+CREATE TABLE IF NOT EXISTS attestations (
+  run_id TEXT NOT NULL, site TEXT NOT NULL, zone TEXT NOT NULL, actor TEXT NOT NULL,
+  reason TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (run_id, site, zone)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT, at REAL NOT NULL,
+  PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS incidents (
+  incident_id TEXT PRIMARY KEY, name TEXT NOT NULL, site TEXT, opened_at REAL NOT NULL,
+  opened_by TEXT NOT NULL, reason TEXT NOT NULL, closed_at REAL, closed_by TEXT,
+  close_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS baselines (
+  device TEXT PRIMARY KEY, digest TEXT NOT NULL, backup_sha256 TEXT NOT NULL,
+  taken_at REAL NOT NULL, run_id TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT NOT NULL, step TEXT NOT NULL,
@@ -31,6 +53,7 @@ CREATE TABLE IF NOT EXISTS steps (
   before_state TEXT NOT NULL, after_state TEXT NOT NULL,
   fail_direction TEXT NOT NULL DEFAULT 'closed',
   status TEXT NOT NULL, started_at REAL, finished_at REAL, error TEXT,
+  opens INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (run_id, seq)
 );
 CREATE TABLE IF NOT EXISTS backups (
@@ -51,6 +74,22 @@ CREATE TABLE IF NOT EXISTS devices (
 
 # Step status: pending -> started -> applied -> verified | failed; undone after a rollback.
 IN_FLIGHT = ("started", "applied")
+# Run status while open; every other status is final.
+OPEN = ("running", "awaiting_approval")
+# Gate status (non-device steps: backup, verify, wait, soak, approval, preconditions).
+GATE_FINAL_OK = ("passed", "skipped")
+GATE_STOPS = ("failed", "reisolated", "expired")
+
+
+@dataclass(frozen=True)
+class Gate:
+    run_id: str
+    site: str
+    step: str
+    status: str  # open | passed | skipped | failed | reisolated | expired
+    opened_at: float
+    wake_at: float | None
+    detail: dict[str, Any]
 
 
 def default_path() -> Path:
@@ -87,6 +126,10 @@ def state_from_json(text: str) -> DeviceState:
     )
 
 
+def _gate(r: Sequence[Any]) -> Gate:
+    return Gate(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+
+
 @dataclass(frozen=True)
 class NewStep:
     seq: int
@@ -99,6 +142,7 @@ class NewStep:
     before: DeviceState
     after: DeviceState
     fail_direction: str = "closed"
+    opens: bool = False  # the step reopens what was cut (reconnect, restore)
 
 
 def _check_locks(db: sqlite3.Connection, sites: Sequence[str], allowed: Sequence[str]) -> None:
@@ -127,6 +171,13 @@ class StepRow:
     status: str
     error: str | None
     fail_direction: str = "closed"  # where the device must end if the agent loses it
+    opens: bool = False
+
+    @property
+    def guard_apply(self) -> bool:
+        """Is applying this step a move away from its fail-safe state (so a revert must be
+        armed first)? Closing steps are when they fail open; opening steps when closed."""
+        return (self.fail_direction == "open") != self.opens
 
 
 class Journal:
@@ -175,20 +226,35 @@ class Journal:
         sites: Sequence[str],
         actor: str,
         steps: Sequence[NewStep] = (),
+        *,
+        playbook_json: str | None = None,
+        options: dict[str, Any] | None = None,
+        status: str = "running",
     ) -> None:
         """Record the run with all its steps and take every site's lock, in one transaction
         (a crash leaves all of it or none), or refuse naming the holder."""
         with self.tx() as db:
             _check_locks(db, sites, allowed=())
             db.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,NULL,NULL)",
-                (run_id, playbook, level, json.dumps(list(sites)), actor, "running", time.time()),
+                "INSERT INTO runs (run_id, playbook, level, sites, actor, status, created_at, "
+                "playbook_json, options) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    playbook,
+                    level,
+                    json.dumps(list(sites)),
+                    actor,
+                    status,
+                    time.time(),
+                    playbook_json,
+                    json.dumps(options or {}, sort_keys=True),
+                ),
             )
             db.executemany(
                 "INSERT INTO locks VALUES (?,?,?)", [(s, run_id, time.time()) for s in sites]
             )
             db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL,?)",
                 [
                     (
                         run_id,
@@ -202,6 +268,7 @@ class Journal:
                         state_to_json(st.before),
                         state_to_json(st.after),
                         st.fail_direction,
+                        int(st.opens),
                     )
                     for st in steps
                 ],
@@ -234,7 +301,7 @@ class Journal:
     def run(self, run_id: str) -> dict[str, Any]:
         found = self._query(
             "SELECT run_id, playbook, level, sites, actor, status, created_at, "
-            "finished_at, detail FROM runs WHERE run_id=?",
+            "finished_at, detail, options, waiting FROM runs WHERE run_id=?",
             (run_id,),
         )
         row = found[0] if found else None
@@ -250,10 +317,32 @@ class Journal:
             "created_at",
             "finished_at",
             "detail",
+            "options",
+            "waiting",
         )
         out = dict(zip(keys, row, strict=True))
         out["sites"] = json.loads(out["sites"])
+        out["options"] = json.loads(out["options"] or "{}")
         return out
+
+    def playbook_json(self, run_id: str) -> str | None:
+        found = self._query("SELECT playbook_json FROM runs WHERE run_id=?", (run_id,))
+        return found[0][0] if found else None
+
+    def set_run_status(self, run_id: str, status: str, waiting: str | None = None) -> None:
+        """An open run's status (running | awaiting_approval) and what it waits for."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE runs SET status=?, waiting=? WHERE run_id=?", (status, waiting, run_id)
+            )
+
+    def open_runs(self) -> list[str]:
+        marks = ",".join("?" for _ in OPEN)
+        rows = self._query(
+            f"SELECT run_id FROM runs WHERE status IN ({marks}) ORDER BY created_at",  # noqa: S608
+            OPEN,
+        )
+        return [r[0] for r in rows]
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))
@@ -282,7 +371,8 @@ class Journal:
     def steps(self, run_id: str) -> list[StepRow]:
         rows = self._query(
             "SELECT run_id, seq, site, step, device, method, commands, undo, before_state, "
-            "after_state, status, error, fail_direction FROM steps WHERE run_id=? ORDER BY seq",
+            "after_state, status, error, fail_direction, opens FROM steps WHERE run_id=? "
+            "ORDER BY seq",
             (run_id,),
         )
         return [
@@ -300,6 +390,7 @@ class Journal:
                 r[10],
                 r[11],
                 r[12],
+                bool(r[13]),
             )
             for r in rows
         ]
@@ -310,6 +401,149 @@ class Journal:
                 "INSERT OR REPLACE INTO backups VALUES (?,?,?,?)",
                 (run_id, device, sha256, time.time()),
             )
+
+    # -- gates, attestations, approvals, baselines -------------------------------------------
+
+    def gate(self, run_id: str, site: str, step: str) -> Gate | None:
+        found = self._query(
+            "SELECT run_id, site, step, status, opened_at, wake_at, detail FROM gates "
+            "WHERE run_id=? AND site=? AND step=?",
+            (run_id, site, step),
+        )
+        return _gate(found[0]) if found else None
+
+    def gates(self, run_id: str) -> list[Gate]:
+        rows = self._query(
+            "SELECT run_id, site, step, status, opened_at, wake_at, detail FROM gates "
+            "WHERE run_id=? ORDER BY opened_at",
+            (run_id,),
+        )
+        return [_gate(r) for r in rows]
+
+    def set_gate(
+        self,
+        run_id: str,
+        site: str,
+        step: str,
+        status: str,
+        *,
+        wake_at: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        now = time.time()
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO gates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, site, step) "
+                "DO UPDATE SET status=excluded.status, wake_at=excluded.wake_at, "
+                "updated_at=excluded.updated_at, detail=excluded.detail",
+                (run_id, site, step, status, now, wake_at, now, json.dumps(detail or {})),
+            )
+
+    def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attestations VALUES (?,?,?,?,?,?)",
+                (run_id, site, zone, actor, reason, time.time()),
+            )
+
+    def attestations(self, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+        rows = self._query(
+            "SELECT site, zone, actor, reason, at FROM attestations WHERE run_id=?", (run_id,)
+        )
+        return {(r[0], r[1]): {"actor": r[2], "reason": r[3], "at": r[4]} for r in rows}
+
+    def approve(self, run_id: str, step: str, actor: str, reason: str | None) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO approvals VALUES (?,?,?,?,?)",
+                (run_id, step, actor, reason, time.time()),
+            )
+
+    def approval(self, run_id: str, step: str = "") -> dict[str, Any] | None:
+        found = self._query(
+            "SELECT actor, reason, at FROM approvals WHERE run_id=? AND step=?", (run_id, step)
+        )
+        return {"actor": found[0][0], "reason": found[0][1], "at": found[0][2]} if found else None
+
+    def open_incident(
+        self, incident_id: str, name: str, site: str | None, actor: str, reason: str
+    ) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO incidents (incident_id, name, site, opened_at, opened_by, reason) "
+                "VALUES (?,?,?,?,?,?)",
+                (incident_id, name, site, time.time(), actor, reason),
+            )
+
+    def close_incident(self, incident_id: str, actor: str, reason: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE incidents SET closed_at=?, closed_by=?, close_reason=? "
+                "WHERE incident_id=? AND closed_at IS NULL",
+                (time.time(), actor, reason, incident_id),
+            )
+
+    def incidents(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT incident_id, name, site, opened_at, opened_by, reason, closed_at, closed_by, "
+            "close_reason FROM incidents"
+            + (" WHERE closed_at IS NULL" if open_only else "")
+            + " ORDER BY opened_at DESC"
+        )
+        keys = (
+            "incident_id",
+            "name",
+            "site",
+            "opened_at",
+            "opened_by",
+            "reason",
+            "closed_at",
+            "closed_by",
+            "close_reason",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def set_baseline(self, device: str, digest: str, backup_sha256: str, run_id: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO baselines VALUES (?,?,?,?,?)",
+                (device, digest, backup_sha256, time.time(), run_id),
+            )
+
+    def baseline(self, device: str) -> dict[str, Any] | None:
+        found = self._query(
+            "SELECT digest, backup_sha256, taken_at, run_id FROM baselines WHERE device=?",
+            (device,),
+        )
+        if not found:
+            return None
+        digest, sha, at, run_id = found[0]
+        return {"digest": digest, "backup_sha256": sha, "taken_at": at, "run_id": run_id}
+
+    def append_step(self, run_id: str, step: NewStep) -> int:
+        """Add a step to an open run (a re-isolation decided during a soak); returns its seq."""
+        with self.tx() as db:
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id=?", (run_id,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL,?)",
+                (
+                    run_id,
+                    seq,
+                    step.site,
+                    step.step,
+                    step.device,
+                    step.method,
+                    json.dumps(list(step.commands)),
+                    json.dumps(list(step.undo)),
+                    state_to_json(step.before),
+                    state_to_json(step.after),
+                    step.fail_direction,
+                    int(step.opens),
+                ),
+            )
+        return int(seq)
 
     def backups(self, run_id: str) -> dict[str, str]:
         return dict(self._query("SELECT device, sha256 FROM backups WHERE run_id=?", (run_id,)))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from agent.engine import render
-from agent.engine.paths import FlowPath, flow_path
+from agent.engine.paths import FlowPath, RouteHop, flow_path
 from agent.engine.state import NORMAL, DeviceState, NftRule, allow_rules, device_state, flow_open
 from agent.errors import PlanError
 from agent.inventory.models import Inventory, Platform, Site, Zone
@@ -20,6 +21,10 @@ from agent.playbook.models import (
     BlockZones,
     CutLink,
     Playbook,
+    QuarantineZone,
+    ReconnectZone,
+    RestoreBaseline,
+    RestoreLinks,
     ShutPort,
     ShutZonePorts,
     ZoneSet,
@@ -151,8 +156,17 @@ def require_safe(p: Plan) -> Plan:
 
 def _sites(pb: Playbook, inv: Inventory, names: Sequence[str] | None) -> list[Site]:
     selected = select_sites(inv, pb.targets.selector())
+    limit = pb.limits.max_sites
     if not names:
+        if limit is not None and len(selected) > limit:
+            raise PlanError(
+                f"playbook {pb.name} acts on at most {limit} site(s) at a time; "
+                f"{len(selected)} are targets",
+                hint="name the site with --site",
+            )
         return selected
+    if limit is not None and len(set(names)) > limit:
+        raise PlanError(f"playbook {pb.name} acts on at most {limit} site(s) at a time")
     known = {s.name for s in selected}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -176,11 +190,32 @@ def _apply(
     if isinstance(step, ShutZonePorts):
         return _shut_zone_ports(step, site, state)
     if isinstance(step, ShutPort):
-        if site.device(step.device) is not None:
-            state[step.device] = device_state(state, step.device).shut(step.interface, step.method)
+        if site.device(step.device) is None:
+            return [f"{step.device} is not at {site.name}"]
+        state[step.device] = device_state(state, step.device).shut(step.interface, step.method)
         return []
     if isinstance(step, BlockZones):
         return _block_zones(step, inv, site, state, paths)
+    return _apply_other(step, inv, site, state, paths)
+
+
+def _apply_other(
+    step: object,
+    inv: Inventory,
+    site: Site,
+    state: dict[str, DeviceState],
+    paths: Mapping[str, FlowPath],
+) -> list[str]:
+    if isinstance(step, QuarantineZone):
+        return _quarantine(step, inv, site, state)
+    if isinstance(step, ReconnectZone):
+        return _reconnect(step, inv, site, state, paths)
+    if isinstance(step, RestoreLinks):
+        return _restore_links(step, inv, site, state)
+    if isinstance(step, RestoreBaseline):
+        for dev in site.devices:
+            state.pop(dev.name, None)
+        return []
     if isinstance(step, AllowFlow):
         path = paths[step.flow]
         for device in {h.device for h in path.hops}:
@@ -231,7 +266,102 @@ def _cut_interface(
         state[device] = dev.shut(interface, "cli")
 
 
-def _zones_of(site: Site, zs: ZoneSet) -> list[Zone]:
+def _gateway_nft(inv: Inventory, site: Site, zone: Zone, what: str) -> tuple[str, str]:
+    if zone.gateway is None:
+        raise PlanError(f"{site.name}: zone {zone.name} has no gateway; {what} needs one")
+    gw = zone.gateway.device
+    if not _nft(inv, gw):
+        raise PlanError(f"{site.name}: {what} needs a linux_nftables gateway; {gw} is not one")
+    return gw, zone.gateway.interface
+
+
+def _quarantine(
+    step: QuarantineZone, inv: Inventory, site: Site, state: dict[str, DeviceState]
+) -> list[str]:
+    for zone in (z for z in site.zones if z.name in step.zones):
+        gw, zif = _gateway_nft(inv, site, zone, "quarantine_zone")
+        state[gw] = device_state(state, gw).with_rules(
+            [NftRule("drop", iif=zif, tag=step.name), NftRule("drop", oif=zif, tag=step.name)]
+        )
+    missing = set(step.zones) - {z.name for z in site.zones}
+    return [f"no zone {z} at {site.name}" for z in sorted(missing)]
+
+
+def reconnect_tag(step: str, zone: str) -> str:
+    """The tag of the rules that reconnect `zone` (the soak gate finds its counters by it)."""
+    return f"{step}: reconnect {zone}"
+
+
+def zone_of_tag(tag: str) -> str | None:
+    _, sep, zone = tag.partition(": reconnect ")
+    return zone.split(" ", 1)[0] if sep else None
+
+
+def _reconnect(
+    step: ReconnectZone,
+    inv: Inventory,
+    site: Site,
+    state: dict[str, DeviceState],
+    paths: Mapping[str, FlowPath],
+) -> list[str]:
+    """Each zone gets: accepts for its declared flows through the WAN, a counter of any other
+    new connection toward the core, and an accept of the rest, both ways. Nothing if the WAN
+    is not cut (the zone is connected already)."""
+    wans = [lk for lk in site.links if lk.kind.value == "wan"]
+    notes: list[str] = []
+    zones = zones_of(site, step.zones)
+    if not zones:
+        return [f"no zone of {step.name} at {site.name}"]
+    for zone in zones:
+        gw, zif = _gateway_nft(inv, site, zone, "reconnect_zone")
+        links = [lk for lk in wans if lk.device == gw]
+        if not links:
+            raise PlanError(
+                f"{site.name}: zone {zone.name} is routed by {gw}, which has no WAN link; "
+                "reconnect_zone needs the zone's gateway to hold the WAN uplink"
+            )
+        dev = device_state(state, gw)
+        cut = [lk.interface for lk in links if dev.cuts(lk.interface)]
+        if not cut:
+            notes.append(f"zone {zone.name}: the WAN of {site.name} is not cut, nothing to do")
+            continue
+        tag = reconnect_tag(step.name, zone.name)
+        rules: list[NftRule] = []
+        for wan in cut:
+            for name, path in paths.items():
+                if any(
+                    isinstance(h, RouteHop) and h.device == gw and {h.in_if, h.out_if} == {zif, wan}
+                    for h in path.hops
+                ):
+                    rules += allow_rules(path, gw, f"{tag} declared {name}")
+            rules += [
+                NftRule("count", iif=zif, oif=wan, tag=tag),
+                NftRule("accept", iif=zif, oif=wan, tag=tag),
+                NftRule("accept", iif=wan, oif=zif, tag=tag),
+            ]
+        state[gw] = dev.with_rules(rules)
+    return notes
+
+
+def _restore_links(
+    step: RestoreLinks, inv: Inventory, site: Site, state: dict[str, DeviceState]
+) -> list[str]:
+    links = [lk for lk in site.links if lk.kind in step.kinds]
+    for link in links:
+        dev = device_state(state, link.device)
+        state[link.device] = dev.reopen(link.interface).without_rules(
+            partial(_on_interface, link.interface)
+        )
+    if links:
+        return []
+    return [f"no {'/'.join(k.value for k in step.kinds)} link at {site.name}"]
+
+
+def _on_interface(interface: str, rule: NftRule) -> bool:
+    return interface in (rule.iif, rule.oif)
+
+
+def zones_of(site: Site, zs: ZoneSet) -> list[Zone]:
     return [z for z in site.zones if z.name in zs.zones or z.criticality in zs.criticality]
 
 
@@ -242,7 +372,7 @@ def _block_zones(
     state: dict[str, DeviceState],
     paths: Mapping[str, FlowPath],
 ) -> list[str]:
-    side_a, side_b = _zones_of(site, step.between), _zones_of(site, step.and_)
+    side_a, side_b = zones_of(site, step.between), zones_of(site, step.and_)
     notes: list[str] = []
     rules: dict[str, list[NftRule]] = {}
     for za in side_a:

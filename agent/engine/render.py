@@ -19,7 +19,7 @@ TABLE = "cordon"
 def rule_id(rule: NftRule) -> str:
     """A short stable id of a rule's match and verdict: makes every comment unique, so the read
     back can check the exact set of rules on the device."""
-    key = repr(rule.sort_key()).encode()
+    key = repr(rule.id_key()).encode()
     return hashlib.sha256(key).hexdigest()[:8]
 
 
@@ -55,7 +55,10 @@ def nft_rule(rule: NftRule, chain: str = "forward") -> str:
         parts.append(f"tcp sport {rule.sport}")
     if rule.dport is not None:
         parts.append(f"tcp dport {rule.dport}")
-    parts.append(f"counter {rule.verdict}")
+    if rule.verdict == "count":
+        parts.append("ct state new counter")
+    else:
+        parts.append(f"counter {rule.verdict}")
     parts.append(f'comment "{comment(rule, chain)}"')
     return " ".join(parts)
 

@@ -4,13 +4,14 @@ preview, so the preview and the device cannot disagree. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from agent.engine.paths import FlowPath, PortHop, RouteHop
 
-Verdict = Literal["accept", "drop"]
+# count: no verdict; counts new connections (the soak gate watches reconnected zones with it)
+Verdict = Literal["accept", "drop", "count"]
 Method = Literal["cli", "snmp"]
 
 
@@ -27,10 +28,16 @@ class NftRule:
     dport: int | None = None
     tag: str = field(default="", compare=False)  # who asked for it (rendered as a comment)
 
-    def sort_key(self) -> tuple[bool, str, str, str, str, int, int]:
-        """Accepts first (exceptions win over cuts), then a stable order of the match fields."""
+    @property
+    def tier(self) -> int:
+        """Evaluation order: accepts of declared flows (addresses given), then counters (so a
+        declared flow is never counted as suspect), then whole-zone accepts, then drops."""
+        if self.verdict == "accept":
+            return 0 if (self.saddr or self.daddr) else 2
+        return 1 if self.verdict == "count" else 3
+
+    def fields(self) -> tuple[str, str, str, str, int, int]:
         return (
-            self.verdict != "accept",
             self.iif or "",
             self.oif or "",
             self.saddr or "",
@@ -38,6 +45,14 @@ class NftRule:
             self.sport or 0,
             self.dport or 0,
         )
+
+    def sort_key(self) -> tuple[int, str, str, str, str, int, int]:
+        """Tiers first (exceptions win over cuts), then a stable order of the match fields."""
+        return (self.tier, *self.fields())
+
+    def id_key(self) -> tuple[bool | str, str, str, str, str, int, int]:
+        """What identifies the rule (match and verdict); stable across releases."""
+        return ("count" if self.verdict == "count" else self.verdict != "accept", *self.fields())
 
     def matches(
         self, iif: str, oif: str, saddr: str, daddr: str, sport: int | None, dport: int | None
@@ -72,6 +87,18 @@ class DeviceState:
             return self
         return replace(self, down=self.down | {(interface, method)})
 
+    def reopen(self, interface: str) -> DeviceState:
+        return replace(self, down=frozenset(d for d in self.down if d[0] != interface))
+
+    def without_rules(self, drop: Callable[[NftRule], bool]) -> DeviceState:
+        return replace(self, rules=frozenset(r for r in self.rules if not drop(r)))
+
+    def cuts(self, interface: str) -> bool:
+        """Is `interface` cut here (shut, or its traffic dropped by our table)?"""
+        return interface in self.down_interfaces or any(
+            r.verdict == "drop" and interface in (r.iif, r.oif) for r in self.rules
+        )
+
     def with_rules(self, rules: Iterable[NftRule]) -> DeviceState:
         return replace(self, rules=self.rules | frozenset(rules))
 
@@ -79,8 +106,8 @@ class DeviceState:
         self, iif: str, oif: str, saddr: str, daddr: str, sport: int | None, dport: int | None
     ) -> Verdict:
         for rule in self.ordered_rules():
-            if rule.matches(iif, oif, saddr, daddr, sport, dport):
-                return rule.verdict
+            if rule.verdict != "count" and rule.matches(iif, oif, saddr, daddr, sport, dport):
+                return "drop" if rule.verdict == "drop" else "accept"
         return "accept"
 
 

@@ -6,7 +6,9 @@ touches nothing. Imports no driver or engine code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -17,6 +19,8 @@ from agent.playbook.models import (
     AllowFlow,
     BlockZones,
     Playbook,
+    QuarantineZone,
+    ReconnectZone,
     ShutPort,
     ShutZonePorts,
 )
@@ -34,7 +38,8 @@ def find(name_or_path: str) -> Path:
     return PLAYBOOK_DIR / f"{name_or_path}.yaml"
 
 
-def load(path: Path | str, inv: Inventory) -> Playbook:
+def load(path: Path | str, inv: Inventory, params: Mapping[str, str] | None = None) -> Playbook:
+    """Load and check a playbook; `params` give the values of its declared parameters."""
     path = Path(path)
     doc = yamlfile.load(path, what="playbook")
     issues: list[Issue] = list(doc.issues)
@@ -44,14 +49,46 @@ def load(path: Path | str, inv: Inventory) -> Playbook:
         raise PlaybookError(
             [*issues, doc.issue((), "a playbook is a mapping with name, level and steps")]
         )
+    data = _bind(doc, dict(params or {}), issues)
+    if issues:
+        raise PlaybookError(issues)
     try:
-        pb = Playbook.model_validate(doc.data)
+        pb = Playbook.model_validate(data)
     except ValidationError as exc:
         raise PlaybookError([*issues, *yamlfile.validation_issues(doc, exc)]) from None
     _check(pb, inv, lambda loc, msg: issues.append(doc.issue(loc, msg)))
     if issues:
         raise PlaybookError(issues)
     return pb
+
+
+def _bind(doc: yamlfile.YamlDocument, values: dict[str, str], issues: list[Issue]) -> Any:
+    """Replace every "$name" string by the value of the declared parameter `name`. The values
+    are then validated with the rest (a zone must be a Name, an interface an IfName)."""
+    declared = doc.data.get("params", []) if isinstance(doc.data, dict) else []
+    names = {str(n) for n in declared} if isinstance(declared, list) else set()
+    for name in sorted(set(values) - names):
+        issues.append(
+            doc.issue(("params",), f"no parameter {name!r} (declared: {sorted(names) or 'none'})")
+        )
+    for name in sorted(names - set(values)):
+        issues.append(
+            doc.issue(("params",), f"parameter {name!r} needs a value: --param {name}=VALUE")
+        )
+
+    def walk(node: Any, loc: yamlfile.Loc) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, (*loc, str(k))) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*loc, i)) for i, v in enumerate(node)]
+        if isinstance(node, str) and node.startswith("$"):
+            if node[1:] not in names:
+                issues.append(doc.issue(loc, f"{node} is not a declared parameter"))
+                return node
+            return values.get(node[1:], node)
+        return node
+
+    return walk(doc.data, ())
 
 
 def _check(pb: Playbook, inv: Inventory, report: yamlfile.Report) -> None:
@@ -64,8 +101,12 @@ def _check(pb: Playbook, inv: Inventory, report: yamlfile.Report) -> None:
         if step.name in names:
             report((*loc, "name"), f"duplicate step name {step.name!r}")
         names.add(step.name)
-        if isinstance(step, ShutZonePorts):
+        if isinstance(step, ShutZonePorts | QuarantineZone):
             _known_zones(step.zones, zones, (*loc, "zones"), report)
+        elif isinstance(step, ReconnectZone):
+            if not step.zones.zones and not step.zones.criticality:
+                report((*loc, "zones"), "name zones or criticality levels")
+            _known_zones(step.zones.zones, zones, (*loc, "zones", "zones"), report)
         elif isinstance(step, BlockZones):
             for key, zs in (("between", step.between), ("and", step.and_)):
                 if not zs.zones and not zs.criticality:

@@ -19,7 +19,9 @@ from agent.inventory.models import (
 )
 from agent.inventory.select import Selector
 
-Level = Literal["L1", "L2", "L3", "L4"]
+# L1 outside links cut, L2 inter-site links too, L3 segmentation inside a site, L4 one zone or
+# port; L0: a recovery playbook (reconnect, restore) that cuts nothing new
+Level = Literal["L0", "L1", "L2", "L3", "L4"]
 
 
 class _Model(BaseModel):
@@ -76,6 +78,47 @@ class ShutPort(_Step):
     fail_direction: Literal["closed", "open"] = "closed"
 
 
+class QuarantineZone(_Step):
+    """L3/L4: cut the zones from every other network at their gateway (routed traffic in and
+    out dropped); hosts inside a zone still reach each other."""
+
+    action: Literal["quarantine_zone"]
+    zones: tuple[Name, ...] = Field(min_length=1)
+    fail_direction: Literal["closed", "open"] = "closed"
+
+
+class ReconnectZone(_Step):
+    """Recovery: reconnect these zones of an isolated site to the clean core through its WAN
+    (declared flows explicitly, everything else watched: new connections toward the core are
+    counted for the soak that follows). Preconditions, checked before anything is sent: an
+    operator's attestation per zone (who and why), and the site's devices back to their
+    recorded baseline configuration apart from the isolation rules."""
+
+    action: Literal["reconnect_zone"]
+    zones: ZoneSet
+    attest: bool = True
+    baseline_check: bool = True
+    # if the agent loses the device mid-way, it goes back to isolated (the fail-safe state)
+    fail_direction: Literal["closed", "open"] = "closed"
+
+
+class RestoreLinks(_Step):
+    """Recovery: lift the cuts of these link kinds (and the per-zone reconnection rules that
+    only made sense against them)."""
+
+    action: Literal["restore_links"]
+    kinds: tuple[LinkKind, ...] = Field(min_length=1)
+    fail_direction: Literal["closed", "open"] = "closed"
+
+
+class RestoreBaseline(_Step):
+    """Back to the pre-incident baseline: everything Cordon changed on the site's devices is
+    removed (ports reopened, its nftables table deleted)."""
+
+    action: Literal["restore_baseline"]
+    fail_direction: Literal["closed", "open"] = "closed"
+
+
 class AllowFlow(_Step):
     """Keep (or reopen) one declared flow through cuts already in place."""
 
@@ -100,11 +143,19 @@ class Wait(_Step):
 
 
 class Soak(_Step):
-    """Watch for the given time; advance only when healthy throughout."""
+    """Watch the zones reconnected so far for `seconds` (checks every `interval`): advance
+    when healthy for the whole time; on an anomaly re-isolate the zone at fault and stop.
+
+    Checks: new connections from a reconnected zone toward the core outside its declared
+    flows (the firewall's counters), packets out of the WAN uplink (SNMP counters), and the
+    site's declared flows as expected (probes)."""
 
     action: Literal["soak"]
     seconds: float = Field(gt=0, le=7 * 86400)
-    interval: float = Field(default=5.0, gt=0)
+    interval: float = Field(default=5.0, gt=0, le=3600)
+    max_new_connections_per_s: float = Field(default=1.0, ge=0)
+    max_uplink_pps: float | None = Field(default=None, gt=0)
+    probes: bool = True
 
 
 class Approval(_Step):
@@ -118,6 +169,10 @@ Step = Annotated[
     | BlockZones
     | ShutZonePorts
     | ShutPort
+    | QuarantineZone
+    | ReconnectZone
+    | RestoreLinks
+    | RestoreBaseline
     | AllowFlow
     | BackupConfig
     | VerifyFlows
@@ -127,7 +182,19 @@ Step = Annotated[
     Field(discriminator="action"),
 ]
 
-CHANGE_ACTIONS = ("cut_link", "block_zones", "shut_zone_ports", "shut_port", "allow_flow")
+CHANGE_ACTIONS = (
+    "cut_link",
+    "block_zones",
+    "shut_zone_ports",
+    "shut_port",
+    "quarantine_zone",
+    "reconnect_zone",
+    "restore_links",
+    "restore_baseline",
+    "allow_flow",
+)
+# Steps that open what was cut: their fail-safe state is the one they start from.
+OPENING_ACTIONS = ("reconnect_zone", "restore_links", "restore_baseline", "allow_flow")
 
 
 class SiteTargets(_Model):
@@ -154,6 +221,8 @@ class Limits(_Model):
 
     max_parallel_sites: int = Field(default=16, ge=1)
     failure_budget_per_site: int = Field(default=1, ge=0)
+    # at most this many sites per run (segment: 1, so the site must be named)
+    max_sites: int | None = Field(default=None, ge=1)
     # never change both switches of a site at the same time (a redundant pair)
     one_switch_at_a_time: bool = True
 
@@ -171,4 +240,9 @@ class Playbook(_Model):
     on_failure: Literal["stop", "continue", "rollback"] = "stop"
     limits: Limits = Limits()
     allow_cut: tuple[Name, ...] = ()  # must-survive flows this playbook may cut, named explicitly
+    # what the daemon does when polling finds a device back in a state this isolation forbids
+    on_drift: Literal["alarm", "reapply"] = "alarm"
+    # run-time parameters (`--param zone=guest`): a step value written "$zone" is replaced,
+    # then validated like any other value (names, interface names: injection-safe)
+    params: tuple[Name, ...] = ()
     steps: tuple[Step, ...] = Field(min_length=1)

@@ -14,7 +14,7 @@ from agent.engine.journal import Journal
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_table
 from agent.engine.state import DeviceState, NftRule
-from agent.errors import PlanError, PlaybookError, RunError
+from agent.errors import ApprovalError, PlanError, PlaybookError, RunError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.inventory.synth import hospi_grand_ouest
@@ -252,8 +252,9 @@ def test_invalid_playbooks(inv: Inventory, tmp_path: Path, text: str, expected: 
     assert expected in message
 
 
-def test_engine_refuses_gates_it_cannot_honour(inv: Inventory, tmp_path: Path) -> None:
-    """A playbook with an approval gate is refused by the engine, never run without approval."""
+def test_approval_gate_waits_for_a_second_person(inv: Inventory, tmp_path: Path) -> None:
+    """An approval step holds the run before anything is sent; the run's author cannot pass it;
+    the wait is journaled (a restart finds the run open and waiting)."""
     pb = load_playbook(
         playbook_file(
             tmp_path,
@@ -265,10 +266,20 @@ def test_engine_refuses_gates_it_cannot_honour(inv: Inventory, tmp_path: Path) -
         inv,
     )
     journal = Journal(tmp_path / "j.sqlite")
-    ex = Executor(inv, journal, pool=None, actor="t")  # type: ignore[arg-type]
-    with pytest.raises(RunError, match="refuses to run them rather than skip them"):
-        ex.run(pb)
-    assert journal.runs() == []
+    ex = Executor(inv, journal, pool=None, actor="alice")  # type: ignore[arg-type]
+    started = ex.start(pb, ["nantes-jules-verne"])
+    report = ex.proceed(started.run_id)
+    assert report.status == "waiting"
+    assert report.waiting is not None
+    assert "approval" in report.waiting
+    assert report.wake_at is not None
+    assert {r.status for r in journal.steps(started.run_id)} == {"pending"}
+    with pytest.raises(ApprovalError, match="cannot approve it"):
+        ex.approve(started.run_id, "alice")
+    assert journal.approval(started.run_id, "ok") is None
+    assert ex.approve(started.run_id, "bob") == "ok"
+    assert journal.approval(started.run_id, "ok") is not None
+    assert journal.run(started.run_id)["status"] == "running"
     journal.close()
 
 
