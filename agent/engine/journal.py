@@ -486,9 +486,8 @@ class Journal:
     def incidents(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         rows = self._query(
             "SELECT incident_id, name, site, opened_at, opened_by, reason, closed_at, closed_by, "
-            "close_reason FROM incidents"
-            + (" WHERE closed_at IS NULL" if open_only else "")
-            + " ORDER BY opened_at DESC"
+            "close_reason FROM incidents WHERE closed_at IS NULL OR ? = 0 ORDER BY opened_at DESC",
+            (int(open_only),),
         )
         keys = (
             "incident_id",

@@ -14,7 +14,7 @@ from agent.engine.journal import Journal
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_table
 from agent.engine.state import DeviceState, NftRule
-from agent.errors import ApprovalError, PlanError, PlaybookError, RunError
+from agent.errors import ApprovalError, PlanError, PlaybookError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.inventory.synth import hospi_grand_ouest

@@ -1,0 +1,184 @@
+"""Recovery on the twin: La Sagesse isolated, then reconnected to the clean core one zone at a
+time (servers first), each zone attested and checked against its baseline, each followed by a
+soak watched by the firewall's counters and flow probes. An infected admin PC starts scanning the
+core the moment its zone is reconnected: the soak catches it, re-isolates that zone alone and
+stops, saying why. Cured, the next reconnect run finishes; restore-normal (two people) brings
+back the original flow matrix exactly, and running it again changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.drivers.pool import Pool
+from agent.engine.execute import Executor, RunOptions
+from agent.engine.journal import Journal
+from agent.lab import flows, netns
+from agent.lab.infect import cure, infect
+from agent.playbook import load as load_playbook
+from tests.conftest import ROOT, Twin
+from tests.lab.twinops import wait_for
+
+pytestmark = pytest.mark.twin
+
+SITE = "rennes-la-sagesse"
+INFECTED = f"{SITE}/admin/pc-admin-1"
+ZONES = [
+    "servers",
+    "icu",
+    "neonatology",
+    "biomedical",
+    "telephony",
+    "imaging",
+    "lab",
+    "sterilisation",
+    "pharmacy",
+    "admin",
+    "building",
+]
+
+
+def matrix(twin: Twin) -> dict[str, bool]:
+    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
+
+
+def audit_events(name: str) -> list[dict[str, object]]:
+    out = []
+    for path in sorted(Path(os.environ["CORDON_LOG_DIR"]).glob("audit-*.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("event") == name:
+                out.append(rec)
+    return out
+
+
+@pytest.fixture
+def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
+    """An executor with the twin's flow probes; every run rolled back after, newest first, and
+    the scanner cured, whatever the test did."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    verifier = flows.engine_verifier(twin.inv, twin.bp)
+    with Pool(twin.inv, keepalive=None) as pool:
+        ex = Executor(twin.inv, journal, pool, actor="alice", verifier=verifier)
+        try:
+            yield ex
+        finally:
+            cure(INFECTED)
+            for run in journal.runs():
+                ex.rollback(run["run_id"])
+    journal.close()
+
+
+def test_reconnect_zone_by_zone_catches_the_infected_zone(twin: Twin, engine: Executor) -> None:
+    original = matrix(twin)
+    assert all(original.values())
+    isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", twin.inv)
+    assert engine.run(isolate, [SITE]).status == "done"
+    isolated = matrix(twin)
+    assert not isolated["rns-ehr-core"]
+    assert not isolated["rns-admin-files"]
+
+    infect(INFECTED, rate=20.0)
+    reconnect = load_playbook(ROOT / "playbooks" / "reconnect.yaml", twin.inv)
+    attest = {z: f"{z}: reimaged and scanned clean (ticket INC-42)" for z in ZONES}
+    report = engine.run(
+        reconnect, [SITE], options=RunOptions(soak_seconds=3.0, attest=attest), poll=0.2
+    )
+    assert report.status == "reisolated", report
+    gates = {g.step: g for g in engine.journal.gates(report.run_id)}
+    # zones reconnected in the playbook's order, each soak passed before the next zone
+    for soak in ("soak-servers", "soak-life-critical", "soak-clinical"):
+        assert gates[soak].status == "passed", gates[soak]
+        assert int(gates[soak].detail["ticks"]) >= 3
+    rows = engine.journal.steps(report.run_id)
+    order = [r.step for r in rows if r.status == "verified"]
+    assert order[:4] == ["servers", "life-critical", "clinical", "admin"]
+    assert gates["soak-servers"].opened_at < gates["soak-life-critical"].opened_at
+    assert gates["soak-life-critical"].opened_at < gates["soak-clinical"].opened_at
+    # the infected zone was caught by the counters and re-isolated, alone; the run stopped
+    caught = gates["soak-admin"]
+    assert caught.status == "reisolated"
+    assert "zone admin" in str(caught.detail["reason"])
+    assert "new connections toward the core" in str(caught.detail["reason"])
+    assert caught.detail["reisolated"] == ["admin"]
+    assert order[-1] == "reisolate admin"
+    assert "soak-building" not in gates
+    assert all(r.status == "pending" for r in rows if r.step in ("building", "wan", "internet"))
+    events = audit_events("reconnect.reisolated")
+    assert any(
+        e.get("run_id") == report.run_id and "zone admin" in str(e["reason"]) for e in events
+    )
+    attested = audit_events("reconnect.attested")
+    assert {e["zone"] for e in attested if e.get("run_id") == report.run_id} >= set(ZONES)
+
+    after = matrix(twin)
+    assert after["rns-ehr-core"]  # servers reconnected to the core
+    assert after["rns-backup-core"]
+    assert not after["rns-admin-internet"]  # internet stays cut
+    assert engine.journal.sites()[SITE]["mode"] == "isolated"
+    # admin has no route to the core any more: the scanner's attempts die at the firewall
+    counters = engine.pool.run("rns-fw1", lambda d: d.rule_counters())  # type: ignore[attr-defined]
+    assert not any("reconnect admin" in c for c in counters)
+
+    # cured and attested again, the next run reconnects admin and the rest, internet last
+    cure(INFECTED)
+    again = engine.run(
+        reconnect,
+        [SITE],
+        options=RunOptions(soak_seconds=2.0, attest={"admin": "reimaged", "building": "ok"}),
+        poll=0.2,
+    )
+    assert again.status == "done", again
+    done = {g.step: g.status for g in engine.journal.gates(again.run_id)}
+    assert done["soak-servers"] == "skipped"  # nothing new to watch: already reconnected
+    assert done["soak-admin"] == "passed"
+    assert done["soak-internet"] == "passed"
+    reconnected = matrix(twin)
+    assert reconnected["rns-admin-internet"]
+    assert reconnected["rns-admin-files"]
+    assert not reconnected["rns-vendor-maint"]  # stays cut until restore-normal
+    assert engine.journal.sites()[SITE]["mode"] == "reconnected"
+
+    # restore-normal needs a second operator; then the original matrix, exactly
+    restore = load_playbook(ROOT / "playbooks" / "restore-normal.yaml", twin.inv)
+    started = engine.start(restore, [SITE], options=RunOptions(needs_approval=True))
+    assert engine.proceed(started.run_id).status == "awaiting_approval"
+    assert engine.journal.steps(started.run_id)[0].status == "pending"
+    engine.approve(started.run_id, "bob", "incident closed by the crisis cell")
+    final = engine.drive(started.run_id, poll=0.2)
+    assert final.status == "done", final
+    assert wait_for(lambda: matrix(twin) == original, timeout=10)
+    assert engine.journal.sites()[SITE]["mode"] == "normal"
+    assert engine.plan(restore, [SITE]).empty
+    assert engine.plan(reconnect, [SITE]).empty
+
+
+def test_reconnect_refuses_a_device_not_back_to_baseline(twin: Twin, engine: Executor) -> None:
+    """A firewall reconfigured since the isolation (here: a table nobody declared) is not
+    reconnected: the precondition fails, nothing is sent, the reason names the difference."""
+    isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", twin.inv)
+    assert engine.run(isolate, [SITE]).status == "done"
+    before = matrix(twin)
+    ns = twin.bp.device_ns["rns-fw1"]
+    netns.run(["nft", "add", "table", "inet", "intruder"], netns=ns)
+    try:
+        reconnect = load_playbook(ROOT / "playbooks" / "reconnect.yaml", twin.inv)
+        report = engine.run(
+            reconnect,
+            [SITE],
+            options=RunOptions(soak_seconds=1.0, attest={"servers": "restored"}),
+            poll=0.2,
+        )
+    finally:
+        netns.run(["nft", "delete", "table", "inet", "intruder"], netns=ns)
+    assert report.status == "failed"
+    gate = engine.journal.gate(report.run_id, SITE, "servers:preconditions")
+    assert gate is not None
+    assert gate.status == "failed"
+    assert "intruder" in str(gate.detail["reason"])
+    assert all(r.status == "pending" for r in engine.journal.steps(report.run_id))
+    assert matrix(twin) == before
