@@ -19,7 +19,7 @@ import click
 
 from agent import audit
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor
+from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
 from agent.engine.paths import flow_path
 from agent.engine.state import DeviceState, flow_open
@@ -30,10 +30,12 @@ from agent.inventory.cli import render as render_inventory
 from agent.inventory.models import Inventory
 from agent.inventory.select import select_sites
 from agent.lab import build, flows
+from agent.lab.infect import cure, infect
 from agent.lab.probe import ContinuousProber
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from agent.playbook import load as load_playbook
+from agent.playbook.models import Playbook, ReconnectZone
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 
@@ -149,12 +151,7 @@ def _contain_and_restore(
         )
         for name, st in sorted(journal.sites().items()):
             click.echo(f"  site {name:<32} {st['mode']:<9} {st['level']}")
-        _say("\n== 6. Back to normal: roll both runs back", color=color)
-        t = time.perf_counter()
-        for r in reversed(runs):
-            back = ex.rollback(r.run_id)
-            click.echo(f"rollback {r.run_id}: {back.status}, {len(back.outcomes)} steps undone")
-        timings["restore all 9 sites (verified)"] = time.perf_counter() - t
+        _recover(inv, bp, ex, timings, color=color)
     journal.close()
     obs, elapsed = flows.timed_observe(inv, bp)
     bad = [o for o in obs if not o.as_expected]
@@ -170,6 +167,109 @@ def _contain_and_restore(
     )
     if bad or any(r.status != "done" for r in runs) or lost:
         raise CordonError("the demo did not go as planned", hint="see the output above")
+
+
+INFECTED = f"{HIT}/admin/pc-admin-1"
+SOAK_S = 3.0  # seconds on the twin; hours in production (the playbook's own values)
+
+
+def _recover(
+    inv: Inventory, bp: Blueprint, ex: Executor, timings: dict[str, float], *, color: bool
+) -> None:
+    """Reconnect La Sagesse zone by zone (an infected PC is caught), then restore-normal."""
+    reconnect = load_playbook(PLAYBOOKS / "reconnect.yaml", inv)
+    zones = sorted(
+        {z for s in reconnect.steps if isinstance(s, ReconnectZone) for z in s.zones.zones}
+    )
+    _say(
+        f"\n== 6. Recovery at {HIT}: reconnect to the clean core one zone at a time "
+        f"(servers first, internet last), each zone attested and soaked {SOAK_S:g} s",
+        color=color,
+    )
+    pid = infect(INFECTED, rate=20.0)
+    click.echo(
+        f"(the twin's admin PC {INFECTED} is still infected: process {pid} scans the core "
+        "as soon as it has a route there)"
+    )
+    attest = {z: f"{z}: restored from offline backups, EDR scan clean" for z in zones}
+    t = time.perf_counter()
+    first = ex.run(
+        reconnect, [HIT], options=RunOptions(soak_seconds=SOAK_S, attest=attest), poll=0.2
+    )
+    timings["reconnect until the infected zone is caught"] = time.perf_counter() - t
+    _story(ex, first.run_id)
+    caught = next((g for g in ex.journal.gates(first.run_id) if g.status == "reisolated"), None)
+    if first.status != "reisolated" or caught is None:
+        raise CordonError(f"the infected zone was not caught (run {first.status})")
+    click.echo(f"run {first.run_id}: {first.status}: {caught.detail.get('reason')}")
+    _site_flows(inv, bp, ex, color=color)
+
+    _say("\n== 7. The admin PC is reimaged; reconnect the rest of the site", color=color)
+    cure(INFECTED)
+    t = time.perf_counter()
+    second = ex.run(
+        reconnect,
+        [HIT],
+        options=RunOptions(
+            soak_seconds=SOAK_S,
+            attest={"admin": "pc-admin-1 reimaged, account passwords reset", "building": "ok"},
+        ),
+        poll=0.2,
+    )
+    timings["reconnect the rest (admin .. internet)"] = time.perf_counter() - t
+    _story(ex, second.run_id)
+    click.echo(f"run {second.run_id}: {second.status}")
+    _site_flows(inv, bp, ex, color=color)
+
+    _say(
+        "\n== 8. All clear: restore-normal on every establishment (two-person rule)",
+        color=color,
+    )
+    restore = load_playbook(PLAYBOOKS / "restore-normal.yaml", inv)
+    t = time.perf_counter()
+    started = ex.start(restore, options=RunOptions(needs_approval=True))
+    changes = len(started.plan.changes) if started.plan else 0
+    click.echo(f"run {started.run_id}: waits for a second operator ({changes} device changes)")
+    ex.approve(started.run_id, "second-operator", "crisis cell: incident closed")
+    click.echo("approved by second-operator (in this demo one person plays both roles)")
+    final = ex.drive(started.run_id, poll=0.2)
+    timings["restore-normal, 9 sites (verified)"] = time.perf_counter() - t
+    click.echo(f"run {final.run_id}: {final.status}, {len(final.outcomes)} device steps")
+    if second.status != "done" or final.status != "done":
+        raise CordonError("the recovery did not go as planned", hint="see the output above")
+
+
+def _story(ex: Executor, run_id: str) -> None:
+    """The reconnection, as the journal tells it: each zone step and each soak's outcome."""
+    rows: dict[str, list[str]] = {}
+    for r in ex.journal.steps(run_id):
+        rows.setdefault(r.step, []).append(f"{r.status} on {r.device}")
+    gates = {g.step: g for g in ex.journal.gates(run_id)}
+    for name in [*_steps(ex, run_id), *(n for n in rows if n.startswith("reisolate"))]:
+        g = gates.get(name)
+        if g is not None:
+            ticks = g.detail.get("ticks")
+            extra = g.detail.get("reason") or g.detail.get("why") or ""
+            extra = extra or (f"{ticks} checks, all healthy" if ticks else "")
+            click.echo(f"  {name:<22} {g.status:<11} {extra}")
+        elif name in rows:
+            click.echo(f"  {name:<22} {', '.join(rows[name])}")
+
+
+def _steps(ex: Executor, run_id: str) -> list[str]:
+    text = ex.journal.playbook_json(run_id)
+    return [s.name for s in Playbook.model_validate_json(text or "").steps]
+
+
+def _site_flows(inv: Inventory, bp: Blueprint, ex: Executor, *, color: bool) -> None:
+    states = ex.journal.device_states()
+    mine = [f for f in inv.flows if HIT in (f.source.site, f.destination.site)]
+    obs = flows.observe(inv, bp, _expect(inv, states), flows=mine, timeout=1.0)
+    click.echo(flows.render(obs, color=color))
+    site = ex.journal.sites().get(HIT, {})
+    click.echo(f"site {HIT}: {site.get('mode')} {site.get('level') or ''}")
+    if any(not o.as_expected for o in obs):
+        raise CordonError("flows at the site are not as the journal says", hint="see above")
 
 
 def _expect(inv: Inventory, states: Mapping[str, DeviceState]) -> flows.Expectation:
