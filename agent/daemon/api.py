@@ -297,7 +297,13 @@ class _Api:
         self.require(may(caller, Action.PLAN), caller, Action.PLAN)
         body = parse_body(PlanRequest, await request.read(), what="POST /v1/plan")
         sites = list(body.sites) if body.sites else None
-        return await self.call(self.backend.plan, caller, playbook=body.playbook, sites=sites)
+        return await self.call(
+            self.backend.plan,
+            caller,
+            playbook=body.playbook,
+            sites=sites,
+            params=dict(body.params) if body.params else None,
+        )
 
     async def run(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
         self.require(may(caller, Action.RUN), caller, Action.RUN)
@@ -321,6 +327,7 @@ class _Api:
             attest=dict(body.attest) if body.attest else None,
             soak_seconds=body.soak_seconds,
             decision=decision,
+            params=dict(body.params) if body.params else None,
         )
 
     async def runs(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:

@@ -51,7 +51,14 @@ class Backend(Protocol):
         """Each site's mode and level, since when, by whom."""
         ...
 
-    def plan(self, caller: Caller, *, playbook: str, sites: list[str] | None) -> JSON:
+    def plan(
+        self,
+        caller: Caller,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
         """The plan (commands, undo, impact) and its `digest`, to be quoted by `start_run`."""
         ...
 
@@ -66,6 +73,7 @@ class Backend(Protocol):
         attest: dict[str, str] | None,
         soak_seconds: int | None,
         decision: Decision,
+        params: dict[str, str] | None = None,
     ) -> JSON:
         """Start (or, when `decision.needs_approval`, hold for approval) a run; `run_id` in it.
 

@@ -91,8 +91,16 @@ class Client:
     def status(self) -> JSON:
         return self._send("GET", "/status")
 
-    def plan(self, playbook: str, *, sites: list[str] | None = None) -> JSON:
-        return self._send("POST", "/plan", body={"playbook": playbook, "sites": sites})
+    def plan(
+        self,
+        playbook: str,
+        *,
+        sites: list[str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
+        return self._send(
+            "POST", "/plan", body={"playbook": playbook, "sites": sites, "params": params}
+        )
 
     def run(
         self,
@@ -103,6 +111,7 @@ class Client:
         reason: str | None = None,
         attest: dict[str, str] | None = None,
         soak_seconds: int | None = None,
+        params: dict[str, str] | None = None,
     ) -> JSON:
         """Start a run of the plan whose `digest` the caller saw (from `plan`)."""
         body = {
@@ -112,6 +121,7 @@ class Client:
             "reason": reason,
             "attest": attest,
             "soak_seconds": soak_seconds,
+            "params": params,
         }
         return self._send("POST", "/runs", body=body)
 

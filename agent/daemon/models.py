@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from agent.errors import ConfigError
 from agent.inventory.models import Name
@@ -98,9 +105,15 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# a playbook parameter's value (zone, device, interface): validated again by the playbook
+ParamValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9/._:-]{0,63}$")]
+Params = dict[Name, ParamValue]
+
+
 class PlanRequest(_Body):
     playbook: Name
     sites: Sites | None = None
+    params: Params | None = None
 
 
 class RunRequest(_Body):
@@ -110,6 +123,7 @@ class RunRequest(_Body):
     reason: Reason | None = None  # mandatory for break-glass (on-call running an emergency one)
     attest: dict[Name, Reason] | None = None  # zone -> why it is clean (reconnection playbooks)
     soak_seconds: Annotated[int, Field(ge=0, le=MAX_SOAK_SECONDS)] | None = None
+    params: Params | None = None
 
 
 class ApproveRequest(_Body):

@@ -77,7 +77,14 @@ class FakeBackend:
             raise self.fail_with
         return {"sites": [{"site": s, "mode": "normal"} for s in SITES]}
 
-    def plan(self, caller: Caller, *, playbook: str, sites: list[str] | None) -> JSON:
+    def plan(
+        self,
+        caller: Caller,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
         self._record("plan", caller, playbook=playbook, sites=sites)
         self.playbook_meta(playbook)
         return {"playbook": playbook, "sites": self._sites(sites), "digest": digest_of(playbook)}
@@ -93,6 +100,7 @@ class FakeBackend:
         attest: dict[str, str] | None,
         soak_seconds: int | None,
         decision: Decision,
+        params: dict[str, str] | None = None,
     ) -> JSON:
         self._record(
             "start_run",

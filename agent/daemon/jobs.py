@@ -1,0 +1,43 @@
+"""The scheduler's jobs, as module-level functions so the persistent job store can name them
+(`agent.daemon.jobs:proceed`). They act on the one `Service` of this process, attached at start;
+a job that fires before (or after) has nothing to act on and says so."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent import audit
+from agent.errors import CordonError
+
+if TYPE_CHECKING:
+    from agent.daemon.service import Service
+
+_service: Service | None = None
+
+
+def attach(service: Service | None) -> None:
+    global _service  # noqa: PLW0603 - one service per daemon process
+    _service = service
+
+
+def proceed(run_id: str) -> None:
+    if _service is None:
+        return
+    try:
+        _service.proceed(run_id)
+    except CordonError as exc:
+        audit.get_logger().error("run.proceed_failed", run_id=run_id, error=exc.message)
+
+
+def poll() -> None:
+    if _service is None:
+        return
+    try:
+        _service.poll()
+    except CordonError as exc:
+        audit.get_logger().error("poll.failed", error=exc.message)
+
+
+def backup() -> None:
+    if _service is not None:
+        _service.backup_all()

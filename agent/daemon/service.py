@@ -1,0 +1,498 @@
+"""The daemon's engine side: the `Backend` the API calls, over one inventory, one journal, one
+warm device pool and one APScheduler 3.x scheduler with a persistent SQLAlchemy job store.
+
+Jobs (module-level functions in `agent.daemon.jobs`, so the store can persist them): proceed a
+run at its next wake-up (soak ticks, waits, approval deadlines), poll every device's isolation
+state (drift), back up configurations. Jobs and the journal survive a restart: on start, open
+runs are settled by reading their devices and scheduled again, and a soak continues where it was.
+
+The same class runs in-process for `cordon ... --local` (no scheduler: the CLI drives the run),
+so a local order is authorized and audited exactly as one sent to the daemon."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent import audit
+from agent.audit import report as audit_report
+from agent.daemon.backend import JSON, NotFound, PlaybookMeta
+from agent.daemon.health import HealthStore
+from agent.daemon.poll import Poller, reapply_recorded
+from agent.drivers.pool import Pool
+from agent.engine.execute import Executor, RunOptions, RunReport, new_run_id
+from agent.engine.journal import OPEN, Journal
+from agent.engine.plan import Plan, require_safe
+from agent.errors import CordonError, Issue, PlanError, PlaybookError, RunError
+from agent.inventory import load as load_inventory
+from agent.inventory.models import Inventory
+from agent.playbook import find
+from agent.playbook import load as load_playbook
+from agent.playbook.models import Playbook
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from agent.daemon.auth import Caller, Decision
+    from agent.engine.execute import FlowVerifier
+
+DAEMON_ACTOR = "cordon-daemon"
+
+
+def plan_digest(p: Plan) -> str:
+    """What a person confirmed: the playbook, the sites and every command, hashed."""
+    body = {
+        "playbook": p.playbook,
+        "sites": list(p.sites),
+        "changes": [[c.device, c.method, list(c.commands)] for c in p.changes],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class Service:
+    def __init__(
+        self,
+        inventory: Path,
+        state_dir: Path,
+        *,
+        scheduler: bool = True,
+        poll_interval: float = 30.0,
+        backup_interval: float = 86400.0,
+        jobstore_url: str | None = None,
+        verifier: FlowVerifier | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.inv: Inventory = load_inventory(inventory)
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self.journal = Journal(state_dir / "journal.sqlite")
+        self.health = HealthStore(state_dir / "health.sqlite")
+        self.pool = Pool(self.inv, keepalive=None)
+        self.verifier = verifier
+        self.progress = progress
+        self.poll_interval = poll_interval
+        self.backup_interval = backup_interval
+        self.log = audit.get_logger()
+        self.poller = Poller(
+            self.inv,
+            self.pool,
+            self.journal.device_states,
+            self.health,
+            self._reapply,
+            locked=lambda: self.journal.locks().keys(),
+        )
+        self.scheduler: BackgroundScheduler | None = None
+        if scheduler:
+            self.scheduler = _scheduler(
+                jobstore_url or f"sqlite:///{(state_dir / 'jobs.sqlite').resolve()}"
+            )
+        self._last_poll: dict[str, Any] | None = None
+        self._poll_lock = threading.Lock()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler (jobs from the store resume), the periodic jobs, and take on
+        every run a previous daemon left open."""
+        from agent.daemon import jobs  # noqa: PLC0415 - jobs import this module
+
+        jobs.attach(self)
+        if self.scheduler is None:
+            return
+        self.scheduler.start()
+        self.scheduler.add_job(
+            jobs.poll,
+            "interval",
+            seconds=self.poll_interval,
+            id="poll",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+        )
+        self.scheduler.add_job(
+            jobs.backup,
+            "interval",
+            seconds=self.backup_interval,
+            id="backup",
+            replace_existing=True,
+        )
+        for run_id in self.journal.open_runs():
+            self.log.info("daemon.resume", run_id=run_id)
+            self.schedule(run_id, 0.0)
+
+    def stop(self) -> None:
+        from agent.daemon import jobs  # noqa: PLC0415
+
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        jobs.attach(None)
+        self.poller.close()
+        self.pool.close()
+        self.health.close()
+        self.journal.close()
+
+    # -- runs in the background --------------------------------------------------------------
+
+    def schedule(self, run_id: str, delay: float) -> None:
+        """Proceed `run_id` in `delay` seconds (a persistent job: survives a restart)."""
+        from agent.daemon import jobs  # noqa: PLC0415
+
+        if self.scheduler is None:
+            return
+        self.scheduler.add_job(
+            jobs.proceed,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=max(delay, 0.0)),
+            args=[run_id],
+            id=f"run:{run_id}",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def proceed(self, run_id: str) -> RunReport:
+        """One step of a run's life (a job): settle what a crash left in flight, proceed, and
+        schedule the next wake-up while the run waits."""
+        ex = self._executor(DAEMON_ACTOR)
+        in_flight = any(
+            r.status in ("started", "applied", "undoing") for r in ex.journal.steps(run_id)
+        )
+        report = ex.resume(run_id, drive=False) if in_flight else ex.proceed(run_id)
+        if report.status in ("waiting", "awaiting_approval"):
+            # no wake-up time: an attestation or approval arrives through the API, which
+            # schedules the run at once; look again now and then anyway
+            delay = 60.0 if report.wake_at is None else report.wake_at - time.time()
+            self.schedule(run_id, delay)
+        return report
+
+    def poll(self) -> dict[str, Any]:
+        with self._poll_lock:
+            report = self.poller.poll_once()
+        self._last_poll = {
+            "at": report.started_at,
+            "duration_s": round(report.duration_s, 3),
+            "counts": report.counts(),
+            "opened": [d.detail for d in report.opened],
+        }
+        return self._last_poll
+
+    def backup_all(self) -> int:
+        """Scheduled configuration backups of every device (evidence; baselines while normal)."""
+        ex = self._executor(DAEMON_ACTOR)
+        done = 0
+        for _site, dev in self.inv.devices():
+            try:
+                ex.scheduled_backup(dev.name)
+                done += 1
+            except CordonError as exc:
+                self.log.warning("backup.failed", device=dev.name, error=exc.message)
+        return done
+
+    def _reapply(self, device: str) -> bool:
+        """The on_drift policy of the playbook that last wrote the device: reapply or alarm."""
+        writer = self.journal.device_writers().get(device)
+        if writer is None:
+            return False
+        try:
+            pb = Playbook.model_validate_json(self.journal.playbook_json(writer) or "")
+        except ValueError:
+            return False
+        if pb.on_drift != "reapply":
+            return False
+        state = self.journal.device_states().get(device)
+        if state is None:
+            return False
+        reapply_recorded(self.pool, self.inv, device, state)
+        return True
+
+    # -- the Backend --------------------------------------------------------------------------
+
+    def _executor(self, actor: str) -> Executor:
+        return Executor(
+            self.inv,
+            self.journal,
+            self.pool,
+            actor=actor,
+            verifier=self.verifier,
+            progress=self.progress,
+        )
+
+    def _playbook(self, name: str, params: dict[str, str] | None = None) -> Playbook:
+        path = find(name)
+        if not path.exists():
+            raise PlaybookError([Issue(str(path), "", f"no playbook named {name!r}")])
+        return load_playbook(path, self.inv, params)
+
+    def playbook_meta(self, name: str) -> PlaybookMeta:
+        pb = self._playbook_header(name)
+        return PlaybookMeta(emergency=pb["emergency"], approval=pb["approval"])
+
+    def _playbook_header(self, name: str) -> dict[str, Any]:
+        """Emergency and approval flags, read without binding parameters."""
+        import yaml  # noqa: PLC0415
+
+        path = find(name)
+        if not path.exists():
+            raise PlaybookError([Issue(str(path), "", f"no playbook named {name!r}")])
+        raw = yaml.safe_load(path.read_text()) or {}
+        approval = raw.get("approval", "none")
+        return {
+            "emergency": bool(raw.get("emergency", False)),
+            "approval": approval if approval in ("none", "two_person") else "two_person",
+        }
+
+    def status(self, caller: Caller | None = None) -> JSON:
+        sites = self.journal.sites()
+        locks = self.journal.locks()
+        alarms = [a.as_dict() for a in self.health.alarms(status="open")]
+        out_sites = []
+        for site in self.inv.sites:
+            if site.kind.value != "establishment" and site.name not in sites:
+                continue
+            st = sites.get(site.name, {"mode": "normal", "level": None, "since": None})
+            out_sites.append(
+                {
+                    "site": site.name,
+                    "mode": st["mode"],
+                    "level": st.get("level"),
+                    "since": st.get("since"),
+                    "by": st.get("actor"),
+                    "run_id": st.get("run_id"),
+                    "locked_by": locks.get(site.name),
+                    "drift": [a for a in alarms if a.get("site") == site.name],
+                }
+            )
+        runs = [self._run_summary(r) for r in self.journal.runs(limit=200) if r["status"] in OPEN]
+        return {
+            "sites": out_sites,
+            "open_runs": runs,
+            "drift_alarms": alarms,
+            "last_poll": self._last_poll,
+            "incidents": self.journal.incidents(open_only=True),
+        }
+
+    def plan(
+        self,
+        caller: Caller | None,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
+        from agent.engine.cli import as_json  # noqa: PLC0415 - the plan's JSON shape
+
+        self._known_sites(sites)
+        pb = self._playbook(playbook, params)
+        p = self._executor(_who(caller)).plan(pb, sites)
+        out = as_json(p)
+        out["digest"] = plan_digest(p)
+        out["emergency"] = pb.emergency
+        out["approval"] = pb.approval
+        out["changes"] = len(p.changes)
+        return out
+
+    def start_run(
+        self,
+        caller: Caller | None,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        digest: str,
+        reason: str | None,
+        attest: dict[str, str] | None,
+        soak_seconds: int | float | None,
+        decision: Decision | None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
+        self._known_sites(sites)
+        pb = self._playbook(playbook, params)
+        ex = self._executor(_who(caller))
+        p = require_safe(ex.plan(pb, sites))
+        if digest != plan_digest(p):
+            raise PlanError(
+                "the plan changed since it was shown (the devices' recorded state or the "
+                "playbook changed): nothing was started",
+                hint="run `cordon plan` again, read it, then run",
+            )
+        needs = bool(decision and decision.needs_approval and not decision.break_glass)
+        options = RunOptions(
+            soak_seconds=float(soak_seconds) if soak_seconds else None,
+            reason=reason,
+            break_glass=bool(decision and decision.break_glass),
+            needs_approval=needs,
+            attest=dict(attest or {}),
+        )
+        report = ex.start(pb, sites, new_run_id(), confirmed=p, options=options)
+        self.schedule(report.run_id, 0.0)
+        return {
+            "run_id": report.run_id,
+            "status": report.status,
+            "playbook": pb.name,
+            "sites": list(p.sites),
+            "changes": len(p.changes),
+            "break_glass": options.break_glass,
+            "needs_approval": needs,
+        }
+
+    def drive(self, run_id: str) -> RunReport:
+        """--local: take the run to its end in this process."""
+        return self._executor(DAEMON_ACTOR).drive(run_id, poll=0.5)
+
+    def list_runs(self, caller: Caller | None = None, *, limit: int = 50) -> JSON:
+        return {"runs": [self._run_summary(r) for r in self.journal.runs(limit=limit)]}
+
+    def _run_summary(self, r: dict[str, Any]) -> dict[str, Any]:
+        rows = self.journal.steps(r["run_id"])
+        return {
+            "run_id": r["run_id"],
+            "playbook": r["playbook"],
+            "level": r["level"],
+            "sites": r["sites"],
+            "actor": r["actor"],
+            "status": r["status"],
+            "waiting": r.get("waiting"),
+            "created_at": r["created_at"],
+            "finished_at": r["finished_at"],
+            "detail": r["detail"],
+            "steps_total": len(rows),
+            "steps_done": sum(x.status in ("verified", "undone", "failed") for x in rows),
+            "break_glass": bool(r["options"].get("break_glass")),
+            "reason": r["options"].get("reason"),
+        }
+
+    def show_run(self, caller: Caller | None = None, *, run_id: str) -> JSON:
+        try:
+            info = self.journal.run(run_id)
+        except RunError:
+            raise NotFound(f"no run {run_id}") from None
+        out = self._run_summary(info)
+        out["steps"] = [
+            {
+                "seq": r.seq,
+                "site": r.site,
+                "step": r.step,
+                "device": r.device,
+                "method": r.method,
+                "status": r.status,
+                "error": r.error,
+            }
+            for r in self.journal.steps(run_id)
+        ]
+        out["gates"] = [
+            {"site": g.site, "step": g.step, "status": g.status, "detail": g.detail}
+            for g in self.journal.gates(run_id)
+        ]
+        out["attestations"] = [
+            {"site": s, "zone": z, **v} for (s, z), v in self.journal.attestations(run_id).items()
+        ]
+        out["approval"] = self.journal.approval(run_id)
+        return out
+
+    def approve(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
+        self._exists(run_id)
+        what = self._executor(_who(caller)).approve(run_id, _who(caller), reason)
+        self.schedule(run_id, 0.0)
+        return {"run_id": run_id, "approved": what, "by": _who(caller)}
+
+    def rollback(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
+        self._exists(run_id)
+        ex = self._executor(_who(caller))
+        with ex._lock_for(run_id):
+            report = ex.rollback(run_id)
+        if self.scheduler is not None and self.scheduler.get_job(f"run:{run_id}"):
+            self.scheduler.remove_job(f"run:{run_id}")
+        return {
+            "run_id": run_id,
+            "status": report.status,
+            "steps": [
+                {"device": o.device, "step": o.step, "status": o.status} for o in report.outcomes
+            ],
+        }
+
+    def attest(
+        self, caller: Caller | None, *, run_id: str, site: str, zone: str, reason: str
+    ) -> JSON:
+        self._exists(run_id)
+        self._executor(_who(caller)).attest(run_id, site, zone, _who(caller), reason)
+        self.schedule(run_id, 0.0)
+        return {"run_id": run_id, "site": site, "zone": zone, "by": _who(caller)}
+
+    def incident(
+        self,
+        caller: Caller | None,
+        *,
+        action: Literal["open", "close"],
+        name: str | None,
+        site: str | None,
+        reason: str,
+    ) -> JSON:
+        who = _who(caller)
+        if site is not None:
+            self._known_sites([site])
+        if action == "open":
+            incident_id = "INC-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            label = name or (f"attack at {site}" if site else "incident")
+            self.journal.open_incident(incident_id, label, site, who, reason)
+            with audit.bind(incident_id=incident_id, actor=who):
+                self.log.warning("incident.declared", name=label, site=site, reason=reason)
+            return {"incident_id": incident_id, "name": label, "site": site, "status": "open"}
+        opened = self.journal.incidents(open_only=True)
+        match = [i for i in opened if name in (None, i["incident_id"], i["name"])]
+        if not match:
+            raise NotFound(f"no open incident {name or ''}".strip())
+        inc = match[0]
+        self.journal.close_incident(inc["incident_id"], who, reason)
+        with audit.bind(incident_id=inc["incident_id"], actor=who):
+            self.log.info("incident.closed", name=inc["name"], reason=reason)
+        return {"incident_id": inc["incident_id"], "status": "closed"}
+
+    def audit_report(
+        self, caller: Caller | None = None, *, run: str | None, incident: str | None
+    ) -> JSON:
+        log_dir = audit.current_log_dir()
+        rep = audit_report.build(log_dir, run=run, incident=incident)
+        return rep.as_dict()
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _known_sites(self, sites: list[str] | None) -> None:
+        for name in sites or []:
+            if self.inv.site(name) is None:
+                raise NotFound(f"no site {name} in the inventory {self.inv.path}")
+
+    def _exists(self, run_id: str) -> None:
+        try:
+            self.journal.run(run_id)
+        except RunError:
+            raise NotFound(f"no run {run_id} in the journal") from None
+
+
+def _who(caller: Caller | None) -> str:
+    return caller.user if caller is not None else DAEMON_ACTOR
+
+
+def _scheduler(url: str) -> BackgroundScheduler:
+    from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: PLC0415
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: PLC0415
+    from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
+
+    return BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=url)},
+        executors={"default": ThreadPoolExecutor(8)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        timezone=UTC,
+    )
+
+
+@contextmanager
+def local(inventory: Path, state_dir: Path, **kw: Any) -> Iterator[Service]:
+    service = Service(inventory, state_dir, scheduler=False, **kw)
+    try:
+        yield service
+    finally:
+        service.stop()
