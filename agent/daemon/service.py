@@ -74,7 +74,12 @@ class Service:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         self.journal = Journal(state_dir / "journal.sqlite")
         self.health = HealthStore(state_dir / "health.sqlite")
-        self.pool = Pool(self.inv, keepalive=None)
+        devices = [d.name for _s, d in self.inv.devices()]
+        # the daemon keeps a session per device and transport warm (keepalive) only when it
+        # runs; --local opens them on demand
+        self.pool = Pool(
+            self.inv, keepalive=30.0 if scheduler else None, max_size=max(64, 2 * len(devices))
+        )
         self.verifier = verifier
         self.progress = progress
         self.poll_interval = poll_interval
@@ -106,6 +111,7 @@ class Service:
         jobs.attach(self)
         if self.scheduler is None:
             return
+        threading.Thread(target=self._warm, name="cordon-warm", daemon=True).start()
         self.scheduler.start()
         self.scheduler.add_job(
             jobs.poll,
@@ -125,6 +131,12 @@ class Service:
         for run_id in self.journal.open_runs():
             self.log.info("daemon.resume", run_id=run_id)
             self.schedule(run_id, 0.0)
+
+    def _warm(self) -> None:
+        """Open a session to every device now: the first order pays no handshake."""
+        names = [d.name for _s, d in self.inv.devices()]
+        failed = [o for o in self.pool.warm(names) if not o.ok]
+        self.log.info("daemon.warm", devices=len(names), unreachable=len(failed))
 
     def stop(self) -> None:
         from agent.daemon import jobs  # noqa: PLC0415
