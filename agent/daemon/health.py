@@ -1,0 +1,256 @@
+"""The daemon's health record: drift alarms (open, cleared, re-applied) and the last poll of each
+device, in their own SQLite file (`$CORDON_STATE_DIR/health.sqlite`, WAL), so `cordon status`
+can show them and they survive a daemon restart.
+
+Separate from the journal on purpose: polling writes every period, and the journal's
+`synchronous=FULL` transactions must stay for runs. Health is re-derived by the next poll, so
+this file uses `synchronous=NORMAL` (a power cut may lose the last poll, never corrupt).
+
+Imports only the standard library and the pure drift types; never a driver.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.engine.drift import Drift, Scope, scope_of
+
+ENV_STATE_DIR = "CORDON_STATE_DIR"  # as the journal and the daemon's socket
+PollStatus = Literal["ok", "drift", "unreachable", "error"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  device TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+  detail TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('open', 'cleared')),
+  first_seen REAL NOT NULL, last_seen REAL NOT NULL, cleared_at REAL,
+  reapplied_at REAL, reapplied INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_open
+  ON alarms (device, kind, subject) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS alarms_device ON alarms (device, status);
+CREATE TABLE IF NOT EXISTS polls (
+  device TEXT PRIMARY KEY, site TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '', duration_s REAL NOT NULL DEFAULT 0
+);
+"""
+_ALARM_COLUMNS = (
+    "id, device, site, kind, subject, detail, status, first_seen, last_seen, cleared_at, "
+    "reapplied_at, reapplied"
+)
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(ENV_STATE_DIR) or ".state") / "health.sqlite"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A drift alarm: open while the drift is seen, cleared when a poll no longer sees it.
+    `reapplied` counts the re-applications of the recorded state while it was open."""
+
+    id: int
+    device: str
+    site: str
+    kind: str
+    subject: str
+    detail: str
+    status: str
+    first_seen: float
+    last_seen: float
+    cleared_at: float | None = None
+    reapplied_at: float | None = None
+    reapplied: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.device, self.kind, self.subject)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "device": self.device,
+            "site": self.site,
+            "kind": self.kind,
+            "subject": self.subject,
+            "detail": self.detail,
+            "status": self.status,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "cleared_at": self.cleared_at,
+            "reapplied_at": self.reapplied_at,
+            "reapplied": self.reapplied,
+        }
+
+
+@dataclass(frozen=True)
+class PollRow:
+    """The last poll of one device."""
+
+    device: str
+    site: str
+    at: float
+    status: str  # ok | drift | unreachable | error
+    detail: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a device's alarms move after one read: `new` drifts to open, `seen` open alarms
+    still there, `gone` open alarms the read no longer shows (only in the scopes it read)."""
+
+    device: str
+    site: str
+    new: tuple[Drift, ...] = ()
+    seen: tuple[tuple[Alarm, Drift], ...] = ()
+    gone: tuple[Alarm, ...] = ()
+    open_before: tuple[Alarm, ...] = field(default=(), repr=False)
+
+
+class HealthStore:
+    """One SQLite file, shared by the poller (writer) and the API threads (readers)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self.lock = threading.RLock()
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def __enter__(self) -> HealthStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _alarms(self, where: str, args: tuple[Any, ...]) -> list[Alarm]:
+        with self.lock:
+            rows = self.db.execute(f"SELECT {_ALARM_COLUMNS} FROM alarms {where}", args).fetchall()  # noqa: S608 - fixed SQL, values bound
+        return [Alarm(*r) for r in rows]
+
+    # -- alarms -----------------------------------------------------------------------------
+
+    def open_alarms(self, device: str | None = None) -> list[Alarm]:
+        if device is None:
+            return self._alarms("WHERE status='open' ORDER BY first_seen, id", ())
+        return self._alarms("WHERE status='open' AND device=? ORDER BY first_seen, id", (device,))
+
+    def alarms(self, *, status: str | None = None, limit: int = 200) -> list[Alarm]:
+        """Newest first; `status` 'open' or 'cleared' to filter."""
+        if status is None:
+            return self._alarms("ORDER BY last_seen DESC, id DESC LIMIT ?", (limit,))
+        return self._alarms(
+            "WHERE status=? ORDER BY last_seen DESC, id DESC LIMIT ?", (status, limit)
+        )
+
+    def diff(
+        self,
+        device: str,
+        site: str,
+        drifts: Sequence[Drift],
+        scopes: Iterable[Scope],
+        *,
+        open_now: Sequence[Alarm] | None = None,
+    ) -> Change:
+        """What `drifts` (read in `scopes`) change in `device`'s open alarms (`open_now` if the
+        caller already has them); writes nothing, so the caller can audit first and `commit`
+        after: an alarm is never stored unaudited (a crash in between audits it again)."""
+        read = set(scopes)
+        current = {d.key: d for d in drifts}
+        before = list(self.open_alarms(device) if open_now is None else open_now)
+        by_key = {a.key: a for a in before}
+        return Change(
+            device=device,
+            site=site,
+            new=tuple(d for k, d in current.items() if k not in by_key),
+            seen=tuple((by_key[k], d) for k, d in current.items() if k in by_key),
+            gone=tuple(
+                a for k, a in by_key.items() if k not in current and scope_of(a.kind) in read
+            ),
+            open_before=tuple(before),
+        )
+
+    def commit(self, change: Change, now: float | None = None) -> list[Alarm]:
+        """Apply a `diff`: open the new alarms, refresh the seen ones, clear the gone ones.
+        Returns the device's open alarms afterwards."""
+        now = time.time() if now is None else now
+        if not (change.new or change.seen or change.gone):
+            return list(change.open_before)
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO alarms (device, site, kind, subject, detail, status, first_seen, "
+                "last_seen) VALUES (?,?,?,?,?,'open',?,?)",
+                [
+                    (change.device, change.site, d.kind, d.subject, d.detail, now, now)
+                    for d in change.new
+                ],
+            )
+            db.executemany(
+                "UPDATE alarms SET last_seen=?, detail=? WHERE id=? AND status='open'",
+                [(now, d.detail, a.id) for a, d in change.seen],
+            )
+            db.executemany(
+                "UPDATE alarms SET status='cleared', cleared_at=? WHERE id=? AND status='open'",
+                [(now, a.id) for a in change.gone],
+            )
+        return self.open_alarms(change.device)
+
+    def mark_reapplied(self, device: str, now: float | None = None) -> int:
+        """The recorded state was pushed back to `device`: note it on its open alarms."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alarms SET reapplied_at=?, reapplied=reapplied+1 "
+                "WHERE device=? AND status='open'",
+                (now, device),
+            )
+            return cur.rowcount
+
+    def alarm(self, alarm_id: int) -> Alarm | None:
+        found = self._alarms("WHERE id=?", (alarm_id,))
+        return found[0] if found else None
+
+    # -- polls ------------------------------------------------------------------------------
+
+    def record_polls(self, rows: Iterable[PollRow]) -> None:
+        """The last poll of each device (one transaction for a whole poll)."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO polls VALUES (?,?,?,?,?,?)",
+                [(r.device, r.site, r.at, r.status, r.detail, r.duration_s) for r in rows],
+            )
+
+    def last_polls(self) -> dict[str, PollRow]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT device, site, at, status, detail, duration_s FROM polls ORDER BY device"
+            ).fetchall()
+        return {r[0]: PollRow(*r) for r in rows}
