@@ -20,8 +20,12 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     │   └── SnmpError                 SNMP error status (noSuchName, notWritable, ...)
     ├── AuditError                    the audit log cannot be written or is inconsistent
     │   └── ChainBroken               verification found tampering (names the first bad record)
-    └── LabError                      the digital twin cannot be built, probed or torn down
-        └── SafetyError               a twin operation would leave the 198.18.0.0/15 sandbox
+    ├── LabError                      the digital twin cannot be built, probed or torn down
+    │   └── SafetyError               a twin operation would leave the 198.18.0.0/15 sandbox
+    └── DaemonError                   talking to `cordon daemon`
+        ├── DaemonDown                it is not running (the CLI offers --local)
+        ├── AccessRefused             the caller's role does not allow it (audited)
+        └── ApprovalError             two-person rule: own run, nothing to approve, expired
 """
 
 from __future__ import annotations
