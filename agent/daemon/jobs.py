@@ -20,13 +20,20 @@ def attach(service: Service | None) -> None:
     _service = service
 
 
+RETRY_S = 30.0  # a run whose proceed failed (a device unreachable on resume) is tried again
+
+
 def proceed(run_id: str) -> None:
     if _service is None:
         return
     try:
         _service.proceed(run_id)
     except CordonError as exc:
-        audit.get_logger().error("run.proceed_failed", run_id=run_id, error=exc.message)
+        # the run stays open (its sites locked): try again later rather than forget it
+        audit.get_logger().error(
+            "run.proceed_failed", run_id=run_id, error=exc.message, retry_in_s=RETRY_S
+        )
+        _service.schedule(run_id, RETRY_S)
 
 
 def poll() -> None:

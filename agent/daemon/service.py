@@ -113,14 +113,17 @@ class Service:
             return
         threading.Thread(target=self._warm, name="cordon-warm", daemon=True).start()
         self.scheduler.start()
-        self.scheduler.add_job(
-            jobs.poll,
-            "interval",
-            seconds=self.poll_interval,
-            id="poll",
-            replace_existing=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=1),
-        )
+        if self.poll_interval > 0:
+            self.scheduler.add_job(
+                jobs.poll,
+                "interval",
+                seconds=self.poll_interval,
+                id="poll",
+                replace_existing=True,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+            )
+        elif self.scheduler.get_job("poll") is not None:  # polling off: drop a stored one
+            self.scheduler.remove_job("poll")
         self.scheduler.add_job(
             jobs.backup,
             "interval",
@@ -351,9 +354,23 @@ class Service:
             "needs_approval": needs,
         }
 
-    def drive(self, run_id: str) -> RunReport:
-        """--local: take the run to its end in this process."""
-        return self._executor(DAEMON_ACTOR).drive(run_id, poll=0.5)
+    def drive(
+        self, run_id: str, *, poll: float = 0.5, stop: threading.Event | None = None
+    ) -> RunReport:
+        """--local: take the run to its end in this process (or until `stop` is set), looking
+        again at least every `poll` seconds: an approval or an attestation given from another
+        terminal is seen at once, not at the approval's deadline."""
+        while True:
+            report = self.proceed(run_id)
+            if report.status not in ("waiting", "awaiting_approval"):
+                return report
+            pause = poll if report.wake_at is None else report.wake_at - time.time()
+            pause = min(max(pause, 0.05), poll)
+            if stop is not None:
+                if stop.wait(pause):
+                    return report
+            else:
+                time.sleep(pause)
 
     def list_runs(self, caller: Caller | None = None, *, limit: int = 50) -> JSON:
         return {"runs": [self._run_summary(r) for r in self.journal.runs(limit=limit)]}
