@@ -1,0 +1,186 @@
+"""`cordon daemon`: one long-running process per state directory, wiring the engine (`Service`,
+with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
+
+The composition root: imports the service, the API, the roles policy and the audit trail; the
+engine's twin verifier is taken from `agent.engine.cli`. Nothing here decides or renders.
+
+In the state directory, besides the journal and the job store:
+    daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
+                  changes something (so the two never drive the same runs at once)
+    daemon.json   {"pid", "socket", "inventory", "state_dir", "started_at", "version"} while up
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import __version__, audit
+from agent.daemon.api import make_app, start
+from agent.daemon.auth import Policy
+from agent.daemon.service import DAEMON_ACTOR, Service
+from agent.errors import DaemonError
+
+__all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
+
+STATE_FILE = "daemon.json"
+LOCK_FILE = "daemon.lock"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    inventory: Path
+    state_dir: Path
+    socket: Path
+    roles: Path
+    poll_interval: float = 30.0  # seconds between drift polls; 0 turns polling off
+    group: str | None = None  # the group whose members may connect to the socket
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    """What the daemon of `state_dir` wrote at start (None when none is up, or unreadable)."""
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path, *, shared: bool) -> Iterator[None]:
+    """Hold the state directory: exclusively (the daemon) or shared (a local command that
+    changes something). Refused at once, never waited for, naming who holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _held(state_dir, shared=shared) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _held(state_dir: Path, *, shared: bool) -> DaemonError:
+    up = read_state(state_dir)
+    if shared:
+        where = f" (pid {up.get('pid')}, socket {up.get('socket')})" if up else ""
+        return DaemonError(
+            f"a cordon daemon owns {state_dir}{where}: it drives the runs, not this command",
+            hint="drop --local: the order goes to the daemon",
+        )
+    if up is not None:
+        return DaemonError(
+            f"a cordon daemon already runs on {state_dir} "
+            f"(pid {up.get('pid')}, socket {up.get('socket')})",
+            hint="one daemon per state directory: stop it first, or use another --state-dir",
+        )
+    return DaemonError(
+        f"a `cordon ... --local` command is using {state_dir} (a local run, approval...)",
+        hint="let it finish (or stop it), then start the daemon: it takes open runs on",
+    )
+
+
+@dataclass
+class _Life:
+    started: bool = False
+    signal: str | None = None
+
+
+def run(cfg: DaemonConfig) -> None:
+    """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
+    from agent.engine.cli import twin_verifier  # noqa: PLC0415 - pulls in the twin's modules
+
+    audit.configure()
+    policy = Policy.load(cfg.roles)
+    with state_lock(cfg.state_dir, shared=False):
+        service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
+        service.verifier = twin_verifier(service.inv)
+        life = _Life()
+        try:
+            asyncio.run(_serve(service, policy, cfg, life))
+        finally:
+            service.stop()
+            if life.started:
+                with audit.bind(actor=DAEMON_ACTOR):
+                    audit.get_logger().info(
+                        "daemon.stopped",
+                        pid=os.getpid(),
+                        socket=str(cfg.socket),
+                        signal=life.signal,
+                        outcome="stopped" if life.signal else "failed",
+                    )
+                _say(f"stopped ({life.signal or 'on an error'})")
+
+
+async def _serve(service: Service, policy: Policy, cfg: DaemonConfig, life: _Life) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop, life)
+    runner = await start(make_app(service, policy), cfg.socket, group=cfg.group)
+    state_file = cfg.state_dir / STATE_FILE
+    try:
+        service.start()  # after the socket: a second daemon on it was refused before any job
+        life.started = True
+        _write_state(state_file, cfg)
+        with audit.bind(actor=DAEMON_ACTOR):
+            audit.get_logger().info(
+                "daemon.started",
+                pid=os.getpid(),
+                version=__version__,
+                socket=str(cfg.socket),
+                inventory=str(cfg.inventory),
+                state_dir=str(cfg.state_dir),
+                roles=policy.source,
+                poll_interval=cfg.poll_interval,
+                open_runs=service.journal.open_runs(),
+                flow_probes=service.verifier is not None,
+                outcome="listening",
+            )
+        _say(f"listening on {cfg.socket} (pid {os.getpid()}, state {cfg.state_dir})")
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            if cfg.socket.is_socket():
+                cfg.socket.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            state_file.unlink()
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event, life: _Life) -> None:
+    life.signal = life.signal or sig.name
+    stop.set()
+
+
+def _write_state(path: Path, cfg: DaemonConfig) -> None:
+    body = {
+        "pid": os.getpid(),
+        "socket": str(cfg.socket.absolute()),
+        "inventory": str(cfg.inventory.absolute()),
+        "state_dir": str(cfg.state_dir.absolute()),
+        "started_at": time.time(),
+        "version": __version__,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    tmp.chmod(0o640)
+    tmp.replace(path)
+
+
+def _say(text: str) -> None:
+    """One plain line for the service manager's log (the audit trail has the details)."""
+    sys.stderr.write(f"cordon daemon: {text}\n")
+    sys.stderr.flush()
