@@ -13,9 +13,10 @@ import click
 
 from agent import __version__
 from agent.audit.cli import audit
+from agent.daemon.cli import COMMANDS as DAEMON_COMMANDS
 from agent.demo import demo
 from agent.drivers.cli import device
-from agent.engine.cli import plan_cmd, resume_cmd, rollback_cmd, run_cmd, runs_cmd, status_cmd
+from agent.engine.cli import resume_cmd
 from agent.errors import CordonError
 from agent.inventory.cli import inventory
 from agent.lab.cli import lab
@@ -25,7 +26,11 @@ Exit codes:
   0 success            2 invalid input (nothing touched)
   3 plan refused       4 run refused/failed     5 site locked by another run
   6 device error       7 audit error            8 audit chain broken
-  9 twin (lab) error  10 twin safety refusal  130 interrupted
+  9 twin (lab) error  10 twin safety refusal   11 daemon error
+ 12 daemon not running (start it, or --local)  13 access refused (role)
+ 14 approval refused   15 run rolled back       16 run partial
+ 17 run re-isolated    18 approval expired      19 rollback failed
+130 interrupted
 """
 
 
@@ -40,12 +45,8 @@ def _register() -> None:
         inventory,
         lab,
         device,
-        plan_cmd,
-        run_cmd,
-        rollback_cmd,
+        *DAEMON_COMMANDS,
         resume_cmd,
-        status_cmd,
-        runs_cmd,
         demo,
         audit,
     ):

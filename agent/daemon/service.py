@@ -304,7 +304,7 @@ class Service:
         self._known_sites(sites)
         pb = self._playbook(playbook, params)
         p = self._executor(_who(caller)).plan(pb, sites)
-        out = as_json(p)
+        out = as_json(p, self.inv)
         out["digest"] = plan_digest(p)
         out["emergency"] = pb.emergency
         out["approval"] = pb.approval

@@ -55,6 +55,7 @@ def test_sigkill_then_resume(twin: Twin, tmp_path: Path) -> None:
     }
     db = tmp_path / "journal.sqlite"
     args = [sys.executable, "-m", "agent", "run", "preventive-degraded", "--yes", "--json"]
+    args.append("--local")  # no daemon: the run is driven by this very process
     for site in SITES:
         args += ["--sites", site]
     proc = subprocess.Popen(
@@ -73,7 +74,7 @@ def test_sigkill_then_resume(twin: Twin, tmp_path: Path) -> None:
     try:
         settle_and_check(twin, env, db, run["run_id"])
     finally:
-        back = cordon(env, "rollback", run["run_id"])
+        back = cordon(env, "rollback", run["run_id"], "--local")
     assert back.returncode == 0, back.stdout + back.stderr
     assert wait_for(lambda: all(matrix(twin).values()), timeout=15)
 
@@ -99,6 +100,7 @@ def settle_and_check(twin: Twin, env: dict[str, str], db: Path, run_id: str) -> 
             "plan",
             "preventive-degraded",
             "--json",
+            "--local",
             *[x for s in SITES for x in ("--sites", s)],
         ).stdout
     )
