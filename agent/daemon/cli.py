@@ -669,6 +669,9 @@ def _final(o: Opts, run: JSON) -> str:
             f"`cordon rollback {rid}` retries"
         ),
     }
+    changed = any(s["status"] in ("verified", "failed", "undo_failed") for s in run["steps"])
+    if status == "failed" and not changed:
+        hints[status] = f"no device was changed; see `cordon show {rid}`"
     if status in hints:
         lines.append(f"  next: {hints[status]}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ stays local, `cordon resume RUN_ID` (after a crash, with no daemon running). Pla
 from __future__ import annotations
 
 import getpass
+import json
 from pathlib import Path
 
 import click
@@ -160,7 +161,8 @@ def report_json(report: RunReport) -> dict[str, object]:
 @click.argument("run_id")
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll back instead of finishing.")
 @inventory_option
-def resume_cmd(run_id: str, roll_back: bool, inventory_path: Path | None) -> None:
+@click.option("--json", "json_out", is_flag=True, help="Machine output: JSON only on stdout.")
+def resume_cmd(run_id: str, roll_back: bool, inventory_path: Path | None, json_out: bool) -> None:
     """After a crash, with no daemon running: settle in-flight steps by reading the devices,
     then finish RUN_ID or roll it back. (A running daemon does this itself at start.)"""
     from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
@@ -175,11 +177,11 @@ def resume_cmd(run_id: str, roll_back: bool, inventory_path: Path | None) -> Non
                 pool,
                 actor=getpass.getuser(),
                 verifier=twin_verifier(inv),
-                progress=lambda msg: click.echo(f"  {msg}"),
+                progress=lambda msg: click.echo(f"  {msg}", err=json_out),
             )
             report = ex.resume(run_id, roll_back=roll_back)
     finally:
         journal.close()
-    click.echo(render_report(report))
+    click.echo(json.dumps(report_json(report), indent=2) if json_out else render_report(report))
     if report.status not in ("done", "rolled_back") and not report.status.startswith("already"):
         raise SystemExit(4)
