@@ -1,0 +1,518 @@
+"""Time-to-contain on the twin, the Hospi Grand Ouest scenario: from the trigger to all 9
+establishments contained AND verified by probes. `isolate-site` on rennes-la-sagesse and
+`preventive-degraded` on the 8 sister sites, started at the same moment in two threads, each
+`Executor.run(pb, sites)` with the twin's flow verifier (`agent.lab.flows.engine_verifier`).
+
+Measured with (a) warm connections (`Pool.warm()` before the trigger) and (b) cold ones (a fresh
+Pool, no session open; the driver modules are imported once beforehand, as in a running agent),
+and side by side in the same run: the verifier's probing before its change (every flow of the site
+probed with one 0.5 s timeout, so any flow expected closed costs 0.5 s), the verifier as the
+engine's CLI builds it (without `current`: it never re-reads the journal, so a flow crossing two
+sites, cut by the other run after the engine read the states, fails the check after 8 s), the 8
+sister sites one after the other (`order: serial`), and the two runs one after the other (as
+`cordon demo` does).
+
+Every repetition starts from normal: both runs are rolled back and the whole flow matrix is
+probed (all 135 flows open) before the next one. After each containment, outside the timing,
+the whole matrix is probed independently of the verifier (1 s timeout for every flow) against
+the recorded device states. The breakdown comes from the audit log (run.started, step.started,
+device.change, device.verify records) and the RunReport outcomes' durations, and the verifier
+calls timed around the engine's verify_flows steps. One extra, untimed containment per mode
+runs, meanwhile, the verifier's probe of flows expected closed (`flows.handshake_probe`) on the
+must-survive flows (open throughout) with waits of 1 to 30 ms: how many open flows a wait that
+short would have called closed under that load, against the verifier's 100 ms.
+
+Run as root: `.venv/bin/python -m benchmarks.bench_contain [--runs N] [--only NAME ...]`.
+Holds the twin lock (`agent.lab.build.exclusive`) throughout; refuses if a twin is already up;
+brings the twin up and always takes it down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from agent import audit
+from agent.drivers.pool import Pool
+from agent.engine.execute import Executor, RunReport
+from agent.engine.journal import Journal
+from agent.engine.paths import flow_path
+from agent.engine.state import DeviceState, flow_open
+from agent.errors import CordonError
+from agent.inventory import load
+from agent.inventory.models import Inventory
+from agent.inventory.select import select_sites
+from agent.lab import build, flows
+from agent.lab.probe import ProbeTarget
+from agent.lab.state import LabState
+from agent.lab.topology import Blueprint, blueprint
+from agent.playbook import load as load_playbook
+from agent.playbook.models import Playbook
+from benchmarks.machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+HIT = "rennes-la-sagesse"
+Verifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    warm: bool
+    # new: engine_verifier re-reading the journal; snapshot: engine_verifier as the engine's CLI
+    # builds it (the states the engine passed, never re-read); legacy: the probing before the
+    # change (one 0.5 s timeout for every flow), re-reading the journal between rounds
+    verifier: str = "new"
+    serial_sites: bool = False  # preventive-degraded with `order: serial`
+    runs_in_turn: bool = False  # isolate-site, then preventive-degraded (as the demo)
+
+
+SCENARIOS = [
+    Scenario("warm", "warm pool, 2 runs in parallel, sites in parallel", warm=True),
+    Scenario("cold", "fresh pool, 2 runs in parallel, sites in parallel", warm=False),
+    Scenario("warm-0.5s-probing", "warm, verifier probing before: 0.5 s per flow", True, "legacy"),
+    Scenario("cold-0.5s-probing", "cold, verifier probing before: 0.5 s per flow", False, "legacy"),
+    Scenario("warm-no-reread", "warm, verifier never re-reads the journal", True, "snapshot"),
+    Scenario(
+        "warm-serial-sites", "warm, the 8 sister sites one after the other", True, serial_sites=True
+    ),
+    Scenario(
+        "warm-runs-in-turn", "warm, isolate-site then preventive-degraded", True, runs_in_turn=True
+    ),
+]
+
+
+def legacy_verifier(
+    inv: Inventory, bp: Blueprint, current: Callable[[], Mapping[str, DeviceState]]
+) -> Verifier:
+    """`engine_verifier`'s probing as it was before it changed (kept here for the comparison):
+    every flow of the site in one batch with a 0.5 s timeout, 8 s to settle; the journal
+    re-read between rounds, as the new one does, so only the probing differs."""
+    paths = {f.name: flow_path(inv, f) for f in inv.flows}
+
+    def verify(site: str, states: Mapping[str, DeviceState]) -> list[str]:
+        mine = [f for f in inv.flows if site in (f.source.site, f.destination.site)]
+        deadline = time.monotonic() + 8.0
+        while True:
+            expected = {f.name: flow_open(states, paths[f.name]) for f in mine}
+            obs = flows.observe(inv, bp, _lookup(expected), flows=mine, timeout=0.5)
+            wrong = [
+                f"flow {o.flow.name}: expected {'open' if o.expected_open else 'closed'}, "
+                f"observed {'open' if o.observed_open else 'closed'}"
+                for o in obs
+                if not o.as_expected
+            ]
+            if not wrong or time.monotonic() > deadline:
+                return wrong
+            time.sleep(0.3)
+            states = current()
+
+    return verify
+
+
+def _lookup(expected: Mapping[str, bool]) -> flows.Expectation:
+    return lambda flow: expected[flow.name]
+
+
+class TimedVerifier:
+    """Wraps a verifier: (site, wall start, wall end, problems) of every call."""
+
+    def __init__(self, inner: Verifier) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, float, float, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, site: str, states: Mapping[str, DeviceState]) -> list[str]:
+        t0 = time.time()
+        out = self.inner(site, states)
+        t1 = time.time()
+        with self._lock:
+            self.calls.append((site, t0, t1, len(out)))
+        return out
+
+
+class HandshakeSampler:
+    """In a thread, until stopped: `flows.handshake_probe` (the verifier's probe of a flow
+    expected closed) on flows that are open throughout, with waits far shorter than the
+    verifier's. Any miss is a flow that is open but would have been called closed after that
+    wait: how short a wait stays safe under the load of a containment."""
+
+    WAITS = (0.001, 0.003, 0.01, 0.03)
+
+    def __init__(self, targets: Sequence[ProbeTarget]) -> None:
+        self.targets = list(targets)
+        self.sent = dict.fromkeys(self.WAITS, 0)
+        self.missed = dict.fromkeys(self.WAITS, 0)
+        self.seen_ms: list[float] = []  # when the thread saw each handshake done (GIL included)
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> HandshakeSampler:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for wait in self.WAITS:
+                    out = flows.handshake_probe(self.targets, wait)
+                    self.sent[wait] += len(out)
+                    self.missed[wait] += sum(not r.ok for r in out)
+                    self.seen_ms += [r.elapsed_ms for r in out if r.ok]
+                self._stop.wait(0.01)
+        except BaseException as exc:  # re-raised by stop()
+            self.error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def merge(self, other: HandshakeSampler) -> None:
+        for w in self.WAITS:
+            self.sent[w] += other.sent[w]
+            self.missed[w] += other.missed[w]
+        self.seen_ms += other.seen_ms
+
+
+@dataclass
+class Rep:
+    seconds: float
+    phases: dict[str, float]  # the critical (last verified) site's path, seconds
+    work: dict[str, float]  # sums over all sites, seconds
+    critical: str
+    verify_calls: int
+    problems: list[str] = field(default_factory=list)  # flow problems the runs reported
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    reps: list[Rep] = field(default_factory=list)
+
+
+@dataclass
+class Bench:
+    inv: Inventory
+    bp: Blueprint
+    tmp: Path
+    log_dir: Path
+    isolate: Playbook
+    degrade: Playbook
+    others: list[str]
+    devices: list[str]
+    warm_pool: Pool
+    count: int = 0
+
+    def verifier(self, kind: str, journal: Journal) -> Verifier:
+        if kind == "legacy":
+            return legacy_verifier(self.inv, self.bp, journal.device_states)
+        if kind == "snapshot":
+            return flows.engine_verifier(self.inv, self.bp)
+        return flows.engine_verifier(self.inv, self.bp, current=journal.device_states)
+
+    def contain(
+        self, sc: Scenario, *, handshakes: HandshakeSampler | None = None
+    ) -> tuple[Rep, Executor, list[RunReport]]:
+        """One containment from normal; returns it, with the executor that can undo it."""
+        self.count += 1
+        journal = Journal(self.tmp / f"journal-{self.count}.sqlite")
+        pool = self.warm_pool if sc.warm else Pool(self.inv, keepalive=None)
+        if sc.warm:
+            opened = pool.warm(self.devices)
+            if not all(o.ok for o in opened):
+                raise CordonError(f"warm-up failed: {[o.error for o in opened if o.error]}")
+        timed = TimedVerifier(self.verifier(sc.verifier, journal))
+        ex = Executor(self.inv, journal, pool, actor="bench-contain", verifier=timed)
+        degrade = (
+            self.degrade.model_copy(update={"order": "serial"}) if sc.serial_sites else self.degrade
+        )
+        jobs: list[tuple[Playbook, list[str]]] = [(self.isolate, [HIT]), (degrade, self.others)]
+        reports: list[RunReport | None] = [None, None]
+        errors: list[BaseException] = []
+        ends = [0.0, 0.0]
+        start = threading.Barrier(3 if not sc.runs_in_turn else 2)
+
+        def one(i: int) -> None:
+            try:
+                reports[i] = ex.run(*jobs[i])
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+            ends[i] = time.perf_counter()
+
+        def both_in_turn() -> None:
+            start.wait()
+            one(0)
+            one(1)
+
+        def parallel(i: int) -> None:
+            start.wait()
+            one(i)
+
+        threads = (
+            [threading.Thread(target=both_in_turn)]
+            if sc.runs_in_turn
+            else [threading.Thread(target=parallel, args=(i,)) for i in (0, 1)]
+        )
+        sampler = None
+        if handshakes is not None:
+            must = [t for f, t in flows.targets(self.inv, self.bp) if f.must_survive]
+            sampler = HandshakeSampler(must).start()
+        for th in threads:
+            th.start()
+        start.wait()
+        t0, wall0 = time.perf_counter(), time.time()
+        for th in threads:
+            th.join()
+        seconds = max(ends) - t0
+        if sampler is not None:
+            sampler.stop()
+            assert handshakes is not None
+            handshakes.merge(sampler)
+        if not sc.warm:
+            pool.close()
+        done = [r for r in reports if r is not None]
+        # a run whose devices all changed and read back but whose flow check found problems
+        # ends `failed`: recorded and shown; anything else stops the benchmark
+        steps_ok = all(o.status == "verified" for r in done for o in r.outcomes)
+        if (
+            errors
+            or len(done) != 2
+            or not steps_ok
+            or any(
+                r.status not in ("done", "failed")
+                or (r.status == "failed") != bool(r.flow_problems)
+                for r in done
+            )
+        ):
+            detail = [(r.status, r.flow_problems) for r in done]
+            raise CordonError(f"{sc.name}: containment did not end done: {errors} {detail}")
+        self.check_matrix(journal.device_states(), "after containment")
+        rep = self.breakdown(done, timed, wall0, seconds)
+        rep.problems = [p for r in done for p in r.flow_problems]
+        undo_pool = self.warm_pool  # cold pools are closed: undo through the warm one
+        undo = Executor(self.inv, journal, undo_pool, actor="bench-contain")
+        return rep, undo, done
+
+    def restore(self, ex: Executor, reports: Sequence[RunReport]) -> None:
+        for r in reversed(reports):
+            back = ex.rollback(r.run_id)
+            if back.status != "rolled_back":
+                raise CordonError(f"rollback of {r.run_id}: {back.status}")
+        ex.journal.close()
+        deadline = time.monotonic() + 3.0
+        while True:
+            obs = flows.observe(self.inv, self.bp, timeout=2.0)
+            shut = [o.flow.name for o in obs if not o.observed_open]
+            if not shut:
+                return
+            if time.monotonic() > deadline:
+                raise CordonError(f"not back to normal after rollback: {shut} still closed")
+            time.sleep(0.2)
+
+    def check_matrix(self, states: Mapping[str, DeviceState], when: str) -> None:
+        """Every flow, probed independently of the verifier, as the recorded states say."""
+        paths = {f.name: flow_path(self.inv, f) for f in self.inv.flows}
+        obs = flows.observe(
+            self.inv, self.bp, lambda f: flow_open(states, paths[f.name]), timeout=1.0
+        )
+        wrong = [o.flow.name for o in obs if not o.as_expected]
+        if wrong:
+            raise CordonError(f"flow matrix {when} not as recorded: {wrong}")
+
+    def breakdown(
+        self, reports: Sequence[RunReport], timed: TimedVerifier, wall0: float, seconds: float
+    ) -> Rep:
+        ids = {r.run_id for r in reports}
+        records = [
+            rec
+            for path in sorted(self.log_dir.glob("audit-*.jsonl"))
+            for rec in map(json.loads, path.read_text().splitlines())
+            if rec.get("run_id") in ids
+        ]
+
+        def ts(rec: Mapping[str, object]) -> float:
+            return datetime.fromisoformat(str(rec["ts"])).timestamp()
+
+        started = {rec["run_id"]: ts(rec) for rec in records if rec["event"] == "run.started"}
+        run_of = {s: r.run_id for r in reports for s in (r.plan.sites if r.plan else ())}
+        finish = {site: max(t1 for s, _, t1, _ in timed.calls if s == site) for site in run_of}
+        critical = max(finish, key=lambda s: finish[s])
+
+        def site_sum(event: str, site: str | None) -> float:
+            return sum(
+                float(rec.get("duration_s") or 0.0)
+                for rec in records
+                if rec["event"] == event and (site is None or rec.get("site") == site)
+            )
+
+        first_step = min(
+            ts(rec)
+            for rec in records
+            if rec["event"] == "step.started" and rec.get("site") == critical
+        )
+        steps = sum(o.duration_s for r in reports for o in r.outcomes if o.site == critical)
+        verify = sum(t1 - t0 for s, t0, t1, _ in timed.calls if s == critical)
+        plan_s = started[run_of[critical]] - wall0
+        before = first_step - started[run_of[critical]]
+        phases = {
+            "trigger -> run.started (plan, journal; [1])": plan_s,
+            "run.started -> first device step (backups; [2])": before,
+            "device steps (apply + read-back)": steps,
+            "  of which apply (device.change)": site_sum("device.change", critical),
+            "  of which read-back (device.verify)": site_sum("device.verify", critical),
+            "verify_flows probing": verify,
+            "journal, gaps": finish[critical] - wall0 - plan_s - before - steps - verify,
+            "after the last verify until the run returns": seconds - (finish[critical] - wall0),
+        }
+        work = {
+            "device steps": sum(o.duration_s for r in reports for o in r.outcomes),
+            "verify_flows probing": sum(t1 - t0 for _, t0, t1, _ in timed.calls),
+        }
+        return Rep(seconds, phases, work, critical, len(timed.calls))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5, help="repetitions per scenario")
+    parser.add_argument(
+        "--only", nargs="*", choices=[s.name for s in SCENARIOS], help="scenarios to run"
+    )
+    args = parser.parse_args()
+    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    print(describe())
+    inv = load(ROOT / "inventory" / "hospi-grand-ouest.yaml")
+    with tempfile.TemporaryDirectory(prefix="cordon-bench-contain-") as tmp:
+        os.environ["CORDON_STATE_DIR"] = str(Path(tmp) / "state")
+        log_dir = Path(tmp) / "logs"
+        os.environ["CORDON_LOG_DIR"] = str(log_dir)
+        audit.configure(log_dir, console=False)
+        with build.exclusive(print):
+            if LabState.load(build.DEFAULT_LAB) is not None:
+                sys.exit("a twin is up: `cordon lab down` first")
+            state = build.up(inv)
+            try:
+                results, handshakes = measure(
+                    inv, blueprint(inv, state.lab), Path(tmp), log_dir, scenarios, args.runs
+                )
+            finally:
+                build.down()
+        audit.close()
+        check = audit.verify(log_dir)
+    report(results, handshakes, args.runs, check.ok, check.records)
+
+
+def measure(
+    inv: Inventory,
+    bp: Blueprint,
+    tmp: Path,
+    log_dir: Path,
+    scenarios: Sequence[Scenario],
+    runs: int,
+) -> tuple[list[Result], dict[str, HandshakeSampler]]:
+    isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
+    degrade = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", inv)
+    others = [s.name for s in select_sites(inv, degrade.targets.selector()) if s.name != HIT]
+    devices = [d.name for s in inv.sites if s.name in [HIT, *others] for d in s.devices]
+    obs = flows.observe(inv, bp, timeout=2.0)
+    if not all(o.observed_open for o in obs):
+        raise CordonError("the twin's flow matrix is not all open before the benchmark")
+    with Pool(inv, keepalive=None) as warm_pool:
+        # imports the drivers' modules and opens every session once: cold runs then measure
+        # connections, not imports
+        warm_pool.warm(devices)
+        bench = Bench(inv, bp, tmp, log_dir, isolate, degrade, others, devices, warm_pool)
+        results = [Result(s) for s in scenarios]
+        handshakes: dict[str, HandshakeSampler] = {}
+        for mode in ("warm", "cold"):
+            sc = next(s for s in SCENARIOS if s.name == mode)
+            handshakes[mode] = HandshakeSampler([])
+            _, ex, done = bench.contain(sc, handshakes=handshakes[mode])
+            bench.restore(ex, done)
+        for i in range(runs):  # round-robin: drift of the machine spreads over every scenario
+            for res in results:
+                rep, ex, done = bench.contain(res.scenario)
+                bench.restore(ex, done)
+                res.reps.append(rep)
+                print(
+                    f"  {res.scenario.name:<20} rep {i + 1}: {rep.seconds:.3f} s "
+                    f"(last verified: {rep.critical}, {rep.verify_calls} verify steps)"
+                    + (f" FAILED: {rep.problems}" if rep.problems else ""),
+                    flush=True,
+                )
+    return results, handshakes
+
+
+def report(
+    results: Sequence[Result],
+    handshakes: Mapping[str, HandshakeSampler],
+    runs: int,
+    chain_ok: bool,
+    records: int,
+) -> None:
+    print(
+        f"\ntime-to-contain, {HIT} isolate-site + preventive-degraded on 8 sister sites, "
+        f"trigger -> both runs done and verified by probes; {runs} repetitions each, all from "
+        "normal (rolled back, 135/135 flows open, checked)"
+    )
+    print(f"{'scenario':<22}{'median':>8}{'min':>8}{'max':>8}{'failed':>8}  what")
+    for res in results:
+        s = [r.seconds for r in res.reps]
+        bad = sum(bool(r.problems) for r in res.reps)
+        print(
+            f"{res.scenario.name:<22}{statistics.median(s):>8.3f}{min(s):>8.3f}{max(s):>8.3f}"
+            f"{f'{bad}/{len(s)}':>8}  {res.scenario.what}"
+        )
+    for res in results:
+        for r in res.reps:
+            if r.problems:
+                print(f"  {res.scenario.name}: {r.seconds:.3f} s, run failed: {r.problems}")
+    for res in results:
+        reps = res.reps
+        crit = sorted({r.critical for r in reps})
+        print(
+            f"\n{res.scenario.name}: breakdown of the last site verified ({', '.join(crit)}), "
+            "median seconds"
+        )
+        for phase in reps[0].phases:
+            print(f"  {phase:<50}{statistics.median(r.phases[phase] for r in reps):>8.3f}")
+        print(f"  {'= time-to-contain':<50}{statistics.median(r.seconds for r in reps):>8.3f}")
+        work = ", ".join(
+            f"{k} {statistics.median(r.work[k] for r in reps):.3f} s" for k in reps[0].work
+        )
+        print(f"  summed over the 9 sites: {work}")
+    print(
+        "\n[1] in turn: includes the whole run before it. [2] serial sites: includes the sites "
+        "before it. Device steps: RunReport outcomes' durations; apply and read-back: the "
+        "device.change and device.verify audit records; verify_flows: the verifier's calls."
+    )
+    for mode, hs in handshakes.items():
+        misses = ", ".join(
+            f"{w * 1000:g} ms: {hs.missed[w]}/{hs.sent[w]} missed" for w in HandshakeSampler.WAITS
+        )
+        ms = hs.seen_ms
+        print(
+            f"\nhandshake probes (the verifier's probe of flows expected closed) on the "
+            f"must-survive flows, open throughout a {mode} containment, with waits of {misses}; "
+            f"seen done by the probing thread after median {statistics.median(ms):.2f} ms, "
+            f"max {max(ms):.2f} ms. The verifier waits at least "
+            f"{flows.CLOSED_TIMEOUT_S * 1000:.0f} ms."
+        )
+    print(f"\naudit chain: {records} records, {'intact' if chain_ok else 'BROKEN'}")
+
+
+if __name__ == "__main__":
+    main()
