@@ -111,7 +111,11 @@ def _contain_and_restore(
     must = [(f, t) for f, t in flows.targets(inv, bp) if f.must_survive]
     with Pool(inv, keepalive=None) as pool:
         ex = Executor(
-            inv, journal, pool, actor=getpass.getuser(), verifier=flows.engine_verifier(inv, bp)
+            inv,
+            journal,
+            pool,
+            actor=getpass.getuser(),
+            verifier=flows.engine_verifier(inv, bp, current=journal.device_states),
         )
         _say(
             f"\n== 4. Attack declared at {HIT}: isolate it (L1-L3), and switch the "

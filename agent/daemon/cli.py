@@ -237,7 +237,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
         if drives:
             from agent.engine.cli import twin_verifier  # noqa: PLC0415
 
-            service.verifier = twin_verifier(service.inv)
+            service.verifier = twin_verifier(service.inv, service.journal.device_states)
         sock = stack.enter_context(_serve_here(make_app(service, policy)))
         client = stack.enter_context(Client(sock, token=o.token))
         yield Conn(client, service)

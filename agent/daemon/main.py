@@ -106,7 +106,7 @@ def run(cfg: DaemonConfig) -> None:
     policy = Policy.load(cfg.roles)
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
-        service.verifier = twin_verifier(service.inv)
+        service.verifier = twin_verifier(service.inv, service.journal.device_states)
         life = _Life()
         try:
             asyncio.run(_serve(service, policy, cfg, life))

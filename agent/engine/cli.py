@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, FlowVerifier, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
+from agent.engine.state import DeviceState
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
@@ -127,12 +129,16 @@ def as_json(p: Plan, inv: Inventory | None = None) -> dict[str, object]:
     return out
 
 
-def twin_verifier(inv: Inventory) -> FlowVerifier | None:
-    """On the twin (built from this inventory), verify_flows steps probe real flows."""
+def twin_verifier(
+    inv: Inventory, current: Callable[[], Mapping[str, DeviceState]] | None = None
+) -> FlowVerifier | None:
+    """On the twin (built from this inventory), verify_flows steps probe real flows. `current`
+    (the journal's recorded states) is read again before a retry: with runs in parallel,
+    another site may change while this one probes."""
     state = LabState.load(build.DEFAULT_LAB)
     if state is None or state.phase != "up" or Path(state.inventory) != Path(inv.path):
         return None
-    return engine_verifier(inv, blueprint(inv, state.lab))
+    return engine_verifier(inv, blueprint(inv, state.lab), current=current)
 
 
 def render_report(report: RunReport) -> str:
@@ -176,7 +182,7 @@ def resume_cmd(run_id: str, roll_back: bool, inventory_path: Path | None, json_o
                 journal,
                 pool,
                 actor=getpass.getuser(),
-                verifier=twin_verifier(inv),
+                verifier=twin_verifier(inv, journal.device_states),
                 progress=lambda msg: click.echo(f"  {msg}", err=json_out),
             )
             report = ex.resume(run_id, roll_back=roll_back)

@@ -44,7 +44,11 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
     journal = Journal(tmp_path / "journal.sqlite")
     with Pool(twin.inv, keepalive=None) as pool:
         ex = Executor(
-            twin.inv, journal, pool, actor="test", verifier=flows.engine_verifier(twin.inv, twin.bp)
+            twin.inv,
+            journal,
+            pool,
+            actor="test",
+            verifier=flows.engine_verifier(twin.inv, twin.bp, current=journal.device_states),
         )
         try:
             yield ex
