@@ -172,8 +172,9 @@ class Service:
 
     def proceed(self, run_id: str) -> RunReport:
         """One step of a run's life (a job): settle what a crash left in flight, proceed, and
-        schedule the next wake-up while the run waits."""
-        ex = self._executor(DAEMON_ACTOR)
+        schedule the next wake-up while the run waits. The daemon acts for the run's author:
+        the sites it settles are recorded as changed by them, not by the daemon."""
+        ex = self._executor(str(self.journal.run(run_id)["actor"]))
         in_flight = any(
             r.status in ("started", "applied", "undoing") for r in ex.journal.steps(run_id)
         )
