@@ -38,8 +38,11 @@ Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
 
 Event vocabulary (emitted by the engine, daemon and CLI; reports rely on these names):
     incident.declared, incident.closed, run.planned, run.approved, run.break_glass, run.started,
-    step.started, step.succeeded, step.failed, device.change, device.verify,
-    reconnect.attested, drift.alarm, access.refused,
+    run.finished, run.expired, run.approval_timeout, run.resumed, run.rollback,
+    step.started, step.succeeded, step.failed, step.skipped, device.change, device.verify,
+    reconnect.attested, reconnect.preconditions, soak.started, soak.passed, soak.anomaly,
+    reconnect.reisolated, drift.alarm, drift.cleared, drift.reapplied, access.refused,
+    daemon.started, daemon.stopped,
     regulatory.notified (kind = nis2_early_warning | nis2_notification | nis2_final_report |
     cnil | ars), and the trail's own audit.syslog_failed.
 """
