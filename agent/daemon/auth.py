@@ -84,6 +84,11 @@ GRANTS: Mapping[Role, frozenset[Action]] = {
 }
 
 
+# a bearer token shorter than this is refused (guessable; and the audit scrubber would mask its
+# text inside ordinary words)
+MIN_TOKEN_LENGTH = 16
+
+
 @dataclass(frozen=True)
 class Caller:
     """The identity a request acts under. `via`: "peer" (socket credentials) or "token"."""
@@ -260,9 +265,20 @@ class Policy:
                     issues.append(doc.issue(loc, f"token for {user}, who has no role in this file"))
                     continue
                 try:
-                    tokens[user] = resolve(ref, base_dir=path.parent, what=f"token of {user}")
+                    value = resolve(ref, base_dir=path.parent, what=f"token of {user}")
                 except SecretError as exc:
                     issues.append(doc.issue(loc, exc.message))
+                    continue
+                if len(value) < MIN_TOKEN_LENGTH:
+                    issues.append(
+                        doc.issue(
+                            loc,
+                            f"token of {user} is shorter than {MIN_TOKEN_LENGTH} characters: "
+                            "too easy to guess (and too short to be scrubbed from logs safely)",
+                        )
+                    )
+                    continue
+                tokens[user] = value
         if roles is None or issues:
             raise _roles_error(issues or [Issue(str(path), "", "roles file is empty")])
         return cls(roles, tokens, source=str(path))

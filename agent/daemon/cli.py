@@ -880,7 +880,7 @@ def rollback_cmd(o: Opts, run_id: str, reason: str | None) -> None:
                 f"  {s['device']}  {s['step']}: "
                 + _style(o, s["status"], fg=_STEP_COLOR.get(s["status"]))
             )
-        ok = status in ("rolled_back", "nothing_to_roll_back")
+        ok = status in ("rolled_back", "nothing_to_roll_back", "cancelled")
         click.echo(
             _style(
                 o,
@@ -893,7 +893,7 @@ def rollback_cmd(o: Opts, run_id: str, reason: str | None) -> None:
             click.echo(f"  next: `cordon rollback {run_id}` retries the failed undos")
     if status == "rollback_failed":
         raise SystemExit(RUN_EXIT["rollback_failed"])
-    if status not in ("rolled_back", "nothing_to_roll_back"):
+    if status not in ("rolled_back", "nothing_to_roll_back", "cancelled"):
         raise SystemExit(4)
 
 

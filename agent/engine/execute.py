@@ -299,8 +299,10 @@ class Executor:
                 report.outcomes = sorted(outcomes, key=lambda o: o.seq)
                 return report
             self.progress(f"waiting: {report.waiting}")
+            # look again at least every `poll` seconds: an approval or an attestation given
+            # from another terminal must be seen at once, not at the gate's deadline
             pause = poll if report.wake_at is None else report.wake_at - time.time()
-            time.sleep(min(max(pause, 0.05), poll if report.wake_at is None else 3600.0))
+            time.sleep(min(max(pause, 0.05), poll))
 
     def proceed(self, run_id: str) -> RunReport:
         """Take the run as far as it can go now: apply pending steps, open or check gates;
@@ -1205,6 +1207,13 @@ class Executor:
         info = self.journal.run(run_id)
         rows = [r for r in self.journal.steps(run_id) if device is None or r.device == device]
         todo = [r for r in rows if r.status in UNDOABLE]
+        if not todo and device is None and info["status"] in OPEN:
+            # an open run that changed nothing yet (awaiting approval, waiting for an
+            # attestation): rolling it back cancels it and frees its sites
+            self.journal.finish_run(run_id, "cancelled", f"cancelled by {self.actor}")
+            with audit.bind(run_id=run_id, actor=self.actor):
+                self.log.info("run.cancelled", outcome="cancelled", detail="nothing was sent")
+            return RunReport(run_id, "cancelled")
         if not todo:
             return RunReport(run_id, "nothing_to_roll_back")
         recorded, writers = self.journal.device_states(), self.journal.device_writers()

@@ -294,3 +294,12 @@ def test_tokens_are_scrubbed_and_not_in_repr(token_policy: Policy) -> None:
         assert secret not in scrub(f"header was Bearer {secret}")
         assert secret not in repr(token_policy)
     assert "bob" in repr(token_policy)
+
+
+def test_roles_file_refuses_a_short_token(
+    monkeypatch: pytest.MonkeyPatch, roles_file: Path
+) -> None:
+    """A guessable token (and one the scrubber would mask inside ordinary words) is refused."""
+    monkeypatch.setenv("CORDON_TEST_TOKEN_BOB", "st")
+    with pytest.raises(ConfigError, match="token of bob is shorter than 16 characters"):
+        Policy.load(roles_file)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.engine.execute import Executor
+from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_table
@@ -305,3 +305,26 @@ def test_transient_must_survive_cut_is_refused(tmp_path: Path) -> None:
         "step cut-wan at nantes-jules-verne would cut must-survive flow "
         "nts-backup-core until a later step reopens it",
     )  # ...but not between
+
+
+def test_rolling_back_a_run_that_changed_nothing_cancels_it(inv: Inventory, tmp_path: Path) -> None:
+    """A run waiting for its approval holds its sites; rolling it back cancels it and frees them,
+    nothing having been sent."""
+    pb = load_playbook(
+        playbook_file(
+            tmp_path,
+            "name: p\nlevel: L1\nsteps:\n  - {name: cut, action: cut_link, kinds: [internet]}\n",
+        ),
+        inv,
+    )
+    journal = Journal(tmp_path / "j.sqlite")
+    ex = Executor(inv, journal, pool=None, actor="alice")  # type: ignore[arg-type]
+    started = ex.start(pb, ["nantes-jules-verne"], options=RunOptions(needs_approval=True))
+    assert journal.locks() == {"nantes-jules-verne": started.run_id}
+    assert ex.rollback(started.run_id).status == "cancelled"
+    assert journal.run(started.run_id)["status"] == "cancelled"
+    assert journal.locks() == {}
+    assert {r.status for r in journal.steps(started.run_id)} == {"pending"}
+    with pytest.raises(ApprovalError, match="nothing to approve"):
+        ex.approve(started.run_id, "bob")
+    journal.close()
