@@ -169,7 +169,10 @@ class Pool:
         entry = self._acquire(device, via)
         try:
             driver = entry.driver
-            if driver.is_open() and time.monotonic() - entry.last_used > self.probe_after:
+            # SNMP is connectionless: a probe would cost what the request costs, and find out
+            # nothing the request will not
+            stale = time.monotonic() - entry.last_used > self.probe_after
+            if via != "snmp" and driver.is_open() and stale:
                 try:
                     driver.ping()
                 except DeviceError:
@@ -221,9 +224,16 @@ class Pool:
     # -- upkeep ----------------------------------------------------------------------------------
 
     def _keepalive(self, interval: float) -> None:
+        """Ping SSH sessions nobody used for `interval` (a session just used needs no ping;
+        SNMP has no session to keep)."""
         while not self._stop.wait(interval):
+            now = time.monotonic()
             with self._cond:
-                idle = [e for e in self._entries.values() if not e.busy]
+                idle = [
+                    e
+                    for (_dev, via), e in self._entries.items()
+                    if not e.busy and via != "snmp" and now - e.last_used >= interval * 0.9
+                ]
                 for e in idle:
                     e.busy = True
             if idle:

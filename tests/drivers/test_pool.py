@@ -178,3 +178,31 @@ def test_parallel_run_keeps_each_failure_as_data(inv: Inventory) -> None:
     assert by["stn-fw1"].error.device == "stn-fw1"
     with pytest.raises(DeviceTimeout):
         raise_on_error(outcomes)
+
+
+def test_snmp_sessions_are_neither_probed_nor_kept_alive(inv: Inventory) -> None:
+    """SNMP is connectionless: a probe before use or a keepalive ping would double the cost of
+    polling 500 devices and find out nothing the request itself does not."""
+    factory = Factory()
+    with Pool(inv, factory=factory, keepalive=0.05, probe_after=0.0) as pool:
+        pool.run("rns-sw1", lambda d: None, via="snmp")
+        pool.run("rns-fw1", lambda d: None)
+        time.sleep(0.3)
+        pool.run("rns-sw1", lambda d: None, via="snmp")
+        fw = factory.made["rns-fw1"]
+        deadline = time.monotonic() + 5
+        while fw.pings < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert fw.pings >= 1  # the SSH session is kept alive
+    assert factory.made["rns-sw1"].pings == 0
+
+
+def test_keepalive_skips_a_session_just_used(inv: Inventory) -> None:
+    """A session used within the keepalive interval needs no ping."""
+    factory = Factory()
+    with Pool(inv, factory=factory, keepalive=0.5) as pool:
+        end = time.monotonic() + 1.6
+        while time.monotonic() < end:
+            pool.run("core-fw1", lambda d: None)
+            time.sleep(0.05)
+    assert factory.made["core-fw1"].pings == 0
