@@ -356,11 +356,11 @@ class Executor:
             return self._finish(run_id, info, pb, report)
 
     def _finish(
-        self, run_id: str, info: Mapping[str, object], pb: Playbook, report: RunReport
+        self, run_id: str, info: Mapping[str, Any], pb: Playbook, report: RunReport
     ) -> RunReport:
         report.status = self._status(run_id)
         report.flow_problems = self._flow_problems(run_id)
-        sites = [str(s) for s in info["sites"]]  # type: ignore[attr-defined]
+        sites = [str(s) for s in info["sites"]]
         self._settle_sites(sites, pb.level, run_id, report.status)
         rows = self.journal.steps(run_id)
         failed = [r for r in rows if r.status in ("failed", "undo_failed")]
@@ -941,9 +941,7 @@ class Executor:
                 row = next(r for r in self.journal.steps(run_id) if r.seq == seq)
                 outcomes.append(self._apply(row))
         else:
-            before = [s.name for s in pb.steps[: [s.name for s in pb.steps].index(step.name)]]
-            opening = [s.name for s in pb.steps if s.name in before and s.action in OPENING_ACTIONS]
-            last = opening[-1] if opening else None
+            last = _previous_change(pb, step.name, OPENING_ACTIONS)
             rows = [r for r in self.journal.steps(run_id) if r.site == site and r.step == last]
             outcomes += self._undo_rows(rows)
             zones = [f"(step {last})"] if last else []
@@ -1320,10 +1318,13 @@ class Executor:
         return self.pool.run(row.device, arm)
 
 
-def _previous_change(pb: Playbook, step: str) -> str | None:
-    """The device step just before `step` in the playbook (what a soak watches)."""
+def _previous_change(
+    pb: Playbook, step: str, actions: Sequence[str] = CHANGE_ACTIONS
+) -> str | None:
+    """The last step of one of `actions` before `step` in the playbook (what a soak watches,
+    or what it undoes when no zone can be blamed)."""
     names = [s.name for s in pb.steps]
-    earlier = [s for s in pb.steps[: names.index(step)] if s.action in CHANGE_ACTIONS]
+    earlier = [s for s in pb.steps[: names.index(step)] if s.action in actions]
     return earlier[-1].name if earlier else None
 
 
