@@ -18,7 +18,6 @@ import argparse
 import errno
 import os
 import selectors
-import signal
 import socket
 import struct
 import sys
@@ -27,10 +26,9 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from agent.errors import CordonError, LabError, SafetyError
-from agent.lab import netns
+from agent.lab import child, netns
 
 DEFAULT_RATE = 20.0
 DEFAULT_TIMEOUT = 0.2
@@ -221,39 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_namespace(args.netns)
         scanner = Scanner(targets, args.rate, args.timeout)
     except CordonError as exc:
-        print(f"scanner: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    rsock, wsock = socket.socketpair()
-    wsock.setblocking(False)
-    signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        pass  # the wakeup fd does the work
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+        return child.fail("scanner", exc)
     ready = Path(args.ready_file) if args.ready_file else None
-    try:
-        if ready is not None:
-            tmp = ready.with_name(ready.name + ".tmp")
-            tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")
-            tmp.replace(ready)
+    with child.until_signalled(ready) as wake:
         print(
             f"scanner: {len(targets)} targets, {args.rate:g} attempts/s, "
             f"timeout {args.timeout:g} s",
             file=sys.stderr,
             flush=True,
         )
-        scanner.run(rsock)
-    finally:
-        scanner.close()
-        print(scanner.report(), file=sys.stderr, flush=True)
-        rsock.close()
-        wsock.close()
-        if ready is not None:
-            ready.unlink(missing_ok=True)
+        try:
+            scanner.run(wake)
+        finally:
+            scanner.close()
+            print(scanner.report(), file=sys.stderr, flush=True)
     return 0
 
 

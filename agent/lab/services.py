@@ -11,19 +11,16 @@ cleanly and remove the ready file.
 from __future__ import annotations
 
 import json
-import os
 import selectors
-import signal
 import socket
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 
 from agent.errors import CordonError, LabError
-from agent.lab import netns
+from agent.lab import child, netns
 
 
 @dataclass(frozen=True)
@@ -162,34 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = load_spec(Path(args[0]))
         bound = bind_all(spec)
     except CordonError as exc:
-        print(f"services: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    rsock, wsock = socket.socketpair()
-    wsock.setblocking(False)
-    signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        pass  # the wakeup fd does the work
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+        return child.fail("services", exc)
     ready = Path(spec.ready_file) if spec.ready_file else None
     try:
-        if ready is not None:
-            tmp = ready.with_name(ready.name + ".tmp")
-            tmp.write_text(f"{os.getpid()}\n", encoding="utf-8")
-            tmp.replace(ready)
-        print(f"READY {len(bound)}", flush=True)
-        serve(bound, rsock)
+        with child.until_signalled(ready) as wake:
+            print(f"READY {len(bound)}", flush=True)
+            serve(bound, wake)
     finally:
         for s, _ in bound:
             s.close()
-        rsock.close()
-        wsock.close()
-        if ready is not None:
-            ready.unlink(missing_ok=True)
     return 0
 
 
