@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from agent.audit.chain import ChainWriter
-from agent.audit.seals import seal_head
 from agent.audit.evidence import store
 from agent.audit.report import add_month, build, parse_time, render
+from agent.audit.seals import seal_head
 from agent.audit.verify import verify
 from agent.errors import AuditError
 

@@ -10,7 +10,7 @@ import pytest
 
 from agent.audit.chain import GENESIS, canonical, record_hash
 from agent.audit.evidence import store
-from agent.audit.seals import SEALS_NAME, seal_head
+from agent.audit.seals import seal_head
 from agent.audit.verify import verify
 from agent.errors import AuditError
 from tests.audit.conftest import PUBLIC_KEY, SEAL_KEY, lines_of, rewrite, write_log
@@ -208,8 +208,6 @@ def test_rewritten_chain_is_caught_by_the_seal(log_dir: Path) -> None:
     rewrite(path, lines)
     result = verify(log_dir)
     assert [(f.kind, f.seq) for f in result.findings] == [("rewritten", 10)]
-
-
 
 
 def test_unsealed_records_are_a_warning(log_dir: Path) -> None:
