@@ -19,7 +19,9 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     │   ├── VerifyError               read-back does not show the intended state
     │   └── SnmpError                 SNMP error status (noSuchName, notWritable, ...)
     ├── AuditError                    the audit log cannot be written or is inconsistent
-    │   └── ChainBroken               verification found tampering (names the first bad record)
+    │   ├── ChainBroken               verification found tampering (names the first bad record)
+    │   ├── TailUnsealed              the chain verifies but its last records are not sealed yet
+    │   └── TornWrite                 the newest file ends with a cut last write (not tampering)
     ├── LabError                      the digital twin cannot be built, probed or torn down
     │   └── SafetyError               a twin operation would leave the 198.18.0.0/15 sandbox
     └── DaemonError                   talking to `cordon daemon`
@@ -171,6 +173,18 @@ class AuditError(CordonError):
 
 class ChainBroken(AuditError):
     exit_code = 8
+
+
+class TailUnsealed(AuditError):
+    """`audit verify`: every record verifies, but the newest ones are covered by no seal."""
+
+    exit_code = 20
+
+
+class TornWrite(AuditError):
+    """`audit verify`: the last write was cut (crash, full disk); the records before it verify."""
+
+    exit_code = 21
 
 
 class LabError(CordonError):

@@ -4,15 +4,18 @@ Must not import the engine, drivers, daemon or CLI, nor netmiko, pysnmp, paramik
 
 Public API (everything else is internal):
 
-    configure(log_dir=None, *, console=None, syslog=None) -> None   idempotent; default log dir:
-        $CORDON_LOG_DIR, else ./logs; console on stderr only on a TTY; syslog "udp://h:p"/"tcp://h:p"
+    configure(log_dir=None, *, console=None, syslog=None, seal_key=None) -> None   idempotent;
+        default log dir: $CORDON_LOG_DIR, else ./logs; console on stderr only on a TTY; syslog
+        "udp://h:p"/"tcp://h:p"; seal_key: secret reference to the Ed25519 key signing the seals
+        (default $CORDON_AUDIT_SEAL_KEY; none: unsigned seals, which anchor nothing)
     get_logger(**initial_binds) -> FilteringBoundLogger   log.info("device.change", device=..., ...)
     bind(**ctx) -> context manager                         run_id, incident_id, actor, role, site...
     register_secret(value: str) -> None                    called by the secret resolver
     store_evidence(data: bytes | str) -> str               sha256 hex of the scrubbed stored copy
     seal(reason="demand") -> dict | None                   seal the chain head now
     close() -> None                                        seal and release (also at exit)
-    verify(path: Path) -> Verification                     what `cordon audit verify` runs
+    verify(path: Path, *, public_key=None) -> Verification what `cordon audit verify` runs;
+        public_key: the seal key pinned outside the log ($CORDON_AUDIT_SEAL_PUBKEY)
 
 A log call raises `AuditError` when the trail cannot be written (disk full, permissions): the
 caller decides, and a run that cannot be audited should stop. Every write (log lines, evidence)
@@ -20,7 +23,9 @@ goes through `redact.scrub`; nothing else in the project writes into the log dir
 
 On disk, under the log directory:
     audit-YYYY-MM-DD.jsonl   the chain, one file per UTC day, linked across files
-    seals.jsonl              seals of the chain head (file, seq, hash, ts, reason, host, pid)
+    seals.jsonl              seals of the chain head (file, seq, count, hash, ts, reason, host,
+                             pid; key, sig: Ed25519 signature when a seal key is configured);
+                             the first record of a chain is sealed at once
     .audit.lock              the flock every writer takes to append
     evidence/sha256/<hex>    scrubbed evidence blobs, read-only, named by their sha256
 
@@ -33,6 +38,7 @@ Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
     duration_s   seconds (float) or null
     host, pid    the writing process
     seq, prev, hash      the chain: hash = sha256(canonical JSON of the record without "hash")
+    file         the day file the record was written to (hashed: a renamed file shows)
     <what>_sha256        reference to evidence/sha256/<hex> (config_before_sha256, output_sha256...)
     any other keyword argument, scrubbed; keys named like secrets are "[REDACTED]".
 

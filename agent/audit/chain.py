@@ -4,8 +4,10 @@ Imports only the standard library, `agent.errors` and `agent.audit.redact`; neve
 engine or a device library.
 
 A record is a JSON object with `seq` (1, 2, ...), `prev` (the previous record's `hash`, 64 zeros
-for the first), `ts` (UTC, ISO-8601 with `+00:00`) and `hash` = sha256 of the canonical JSON of the
-record without `hash` (sorted keys, `,`/`:` separators, UTF-8). A line is exactly those bytes with
+for the first), `ts` (UTC, ISO-8601 with `+00:00`), `file` (the name of the day file it is written
+to, so a renamed file no longer matches its records; absent in logs written before 2025) and
+`hash` = sha256 of the canonical JSON of the record without `hash` (sorted keys, `,`/`:`
+separators, UTF-8). A line is exactly those bytes with
 `,"hash":"<hex>"` added as the last key; verification insists on these bytes, so duplicate keys or
 reformatting are caught too. Lines go to `audit-YYYY-MM-DD.jsonl` (UTC day of `ts`) and the chain
 continues across files.
@@ -44,7 +46,7 @@ __all__ = [
 
 GENESIS = "0" * 64
 LOCK_NAME = ".audit.lock"
-CHAIN_FIELDS = ("seq", "prev", "ts", "hash")
+CHAIN_FIELDS = ("seq", "prev", "ts", "file", "hash")
 _CHAIN_KEYS = frozenset(CHAIN_FIELDS)
 FILE_RE = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl$")
 _TAIL_CHUNK = 8 * 1024
@@ -187,6 +189,7 @@ class ChainWriter:
         self._day: date | None = None
         self._day_name = ""
         self.appended = 0
+        self.last_seq = 0  # seq of the last record this writer appended (0: none yet)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
 
@@ -294,6 +297,7 @@ class ChainWriter:
             self._close_fd()
             raise _write_error(self.log_dir, exc) from exc
         self.appended += 1
+        self.last_seq = record["seq"]
         record["hash"] = digest
         return record
 
@@ -305,6 +309,7 @@ class ChainWriter:
         record["seq"] = head.seq + 1
         record["prev"] = head.hash
         record["ts"] = now.isoformat(timespec="microseconds")
+        record["file"] = name
         try:
             body = canonical(record)
         except UnicodeEncodeError:  # lone surrogates, e.g. from surrogateescape-decoded output
@@ -313,7 +318,7 @@ class ChainWriter:
             record.update(clean)
             body = canonical(record)
         if redact.needs_scrub(body.decode("utf-8")):
-            chain = {k: record.pop(k) for k in ("seq", "prev", "ts")}
+            chain = {k: record.pop(k) for k in ("seq", "prev", "ts", "file")}
             clean = redact.redact_event(record)
             record.clear()
             record.update(clean)

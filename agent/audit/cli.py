@@ -1,22 +1,33 @@
 """`cordon audit`: verify the chain, seal its head, report timelines and regulatory clocks.
 
 Imports click and `agent.audit` modules; never the engine or device libraries. Raises
-`CordonError`s (`ChainBroken` on tampering); `agent.cli` turns them into text and exit codes.
+`CordonError`s (`ChainBroken` on tampering, `TornWrite` for a cut last write, `TailUnsealed` for
+records not sealed yet); `agent.cli` turns them into text and exit codes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audit import report as reports
 from agent.audit.chain import ChainWriter
-from agent.audit.pipeline import default_log_dir
-from agent.audit.seals import Sealer, SyslogTarget
+from agent.audit.pipeline import default_log_dir, seal_signer
+from agent.audit.seals import (
+    ENV_PUBLIC_KEY,
+    ENV_SEAL_KEY,
+    Sealer,
+    SyslogTarget,
+    generate_key,
+    key_id,
+    load_public_key,
+)
 from agent.audit.verify import Verification, verify
-from agent.errors import ChainBroken
+from agent.errors import AuditError, ChainBroken, TailUnsealed, TornWrite
 
 _SHOWN_FINDINGS = 20
 _HINT = (
@@ -30,14 +41,33 @@ def audit() -> None:
     """Verify, seal and report on the hash-chained audit log."""
 
 
+_PUBLIC_KEY_HELP = (
+    f"The seal public key pinned for this log: 'ed25519:<base64>' or file:PATH (default "
+    f"${ENV_PUBLIC_KEY}). Without one the seals are not anchored and the output says so."
+)
+
+
+def _public_key(option: str | None) -> Ed25519PublicKey | None:
+    """The pinned seal public key: --public-key, else $CORDON_AUDIT_SEAL_PUBKEY, else none."""
+    spec, source = option, "--public-key"
+    if not spec:
+        spec, source = os.environ.get(ENV_PUBLIC_KEY), f"${ENV_PUBLIC_KEY}"
+    if not spec:
+        return None
+    return load_public_key(spec, what=f"seal public key ({source})", base_dir=Path.cwd())
+
+
 def _text(result: Verification) -> str:
+    signed = f", {result.signed_seals} signed by key {result.key}" if result.key else ""
     lines = [
-        f"{'OK' if result.ok else 'BROKEN'}: {result.path}: {result.records} record(s) in "
+        f"{result.verdict.upper()}: {result.path}: {result.records} record(s) in "
         f"{len(result.files)} file(s), seq {result.first_seq}..{result.head_seq}, "
-        f"{result.seals} seal(s)",
+        f"{result.seals} seal(s){signed}",
     ]
     if result.head_hash:
         lines.append(f"head: seq {result.head_seq} {result.head_hash} at {result.head_where}")
+    if result.torn:
+        lines.append(f"torn: {result.torn}")
     lines += [f"  {f}" for f in result.findings[:_SHOWN_FINDINGS]]
     hidden = len(result.findings) - _SHOWN_FINDINGS + result.more_findings
     if hidden > 0:
@@ -53,22 +83,47 @@ def _broken(result: Verification) -> ChainBroken:
     return ChainBroken(f"audit chain broken: first bad record at {first}{tail}", hint=_HINT)
 
 
+def _not_ok(result: Verification) -> AuditError | None:
+    if not result.ok:
+        return _broken(result)
+    if result.torn is not None:
+        return TornWrite(
+            f"audit log: the last write was cut at {result.torn.split(': ', 1)[0]}; every "
+            "record before it verifies (not tampering)",
+            hint="a crash or a full disk interrupted the writer; free space, then let Cordon "
+            "continue: the next record starts on a new line and chains to the last good one",
+        )
+    if result.unsealed:
+        return TailUnsealed(
+            f"audit log intact, but its last {result.unsealed} record(s) are not covered by a "
+            f"{'signed ' if result.key else ''}seal yet",
+            hint="normal while a writer runs (it seals every minute and at exit); "
+            "`cordon audit seal` seals the head now",
+        )
+    return None
+
+
 @audit.command("verify")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def verify_cmd(path: Path | None, as_json: bool) -> None:
+@click.option("--public-key", "public_key", metavar="KEY", help=_PUBLIC_KEY_HELP)
+def verify_cmd(path: Path | None, as_json: bool, public_key: str | None) -> None:
     """Check the chain, order, seals and evidence of PATH (a log directory or one file).
 
     PATH defaults to $CORDON_LOG_DIR, else ./logs. Exits 8 and names the first edited, deleted,
-    inserted or reordered record, or the truncated tail, when the log was tampered with.
+    inserted, reordered, renamed or forged item, or the truncated tail, when the log was
+    tampered with; 21 when only the last write was cut (crash, full disk); 20 when every record
+    verifies but the newest are not sealed yet; 0 otherwise. Without a pinned public key it
+    says loudly that the seals are not anchored (and exits as above).
     """
-    result = verify(path or default_log_dir())
+    result = verify(path or default_log_dir(), public_key=_public_key(public_key))
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
         click.echo(_text(result))
-    if not result.ok:
-        raise _broken(result)
+    error = _not_ok(result)
+    if error is not None:
+        raise error
 
 
 @audit.command("seal")
@@ -76,16 +131,53 @@ def verify_cmd(path: Path | None, as_json: bool) -> None:
 @click.option("--syslog", metavar="TARGET", help="Also send the seal to udp://host:port or tcp://.")
 def seal_cmd(path: Path | None, syslog: str | None) -> None:
     """Seal the chain head of PATH now (the daemon also seals periodically and at exit)."""
+    key_ref = os.environ.get(ENV_SEAL_KEY) or None
+    signer = seal_signer(key_ref) if key_ref else None
     writer = ChainWriter(path or default_log_dir())
     try:
         target = SyslogTarget.parse(syslog) if syslog else None
-        seal = Sealer(writer, syslog=target, interval=0).seal("demand")
+        seal = Sealer(writer, syslog=target, signer=signer, interval=0).seal("demand")
     finally:
         writer.close()
     if seal is None:
         click.echo("nothing to seal: the log is empty or its head is already sealed")
     else:
-        click.echo(f"sealed seq {seal['seq']} {seal['hash']} in {seal['file']}")
+        signed = f", signed by key {seal['key']}" if signer else ""
+        click.echo(f"sealed seq {seal['seq']} {seal['hash']} in {seal['file']}{signed}")
+    if signer is None:
+        click.secho(
+            f"warning: the seal is not signed (${ENV_SEAL_KEY} is not set): it anchors nothing",
+            fg="red",
+            err=True,
+        )
+
+
+@audit.command("keygen")
+@click.argument("keyfile", type=click.Path(path_type=Path, dir_okay=False))
+def keygen_cmd(keyfile: Path) -> None:
+    """Create the Ed25519 key that signs seals: the private key in KEYFILE (mode 0600).
+
+    Prints the public key to pin where the log writer cannot change it: `--public-key` or
+    $CORDON_AUDIT_SEAL_PUBKEY for `audit verify`. Give the writer (daemon, --local commands)
+    $CORDON_AUDIT_SEAL_KEY=file:KEYFILE. Never overwrites an existing file.
+    """
+    pem, public = generate_key()
+    try:
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise AuditError(
+            f"{keyfile} already exists: not overwritten",
+            hint="choose another file name, or remove the old key once no log needs it",
+        ) from None
+    except OSError as exc:
+        raise AuditError(f"cannot create {keyfile}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    kid = key_id(load_public_key(public, what="new key"))
+    click.echo(f"private key: {keyfile} (mode 0600: only the account that runs Cordon reads it)")
+    click.echo(f"public key {kid}: {public}")
+    click.echo(f"writer:   export {ENV_SEAL_KEY}=file:{keyfile.absolute()}")
+    click.echo(f"verifier: export {ENV_PUBLIC_KEY}='{public}'")
 
 
 @audit.command("report")
@@ -120,7 +212,7 @@ def report_cmd(
     is printed at the top of the report.
     """
     directory = log_dir or default_log_dir()
-    integrity = verify(directory)
+    integrity = verify(directory, public_key=_public_key(None))
     built = reports.build(
         directory,
         incident=incident,

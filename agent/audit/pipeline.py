@@ -1,7 +1,8 @@
 """The structlog pipeline, configured once: context merge, normalisation, redaction, chain sink.
 
-Imports structlog, the standard library and `agent.audit` modules; never the engine, the daemon,
-a device library or APScheduler. All of the audit trail's process-wide state lives here.
+Imports structlog, the standard library and `agent.audit` modules (and `agent.secrets`, lazily, to
+resolve the seal signing key); never the engine, the daemon, a device library or APScheduler. All
+of the audit trail's process-wide state lives here.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
 from agent.audit import evidence, redact
 from agent.audit.chain import ChainWriter
-from agent.audit.seals import Sealer, SyslogTarget
+from agent.audit.seals import ENV_SEAL_KEY, Sealer, SyslogTarget, load_private_key
 from agent.errors import AuditError
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "default_log_dir",
     "get_logger",
     "seal",
+    "seal_signer",
     "store_evidence",
 ]
 
@@ -156,11 +159,14 @@ def configure(
     syslog: str | None = None,
     seal_interval: float = 60.0,
     seal_every: int = 10_000,
+    seal_key: str | None = None,
 ) -> None:
     """Direct the audit trail to `log_dir` (default: `default_log_dir()`); idempotent.
 
     `console`: also render events readably on stderr (default: only when stderr is a TTY).
     `syslog`: `udp://host:port` or `tcp://host:port` receiving a copy of every seal (RFC 5424).
+    `seal_key`: secret reference (`file:PATH`, `env:NAME`) to the Ed25519 private key that signs
+    every seal (default: `$CORDON_AUDIT_SEAL_KEY`; none: seals are unsigned, i.e. unanchored).
     Calling again with other arguments seals and closes the previous log first.
     """
     global _state  # noqa: PLW0603
@@ -168,21 +174,32 @@ def configure(
         _install()
         target = (log_dir or default_log_dir()).absolute()
         want_console = sys.stderr.isatty() if console is None else console
-        key = (target, want_console, syslog, seal_interval, seal_every)
+        key_ref = seal_key if seal_key is not None else os.environ.get(ENV_SEAL_KEY) or None
+        key = (target, want_console, syslog, seal_interval, seal_every, key_ref)
         if _state is not None and _state.key == key:
             return
         syslog_target = SyslogTarget.parse(syslog) if syslog else None
+        signer = seal_signer(key_ref) if key_ref else None
         if _state is not None:
             _close(_state)
         writer = ChainWriter(target)
         sealer = Sealer(
             writer,
             syslog=syslog_target,
+            signer=signer,
             interval=seal_interval,
             every=seal_every,
             on_error=_syslog_failed,
         )
         _state = _State(key, target, writer, sealer, want_console)
+
+
+def seal_signer(ref: str) -> Ed25519PrivateKey:
+    """The seal signing key behind a secret reference (its text is registered with the scrubber)."""
+    from agent import secrets  # noqa: PLC0415 - agent.secrets imports agent.audit.redact
+
+    what = f"audit seal key (${ENV_SEAL_KEY})"
+    return load_private_key(secrets.resolve(ref, base_dir=Path.cwd(), what=what), what=what)
 
 
 def _current() -> _State:

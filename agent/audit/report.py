@@ -49,7 +49,18 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _COLUMNS = ("ts", "seq", "event", "actor", "role", "site", "device", "action", "outcome")
 _NOT_DETAIL = frozenset(
-    {*_COLUMNS, "prev", "hash", "host", "pid", "level", "run_id", "incident_id", "duration_s"}
+    {
+        *_COLUMNS,
+        "prev",
+        "hash",
+        "file",
+        "host",
+        "pid",
+        "level",
+        "run_id",
+        "incident_id",
+        "duration_s",
+    }
 )
 
 
@@ -314,9 +325,18 @@ def build(
     if integrity is None:
         summary, ok = "not verified", False
     elif integrity.ok:
+        notes = [
+            f"the last write was cut at {integrity.torn.split(': ', 1)[0]}"
+            if integrity.torn
+            else "",
+            f"{integrity.unsealed} record(s) not sealed yet" if integrity.unsealed else "",
+            "seals signed and checked"
+            if integrity.anchored
+            else "seals NOT anchored (no public key pinned)",
+        ]
         summary, ok = (
             f"chain verified: {integrity.records} records, seq {integrity.first_seq}.."
-            f"{integrity.head_seq}, {integrity.seals} seal(s)",
+            f"{integrity.head_seq}, {integrity.seals} seal(s); " + "; ".join(n for n in notes if n),
             True,
         )
     else:

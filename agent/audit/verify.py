@@ -1,7 +1,18 @@
 """Verification of the audit trail: hash chain, order, gaps, seals (tail) and referenced evidence.
 
-Imports only the standard library, `agent.errors` and `agent.audit` modules below the pipeline;
-never structlog or the engine. Returns data (`Verification`); the CLI decides what to raise.
+Imports only the standard library, `cryptography` (through `seals`), `agent.errors` and
+`agent.audit` modules below the pipeline; never structlog or the engine. Returns data
+(`Verification`); the CLI decides what to raise.
+
+Verdict (`Verification.verdict`), worst first:
+  broken     findings below: the log was tampered with (or is damaged beyond a torn last write)
+  torn       the newest file ends with an incomplete line and no newline: the last write was cut
+             (disk full, crash); the records before it verify. Not tampering.
+  unsealed   every record verifies, but the last N are not covered by a (signed) seal yet:
+             cutting them would not be detected. Normal while a writer runs; `cordon audit seal`.
+  ok         every record verifies and is covered by a seal
+Separately, `anchored` says whether the seals were checked against a pinned public key: without
+one, whoever can write the log directory can rewrite the chain and `seals.jsonl` together.
 
 Finding kinds, each naming the first record concerned by file, line and seq:
   edited     the record's content no longer matches its hash
@@ -12,6 +23,10 @@ Finding kinds, each naming the first record concerned by file, line and seq:
   malformed  a line that is not a chain record (not JSON, fields missing)
   truncated  a cut last line, or the log ends before the last seal
   rewritten  a sealed seq now has another hash (an edit followed by re-hashing the chain)
+  renamed    a record sits in another file than the one it was written to (a day file renamed)
+  forged     a seal that the pinned public key did not sign (seals re-made by someone else)
+  seals      seals that should exist do not: `seals.jsonl` deleted while records exist, or, with
+             a public key pinned, no seal signed by it at all
   evidence   a referenced evidence blob is missing or altered
 """
 
@@ -23,12 +38,15 @@ import json
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from agent.audit import evidence
-from agent.audit.chain import GENESIS, audit_files, canonical, iter_lines
-from agent.audit.seals import SEALS_NAME, read_seals
+from agent.audit.chain import FILE_RE, GENESIS, audit_files, canonical, iter_lines
+from agent.audit.seals import ENV_PUBLIC_KEY, SEALS_NAME, check_signature, key_id, read_seals
 from agent.errors import AuditError
 
 __all__ = ["Finding", "Verification", "verify"]
@@ -85,23 +103,48 @@ class Verification:
     head_hash: str | None = None
     head_where: str | None = None
     seals: int = 0
+    signed_seals: int = 0
+    anchored: bool = False
+    key: str | None = None
+    sealed_seq: int | None = None
+    unsealed: int = 0
+    torn: str | None = None
     findings: list[Finding] = field(default_factory=list)
     more_findings: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """No tampering found (a torn last write or an unsealed tail is not tampering)."""
         return not self.findings
+
+    @property
+    def verdict(self) -> str:
+        """broken | torn | unsealed | ok (see the module docstring)."""
+        if self.findings:
+            return "broken"
+        if self.torn is not None:
+            return "torn"
+        if self.unsealed:
+            return "unsealed"
+        return "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "ok": self.ok,
+            "verdict": self.verdict,
             "files": self.files,
             "records": self.records,
             "first_seq": self.first_seq,
             "head": {"seq": self.head_seq, "hash": self.head_hash, "where": self.head_where},
             "seals": self.seals,
+            "signed_seals": self.signed_seals,
+            "anchored": self.anchored,
+            "key": self.key,
+            "sealed_seq": self.sealed_seq,
+            "unsealed": self.unsealed,
+            "torn": self.torn,
             "findings": [f.as_dict() for f in self.findings],
             "more_findings": self.more_findings,
             "warnings": self.warnings,
@@ -118,6 +161,8 @@ class _Entry:
     valid: bool = False
     problem: str | None = None
     noncanonical: bool = False
+    moved: str | None = None  # why the record does not belong in this file, if it does not
+    cut: bool = False  # the line has no newline (last line of its file)
     refs: dict[str, list[str]] | None = None
 
     @property
@@ -134,9 +179,30 @@ def _evidence_refs(record: dict[str, Any]) -> dict[str, list[str]]:
     return refs
 
 
+@lru_cache(maxsize=64)
+def _file_day(file: str) -> str:
+    match = FILE_RE.match(file)
+    return match.group(1) if match else ""
+
+
+def _moved(record: dict[str, Any], file: str) -> str | None:
+    """Why `record` does not belong in `file`, or None if it does.
+
+    Records name their file; records of older logs (no `file`) can at least not be stamped on a
+    later day than their file's (the writer never appends to an older day's file).
+    """
+    written = record.get("file")
+    if written is not None:
+        return None if written == file else f"it was written to {written}"
+    ts, day = record.get("ts"), _file_day(file)
+    if isinstance(ts, str) and day and ts[:10] > day:
+        return f"it is stamped {ts[:10]}, after the day of its file"
+    return None
+
+
 def _parse(file: str, line: int, raw: bytes) -> _Entry:
     entry = _Entry(file, line)
-    cut = not raw.endswith(b"\n")
+    cut = entry.cut = not raw.endswith(b"\n")
     try:
         record = json.loads(raw)
     except ValueError:
@@ -162,6 +228,8 @@ def _parse(file: str, line: int, raw: bytes) -> _Entry:
         # readers may interpret differently. The writer only ever writes the canonical bytes.
         entry.valid = False
         entry.noncanonical = True
+    if entry.valid:
+        entry.moved = _moved(record, file)
     if b'_sha256"' in raw:
         entry.refs = _evidence_refs(record)
     return entry
@@ -199,18 +267,22 @@ class _Checker:
         anchored: bool,
         seals: dict[int, dict[str, Any]],
         evidence_dir: Path,
+        newest: str | None,
     ) -> None:
         self.stream = stream
         self.result = result
         self.anchored = anchored  # False in single-file mode: the first record is taken as is
         self.seals = seals
         self.evidence_dir = evidence_dir
+        self.newest = newest  # the newest audit file of the directory: only it can end torn
+        self._renamed: set[str] = set()
         self._evidence_seen: dict[str, str | None] = {}
         self.base: _Entry | None = None
         self.base_seq = 0
         self.base_hash = GENESIS
         self.lenient = False
         self.last: _Entry | None = None  # last well-formed entry read
+        self.torn: _Entry | None = None  # the newest file's cut last line, if any
         self.max_seq = 0
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -250,8 +322,23 @@ class _Checker:
                 f"{_short(seal['hash'])} at {seal.get('ts', '?')}, the log now has "
                 f"{_short(entry.hash)}: the chain was re-hashed after an edit",
             )
+        elif seal is not None and seal["file"] != entry.file:
+            self.renamed(entry, f"{SEALS_NAME}:{seal['line']} sealed it in {seal['file']}")
+        if entry.moved is not None:
+            self.renamed(entry, entry.moved)
         if entry.refs:
             self.check_evidence(entry, entry.refs)
+
+    def renamed(self, entry: _Entry, why: str) -> None:
+        if entry.file in self._renamed:
+            return
+        self._renamed.add(entry.file)
+        self.report(
+            "renamed",
+            entry,
+            f"this record does not belong in {entry.file}: {why}; the file was renamed "
+            "(or its records moved)",
+        )
 
     def check_evidence(self, entry: _Entry, refs: dict[str, list[str]]) -> None:
         for key, digests in refs.items():
@@ -271,6 +358,13 @@ class _Checker:
 
     def step(self, entry: _Entry) -> None:
         if entry.problem is not None:
+            if entry.cut and entry.file == self.newest and self.stream.peek() is None:
+                self.torn = entry
+                self.result.torn = (
+                    f"{entry.where}: the last write was cut ({entry.problem}): a crash or a "
+                    "full disk while writing, not tampering; the records before it verify"
+                )
+                return
             kind = "truncated" if entry.problem.startswith("cut") else "malformed"
             self.report(kind, entry, entry.problem)
             self.lenient = True
@@ -463,11 +557,28 @@ class _Checker:
 
     # -- the tail ------------------------------------------------------------------------------
 
-    def check_tail(self, seals: list[dict[str, Any]]) -> None:
+    def check_tail(self, seals: list[dict[str, Any]], anchors: list[dict[str, Any]]) -> None:
+        """Truncation against every usable seal; the unsealed tail against the anchoring ones."""
+        if anchors:
+            top_anchor = max(anchors, key=lambda s: s["seq"])
+            self.result.sealed_seq = top_anchor["seq"]
+            self.result.unsealed = max(0, self.max_seq - top_anchor["seq"])
+        else:
+            self.result.unsealed = self.max_seq
         if not seals:
             return
         top = max(seals, key=lambda s: s["seq"])
-        if top["seq"] > self.max_seq:
+        if top["seq"] > self.max_seq and self.torn is not None:
+            # A sealed record was complete: its cut line is truncation, not a torn write.
+            self.result.torn = None
+            self.report(
+                "truncated",
+                self.torn,
+                f"{self.torn.problem}, and {SEALS_NAME}:{top['line']} sealed seq {top['seq']} in "
+                f"{top['file']} at {top.get('ts', '?')}: records "
+                f"{_seqs(self.max_seq + 1, top['seq'])} were cut after they were sealed",
+            )
+        elif top["seq"] > self.max_seq:
             last = self.last
             ends = f"seq {self.max_seq} ({last.where})" if last else "no record at all"
             present = "" if top["file"] in self.result.files else f"; {top['file']} is absent"
@@ -479,11 +590,6 @@ class _Checker:
                 f"{_seqs(self.max_seq + 1, top['seq'])} were cut{present}",
                 seq=self.max_seq if last else None,
             )
-        elif self.max_seq > top["seq"]:
-            self.result.warnings.append(
-                f"{self.max_seq - top['seq']} record(s) after the last seal (seq {top['seq']}) "
-                "are not yet sealed: cutting them would not be detected"
-            )
 
 
 def _entries(paths: list[Path]) -> Iterator[_Entry]:
@@ -491,10 +597,70 @@ def _entries(paths: list[Path]) -> Iterator[_Entry]:
         yield _parse(file, line, raw)
 
 
-def verify(path: Path) -> Verification:
+def _check_seals(
+    seals: list[dict[str, Any]], public_key: Ed25519PublicKey | None, result: Verification
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(seals usable for consistency checks, seals that anchor the tail); forgeries reported.
+
+    With a public key, a seal counts as an anchor only if it carries a valid signature by that
+    key; an unsigned seal is tolerated (as a legacy one, not an anchor) only before the first
+    signed seal, i.e. written before signing was configured. Without a key every seal is taken
+    at its word: anchors, but `anchored` stays False.
+    """
+    if public_key is None:
+        result.signed_seals = sum(1 for s in seals if "sig" in s)
+        return seals, seals
+    kid = key_id(public_key)
+    usable: list[dict[str, Any]] = []
+    anchors: list[dict[str, Any]] = []
+    legacy = 0
+    for seal in seals:
+        if "sig" not in seal:
+            if anchors:
+                result.findings.append(
+                    Finding(
+                        "forged",
+                        SEALS_NAME,
+                        seal["line"],
+                        seal["seq"],
+                        "unsigned seal after signed ones: written by someone without the "
+                        f"signing key (key {kid})",
+                    )
+                )
+                continue
+            legacy += 1
+            usable.append(seal)
+        elif check_signature(seal, public_key):
+            usable.append(seal)
+            anchors.append(seal)
+        else:
+            other = seal.get("key")
+            named = f" (the seal names key {other})" if other != kid else ""
+            result.findings.append(
+                Finding(
+                    "forged",
+                    SEALS_NAME,
+                    seal["line"],
+                    seal["seq"],
+                    f"the signature is not valid for the pinned key {kid}{named}: the seal was "
+                    "forged or altered",
+                )
+            )
+    result.signed_seals = len(anchors)
+    if legacy:
+        result.warnings.append(
+            f"{legacy} unsigned seal(s) before the first signed one (written before signing was "
+            "configured): they are checked for consistency but anchor nothing"
+        )
+    return usable, anchors
+
+
+def verify(path: Path, *, public_key: Ed25519PublicKey | None = None) -> Verification:
     """Verify a log directory (every file, the seals, the evidence) or one audit file alone.
 
-    Raises `AuditError` only when there is nothing to verify; tampering is reported as findings.
+    `public_key`: the seal key pinned in the configuration (`$CORDON_AUDIT_SEAL_PUBKEY`); without
+    it the seals are unanchored and the result says so. Raises `AuditError` only when there is
+    nothing to verify; tampering is reported as findings.
     """
     if path.is_dir():
         log_dir, paths, anchored = path, audit_files(path), True
@@ -508,7 +674,6 @@ def verify(path: Path) -> Verification:
     loaded = read_seals(log_dir)
     if loaded is None:
         seals: list[dict[str, Any]] = []
-        result.warnings.append(f"no {SEALS_NAME} in {log_dir}: a truncated tail cannot be detected")
     else:
         seals, problems = loaded
         result.warnings.extend(problems)
@@ -520,17 +685,90 @@ def verify(path: Path) -> Verification:
             hint="pass the log directory (CORDON_LOG_DIR or ./logs)",
         )
     result.seals = len(seals)
+    usable, anchors = _check_seals(seals, public_key, result)
+    every = audit_files(log_dir)
+    newest = every[-1].name if every else None
     checker = _Checker(
         _Stream(_entries(paths)),
         result,
         anchored=anchored,
-        seals={s["seq"]: s for s in seals},
+        seals={s["seq"]: s for s in usable},
         evidence_dir=log_dir,
+        newest=newest,
     )
     checker.run()
-    checker.check_tail(seals)
+    checker.check_tail(usable, anchors)
+    if not anchored:
+        result.unsealed = 0  # one file alone: its tail may be sealed in the next file
+    _judge_seals(
+        result, log_dir, public_key, loaded is not None, whole=anchored, max_seq=checker.max_seq
+    )
     if checker.last is not None:
         result.head_seq = checker.last.seq
         result.head_hash = checker.last.hash
         result.head_where = checker.last.where
     return result
+
+
+def _judge_seals(
+    result: Verification,
+    log_dir: Path,
+    public_key: Ed25519PublicKey | None,
+    have_file: bool,
+    *,
+    whole: bool,
+    max_seq: int,
+) -> None:
+    """Findings and warnings about the seals as a whole, once the records are known."""
+    if public_key is not None:
+        result.key = key_id(public_key)
+    if max_seq == 0:
+        return
+    if not have_file:
+        if whole:
+            result.findings.append(
+                Finding(
+                    "seals",
+                    SEALS_NAME,
+                    None,
+                    None,
+                    f"{SEALS_NAME} is missing from {log_dir} but the log holds records up to "
+                    f"seq {max_seq}: the writer seals the first record at once, so the seals "
+                    "were deleted",
+                )
+            )
+        else:
+            result.warnings.append(f"no {SEALS_NAME} beside the file: its tail is not sealed")
+    elif public_key is not None and result.signed_seals == 0 and whole:
+        result.findings.append(
+            Finding(
+                "seals",
+                SEALS_NAME,
+                None,
+                None,
+                f"none of the {result.seals} seal(s) is signed by the pinned key {result.key}: "
+                "the seals were re-made without the signing key, or the log was written "
+                f"without it (${ENV_PUBLIC_KEY} names the wrong key?)",
+            )
+        )
+    if public_key is None:
+        signed = f" ({result.signed_seals} seal(s) carry a signature nobody checked)"
+        result.warnings.append(
+            "SEALS NOT ANCHORED: no public key is pinned (--public-key or "
+            f"${ENV_PUBLIC_KEY}){signed if result.signed_seals else ''}; whoever can write "
+            f"{log_dir} can rewrite the chain and {SEALS_NAME} together and this check "
+            "would pass"
+        )
+    else:
+        result.anchored = result.signed_seals > 0
+    if result.unsealed and whole:
+        last = result.sealed_seq
+        after = (
+            f"after the last {'signed ' if public_key else ''}seal (seq {last})"
+            if last
+            else ("and no seal covers any record")
+        )
+        result.warnings.append(
+            f"{result.unsealed} record(s) {after} are not yet sealed: cutting them would not be "
+            "detected (`cordon audit seal` seals the head now)"
+        )

@@ -8,10 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import agent.audit as audit
 from agent.audit.chain import ChainWriter
 from agent.audit.seals import seal_head
+from agent.audit.verify import Verification, verify
+
+# The writer's seal key in these tests; its public half is what the verifier pins.
+SEAL_KEY = Ed25519PrivateKey.generate()
+PUBLIC_KEY = SEAL_KEY.public_key()
 
 
 @dataclass
@@ -37,14 +43,23 @@ def write_log(
     start: datetime = START,
     step: timedelta = timedelta(seconds=1),
     seal: bool = True,
+    signer: Ed25519PrivateKey | None = None,
 ) -> ChainWriter:
     """Append `count` device.change records stamped `step` apart, then seal the head."""
     writer = ChainWriter(log_dir, clock=FakeClock(start, step))
     for n in range(1, count + 1):
         writer.append({"event": "device.change", "device": f"sw{n}", "outcome": "ok", "n": n})
     if seal:
-        seal_head(writer, reason="test")
+        seal_head(writer, reason="test", signer=signer)
     return writer
+
+
+def verify_sealed(log_dir: Path) -> Verification:
+    """Seal the head as `cordon audit seal` would, then verify (for logs written without seals)."""
+    writer = ChainWriter(log_dir)
+    seal_head(writer, reason="test")
+    writer.close()
+    return verify(log_dir)
 
 
 def lines_of(path: Path) -> list[str]:

@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo
 
 from agent.audit.chain import GENESIS, ChainWriter, canonical, read_head, record_hash
 from agent.audit.redact import REDACTED, register_secret
-from agent.audit.verify import verify
-from tests.audit.conftest import START, FakeClock, lines_of, write_log
+from tests.audit.conftest import START, FakeClock, lines_of, verify_sealed, write_log
 
 
 def _records(path: Path) -> list[dict[str, object]]:
@@ -76,7 +75,7 @@ def test_new_writer_resumes_the_chain_from_disk(log_dir: Path) -> None:
         {"event": "after.restart"}
     )
     assert (record["seq"], record["prev"]) == (head.seq + 1, head.hash)
-    assert verify(log_dir).ok
+    assert verify_sealed(log_dir).ok
 
 
 def test_writer_notices_appends_by_another_writer(log_dir: Path) -> None:
@@ -87,7 +86,7 @@ def test_writer_notices_appends_by_another_writer(log_dir: Path) -> None:
         (first if n % 2 else second).append({"event": "x", "n": n})
     records = _records(log_dir / "audit-2024-10-15.jsonl")
     assert [r["seq"] for r in records] == list(range(1, 11))
-    assert verify(log_dir).ok
+    assert verify_sealed(log_dir).ok
 
 
 def test_cut_last_line_is_isolated_and_chain_continues(log_dir: Path) -> None:
@@ -99,7 +98,7 @@ def test_cut_last_line_is_isolated_and_chain_continues(log_dir: Path) -> None:
         {"event": "next"}
     )
     assert record["seq"] == 4
-    result = verify(log_dir)
+    result = verify_sealed(log_dir)
     assert [(f.kind, f.line) for f in result.findings] == [("malformed", 4)]
     assert result.head_seq == 4
 
@@ -110,7 +109,7 @@ def test_chain_fields_given_by_callers_are_kept_aside(log_dir: Path) -> None:
         {"event": "evidence.copied", "hash": "abc", "seq": 99}
     )
     assert (record["seq"], record["hash_"], record["seq_"]) == (1, "abc", 99)
-    assert verify(log_dir).ok
+    assert verify_sealed(log_dir).ok
 
 
 def test_registered_secret_never_reaches_the_file(log_dir: Path) -> None:
@@ -127,7 +126,7 @@ def test_registered_secret_never_reaches_the_file(log_dir: Path) -> None:
     data = (log_dir / "audit-2024-10-15.jsonl").read_text()
     assert secret not in data
     assert REDACTED in data
-    assert verify(log_dir).ok
+    assert verify_sealed(log_dir).ok
 
 
 def test_threads_share_one_chain(log_dir: Path) -> None:
@@ -143,7 +142,7 @@ def test_threads_share_one_chain(log_dir: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    result = verify(log_dir)
+    result = verify_sealed(log_dir)
     assert result.ok, result.findings
     assert (result.records, result.head_seq) == (400, 400)
 
@@ -158,7 +157,7 @@ def test_writer_notices_a_new_day_file_opened_by_another_writer(log_dir: Path) -
     first._clock = FakeClock(day2, step=timedelta(0))
     record = first.append({"event": "c"})
     assert record["seq"] == 3
-    assert verify(log_dir).ok
+    assert verify_sealed(log_dir).ok
 
 
 def test_undecodable_device_output_is_logged_and_verifies(log_dir: Path) -> None:
@@ -166,4 +165,4 @@ def test_undecodable_device_output_is_logged_and_verifies(log_dir: Path) -> None
     output = b"banner \xff\xfe".decode("utf-8", errors="surrogateescape")
     record = ChainWriter(log_dir, clock=FakeClock(START)).append({"event": "x", "output": output})
     assert record["output"] == "banner \\udcff\\udcfe"
-    assert verify(log_dir).ok
+    assert verify_sealed(log_dir).ok

@@ -112,12 +112,16 @@ def test_console_is_quiet_when_disabled(pipeline: Path, capsys: pytest.CaptureFi
 
 
 def test_configure_is_idempotent(pipeline: Path) -> None:
-    """Configuring again with the same arguments keeps the chain and writes no seal."""
+    """Configuring again with the same arguments keeps the chain and writes no seal.
+
+    (The first record of a new chain is sealed at once; nothing else is.)
+    """
     audit.get_logger().info("a")
     audit.configure(pipeline, console=False, seal_interval=0)
     audit.get_logger().info("b")
     assert [r["seq"] for r in _records(pipeline)] == [1, 2]
-    assert not (pipeline / "seals.jsonl").exists()
+    seals = (pipeline / "seals.jsonl").read_text().splitlines()
+    assert [json.loads(s)["reason"] for s in seals] == ["first"]
 
 
 def test_reconfiguring_seals_the_previous_log(pipeline: Path, tmp_path: Path) -> None:
@@ -133,7 +137,7 @@ def test_close_seals_the_head(pipeline: Path) -> None:
     audit.get_logger().info("a")
     audit.get_logger().info("b")
     audit.close()
-    assert json.loads((pipeline / "seals.jsonl").read_text())["seq"] == 2
+    assert json.loads((pipeline / "seals.jsonl").read_text().splitlines()[-1])["seq"] == 2
 
 
 def test_default_log_dir_follows_the_environment(

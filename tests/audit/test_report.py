@@ -15,6 +15,7 @@ import pytest
 from agent.audit.chain import ChainWriter
 from agent.audit.evidence import store
 from agent.audit.report import add_month, build, parse_time, render
+from agent.audit.seals import seal_head
 from agent.audit.verify import verify
 from agent.errors import AuditError
 
@@ -66,6 +67,7 @@ def incident_log(log_dir: Path) -> Path:
     at(60 * 90, "drift.alarm", device="sw-1", detail="port back up <script>", actor="=1+2")
     at(60 * 100, "reconnect.attested", run_id="r-2", site="nantes", actor="dsi")
     writer.append({"event": "device.change", "incident_id": "inc-other", "device": "x"})
+    seal_head(writer, reason="test")
     return log_dir
 
 

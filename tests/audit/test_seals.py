@@ -18,7 +18,8 @@ from tests.audit.conftest import write_log
 
 RFC5424 = re.compile(
     r"^<133>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 \S+ cordon \d+ seal "
-    r"\[seal@32473 file=\"audit-2024-10-15\.jsonl\" seq=\"3\" hash=\"[0-9a-f]{64}\"\] "
+    r"\[seal@32473 file=\"audit-2024-10-15\.jsonl\" seq=\"3\" hash=\"[0-9a-f]{64}\" "
+    r"count=\"3\"(?: key=\"[0-9a-f]{16}\" sig=\"[A-Za-z0-9+/]+=*\")?\] "
     r"audit chain head seq=3$"
 )
 
@@ -55,26 +56,27 @@ def test_empty_log_is_not_sealed(log_dir: Path) -> None:
 
 
 def test_seal_every_n_records(log_dir: Path) -> None:
-    """With every=5, ten appends leave two seals at seq 5 and 10."""
+    """With every=5, ten appends leave seals at seq 1 (the first record, at once), 5 and 10."""
     writer = ChainWriter(log_dir)
     sealer = Sealer(writer, interval=0, every=5)
     for _ in range(10):
         writer.append({"event": "x"})
         sealer.note_append()
-    assert [s["seq"] for s in _seals(log_dir)] == [5, 10]
+    assert [s["seq"] for s in _seals(log_dir)] == [1, 5, 10]
 
 
 def test_periodic_seal_covers_an_idle_tail(log_dir: Path) -> None:
     """The timer seals records appended since the last seal without any further event."""
     writer = ChainWriter(log_dir)
     sealer = Sealer(writer, interval=0.05)
-    writer.append({"event": "x"})
-    sealer.note_append()
+    for _ in range(2):
+        writer.append({"event": "x"})
+        sealer.note_append()
     deadline = time.monotonic() + 5
-    while not (log_dir / SEALS_NAME).exists() and time.monotonic() < deadline:
+    while len(_seals(log_dir)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     sealer.close()
-    assert _seals(log_dir)[0]["reason"] == "periodic"
+    assert [(s["seq"], s["reason"]) for s in _seals(log_dir)] == [(1, "first"), (2, "periodic")]
 
 
 def test_rfc5424_message_carries_the_seal(log_dir: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 
 from agent.audit.chain import GENESIS, canonical, record_hash
 from agent.audit.evidence import store
-from agent.audit.seals import SEALS_NAME
+from agent.audit.seals import seal_head
 from agent.audit.verify import verify
 from agent.errors import AuditError
-from tests.audit.conftest import lines_of, rewrite, write_log
+from tests.audit.conftest import PUBLIC_KEY, SEAL_KEY, lines_of, rewrite, write_log
 
 DAY1 = "audit-2024-10-15.jsonl"
 DAY2 = "audit-2024-10-16.jsonl"
@@ -34,11 +34,13 @@ def _rehash(line: str, **changes: object) -> str:
 
 
 def test_untouched_log_verifies(log_dir: Path) -> None:
-    """A log written by the chain writer and sealed verifies with no finding and no warning."""
-    write_log(log_dir, 30, step=timedelta(hours=2))
-    result = verify(log_dir)
+    """A log written by the chain writer and sealed with the pinned key verifies with no finding
+    and no warning, anchored."""
+    write_log(log_dir, 30, step=timedelta(hours=2), signer=SEAL_KEY)
+    result = verify(log_dir, public_key=PUBLIC_KEY)
     assert result.ok, result.findings
     assert result.warnings == []
+    assert (result.verdict, result.anchored, result.signed_seals) == ("ok", True, 1)
     assert (result.records, result.first_seq, result.head_seq) == (30, 1, 30)
     assert result.files == [DAY1, DAY2, DAY3]
 
@@ -208,15 +210,6 @@ def test_rewritten_chain_is_caught_by_the_seal(log_dir: Path) -> None:
     assert [(f.kind, f.seq) for f in result.findings] == [("rewritten", 10)]
 
 
-def test_missing_seal_file_is_a_warning(log_dir: Path) -> None:
-    """Without seals.jsonl the chain still verifies, with a warning that the tail is unproven."""
-    write_log(log_dir, 5)
-    (log_dir / SEALS_NAME).unlink()
-    result = verify(log_dir)
-    assert result.ok
-    assert any("truncated tail cannot be detected" in w for w in result.warnings)
-
-
 def test_unsealed_records_are_a_warning(log_dir: Path) -> None:
     """Records written after the last seal are counted in a warning."""
     writer = write_log(log_dir, 5)
@@ -231,6 +224,7 @@ def test_altered_evidence_is_named(log_dir: Path) -> None:
     digest = store(b"interface Gi0/1\n shutdown\n", log_dir=log_dir)
     writer = write_log(log_dir, 3, seal=False)
     writer.append({"event": "device.change", "config_after_sha256": digest})
+    seal_head(writer, reason="test")
     blob = log_dir / "evidence" / "sha256" / digest
     blob.chmod(0o600)
     blob.write_bytes(b"interface Gi0/1\n no shutdown\n")
