@@ -362,7 +362,7 @@ def _on_interface(interface: str, rule: NftRule) -> bool:
 
 
 def zones_of(site: Site, zs: ZoneSet) -> list[Zone]:
-    return [z for z in site.zones if z.name in zs.zones or z.criticality in zs.criticality]
+    return [z for z in site.zones if zs.matches(z)]
 
 
 def _block_zones(

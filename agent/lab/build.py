@@ -152,10 +152,17 @@ def _configure(bp: Blueprint) -> None:
     forwarders = [n.ns for n in bp.nodes.values() if n.forwarding]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(_forwarding, forwarders))
-    rules = base_rules("mgmt0", str(bp.mgmt_subnet))
-    guarded = [n.ns for n in bp.nodes.values() if n.kind in ("firewall", "switch")]
+    # each device's own management interface (the inventory's, named as the twin's kernel has it)
+    guarded = {n.ns: n.mgmt_if for n in bp.nodes.values() if n.kind in ("firewall", "switch")}
+
+    def guard(ns: str) -> None:
+        mgmt_if = guarded[ns]
+        if mgmt_if is None:
+            raise LabError(f"twin node {ns} has no management interface")
+        netns.run(["nft", "-f", "-"], netns=ns, input=base_rules(mgmt_if, str(bp.mgmt_subnet)))
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda ns: netns.run(["nft", "-f", "-"], netns=ns, input=rules), guarded))
+        list(pool.map(guard, sorted(guarded)))
 
 
 def frr_pathspace(lab: str, device: str) -> str:
