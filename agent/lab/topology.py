@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -243,11 +244,13 @@ def _link(
         prefix = iface.address.network.prefixlen
         ext.ports.append((port, ipaddress.IPv4Interface(f"{peer_addr}/{prefix}"), site.name))
         bp.veths.append(Veth(ns, link_if, ext.ns, port))
-        bp.routes.extend(Route(ext.ns, net, iface.address.ip) for net in own_subnets)
+        # a site with two links to one external site (two internet uplinks): the first one
+        # declared carries the traffic both ways, as the planner's paths say
+        _routes(bp, (Route(ext.ns, net, iface.address.ip) for net in own_subnets))
         if link.kind is LinkKind.INTERNET:
-            bp.routes.append(Route(ns, "default", peer_addr))
+            _routes(bp, [Route(ns, "default", peer_addr)])
         else:
-            bp.routes.extend(Route(ns, z.subnet, peer_addr) for z in peer_site.zones)
+            _routes(bp, (Route(ns, z.subnet, peer_addr) for z in peer_site.zones))
         return
     if link.peer_device is None or link.peer_interface is None:
         raise SafetyError(
@@ -323,6 +326,15 @@ def _external(bp: Blueprint, inv: Inventory, ext: _External) -> None:
                     )
                 )
         bp.bridges.append(Bridge(ext.ns, bridge, tuple(ports)))
+
+
+def _routes(bp: Blueprint, routes: Iterable[Route]) -> None:
+    """Add routes; the first one to a destination in a namespace wins (no silent replace)."""
+    have = {(r.ns, r.dst) for r in bp.routes}
+    for r in routes:
+        if (r.ns, r.dst) not in have:
+            bp.routes.append(r)
+            have.add((r.ns, r.dst))
 
 
 IFNAMSIZ = 16  # the kernel's limit, its final NUL included: 15 characters
