@@ -234,13 +234,14 @@ def _cut_links(
     state: dict[str, DeviceState],
     paths: Mapping[str, FlowPath],
 ) -> list[str]:
-    """Cut the links; a must-survive flow routed through a cut link of a firewall (a flow that
-    crosses sites) is kept by explicit rules, as `block_zones` keeps those crossing its block."""
+    """Cut the links. With `keep_must_survive`, a must-survive flow routed through a cut link of
+    a firewall (a flow that crosses sites) is kept by explicit rules, as `block_zones` keeps
+    those crossing its block; without it the plan refuses to cut such a flow."""
     links = [lk for lk in site.links if lk.kind in step.kinds]
     notes: list[str] = []
     for link in links:
         _cut_interface(inv, site, link.device, link.interface, state, step.name)
-        if not _nft(inv, link.device):
+        if not step.keep_must_survive or not _nft(inv, link.device):
             continue
         for flow in inv.flows:
             path = paths[flow.name]

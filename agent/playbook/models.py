@@ -42,6 +42,9 @@ class CutLink(_Step):
     action: Literal["cut_link"]
     kinds: tuple[LinkKind, ...] = Field(min_length=1)
     fail_direction: Literal["closed", "open"] = "closed"
+    # a must-survive flow routed through a cut firewall link (one that crosses sites) stays
+    # open by explicit rules shown in the plan; if false, the plan refuses to cut it
+    keep_must_survive: bool = False
 
 
 class ZoneSet(_Model):

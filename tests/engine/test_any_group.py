@@ -6,6 +6,7 @@ plans without refusal, and segments or reconnects the zones of its kind. Pure: n
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,17 @@ def test_example_keeps_its_names() -> None:
     example = load(ROOT / "inventory" / "hospi-grand-ouest.yaml")
     bp = blueprint(example, "t")
     assert all(k == v for names in bp.ifnames.values() for k, v in names.items())
+
+
+def test_cross_site_must_survive_needs_keep_must_survive(inv: Inventory, tmp_path: Path) -> None:
+    """A WAN cut without keep_must_survive refuses to cut the flow across sites; the shipped
+    playbooks set it, and the flow is kept by rules on the cut firewall."""
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(
+        "name: bare\nlevel: L2\nsteps:\n  - {name: w, action: cut_link, kinds: [wan]}\n"
+    )
+    refused = plan(load_playbook(bare, inv), inv, sites=["clinique-sud"])
+    assert any("cs-teleexpertise" in r for r in refused.refusals)
+    kept = _plan(inv, "preventive-degraded")
+    assert kept.refusals == ()
+    assert any(r.tag == "must survive: cs-teleexpertise" for r in kept.final_state["cs-fw"].rules)
