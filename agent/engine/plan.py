@@ -186,7 +186,7 @@ def _apply(
 ) -> list[str]:
     """Apply one intent-level step to `state` for `site`; returns notes for the plan."""
     if isinstance(step, CutLink):
-        return _cut_links(step, inv, site, state)
+        return _cut_links(step, inv, site, state, paths)
     if isinstance(step, ShutZonePorts):
         return _shut_zone_ports(step, site, state)
     if isinstance(step, ShutPort):
@@ -228,13 +228,38 @@ def _apply_other(
 
 
 def _cut_links(
-    step: CutLink, inv: Inventory, site: Site, state: dict[str, DeviceState]
+    step: CutLink,
+    inv: Inventory,
+    site: Site,
+    state: dict[str, DeviceState],
+    paths: Mapping[str, FlowPath],
 ) -> list[str]:
+    """Cut the links. With `keep_must_survive`, a must-survive flow routed through a cut link of
+    a firewall (a flow that crosses sites) is kept by explicit rules, as `block_zones` keeps
+    those crossing its block; without it the plan refuses to cut such a flow."""
     links = [lk for lk in site.links if lk.kind in step.kinds]
+    notes: list[str] = []
     for link in links:
         _cut_interface(inv, site, link.device, link.interface, state, step.name)
+        if not step.keep_must_survive or not _nft(inv, link.device):
+            continue
+        for flow in inv.flows:
+            path = paths[flow.name]
+            through = any(
+                isinstance(h, RouteHop)
+                and h.device == link.device
+                and link.interface in (h.in_if, h.out_if)
+                for h in path.hops
+            )
+            if flow.must_survive and through:
+                state[link.device] = device_state(state, link.device).with_rules(
+                    allow_rules(path, link.device, f"must survive: {flow.name}")
+                )
+                notes.append(
+                    f"keeps must-survive flow {flow.name} open through the cut {link.name}"
+                )
     if links:
-        return []
+        return notes
     return [f"no {'/'.join(k.value for k in step.kinds)} link at {site.name}"]
 
 
@@ -362,7 +387,7 @@ def _on_interface(interface: str, rule: NftRule) -> bool:
 
 
 def zones_of(site: Site, zs: ZoneSet) -> list[Zone]:
-    return [z for z in site.zones if z.name in zs.zones or z.criticality in zs.criticality]
+    return [z for z in site.zones if zs.matches(z)]
 
 
 def _block_zones(

@@ -109,6 +109,24 @@ class Criticality(StrEnum):
     MANAGEMENT = "management"
 
 
+class ZoneRole(StrEnum):
+    """What a zone is for, whatever its name: playbooks select zones by role so that one playbook
+    serves every group (a group's `servers` may be called `dc-local`, its office `bureautique`)."""
+
+    SERVERS = "servers"  # local servers: EHR front end, lab system, traceability, files
+    OFFICE = "office"  # administration and office workstations
+    GUEST = "guest"  # patients' and visitors' Wi-Fi
+    BUILDING = "building"  # building management: BMS, HVAC, access control
+    TELEPHONY = "telephony"
+    MEDICAL_DEVICES = "medical_devices"  # monitors, pumps, ventilators
+    IMAGING = "imaging"
+    LAB = "lab"
+    PHARMACY = "pharmacy"
+    MANAGEMENT = "management"  # in-band IT administration: jump hosts
+    BACKUP = "backup"
+    IDENTITY = "identity"  # directory, authentication
+
+
 class DeviceRole(StrEnum):
     EDGE_FIREWALL = "edge_firewall"
     EDGE_ROUTER = "edge_router"
@@ -245,6 +263,7 @@ class Host(_Model):
 class Zone(_Model):
     name: Name
     criticality: Criticality
+    role: ZoneRole | None = None  # what the zone is for; playbooks select zones by it
     description: Label = ""
     vlan: Vlan | None = None
     subnet: ipaddress.IPv4Network

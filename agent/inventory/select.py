@@ -19,6 +19,7 @@ from agent.inventory.models import (
     SiteKind,
     Tag,
     Zone,
+    ZoneRole,
 )
 
 
@@ -39,6 +40,8 @@ class Selector(BaseModel):
     device_tags: tuple[Tag, ...] = ()
     zones: tuple[Name, ...] = ()
     criticality: tuple[Criticality, ...] = ()
+    zone_roles: tuple[ZoneRole, ...] = ()
+    zone_tags: tuple[Tag, ...] = ()
 
 
 def _any(wanted: Iterable[object], have: Iterable[object]) -> bool:
@@ -73,4 +76,28 @@ def select_zones(inv: Inventory, sel: Selector) -> list[tuple[Site, Zone]]:
         for z in site.zones
         if (not sel.zones or z.name in sel.zones)
         and (not sel.criticality or z.criticality in sel.criticality)
+        and (not sel.zone_roles or z.role in sel.zone_roles)
+        and _any(sel.zone_tags, z.tags)
     ]
+
+
+def zone_in_set(
+    zone: Zone,
+    *,
+    names: Iterable[str] = (),
+    criticality: Iterable[Criticality] = (),
+    roles: Iterable[ZoneRole] = (),
+    tags: Iterable[str] = (),
+    exclude_roles: Iterable[ZoneRole] = (),
+) -> bool:
+    """A playbook's set of zones: named, or of one of these criticality levels, roles or tags
+    (any of them: a union), minus the zones of the excluded roles. Naming zones ties a playbook
+    to one group; criticality, role and tag serve every group."""
+    if zone.role is not None and zone.role in tuple(exclude_roles):
+        return False
+    return (
+        zone.name in tuple(names)
+        or zone.criticality in tuple(criticality)
+        or (zone.role is not None and zone.role in tuple(roles))
+        or any(t in tuple(tags) for t in zone.tags)
+    )

@@ -13,6 +13,22 @@ from typing import Any
 
 Doc = dict[str, Any]
 
+# The role of the catalogue's zones that have one (playbooks select zones by role, not by name).
+ZONE_ROLES = {
+    "servers": "servers",
+    "admin": "office",
+    "guest": "guest",
+    "building": "building",
+    "telephony": "telephony",
+    "biomedical": "medical_devices",
+    "imaging": "imaging",
+    "lab": "lab",
+    "pharmacy": "pharmacy",
+    "management": "management",
+    "backup": "backup",
+    "identity": "identity",
+}
+
 # The zone catalogue of an establishment: name, criticality, VLAN, description, hosts.
 # A host is (name, [(service, port), ...], description).
 ZONES: list[tuple[str, str, int, str, list[tuple[str, list[tuple[str, int]], str]]]] = [
@@ -488,6 +504,7 @@ def _zones_and_switches(
             {
                 "name": zname,
                 "criticality": crit,
+                **({"role": ZONE_ROLES[zname]} if zname in ZONE_ROLES else {}),
                 "description": desc,
                 "vlan": vlan,
                 "subnet": str(subnet),
@@ -555,6 +572,7 @@ def _core_site(alloc: _Alloc, mgmt: _MgmtAlloc) -> tuple[Doc, Doc]:
             {
                 "name": zname,
                 "criticality": crit[zname],
+                "role": ZONE_ROLES[zname],
                 "vlan": vlan,
                 "description": f"clean core {zname}",
                 "subnet": str(subnet),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets as pysecrets
 import signal
@@ -152,10 +153,17 @@ def _configure(bp: Blueprint) -> None:
     forwarders = [n.ns for n in bp.nodes.values() if n.forwarding]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(_forwarding, forwarders))
-    rules = base_rules("mgmt0", str(bp.mgmt_subnet))
-    guarded = [n.ns for n in bp.nodes.values() if n.kind in ("firewall", "switch")]
+    # each device's own management interface (the inventory's, named as the twin's kernel has it)
+    guarded = {n.ns: n.mgmt_if for n in bp.nodes.values() if n.kind in ("firewall", "switch")}
+
+    def guard(ns: str) -> None:
+        mgmt_if = guarded[ns]
+        if mgmt_if is None:
+            raise LabError(f"twin node {ns} has no management interface")
+        netns.run(["nft", "-f", "-"], netns=ns, input=base_rules(mgmt_if, str(bp.mgmt_subnet)))
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda ns: netns.run(["nft", "-f", "-"], netns=ns, input=rules), guarded))
+        list(pool.map(guard, sorted(guarded)))
 
 
 def frr_pathspace(lab: str, device: str) -> str:
@@ -341,6 +349,10 @@ def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material
             for proc in daemons.start_frr(spec.ns, node_dir, spec.device, pathspace):
                 record(proc)
             force = daemons.vtysh_force_command(pathspace)
+            if spec.renamed:  # the CLI answers in the inventory's names (`Gi1/0/1`)
+                names_file = node_dir / "ifnames.json"
+                names_file.write_text(json.dumps(dict(spec.renamed)), encoding="utf-8")
+                force = daemons.translating_force_command(pathspace, names_file)
         record(
             daemons.start_sshd(
                 spec.ns,
@@ -365,6 +377,7 @@ def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material
                     auth_pass=auth,
                     priv_pass=priv,
                     port=spec.snmp_port,
+                    if_names=_renamed_indexes(spec),
                 )
             )
 
@@ -373,6 +386,21 @@ def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material
         errors = [exc for fut in futures if (exc := fut.exception()) is not None]
     if errors:
         raise LabError(f"{len(errors)} device(s) failed to start their daemons; first: {errors[0]}")
+
+
+def _renamed_indexes(spec: DaemonSpec) -> dict[int, str]:
+    """ifIndex -> inventory name of each interface the twin renamed (and its VLAN legs,
+    `Gi1-0-48.23` -> `Gi1/0/48.23`), read from the device's namespace."""
+    if not spec.renamed:
+        return {}
+    to_inventory = {kernel: name for name, kernel in spec.renamed}
+    links = json.loads(netns.run(["ip", "-j", "link", "show"], netns=spec.ns).stdout or "[]")
+    out: dict[int, str] = {}
+    for link in links:
+        kernel, _, leg = str(link.get("ifname", "")).partition(".")
+        if kernel in to_inventory:
+            out[int(link["ifindex"])] = to_inventory[kernel] + (f".{leg}" if leg else "")
+    return out
 
 
 def down(lab: str = DEFAULT_LAB) -> list[str]:

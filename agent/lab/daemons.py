@@ -495,6 +495,16 @@ def vtysh_force_command(pathspace: str) -> str:
     )
 
 
+def translating_force_command(
+    pathspace: str, names_file: Path, python: str = sys.executable
+) -> str:
+    """sshd ForceCommand for a switch whose inventory names the kernel cannot take: vtysh behind
+    `agent/lab/clifront.py`, which speaks the inventory's names (`names_file`: JSON object
+    {inventory name: kernel name}) both ways. Interactive and `ssh host 'cmd'` alike."""
+    front = Path(__file__).resolve().parent / "clifront.py"
+    return f"exec {python} -I {front} {names_file} -- " + " ".join(vtysh_argv(pathspace))
+
+
 def vtysh(ns: str, pathspace: str, *commands: str, check: bool = True) -> str:
     """Run vtysh commands (in one session, in order) against the FRR instance; returns output."""
     argv = vtysh_argv(pathspace)
@@ -578,9 +588,20 @@ def _frr_ready(pidfile: Path, vty: Path) -> Callable[[int], bool]:
 
 
 def snmpd_config(
-    *, hostname: str, listen_addr: str, port: int, user: str, auth_pass: str, priv_pass: str
+    *,
+    hostname: str,
+    listen_addr: str,
+    port: int,
+    user: str,
+    auth_pass: str,
+    priv_pass: str,
+    if_names: Mapping[int, str] | None = None,
 ) -> str:
-    """snmpd.conf of one twin agent: SNMPv3 authPriv (SHA/AES) read-write user, no community."""
+    """snmpd.conf of one twin agent: SNMPv3 authPriv (SHA/AES) read-write user, no community.
+
+    `if_names` (ifIndex -> name) overrides ifName where the twin's kernel had to rename an
+    interface: the agent answers `Gi1/0/1` in ifName, as a real switch does, while ifDescr keeps
+    the kernel's name (a real switch's ifDescr differs from its ifName too)."""
     for what, value in (
         ("user", user),
         ("auth passphrase", auth_pass),
@@ -600,7 +621,20 @@ def snmpd_config(
         "sysContact cordon-lab\n"
         f'createUser {user} SHA "{auth_pass}" AES "{priv_pass}"\n'
         f"rwuser {user} priv\n"
+    ) + "".join(
+        f'override {IF_NAME_OID}.{index} octet_str "{_if_name(hostname, name)}"\n'
+        for index, name in sorted((if_names or {}).items())
     )
+
+
+IF_NAME_OID = "1.3.6.1.2.1.31.1.1.1.1"
+_IF_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9./:-]{0,47}$")
+
+
+def _if_name(hostname: str, name: str) -> str:
+    if not _IF_NAME_RE.match(name):
+        raise LabError(f"snmpd for {hostname}: interface name {name!r} cannot go in snmpd.conf")
+    return name
 
 
 def start_snmpd(
@@ -613,6 +647,7 @@ def start_snmpd(
     auth_pass: str,
     priv_pass: str,
     port: int = 161,
+    if_names: Mapping[int, str] | None = None,
     timeout: float = 15.0,
 ) -> DaemonProc:
     """Start net-snmp snmpd in `ns` on udp `listen_addr:port`, SNMPv3 authPriv only.
@@ -630,6 +665,7 @@ def start_snmpd(
         user=user,
         auth_pass=auth_pass,
         priv_pass=priv_pass,
+        if_names=if_names,
     )
     conf.touch(mode=0o600)
     conf.chmod(0o600)

@@ -7,11 +7,14 @@ Imports only the inventory models and `agent.errors`; `agent.lab.build` applies 
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.errors import SafetyError
 from agent.inventory.models import (
+    Device,
     Host,
     Inventory,
     Link,
@@ -35,6 +38,7 @@ class Node:
     kind: NodeKind
     hostname: str
     forwarding: bool = False
+    mgmt_if: str | None = None  # a device's out-of-band interface (its kernel name in the twin)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class DaemonSpec:
     ssh_port: int
     snmp: bool
     snmp_port: int
+    # inventory name -> kernel name, for the names the twin had to rename (empty for most):
+    # the device's CLI and SNMP agent answer in the inventory's names (see `kernel_names`)
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ class Blueprint:
     services: list[ServiceSpec] = field(default_factory=list)
     host_ns: dict[str, str] = field(default_factory=dict)  # "site/zone/host" -> namespace
     device_ns: dict[str, str] = field(default_factory=dict)  # device name -> namespace
+    # device name -> {inventory interface name -> the kernel's name for it in the twin}
+    ifnames: dict[str, dict[str, str]] = field(default_factory=dict)
     root_address: ipaddress.IPv4Interface | None = None
     mgmt_subnet: ipaddress.IPv4Network | None = None
 
@@ -134,15 +143,18 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
     for n, (site, device) in enumerate(inv.devices()):
         ns = ns_name(lab, device.name)
         bp.device_ns[device.name] = ns
+        names = kernel_names(site, device)
+        bp.ifnames[device.name] = names
+        mgmt_if = names[device.management.interface]
         kind: NodeKind = "switch" if device.platform is Platform.CISCO_IOS else "firewall"
-        bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall")
+        bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall", mgmt_if=mgmt_if)
         port = f"d{n}"
-        bp.veths.append(Veth(ns, device.management.interface, oob, port))
+        bp.veths.append(Veth(ns, mgmt_if, oob, port))
         oob_ports.append(port)
         bp.addresses.append(
             Address(
                 ns,
-                device.management.interface,
+                mgmt_if,
                 ipaddress.IPv4Interface(f"{device.management.address}/{mgmt.subnet.prefixlen}"),
             )
         )
@@ -157,6 +169,7 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
                 device.ssh.port,
                 snmp is not None,
                 snmp.port if snmp else 161,
+                tuple((a, k) for a, k in names.items() if a != k),
             )
         )
     bp.bridges.append(Bridge(oob, "br0", tuple(oob_ports)))
@@ -182,7 +195,8 @@ def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _Exter
     all_vlans = tuple(sorted(z.vlan for z in site.zones if z.vlan is not None))
     for cable in site.cabling:
         for vid in all_vlans if cable.vlans == "all" else cable.vlans:
-            a_if, b_if = f"{cable.a.interface}.{vid}", f"{cable.b.interface}.{vid}"
+            a_if = f"{bp.ifnames[cable.a.device][cable.a.interface]}.{vid}"
+            b_if = f"{bp.ifnames[cable.b.device][cable.b.interface]}.{vid}"
             bp.veths.append(
                 Veth(bp.device_ns[cable.a.device], a_if, bp.device_ns[cable.b.device], b_if)
             )
@@ -208,7 +222,7 @@ def _firewall_addresses(bp: Blueprint, site: Site) -> None:
         ns = bp.device_ns[device.name]
         for iface in device.interfaces:
             if iface.address is not None and iface.name != device.management.interface:
-                bp.addresses.append(Address(ns, iface.name, iface.address))
+                bp.addresses.append(Address(ns, bp.ifnames[device.name][iface.name], iface.address))
 
 
 def _link(
@@ -221,6 +235,7 @@ def _link(
     if iface is None or iface.address is None or peer_site is None:
         raise SafetyError(f"link {site.name}/{link.name} is incomplete; check the inventory")
     ns = bp.device_ns[link.device]
+    link_if = bp.ifnames[link.device][iface.name]
     own_subnets = [z.subnet for z in site.zones]
     peer_addr = link.peer_address or _other_address(iface.address)
     if peer_site.kind is SiteKind.EXTERNAL:
@@ -228,12 +243,14 @@ def _link(
         port = f"p{len(ext.ports)}"
         prefix = iface.address.network.prefixlen
         ext.ports.append((port, ipaddress.IPv4Interface(f"{peer_addr}/{prefix}"), site.name))
-        bp.veths.append(Veth(ns, iface.name, ext.ns, port))
-        bp.routes.extend(Route(ext.ns, net, iface.address.ip) for net in own_subnets)
+        bp.veths.append(Veth(ns, link_if, ext.ns, port))
+        # a site with two links to one external site (two internet uplinks): the first one
+        # declared carries the traffic both ways, as the planner's paths say
+        _routes(bp, (Route(ext.ns, net, iface.address.ip) for net in own_subnets))
         if link.kind is LinkKind.INTERNET:
-            bp.routes.append(Route(ns, "default", peer_addr))
+            _routes(bp, [Route(ns, "default", peer_addr)])
         else:
-            bp.routes.extend(Route(ns, z.subnet, peer_addr) for z in peer_site.zones)
+            _routes(bp, (Route(ns, z.subnet, peer_addr) for z in peer_site.zones))
         return
     if link.peer_device is None or link.peer_interface is None:
         raise SafetyError(
@@ -241,7 +258,8 @@ def _link(
             "and peer_interface for the twin to cable it"
         )
     peer_ns = bp.device_ns[link.peer_device]
-    bp.veths.append(Veth(ns, iface.name, peer_ns, link.peer_interface))
+    peer_if = bp.ifnames[link.peer_device][link.peer_interface]
+    bp.veths.append(Veth(ns, link_if, peer_ns, peer_if))
     for other in inv.sites:
         if other.name != site.name and other.kind is not SiteKind.EXTERNAL:
             bp.routes.extend(Route(ns, z.subnet, peer_addr) for z in other.zones)
@@ -262,11 +280,12 @@ def _host(
     if gateway is not None:
         bp.routes.append(Route(ns, "default", gateway))
     if host.port is not None:
-        bp.veths.append(Veth(ns, "eth0", bp.device_ns[host.port.device], host.port.interface))
+        port_if = bp.ifnames[host.port.device][host.port.interface]
+        bp.veths.append(Veth(ns, "eth0", bp.device_ns[host.port.device], port_if))
         if zone.vlan is None:
             raise SafetyError(f"zone {site.name}/{zone.name} has hosts on switch ports but no VLAN")
         by_vlan = vlan_ports.setdefault(host.port.device, {})
-        by_vlan.setdefault(zone.vlan, []).append(host.port.interface)
+        by_vlan.setdefault(zone.vlan, []).append(port_if)
     for svc in host.services:
         bp.services.append(
             ServiceSpec(
@@ -307,6 +326,87 @@ def _external(bp: Blueprint, inv: Inventory, ext: _External) -> None:
                     )
                 )
         bp.bridges.append(Bridge(ext.ns, bridge, tuple(ports)))
+
+
+def _routes(bp: Blueprint, routes: Iterable[Route]) -> None:
+    """Add routes; the first one to a destination in a namespace wins (no silent replace)."""
+    have = {(r.ns, r.dst) for r in bp.routes}
+    for r in routes:
+        if (r.ns, r.dst) not in have:
+            bp.routes.append(r)
+            have.add((r.ns, r.dst))
+
+
+IFNAMSIZ = 16  # the kernel's limit, its final NUL included: 15 characters
+_KERNEL_BAD = frozenset("/: \t\n")
+_LONG_PREFIX = re.compile(r"^(?P<kind>[A-Za-z]+)(?P<rest>[0-9].*)$")
+
+
+def valid_kernel_name(name: str) -> bool:
+    """Whether Linux accepts `name` as an interface name (dev_valid_name)."""
+    return (
+        0 < len(name) < IFNAMSIZ
+        and name not in (".", "..")
+        and not any(c in _KERNEL_BAD for c in name)
+    )
+
+
+def kernel_names(site: Site, device: Device) -> dict[str, str]:
+    """The kernel name of each of `device`'s interfaces in the twin (its management interface
+    included), deterministic. A name Linux accepts as is stays (the example's `gi1`, `lan0.110`,
+    `mgmt0`); an IOS-style name is renamed: `Gi1/0/1` -> `Gi1-0-1`, `GigabitEthernet1/0/24` ->
+    `Gi1-0-24`, and `p<N>` (N: its position) when that is still too long or taken. A trunk
+    (a cabling end) needs room for its per-VLAN legs (`<name>.<vlan>`).
+
+    Linux devices keep their names: they are real kernel names (`agent.inventory.checks`
+    refuses one Linux would not take). Raises SafetyError if a name cannot be built."""
+    declared = [i.name for i in device.interfaces]
+    if device.management.interface not in declared:
+        declared.append(device.management.interface)
+    vids = [z.vlan for z in site.zones if z.vlan is not None]
+    leg = 1 + max((len(str(v)) for v in vids), default=0)
+    trunks = {
+        end.interface
+        for cable in site.cabling
+        for end in (cable.a, cable.b)
+        if end.device == device.name
+    }
+
+    def fits(name: str, original: str) -> bool:
+        room = IFNAMSIZ - 1 - (leg if original in trunks else 0)
+        return valid_kernel_name(name) and len(name) <= room
+
+    out: dict[str, str] = {}
+    if device.platform is Platform.LINUX_NFTABLES:
+        out = {name: name for name in declared}
+    else:
+        taken = {n for n in declared if fits(n, n)}
+        for i, name in enumerate(declared):
+            if fits(name, name):
+                out[name] = name
+                continue
+            m = _LONG_PREFIX.match(name)
+            short = (m.group("kind")[:2] + m.group("rest")) if m else name
+            candidate = short.replace("/", "-").replace(":", "-")
+            if not fits(candidate, name) or candidate in taken:
+                candidate = f"p{i}"
+                while candidate in taken:
+                    candidate += "x"
+            taken.add(candidate)
+            out[name] = candidate
+    bad = [
+        name
+        for name, kname in out.items()
+        if not valid_kernel_name(kname) or (name in trunks and not fits(kname, name))
+    ]
+    if bad:
+        raise SafetyError(
+            f"{site.name}/{device.name}: the twin cannot name interface(s) "
+            f"{', '.join(bad)} in Linux (at most 15 characters with a trunk's '.<vlan>' legs, "
+            "no '/' or ':')",
+            hint="shorten the interface names of this Linux device in the inventory",
+        )
+    return out
 
 
 def _zone_gateway(site: Site, zone: Zone) -> ipaddress.IPv4Address | None:

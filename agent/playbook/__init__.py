@@ -104,13 +104,13 @@ def _check(pb: Playbook, inv: Inventory, report: yamlfile.Report) -> None:
         if isinstance(step, ShutZonePorts | QuarantineZone):
             _known_zones(step.zones, zones, (*loc, "zones"), report)
         elif isinstance(step, ReconnectZone):
-            if not step.zones.zones and not step.zones.criticality:
-                report((*loc, "zones"), "name zones or criticality levels")
+            if step.zones.empty():
+                report((*loc, "zones"), "select zones by name, criticality, role or tag")
             _known_zones(step.zones.zones, zones, (*loc, "zones", "zones"), report)
         elif isinstance(step, BlockZones):
             for key, zs in (("between", step.between), ("and", step.and_)):
-                if not zs.zones and not zs.criticality:
-                    report((*loc, key), "name zones or criticality levels")
+                if zs.empty():
+                    report((*loc, key), "select zones by name, criticality, role or tag")
                 _known_zones(zs.zones, zones, (*loc, key, "zones"), report)
         elif isinstance(step, ShutPort):
             _check_port(step, inv, loc, report)

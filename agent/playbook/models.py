@@ -16,8 +16,10 @@ from agent.inventory.models import (
     Name,
     SiteKind,
     Tag,
+    Zone,
+    ZoneRole,
 )
-from agent.inventory.select import Selector
+from agent.inventory.select import Selector, zone_in_set
 
 # L1 outside links cut, L2 inter-site links too, L3 segmentation inside a site, L4 one zone or
 # port; L0: a recovery playbook (reconnect, restore) that cuts nothing new
@@ -40,11 +42,35 @@ class CutLink(_Step):
     action: Literal["cut_link"]
     kinds: tuple[LinkKind, ...] = Field(min_length=1)
     fail_direction: Literal["closed", "open"] = "closed"
+    # a must-survive flow routed through a cut firewall link (one that crosses sites) stays
+    # open by explicit rules shown in the plan; if false, the plan refuses to cut it
+    keep_must_survive: bool = False
 
 
 class ZoneSet(_Model):
+    """Zones of a site: named, or of these criticality levels, roles or tags (a union), minus
+    those of `exclude_roles`. A shipped playbook selects by criticality and role, never by name,
+    so it serves every group's inventory."""
+
     zones: tuple[Name, ...] = ()
     criticality: tuple[Criticality, ...] = ()
+    roles: tuple[ZoneRole, ...] = ()
+    tags: tuple[Tag, ...] = ()
+    exclude_roles: tuple[ZoneRole, ...] = ()
+
+    def empty(self) -> bool:
+        """Selects by nothing (exclude_roles alone selects nothing either)."""
+        return not (self.zones or self.criticality or self.roles or self.tags)
+
+    def matches(self, zone: Zone) -> bool:
+        return zone_in_set(
+            zone,
+            names=self.zones,
+            criticality=self.criticality,
+            roles=self.roles,
+            tags=self.tags,
+            exclude_roles=self.exclude_roles,
+        )
 
 
 class BlockZones(_Step):
