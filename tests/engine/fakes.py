@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.drivers import trail
 from agent.drivers.base import (
     ApplyResult,
     Backup,
@@ -20,7 +21,6 @@ from agent.drivers.base import (
     Via,
     mismatches,
 )
-from agent.drivers import trail
 from agent.errors import CommandRejected, DeviceTimeout, VerifyError
 
 
