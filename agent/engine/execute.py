@@ -424,7 +424,14 @@ class Executor:
                 report.waiting = "; ".join(sorted({w.waiting or "" for w in pending}))
                 self.journal.set_run_status(run_id, "running", report.waiting)
                 return report
+            # a run asked to stop is never declared finished by its driver: the rollback does
+            self._check_stop(run_id, "the end of the run")
             return self._finish(run_id, info, pb, report)
+
+    def _check_stop(self, run_id: str, where: str) -> None:
+        why = self.journal.stop_requested(run_id)
+        if why:
+            raise RunStopped(f"run {run_id}: stopped before {where}: {why}")
 
     def _finish(
         self, run_id: str, info: Mapping[str, Any], pb: Playbook, report: RunReport
@@ -505,6 +512,7 @@ class Executor:
         with audit.bind(run_id=run_id, actor=self.journal.run(run_id)["actor"], site=site):
             for step in steps:
                 name, action = getattr(step, "name", ""), getattr(step, "action", "")
+                self._check_stop(run_id, f"{site}: {name}")
                 if action in CHANGE_ACTIONS:
                     if not self._walk_change(pb, run_id, site, step, walk, failures):
                         return walk
