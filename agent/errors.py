@@ -9,7 +9,8 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     │   └── SecretError               a secret reference cannot be resolved safely
     ├── PlanError                     a valid playbook cannot be planned (invariant, unsupported)
     ├── RunError                      the engine refused or failed a run
-    │   └── LockError                 a site is held by another run
+    │   ├── LockError                 a site is held by another run
+    │   └── RunStopped                a run stopped at a step boundary on request (a rollback)
     ├── DeviceError                   a device operation failed (names device and operation)
     │   ├── ConnectError              unreachable, refused, or management path down
     │   │   └── DeviceTimeout         no answer within the configured bound
@@ -111,6 +112,11 @@ class RunError(CordonError):
 
 class LockError(RunError):
     exit_code = 5
+
+
+class RunStopped(RunError):
+    """Someone asked the run to stop (a rollback from another process): it stopped before
+    sending its next step."""
 
 
 class DeviceError(CordonError):

@@ -45,6 +45,8 @@ Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
 Event vocabulary (emitted by the engine, daemon and CLI; reports rely on these names):
     incident.declared, incident.closed, run.planned, run.approved, run.break_glass, run.started,
     run.finished, run.expired, run.approval_timeout, run.resumed, run.rollback,
+    run.refused (the plan was refused: refusals, nothing sent), run.stopped (the run lost its
+    journal and stopped sending: reason),
     step.started, step.succeeded, step.failed, step.skipped, device.change, device.verify,
     reconnect.attested, reconnect.preconditions, soak.started, soak.passed, soak.anomaly,
     reconnect.reisolated, drift.alarm, drift.cleared, drift.reapplied, access.refused,

@@ -371,6 +371,15 @@ def render_status(o: Opts, data: JSON) -> str:
 def _waiting_text(r: JSON) -> str:
     status = r.get("status")
     waiting = r.get("waiting")
+    if r.get("interrupted"):
+        pid = r.get("driver_pid")
+        was = f" (its process {pid} is gone)" if pid else ""
+        return (
+            f"INTERRUPTED: no process drives it{was}; `cordon resume {r['run_id']}` "
+            "settles it and goes on (or start the daemon: it takes it on)"
+        )
+    if r.get("stop_requested"):
+        return f"stopping: {r['stop_requested']}"
     if status == "awaiting_approval":
         what = waiting or "approval by a second operator"
         return f"waits for: {what} (`cordon approve {r['run_id']}`)"

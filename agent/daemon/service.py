@@ -28,9 +28,9 @@ from agent.daemon.health import HealthStore
 from agent.daemon.poll import Poller, reapply_recorded
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, RunOptions, RunReport, new_run_id
-from agent.engine.journal import OPEN, Journal
-from agent.engine.plan import Plan, require_safe
-from agent.errors import CordonError, Issue, PlanError, PlaybookError, RunError
+from agent.engine.journal import OPEN, Journal, driver_alive
+from agent.engine.plan import Plan
+from agent.errors import CordonError, Issue, PlanError, PlaybookError, RunError, RunStopped
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
 from agent.playbook import find
@@ -328,7 +328,7 @@ class Service:
         self._known_sites(sites)
         pb = self._playbook(playbook, params)
         ex = self._executor(_who(caller))
-        p = require_safe(ex.plan(pb, sites))
+        p = ex.require_safe(pb, ex.plan(pb, sites))  # a refusal is audited (run.refused)
         if digest != plan_digest(p):
             raise PlanError(
                 "the plan changed since it was shown (the devices' recorded state or the "
@@ -362,7 +362,12 @@ class Service:
         again at least every `poll` seconds: an approval or an attestation given from another
         terminal is seen at once, not at the approval's deadline."""
         while True:
-            report = self.proceed(run_id)
+            try:
+                report = self.proceed(run_id)
+            except RunStopped as exc:  # a rollback asked this process to stop: it finishes
+                if self.progress is not None:
+                    self.progress(exc.message)
+                return RunReport(run_id, "stopped", waiting=exc.message)
             if report.status not in ("waiting", "awaiting_approval"):
                 return report
             pause = poll if report.wake_at is None else report.wake_at - time.time()
@@ -376,8 +381,19 @@ class Service:
     def list_runs(self, caller: Caller | None = None, *, limit: int = 50) -> JSON:
         return {"runs": [self._run_summary(r) for r in self.journal.runs(limit=limit)]}
 
+    def _driven(self, run_id: str, driver: dict[str, Any] | None) -> bool:
+        """Does a live process drive this open run: the one recorded in the journal, or this
+        daemon's scheduler (a job is waiting to proceed it)?"""
+        if driver_alive(driver):
+            return True
+        sched = self.scheduler
+        return sched is not None and sched.running and sched.get_job(f"run:{run_id}") is not None
+
     def _run_summary(self, r: dict[str, Any]) -> dict[str, Any]:
         rows = self.journal.steps(r["run_id"])
+        driver = r.get("driver")
+        # an open run nobody drives (its process was killed): say so, and how to take it on
+        interrupted = r["status"] in OPEN and not self._driven(r["run_id"], driver)
         return {
             "run_id": r["run_id"],
             "playbook": r["playbook"],
@@ -393,6 +409,9 @@ class Service:
             "steps_done": sum(x.status in ("verified", "undone", "failed") for x in rows),
             "break_glass": bool(r["options"].get("break_glass")),
             "reason": r["options"].get("reason"),
+            "driver_pid": driver.get("pid") if driver else None,
+            "interrupted": interrupted,
+            "stop_requested": r.get("stop_requested"),
         }
 
     def show_run(self, caller: Caller | None = None, *, run_id: str) -> JSON:
@@ -431,9 +450,9 @@ class Service:
 
     def rollback(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
         self._exists(run_id)
-        ex = self._executor(_who(caller))
-        with ex._lock_for(run_id):
-            report = ex.rollback(run_id)
+        # a run still proceeding is first stopped at a step boundary (its driver, in this
+        # process or another, sends nothing more), then rolled back
+        report = self._executor(_who(caller)).rollback(run_id)
         if self.scheduler is not None and self.scheduler.get_job(f"run:{run_id}"):
             self.scheduler.remove_job(f"run:{run_id}")
         return {

@@ -167,14 +167,24 @@ def report_json(report: RunReport) -> dict[str, object]:
 @click.argument("run_id")
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll back instead of finishing.")
 @inventory_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CORDON_STATE_DIR",
+    default=".state",
+    show_default=True,
+    help="The state directory holding the journal ($CORDON_STATE_DIR).",
+)
 @click.option("--json", "json_out", is_flag=True, help="Machine output: JSON only on stdout.")
-def resume_cmd(run_id: str, roll_back: bool, inventory_path: Path | None, json_out: bool) -> None:
+def resume_cmd(
+    run_id: str, roll_back: bool, inventory_path: Path | None, state_dir: Path, json_out: bool
+) -> None:
     """After a crash, with no daemon running: settle in-flight steps by reading the devices,
     then finish RUN_ID or roll it back. (A running daemon does this itself at start.)"""
     from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
 
     inv = load(inventory_path or default_path())
-    journal = Journal()
+    journal = Journal(state_dir / "journal.sqlite")
     try:
         with state_lock(journal.path.parent, shared=True), Pool(inv, keepalive=None) as pool:
             ex = Executor(

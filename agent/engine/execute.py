@@ -5,20 +5,32 @@ touched only through the drivers' pool; flow probes only through the injected ve
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
+import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from agent import audit
 from agent.audit.evidence import path_for
-from agent.drivers.base import Backup, ChangeSet, DeadMan, Driver, Expectation, Via
+from agent.drivers.base import (
+    Backup,
+    ChangeSet,
+    DeadMan,
+    Driver,
+    Expectation,
+    Facts,
+    Via,
+    mismatches,
+)
 from agent.drivers.pool import Pool
 from agent.engine import baseline, soak
 from agent.engine.journal import (
@@ -29,11 +41,20 @@ from agent.engine.journal import (
     Journal,
     NewStep,
     StepRow,
+    driver_alive,
 )
 from agent.engine.plan import Plan, plan, require_safe, zone_of_tag, zones_of
 from agent.engine.render import nft_comments, nft_table
 from agent.engine.state import NORMAL, DeviceState
-from agent.errors import ApprovalError, ConnectError, CordonError, DeviceError, RunError
+from agent.errors import (
+    ApprovalError,
+    AuditError,
+    ConnectError,
+    CordonError,
+    DeviceError,
+    RunError,
+    RunStopped,
+)
 from agent.inventory.models import Inventory
 from agent.playbook.models import (
     CHANGE_ACTIONS,
@@ -42,11 +63,19 @@ from agent.playbook.models import (
     Playbook,
     ReconnectZone,
     Soak,
+    VerifyFlows,
     Wait,
 )
 
 # verifier(site, recorded device states) -> problems (empty when the flows are as expected)
 FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
+# a verifier that can be told which flows to probe (`only`: flow names; None: every flow)
+ScopedVerifier = Callable[[str, Mapping[str, DeviceState], Collection[str] | None], list[str]]
+
+# the audit trail must keep this much free space for a run to send anything (MiB)
+AUDIT_MIN_FREE_MB_DEFAULT = 64.0
+# how long a rollback waits for another process driving the run to stop at a step boundary
+STOP_WAIT_S_DEFAULT = 120.0
 Progress = Callable[[str], None]
 
 
@@ -184,6 +213,11 @@ class Executor:
         # seconds an on-device revert waits before putting a lost device back in its fail-safe
         # state (and how long the controller keeps trying where the device has no timer)
         self.deadman = float(os.environ.get("CORDON_DEADMAN_S", "30"))
+        # free space the audit log directory must keep before anything is sent (a full disk
+        # would leave changes applied and not recorded)
+        self.audit_min_free = _setting("CORDON_AUDIT_MIN_FREE_MB", AUDIT_MIN_FREE_MB_DEFAULT)
+        # a rollback of a run driven by another process first asks it to stop, this long
+        self.stop_wait = _setting("CORDON_STOP_WAIT_S", STOP_WAIT_S_DEFAULT)
         self.log = audit.get_logger()
 
     # -- planning against what the journal recorded ------------------------------------------
@@ -225,7 +259,8 @@ class Executor:
         """Plan `pb`, journal the run with every step, take the sites' locks; nothing is sent
         to a device yet (`proceed` does that)."""
         opts = options or RunOptions()
-        p = require_safe(self.plan(pb, sites))
+        p = self.require_safe(pb, self.plan(pb, sites))
+        self._check_audit_space("the run was not started, nothing was sent")
         if confirmed is not None and _commands(confirmed) != _commands(p):
             raise RunError(
                 "the devices' recorded state changed since the plan was shown",
@@ -264,15 +299,24 @@ class Executor:
             status=status,
         )
         with audit.bind(run_id=run_id, actor=self.actor):
-            self.log.info(
-                "run.started",
-                playbook=pb.name,
-                sites=list(p.sites),
-                level=pb.level,
-                changes=len(p.changes),
-                reason=opts.reason,
-                outcome=status,
-            )
+            try:
+                self.log.info(
+                    "run.started",
+                    playbook=pb.name,
+                    sites=list(p.sites),
+                    level=pb.level,
+                    changes=len(p.changes),
+                    reason=opts.reason,
+                    outcome=status,
+                )
+            except AuditError as exc:
+                # a run nobody can audit never starts, and holds no site
+                self.journal.finish_run(
+                    run_id, "cancelled", f"the audit trail cannot be written: {exc.message}"
+                )
+                raise AuditError(
+                    f"run {run_id} not started, nothing was sent: {exc.message}", hint=exc.hint
+                ) from exc
             if opts.break_glass:
                 self.log.warning(
                     "run.break_glass",
@@ -287,13 +331,34 @@ class Executor:
                 self._mark_sites(pb, p.sites, run_id)
         return RunReport(run_id, status, plan=p)
 
+    def require_safe(self, pb: Playbook, p: Plan) -> Plan:
+        """Refuse an unsafe plan, and audit the refusal (`run.refused`): nothing was sent."""
+        if p.refusals:
+            with audit.bind(actor=self.actor):
+                self.log.warning(
+                    "run.refused",
+                    playbook=pb.name,
+                    sites=list(p.sites),
+                    refusals=list(p.refusals),
+                    outcome="refused",
+                )
+        return require_safe(p)
+
     def drive(self, run_id: str, *, poll: float = 1.0) -> RunReport:
         """Proceed until the run ends, sleeping while it waits (a soak, a wait, an approval or
         an attestation given from another terminal). Interrupted, the run stays open:
         `resume` (or the daemon) takes it on from the journal."""
         outcomes: list[StepOutcome] = []
         while True:
-            report = self.proceed(run_id)
+            try:
+                report = self.proceed(run_id)
+            except RunStopped as exc:
+                self.progress(exc.message)
+                report = RunReport(
+                    run_id, "stopped", outcomes=sorted(outcomes, key=lambda o: o.seq)
+                )
+                report.waiting = exc.message
+                return report
             outcomes += report.outcomes
             if report.status not in ("waiting", "awaiting_approval"):
                 report.outcomes = sorted(outcomes, key=lambda o: o.seq)
@@ -309,7 +374,13 @@ class Executor:
         return `waiting` (with when to come back) or the run's final report. Re-entrant: every
         position is read from the journal, so a restart continues where it stopped."""
         with self._lock_for(run_id):
-            return self._proceed(run_id)
+            if self.journal.run(run_id)["status"] in OPEN:
+                self.journal.claim_driver(run_id)
+            try:
+                return self._proceed(run_id)
+            except RunStopped:
+                self.journal.release_driver(run_id)  # the rollback waiting for us goes on
+                raise
 
     def _proceed(self, run_id: str) -> RunReport:
         info = self.journal.run(run_id)
@@ -353,7 +424,14 @@ class Executor:
                 report.waiting = "; ".join(sorted({w.waiting or "" for w in pending}))
                 self.journal.set_run_status(run_id, "running", report.waiting)
                 return report
+            # a run asked to stop is never declared finished by its driver: the rollback does
+            self._check_stop(run_id, "the end of the run")
             return self._finish(run_id, info, pb, report)
+
+    def _check_stop(self, run_id: str, where: str) -> None:
+        why = self.journal.stop_requested(run_id)
+        if why:
+            raise RunStopped(f"run {run_id}: stopped before {where}: {why}")
 
     def _finish(
         self, run_id: str, info: Mapping[str, Any], pb: Playbook, report: RunReport
@@ -434,6 +512,7 @@ class Executor:
         with audit.bind(run_id=run_id, actor=self.journal.run(run_id)["actor"], site=site):
             for step in steps:
                 name, action = getattr(step, "name", ""), getattr(step, "action", "")
+                self._check_stop(run_id, f"{site}: {name}")
                 if action in CHANGE_ACTIONS:
                     if not self._walk_change(pb, run_id, site, step, walk, failures):
                         return walk
@@ -468,11 +547,13 @@ class Executor:
                     "(the agent stopped mid-step)",
                     hint=f"`cordon resume {run_id}` settles it by reading the device",
                 )
+        applied = self._apply_pending(pb, run_id, [r for r in rows if r.status == "pending"])
+        for row in rows:
             if row.status in ("undone", "undo_failed"):
                 walk.stop()
                 return False
             if row.status == "pending":
-                outcome = self._backup_then_apply(run_id, row)
+                outcome = applied[row.seq]
                 walk.outcomes.append(outcome)
                 if outcome.status != "failed":
                     continue
@@ -491,6 +572,29 @@ class Executor:
                 return False
         return True
 
+    def _apply_pending(
+        self, pb: Playbook, run_id: str, rows: Sequence[StepRow]
+    ) -> dict[int, StepOutcome]:
+        """Apply one step's pending rows at one site. With `limits.one_switch_at_a_time`
+        (the default) one device at a time, each verified before the next starts: never both
+        switches of a redundant pair in transition at once. Without it, the step's devices
+        are changed in parallel (rows of one device still in order)."""
+        by_device: dict[str, list[StepRow]] = {}
+        for row in rows:
+            by_device.setdefault(row.device, []).append(row)
+        if pb.limits.one_switch_at_a_time or len(by_device) < 2:
+            return {r.seq: self._backup_then_apply(run_id, r) for r in rows}
+        actor = self.journal.run(run_id)["actor"]
+        site = rows[0].site
+
+        def one_device(device_rows: list[StepRow]) -> list[StepOutcome]:
+            with audit.bind(run_id=run_id, actor=actor, site=site):
+                return [self._backup_then_apply(run_id, r) for r in device_rows]
+
+        with ThreadPoolExecutor(max_workers=min(len(by_device), 16)) as pool:
+            outs = [o for group in pool.map(one_device, by_device.values()) for o in group]
+        return {o.seq: o for o in outs}
+
     def _gate(
         self, pb: Playbook, opts: RunOptions, run_id: str, site: str, step: object, walk: _Walk
     ) -> bool:
@@ -505,12 +609,22 @@ class Executor:
                 )
                 self.log.warning("step.skipped", step=name, why="no flow probe source")
                 return True
+            only = None
+            if isinstance(step, VerifyFlows) and step.must_survive_only:
+                only = {
+                    f.name
+                    for f in self.inv.flows
+                    if f.must_survive and site in (f.source.site, f.destination.site)
+                }
             try:
-                problems = self.verifier(site, self.journal.device_states())
+                problems = self._verify_flows(site, only)
             except CordonError as exc:
                 problems = [f"{site}: flow check could not run: {exc.message}"]
             walk.problems += problems
-            self.journal.set_gate(run_id, site, name, "passed", detail={"problems": problems})
+            detail: dict[str, Any] = {"problems": problems}
+            if only is not None:
+                detail["scope"] = f"must-survive flows only ({len(only)})"
+            self.journal.set_gate(run_id, site, name, "passed", detail=detail)
             return True
         if isinstance(step, Wait):
             return self._gate_wait(run_id, site, step, walk)
@@ -519,6 +633,14 @@ class Executor:
         if isinstance(step, Soak):
             return self._gate_soak(pb, opts, run_id, site, step, walk)
         raise RunError(f"step {name!r}: no executor for action {action!r}")
+
+    def _verify_flows(self, site: str, only: Collection[str] | None) -> list[str]:
+        """The injected verifier on the flows of `site` (or only the flows named in `only`)."""
+        assert self.verifier is not None
+        states = self.journal.device_states()
+        if only is None:
+            return self.verifier(site, states)
+        return cast(ScopedVerifier, self.verifier)(site, states, only)
 
     def _gate_wait(self, run_id: str, site: str, step: Wait, walk: _Walk) -> bool:
         now = time.time()
@@ -962,17 +1084,64 @@ class Executor:
         )
         self.progress(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
 
+    def _before_send(self, row: StepRow, *, forward: bool = True) -> None:
+        """Checked before a step's intent is journaled: the journal is still the file at its
+        path (SQLite writes on into a deleted or replaced file without a word), the audit log
+        has room, and (going forward) nobody asked the run to stop. Raises: nothing is sent."""
+        where = f"run {row.run_id}: stopped before {row.step} on {row.device}"
+        lost = self.journal.lost()
+        if lost is not None:
+            self.progress(f"JOURNAL LOST: {lost}; {where}: nothing more is sent")
+            with contextlib.suppress(AuditError):  # already failing: the error below says it
+                self.log.error("run.stopped", step=row.step, device=row.device, reason=lost)
+            raise RunError(
+                f"{lost} while the run was running; {where}: nothing more is sent",
+                hint="what was sent is in the audit log (`cordon audit report --run "
+                f"{row.run_id}`); the devices keep it: check them, then restore the state "
+                "directory from a backup or roll back by hand",
+            )
+        self._check_audit_space(f"{where}, nothing sent")
+        if forward:
+            why = self.journal.stop_requested(row.run_id)
+            if why:
+                raise RunStopped(f"{where}: {why}")
+
+    def _check_audit_space(self, where: str) -> None:
+        """Refuse to send anything while the audit log's disk has less than the minimum free
+        (`CORDON_AUDIT_MIN_FREE_MB`): a change must never outrun its record."""
+        log_dir = audit.current_log_dir()
+        try:
+            free = shutil.disk_usage(log_dir).free
+        except OSError as exc:
+            raise AuditError(f"the audit log {log_dir} cannot be read: {exc.strerror}") from exc
+        if free < self.audit_min_free * 2**20:
+            raise AuditError(
+                f"the audit log {log_dir} has {free / 2**20:.1f} MiB free, under the "
+                f"{self.audit_min_free:g} MiB minimum (CORDON_AUDIT_MIN_FREE_MB): {where}",
+                hint="free space on the log directory's disk, then try again "
+                "(an open run: `cordon resume RUN_ID`)",
+            )
+
     def _apply(self, row: StepRow) -> StepOutcome:
+        self._before_send(row)
         t = time.perf_counter()
         outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "started")
         self.journal.mark(row.run_id, row.seq, "started")
-        self.log.info(
-            "step.started",
-            step=row.step,
-            device=row.device,
-            action=row.method,
-            commands=list(row.commands),
-        )
+        try:
+            self.log.info(
+                "step.started",
+                step=row.step,
+                device=row.device,
+                action=row.method,
+                commands=list(row.commands),
+            )
+        except AuditError as exc:
+            self.journal.mark(row.run_id, row.seq, "pending")  # nothing was sent
+            raise AuditError(
+                f"run {row.run_id}: {exc.message}: {row.step} not sent to {row.device}; "
+                "the run stops",
+                hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
+            ) from exc
         self.progress(f"{row.site}: {row.step}: {row.device} ({row.method}) ...")
         try:
             # a step declared fail-open must not stay closed if we lose the device mid-way
@@ -986,6 +1155,15 @@ class Executor:
                 action=row.step,
                 on_applied=lambda: self.journal.mark(row.run_id, row.seq, "applied"),
             )
+        except AuditError as exc:
+            # the device may well have changed: journal what it shows, then stop sending
+            shown = self._settle_unaudited(row)
+            raise AuditError(
+                f"run {row.run_id}: the audit trail failed during {row.step} on "
+                f"{row.device} ({exc.message}); the device {shown}; the run stops: nothing "
+                "more is sent",
+                hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
+            ) from exc
         except CordonError as exc:
             outcome.status, outcome.error = "failed", exc.message
             self.journal.mark(row.run_id, row.seq, "failed", exc.message)
@@ -1013,6 +1191,28 @@ class Executor:
         if self.pause:
             time.sleep(self.pause)
         return outcome
+
+    def _settle_unaudited(self, row: StepRow) -> str:
+        """After the trail failed mid-step: read the device (a read that writes no audit
+        record) and journal what it shows: the step's target (verified), its start (failed:
+        nothing applied), or neither (left in flight for `resume`)."""
+        try:
+            facts: Facts = self.pool.run(row.device, lambda d: d.facts(), via=_via(row.method))
+        except CordonError as exc:
+            return f"cannot be read ({exc.message}): the step stays in flight for `resume`"
+        if _facts_show(facts, row.method, row.before, row.after):
+            self.journal.settle_step(
+                row.run_id,
+                row.seq,
+                "verified",
+                row.device,
+                self._merged(row.device, row.method, row.after),
+            )
+            return "shows the change applied (journaled as verified)"
+        if _facts_show(facts, row.method, row.after, row.before):
+            self.journal.mark(row.run_id, row.seq, "failed", "audit trail failed: nothing applied")
+            return "shows nothing applied (journaled as failed)"
+        return "shows neither state: the step stays in flight for `resume`"
 
     def _guarded(
         self,
@@ -1134,8 +1334,10 @@ class Executor:
             )
             mode, lvl = ("isolated", level) if isolated else ("normal", None)
             if isolated and level == "L0":
+                # a recovery run that ended done leaves the site reconnected (with what it
+                # keeps cut); failed, re-isolated or rolled back, the devices are isolated
                 lvl = known.get(name, {}).get("level")
-                mode = "isolated" if status in ("reisolated", "failed") else "reconnected"
+                mode = "reconnected" if status == "done" else "isolated"
             self.journal.set_site(name, mode, lvl, run_id, self.actor)
 
     # -- rollback and resume -------------------------------------------------------------------
@@ -1159,6 +1361,7 @@ class Executor:
     def _undo_one(self, row: StepRow) -> StepOutcome:
         t = time.perf_counter()
         outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
+        self._before_send(row, forward=False)
         self.journal.mark(row.run_id, row.seq, "undoing")  # resume settles it if we crash
         try:
             if not self._shows(row, row.after, row.before):  # a rejected step sent nothing
@@ -1202,6 +1405,33 @@ class Executor:
         """Restore the pre-run state of every device (or one) the run changed. Idempotent; a
         failed undo is retried by the next rollback. Refused if a later run changed a device
         since (roll that one back first), or if another run holds one of the sites."""
+        if device is None and self.journal.run(run_id)["status"] in OPEN:
+            self._stop_driver(run_id)
+        with self._lock_for(run_id):
+            return self._rollback(run_id, device)
+
+    def _stop_driver(self, run_id: str) -> None:
+        """A rollback of an open run: ask whoever drives it to stop at its next step boundary
+        and wait until it has (bounded), so the run sends nothing after the undo. Refused
+        ("run in progress") if it does not stop in time: nothing is rolled back."""
+        self.journal.request_stop(run_id, f"a rollback was ordered by {self.actor}")
+        driver = self.journal.run(run_id)["driver"]
+        if not driver_alive(driver) or driver.get("pid") == os.getpid():
+            return  # nobody else drives it (in this process: the run lock serialises)
+        self.progress(f"run {run_id} is driven by process {driver.get('pid')}: asking it to stop")
+        deadline = time.monotonic() + self.stop_wait
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            info = self.journal.run(run_id)
+            if info["status"] not in OPEN or not driver_alive(info["driver"]):
+                return
+        raise RunError(
+            f"run {run_id} is in progress: process {driver.get('pid')} drives it and did not "
+            f"stop at a step boundary within {self.stop_wait:g} s; nothing was rolled back",
+            hint=f"it stops before its next step; then `cordon rollback {run_id}` again",
+        )
+
+    def _rollback(self, run_id: str, device: str | None) -> RunReport:
         info = self.journal.run(run_id)
         rows = [r for r in self.journal.steps(run_id) if device is None or r.device == device]
         todo = [r for r in rows if r.status in UNDOABLE]
@@ -1231,7 +1461,7 @@ class Executor:
                 self.journal.set_site(name, "reconnecting", info["level"], run_id, self.actor)
             outcomes = self._undo_rows(todo)
         status = "rollback_failed" if any(o.status != "undone" for o in outcomes) else "rolled_back"
-        self._settle_sites(sites, info["level"], run_id)
+        self._settle_sites(sites, info["level"], run_id, status)
         if device is None or info["status"] != "running":
             final = status if device is None else info["status"]
             self.journal.finish_run(run_id, final, release=status != "rollback_failed")
@@ -1243,11 +1473,14 @@ class Executor:
         roll it back. A device that cannot be read keeps the run open (and its sites locked):
         nothing is guessed. With `drive=False`, proceed once and return (the daemon schedules
         the rest)."""
+        t0 = time.perf_counter()
         info = self.journal.run(run_id)
         if info["status"] not in OPEN:
             return RunReport(run_id, f"already {info['status']}")
         outcomes: list[StepOutcome] = []
         with self._lock_for(run_id), audit.bind(run_id=run_id, actor=self.actor):
+            self.journal.claim_driver(run_id)
+            self.journal.clear_stop(run_id)  # an operator's order to go on
             for row in self.journal.steps(run_id):
                 if row.status in IN_FLIGHT or row.status == "undoing":
                     outcomes.append(self._settle(row))
@@ -1263,9 +1496,10 @@ class Executor:
                 self.journal.finish_run(
                     run_id, status, "resumed, rolled back", release=status != "rollback_failed"
                 )
-                return RunReport(run_id, status, outcomes)
+                return RunReport(run_id, status, outcomes, duration_s=time.perf_counter() - t0)
         report = self.drive(run_id) if drive else self.proceed(run_id)
         report.outcomes = sorted(outcomes + report.outcomes, key=lambda o: o.seq)
+        report.duration_s = time.perf_counter() - t0
         return report
 
     def _settle(self, row: StepRow) -> StepOutcome:
@@ -1316,6 +1550,27 @@ class Executor:
             return d.arm_revert(revert, self.deadman) if isinstance(d, DeadMan) else None
 
         return self.pool.run(row.device, arm)
+
+
+def _setting(name: str, default: float) -> float:
+    """A numeric setting from the environment (its default when unset or not a number >= 0)."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def _facts_show(facts: Facts, method: str, frm: DeviceState, to: DeviceState) -> bool:
+    """Do facts read from a device show the change `frm` -> `to` (for this method)?"""
+    exp = expectation(method, frm, to)
+    if method != "nft":
+        return not mismatches(facts, exp)
+    present = bool(facts.ours.strip())
+    comments = set(re.findall(r'comment "([^"]*)"', facts.ours))
+    return present == exp.table_present and (
+        exp.rule_comments is None or comments == set(exp.rule_comments)
+    )
 
 
 def _previous_change(

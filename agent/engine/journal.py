@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -23,7 +24,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, playbook TEXT NOT NULL, level TEXT NOT NULL, sites TEXT NOT NULL,
   actor TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, finished_at REAL,
-  detail TEXT, playbook_json TEXT, options TEXT, waiting TEXT
+  detail TEXT, playbook_json TEXT, options TEXT, waiting TEXT, driver TEXT, stop_requested TEXT
 );
 CREATE TABLE IF NOT EXISTS gates (
   run_id TEXT NOT NULL, site TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
@@ -126,6 +127,37 @@ def state_from_json(text: str) -> DeviceState:
     )
 
 
+# columns added after the first release: a journal written before them gains them at open
+_ADDED_COLUMNS = {"runs": ("driver TEXT", "stop_requested TEXT")}
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None when it is gone: a
+    recycled PID has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_driver() -> dict[str, Any]:
+    """Who drives a run from this process: host, PID and the PID's start time."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+
+
+def driver_alive(driver: dict[str, Any] | None) -> bool:
+    """Is the process recorded as driving a run still alive (same host, same PID, same start
+    time)? A process on another host cannot be checked from here: assumed alive."""
+    if not driver:
+        return False
+    if driver.get("host") != socket.gethostname():
+        return True
+    pid = driver.get("pid")
+    return isinstance(pid, int) and _process_start(pid) == driver.get("start")
+
+
 def _gate(r: Sequence[Any]) -> Gate:
     return Gate(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
 
@@ -197,6 +229,43 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        # the file this connection writes to: SQLite keeps writing into a deleted or replaced
+        # file without a word, so the engine compares it with the path before each send
+        fd = self._fd()
+        st = os.fstat(fd) if fd is not None else os.stat(self.path)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def _fd(self) -> int | None:
+        """The descriptor of the journal file this connection opened (from /proc), if found."""
+        target = str(self.path.resolve())
+        try:
+            for entry in Path("/proc/self/fd").iterdir():
+                try:
+                    if os.readlink(entry) == target:
+                        return int(entry.name)
+                except OSError:
+                    continue
+        except OSError:
+            return None
+        return None
+
+    def lost(self) -> str | None:
+        """Why the journal this connection writes is no longer the one at its path (deleted,
+        its directory deleted, or replaced), or None while it is."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the journal {self.path} was deleted (or its directory)"
+        except OSError as exc:
+            return f"the journal {self.path} cannot be read: {exc.strerror}"
+        if (st.st_dev, st.st_ino) != self.identity:
+            return f"the journal {self.path} was replaced by another file"
+        return None
 
     def close(self) -> None:
         self.db.close()
@@ -301,7 +370,8 @@ class Journal:
     def run(self, run_id: str) -> dict[str, Any]:
         found = self._query(
             "SELECT run_id, playbook, level, sites, actor, status, created_at, "
-            "finished_at, detail, options, waiting FROM runs WHERE run_id=?",
+            "finished_at, detail, options, waiting, driver, stop_requested FROM runs "
+            "WHERE run_id=?",
             (run_id,),
         )
         row = found[0] if found else None
@@ -319,10 +389,13 @@ class Journal:
             "detail",
             "options",
             "waiting",
+            "driver",
+            "stop_requested",
         )
         out = dict(zip(keys, row, strict=True))
         out["sites"] = json.loads(out["sites"])
         out["options"] = json.loads(out["options"] or "{}")
+        out["driver"] = json.loads(out["driver"]) if out["driver"] else None
         return out
 
     def playbook_json(self, run_id: str) -> str | None:
@@ -335,6 +408,36 @@ class Journal:
             db.execute(
                 "UPDATE runs SET status=?, waiting=? WHERE run_id=?", (status, waiting, run_id)
             )
+
+    # -- who drives a run, and an order to stop it --------------------------------------------
+
+    def claim_driver(self, run_id: str) -> None:
+        """This process drives `run_id` now (what `status` and `rollback` look at)."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE runs SET driver=? WHERE run_id=?",
+                (json.dumps(this_driver(), sort_keys=True), run_id),
+            )
+
+    def release_driver(self, run_id: str) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE runs SET driver=NULL WHERE run_id=? AND driver=?",
+                (run_id, json.dumps(this_driver(), sort_keys=True)),
+            )
+
+    def request_stop(self, run_id: str, why: str) -> None:
+        """Ask whoever drives `run_id` to stop at the next step boundary (nothing more sent)."""
+        with self.tx() as db:
+            db.execute("UPDATE runs SET stop_requested=? WHERE run_id=?", (why, run_id))
+
+    def clear_stop(self, run_id: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE runs SET stop_requested=NULL WHERE run_id=?", (run_id,))
+
+    def stop_requested(self, run_id: str) -> str | None:
+        found = self._query("SELECT stop_requested FROM runs WHERE run_id=?", (run_id,))
+        return found[0][0] if found else None
 
     def open_runs(self) -> list[str]:
         marks = ",".join("?" for _ in OPEN)

@@ -11,7 +11,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import click
@@ -200,7 +200,8 @@ def engine_verifier(
 ) -> Callable[[str, States], list[str]]:
     """A flow check for the engine's verify_flows steps on the twin: every flow touching `site`
     must be open or closed exactly as the recorded device states predict (polled until it
-    settles, since other sites may be changing in parallel).
+    settles, since other sites may be changing in parallel). It takes an optional third
+    argument, `only`: the flow names to check (the others are not probed).
 
     Flows expected open get `open_timeout` to connect (and show their banner); flows expected
     closed are probed for a bare TCP handshake for `closed_timeout` (at least CLOSED_MARGIN times
@@ -224,8 +225,12 @@ def engine_verifier(
     if open_s <= 0 or closed_s <= 0:
         raise LabError("verifier timeouts must be positive")
 
-    def verify(site: str, states: States) -> list[str]:
-        mine = [f for f in inv.flows if site in (f.source.site, f.destination.site)]
+    def verify(site: str, states: States, only: Collection[str] | None = None) -> list[str]:
+        mine = [
+            f
+            for f in inv.flows
+            if site in (f.source.site, f.destination.site) and (only is None or f.name in only)
+        ]
         now = [states]
 
         def expect(reread: bool) -> dict[str, bool]:

@@ -4,8 +4,11 @@ demand (a switch lost right after a command, a command rejected). Keeps real por
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.drivers import trail
 from agent.drivers.base import (
     ApplyResult,
     Backup,
@@ -32,6 +35,14 @@ class World:
     reject: dict[str, str] = field(default_factory=dict)  # device -> interface it refuses
     # device -> interface whose change is applied but never shows in the read-back
     unverifiable: dict[str, str] = field(default_factory=dict)
+    # called once a change is applied, before its `device.change` record (as real drivers)
+    after_apply: Callable[[str], None] | None = None
+    # an apply waits up to this long for another device's apply to overlap it
+    overlap_wait: float = 0.0
+    active: int = 0  # applies in progress now
+    max_active: int = 0  # the most applies ever in progress at once
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    overlapped: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def factory(self, target: Target, timeouts: Timeouts, via: Via) -> FakeSwitch:
         return FakeSwitch(target, self, via)
@@ -89,6 +100,31 @@ class FakeSwitch:
                 f"interface {refused}",
                 "% Invalid input detected (scripted)",
             )
+        with self.world.guard:
+            self.world.active += 1
+            self.world.max_active = max(self.world.max_active, self.world.active)
+            if self.world.active > 1:
+                self.world.overlapped.set()
+        try:
+            if self.world.overlap_wait:
+                self.world.overlapped.wait(self.world.overlap_wait)
+            self._apply(down, changes)
+        finally:
+            with self.world.guard:
+                self.world.active -= 1
+        if self.world.after_apply is not None:
+            self.world.after_apply(self.target.name)
+        trail.change(
+            self.target,
+            via=self.via,
+            action=changes.action,
+            commands=changes.commands,
+            outcome="ok",
+            duration_s=0.0,
+        )
+        return ApplyResult(self.target.name, changes.action, changes.commands, "", 0.0)
+
+    def _apply(self, down: set[str], changes: ChangeSet) -> None:
         current = None
         for line in changes.commands:
             if line.startswith("interface "):
@@ -100,7 +136,6 @@ class FakeSwitch:
                 if self.world.lost_calls_after_reopen:
                     self.world.silent[self.target.name] = self.world.lost_calls_after_reopen
         self.world.log.append(f"{self.target.name}: {' / '.join(changes.commands)}")
-        return ApplyResult(self.target.name, changes.action, changes.commands, "", 0.0)
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
