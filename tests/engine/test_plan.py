@@ -11,7 +11,7 @@ import yaml
 
 from agent.engine import drift, render
 from agent.engine.execute import Executor, RunOptions
-from agent.engine.journal import Journal
+from agent.engine.journal import Journal, state_from_json
 from agent.engine.paths import flow_path
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_table
@@ -444,3 +444,20 @@ def test_a_stateless_reply_accept_left_on_a_firewall_is_drift(inv: Inventory) ->
     found = drift.detect("rns-fw1", recorded, drift.Readback(rules=on_device, table_read=True))
     assert {d.subject for d in found if d.kind == "rule_unexpected"} == old
     assert {d.subject for d in found if d.kind == "rule_missing"} == replies
+
+
+def test_a_reply_accept_recorded_by_an_earlier_release_renders_stateful() -> None:
+    """A journal written before this fix holds the reply accept as plain fields (no state
+    condition); loaded back (a rollback or a drift re-apply renders it), it is stateful."""
+    recorded = (
+        '{"down": [], "rules": [{"verdict": "accept", "iif": "lan0.180", "oif": "lan0.140", '
+        '"saddr": "198.18.14.11", "daddr": "198.18.10.10", "sport": 5001, "dport": null, '
+        '"tag": "must survive: rns-lab-lis"}, {"verdict": "drop", "iif": "lan0.180", '
+        '"oif": "lan0.140", "saddr": null, "daddr": null, "sport": null, "dport": null, '
+        '"tag": "segment"}]}'
+    )
+    text = nft_table(state_from_json(recorded))
+    reply = [ln for ln in text.splitlines() if "tcp sport 5001" in ln]
+    assert len(reply) == 2
+    assert "ct state established,related counter accept" in reply[0]
+    assert RESUME in reply[1]
