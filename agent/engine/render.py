@@ -3,6 +3,15 @@
 cisco_ios: interface shutdown / no shutdown lines. linux_nftables: the whole `table inet cordon`,
 loaded atomically (declare, delete, redefine), so what the device runs is exactly the state.
 snmp: ifAdminStatus SETs, one line per interface, parsed back by the executor.
+
+A reply accept (`NftRule.reply`) is stateful and takes two lines: packets of a connection the
+firewall's connection tracking saw opened by the client (`ct state established,related`), and
+`resume`: a connection it first sees mid-stream from the server's side, an acknowledgement that
+opens nothing (`ct state new tcp flags & (syn | ack) == ack`). The second one keeps a flow that was
+open before the cut working when the firewall tracked no connection until our table loaded (a
+table with `ct` rules turns tracking on in its namespace) and the server speaks first: without it
+the server's packets are dropped until the client sends something. A SYN from the service's port
+matches neither: the server side can open no connection to the client.
 """
 
 from __future__ import annotations
@@ -23,8 +32,16 @@ def rule_id(rule: NftRule) -> str:
     return hashlib.sha256(key).hexdigest()[:8]
 
 
-def comment(rule: NftRule, chain: str) -> str:
-    suffix = "" if chain == "forward" else f" {chain}"
+RESUME = "resume"
+
+
+def variants(rule: NftRule) -> tuple[str, ...]:
+    """The lines a rule takes in a chain: "" (the rule), and RESUME for a reply accept."""
+    return ("", RESUME) if rule.reply else ("",)
+
+
+def comment(rule: NftRule, chain: str, variant: str = "") -> str:
+    suffix = "".join(f" {s}" for s in (variant, "" if chain == "forward" else chain) if s)
     return f"{rule.tag[:80]} #{rule_id(rule)}{suffix}"
 
 
@@ -38,10 +55,12 @@ def chains(state: DeviceState) -> list[tuple[str, list[NftRule]]]:
 
 def nft_comments(state: DeviceState) -> frozenset[str]:
     """The exact comments `table inet cordon` holds in `state` (for read-back)."""
-    return frozenset(comment(r, chain) for chain, rules in chains(state) for r in rules)
+    return frozenset(
+        comment(r, chain, v) for chain, rules in chains(state) for r in rules for v in variants(r)
+    )
 
 
-def nft_rule(rule: NftRule, chain: str = "forward") -> str:
+def nft_rule(rule: NftRule, chain: str = "forward", variant: str = "") -> str:
     parts = []
     if rule.iif:
         parts.append(f'iifname "{rule.iif}"')
@@ -55,11 +74,15 @@ def nft_rule(rule: NftRule, chain: str = "forward") -> str:
         parts.append(f"tcp sport {rule.sport}")
     if rule.dport is not None:
         parts.append(f"tcp dport {rule.dport}")
+    if rule.reply and variant == RESUME:
+        parts.append("ct state new tcp flags & (syn | ack) == ack")
+    elif rule.reply:
+        parts.append("ct state established,related")
     if rule.verdict == "count":
         parts.append("ct state new counter")
     else:
         parts.append(f"counter {rule.verdict}")
-    parts.append(f'comment "{comment(rule, chain)}"')
+    parts.append(f'comment "{comment(rule, chain, variant)}"')
     return " ".join(parts)
 
 
@@ -75,7 +98,7 @@ def nft_table(state: DeviceState) -> str:
     for chain, rules in chains(state):
         lines.append(f"  chain {chain} {{")
         lines.append(f"    type filter hook {chain} priority 0; policy accept;")
-        lines += [f"    {nft_rule(r, chain)}" for r in rules]
+        lines += [f"    {nft_rule(r, chain, v)}" for r in rules for v in variants(r)]
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

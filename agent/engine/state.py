@@ -1,6 +1,12 @@
 """The isolation state of devices as data: interfaces administratively down, and the rules of our
 own nftables table. The same rule objects are rendered for the device and evaluated for the impact
-preview, so the preview and the device cannot disagree. Pure."""
+preview, so the preview and the device cannot disagree. Pure.
+
+A declared flow kept through a cut takes two accepts per routing hop: its requests (client to the
+service's port, any packet: a connection opens only this way) and its replies (from the service's
+port back to the client), which match only packets of a connection the client opened, by the
+device's connection tracking (`NftRule.reply`). A stateless reply accept would let the server host
+open a connection to any port of the client, from the service's port."""
 
 from __future__ import annotations
 
@@ -29,6 +35,13 @@ class NftRule:
     tag: str = field(default="", compare=False)  # who asked for it (rendered as a comment)
 
     @property
+    def reply(self) -> bool:
+        """The reply half of a declared flow (an accept from a source port): it matches packets
+        of a connection the client opened only, never one the server side opens (the renderer
+        makes it stateful; the preview evaluates it for replies only)."""
+        return self.verdict == "accept" and self.sport is not None
+
+    @property
     def tier(self) -> int:
         """Evaluation order: accepts of declared flows (addresses given), then counters (so a
         declared flow is never counted as suspect), then whole-zone accepts, then drops."""
@@ -51,14 +64,32 @@ class NftRule:
         return (self.tier, *self.fields())
 
     def id_key(self) -> tuple[bool | str, str, str, str, str, int, int]:
-        """What identifies the rule (match and verdict); stable across releases."""
-        return ("count" if self.verdict == "count" else self.verdict != "accept", *self.fields())
+        """What identifies the rule (match and verdict); stable across releases. A reply accept
+        has a kind of its own: its id is not the one of the stateless reply accept of earlier
+        releases, so such a rule found on a device reads back as not ours (drift)."""
+        kind: bool | str = self.verdict != "accept"
+        if self.verdict == "count":
+            kind = "count"
+        elif self.reply:
+            kind = "reply"
+        return (kind, *self.fields())
 
     def matches(
-        self, iif: str, oif: str, saddr: str, daddr: str, sport: int | None, dport: int | None
+        self,
+        iif: str,
+        oif: str,
+        saddr: str,
+        daddr: str,
+        sport: int | None,
+        dport: int | None,
+        *,
+        reply: bool = False,
     ) -> bool:
+        """Does a packet match? `reply`: it belongs to a connection opened the other way (a
+        reply accept matches nothing else: a packet opening a connection is never a reply)."""
         return (
-            (self.iif is None or self.iif == iif)
+            (reply or not self.reply)
+            and (self.iif is None or self.iif == iif)
             and (self.oif is None or self.oif == oif)
             and (self.saddr is None or self.saddr == saddr)
             and (self.daddr is None or self.daddr == daddr)
@@ -103,10 +134,21 @@ class DeviceState:
         return replace(self, rules=self.rules | frozenset(rules))
 
     def forward(
-        self, iif: str, oif: str, saddr: str, daddr: str, sport: int | None, dport: int | None
+        self,
+        iif: str,
+        oif: str,
+        saddr: str,
+        daddr: str,
+        sport: int | None,
+        dport: int | None,
+        *,
+        reply: bool = False,
     ) -> Verdict:
+        """The verdict on a forwarded packet; `reply`: of a connection opened the other way."""
         for rule in self.ordered_rules():
-            if rule.verdict != "count" and rule.matches(iif, oif, saddr, daddr, sport, dport):
+            if rule.verdict != "count" and rule.matches(
+                iif, oif, saddr, daddr, sport, dport, reply=reply
+            ):
                 return "drop" if rule.verdict == "drop" else "accept"
         return "accept"
 
@@ -120,7 +162,8 @@ def device_state(state: GroupState, device: str) -> DeviceState:
 
 
 def flow_open(state: GroupState, path: FlowPath) -> bool:
-    """Does the flow connect under `state`? Both the request and its replies must pass."""
+    """Does the flow connect under `state`? Both the connection's opening (from the source) and
+    its replies must pass."""
     for hop in path.hops:
         dev = device_state(state, hop.device)
         if isinstance(hop, PortHop):
@@ -131,14 +174,15 @@ def flow_open(state: GroupState, path: FlowPath) -> bool:
         if {hop.in_if, hop.out_if} & dev.down_interfaces:
             return False
         there = dev.forward(hop.in_if, hop.out_if, path.src, path.dst, None, path.port)
-        back = dev.forward(hop.out_if, hop.in_if, path.dst, path.src, path.port, None)
+        back = dev.forward(hop.out_if, hop.in_if, path.dst, path.src, path.port, None, reply=True)
         if there == "drop" or back == "drop":
             return False
     return True
 
 
 def allow_rules(path: FlowPath, device: str, tag: str) -> list[NftRule]:
-    """Accept rules that let `path` (and its replies) through `device`'s routing hops."""
+    """Accept rules that let `path` (and its replies) through `device`'s routing hops: the
+    requests, and the replies (`NftRule.reply`: stateful once rendered)."""
     out = []
     for hop in path.hops:
         if isinstance(hop, RouteHop) and hop.device == device:

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.engine import drift, render
 from agent.engine.execute import Executor, RunOptions
-from agent.engine.journal import Journal
+from agent.engine.journal import Journal, state_from_json
+from agent.engine.paths import flow_path
 from agent.engine.plan import Plan, plan, require_safe
 from agent.engine.render import nft_table
-from agent.engine.state import DeviceState, NftRule
+from agent.engine.state import DeviceState, NftRule, allow_rules, flow_open
 from agent.errors import ApprovalError, PlanError, PlaybookError
 from agent.inventory import load
 from agent.inventory.models import Inventory
@@ -328,3 +330,134 @@ def test_rolling_back_a_run_that_changed_nothing_cancels_it(inv: Inventory, tmp_
     with pytest.raises(ApprovalError, match="nothing to approve"):
         ex.approve(started.run_id, "bob")
     journal.close()
+
+
+# -- the accepts that keep a flow open through a cut are stateful in the reply direction ----------
+
+RESUME = "ct state new tcp flags & (syn | ack) == ack"
+
+
+def _exception_plans(inv: Inventory, tmp_path: Path) -> dict[str, Plan]:
+    """A plan per kind of exception: allow_flow, block_zones' must-survive, reconnect_zone."""
+    isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
+    isolated = plan(isolate, inv, sites=["rennes-la-sagesse"])
+    after = {c.device: c.after for s in isolated.steps for c in s.changes if c.method == "nft"}
+    allow = load_playbook(
+        playbook_file(
+            tmp_path,
+            "name: keep\nlevel: L2\nsteps:\n"
+            "  - {name: cut-wan, action: cut_link, kinds: [wan]}\n"
+            "  - {name: keep, action: allow_flow, flow: nts-backup-core}\n",
+        ),
+        inv,
+    )
+    reconnect = load_playbook(
+        playbook_file(
+            tmp_path,
+            "name: back\nlevel: L0\nsteps:\n"
+            "  - {name: servers, action: reconnect_zone, zones: {zones: [servers]}}\n",
+        ),
+        inv,
+    )
+    return {
+        "allow_flow": plan(allow, inv, sites=["nantes-jules-verne"]),
+        "block_zones": isolated,
+        "reconnect_zone": plan(reconnect, inv, sites=["rennes-la-sagesse"], current=after),
+    }
+
+
+@pytest.mark.parametrize("kind", ["allow_flow", "block_zones", "reconnect_zone"])
+def test_exception_replies_are_accepted_by_connection_tracking_only(
+    inv: Inventory, tmp_path: Path, kind: str
+) -> None:
+    """Every rendered accept from a service's source port matches replies of a connection the
+    client opened (`ct state established,related`) or a connection first seen mid-stream that
+    opens nothing (an ACK, no SYN): never a packet opening a connection from the server side."""
+    p = _exception_plans(inv, tmp_path)[kind]
+    lines = [ln for s in p.steps for c in s.changes if c.method == "nft" for ln in c.commands]
+    replies = [ln for ln in lines if " tcp sport " in ln and " accept " in ln]
+    requests = [ln for ln in lines if " tcp dport " in ln and " accept " in ln]
+    assert replies and requests
+    assert all(ln.count("ct state") == 1 for ln in replies), replies
+    established = [ln for ln in replies if "ct state established,related counter accept" in ln]
+    resumed = [ln for ln in replies if f"{RESUME} counter accept" in ln]
+    assert len(established) == len(resumed) == len(replies) // 2
+    # a connection opens in the declared direction only: requests carry no state condition
+    assert not any("ct state" in ln for ln in requests)
+
+
+def test_reconnect_counter_comes_after_the_declared_accepts_and_sees_a_backward_opening(
+    inv: Inventory, tmp_path: Path
+) -> None:
+    """In a reconnected zone, a new connection from a declared server's port toward the core is
+    not one of the zone's declared flows: only its counter (ct state new) can match it before the
+    zone's accept, since the reply accepts in front of it need an established connection."""
+    p = _exception_plans(inv, tmp_path)["reconnect_zone"]
+    lines = [ln for s in p.steps for c in s.changes if c.method == "nft" for ln in c.commands]
+    forward = lines[lines.index("  chain forward {") : lines.index("  chain input {")]
+    counter = next(i for i, ln in enumerate(forward) if "ct state new counter" in ln)
+    ahead = [ln for ln in forward[:counter] if ' iifname "lan0.180" oifname "wan0"' in f" {ln}"]
+    assert ahead, "the servers zone's declared replies go ahead of its counter"
+    for ln in ahead:
+        if " tcp sport " in ln:
+            assert "ct state established,related" in ln or RESUME in ln, ln
+
+
+def test_preview_opens_a_flow_through_its_stateful_exception(inv: Inventory) -> None:
+    """The preview evaluates a reply accept for replies: the kept flows stay open in the
+    impact, the others on the same gateway pair are cut."""
+    lis = flow_path(inv, next(f for f in inv.flows if f.name == "rns-lab-lis"))
+    cut = DeviceState(
+        rules=frozenset(
+            {NftRule("drop", "lan0.140", "lan0.180"), NftRule("drop", "lan0.180", "lan0.140")}
+        )
+    )
+    assert not flow_open({"rns-fw1": cut}, lis)
+    kept = cut.with_rules(allow_rules(lis, "rns-fw1", "keep"))
+    assert flow_open({"rns-fw1": kept}, lis)
+    # the reply accept is for replies only: a packet from the service's port opening a
+    # connection toward the client falls through to the cut
+    assert kept.forward("lan0.180", "lan0.140", lis.dst, lis.src, lis.port, 47101) == "drop"
+    assert (
+        kept.forward("lan0.180", "lan0.140", lis.dst, lis.src, lis.port, None, reply=True)
+        == "accept"
+    )
+
+
+def test_a_stateless_reply_accept_left_on_a_firewall_is_drift(inv: Inventory) -> None:
+    """A firewall still holding the stateless reply accepts of an earlier release (their
+    comments, from the previous golden plan) does not read back as the recorded isolation."""
+    pb = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
+    p = plan(pb, inv, sites=["rennes-la-sagesse"])
+    recorded = [c.after for s in p.steps for c in s.changes if c.device == "rns-fw1"][-1]
+    old = {
+        "must survive: rns-lab-lis #5a500d83",
+        "must survive: rns-sterilisation-trace #834b70f3",
+    }
+    replies = {
+        render.comment(r, "forward", v)
+        for r in recorded.rules
+        if r.reply
+        for v in render.variants(r)
+    }
+    on_device = tuple(sorted(render.nft_comments(recorded) - replies | old))
+    found = drift.detect("rns-fw1", recorded, drift.Readback(rules=on_device, table_read=True))
+    assert {d.subject for d in found if d.kind == "rule_unexpected"} == old
+    assert {d.subject for d in found if d.kind == "rule_missing"} == replies
+
+
+def test_a_reply_accept_recorded_by_an_earlier_release_renders_stateful() -> None:
+    """A journal written before this fix holds the reply accept as plain fields (no state
+    condition); loaded back (a rollback or a drift re-apply renders it), it is stateful."""
+    recorded = (
+        '{"down": [], "rules": [{"verdict": "accept", "iif": "lan0.180", "oif": "lan0.140", '
+        '"saddr": "198.18.14.11", "daddr": "198.18.10.10", "sport": 5001, "dport": null, '
+        '"tag": "must survive: rns-lab-lis"}, {"verdict": "drop", "iif": "lan0.180", '
+        '"oif": "lan0.140", "saddr": null, "daddr": null, "sport": null, "dport": null, '
+        '"tag": "segment"}]}'
+    )
+    text = nft_table(state_from_json(recorded))
+    reply = [ln for ln in text.splitlines() if "tcp sport 5001" in ln]
+    assert len(reply) == 2
+    assert "ct state established,related counter accept" in reply[0]
+    assert RESUME in reply[1]
