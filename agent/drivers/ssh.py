@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import re
+import resource
 import secrets as pysecrets
 import select
 import socket
@@ -184,6 +185,15 @@ def translated(target: Target, operation: str, timeout: float) -> Iterator[None]
             target.name, operation, f"{target.address}:{target.device.ssh.port} refused"
         ) from None
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):  # ours, not the device's
+            raise ConnectError(
+                target.name,
+                operation,
+                "this process has no file descriptor left (open-file limit "
+                f"{_nofile_soft():,}): {exc.strerror}",
+                hint="raise the open-file hard limit (`ulimit -Hn`, LimitNOFILE=) or hold "
+                "fewer warm sessions",
+            ) from None
         if exc.errno == errno.EHOSTUNREACH:  # nothing answered ARP (or the last router's)
             raise DeviceTimeout(
                 target.name,
@@ -195,6 +205,10 @@ def translated(target: Target, operation: str, timeout: float) -> Iterator[None]
         raise ConnectError(
             target.name, operation, f"{target.address}: {exc.strerror or _safe(exc)}"
         ) from None
+
+
+def _nofile_soft() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _tcp(target: Target, timeout: float) -> socket.socket:
@@ -341,7 +355,7 @@ class Shell:
         with translated(target, "connect", timeouts.connect):
             self.chan = transport.open_session(timeout=timeouts.connect)
             self.chan.exec_command(_SHELL)
-        self.chan.fileno()  # paramiko's pipe, made now rather than mid-command
+            self.chan.fileno()  # paramiko's pipe (2 descriptors), made now rather than mid-command
 
     @property
     def closed(self) -> bool:

@@ -1,5 +1,6 @@
 """Fixtures of the drivers' tests: a view of the session twin that never prints its secrets (a
-failing test shows its arguments, and the twin's secrets must not reach any report)."""
+failing test shows its arguments, and the twin's secrets must not reach any report), and more than
+1,024 descriptors held open (`many_fds`)."""
 
 from __future__ import annotations
 

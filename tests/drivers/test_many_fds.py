@@ -28,6 +28,7 @@ from paramiko.common import (
 from agent.drivers.base import Target, Timeouts
 from agent.drivers.ios import _PinnedIosSession
 from agent.drivers.ssh import Shell
+from agent.errors import ConnectError
 from agent.inventory.models import Device, DeviceRole, Management, Platform, SshSettings
 from tests.drivers.conftest import HIGH_FD
 from tests.drivers.keys import new_ed25519, write_private
@@ -37,7 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class _ShellServer(paramiko.ServerInterface):
     """Any user, no credential (the channel is what is under test); `exec` and `shell` run
-    /bin/sh with pipes, copying bytes both ways and the exit status back."""
+    /bin/sh with pipes, copying bytes both ways and the exit status back (`spawn=False`: they
+    are accepted and nothing runs)."""
+
+    def __init__(self, *, spawn: bool = True) -> None:
+        self.spawn = spawn
 
     def get_allowed_auths(self, username: str) -> str:
         return "none"
@@ -54,11 +59,13 @@ class _ShellServer(paramiko.ServerInterface):
         return True
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        _spawn(channel, ["/bin/sh", "-c", command.decode()])
+        if self.spawn:
+            _spawn(channel, ["/bin/sh", "-c", command.decode()])
         return True
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
-        _spawn(channel, ["/bin/sh"])
+        if self.spawn:
+            _spawn(channel, ["/bin/sh"])
         return True
 
 
@@ -100,11 +107,21 @@ def _spawn(chan: paramiko.Channel, argv: list[str]) -> None:
 @pytest.fixture
 def transport(many_fds: int, tmp_path: Path) -> Iterator[paramiko.Transport]:
     """A client transport, authenticated, to the in-process server (both ends numbered high)."""
+    yield from _connected(tmp_path, _ShellServer())
+
+
+@pytest.fixture
+def idle_transport(many_fds: int, tmp_path: Path) -> Iterator[paramiko.Transport]:
+    """The same, to a server that runs nothing (it needs no descriptor for a channel)."""
+    yield from _connected(tmp_path, _ShellServer(spawn=False))
+
+
+def _connected(tmp_path: Path, interface: _ShellServer) -> Iterator[paramiko.Transport]:
     client_sock, server_sock = socket.socketpair()
     assert min(client_sock.fileno(), server_sock.fileno()) > 1024
     server = paramiko.Transport(server_sock)
     server.add_server_key(paramiko.Ed25519Key.from_private_key_file(str(_host_key(tmp_path))))
-    server.start_server(threading.Event(), server=_ShellServer())  # an event: returns at once
+    server.start_server(threading.Event(), server=interface)  # an event: returns at once
     client = paramiko.Transport(client_sock)
     try:
         client.start_client(timeout=10)
@@ -163,6 +180,24 @@ def test_cli_session_reads_through_a_descriptor_above_1024(
         assert chan.fileno() > HIGH_FD
     finally:
         chan.close()
+
+
+def test_out_of_descriptors_is_a_connect_error_naming_the_limit(
+    idle_transport: paramiko.Transport, tmp_path: Path
+) -> None:
+    """When the process has no descriptor left for the channel's pipe, opening the shell is a
+    ConnectError naming the device and the open-file limit (it was a bare OSError traceback)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = max(int(n) for n in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))  # nothing above what is open
+    try:
+        with pytest.raises(ConnectError) as caught:
+            Shell(idle_transport, _target(tmp_path), Timeouts(command=10))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert caught.value.message.startswith("sw1: connect: this process has no file descriptor")
+    assert f"open-file limit {top + 1:,}" in caught.value.message
+    assert caught.value.hint is not None and "ulimit -Hn" in caught.value.hint
 
 
 # -- the open-file limit -------------------------------------------------------------------
