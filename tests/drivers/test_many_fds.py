@@ -6,6 +6,7 @@ No device: a real paramiko SSH server in this process, over a socketpair, runs /
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import resource
@@ -190,10 +191,16 @@ def test_out_of_descriptors_is_a_connect_error_naming_the_limit(
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     top = max(int(n) for n in os.listdir("/proc/self/fd"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))  # nothing above what is open
+    holes: list[int] = []
     try:
+        with contextlib.suppress(OSError):  # and nothing free below it either
+            while True:
+                holes.append(os.open(os.devnull, os.O_RDONLY))
         with pytest.raises(ConnectError) as caught:
             Shell(idle_transport, _target(tmp_path), Timeouts(command=10))
     finally:
+        for fd in holes:
+            os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert caught.value.message.startswith("sw1: connect: this process has no file descriptor")
     assert f"open-file limit {top + 1:,}" in caught.value.message
