@@ -1,8 +1,9 @@
 """`cordon daemon`: one long-running process per state directory, wiring the engine (`Service`,
 with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 
-The composition root: imports the service, the API, the roles policy and the audit trail; the
-engine's twin verifier is taken from `agent.engine.cli`. Nothing here decides or renders.
+The composition root: imports the service, the API, the roles policy, the audit trail and the
+drivers' open-file limit (raised at start); the engine's twin verifier is taken from
+`agent.engine.cli`. Nothing here decides or renders.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
@@ -29,6 +30,7 @@ from agent import __version__, audit
 from agent.daemon.api import make_app, start
 from agent.daemon.auth import Policy
 from agent.daemon.service import DAEMON_ACTOR, Service
+from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
@@ -103,6 +105,7 @@ def run(cfg: DaemonConfig) -> None:
     from agent.engine.cli import twin_verifier  # noqa: PLC0415 - pulls in the twin's modules
 
     audit.configure()
+    raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
     policy = Policy.load(cfg.roles)
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from agent.drivers.base import (
     Via,
     mismatches,
 )
-from agent.drivers.ssh import abort, open_transport, translated
+from agent.drivers.ssh import abort, open_transport, translated, wait_readable
 from agent.errors import (
     AuthError,
     CommandRejected,
@@ -142,7 +141,7 @@ class _PinnedIosSession(CiscoIosSSH):
                 raise EOFError
             if (chan.closed or chan.eof_received) and not chan.recv_ready():
                 raise EOFError
-            select.select([chan], [], [], min(left, 0.5) if read_timeout else 0.5)
+            wait_readable(chan, min(left, 0.5) if read_timeout else 0.5)
 
     def command(self, line: str, *, read_timeout: float | None = None) -> str:
         """Send one exec-mode line; return its output (echo and prompt removed)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
+from agent.drivers.limits import ensure_for_pool
 from agent.errors import ConnectError, CordonError, DeviceError, DeviceTimeout
 from agent.inventory.models import Inventory, Platform
 
@@ -83,7 +84,9 @@ class Pool:
     `session(device)` hands out a connected driver, reconnecting if the session dropped and
     probing it first if it sat idle longer than `probe_after`. A keepalive thread pings idle
     sessions every `keepalive` seconds and reconnects dropped ones. At most `max_size` sessions
-    are open; the least recently used idle one is closed to make room.
+    are open; the least recently used idle one is closed to make room. Making a pool raises the
+    process's open-file soft limit to its hard limit, and refuses (ConfigError) a `max_size`
+    whose sessions could need more descriptors than that (`agent.drivers.limits`).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Pool:
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
+        ensure_for_pool(inv, max_size)  # before any session: refuse, or have room for them all
         self.inv = inv
         self.timeouts = timeouts or Timeouts()
         self.max_size = max_size

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import re
+import resource
 import secrets as pysecrets
 import select
 import socket
@@ -184,6 +185,15 @@ def translated(target: Target, operation: str, timeout: float) -> Iterator[None]
             target.name, operation, f"{target.address}:{target.device.ssh.port} refused"
         ) from None
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):  # ours, not the device's
+            raise ConnectError(
+                target.name,
+                operation,
+                "this process has no file descriptor left (open-file limit "
+                f"{_nofile_soft():,}): {exc.strerror}",
+                hint="raise the open-file hard limit (`ulimit -Hn`, LimitNOFILE=) or hold "
+                "fewer warm sessions",
+            ) from None
         if exc.errno == errno.EHOSTUNREACH:  # nothing answered ARP (or the last router's)
             raise DeviceTimeout(
                 target.name,
@@ -195,6 +205,10 @@ def translated(target: Target, operation: str, timeout: float) -> Iterator[None]
         raise ConnectError(
             target.name, operation, f"{target.address}: {exc.strerror or _safe(exc)}"
         ) from None
+
+
+def _nofile_soft() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _tcp(target: Target, timeout: float) -> socket.socket:
@@ -303,6 +317,19 @@ def abort(transport: paramiko.Transport | None) -> None:
         transport.close()
 
 
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_readable(chan: paramiko.Channel, timeout: float) -> bool:
+    """Wait up to `timeout` s for `chan` to have data (stdout or stderr), EOF or close; True if
+    it does. poll(2), never select(2): select cannot watch a descriptor numbered 1,024 or more
+    (ValueError), and a process holding hundreds of warm sessions has those. The descriptor is
+    paramiko's channel pipe (made on the first `fileno()`, closed with the channel)."""
+    poller = select.poll()  # a plain Python object: no descriptor of its own
+    poller.register(chan.fileno(), select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
+
+
 # --------------------------------------------------------------------------- persistent shell
 
 _SHELL = "exec env LC_ALL=C /bin/sh"
@@ -328,7 +355,7 @@ class Shell:
         with translated(target, "connect", timeouts.connect):
             self.chan = transport.open_session(timeout=timeouts.connect)
             self.chan.exec_command(_SHELL)
-        self._fd = self.chan.fileno()
+            self.chan.fileno()  # paramiko's pipe (2 descriptors), made now rather than mid-command
 
     @property
     def closed(self) -> bool:
@@ -381,7 +408,7 @@ class Shell:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError
-                select.select([self._fd], [], [], min(left, 1.0))
+                wait_readable(self.chan, min(left, 1.0))
         text = out.decode("utf-8", "replace")
         cut = text.rfind(f"\n{token} ")
         etext = err.decode("utf-8", "replace")
