@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import socket
+import sqlite3
 import stat
 import struct
 import traceback
@@ -246,6 +247,14 @@ class _Api:
             if request.match_info.http_exception is not None:
                 self._refused_unrouted(request, refusal)
             return _error_response(refusal, exc.status)
+        except sqlite3.Error as exc:  # the journal: read-only, locked, disk full
+            return _error_response(
+                DaemonError(
+                    f"the daemon's journal cannot be used: {exc}",
+                    hint="see the daemon's state directory: permissions, free space, locks",
+                ),
+                503,
+            )
         except Exception:
             _log.error(
                 "internal error on %s %s:\n%s",

@@ -453,6 +453,9 @@ class Service:
             self._known_sites([site])
         if action == "open":
             incident_id = "INC-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            taken = {i["incident_id"] for i in self.journal.incidents()}
+            if incident_id in taken:  # two declared within a second (was: UNIQUE constraint)
+                incident_id += "-" + str(sum(t.startswith(incident_id) for t in taken) + 1)
             label = name or (f"attack at {site}" if site else "incident")
             self.journal.open_incident(incident_id, label, site, who, reason)
             with audit.bind(incident_id=incident_id, actor=who):
