@@ -78,6 +78,15 @@ def main() -> None:
         fail(err)
     except sqlite3.Error as exc:  # a read-only, locked or corrupt journal or job store
         fail(state_error(exc))
+    except OSError as exc:  # a state directory, lock or socket this user may not use
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(
+            DaemonError(
+                f"cannot use{where}: {exc.strerror or type(exc).__name__}",
+                hint="check --state-dir and its files (owner, mode, free space); "
+                "nothing was changed",
+            )
+        )
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
