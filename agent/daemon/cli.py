@@ -927,7 +927,7 @@ def runs_cmd(o: Opts, limit: int) -> None:
         )
         click.echo(
             f"{r['run_id']}  "
-            + _style(o, f"{status:<17}", fg=color)
+            + _style(o, f"{status:<18}", fg=color)
             + f"{r['playbook']:<{max(pw, 22)}}{r['actor']:<{max(aw, 10)}}"
             + f"{_when(r.get('created_at')):<24}"
             + ", ".join(r["sites"])

@@ -6,19 +6,25 @@ drift from the service it stands in for (issue #11, items 4 and 7)."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from agent import audit
 from agent.daemon.api import make_app
-from agent.daemon.auth import Policy
+from agent.daemon.auth import Decision, Policy
 from agent.daemon.client import Client
 from agent.daemon.service import Service
 from agent.errors import AccessRefused, ApprovalError, ConfigError, ConnectError, PlaybookError
-from tests.conftest import EXAMPLE, ROOT
+from tests.conftest import EXAMPLE, ROOT, require_root
 from tests.daemon.fakes import FakeBackend, Server, digest_of, records
 
 SITE = "nantes-jules-verne"
@@ -270,11 +276,101 @@ def test_fake_backend_answers_like_the_real_service(
         kwargs: dict[str, Any] = {"reason": "r"}
         if action == "open":
             kwargs["site"] = SITE
-        real = real_bob.incident(action, **kwargs)  # type: ignore[arg-type]
-        fake = fake_bob.incident(action, **kwargs)  # type: ignore[arg-type]
+        real = real_bob.incident(action, **kwargs)
+        fake = fake_bob.incident(action, **kwargs)
         assert _shape(fake) == _shape(real), action
     real_bob.incident("open", reason="again", site=SITE)
     fake_bob.incident("open", reason="again", site=SITE)
     real_n = real_bob.notify(kind="cnil", to="CNIL", ref="R-1")
     fake_n = fake_bob.notify(kind="cnil", to="CNIL", ref="R-1")
     assert _shape(fake_n) == _shape(real_n)
+
+
+BODY = st.dictionaries(
+    st.sampled_from(["playbook", "sites", "digest", "reason", "params", "soak_seconds", "x"]),
+    st.one_of(
+        st.text(max_size=30),
+        st.integers(),
+        st.none(),
+        st.lists(st.text(max_size=10), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+        st.sampled_from(["logs", "broken", "a-list", "nul", "quoted-false", "../etc/passwd"]),
+    ),
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(body=BODY, route=st.sampled_from(["/v1/runs", "/v1/plan"]))
+def test_corpus_of_requests_to_the_real_service(
+    tmp_path: Path, service: Service, policy: Policy, body: dict[str, Any], route: str
+) -> None:
+    """Generated request bodies: a JSON error with a documented exit code (2 invalid input,
+    3 plan refused, 13 access refused), never a 500 or a traceback; no run, nothing sent."""
+    require_root()  # the peer is root: an operator
+    sock = tmp_path / "corpus" / "cordon.sock"
+    with (
+        Server(make_app(service, policy), sock) as srv,
+        httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(srv.path)), base_url="http://cordon"
+        ) as http,
+    ):
+        response = http.post(route, content=json.dumps(body).encode())
+    assert "Traceback" not in response.text
+    if response.status_code != 200:
+        error = response.json()["error"]
+        assert response.status_code < 500, error
+        assert error["exit_code"] in (2, 3, 13), error
+    nothing_sent(service)
+
+
+def test_runs_columns_fit_long_playbook_names(
+    tmp_path: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cordon runs`: a 40-character playbook name does not run into the actor column."""
+    from agent.cli import main  # noqa: PLC0415
+
+    long = "hold-for-a-second-operator-approval-long"
+    text = (workdir / "playbooks" / "hold.yaml").read_text(encoding="utf-8")
+    (workdir / "playbooks" / f"{long}.yaml").write_text(
+        text.replace("name: hold", f"name: {long}"), encoding="utf-8"
+    )
+    state = tmp_path / "runs-state"
+    svc = Service(EXAMPLE, state, scheduler=False)
+    svc.pool.close()
+    svc.pool = NoDevices()  # type: ignore[assignment]
+    try:
+        plan = svc.plan(None, playbook=long, sites=[SITE])
+        svc.start_run(
+            None,
+            playbook=long,
+            sites=[SITE],
+            digest=plan["digest"],
+            reason=None,
+            attest=None,
+            soak_seconds=None,
+            decision=Decision(True, False, True, "held for a second operator"),
+            params=None,
+        )
+    finally:
+        svc.stop()
+    roles = tmp_path / "roles-root.yaml"
+    roles.write_text("auditor: [root]\n", encoding="utf-8")
+    roles.chmod(0o644)
+    argv = sys.argv
+    sys.argv = ["cordon", "runs", "--local", "-i", str(EXAMPLE), "--state-dir", str(state)]
+    sys.argv += ["--roles", str(roles)]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+        audit.close()
+    out, _ = capsys.readouterr()
+    (line,) = [ln for ln in out.splitlines() if long in ln]
+    assert f"{long} " in line  # a space between the name and the actor
+    assert line.split()[1:4] == ["awaiting_approval", long, "cordon-daemon"]
