@@ -6,6 +6,7 @@ the module that owns it (`agent.inventory.cli`, `agent.lab.cli`, `agent.audit.cl
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import NoReturn
 
@@ -17,7 +18,7 @@ from agent.daemon.cli import COMMANDS as DAEMON_COMMANDS
 from agent.demo import demo
 from agent.drivers.cli import device
 from agent.engine.cli import resume_cmd
-from agent.errors import CordonError
+from agent.errors import CordonError, DaemonError
 from agent.inventory.cli import inventory
 from agent.lab.cli import lab
 
@@ -60,12 +61,32 @@ def fail(err: CordonError) -> NoReturn:
     sys.exit(err.exit_code)
 
 
+def state_error(exc: sqlite3.Error) -> DaemonError:
+    """A journal or job store that cannot be used, said as such (never a traceback)."""
+    return DaemonError(
+        f"the state directory's journal cannot be used: {exc}",
+        hint="check that the state directory (--state-dir) and its files are writable by you, "
+        "that the disk is not full, and that no other process holds the journal",
+    )
+
+
 def main() -> None:
     _register()
     try:
         cli.main(standalone_mode=False)
     except CordonError as err:
         fail(err)
+    except sqlite3.Error as exc:  # a read-only, locked or corrupt journal or job store
+        fail(state_error(exc))
+    except OSError as exc:  # a state directory, lock or socket this user may not use
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(
+            DaemonError(
+                f"cannot use{where}: {exc.strerror or type(exc).__name__}",
+                hint="check --state-dir and its files (owner, mode, free space); "
+                "nothing was changed",
+            )
+        )
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

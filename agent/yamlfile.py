@@ -1,11 +1,17 @@
-"""Loads YAML input files (inventories, playbooks) with the line of every key, and turns
+"""Loads YAML input files (inventories, playbooks, roles) with the line of every key, and turns
 validation failures into `Issue`s that name the file, the path inside it and the line.
+
+The one place every input file is read, so the one place hostile YAML is refused: a file that is
+not a regular file or is too big, control characters (raw, or written as escapes like "\\0"),
+aliases that expand beyond `MAX_ALIAS_NODES` nodes ("billion laughs") or refer to themselves, and
+nesting deeper than `MAX_DEPTH`. Each is an `Issue` with the line; nothing is ever raised.
 
 Imports only PyYAML, pydantic and `agent.errors`.
 """
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,23 @@ Report = Callable[[Loc, str], None]  # report(location, message) during cross-ch
 
 # Input files are written by people; anything bigger than this is a mistake, not an inventory.
 MAX_FILE_BYTES = 8 * 1024 * 1024
+# Aliases (*name) may repeat at most this many nodes in all: enough for any sharing a person
+# writes, and a 300-byte alias bomb stops here instead of expanding to gigabytes.
+MAX_ALIAS_NODES = 10_000
+# Deeper nesting than this is a mistake (an inventory is about 6 levels deep).
+MAX_DEPTH = 64
+
+# Control characters refused anywhere in an input file: C0 (but tab, newline, carriage return),
+# DEL and C1. They end up in device commands, log lines and terminal output.
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))) - {"\t", "\n", "\r"}
+
+
+class _Refused(Exception):
+    """Raised inside the walk to stop at the first hostile construct; becomes an `Issue`."""
+
+    def __init__(self, issue: Issue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
 
 
 class YamlDocument:
@@ -58,63 +81,150 @@ def load(path: Path, *, what: str) -> YamlDocument:
     """Read `path` as one YAML document. Raises nothing: problems come back as issues."""
     file = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return YamlDocument(
-                file,
-                None,
-                {},
-                [Issue(file, "", f"{what} file is {size} bytes; at most {MAX_FILE_BYTES}")],
-            )
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return YamlDocument(file, None, {}, [Issue(file, "", f"no such {what} file")])
-    except (OSError, UnicodeDecodeError) as exc:
-        return YamlDocument(file, None, {}, [Issue(file, "", f"cannot read {what} file: {exc}")])
+        text = _read(path, what)
+    except _Refused as refused:
+        return YamlDocument(file, None, {}, [refused.issue])
     return parse(text, file=file, what=what)
 
 
+def _read(path: Path, what: str) -> str:
+    """The file's text; `_Refused` when it is missing, not a regular file, too big, not UTF-8."""
+    file = str(path)
+    raw = b""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise _Refused(Issue(file, "", f"{what} file is {kind}"))
+        with path.open("rb") as fh:  # at most the limit, whatever the file grew to since stat
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise _Refused(Issue(file, "", f"{what} file is larger than {MAX_FILE_BYTES} bytes"))
+        return raw.decode("utf-8")
+    except FileNotFoundError:
+        raise _Refused(Issue(file, "", f"no such {what} file")) from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _Refused(
+            Issue(file, "", f"{what} file is not UTF-8 text (byte {exc.start})", line)
+        ) from None
+    except OSError as exc:
+        cause = exc.strerror or type(exc).__name__
+        raise _Refused(Issue(file, "", f"cannot read {what} file: {cause}")) from None
+
+
 def parse(text: str, *, file: str, what: str) -> YamlDocument:
+    """Parse `text` (the content of `file`). Raises nothing: problems come back as issues."""
+    try:
+        return _parse(text, file=file, what=what)
+    except _Refused as refused:
+        return YamlDocument(file, None, {}, [refused.issue])
+
+
+def _parse(text: str, *, file: str, what: str) -> YamlDocument:
+    bad = _control_char(text)
+    if bad is not None:
+        line, col, char = bad
+        message = (
+            f"control character U+{ord(char):04X} at column {col}: not allowed in a "
+            f"{what} file (remove it)"
+        )
+        raise _Refused(Issue(file, "", message, line))
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            return YamlDocument(file, None, {}, [Issue(file, "", f"{what} file is empty")])
+            raise _Refused(Issue(file, "", f"{what} file is empty"))
         lines: dict[Loc, int] = {}
         issues: list[Issue] = []
-        _walk(node, (), lines, issues, file)
+        _Walk(file, lines, issues).node(node, (), ())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "syntax error"
-        return YamlDocument(
-            file, None, {}, [Issue(file, "", f"YAML syntax error: {problem}", line)]
-        )
+        issue = Issue(file, "", f"YAML syntax error: {problem}", mark.line + 1 if mark else None)
+        raise _Refused(issue) from None
     except yaml.YAMLError as exc:
-        return YamlDocument(file, None, {}, [Issue(file, "", f"YAML error: {exc}")])
+        raise _Refused(Issue(file, "", f"YAML error: {exc}")) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise _Refused(Issue(file, "", f"nested deeper than {MAX_DEPTH} levels")) from None
     finally:
         loader.dispose()
     return YamlDocument(file, data, lines, issues)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], issues: list[Issue], file: str) -> None:
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            child = (*loc, key)
-            if key in seen:
-                issues.append(
-                    Issue(file, format_loc(child), "duplicate key", key_node.start_mark.line + 1)
+def _control_char(text: str) -> tuple[int, int, str] | None:
+    """(line, column, character) of the first refused control character in `text`."""
+    if _CONTROL.isdisjoint(text):
+        return None
+    for number, line in enumerate(text.split("\n"), 1):
+        for col, char in enumerate(line, 1):
+            if char in _CONTROL:
+                return number, col, char
+    return None  # pragma: no cover - isdisjoint said there is one
+
+
+class _Walk:
+    """Records the line of every path, duplicate keys, and refuses hostile structure: a node
+    that contains itself, nesting beyond `MAX_DEPTH`, aliases repeating more than
+    `MAX_ALIAS_NODES` nodes, control characters written as escapes in a scalar."""
+
+    def __init__(self, file: str, lines: dict[Loc, int], issues: list[Issue]) -> None:
+        self.file = file
+        self.lines = lines
+        self.issues = issues
+        self.seen: set[int] = set()  # ids of nodes visited once: a second visit is an alias
+        self.repeated = 0  # nodes visited again through aliases
+
+    def refuse(self, node: yaml.Node, loc: Loc, message: str) -> _Refused:
+        return _Refused(Issue(self.file, format_loc(loc), message, node.start_mark.line + 1))
+
+    def node(self, node: yaml.Node, loc: Loc, stack: tuple[int, ...]) -> None:
+        ident = id(node)
+        if ident in stack:
+            raise self.refuse(node, loc, "a YAML alias refers to a node that contains it")
+        if len(stack) >= MAX_DEPTH:
+            raise self.refuse(node, loc, f"nested deeper than {MAX_DEPTH} levels")
+        if ident in self.seen:
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_NODES:
+                raise self.refuse(
+                    node,
+                    loc,
+                    f"YAML aliases repeat more than {MAX_ALIAS_NODES} nodes (an alias bomb?): "
+                    "write the values out or share less",
                 )
-            seen.add(key)
-            lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines, issues, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*loc, index), lines, issues, file)
+        else:
+            self.seen.add(ident)
+        self.lines.setdefault(loc, node.start_mark.line + 1)
+        inner = (*stack, ident)
+        if isinstance(node, yaml.ScalarNode):
+            if isinstance(node.value, str) and not _CONTROL.isdisjoint(node.value):
+                char = next(c for c in node.value if c in _CONTROL)
+                raise self.refuse(
+                    node, loc, f"control character U+{ord(char):04X} in a value (remove it)"
+                )
+        elif isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                self.node(key_node, loc, inner)
+                key = str(key_node.value)
+                child = (*loc, key)
+                if key in seen:
+                    self.issues.append(
+                        Issue(
+                            self.file,
+                            format_loc(child),
+                            "duplicate key",
+                            key_node.start_mark.line + 1,
+                        )
+                    )
+                seen.add(key)
+                self.lines[child] = key_node.start_mark.line + 1
+                self.node(value_node, child, inner)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.node(item, (*loc, index), inner)
 
 
 def validation_issues(doc: YamlDocument, exc: ValidationError) -> list[Issue]:

@@ -56,6 +56,15 @@ _KEYWORD = (
     r"password|passwd|secret|community|key-string|passphrase|pre-shared-key|psk|"
     r"auth-key|authentication-key|priv-key|private-key|token"
 )
+# Words of prose, never a secret value, after such a keyword: "the bearer token presented
+# matches no one" stays readable (issue #11). A secret registered with the resolver is masked
+# anyway, whatever word it is.
+_PROSE = (
+    r"(?:presented|matches|matched|is|was|are|were|has|have|had|for|of|to|from|in|on|at|"
+    r"with|without|and|or|not|no|the|a|an|file|files|reference|ref|refused|rejected|missing|"
+    r"expired|invalid|unknown|changed|required|needed|must|may|mismatch|length|stored|given|"
+    r"resolved|cannot|could|should|would|will)\b"
+)
 _CLI_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # PEM private keys, whole block.
     (
@@ -66,7 +75,9 @@ _CLI_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # `enable secret 5 $1$x`, `username u password 0 x`, `snmp-server community x RO`, `psk x`.
     (
-        re.compile(rf"(?i)(?<![a-z0-9])({_KEYWORD})(\s+(?:[0-9]\s+)?)(?!\[REDACTED\])[^\s\"',;]+"),
+        re.compile(
+            rf"(?i)(?<![a-z0-9])({_KEYWORD})(\s+(?:[0-9]\s+)?)(?!\[REDACTED\]|{_PROSE})[^\s\"',;]+"
+        ),
         r"\1\2" + REDACTED,
     ),
     # `password=x`, `token: x`, `"secret": "x"` inside free text or key=value configs.

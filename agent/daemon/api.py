@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import socket
+import sqlite3
 import stat
 import struct
 import traceback
@@ -39,6 +40,7 @@ from agent.daemon.models import (
     AttestRequest,
     AuditReportQuery,
     IncidentRequest,
+    NotifyRequest,
     PlanRequest,
     RollbackRequest,
     RunRequest,
@@ -245,6 +247,14 @@ class _Api:
             if request.match_info.http_exception is not None:
                 self._refused_unrouted(request, refusal)
             return _error_response(refusal, exc.status)
+        except sqlite3.Error as exc:  # the journal: read-only, locked, disk full
+            return _error_response(
+                DaemonError(
+                    f"the daemon's journal cannot be used: {exc}",
+                    hint="see the daemon's state directory: permissions, free space, locks",
+                ),
+                503,
+            )
         except Exception:
             _log.error(
                 "internal error on %s %s:\n%s",
@@ -308,7 +318,8 @@ class _Api:
     async def run(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
         self.require(may(caller, Action.RUN), caller, Action.RUN)
         body = parse_body(RunRequest, await request.read(), what="POST /v1/runs")
-        meta = await self.call(self.backend.playbook_meta, body.playbook)
+        params = dict(body.params) if body.params else None
+        meta = await self.call(self.backend.playbook_meta, body.playbook, params)
         decision = authorize(
             caller,
             Action.RUN,
@@ -327,7 +338,7 @@ class _Api:
             attest=dict(body.attest) if body.attest else None,
             soak_seconds=body.soak_seconds,
             decision=decision,
-            params=dict(body.params) if body.params else None,
+            params=params,
         )
 
     async def runs(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
@@ -383,9 +394,28 @@ class _Api:
             reason=body.reason,
         )
 
+    async def notify(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
+        self.require(may(caller, Action.INCIDENT_NOTIFY), caller, Action.INCIDENT_NOTIFY)
+        what = "POST /v1/incidents/notify"
+        body = parse_body(NotifyRequest, await request.read(), what=what)
+        return await self.call(
+            self.backend.notify,
+            caller,
+            incident=body.incident,
+            kind=body.kind,
+            to=body.to,
+            ref=body.ref,
+        )
+
     async def audit_report(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
         self.require(may(caller, Action.AUDIT_REPORT), caller, Action.AUDIT_REPORT)
-        query = parse_query(AuditReportQuery, request.query, what="GET /v1/audit/report")
+        what = "GET /v1/audit/report"
+        query = parse_query(AuditReportQuery, request.query, what=what)
+        if query.run is None and query.incident is None:
+            raise ConfigError(
+                f"invalid request to {what}: name a run or an incident",
+                hint="cordon audit report --run RUN_ID, or --incident INCIDENT_ID",
+            )
         return await self.call(
             self.backend.audit_report, caller, run=query.run, incident=query.incident
         )
@@ -406,6 +436,7 @@ def make_app(backend: Backend, policy: Policy) -> web.Application:
     app.router.add_post("/v1/runs/{run_id}/rollback", ep(Action.ROLLBACK, api.rollback))
     app.router.add_post("/v1/runs/{run_id}/attest", ep(Action.ATTEST, api.attest))
     app.router.add_post("/v1/incidents", ep("incident", api.incident))
+    app.router.add_post("/v1/incidents/notify", ep(Action.INCIDENT_NOTIFY, api.notify))
     app.router.add_get("/v1/audit/report", ep(Action.AUDIT_REPORT, api.audit_report))
     return app
 

@@ -19,6 +19,7 @@ stands for the user it is listed under, who must hold a role in the file.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import pwd
@@ -46,6 +47,7 @@ __all__ = [
     "Role",
     "RolesFile",
     "authorize",
+    "check_local_roles",
     "default_roles_path",
     "may",
     "user_name",
@@ -73,6 +75,7 @@ class Action(StrEnum):
     ATTEST = "attest"
     INCIDENT_OPEN = "incident.open"
     INCIDENT_CLOSE = "incident.close"
+    INCIDENT_NOTIFY = "incident.notify"
     AUDIT_REPORT = "audit.report"
 
 
@@ -328,6 +331,30 @@ def _unsafe_file(path: Path) -> list[Issue]:
             )
         ]
     return []
+
+
+def check_local_roles(path: Path, *, uid: int, state_dir: Path) -> None:
+    """`--local` serves the API inside the caller's own process, so the caller picks the roles
+    file (`--roles`, `$CORDON_ROLES`): a file they wrote would make them operator. For a caller
+    other than root, the file must belong to root or to the owner of the state directory (the
+    daemon's user), and nobody else may write it; anything else is `AccessRefused` (exit 13)."""
+    if uid == 0:
+        return
+    try:
+        st = path.stat()
+    except OSError:
+        return  # Policy.load reports the missing file
+    trusted = {0}
+    with contextlib.suppress(OSError):
+        trusted.add(state_dir.stat().st_uid)
+    if st.st_uid not in trusted or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        owners = " or ".join(sorted({user_name(u) for u in trusted}))
+        raise AccessRefused(
+            f"refused: --local with the roles file {path}, owned by {user_name(st.st_uid)} "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}): with --local, a user other than root "
+            f"may only use a roles file owned by {owners} that nobody else can write",
+            hint="use the daemon (cordon daemon), or the installation's roles file",
+        )
 
 
 def _roles_error(issues: list[Issue]) -> ConfigError:

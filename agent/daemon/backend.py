@@ -7,21 +7,42 @@ authenticates and authorizes before calling it; the backend does the rest and ra
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, Issue, PlaybookError
 
 if TYPE_CHECKING:
     from agent.daemon.auth import Caller, Decision
 
-__all__ = ["JSON", "Backend", "NotFound", "PlaybookMeta"]
+__all__ = ["JSON", "NOTIFY_KINDS", "Backend", "NotFound", "PlaybookMeta", "playbook_path"]
 
 JSON = dict[str, Any]  # a JSON object: str keys; values str, int, float, bool, None, list, dict
 
 
 class NotFound(ConfigError):
     """A run, incident, site or zone named by a request does not exist (HTTP 404; exit code 2)."""
+
+
+# the kinds of `regulatory.notified` the audit report's clocks know (agent/audit/__init__.py)
+NOTIFY_KINDS = ("nis2_early_warning", "nis2_notification", "nis2_final_report", "cnil", "ars")
+
+PLAYBOOK_DIR = Path("playbooks")
+_PLAYBOOK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def playbook_path(name: str) -> Path:
+    """The file of the playbook `name`: always `playbooks/<name>.yaml` under the daemon's working
+    directory, never a path of the caller's choosing (a name like `logs` is not the `logs/`
+    folder). A name that is not one, or no such file: `PlaybookError` (exit 2)."""
+    path = PLAYBOOK_DIR / f"{name}.yaml"
+    if not _PLAYBOOK_NAME.match(name):
+        raise PlaybookError([Issue(str(path), "", f"{name!r} is not a playbook name")])
+    if not path.is_file():
+        raise PlaybookError([Issue(str(path), "", "no such playbook file")])
+    return path
 
 
 @dataclass(frozen=True)
@@ -43,8 +64,9 @@ class Backend(Protocol):
     site held: `LockError`; plan digest differs: `PlanError`).
     """
 
-    def playbook_meta(self, name: str) -> PlaybookMeta:
-        """The playbook's emergency and approval flags; `PlaybookError` if unknown or invalid."""
+    def playbook_meta(self, name: str, params: dict[str, str] | None = None) -> PlaybookMeta:
+        """The validated playbook's emergency and approval flags (with `params` bound);
+        `PlaybookError` if unknown or invalid."""
         ...
 
     def status(self, caller: Caller) -> JSON:
@@ -111,6 +133,11 @@ class Backend(Protocol):
         reason: str,
     ) -> JSON:
         """Declare (`open`) or close an incident."""
+        ...
+
+    def notify(self, caller: Caller, *, incident: str | None, kind: str, to: str, ref: str) -> JSON:
+        """Record that a regulator was notified (`regulatory.notified`, `kind` in
+        `NOTIFY_KINDS`) for `incident` (default: the one open incident); `NotFound` if none."""
         ...
 
     def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:

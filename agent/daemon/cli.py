@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import re
 import shutil
 import sys
@@ -223,12 +224,17 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
         return
     from agent import audit  # noqa: PLC0415 - --local only
     from agent.daemon.api import make_app  # noqa: PLC0415
-    from agent.daemon.auth import Policy  # noqa: PLC0415
+    from agent.daemon.auth import (  # noqa: PLC0415
+        Policy,
+        check_local_roles,
+        default_roles_path,
+    )
     from agent.daemon.main import state_lock  # noqa: PLC0415
     from agent.daemon.service import local  # noqa: PLC0415
     from agent.inventory import default_path  # noqa: PLC0415
 
     audit.configure(console=False)
+    check_local_roles(o.roles or default_roles_path(), uid=os.geteuid(), state_dir=o.state_dir)
     policy = Policy.load(o.roles)
     with contextlib.ExitStack() as stack:
         if changes:
@@ -514,7 +520,8 @@ def _refuse_unsafe(plan: JSON) -> None:
     if refusals:
         raise PlanError(
             "plan refused: " + "; ".join(refusals),
-            hint="nothing was sent; a flow is cut only if the playbook names it under allow_cut",
+            hint="nothing was sent; keep the flow open with an allow_flow step, or name it "
+            "under allow_cut if cutting it is intended",
         )
 
 
@@ -919,6 +926,9 @@ def runs_cmd(o: Opts, limit: int) -> None:
     runs: list[JSON] = data.get("runs", [])
     if not runs:
         click.echo("no run yet")
+    # columns as wide as their longest value: a long playbook name never runs into the actor
+    pw = max((len(str(r["playbook"])) for r in runs), default=0) + 2
+    aw = max((len(str(r["actor"])) for r in runs), default=0) + 2
     for r in runs:
         status = str(r["status"])
         color = (
@@ -926,8 +936,9 @@ def runs_cmd(o: Opts, limit: int) -> None:
         )
         click.echo(
             f"{r['run_id']}  "
-            + _style(o, f"{status:<17}", fg=color)
-            + f"{r['playbook']:<22}{r['actor']:<10}{_when(r.get('created_at')):<24}"
+            + _style(o, f"{status:<18}", fg=color)
+            + f"{r['playbook']:<{max(pw, 22)}}{r['actor']:<{max(aw, 10)}}"
+            + f"{_when(r.get('created_at')):<24}"
             + ", ".join(r["sites"])
             + ("  [break-glass]" if r.get("break_glass") else "")
         )
@@ -1025,6 +1036,29 @@ def incident_close(o: Opts, name: str | None, reason: str) -> None:
         _echo_json(out)
     else:
         click.echo(f"incident {out['incident_id']} closed")
+
+
+@incident_group.command("notify")
+@click.argument("incident", required=False)
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(
+        ["nis2_early_warning", "nis2_notification", "nis2_final_report", "cnil", "ars"]
+    ),
+    help="Which notification (the audit report's regulatory clocks).",
+)
+@click.option("--to", "to", required=True, help="Who was notified (authority, desk).")
+@click.option("--ref", required=True, help="The notification's reference (receipt, ticket).")
+@common
+def incident_notify(o: Opts, incident: str | None, kind: str, to: str, ref: str) -> None:
+    """Record that a regulator was notified about INCIDENT (default: the open incident)."""
+    with connect(o, changes=True) as conn:
+        out = conn.client.notify(incident=incident, kind=kind, to=to, ref=ref)
+    if o.json:
+        _echo_json(out)
+    else:
+        click.echo(f"incident {out['incident_id']}: {kind} to {to} recorded (ref {ref})")
 
 
 @click.command("daemon")

@@ -21,6 +21,7 @@ from agent.daemon.backend import JSON, NotFound
 from agent.daemon.models import ErrorInfo
 from agent.errors import (
     AccessRefused,
+    ConfigError,
     CordonError,
     DaemonDown,
     DaemonError,
@@ -57,7 +58,7 @@ class Client:
     ) -> None:
         self.path = Path(path) if path is not None else default_socket_path()
         self.timeout = timeout
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        headers = {"Authorization": f"Bearer {_check_token(token)}"} if token is not None else {}
         self._http = httpx.Client(
             transport=transport or httpx.HTTPTransport(uds=str(self.path)),
             base_url="http://cordon/v1",
@@ -152,6 +153,10 @@ class Client:
         body = {"action": action, "name": name, "site": site, "reason": reason}
         return self._send("POST", "/incidents", body=body)
 
+    def notify(self, *, kind: str, to: str, ref: str, incident: str | None = None) -> JSON:
+        body = {"incident": incident, "kind": kind, "to": to, "ref": ref}
+        return self._send("POST", "/incidents/notify", body=body)
+
     def audit_report(self, *, run: str | None = None, incident: str | None = None) -> JSON:
         return self._send("GET", "/audit/report", params={"run": run, "incident": incident})
 
@@ -214,6 +219,18 @@ class Client:
                 hint="is this a cordon daemon of the same version?",
             ) from None
         raise rebuild(info)
+
+
+def _check_token(token: str) -> str:
+    """A bearer token is printable ASCII without spaces (RFC 6750); anything else is refused
+    here, before it is sent, with a message that never quotes it."""
+    if not token or any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        raise ConfigError(
+            "the bearer token (--token or $CORDON_TOKEN) is empty or contains a character that "
+            "is not printable ASCII (a space, an accent, a control character): nothing was sent",
+            hint="copy the token again; tokens are printable ASCII without spaces",
+        )
+    return token
 
 
 def _seg(value: str) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "AuditReportQuery",
     "ErrorInfo",
     "IncidentRequest",
+    "NotifyRequest",
     "PlanRequest",
     "Reason",
     "RollbackRequest",
@@ -145,6 +146,15 @@ class IncidentRequest(_Body):
     name: RunId | None = None
     site: Name | None = None
     reason: Reason
+
+
+class NotifyRequest(_Body):
+    """A regulator was notified about an incident (`cordon incident notify`)."""
+
+    incident: RunId | None = None  # default: the one open incident
+    kind: Literal["nis2_early_warning", "nis2_notification", "nis2_final_report", "cnil", "ars"]
+    to: Reason  # who was notified (an authority, a desk)
+    ref: Reason  # their reference, or ours: the receipt to show an inspector
 
 
 class RunsQuery(_Query):

@@ -23,17 +23,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agent import audit
 from agent.audit import report as audit_report
-from agent.daemon.backend import JSON, NotFound, PlaybookMeta
+from agent.daemon.backend import JSON, NotFound, PlaybookMeta, playbook_path
 from agent.daemon.health import HealthStore
 from agent.daemon.poll import Poller, reapply_recorded
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, RunOptions, RunReport, new_run_id
 from agent.engine.journal import OPEN, Journal, driver_alive
 from agent.engine.plan import Plan
-from agent.errors import CordonError, Issue, PlanError, PlaybookError, RunError, RunStopped
+from agent.errors import CordonError, PlanError, RunError, RunStopped
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
-from agent.playbook import find
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 
@@ -239,28 +238,13 @@ class Service:
         )
 
     def _playbook(self, name: str, params: dict[str, str] | None = None) -> Playbook:
-        path = find(name)
-        if not path.exists():
-            raise PlaybookError([Issue(str(path), "", f"no playbook named {name!r}")])
-        return load_playbook(path, self.inv, params)
+        return load_playbook(playbook_path(name), self.inv, params)
 
-    def playbook_meta(self, name: str) -> PlaybookMeta:
-        pb = self._playbook_header(name)
-        return PlaybookMeta(emergency=pb["emergency"], approval=pb["approval"])
-
-    def _playbook_header(self, name: str) -> dict[str, Any]:
-        """Emergency and approval flags, read without binding parameters."""
-        import yaml  # noqa: PLC0415
-
-        path = find(name)
-        if not path.exists():
-            raise PlaybookError([Issue(str(path), "", f"no playbook named {name!r}")])
-        raw = yaml.safe_load(path.read_text()) or {}
-        approval = raw.get("approval", "none")
-        return {
-            "emergency": bool(raw.get("emergency", False)),
-            "approval": approval if approval in ("none", "two_person") else "two_person",
-        }
+    def playbook_meta(self, name: str, params: dict[str, str] | None = None) -> PlaybookMeta:
+        """The flags of the validated playbook (never raw YAML: `emergency: "false"` is not
+        true); invalid, unknown or missing a parameter: `PlaybookError`, exit 2."""
+        pb = self._playbook(name, params)
+        return PlaybookMeta(emergency=pb.emergency, approval=pb.approval)
 
     def status(self, caller: Caller | None = None) -> JSON:
         sites = self.journal.sites()
@@ -343,7 +327,10 @@ class Service:
             needs_approval=needs,
             attest=dict(attest or {}),
         )
-        report = ex.start(pb, sites, new_run_id(), confirmed=p, options=options)
+        rid = new_run_id()
+        with audit.bind(run_id=rid):  # issue #11: the report's "decisions" read this record
+            self.log.info("run.planned", playbook=pb.name, sites=list(p.sites), digest=digest)
+        report = ex.start(pb, sites, rid, confirmed=p, options=options)
         self.schedule(report.run_id, 0.0)
         return {
             "run_id": report.run_id,
@@ -485,6 +472,9 @@ class Service:
             self._known_sites([site])
         if action == "open":
             incident_id = "INC-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            taken = {i["incident_id"] for i in self.journal.incidents()}
+            if incident_id in taken:  # two declared within a second (was: UNIQUE constraint)
+                incident_id += "-" + str(sum(t.startswith(incident_id) for t in taken) + 1)
             label = name or (f"attack at {site}" if site else "incident")
             self.journal.open_incident(incident_id, label, site, who, reason)
             with audit.bind(incident_id=incident_id, actor=who):
@@ -499,6 +489,22 @@ class Service:
         with audit.bind(incident_id=inc["incident_id"], actor=who):
             self.log.info("incident.closed", name=inc["name"], reason=reason)
         return {"incident_id": inc["incident_id"], "status": "closed"}
+
+    def notify(
+        self, caller: Caller | None, *, incident: str | None, kind: str, to: str, ref: str
+    ) -> JSON:
+        """`cordon incident notify`: a regulator was notified (the report's clocks read it)."""
+        opened = self.journal.incidents(open_only=incident is None)
+        match = [i for i in opened if incident in (None, i["incident_id"], i["name"])]
+        if len(match) != 1:
+            raise NotFound(
+                f"no incident {incident}" if incident else f"{len(match)} open incidents",
+                hint="name the incident: cordon incident notify INCIDENT ...",
+            )
+        iid = match[0]["incident_id"]
+        with audit.bind(incident_id=iid, actor=_who(caller)):
+            self.log.info("regulatory.notified", kind=kind, to=to, ref=ref)
+        return {"incident_id": iid, "kind": kind, "to": to, "ref": ref, "by": _who(caller)}
 
     def audit_report(
         self, caller: Caller | None = None, *, run: str | None, incident: str | None

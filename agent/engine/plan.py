@@ -148,8 +148,8 @@ def require_safe(p: Plan) -> Plan:
     if p.refusals:
         raise PlanError(
             "plan refused:\n  " + "\n  ".join(p.refusals),
-            hint="name a must-survive flow under allow_cut only if cutting it is "
-            "intended; never cut a management interface",
+            hint="keep a must-survive flow open with an allow_flow step; name it under "
+            "allow_cut only if cutting it is intended; never cut a management interface",
         )
     return p
 
@@ -467,8 +467,8 @@ def _refusals(
     for fi in impact:
         if fi.must_survive and fi.before and not fi.after and fi.flow not in pb.allow_cut:
             out.append(
-                f"would cut must-survive flow {fi.flow} (name it under allow_cut only "
-                "if that is intended)"
+                f"would cut must-survive flow {fi.flow} (keep it open with an allow_flow "
+                "step; name it under allow_cut only if cutting it is intended)"
             )
     for _site, device in inv.devices():
         dev = state.get(device.name, NORMAL)

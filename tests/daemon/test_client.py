@@ -259,5 +259,5 @@ def test_real_server_round_trip(server: Server) -> None:
         assert [r["run_id"] for r in client.runs(limit=1)["runs"]] == [run["run_id"]]
         assert client.attest(run["run_id"], site="st-malo", zone="icu", reason="clean")["zone"]
         assert client.rollback(run["run_id"])["status"] == "rolled_back"
-        assert client.incident("open", reason="ransomware", site="la-sagesse")["state"] == "open"
+        assert client.incident("open", reason="ransomware", site="la-sagesse")["status"] == "open"
         assert client.audit_report(run=run["run_id"])["run"] == run["run_id"]

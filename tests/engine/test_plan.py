@@ -133,11 +133,13 @@ def test_must_survive_cut_is_refused(inv: Inventory, tmp_path: Path) -> None:
     pb = load_playbook(playbook_file(tmp_path, text), inv)
     p = plan(pb, inv, sites=["nantes-jules-verne"])
     assert p.refusals == (
-        "would cut must-survive flow nts-icu-monitoring (name it under "
-        "allow_cut only if that is intended)",
+        "would cut must-survive flow nts-icu-monitoring (keep it open with an allow_flow "
+        "step; name it under allow_cut only if cutting it is intended)",
     )
-    with pytest.raises(PlanError, match="nts-icu-monitoring"):
+    with pytest.raises(PlanError, match="nts-icu-monitoring") as refused:
         require_safe(p)
+    # issue #11 item 9: the way to keep the flow is offered, not only the way to cut it
+    assert refused.value.hint is not None and "allow_flow" in refused.value.hint
     allowed = load_playbook(
         playbook_file(
             tmp_path, text.replace("level: L4\n", "level: L4\nallow_cut: [nts-icu-monitoring]\n")
