@@ -1,5 +1,7 @@
 """Brings the digital twin up and down: applies a blueprint with `ip -batch`, writes the twin's
-secrets where the inventory's references point, starts the real daemons, journals all of it.
+secrets where the inventory's references point, starts the real daemons, journals all of it, and
+returns only once the twin is ready (`agent.lab.ready`: the kernel's link state settled, every
+declared flow working).
 
 Imports the lab's own modules and the inventory; never a driver. Root only.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from agent.errors import LabError
 from agent.inventory.models import Inventory, Platform
-from agent.lab import daemons, netns
+from agent.lab import daemons, netns, ready
 from agent.lab.services import Listener, ServiceSpec, dump_spec
 from agent.lab.state import STATE_ROOT, LabState
 from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, blueprint
@@ -58,7 +60,9 @@ def require_root() -> None:
 
 
 def up(inv: Inventory, lab: str = DEFAULT_LAB) -> LabState:
-    """Build the twin of `inv`. Refuses if a twin is already up; undoes a failed build."""
+    """Build the twin of `inv` and return once every declared flow works (`ready.check`, within
+    CORDON_LAB_READY_S). Refuses if a twin is already up; undoes a failed build, a twin that is
+    not ready included (LabError naming the flows, the device and the hop at fault)."""
     require_root()
     existing = LabState.load(lab)
     if existing is not None:
@@ -111,6 +115,10 @@ def _build(inv: Inventory, bp: Blueprint, state: LabState) -> None:
     state.save()
     _start_daemons(inv, bp, state, material)
     state.timings["daemons_s"] = round(time.perf_counter() - t, 3)
+    # The kernel applies carrier changes asynchronously (see agent.lab.ready): links set up by
+    # the batches above may not be forwarding yet. Waited for after the daemons, which overlap.
+    deadline = time.monotonic() + ready.bound()
+    state.timings["settle_s"] = round(ready.wait_links(bp, deadline), 3)
     t = time.perf_counter()
     spec_path = state.dir / "services.json"
     listeners = tuple(Listener(s.ns, str(s.address), s.port, s.banner) for s in bp.services)
@@ -119,6 +127,9 @@ def _build(inv: Inventory, bp: Blueprint, state: LabState) -> None:
     state.procs.append(proc.as_dict())
     state.save()
     state.timings["services_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    ready.wait_flows(inv, bp, deadline)
+    state.timings["flows_s"] = round(time.perf_counter() - t, 3)
 
 
 def _veth_line(a_ns: str, a_if: str, b_ns: str, b_if: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent.lab import flows, netns
+from agent.lab import flows, netns, ready
 from tests.conftest import Twin
 from tests.daemon.test_daemon_cli import (
     APPROVAL,
@@ -82,7 +82,7 @@ def live(twin: Twin, tmp_path: Path) -> Iterator[Live]:
     """A daemon polling every 2 s; afterwards every run rolled back, newest first (through a
     daemon, restarted if the test stopped it), the daemon stopped, the twin all open again."""
     s = Stack(tmp_path, isolate_net=False)
-    assert all(matrix(twin).values()), "the twin must start with every flow open"
+    ready.check(twin.inv, twin.bp)  # the twin's own readiness check: every flow open
     lv = Live(s, s.daemon(poll_interval=POLL_S).ready())
     try:
         yield lv

@@ -17,7 +17,7 @@ from agent.drivers.base import DeadMan, Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.inventory.synth import HGO_SITES, group_document
-from agent.lab import build, daemons, infect, netns
+from agent.lab import build, daemons, infect, netns, ready
 from agent.lab.state import STATE_ROOT, LabState
 from agent.lab.topology import ROOT_LINK
 
@@ -56,6 +56,10 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     foreign = set(netns.run(["ip", "netns", "list"]).stdout.split())
     state = build.up(inv)
     try:
+        # returned only once the kernel has settled: every link oper-UP, every port forwarding
+        assert {ns: ready.link_problems(ns) for ns in state.namespaces} == {
+            ns: [] for ns in state.namespaces
+        }
         assert blackhole_present()
         assert all(netns.exists(ns) for ns in state.namespaces)
         procs = [daemons.DaemonProc.from_dict(p) for p in state.procs]
