@@ -1110,8 +1110,10 @@ class Executor:
         """Refuse to send anything while the audit log's disk has less than the minimum free
         (`CORDON_AUDIT_MIN_FREE_MB`): a change must never outrun its record."""
         log_dir = audit.current_log_dir()
+        # The writer makes its directory at the first record: measure the disk it will be on.
+        probe = next((p for p in (log_dir, *log_dir.parents) if p.exists()), log_dir)
         try:
-            free = shutil.disk_usage(log_dir).free
+            free = shutil.disk_usage(probe).free
         except OSError as exc:
             raise AuditError(f"the audit log {log_dir} cannot be read: {exc.strerror}") from exc
         if free < self.audit_min_free * 2**20:
