@@ -167,7 +167,12 @@ def _contain_and_restore(
     check = audit.verify(audit.current_log_dir())
     click.echo(
         f"audit trail: {check.records} chained records in {audit.current_log_dir()}, "
-        f"`cordon audit verify`: {'intact' if check.ok else 'BROKEN'}"
+        f"`cordon audit verify`: {'intact' if check.ok else 'BROKEN'} ({check.verdict}); "
+        + (
+            "seals signed and checked against the pinned key"
+            if check.anchored
+            else "seals NOT anchored: no key pinned (`cordon audit keygen`, README: The audit log)"
+        )
     )
     if bad or any(r.status != "done" for r in runs) or lost:
         raise CordonError("the demo did not go as planned", hint="see the output above")
