@@ -1,7 +1,10 @@
 """Every shipped playbook on the twin of the second test group (tests/data/ght-vallee.yaml), with
 real TCP: its devices answer on management interfaces not called mgmt0, its switches answer in
 the inventory's IOS-style names (CLI and SNMP), and each playbook's flow matrix after the run is
-the planned one, rolled back to the baseline.
+the planned one; its must-survive flows never fail a probe (every 200 ms) while it runs; a second
+run sends nothing; its rollback restores the matrix it started from. The recovery playbooks run
+after an isolation: reconnect zone by zone (attested, short soaks), then restore-normal (two
+people) back to the pre-incident matrix, exactly.
 
 Only one twin per machine: this module builds its own under the session lock and is marked
 `twin_lifecycle`, so it runs (and takes its twin down) before the session's example twin."""
@@ -17,11 +20,12 @@ from agent.drivers import one_shot
 from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.drivers.snmp import SnmpDriver
-from agent.engine.execute import Executor
+from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
 from agent.inventory import load
 from agent.lab import build, flows
+from agent.lab.probe import ContinuousProber, ProbeStats, ProbeTarget
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
 from agent.playbook import load as load_playbook
@@ -88,7 +92,22 @@ def engine(vallee: Twin, tmp_path: Path) -> Iterator[Executor]:
     journal.close()
 
 
-@pytest.mark.parametrize("name", ["isolate-site", "preventive-degraded", "segment", "segment-port"])
+def must_survive(twin: Twin) -> list[ProbeTarget]:
+    return [t for f, t in flows.targets(twin.inv, twin.bp) if f.must_survive]
+
+
+def assert_never_failed(stats: dict[ProbeTarget, ProbeStats], targets: list[ProbeTarget]) -> None:
+    """Every must-survive flow was probed during the run, and no probe failed."""
+    assert {t for t, s in stats.items() if s.sent} == set(targets)
+    assert sum(s.failed for s in stats.values()) == 0, {
+        str(k): s for k, s in stats.items() if s.failed
+    }
+
+
+CONTAINMENT = ["isolate-site", "preventive-degraded", "segment", "segment-port"]
+
+
+@pytest.mark.parametrize("name", CONTAINMENT)
 def test_shipped_playbook_on_the_other_twin(vallee: Twin, engine: Executor, name: str) -> None:
     sites, params = RUNS[name]
     original = matrix(vallee)
@@ -96,8 +115,94 @@ def test_shipped_playbook_on_the_other_twin(vallee: Twin, engine: Executor, name
     pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", vallee.inv, params)
     predicted = {fi.flow: fi.after for fi in plan(pb, vallee.inv, sites=sites).impact}
     assert not all(predicted.values())
-    report = engine.run(pb, sites)
+    must = must_survive(vallee)
+    with ContinuousProber(must, interval=0.2) as prober:
+        report = engine.run(pb, sites)
+        stats = prober.stop()
     assert report.status == "done", report
+    assert report.flow_problems == []
+    assert_never_failed(stats, must)
     assert wait_for(lambda: matrix(vallee) == predicted, timeout=10)
+    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"isolated"}
+    # a second time: nothing to change, nothing sent
+    again = engine.run(pb, sites)
+    assert again.status == "done", again
+    assert again.outcomes == []
+    assert matrix(vallee) == predicted
     assert engine.rollback(report.run_id).status == "rolled_back"
+    assert wait_for(lambda: matrix(vallee) == original, timeout=10)
+    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
+
+
+def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor) -> None:
+    """Hopital Nord isolated, reconnected zone by zone (servers first, each attested, each soak
+    passed before the next), then restore-normal approved by a second operator: the matrix is
+    the pre-incident one. Each run again changes nothing; rolled back newest first, each run
+    restores the matrix it started from, down to the baseline."""
+    site = "hopital-nord"
+    original = matrix(vallee)
+    assert all(original.values()), {k for k, v in original.items() if not v}
+    must = must_survive(vallee)
+    isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", vallee.inv)
+    isolation = engine.run(isolate, [site])
+    assert isolation.status == "done", isolation
+    isolated = matrix(vallee)
+    assert not isolated["hn-dpi-hds"] and not isolated["hn-compta-dpi"]
+
+    # reconnect: the zones it takes here are chosen by role and criticality, not by name
+    reconnect = load_playbook(ROOT / "playbooks" / "reconnect.yaml", vallee.inv)
+    zones = ["dc-local", "reanimation", "urgences-tel", "labo", "bureautique", "gtc"]
+    attest = {z: f"{z}: reimaged and scanned clean (ticket INC-7)" for z in zones}
+    with ContinuousProber(must, interval=0.2) as prober:
+        back = engine.run(
+            reconnect, [site], options=RunOptions(soak_seconds=1.0, attest=attest), poll=0.2
+        )
+        stats = prober.stop()
+    assert back.status == "done", back
+    assert back.flow_problems == []
+    assert_never_failed(stats, must)
+    gates = {g.step: g for g in engine.journal.gates(back.run_id)}
+    for soak in ("soak-servers", "soak-life-critical", "soak-clinical", "soak-admin"):
+        assert gates[soak].status == "passed", gates[soak]
+    assert gates["soak-servers"].opened_at < gates["soak-life-critical"].opened_at
+    assert gates["soak-clinical"].opened_at < gates["soak-admin"].opened_at
+    order = [r.step for r in engine.journal.steps(back.run_id) if r.status == "verified"]
+    assert order[:4] == ["servers", "life-critical", "clinical", "admin"]
+    assert "building" not in order  # no building zone at this site: nothing to reconnect
+    reconnected = matrix(vallee)
+    assert reconnected["hn-dpi-hds"]  # servers back to the datacentre
+    assert reconnected["hn-visiteurs-internet"]  # internet last, both uplinks
+    # remote access, vendor maintenance and the L3 segmentation stay until restore-normal
+    assert not reconnected["hn-nomades-dpi"]
+    assert not reconnected["hn-vendor-labo"]
+    assert engine.journal.sites()[site]["mode"] == "reconnected"
+    again = engine.run(reconnect, [site], options=RunOptions(soak_seconds=1.0), poll=0.2)
+    assert again.status == "done", again
+    assert again.outcomes == []
+    assert matrix(vallee) == reconnected
+
+    # restore-normal: nothing is sent before a second operator approves
+    sites, _ = RUNS["restore-normal"]
+    restore = load_playbook(ROOT / "playbooks" / "restore-normal.yaml", vallee.inv)
+    with ContinuousProber(must, interval=0.2) as prober:
+        started = engine.start(restore, sites, options=RunOptions(needs_approval=True))
+        assert engine.proceed(started.run_id).status == "awaiting_approval"
+        assert {r.status for r in engine.journal.steps(started.run_id)} == {"pending"}
+        assert matrix(vallee) == reconnected
+        engine.approve(started.run_id, "bob", "incident closed by the crisis cell")
+        final = engine.drive(started.run_id, poll=0.2)
+        stats = prober.stop()
+    assert final.status == "done", final
+    assert_never_failed(stats, must)
+    assert wait_for(lambda: matrix(vallee) == original, timeout=10)
+    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
+    assert engine.plan(restore, sites).empty
+    assert engine.plan(reconnect, [site]).empty
+
+    # rolled back newest first: each run's own starting matrix, then the baseline
+    assert engine.rollback(started.run_id).status == "rolled_back"
+    assert wait_for(lambda: matrix(vallee) == reconnected, timeout=10)
+    assert engine.rollback(back.run_id).status == "rolled_back"
+    assert wait_for(lambda: matrix(vallee) == isolated, timeout=10)
+    assert engine.rollback(isolation.run_id).status == "rolled_back"
     assert wait_for(lambda: matrix(vallee) == original, timeout=10)
