@@ -11,7 +11,9 @@ Only one twin per machine: this module builds its own under the session lock and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -134,24 +136,80 @@ def test_shipped_playbook_on_the_other_twin(vallee: Twin, engine: Executor, name
     assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
 
 
-def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor) -> None:
-    """Hopital Nord isolated, reconnected zone by zone (servers first, each attested, each soak
-    passed before the next), then restore-normal approved by a second operator: the matrix is
-    the pre-incident one. Each run again changes nothing; rolled back newest first, each run
-    restores the matrix it started from, down to the baseline."""
-    site = "hopital-nord"
+@dataclass(frozen=True)
+class Recovery:
+    """An incident at `site`: `first` run on `hit`, then `site` reconnected and every site
+    restored. `zones`: what reconnect takes there, by role and criticality, in its order;
+    `to_core`: a flow to the datacentre the cut closed; `internet`: a flow reopened last;
+    `held`: flows that stay cut until restore-normal; `mode`: the site's mode after reconnect
+    (`normal` when nothing else was cut there: its devices are back to their baseline)."""
+
+    site: str
+    first: str
+    hit: list[str]
+    zones: dict[str, list[str]]
+    to_core: str
+    internet: str
+    held: list[str]
+    mode: str
+
+
+RECOVERIES = [
+    # the site with two internet uplinks, remote and vendor access, a zone on two switches
+    Recovery(
+        "hopital-nord",
+        "isolate-site",
+        ["hopital-nord"],
+        {
+            "servers": ["dc-local"],
+            "life-critical": ["reanimation", "urgences-tel"],
+            "clinical": ["labo"],
+            "admin": ["bureautique", "gtc"],
+        },
+        "hn-dpi-hds",
+        "hn-visiteurs-internet",
+        ["hn-nomades-dpi", "hn-vendor-labo", "hn-compta-dpi"],
+        "reconnected",
+    ),
+    # both sites degraded; the one with no servers zone and a life-critical zone with no role
+    # is reconnected, then restore-normal lifts both
+    Recovery(
+        "clinique-sud",
+        "preventive-degraded",
+        ["hopital-nord", "clinique-sud"],
+        {
+            "life-critical": ["soins-intensifs"],
+            "clinical": ["imagerie"],
+            "admin": ["admin-sud"],
+        },
+        "cs-irm-hds",
+        "cs-invite-internet",
+        ["hn-dpi-hds", "hn-visiteurs-internet"],
+        "normal",  # no remote or vendor access, no segmentation: all of it reconnected
+    ),
+]
+
+
+@pytest.mark.parametrize("case", RECOVERIES, ids=[f"{r.first}-{r.site}" for r in RECOVERIES])
+def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor, case: Recovery) -> None:
+    """After the incident, the site is reconnected zone by zone in the playbook's order (each
+    zone attested, each soak passed before the next), then restore-normal, approved by a second
+    operator, brings back the pre-incident matrix exactly. Must-survive flows never fail a
+    probe; each run again changes nothing; rolled back newest first, each run restores the
+    matrix it started from, down to the baseline."""
+    site = case.site
     original = matrix(vallee)
     assert all(original.values()), {k for k, v in original.items() if not v}
     must = must_survive(vallee)
-    isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", vallee.inv)
-    isolation = engine.run(isolate, [site])
-    assert isolation.status == "done", isolation
+    first = load_playbook(ROOT / "playbooks" / f"{case.first}.yaml", vallee.inv)
+    incident = engine.run(first, case.hit)
+    assert incident.status == "done", incident
     isolated = matrix(vallee)
-    assert not isolated["hn-dpi-hds"] and not isolated["hn-compta-dpi"]
+    assert not isolated[case.to_core] and not isolated[case.internet]
 
     # reconnect: the zones it takes here are chosen by role and criticality, not by name
     reconnect = load_playbook(ROOT / "playbooks" / "reconnect.yaml", vallee.inv)
-    zones = ["dc-local", "reanimation", "urgences-tel", "labo", "bureautique", "gtc"]
+    zones = [z for step in case.zones.values() for z in step]
     attest = {z: f"{z}: reimaged and scanned clean (ticket INC-7)" for z in zones}
     with ContinuousProber(must, interval=0.2) as prober:
         back = engine.run(
@@ -161,21 +219,30 @@ def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor) -> None:
     assert back.status == "done", back
     assert back.flow_problems == []
     assert_never_failed(stats, must)
+    rows = engine.journal.steps(back.run_id)
+    assert {r.status for r in rows} == {"verified"}
+    order = list(dict.fromkeys(r.step for r in rows))
+    assert order[: len(case.zones)] == list(case.zones)
+    reconnected_zones: dict[str, set[str]] = {}  # from the rules' comments, as sent
+    for r in rows:
+        text = "\n".join(r.commands)
+        found = re.findall(rf"{re.escape(r.step)}: reconnect ([a-z0-9-]+)", text)
+        reconnected_zones.setdefault(r.step, set()).update(found)
+    assert {k: v for k, v in reconnected_zones.items() if v} == {
+        k: set(v) for k, v in case.zones.items()
+    }
     gates = {g.step: g for g in engine.journal.gates(back.run_id)}
-    for soak in ("soak-servers", "soak-life-critical", "soak-clinical", "soak-admin"):
-        assert gates[soak].status == "passed", gates[soak]
-    assert gates["soak-servers"].opened_at < gates["soak-life-critical"].opened_at
-    assert gates["soak-clinical"].opened_at < gates["soak-admin"].opened_at
-    order = [r.step for r in engine.journal.steps(back.run_id) if r.status == "verified"]
-    assert order[:4] == ["servers", "life-critical", "clinical", "admin"]
-    assert "building" not in order  # no building zone at this site: nothing to reconnect
+    soaks = [f"soak-{step}" for step in case.zones]
+    assert all(gates[s].status == "passed" for s in soaks), {s: gates[s] for s in soaks}
+    assert [gates[s].opened_at for s in soaks] == sorted(gates[s].opened_at for s in soaks)
+    attested = {g.step.split(":")[0] for g in gates.values() if g.step.endswith(":preconditions")}
+    assert set(case.zones) <= attested
     reconnected = matrix(vallee)
-    assert reconnected["hn-dpi-hds"]  # servers back to the datacentre
-    assert reconnected["hn-visiteurs-internet"]  # internet last, both uplinks
-    # remote access, vendor maintenance and the L3 segmentation stay until restore-normal
-    assert not reconnected["hn-nomades-dpi"]
-    assert not reconnected["hn-vendor-labo"]
-    assert engine.journal.sites()[site]["mode"] == "reconnected"
+    assert reconnected[case.to_core]  # back to the datacentre
+    assert reconnected[case.internet]  # internet last
+    # remote access, vendor maintenance, the L3 segmentation and other sites stay as they were
+    assert not any(reconnected[f] for f in case.held)
+    assert engine.journal.sites()[site]["mode"] == case.mode
     again = engine.run(reconnect, [site], options=RunOptions(soak_seconds=1.0), poll=0.2)
     assert again.status == "done", again
     assert again.outcomes == []
@@ -204,5 +271,5 @@ def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor) -> None:
     assert wait_for(lambda: matrix(vallee) == reconnected, timeout=10)
     assert engine.rollback(back.run_id).status == "rolled_back"
     assert wait_for(lambda: matrix(vallee) == isolated, timeout=10)
-    assert engine.rollback(isolation.run_id).status == "rolled_back"
+    assert engine.rollback(incident.run_id).status == "rolled_back"
     assert wait_for(lambda: matrix(vallee) == original, timeout=10)
