@@ -106,12 +106,28 @@ def assert_never_failed(stats: dict[ProbeTarget, ProbeStats], targets: list[Prob
     }
 
 
-CONTAINMENT = ["isolate-site", "preventive-degraded", "segment", "segment-port"]
+# each containment playbook as test_any_group runs it, and two more shapes: a port under its
+# short IOS name on the switch managed on GigabitEthernet0/0, a zone that has no role
+CONTAINMENT: list[tuple[str, str, list[str], dict[str, str]]] = [
+    (name, name, *RUNS[name])
+    for name in ("isolate-site", "preventive-degraded", "segment", "segment-port")
+] + [
+    (
+        "segment-port-short-name",
+        "segment-port",
+        ["hopital-nord"],
+        {"device": "hn-sw-b", "interface": "Gi1/0/4"},
+    ),
+    ("segment-zone-without-role", "segment", ["hopital-nord"], {"zone": "gtc"}),
+]
 
 
-@pytest.mark.parametrize("name", CONTAINMENT)
-def test_shipped_playbook_on_the_other_twin(vallee: Twin, engine: Executor, name: str) -> None:
-    sites, params = RUNS[name]
+@pytest.mark.parametrize(
+    ("name", "sites", "params"), [c[1:] for c in CONTAINMENT], ids=[c[0] for c in CONTAINMENT]
+)
+def test_shipped_playbook_on_the_other_twin(
+    vallee: Twin, engine: Executor, name: str, sites: list[str], params: dict[str, str]
+) -> None:
     original = matrix(vallee)
     assert all(original.values()), {k for k, v in original.items() if not v}
     pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", vallee.inv, params)
