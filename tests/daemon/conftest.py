@@ -1,26 +1,35 @@
 """Fixtures for the daemon API tests: an audit log in tmp_path, a roles file with a token per
-user, the fake backend, a real server on a Unix socket, and clients acting as each user."""
+user, the fake backend, the real service over a pool that reaches no device (with its working
+directory of playbooks), a real server on a Unix socket, and clients acting as each user."""
 
 from __future__ import annotations
 
+import functools
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent import audit
+from agent.daemon import service as service_module
 from agent.daemon.api import make_app
 from agent.daemon.auth import Policy
 from agent.daemon.client import Client
-from tests.conftest import require_root
+from agent.daemon.service import Service
+from agent.errors import ConnectError
+from agent.inventory import load as load_inventory
+from agent.inventory.models import Inventory
+from tests.conftest import EXAMPLE, ROOT, require_root
 from tests.daemon.fakes import FakeBackend, Server
 
 # Who is who in the test roles file. root (the test process) is an operator through `root_is`.
-USERS = ("alice", "bob", "carol", "dave", "olivia", "erin")
+USERS = ("alice", "bob", "carol", "dave", "olivia", "zed", "erin")
 ROLES_YAML = """\
 oncall: [alice, olivia]
-operator: [bob, carol, olivia]
+operator: [bob, carol, olivia, zed]
 auditor: [dave]
 root_is: operator
 tokens:
@@ -29,8 +38,10 @@ tokens:
   carol: env:CORDON_TEST_TOKEN_CAROL
   dave: env:CORDON_TEST_TOKEN_DAVE
   olivia: env:CORDON_TEST_TOKEN_OLIVIA
+  zed: env:CORDON_TEST_TOKEN_ZED
 """
 # erin has a token env variable but no entry: her token must match no one.
+# zed is the operator the tests use to set a state up (a run that waits, an open incident).
 
 
 @pytest.fixture
@@ -42,14 +53,18 @@ def audit_log(tmp_path: Path) -> Iterator[Path]:
     audit.close()
 
 
+# One random token per user for the session: each token read is registered as a secret to
+# scrub, and the scrubber's pattern of every secret ever registered is compiled again at each new
+# one; fresh tokens per test made every later test slower (seconds each, by the hundredth test).
+_TOKENS = {user: f"tok-{user}-{secrets.token_urlsafe(24)}" for user in USERS}
+
+
 @pytest.fixture
 def tokens(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A fresh random token per user, in the environment variables the roles file names."""
-    out = {}
-    for user in USERS:
-        out[user] = f"tok-{user}-{secrets.token_urlsafe(24)}"
-        monkeypatch.setenv(f"CORDON_TEST_TOKEN_{user.upper()}", out[user])
-    return out
+    """A random token per user, in the environment variables the roles file names."""
+    for user, token in _TOKENS.items():
+        monkeypatch.setenv(f"CORDON_TEST_TOKEN_{user.upper()}", token)
+    return dict(_TOKENS)
 
 
 @pytest.fixture
@@ -93,3 +108,84 @@ def client_as(server: Server, tokens: dict[str, str]) -> Iterator[Callable[[str]
     yield make
     for client in made:
         client.close()
+
+
+class NoDevices:
+    """The pool of a machine with no device: every attempt is counted, then fails."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def session(self, device: str, via: str = "ssh") -> Any:
+        self.attempts.append(device)
+        raise ConnectError(device, "connect", "no device is reachable in this test")
+
+    def run(self, device: str, fn: Any, via: str = "ssh") -> Any:
+        self.attempts.append(device)
+        raise ConnectError(device, "connect", "no device is reachable in this test")
+
+    def warm(self, devices: Any, *, via: str = "ssh") -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The daemon's working directory: the shipped playbooks, the ones the API tests name
+    (tests.daemon.fakes.PLAYBOOKS, made from preventive-degraded with those flags), a few bad
+    ones, and a `logs/` folder (the daemon's audit directory is often there)."""
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "playbooks", work / "playbooks")
+    (work / "logs").mkdir()
+    pb = work / "playbooks"
+    (pb / "broken.yaml").write_text("name: broken\nlevel: L2\nsteps: [\n", encoding="utf-8")
+    (pb / "a-list.yaml").write_text("- name: x\n", encoding="utf-8")
+    (pb / "nul.yaml").write_text('name: nul\ndescription: "a\\0b"\nlevel: L2\n', encoding="utf-8")
+    text = (pb / "preventive-degraded.yaml").read_text(encoding="utf-8")
+    assert "\nemergency: true\n" in text
+
+    def variant(name: str, flags: str) -> str:
+        out = text.replace("name: preventive-degraded", f"name: {name}")
+        out = out.replace("\nemergency: true\n", f"\n{flags}")
+        (pb / f"{name}.yaml").write_text(out, encoding="utf-8")
+        return out
+
+    # preventive-degraded, but not an emergency: `"false"` quoted must read as false
+    variant("quoted-false", 'emergency: "false"\n')
+    # neither an emergency nor two-person: an operator's ordinary run
+    variant("routine", "")
+    # a run that waits for a second operator: held, nothing sent
+    variant("hold", "approval: two_person\n")
+    # an emergency that otherwise waits for a second operator: on call may break the glass
+    variant("hold-emergency", "emergency: true\napproval: two_person\n")
+    monkeypatch.chdir(work)
+    return work
+
+
+@functools.cache
+def example_inventory() -> Inventory:
+    """The example inventory, read once per session (about a second of YAML each time)."""
+    return load_inventory(EXAMPLE)
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, workdir: Path, audit_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Service]:
+    """The real service over the example inventory, no scheduler (nothing proceeds a run by
+    itself), its pool replaced by `NoDevices`: any device attempt is counted and fails. A fresh
+    journal and health store per test; the inventory, read-only, is read once per session."""
+    monkeypatch.setattr(
+        service_module,
+        "load_inventory",
+        lambda path: example_inventory() if path == EXAMPLE else load_inventory(path),
+    )
+    svc = Service(EXAMPLE, tmp_path / "svc-state", scheduler=False)
+    svc.pool.close()
+    svc.pool = NoDevices()  # type: ignore[assignment]
+    try:
+        yield svc
+    finally:
+        svc.stop()

@@ -1,16 +1,20 @@
-"""Test doubles for the daemon API: a fake engine backend that records what it was asked to do,
-a real aiohttp server on a Unix socket in a background thread, and audit log readers.
+"""Test doubles for the daemon API: a recorder that stands between the API and a backend (the
+fake below or the real `agent.daemon.service.Service`), a fake backend, a real aiohttp server on a
+Unix socket in a background thread, and audit log readers.
 
-The fake decides nothing the engine decides (no two-person rule, no plan): it records the call
-and answers in the real service's shape, which tests/daemon/test_api_real.py compares with the
-real service's answers. Rules are tested against the real service there."""
+The fake decides nothing the engine decides (no two-person rule, no plan, no lock): it keeps the
+runs it was asked to start and answers in the real service's shape, which
+tests/daemon/test_api_real.py compares with the real service's answers. tests/daemon/test_api.py
+runs every test against both; rules are the real service's."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,16 +23,22 @@ from aiohttp import web
 from agent import audit
 from agent.daemon.api import start
 from agent.daemon.auth import Caller, Decision
-from agent.daemon.backend import JSON, NotFound, PlaybookMeta
-from agent.errors import Issue, PlanError, PlaybookError
+from agent.daemon.backend import JSON, Backend, NotFound, PlaybookMeta
+from agent.errors import Issue, PlaybookError
+from tests.conftest import EXAMPLE
 
+# The playbooks the API tests use, with the flags authorization reads. The real service reads the
+# same names from the working directory tests/daemon/conftest.py `workdir` makes (the shipped
+# preventive-degraded, and three made from it with these flags).
 PLAYBOOKS = {
-    "isolate-site": PlaybookMeta(emergency=True, approval="two_person"),
     "preventive-degraded": PlaybookMeta(emergency=True, approval="none"),
-    "reconnect": PlaybookMeta(emergency=False, approval="two_person"),
-    "segment": PlaybookMeta(emergency=False, approval="none"),
+    "routine": PlaybookMeta(emergency=False, approval="none"),
+    "hold": PlaybookMeta(emergency=False, approval="two_person"),
+    "hold-emergency": PlaybookMeta(emergency=True, approval="two_person"),
 }
-SITES = ("la-sagesse", "st-malo", "vitre")
+# establishments of the example inventory (tests.conftest.EXAMPLE), each with an `icu` zone
+SITES = ("rennes-la-sagesse", "saint-nazaire-estuaire", "nantes-jules-verne", "fontenay-sud-vendee")
+LEVELS = {"preventive-degraded": "L2", "routine": "L2", "hold": "L2", "hold-emergency": "L2"}
 
 
 def digest_of(playbook: str) -> str:
@@ -43,14 +53,17 @@ class Call:
     args: dict[str, Any]
 
 
-@dataclass
-class FakeBackend:
-    """Records every call that could act or read (not `playbook_meta`); runs live in a dict."""
+class Recorder:
+    """The backend the API is given in tests: records every call that could act or read (not
+    `playbook_meta`) with the caller's identity and arguments, then passes it on to `inner` (the
+    fake or the real service) unchanged. `fail_with`: raised by `status` instead of passing it on,
+    to test how the API translates an error the backend raises."""
 
-    calls: list[Call] = field(default_factory=list)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    fail_with: BaseException | None = None  # raised by `status`, to test error translation
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.calls: list[Call] = []
+        self.fail_with: BaseException | None = None
+        self._lock = threading.Lock()
 
     def _record(self, method: str, caller: Caller, /, **args: Any) -> None:
         with self._lock:
@@ -59,27 +72,14 @@ class FakeBackend:
     def names(self) -> list[str]:
         return [c.name for c in self.calls]
 
-    def _sites(self, sites: list[str] | None) -> list[str]:
-        for site in sites or []:
-            if site not in SITES:
-                raise NotFound(f"site {site!r} is not in the inventory")
-        return list(sites or SITES)
-
-    def _run(self, run_id: str) -> dict[str, Any]:
-        if run_id not in self.runs:
-            raise NotFound(f"no run {run_id}")
-        return self.runs[run_id]
-
     def playbook_meta(self, name: str, params: dict[str, str] | None = None) -> PlaybookMeta:
-        if name not in PLAYBOOKS:
-            raise PlaybookError([Issue(f"playbooks/{name}.yaml", "", "no such playbook file")])
-        return PLAYBOOKS[name]
+        return self.inner.playbook_meta(name, params)
 
     def status(self, caller: Caller) -> JSON:
         self._record("status", caller)
         if self.fail_with is not None:
             raise self.fail_with
-        return {"sites": [{"site": s, "mode": "normal"} for s in SITES]}
+        return self.inner.status(caller)
 
     def plan(
         self,
@@ -90,8 +90,7 @@ class FakeBackend:
         params: dict[str, str] | None = None,
     ) -> JSON:
         self._record("plan", caller, playbook=playbook, sites=sites)
-        self.playbook_meta(playbook)
-        return {"playbook": playbook, "sites": self._sites(sites), "digest": digest_of(playbook)}
+        return self.inner.plan(caller, playbook=playbook, sites=sites, params=params)
 
     def start_run(
         self,
@@ -118,53 +117,37 @@ class FakeBackend:
             break_glass=decision.break_glass,
             needs_approval=decision.needs_approval,
         )
-        targets = self._sites(sites)
-        if digest != digest_of(playbook):
-            raise PlanError("the plan changed since it was shown", hint="plan again")
-        with self._lock:
-            run_id = f"R{len(self.runs) + 1}"
-            status = "awaiting_approval" if decision.needs_approval else "running"
-            self.runs[run_id] = {"run_id": run_id, "by": caller.user, "status": status}
-        log = audit.get_logger(run_id=run_id)
-        if decision.break_glass:
-            log.warning("run.break_glass", reason=reason)
-        log.info("run.started", sites=targets)
-        # the real service's answer (agent.daemon.service.Service.start_run)
-        return {
-            "run_id": run_id,
-            "status": status,
-            "playbook": playbook,
-            "sites": targets,
-            "changes": 1,
-            "break_glass": decision.break_glass,
-            "needs_approval": decision.needs_approval,
-        }
+        return self.inner.start_run(
+            caller,
+            playbook=playbook,
+            sites=sites,
+            digest=digest,
+            reason=reason,
+            attest=attest,
+            soak_seconds=soak_seconds,
+            decision=decision,
+            params=params,
+        )
 
     def list_runs(self, caller: Caller, *, limit: int) -> JSON:
         self._record("list_runs", caller, limit=limit)
-        return {"runs": list(self.runs.values())[:limit]}
+        return self.inner.list_runs(caller, limit=limit)
 
     def show_run(self, caller: Caller, *, run_id: str) -> JSON:
         self._record("show_run", caller, run_id=run_id)
-        return dict(self._run(run_id))
+        return self.inner.show_run(caller, run_id=run_id)
 
     def approve(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
-        """Records and approves: the two-person rule is the engine's, tested on the real one."""
         self._record("approve", caller, run_id=run_id, reason=reason)
-        run = self._run(run_id)
-        run["status"] = "running"
-        audit.get_logger(run_id=run_id).info("run.approved", reason=reason)
-        return {"run_id": run_id, "approved": "run", "by": caller.user}
+        return self.inner.approve(caller, run_id=run_id, reason=reason)
 
     def rollback(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
         self._record("rollback", caller, run_id=run_id, reason=reason)
-        self._run(run_id)["status"] = "rolled_back"
-        return dict(self.runs[run_id])
+        return self.inner.rollback(caller, run_id=run_id, reason=reason)
 
     def attest(self, caller: Caller, *, run_id: str, site: str, zone: str, reason: str) -> JSON:
         self._record("attest", caller, run_id=run_id, site=site, zone=zone, reason=reason)
-        self._run(run_id)
-        return {"run_id": run_id, "site": site, "zone": zone}
+        return self.inner.attest(caller, run_id=run_id, site=site, zone=zone, reason=reason)
 
     def incident(
         self,
@@ -176,17 +159,197 @@ class FakeBackend:
         reason: str,
     ) -> JSON:
         self._record("incident", caller, action=action, name=name, site=site, reason=reason)
+        return self.inner.incident(caller, action=action, name=name, site=site, reason=reason)
+
+    def notify(self, caller: Caller, *, incident: str | None, kind: str, to: str, ref: str) -> JSON:
+        self._record("notify", caller, incident=incident, kind=kind, to=to, ref=ref)
+        return self.inner.notify(caller, incident=incident, kind=kind, to=to, ref=ref)
+
+    def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
+        self._record("audit_report", caller, run=run, incident=incident)
+        return self.inner.audit_report(caller, run=run, incident=incident)
+
+
+@dataclass
+class FakeService:
+    """Stands in for the engine: keeps the runs it started in a dict and answers in the real
+    service's shapes. It checks only that the names it is given exist (as the real one does
+    before anything else), with the real one's NotFound message; it checks no digest, takes no
+    lock, and approves, cancels and attests whatever it is asked to."""
+
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _sites(self, sites: list[str] | None) -> list[str]:
+        for site in sites or []:
+            if site not in SITES:
+                raise NotFound(f"no site {site} in the inventory {EXAMPLE}")
+        return list(sites or SITES)
+
+    def _run(self, run_id: str, *, what: str = "") -> dict[str, Any]:
+        if run_id not in self.runs:
+            raise NotFound(f"no run {run_id}{what}")
+        return self.runs[run_id]
+
+    def playbook_meta(self, name: str, params: dict[str, str] | None = None) -> PlaybookMeta:
+        if name not in PLAYBOOKS:
+            raise PlaybookError([Issue(f"playbooks/{name}.yaml", "", "no such playbook file")])
+        return PLAYBOOKS[name]
+
+    def status(self, caller: Caller) -> JSON:
+        open_runs = [
+            r for r in self.runs.values() if r["status"] in ("running", "awaiting_approval")
+        ]
+        held = {s: r["run_id"] for r in open_runs for s in r["sites"]}
+        sites: list[JSON] = [
+            {
+                "site": s,
+                "mode": "normal",
+                "level": None,
+                "since": None,
+                "by": None,
+                "run_id": None,
+                "locked_by": held.get(s),
+                "drift": [],
+            }
+            for s in SITES
+        ]
+        return {
+            "sites": sites,
+            "open_runs": [dict(r) for r in open_runs],
+            "drift_alarms": [],
+            "last_poll": None,
+            "incidents": [],
+        }
+
+    def plan(
+        self,
+        caller: Caller,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
+        targets = self._sites(sites)
+        meta = self.playbook_meta(playbook)
+        return {
+            "playbook": playbook,
+            "sites": targets,
+            "digest": digest_of(playbook),
+            "emergency": meta.emergency,
+            "approval": meta.approval,
+            "changes": len(targets),
+        }
+
+    def start_run(
+        self,
+        caller: Caller,
+        *,
+        playbook: str,
+        sites: list[str] | None,
+        digest: str,
+        reason: str | None,
+        attest: dict[str, str] | None,
+        soak_seconds: int | None,
+        decision: Decision,
+        params: dict[str, str] | None = None,
+    ) -> JSON:
+        targets = self._sites(sites)
+        self.playbook_meta(playbook)
+        # the API's decision, echoed: whether the plan still holds (the digest) is not checked
+        needs = decision.needs_approval
+        status = "awaiting_approval" if needs else "running"
+        with self._lock:
+            run_id = f"R{len(self.runs) + 1}"
+            self.runs[run_id] = {
+                "run_id": run_id,
+                "playbook": playbook,
+                "level": LEVELS[playbook],
+                "sites": targets,
+                "actor": caller.user,
+                "status": status,
+                "waiting": None,
+                "created_at": time.time(),
+                "finished_at": None,
+                "detail": None,
+                "steps_total": len(targets),
+                "steps_done": 0,
+                "break_glass": decision.break_glass,
+                "reason": reason,
+                "driver_pid": None,
+                "interrupted": True,
+                "stop_requested": None,
+            }
+        log = audit.get_logger(run_id=run_id)
+        log.info("run.started", sites=targets)
+        if decision.break_glass:
+            log.warning("run.break_glass", reason=reason)
+        return {
+            "run_id": run_id,
+            "status": status,
+            "playbook": playbook,
+            "sites": targets,
+            "changes": len(targets),
+            "break_glass": decision.break_glass,
+            "needs_approval": needs,
+        }
+
+    def list_runs(self, caller: Caller, *, limit: int) -> JSON:
+        return {"runs": [dict(r) for r in reversed(self.runs.values())][:limit]}
+
+    def show_run(self, caller: Caller, *, run_id: str) -> JSON:
+        run = self._run(run_id)
+        steps = [
+            {
+                "seq": seq,
+                "site": site,
+                "step": "cut",
+                "device": f"fw-{site}",
+                "method": "nft",
+                "status": "pending",
+                "error": None,
+            }
+            for seq, site in enumerate(run["sites"], start=1)
+        ]
+        return {**run, "steps": steps, "gates": [], "attestations": [], "approval": None}
+
+    def approve(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
+        self._run(run_id, what=" in the journal")
+        audit.get_logger(run_id=run_id).info("run.approved", reason=reason)
+        return {"run_id": run_id, "approved": "run", "by": caller.user}
+
+    def rollback(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
+        run = self._run(run_id, what=" in the journal")
+        run.update(
+            status="cancelled", finished_at=time.time(), detail=f"cancelled by {caller.user}"
+        )
+        return {"run_id": run_id, "status": "cancelled", "steps": []}
+
+    def attest(self, caller: Caller, *, run_id: str, site: str, zone: str, reason: str) -> JSON:
+        self._run(run_id, what=" in the journal")
+        return {"run_id": run_id, "site": site, "zone": zone, "by": caller.user}
+
+    def incident(
+        self,
+        caller: Caller,
+        *,
+        action: Literal["open", "close"],
+        name: str | None,
+        site: str | None,
+        reason: str,
+    ) -> JSON:
+        if site is not None:
+            self._sites([site])
         if action == "open":
             return {
-                "incident_id": name or "INC1",
+                "incident_id": "INC1",
                 "name": name or "incident",
                 "site": site,
                 "status": "open",
             }
-        return {"incident_id": name or "INC1", "status": "closed"}
+        return {"incident_id": "INC1", "status": "closed"}
 
     def notify(self, caller: Caller, *, incident: str | None, kind: str, to: str, ref: str) -> JSON:
-        self._record("notify", caller, incident=incident, kind=kind, to=to, ref=ref)
         return {
             "incident_id": incident or "INC1",
             "kind": kind,
@@ -196,8 +359,23 @@ class FakeBackend:
         }
 
     def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
-        self._record("audit_report", caller, run=run, incident=incident)
-        return {"run": run, "incident": incident, "rows": []}
+        selection = f"run {run}" if run else f"incident {incident}"
+        return {
+            "selection": selection,
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "integrity": {"ok": False, "summary": "not verified"},
+            "incidents": [],
+            "timeline": [],
+        }
+
+
+class FakeBackend(Recorder):
+    """The fake service behind a recorder: `calls` what the API asked, `runs` what it started."""
+
+    def __init__(self) -> None:
+        self.fake = FakeService()
+        super().__init__(self.fake)
+        self.runs = self.fake.runs
 
 
 class Server:

@@ -1,6 +1,11 @@
-"""The daemon API on a real Unix socket, driven by the real client: each role's allowed and
-refused actions, break-glass and the two-person rule, the caller's identity in every audit event,
-every refusal audited, and bad requests refused clearly with nothing changed."""
+"""The daemon API on a real Unix socket, driven by the real client, against the fake backend
+and against the real service (`backend` is parametrized: `fake`, `real`): each role's allowed and
+refused actions, break-glass, the caller's identity in every audit event, every refusal audited,
+bad requests refused clearly with nothing changed, and the backend's errors reaching the client.
+
+Every state a test needs (a run awaiting approval, an open incident) is made through the API by
+zed, an operator, the same way for both; the real service sends nothing: its pool reaches no
+device and counts every attempt, checked to be none after each test."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import os
 import pwd
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +23,10 @@ import httpx
 import pytest
 
 from agent.daemon.api import make_app
-from agent.daemon.auth import Policy
+from agent.daemon.auth import Caller, Policy, Role
 from agent.daemon.backend import NotFound
 from agent.daemon.client import Client
+from agent.daemon.service import Service
 from agent.errors import (
     AccessRefused,
     ApprovalError,
@@ -34,29 +41,108 @@ from agent.errors import (
     RunError,
     SecretError,
 )
-from tests.conftest import require_root
-from tests.daemon.fakes import FakeBackend, Server, digest_of, records
+from tests.conftest import EXAMPLE, require_root
+from tests.daemon.fakes import FakeBackend, Recorder, Server, records
 
 ClientAs = Callable[[str], Client]
 
-# One request per route, each acting on run R1 (which the fake holds, started by "zed").
-REQUESTS: dict[str, Callable[[Client], Any]] = {
-    "status": lambda c: c.status(),
-    "plan": lambda c: c.plan("segment"),
-    "runs": lambda c: c.runs(limit=5),
-    "show": lambda c: c.show("R1"),
-    "approve": lambda c: c.approve("R1", reason="checked the plan"),
-    "rollback": lambda c: c.rollback("R1", reason="back to normal"),
-    "attest": lambda c: c.attest("R1", site="st-malo", zone="icu", reason="scanned clean"),
-    "incident.open": lambda c: c.incident("open", reason="ransomware", site="la-sagesse"),
-    "incident.close": lambda c: c.incident("close", reason="contained", name="INC1"),
-    "audit.report": lambda c: c.audit_report(run="R1"),
-    "run.segment": lambda c: c.run("segment", digest=digest_of("segment")),
-    "run.emergency-with-reason": lambda c: c.run(
-        "preventive-degraded", digest=digest_of("preventive-degraded"), reason="attack nearby"
+HELD = "nantes-jules-verne"  # the site of the run that waits for approval (R1)
+SITE_A = "rennes-la-sagesse"  # where the tests' other runs go (HELD is locked by R1)
+SITE_B = "saint-nazaire-estuaire"
+INCIDENT = "matrix-drill"  # the open incident `incident.close` closes
+
+
+@pytest.fixture(params=["fake", "real"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Recorder]:
+    """The backend the API is given: the fake, or the real service (over a pool that reaches no
+    device), each behind a recorder of the calls the API made."""
+    if request.param == "fake":
+        yield FakeBackend()
+        return
+    service: Service = request.getfixturevalue("service")
+    yield Recorder(service)
+    assert service.pool.attempts == [], "the real service tried to reach a device"  # type: ignore[attr-defined]
+
+
+@dataclass
+class World:
+    """Sets a state up through the API as zed, an operator; zed's own calls are not left in
+    `backend.calls`, so a test sees only the calls its requests made."""
+
+    backend: Recorder
+    zed: Client
+    r1: str = ""
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def quiet(self, fn: Callable[[], Any]) -> Any:
+        n = len(self.backend.calls)
+        try:
+            return fn()
+        finally:
+            del self.backend.calls[n:]
+
+    def digest(self, playbook: str, site: str) -> str:
+        """The digest of the plan of `playbook` at `site` (plans are pure: it does not change)."""
+        if (playbook, site) not in self.digests:
+            plan = self.quiet(lambda: self.zed.plan(playbook, sites=[site]))
+            self.digests[playbook, site] = plan["digest"]
+        return self.digests[playbook, site]
+
+    def held_run(self) -> str:
+        """R1: zed's two-person run at HELD, awaiting a second operator (nothing is sent)."""
+        digest = self.digest("hold", HELD)
+        run = self.quiet(lambda: self.zed.run("hold", digest=digest, sites=[HELD]))
+        assert run["status"] == "awaiting_approval"
+        self.r1 = run["run_id"]
+        return self.r1
+
+    def reset(self) -> None:
+        """Every open run cancelled (rolled back before anything was sent), an incident open,
+        and a fresh R1."""
+
+        def clean() -> None:
+            for run in self.zed.runs(limit=100)["runs"]:
+                if run["status"] in ("running", "awaiting_approval"):
+                    self.zed.rollback(run["run_id"], reason="test reset")
+            self.zed.incident("open", reason="drill", name=INCIDENT, site=HELD)
+
+        self.quiet(clean)
+        self.held_run()
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run the backend holds, read behind the API's back (nothing recorded)."""
+        caller = Caller("zed", 0, frozenset({Role.OPERATOR}), "token")
+        return list(self.backend.inner.list_runs(caller, limit=1000)["runs"])
+
+
+@pytest.fixture
+def world(backend: Recorder, client_as: ClientAs) -> World:
+    return World(backend, client_as("zed"))
+
+
+# One request per route, R1 being zed's run awaiting approval at HELD.
+REQUESTS: dict[str, Callable[[Client, World], Any]] = {
+    "status": lambda c, w: c.status(),
+    "plan": lambda c, w: c.plan("routine", sites=[SITE_A]),
+    "runs": lambda c, w: c.runs(limit=5),
+    "show": lambda c, w: c.show(w.r1),
+    "approve": lambda c, w: c.approve(w.r1, reason="checked the plan"),
+    "rollback": lambda c, w: c.rollback(w.r1, reason="back to normal"),
+    "attest": lambda c, w: c.attest(w.r1, site=HELD, zone="icu", reason="scanned clean"),
+    "incident.open": lambda c, w: c.incident("open", reason="ransomware", site=SITE_A),
+    "incident.close": lambda c, w: c.incident("close", reason="contained", name=INCIDENT),
+    "audit.report": lambda c, w: c.audit_report(run=w.r1),
+    "run.routine": lambda c, w: c.run(
+        "routine", digest=w.digest("routine", SITE_A), sites=[SITE_A]
     ),
-    "run.emergency-no-reason": lambda c: c.run(
-        "preventive-degraded", digest=digest_of("preventive-degraded")
+    "run.emergency-with-reason": lambda c, w: c.run(
+        "preventive-degraded",
+        digest=w.digest("preventive-degraded", SITE_B),
+        sites=[SITE_B],
+        reason="attack nearby",
+    ),
+    "run.emergency-no-reason": lambda c, w: c.run(
+        "preventive-degraded", digest=w.digest("preventive-degraded", SITE_B), sites=[SITE_B]
     ),
 }
 READS = {"status", "runs", "show"}
@@ -77,19 +163,20 @@ def action_of(request: str) -> str:
 
 @pytest.mark.parametrize("user", sorted(ALLOWED))
 def test_role_matrix_allowed_and_refused(
-    user: str, client_as: ClientAs, backend: FakeBackend, audit_log: Path
+    user: str, client_as: ClientAs, backend: Recorder, world: World, audit_log: Path
 ) -> None:
     """Each user may make exactly their role's requests; each refusal is a 403 that reaches no
     backend method and is audited as access.refused with actor, role, action and why."""
     client = client_as(user)
     wrong = []
     for name, request in REQUESTS.items():
-        backend.runs.clear()
-        backend.runs["R1"] = {"run_id": "R1", "by": "zed", "status": "awaiting_approval"}
+        world.reset()
+        world.digest("routine", SITE_A)  # planned by zed, before the request is watched
+        world.digest("preventive-degraded", SITE_B)
         before = len(backend.calls)
         refused_before = len(records(audit_log, "access.refused"))
         try:
-            request(client)
+            request(client, world)
             outcome = "allowed"
         except AccessRefused as err:
             outcome = "refused" if err.exit_code == 13 else f"exit code {err.exit_code}"
@@ -134,14 +221,19 @@ def test_refusal_record_names_the_role(client_as: ClientAs, audit_log: Path) -> 
 
 
 def test_break_glass_run_by_oncall_is_flagged_and_skips_approval(
-    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+    client_as: ClientAs, backend: Recorder, world: World, audit_log: Path
 ) -> None:
     """On-call alone starts a two-person emergency playbook with a reason: no approval wait,
     the backend is told it is break-glass, and its events carry alice's identity."""
+    digest = world.digest("hold-emergency", SITE_A)
     result = client_as("alice").run(
-        "isolate-site", digest=digest_of("isolate-site"), reason="ransomware at la-sagesse"
+        "hold-emergency", digest=digest, sites=[SITE_A], reason="ransomware at la-sagesse"
     )
-    assert result["status"] == "running"
+    assert (result["status"], result["break_glass"], result["needs_approval"]) == (
+        "running",
+        True,
+        False,
+    )
     (call,) = backend.calls
     assert call.args["break_glass"] is True
     assert call.args["needs_approval"] is False
@@ -149,52 +241,70 @@ def test_break_glass_run_by_oncall_is_flagged_and_skips_approval(
     (flag,) = records(audit_log, "run.break_glass")
     assert (flag["actor"], flag["role"], flag["via"]) == ("alice", "oncall", "token")
     assert flag["reason"] == "ransomware at la-sagesse"
+    assert flag["run_id"] == result["run_id"]
 
 
 def test_break_glass_without_reason_is_refused_with_a_hint(
-    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+    client_as: ClientAs, backend: Recorder, world: World, audit_log: Path
 ) -> None:
+    digest = world.digest("hold-emergency", SITE_A)
     with pytest.raises(AccessRefused) as info:
-        client_as("alice").run("isolate-site", digest=digest_of("isolate-site"))
+        client_as("alice").run("hold-emergency", digest=digest, sites=[SITE_A])
     assert "--reason" in info.value.message
     assert info.value.hint is not None and "--reason" in info.value.hint
     assert backend.calls == []
-    assert backend.runs == {}
+    assert world.runs() == []
     (r,) = records(audit_log, "access.refused")
     assert (r["actor"], r["action"]) == ("alice", "run")
 
 
-def test_blank_reason_is_a_bad_request(client_as: ClientAs, backend: FakeBackend) -> None:
+def test_blank_reason_is_a_bad_request(
+    client_as: ClientAs, backend: Recorder, world: World
+) -> None:
     """A reason of spaces is no reason: refused as invalid input naming the field."""
+    digest = world.digest("hold-emergency", SITE_A)
     with pytest.raises(ConfigError) as info:
-        client_as("alice").run("isolate-site", digest=digest_of("isolate-site"), reason="   ")
+        client_as("alice").run("hold-emergency", digest=digest, sites=[SITE_A], reason="   ")
     assert "reason: reason is empty" in info.value.message
     assert backend.calls == []
+    assert world.runs() == []
 
 
 # test_two_person_rule: against the real service, in tests/daemon/test_api_real.py (the fake
-# backend no longer re-implements the rule it stands in for).
+# backend does not re-implement the rule it stands in for).
 
 
-def test_operator_also_on_call_may_break_glass(client_as: ClientAs, backend: FakeBackend) -> None:
+def test_operator_also_on_call_may_break_glass(
+    client_as: ClientAs, backend: Recorder, world: World
+) -> None:
     """olivia (operator and on call) with a reason skips the wait on an emergency playbook;
     without one she waits for approval like any operator."""
-    client_as("olivia").run("isolate-site", digest=digest_of("isolate-site"))
-    client_as("olivia").run("isolate-site", digest=digest_of("isolate-site"), reason="attack")
+    olivia = client_as("olivia")
+    held = olivia.run(
+        "hold-emergency", digest=world.digest("hold-emergency", SITE_A), sites=[SITE_A]
+    )
+    now = olivia.run(
+        "hold-emergency",
+        digest=world.digest("hold-emergency", SITE_B),
+        sites=[SITE_B],
+        reason="attack",
+    )
     flags = [(c.args["break_glass"], c.args["needs_approval"]) for c in backend.calls]
     assert flags == [(False, True), (True, False)]
+    assert [held["status"], now["status"]] == ["awaiting_approval", "running"]
 
 
 # -- identity ----------------------------------------------------------------------------------
 
 
 def test_peer_identity_is_bound_into_backend_events(
-    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+    client_as: ClientAs, backend: Recorder, world: World, audit_log: Path
 ) -> None:
     """Without a token the caller is the socket peer's OS user (root here, operator by
     `root_is`), and the events the backend logs during the request carry that identity."""
     me = pwd.getpwuid(os.geteuid()).pw_name
-    client_as("root").run("segment", digest=digest_of("segment"))
+    digest = world.digest("routine", SITE_A)
+    client_as("root").run("routine", digest=digest, sites=[SITE_A])
     assert [(c.name, c.user, c.via) for c in backend.calls] == [("start_run", me, "peer")]
     (started,) = records(audit_log, "run.started")
     assert (started["actor"], started["role"], started["via"], started["uid"]) == (
@@ -206,7 +316,7 @@ def test_peer_identity_is_bound_into_backend_events(
 
 
 def test_wrong_token_is_refused_audited_and_never_written(
-    server: Server, backend: FakeBackend, audit_log: Path, tokens: dict[str, str]
+    server: Server, backend: Recorder, audit_log: Path, tokens: dict[str, str]
 ) -> None:
     """erin's token is in no roles entry: refused, audited under the connecting OS user, and the
     token appears neither in the answer nor in the log."""
@@ -226,9 +336,9 @@ def test_wrong_token_is_refused_audited_and_never_written(
 
 
 def test_valid_tokens_never_reach_the_log(
-    client_as: ClientAs, audit_log: Path, tokens: dict[str, str]
+    client_as: ClientAs, world: World, audit_log: Path, tokens: dict[str, str]
 ) -> None:
-    client_as("bob").run("segment", digest=digest_of("segment"))
+    client_as("bob").run("routine", digest=world.digest("routine", SITE_A), sites=[SITE_A])
     with pytest.raises(AccessRefused):
         client_as("dave").rollback("R1")
     text = "".join(p.read_text(encoding="utf-8") for p in audit_log.glob("*.jsonl"))
@@ -238,7 +348,7 @@ def test_valid_tokens_never_reach_the_log(
 
 @pytest.mark.parametrize("header", ["Basic Ym9iOnNlY3JldA==", "Bearer", "token abc"])
 def test_malformed_authorization_header_is_refused(
-    server: Server, backend: FakeBackend, audit_log: Path, header: str
+    server: Server, backend: Recorder, audit_log: Path, header: str
 ) -> None:
     with raw(server) as http:
         response = http.get("/v1/status", headers={"Authorization": header})
@@ -337,7 +447,7 @@ BAD_REQUESTS = [
     (
         "POST",
         "/v1/runs/R1/attest",
-        b'{"site": "st-malo", "zone": "icu"}',
+        b'{"site": "nantes-jules-verne", "zone": "icu"}',
         400,
         "ConfigError",
         "reason: required field is missing",
@@ -375,7 +485,8 @@ BAD_REQUESTS = [
 )
 def test_bad_request_is_refused_clearly_and_changes_nothing(
     raw_http: httpx.Client,
-    backend: FakeBackend,
+    backend: Recorder,
+    world: World,
     audit_log: Path,
     method: str,
     url: str,
@@ -386,7 +497,9 @@ def test_bad_request_is_refused_clearly_and_changes_nothing(
 ) -> None:
     """Malformed, unknown, wrongly typed or oversized: a JSON error naming the problem, exit
     code 2, no backend call, and an access.refused record."""
-    backend.runs["R1"] = {"run_id": "R1", "by": "zed", "status": "awaiting_approval"}
+    r1 = world.held_run()
+    runs = world.runs()
+    assert [r["run_id"] for r in runs] == [r1]
     response = raw_http.request(method, url, content=body)
     assert response.status_code == status
     error = response.json()["error"]
@@ -395,7 +508,7 @@ def test_bad_request_is_refused_clearly_and_changes_nothing(
     assert error["exit_code"] == 2
     assert "Traceback" not in response.text
     assert backend.calls == []
-    assert backend.runs == {"R1": {"run_id": "R1", "by": "zed", "status": "awaiting_approval"}}
+    assert world.runs() == runs
     (refusal,) = records(audit_log, "access.refused")
     assert refusal["actor"] == pwd.getpwuid(os.geteuid()).pw_name
     assert words in refusal["why"]
@@ -411,16 +524,18 @@ def test_unknown_playbook_error_carries_its_issues(client_as: ClientAs) -> None:
 
 
 def test_unknown_site_and_run_are_not_found(
-    client_as: ClientAs, backend: FakeBackend, audit_log: Path
+    client_as: ClientAs, world: World, audit_log: Path
 ) -> None:
     """The backend's NotFound reaches the client as NotFound (exit 2); no run was made."""
+    digest = world.digest("routine", SITE_A)
     with pytest.raises(NotFound) as site:
-        client_as("bob").run("segment", digest=digest_of("segment"), sites=["nowhere"])
-    assert site.value.message == "site 'nowhere' is not in the inventory"
+        client_as("bob").run("routine", digest=digest, sites=["nowhere"])
+    assert site.value.message == f"no site nowhere in the inventory {EXAMPLE}"
     assert site.value.exit_code == 2
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as run:
         client_as("dave").show("R9")
-    assert backend.runs == {}
+    assert run.value.message == "no run R9"
+    assert world.runs() == []
     assert [r["action"] for r in records(audit_log, "access.refused")] == ["run", "show"]
 
 
@@ -444,7 +559,7 @@ def test_unknown_site_and_run_are_not_found(
 )
 def test_backend_errors_keep_type_exit_code_and_hint(
     server: Server,
-    backend: FakeBackend,
+    backend: Recorder,
     error: CordonError,
     status: int,
     exit_code: int,
@@ -467,7 +582,7 @@ def test_backend_errors_keep_type_exit_code_and_hint(
 
 
 def test_unexpected_exception_is_a_safe_500(
-    server: Server, backend: FakeBackend, audit_log: Path
+    server: Server, backend: Recorder, audit_log: Path
 ) -> None:
     """A bug in the backend answers 500 with a generic message: no traceback, no detail."""
     require_root()  # the peer is root: an operator
@@ -484,7 +599,7 @@ def test_unexpected_exception_is_a_safe_500(
 
 
 def test_registered_secrets_are_scrubbed_from_error_messages(
-    server: Server, backend: FakeBackend, tokens: dict[str, str]
+    server: Server, backend: Recorder, tokens: dict[str, str]
 ) -> None:
     """A backend error quoting a known secret reaches the client with the secret masked."""
     require_root()  # the peer is root: an operator
@@ -495,7 +610,7 @@ def test_registered_secrets_are_scrubbed_from_error_messages(
     assert "[REDACTED]" in info.value.message
 
 
-def test_health_needs_no_role(tmp_path: Path, backend: FakeBackend, audit_log: Path) -> None:
+def test_health_needs_no_role(tmp_path: Path, backend: Recorder, audit_log: Path) -> None:
     """/v1/health answers any process that can open the socket, even with no role at all."""
     roles = tmp_path / "empty-roles.yaml"
     roles.write_text("auditor: [dave]\n")
@@ -564,7 +679,7 @@ def open_dir() -> Iterator[Path]:
 
 
 def test_socket_refuses_other_users(
-    open_dir: Path, backend: FakeBackend, policy: Policy, audit_log: Path
+    open_dir: Path, backend: Recorder, policy: Policy, audit_log: Path
 ) -> None:
     """Mode 0660 root:root: `nobody` cannot even connect, although it can reach the socket."""
     state = open_dir / "state"
@@ -580,7 +695,7 @@ def test_socket_refuses_other_users(
 
 
 def test_socket_group_member_is_identified_by_peer_credentials(
-    open_dir: Path, backend: FakeBackend, tmp_path: Path, audit_log: Path
+    open_dir: Path, backend: Recorder, tmp_path: Path, audit_log: Path
 ) -> None:
     """With the socket's group given, `nobody` (in that group) connects and is known by its uid:
     as an auditor it reads status; with no role it is refused, and that is audited."""

@@ -7,7 +7,6 @@ drift from the service it stands in for (issue #11, items 4 and 7)."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,72 +20,24 @@ from hypothesis import strategies as st
 from agent import audit
 from agent.daemon.api import make_app
 from agent.daemon.auth import Decision, Policy
+from agent.daemon.backend import NotFound
 from agent.daemon.client import Client
 from agent.daemon.service import Service
-from agent.errors import AccessRefused, ApprovalError, ConfigError, ConnectError, PlaybookError
-from tests.conftest import EXAMPLE, ROOT, require_root
-from tests.daemon.fakes import FakeBackend, Server, digest_of, records
+from agent.errors import (
+    AccessRefused,
+    ApprovalError,
+    ConfigError,
+    CordonError,
+    LockError,
+    PlanError,
+    PlaybookError,
+    RunError,
+)
+from tests.conftest import EXAMPLE, require_root
+from tests.daemon.conftest import NoDevices
+from tests.daemon.fakes import FakeBackend, Server, records
 
 SITE = "nantes-jules-verne"
-
-
-class NoDevices:
-    """The pool of a machine with no device: every attempt is counted, then fails."""
-
-    def __init__(self) -> None:
-        self.attempts: list[str] = []
-
-    def session(self, device: str, via: str = "ssh") -> Any:
-        self.attempts.append(device)
-        raise ConnectError(device, "connect", "no device is reachable in this test")
-
-    def run(self, device: str, fn: Any, via: str = "ssh") -> Any:
-        self.attempts.append(device)
-        raise ConnectError(device, "connect", "no device is reachable in this test")
-
-    def warm(self, devices: Any, *, via: str = "ssh") -> list[Any]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The daemon's working directory: the shipped playbooks, a few bad ones, and a `logs/`
-    folder (the daemon's audit directory is often there)."""
-    work = tmp_path / "work"
-    shutil.copytree(ROOT / "playbooks", work / "playbooks")
-    (work / "logs").mkdir()
-    pb = work / "playbooks"
-    (pb / "broken.yaml").write_text("name: broken\nlevel: L2\nsteps: [\n", encoding="utf-8")
-    (pb / "a-list.yaml").write_text("- name: x\n", encoding="utf-8")
-    (pb / "nul.yaml").write_text('name: nul\ndescription: "a\\0b"\nlevel: L2\n', encoding="utf-8")
-    # preventive-degraded, but not an emergency: `"false"` quoted must read as false
-    text = (pb / "preventive-degraded.yaml").read_text(encoding="utf-8")
-    quoted = text.replace("name: preventive-degraded", "name: quoted-false").replace(
-        "emergency: true", 'emergency: "false"'
-    )
-    assert 'emergency: "false"' in quoted
-    (pb / "quoted-false.yaml").write_text(quoted, encoding="utf-8")
-    # a run that waits for a second operator: held, nothing sent
-    hold = text.replace("name: preventive-degraded", "name: hold").replace(
-        "emergency: true", "approval: two_person"
-    )
-    (pb / "hold.yaml").write_text(hold, encoding="utf-8")
-    monkeypatch.chdir(work)
-    return work
-
-
-@pytest.fixture
-def service(tmp_path: Path, workdir: Path, audit_log: Path) -> Iterator[Service]:
-    svc = Service(EXAMPLE, tmp_path / "svc-state", scheduler=False)
-    svc.pool.close()
-    svc.pool = NoDevices()  # type: ignore[assignment]
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture
@@ -246,9 +197,66 @@ def test_two_person_rule(
     assert service.pool.attempts == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("case", "error", "exit_code", "words", "hint"),
+    [
+        ("site held by another run", LockError, 5, f"site {SITE} is held by run", "wait for it"),
+        ("attest a site the run does not act on", RunError, 4, "does not act on site", None),
+        ("approve one's own run", ApprovalError, 14, "cannot approve it", "cordon approve"),
+        ("a digest that is not the plan's", PlanError, 3, "the plan changed", "cordon plan"),
+        ("an unknown run", NotFound, 2, "no run R9", None),
+    ],
+)
+def test_real_service_errors_keep_type_exit_code_and_hint(
+    real_as: Callable[[str], Client],
+    service: Service,
+    audit_log: Path,
+    case: str,
+    error: type[CordonError],
+    exit_code: int,
+    words: str,
+    hint: str | None,
+) -> None:
+    """The errors the real service raises by itself (nothing injected) reach the client with
+    their type, exit code, message and hint; no run is made or changed, nothing is sent. (Errors
+    only a device or a full disk can cause are injected in tests/daemon/test_api.py.)"""
+    zed, bob = real_as("zed"), real_as("bob")
+    held = zed.run("hold", digest=zed.plan("hold", sites=[SITE])["digest"], sites=[SITE])
+    rid = held["run_id"]
+    other = "rennes-la-sagesse"
+    request: dict[str, Callable[[], Any]] = {
+        "site held by another run": lambda: bob.run(
+            "routine", digest=bob.plan("routine", sites=[SITE])["digest"], sites=[SITE]
+        ),
+        "attest a site the run does not act on": lambda: bob.attest(
+            rid, site=other, zone="icu", reason="scanned"
+        ),
+        "approve one's own run": lambda: zed.approve(rid, reason="mine"),
+        "a digest that is not the plan's": lambda: bob.run(
+            "routine", digest="0" * 32, sites=[other]
+        ),
+        "an unknown run": lambda: bob.show("R9"),
+    }
+    with pytest.raises(CordonError) as info:
+        request[case]()
+    assert type(info.value) is error
+    assert info.value.exit_code == exit_code
+    assert words in info.value.message
+    if hint is None:
+        assert info.value.hint is None
+    else:
+        assert info.value.hint is not None and hint in info.value.hint
+    assert [r["run_id"] for r in service.journal.runs(limit=10)] == [rid]
+    assert service.journal.run(rid)["status"] == "awaiting_approval"
+    assert service.pool.attempts == []  # type: ignore[attr-defined]
+
+
 def _shape(value: Any) -> Any:
+    """Keys and value types, nested; a list is the set of its elements' shapes."""
     if isinstance(value, dict):
         return {k: _shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return sorted({json.dumps(_shape(v), sort_keys=True) for v in value})
     return type(value).__name__ if value is not None else "null"
 
 
@@ -258,19 +266,34 @@ def test_fake_backend_answers_like_the_real_service(
     backend: FakeBackend,
     service: Service,
 ) -> None:
-    """The same requests to the fake and to the real service answer the same keys and types
-    (run, approve, incident open/close, notify): the fake used by tests/daemon/test_api.py
-    cannot drift unnoticed (it answered `approve` and `incident` in shapes of its own)."""
+    """The same requests to the fake and to the real service answer the same keys and types,
+    nested (run, show, runs, status, approve, attest, rollback, incident open/close, notify; the
+    report's top-level keys): the fake used by tests/daemon/test_api.py cannot drift unnoticed
+    (it answered `approve`, `incident`, `show` (`by`), `status`, `rollback` and the report in
+    shapes of its own)."""
     real_bob, real_carol = real_as("bob"), real_as("carol")
+    fake_bob, fake_carol = client_as("bob"), client_as("carol")
     plan = real_bob.plan("hold", sites=[SITE])
     run = real_bob.run("hold", digest=plan["digest"], sites=[SITE])
-    fake_bob, fake_carol = client_as("bob"), client_as("carol")
-    fake_run = fake_bob.run("reconnect", digest=digest_of("reconnect"))
+    fake_plan = fake_bob.plan("hold", sites=[SITE])
+    fake_run = fake_bob.run("hold", digest=fake_plan["digest"], sites=[SITE])
+    rid, fid = run["run_id"], fake_run["run_id"]
     assert _shape(fake_run) == _shape(run)
+    # a run that waits for approval, seen by every read
+    assert _shape(fake_bob.show(fid)) == _shape(real_bob.show(rid))
+    assert _shape(fake_bob.runs(limit=5)) == _shape(real_bob.runs(limit=5))
+    assert _shape(fake_bob.status()) == _shape(real_bob.status())
 
-    real_ok = real_carol.approve(run["run_id"], reason="second pair of eyes")
-    fake_ok = fake_carol.approve(fake_run["run_id"], reason="second pair of eyes")
+    real_ok = real_carol.approve(rid, reason="second pair of eyes")
+    fake_ok = fake_carol.approve(fid, reason="second pair of eyes")
     assert _shape(fake_ok) == _shape(real_ok)
+    real_att = real_carol.attest(rid, site=SITE, zone="icu", reason="scanned clean")
+    fake_att = fake_carol.attest(fid, site=SITE, zone="icu", reason="scanned clean")
+    assert _shape(fake_att) == _shape(real_att)
+    real_back = real_bob.rollback(rid, reason="not needed")
+    fake_back = fake_bob.rollback(fid, reason="not needed")
+    assert _shape(fake_back) == _shape(real_back)
+    assert real_back["status"] == fake_back["status"] == "cancelled"
 
     for action in ("open", "close"):
         kwargs: dict[str, Any] = {"reason": "r"}
@@ -284,6 +307,11 @@ def test_fake_backend_answers_like_the_real_service(
     real_n = real_bob.notify(kind="cnil", to="CNIL", ref="R-1")
     fake_n = fake_bob.notify(kind="cnil", to="CNIL", ref="R-1")
     assert _shape(fake_n) == _shape(real_n)
+    real_rep = real_as("dave").audit_report(run=rid)
+    fake_rep = client_as("dave").audit_report(run=fid)
+    assert sorted(fake_rep) == sorted(real_rep)
+    assert _shape(fake_rep["integrity"]) == _shape(real_rep["integrity"])
+    assert service.pool.attempts == []  # type: ignore[attr-defined]
 
 
 BODY = st.dictionaries(

@@ -253,11 +253,12 @@ def test_real_server_round_trip(server: Server) -> None:
     """The client and server agree on every route's shape (root is an operator here)."""
     require_root()
     with Client(server.path) as client:
-        plan = client.plan("segment", sites=["st-malo"])
-        run = client.run("segment", digest=plan["digest"], sites=["st-malo"])
-        assert client.show(run["run_id"])["by"] == "root"
+        site = "nantes-jules-verne"  # the fake answers as the real service (test_api_real.py)
+        plan = client.plan("routine", sites=[site])
+        run = client.run("routine", digest=plan["digest"], sites=[site])
+        assert client.show(run["run_id"])["actor"] == "root"
         assert [r["run_id"] for r in client.runs(limit=1)["runs"]] == [run["run_id"]]
-        assert client.attest(run["run_id"], site="st-malo", zone="icu", reason="clean")["zone"]
-        assert client.rollback(run["run_id"])["status"] == "rolled_back"
-        assert client.incident("open", reason="ransomware", site="la-sagesse")["status"] == "open"
-        assert client.audit_report(run=run["run_id"])["run"] == run["run_id"]
+        assert client.attest(run["run_id"], site=site, zone="icu", reason="clean")["zone"]
+        assert client.rollback(run["run_id"])["status"] == "cancelled"
+        assert client.incident("open", reason="ransomware", site=site)["status"] == "open"
+        assert client.audit_report(run=run["run_id"])["selection"] == f"run {run['run_id']}"
