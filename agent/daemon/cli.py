@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from agent.daemon import ENV_STATE_DIR, SOCKET_NAME
+from agent import settings
+from agent.daemon import SOCKET_NAME
 from agent.daemon.client import Client
 from agent.errors import ConfigError, PlanError
 
@@ -102,22 +103,19 @@ _OPTIONS = (
     click.option(
         "--socket",
         type=click.Path(path_type=Path),
-        envvar="CORDON_SOCKET",
-        default=None,
+        default=lambda: settings.current().socket,
         help="The daemon's socket (default: the state directory's).",
     ),
     click.option(
         "--token",
-        envvar="CORDON_TOKEN",
-        default=None,
+        default=lambda: settings.current().token,
         help="Your bearer token (default: $CORDON_TOKEN; without one, your OS user).",
     ),
     click.option(
         "--state-dir",
         type=click.Path(path_type=Path),
-        envvar=ENV_STATE_DIR,
-        default=".state",
-        show_default=True,
+        default=lambda: settings.current().state_dir,
+        show_default=".state",
         help="Journal and daemon state (default: $CORDON_STATE_DIR).",
     ),
     click.option(
@@ -1073,9 +1071,8 @@ def incident_notify(o: Opts, incident: str | None, kind: str, to: str, ref: str)
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
-    envvar=ENV_STATE_DIR,
-    default=".state",
-    show_default=True,
+    default=lambda: settings.current().state_dir,
+    show_default=".state",
     help="Journal, job store, health (default: $CORDON_STATE_DIR).",
 )
 @click.option(

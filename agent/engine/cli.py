@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from agent import settings
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, FlowVerifier, RunReport
 from agent.engine.journal import Journal
@@ -170,9 +171,8 @@ def report_json(report: RunReport) -> dict[str, object]:
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="CORDON_STATE_DIR",
-    default=".state",
-    show_default=True,
+    default=lambda: settings.current().state_dir,
+    show_default=".state",
     help="The state directory holding the journal ($CORDON_STATE_DIR).",
 )
 @click.option("--json", "json_out", is_flag=True, help="Machine output: JSON only on stdout.")
