@@ -189,7 +189,11 @@ def test_a_bad_setting_fails_any_command_before_it_runs(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "CORDON_STOP_WAIT_S": "soon", "CORDON_LOG_DIR": str(tmp_path)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CORDON_STOP_WAIT_S": "soon",
+            "CORDON_LOG_DIR": str(tmp_path),
+        },
         timeout=120,
         check=False,
     )
