@@ -16,10 +16,10 @@ from agent.drivers import ChangeSet, one_shot
 from agent.drivers.base import DeadMan, Target
 from agent.errors import LabError
 from agent.inventory import load
-from agent.inventory.synth import HGO_SITES, group_document
 from agent.lab import build, daemons, infect, netns, ready
 from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK
+from scripts.synth import HGO_SITES, group_document
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 
