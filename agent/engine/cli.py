@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
 
 from agent import settings
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, FlowVerifier, RunReport
+from agent.engine.execute import Executor, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
-from agent.engine.state import DeviceState
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
-from agent.lab import build
-from agent.lab.flows import engine_verifier
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
+from agent.lab.verifier import twin_verifier
 
 
 def render_text(p: Plan, *, color: bool = False, commands: bool = True) -> str:
@@ -128,18 +123,6 @@ def as_json(p: Plan, inv: Inventory | None = None) -> dict[str, object]:
     if inv is not None:
         out["links"] = link_changes(p, inv)
     return out
-
-
-def twin_verifier(
-    inv: Inventory, current: Callable[[], Mapping[str, DeviceState]] | None = None
-) -> FlowVerifier | None:
-    """On the twin (built from this inventory), verify_flows steps probe real flows. `current`
-    (the journal's recorded states) is read again before a retry: with runs in parallel,
-    another site may change while this one probes."""
-    state = LabState.load(build.DEFAULT_LAB)
-    if state is None or state.phase != "up" or Path(state.inventory) != Path(inv.path):
-        return None
-    return engine_verifier(inv, blueprint(inv, state.lab), current=current)
 
 
 def render_report(report: RunReport) -> str:
