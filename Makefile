@@ -27,6 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check agent tests benchmarks scripts
 	$(VENV)/bin/ruff format --check agent tests benchmarks scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import click
 
-from agent import __version__
+from agent import __version__, settings
 from agent.audit.cli import audit
 from agent.daemon.cli import COMMANDS as DAEMON_COMMANDS
 from agent.demo import demo
@@ -73,6 +73,7 @@ def state_error(exc: sqlite3.Error) -> DaemonError:
 def main() -> None:
     _register()
     try:
+        settings.current()  # every CORDON_* variable validated before any command runs
         cli.main(standalone_mode=False)
     except CordonError as err:
         fail(err)

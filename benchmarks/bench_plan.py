@@ -13,9 +13,9 @@ from agent.engine.paths import flow_path
 from agent.engine.plan import plan
 from agent.engine.state import flow_open
 from agent.inventory.models import Inventory
-from agent.inventory.synth import synthetic
 from agent.playbook.models import Playbook
 from benchmarks.machine import describe
+from scripts.synth import synthetic
 
 PLAYBOOK = {
     "name": "isolate-all",

@@ -2,7 +2,7 @@
 
 The twin cannot run 500 real devices, so the fleet is ONE extra namespace attached to the twin's
 out-of-band management bridge, holding the management addresses of every device of a synthetic
-inventory (`agent.inventory.synth.synthetic`), moved into 198.19.64.0/18 so none collides with the
+inventory (`scripts.synth.synthetic`), moved into 198.19.64.0/18 so none collides with the
 twin's. ONE snmpd and ONE sshd (one host key) serve them all: they listen on the fleet's service
 address, and a DNAT rule inside the fleet namespace sends every device address's SNMP and SSH
 there (replies leave from the address that was asked, as from 500 devices). Started with
@@ -39,11 +39,11 @@ from agent.engine.state import DeviceState, NftRule
 from agent.errors import LabError, SafetyError
 from agent.inventory import load
 from agent.inventory.models import Inventory, Platform
-from agent.inventory.synth import synthetic
 from agent.lab import daemons, netns
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, ns_name
 from agent.secrets import ref_path, resolve
+from scripts.synth import synthetic
 
 FLEET_ROOT = Path("/run/cordon-fleet")
 STATE_FILE = FLEET_ROOT / "state.json"

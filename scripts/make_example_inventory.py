@@ -1,10 +1,13 @@
-"""Regenerates inventory/hospi-grand-ouest.yaml from agent.inventory.synth (run from repo root)."""
+"""Regenerates inventory/hospi-grand-ouest.yaml from `scripts.synth`.
+
+Run from the repository root: `.venv/bin/python -m scripts.make_example_inventory`.
+"""
 
 from pathlib import Path
 
 import yaml
 
-from agent.inventory.synth import hospi_grand_ouest
+from scripts.synth import hospi_grand_ouest
 
 HEADER = """\
 # Hospi Grand Ouest: La Sagesse (Rennes), its 8 sister establishments and the group's clean core.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.inventory.synth import hospi_grand_ouest
+from scripts.synth import hospi_grand_ouest
 from tests.conftest import EXAMPLE, ROOT, require_root
 
 

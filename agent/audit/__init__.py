@@ -31,7 +31,7 @@ On disk, under the log directory:
 
 Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
     ts           UTC ISO-8601 with "+00:00", stamped under the chain lock (monotonic with seq)
-    event        event name, from the vocabulary below
+    event        event name, from the vocabulary (`agent.events`)
     level        info | warning | error ...
     run_id, incident_id, actor, role, site, device, action       null when not applicable
     commands     list of commands sent (scrubbed), outcome (ok | failed | refused | ...),
@@ -42,17 +42,8 @@ Record schema (one JSON object per line, `audit-YYYY-MM-DD.jsonl`, UTC days):
     <what>_sha256        reference to evidence/sha256/<hex> (config_before_sha256, output_sha256...)
     any other keyword argument, scrubbed; keys named like secrets are "[REDACTED]".
 
-Event vocabulary (emitted by the engine, daemon and CLI; reports rely on these names):
-    incident.declared, incident.closed, run.planned, run.approved, run.break_glass, run.started,
-    run.finished, run.expired, run.approval_timeout, run.resumed, run.rollback,
-    run.refused (the plan was refused: refusals, nothing sent), run.stopped (the run lost its
-    journal and stopped sending: reason),
-    step.started, step.succeeded, step.failed, step.skipped, device.change, device.verify,
-    reconnect.attested, reconnect.preconditions, soak.started, soak.passed, soak.anomaly,
-    reconnect.reisolated, drift.alarm, drift.cleared, drift.reapplied, access.refused,
-    daemon.started, daemon.stopped,
-    regulatory.notified (kind = nis2_early_warning | nis2_notification | nis2_final_report |
-    cnil | ars), and the trail's own audit.syslog_failed.
+Event vocabulary: `agent.events.VOCABULARY`, every event name with its meaning, as data. A test
+fails when code logs a name missing there, or the report reads one that nothing logs.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`cordon audit`: verify the chain, seal its head, report timelines and regulatory clocks.
 
-Imports click and `agent.audit` modules; never the engine or device libraries. Raises
-`CordonError`s (`ChainBroken` on tampering, `TornWrite` for a cut last write, `TailUnsealed` for
-records not sealed yet); `agent.cli` turns them into text and exit codes.
+Imports click, `agent.settings` and `agent.audit` modules; never the engine or device libraries.
+Raises `CordonError`s (`ChainBroken` on tampering, `TornWrite` for a cut last write,
+`TailUnsealed` for records not sealed yet); `agent.cli` turns them into text and exit codes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent import settings
 from agent.audit import report as reports
 from agent.audit.chain import ChainWriter
 from agent.audit.pipeline import default_log_dir, seal_signer
@@ -51,7 +52,7 @@ def _public_key(option: str | None) -> Ed25519PublicKey | None:
     """The pinned seal public key: --public-key, else $CORDON_AUDIT_SEAL_PUBKEY, else none."""
     spec, source = option, "--public-key"
     if not spec:
-        spec, source = os.environ.get(ENV_PUBLIC_KEY), f"${ENV_PUBLIC_KEY}"
+        spec, source = settings.current().audit_seal_pubkey, f"${ENV_PUBLIC_KEY}"
     if not spec:
         return None
     return load_public_key(spec, what=f"seal public key ({source})", base_dir=Path.cwd())
@@ -131,7 +132,7 @@ def verify_cmd(path: Path | None, as_json: bool, public_key: str | None) -> None
 @click.option("--syslog", metavar="TARGET", help="Also send the seal to udp://host:port or tcp://.")
 def seal_cmd(path: Path | None, syslog: str | None) -> None:
     """Seal the chain head of PATH now (the daemon also seals periodically and at exit)."""
-    key_ref = os.environ.get(ENV_SEAL_KEY) or None
+    key_ref = settings.current().audit_seal_key
     signer = seal_signer(key_ref) if key_ref else None
     writer = ChainWriter(path or default_log_dir())
     try:

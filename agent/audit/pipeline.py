@@ -1,8 +1,8 @@
 """The structlog pipeline, configured once: context merge, normalisation, redaction, chain sink.
 
-Imports structlog, the standard library and `agent.audit` modules (and `agent.secrets`, lazily, to
-resolve the seal signing key); never the engine, the daemon, a device library or APScheduler. All
-of the audit trail's process-wide state lives here.
+Imports structlog, the standard library, `agent.settings` and `agent.audit` modules (and
+`agent.secrets`, lazily, to resolve the seal signing key); never the engine, the daemon,
+a device library or APScheduler. All of the audit trail's process-wide state lives here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
+from agent import settings
 from agent.audit import evidence, redact
 from agent.audit.chain import ChainWriter
 from agent.audit.seals import ENV_SEAL_KEY, Sealer, SyslogTarget, load_private_key
@@ -83,8 +84,7 @@ _config_lock = threading.RLock()
 
 def default_log_dir() -> Path:
     """`$CORDON_LOG_DIR` if set, else `logs/` under the current directory."""
-    env = os.environ.get(ENV_LOG_DIR)
-    return Path(env) if env else Path.cwd() / "logs"
+    return settings.current().log_dir or Path.cwd() / "logs"
 
 
 # -- processors (event_dict -> event_dict; only the sink writes) ------------------------------
@@ -174,7 +174,7 @@ def configure(
         _install()
         target = (log_dir or default_log_dir()).absolute()
         want_console = sys.stderr.isatty() if console is None else console
-        key_ref = seal_key if seal_key is not None else os.environ.get(ENV_SEAL_KEY) or None
+        key_ref = seal_key if seal_key is not None else settings.current().audit_seal_key
         key = (target, want_console, syslog, seal_interval, seal_every, key_ref)
         if _state is not None and _state.key == key:
             return

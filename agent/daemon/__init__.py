@@ -11,15 +11,15 @@ drivers and the twin are never imported here; the backend that drives them is gi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-__all__ = ["ENV_STATE_DIR", "default_socket_path"]
+from agent import settings
 
-ENV_STATE_DIR = "CORDON_STATE_DIR"
-SOCKET_NAME = "cordon.sock"
+__all__ = ["SOCKET_NAME", "default_socket_path"]
+
+SOCKET_NAME = settings.SOCKET_NAME
 
 
 def default_socket_path() -> Path:
     """`$CORDON_STATE_DIR/cordon.sock`, the state directory defaulting to `.state`."""
-    return Path(os.environ.get(ENV_STATE_DIR) or ".state") / SOCKET_NAME
+    return settings.current().socket_path

@@ -1,8 +1,9 @@
 """Who is calling the daemon, and may they: the roles file, caller identity (socket peer
 credentials or a per-operator bearer token), and the pure policy `authorize`.
 
-Imports pydantic, `agent.yamlfile`, `agent.secrets` and `agent.errors`; never aiohttp, the engine
-or a driver. Token values live only in `Policy` (never logged, never in an error message).
+Imports pydantic, `agent.yamlfile`, `agent.secrets`, `agent.settings` and `agent.errors`; never
+aiohttp, the engine or a driver. Token values live only in `Policy` (never logged, never in an error
+message).
 
 The roles file (YAML, e.g. `inventory/roles.yaml`):
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import os
 import pwd
 import re
 import stat
@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from agent import yamlfile
+from agent import settings, yamlfile
 from agent.errors import AccessRefused, ConfigError, Issue, SecretError
 from agent.inventory.models import SecretRef
 from agent.secrets import resolve
@@ -224,7 +224,7 @@ class RolesFile(BaseModel):
 
 def default_roles_path() -> Path:
     """`$CORDON_ROLES`, else `inventory/roles.yaml`."""
-    return Path(os.environ.get(ENV_ROLES) or "inventory/roles.yaml")
+    return settings.current().roles
 
 
 def user_name(uid: int) -> str:

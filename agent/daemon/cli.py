@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from agent.daemon import ENV_STATE_DIR, SOCKET_NAME
+from agent import settings
+from agent.daemon import SOCKET_NAME
 from agent.daemon.client import Client
 from agent.errors import ConfigError, PlanError
 
@@ -102,22 +103,19 @@ _OPTIONS = (
     click.option(
         "--socket",
         type=click.Path(path_type=Path),
-        envvar="CORDON_SOCKET",
-        default=None,
+        default=lambda: settings.current().socket,
         help="The daemon's socket (default: the state directory's).",
     ),
     click.option(
         "--token",
-        envvar="CORDON_TOKEN",
-        default=None,
+        default=lambda: settings.current().token,
         help="Your bearer token (default: $CORDON_TOKEN; without one, your OS user).",
     ),
     click.option(
         "--state-dir",
         type=click.Path(path_type=Path),
-        envvar=ENV_STATE_DIR,
-        default=".state",
-        show_default=True,
+        default=lambda: settings.current().state_dir,
+        show_default=".state",
         help="Journal and daemon state (default: $CORDON_STATE_DIR).",
     ),
     click.option(
@@ -241,7 +239,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             stack.enter_context(state_lock(o.state_dir, shared=True))
         service = stack.enter_context(local(o.inventory or default_path(), o.state_dir))
         if drives:
-            from agent.engine.cli import twin_verifier  # noqa: PLC0415
+            from agent.lab.verifier import twin_verifier  # noqa: PLC0415
 
             service.verifier = twin_verifier(service.inv, service.journal.device_states)
         sock = stack.enter_context(_serve_here(make_app(service, policy)))
@@ -1073,9 +1071,8 @@ def incident_notify(o: Opts, incident: str | None, kind: str, to: str, ref: str)
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
-    envvar=ENV_STATE_DIR,
-    default=".state",
-    show_default=True,
+    default=lambda: settings.current().state_dir,
+    show_default=".state",
     help="Journal, job store, health (default: $CORDON_STATE_DIR).",
 )
 @click.option(

@@ -6,12 +6,11 @@ Separate from the journal on purpose: polling writes every period, and the journ
 `synchronous=FULL` transactions must stay for runs. Health is re-derived by the next poll, so
 this file uses `synchronous=NORMAL` (a power cut may lose the last poll, never corrupt).
 
-Imports only the standard library and the pure drift types; never a driver.
+Imports only the standard library, `agent.settings` and the pure drift types; never a driver.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -21,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agent import settings
 from agent.engine.drift import Drift, Scope, scope_of
 
-ENV_STATE_DIR = "CORDON_STATE_DIR"  # as the journal and the daemon's socket
 PollStatus = Literal["ok", "drift", "unreachable", "error"]
 
 SCHEMA = """
@@ -49,7 +48,7 @@ _ALARM_COLUMNS = (
 
 
 def default_path() -> Path:
-    return Path(os.environ.get(ENV_STATE_DIR) or ".state") / "health.sqlite"
+    return settings.current().health_path
 
 
 @dataclass(frozen=True)

@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
 
+from agent import settings
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, FlowVerifier, RunReport
+from agent.engine.execute import Executor, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
-from agent.engine.state import DeviceState
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
-from agent.lab import build
-from agent.lab.flows import engine_verifier
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
+from agent.lab.verifier import twin_verifier
 
 
 def render_text(p: Plan, *, color: bool = False, commands: bool = True) -> str:
@@ -129,18 +125,6 @@ def as_json(p: Plan, inv: Inventory | None = None) -> dict[str, object]:
     return out
 
 
-def twin_verifier(
-    inv: Inventory, current: Callable[[], Mapping[str, DeviceState]] | None = None
-) -> FlowVerifier | None:
-    """On the twin (built from this inventory), verify_flows steps probe real flows. `current`
-    (the journal's recorded states) is read again before a retry: with runs in parallel,
-    another site may change while this one probes."""
-    state = LabState.load(build.DEFAULT_LAB)
-    if state is None or state.phase != "up" or Path(state.inventory) != Path(inv.path):
-        return None
-    return engine_verifier(inv, blueprint(inv, state.lab), current=current)
-
-
 def render_report(report: RunReport) -> str:
     lines = [f"run {report.run_id}: {report.status} in {report.duration_s:.2f} s"]
     lines.append(f"  {'site':<30} {'step':<28} {'device':<10} {'method':<6} result")
@@ -170,9 +154,8 @@ def report_json(report: RunReport) -> dict[str, object]:
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="CORDON_STATE_DIR",
-    default=".state",
-    show_default=True,
+    default=lambda: settings.current().state_dir,
+    show_default=".state",
     help="The state directory holding the journal ($CORDON_STATE_DIR).",
 )
 @click.option("--json", "json_out", is_flag=True, help="Machine output: JSON only on stdout.")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, cast
 
-from agent import audit
+from agent import audit, settings
 from agent.audit.evidence import path_for
 from agent.drivers.base import (
     Backup,
@@ -72,10 +72,6 @@ FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
 # a verifier that can be told which flows to probe (`only`: flow names; None: every flow)
 ScopedVerifier = Callable[[str, Mapping[str, DeviceState], Collection[str] | None], list[str]]
 
-# the audit trail must keep this much free space for a run to send anything (MiB)
-AUDIT_MIN_FREE_MB_DEFAULT = 64.0
-# how long a rollback waits for another process driving the run to stop at a step boundary
-STOP_WAIT_S_DEFAULT = 120.0
 Progress = Callable[[str], None]
 
 
@@ -209,15 +205,16 @@ class Executor:
         self.verifier = verifier
         self.progress = progress or (lambda _msg: None)
         # pacing between device steps, for drills on the twin (and crash tests)
-        self.pause = pause if pause is not None else float(os.environ.get("CORDON_STEP_PAUSE", "0"))
+        config = settings.current()
+        self.pause = pause if pause is not None else config.step_pause_s
         # seconds an on-device revert waits before putting a lost device back in its fail-safe
         # state (and how long the controller keeps trying where the device has no timer)
-        self.deadman = float(os.environ.get("CORDON_DEADMAN_S", "30"))
+        self.deadman = config.deadman_s
         # free space the audit log directory must keep before anything is sent (a full disk
         # would leave changes applied and not recorded)
-        self.audit_min_free = _setting("CORDON_AUDIT_MIN_FREE_MB", AUDIT_MIN_FREE_MB_DEFAULT)
+        self.audit_min_free = config.audit_min_free_mb
         # a rollback of a run driven by another process first asks it to stop, this long
-        self.stop_wait = _setting("CORDON_STOP_WAIT_S", STOP_WAIT_S_DEFAULT)
+        self.stop_wait = config.stop_wait_s
         self.log = audit.get_logger()
 
     # -- planning against what the journal recorded ------------------------------------------
@@ -1552,15 +1549,6 @@ class Executor:
             return d.arm_revert(revert, self.deadman) if isinstance(d, DeadMan) else None
 
         return self.pool.run(row.device, arm)
-
-
-def _setting(name: str, default: float) -> float:
-    """A numeric setting from the environment (its default when unset or not a number >= 0)."""
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value >= 0 else default
 
 
 def _facts_show(facts: Facts, method: str, frm: DeviceState, to: DeviceState) -> bool:

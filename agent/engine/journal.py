@@ -1,7 +1,8 @@
 """The durable journal (SQLite): runs, every device step before and after it runs, backups, site
 locks, each site's isolation state and each device's recorded isolation state. A crash at any
-point leaves a row saying what was in flight. Imports only the standard library and the engine's
-state types; never a driver."""
+point leaves a row saying what was in flight.
+Imports only the standard library, `agent.settings`
+and the engine's state types; never a driver."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import settings
 from agent.engine.state import DeviceState, NftRule
 from agent.errors import LockError, RunError
 
@@ -94,7 +96,7 @@ class Gate:
 
 
 def default_path() -> Path:
-    return Path(os.environ.get("CORDON_STATE_DIR", ".state")) / "journal.sqlite"
+    return settings.current().journal_path
 
 
 def state_to_json(state: DeviceState) -> str:

@@ -1,17 +1,17 @@
 """The inventory of a hospital group: load and validate once into frozen models.
 
 `load(path)` is the only way in; it raises `InventoryError` listing every problem (file, path, line,
-cause) and touches nothing. Imports no driver, engine or network code.
+cause) and touches nothing. Imports no driver, engine or network code (`agent.settings` for the
+default path).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent import yamlfile
+from agent import settings, yamlfile
 from agent.errors import InventoryError, Issue
 from agent.inventory.checks import check, merged_snmp, merged_ssh
 from agent.inventory.models import Inventory
@@ -23,8 +23,7 @@ DEFAULT_INVENTORY = Path("inventory/hospi-grand-ouest.yaml")
 
 def default_path() -> Path:
     """`$CORDON_INVENTORY`, else the built-in example (relative to the working directory)."""
-    env = os.environ.get("CORDON_INVENTORY")
-    return Path(env) if env else DEFAULT_INVENTORY
+    return settings.current().inventory
 
 
 def load(path: Path | str) -> Inventory:

@@ -27,7 +27,7 @@ from agent.errors import LabError
 from agent.inventory.models import Inventory, Platform
 from agent.lab import daemons, netns, ready
 from agent.lab.services import Listener, ServiceSpec, dump_spec
-from agent.lab.state import STATE_ROOT, LabState
+from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, blueprint
 from agent.secrets import ref_path
 
@@ -451,7 +451,7 @@ def down(lab: str = DEFAULT_LAB) -> list[str]:
         netns.run(["ip", "route", "del", "blackhole", str(SANDBOX)], check=False)
     _rmtree_if_ours(state.dir)
     with contextlib.suppress(OSError):  # the state root too, when no other twin state is left
-        STATE_ROOT.rmdir()
+        state_root().rmdir()
     return done
 
 
@@ -513,7 +513,7 @@ def _has_blackhole() -> bool:
 def status(lab: str = DEFAULT_LAB) -> dict[str, object]:
     state = LabState.load(lab)
     if state is None:
-        return {"lab": lab, "up": False, "state_dir": str(STATE_ROOT / lab)}
+        return {"lab": lab, "up": False, "state_dir": str(state_root() / lab)}
     procs = {
         str(p["name"]): daemons.is_running(daemons.DaemonProc.from_dict(p)) for p in state.procs
     }

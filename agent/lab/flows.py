@@ -1,13 +1,12 @@
 """The flow matrix: every declared flow probed with a real TCP connect from inside its source
 host's namespace, compared with what is expected (open, or cut by the isolation in force).
 
-Imports the inventory, the blueprint, the prober and netns; touches no device.
+Imports the inventory, the blueprint, the prober, netns and the settings; touches no device.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import selectors
 import socket
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 import click
 
+from agent import settings
 from agent.engine.paths import flow_path
 from agent.engine.state import DeviceState, flow_open
 from agent.errors import LabError
@@ -176,19 +176,6 @@ RETRY_PAUSE_S = 0.3
 States = Mapping[str, DeviceState]
 
 
-def _seconds(env: str, default: float) -> float:
-    raw = os.environ.get(env)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise LabError(f"{env}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise LabError(f"{env} must be positive, got {raw}")
-    return value
-
-
 def engine_verifier(
     inv: Inventory,
     bp: Blueprint,
@@ -212,15 +199,14 @@ def engine_verifier(
     run changing a device on a flow's path (a sister site's WAN cut) after they were read makes
     the expectation stale, and the check fails after `settle` seconds."""
     paths = {f.name: flow_path(inv, f) for f in inv.flows}
+    config = settings.current()
     open_s = (
-        open_timeout
-        if open_timeout is not None
-        else _seconds("CORDON_VERIFY_OPEN_TIMEOUT_S", OPEN_TIMEOUT_S)
+        open_timeout if open_timeout is not None else config.verify_open_timeout_s or OPEN_TIMEOUT_S
     )
     closed_s = (
         closed_timeout
         if closed_timeout is not None
-        else _seconds("CORDON_VERIFY_CLOSED_TIMEOUT_S", CLOSED_TIMEOUT_S)
+        else config.verify_closed_timeout_s or CLOSED_TIMEOUT_S
     )
     if open_s <= 0 or closed_s <= 0:
         raise LabError("verifier timeouts must be positive")

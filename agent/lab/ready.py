@@ -11,18 +11,19 @@ once a second, 100 devices at a time. On the example group (815 devices) the las
 ports were forwarding 2.3 s after their `ip -batch` returned: the flows of the last-built sites
 then lose their first ARP and time out.
 
-Imports the inventory, the blueprint, the flow paths, the prober and netns; touches nothing.
+Imports the inventory, the blueprint, the flow paths, the prober, netns and the settings; touches
+nothing.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from agent import settings
 from agent.engine.paths import FlowPath, RouteHop, flow_path
 from agent.errors import LabError
 from agent.inventory.models import Flow, Inventory, SiteKind
@@ -42,16 +43,7 @@ _SHOWN = 8  # flows diagnosed and named in the error, at most
 
 def bound() -> float:
     """The readiness bound in seconds (CORDON_LAB_READY_S, default BOUND_S)."""
-    raw = os.environ.get("CORDON_LAB_READY_S")
-    if raw is None:
-        return BOUND_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise LabError(f"CORDON_LAB_READY_S={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise LabError(f"CORDON_LAB_READY_S must be positive, got {raw}")
-    return value
+    return settings.current().lab_ready_s or BOUND_S
 
 
 # ----------------------------------------------------------------------------- kernel state

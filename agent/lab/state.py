@@ -1,7 +1,7 @@
 """The twin's own journal: every namespace, root-namespace link, file and process it made, written
 before each is made, so `lab down` (even after a crash) undoes exactly that and nothing else.
 
-Imports only the standard library and `agent.errors`.
+Imports only the standard library, `agent.errors` and `agent.settings`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent import settings
 from agent.errors import LabError
 
-STATE_ROOT = Path(os.environ.get("CORDON_LAB_STATE", "/run/cordon-lab"))
+
+def state_root() -> Path:
+    """Where the twins' journals live (`$CORDON_LAB_STATE`, default /run/cordon-lab)."""
+    return settings.current().lab_state
 
 
 @dataclass
@@ -33,7 +37,7 @@ class LabState:
 
     @property
     def dir(self) -> Path:
-        return STATE_ROOT / self.lab
+        return state_root() / self.lab
 
     @property
     def path(self) -> Path:
@@ -52,7 +56,7 @@ class LabState:
 
     @classmethod
     def load(cls, lab: str) -> LabState | None:
-        path = STATE_ROOT / lab / "state.json"
+        path = state_root() / lab / "state.json"
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -215,7 +215,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))
 from agent.drivers import Pool
 from agent.errors import CordonError
 from agent.inventory.models import Inventory
-from agent.inventory.synth import synthetic
+from scripts.synth import synthetic
 
 inv = Inventory.model_validate(synthetic(50, devices_per_site=10))
 print(len(inv.devices()))

@@ -19,8 +19,8 @@ from agent.engine.state import DeviceState, NftRule, allow_rules, flow_open
 from agent.errors import ApprovalError, PlanError, PlaybookError
 from agent.inventory import load
 from agent.inventory.models import Inventory
-from agent.inventory.synth import hospi_grand_ouest
 from agent.playbook import load as load_playbook
+from scripts.synth import hospi_grand_ouest
 from tests.conftest import EXAMPLE, ROOT
 
 GOLDEN = Path(__file__).parent / "golden"

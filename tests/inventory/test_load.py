@@ -14,7 +14,7 @@ from agent.errors import InventoryError
 from agent.inventory import load
 from agent.inventory.models import Criticality, Platform, SiteKind
 from agent.inventory.select import Selector, select_devices, select_sites, select_zones
-from agent.inventory.synth import hospi_grand_ouest
+from scripts.synth import hospi_grand_ouest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "hospi-grand-ouest.yaml"
 

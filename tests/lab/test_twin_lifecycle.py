@@ -16,10 +16,10 @@ from agent.drivers import ChangeSet, one_shot
 from agent.drivers.base import DeadMan, Target
 from agent.errors import LabError
 from agent.inventory import load
-from agent.inventory.synth import HGO_SITES, group_document
 from agent.lab import build, daemons, infect, netns, ready
-from agent.lab.state import STATE_ROOT, LabState
+from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK
+from scripts.synth import HGO_SITES, group_document
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 
@@ -52,7 +52,7 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     """A full up/down cycle of a one-site twin removes everything the twin made, and only that."""
     inv = load(small_inventory(tmp_path))
     blackhole_before = blackhole_present()
-    state_root_before = STATE_ROOT.exists()
+    state_root_before = state_root().exists()
     foreign = set(netns.run(["ip", "netns", "list"]).stdout.split())
     state = build.up(inv)
     try:
@@ -108,7 +108,7 @@ def test_up_then_down_leaves_nothing(twin_lock: None, tmp_path: Path) -> None:
     assert infect.infected() == []
     assert not any(Path(f).exists() for f in state.files)
     assert not state.dir.exists()
-    assert STATE_ROOT.exists() == state_root_before
+    assert state_root().exists() == state_root_before
     assert not any(Path(d).exists() for d in state.dirs)
     frr_dirs = state.extra.get("frr_dirs", [])
     assert len(frr_dirs) == 3  # one FRR instance per switch of the one-site twin

@@ -1,6 +1,9 @@
 """Builds inventory documents (plain dicts, as if read from YAML) for a hospital group: the shipped
 Hospi Grand Ouest example and synthetic groups of any size for benchmarks and drills.
 
+Scaffolding, not runtime: lives outside `agent/` and imports only the standard library; used by
+`scripts/make_example_inventory.py`, the tests and the benchmarks (never by `agent/`).
+
 Pure: no I/O. Every address is inside 198.18.0.0/15 (data 198.18/16, management 198.19/16), so
 anything built from these documents stays inside the digital twin's sandbox.
 """

@@ -1,0 +1,284 @@
+"""Every setting Cordon takes from its environment: the `CORDON_*` variables and the default paths
+derived from them, read into one frozen `Settings` and validated at load.
+
+Owns the environment: nothing else in `agent/` reads `os.environ` for a setting (a test scans the
+source for it). Secret references (`env:NAME` in an inventory or roles file) are secrets, not
+settings: `agent.secrets` resolves them. Imports only the standard library and `agent.errors`.
+
+    current() -> Settings       the settings of this process's environment (cached per environment)
+    load(environ) -> Settings   the same from any mapping (tests)
+
+An empty variable counts as unset. A value that does not parse, or is out of range, raises the
+error of its owner (`ConfigError`, exit 2; `LabError`, exit 9, for the twin's) naming the variable,
+its value and the accepted range, before anything is done. Every setting below is read somewhere
+(`readers`); a test fails for a setting validated here that nothing reads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+from typing import Literal
+
+from agent.errors import ConfigError, CordonError, LabError
+
+__all__ = ["SETTINGS", "Setting", "Settings", "current", "load"]
+
+JOURNAL_NAME = "journal.sqlite"
+HEALTH_NAME = "health.sqlite"
+SOCKET_NAME = "cordon.sock"
+
+Kind = Literal["path", "text", "seconds", "mib"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: where it lands in `Settings`, its default, who reads it."""
+
+    env: str  # the variable's name
+    attr: str  # the `Settings` field it fills
+    kind: Kind
+    default: str  # the default, as documentation
+    meaning: str
+    readers: tuple[str, ...]  # the modules that read `Settings.<attr>`
+    minimum: float = 0.0  # numbers: the lowest accepted value ...
+    strict: bool = False  # ... and whether it is excluded (> instead of >=)
+    error: type[CordonError] = ConfigError
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "CORDON_STATE_DIR",
+        "state_dir",
+        "path",
+        ".state",
+        "journal, job store, health store, the daemon's lock, state file and socket",
+        (
+            "agent.daemon",
+            "agent.daemon.cli",
+            "agent.daemon.health",
+            "agent.engine.cli",
+            "agent.engine.journal",
+        ),
+    ),
+    Setting(
+        "CORDON_LOG_DIR",
+        "log_dir",
+        "path",
+        "./logs (under the working directory when used)",
+        "the audit log directory (chain, seals, evidence)",
+        ("agent.audit.pipeline",),
+    ),
+    Setting(
+        "CORDON_INVENTORY",
+        "inventory",
+        "path",
+        "inventory/hospi-grand-ouest.yaml",
+        "the inventory when a command is given none",
+        ("agent.inventory",),
+    ),
+    Setting(
+        "CORDON_ROLES",
+        "roles",
+        "path",
+        "inventory/roles.yaml",
+        "the roles file (who may do what; bearer tokens as secret references)",
+        ("agent.daemon.auth",),
+    ),
+    Setting(
+        "CORDON_SOCKET",
+        "socket",
+        "path",
+        "the state directory's cordon.sock",
+        "the daemon socket the CLI talks to (its --socket)",
+        ("agent.daemon.cli",),
+    ),
+    Setting(
+        "CORDON_TOKEN",
+        "token",
+        "text",
+        "none: the caller is identified by its OS user",
+        "the CLI's bearer token (its --token); a secret, never shown",
+        ("agent.daemon.cli",),
+    ),
+    Setting(
+        "CORDON_AUDIT_SEAL_KEY",
+        "audit_seal_key",
+        "text",
+        "none: seals are unsigned and anchor nothing",
+        "secret reference (file:PATH, env:NAME) to the Ed25519 key signing the audit seals",
+        ("agent.audit.cli", "agent.audit.pipeline"),
+    ),
+    Setting(
+        "CORDON_AUDIT_SEAL_PUBKEY",
+        "audit_seal_pubkey",
+        "text",
+        "none: `audit verify` says the seals are not anchored",
+        "the seal public key pinned for `audit verify` ('ed25519:<base64>' or file:PATH)",
+        ("agent.audit.cli",),
+    ),
+    Setting(
+        "CORDON_STEP_PAUSE",
+        "step_pause_s",
+        "seconds",
+        "0",
+        "pause between device steps (drills on the twin, crash tests)",
+        ("agent.engine.execute",),
+    ),
+    Setting(
+        "CORDON_DEADMAN_S",
+        "deadman_s",
+        "seconds",
+        "30",
+        "how long an on-device revert waits before restoring a lost device's fail-safe state",
+        ("agent.engine.execute",),
+        strict=True,
+    ),
+    Setting(
+        "CORDON_AUDIT_MIN_FREE_MB",
+        "audit_min_free_mb",
+        "mib",
+        "64",
+        "free space the audit log's disk must keep before anything is sent to a device",
+        ("agent.engine.execute",),
+    ),
+    Setting(
+        "CORDON_STOP_WAIT_S",
+        "stop_wait_s",
+        "seconds",
+        "120",
+        "how long a rollback waits for the process driving the run to stop it",
+        ("agent.engine.execute",),
+    ),
+    Setting(
+        "CORDON_VERIFY_OPEN_TIMEOUT_S",
+        "verify_open_timeout_s",
+        "seconds",
+        "the twin verifier's OPEN_TIMEOUT_S (2 s)",
+        "twin flow verifier: time a flow expected open gets to connect",
+        ("agent.lab.flows",),
+        strict=True,
+        error=LabError,
+    ),
+    Setting(
+        "CORDON_VERIFY_CLOSED_TIMEOUT_S",
+        "verify_closed_timeout_s",
+        "seconds",
+        "the twin verifier's CLOSED_TIMEOUT_S (0.1 s)",
+        "twin flow verifier: least time a flow expected closed is probed",
+        ("agent.lab.flows",),
+        strict=True,
+        error=LabError,
+    ),
+    Setting(
+        "CORDON_LAB_READY_S",
+        "lab_ready_s",
+        "seconds",
+        "the twin's BOUND_S (30 s)",
+        "how long `lab up` waits for the kernel to settle every link and flow",
+        ("agent.lab.ready",),
+        strict=True,
+        error=LabError,
+    ),
+    Setting(
+        "CORDON_LAB_STATE",
+        "lab_state",
+        "path",
+        "/run/cordon-lab",
+        "the twin's own journal (what `lab down` undoes)",
+        ("agent.lab.state",),
+        error=LabError,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings; `None` where the reader keeps its own default (documented above)."""
+
+    state_dir: Path = Path(".state")
+    log_dir: Path | None = None
+    inventory: Path = Path("inventory/hospi-grand-ouest.yaml")
+    roles: Path = Path("inventory/roles.yaml")
+    socket: Path | None = None
+    token: str | None = field(default=None, repr=False)
+    audit_seal_key: str | None = None
+    audit_seal_pubkey: str | None = None
+    step_pause_s: float = 0.0
+    deadman_s: float = 30.0
+    audit_min_free_mb: float = 64.0
+    stop_wait_s: float = 120.0
+    verify_open_timeout_s: float | None = None
+    verify_closed_timeout_s: float | None = None
+    lab_ready_s: float | None = None
+    lab_state: Path = Path("/run/cordon-lab")
+
+    @property
+    def journal_path(self) -> Path:
+        """The run journal: `<state_dir>/journal.sqlite`."""
+        return self.state_dir / JOURNAL_NAME
+
+    @property
+    def health_path(self) -> Path:
+        """The daemon's device health store: `<state_dir>/health.sqlite`."""
+        return self.state_dir / HEALTH_NAME
+
+    @property
+    def socket_path(self) -> Path:
+        """The daemon's default socket: `<state_dir>/cordon.sock`."""
+        return self.state_dir / SOCKET_NAME
+
+
+def _number(s: Setting, raw: str) -> float:
+    unit = "number of seconds" if s.kind == "seconds" else "number of MiB"
+    hint = f"set {s.env} to a {unit}, or unset it for the default ({s.default})"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise s.error(f"{s.env}={raw!r} is not a {unit}", hint=hint) from None
+    if not math.isfinite(value):
+        raise s.error(f"{s.env}={raw!r} is not a {unit}", hint=hint)
+    if s.strict and value <= s.minimum:
+        raise s.error(f"{s.env} must be positive, got {raw}", hint=hint)
+    if value < s.minimum:
+        raise s.error(f"{s.env} must be {s.minimum:g} or more, got {raw}", hint=hint)
+    return value
+
+
+def load(environ: Mapping[str, str]) -> Settings:
+    """Read and validate every setting from `environ`; raise on the first bad one."""
+    values: dict[str, object] = {}
+    for s in SETTINGS:
+        raw = environ.get(s.env)
+        if not raw:
+            continue
+        if s.kind == "path":
+            values[s.attr] = Path(raw)
+        elif s.kind == "text":
+            values[s.attr] = raw
+        else:
+            values[s.attr] = _number(s, raw)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+_cache: dict[tuple[tuple[str, str], ...], Settings] = {}
+_cache_lock = Lock()
+
+
+def current() -> Settings:
+    """The settings of this process's environment now (loaded once per distinct environment)."""
+    key = tuple((s.env, os.environ.get(s.env, "")) for s in SETTINGS)
+    with _cache_lock:
+        found = _cache.get(key)
+    if found is not None:
+        return found
+    loaded = load(os.environ)
+    with _cache_lock:
+        if len(_cache) > 64:  # tests change the environment often; keep the cache small
+            _cache.clear()
+        _cache[key] = loaded
+    return loaded
