@@ -37,8 +37,14 @@ def cordon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def statuses(db: Path) -> list[str]:
+    """The steps' statuses; none while the run's process has made the file but not its schema."""
     with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute("SELECT status FROM steps ORDER BY seq")]
+        try:
+            return [r[0] for r in conn.execute("SELECT status FROM steps ORDER BY seq")]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
 
 
 def matrix(twin: Twin) -> dict[str, bool]:
