@@ -126,8 +126,8 @@ def _parse(text: str, *, file: str, what: str) -> YamlDocument:
     if bad is not None:
         line, col, char = bad
         message = (
-            f"control character U+{ord(char):04X} at column {col}: not allowed in a "
-            f"{what} file (remove it)"
+            f"control character U+{ord(char):04X} at column {col}: not allowed in "
+            f"{'an' if what[:1] in 'aeiou' else 'a'} {what} file (remove it)"
         )
         raise _Refused(Issue(file, "", message, line))
     loader = yaml.SafeLoader(text)
