@@ -23,6 +23,7 @@ from agent.lab import build
 from agent.lab.flows import engine_verifier
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.status import RunStatus
 
 
 def render_text(p: Plan, *, color: bool = False, commands: bool = True) -> str:
@@ -199,5 +200,6 @@ def resume_cmd(
     finally:
         journal.close()
     click.echo(json.dumps(report_json(report), indent=2) if json_out else render_report(report))
-    if report.status not in ("done", "rolled_back") and not report.status.startswith("already"):
+    ok = (RunStatus.DONE, RunStatus.ROLLED_BACK)
+    if report.status not in ok and not report.status.startswith("already"):
         raise SystemExit(4)

@@ -232,7 +232,7 @@ def test_two_person_rule(
     for user in ("dave", "alice"):
         with pytest.raises(AccessRefused):
             real_as(user).approve(rid)
-    assert service.journal.run(rid)["status"] == "awaiting_approval"
+    assert service.journal.run(rid).status == "awaiting_approval"
     out = real_as("carol").approve(rid, reason="second pair of eyes")
     assert (out["run_id"], out["by"]) == (rid, "carol")
     refusals = [(r["actor"], r["action"], r["error"]) for r in records(audit_log, "access.refused")]

@@ -84,7 +84,7 @@ def engine(vallee: Twin, tmp_path: Path) -> Iterator[Executor]:
             yield ex
         finally:
             for run in journal.runs():
-                ex.rollback(run["run_id"])
+                ex.rollback(run.run_id)
     journal.close()
 
 
