@@ -361,7 +361,11 @@ class Journal:
         self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        _migrate(self.db, self.path)
+        try:
+            _migrate(self.db, self.path)
+        except BaseException:
+            self.db.close()
+            raise
         # the file this connection writes to: SQLite keeps writing into a deleted or replaced
         # file without a word, so the engine compares it with the path before each send
         fd = self._fd()
