@@ -154,7 +154,7 @@ def _contain_and_restore(
             else "SOME FLOWS ARE NOT AS EXPECTED"
         )
         for name, st in sorted(journal.sites().items()):
-            click.echo(f"  site {name:<32} {st['mode']:<9} {st['level']}")
+            click.echo(f"  site {name:<32} {st.mode:<9} {st.level}")
         _recover(inv, bp, ex, timings, color=color)
     journal.close()
     obs, elapsed = flows.timed_observe(inv, bp)
@@ -275,8 +275,9 @@ def _site_flows(inv: Inventory, bp: Blueprint, ex: Executor, *, color: bool) -> 
     mine = [f for f in inv.flows if HIT in (f.source.site, f.destination.site)]
     obs = flows.observe(inv, bp, _expect(inv, states), flows=mine, timeout=1.0)
     click.echo(flows.render(obs, color=color))
-    site = ex.journal.sites().get(HIT, {})
-    click.echo(f"site {HIT}: {site.get('mode')} {site.get('level') or ''}")
+    site = ex.journal.sites().get(HIT)
+    mode, level = (site.mode, site.level) if site else (None, None)
+    click.echo(f"site {HIT}: {mode} {level or ''}")
     if any(not o.as_expected for o in obs):
         raise CordonError("flows at the site are not as the journal says", hint="see above")
 

@@ -25,10 +25,12 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     │   └── TornWrite                 the newest file ends with a cut last write (not tampering)
     ├── LabError                      the digital twin cannot be built, probed or torn down
     │   └── SafetyError               a twin operation would leave the 198.18.0.0/15 sandbox
-    └── DaemonError                   talking to `cordon daemon`
-        ├── DaemonDown                it is not running (the CLI offers --local)
-        ├── AccessRefused             the caller's role does not allow it (audited)
-        └── ApprovalError             two-person rule: own run, nothing to approve, expired
+    ├── DaemonError                   talking to `cordon daemon`
+    │   ├── DaemonDown                it is not running (the CLI offers --local)
+    │   ├── AccessRefused             the caller's role does not allow it (audited)
+    │   └── ApprovalError             two-person rule: own run, nothing to approve, expired
+    └── InternalError                 a bug: Cordon broke one of its own invariants (a status
+                                      change its table forbids, a status it does not know)
 """
 
 from __future__ import annotations
@@ -221,3 +223,10 @@ class ApprovalError(DaemonError):
     """Two-person rule: approving one's own run, a run not awaiting approval, an expired one."""
 
     exit_code = 14
+
+
+class InternalError(CordonError):
+    """A bug, never bad input: the engine tried what its own rules forbid (a status change
+    outside `agent.status`'s tables); nothing was written."""
+
+    exit_code = 1

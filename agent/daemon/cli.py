@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,29 +35,25 @@ from agent import settings
 from agent.daemon import SOCKET_NAME
 from agent.daemon.client import Client
 from agent.errors import ConfigError, PlanError
+from agent.status import (
+    INTERRUPTED,
+    OPEN,
+    RUN_EXIT,
+    GateStatus,
+    RunStatus,
+    SiteMode,
+    StepStatus,
+    exit_code,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from agent.daemon.service import Service
 
-__all__ = ["COMMANDS", "RUN_EXIT"]
+__all__ = ["COMMANDS"]
 
 JSON = dict[str, Any]
-OPEN = ("running", "awaiting_approval")
-
-# The exit code of `cordon run` (and `show`) for a run's final status. Detached, or still
-# open: 0. Also in the README and in `cordon --help`.
-RUN_EXIT: Mapping[str, int] = {
-    "done": 0,
-    "failed": 4,  # a step failed and the failure policy kept what was done (`cordon show`)
-    "rolled_back": 15,  # a step failed and the failure policy undid the whole run
-    "partial": 16,  # some sites keep their changes, others were undone
-    "reisolated": 17,  # a soak caught an anomaly: the zone was isolated again, the run stopped
-    "expired": 18,  # no second operator approved in time: nothing was sent
-    "rollback_failed": 19,  # an undo failed: devices in an unknown state, their sites stay held
-}
-INTERRUPTED = 130
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -303,7 +299,12 @@ def _echo_json(data: object) -> None:
 
 
 def _mode_color(mode: str) -> str:
-    return {"normal": "green", "isolated": "yellow", "reconnected": "cyan"}.get(mode, "magenta")
+    colors: dict[str, str] = {
+        SiteMode.NORMAL: "green",
+        SiteMode.ISOLATED: "yellow",
+        SiteMode.RECONNECTED: "cyan",
+    }
+    return colors.get(mode, "magenta")
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -384,7 +385,7 @@ def _waiting_text(r: JSON) -> str:
         )
     if r.get("stop_requested"):
         return f"stopping: {r['stop_requested']}"
-    if status == "awaiting_approval":
+    if status == RunStatus.AWAITING_APPROVAL:
         what = waiting or "approval by a second operator"
         return f"waits for: {what} (`cordon approve {r['run_id']}`)"
     if waiting:
@@ -525,13 +526,18 @@ def _refuse_unsafe(plan: JSON) -> None:
 
 # -- following a run ---------------------------------------------------------------------------
 
-_STEP_COLOR = {"verified": "green", "failed": "red", "undone": "yellow", "undo_failed": "red"}
-_GATE_COLOR = {
-    "passed": "green",
-    "skipped": None,
-    "failed": "red",
-    "reisolated": "red",
-    "expired": "red",
+_STEP_COLOR: dict[str, str] = {
+    StepStatus.VERIFIED: "green",
+    StepStatus.FAILED: "red",
+    StepStatus.UNDONE: "yellow",
+    StepStatus.UNDO_FAILED: "red",
+}
+_GATE_COLOR: dict[str, str | None] = {
+    GateStatus.PASSED: "green",
+    GateStatus.SKIPPED: None,
+    GateStatus.FAILED: "red",
+    GateStatus.REISOLATED: "red",
+    GateStatus.EXPIRED: "red",
 }
 
 
@@ -563,7 +569,11 @@ class _View:
             if self.steps.get(s["seq"]) != status:
                 self.steps[s["seq"]] = status
                 if status in _STEP_COLOR:
-                    error = f": {s['error']}" if s.get("error") and status != "verified" else ""
+                    error = (
+                        f": {s['error']}"
+                        if s.get("error") and status != StepStatus.VERIFIED
+                        else ""
+                    )
                     self.note(
                         f"  {s['site']}  {s['step']}  {s['device']} ({s['method']}): "
                         f"{status}{error}",
@@ -660,41 +670,38 @@ def _final(o: Opts, run: JSON) -> str:
         run.get("created_at"), int | float
     ):
         took = f" in {run['finished_at'] - run['created_at']:.1f} s"
-    verified = sum(s["status"] == "verified" for s in run.get("steps", []))
+    verified = sum(s["status"] == StepStatus.VERIFIED for s in run.get("steps", []))
     head = _style(
         o,
         f"run {run['run_id']}: {status}{took} ({verified} of {run.get('steps_total', 0)} steps "
         "verified)",
-        fg="green" if status == "done" else "red",
+        fg="green" if status == RunStatus.DONE else "red",
         bold=True,
     )
     lines = [head]
     if run.get("detail"):
         lines.append(f"  {run['detail']}")
     rid = run["run_id"]
-    hints = {
-        "failed": f"see `cordon show {rid}`; `cordon rollback {rid}` undoes what it did",
-        "rolled_back": f"a step failed and the whole run was undone: `cordon show {rid}`",
-        "partial": f"some sites keep their changes: `cordon show {rid}`, `cordon status`",
-        "reisolated": f"a soak caught an anomaly and isolated the zone again: `cordon show {rid}`",
-        "expired": "no second operator approved in time: nothing was sent; run it again",
-        "rollback_failed": (
+    hints: dict[str, str] = {
+        RunStatus.FAILED: f"see `cordon show {rid}`; `cordon rollback {rid}` undoes what it did",
+        RunStatus.ROLLED_BACK: f"a step failed and the whole run was undone: `cordon show {rid}`",
+        RunStatus.PARTIAL: f"some sites keep their changes: `cordon show {rid}`, `cordon status`",
+        RunStatus.REISOLATED: (
+            f"a soak caught an anomaly and isolated the zone again: `cordon show {rid}`"
+        ),
+        RunStatus.EXPIRED: "no second operator approved in time: nothing was sent; run it again",
+        RunStatus.ROLLBACK_FAILED: (
             f"an undo failed: devices in an unknown state, their sites stay held; "
             f"`cordon rollback {rid}` retries"
         ),
     }
-    changed = any(s["status"] in ("verified", "failed", "undo_failed") for s in run["steps"])
-    if status == "failed" and not changed:
+    sent = (StepStatus.VERIFIED, StepStatus.FAILED, StepStatus.UNDO_FAILED)
+    changed = any(s["status"] in sent for s in run["steps"])
+    if status == RunStatus.FAILED and not changed:
         hints[status] = f"no device was changed; see `cordon show {rid}`"
     if status in hints:
         lines.append(f"  next: {hints[status]}")
     return "\n".join(lines)
-
-
-def _exit_for(status: str) -> int:
-    if status in OPEN:
-        return 0
-    return RUN_EXIT.get(status, 4)
 
 
 # -- the commands ------------------------------------------------------------------------------
@@ -807,7 +814,7 @@ def run_cmd(
         _echo_json(run)
     else:
         click.echo(_final(o, run))
-    code = _exit_for(str(run["status"]))
+    code = exit_code(str(run["status"]))
     if code:
         raise SystemExit(code)
 
@@ -894,7 +901,7 @@ def rollback_cmd(o: Opts, run_id: str, reason: str | None) -> None:
                 f"  {s['device']}  {s['step']}: "
                 + _style(o, s["status"], fg=_STEP_COLOR.get(s["status"]))
             )
-        ok = status in ("rolled_back", "nothing_to_roll_back", "cancelled")
+        ok = status in (RunStatus.ROLLED_BACK, "nothing_to_roll_back", RunStatus.CANCELLED)
         click.echo(
             _style(
                 o,
@@ -905,9 +912,9 @@ def rollback_cmd(o: Opts, run_id: str, reason: str | None) -> None:
         )
         if not ok:
             click.echo(f"  next: `cordon rollback {run_id}` retries the failed undos")
-    if status == "rollback_failed":
-        raise SystemExit(RUN_EXIT["rollback_failed"])
-    if status not in ("rolled_back", "nothing_to_roll_back", "cancelled"):
+    if status == RunStatus.ROLLBACK_FAILED:
+        raise SystemExit(RUN_EXIT[RunStatus.ROLLBACK_FAILED])
+    if status not in (RunStatus.ROLLED_BACK, "nothing_to_roll_back", RunStatus.CANCELLED):
         raise SystemExit(4)
 
 
@@ -930,7 +937,11 @@ def runs_cmd(o: Opts, limit: int) -> None:
     for r in runs:
         status = str(r["status"])
         color = (
-            "green" if status in ("done", "rolled_back") else "yellow" if status in OPEN else "red"
+            "green"
+            if status in (RunStatus.DONE, RunStatus.ROLLED_BACK)
+            else "yellow"
+            if status in OPEN
+            else "red"
         )
         click.echo(
             f"{r['run_id']}  "
@@ -984,7 +995,7 @@ def render_run(o: Opts, run: JSON) -> str:
         for g in gates:
             detail = g.get("detail") or {}
             extra = detail.get("reason") or detail.get("why") or ""
-            if detail.get("kind") == "soak" and g["status"] == "open":
+            if detail.get("kind") == "soak" and g["status"] == GateStatus.OPEN:
                 extra = f"until {_when(detail.get('until'))}, {detail.get('ticks', 0)} checks"
             lines.append(
                 f"    {g['site']}  {g['step']}  "

@@ -6,7 +6,9 @@ Separate from the journal on purpose: polling writes every period, and the journ
 `synchronous=FULL` transactions must stay for runs. Health is re-derived by the next poll, so
 this file uses `synchronous=NORMAL` (a power cut may lose the last poll, never corrupt).
 
-Imports only the standard library, `agent.settings` and the pure drift types; never a driver.
+The file carries its schema version (`PRAGMA user_version`); an older one is migrated when it
+is opened, a newer one refused. Imports only the standard library, `agent.settings`, the pure
+drift types and agent.errors; never a driver.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Literal
 
 from agent import settings
 from agent.engine.drift import Drift, Scope, scope_of
+from agent.errors import DaemonError
 
 PollStatus = Literal["ok", "drift", "unreachable", "error"]
 
@@ -41,6 +44,10 @@ CREATE TABLE IF NOT EXISTS polls (
   detail TEXT NOT NULL DEFAULT '', duration_s REAL NOT NULL DEFAULT 0
 );
 """
+# The schema version this release writes (`PRAGMA user_version`). 0: every health store written
+# before it was recorded (the same tables).
+SCHEMA_VERSION = 1
+
 _ALARM_COLUMNS = (
     "id, device, site, kind, subject, detail, status, first_seen, last_seen, cleared_at, "
     "reapplied_at, reapplied"
@@ -127,7 +134,29 @@ class HealthStore:
         self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the file to `SCHEMA_VERSION` in one transaction (0 -> 1: the tables and indexes,
+        idempotent, then the version); refuse, changing nothing, a newer release's file."""
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise DaemonError(
+                f"the health store {self.path} was written by a newer Cordon (schema version "
+                f"{version}; this release reads up to {SCHEMA_VERSION}): nothing was changed",
+                hint="use that release (or a newer one) with this state directory",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._tx() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self.lock:

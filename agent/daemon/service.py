@@ -28,13 +28,14 @@ from agent.daemon.health import HealthStore
 from agent.daemon.poll import Poller, reapply_recorded
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, RunOptions, RunReport, new_run_id
-from agent.engine.journal import OPEN, Journal, driver_alive
+from agent.engine.journal import Journal, RunRecord, driver_alive
 from agent.engine.plan import Plan
 from agent.errors import CordonError, PlanError, RunError, RunStopped
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
+from agent.status import OPEN, RunStatus, SiteMode, StepStatus
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -173,12 +174,13 @@ class Service:
         """One step of a run's life (a job): settle what a crash left in flight, proceed, and
         schedule the next wake-up while the run waits. The daemon acts for the run's author:
         the sites it settles are recorded as changed by them, not by the daemon."""
-        ex = self._executor(str(self.journal.run(run_id)["actor"]))
+        ex = self._executor(self.journal.run(run_id).actor)
         in_flight = any(
-            r.status in ("started", "applied", "undoing") for r in ex.journal.steps(run_id)
+            r.status in (StepStatus.STARTED, StepStatus.APPLIED, StepStatus.UNDOING)
+            for r in ex.journal.steps(run_id)
         )
         report = ex.resume(run_id, drive=False) if in_flight else ex.proceed(run_id)
-        if report.status in ("waiting", "awaiting_approval"):
+        if report.status in ("waiting", RunStatus.AWAITING_APPROVAL):
             # no wake-up time: an attestation or approval arrives through the API, which
             # schedules the run at once; look again now and then anyway
             delay = 60.0 if report.wake_at is None else report.wake_at - time.time()
@@ -254,26 +256,26 @@ class Service:
         for site in self.inv.sites:
             if site.kind.value != "establishment" and site.name not in sites:
                 continue
-            st = sites.get(site.name, {"mode": "normal", "level": None, "since": None})
+            st = sites.get(site.name)
             out_sites.append(
                 {
                     "site": site.name,
-                    "mode": st["mode"],
-                    "level": st.get("level"),
-                    "since": st.get("since"),
-                    "by": st.get("actor"),
-                    "run_id": st.get("run_id"),
+                    "mode": st.mode if st else SiteMode.NORMAL,
+                    "level": st.level if st else None,
+                    "since": st.since if st else None,
+                    "by": st.actor if st else None,
+                    "run_id": st.run_id if st else None,
                     "locked_by": locks.get(site.name),
                     "drift": [a for a in alarms if a.get("site") == site.name],
                 }
             )
-        runs = [self._run_summary(r) for r in self.journal.runs(limit=200) if r["status"] in OPEN]
+        runs = [self._run_summary(r) for r in self.journal.runs(limit=200) if r.status in OPEN]
         return {
             "sites": out_sites,
             "open_runs": runs,
             "drift_alarms": alarms,
             "last_poll": self._last_poll,
-            "incidents": self.journal.incidents(open_only=True),
+            "incidents": [i.as_dict() for i in self.journal.incidents(open_only=True)],
         }
 
     def plan(
@@ -355,7 +357,7 @@ class Service:
                 if self.progress is not None:
                     self.progress(exc.message)
                 return RunReport(run_id, "stopped", waiting=exc.message)
-            if report.status not in ("waiting", "awaiting_approval"):
+            if report.status not in ("waiting", RunStatus.AWAITING_APPROVAL):
                 return report
             pause = poll if report.wake_at is None else report.wake_at - time.time()
             pause = min(max(pause, 0.05), poll)
@@ -376,29 +378,30 @@ class Service:
         sched = self.scheduler
         return sched is not None and sched.running and sched.get_job(f"run:{run_id}") is not None
 
-    def _run_summary(self, r: dict[str, Any]) -> dict[str, Any]:
-        rows = self.journal.steps(r["run_id"])
-        driver = r.get("driver")
+    def _run_summary(self, r: RunRecord) -> dict[str, Any]:
+        rows = self.journal.steps(r.run_id)
+        driver = r.driver
         # an open run nobody drives (its process was killed): say so, and how to take it on
-        interrupted = r["status"] in OPEN and not self._driven(r["run_id"], driver)
+        interrupted = r.status in OPEN and not self._driven(r.run_id, driver)
+        finished = (StepStatus.VERIFIED, StepStatus.UNDONE, StepStatus.FAILED)
         return {
-            "run_id": r["run_id"],
-            "playbook": r["playbook"],
-            "level": r["level"],
-            "sites": r["sites"],
-            "actor": r["actor"],
-            "status": r["status"],
-            "waiting": r.get("waiting"),
-            "created_at": r["created_at"],
-            "finished_at": r["finished_at"],
-            "detail": r["detail"],
+            "run_id": r.run_id,
+            "playbook": r.playbook,
+            "level": r.level,
+            "sites": list(r.sites),
+            "actor": r.actor,
+            "status": r.status,
+            "waiting": r.waiting,
+            "created_at": r.created_at,
+            "finished_at": r.finished_at,
+            "detail": r.detail,
             "steps_total": len(rows),
-            "steps_done": sum(x.status in ("verified", "undone", "failed") for x in rows),
-            "break_glass": bool(r["options"].get("break_glass")),
-            "reason": r["options"].get("reason"),
+            "steps_done": sum(x.status in finished for x in rows),
+            "break_glass": bool(r.options.get("break_glass")),
+            "reason": r.options.get("reason"),
             "driver_pid": driver.get("pid") if driver else None,
             "interrupted": interrupted,
-            "stop_requested": r.get("stop_requested"),
+            "stop_requested": r.stop_requested,
         }
 
     def show_run(self, caller: Caller | None = None, *, run_id: str) -> JSON:
@@ -424,9 +427,11 @@ class Service:
             for g in self.journal.gates(run_id)
         ]
         out["attestations"] = [
-            {"site": s, "zone": z, **v} for (s, z), v in self.journal.attestations(run_id).items()
+            {"site": a.site, "zone": a.zone, "actor": a.actor, "reason": a.reason, "at": a.at}
+            for a in self.journal.attestations(run_id).values()
         ]
-        out["approval"] = self.journal.approval(run_id)
+        approval = self.journal.approval(run_id)
+        out["approval"] = approval.as_dict() if approval else None
         return out
 
     def approve(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
@@ -472,7 +477,7 @@ class Service:
             self._known_sites([site])
         if action == "open":
             incident_id = "INC-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            taken = {i["incident_id"] for i in self.journal.incidents()}
+            taken = {i.incident_id for i in self.journal.incidents()}
             if incident_id in taken:  # two declared within a second (was: UNIQUE constraint)
                 incident_id += "-" + str(sum(t.startswith(incident_id) for t in taken) + 1)
             label = name or (f"attack at {site}" if site else "incident")
@@ -481,27 +486,27 @@ class Service:
                 self.log.warning("incident.declared", name=label, site=site, reason=reason)
             return {"incident_id": incident_id, "name": label, "site": site, "status": "open"}
         opened = self.journal.incidents(open_only=True)
-        match = [i for i in opened if name in (None, i["incident_id"], i["name"])]
+        match = [i for i in opened if name in (None, i.incident_id, i.name)]
         if not match:
             raise NotFound(f"no open incident {name or ''}".strip())
         inc = match[0]
-        self.journal.close_incident(inc["incident_id"], who, reason)
-        with audit.bind(incident_id=inc["incident_id"], actor=who):
-            self.log.info("incident.closed", name=inc["name"], reason=reason)
-        return {"incident_id": inc["incident_id"], "status": "closed"}
+        self.journal.close_incident(inc.incident_id, who, reason)
+        with audit.bind(incident_id=inc.incident_id, actor=who):
+            self.log.info("incident.closed", name=inc.name, reason=reason)
+        return {"incident_id": inc.incident_id, "status": "closed"}
 
     def notify(
         self, caller: Caller | None, *, incident: str | None, kind: str, to: str, ref: str
     ) -> JSON:
         """`cordon incident notify`: a regulator was notified (the report's clocks read it)."""
         opened = self.journal.incidents(open_only=incident is None)
-        match = [i for i in opened if incident in (None, i["incident_id"], i["name"])]
+        match = [i for i in opened if incident in (None, i.incident_id, i.name)]
         if len(match) != 1:
             raise NotFound(
                 f"no incident {incident}" if incident else f"{len(match)} open incidents",
                 hint="name the incident: cordon incident notify INCIDENT ...",
             )
-        iid = match[0]["incident_id"]
+        iid = match[0].incident_id
         with audit.bind(incident_id=iid, actor=_who(caller)):
             self.log.info("regulatory.notified", kind=kind, to=to, ref=ref)
         return {"incident_id": iid, "kind": kind, "to": to, "ref": ref, "by": _who(caller)}

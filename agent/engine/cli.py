@@ -19,6 +19,7 @@ from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
 from agent.lab.verifier import twin_verifier
+from agent.status import RunStatus
 
 
 def render_text(p: Plan, *, color: bool = False, commands: bool = True) -> str:
@@ -182,5 +183,6 @@ def resume_cmd(
     finally:
         journal.close()
     click.echo(json.dumps(report_json(report), indent=2) if json_out else render_report(report))
-    if report.status not in ("done", "rolled_back") and not report.status.startswith("already"):
+    ok = (RunStatus.DONE, RunStatus.ROLLED_BACK)
+    if report.status not in ok and not report.status.startswith("already"):
         raise SystemExit(4)

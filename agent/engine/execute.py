@@ -33,16 +33,7 @@ from agent.drivers.base import (
 )
 from agent.drivers.pool import Pool
 from agent.engine import baseline, soak
-from agent.engine.journal import (
-    GATE_FINAL_OK,
-    GATE_STOPS,
-    IN_FLIGHT,
-    OPEN,
-    Journal,
-    NewStep,
-    StepRow,
-    driver_alive,
-)
+from agent.engine.journal import Journal, NewStep, RunRecord, StepRow, driver_alive
 from agent.engine.plan import Plan, plan, require_safe, zone_of_tag, zones_of
 from agent.engine.render import nft_comments, nft_table
 from agent.engine.state import NORMAL, DeviceState
@@ -66,6 +57,7 @@ from agent.playbook.models import (
     VerifyFlows,
     Wait,
 )
+from agent.status import GATE_FINAL_OK, GATE_STOPS, IN_FLIGHT, OPEN
 
 # verifier(site, recorded device states) -> problems (empty when the flows are as expected)
 FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
@@ -371,7 +363,7 @@ class Executor:
         return `waiting` (with when to come back) or the run's final report. Re-entrant: every
         position is read from the journal, so a restart continues where it stopped."""
         with self._lock_for(run_id):
-            if self.journal.run(run_id)["status"] in OPEN:
+            if self.journal.run(run_id).status in OPEN:
                 self.journal.claim_driver(run_id)
             try:
                 return self._proceed(run_id)
@@ -381,17 +373,17 @@ class Executor:
 
     def _proceed(self, run_id: str) -> RunReport:
         info = self.journal.run(run_id)
-        if info["status"] not in OPEN:
-            return RunReport(run_id, info["status"])
+        if info.status not in OPEN:
+            return RunReport(run_id, info.status)
         pb = self._playbook(run_id)
-        opts = RunOptions.from_dict(info["options"])
-        with audit.bind(run_id=run_id, actor=info["actor"]):
-            if info["status"] == "awaiting_approval":
+        opts = RunOptions.from_dict(info.options)
+        with audit.bind(run_id=run_id, actor=info.actor):
+            if info.status == "awaiting_approval":
                 waiting = self._run_approval(run_id, info, opts, pb)
                 if waiting is not None:
                     return waiting
             walks: list[_Walk] = []
-            sites: list[str] = list(info["sites"])
+            sites: list[str] = list(info.sites)
             workers = 1 if pb.order == "serial" else pb.limits.max_parallel_sites
             passes = [i + 1 for i in range(len(pb.steps))] if pb.order == "waves" else [None]
             for upto in passes:
@@ -430,12 +422,10 @@ class Executor:
         if why:
             raise RunStopped(f"run {run_id}: stopped before {where}: {why}")
 
-    def _finish(
-        self, run_id: str, info: Mapping[str, Any], pb: Playbook, report: RunReport
-    ) -> RunReport:
+    def _finish(self, run_id: str, info: RunRecord, pb: Playbook, report: RunReport) -> RunReport:
         report.status = self._status(run_id)
         report.flow_problems = self._flow_problems(run_id)
-        sites = [str(s) for s in info["sites"]]
+        sites = [str(s) for s in info.sites]
         self._settle_sites(sites, pb.level, run_id, report.status)
         rows = self.journal.steps(run_id)
         failed = [r for r in rows if r.status in ("failed", "undo_failed")]
@@ -447,7 +437,7 @@ class Executor:
         self.journal.finish_run(
             run_id, report.status, detail[:2000], release=report.status != "rollback_failed"
         )
-        created = info.get("created_at")
+        created = info.created_at
         self.log.info(
             "run.finished",
             outcome=report.status,
@@ -506,7 +496,7 @@ class Executor:
         walk = _Walk()
         failures = [0]  # device steps failed so far at this site (the failure budget)
         # a worker thread does not inherit the caller's audit context: bind it again
-        with audit.bind(run_id=run_id, actor=self.journal.run(run_id)["actor"], site=site):
+        with audit.bind(run_id=run_id, actor=self.journal.run(run_id).actor, site=site):
             for step in steps:
                 name, action = getattr(step, "name", ""), getattr(step, "action", "")
                 self._check_stop(run_id, f"{site}: {name}")
@@ -581,7 +571,7 @@ class Executor:
             by_device.setdefault(row.device, []).append(row)
         if pb.limits.one_switch_at_a_time or len(by_device) < 2:
             return {r.seq: self._backup_then_apply(run_id, r) for r in rows}
-        actor = self.journal.run(run_id)["actor"]
+        actor = self.journal.run(run_id).actor
         site = rows[0].site
 
         def one_device(device_rows: list[StepRow]) -> list[StepOutcome]:
@@ -718,20 +708,20 @@ class Executor:
         mode = "reconnecting" if pb.level == "L0" else "isolating"
         known = self.journal.sites()
         for site in sites:
-            level = pb.level if pb.level != "L0" else known.get(site, {}).get("level")
+            level = pb.level if pb.level != "L0" else (known[site].level if site in known else None)
             self.journal.set_site(site, mode, level, run_id, self.actor)
 
     def _run_approval(
-        self, run_id: str, info: Mapping[str, Any], opts: RunOptions, pb: Playbook
+        self, run_id: str, info: RunRecord, opts: RunOptions, pb: Playbook
     ) -> RunReport | None:
         """Two-person rule: None once a second operator approved, else the waiting report (or
         the expired run's final one: nothing was sent, the outcome is declared)."""
         approved = self.journal.approval(run_id)
         if approved is not None:
             self.journal.set_run_status(run_id, "running")
-            self._mark_sites(pb, info["sites"], run_id)
+            self._mark_sites(pb, info.sites, run_id)
             return None
-        deadline = float(info["created_at"]) + opts.approval_timeout
+        deadline = float(info.created_at) + opts.approval_timeout
         if time.time() < deadline:
             why = f"approval by a second operator until {_clock(deadline)}"
             self.journal.set_run_status(run_id, "awaiting_approval", why)
@@ -745,18 +735,18 @@ class Executor:
         """A second operator approves the run (or its open approval step). Refused for the
         run's own author, a run that waits for no approval, or one that expired."""
         info = self.journal.run(run_id)
-        if info["status"] not in OPEN:
+        if info.status not in OPEN:
             raise ApprovalError(
-                f"run {run_id} is {info['status']}: there is nothing to approve",
+                f"run {run_id} is {info.status}: there is nothing to approve",
                 hint="start the playbook again if it is still needed",
             )
-        if actor == info["actor"]:
+        if actor == info.actor:
             raise ApprovalError(
                 f"{actor} started run {run_id} and cannot approve it (two-person rule)",
                 hint="a second operator runs `cordon approve " + run_id + "`",
             )
         step = ""
-        if info["status"] != "awaiting_approval":
+        if info.status != "awaiting_approval":
             open_steps = [
                 g.step
                 for g in self.journal.gates(run_id)
@@ -766,14 +756,14 @@ class Executor:
                 raise ApprovalError(f"run {run_id} is not waiting for an approval")
             step = open_steps[0]
         else:
-            opts = RunOptions.from_dict(info["options"])
-            if time.time() >= float(info["created_at"]) + opts.approval_timeout:
+            opts = RunOptions.from_dict(info.options)
+            if time.time() >= float(info.created_at) + opts.approval_timeout:
                 self.proceed(run_id)  # declares the expiry
                 raise ApprovalError(f"run {run_id}: the approval window has closed (expired)")
         self.journal.approve(run_id, step, actor, reason)
         with audit.bind(run_id=run_id, actor=actor):
             self.log.info(
-                "run.approved", step=step or None, reason=reason, author=info["actor"], outcome="ok"
+                "run.approved", step=step or None, reason=reason, author=info.actor, outcome="ok"
             )
         return step or "run"
 
@@ -814,9 +804,9 @@ class Executor:
     def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
         """An operator attests that `zone` at `site` is clean and may be reconnected."""
         info = self.journal.run(run_id)
-        if info["status"] not in OPEN:
-            raise RunError(f"run {run_id} is {info['status']}: attestations are closed")
-        if site not in info["sites"]:
+        if info.status not in OPEN:
+            raise RunError(f"run {run_id} is {info.status}: attestations are closed")
+        if site not in info.sites:
             raise RunError(f"run {run_id} does not act on site {site}")
         found = self.inv.site(site)
         if found is None or found.zone(zone) is None:
@@ -887,7 +877,7 @@ class Executor:
             self.progress(f"{site}: {step.name}: refused: {reason}")
             walk.stop()
             return False
-        who = {z: attested.get((site, z), {}).get("actor") for z in zones}
+        who = {z: attested[site, z].actor if (site, z) in attested else None for z in zones}
         self.journal.set_gate(
             run_id, site, key, "passed", detail={"attested_by": who, "baseline": "matches"}
         )
@@ -906,16 +896,16 @@ class Executor:
             now: Backup = self.pool.run(device, lambda d: d.backup())
         except CordonError as exc:
             return [f"{device}: cannot read its configuration: {exc.message}"]
-        if baseline.digest(now.platform, now.text) == base["digest"]:
+        if baseline.digest(now.platform, now.text) == base.digest:
             return []
         lines: list[str] = []
         log_dir = audit.current_log_dir()
         if log_dir is not None:
-            stored = path_for(log_dir, str(base["backup_sha256"]))
+            stored = path_for(log_dir, str(base.backup_sha256))
             if stored.exists():
                 lines = baseline.differences(now.platform, stored.read_text(), now.text)
         return [
-            f"{device}: differs from the baseline taken by run {base['run_id']}"
+            f"{device}: differs from the baseline taken by run {base.run_id}"
             + (f" ({' | '.join(lines)})" if lines else "")
         ]
 
@@ -1335,7 +1325,7 @@ class Executor:
             if isolated and level == "L0":
                 # a recovery run that ended done leaves the site reconnected (with what it
                 # keeps cut); failed, re-isolated or rolled back, the devices are isolated
-                lvl = known.get(name, {}).get("level")
+                lvl = known[name].level if name in known else None
                 mode = "reconnected" if status == "done" else "isolated"
             self.journal.set_site(name, mode, lvl, run_id, self.actor)
 
@@ -1404,7 +1394,7 @@ class Executor:
         """Restore the pre-run state of every device (or one) the run changed. Idempotent; a
         failed undo is retried by the next rollback. Refused if a later run changed a device
         since (roll that one back first), or if another run holds one of the sites."""
-        if device is None and self.journal.run(run_id)["status"] in OPEN:
+        if device is None and self.journal.run(run_id).status in OPEN:
             self._stop_driver(run_id)
         with self._lock_for(run_id):
             return self._rollback(run_id, device)
@@ -1414,7 +1404,7 @@ class Executor:
         and wait until it has (bounded), so the run sends nothing after the undo. Refused
         ("run in progress") if it does not stop in time: nothing is rolled back."""
         self.journal.request_stop(run_id, f"a rollback was ordered by {self.actor}")
-        driver = self.journal.run(run_id)["driver"]
+        driver = self.journal.run(run_id).driver
         if not driver_alive(driver) or driver.get("pid") == os.getpid():
             return  # nobody else drives it (in this process: the run lock serialises)
         self.progress(f"run {run_id} is driven by process {driver.get('pid')}: asking it to stop")
@@ -1422,7 +1412,7 @@ class Executor:
         while time.monotonic() < deadline:
             time.sleep(0.1)
             info = self.journal.run(run_id)
-            if info["status"] not in OPEN or not driver_alive(info["driver"]):
+            if info.status not in OPEN or not driver_alive(info.driver):
                 return
         raise RunError(
             f"run {run_id} is in progress: process {driver.get('pid')} drives it and did not "
@@ -1434,7 +1424,7 @@ class Executor:
         info = self.journal.run(run_id)
         rows = [r for r in self.journal.steps(run_id) if device is None or r.device == device]
         todo = [r for r in rows if r.status in UNDOABLE]
-        if not todo and device is None and info["status"] in OPEN:
+        if not todo and device is None and info.status in OPEN:
             # an open run that changed nothing yet (awaiting approval, waiting for an
             # attestation): rolling it back cancels it and frees its sites
             self.journal.finish_run(run_id, "cancelled", f"cancelled by {self.actor}")
@@ -1457,12 +1447,12 @@ class Executor:
         with audit.bind(run_id=run_id, actor=self.actor):
             self.log.info("run.rollback", device=device, steps=len(todo))
             for name in sites:
-                self.journal.set_site(name, "reconnecting", info["level"], run_id, self.actor)
+                self.journal.set_site(name, "reconnecting", info.level, run_id, self.actor)
             outcomes = self._undo_rows(todo)
         status = "rollback_failed" if any(o.status != "undone" for o in outcomes) else "rolled_back"
-        self._settle_sites(sites, info["level"], run_id, status)
-        if device is None or info["status"] != "running":
-            final = status if device is None else info["status"]
+        self._settle_sites(sites, info.level, run_id, status)
+        if device is None or info.status != "running":
+            final = status if device is None else info.status
             self.journal.finish_run(run_id, final, release=status != "rollback_failed")
         return RunReport(run_id, status, outcomes)
 
@@ -1474,8 +1464,8 @@ class Executor:
         the rest)."""
         t0 = time.perf_counter()
         info = self.journal.run(run_id)
-        if info["status"] not in OPEN:
-            return RunReport(run_id, f"already {info['status']}")
+        if info.status not in OPEN:
+            return RunReport(run_id, f"already {info.status}")
         outcomes: list[StepOutcome] = []
         with self._lock_for(run_id), audit.bind(run_id=run_id, actor=self.actor):
             self.journal.claim_driver(run_id)
@@ -1491,7 +1481,7 @@ class Executor:
                     r.status == "pending" for r in self.journal.steps(run_id)
                 ):
                     status = "rolled_back"
-                self._settle_sites(info["sites"], info["level"], run_id, status)
+                self._settle_sites(info.sites, info.level, run_id, status)
                 self.journal.finish_run(
                     run_id, status, "resumed, rolled back", release=status != "rollback_failed"
                 )

@@ -1,8 +1,10 @@
 """The durable journal (SQLite): runs, every device step before and after it runs, backups, site
 locks, each site's isolation state and each device's recorded isolation state. A crash at any
-point leaves a row saying what was in flight.
-Imports only the standard library, `agent.settings`
-and the engine's state types; never a driver."""
+point leaves a row saying what was in flight. Returns typed records (frozen dataclasses, statuses
+as `agent.status` enums) and refuses a status change `agent.status` forbids. The file carries its
+schema version (`PRAGMA user_version`); an older journal is migrated when it is opened.
+Imports only the standard library, `agent.settings`, the engine's state types, agent.status and
+agent.errors; never a driver."""
 
 from __future__ import annotations
 
@@ -14,13 +16,26 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from agent import settings
 from agent.engine.state import DeviceState, NftRule
-from agent.errors import LockError, RunError
+from agent.errors import DaemonError, LockError, RunError
+from agent.status import (
+    GATE_TRANSITIONS,
+    OPEN,
+    RUN_TRANSITIONS,
+    SITE_TRANSITIONS,
+    STEP_TRANSITIONS,
+    GateStatus,
+    RunStatus,
+    SiteMode,
+    StepStatus,
+    check_transition,
+    parse,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -75,24 +90,103 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 """
 
-# Step status: pending -> started -> applied -> verified | failed; undone after a rollback.
-IN_FLIGHT = ("started", "applied")
-# Run status while open; every other status is final.
-OPEN = ("running", "awaiting_approval")
-# Gate status (non-device steps: backup, verify, wait, soak, approval, preconditions).
-GATE_FINAL_OK = ("passed", "skipped")
-GATE_STOPS = ("failed", "reisolated", "expired")
+# The schema version this release writes (`PRAGMA user_version`). 0: every journal written
+# before it was recorded (same tables; `_ADDED_COLUMNS` may be missing).
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Gate:
+    """A non-device step's state (backup, verify, wait, soak, approval, preconditions)."""
+
     run_id: str
     site: str
     step: str
-    status: str  # open | passed | skipped | failed | reisolated | expired
+    status: GateStatus
     opened_at: float
     wake_at: float | None
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as journaled: who, what, where, its status and what it waits for."""
+
+    run_id: str
+    playbook: str
+    level: str
+    sites: tuple[str, ...]
+    actor: str
+    status: RunStatus
+    created_at: float
+    finished_at: float | None
+    detail: str | None
+    options: dict[str, Any]
+    waiting: str | None
+    driver: dict[str, Any] | None  # who drives it (`this_driver()`), None when nobody
+    stop_requested: str | None
+
+
+@dataclass(frozen=True)
+class SiteRecord:
+    """A site's isolation mode and level, since when, set by which run and person."""
+
+    site: str
+    mode: SiteMode
+    level: str | None
+    since: float
+    run_id: str | None
+    actor: str | None
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """An operator's word that a zone is clean enough to reconnect."""
+
+    site: str
+    zone: str
+    actor: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A second operator's approval of a run (`step` ""), or of one of its approval steps."""
+
+    actor: str
+    reason: str | None
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Incident:
+    incident_id: str
+    name: str
+    site: str | None
+    opened_at: float
+    opened_by: str
+    reason: str
+    closed_at: float | None
+    closed_by: str | None
+    close_reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A device's configuration digest taken while it was normal (reconnect preconditions)."""
+
+    device: str
+    digest: str
+    backup_sha256: str
+    taken_at: float
+    run_id: str | None
 
 
 def default_path() -> Path:
@@ -129,6 +223,12 @@ def state_from_json(text: str) -> DeviceState:
     )
 
 
+# a new step row: every step starts pending
+_INSERT_STEP = (
+    "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,"  # noqa: S608 - a fixed enum value
+    f"'{StepStatus.PENDING}',NULL,NULL,NULL,?)"
+)
+
 # columns added after the first release: a journal written before them gains them at open
 _ADDED_COLUMNS = {"runs": ("driver TEXT", "stop_requested TEXT")}
 
@@ -149,7 +249,7 @@ def this_driver() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
 
 
-def driver_alive(driver: dict[str, Any] | None) -> bool:
+def driver_alive(driver: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     """Is the process recorded as driving a run still alive (same host, same PID, same start
     time)? A process on another host cannot be checked from here: assumed alive."""
     if not driver:
@@ -161,7 +261,39 @@ def driver_alive(driver: dict[str, Any] | None) -> bool:
 
 
 def _gate(r: Sequence[Any]) -> Gate:
-    return Gate(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+    status = parse(GateStatus, r[3], f"gate {r[1]} {r[2]} of run {r[0]}")
+    return Gate(r[0], r[1], r[2], status, r[4], r[5], json.loads(r[6]))
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the file to `SCHEMA_VERSION` in one transaction: create what is missing, add the
+    columns a journal written before them lacks, record the version. Refuses (changing
+    nothing) a journal written by a newer release."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise DaemonError(
+            f"the journal {path} was written by a newer Cordon (schema version {version}; "
+            f"this release reads up to {SCHEMA_VERSION}): nothing was changed",
+            hint="use that release (or a newer one) with this state directory",
+        )
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # 0 -> 1: the tables (idempotent), the added columns, then the version itself
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True)
@@ -202,7 +334,7 @@ class StepRow:
     undo: tuple[str, ...]
     before: DeviceState
     after: DeviceState
-    status: str
+    status: StepStatus
     error: str | None
     fail_direction: str = "closed"  # where the device must end if the agent loses it
     opens: bool = False
@@ -230,12 +362,11 @@ class Journal:
         self.lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
-            for column in columns:
-                if column.split()[0] not in have:
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        try:
+            _migrate(self.db, self.path)
+        except BaseException:
+            self.db.close()
+            raise
         # the file this connection writes to: SQLite keeps writing into a deleted or replaced
         # file without a word, so the engine compares it with the path before each send
         fd = self._fd()
@@ -300,10 +431,12 @@ class Journal:
         *,
         playbook_json: str | None = None,
         options: dict[str, Any] | None = None,
-        status: str = "running",
+        status: RunStatus | str = RunStatus.RUNNING,
     ) -> None:
         """Record the run with all its steps and take every site's lock, in one transaction
         (a crash leaves all of it or none), or refuse naming the holder."""
+        new = parse(RunStatus, status, f"run {run_id}")
+        check_transition(RUN_TRANSITIONS, "run", run_id, None, new)
         with self.tx() as db:
             _check_locks(db, sites, allowed=())
             db.execute(
@@ -315,7 +448,7 @@ class Journal:
                     level,
                     json.dumps(list(sites)),
                     actor,
-                    status,
+                    new,
                     time.time(),
                     playbook_json,
                     json.dumps(options or {}, sort_keys=True),
@@ -325,7 +458,7 @@ class Journal:
                 "INSERT INTO locks VALUES (?,?,?)", [(s, run_id, time.time()) for s in sites]
             )
             db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL,?)",
+                _INSERT_STEP,
                 [
                     (
                         run_id,
@@ -358,10 +491,22 @@ class Journal:
         with self.tx() as db:
             db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
+    def _run_status(
+        self, db: sqlite3.Connection, run_id: str, status: RunStatus | str
+    ) -> RunStatus:
+        """The new status of `run_id`, checked against its current one (in the caller's tx)."""
+        new = parse(RunStatus, status, f"run {run_id}")
+        row = db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is not None:
+            old = parse(RunStatus, row[0], f"run {run_id}")
+            check_transition(RUN_TRANSITIONS, "run", run_id, old, new)
+        return new
+
     def finish_run(
-        self, run_id: str, status: str, detail: str = "", *, release: bool = True
+        self, run_id: str, status: RunStatus | str, detail: str = "", *, release: bool = True
     ) -> None:
         with self.tx() as db:
+            status = self._run_status(db, run_id, status)
             db.execute(
                 "UPDATE runs SET status=?, finished_at=?, detail=? WHERE run_id=?",
                 (status, time.time(), detail, run_id),
@@ -369,7 +514,7 @@ class Journal:
             if release:
                 db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str) -> RunRecord:
         found = self._query(
             "SELECT run_id, playbook, level, sites, actor, status, created_at, "
             "finished_at, detail, options, waiting, driver, stop_requested FROM runs "
@@ -379,34 +524,32 @@ class Journal:
         row = found[0] if found else None
         if row is None:
             raise RunError(f"no run {run_id} in the journal {self.path}")
-        keys = (
-            "run_id",
-            "playbook",
-            "level",
-            "sites",
-            "actor",
-            "status",
-            "created_at",
-            "finished_at",
-            "detail",
-            "options",
-            "waiting",
-            "driver",
-            "stop_requested",
+        return RunRecord(
+            run_id=row[0],
+            playbook=row[1],
+            level=row[2],
+            sites=tuple(json.loads(row[3])),
+            actor=row[4],
+            status=parse(RunStatus, row[5], f"run {run_id}"),
+            created_at=row[6],
+            finished_at=row[7],
+            detail=row[8],
+            options=json.loads(row[9] or "{}"),
+            waiting=row[10],
+            driver=json.loads(row[11]) if row[11] else None,
+            stop_requested=row[12],
         )
-        out = dict(zip(keys, row, strict=True))
-        out["sites"] = json.loads(out["sites"])
-        out["options"] = json.loads(out["options"] or "{}")
-        out["driver"] = json.loads(out["driver"]) if out["driver"] else None
-        return out
 
     def playbook_json(self, run_id: str) -> str | None:
         found = self._query("SELECT playbook_json FROM runs WHERE run_id=?", (run_id,))
         return found[0][0] if found else None
 
-    def set_run_status(self, run_id: str, status: str, waiting: str | None = None) -> None:
+    def set_run_status(
+        self, run_id: str, status: RunStatus | str, waiting: str | None = None
+    ) -> None:
         """An open run's status (running | awaiting_approval) and what it waits for."""
         with self.tx() as db:
+            status = self._run_status(db, run_id, status)
             db.execute(
                 "UPDATE runs SET status=?, waiting=? WHERE run_id=?", (status, waiting, run_id)
             )
@@ -445,11 +588,11 @@ class Journal:
         marks = ",".join("?" for _ in OPEN)
         rows = self._query(
             f"SELECT run_id FROM runs WHERE status IN ({marks}) ORDER BY created_at",  # noqa: S608
-            OPEN,
+            tuple(sorted(OPEN)),
         )
         return [r[0] for r in rows]
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self._query("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))
         return [self.run(r[0]) for r in rows]
 
@@ -458,10 +601,27 @@ class Journal:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def mark(self, run_id: str, seq: int, status: str, error: str | None = None) -> None:
+    def _step_status(
+        self, db: sqlite3.Connection, run_id: str, seq: int, status: StepStatus | str
+    ) -> StepStatus:
+        """The new status of step `seq`, checked against its current one (in the caller's tx)."""
+        what = f"{seq} of run {run_id}"
+        new = parse(StepStatus, status, f"step {what}")
+        row = db.execute(
+            "SELECT status FROM steps WHERE run_id=? AND seq=?", (run_id, seq)
+        ).fetchone()
+        if row is not None:
+            old = parse(StepStatus, row[0], f"step {what}")
+            check_transition(STEP_TRANSITIONS, "step", what, old, new)
+        return new
+
+    def mark(
+        self, run_id: str, seq: int, status: StepStatus | str, error: str | None = None
+    ) -> None:
         now = time.time()
         with self.tx() as db:
-            if status == "started":
+            status = self._step_status(db, run_id, seq, status)
+            if status == StepStatus.STARTED:
                 db.execute(
                     "UPDATE steps SET status=?, started_at=? WHERE run_id=? AND seq=?",
                     (status, now, run_id, seq),
@@ -492,7 +652,7 @@ class Journal:
                 tuple(json.loads(r[7])),
                 state_from_json(r[8]),
                 state_from_json(r[9]),
-                r[10],
+                parse(StepStatus, r[10], f"step {r[1]} of run {r[0]}"),
                 r[11],
                 r[12],
                 bool(r[13]),
@@ -530,18 +690,26 @@ class Journal:
         run_id: str,
         site: str,
         step: str,
-        status: str,
+        status: GateStatus | str,
         *,
         wake_at: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        what = f"{site} {step} of run {run_id}"
+        new = parse(GateStatus, status, f"gate {what}")
         now = time.time()
         with self.tx() as db:
+            row = db.execute(
+                "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
+                (run_id, site, step),
+            ).fetchone()
+            old = None if row is None else parse(GateStatus, row[0], f"gate {what}")
+            check_transition(GATE_TRANSITIONS, "gate", what, old, new)
             db.execute(
                 "INSERT INTO gates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, site, step) "
                 "DO UPDATE SET status=excluded.status, wake_at=excluded.wake_at, "
                 "updated_at=excluded.updated_at, detail=excluded.detail",
-                (run_id, site, step, status, now, wake_at, now, json.dumps(detail or {})),
+                (run_id, site, step, new, now, wake_at, now, json.dumps(detail or {})),
             )
 
     def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
@@ -551,11 +719,11 @@ class Journal:
                 (run_id, site, zone, actor, reason, time.time()),
             )
 
-    def attestations(self, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    def attestations(self, run_id: str) -> dict[tuple[str, str], Attestation]:
         rows = self._query(
             "SELECT site, zone, actor, reason, at FROM attestations WHERE run_id=?", (run_id,)
         )
-        return {(r[0], r[1]): {"actor": r[2], "reason": r[3], "at": r[4]} for r in rows}
+        return {(r[0], r[1]): Attestation(*r) for r in rows}
 
     def approve(self, run_id: str, step: str, actor: str, reason: str | None) -> None:
         with self.tx() as db:
@@ -564,11 +732,11 @@ class Journal:
                 (run_id, step, actor, reason, time.time()),
             )
 
-    def approval(self, run_id: str, step: str = "") -> dict[str, Any] | None:
+    def approval(self, run_id: str, step: str = "") -> Approval | None:
         found = self._query(
             "SELECT actor, reason, at FROM approvals WHERE run_id=? AND step=?", (run_id, step)
         )
-        return {"actor": found[0][0], "reason": found[0][1], "at": found[0][2]} if found else None
+        return Approval(*found[0]) if found else None
 
     def open_incident(
         self, incident_id: str, name: str, site: str | None, actor: str, reason: str
@@ -588,24 +756,13 @@ class Journal:
                 (time.time(), actor, reason, incident_id),
             )
 
-    def incidents(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+    def incidents(self, *, open_only: bool = False) -> list[Incident]:
         rows = self._query(
             "SELECT incident_id, name, site, opened_at, opened_by, reason, closed_at, closed_by, "
             "close_reason FROM incidents WHERE closed_at IS NULL OR ? = 0 ORDER BY opened_at DESC",
             (int(open_only),),
         )
-        keys = (
-            "incident_id",
-            "name",
-            "site",
-            "opened_at",
-            "opened_by",
-            "reason",
-            "closed_at",
-            "closed_by",
-            "close_reason",
-        )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [Incident(*r) for r in rows]
 
     def set_baseline(self, device: str, digest: str, backup_sha256: str, run_id: str) -> None:
         with self.tx() as db:
@@ -614,15 +771,12 @@ class Journal:
                 (device, digest, backup_sha256, time.time(), run_id),
             )
 
-    def baseline(self, device: str) -> dict[str, Any] | None:
+    def baseline(self, device: str) -> Baseline | None:
         found = self._query(
-            "SELECT digest, backup_sha256, taken_at, run_id FROM baselines WHERE device=?",
+            "SELECT device, digest, backup_sha256, taken_at, run_id FROM baselines WHERE device=?",
             (device,),
         )
-        if not found:
-            return None
-        digest, sha, at, run_id = found[0]
-        return {"digest": digest, "backup_sha256": sha, "taken_at": at, "run_id": run_id}
+        return Baseline(*found[0]) if found else None
 
     def append_step(self, run_id: str, step: NewStep) -> int:
         """Add a step to an open run (a re-isolation decided during a soak); returns its seq."""
@@ -631,7 +785,7 @@ class Journal:
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id=?", (run_id,)
             ).fetchone()[0]
             db.execute(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',NULL,NULL,NULL,?)",
+                _INSERT_STEP,
                 (
                     run_id,
                     seq,
@@ -658,7 +812,7 @@ class Journal:
         self,
         run_id: str,
         seq: int,
-        status: str,
+        status: StepStatus | str,
         device: str,
         state: DeviceState,
         error: str | None = None,
@@ -666,6 +820,7 @@ class Journal:
         """Mark a step and record its device's new state in one transaction (a crash between
         the two would leave the journal saying one thing and the device another)."""
         with self.tx() as db:
+            status = self._step_status(db, run_id, seq, status)
             db.execute(
                 "UPDATE steps SET status=?, finished_at=?, error=? WHERE run_id=? AND seq=?",
                 (status, time.time(), error, run_id, seq),
@@ -691,17 +846,21 @@ class Journal:
         return {d: state_from_json(s) for d, s in rows}
 
     def set_site(
-        self, site: str, mode: str, level: str | None, run_id: str | None, actor: str
+        self, site: str, mode: SiteMode | str, level: str | None, run_id: str | None, actor: str
     ) -> None:
+        new = parse(SiteMode, mode, f"site {site}")
         with self.tx() as db:
+            row = db.execute("SELECT mode FROM sites WHERE site=?", (site,)).fetchone()
+            old = None if row is None else parse(SiteMode, row[0], f"site {site}")
+            check_transition(SITE_TRANSITIONS, "site", site, old, new)
             db.execute(
                 "INSERT OR REPLACE INTO sites VALUES (?,?,?,?,?,?)",
-                (site, mode, level, time.time(), run_id, actor),
+                (site, new, level, time.time(), run_id, actor),
             )
 
-    def sites(self) -> dict[str, dict[str, Any]]:
+    def sites(self) -> dict[str, SiteRecord]:
         rows = self._query("SELECT site, mode, level, since, run_id, actor FROM sites")
         return {
-            r[0]: {"mode": r[1], "level": r[2], "since": r[3], "run_id": r[4], "actor": r[5]}
+            r[0]: SiteRecord(r[0], parse(SiteMode, r[1], f"site {r[0]}"), r[2], r[3], r[4], r[5])
             for r in rows
         }

@@ -183,7 +183,7 @@ def test_two_person_rule(
     for user in ("dave", "alice"):
         with pytest.raises(AccessRefused):
             real_as(user).approve(rid)
-    assert service.journal.run(rid)["status"] == "awaiting_approval"
+    assert service.journal.run(rid).status == "awaiting_approval"
     out = real_as("carol").approve(rid, reason="second pair of eyes")
     assert (out["run_id"], out["by"]) == (rid, "carol")
     refusals = [(r["actor"], r["action"], r["error"]) for r in records(audit_log, "access.refused")]
@@ -246,8 +246,8 @@ def test_real_service_errors_keep_type_exit_code_and_hint(
         assert info.value.hint is None
     else:
         assert info.value.hint is not None and hint in info.value.hint
-    assert [r["run_id"] for r in service.journal.runs(limit=10)] == [rid]
-    assert service.journal.run(rid)["status"] == "awaiting_approval"
+    assert [r.run_id for r in service.journal.runs(limit=10)] == [rid]
+    assert service.journal.run(rid).status == "awaiting_approval"
     assert service.pool.attempts == []  # type: ignore[attr-defined]
 
 

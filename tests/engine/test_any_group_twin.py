@@ -90,7 +90,7 @@ def engine(vallee: Twin, tmp_path: Path) -> Iterator[Executor]:
             yield ex
         finally:
             for run in journal.runs():
-                ex.rollback(run["run_id"])
+                ex.rollback(run.run_id)
     journal.close()
 
 
@@ -141,7 +141,7 @@ def test_shipped_playbook_on_the_other_twin(
     assert report.flow_problems == []
     assert_never_failed(stats, must)
     assert wait_for(lambda: matrix(vallee) == predicted, timeout=10)
-    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"isolated"}
+    assert {engine.journal.sites()[s].mode for s in sites} == {"isolated"}
     # a second time: nothing to change, nothing sent
     again = engine.run(pb, sites)
     assert again.status == "done", again
@@ -149,7 +149,7 @@ def test_shipped_playbook_on_the_other_twin(
     assert matrix(vallee) == predicted
     assert engine.rollback(report.run_id).status == "rolled_back"
     assert wait_for(lambda: matrix(vallee) == original, timeout=10)
-    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
+    assert {engine.journal.sites()[s].mode for s in sites} == {"normal"}
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor, case: Recove
     assert reconnected[case.internet]  # internet last
     # remote access, vendor maintenance, the L3 segmentation and other sites stay as they were
     assert not any(reconnected[f] for f in case.held)
-    assert engine.journal.sites()[site]["mode"] == case.mode
+    assert engine.journal.sites()[site].mode == case.mode
     again = engine.run(reconnect, [site], options=RunOptions(soak_seconds=1.0), poll=0.2)
     assert again.status == "done", again
     assert again.outcomes == []
@@ -278,7 +278,7 @@ def test_recovery_on_the_other_twin(vallee: Twin, engine: Executor, case: Recove
     assert final.status == "done", final
     assert_never_failed(stats, must)
     assert wait_for(lambda: matrix(vallee) == original, timeout=10)
-    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
+    assert {engine.journal.sites()[s].mode for s in sites} == {"normal"}
     assert engine.plan(restore, sites).empty
     assert engine.plan(reconnect, [site]).empty
 

@@ -78,9 +78,9 @@ def test_sigkill_then_resume(twin: Twin, tmp_path: Path) -> None:
     (run,) = journal.runs()
     journal.close()
     try:
-        settle_and_check(twin, env, db, run["run_id"])
+        settle_and_check(twin, env, db, run.run_id)
     finally:
-        back = cordon(env, "rollback", run["run_id"], "--local")
+        back = cordon(env, "rollback", run.run_id, "--local")
     assert back.returncode == 0, back.stdout + back.stderr
     assert wait_for(lambda: all(matrix(twin).values()), timeout=15)
 
@@ -89,15 +89,15 @@ def settle_and_check(twin: Twin, env: dict[str, str], db: Path, run_id: str) -> 
     assert "pending" in statuses(db)  # the run really was cut short
     journal = Journal(db)
     run = journal.run(run_id)
-    assert run["status"] == "running"
+    assert run.status == "running"
     assert set(journal.locks()) == set(SITES)  # its sites stay locked until it is settled
     journal.close()
 
-    done = cordon(env, "resume", run["run_id"])
+    done = cordon(env, "resume", run.run_id)
     assert done.returncode == 0, done.stdout + done.stderr
     journal = Journal(db)
-    assert journal.run(run["run_id"])["status"] == "done"
-    assert {r.status for r in journal.steps(run["run_id"])} == {"verified"}
+    assert journal.run(run.run_id).status == "done"
+    assert {r.status for r in journal.steps(run.run_id)} == {"verified"}
     assert journal.locks() == {}
     journal.close()
     plan = json.loads(

@@ -47,17 +47,17 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     # the journal still records the quarantine, the run keeps its site, and a later rollback
     # (once the switch answers again) retries the failed undo
     assert journal.device_states()["nts-sw1"].down_interfaces == {port}
-    assert journal.sites()["nantes-jules-verne"]["mode"] == "isolated"
-    assert journal.run(run.run_id)["status"] == "rollback_failed"
+    assert journal.sites()["nantes-jules-verne"].mode == "isolated"
+    assert journal.run(run.run_id).status == "rollback_failed"
     assert journal.locks() == {"nantes-jules-verne": run.run_id}
     world.lost_calls_after_reopen = 0
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         again = Executor(inv, journal, pool, actor="t").rollback(run.run_id)
     assert again.status == "rolled_back"
     assert world.down["nts-sw1"] == set()
-    assert journal.run(run.run_id)["status"] == "rolled_back"
+    assert journal.run(run.run_id).status == "rolled_back"
     assert journal.locks() == {}
-    assert journal.sites()["nantes-jules-verne"]["mode"] == "normal"
+    assert journal.sites()["nantes-jules-verne"].mode == "normal"
     journal.close()
 
 
@@ -98,7 +98,7 @@ def test_failure_rolls_the_site_back(tmp_path: Path) -> None:
     ]
     assert world.down["nts-sw1"] == set()  # the admin port is open again
     assert journal.device_states()["nts-sw1"].down_interfaces == frozenset()
-    assert journal.sites()["nantes-jules-verne"]["mode"] == "normal"
+    assert journal.sites()["nantes-jules-verne"].mode == "normal"
     journal.close()
 
 

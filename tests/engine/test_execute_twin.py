@@ -36,7 +36,7 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
             yield ex
         finally:
             for run in journal.runs():
-                ex.rollback(run["run_id"])
+                ex.rollback(run.run_id)
     journal.close()
 
 
@@ -53,7 +53,7 @@ def test_run_verify_rerun_rollback(twin: Twin, engine: Executor) -> None:
         assert sum(not v for v in predicted.values()) >= 15
         assert wait_for(lambda: matrix(twin) == predicted, timeout=10)
         states = engine.journal.sites()
-        assert {states[s]["mode"] for s in sites} == {"isolated"}
+        assert {states[s].mode for s in sites} == {"isolated"}
         assert engine.plan(pb, sites).empty  # re-planning the isolated sites: nothing to do
         again = engine.run(pb, sites)
         assert again.status == "done"
@@ -63,7 +63,7 @@ def test_run_verify_rerun_rollback(twin: Twin, engine: Executor) -> None:
     assert back.status == "rolled_back"
     assert wait_for(lambda: all(matrix(twin).values()), timeout=15)
     assert engine.rollback(report.run_id).status == "nothing_to_roll_back"
-    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
+    assert {engine.journal.sites()[s].mode for s in sites} == {"normal"}
 
 
 def test_busy_site_refused(twin: Twin, engine: Executor) -> None:

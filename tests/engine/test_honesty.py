@@ -213,10 +213,10 @@ def test_rolled_back_recovery_leaves_the_site_isolated(inv: Inventory, tmp_path:
         assert ex.run(first, [SITE]).status == "done"
         run = ex.run(recovery, [SITE])
         assert run.status == "done"
-        assert journal.sites()[SITE]["mode"] == "reconnected"
+        assert journal.sites()[SITE].mode == "reconnected"
         assert ex.rollback(run.run_id).status == "rolled_back"
     assert len(world.down["nts-sw1"]) == 1  # the admin quarantine of the first run stays
-    assert journal.sites()[SITE]["mode"] == "isolated"
+    assert journal.sites()[SITE].mode == "isolated"
     journal.close()
 
 

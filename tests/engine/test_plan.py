@@ -283,7 +283,7 @@ def test_approval_gate_waits_for_a_second_person(inv: Inventory, tmp_path: Path)
     assert journal.approval(started.run_id, "ok") is None
     assert ex.approve(started.run_id, "bob") == "ok"
     assert journal.approval(started.run_id, "ok") is not None
-    assert journal.run(started.run_id)["status"] == "running"
+    assert journal.run(started.run_id).status == "running"
     journal.close()
 
 
@@ -326,7 +326,7 @@ def test_rolling_back_a_run_that_changed_nothing_cancels_it(inv: Inventory, tmp_
     started = ex.start(pb, ["nantes-jules-verne"], options=RunOptions(needs_approval=True))
     assert journal.locks() == {"nantes-jules-verne": started.run_id}
     assert ex.rollback(started.run_id).status == "cancelled"
-    assert journal.run(started.run_id)["status"] == "cancelled"
+    assert journal.run(started.run_id).status == "cancelled"
     assert journal.locks() == {}
     assert {r.status for r in journal.steps(started.run_id)} == {"pending"}
     with pytest.raises(ApprovalError, match="nothing to approve"):

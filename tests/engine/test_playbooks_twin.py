@@ -54,7 +54,7 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
             yield ex
         finally:
             for run in journal.runs():
-                ex.rollback(run["run_id"])
+                ex.rollback(run.run_id)
     journal.close()
 
 
@@ -106,8 +106,8 @@ def test_playbook_on_the_twin(
     assert not all(predicted.values())  # the playbook cuts something
     assert wait_for(lambda: matrix(twin) == predicted, timeout=10)
     states = engine.journal.sites()
-    assert {states[s]["mode"] for s in sites} == {mode}
-    assert {states[s]["level"] for s in sites} == {pb.level}
+    assert {states[s].mode for s in sites} == {mode}
+    assert {states[s].level for s in sites} == {pb.level}
     # a second time: nothing to change, nothing sent
     again = engine.run(pb, sites)
     assert again.status == "done"
@@ -116,4 +116,4 @@ def test_playbook_on_the_twin(
     # back to the original matrix
     assert engine.rollback(report.run_id).status == "rolled_back"
     assert wait_for(lambda: matrix(twin) == original, timeout=10)
-    assert {engine.journal.sites()[s]["mode"] for s in sites} == {"normal"}
+    assert {engine.journal.sites()[s].mode for s in sites} == {"normal"}

@@ -69,7 +69,7 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
         finally:
             cure(INFECTED)
             for run in journal.runs():
-                ex.rollback(run["run_id"])
+                ex.rollback(run.run_id)
     journal.close()
 
 
@@ -119,7 +119,7 @@ def test_reconnect_zone_by_zone_catches_the_infected_zone(twin: Twin, engine: Ex
     assert after["rns-ehr-core"]  # servers reconnected to the core
     assert after["rns-backup-core"]
     assert not after["rns-admin-internet"]  # internet stays cut
-    assert engine.journal.sites()[SITE]["mode"] == "isolated"
+    assert engine.journal.sites()[SITE].mode == "isolated"
     # admin has no route to the core any more: the scanner's attempts die at the firewall
     counters = engine.pool.run("rns-fw1", lambda d: d.rule_counters())  # type: ignore[attr-defined]
     assert not any("reconnect admin" in c for c in counters)
@@ -142,7 +142,7 @@ def test_reconnect_zone_by_zone_catches_the_infected_zone(twin: Twin, engine: Ex
     # remote access, vendor maintenance and the L3 segmentation stay until restore-normal
     assert not reconnected["rns-vendor-maint"]
     assert not reconnected["rns-admin-files"]
-    assert engine.journal.sites()[SITE]["mode"] == "reconnected"
+    assert engine.journal.sites()[SITE].mode == "reconnected"
 
     # restore-normal needs a second operator; then the original matrix, exactly
     restore = load_playbook(ROOT / "playbooks" / "restore-normal.yaml", twin.inv)
@@ -153,7 +153,7 @@ def test_reconnect_zone_by_zone_catches_the_infected_zone(twin: Twin, engine: Ex
     final = engine.drive(started.run_id, poll=0.2)
     assert final.status == "done", final
     assert wait_for(lambda: matrix(twin) == original, timeout=10)
-    assert engine.journal.sites()[SITE]["mode"] == "normal"
+    assert engine.journal.sites()[SITE].mode == "normal"
     assert engine.plan(restore, [SITE]).empty
     assert engine.plan(reconnect, [SITE]).empty
 

@@ -39,7 +39,7 @@ def test_rollback_stops_a_live_run_first(twin: Twin, tmp_path: Path) -> None:
         journal = Journal(db)
         (run,) = journal.runs()
         journal.close()
-        back = cordon(env, "rollback", run["run_id"], "--local")
+        back = cordon(env, "rollback", run.run_id, "--local")
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -48,12 +48,12 @@ def test_rollback_stops_a_live_run_first(twin: Twin, tmp_path: Path) -> None:
     assert "rolled back" in back.stdout
     assert proc.returncode == 15, out  # the run's own report: rolled_back
     journal = Journal(db)
-    assert journal.run(run["run_id"])["status"] == "rolled_back"
+    assert journal.run(run.run_id).status == "rolled_back"
     # nothing was sent after the rollback: every step is undone or was never sent
-    assert {r.status for r in journal.steps(run["run_id"])} <= {"undone", "pending"}
+    assert {r.status for r in journal.steps(run.run_id)} <= {"undone", "pending"}
     assert journal.locks() == {}
     journal.close()
     assert wait_for(lambda: all(matrix(twin).values()), timeout=15)
     # a second rollback has nothing left to do, and the devices agree
-    again = cordon(env, "rollback", run["run_id"], "--local")
+    again = cordon(env, "rollback", run.run_id, "--local")
     assert again.returncode == 0, again.stdout + again.stderr
