@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, FlowVerifier, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
 from agent.engine.state import DeviceState
@@ -23,6 +22,8 @@ from agent.lab import build
 from agent.lab.flows import engine_verifier
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.run.executor import Executor
+from agent.run.model import FlowVerifier, RunReport
 
 
 def render_text(p: Plan, *, color: bool = False, commands: bool = True) -> str:

@@ -17,7 +17,6 @@ from agent.drivers import one_shot
 from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.drivers.snmp import SnmpDriver
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
 from agent.inventory import load
@@ -25,6 +24,7 @@ from agent.lab import build, flows
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
 from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
 from tests.engine.test_any_group import RUNS, VALLEE
 from tests.lab.twinops import wait_for

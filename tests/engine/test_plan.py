@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from agent.engine import drift, render
-from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal, state_from_json
 from agent.engine.paths import flow_path
 from agent.engine.plan import Plan, plan, require_safe
@@ -21,6 +20,8 @@ from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.inventory.synth import hospi_grand_ouest
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions
 from tests.conftest import EXAMPLE, ROOT
 
 GOLDEN = Path(__file__).parent / "golden"
