@@ -1,6 +1,7 @@
 """What every part of a run shares: the inventory, the journal, the drivers' pool, who acts, the
 injected flow verifier, the observer and the safety settings; the per-run lock; the stop check.
-Imports the run's model and observer, the journal and the drivers' pool; no other run part."""
+Imports the run's model and observer, the journal, the drivers' pool and the inventory model;
+no other run part."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 file, audit disk not full, no stop asked), the guarded apply with its dead-man (an on-device
 revert timer where the platform has one, the controller re-applying the fail-safe state where it
 has not), the read-back, and the journal settled from what the device shows. Imports the
-drivers' protocol and pool (through the context), render (read-back expectations), state, the
-journal's rows and the run's context/model; no other run part."""
+drivers' protocol, render (read-back expectations), state, the journal's rows, audit (the log's
+disk) and the run's context and model; no other run part."""
 
 from __future__ import annotations
 

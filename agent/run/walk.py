@@ -2,7 +2,7 @@
 transaction (stop, continue or roll back on failure as the step's or the playbook's policy
 says, within the site's failure budget), gates checked through their protocol. Re-entrant: the
 journal says what is done. Imports the run's context, model, gates, transaction and recovery,
-the journal and the playbook models; no strategy or executor."""
+the journal, audit (context binding) and the playbook models; no strategy or executor."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Approvals (two-person rule): the approval step gate, the run-level approval a run started with
 `needs_approval` waits for before anything is sent, and a second operator's approval itself
-(refused for the run's own author). Imports the gate protocol, the run's context and model and
-the playbook models."""
+(refused for the run's own author). Imports the gate protocol, the run's context and model, the
+journal's statuses, audit and the playbook models."""
 
 from __future__ import annotations
 

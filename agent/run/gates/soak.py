@@ -3,7 +3,8 @@ packets, flow probes), compare with the previous sample (journaled, so a restart
 same soak), pass when healthy for the whole time, and on an anomaly re-isolate and stop: the
 zones at fault cut again by a step the planner plans and the renderer writes, or, when no zone
 can be blamed, the opening step just before the soak undone. Imports the gate protocol, the
-run's context, model, transaction and recovery, plan and soak (pure), the drivers' protocol."""
+run's context, model, transaction and recovery, plan and soak (pure), the journal's rows, the
+drivers' protocol."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The verify_flows gate: the injected flow verifier on a site's declared flows (or only its
 must-survive ones); the problems found are the run's flow problems. Skipped, and said so, when
-no verifier was injected. Imports the gate protocol, the run's model and the playbook models;
-never the twin (the verifier is injected)."""
+no verifier was injected. Imports the gate protocol, the run's context and model and the
+playbook models; never the twin (the verifier is injected)."""
 
 from __future__ import annotations
 
