@@ -19,7 +19,6 @@ import click
 
 from agent import audit
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
 from agent.engine.paths import flow_path
 from agent.engine.state import DeviceState, flow_open
@@ -36,6 +35,8 @@ from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook, ReconnectZone
+from agent.run.executor import Executor
+from agent.run.model import RunOptions
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 

@@ -127,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds",
         "0",
         "pause between device steps (drills on the twin, crash tests)",
-        ("agent.engine.execute",),
+        ("agent.run.executor",),
     ),
     Setting(
         "CORDON_DEADMAN_S",
@@ -135,7 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds",
         "30",
         "how long an on-device revert waits before restoring a lost device's fail-safe state",
-        ("agent.engine.execute",),
+        ("agent.run.executor",),
         strict=True,
     ),
     Setting(
@@ -144,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
         "mib",
         "64",
         "free space the audit log's disk must keep before anything is sent to a device",
-        ("agent.engine.execute",),
+        ("agent.run.executor",),
     ),
     Setting(
         "CORDON_STOP_WAIT_S",
@@ -152,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds",
         "120",
         "how long a rollback waits for the process driving the run to stop it",
-        ("agent.engine.execute",),
+        ("agent.run.executor",),
     ),
     Setting(
         "CORDON_VERIFY_OPEN_TIMEOUT_S",

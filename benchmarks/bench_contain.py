@@ -44,7 +44,6 @@ from pathlib import Path
 
 from agent import audit
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, RunReport
 from agent.engine.journal import Journal
 from agent.engine.paths import flow_path
 from agent.engine.state import DeviceState, flow_open
@@ -58,6 +57,8 @@ from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
+from agent.run.executor import Executor
+from agent.run.model import RunReport
 from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]

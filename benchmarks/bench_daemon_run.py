@@ -29,12 +29,12 @@ from agent.daemon.auth import Policy
 from agent.daemon.client import Client
 from agent.daemon.service import Service
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.inventory import load
 from agent.lab import build
 from agent.lab.state import LabState
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
 from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]

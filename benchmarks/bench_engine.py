@@ -18,7 +18,6 @@ from pathlib import Path
 
 from agent.drivers.base import ChangeSet, Driver, Expectation, Via
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, expectation
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
 from agent.inventory import load
@@ -27,6 +26,8 @@ from agent.lab import build
 from agent.lab.state import LabState
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
+from agent.run.executor import Executor
+from agent.run.transaction import expectation
 from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]

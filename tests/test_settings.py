@@ -13,10 +13,10 @@ import pytest
 
 from agent import settings
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.errors import ConfigError
 from agent.inventory import load
+from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
 

@@ -491,7 +491,7 @@ def reapply_recorded(pool: Pool, inv: Inventory, device: str, state: DeviceState
     the recorded shutdowns) and verify it by read-back. Only ever closes: a normal record has
     nothing to re-apply (reopening is a rollback). Raises DeviceError (ConnectError,
     CommandRejected, VerifyError...) on failure, RunError for a normal record."""
-    from agent.engine.execute import expectation  # noqa: PLC0415 - the executor's read-back
+    from agent.run.transaction import expectation  # noqa: PLC0415 - the executor's read-back
 
     found = inv.find_device(device)
     if found is None:

@@ -27,7 +27,6 @@ from agent.daemon.backend import JSON, NotFound, PlaybookMeta, playbook_path
 from agent.daemon.health import HealthStore
 from agent.daemon.poll import Poller, reapply_recorded
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, RunOptions, RunReport, new_run_id
 from agent.engine.journal import Journal, RunRecord, driver_alive
 from agent.engine.plan import Plan
 from agent.errors import CordonError, PlanError, RunError, RunStopped
@@ -35,13 +34,15 @@ from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions, RunReport, new_run_id
 from agent.status import OPEN, RunStatus, SiteMode, StepStatus
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from agent.daemon.auth import Caller, Decision
-    from agent.engine.execute import FlowVerifier
+    from agent.run.model import FlowVerifier
 
 DAEMON_ACTOR = "cordon-daemon"
 

@@ -12,13 +12,14 @@ import click
 
 from agent import settings
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
 from agent.lab.verifier import twin_verifier
+from agent.run.executor import Executor
+from agent.run.model import RunReport
 from agent.status import RunStatus
 
 

@@ -1,11 +1,12 @@
 """Planning: a playbook and an inventory (and the devices' current state) become an exact plan:
 per site, per step, per device the commands and their undo, and the impact on every declared flow.
 Refuses a plan that would cut a must-survive flow or a management interface, unless the playbook
-names the flow in `allow_cut`. Pure: reads state, changes nothing."""
+names the flow in `allow_cut`. Also plans the re-isolation of zones a soak found unhealthy.
+Pure: reads state, changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -451,13 +452,32 @@ def _diff(
         found = inv.find_device(device)
         assert found is not None
         dev_site, dev = found
-        for method, commands, undo in render.render(dev.platform, b, a):
-            out.append(
-                DeviceChange(
-                    dev_site.name, device, dev.platform, method, tuple(commands), tuple(undo), b, a
-                )
-            )
+        out += _rendered(dev_site.name, device, dev.platform, b, a)
     return out
+
+
+def _rendered(
+    site: str, device: str, platform: Platform, before: DeviceState, after: DeviceState
+) -> list[DeviceChange]:
+    """The change of one device from `before` to `after`, as the renderer writes it."""
+    return [
+        DeviceChange(site, device, platform, method, tuple(commands), tuple(undo), before, after)
+        for method, commands, undo in render.render(platform, before, after)
+    ]
+
+
+def reisolation(site: Site, zones: Collection[str], current: Mapping[str, DeviceState]) -> StepPlan:
+    """Cut again the `zones` a soak found unhealthy at `site`, starting from the recorded
+    `current` state: every rule that reconnects one of them removed (a new step, `reisolate
+    ZONES`, one change per device that holds such rules, in the site's device order)."""
+    name = f"reisolate {','.join(zones)}"
+    changes: list[DeviceChange] = []
+    for dev in site.devices:
+        cur = current.get(dev.name, NORMAL)
+        new = cur.without_rules(lambda r: zone_of_tag(r.tag) in zones)
+        if new != cur:
+            changes += _rendered(site.name, dev.name, dev.platform, cur, new)
+    return StepPlan(site.name, name, "reisolate", tuple(changes))
 
 
 def _refusals(

@@ -22,7 +22,6 @@ from agent.drivers import one_shot
 from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.drivers.snmp import SnmpDriver
-from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
 from agent.inventory import load
@@ -31,6 +30,8 @@ from agent.lab.probe import ContinuousProber, ProbeStats, ProbeTarget
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions
 from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
 from tests.engine.test_any_group import RUNS, VALLEE
 from tests.lab.twinops import wait_for

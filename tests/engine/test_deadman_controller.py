@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.errors import PlaybookError, RunError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
 

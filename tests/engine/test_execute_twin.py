@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.errors import LockError
 from agent.lab import flows
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
 from tests.conftest import ROOT, Twin
 from tests.lab.twinops import wait_for
 

@@ -23,7 +23,6 @@ from agent.daemon.cli import Opts, render_status
 from agent.daemon.service import local
 from agent.drivers.pool import Pool
 from agent.engine.cli import resume_cmd
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.engine.state import DeviceState
 from agent.errors import AuditError, PlanError, RunError
@@ -31,6 +30,7 @@ from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
+from agent.run.executor import Executor
 from tests.conftest import EXAMPLE, ROOT
 from tests.engine.fakes import World
 

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from agent.engine import drift, render
-from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal, state_from_json
 from agent.engine.paths import flow_path
 from agent.engine.plan import Plan, plan, require_safe
@@ -20,6 +19,8 @@ from agent.errors import ApprovalError, PlanError, PlaybookError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions
 from scripts.synth import hospi_grand_ouest
 from tests.conftest import EXAMPLE, ROOT
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
 from agent.lab import flows, netns
 from agent.lab.infect import cure, infect
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions
 from tests.conftest import ROOT, Twin
 from tests.lab.twinops import wait_for
 

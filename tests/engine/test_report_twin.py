@@ -12,9 +12,9 @@ import pytest
 from agent import audit
 from agent.audit import report as audit_report
 from agent.drivers.pool import Pool
-from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.playbook import load as load_playbook
+from agent.run.executor import Executor
 from tests.conftest import ROOT, Twin
 
 pytestmark = pytest.mark.twin

@@ -1,0 +1,120 @@
+"""Approvals (two-person rule): the approval step gate, the run-level approval a run started with
+`needs_approval` waits for before anything is sent, and a second operator's approval itself
+(refused for the run's own author). Imports the gate protocol, the run's context and model, the
+journal's statuses, audit and the playbook models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from agent import audit
+from agent.engine.journal import RunRecord
+from agent.errors import ApprovalError
+from agent.playbook.models import Approval, Step
+from agent.run.context import Context
+from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
+from agent.run.model import RunOptions, RunReport, clock
+from agent.status import OPEN
+
+
+class ApprovalGate:
+    def check(self, run: GateRun, site: str, step: Step) -> Verdict:
+        assert isinstance(step, Approval)
+        ctx, run_id, now = run.ctx, run.run_id, time.time()
+        gate = ctx.journal.gate(run_id, site, step.name)
+        if gate is None:
+            wake = now + step.timeout_seconds
+            ctx.obs.gate(run_id, site, step.name, "open", wake_at=wake, detail={"kind": "approval"})
+            gate = ctx.journal.gate(run_id, site, step.name)
+            assert gate is not None
+        if ctx.journal.approval(run_id, step.name) is not None:
+            ctx.obs.gate(run_id, site, step.name, "passed", detail={"kind": "approval"})
+            return Passed()
+        if gate.wake_at is not None and now >= gate.wake_at:
+            if step.on_timeout == "proceed":
+                ctx.obs.gate(
+                    run_id,
+                    site,
+                    step.name,
+                    "passed",
+                    detail={"kind": "approval", "reason": "timed out; the playbook says proceed"},
+                )
+                ctx.obs.log.warning("run.approval_timeout", step=step.name, outcome="proceed")
+                return Passed()
+            reason = f"no approval within {step.timeout_seconds:g} s"
+            ctx.obs.gate(
+                run_id, site, step.name, "expired", detail={"kind": "approval", "reason": reason}
+            )
+            ctx.obs.log.warning("run.approval_timeout", step=step.name, outcome="abort")
+            return Stopped(reason)
+        return Waiting(f"{site}: {step.name}: approval by a second operator", gate.wake_at)
+
+
+def run_approval(
+    ctx: Context,
+    run_id: str,
+    info: RunRecord,
+    opts: RunOptions,
+    on_approved: Callable[[], None],
+) -> RunReport | None:
+    """Two-person rule on a whole run: None once a second operator approved (`on_approved` has
+    then taken the sites), else the waiting report (or the expired run's final one: nothing was
+    sent, the outcome is declared)."""
+    approved = ctx.journal.approval(run_id)
+    if approved is not None:
+        ctx.journal.set_run_status(run_id, "running")
+        on_approved()
+        return None
+    deadline = info.created_at + opts.approval_timeout
+    if time.time() < deadline:
+        why = f"approval by a second operator until {clock(deadline)}"
+        ctx.journal.set_run_status(run_id, "awaiting_approval", why)
+        return RunReport(run_id, "awaiting_approval", wake_at=deadline, waiting=why)
+    detail = f"no second operator approved within {opts.approval_timeout:g} s: nothing was sent"
+    ctx.journal.finish_run(run_id, "expired", detail)
+    ctx.obs.log.warning("run.expired", outcome="expired", detail=detail)
+    return RunReport(run_id, "expired", waiting=None)
+
+
+def approve(
+    ctx: Context,
+    run_id: str,
+    actor: str,
+    reason: str | None,
+    proceed: Callable[[str], object],
+) -> str:
+    """A second operator approves the run (or its open approval step). Refused for the run's own
+    author, a run that waits for no approval, or one that expired (`proceed` declares it)."""
+    info = ctx.journal.run(run_id)
+    if info.status not in OPEN:
+        raise ApprovalError(
+            f"run {run_id} is {info.status}: there is nothing to approve",
+            hint="start the playbook again if it is still needed",
+        )
+    if actor == info.actor:
+        raise ApprovalError(
+            f"{actor} started run {run_id} and cannot approve it (two-person rule)",
+            hint="a second operator runs `cordon approve " + run_id + "`",
+        )
+    step = ""
+    if info.status != "awaiting_approval":
+        open_steps = [
+            g.step
+            for g in ctx.journal.gates(run_id)
+            if g.status == "open" and g.detail.get("kind") == "approval"
+        ]
+        if not open_steps:
+            raise ApprovalError(f"run {run_id} is not waiting for an approval")
+        step = open_steps[0]
+    else:
+        opts = RunOptions.from_dict(info.options)
+        if time.time() >= info.created_at + opts.approval_timeout:
+            proceed(run_id)  # declares the expiry
+            raise ApprovalError(f"run {run_id}: the approval window has closed (expired)")
+    ctx.journal.approve(run_id, step, actor, reason)
+    with audit.bind(run_id=run_id, actor=actor):
+        ctx.obs.log.info(
+            "run.approved", step=step or None, reason=reason, author=info.actor, outcome="ok"
+        )
+    return step or "run"

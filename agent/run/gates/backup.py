@@ -1,0 +1,53 @@
+"""The backup gate, and the backup itself: a device's configuration saved as evidence before the
+run changes it (journaled; while Cordon has changed nothing on the device it is also its
+baseline). Imports the gate protocol, the run's context, baseline (pure) and the drivers'
+protocol."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from agent.drivers.base import Backup
+from agent.engine import baseline
+from agent.engine.state import NORMAL
+from agent.errors import CordonError
+from agent.playbook.models import Step
+from agent.run.context import Context
+from agent.run.gates.base import GateRun, Passed, Stopped, Verdict
+
+
+def take_backup(ctx: Context, run_id: str, device: str) -> Backup:
+    """Back up `device`; while Cordon has changed nothing on it, this is its baseline."""
+    backup: Backup = ctx.pool.run(device, lambda d: d.backup())
+    ctx.journal.add_backup(run_id, device, backup.sha256)
+    if ctx.journal.device_states().get(device, NORMAL) == NORMAL:
+        ctx.journal.set_baseline(
+            device, baseline.digest(backup.platform, backup.text), backup.sha256, run_id
+        )
+    return backup
+
+
+class BackupGate:
+    def check(self, run: GateRun, site: str, step: Step) -> Verdict:
+        ctx = run.ctx
+        found = ctx.inv.site(site)
+        devices = [d.name for d in found.devices] if found is not None else []
+        done = ctx.journal.backups(run.run_id)
+        todo = [dev for dev in devices if dev not in done]
+        try:
+            # a site's devices in parallel: on cold sessions the handshakes overlap
+            with ThreadPoolExecutor(max_workers=max(1, min(len(todo), 8))) as pool:
+                list(pool.map(lambda dev: take_backup(ctx, run.run_id, dev), todo))
+        except CordonError as exc:
+            reason = f"backup failed, nothing sent: {exc.message}"
+            ctx.obs.gate_failed(run.run_id, site, step.name, reason)
+            return Stopped(reason)
+        ctx.obs.gate(
+            run.run_id,
+            site,
+            step.name,
+            "passed",
+            detail={"devices": devices},
+            say=f"{site}: {step.name}: {len(devices)} configurations saved",
+        )
+        return Passed()

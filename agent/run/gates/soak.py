@@ -1,0 +1,199 @@
+"""The soak gate: after a reconnection, sample the checks every interval (rule counters, uplink
+packets, flow probes), compare with the previous sample (journaled, so a restart continues the
+same soak), pass when healthy for the whole time, and on an anomaly re-isolate and stop: the
+zones at fault cut again by a step the planner plans and the renderer writes, or, when no zone
+can be blamed, the opening step just before the soak undone. Imports the gate protocol, the
+run's context, model, transaction and recovery, plan and soak (pure), the journal's rows, the
+drivers' protocol."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from agent.drivers.base import Driver
+from agent.engine import soak
+from agent.engine.journal import NewStep
+from agent.engine.plan import reisolation
+from agent.errors import CordonError, RunError
+from agent.playbook.models import CHANGE_ACTIONS, OPENING_ACTIONS, Playbook, Soak, Step
+from agent.run import recovery, transaction
+from agent.run.context import Context
+from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
+from agent.run.model import StepOutcome
+
+
+class SoakGate:
+    def check(self, run: GateRun, site: str, step: Step) -> Verdict:
+        """One tick of a soak."""
+        assert isinstance(step, Soak)
+        ctx, run_id, opts, now = run.ctx, run.run_id, run.opts, time.time()
+        gate = ctx.journal.gate(run_id, site, step.name)
+        seconds = opts.soak_seconds if opts.soak_seconds is not None else step.seconds
+        interval = step.interval if opts.soak_seconds is None else min(step.interval, seconds / 5)
+        interval = max(interval, 0.2)
+        if gate is None:
+            previous = previous_change(run.pb, step.name)
+            if previous is not None and not any(
+                r.site == site and r.step == previous for r in ctx.journal.steps(run_id)
+            ):
+                why = f"step {previous} changed nothing at {site}: nothing new to watch"
+                ctx.obs.gate(
+                    run_id,
+                    site,
+                    step.name,
+                    "skipped",
+                    detail={"why": why},
+                    say=f"{site}: {step.name}: skipped ({why})",
+                )
+                return Passed()
+            detail: dict[str, Any] = {
+                "kind": "soak",
+                "until": now + seconds,
+                "interval": interval,
+                "ticks": 0,
+                "sample": None,
+            }
+            ctx.obs.log.info("soak.started", step=step.name, seconds=seconds, interval=interval)
+            ctx.obs.say(f"{site}: {step.name}: soak {seconds:g} s, checks every {interval:g} s")
+        else:
+            detail = dict(gate.detail)
+            if gate.wake_at is not None and now < gate.wake_at:
+                return Waiting(_why(site, step, detail, now), gate.wake_at)
+        states = ctx.journal.device_states()
+        found = ctx.inv.site(site)
+        assert found is not None
+        watch = soak.watched(found, states)
+        prev = soak.Sample.from_dict(detail["sample"]) if detail.get("sample") else None
+        anomalies: list[soak.Anomaly] = []
+        try:
+            cur = _sample(ctx, found.name, watch, step)
+        except CordonError as exc:
+            cur = None
+            anomalies.append(soak.Anomaly(None, f"checks could not be read: {exc.message}"))
+        if cur is not None:
+            anomalies += soak.evaluate(
+                prev,
+                cur,
+                watch,
+                max_new_per_s=step.max_new_connections_per_s,
+                max_uplink_pps=step.max_uplink_pps,
+            )
+        if step.probes and ctx.verifier is not None:
+            try:
+                anomalies += [soak.Anomaly(None, p) for p in ctx.verifier(site, states)]
+            except CordonError as exc:
+                anomalies.append(soak.Anomaly(None, f"flow probes could not run: {exc.message}"))
+        detail["ticks"] = int(detail.get("ticks", 0)) + 1
+        if cur is not None:
+            detail["sample"] = cur.as_dict()
+        if anomalies:
+            return _reisolate(run, site, step, anomalies, detail)
+        if now >= float(detail["until"]):
+            ctx.obs.gate(run_id, site, step.name, "passed", detail=detail)
+            ctx.obs.log.info(
+                "soak.passed", step=step.name, ticks=detail["ticks"], outcome="healthy, advancing"
+            )
+            ctx.obs.say(f"{site}: {step.name}: healthy for {seconds:g} s, advancing")
+            return Passed()
+        wake = min(now + interval, float(detail["until"]))
+        ctx.obs.gate(run_id, site, step.name, "open", wake_at=wake, detail=detail)
+        return Waiting(_why(site, step, detail, now), wake)
+
+
+def _why(site: str, step: Soak, detail: Mapping[str, Any], now: float) -> str:
+    left = max(float(detail["until"]) - now, 0.0)
+    return f"{site}: {step.name}: soaking, healthy so far, {left:.0f} s left"
+
+
+def _sample(
+    ctx: Context, site: str, watch: Mapping[str, Mapping[str, str]], step: Soak
+) -> soak.Sample:
+    counters: dict[str, dict[str, int]] = {}
+    for device in sorted(watch):
+        read = ctx.pool.run(device, _rule_counters)
+        counters[device] = {c: read[c] for c in watch[device] if c in read}
+    uplink: dict[str, int] = {}
+    found = ctx.inv.site(site)
+    if step.max_uplink_pps is not None and found is not None:
+        for link in (lk for lk in found.links if lk.kind.value == "wan"):
+            packets = ctx.pool.run(
+                link.device, partial(_uplink_packets, link.interface), via="snmp"
+            )
+            uplink[f"{link.device} {link.interface}"] = packets
+    return soak.Sample(time.time(), counters, uplink)
+
+
+def _reisolate(
+    run: GateRun,
+    site: str,
+    step: Soak,
+    anomalies: Sequence[soak.Anomaly],
+    detail: dict[str, Any],
+) -> Verdict:
+    """Cut again what the soak found unhealthy: the zones at fault (their reconnection rules
+    removed, as a new journaled step planned and rendered like any other), or, when no zone can
+    be blamed, the opening step just before the soak (undone)."""
+    ctx, run_id = run.ctx, run.run_id
+    zones = sorted({a.zone for a in anomalies if a.zone})
+    reason = "; ".join(a.what for a in anomalies)
+    ctx.obs.log.warning("soak.anomaly", step=step.name, zones=zones, reason=reason)
+    ctx.obs.say(f"{site}: {step.name}: ANOMALY: {reason}")
+    outcomes: list[StepOutcome] = []
+    if zones:
+        found = ctx.inv.site(site)
+        assert found is not None
+        cut = reisolation(found, zones, ctx.journal.device_states())
+        for c in cut.changes:
+            new = NewStep(
+                0, site, cut.step, c.device, c.method, c.commands, c.undo, c.before, c.after
+            )
+            seq = ctx.journal.append_step(run_id, new)
+            row = next(r for r in ctx.journal.steps(run_id) if r.seq == seq)
+            outcomes.append(transaction.apply(ctx, row))
+    else:
+        last = previous_change(run.pb, step.name, OPENING_ACTIONS)
+        rows = [r for r in ctx.journal.steps(run_id) if r.site == site and r.step == last]
+        outcomes += recovery.undo_rows(ctx, rows)
+        zones = [f"(step {last})"] if last else []
+    ok = all(o.status in ("verified", "undone") for o in outcomes)
+    detail.update(
+        reason=reason,
+        reisolated=zones,
+        outcome="re-isolated" if ok else "re-isolation FAILED: check the site now",
+    )
+    ctx.obs.gate(run_id, site, step.name, "reisolated", detail=detail)
+    log = ctx.obs.log.warning if ok else ctx.obs.log.error
+    log(
+        "reconnect.reisolated",
+        step=step.name,
+        zones=zones,
+        reason=reason,
+        outcome=detail["outcome"],
+    )
+    ctx.obs.say(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
+    return Stopped(f"{site}: {step.name}: {reason}")
+
+
+def previous_change(pb: Playbook, step: str, actions: Sequence[str] = CHANGE_ACTIONS) -> str | None:
+    """The last step of one of `actions` before `step` in the playbook (what a soak watches, or
+    what it undoes when no zone can be blamed)."""
+    names = [s.name for s in pb.steps]
+    earlier = [s for s in pb.steps[: names.index(step)] if s.action in actions]
+    return earlier[-1].name if earlier else None
+
+
+def _rule_counters(d: Driver) -> dict[str, int]:
+    read = getattr(d, "rule_counters", None)
+    if read is None:
+        raise RunError(f"the {type(d).__name__} driver cannot read rule counters")
+    return {str(k): int(v) for k, v in read().items()}
+
+
+def _uplink_packets(interface: str, d: Driver) -> int:
+    read = getattr(d, "interface_counters", None)
+    if read is None:
+        raise RunError(f"the {type(d).__name__} driver cannot read interface counters")
+    return int(read([interface])[interface].out_ucast_pkts)

@@ -1,0 +1,308 @@
+"""One device step sent as a transaction: the checks before anything is sent (journal still the
+file, audit disk not full, no stop asked), the guarded apply with its dead-man (an on-device
+revert timer where the platform has one, the controller re-applying the fail-safe state where it
+has not), the read-back, and the journal settled from what the device shows. Imports the
+drivers' protocol, render (read-back expectations), state, the journal's rows, audit (the log's
+disk) and the run's context and model; no other run part."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+
+from agent import audit
+from agent.drivers.base import ChangeSet, DeadMan, Driver, Expectation, Facts, Via, mismatches
+from agent.engine.journal import StepRow
+from agent.engine.render import nft_comments
+from agent.engine.state import NORMAL, DeviceState
+from agent.errors import AuditError, ConnectError, CordonError, DeviceError, RunError, RunStopped
+from agent.run.context import Context
+from agent.run.model import StepOutcome
+
+
+def via(method: str) -> Via:
+    return "snmp" if method == "snmp" else "ssh"
+
+
+def expectation(method: str, before: DeviceState, after: DeviceState) -> Expectation:
+    """What the device must show once a change from `before` to `after` is applied."""
+    if method == "nft":
+        return Expectation(table_present=bool(after.rules), rule_comments=nft_comments(after))
+    changed = {i for i, m in before.down ^ after.down if m == method}
+    return Expectation(admin_up={i: i not in after.down_interfaces for i in sorted(changed)})
+
+
+def _only(state: DeviceState, method: str) -> DeviceState:
+    """The part of `state` a method is responsible for (its rules, or its shut interfaces)."""
+    if method == "nft":
+        return DeviceState(rules=state.rules)
+    return DeviceState(down=frozenset((i, m) for i, m in state.down if m == method))
+
+
+def merged(ctx: Context, device: str, method: str, target: DeviceState) -> DeviceState:
+    """A device's recorded state with only `method`'s part (nft rules, or the interfaces that
+    method shut) replaced by `target`'s."""
+    cur = ctx.journal.device_states().get(device, NORMAL)
+    mine = _only(target, method)
+    if method == "nft":
+        return DeviceState(down=cur.down, rules=mine.rules)
+    other = frozenset((i, m) for i, m in cur.down if m != method)
+    return DeviceState(down=other | mine.down, rules=cur.rules)
+
+
+# -- before anything is sent ----------------------------------------------------------------------
+
+
+def before_send(ctx: Context, row: StepRow, *, forward: bool = True) -> None:
+    """Checked before a step's intent is journaled: the journal is still the file at its path
+    (SQLite writes on into a deleted or replaced file without a word), the audit log has room,
+    and (going forward) nobody asked the run to stop. Raises: nothing is sent."""
+    where = f"run {row.run_id}: stopped before {row.step} on {row.device}"
+    lost = ctx.journal.lost()
+    if lost is not None:
+        ctx.obs.say(f"JOURNAL LOST: {lost}; {where}: nothing more is sent")
+        with contextlib.suppress(AuditError):  # already failing: the error below says it
+            ctx.obs.log.error("run.stopped", step=row.step, device=row.device, reason=lost)
+        raise RunError(
+            f"{lost} while the run was running; {where}: nothing more is sent",
+            hint="what was sent is in the audit log (`cordon audit report --run "
+            f"{row.run_id}`); the devices keep it: check them, then restore the state "
+            "directory from a backup or roll back by hand",
+        )
+    check_audit_space(ctx, f"{where}, nothing sent")
+    if forward:
+        why = ctx.journal.stop_requested(row.run_id)
+        if why:
+            raise RunStopped(f"{where}: {why}")
+
+
+def check_audit_space(ctx: Context, where: str) -> None:
+    """Refuse to send anything while the audit log's disk has less than the minimum free
+    (`CORDON_AUDIT_MIN_FREE_MB`): a change must never outrun its record."""
+    log_dir = audit.current_log_dir()
+    # The writer makes its directory at the first record: measure the disk it will be on.
+    probe = next((p for p in (log_dir, *log_dir.parents) if p.exists()), log_dir)
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError as exc:
+        raise AuditError(f"the audit log {log_dir} cannot be read: {exc.strerror}") from exc
+    if free < ctx.audit_min_free * 2**20:
+        raise AuditError(
+            f"the audit log {log_dir} has {free / 2**20:.1f} MiB free, under the "
+            f"{ctx.audit_min_free:g} MiB minimum (CORDON_AUDIT_MIN_FREE_MB): {where}",
+            hint="free space on the log directory's disk, then try again "
+            "(an open run: `cordon resume RUN_ID`)",
+        )
+
+
+# -- one step forward -----------------------------------------------------------------------------
+
+
+def apply(ctx: Context, row: StepRow) -> StepOutcome:
+    """Send one pending step and settle it from the read-back: verified or failed."""
+    before_send(ctx, row)
+    t = time.perf_counter()
+    outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "started")
+    ctx.obs.step_started(row)
+    try:
+        # a step declared fail-open must not stay closed if we lose the device mid-way
+        guarded(
+            ctx,
+            row,
+            row.commands,
+            row.before,
+            row.after,
+            revert=row.undo,
+            guard=row.guard_apply,
+            action=row.step,
+            on_applied=lambda: ctx.obs.step_applied(row),
+        )
+    except AuditError as exc:
+        # the device may well have changed: journal what it shows, then stop sending
+        shown = _settle_unaudited(ctx, row)
+        raise AuditError(
+            f"run {row.run_id}: the audit trail failed during {row.step} on "
+            f"{row.device} ({exc.message}); the device {shown}; the run stops: nothing "
+            "more is sent",
+            hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
+        ) from exc
+    except CordonError as exc:
+        outcome.status, outcome.error = "failed", exc.message
+        ctx.obs.step_failed(row, exc.message)
+    else:
+        outcome.status = "verified"
+        ctx.obs.step_verified(
+            row, merged(ctx, row.device, row.method, row.after), time.perf_counter() - t
+        )
+    outcome.duration_s = time.perf_counter() - t
+    ctx.obs.step_done(row, outcome.status)
+    if ctx.pause:
+        time.sleep(ctx.pause)
+    return outcome
+
+
+def _settle_unaudited(ctx: Context, row: StepRow) -> str:
+    """After the trail failed mid-step: read the device (a read that writes no audit record)
+    and journal what it shows: the step's target (verified), its start (failed: nothing
+    applied), or neither (left in flight for `resume`)."""
+    try:
+        facts: Facts = ctx.pool.run(row.device, lambda d: d.facts(), via=via(row.method))
+    except CordonError as exc:
+        return f"cannot be read ({exc.message}): the step stays in flight for `resume`"
+    if _facts_show(facts, row.method, row.before, row.after):
+        ctx.obs.step_settled(row, "verified", merged(ctx, row.device, row.method, row.after))
+        return "shows the change applied (journaled as verified)"
+    if _facts_show(facts, row.method, row.after, row.before):
+        ctx.obs.step_marked(row, "failed", "audit trail failed: nothing applied")
+        return "shows nothing applied (journaled as failed)"
+    return "shows neither state: the step stays in flight for `resume`"
+
+
+def _facts_show(facts: Facts, method: str, frm: DeviceState, to: DeviceState) -> bool:
+    """Do facts read from a device show the change `frm` -> `to` (for this method)?"""
+    exp = expectation(method, frm, to)
+    if method != "nft":
+        return not mismatches(facts, exp)
+    present = bool(facts.ours.strip())
+    comments = set(re.findall(r'comment "([^"]*)"', facts.ours))
+    return present == exp.table_present and (
+        exp.rule_comments is None or comments == set(exp.rule_comments)
+    )
+
+
+def shows(ctx: Context, row: StepRow, frm: DeviceState, to: DeviceState) -> bool:
+    """Does the device already show `to` (for this step's method)? One read, no polling."""
+    try:
+        ctx.pool.run(
+            row.device,
+            verifier(expectation(row.method, frm, to), f"{row.step}.check", timeout=0.0),
+            via=via(row.method),
+        )
+    except DeviceError:
+        return False
+    return True
+
+
+# -- the guarded apply and its dead-man -----------------------------------------------------------
+
+
+def guarded(
+    ctx: Context,
+    row: StepRow,
+    lines: Sequence[str],
+    frm: DeviceState,
+    to: DeviceState,
+    *,
+    revert: Sequence[str],
+    guard: bool,
+    action: str,
+    on_applied: Callable[[], None] | None = None,
+) -> None:
+    """Apply `lines` and verify the device reached `to`. With `guard` (the target is not the
+    step's fail-safe state), a revert to `frm` is armed on the device first where the platform
+    allows and confirmed after read-back; where it does not, losing the device makes the
+    controller re-apply `frm` as soon as the device answers again. An armed revert never
+    outlives its step: on any other failure it is applied now and disarmed."""
+    how = via(row.method)
+    back = ChangeSet(tuple(revert), action=f"deadman {action}")
+    token = _arm(ctx, row, back) if guard else None
+    try:
+        ctx.pool.run(row.device, applier(ChangeSet(tuple(lines), action=action)), via=how)
+        if on_applied is not None:
+            on_applied()
+        exp = expectation(row.method, frm, to)
+        ctx.pool.run(row.device, verifier(exp, f"{action}.verify"), via=how)
+    except ConnectError as exc:
+        if guard and token is None:
+            _recover(ctx, row, revert, to, frm, exc)
+        raise  # with a token, the device's own timer restores the fail-safe state
+    except CordonError:
+        if token is not None:
+            _restore_now(ctx, row, back, token)
+        raise
+    if token is not None and not ctx.pool.run(row.device, _confirmer(token)):
+        raise RunError(
+            f"{row.device}: the dead-man timer fired before {action} was "
+            "confirmed: the device went back to its fail-safe state by itself",
+            hint="check the management path, then try again",
+        )
+
+
+def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
+    """Arm an on-device revert where the platform allows it (nftables firewalls)."""
+    if row.method != "nft" or ctx.deadman <= 0:
+        return None
+    seconds = ctx.deadman
+
+    def arm(d: Driver) -> str | None:
+        return d.arm_revert(revert, seconds) if isinstance(d, DeadMan) else None
+
+    return ctx.pool.run(row.device, arm)
+
+
+def _restore_now(ctx: Context, row: StepRow, back: ChangeSet, token: str) -> None:
+    """The step failed with the device reachable: restore the fail-safe state ourselves and
+    disarm the timer, so it cannot reload an old table later over newer changes."""
+    try:
+        ctx.pool.run(row.device, applier(back), via=via(row.method))
+        ctx.pool.run(row.device, _confirmer(token), via=via(row.method))
+    except CordonError as exc:
+        ctx.obs.log.error(
+            "deadman.restore_failed", device=row.device, step=row.step, error=exc.message
+        )
+
+
+def _recover(
+    ctx: Context,
+    row: StepRow,
+    lines: Sequence[str],
+    frm: DeviceState,
+    to: DeviceState,
+    cause: ConnectError,
+) -> None:
+    """Controller-side dead-man: the device was lost mid-transition and has no timer of its
+    own: re-apply the fail-safe state as soon as it answers, for up to `deadman` seconds."""
+    how = via(row.method)
+    deadline = time.monotonic() + max(ctx.deadman, 1.0)
+    log = ctx.obs.log
+    log.warning("deadman.controller", device=row.device, step=row.step, error=cause.message)
+    while time.monotonic() < deadline:
+        try:
+            ctx.pool.run(row.device, applier(ChangeSet(tuple(lines), action="deadman")), via=how)
+            ctx.pool.run(
+                row.device, verifier(expectation(row.method, frm, to), "deadman.verify"), via=how
+            )
+        except ConnectError:
+            time.sleep(1.0)
+            continue
+        log.warning(
+            "deadman.reverted",
+            device=row.device,
+            step=row.step,
+            outcome="fail-safe state restored by the controller",
+        )
+        return
+    log.error(
+        "deadman.unreachable",
+        device=row.device,
+        step=row.step,
+        outcome="unknown",
+        error="device still unreachable: resume the run",
+    )
+
+
+def applier(changes: ChangeSet) -> Callable[[Driver], object]:
+    return lambda d: d.apply(changes)
+
+
+def verifier(
+    exp: Expectation, action: str, timeout: float | None = None
+) -> Callable[[Driver], object]:
+    return lambda d: d.verify(exp, timeout=timeout, action=action)
+
+
+def _confirmer(token: str) -> Callable[[Driver], bool]:
+    return lambda d: isinstance(d, DeadMan) and d.confirm(token)
