@@ -34,7 +34,6 @@ from typing import Any
 
 import yaml
 
-from agent.engine import render
 from agent.engine.state import DeviceState, NftRule
 from agent.errors import LabError, SafetyError
 from agent.inventory import load
@@ -43,6 +42,7 @@ from agent.inventory.synth import synthetic
 from agent.lab import daemons, netns
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, ns_name
+from agent.platforms.linux_nftables import render
 from agent.secrets import ref_path, resolve
 
 FLEET_ROOT = Path("/run/cordon-fleet")

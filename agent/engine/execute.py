@@ -24,7 +24,6 @@ from agent.audit.evidence import path_for
 from agent.drivers.base import (
     Backup,
     ChangeSet,
-    DeadMan,
     Driver,
     Expectation,
     Facts,
@@ -44,7 +43,6 @@ from agent.engine.journal import (
     driver_alive,
 )
 from agent.engine.plan import Plan, plan, require_safe, zone_of_tag, zones_of
-from agent.engine.render import nft_comments, nft_table
 from agent.engine.state import NORMAL, DeviceState
 from agent.errors import (
     ApprovalError,
@@ -56,6 +54,8 @@ from agent.errors import (
     RunStopped,
 )
 from agent.inventory.models import Inventory
+from agent.platforms.capabilities import Counters, DeadMan, InterfaceCounters, having, require
+from agent.platforms.linux_nftables.render import nft_comments, nft_table
 from agent.playbook.models import (
     CHANGE_ACTIONS,
     OPENING_ACTIONS,
@@ -1549,7 +1549,8 @@ class Executor:
             return None
 
         def arm(d: Driver) -> str | None:
-            return d.arm_revert(revert, self.deadman) if isinstance(d, DeadMan) else None
+            arms = having(d, DeadMan)
+            return arms.arm_revert(revert, self.deadman) if arms is not None else None
 
         return self.pool.run(row.device, arm)
 
@@ -1586,17 +1587,13 @@ def _previous_change(
 
 
 def _rule_counters(d: Driver) -> dict[str, int]:
-    read = getattr(d, "rule_counters", None)
-    if read is None:
-        raise RunError(f"the {type(d).__name__} driver cannot read rule counters")
-    return {str(k): int(v) for k, v in read().items()}
+    return {str(k): int(v) for k, v in require(d, Counters).rule_counters().items()}
 
 
 def _uplink_packets(interface: str, d: Driver) -> int:
-    read = getattr(d, "interface_counters", None)
-    if read is None:
-        raise RunError(f"the {type(d).__name__} driver cannot read interface counters")
-    return int(read([interface])[interface].out_ucast_pkts)
+    return int(
+        require(d, InterfaceCounters).interface_counters([interface])[interface].out_ucast_pkts
+    )
 
 
 def _clock(ts: float) -> str:
@@ -1622,4 +1619,4 @@ def _verifier(
 
 
 def _confirmer(token: str) -> Callable[[Driver], bool]:
-    return lambda d: isinstance(d, DeadMan) and d.confirm(token)
+    return lambda d: (arms := having(d, DeadMan)) is not None and arms.confirm(token)

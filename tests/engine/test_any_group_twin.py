@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers import one_shot
 from agent.drivers.base import Target
 from agent.drivers.pool import Pool
-from agent.drivers.snmp import SnmpDriver
 from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
@@ -24,6 +22,8 @@ from agent.inventory import load
 from agent.lab import build, flows
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.platforms.registry import one_shot
+from agent.platforms.snmp.driver import SnmpDriver
 from agent.playbook import load as load_playbook
 from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
 from tests.engine.test_any_group import RUNS, VALLEE
