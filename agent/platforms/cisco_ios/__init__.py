@@ -1,7 +1,8 @@
 """cisco_ios: an IOS-style switch or router reached over SSH. `render` writes interface shutdown
 lines, `driver` sends them in configuration mode with netmiko and reads back `show interface`
 (`parse`). It has no native safety net here: the controller re-applies the fail-safe state when
-the device answers again. `twin` starts what emulates it in the lab (FRR's vtysh behind sshd).
+the device answers again. Its twin is still in `agent.lab` (FRR's vtysh behind sshd:
+`agent.lab.daemons.start_frr`).
 This module holds only the registration: netmiko loads when a driver is made."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """linux_nftables: a Linux firewall reached over SSH. `render` writes the agent's whole
 `table inet cordon`, `driver` loads it with `nft -c -f` then `nft -f` and reads it back (`parse`),
 `revert` is its native safety net (a detached timer on the device that reloads the previous table
-unless confirmed), `twin` starts what emulates it in the lab (sshd; the namespace's own nftables).
+unless confirmed). Its twin is still in `agent.lab` (sshd in a namespace with its own nftables:
+`agent.lab.daemons.start_sshd`, chosen by `agent.lab.build`).
 This module holds only the registration: paramiko loads when a driver is made."""
 
 from __future__ import annotations

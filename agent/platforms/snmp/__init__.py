@@ -1,8 +1,8 @@
 """snmp: not an inventory platform but a method every device with SNMP settings may be reached
 and changed by (ifAdminStatus SETs), whatever its platform. `render` writes the change lines,
 `driver` sends them (pysnmp, SNMPv3 authPriv) and reads back IF-MIB (`mib`, `parse`, `status`:
-the poller's interface reads), `twin` starts what emulates it in the lab (snmpd). This module
-holds only the registration: pysnmp loads when a driver is made."""
+the poller's interface reads). Its twin is still in `agent.lab` (`agent.lab.daemons.start_snmpd`).
+This module holds only the registration: pysnmp loads when a driver is made."""
 
 from __future__ import annotations
 

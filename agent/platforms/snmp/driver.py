@@ -1,7 +1,8 @@
 """Owns the SNMP driver: pysnmp 7 (v3 authPriv, v2c only if asked), on the shared SNMP transport
 (`agent.drivers.snmp`: one private loop, engines shared between drivers).
-Imports the shared transports' contract and trail, this folder's parser and IF-MIB columns, audit
-and errors; must not import netmiko, paramiko, the engine or the CLI; pysnmp errors stop here."""
+Imports the shared transports (contract, trail, SNMP engines), the capability types, this folder's
+parser and IF-MIB columns, audit, secrets and errors; must not import netmiko, paramiko, the
+engine or the CLI; pysnmp errors stop here."""
 
 from __future__ import annotations
 
