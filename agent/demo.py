@@ -20,8 +20,6 @@ import click
 from agent import audit
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
-from agent.engine.paths import flow_path
-from agent.engine.state import DeviceState, flow_open
 from agent.errors import CordonError
 from agent.inventory import default_path, load
 from agent.inventory.cli import inventory_option
@@ -33,6 +31,8 @@ from agent.lab.infect import cure, infect
 from agent.lab.probe import ContinuousProber
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
+from agent.network.paths import flow_path
+from agent.network.state import DeviceState, flow_open
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook, ReconnectZone
 from agent.run.executor import Executor

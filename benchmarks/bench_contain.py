@@ -45,8 +45,6 @@ from pathlib import Path
 from agent import audit
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
-from agent.engine.paths import flow_path
-from agent.engine.state import DeviceState, flow_open
 from agent.errors import CordonError
 from agent.inventory import load
 from agent.inventory.models import Inventory
@@ -55,6 +53,8 @@ from agent.lab import build, flows
 from agent.lab.probe import ProbeTarget
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
+from agent.network.paths import flow_path
+from agent.network.state import DeviceState, flow_open
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import paramiko
 
-from agent.drivers import ChangeSet, Driver, Expectation, Pool, Target, Via, one_shot
-from agent.drivers.nftables import nft_remove, nft_replace
+from agent.drivers import ChangeSet, Driver, Expectation, Pool, Target, Via
 from agent.inventory import load
 from agent.inventory.models import Inventory, Platform
+from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
+from agent.platforms.registry import one_shot
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "inventory" / "hospi-grand-ouest.yaml"
 RULE_COMMENT = "bench:block-rdp"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import statistics
 import time
 
-from agent.engine.paths import flow_path
 from agent.engine.plan import plan
-from agent.engine.state import flow_open
 from agent.inventory.models import Inventory
+from agent.network.paths import flow_path
+from agent.network.state import flow_open
 from agent.playbook.models import Playbook
 from benchmarks.machine import describe
 from scripts.synth import synthetic

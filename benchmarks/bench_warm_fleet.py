@@ -25,13 +25,13 @@ import resource
 import time
 
 from agent.drivers import Driver, Expectation, Pool, Target, Timeouts, Via
-from agent.drivers.nftables import NftablesDriver, nft_replace
-from agent.engine import render
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.lab import build
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.platforms.linux_nftables import render
+from agent.platforms.linux_nftables.driver import NftablesDriver, nft_replace
 from benchmarks import fleet
 from benchmarks.bench_daemon_poll import EXAMPLE
 from benchmarks.machine import describe

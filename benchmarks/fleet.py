@@ -34,14 +34,14 @@ from typing import Any
 
 import yaml
 
-from agent.engine import render
-from agent.engine.state import DeviceState, NftRule
 from agent.errors import LabError, SafetyError
 from agent.inventory import load
 from agent.inventory.models import Inventory, Platform
 from agent.lab import daemons, netns
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, ns_name
+from agent.network.state import DeviceState, NftRule
+from agent.platforms.linux_nftables import render
 from agent.secrets import ref_path, resolve
 from scripts.synth import synthetic
 

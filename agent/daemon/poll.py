@@ -9,7 +9,8 @@ What is read, per device (nothing else is touched):
   or ifDescr), with the ifIndex cached from one walk of the name columns and walked again when
   the device renumbered (the name no longer matches) or every `rewalk_s`; from the driver's
   facts over SSH when the device has no SNMP settings;
-- on nftables firewalls, `table inet cordon` (`nft -j list table`, one command on the warm shell).
+- on a platform that holds packet rules (nftables firewalls), the comments of its rules
+  (`nft -j list table inet cordon`, one command on the warm shell).
 A device recorded as normal is read too (its table must be absent, its links up), so a site in
 normal mode with leftovers shows. A device with nothing to read (a normal switch without links)
 is skipped; so is every device of a site a run holds (its record is in transition).
@@ -22,57 +23,33 @@ An alarm is audited before it is stored. A re-application (`reapply` said yes) m
 alarms of the device; they are cleared by the next poll that no longer sees them (`drift.cleared`,
 outcome `reapplied`): the record was pushed and verified by the driver, the poll confirms it.
 
-Imports the drivers' public types and pool, the engine's pure drift module; never the CLI.
+Imports the drivers' public types and pool, the platform registry and capabilities (the device
+reads themselves live with the platforms: `agent.platforms.snmp.status`, the nftables driver's
+`rule_comments`), the engine's pure drift module; never the CLI.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
 
 from agent import audit
 from agent.daemon.health import Alarm, Change, HealthStore, PollRow, PollStatus
 from agent.drivers.base import ChangeSet, Driver, Expectation, Via
 from agent.drivers.pool import Pool
-from agent.engine.drift import FIXABLE, Drift, Readback, detect, needs_table, reapply_lines, watched
-from agent.engine.state import NORMAL, DeviceState
+from agent.engine.drift import FIXABLE, Drift, Readback, detect, reapply_lines, watched
 from agent.errors import ConnectError, CordonError, DeviceError, RunError, SnmpError
 from agent.inventory.models import Inventory, Platform
-
-# IF-MIB columns (numeric: the drivers load no MIB)
-IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
-IF_ADMIN = "1.3.6.1.2.1.2.2.1.7"
-IF_OPER = "1.3.6.1.2.1.2.2.1.8"
-IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
-
-GET_CHUNK = 39  # values per GET (3 per interface): each response fits one UDP datagram
-_COMMENT = re.compile(r'comment "((?:[^"\\]|\\.)*)"')
+from agent.network.state import NORMAL, DeviceState
+from agent.platforms import registry
+from agent.platforms.capabilities import ReadsRuleComments, ReadsSnmp, having, require
+from agent.platforms.snmp import status
 
 Reapply = Callable[[str], bool]  # device -> re-applied (the daemon's on_drift policy decides)
-
-
-@runtime_checkable
-class _SnmpReads(Protocol):
-    """What the SNMP driver offers beyond the Driver protocol: GET and a walk of columns."""
-
-    def get(self, oids: Sequence[str]) -> dict[str, Any]: ...
-
-    def walk(
-        self, columns: Sequence[str], operation: str = "walk"
-    ) -> dict[str, dict[int, Any]]: ...
-
-
-@runtime_checkable
-class _TableReads(Protocol):
-    """What the nftables driver offers: our table as parsed JSON, None when absent."""
-
-    def our_rules(self, operation: str = "read") -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +148,7 @@ class Poller:
                 if link.peer_device and link.peer_interface:
                     self._links.setdefault(link.peer_device, set()).add(link.peer_interface)
         # device -> (when walked, interface -> (ifIndex, the column naming it) or None)
-        self._index: dict[str, tuple[float, dict[str, tuple[int, str] | None]]] = {}
+        self._index: dict[str, tuple[float, dict[str, status.Located | None]]] = {}
         self._lock = threading.Lock()
         self._inflight: set[str] = set()  # reads given up on that have not ended yet
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cordon-poll")
@@ -201,7 +178,7 @@ class Poller:
                 continue
             recorded = states.get(dev.name, NORMAL)
             interfaces = watched(recorded, self._links.get(dev.name, ()))
-            table = needs_table(dev.platform)
+            table = registry.platform(dev.platform).rules_by is not None
             if not interfaces and not table:
                 skipped.append(dev.name)
                 continue
@@ -410,9 +387,10 @@ class Poller:
 
     def _interfaces(self, plan: _Plan, d: Driver) -> _Ifs:
         names = sorted(plan.interfaces)
-        if isinstance(d, _SnmpReads):
-            got = self._snmp_get(plan.device, d, names)
-            return got if got is not None else self._snmp_walk(plan.device, d, names)
+        snmp = having(d, ReadsSnmp)
+        if snmp is not None:
+            got = self._snmp_get(plan.device, snmp, names)
+            return got if got is not None else self._snmp_walk(plan.device, snmp, names)
         facts = d.facts()  # no SNMP: the driver's facts over SSH
         admin: dict[str, bool] = {}
         oper: dict[str, bool | None] = {}
@@ -425,43 +403,17 @@ class Poller:
                 admin[n], oper[n] = i.admin_up, i.oper_up
         return admin, oper, missing
 
-    def _snmp_get(self, device: str, d: _SnmpReads, names: Sequence[str]) -> _Ifs | None:
-        """GETs (40 values each) with the cached ifIndex; None when the cache is missing,
-        old, or stale (the index now names another interface, or nothing)."""
+    def _snmp_get(self, device: str, d: ReadsSnmp, names: Sequence[str]) -> _Ifs | None:
+        """GETs with the cached ifIndex; None when the cache is missing, old, or stale."""
         with self._lock:
             walked_at, index = self._index.get(device, (0.0, {}))
-        if time.monotonic() - walked_at > self.rewalk_s or any(n not in index for n in names):
+        if time.monotonic() - walked_at > self.rewalk_s:
             return None
-        present = [(n, found) for n in names if (found := index[n]) is not None]
-        missing = {n for n in names if index[n] is None}
-        oids = [
-            oid
-            for _, (i, named_by) in present
-            for oid in (f"{IF_ADMIN}.{i}", f"{IF_OPER}.{i}", f"{named_by}.{i}")
-        ]
-        values: dict[str, Any] = {}
-        try:
-            for at in range(0, len(oids), GET_CHUNK):
-                values.update(d.get(oids[at : at + GET_CHUNK]))
-        except SnmpError:  # noSuchInstance: the device renumbered its interfaces
-            return None
-        admin: dict[str, bool] = {}
-        oper: dict[str, bool | None] = {}
-        for n, (i, named_by) in present:
-            if values.get(f"{named_by}.{i}") != n:
-                return None  # that ifIndex is another interface now
-            admin[n] = values.get(f"{IF_ADMIN}.{i}") == 1
-            oper[n] = values.get(f"{IF_OPER}.{i}") == 1
-        return admin, oper, missing
+        return status.read(d, index, names)
 
-    def _snmp_walk(self, device: str, d: _SnmpReads, names: Sequence[str]) -> _Ifs:
-        """Walk the interfaces' names (ifName, then ifDescr for aliases), cache where each
-        watched one is, then GET."""
-        cols = d.walk([IF_NAME, IF_DESCR], "poll")
-        where: dict[str, tuple[int, str]] = {}
-        for col in (IF_DESCR, IF_NAME):  # ifName wins over an ifDescr alias
-            where.update({v: (i, col) for i, v in cols.get(col, {}).items() if isinstance(v, str)})
-        index = {n: where.get(n) for n in names}
+    def _snmp_walk(self, device: str, d: ReadsSnmp, names: Sequence[str]) -> _Ifs:
+        """Walk where the watched interfaces are, cache it, then GET."""
+        index = status.locate(d, names, "poll")
         with self._lock:
             self._index[device] = (time.monotonic(), index)
         got = self._snmp_get(device, d, names)
@@ -475,15 +427,7 @@ _Ifs = tuple[dict[str, bool], dict[str, bool | None], set[str]]
 
 def _table_comments(d: Driver) -> tuple[str, ...] | None:
     """The comments of the rules of `table inet cordon` ("" for none), None when absent."""
-    if isinstance(d, _TableReads):
-        ruleset = d.our_rules("poll")
-        if ruleset is None:
-            return None
-        return tuple(r.comment or "" for r in ruleset.rules)
-    ours = d.facts().ours
-    if not ours.strip():
-        return None
-    return tuple(m.group(1) for m in _COMMENT.finditer(ours))
+    return require(d, ReadsRuleComments).rule_comments("poll")
 
 
 def reapply_recorded(pool: Pool, inv: Inventory, device: str, state: DeviceState) -> None:

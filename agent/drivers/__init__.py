@@ -1,8 +1,9 @@
-"""Owns the device drivers, the only code that talks to devices, behind one `Driver` protocol.
-Must not import the engine, daemon or CLI; netmiko/paramiko/pysnmp load only in their modules.
+"""Owns what every platform's driver shares: the `Driver` protocol and its frozen types, the SSH
+transport with pinned host keys, the SNMP engine sharing lives with the snmp platform, the trail
+that audits device commands, descriptor limits, and the warm-session pool. The drivers themselves
+are in `agent.platforms.<platform>`; `agent.platforms.registry.driver_for` picks one.
+Must not import the engine, daemon or CLI; netmiko/paramiko/pysnmp load only where used.
 
-    driver_for(target, timeouts, via) -> Driver     an unconnected driver (ssh by platform, snmp)
-    one_shot(target, ...) -> context manager        connect, use, close (the CLI's way)
     Pool(inv, ...)                                  warm sessions: session(), run(), run_many()
     Driver: connect, close, is_open, ping, facts, backup, apply(ChangeSet), verify(Expectation)
 """
@@ -22,7 +23,7 @@ from agent.drivers.base import (
     Timeouts,
     Via,
 )
-from agent.drivers.pool import Outcome, Pool, driver_for, one_shot, raise_on_error
+from agent.drivers.pool import Outcome, Pool, raise_on_error
 
 __all__ = [
     "CORDON_TABLE",
@@ -38,7 +39,5 @@ __all__ = [
     "Target",
     "Timeouts",
     "Via",
-    "driver_for",
-    "one_shot",
     "raise_on_error",
 ]

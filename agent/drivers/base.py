@@ -4,7 +4,7 @@ Must not import netmiko, paramiko, pysnmp, the engine or the CLI: pure types the
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -244,43 +244,3 @@ def mismatches(facts: Facts, expect: Expectation, *, config: str | None = None) 
         out += [f"missing line {w!r}" for w in expect.config_has if w.strip() not in lines]
         out += [f"unexpected line {w!r}" for w in expect.config_lacks if w.strip() in lines]
     return out
-
-
-@runtime_checkable
-class DeadMan(Protocol):
-    """A driver that can arm an on-device revert (a timer that survives losing the agent)."""
-
-    def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
-        """Unless confirmed within `seconds`, the device applies `changes` by itself."""
-
-    def confirm(self, token: str) -> bool:
-        """Disarm; False if the revert already ran."""
-
-
-@runtime_checkable
-class Counters(Protocol):
-    """A driver that reads the packet counters of the agent's own rules (nftables)."""
-
-    def rule_counters(self) -> dict[str, int]:
-        """Packets counted by each rule of `table inet cordon` that has both a `counter` and a
-        `comment`, keyed by the comment (rules sharing a comment are summed); {} when the table
-        is absent."""
-
-
-@dataclass(frozen=True)
-class IfCounters:
-    """Traffic counters of one interface (IF-MIB: ifHC* of ifXTable, else 32-bit ifTable)."""
-
-    in_octets: int
-    out_octets: int
-    in_ucast_pkts: int
-    out_ucast_pkts: int
-
-
-@runtime_checkable
-class InterfaceCounters(Protocol):
-    """A driver that reads interface traffic counters (SNMP)."""
-
-    def interface_counters(self, interfaces: Sequence[str]) -> dict[str, IfCounters]:
-        """Counters of each named interface (ifName or ifDescr); an unknown name raises
-        `SnmpError`."""

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.drivers.base import InterfaceState, Target, Timeouts, Via
-from agent.drivers.pool import one_shot
 from agent.errors import AuthError, CordonError, DeviceTimeout, HostKeyError
 from agent.inventory.models import Inventory
+from agent.platforms.registry import one_shot
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""Owns driver choice, the bounded warm-session pool (keepalive, reconnect) and parallel runs.
-Must not import netmiko, paramiko or pysnmp (platform modules load them on use), nor the engine."""
+"""Owns the bounded warm-session pool (keepalive, reconnect) and parallel runs over any driver.
+Must not import netmiko, paramiko or pysnmp, nor the engine. Drivers come from the factory it is
+given; by default the platform registry's `driver_for`, looked up when the pool is made (the one
+place the shared drivers layer reaches up to `agent.platforms`)."""
 
 from __future__ import annotations
 
@@ -14,39 +16,9 @@ from typing import Generic, TypeVar
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.drivers.limits import ensure_for_pool
 from agent.errors import ConnectError, CordonError, DeviceError, DeviceTimeout
-from agent.inventory.models import Inventory, Platform
+from agent.inventory.models import Inventory
 
 T = TypeVar("T")
-
-
-def driver_for(target: Target, timeouts: Timeouts | None = None, via: Via = "ssh") -> Driver:
-    """A new, unconnected driver for `target` over `via` (ssh picks by platform)."""
-    if via == "snmp":
-        from agent.drivers.snmp import SnmpDriver  # noqa: PLC0415 - pysnmp only when used
-
-        return SnmpDriver(target, timeouts)
-    if target.device.platform is Platform.CISCO_IOS:
-        from agent.drivers.ios import IosDriver  # noqa: PLC0415 - netmiko only when used
-
-        return IosDriver(target, timeouts)
-    if target.device.platform is Platform.LINUX_NFTABLES:
-        from agent.drivers.nftables import NftablesDriver  # noqa: PLC0415
-
-        return NftablesDriver(target, timeouts)
-    raise DeviceError(target.name, "connect", f"no driver for platform {target.device.platform}")
-
-
-@contextmanager
-def one_shot(
-    target: Target, timeouts: Timeouts | None = None, via: Via = "ssh"
-) -> Iterator[Driver]:
-    """A connected driver for one use (the CLI's way): closed on exit, whatever happens."""
-    driver = driver_for(target, timeouts, via)
-    try:
-        driver.connect()
-        yield driver
-    finally:
-        driver.close()
 
 
 @dataclass(frozen=True)
@@ -106,7 +78,11 @@ class Pool:
         self.timeouts = timeouts or Timeouts()
         self.max_size = max_size
         self.probe_after = probe_after
-        self._factory = factory or driver_for
+        if factory is None:
+            from agent.platforms.registry import driver_for  # noqa: PLC0415 - see the docstring
+
+            factory = driver_for
+        self._factory = factory
         self._entries: dict[tuple[str, Via], _Entry] = {}
         self._cond = threading.Condition()
         self._closed = False

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from agent.drivers.parse import extract_nft_table
 from agent.inventory.models import Platform
+from agent.platforms.linux_nftables.parse import extract_nft_table
 
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 _IOS_VOLATILE = re.compile(r"^(Building configuration|Current configuration|!Time:|! Last)")

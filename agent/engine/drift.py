@@ -24,8 +24,9 @@ from types import MappingProxyType
 from typing import Literal
 
 from agent.engine import render
-from agent.engine.state import NORMAL, DeviceState
 from agent.inventory.models import Platform
+from agent.network.state import NORMAL, DeviceState
+from agent.platforms.linux_nftables import render as nft
 
 DriftKind = Literal[
     "interface_up",  # recorded shut, found up: an isolation was undone on the device
@@ -43,7 +44,7 @@ Scope = Literal["interfaces", "table"]
 FIXABLE: frozenset[str] = frozenset(
     {"interface_up", "table_missing", "rule_missing", "rule_unexpected", "rule_duplicated"}
 )
-TABLE = f"table inet {render.TABLE}"
+TABLE = f"table inet {nft.TABLE}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _interfaces(device: str, recorded: DeviceState, seen: Readback) -> list[Drif
 
 
 def _table(device: str, recorded: DeviceState, rules: tuple[str, ...] | None) -> list[Drift]:
-    want = render.nft_comments(recorded)
+    want = nft.nft_comments(recorded)
     if rules is None:
         if not want:
             return []

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from agent import settings
-from agent.engine.state import DeviceState, NftRule
 from agent.errors import DaemonError, LockError, RunError
+from agent.network.state import DeviceState, NftRule
 from agent.status import (
     GATE_TRANSITIONS,
     OPEN,

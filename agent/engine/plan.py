@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from agent.engine import render
-from agent.engine.paths import FlowPath, RouteHop, flow_path
-from agent.engine.state import NORMAL, DeviceState, NftRule, allow_rules, device_state, flow_open
 from agent.errors import PlanError
 from agent.inventory.models import Inventory, Platform, Site, Zone
 from agent.inventory.select import select_sites
+from agent.network.paths import FlowPath, RouteHop, flow_path
+from agent.network.state import NORMAL, DeviceState, NftRule, allow_rules, device_state, flow_open
 from agent.playbook.models import (
     CHANGE_ACTIONS,
     AllowFlow,

@@ -1,143 +1,43 @@
-"""Per-platform rendering of a device's isolation state change: one place per platform. Pure.
-
-cisco_ios: interface shutdown / no shutdown lines. linux_nftables: the whole `table inet cordon`,
-loaded atomically (declare, delete, redefine), so what the device runs is exactly the state.
-snmp: ifAdminStatus SETs, one line per interface, parsed back by the executor.
-
-A reply accept (`NftRule.reply`) is stateful and takes two lines: packets of a connection the
-firewall's connection tracking saw opened by the client (`ct state established,related`), and
-`resume`: a connection it first sees mid-stream from the server's side, an acknowledgement that
-opens nothing (`ct state new tcp flags & (syn | ack) == ack`). The second one keeps a flow that was
-open before the cut working when the firewall tracked no connection until our table loaded (a
-table with `ct` rules turns tracking on in its namespace) and the server speaks first: without it
-the server's packets are dropped until the client sends something. A SYN from the service's port
-matches neither: the server side can open no connection to the client.
-"""
+"""Owns turning a device's isolation state change into commands, through the platform registry:
+no platform is named here. Each platform's renderer lives in its folder under `agent.platforms`.
+Pure; imports the plan's state types, the registry and the error tree."""
 
 from __future__ import annotations
 
-import hashlib
-
-from agent.engine.state import DeviceState, NftRule
 from agent.errors import PlanError
-from agent.inventory.models import Platform
-
-TABLE = "cordon"
-
-
-def rule_id(rule: NftRule) -> str:
-    """A short stable id of a rule's match and verdict: makes every comment unique, so the read
-    back can check the exact set of rules on the device."""
-    key = repr(rule.id_key()).encode()
-    return hashlib.sha256(key).hexdigest()[:8]
-
-
-RESUME = "resume"
-
-
-def variants(rule: NftRule) -> tuple[str, ...]:
-    """The lines a rule takes in a chain: "" (the rule), and RESUME for a reply accept."""
-    return ("", RESUME) if rule.reply else ("",)
-
-
-def comment(rule: NftRule, chain: str, variant: str = "") -> str:
-    suffix = "".join(f" {s}" for s in (variant, "" if chain == "forward" else chain) if s)
-    return f"{rule.tag[:80]} #{rule_id(rule)}{suffix}"
-
-
-def chains(state: DeviceState) -> list[tuple[str, list[NftRule]]]:
-    """Forward holds every rule; a cut interface also drops the device's own traffic."""
-    rules = state.ordered_rules()
-    local_in = [r for r in rules if r.verdict == "drop" and r.iif and not r.oif]
-    local_out = [r for r in rules if r.verdict == "drop" and r.oif and not r.iif]
-    return [("forward", rules), ("input", local_in), ("output", local_out)]
-
-
-def nft_comments(state: DeviceState) -> frozenset[str]:
-    """The exact comments `table inet cordon` holds in `state` (for read-back)."""
-    return frozenset(
-        comment(r, chain, v) for chain, rules in chains(state) for r in rules for v in variants(r)
-    )
-
-
-def nft_rule(rule: NftRule, chain: str = "forward", variant: str = "") -> str:
-    parts = []
-    if rule.iif:
-        parts.append(f'iifname "{rule.iif}"')
-    if rule.oif:
-        parts.append(f'oifname "{rule.oif}"')
-    if rule.saddr:
-        parts.append(f"ip saddr {rule.saddr}")
-    if rule.daddr:
-        parts.append(f"ip daddr {rule.daddr}")
-    if rule.sport is not None:
-        parts.append(f"tcp sport {rule.sport}")
-    if rule.dport is not None:
-        parts.append(f"tcp dport {rule.dport}")
-    if rule.reply and variant == RESUME:
-        parts.append("ct state new tcp flags & (syn | ack) == ack")
-    elif rule.reply:
-        parts.append("ct state established,related")
-    if rule.verdict == "count":
-        parts.append("ct state new counter")
-    else:
-        parts.append(f"counter {rule.verdict}")
-    parts.append(f'comment "{comment(rule, chain, variant)}"')
-    return " ".join(parts)
-
-
-def nft_table(state: DeviceState) -> str:
-    """The script that makes `table inet cordon` exactly `state` (removes it when empty).
-
-    Traffic to and from the device itself on a cut interface is dropped too (input/output),
-    so a cut link cannot be used to reach the firewall either."""
-    lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"]
-    if not state.rules:
-        return "\n".join(lines) + "\n"
-    lines.append(f"table inet {TABLE} {{")
-    for chain, rules in chains(state):
-        lines.append(f"  chain {chain} {{")
-        lines.append(f"    type filter hook {chain} priority 0; policy accept;")
-        lines += [f"    {nft_rule(r, chain, v)}" for r in rules for v in variants(r)]
-        lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def ios_lines(interfaces: list[str], *, down: bool) -> list[str]:
-    out: list[str] = []
-    for name in sorted(interfaces):
-        out += [f"interface {name}", "shutdown" if down else "no shutdown"]
-    return out
-
-
-def snmp_lines(interfaces: list[str], *, down: bool) -> list[str]:
-    value = "down" if down else "up"
-    return [f"ifAdminStatus {name} {value}" for name in sorted(interfaces)]
+from agent.network.state import DeviceState
+from agent.platforms import registry
 
 
 def render(
-    platform: Platform, before: DeviceState, after: DeviceState
+    platform: str, before: DeviceState, after: DeviceState
 ) -> list[tuple[str, list[str], list[str]]]:
-    """(method, commands, undo) for each way the change reaches the device; empty if none."""
+    """(method, commands, undo) for each way the change reaches the device; empty if none.
+
+    Packet rules go by the platform's rules method (the whole script of `after`, undone by the
+    script of `before`); interface shutdowns by the method each was recorded with: the
+    platform's own (`cli`) or a cross-platform one (`snmp`), in the methods' name order."""
+    spec = registry.platform(platform)
     out: list[tuple[str, list[str], list[str]]] = []
     if before.rules != after.rules:
-        if platform is not Platform.LINUX_NFTABLES:
-            raise PlanError(f"packet rules need a linux_nftables device, not {platform.value}")
-        out.append(("nft", nft_table(after).splitlines(), nft_table(before).splitlines()))
+        if spec.rules_by is None or spec.rules_script is None:
+            where = " or ".join(registry.names(holds_rules=True))
+            raise PlanError(f"packet rules need a {where} device, not {platform!s}")
+        script = spec.rules_script
+        out.append((spec.rules_by, script(after).splitlines(), script(before).splitlines()))
     added = after.down - before.down
     removed = before.down - after.down
-    for method in ("cli", "snmp"):
+    for method in sorted({m for _, m in added | removed}):
         shut = [i for i, m in added if m == method]
         reopen = [i for i, m in removed if m == method]
-        if not shut and not reopen:
-            continue
-        if method == "cli" and platform is not Platform.CISCO_IOS:
+        by = spec if spec.shuts_by == method else registry.shared(method)
+        if by is None or by.shut_lines is None:
+            where = ", ".join(registry.names(shuts_by=method)) or "no platform"
             raise PlanError(
-                f"interface shutdown by CLI is rendered for cisco_ios only, not "
-                f"{platform.value}; use method snmp"
+                f"interface shutdown by {method.upper()} is rendered for {where} only, not "
+                f"{platform!s}; use method snmp"
             )
-        lines = snmp_lines if method == "snmp" else ios_lines
+        lines = by.shut_lines
         cmds = lines(shut, down=True) + lines(reopen, down=False)
         undo = lines(shut, down=False) + lines(reopen, down=True)
         out.append((method, cmds, undo))

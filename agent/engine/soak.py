@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agent.engine.plan import zone_of_tag
-from agent.engine.render import comment
-from agent.engine.state import NORMAL, DeviceState
 from agent.inventory.models import Site
+from agent.network.state import NORMAL, DeviceState
+from agent.platforms.linux_nftables.render import comment
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import click
 
 from agent import settings
-from agent.engine.paths import flow_path
-from agent.engine.state import DeviceState, flow_open
 from agent.errors import LabError
 from agent.inventory.models import Flow, Inventory
 from agent.lab import netns
 from agent.lab.probe import ProbeResult, ProbeTarget, Status, probe_tcp, validate
 from agent.lab.topology import Blueprint, banner
+from agent.network.paths import flow_path
+from agent.network.state import DeviceState, flow_open
 
 Expectation = Callable[[Flow], bool]  # True: the flow should connect
 

@@ -24,12 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from agent import settings
-from agent.engine.paths import FlowPath, RouteHop, flow_path
 from agent.errors import LabError
 from agent.inventory.models import Flow, Inventory, SiteKind
 from agent.lab import flows, netns
 from agent.lab.probe import ProbeTarget, Status, probe_tcp
 from agent.lab.topology import Blueprint, ns_name
+from agent.network.paths import FlowPath, RouteHop, flow_path
 
 BOUND_S = 30.0  # override: CORDON_LAB_READY_S
 FLOW_TIMEOUT_S = flows.OPEN_TIMEOUT_S  # one probe: covers a lost SYN on a busy machine

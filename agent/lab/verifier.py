@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent.engine.state import DeviceState
 from agent.inventory.models import Inventory
 from agent.lab import build
 from agent.lab.flows import engine_verifier
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.network.state import DeviceState
 
 States = Mapping[str, DeviceState]
 

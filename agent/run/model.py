@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from agent.engine.plan import Plan
-from agent.engine.state import DeviceState
+from agent.network.state import DeviceState
 
 # verifier(site, recorded device states) -> problems (empty when the flows are as expected)
 FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]

@@ -10,8 +10,8 @@ from typing import Any
 
 from agent import audit
 from agent.engine.journal import Journal, StepRow
-from agent.engine.state import DeviceState
 from agent.errors import AuditError
+from agent.network.state import DeviceState
 from agent.run.model import Progress
 
 

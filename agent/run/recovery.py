@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from agent import audit
 from agent.engine.journal import StepRow, driver_alive
-from agent.engine.state import NORMAL
 from agent.errors import ConnectError, CordonError, DeviceError, RunError
+from agent.network.state import NORMAL
 from agent.run import transaction
 from agent.run.context import Context, lock_for
 from agent.run.model import RunReport, StepOutcome

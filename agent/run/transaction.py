@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 
 from agent import audit
-from agent.drivers.base import ChangeSet, DeadMan, Driver, Expectation, Facts, Via, mismatches
+from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, Via, mismatches
 from agent.engine.journal import StepRow
-from agent.engine.render import nft_comments
-from agent.engine.state import NORMAL, DeviceState
 from agent.errors import AuditError, ConnectError, CordonError, DeviceError, RunError, RunStopped
+from agent.network.state import NORMAL, DeviceState
+from agent.platforms.capabilities import DeadMan, having
+from agent.platforms.linux_nftables.render import nft_comments
 from agent.run.context import Context
 from agent.run.model import StepOutcome
 
@@ -238,7 +239,7 @@ def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
     seconds = ctx.deadman
 
     def arm(d: Driver) -> str | None:
-        return d.arm_revert(revert, seconds) if isinstance(d, DeadMan) else None
+        return dm.arm_revert(revert, seconds) if (dm := having(d, DeadMan)) is not None else None
 
     return ctx.pool.run(row.device, arm)
 
@@ -305,4 +306,4 @@ def verifier(
 
 
 def _confirmer(token: str) -> Callable[[Driver], bool]:
-    return lambda d: isinstance(d, DeadMan) and d.confirm(token)
+    return lambda d: (dm := having(d, DeadMan)) is not None and dm.confirm(token)

@@ -14,22 +14,22 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from agent import audit
 from agent.daemon.health import HealthStore
-from agent.daemon.poll import IF_ADMIN, IF_DESCR, IF_NAME, IF_OPER, DevicePoll, Poller, PollReport
+from agent.daemon.poll import DevicePoll, Poller, PollReport
 from agent.drivers.base import ApplyResult, Backup, ChangeSet, Expectation, Facts, Target, Via
 from agent.drivers.pool import Pool
-from agent.engine import render
 from agent.engine.drift import Drift, Readback, detect, reapply_lines, watched
-from agent.engine.state import NORMAL, DeviceState, NftRule
 from agent.errors import ConnectError, DeviceTimeout, SnmpError
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory, Platform
+from agent.network.state import NORMAL, DeviceState, NftRule
+from agent.platforms.linux_nftables import render
+from agent.platforms.snmp.mib import IF_ADMIN, IF_DESCR, IF_NAME, IF_OPER
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "hospi-grand-ouest.yaml"
 
@@ -177,7 +177,7 @@ class World:
 
 class FakeDriver:
     """A pooled session to a fake device: the SNMP reads (get, walk) and the nft read
-    (our_rules) the poller uses; everything else refuses."""
+    (rule_comments) the poller uses; everything else refuses."""
 
     def __init__(self, world: World, target: Target, via: Via) -> None:
         self.world, self.target, self.via = world, target, via
@@ -224,12 +224,9 @@ class FakeDriver:
     ) -> Facts:
         raise NotImplementedError
 
-    def our_rules(self, operation: str = "read") -> Any:
+    def rule_comments(self, operation: str = "read") -> tuple[str, ...] | None:
         self._gate()
-        table = self.world.tables.get(self.name)
-        if table is None:
-            return None
-        return SimpleNamespace(rules=[SimpleNamespace(comment=c or None) for c in table])
+        return self.world.tables.get(self.name)
 
     def walk(self, columns: Sequence[str], operation: str = "walk") -> dict[str, dict[int, Any]]:
         self._gate()

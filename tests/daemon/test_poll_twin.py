@@ -18,12 +18,14 @@ import pytest
 from agent import audit
 from agent.daemon.health import HealthStore
 from agent.daemon.poll import DevicePoll, Poller, PollReport, reapply_recorded
-from agent.drivers import ChangeSet, Expectation, Target, Timeouts, Via, one_shot
+from agent.drivers import ChangeSet, Expectation, Target, Timeouts, Via
 from agent.drivers.pool import Pool
 from agent.engine.drift import Drift
-from agent.engine.render import ios_lines, nft_table
-from agent.engine.state import NORMAL, DeviceState, NftRule
 from agent.lab import build, daemons, flows, netns
+from agent.network.state import NORMAL, DeviceState, NftRule
+from agent.platforms.cisco_ios.render import ios_lines
+from agent.platforms.linux_nftables.render import nft_table
+from agent.platforms.registry import one_shot
 from agent.run.transaction import expectation
 from tests import secret_scan
 from tests.conftest import Twin

@@ -27,10 +27,10 @@ from paramiko.common import (
 )
 
 from agent.drivers.base import Target, Timeouts
-from agent.drivers.ios import _PinnedIosSession
 from agent.drivers.ssh import Shell
 from agent.errors import ConnectError
 from agent.inventory.models import Device, DeviceRole, Management, Platform, SshSettings
+from agent.platforms.cisco_ios.driver import _PinnedIosSession
 from tests.drivers.conftest import HIGH_FD
 from tests.drivers.keys import new_ed25519, write_private
 

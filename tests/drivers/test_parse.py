@@ -7,20 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers import parse
 from agent.drivers.base import Expectation, Facts, InterfaceState, mismatches
-from agent.drivers.nftables import nft_remove, nft_replace
-from agent.drivers.snmp import (
-    IF_ADMIN,
-    IF_DESCR,
-    IF_HC_IN,
-    IF_IN_OCTETS,
-    IF_NAME,
-    IF_OPER,
-    admin_text,
-    interfaces_from_columns,
-)
 from agent.inventory.models import Platform
+from agent.platforms.cisco_ios import parse as ios_parse
+from agent.platforms.linux_nftables import parse as nft_parse
+from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
+from agent.platforms.snmp import parse as snmp_parse
+from agent.platforms.snmp.driver import admin_text, interfaces_from_columns
+from agent.platforms.snmp.mib import IF_ADMIN, IF_DESCR, IF_HC_IN, IF_IN_OCTETS, IF_NAME, IF_OPER
 
 DATA = Path(__file__).parent / "data"
 
@@ -55,7 +49,7 @@ def by_name(ifs: tuple[InterfaceState, ...]) -> dict[str, InterfaceState]:
 
 def test_frr_brief_gives_admin_state_of_every_interface() -> None:
     """FRR's `show interface brief` (captured on rns-sw1 with gi1 shut) gives admin states only."""
-    ifs = by_name(parse.parse_show_interface_brief(read("frr_show_interface_brief.txt")))
+    ifs = by_name(ios_parse.parse_show_interface_brief(read("frr_show_interface_brief.txt")))
     assert ifs["gi1"].admin_up is False
     assert ifs["gi2"].admin_up is True
     assert ifs["mgmt0"].admin_up is True
@@ -64,7 +58,7 @@ def test_frr_brief_gives_admin_state_of_every_interface() -> None:
 
 def test_ios_brief_separates_admin_down_from_oper_down() -> None:
     """IOS 'administratively down' is admin down; 'down/down' is admin up with the line down."""
-    ifs = by_name(parse.parse_show_interface_brief(IOS_BRIEF))
+    ifs = by_name(ios_parse.parse_show_interface_brief(IOS_BRIEF))
     assert (ifs["GigabitEthernet0/0"].admin_up, ifs["GigabitEthernet0/0"].oper_up) == (True, True)
     assert (ifs["GigabitEthernet0/1"].admin_up, ifs["GigabitEthernet0/1"].oper_up) == (False, False)
     assert (ifs["GigabitEthernet0/2"].admin_up, ifs["GigabitEthernet0/2"].oper_up) == (True, False)
@@ -74,12 +68,12 @@ def test_ios_brief_separates_admin_down_from_oper_down() -> None:
 def test_brief_without_a_header_is_refused() -> None:
     """Output that is not an interface table raises ValueError rather than an empty list."""
     with pytest.raises(ValueError, match="header"):
-        parse.parse_show_interface_brief("% Unknown command: show interface brief")
+        ios_parse.parse_show_interface_brief("% Unknown command: show interface brief")
 
 
 def test_frr_show_interface_gives_admin_oper_and_index() -> None:
     """FRR's full `show interface` gives admin and oper state and the kernel ifindex."""
-    ifs = by_name(parse.parse_show_interface(read("frr_show_interface.txt")))
+    ifs = by_name(ios_parse.parse_show_interface(read("frr_show_interface.txt")))
     assert ifs["gi1"].admin_up is False and ifs["gi1"].oper_up is False
     assert ifs["gi2"].admin_up is True and ifs["gi2"].oper_up is True
     assert ifs["gi0.110"].index == 3
@@ -88,7 +82,7 @@ def test_frr_show_interface_gives_admin_oper_and_index() -> None:
 
 def test_ios_show_interfaces_gives_states_and_counters() -> None:
     """IOS `show interfaces` states and byte counters are read per interface."""
-    ifs = by_name(parse.parse_show_interface(IOS_SHOW_INTERFACES))
+    ifs = by_name(ios_parse.parse_show_interface(IOS_SHOW_INTERFACES))
     g1, g2, g3 = ifs["GigabitEthernet0/1"], ifs["GigabitEthernet0/2"], ifs["GigabitEthernet0/3"]
     assert (g1.admin_up, g1.oper_up, g1.in_octets, g1.out_octets) == (False, False, 567890, 98765)
     assert (g2.admin_up, g2.oper_up) == (True, False)
@@ -97,7 +91,7 @@ def test_ios_show_interfaces_gives_states_and_counters() -> None:
 
 def test_ip_link_json_gives_states_and_counters() -> None:
     """`ip -j -s link` gives admin (UP flag), oper (operstate) and 64-bit byte counters."""
-    ifs = by_name(parse.parse_ip_link_json(read("ip_link_stats.json")))
+    ifs = by_name(nft_parse.parse_ip_link_json(read("ip_link_stats.json")))
     assert ifs["lo"].admin_up and ifs["lo"].oper_up  # operstate UNKNOWN but LOWER_UP
     assert ifs["lan0.110"].admin_up and ifs["lan0.110"].oper_up
     assert ifs["lan0.110"].in_octets is not None and ifs["lan0.110"].index is not None
@@ -106,29 +100,29 @@ def test_ip_link_json_gives_states_and_counters() -> None:
 def test_ip_link_json_refuses_garbage() -> None:
     """Non-JSON output raises ValueError naming the command."""
     with pytest.raises(ValueError, match="ip -j link"):
-        parse.parse_ip_link_json("Cannot open netlink socket")
+        nft_parse.parse_ip_link_json("Cannot open netlink socket")
 
 
 def test_nft_json_lists_our_rules_with_comments() -> None:
     """`nft -j list table inet cordon` parses into chains and rules with their comments."""
-    rs = parse.parse_nft_json(read("nft_list_table_cordon.json"))
+    rs = nft_parse.parse_nft_json(read("nft_list_table_cordon.json"))
     assert rs.has_table("inet", "cordon")
     assert [c.name for c in rs.chains_of("inet", "cordon")] == ["forward"]
     assert sorted(r.comment or "" for r in rs.rules_of("inet", "cordon")) == [
         "cordon:established",
         "cordon:t-ehr",
     ]
-    assert parse.parse_nft_json("").tables == ()
+    assert nft_parse.parse_nft_json("").tables == ()
 
 
 def test_extract_nft_table_finds_only_our_block() -> None:
     """Our table's block is cut out of a full ruleset; the twin's table is not part of it."""
     ruleset = read("nft_list_ruleset.txt")
-    ours = parse.extract_nft_table(ruleset)
+    ours = nft_parse.extract_nft_table(ruleset)
     assert ours is not None
     assert ours.startswith("table inet cordon {") and ours.rstrip().endswith("}")
     assert "twin_base" not in ours and 'comment "cordon:t-ehr"' in ours
-    assert parse.extract_nft_table(ruleset, "inet", "nope") is None
+    assert nft_parse.extract_nft_table(ruleset, "inet", "nope") is None
 
 
 @pytest.mark.parametrize(
@@ -151,18 +145,18 @@ def test_extract_nft_table_finds_only_our_block() -> None:
 def test_nft_scope_refuses_anything_but_our_table(script: list[str]) -> None:
     """An nft script naming another table, the whole ruleset, or malformed is refused."""
     with pytest.raises(ValueError):
-        parse.check_nft_scope(script)
+        nft_parse.check_nft_scope(script)
 
 
 def test_nft_scope_accepts_our_change_sets() -> None:
     """Replace and remove change sets, and add/delete rule lines on our table, are accepted."""
-    parse.check_nft_scope(
+    nft_parse.check_nft_scope(
         nft_replace(
             ["chain forward { type filter hook forward priority 0; }", "# comment"]
         ).commands
     )
-    parse.check_nft_scope(nft_remove().commands)
-    parse.check_nft_scope(
+    nft_parse.check_nft_scope(nft_remove().commands)
+    nft_parse.check_nft_scope(
         [
             'add rule inet cordon forward ip daddr 198.18.0.1 drop comment "a; b { c"',
             "delete rule inet cordon forward handle 7",
@@ -183,23 +177,23 @@ def test_nft_replace_is_one_atomic_script_on_our_table() -> None:
 
 def test_cli_error_pattern_matches_frr_and_ios_rejections() -> None:
     """FRR's `% Unknown command` and IOS's `% Invalid input` are errors; normal output is not."""
-    assert parse.cli_error("sw(config)# foo\n% Unknown command: foo\nsw(config)#") == (
+    assert ios_parse.cli_error("sw(config)# foo\n% Unknown command: foo\nsw(config)#") == (
         "% Unknown command: foo"
     )
-    assert parse.cli_error("           ^\n% Invalid input detected at '^' marker.\n")
-    assert parse.cli_error("% Incomplete command.") is not None
-    assert parse.cli_error("sw(config-if)# shutdown\nsw(config-if)#") is None
+    assert ios_parse.cli_error("           ^\n% Invalid input detected at '^' marker.\n")
+    assert ios_parse.cli_error("% Incomplete command.") is not None
+    assert ios_parse.cli_error("sw(config-if)# shutdown\nsw(config-if)#") is None
 
 
 def test_snmp_change_lines_are_parsed_or_refused() -> None:
     """Only `ifAdminStatus <ifname> up|down` lines make an SNMP change set."""
-    assert parse.parse_snmp_changes(["ifAdminStatus gi1 down", "ifAdminStatus Gi0/1 up"]) == [
+    assert snmp_parse.parse_snmp_changes(["ifAdminStatus gi1 down", "ifAdminStatus Gi0/1 up"]) == [
         ("gi1", False),
         ("Gi0/1", True),
     ]
     for bad in (["ifAdminStatus gi1 testing"], ["set sysName x"], ["ifAdminStatus gi1;x down"], []):
         with pytest.raises(ValueError):
-            parse.parse_snmp_changes(bad)
+            snmp_parse.parse_snmp_changes(bad)
 
 
 def test_snmp_columns_become_interfaces_with_counters() -> None:

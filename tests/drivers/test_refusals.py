@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 
 from agent.drivers import ChangeSet, Target
-from agent.drivers.ios import IosDriver
-from agent.drivers.nftables import NftablesDriver
-from agent.drivers.snmp import SnmpDriver
 from agent.errors import DeviceError
 from agent.inventory.models import (
     Device,
@@ -22,6 +19,9 @@ from agent.inventory.models import (
     SnmpSettings,
     SshSettings,
 )
+from agent.platforms.cisco_ios.driver import IosDriver
+from agent.platforms.linux_nftables.driver import NftablesDriver
+from agent.platforms.snmp.driver import SnmpDriver
 
 
 def local(platform: Platform, tmp: Path) -> Target:

@@ -18,6 +18,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 
 from agent.drivers import snmp
 from agent.drivers.snmp import _Engines, _identity, _shared_loop, _Slot, _var
+from agent.platforms.snmp.driver import SnmpDriver
 
 
 def usm(
@@ -115,7 +116,7 @@ def test_a_closed_driver_leaves_the_others_open(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(snmp, "_engines", reg)
     slot = take(reg, usm("cordon"))
     take(reg, usm("cordon"))
-    drivers = [object.__new__(snmp.SnmpDriver) for _ in range(2)]
+    drivers = [object.__new__(SnmpDriver) for _ in range(2)]
     for d in drivers:
         d._slot, d._auth, d._udp = slot, None, None
     drivers[0].close()

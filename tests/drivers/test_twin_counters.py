@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from agent.drivers import Driver, Pool, one_shot
-from agent.drivers.base import Counters, IfCounters, InterfaceCounters
-from agent.drivers.nftables import counter_packets, nft_remove, nft_replace
-from agent.drivers.snmp import HC_COUNTERS, IF_COUNTERS, SnmpDriver
+from agent.drivers import Driver, Pool
 from agent.errors import SnmpError
 from agent.lab import netns
 from agent.lab.probe import ProbeTarget, Status, probe_tcp
+from agent.platforms.capabilities import Counters, IfCounters, InterfaceCounters
+from agent.platforms.linux_nftables.driver import counter_packets, nft_remove, nft_replace
+from agent.platforms.registry import one_shot
+from agent.platforms.snmp.driver import SnmpDriver
+from agent.platforms.snmp.mib import HC_COUNTERS, IF_COUNTERS
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 from tests.lab.twinops import wait_for

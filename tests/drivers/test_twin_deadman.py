@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers import ChangeSet, one_shot
-from agent.drivers.base import DeadMan, Driver, Target
-from agent.drivers.nftables import DEADMAN_DIR
-from agent.engine.render import nft_table
-from agent.engine.state import DeviceState, NftRule
+from agent.drivers import ChangeSet
+from agent.drivers.base import Driver, Target
 from agent.lab import flows
+from agent.network.state import DeviceState, NftRule
+from agent.platforms.capabilities import DeadMan
+from agent.platforms.linux_nftables.render import nft_table
+from agent.platforms.linux_nftables.revert import DEADMAN_DIR
+from agent.platforms.registry import one_shot
 from tests.conftest import Twin
 from tests.lab.twinops import wait_for
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from agent.audit import current_log_dir
-from agent.drivers import ChangeSet, Expectation, one_shot
+from agent.drivers import ChangeSet, Expectation
 from agent.errors import CommandRejected
 from agent.inventory.impact import flows_via_access_port
+from agent.platforms.registry import one_shot
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 from tests.lab.twinops import wait_for

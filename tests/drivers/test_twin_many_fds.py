@@ -9,7 +9,7 @@ import os
 import pytest
 
 from agent.drivers import ChangeSet, Driver, Expectation, Pool
-from agent.drivers.nftables import nft_remove, nft_replace
+from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
 from tests.drivers import twinhelp as th
 from tests.drivers.conftest import HIGH_FD
 from tests.drivers.twinhelp import Lab

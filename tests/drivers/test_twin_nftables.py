@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.drivers import ChangeSet, Expectation, one_shot
-from agent.drivers.nftables import nft_remove, nft_replace
+from agent.drivers import ChangeSet, Expectation
 from agent.errors import CommandRejected, DeviceError
+from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
+from agent.platforms.registry import one_shot
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 from tests.lab.twinops import wait_for

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agent.drivers import ChangeSet, Driver, Expectation, Pool
-from agent.drivers.nftables import nft_remove, nft_replace
 from agent.inventory.models import Platform
 from agent.lab.daemons import DaemonProc, is_running
+from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 

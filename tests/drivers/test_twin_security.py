@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers import Target, driver_for, one_shot
+from agent.drivers import Target
 from agent.drivers.ssh import fingerprint, parse_public_key, pinned_keys
 from agent.errors import AuthError, CordonError, HostKeyError, SecretError
+from agent.platforms.registry import driver_for, one_shot
 from tests.drivers import twinhelp as th
 from tests.drivers.conftest import Secrets
 from tests.drivers.keys import new_ed25519, write_private, write_secret

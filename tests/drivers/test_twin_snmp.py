@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from agent.drivers import ChangeSet, Expectation, one_shot
-from agent.drivers.snmp import IF_ADMIN, SYS_UPTIME, SnmpDriver
+from agent.drivers import ChangeSet, Expectation
 from agent.errors import SnmpError
 from agent.inventory.impact import flows_via_access_port
+from agent.platforms.registry import one_shot
+from agent.platforms.snmp.driver import SnmpDriver
+from agent.platforms.snmp.mib import IF_ADMIN, SYS_UPTIME
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 from tests.lab.twinops import wait_for

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from agent.drivers import Target
-from agent.drivers.snmp import SYS_UPTIME, SnmpDriver
 from agent.errors import AuthError
 from agent.lab import daemons
+from agent.platforms.snmp.driver import SnmpDriver
+from agent.platforms.snmp.mib import SYS_UPTIME
 from tests.drivers import twinhelp as th
 from tests.drivers.keys import write_secret
 from tests.drivers.twinhelp import Lab

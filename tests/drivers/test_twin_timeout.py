@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.drivers import Driver, Facts, Pool, Timeouts, one_shot
+from agent.drivers import Driver, Facts, Pool, Timeouts
 from agent.errors import DeviceTimeout
+from agent.platforms.registry import one_shot
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 

@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers import one_shot
 from agent.drivers.base import Target
 from agent.drivers.pool import Pool
-from agent.drivers.snmp import SnmpDriver
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
 from agent.inventory import load
@@ -29,6 +27,8 @@ from agent.lab import build, flows
 from agent.lab.probe import ContinuousProber, ProbeStats, ProbeTarget
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.platforms.registry import one_shot
+from agent.platforms.snmp.driver import SnmpDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions

@@ -24,10 +24,10 @@ from agent.daemon.service import local
 from agent.drivers.pool import Pool
 from agent.engine.cli import resume_cmd
 from agent.engine.journal import Journal
-from agent.engine.state import DeviceState
 from agent.errors import AuditError, PlanError, RunError
 from agent.inventory import load
 from agent.inventory.models import Inventory
+from agent.network.state import DeviceState
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor

@@ -17,8 +17,8 @@ from agent.engine.journal import (
     state_from_json,
     state_to_json,
 )
-from agent.engine.state import DeviceState, NftRule
 from agent.errors import DaemonError, InternalError, LockError
+from agent.network.state import DeviceState, NftRule
 from agent.status import GateStatus, RunStatus, SiteMode, StepStatus
 
 

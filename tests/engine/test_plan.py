@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.engine import drift, render
+from agent.engine import drift
 from agent.engine.journal import Journal, state_from_json
-from agent.engine.paths import flow_path
 from agent.engine.plan import Plan, plan, require_safe
-from agent.engine.render import nft_table
-from agent.engine.state import DeviceState, NftRule, allow_rules, flow_open
 from agent.errors import ApprovalError, PlanError, PlaybookError
 from agent.inventory import load
 from agent.inventory.models import Inventory
+from agent.network.paths import flow_path
+from agent.network.state import DeviceState, NftRule, allow_rules, flow_open
+from agent.platforms.linux_nftables import render
+from agent.platforms.linux_nftables.render import nft_table
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions

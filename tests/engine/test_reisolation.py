@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.engine.plan import plan, reisolation
-from agent.engine.render import nft_table
 from agent.inventory import load
 from agent.inventory.models import Inventory
+from agent.platforms.linux_nftables.render import nft_table
 from agent.playbook import load as load_playbook
 from tests.conftest import EXAMPLE, ROOT
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers import parse
-from agent.drivers.nftables import counter_packets
-from agent.engine import render, soak
-from agent.engine.paths import flow_path
+from agent.engine import soak
 from agent.engine.plan import Plan, plan, require_safe
-from agent.engine.state import NORMAL, DeviceState, allow_rules
 from agent.inventory.models import Endpoint, Flow
 from agent.lab import flows, netns
+from agent.network.paths import flow_path
+from agent.network.state import NORMAL, DeviceState, allow_rules
+from agent.platforms.linux_nftables import parse, render
+from agent.platforms.linux_nftables.driver import counter_packets
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from tests.conftest import ROOT, Twin

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.engine.paths import flow_path
 from agent.engine.plan import plan
-from agent.engine.state import DeviceState, flow_open
 from agent.errors import LabError, SafetyError
 from agent.inventory.models import Flow
 from agent.lab import flows, netns
 from agent.lab.probe import ProbeTarget
+from agent.network.paths import flow_path
+from agent.network.state import DeviceState, flow_open
 from agent.playbook import load as load_playbook
 from tests.conftest import ROOT, Twin
 

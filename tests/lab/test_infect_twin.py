@@ -13,16 +13,17 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from agent.drivers import one_shot
-from agent.drivers.base import Counters, Target
-from agent.drivers.nftables import counter_packets, nft_remove, nft_replace
-from agent.drivers.parse import parse_nft_json
+from agent.drivers.base import Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.lab import build, daemons, infect, netns, scanner
 from agent.lab.cli import lab as lab_cli
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.platforms.capabilities import Counters
+from agent.platforms.linux_nftables.driver import counter_packets, nft_remove, nft_replace
+from agent.platforms.linux_nftables.parse import parse_nft_json
+from agent.platforms.registry import one_shot
 from tests.conftest import EXAMPLE, Twin
 from tests.lab.twinops import wait_for
 

@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.drivers import ChangeSet, one_shot
-from agent.drivers.base import DeadMan, Target
+from agent.drivers import ChangeSet
+from agent.drivers.base import Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.lab import build, daemons, infect, netns, ready
 from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK
+from agent.platforms.capabilities import DeadMan
+from agent.platforms.registry import one_shot
 from scripts.synth import HGO_SITES, group_document
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]

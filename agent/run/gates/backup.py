@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from agent.drivers.base import Backup
 from agent.engine import baseline
-from agent.engine.state import NORMAL
 from agent.errors import CordonError
+from agent.network.state import NORMAL
 from agent.playbook.models import Step
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict

@@ -17,7 +17,8 @@ from agent.drivers.base import Driver
 from agent.engine import soak
 from agent.engine.journal import NewStep
 from agent.engine.plan import reisolation
-from agent.errors import CordonError, RunError
+from agent.errors import CordonError
+from agent.platforms.capabilities import Counters, InterfaceCounters, require
 from agent.playbook.models import CHANGE_ACTIONS, OPENING_ACTIONS, Playbook, Soak, Step
 from agent.run import recovery, transaction
 from agent.run.context import Context
@@ -186,14 +187,10 @@ def previous_change(pb: Playbook, step: str, actions: Sequence[str] = CHANGE_ACT
 
 
 def _rule_counters(d: Driver) -> dict[str, int]:
-    read = getattr(d, "rule_counters", None)
-    if read is None:
-        raise RunError(f"the {type(d).__name__} driver cannot read rule counters")
-    return {str(k): int(v) for k, v in read().items()}
+    return {str(k): int(v) for k, v in require(d, Counters).rule_counters().items()}
 
 
 def _uplink_packets(interface: str, d: Driver) -> int:
-    read = getattr(d, "interface_counters", None)
-    if read is None:
-        raise RunError(f"the {type(d).__name__} driver cannot read interface counters")
-    return int(read([interface])[interface].out_ucast_pkts)
+    return int(
+        require(d, InterfaceCounters).interface_counters([interface])[interface].out_ucast_pkts
+    )

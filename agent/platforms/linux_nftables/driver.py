@@ -1,11 +1,12 @@
-"""Owns the linux_nftables driver: a shell per firewall, `nft -c -f` then `nft -f`, our table only.
-Must not import netmiko, pysnmp, the engine or the CLI; paramiko exceptions stop here."""
+"""Owns the linux_nftables driver: a shell per firewall, `nft -c -f` then `nft -f`, our table only;
+its dead-man is `revert`. Imports the shared transports (`agent.drivers`), this folder's parser,
+audit and errors; must not import netmiko, pysnmp, the engine or the CLI; paramiko errors stop
+here."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import paramiko
 
 from agent.audit import store_evidence
 from agent.audit.redact import scrub
-from agent.drivers import parse, trail
+from agent.drivers import trail
 from agent.drivers.base import (
     CORDON_TABLE,
     ApplyResult,
@@ -30,9 +31,7 @@ from agent.drivers.base import (
 )
 from agent.drivers.ssh import Run, Shell, abort, open_transport
 from agent.errors import CommandRejected, DeviceError
-
-# Where armed revert scripts wait on the firewall (tmpfs: a reboot disarms nothing it needs).
-DEADMAN_DIR = "/run/cordon"
+from agent.platforms.linux_nftables import parse, revert
 
 T = TypeVar("T")
 
@@ -167,6 +166,14 @@ class NftablesDriver:
             self._ok(r, operation)
         return self._parse(operation, parse.parse_nft_json, r.out)
 
+    def rule_comments(self, operation: str = "read") -> tuple[str, ...] | None:
+        """The comment of each rule of our table, in order ("" for none), None when the table
+        does not exist (one `nft -j list table inet cordon`)."""
+        rules = self.our_rules(operation)
+        if rules is None:
+            return None
+        return tuple(r.comment or "" for r in rules.rules)
+
     def rule_counters(self) -> dict[str, int]:
         """Packets counted by each rule of our table that has a `counter` and a `comment`, keyed
         by the comment (rules sharing a comment are summed); {} when the table is absent.
@@ -266,65 +273,17 @@ class NftablesDriver:
             self.target, via=self.via, changes=changes, commands=commands, output=output, started=t0
         )
 
-    # -- dead-man timer --------------------------------------------------------------------------
+    # -- dead-man timer (native safety net: `revert`) ------------------------------------------
 
     def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
         """Arm an on-device revert: unless `confirm`ed within `seconds`, the device loads
         `changes` by itself (a detached timer that survives the session). Checked with
         `nft -c` first. Returns a token for `confirm`."""
-        commands = tuple(changes.commands)
-        try:
-            parse.check_nft_scope(commands, family=_FAMILY, table=_TABLE)
-        except ValueError as exc:
-            raise DeviceError(self.target.name, "arm", f"revert script refused: {exc}") from None
-        script = "\n".join(commands) + "\n"
-        check = self._run("nft -c -f -", stdin=script, operation="arm")
-        if check.rc != 0:
-            raise CommandRejected(
-                self.target.name, "arm", "nft -c -f -", scrub(check.err or check.out)
-            )
-        token = secrets.token_hex(6)
-        path = f"{DEADMAN_DIR}/cordon-deadman-{token}.nft"
-        wrote = self._run(
-            f"umask 077; mkdir -p {DEADMAN_DIR}; cat > {path}", stdin=script, operation="arm"
-        )
-        timer = f"sleep {seconds:g}; [ -e {path} ] && nft -f {path} && mv {path} {path}.fired"
-        started = self._run(
-            f"setsid nohup sh -c '{timer}' >/dev/null 2>&1 & echo $!", operation="arm"
-        )
-        if wrote.rc != 0 or started.rc != 0:
-            raise DeviceError(
-                self.target.name,
-                "arm",
-                f"could not arm the dead-man timer: {scrub(wrote.err + started.err).strip()}",
-            )
-        trail.change(
-            self.target,
-            via=self.via,
-            action=f"{changes.action}.arm",
-            commands=(),
-            outcome="ok",
-            duration_s=0.0,
-            output=f"revert armed for {seconds:g} s",
-        )
-        return token
+        return revert.arm(self.target, self._run, changes, seconds)
 
     def confirm(self, token: str) -> bool:
         """Disarm; True if disarmed in time, False if the revert already ran on the device."""
-        path = f"{DEADMAN_DIR}/cordon-deadman-{token}.nft"
-        done = self._run(
-            f"rm {path} 2>/dev/null || {{ rm -f {path}.fired; false; }}", operation="confirm"
-        )
-        fired = done.rc != 0
-        trail.change(
-            self.target,
-            via=self.via,
-            action="deadman.confirm",
-            commands=(),
-            outcome="fired" if fired else "ok",
-            duration_s=0.0,
-        )
-        return not fired
+        return revert.confirm(self.target, self._run, token)
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Owns the cisco_ios driver: netmiko on a pinned paramiko transport, prompt first, error_pattern.
-Must not import pysnmp, the engine or the CLI; netmiko and paramiko exceptions stop here."""
+Imports the shared transports (`agent.drivers`), this folder's parser, audit and errors; must not
+import pysnmp, the engine or the CLI; netmiko and paramiko exceptions stop here."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from netmiko.exceptions import (
 
 from agent.audit import store_evidence
 from agent.audit.redact import scrub
-from agent.drivers import parse, trail
+from agent.drivers import trail
 from agent.drivers.base import (
     ApplyResult,
     Backup,
@@ -44,6 +45,7 @@ from agent.errors import (
     DeviceError,
     DeviceTimeout,
 )
+from agent.platforms.cisco_ios import parse
 
 T = TypeVar("T")
 

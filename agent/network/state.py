@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from agent.engine.paths import FlowPath, PortHop, RouteHop
+from agent.network.paths import FlowPath, PortHop, RouteHop
 
 # count: no verdict; counts new connections (the soak gate watches reconnected zones with it)
 Verdict = Literal["accept", "drop", "count"]

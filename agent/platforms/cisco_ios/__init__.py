@@ -1,0 +1,21 @@
+"""cisco_ios: an IOS-style switch or router reached over SSH. `render` writes interface shutdown
+lines, `driver` sends them in configuration mode with netmiko and reads back `show interface`
+(`parse`). It has no native safety net here: the controller re-applies the fail-safe state when
+the device answers again. Its twin is still in `agent.lab` (FRR's vtysh behind sshd:
+`agent.lab.daemons.start_frr`).
+This module holds only the registration: netmiko loads when a driver is made."""
+
+from __future__ import annotations
+
+from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms.cisco_ios.render import ios_lines
+from agent.platforms.spec import Spec
+
+
+def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
+    from agent.platforms.cisco_ios.driver import IosDriver  # noqa: PLC0415
+
+    return IosDriver(target, timeouts)
+
+
+SPEC = Spec(name="cisco_ios", driver=_driver, shuts_by="cli", shut_lines=ios_lines)

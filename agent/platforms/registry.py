@@ -1,0 +1,94 @@
+"""Owns the one map from an inventory platform (and from a cross-platform method) to its `Spec`,
+and choosing a driver through it (`driver_for`, `one_shot`). Registering a platform is one
+`register(spec)` call (built-ins: the list below); nothing else changes.
+Imports the platform folders' light modules (specs, renderers); device libraries load only when
+a driver is made."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from agent.drivers.base import Driver, Target, Timeouts, Via
+from agent.errors import DeviceError, PlanError
+from agent.platforms import cisco_ios, linux_nftables, snmp
+from agent.platforms.spec import Spec
+
+_lock = threading.Lock()
+_platforms: dict[str, Spec] = {}
+_shared: dict[str, Spec] = {}  # methods any device with their settings may use (snmp)
+
+
+def register(spec: Spec, *, shared: bool = False) -> None:
+    """Make `spec` the implementation of platform `spec.name` (or, `shared`, of a method every
+    platform may use). Registering a name twice is refused: `unregister` it first."""
+    with _lock:
+        table = _shared if shared else _platforms
+        if spec.name in table:
+            raise ValueError(f"platform {spec.name} is already registered")
+        table[spec.name] = spec
+
+
+def unregister(name: str) -> None:
+    """Forget platform `name` (a test's toy platform, when the test ends)."""
+    with _lock:
+        _platforms.pop(name, None)
+
+
+def platform(name: str) -> Spec:
+    """The spec of platform `name`; PlanError naming it when none is registered."""
+    found = _platforms.get(str(name))
+    if found is None:
+        raise PlanError(
+            f"no platform {name!s} is registered",
+            hint=f"registered platforms: {', '.join(sorted(_platforms))}",
+        )
+    return found
+
+
+def shared(method: str) -> Spec | None:
+    """The spec of a cross-platform method (`snmp`), None if `method` is not one."""
+    return _shared.get(method)
+
+
+def names(*, holds_rules: bool = False, shuts_by: str | None = None) -> list[str]:
+    """Registered platform names (in registration order), those holding packet rules, or those
+    shutting interfaces by `shuts_by`."""
+    return [
+        n
+        for n, s in _platforms.items()
+        if (not holds_rules or s.rules_by is not None)
+        and (shuts_by is None or s.shuts_by == shuts_by)
+    ]
+
+
+def driver_for(target: Target, timeouts: Timeouts | None = None, via: Via = "ssh") -> Driver:
+    """A new, unconnected driver for `target` over `via` (ssh: the platform's own driver)."""
+    for spec in _shared.values():
+        if spec.via == via:
+            return spec.driver(target, timeouts)
+    found = _platforms.get(str(target.device.platform))
+    if found is None or found.via != via:
+        raise DeviceError(
+            target.name, "connect", f"no driver for platform {target.device.platform} over {via}"
+        )
+    return found.driver(target, timeouts)
+
+
+@contextmanager
+def one_shot(
+    target: Target, timeouts: Timeouts | None = None, via: Via = "ssh"
+) -> Iterator[Driver]:
+    """A connected driver for one use (the CLI's way): closed on exit, whatever happens."""
+    driver = driver_for(target, timeouts, via)
+    try:
+        driver.connect()
+        yield driver
+    finally:
+        driver.close()
+
+
+for _spec in (linux_nftables.SPEC, cisco_ios.SPEC):
+    register(_spec)
+register(snmp.SPEC, shared=True)

@@ -1,0 +1,20 @@
+"""snmp: not an inventory platform but a method every device with SNMP settings may be reached
+and changed by (ifAdminStatus SETs), whatever its platform. `render` writes the change lines,
+`driver` sends them (pysnmp, SNMPv3 authPriv) and reads back IF-MIB (`mib`, `parse`, `status`:
+the poller's interface reads). Its twin is still in `agent.lab` (`agent.lab.daemons.start_snmpd`).
+This module holds only the registration: pysnmp loads when a driver is made."""
+
+from __future__ import annotations
+
+from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms.snmp.render import snmp_lines
+from agent.platforms.spec import Spec
+
+
+def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
+    from agent.platforms.snmp.driver import SnmpDriver  # noqa: PLC0415
+
+    return SnmpDriver(target, timeouts)
+
+
+SPEC = Spec(name="snmp", driver=_driver, via="snmp", shuts_by="snmp", shut_lines=snmp_lines)
