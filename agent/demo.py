@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 
 from agent import audit
+from agent.cli.commands.inventory import inventory_option
+from agent.cli.commands.inventory import render as render_inventory
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal
@@ -25,8 +27,6 @@ from agent.engine.paths import flow_path
 from agent.engine.state import DeviceState, flow_open
 from agent.errors import CordonError
 from agent.inventory import default_path, load
-from agent.inventory.cli import inventory_option
-from agent.inventory.cli import render as render_inventory
 from agent.inventory.models import Inventory
 from agent.inventory.select import select_sites
 from agent.lab import build, flows, ready

@@ -284,7 +284,7 @@ class Service:
         sites: list[str] | None,
         params: dict[str, str] | None = None,
     ) -> JSON:
-        from agent.engine.cli import as_json  # noqa: PLC0415 - the plan's JSON shape
+        from agent.cli.commands.resume import as_json  # noqa: PLC0415 - the plan's JSON shape
 
         self._known_sites(sites)
         pb = self._playbook(playbook, params)

@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 from agent import audit
-from agent.daemon.cli import Opts, render_status
+from agent.cli.commands.daemon_cmds import Opts, render_status
+from agent.cli.commands.resume import resume_cmd
 from agent.daemon.service import local
 from agent.drivers.pool import Pool
-from agent.engine.cli import resume_cmd
 from agent.engine.execute import Executor
 from agent.engine.journal import Journal
 from agent.engine.state import DeviceState

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+from agent.cli.commands.lab import lab as lab_cli
 from agent.drivers import one_shot
 from agent.drivers.base import Counters, Target
 from agent.drivers.nftables import counter_packets, nft_remove, nft_replace
@@ -20,7 +21,6 @@ from agent.drivers.parse import parse_nft_json
 from agent.errors import LabError
 from agent.inventory import load
 from agent.lab import build, daemons, infect, netns, scanner
-from agent.lab.cli import lab as lab_cli
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
 from tests.conftest import EXAMPLE, Twin

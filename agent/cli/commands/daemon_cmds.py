@@ -241,7 +241,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             stack.enter_context(state_lock(o.state_dir, shared=True))
         service = stack.enter_context(local(o.inventory or default_path(), o.state_dir))
         if drives:
-            from agent.engine.cli import twin_verifier  # noqa: PLC0415
+            from agent.cli.commands.resume import twin_verifier  # noqa: PLC0415
 
             service.verifier = twin_verifier(service.inv, service.journal.device_states)
         sock = stack.enter_context(_serve_here(make_app(service, policy)))

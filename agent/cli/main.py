@@ -1,7 +1,7 @@
 """The `cordon` command line: parses arguments, calls the owning module, renders results.
 
-The only module that turns `CordonError`s into text and exit codes. Each command group lives with
-the module that owns it (`agent.inventory.cli`, `agent.lab.cli`, `agent.audit.cli`, ...).
+The only module that turns `CordonError`s into text and exit codes. Each command group is a module
+of `agent.cli.commands`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import NoReturn
 import click
 
 from agent import __version__
-from agent.audit.cli import audit
-from agent.daemon.cli import COMMANDS as DAEMON_COMMANDS
+from agent.cli.commands.audit import audit
+from agent.cli.commands.daemon_cmds import COMMANDS as DAEMON_COMMANDS
+from agent.cli.commands.device import device
+from agent.cli.commands.inventory import inventory
+from agent.cli.commands.lab import lab
+from agent.cli.commands.resume import resume_cmd
 from agent.demo import demo
-from agent.drivers.cli import device
-from agent.engine.cli import resume_cmd
 from agent.errors import CordonError, DaemonError
-from agent.inventory.cli import inventory
-from agent.lab.cli import lab
 
 EXIT_CODES_HELP = """\b
 Exit codes:

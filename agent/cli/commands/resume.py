@@ -1,6 +1,7 @@
 """The engine's renderers (a plan as text or JSON, a run report) and the one engine command that
 stays local, `cordon resume RUN_ID` (after a crash, with no daemon running). Planning belongs to
-`agent.engine.plan`; the daemon-first commands (plan, run, status...) to `agent.daemon.cli`."""
+`agent.engine.plan`; the daemon-first commands (plan, run, status...) to
+`agent.cli.commands.daemon_cmds`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import click
 
+from agent.cli.commands.inventory import inventory_option
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, FlowVerifier, RunReport
 from agent.engine.journal import Journal
 from agent.engine.plan import Plan
 from agent.engine.state import DeviceState
 from agent.inventory import default_path, load
-from agent.inventory.cli import inventory_option
 from agent.inventory.models import Inventory
 from agent.lab import build
 from agent.lab.flows import engine_verifier
