@@ -18,8 +18,8 @@ from pathlib import Path
 import click
 
 from agent import audit
-from agent.cli.commands.inventory import inventory_option
 from agent.cli.commands.inventory import render as render_inventory
+from agent.cli.options import inventory_option
 from agent.drivers.pool import Pool
 from agent.engine.execute import Executor, RunOptions
 from agent.engine.journal import Journal

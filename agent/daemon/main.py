@@ -3,7 +3,7 @@ with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 
 The composition root: imports the service, the API, the roles policy, the audit trail and the
 drivers' open-file limit (raised at start); the engine's twin verifier is taken from
-`agent.cli.commands.resume`. Nothing here decides or renders.
+`agent.lab.verifier`. Nothing here decides or renders.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
@@ -102,7 +102,7 @@ class _Life:
 
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
-    from agent.cli.commands.resume import twin_verifier  # noqa: PLC0415 - pulls in the twin's modules
+    from agent.lab.verifier import twin_verifier  # noqa: PLC0415 - pulls in the twin's modules
 
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one

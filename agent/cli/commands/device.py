@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from agent.cli.commands.inventory import inventory_option
+from agent.cli.options import inventory_option
 from agent.drivers.base import InterfaceState, Timeouts
 from agent.drivers.check import DeviceCheck, check
 from agent.errors import ConfigError, DeviceError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from agent.cli.commands.inventory import inventory_option
+from agent.cli.options import inventory_option
 from agent.errors import LabError
 from agent.inventory import default_path, load
 from agent.lab import build, flows, infect

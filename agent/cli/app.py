@@ -1,7 +1,7 @@
-"""The `cordon` command line: parses arguments, calls the owning module, renders results.
+"""The top-level `cordon` group: registers `agent.cli.commands.COMMANDS`, and is the only place
+that turns `CordonError`s (and unusable state files) into text and exit codes.
 
-The only module that turns `CordonError`s into text and exit codes. Each command group is a module
-of `agent.cli.commands`.
+Imports click, `agent.errors` and the command registry.
 """
 
 from __future__ import annotations
@@ -13,13 +13,7 @@ from typing import NoReturn
 import click
 
 from agent import __version__
-from agent.cli.commands.audit import audit
-from agent.cli.commands.daemon_cmds import COMMANDS as DAEMON_COMMANDS
-from agent.cli.commands.device import device
-from agent.cli.commands.inventory import inventory
-from agent.cli.commands.lab import lab
-from agent.cli.commands.resume import resume_cmd
-from agent.demo import demo
+from agent.cli.commands import COMMANDS
 from agent.errors import CordonError, DaemonError
 
 EXIT_CODES_HELP = """\b
@@ -42,15 +36,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    for command in (
-        inventory,
-        lab,
-        device,
-        *DAEMON_COMMANDS,
-        resume_cmd,
-        demo,
-        audit,
-    ):
+    for command in COMMANDS:
         cli.add_command(command)
 
 
