@@ -59,9 +59,10 @@ SETTINGS: tuple[Setting, ...] = (
         "journal, job store, health store, the daemon's lock, state file and socket",
         (
             "agent.daemon",
-            "agent.daemon.cli",
+            "agent.cli.options",
+            "agent.cli.commands.daemon",
+            "agent.cli.commands.resume",
             "agent.daemon.health",
-            "agent.engine.cli",
             "agent.engine.journal",
         ),
     ),
@@ -95,7 +96,7 @@ SETTINGS: tuple[Setting, ...] = (
         "path",
         "the state directory's cordon.sock",
         "the daemon socket the CLI talks to (its --socket)",
-        ("agent.daemon.cli",),
+        ("agent.cli.options",),
     ),
     Setting(
         "CORDON_TOKEN",
@@ -103,7 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
         "text",
         "none: the caller is identified by its OS user",
         "the CLI's bearer token (its --token); a secret, never shown",
-        ("agent.daemon.cli",),
+        ("agent.cli.options",),
     ),
     Setting(
         "CORDON_AUDIT_SEAL_KEY",
@@ -111,7 +112,7 @@ SETTINGS: tuple[Setting, ...] = (
         "text",
         "none: seals are unsigned and anchor nothing",
         "secret reference (file:PATH, env:NAME) to the Ed25519 key signing the audit seals",
-        ("agent.audit.cli", "agent.audit.pipeline"),
+        ("agent.cli.commands.audit", "agent.audit.pipeline"),
     ),
     Setting(
         "CORDON_AUDIT_SEAL_PUBKEY",
@@ -119,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
         "text",
         "none: `audit verify` says the seals are not anchored",
         "the seal public key pinned for `audit verify` ('ed25519:<base64>' or file:PATH)",
-        ("agent.audit.cli",),
+        ("agent.cli.commands.audit",),
     ),
     Setting(
         "CORDON_STEP_PAUSE",

@@ -1,5 +1,7 @@
 """The CLI's client for `cordon daemon`: HTTP over the daemon's Unix socket (httpx), one method
 per route, and the daemon's JSON errors raised again as the same `agent.errors` types.
+`Client` answers the JSON objects as sent; `TypedClient` parses them into the wire models of
+`agent.daemon.models` (what the CLI renders).
 
 Imports httpx, `agent.errors`, `agent.daemon.models` and `agent.daemon.backend` (for `NotFound`);
 never aiohttp, the engine or a driver. The token is sent as a header and kept nowhere else.
@@ -10,15 +12,28 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.daemon import default_socket_path
 from agent.daemon.backend import JSON, NotFound
-from agent.daemon.models import ErrorInfo
+from agent.daemon.models import (
+    Approved,
+    Attested,
+    ErrorInfo,
+    Health,
+    IncidentOut,
+    Notified,
+    PlanOut,
+    RollbackOut,
+    RunsOut,
+    RunStarted,
+    RunView,
+    StatusOut,
+)
 from agent.errors import (
     AccessRefused,
     ConfigError,
@@ -31,7 +46,9 @@ from agent.errors import (
     PlaybookError,
 )
 
-__all__ = ["Client"]
+__all__ = ["Client", "TypedClient"]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 DOWN_HINT = (
     "start it with `cordon daemon`, or add --local to run the engine directly "
@@ -219,6 +236,90 @@ class Client:
                 hint="is this a cordon daemon of the same version?",
             ) from None
         raise rebuild(info)
+
+
+class TypedClient:
+    """The same routes as `Client`, each answer parsed into its wire model. An answer this client
+    cannot read (another version's daemon) is a `DaemonError` naming the field, never a
+    traceback."""
+
+    def __init__(self, client: Client) -> None:
+        self.raw = client
+
+    def _parse(self, model: type[_M], data: JSON) -> _M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(x) for x in first["loc"]) or "the body"
+            raise DaemonError(
+                f"the daemon at {self.raw.path} answered a {model.__name__} this client cannot "
+                f"read: {where}: {first['msg']}",
+                hint="is this a cordon daemon of the same version?",
+            ) from None
+
+    def health(self) -> Health:
+        return self._parse(Health, self.raw.health())
+
+    def status(self) -> StatusOut:
+        return self._parse(StatusOut, self.raw.status())
+
+    def plan(
+        self, playbook: str, *, sites: list[str] | None = None, params: dict[str, str] | None = None
+    ) -> PlanOut:
+        return self._parse(PlanOut, self.raw.plan(playbook, sites=sites, params=params))
+
+    def run(
+        self,
+        playbook: str,
+        *,
+        digest: str,
+        sites: list[str] | None = None,
+        reason: str | None = None,
+        attest: dict[str, str] | None = None,
+        soak_seconds: int | None = None,
+        params: dict[str, str] | None = None,
+    ) -> RunStarted:
+        answer = self.raw.run(
+            playbook,
+            digest=digest,
+            sites=sites,
+            reason=reason,
+            attest=attest,
+            soak_seconds=soak_seconds,
+            params=params,
+        )
+        return self._parse(RunStarted, answer)
+
+    def runs(self, *, limit: int | None = None) -> RunsOut:
+        return self._parse(RunsOut, self.raw.runs(limit=limit))
+
+    def show(self, run_id: str) -> RunView:
+        return self._parse(RunView, self.raw.show(run_id))
+
+    def approve(self, run_id: str, *, reason: str | None = None) -> Approved:
+        return self._parse(Approved, self.raw.approve(run_id, reason=reason))
+
+    def rollback(self, run_id: str, *, reason: str | None = None) -> RollbackOut:
+        return self._parse(RollbackOut, self.raw.rollback(run_id, reason=reason))
+
+    def attest(self, run_id: str, *, site: str, zone: str, reason: str) -> Attested:
+        return self._parse(Attested, self.raw.attest(run_id, site=site, zone=zone, reason=reason))
+
+    def incident(
+        self,
+        action: Literal["open", "close"],
+        *,
+        reason: str,
+        name: str | None = None,
+        site: str | None = None,
+    ) -> IncidentOut:
+        answer = self.raw.incident(action, reason=reason, name=name, site=site)
+        return self._parse(IncidentOut, answer)
+
+    def notify(self, *, kind: str, to: str, ref: str, incident: str | None = None) -> Notified:
+        answer = self.raw.notify(kind=kind, to=to, ref=ref, incident=incident)
+        return self._parse(Notified, answer)
 
 
 def _check_token(token: str) -> str:

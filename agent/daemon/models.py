@@ -1,7 +1,11 @@
-"""The daemon API's wire models: request bodies and queries (strict, unknown fields refused), the
-JSON error body, and the translation of a validation failure into a `ConfigError` naming the field.
+"""The daemon API's wire models, requests AND responses: request bodies and queries (strict,
+unknown fields refused), the answer of every route (read leniently: a newer daemon may add fields,
+kept for `--json`), the JSON error body, and the translation of a validation failure into a
+`ConfigError` naming the field. The service builds its answers through the response models, the
+client parses them back into the same models, and the CLI renders from them.
 
-Imports pydantic, `agent.errors`, `agent.yamlfile` and the inventory's scalar types only.
+Imports pydantic, `agent.errors`, `agent.yamlfile` and the inventory's scalar types only: a leaf
+that the service, the API, the client and the CLI may all import.
 """
 
 from __future__ import annotations
@@ -26,17 +30,29 @@ __all__ = [
     "MAX_REASON",
     "MAX_SOAK_SECONDS",
     "ApproveRequest",
+    "Approved",
     "AttestRequest",
+    "Attested",
     "AuditReportQuery",
     "ErrorInfo",
+    "Health",
+    "IncidentOut",
     "IncidentRequest",
+    "Notified",
     "NotifyRequest",
+    "PlanOut",
     "PlanRequest",
     "Reason",
+    "RollbackOut",
     "RollbackRequest",
     "RunId",
     "RunRequest",
+    "RunStarted",
+    "RunSummary",
+    "RunView",
+    "RunsOut",
     "RunsQuery",
+    "StatusOut",
     "invalid_request",
     "parse_body",
     "parse_query",
@@ -178,6 +194,255 @@ class ErrorInfo(BaseModel):
     issues: list[dict[str, Any]] | None = None  # file/path/line/message, for input-file errors
     device: str | None = None  # for device errors
     operation: str | None = None
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+Num = int | float  # a time or a duration, kept as sent (an int stays an int in --json)
+
+
+class _Out(BaseModel):
+    """A response body. Fields in the order the service sends them; unknown fields kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object, exactly the fields given (none added by a default)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class Health(_Out):
+    ok: bool
+    version: str | None = None
+
+
+class DriftAlarm(_Out):
+    """An open drift alarm: a device no longer shows what Cordon did."""
+
+    id: Any = None
+    device: str
+    site: str | None = None
+    kind: str | None = None
+    subject: str | None = None
+    detail: str
+    status: str | None = None
+    first_seen: Num | None = None
+    last_seen: Num | None = None
+    cleared_at: Num | None = None
+    reapplied_at: Num | None = None
+    reapplied: Any = None
+
+
+class SiteStatus(_Out):
+    site: str
+    mode: str
+    level: str | None = None
+    since: Num | None = None
+    by: str | None = None
+    run_id: str | None = None
+    locked_by: str | None = None
+    drift: list[DriftAlarm] = []
+
+
+class RunSummary(_Out):
+    """One run as `cordon runs` and `cordon status` list it."""
+
+    run_id: str
+    playbook: str
+    level: str | None = None
+    sites: list[str] = []
+    actor: str
+    status: str
+    waiting: str | None = None
+    created_at: Num | None = None
+    finished_at: Num | None = None
+    detail: str | None = None
+    steps_total: int = 0
+    steps_done: int = 0
+    break_glass: bool = False
+    reason: str | None = None
+    driver_pid: int | None = None
+    interrupted: bool = False
+    stop_requested: str | None = None
+
+
+class PollInfo(_Out):
+    at: Num | None = None
+    duration_s: Num | None = None
+    counts: dict[str, Any] | None = None
+    opened: list[Any] = []
+
+
+class IncidentInfo(_Out):
+    incident_id: str
+    name: str
+    site: str | None = None
+    opened_at: Num | None = None
+    opened_by: str | None = None
+    reason: str | None = None
+    closed_at: Num | None = None
+    closed_by: str | None = None
+    close_reason: str | None = None
+
+
+class StatusOut(_Out):
+    """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents."""
+
+    sites: list[SiteStatus] = []
+    open_runs: list[RunSummary] = []
+    drift_alarms: list[DriftAlarm] = []
+    last_poll: PollInfo | None = None
+    incidents: list[IncidentInfo] = []
+
+
+class PlanChange(_Out):
+    device: str
+    platform: str
+    method: str
+    commands: list[str] = []
+    undo: list[str] = []
+
+
+class PlanStep(_Out):
+    site: str
+    step: str
+    action: str
+    notes: list[str] = []
+    changes: list[PlanChange] = []
+
+
+class FlowChange(_Out):
+    flow: str
+    must_survive: bool
+    change: str  # "cut", "reopened", "stays open", ...
+
+
+class LinkChange(_Out):
+    """An inventory link a step cuts or reopens: what a person confirming a run must read."""
+
+    site: str
+    step: str
+    link: str
+    kind: str
+    device: str
+    interface: str
+    change: str  # "cut" or "reopened"
+
+
+class PlanOut(_Out):
+    """`POST /v1/plan`: the plan, the links it cuts or reopens, and the digest to quote."""
+
+    playbook: str
+    level: str
+    sites: list[str]
+    steps: list[PlanStep] = []
+    impact: list[FlowChange] = []
+    refusals: list[str] = []
+    links: list[LinkChange] = []
+    digest: str
+    emergency: bool = False
+    approval: str = "none"
+    changes: int = 0
+
+
+class RunStarted(_Out):
+    """`POST /v1/runs`."""
+
+    run_id: str
+    status: str
+    playbook: str
+    sites: list[str] = []
+    changes: int = 0
+    break_glass: bool = False
+    needs_approval: bool = False
+
+
+class RunsOut(_Out):
+    """`GET /v1/runs`: newest first."""
+
+    runs: list[RunSummary] = []
+
+
+class StepView(_Out):
+    seq: int
+    site: str
+    step: str
+    device: str
+    method: str
+    status: str
+    error: str | None = None
+
+
+class GateView(_Out):
+    site: str
+    step: str
+    status: str
+    detail: dict[str, Any] | None = None
+
+
+class AttestationView(_Out):
+    site: str
+    zone: str
+    actor: str
+    reason: str
+    at: Num | None = None
+
+
+class ApprovalView(_Out):
+    actor: str
+    reason: str | None = None
+    at: Num | None = None
+
+
+class RunView(RunSummary):
+    """`GET /v1/runs/{run_id}`: the summary, every step and gate, attestations, approval."""
+
+    steps: list[StepView] = []
+    gates: list[GateView] = []
+    attestations: list[AttestationView] = []
+    approval: ApprovalView | None = None
+
+
+class Approved(_Out):
+    run_id: str
+    approved: str | None = None  # "run", or the step approved
+    by: str | None = None
+
+
+class RolledBackStep(_Out):
+    device: str
+    step: str
+    status: str
+
+
+class RollbackOut(_Out):
+    run_id: str
+    status: str
+    steps: list[RolledBackStep] = []
+
+
+class Attested(_Out):
+    run_id: str
+    site: str
+    zone: str
+    by: str | None = None
+
+
+class IncidentOut(_Out):
+    """`POST /v1/incidents`: opened (with its name and site) or closed."""
+
+    incident_id: str
+    name: str | None = None
+    site: str | None = None
+    status: str
+
+
+class Notified(_Out):
+    incident_id: str
+    kind: str
+    to: str
+    ref: str
+    by: str | None = None
 
 
 _B = TypeVar("_B", bound=_Body)

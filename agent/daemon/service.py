@@ -7,7 +7,10 @@ state (drift), back up configurations. Jobs and the journal survive a restart: o
 runs are settled by reading their devices and scheduled again, and a soak continues where it was.
 
 The same class runs in-process for `cordon ... --local` (no scheduler: the CLI drives the run),
-so a local order is authorized and audited exactly as one sent to the daemon."""
+so a local order is authorized and audited exactly as one sent to the daemon.
+
+Every answer is built through its wire model (`agent.daemon.models`), the shape the client
+parses and the CLI renders; never click or a renderer."""
 
 from __future__ import annotations
 
@@ -25,6 +28,22 @@ from agent import audit
 from agent.audit import report as audit_report
 from agent.daemon.backend import JSON, NotFound, PlaybookMeta, playbook_path
 from agent.daemon.health import HealthStore
+from agent.daemon.models import (
+    Approved,
+    Attested,
+    FlowChange,
+    IncidentOut,
+    LinkChange,
+    Notified,
+    PlanChange,
+    PlanOut,
+    PlanStep,
+    RollbackOut,
+    RunsOut,
+    RunStarted,
+    RunView,
+    StatusOut,
+)
 from agent.daemon.poll import Poller, reapply_recorded
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal, RunRecord, driver_alive
@@ -271,13 +290,15 @@ class Service:
                 }
             )
         runs = [self._run_summary(r) for r in self.journal.runs(limit=200) if r.status in OPEN]
-        return {
-            "sites": out_sites,
-            "open_runs": runs,
-            "drift_alarms": alarms,
-            "last_poll": self._last_poll,
-            "incidents": [i.as_dict() for i in self.journal.incidents(open_only=True)],
-        }
+        return StatusOut.model_validate(
+            {
+                "sites": out_sites,
+                "open_runs": runs,
+                "drift_alarms": alarms,
+                "last_poll": self._last_poll,
+                "incidents": [i.as_dict() for i in self.journal.incidents(open_only=True)],
+            }
+        ).wire()
 
     def plan(
         self,
@@ -287,17 +308,43 @@ class Service:
         sites: list[str] | None,
         params: dict[str, str] | None = None,
     ) -> JSON:
-        from agent.engine.cli import as_json  # noqa: PLC0415 - the plan's JSON shape
-
         self._known_sites(sites)
         pb = self._playbook(playbook, params)
         p = self._executor(_who(caller)).plan(pb, sites)
-        out = as_json(p, self.inv)
-        out["digest"] = plan_digest(p)
-        out["emergency"] = pb.emergency
-        out["approval"] = pb.approval
-        out["changes"] = len(p.changes)
-        return out
+        return PlanOut(
+            playbook=p.playbook,
+            level=p.level,
+            sites=list(p.sites),
+            steps=[
+                PlanStep(
+                    site=s.site,
+                    step=s.step,
+                    action=s.action,
+                    notes=list(s.notes),
+                    changes=[
+                        PlanChange(
+                            device=c.device,
+                            platform=c.platform.value,
+                            method=c.method,
+                            commands=list(c.commands),
+                            undo=list(c.undo),
+                        )
+                        for c in s.changes
+                    ],
+                )
+                for s in p.steps
+            ],
+            impact=[
+                FlowChange(flow=fi.flow, must_survive=fi.must_survive, change=fi.change)
+                for fi in p.impact
+            ],
+            refusals=list(p.refusals),
+            links=link_changes(p, self.inv),
+            digest=plan_digest(p),
+            emergency=pb.emergency,
+            approval=pb.approval,
+            changes=len(p.changes),
+        ).wire()
 
     def start_run(
         self,
@@ -335,15 +382,15 @@ class Service:
             self.log.info("run.planned", playbook=pb.name, sites=list(p.sites), digest=digest)
         report = ex.start(pb, sites, rid, confirmed=p, options=options)
         self.schedule(report.run_id, 0.0)
-        return {
-            "run_id": report.run_id,
-            "status": report.status,
-            "playbook": pb.name,
-            "sites": list(p.sites),
-            "changes": len(p.changes),
-            "break_glass": options.break_glass,
-            "needs_approval": needs,
-        }
+        return RunStarted(
+            run_id=report.run_id,
+            status=report.status,
+            playbook=pb.name,
+            sites=list(p.sites),
+            changes=len(p.changes),
+            break_glass=options.break_glass,
+            needs_approval=needs,
+        ).wire()
 
     def drive(
         self, run_id: str, *, poll: float = 0.5, stop: threading.Event | None = None
@@ -369,7 +416,8 @@ class Service:
                 time.sleep(pause)
 
     def list_runs(self, caller: Caller | None = None, *, limit: int = 50) -> JSON:
-        return {"runs": [self._run_summary(r) for r in self.journal.runs(limit=limit)]}
+        runs = [self._run_summary(r) for r in self.journal.runs(limit=limit)]
+        return RunsOut.model_validate({"runs": runs}).wire()
 
     def _driven(self, run_id: str, driver: dict[str, Any] | None) -> bool:
         """Does a live process drive this open run: the one recorded in the journal, or this
@@ -433,13 +481,13 @@ class Service:
         ]
         approval = self.journal.approval(run_id)
         out["approval"] = approval.as_dict() if approval else None
-        return out
+        return RunView.model_validate(out).wire()
 
     def approve(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
         self._exists(run_id)
         what = self._executor(_who(caller)).approve(run_id, _who(caller), reason)
         self.schedule(run_id, 0.0)
-        return {"run_id": run_id, "approved": what, "by": _who(caller)}
+        return Approved(run_id=run_id, approved=what, by=_who(caller)).wire()
 
     def rollback(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
         self._exists(run_id)
@@ -448,13 +496,16 @@ class Service:
         report = self._executor(_who(caller)).rollback(run_id)
         if self.scheduler is not None and self.scheduler.get_job(f"run:{run_id}"):
             self.scheduler.remove_job(f"run:{run_id}")
-        return {
-            "run_id": run_id,
-            "status": report.status,
-            "steps": [
-                {"device": o.device, "step": o.step, "status": o.status} for o in report.outcomes
-            ],
-        }
+        return RollbackOut.model_validate(
+            {
+                "run_id": run_id,
+                "status": report.status,
+                "steps": [
+                    {"device": o.device, "step": o.step, "status": o.status}
+                    for o in report.outcomes
+                ],
+            }
+        ).wire()
 
     def attest(
         self, caller: Caller | None, *, run_id: str, site: str, zone: str, reason: str
@@ -462,7 +513,7 @@ class Service:
         self._exists(run_id)
         self._executor(_who(caller)).attest(run_id, site, zone, _who(caller), reason)
         self.schedule(run_id, 0.0)
-        return {"run_id": run_id, "site": site, "zone": zone, "by": _who(caller)}
+        return Attested(run_id=run_id, site=site, zone=zone, by=_who(caller)).wire()
 
     def incident(
         self,
@@ -485,7 +536,7 @@ class Service:
             self.journal.open_incident(incident_id, label, site, who, reason)
             with audit.bind(incident_id=incident_id, actor=who):
                 self.log.warning("incident.declared", name=label, site=site, reason=reason)
-            return {"incident_id": incident_id, "name": label, "site": site, "status": "open"}
+            return IncidentOut(incident_id=incident_id, name=label, site=site, status="open").wire()
         opened = self.journal.incidents(open_only=True)
         match = [i for i in opened if name in (None, i.incident_id, i.name)]
         if not match:
@@ -494,7 +545,7 @@ class Service:
         self.journal.close_incident(inc.incident_id, who, reason)
         with audit.bind(incident_id=inc.incident_id, actor=who):
             self.log.info("incident.closed", name=inc.name, reason=reason)
-        return {"incident_id": inc.incident_id, "status": "closed"}
+        return IncidentOut(incident_id=inc.incident_id, status="closed").wire()
 
     def notify(
         self, caller: Caller | None, *, incident: str | None, kind: str, to: str, ref: str
@@ -510,7 +561,7 @@ class Service:
         iid = match[0].incident_id
         with audit.bind(incident_id=iid, actor=_who(caller)):
             self.log.info("regulatory.notified", kind=kind, to=to, ref=ref)
-        return {"incident_id": iid, "kind": kind, "to": to, "ref": ref, "by": _who(caller)}
+        return Notified(incident_id=iid, kind=kind, to=to, ref=ref, by=_who(caller)).wire()
 
     def audit_report(
         self, caller: Caller | None = None, *, run: str | None, incident: str | None
@@ -531,6 +582,32 @@ class Service:
             self.journal.run(run_id)
         except RunError:
             raise NotFound(f"no run {run_id} in the journal") from None
+
+
+def link_changes(p: Plan, inv: Inventory) -> list[LinkChange]:
+    """The inventory links each step cuts or reopens (a link is cut when its interface is shut or
+    its traffic dropped by our table): what a person confirming a run must read."""
+    out: list[LinkChange] = []
+    for step in p.steps:
+        site = inv.site(step.site)
+        if site is None:
+            continue
+        for c in step.changes:
+            for link in (lk for lk in site.links if lk.device == c.device):
+                was, will = c.before.cuts(link.interface), c.after.cuts(link.interface)
+                if was != will:
+                    out.append(
+                        LinkChange(
+                            site=step.site,
+                            step=step.step,
+                            link=link.name,
+                            kind=link.kind.value,
+                            device=link.device,
+                            interface=link.interface,
+                            change="cut" if will else "reopened",
+                        )
+                    )
+    return out
 
 
 def _who(caller: Caller | None) -> str:

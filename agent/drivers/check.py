@@ -1,5 +1,5 @@
 """Owns `device check` as data: every device reached in parallel (SSH with host key, SNMP, facts).
-Must not import click, the engine or a device library; `agent.drivers.cli` renders the result."""
+Must not import click, the engine or a device library; `agent.cli.commands.device` renders it."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.audit.cli import audit
+from agent.cli.commands.audit import audit
 from agent.errors import AuditError, ChainBroken
 from tests.audit.conftest import lines_of, rewrite, write_log
 

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import agent.audit as audit
 from agent.audit.chain import ChainWriter, canonical, record_hash
-from agent.audit.cli import audit as audit_cli
 from agent.audit.seals import SEALS_NAME, load_public_key, read_seals, seal_head
 from agent.audit.verify import Verification, verify
+from agent.cli.commands.audit import audit as audit_cli
 from agent.errors import AuditError, ChainBroken, TailUnsealed, TornWrite
 from tests.audit.conftest import (
     PUBLIC_KEY,

@@ -45,7 +45,7 @@ SITE_A = "nantes-jules-verne"
 SITE_B = "bretagne-etab-3"
 HOLD = "hold-two-person"  # preventive-degraded under the two-person rule, not an emergency
 
-# exit codes (agent.errors, agent.daemon.cli.RUN_EXIT)
+# exit codes (agent.errors, agent.status.RUN_EXIT)
 INVALID, PLAN_REFUSED, DAEMON_ERROR, DOWN, REFUSED, APPROVAL = 2, 3, 11, 12, 13, 14
 
 

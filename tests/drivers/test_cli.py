@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from agent.cli.commands.device import device, render
 from agent.drivers.base import InterfaceState
 from agent.drivers.check import DeviceCheck, Probe
-from agent.drivers.cli import device, render
 from agent.errors import DeviceError
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab

@@ -19,10 +19,12 @@ import pytest
 from click.testing import CliRunner
 
 from agent import audit
-from agent.daemon.cli import Opts, render_status
+from agent.cli.commands.resume import resume_cmd
+from agent.cli.options import Opts
+from agent.cli.render.status import render_status
+from agent.daemon.models import StatusOut
 from agent.daemon.service import local
 from agent.drivers.pool import Pool
-from agent.engine.cli import resume_cmd
 from agent.engine.journal import Journal
 from agent.errors import AuditError, PlanError, RunError
 from agent.inventory import load
@@ -260,7 +262,7 @@ def test_status_says_an_orphaned_run_is_interrupted(inv: Inventory, tmp_path: Pa
         inventory=None,
         roles=None,
     )
-    text = render_status(opts, data)
+    text = render_status(opts, StatusOut.model_validate(data))
     assert "INTERRUPTED" in text
     assert f"`cordon resume {started.run_id}`" in text
 

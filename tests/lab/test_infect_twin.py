@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+from agent.cli.commands.lab import lab as lab_cli
 from agent.drivers.base import Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.lab import build, daemons, infect, netns, scanner
-from agent.lab.cli import lab as lab_cli
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
 from agent.platforms.capabilities import Counters

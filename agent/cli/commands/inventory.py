@@ -14,15 +14,6 @@ from agent.errors import InventoryError
 from agent.inventory import default_path, load
 from agent.inventory.models import Inventory, SiteKind
 
-inventory_option = click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Inventory file (default: $CORDON_INVENTORY or inventory/hospi-grand-ouest.yaml).",
-)
-
 
 @click.group()
 def inventory() -> None:

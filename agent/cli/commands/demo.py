@@ -18,12 +18,12 @@ from pathlib import Path
 import click
 
 from agent import audit
+from agent.cli.commands.inventory import render as render_inventory
+from agent.cli.options import inventory_option
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import CordonError
 from agent.inventory import default_path, load
-from agent.inventory.cli import inventory_option
-from agent.inventory.cli import render as render_inventory
 from agent.inventory.models import Inventory
 from agent.inventory.select import select_sites
 from agent.lab import build, flows, ready
@@ -38,7 +38,7 @@ from agent.playbook.models import Playbook, ReconnectZone
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
 
-PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 
 
 def _say(text: str, *, color: bool) -> None:

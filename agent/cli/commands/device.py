@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
+from agent.cli.options import inventory_option
 from agent.drivers.base import InterfaceState, Timeouts
 from agent.drivers.check import DeviceCheck, check
 from agent.errors import ConfigError, DeviceError
 from agent.inventory import default_path, load
-from agent.inventory.cli import inventory_option
 
 
 @click.group("device")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
+from agent.cli.options import inventory_option
 from agent.errors import LabError
 from agent.inventory import default_path, load
-from agent.inventory.cli import inventory_option
 from agent.lab import build, flows, infect
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint

@@ -1,7 +1,7 @@
-"""The `cordon` command line: parses arguments, calls the owning module, renders results.
+"""The top-level `cordon` group: registers `agent.cli.commands.COMMANDS`, and is the only place
+that turns `CordonError`s (and unusable state files) into text and exit codes.
 
-The only module that turns `CordonError`s into text and exit codes. Each command group lives with
-the module that owns it (`agent.inventory.cli`, `agent.lab.cli`, `agent.audit.cli`, ...).
+Imports click, `agent.errors` and the command registry.
 """
 
 from __future__ import annotations
@@ -13,14 +13,8 @@ from typing import NoReturn
 import click
 
 from agent import __version__, settings
-from agent.audit.cli import audit
-from agent.daemon.cli import COMMANDS as DAEMON_COMMANDS
-from agent.demo import demo
-from agent.drivers.cli import device
-from agent.engine.cli import resume_cmd
+from agent.cli.commands import COMMANDS
 from agent.errors import CordonError, DaemonError
-from agent.inventory.cli import inventory
-from agent.lab.cli import lab
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -42,15 +36,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    for command in (
-        inventory,
-        lab,
-        device,
-        *DAEMON_COMMANDS,
-        resume_cmd,
-        demo,
-        audit,
-    ):
+    for command in COMMANDS:
         cli.add_command(command)
 
 

@@ -1,0 +1,66 @@
+"""`cordon resume RUN_ID`: the one engine command that stays local (after a crash, with no daemon
+running): settle in-flight steps by reading the devices, then finish the run or roll it back.
+
+Imports click, the engine (executor, journal), the pool, the inventory, the daemon's state-dir
+lock and the twin's verifier (`agent.lab.verifier`); renders with `agent.cli.render.report`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+import click
+
+from agent import settings
+from agent.cli.options import inventory_option
+from agent.cli.render.report import render_report, report_json
+from agent.drivers.pool import Pool
+from agent.engine.journal import Journal
+from agent.inventory import default_path, load
+from agent.lab.verifier import twin_verifier
+from agent.run.executor import Executor
+from agent.status import RunStatus
+
+__all__ = ["resume_cmd"]
+
+
+@click.command("resume")
+@click.argument("run_id")
+@click.option("--rollback", "roll_back", is_flag=True, help="Roll back instead of finishing.")
+@inventory_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: settings.current().state_dir,
+    show_default=".state",
+    help="The state directory holding the journal ($CORDON_STATE_DIR).",
+)
+@click.option("--json", "json_out", is_flag=True, help="Machine output: JSON only on stdout.")
+def resume_cmd(
+    run_id: str, roll_back: bool, inventory_path: Path | None, state_dir: Path, json_out: bool
+) -> None:
+    """After a crash, with no daemon running: settle in-flight steps by reading the devices,
+    then finish RUN_ID or roll it back. (A running daemon does this itself at start.)"""
+    from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
+
+    inv = load(inventory_path or default_path())
+    journal = Journal(state_dir / "journal.sqlite")
+    try:
+        with state_lock(journal.path.parent, shared=True), Pool(inv, keepalive=None) as pool:
+            ex = Executor(
+                inv,
+                journal,
+                pool,
+                actor=getpass.getuser(),
+                verifier=twin_verifier(inv, journal.device_states),
+                progress=lambda msg: click.echo(f"  {msg}", err=json_out),
+            )
+            report = ex.resume(run_id, roll_back=roll_back)
+    finally:
+        journal.close()
+    click.echo(json.dumps(report_json(report), indent=2) if json_out else render_report(report))
+    ok = (RunStatus.DONE, RunStatus.ROLLED_BACK)
+    if report.status not in ok and not report.status.startswith("already"):
+        raise SystemExit(4)

@@ -1,0 +1,141 @@
+"""Following a run to its end: poll the API, show steps and gates as they change (a progress bar
+redrawn in place on a terminal, one line per new wait off it); with --local, drive the run in a
+thread of this process meanwhile. Ctrl-C leaves the run open and says who goes on with it.
+
+Imports click, `agent.cli.{options,session,render}` and the wire models.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import threading
+import time
+
+import click
+
+from agent.cli.options import Opts
+from agent.cli.render import style
+from agent.cli.render.runs import GATE_COLOR, STEP_COLOR
+from agent.cli.render.status import waiting_text
+from agent.cli.session import Conn
+from agent.daemon.models import RunView
+from agent.status import INTERRUPTED, OPEN
+
+__all__ = ["follow"]
+
+
+class _View:
+    """Progress for a person: notes (a step done, a gate passed) above one bar line redrawn in
+    place on a terminal; off a terminal, notes and each new kind of wait, one line each."""
+
+    BAR = 24
+
+    def __init__(self, o: Opts) -> None:
+        self.o = o
+        self.enabled = not o.json
+        self.tty = self.enabled and sys.stdout.isatty()
+        self.line = ""
+        self.last_kind = ""
+        self.steps: dict[int, str] = {}
+        self.gates: dict[tuple[str, str], str] = {}
+
+    def note(self, text: str, fg: str | None = None) -> None:
+        if not self.enabled:
+            return
+        self._clear()
+        click.echo(style(self.o, text, fg=fg) if fg else text)
+        self._draw()
+
+    def update(self, run: RunView) -> None:
+        for s in run.steps:
+            status = str(s.status)
+            if self.steps.get(s.seq) != status:
+                self.steps[s.seq] = status
+                if status in STEP_COLOR:
+                    error = f": {s.error}" if s.error and status != "verified" else ""
+                    self.note(
+                        f"  {s.site}  {s.step}  {s.device} ({s.method}): {status}{error}",
+                        STEP_COLOR[status],
+                    )
+        for g in run.gates:
+            key, status = (g.site, g.step), str(g.status)
+            if self.gates.get(key) != status:
+                self.gates[key] = status
+                if status in GATE_COLOR:
+                    why = (g.detail or {}).get("reason") or (g.detail or {}).get("why")
+                    self.note(
+                        f"  {g.site}  {g.step}: {status}" + (f" ({why})" if why else ""),
+                        GATE_COLOR[status],
+                    )
+        waiting = waiting_text(run) if run.status in OPEN else ""
+        done, total = run.steps_done, run.steps_total
+        if self.tty:
+            filled = self.BAR * done // total if total else self.BAR
+            bar = "#" * filled + "-" * (self.BAR - filled)
+            self.line = f"[{bar}] {done}/{total} steps  {waiting}"
+            self._draw()
+        elif self.enabled and waiting:
+            kind = re.sub(r"\d+", "#", waiting)
+            if kind != self.last_kind:
+                self.last_kind = kind
+                click.echo(f"  {waiting}")
+
+    def close(self) -> None:
+        self._clear()
+        self.line = ""
+
+    def _draw(self) -> None:
+        if self.tty and self.line:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            click.echo("\r\x1b[K" + self.line[:width], nl=False)
+
+    def _clear(self) -> None:
+        if self.tty and self.line:
+            click.echo("\r\x1b[K", nl=False)
+
+
+def follow(o: Opts, conn: Conn, run_id: str) -> RunView:
+    """Show the run until it ends; with --local, drive it in a thread of this process."""
+    view = _View(o)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+    worker: threading.Thread | None = None
+    service = conn.service
+    if service is not None:
+
+        def drive() -> None:
+            try:
+                service.drive(run_id, stop=stop)
+            except BaseException as exc:  # handed to the main thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=drive, name=f"cordon-run-{run_id}", daemon=True)
+        worker.start()
+    try:
+        while True:
+            run = conn.client.show(run_id)
+            view.update(run)
+            if run.status not in OPEN:
+                break
+            if failure:
+                raise failure[0]
+            if worker is not None and not worker.is_alive():
+                worker.join()
+            time.sleep(0.5 if service is not None else 1.0)
+    except KeyboardInterrupt:
+        view.close()
+        where = (
+            f"nobody drives it now: `cordon resume {run_id}` (or start the daemon: it takes it on)"
+            if service is not None
+            else f"the daemon goes on with it: `cordon show {run_id}`"
+        )
+        click.echo(f"\ninterrupted: run {run_id} stays open; {where}", err=True)
+        raise SystemExit(INTERRUPTED) from None
+    finally:
+        stop.set()
+        view.close()
+    if worker is not None:
+        worker.join(timeout=60)
+    return run

@@ -1,0 +1,160 @@
+"""Runs as text: the list (`cordon runs`), one run (`cordon show`), a run's end (`cordon run`),
+a rollback's result; the colours of step and gate statuses.
+
+Imports the wire models and `agent.cli.render` helpers only.
+"""
+
+from __future__ import annotations
+
+from agent.cli.options import Opts
+from agent.cli.render import style, when
+from agent.cli.render.status import waiting_text
+from agent.daemon.models import RollbackOut, RunsOut, RunView
+from agent.status import OPEN
+
+__all__ = [
+    "GATE_COLOR",
+    "STEP_COLOR",
+    "render_final",
+    "render_rollback",
+    "render_run",
+    "render_runs",
+]
+
+STEP_COLOR = {"verified": "green", "failed": "red", "undone": "yellow", "undo_failed": "red"}
+GATE_COLOR = {
+    "passed": "green",
+    "skipped": None,
+    "failed": "red",
+    "reisolated": "red",
+    "expired": "red",
+}
+ROLLED_BACK = ("rolled_back", "nothing_to_roll_back", "cancelled")
+
+
+def render_runs(o: Opts, data: RunsOut) -> list[str]:
+    """One line per run, newest first; columns as wide as their longest value (a long playbook
+    name never runs into the actor)."""
+    runs = data.runs
+    if not runs:
+        return ["no run yet"]
+    pw = max((len(str(r.playbook)) for r in runs), default=0) + 2
+    aw = max((len(str(r.actor)) for r in runs), default=0) + 2
+    lines = []
+    for r in runs:
+        status = str(r.status)
+        color = (
+            "green" if status in ("done", "rolled_back") else "yellow" if status in OPEN else "red"
+        )
+        lines.append(
+            f"{r.run_id}  "
+            + style(o, f"{status:<18}", fg=color)
+            + f"{r.playbook:<{max(pw, 22)}}{r.actor:<{max(aw, 10)}}"
+            + f"{when(r.created_at):<24}"
+            + ", ".join(r.sites)
+            + ("  [break-glass]" if r.break_glass else "")
+        )
+    return lines
+
+
+def render_run(o: Opts, run: RunView) -> str:
+    status = str(run.status)
+    lines = [
+        style(o, f"run {run.run_id}  {run.playbook} ({run.level})  {status}", bold=True),
+        f"  sites: {', '.join(run.sites)}",
+        f"  by {run.actor}, started {when(run.created_at)}"
+        + (f", finished {when(run.finished_at)}" if run.finished_at else ""),
+    ]
+    if run.reason:
+        lines.append(f"  reason: {run.reason}")
+    if run.break_glass:
+        lines.append(style(o, "  break-glass: flagged for review", fg="yellow"))
+    if status in OPEN:
+        lines.append(style(o, f"  {waiting_text(run)}", fg="yellow"))
+    if run.detail:
+        lines.append(f"  detail: {run.detail}")
+    lines.append(f"  steps {run.steps_done}/{run.steps_total}:")
+    for s in run.steps:
+        lines.append(
+            f"    {s.seq:>3}  {s.site}  {s.step}  {s.device} ({s.method})  "
+            + style(o, str(s.status), fg=STEP_COLOR.get(s.status))
+            + (f"  {s.error}" if s.error else "")
+        )
+    if run.gates:
+        lines.append("  gates:")
+        for g in run.gates:
+            detail = g.detail or {}
+            extra = detail.get("reason") or detail.get("why") or ""
+            if detail.get("kind") == "soak" and g.status == "open":
+                extra = f"until {when(detail.get('until'))}, {detail.get('ticks', 0)} checks"
+            lines.append(
+                f"    {g.site}  {g.step}  "
+                + style(o, str(g.status), fg=GATE_COLOR.get(g.status) or None)
+                + (f"  {extra}" if extra else "")
+            )
+    for a in run.attestations:
+        lines.append(f"  attested: {a.site}/{a.zone} by {a.actor}: {a.reason}")
+    approval = run.approval
+    if approval is not None:
+        lines.append(
+            f"  approved by {approval.actor} {when(approval.at)}"
+            + (f": {approval.reason}" if approval.reason else "")
+        )
+    return "\n".join(lines)
+
+
+def render_final(o: Opts, run: RunView) -> str:
+    """A followed run's end: its status, how long it took, what to do next."""
+    status = str(run.status)
+    took = ""
+    if run.finished_at is not None and run.created_at is not None:
+        took = f" in {run.finished_at - run.created_at:.1f} s"
+    verified = sum(s.status == "verified" for s in run.steps)
+    head = style(
+        o,
+        f"run {run.run_id}: {status}{took} ({verified} of {run.steps_total} steps verified)",
+        fg="green" if status == "done" else "red",
+        bold=True,
+    )
+    lines = [head]
+    if run.detail:
+        lines.append(f"  {run.detail}")
+    rid = run.run_id
+    hints = {
+        "failed": f"see `cordon show {rid}`; `cordon rollback {rid}` undoes what it did",
+        "rolled_back": f"a step failed and the whole run was undone: `cordon show {rid}`",
+        "partial": f"some sites keep their changes: `cordon show {rid}`, `cordon status`",
+        "reisolated": f"a soak caught an anomaly and isolated the zone again: `cordon show {rid}`",
+        "expired": "no second operator approved in time: nothing was sent; run it again",
+        "rollback_failed": (
+            f"an undo failed: devices in an unknown state, their sites stay held; "
+            f"`cordon rollback {rid}` retries"
+        ),
+    }
+    changed = any(s.status in ("verified", "failed", "undo_failed") for s in run.steps)
+    if status == "failed" and not changed:
+        hints[status] = f"no device was changed; see `cordon show {rid}`"
+    if status in hints:
+        lines.append(f"  next: {hints[status]}")
+    return "\n".join(lines)
+
+
+def render_rollback(o: Opts, out: RollbackOut) -> list[str]:
+    """Each undone step, then the run's status and, when an undo failed, what to do."""
+    status = str(out.status)
+    lines = [
+        f"  {s.device}  {s.step}: " + style(o, s.status, fg=STEP_COLOR.get(s.status))
+        for s in out.steps
+    ]
+    ok = status in ROLLED_BACK
+    lines.append(
+        style(
+            o,
+            f"run {out.run_id}: {status.replace('_', ' ')}",
+            fg="green" if ok else "red",
+            bold=True,
+        )
+    )
+    if not ok:
+        lines.append(f"  next: `cordon rollback {out.run_id}` retries the failed undos")
+    return lines

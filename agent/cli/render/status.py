@@ -1,0 +1,99 @@
+"""`cordon status` as text: every site's mode, drift alarms, open runs and what each waits for,
+open incidents, the last drift poll.
+
+Imports the wire models and `agent.cli.render` helpers only.
+"""
+
+from __future__ import annotations
+
+from agent.cli.options import Opts
+from agent.cli.render import style, when
+from agent.daemon.models import RunSummary, StatusOut
+
+__all__ = ["render_status", "waiting_text"]
+
+
+def _mode_color(mode: str) -> str:
+    return {"normal": "green", "isolated": "yellow", "reconnected": "cyan"}.get(mode, "magenta")
+
+
+def render_status(o: Opts, data: StatusOut) -> str:
+    sites = data.sites
+    width = max([len(s.site) for s in sites] + [4]) + 2
+    lines = [f"{'SITE':<{width}}{'MODE':<14}{'LEVEL':<7}{'SINCE':<24}{'BY':<12}RUN"]
+    for s in sites:
+        mode = str(s.mode)
+        row = (
+            f"{s.site:<{width}}"
+            + style(o, f"{mode:<14}", fg=_mode_color(mode))
+            + f"{s.level or '-':<7}{when(s.since) if s.since else '-':<24}"
+            + f"{s.by or '-':<12}{s.run_id or '-'}"
+        )
+        if s.locked_by and s.locked_by != s.run_id:
+            row += f"  held by run {s.locked_by}"
+        elif s.locked_by:
+            row += "  (held)"
+        if s.drift:
+            row += "  " + style(o, f"DRIFT x{len(s.drift)}", fg="red", bold=True)
+        lines.append(row)
+    alarms = data.drift_alarms
+    if alarms:
+        lines.append("")
+        lines.append(
+            style(
+                o,
+                f"DRIFT: {len(alarms)} open alarm(s): a device no longer shows what Cordon did",
+                fg="red",
+                bold=True,
+            )
+        )
+        for a in alarms:
+            lines.append(
+                style(o, f"  {a.site}  {a.device}: {a.detail}", fg="red")
+                + f"  (since {when(a.first_seen)})"
+            )
+    runs = data.open_runs
+    lines.append("")
+    if runs:
+        lines.append(f"open runs ({len(runs)}):")
+        for r in runs:
+            lines.append(
+                f"  {r.run_id}  {r.playbook}  by {r.actor}  on {', '.join(r.sites)}"
+                f"  steps {r.steps_done}/{r.steps_total}"
+            )
+            lines.append(f"      {waiting_text(r)}")
+    else:
+        lines.append("no open run")
+    incidents = data.incidents
+    if incidents:
+        lines.append(f"open incidents ({len(incidents)}):")
+        for i in incidents:
+            lines.append(
+                f"  {i.incident_id}  {i.name}"
+                + (f" at {i.site}" if i.site else "")
+                + f"  opened {when(i.opened_at)} by {i.opened_by}: {i.reason}"
+            )
+    poll = data.last_poll
+    if poll is not None:
+        counts = ", ".join(f"{k} {v}" for k, v in (poll.counts or {}).items())
+        lines.append(f"last drift poll: {when(poll.at)}: {counts}")
+    return "\n".join(lines)
+
+
+def waiting_text(r: RunSummary) -> str:
+    """What an open run waits for, or that nobody drives it any more (and what to do)."""
+    if r.interrupted:
+        pid = r.driver_pid
+        was = f" (its process {pid} is gone)" if pid else ""
+        return (
+            f"INTERRUPTED: no process drives it{was}; `cordon resume {r.run_id}` "
+            "settles it and goes on (or start the daemon: it takes it on)"
+        )
+    if r.stop_requested:
+        return f"stopping: {r.stop_requested}"
+    if r.status == "awaiting_approval":
+        what = r.waiting or "approval by a second operator"
+        return f"waits for: {what} (`cordon approve {r.run_id}`)"
+    if r.waiting:
+        return f"waits for: {r.waiting}"
+    return "working"

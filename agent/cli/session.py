@@ -1,0 +1,100 @@
+"""Talking to the daemon, or to the same API served inside this process (--local).
+
+`connect` yields a `Conn`: the typed client of the daemon's socket; with --local, a typed client
+of the API served on a private socket from a thread of this process, over the same journal,
+authorized (roles file, OS user or --token) and audited exactly as an order sent to the daemon.
+
+Imports the client and `agent.cli.options`; the API, the service, the daemon's lock, the audit
+pipeline and the twin's verifier only for --local (a plain `cordon status` stays light).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.cli.options import Opts
+from agent.daemon.client import Client, TypedClient
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from agent.daemon.service import Service
+
+__all__ = ["Conn", "connect"]
+
+
+@dataclass
+class Conn:
+    client: TypedClient
+    service: Service | None = None  # --local: the engine in this process
+
+
+@contextlib.contextmanager
+def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator[Conn]:
+    """The daemon's client; with --local, a client of the same API served in this process.
+
+    `changes`: the command changes something, so --local is refused while a daemon owns the
+    state directory (the two would drive the same runs). `drives`: this process will drive a
+    run (--local), so it gets the twin's flow probes when the twin is up.
+    """
+    if not o.local:
+        with Client(o.socket_path(), token=o.token) as client:
+            yield Conn(TypedClient(client))
+        return
+    from agent import audit  # noqa: PLC0415 - --local only
+    from agent.daemon.api import make_app  # noqa: PLC0415
+    from agent.daemon.auth import (  # noqa: PLC0415
+        Policy,
+        check_local_roles,
+        default_roles_path,
+    )
+    from agent.daemon.main import state_lock  # noqa: PLC0415
+    from agent.daemon.service import local  # noqa: PLC0415
+    from agent.inventory import default_path  # noqa: PLC0415
+
+    audit.configure(console=False)
+    check_local_roles(o.roles or default_roles_path(), uid=os.geteuid(), state_dir=o.state_dir)
+    policy = Policy.load(o.roles)
+    with contextlib.ExitStack() as stack:
+        if changes:
+            stack.enter_context(state_lock(o.state_dir, shared=True))
+        service = stack.enter_context(local(o.inventory or default_path(), o.state_dir))
+        if drives:
+            from agent.lab.verifier import twin_verifier  # noqa: PLC0415
+
+            service.verifier = twin_verifier(service.inv, service.journal.device_states)
+        sock = stack.enter_context(_serve_here(make_app(service, policy)))
+        client = stack.enter_context(Client(sock, token=o.token))
+        yield Conn(TypedClient(client), service)
+
+
+@contextlib.contextmanager
+def _serve_here(app: web.Application) -> Iterator[Path]:
+    """Serve `app` on a private socket (a fresh 0700 directory) from a thread of this process."""
+    from agent.daemon.api import start  # noqa: PLC0415
+
+    tmp = Path(tempfile.mkdtemp(prefix="cordon-local-"))
+    sock = tmp / "api.sock"
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="cordon-local-api", daemon=True)
+    thread.start()
+    try:
+        runner = asyncio.run_coroutine_threadsafe(start(app, sock), loop).result(timeout=30)
+        try:
+            yield sock
+        finally:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+        shutil.rmtree(tmp, ignore_errors=True)
