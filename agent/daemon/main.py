@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, audit
-from agent.daemon.api import make_app, start
-from agent.daemon.auth import Policy
-from agent.daemon.service import DAEMON_ACTOR, Service
+from agent.api.auth import Policy
+from agent.api.http import make_app, start
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
+from agent.service.service import DAEMON_ACTOR, Service
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 

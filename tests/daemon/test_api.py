@@ -22,11 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.daemon.api import make_app
-from agent.daemon.auth import Caller, Policy, Role
-from agent.daemon.backend import NotFound
-from agent.daemon.client import Client
-from agent.daemon.service import Service
+from agent.api.auth import Caller, Policy, Role
+from agent.api.backend import NotFound
+from agent.api.client import Client
+from agent.api.http import make_app
 from agent.errors import (
     AccessRefused,
     ApprovalError,
@@ -41,6 +40,7 @@ from agent.errors import (
     RunError,
     SecretError,
 )
+from agent.service.service import Service
 from tests.conftest import EXAMPLE, require_root
 from tests.daemon.fakes import FakeBackend, Recorder, Server, records
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.daemon.backend import NotFound
-from agent.daemon.client import DOWN_HINT, Client
+from agent.api.backend import NotFound
+from agent.api.client import DOWN_HINT, Client
 from agent.errors import (
     AccessRefused,
     CommandRejected,

@@ -1,5 +1,5 @@
 """The scheduler's jobs, as module-level functions so the persistent job store can name them
-(`agent.daemon.jobs:proceed`). They act on the one `Service` of this process, attached at start;
+(`agent.service.jobs:proceed`). They act on the one `Service` of this process, attached at start;
 a job that fires before (or after) has nothing to act on and says so."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from agent import audit
 from agent.errors import CordonError
 
 if TYPE_CHECKING:
-    from agent.daemon.service import Service
+    from agent.service.service import Service
 
 _service: Service | None = None
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from agent.errors import ConfigError, Issue, PlaybookError
 
 if TYPE_CHECKING:
-    from agent.daemon.auth import Caller, Decision
+    from agent.api.auth import Caller, Decision
 
 __all__ = ["JSON", "NOTIFY_KINDS", "Backend", "NotFound", "PlaybookMeta", "playbook_path"]
 

@@ -1,7 +1,7 @@
 """The daemon's engine side: the `Backend` the API calls, over one inventory, one journal, one
 warm device pool and one APScheduler 3.x scheduler with a persistent SQLAlchemy job store.
 
-Jobs (module-level functions in `agent.daemon.jobs`, so the store can persist them): proceed a
+Jobs (module-level functions in `agent.service.jobs`, so the store can persist them): proceed a
 run at its next wake-up (soak ticks, waits, approval deadlines), poll every device's isolation
 state (drift), back up configurations. Jobs and the journal survive a restart: on start, open
 runs are settled by reading their devices and scheduled again, and a soak continues where it was.
@@ -9,7 +9,7 @@ runs are settled by reading their devices and scheduled again, and a soak contin
 The same class runs in-process for `cordon ... --local` (no scheduler: the CLI drives the run),
 so a local order is authorized and audited exactly as one sent to the daemon.
 
-Every answer is built through its wire model (`agent.daemon.models`), the shape the client
+Every answer is built through its wire model (`agent.wire`), the shape the client
 parses and the CLI renders; never click or a renderer."""
 
 from __future__ import annotations
@@ -25,10 +25,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agent import audit
+from agent.api.backend import JSON, NotFound, PlaybookMeta, playbook_path
 from agent.audit import report as audit_report
-from agent.daemon.backend import JSON, NotFound, PlaybookMeta, playbook_path
-from agent.daemon.health import HealthStore
-from agent.daemon.models import (
+from agent.drivers.pool import Pool
+from agent.engine.journal import Journal, RunRecord, driver_alive
+from agent.engine.plan import Plan
+from agent.errors import CordonError, PlanError, RunError, RunStopped
+from agent.inventory import load as load_inventory
+from agent.inventory.models import Inventory
+from agent.playbook import load as load_playbook
+from agent.playbook.models import Playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions, RunReport, new_run_id
+from agent.service.health import HealthStore
+from agent.service.poll import Poller, reapply_recorded
+from agent.status import OPEN, RunStatus, SiteMode, StepStatus
+from agent.wire import (
     Approved,
     Attested,
     FlowChange,
@@ -44,23 +56,11 @@ from agent.daemon.models import (
     RunView,
     StatusOut,
 )
-from agent.daemon.poll import Poller, reapply_recorded
-from agent.drivers.pool import Pool
-from agent.engine.journal import Journal, RunRecord, driver_alive
-from agent.engine.plan import Plan
-from agent.errors import CordonError, PlanError, RunError, RunStopped
-from agent.inventory import load as load_inventory
-from agent.inventory.models import Inventory
-from agent.playbook import load as load_playbook
-from agent.playbook.models import Playbook
-from agent.run.executor import Executor
-from agent.run.model import RunOptions, RunReport, new_run_id
-from agent.status import OPEN, RunStatus, SiteMode, StepStatus
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from agent.daemon.auth import Caller, Decision
+    from agent.api.auth import Caller, Decision
     from agent.run.model import FlowVerifier
 
 DAEMON_ACTOR = "cordon-daemon"
@@ -126,7 +126,7 @@ class Service:
     def start(self) -> None:
         """Start the scheduler (jobs from the store resume), the periodic jobs, and take on
         every run a previous daemon left open."""
-        from agent.daemon import jobs  # noqa: PLC0415 - jobs import this module
+        from agent.service import jobs  # noqa: PLC0415 - jobs import this module
 
         jobs.attach(self)
         if self.scheduler is None:
@@ -162,7 +162,7 @@ class Service:
         self.log.info("daemon.warm", devices=len(names), unreachable=len(failed))
 
     def stop(self) -> None:
-        from agent.daemon import jobs  # noqa: PLC0415
+        from agent.service import jobs  # noqa: PLC0415
 
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
@@ -176,7 +176,7 @@ class Service:
 
     def schedule(self, run_id: str, delay: float) -> None:
         """Proceed `run_id` in `delay` seconds (a persistent job: survives a restart)."""
-        from agent.daemon import jobs  # noqa: PLC0415
+        from agent.service import jobs  # noqa: PLC0415
 
         if self.scheduler is None:
             return

@@ -362,5 +362,5 @@ def _roles_error(issues: list[Issue]) -> ConfigError:
     body = "\n".join(f"  {i}" for i in issues)
     return ConfigError(
         f"invalid roles file: {count}\n{body}",
-        hint="fix the roles file (see agent/daemon/auth.py for its format) and restart the daemon",
+        hint="fix the roles file (see agent/api/auth.py for its format) and restart the daemon",
     )

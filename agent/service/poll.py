@@ -38,7 +38,6 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from agent import audit
-from agent.daemon.health import Alarm, Change, HealthStore, PollRow, PollStatus
 from agent.drivers.base import ChangeSet, Driver, Expectation, Via
 from agent.drivers.pool import Pool
 from agent.engine.drift import FIXABLE, Drift, Readback, detect, reapply_lines, watched
@@ -48,6 +47,7 @@ from agent.network.state import NORMAL, DeviceState
 from agent.platforms import registry
 from agent.platforms.capabilities import ReadsRuleComments, ReadsSnmp, having, require
 from agent.platforms.snmp import status
+from agent.service.health import Alarm, Change, HealthStore, PollRow, PollStatus
 
 Reapply = Callable[[str], bool]  # device -> re-applied (the daemon's on_drift policy decides)
 

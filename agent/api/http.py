@@ -31,24 +31,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from agent import __version__, audit
+from agent.api import default_socket_path
+from agent.api.auth import GRANTS, Action, Caller, Decision, Policy, authorize, may, user_name
+from agent.api.backend import JSON, Backend, NotFound
 from agent.audit.redact import scrub
-from agent.daemon import default_socket_path
-from agent.daemon.auth import GRANTS, Action, Caller, Decision, Policy, authorize, may, user_name
-from agent.daemon.backend import JSON, Backend, NotFound
-from agent.daemon.models import (
-    ApproveRequest,
-    AttestRequest,
-    AuditReportQuery,
-    IncidentRequest,
-    NotifyRequest,
-    PlanRequest,
-    RollbackRequest,
-    RunRequest,
-    RunsQuery,
-    parse_body,
-    parse_query,
-    run_id,
-)
 from agent.errors import (
     AccessRefused,
     ApprovalError,
@@ -63,6 +49,20 @@ from agent.errors import (
     PlaybookError,
     RunError,
     SecretError,
+)
+from agent.wire import (
+    ApproveRequest,
+    AttestRequest,
+    AuditReportQuery,
+    IncidentRequest,
+    NotifyRequest,
+    PlanRequest,
+    RollbackRequest,
+    RunRequest,
+    RunsQuery,
+    parse_body,
+    parse_query,
+    run_id,
 )
 
 __all__ = ["MAX_BODY", "error_body", "http_status", "make_app", "serve", "start"]
