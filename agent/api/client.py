@@ -3,8 +3,9 @@ per route, and the daemon's JSON errors raised again as the same `agent.errors` 
 `Client` answers the JSON objects as sent; `TypedClient` parses them into the wire models of
 `agent.wire` (what the CLI renders).
 
-Imports httpx, `agent.errors`, `agent.wire` and `agent.api.backend` (for `NotFound`);
-never aiohttp, the engine or a driver. The token is sent as a header and kept nowhere else.
+Imports httpx, pydantic, `agent.errors`, `agent.wire` and `agent.api` (the default socket
+path); never aiohttp, the service, the engine or a driver. The token is sent as a header and kept
+nowhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from agent.api import default_socket_path
-from agent.api.backend import JSON, NotFound
 from agent.errors import (
     AccessRefused,
     ConfigError,
@@ -32,6 +32,7 @@ from agent.errors import (
     PlaybookError,
 )
 from agent.wire import (
+    JSON,
     Approved,
     Attested,
     ErrorInfo,
@@ -352,7 +353,7 @@ def _errno(exc: BaseException) -> int | None:
 
 
 def _error_classes() -> dict[str, type[CordonError]]:
-    found: dict[str, type[CordonError]] = {"CordonError": CordonError, "NotFound": NotFound}
+    found: dict[str, type[CordonError]] = {"CordonError": CordonError}
     todo: list[type[CordonError]] = [CordonError]
     while todo:
         for sub in todo.pop().__subclasses__():

@@ -25,7 +25,9 @@ outcome `reapplied`): the record was pushed and verified by the driver, the poll
 
 Imports the drivers' public types and pool, the platform registry and capabilities (the device
 reads themselves live with the platforms: `agent.platforms.snmp.status`, the nftables driver's
-`rule_comments`), the engine's pure drift module; never the CLI.
+`rule_comments`), the engine's pure drift module, the executor's read-back expectation
+(`agent.run.transaction`), the network state, the audit trail and `agent.service.health`; never
+the API, the CLI or the twin.
 """
 
 from __future__ import annotations

@@ -22,9 +22,11 @@ from aiohttp import web
 
 from agent import audit
 from agent.api.auth import Caller, Decision
-from agent.api.backend import JSON, Backend, NotFound, PlaybookMeta
+from agent.api.backend import Backend
 from agent.api.http import start
-from agent.errors import Issue, PlaybookError
+from agent.errors import Issue, NotFound, PlaybookError
+from agent.service.playbooks import PlaybookMeta
+from agent.wire import JSON
 from tests.conftest import EXAMPLE
 
 # The playbooks the API tests use, with the flags authorization reads. The real service reads the

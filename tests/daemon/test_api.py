@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 from agent.api.auth import Caller, Policy, Role
-from agent.api.backend import NotFound
 from agent.api.client import Client
 from agent.api.http import make_app
 from agent.errors import (
@@ -35,6 +34,7 @@ from agent.errors import (
     DaemonError,
     DeviceError,
     LockError,
+    NotFound,
     PlanError,
     PlaybookError,
     RunError,

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from agent import audit
 from agent.api.auth import Decision, Policy
-from agent.api.backend import NotFound
 from agent.api.client import Client
 from agent.api.http import make_app
 from agent.errors import (
@@ -28,6 +27,7 @@ from agent.errors import (
     ConfigError,
     CordonError,
     LockError,
+    NotFound,
     PlanError,
     PlaybookError,
     RunError,

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.api.backend import NotFound
 from agent.api.client import DOWN_HINT, Client
 from agent.errors import (
     AccessRefused,
@@ -22,6 +21,7 @@ from agent.errors import (
     DaemonError,
     InventoryError,
     LockError,
+    NotFound,
 )
 from tests.conftest import require_root
 from tests.daemon.fakes import Server
