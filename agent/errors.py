@@ -6,7 +6,8 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     ├── ConfigError                   bad input: nothing was touched
     │   ├── InventoryError            an inventory file is invalid
     │   ├── PlaybookError             a playbook file is invalid
-    │   └── SecretError               a secret reference cannot be resolved safely
+    │   ├── SecretError               a secret reference cannot be resolved safely
+    │   └── NotFound                  a run, incident, site or zone a request names does not exist
     ├── PlanError                     a valid playbook cannot be planned (invariant, unsupported)
     ├── RunError                      the engine refused or failed a run
     │   ├── LockError                 a site is held by another run
@@ -102,6 +103,10 @@ class PlaybookError(_IssuesError):
 
 class SecretError(ConfigError):
     """A secret reference is malformed, missing, or stored unsafely (the value is never shown)."""
+
+
+class NotFound(ConfigError):
+    """A run, incident, site or zone named by a request does not exist (HTTP 404; exit code 2)."""
 
 
 class PlanError(CordonError):

@@ -58,11 +58,11 @@ SETTINGS: tuple[Setting, ...] = (
         ".state",
         "journal, job store, health store, the daemon's lock, state file and socket",
         (
-            "agent.daemon",
+            "agent.api",
             "agent.cli.options",
             "agent.cli.commands.daemon",
             "agent.cli.commands.resume",
-            "agent.daemon.health",
+            "agent.service.health",
             "agent.engine.journal",
         ),
     ),
@@ -88,7 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
         "path",
         "inventory/roles.yaml",
         "the roles file (who may do what; bearer tokens as secret references)",
-        ("agent.daemon.auth",),
+        ("agent.api.auth",),
     ),
     Setting(
         "CORDON_SOCKET",

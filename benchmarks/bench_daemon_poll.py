@@ -1,5 +1,5 @@
 """Benchmark of the daemon's health polling: memory (RSS, PSS) and CPU (% of one core) of the
-poller (`agent.daemon.poll.Poller`, the code the daemon runs) reading a synthetic fleet of ~500
+poller (`agent.service.poll.Poller`, the code the daemon runs) reading a synthetic fleet of ~500
 devices every period, measured from outside in a subprocess over several periods, with an
 alternative side by side in the same run.
 
@@ -8,7 +8,7 @@ firewalls read over SSH and SNMP, 451 switches over SNMP) on one namespace of th
 management network, every device recorded as isolated (the heaviest poll: all are read).
 
 Variants (`--variants`, default daemon,warm,fresh): `daemon`: the pool as
-`agent.daemon.service` makes it (every session kept, keepalive pings every 30 s), the Poller's
+`agent.service.service` makes it (every session kept, keepalive pings every 30 s), the Poller's
 defaults (16 workers); `warm`: the same pool without keepalive (the polls keep it warm);
 `fresh`: a new pool every period (a connection per device per poll); `sequential`: `warm` read
 by one worker. Every variant uses the real drivers: the SNMP ones share pysnmp engines
@@ -53,11 +53,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 def child(args: argparse.Namespace) -> None:
     """Poll the fleet `--polls` times, one poll per `--period`, after one warm-up poll; report
     each poll on stdout (JSON lines) and wait for the parent before exiting."""
-    from agent.daemon.health import HealthStore  # noqa: PLC0415 - the child's own imports
-    from agent.daemon.poll import Poller  # noqa: PLC0415
     from agent.drivers import snmp  # noqa: PLC0415
     from agent.drivers.pool import Pool  # noqa: PLC0415
     from agent.inventory import load  # noqa: PLC0415
+    from agent.service.health import HealthStore  # noqa: PLC0415 - the child's own imports
+    from agent.service.poll import Poller  # noqa: PLC0415
     from benchmarks.fleet import fleet_states  # noqa: PLC0415
 
     def snmp_engines() -> int:
@@ -73,7 +73,7 @@ def child(args: argparse.Namespace) -> None:
     store = HealthStore(Path(os.environ["CORDON_STATE_DIR"]) / "health.sqlite")
     workers = 1 if args.child == "sequential" else args.workers
 
-    # as agent.daemon.service.Service makes it (keepalive only in the `daemon` variant)
+    # as agent.service.service.Service makes it (keepalive only in the `daemon` variant)
     keepalive = 30.0 if args.child == "daemon" else None
 
     def new_pool() -> Pool:

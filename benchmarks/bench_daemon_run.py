@@ -24,10 +24,9 @@ from datetime import datetime
 from pathlib import Path
 
 from agent import audit
-from agent.daemon.api import make_app, serve
-from agent.daemon.auth import Policy
-from agent.daemon.client import Client
-from agent.daemon.service import Service
+from agent.api.auth import Policy
+from agent.api.client import Client
+from agent.api.http import make_app, serve
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.inventory import load
@@ -35,6 +34,7 @@ from agent.lab import build
 from agent.lab.state import LabState
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
+from agent.service.service import Service
 from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import audit
+from agent.api.auth import Policy
 from agent.audit.redact import scrub
-from agent.daemon.auth import Policy
 from agent.errors import ConfigError, CordonError, InventoryError, PlaybookError
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
@@ -259,7 +259,7 @@ def test_local_refuses_a_roles_file_of_the_callers_own(
     assert not (state / "journal.sqlite").exists()
     # the same file owned by root, which nobody else may write: accepted
     os.chown(roles, 0, -1)
-    from agent.daemon.auth import check_local_roles  # noqa: PLC0415
+    from agent.api.auth import check_local_roles  # noqa: PLC0415
 
     check_local_roles(roles, uid=nobody, state_dir=state)
 

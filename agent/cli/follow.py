@@ -20,8 +20,8 @@ from agent.cli.render import style
 from agent.cli.render.runs import GATE_COLOR, STEP_COLOR
 from agent.cli.render.status import waiting_text
 from agent.cli.session import Conn
-from agent.daemon.models import RunView
 from agent.status import INTERRUPTED, OPEN
+from agent.wire import RunView
 
 __all__ = ["follow"]
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.api.client import Client, TypedClient
 from agent.cli.options import Opts
-from agent.daemon.client import Client, TypedClient
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from agent.daemon.service import Service
+    from agent.service.service import Service
 
 __all__ = ["Conn", "connect"]
 
@@ -51,15 +51,15 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             yield Conn(TypedClient(client))
         return
     from agent import audit  # noqa: PLC0415 - --local only
-    from agent.daemon.api import make_app  # noqa: PLC0415
-    from agent.daemon.auth import (  # noqa: PLC0415
+    from agent.api.auth import (  # noqa: PLC0415
         Policy,
         check_local_roles,
         default_roles_path,
     )
+    from agent.api.http import make_app  # noqa: PLC0415
     from agent.daemon.main import state_lock  # noqa: PLC0415
-    from agent.daemon.service import local  # noqa: PLC0415
     from agent.inventory import default_path  # noqa: PLC0415
+    from agent.service.service import local  # noqa: PLC0415
 
     audit.configure(console=False)
     check_local_roles(o.roles or default_roles_path(), uid=os.geteuid(), state_dir=o.state_dir)
@@ -80,7 +80,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
 @contextlib.contextmanager
 def _serve_here(app: web.Application) -> Iterator[Path]:
     """Serve `app` on a private socket (a fresh 0700 directory) from a thread of this process."""
-    from agent.daemon.api import start  # noqa: PLC0415
+    from agent.api.http import start  # noqa: PLC0415
 
     tmp = Path(tempfile.mkdtemp(prefix="cordon-local-"))
     sock = tmp / "api.sock"

@@ -1,25 +1,15 @@
-"""`cordon daemon`'s API: identity and roles (`auth`), the HTTP routes on a Unix socket (`api`),
-the engine behind them (`backend`, a Protocol), the wire models (`models`), the CLI's `client`.
+"""`cordon daemon`, the process: `main` is its composition root (it builds the service, the API
+and the roles policy, and picks the twin's flow verifier when a twin is up). The API it serves
+lives in `agent.api`, the application behind it in `agent.service`.
 
-Kept light on purpose: importing `agent.daemon.client` must not pull in aiohttp. The engine, the
-drivers and the twin are never imported here; the backend that drives them is given to `make_app`.
-
-    from agent.daemon.api import make_app, serve      # the daemon side (aiohttp)
-    from agent.daemon.auth import Policy, authorize   # who is calling, and may they
-    from agent.daemon.client import Client            # the CLI side (httpx)
+Kept light on purpose (the CLI imports it for the socket's name): imports `agent.settings` only;
+`agent.daemon.main` is imported when a daemon starts or its state file is read.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from agent import settings
 
-__all__ = ["SOCKET_NAME", "default_socket_path"]
+__all__ = ["SOCKET_NAME"]
 
 SOCKET_NAME = settings.SOCKET_NAME
-
-
-def default_socket_path() -> Path:
-    """`$CORDON_STATE_DIR/cordon.sock`, the state directory defaulting to `.state`."""
-    return settings.current().socket_path

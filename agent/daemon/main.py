@@ -1,9 +1,11 @@
 """`cordon daemon`: one long-running process per state directory, wiring the engine (`Service`,
 with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 
-The composition root: imports the service, the API, the roles policy, the audit trail and the
-drivers' open-file limit (raised at start), and chooses the engine's flow verifier (the twin's,
-`agent.lab.verifier`, when a twin of the inventory is up). Nothing here decides or renders.
+The composition root: imports the service (`agent.service.service`), the API (`agent.api.http`)
+and its roles policy (`agent.api.auth`), the audit trail and the drivers' open-file limit (raised
+at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`, when a twin
+of the inventory is up): with the CLI, the only module that imports the twin. Nothing here
+decides or renders; nothing below the daemon imports it.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
@@ -27,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, audit
-from agent.daemon.api import make_app, start
-from agent.daemon.auth import Policy
-from agent.daemon.service import DAEMON_ACTOR, Service
+from agent.api.auth import Policy
+from agent.api.http import make_app, start
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
+from agent.service.service import DAEMON_ACTOR, Service
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 

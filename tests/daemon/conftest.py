@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 
 from agent import audit
-from agent.daemon import service as service_module
-from agent.daemon.api import make_app
-from agent.daemon.auth import Policy
-from agent.daemon.client import Client
-from agent.daemon.service import Service
+from agent.api.auth import Policy
+from agent.api.client import Client
+from agent.api.http import make_app
 from agent.errors import ConnectError
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
+from agent.service import service as service_module
+from agent.service.service import Service
 from tests.conftest import EXAMPLE, ROOT, require_root
 from tests.daemon.fakes import FakeBackend, Server
 

@@ -1,5 +1,5 @@
 """Test doubles for the daemon API: a recorder that stands between the API and a backend (the
-fake below or the real `agent.daemon.service.Service`), a fake backend, a real aiohttp server on a
+fake below or the real `agent.service.service.Service`), a fake backend, a real aiohttp server on a
 Unix socket in a background thread, and audit log readers.
 
 The fake decides nothing the engine decides (no two-person rule, no plan, no lock): it keeps the
@@ -21,10 +21,12 @@ from typing import Any, Literal
 from aiohttp import web
 
 from agent import audit
-from agent.daemon.api import start
-from agent.daemon.auth import Caller, Decision
-from agent.daemon.backend import JSON, Backend, NotFound, PlaybookMeta
-from agent.errors import Issue, PlaybookError
+from agent.api.auth import Caller, Decision
+from agent.api.backend import Backend
+from agent.api.http import start
+from agent.errors import Issue, NotFound, PlaybookError
+from agent.service.playbooks import PlaybookMeta
+from agent.wire import JSON
 from tests.conftest import EXAMPLE
 
 # The playbooks the API tests use, with the flags authorization reads. The real service reads the

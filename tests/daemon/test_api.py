@@ -22,11 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.daemon.api import make_app
-from agent.daemon.auth import Caller, Policy, Role
-from agent.daemon.backend import NotFound
-from agent.daemon.client import Client
-from agent.daemon.service import Service
+from agent.api.auth import Caller, Policy, Role
+from agent.api.client import Client
+from agent.api.http import make_app
 from agent.errors import (
     AccessRefused,
     ApprovalError,
@@ -36,11 +34,13 @@ from agent.errors import (
     DaemonError,
     DeviceError,
     LockError,
+    NotFound,
     PlanError,
     PlaybookError,
     RunError,
     SecretError,
 )
+from agent.service.service import Service
 from tests.conftest import EXAMPLE, require_root
 from tests.daemon.fakes import FakeBackend, Recorder, Server, records
 

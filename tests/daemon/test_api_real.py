@@ -18,21 +18,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import audit
-from agent.daemon.api import make_app
-from agent.daemon.auth import Decision, Policy
-from agent.daemon.backend import NotFound
-from agent.daemon.client import Client
-from agent.daemon.service import Service
+from agent.api.auth import Decision, Policy
+from agent.api.client import Client
+from agent.api.http import make_app
 from agent.errors import (
     AccessRefused,
     ApprovalError,
     ConfigError,
     CordonError,
     LockError,
+    NotFound,
     PlanError,
     PlaybookError,
     RunError,
 )
+from agent.service.service import Service
 from tests.conftest import EXAMPLE, require_root
 from tests.daemon.conftest import NoDevices
 from tests.daemon.fakes import FakeBackend, Server, records

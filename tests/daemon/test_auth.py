@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.api.auth import Action, Caller, Policy, Role, authorize, user_name
 from agent.audit.redact import scrub
-from agent.daemon.auth import Action, Caller, Policy, Role, authorize, user_name
 from agent.errors import AccessRefused, ConfigError
 from tests.conftest import ROOT
 

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.daemon.backend import NotFound
-from agent.daemon.client import DOWN_HINT, Client
+from agent.api.client import DOWN_HINT, Client
 from agent.errors import (
     AccessRefused,
     CommandRejected,
@@ -22,6 +21,7 @@ from agent.errors import (
     DaemonError,
     InventoryError,
     LockError,
+    NotFound,
 )
 from tests.conftest import require_root
 from tests.daemon.fakes import Server

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agent.daemon.client import Client
+from agent.api.client import Client
 from agent.errors import AccessRefused, CordonError
 from tests.conftest import EXAMPLE, ROOT, require_root
 

@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 
 from agent import audit
-from agent.daemon.health import HealthStore
-from agent.daemon.poll import DevicePoll, Poller, PollReport
 from agent.drivers.base import ApplyResult, Backup, ChangeSet, Expectation, Facts, Target, Via
 from agent.drivers.pool import Pool
 from agent.engine.drift import Drift, Readback, detect, reapply_lines, watched
@@ -30,6 +28,8 @@ from agent.inventory.models import Inventory, Platform
 from agent.network.state import NORMAL, DeviceState, NftRule
 from agent.platforms.linux_nftables import render
 from agent.platforms.snmp.mib import IF_ADMIN, IF_DESCR, IF_NAME, IF_OPER
+from agent.service.health import HealthStore
+from agent.service.poll import DevicePoll, Poller, PollReport
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "hospi-grand-ouest.yaml"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon.health import SCHEMA_VERSION, HealthStore
 from agent.errors import DaemonError
+from agent.service.health import SCHEMA_VERSION, HealthStore
 
 TODAY = Path(__file__).parent / "data" / "health-v0.sqlite"  # written by the release before #12
 

@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 
 from agent import audit
-from agent.daemon.health import HealthStore
-from agent.daemon.poll import DevicePoll, Poller, PollReport, reapply_recorded
 from agent.drivers import ChangeSet, Expectation, Target, Timeouts, Via
 from agent.drivers.pool import Pool
 from agent.engine.drift import Drift
@@ -27,6 +25,8 @@ from agent.platforms.cisco_ios.render import ios_lines
 from agent.platforms.linux_nftables.render import nft_table
 from agent.platforms.registry import one_shot
 from agent.run.transaction import expectation
+from agent.service.health import HealthStore
+from agent.service.poll import DevicePoll, Poller, PollReport, reapply_recorded
 from tests import secret_scan
 from tests.conftest import Twin
 from tests.drivers import twinhelp as th

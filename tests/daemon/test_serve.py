@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon.api import make_app, serve
-from agent.daemon.auth import Policy
-from agent.daemon.client import Client
+from agent.api.auth import Policy
+from agent.api.client import Client
+from agent.api.http import make_app, serve
 from agent.errors import ConfigError, DaemonDown, DaemonError
 from tests.daemon.fakes import FakeBackend, Server
 

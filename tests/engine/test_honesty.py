@@ -22,8 +22,6 @@ from agent import audit
 from agent.cli.commands.resume import resume_cmd
 from agent.cli.options import Opts
 from agent.cli.render.status import render_status
-from agent.daemon.models import StatusOut
-from agent.daemon.service import local
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import AuditError, PlanError, RunError
@@ -33,6 +31,8 @@ from agent.network.state import DeviceState
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor
+from agent.service.service import local
+from agent.wire import StatusOut
 from tests.conftest import EXAMPLE, ROOT
 from tests.engine.fakes import World
 

@@ -62,7 +62,7 @@ def daemon_cmd(
 ) -> None:
     """Run the daemon in the foreground: the API on a Unix socket, runs with their timed gates
     (soaks, approvals) across restarts, drift polling. Stops cleanly on SIGTERM or SIGINT."""
-    from agent.daemon.auth import default_roles_path  # noqa: PLC0415
+    from agent.api.auth import default_roles_path  # noqa: PLC0415
     from agent.daemon.main import DaemonConfig, run  # noqa: PLC0415
     from agent.inventory import default_path  # noqa: PLC0415
 

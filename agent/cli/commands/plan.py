@@ -12,8 +12,8 @@ from agent.cli.options import JSON, Opts, common, params_option, sites_option
 from agent.cli.render import echo_json
 from agent.cli.render.plan import render_plan
 from agent.cli.session import connect
-from agent.daemon.models import PlanOut
 from agent.errors import PlanError
+from agent.wire import PlanOut
 
 __all__ = ["plan_cmd", "refuse_unsafe"]
 

@@ -17,9 +17,9 @@ from agent.cli.render.plan import confirmation, render_plan_brief
 from agent.cli.render.runs import ROLLED_BACK, render_final, render_rollback
 from agent.cli.render.status import waiting_text
 from agent.cli.session import connect
-from agent.daemon.models import RunStarted
 from agent.errors import ConfigError
 from agent.status import INTERRUPTED, RUN_EXIT, RunStatus, exit_code
+from agent.wire import RunStarted
 
 __all__ = ["approve_cmd", "attest_cmd", "rollback_cmd", "run_cmd"]
 

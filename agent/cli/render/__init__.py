@@ -1,5 +1,5 @@
 """Text for a person: one module per thing shown (status, plan, runs, a run report), rendered from
-the API's wire models (`agent.daemon.models`); here the small shared helpers (colour, times,
+the API's wire models (`agent.wire`); here the small shared helpers (colour, times,
 JSON output).
 
 Imports click, the wire models and `agent.cli.options` only; never the client, the service or

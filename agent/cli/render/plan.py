@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent.cli.options import Opts
 from agent.cli.render import style
-from agent.daemon.models import PlanOut
+from agent.wire import PlanOut
 
 __all__ = ["confirmation", "render_plan", "render_plan_brief"]
 

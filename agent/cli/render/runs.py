@@ -9,8 +9,8 @@ from __future__ import annotations
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.cli.render.status import waiting_text
-from agent.daemon.models import RollbackOut, RunsOut, RunView
 from agent.status import OPEN
+from agent.wire import RollbackOut, RunsOut, RunView
 
 __all__ = [
     "GATE_COLOR",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent.cli.options import Opts
 from agent.cli.render import style, when
-from agent.daemon.models import RunSummary, StatusOut
+from agent.wire import RunSummary, StatusOut
 
 __all__ = ["render_status", "waiting_text"]
 

@@ -1,7 +1,10 @@
-"""The daemon's engine side: the `Backend` the API calls, over one inventory, one journal, one
-warm device pool and one APScheduler 3.x scheduler with a persistent SQLAlchemy job store.
+"""The application behind the daemon's API and `cordon ... --local`: the `Service`, over one
+inventory, one journal, one warm device pool and one APScheduler 3.x scheduler with a persistent
+SQLAlchemy job store. It satisfies the API's `Backend` Protocol structurally: it never imports
+the API; who an order acts for and how it was authorized are the small Protocols `Actor` and
+`Authorization` below (the API's `Caller` and `Decision` are both).
 
-Jobs (module-level functions in `agent.daemon.jobs`, so the store can persist them): proceed a
+Jobs (module-level functions in `agent.service.jobs`, so the store can persist them): proceed a
 run at its next wake-up (soak ticks, waits, approval deadlines), poll every device's isolation
 state (drift), back up configurations. Jobs and the journal survive a restart: on start, open
 runs are settled by reading their devices and scheduled again, and a soak continues where it was.
@@ -9,8 +12,11 @@ runs are settled by reading their devices and scheduled again, and a soak contin
 The same class runs in-process for `cordon ... --local` (no scheduler: the CLI drives the run),
 so a local order is authorized and audited exactly as one sent to the daemon.
 
-Every answer is built through its wire model (`agent.daemon.models`), the shape the client
-parses and the CLI renders; never click or a renderer."""
+Imports the executor (`agent.run`), the engine's journal and plan, the drivers' pool, the
+inventory and playbook loaders, the audit trail, `agent.status`, `agent.errors`, its own package
+and `agent.wire`: every answer is built through its wire model, the shape the client parses and
+the CLI renders. Never the API, the daemon process, click, a renderer or the twin (a flow
+verifier is given to it by a composition root)."""
 
 from __future__ import annotations
 
@@ -22,13 +28,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent import audit
 from agent.audit import report as audit_report
-from agent.daemon.backend import JSON, NotFound, PlaybookMeta, playbook_path
-from agent.daemon.health import HealthStore
-from agent.daemon.models import (
+from agent.drivers.pool import Pool
+from agent.engine.journal import Journal, RunRecord, driver_alive
+from agent.engine.plan import Plan
+from agent.errors import CordonError, NotFound, PlanError, RunError, RunStopped
+from agent.inventory import load as load_inventory
+from agent.inventory.models import Inventory
+from agent.playbook import load as load_playbook
+from agent.playbook.models import Playbook
+from agent.run.executor import Executor
+from agent.run.model import RunOptions, RunReport, new_run_id
+from agent.service.health import HealthStore
+from agent.service.playbooks import PlaybookMeta, playbook_path
+from agent.service.poll import Poller, reapply_recorded
+from agent.status import OPEN, RunStatus, SiteMode, StepStatus
+from agent.wire import (
+    JSON,
     Approved,
     Attested,
     FlowChange,
@@ -44,26 +63,31 @@ from agent.daemon.models import (
     RunView,
     StatusOut,
 )
-from agent.daemon.poll import Poller, reapply_recorded
-from agent.drivers.pool import Pool
-from agent.engine.journal import Journal, RunRecord, driver_alive
-from agent.engine.plan import Plan
-from agent.errors import CordonError, PlanError, RunError, RunStopped
-from agent.inventory import load as load_inventory
-from agent.inventory.models import Inventory
-from agent.playbook import load as load_playbook
-from agent.playbook.models import Playbook
-from agent.run.executor import Executor
-from agent.run.model import RunOptions, RunReport, new_run_id
-from agent.status import OPEN, RunStatus, SiteMode, StepStatus
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from agent.daemon.auth import Caller, Decision
     from agent.run.model import FlowVerifier
 
 DAEMON_ACTOR = "cordon-daemon"
+
+
+class Actor(Protocol):
+    """Who an order acts for: the name recorded in the journal and the audit trail."""
+
+    @property
+    def user(self) -> str: ...
+
+
+class Authorization(Protocol):
+    """How a run was authorized: on-call alone on an emergency playbook (review afterwards), or
+    held for a second operator's approval."""
+
+    @property
+    def break_glass(self) -> bool: ...
+
+    @property
+    def needs_approval(self) -> bool: ...
 
 
 def plan_digest(p: Plan) -> str:
@@ -126,7 +150,7 @@ class Service:
     def start(self) -> None:
         """Start the scheduler (jobs from the store resume), the periodic jobs, and take on
         every run a previous daemon left open."""
-        from agent.daemon import jobs  # noqa: PLC0415 - jobs import this module
+        from agent.service import jobs  # noqa: PLC0415 - jobs import this module
 
         jobs.attach(self)
         if self.scheduler is None:
@@ -162,7 +186,7 @@ class Service:
         self.log.info("daemon.warm", devices=len(names), unreachable=len(failed))
 
     def stop(self) -> None:
-        from agent.daemon import jobs  # noqa: PLC0415
+        from agent.service import jobs  # noqa: PLC0415
 
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
@@ -176,7 +200,7 @@ class Service:
 
     def schedule(self, run_id: str, delay: float) -> None:
         """Proceed `run_id` in `delay` seconds (a persistent job: survives a restart)."""
-        from agent.daemon import jobs  # noqa: PLC0415
+        from agent.service import jobs  # noqa: PLC0415
 
         if self.scheduler is None:
             return
@@ -268,7 +292,7 @@ class Service:
         pb = self._playbook(name, params)
         return PlaybookMeta(emergency=pb.emergency, approval=pb.approval)
 
-    def status(self, caller: Caller | None = None) -> JSON:
+    def status(self, caller: Actor | None = None) -> JSON:
         sites = self.journal.sites()
         locks = self.journal.locks()
         alarms = [a.as_dict() for a in self.health.alarms(status="open")]
@@ -302,7 +326,7 @@ class Service:
 
     def plan(
         self,
-        caller: Caller | None,
+        caller: Actor | None,
         *,
         playbook: str,
         sites: list[str] | None,
@@ -348,7 +372,7 @@ class Service:
 
     def start_run(
         self,
-        caller: Caller | None,
+        caller: Actor | None,
         *,
         playbook: str,
         sites: list[str] | None,
@@ -356,7 +380,7 @@ class Service:
         reason: str | None,
         attest: dict[str, str] | None,
         soak_seconds: int | float | None,
-        decision: Decision | None,
+        decision: Authorization | None,
         params: dict[str, str] | None = None,
     ) -> JSON:
         self._known_sites(sites)
@@ -415,7 +439,7 @@ class Service:
             else:
                 time.sleep(pause)
 
-    def list_runs(self, caller: Caller | None = None, *, limit: int = 50) -> JSON:
+    def list_runs(self, caller: Actor | None = None, *, limit: int = 50) -> JSON:
         runs = [self._run_summary(r) for r in self.journal.runs(limit=limit)]
         return RunsOut.model_validate({"runs": runs}).wire()
 
@@ -453,7 +477,7 @@ class Service:
             "stop_requested": r.stop_requested,
         }
 
-    def show_run(self, caller: Caller | None = None, *, run_id: str) -> JSON:
+    def show_run(self, caller: Actor | None = None, *, run_id: str) -> JSON:
         try:
             info = self.journal.run(run_id)
         except RunError:
@@ -483,13 +507,13 @@ class Service:
         out["approval"] = approval.as_dict() if approval else None
         return RunView.model_validate(out).wire()
 
-    def approve(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
+    def approve(self, caller: Actor | None, *, run_id: str, reason: str | None) -> JSON:
         self._exists(run_id)
         what = self._executor(_who(caller)).approve(run_id, _who(caller), reason)
         self.schedule(run_id, 0.0)
         return Approved(run_id=run_id, approved=what, by=_who(caller)).wire()
 
-    def rollback(self, caller: Caller | None, *, run_id: str, reason: str | None) -> JSON:
+    def rollback(self, caller: Actor | None, *, run_id: str, reason: str | None) -> JSON:
         self._exists(run_id)
         # a run still proceeding is first stopped at a step boundary (its driver, in this
         # process or another, sends nothing more), then rolled back
@@ -508,7 +532,7 @@ class Service:
         ).wire()
 
     def attest(
-        self, caller: Caller | None, *, run_id: str, site: str, zone: str, reason: str
+        self, caller: Actor | None, *, run_id: str, site: str, zone: str, reason: str
     ) -> JSON:
         self._exists(run_id)
         self._executor(_who(caller)).attest(run_id, site, zone, _who(caller), reason)
@@ -517,7 +541,7 @@ class Service:
 
     def incident(
         self,
-        caller: Caller | None,
+        caller: Actor | None,
         *,
         action: Literal["open", "close"],
         name: str | None,
@@ -548,7 +572,7 @@ class Service:
         return IncidentOut(incident_id=inc.incident_id, status="closed").wire()
 
     def notify(
-        self, caller: Caller | None, *, incident: str | None, kind: str, to: str, ref: str
+        self, caller: Actor | None, *, incident: str | None, kind: str, to: str, ref: str
     ) -> JSON:
         """`cordon incident notify`: a regulator was notified (the report's clocks read it)."""
         opened = self.journal.incidents(open_only=incident is None)
@@ -564,7 +588,7 @@ class Service:
         return Notified(incident_id=iid, kind=kind, to=to, ref=ref, by=_who(caller)).wire()
 
     def audit_report(
-        self, caller: Caller | None = None, *, run: str | None, incident: str | None
+        self, caller: Actor | None = None, *, run: str | None, incident: str | None
     ) -> JSON:
         log_dir = audit.current_log_dir()
         rep = audit_report.build(log_dir, run=run, incident=incident)
@@ -610,7 +634,7 @@ def link_changes(p: Plan, inv: Inventory) -> list[LinkChange]:
     return out
 
 
-def _who(caller: Caller | None) -> str:
+def _who(caller: Actor | None) -> str:
     return caller.user if caller is not None else DAEMON_ACTOR
 
 

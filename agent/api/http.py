@@ -1,8 +1,9 @@
 """The daemon's HTTP API on a Unix socket (aiohttp): routes, caller identity, authorization, the
 audit of every refusal, and errors as JSON with the exit code the CLI uses.
 
-Imports aiohttp, `agent.daemon.{auth,backend,models}`, `agent.audit` and `agent.errors`; never the
-engine or a driver (the `Backend` is given to `make_app`).
+Imports aiohttp, `agent.api.{auth,backend}`, `agent.wire`, `agent.audit` and `agent.errors`; never
+the service, the engine or a driver (the `Backend` is given to `make_app`), the daemon process or
+the twin.
 
 Every route is under /v1 and answers JSON. An error is
 `{"error": {"type", "message", "hint", "exit_code"}}` (plus `issues` for input files, `device`
@@ -31,11 +32,28 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from agent import __version__, audit
+from agent.api import default_socket_path
+from agent.api.auth import GRANTS, Action, Caller, Decision, Policy, authorize, may, user_name
+from agent.api.backend import Backend
 from agent.audit.redact import scrub
-from agent.daemon import default_socket_path
-from agent.daemon.auth import GRANTS, Action, Caller, Decision, Policy, authorize, may, user_name
-from agent.daemon.backend import JSON, Backend, NotFound
-from agent.daemon.models import (
+from agent.errors import (
+    AccessRefused,
+    ApprovalError,
+    AuditError,
+    ConfigError,
+    CordonError,
+    DaemonError,
+    DeviceError,
+    InventoryError,
+    LabError,
+    NotFound,
+    PlanError,
+    PlaybookError,
+    RunError,
+    SecretError,
+)
+from agent.wire import (
+    JSON,
     ApproveRequest,
     AttestRequest,
     AuditReportQuery,
@@ -48,21 +66,6 @@ from agent.daemon.models import (
     parse_body,
     parse_query,
     run_id,
-)
-from agent.errors import (
-    AccessRefused,
-    ApprovalError,
-    AuditError,
-    ConfigError,
-    CordonError,
-    DaemonError,
-    DeviceError,
-    InventoryError,
-    LabError,
-    PlanError,
-    PlaybookError,
-    RunError,
-    SecretError,
 )
 
 __all__ = ["MAX_BODY", "error_body", "http_status", "make_app", "serve", "start"]

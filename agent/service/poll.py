@@ -25,7 +25,9 @@ outcome `reapplied`): the record was pushed and verified by the driver, the poll
 
 Imports the drivers' public types and pool, the platform registry and capabilities (the device
 reads themselves live with the platforms: `agent.platforms.snmp.status`, the nftables driver's
-`rule_comments`), the engine's pure drift module; never the CLI.
+`rule_comments`), the engine's pure drift module, the executor's read-back expectation
+(`agent.run.transaction`), the network state, the audit trail and `agent.service.health`; never
+the API, the CLI or the twin.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from agent import audit
-from agent.daemon.health import Alarm, Change, HealthStore, PollRow, PollStatus
 from agent.drivers.base import ChangeSet, Driver, Expectation, Via
 from agent.drivers.pool import Pool
 from agent.engine.drift import FIXABLE, Drift, Readback, detect, reapply_lines, watched
@@ -48,6 +49,7 @@ from agent.network.state import NORMAL, DeviceState
 from agent.platforms import registry
 from agent.platforms.capabilities import ReadsRuleComments, ReadsSnmp, having, require
 from agent.platforms.snmp import status
+from agent.service.health import Alarm, Change, HealthStore, PollRow, PollStatus
 
 Reapply = Callable[[str], bool]  # device -> re-applied (the daemon's on_drift policy decides)
 

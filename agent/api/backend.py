@@ -1,56 +1,25 @@
-"""What the daemon's API needs from the engine: the `Backend` Protocol, one method per route.
+"""What the daemon's API needs from the service: the `Backend` Protocol, one method per route.
 
-A Protocol only (the daemon provides the implementation); imports nothing that does I/O. The API
-authenticates and authorizes before calling it; the backend does the rest and raises
-`agent.errors` types, which reach the client with their exit codes.
+A Protocol only (`agent.service.service.Service` satisfies it; the tests' fake does too); imports
+`agent.wire` (`JSON`), `agent.service.playbooks` (`PlaybookMeta`) and the API's own `auth` types,
+nothing that does I/O. The API authenticates and authorizes before calling it; the backend does
+the rest and raises `agent.errors` types, which reach the client with their exit codes.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from agent.errors import ConfigError, Issue, PlaybookError
+from agent.service.playbooks import PlaybookMeta
+from agent.wire import JSON
 
 if TYPE_CHECKING:
-    from agent.daemon.auth import Caller, Decision
+    from agent.api.auth import Caller, Decision
 
-__all__ = ["JSON", "NOTIFY_KINDS", "Backend", "NotFound", "PlaybookMeta", "playbook_path"]
-
-JSON = dict[str, Any]  # a JSON object: str keys; values str, int, float, bool, None, list, dict
-
-
-class NotFound(ConfigError):
-    """A run, incident, site or zone named by a request does not exist (HTTP 404; exit code 2)."""
-
+__all__ = ["NOTIFY_KINDS", "Backend"]
 
 # the kinds of `regulatory.notified` the audit report's clocks know (agent/audit/__init__.py)
 NOTIFY_KINDS = ("nis2_early_warning", "nis2_notification", "nis2_final_report", "cnil", "ars")
-
-PLAYBOOK_DIR = Path("playbooks")
-_PLAYBOOK_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def playbook_path(name: str) -> Path:
-    """The file of the playbook `name`: always `playbooks/<name>.yaml` under the daemon's working
-    directory, never a path of the caller's choosing (a name like `logs` is not the `logs/`
-    folder). A name that is not one, or no such file: `PlaybookError` (exit 2)."""
-    path = PLAYBOOK_DIR / f"{name}.yaml"
-    if not _PLAYBOOK_NAME.match(name):
-        raise PlaybookError([Issue(str(path), "", f"{name!r} is not a playbook name")])
-    if not path.is_file():
-        raise PlaybookError([Issue(str(path), "", "no such playbook file")])
-    return path
-
-
-@dataclass(frozen=True)
-class PlaybookMeta:
-    """What authorization needs to know about a playbook before a run starts."""
-
-    emergency: bool
-    approval: Literal["none", "two_person"]
 
 
 class Backend(Protocol):

@@ -1,6 +1,11 @@
 """The scheduler's jobs, as module-level functions so the persistent job store can name them
-(`agent.daemon.jobs:proceed`). They act on the one `Service` of this process, attached at start;
-a job that fires before (or after) has nothing to act on and says so."""
+(`agent.service.jobs:proceed`). They act on the one `Service` of this process, attached at start;
+a job that fires before (or after) has nothing to act on and says so.
+
+Imports the audit trail and `agent.errors` (the `Service` for its type only); never the API.
+Moving this module renames its jobs in the store: a row naming the old module cannot be restored;
+APScheduler drops it (logged), and `Service.start` schedules the poll, the backup and every open
+run again, so nothing is lost."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from agent import audit
 from agent.errors import CordonError
 
 if TYPE_CHECKING:
-    from agent.daemon.service import Service
+    from agent.service.service import Service
 
 _service: Service | None = None
 

@@ -1,9 +1,9 @@
 """Who is calling the daemon, and may they: the roles file, caller identity (socket peer
 credentials or a per-operator bearer token), and the pure policy `authorize`.
 
-Imports pydantic, `agent.yamlfile`, `agent.secrets`, `agent.settings` and `agent.errors`; never
-aiohttp, the engine or a driver. Token values live only in `Policy` (never logged, never in an error
-message).
+Imports pydantic, `agent.yamlfile`, `agent.secrets`, `agent.settings`, `agent.errors` and the
+inventory's `SecretRef`; never aiohttp, the service, the engine or a driver. Token values live only
+in `Policy` (never logged, never in an error message).
 
 The roles file (YAML, e.g. `inventory/roles.yaml`):
 
@@ -362,5 +362,5 @@ def _roles_error(issues: list[Issue]) -> ConfigError:
     body = "\n".join(f"  {i}" for i in issues)
     return ConfigError(
         f"invalid roles file: {count}\n{body}",
-        hint="fix the roles file (see agent/daemon/auth.py for its format) and restart the daemon",
+        hint="fix the roles file (see agent/api/auth.py for its format) and restart the daemon",
     )

@@ -4,8 +4,10 @@ kept for `--json`), the JSON error body, and the translation of a validation fai
 `ConfigError` naming the field. The service builds its answers through the response models, the
 client parses them back into the same models, and the CLI renders from them.
 
-Imports pydantic, `agent.errors`, `agent.yamlfile` and the inventory's scalar types only: a leaf
-that the service, the API, the client and the CLI may all import.
+Its own layer, below the service and above the executor (not inside `agent.api`): the service,
+which the API calls, builds its answers here, so the models cannot live above it. Imports
+pydantic, `agent.errors`, `agent.yamlfile` and the inventory's scalar types only: a leaf that the
+service, the API, the client and the CLI may all import; never the executor, a driver or the twin.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from agent.inventory.models import Name
 from agent.yamlfile import format_loc
 
 __all__ = [
+    "JSON",
     "MAX_REASON",
     "MAX_SOAK_SECONDS",
     "ApproveRequest",
@@ -58,6 +61,8 @@ __all__ = [
     "parse_query",
     "run_id",
 ]
+
+JSON = dict[str, Any]  # a JSON object: str keys; values str, int, float, bool, None, list, dict
 
 MAX_REASON = 500
 MAX_SOAK_SECONDS = 7 * 24 * 3600

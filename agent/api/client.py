@@ -1,10 +1,11 @@
 """The CLI's client for `cordon daemon`: HTTP over the daemon's Unix socket (httpx), one method
 per route, and the daemon's JSON errors raised again as the same `agent.errors` types.
 `Client` answers the JSON objects as sent; `TypedClient` parses them into the wire models of
-`agent.daemon.models` (what the CLI renders).
+`agent.wire` (what the CLI renders).
 
-Imports httpx, `agent.errors`, `agent.daemon.models` and `agent.daemon.backend` (for `NotFound`);
-never aiohttp, the engine or a driver. The token is sent as a header and kept nowhere else.
+Imports httpx, pydantic, `agent.errors`, `agent.wire` and `agent.api` (the default socket
+path); never aiohttp, the service, the engine or a driver. The token is sent as a header and kept
+nowhere else.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from agent.daemon import default_socket_path
-from agent.daemon.backend import JSON, NotFound
-from agent.daemon.models import (
+from agent.api import default_socket_path
+from agent.errors import (
+    AccessRefused,
+    ConfigError,
+    CordonError,
+    DaemonDown,
+    DaemonError,
+    DeviceError,
+    InventoryError,
+    Issue,
+    PlaybookError,
+)
+from agent.wire import (
+    JSON,
     Approved,
     Attested,
     ErrorInfo,
@@ -33,17 +45,6 @@ from agent.daemon.models import (
     RunStarted,
     RunView,
     StatusOut,
-)
-from agent.errors import (
-    AccessRefused,
-    ConfigError,
-    CordonError,
-    DaemonDown,
-    DaemonError,
-    DeviceError,
-    InventoryError,
-    Issue,
-    PlaybookError,
 )
 
 __all__ = ["Client", "TypedClient"]
@@ -352,7 +353,7 @@ def _errno(exc: BaseException) -> int | None:
 
 
 def _error_classes() -> dict[str, type[CordonError]]:
-    found: dict[str, type[CordonError]] = {"CordonError": CordonError, "NotFound": NotFound}
+    found: dict[str, type[CordonError]] = {"CordonError": CordonError}
     todo: list[type[CordonError]] = [CordonError]
     while todo:
         for sub in todo.pop().__subclasses__():
