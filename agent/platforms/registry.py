@@ -56,6 +56,11 @@ def shared(method: str) -> Spec | None:
     return _shared.get(method)
 
 
+def methods() -> list[str]:
+    """The cross-platform methods (`snmp`), in registration order."""
+    return list(_shared)
+
+
 def holds_rules(name: str) -> bool:
     """Does platform `name` hold packet rules? False for a platform not registered."""
     found = _platforms.get(str(name))
