@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
-from agent.network.state import DeviceState
+from agent.network.state import DeviceState, NftRule
 
 # (target, timeouts) -> an unconnected driver; the device library loads when this is called
 DriverFactory = Callable[[Target, Timeouts | None], Driver]
@@ -30,12 +30,15 @@ class Rules:
     its rules exactly a state (also the undo: the script of the state before). `comments`: the
     exact set of rule comments the device shows once it holds a state's rules (the read-back and
     drift compare it). `comments_in`: the rule comments in the text of its own rules as read back
-    (`Facts.ours`). `home`: where its rules live, as messages name it."""
+    (`Facts.ours`). `counted_as`: the comment a counting rule's packets are keyed by when its
+    counters are read (`Counters.rule_counters`; the soak watches them). `home`: where its rules
+    live, as messages name it."""
 
     method: str
     script: Callable[[DeviceState], str]
     comments: Callable[[DeviceState], frozenset[str]]
     comments_in: Callable[[str], frozenset[str]]
+    counted_as: Callable[[NftRule], str]
     home: str
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agent.drivers.base import Driver, Target, Timeouts
 from agent.platforms.linux_nftables.parse import config_lines, rule_comments_in
-from agent.platforms.linux_nftables.render import TABLE, nft_comments, nft_table
+from agent.platforms.linux_nftables.render import TABLE, counted_as, nft_comments, nft_table
 from agent.platforms.spec import Rules, Spec
 
 
@@ -27,6 +27,7 @@ SPEC = Spec(
         script=nft_table,
         comments=nft_comments,
         comments_in=rule_comments_in,
+        counted_as=counted_as,
         home=f"table inet {TABLE}",
     ),
     config_lines=config_lines,
