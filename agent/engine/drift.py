@@ -6,9 +6,12 @@ What is compared, per device:
 - the administrative state of the interfaces that matter (`watched`): those the record shuts,
   and the device's link interfaces (internet, WAN, remote access, vendor), which must be up
   when nothing recorded shuts them (a link left shut is a leftover too);
-- on nftables devices, the exact set of rule comments in `table inet cordon` (the same comments
-  the executor's read-back checks, `render.nft_comments`), or the table's absence when the
-  record holds no rule.
+- on devices that hold packet rules, the exact set of rule comments in the agent's table (the
+  same comments the executor's read-back checks, `Rules.comments`), or the table's absence when
+  the record holds no rule.
+
+On which platforms rules are read, which comments a recorded state shows and where the rules live
+is the platform's (`Spec.rules`, through the registry): no platform is named here.
 
 Re-applying the record only ever closes: it reloads the whole recorded table and re-sends the
 recorded shutdowns. It never sends `no shutdown` and never deletes a leftover table of a device
@@ -26,7 +29,8 @@ from typing import Literal
 from agent.engine import render
 from agent.inventory.models import Platform
 from agent.network.state import NORMAL, DeviceState
-from agent.platforms.linux_nftables import render as nft
+from agent.platforms import registry
+from agent.platforms.spec import Rules
 
 DriftKind = Literal[
     "interface_up",  # recorded shut, found up: an isolation was undone on the device
@@ -44,7 +48,6 @@ Scope = Literal["interfaces", "table"]
 FIXABLE: frozenset[str] = frozenset(
     {"interface_up", "table_missing", "rule_missing", "rule_unexpected", "rule_duplicated"}
 )
-TABLE = f"table inet {nft.TABLE}"
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,9 @@ class Readback:
 
     `admin`: interface -> administratively up, for the watched interfaces the device lists;
     `missing`: watched interfaces it does not list; `interfaces_read`: whether those two were
-    read. `rules`: the comments of the rules of `table inet cordon` ("" for a rule without
-    one; a list, so duplicates show), None when the table does not exist; `table_read`:
-    whether that was read (nftables devices only).
+    read. `rules`: the comments of the rules of the agent's table ("" for a rule without one;
+    a list, so duplicates show), None when the table does not exist; `table_read`: whether that
+    was read (devices that hold packet rules only).
     """
 
     admin: Mapping[str, bool] = field(default_factory=dict)
@@ -115,18 +118,15 @@ def watched(recorded: DeviceState, links: Iterable[str] = ()) -> frozenset[str]:
     return recorded.down_interfaces | frozenset(links)
 
 
-def needs_table(platform: Platform) -> bool:
-    """Is `table inet cordon` read back on this platform?"""
-    return platform is Platform.LINUX_NFTABLES
-
-
-def detect(device: str, recorded: DeviceState, seen: Readback) -> list[Drift]:
-    """Every difference between `recorded` and what was `seen`, in a stable order."""
+def detect(device: str, recorded: DeviceState, seen: Readback, platform: str) -> list[Drift]:
+    """Every difference between `recorded` and what was `seen` on `device` (of `platform`), in a
+    stable order."""
     out: list[Drift] = []
     if seen.interfaces_read:
         out += _interfaces(device, recorded, seen)
-    if seen.table_read:
-        out += _table(device, recorded, seen.rules)
+    rules = registry.platform(platform).rules
+    if seen.table_read and rules is not None:
+        out += _table(device, recorded, seen.rules, rules)
     return sorted(out, key=lambda d: (d.scope, d.kind, d.subject))
 
 
@@ -165,8 +165,10 @@ def _interfaces(device: str, recorded: DeviceState, seen: Readback) -> list[Drif
     return out
 
 
-def _table(device: str, recorded: DeviceState, rules: tuple[str, ...] | None) -> list[Drift]:
-    want = nft.nft_comments(recorded)
+def _table(
+    device: str, recorded: DeviceState, rules: tuple[str, ...] | None, how: Rules
+) -> list[Drift]:
+    want, table = how.comments(recorded), how.home
     if rules is None:
         if not want:
             return []
@@ -174,8 +176,8 @@ def _table(device: str, recorded: DeviceState, rules: tuple[str, ...] | None) ->
             Drift(
                 device,
                 "table_missing",
-                f"{TABLE} is missing: the recorded isolation has {len(want)} rules in it",
-                TABLE,
+                f"{table} is missing: the recorded isolation has {len(want)} rules in it",
+                table,
             )
         ]
     have = Counter(rules)
@@ -186,22 +188,22 @@ def _table(device: str, recorded: DeviceState, rules: tuple[str, ...] | None) ->
             Drift(
                 device,
                 "table_unexpected",
-                f"{TABLE} is present ({what}), the recorded state has no rule: a leftover",
-                TABLE,
+                f"{table} is present ({what}), the recorded state has no rule: a leftover",
+                table,
             )
         ]
     out: list[Drift] = []
     for c in sorted(want - set(have)):
-        out.append(Drift(device, "rule_missing", f"rule {c!r} missing from {TABLE}", c))
+        out.append(Drift(device, "rule_missing", f"rule {c!r} missing from {table}", c))
     for c in sorted(set(have) - want):
         shown = repr(c) if c else "without a comment"
-        out.append(Drift(device, "rule_unexpected", f"{TABLE} has an unexpected rule {shown}", c))
+        out.append(Drift(device, "rule_unexpected", f"{table} has an unexpected rule {shown}", c))
     for c in sorted(c for c, n in have.items() if n > 1 and c in want):
         out.append(
             Drift(
                 device,
                 "rule_duplicated",
-                f"rule {c!r} appears {have[c]} times in {TABLE}",
+                f"rule {c!r} appears {have[c]} times in {table}",
                 c,
             )
         )
@@ -209,9 +211,9 @@ def _table(device: str, recorded: DeviceState, rules: tuple[str, ...] | None) ->
 
 
 def reapply_lines(platform: Platform, recorded: DeviceState) -> list[tuple[str, list[str]]]:
-    """(method, lines) that put `recorded` back on the device: the whole `table inet cordon`
-    (nft, loaded atomically) and the recorded shutdowns (cli, snmp). Empty for a normal record:
-    re-applying "normal" would reopen, which is not the poller's to do."""
+    """(method, lines) that put `recorded` back on the device: the whole table of its rules
+    (by its rules method, loaded atomically) and the recorded shutdowns (cli, snmp). Empty for
+    a normal record: re-applying "normal" would reopen, which is not the poller's to do."""
     if recorded == NORMAL:
         return []
     return [(method, cmds) for method, cmds, _undo in render.render(platform, NORMAL, recorded)]

@@ -16,6 +16,7 @@ from agent.inventory.models import Inventory, Platform, Site, Zone
 from agent.inventory.select import select_sites
 from agent.network.paths import FlowPath, RouteHop, flow_path
 from agent.network.state import NORMAL, DeviceState, NftRule, allow_rules, device_state, flow_open
+from agent.platforms import registry
 from agent.playbook.models import (
     CHANGE_ACTIONS,
     AllowFlow,
@@ -37,7 +38,7 @@ class DeviceChange:
     site: str
     device: str
     platform: Platform
-    method: str  # nft | cli | snmp
+    method: str  # a platform's rules method (nft) or a shutdown method (cli, snmp)
     commands: tuple[str, ...]
     undo: tuple[str, ...]
     before: DeviceState = NORMAL  # the device's whole recorded state before this step
@@ -220,7 +221,7 @@ def _apply_other(
     if isinstance(step, AllowFlow):
         path = paths[step.flow]
         for device in {h.device for h in path.hops}:
-            if site.device(device) is not None and _nft(inv, device):
+            if site.device(device) is not None and _holds_rules(inv, device):
                 state[device] = device_state(state, device).with_rules(
                     allow_rules(path, device, f"{step.name}: allow {step.flow}")
                 )
@@ -242,7 +243,7 @@ def _cut_links(
     notes: list[str] = []
     for link in links:
         _cut_interface(inv, site, link.device, link.interface, state, step.name)
-        if not step.keep_must_survive or not _nft(inv, link.device):
+        if not step.keep_must_survive or not _holds_rules(inv, link.device):
             continue
         for flow in inv.flows:
             path = paths[flow.name]
@@ -275,16 +276,21 @@ def _shut_zone_ports(step: ShutZonePorts, site: Site, state: dict[str, DeviceSta
     return [f"no zone {z} at {site.name}" for z in sorted(missing)]
 
 
-def _nft(inv: Inventory, device: str) -> bool:
+def _holds_rules(inv: Inventory, device: str) -> bool:
+    """Does `device`'s platform hold packet rules (a firewall)?"""
     found = inv.find_device(device)
-    return found is not None and found[1].platform is Platform.LINUX_NFTABLES
+    return found is not None and registry.holds_rules(found[1].platform)
+
+
+def _rules_platforms() -> str:
+    return " or ".join(registry.names(holds_rules=True))
 
 
 def _cut_interface(
     inv: Inventory, site: Site, device: str, interface: str, state: dict[str, DeviceState], tag: str
 ) -> None:
     dev = device_state(state, device)
-    if _nft(inv, device):
+    if _holds_rules(inv, device):
         state[device] = dev.with_rules(
             [NftRule("drop", iif=interface, tag=tag), NftRule("drop", oif=interface, tag=tag)]
         )
@@ -292,12 +298,14 @@ def _cut_interface(
         state[device] = dev.shut(interface, "cli")
 
 
-def _gateway_nft(inv: Inventory, site: Site, zone: Zone, what: str) -> tuple[str, str]:
+def _rules_gateway(inv: Inventory, site: Site, zone: Zone, what: str) -> tuple[str, str]:
     if zone.gateway is None:
         raise PlanError(f"{site.name}: zone {zone.name} has no gateway; {what} needs one")
     gw = zone.gateway.device
-    if not _nft(inv, gw):
-        raise PlanError(f"{site.name}: {what} needs a linux_nftables gateway; {gw} is not one")
+    if not _holds_rules(inv, gw):
+        raise PlanError(
+            f"{site.name}: {what} needs a {_rules_platforms()} gateway; {gw} is not one"
+        )
     return gw, zone.gateway.interface
 
 
@@ -305,7 +313,7 @@ def _quarantine(
     step: QuarantineZone, inv: Inventory, site: Site, state: dict[str, DeviceState]
 ) -> list[str]:
     for zone in (z for z in site.zones if z.name in step.zones):
-        gw, zif = _gateway_nft(inv, site, zone, "quarantine_zone")
+        gw, zif = _rules_gateway(inv, site, zone, "quarantine_zone")
         state[gw] = device_state(state, gw).with_rules(
             [NftRule("drop", iif=zif, tag=step.name), NftRule("drop", oif=zif, tag=step.name)]
         )
@@ -339,7 +347,7 @@ def _reconnect(
     if not zones:
         return [f"no zone of {step.name} at {site.name}"]
     for zone in zones:
-        gw, zif = _gateway_nft(inv, site, zone, "reconnect_zone")
+        gw, zif = _rules_gateway(inv, site, zone, "reconnect_zone")
         links = [lk for lk in wans if lk.device == gw]
         if not links:
             raise PlanError(
@@ -411,9 +419,10 @@ def _block_zones(
                     "different devices; block_zones needs one gateway device"
                 )
             gw = za.gateway.device
-            if not _nft(inv, gw):
+            if not _holds_rules(inv, gw):
                 raise PlanError(
-                    f"{site.name}: block_zones needs a linux_nftables gateway; {gw} is not one"
+                    f"{site.name}: block_zones needs a {_rules_platforms()} gateway; "
+                    f"{gw} is not one"
                 )
             a_if, b_if = za.gateway.interface, zb.gateway.interface
             rules.setdefault(gw, []).extend(

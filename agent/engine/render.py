@@ -20,11 +20,11 @@ def render(
     spec = registry.platform(platform)
     out: list[tuple[str, list[str], list[str]]] = []
     if before.rules != after.rules:
-        if spec.rules_by is None or spec.rules_script is None:
+        if spec.rules is None:
             where = " or ".join(registry.names(holds_rules=True))
             raise PlanError(f"packet rules need a {where} device, not {platform!s}")
-        script = spec.rules_script
-        out.append((spec.rules_by, script(after).splitlines(), script(before).splitlines()))
+        script = spec.rules.script
+        out.append((spec.rules.method, script(after).splitlines(), script(before).splitlines()))
     added = after.down - before.down
     removed = before.down - after.down
     for method in sorted({m for _, m in added | removed}):

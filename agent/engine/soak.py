@@ -1,6 +1,7 @@
 """The soak gate's checks, as data: which counters watch which reconnected zone, and whether two
 samples taken `dt` seconds apart show an anomaly. Reading the samples is the executor's (through
-the drivers); deciding is here. Pure."""
+the drivers); deciding is here. Which comment keys a counting rule is its platform's (through the
+registry). Pure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from agent.engine.plan import zone_of_tag
 from agent.inventory.models import Site
 from agent.network.state import NORMAL, DeviceState
-from agent.platforms.linux_nftables.render import comment
+from agent.platforms import registry
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,14 @@ def watched(site: Site, states: Mapping[str, DeviceState]) -> dict[str, dict[str
     """device -> counter comment -> zone, for every reconnected zone of `site`."""
     out: dict[str, dict[str, str]] = {}
     for dev in site.devices:
-        for rule in states.get(dev.name, NORMAL).rules:
+        recorded = states.get(dev.name, NORMAL).rules
+        rules = registry.platform(dev.platform).rules if recorded else None
+        if rules is None:
+            continue
+        for rule in recorded:
             zone = zone_of_tag(rule.tag)
             if rule.verdict == "count" and zone is not None:
-                out.setdefault(dev.name, {})[comment(rule, "forward")] = zone
+                out.setdefault(dev.name, {})[rules.counted_as(rule)] = zone
     return out
 
 

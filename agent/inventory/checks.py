@@ -16,7 +16,6 @@ from agent.inventory.models import (
     Endpoint,
     Inventory,
     Link,
-    Platform,
     PortRef,
     Site,
     SiteKind,
@@ -254,7 +253,7 @@ def _check_device(inv: Inventory, device: Device, dloc: Loc, report: Report) -> 
                 report((*sloc, "community"), "a community is only for version v2c")
         elif snmp.community is None:
             report((*sloc, "community"), "SNMP v2c needs a community reference")
-    if device.platform is Platform.LINUX_NFTABLES:
+    if device.platform.linux_names:
         for ii, iface in enumerate(device.interfaces):
             if len(iface.name) > 15 or "/" in iface.name or ":" in iface.name:
                 report(

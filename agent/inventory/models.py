@@ -137,10 +137,17 @@ class DeviceRole(StrEnum):
 
 
 class Platform(StrEnum):
-    """Device platforms a driver exists for. A new platform means a new driver and renderers."""
+    """Device platforms a driver exists for (each registered in `agent.platforms`). The one place
+    the inventory names them: a new platform is a line here, and a line in `linux_names` if its
+    interface names are Linux kernel names."""
 
     CISCO_IOS = "cisco_ios"
     LINUX_NFTABLES = "linux_nftables"
+
+    @property
+    def linux_names(self) -> bool:
+        """Are its interface names Linux kernel names (at most 15 characters, no '/' or ':')?"""
+        return self in {Platform.LINUX_NFTABLES}
 
 
 class LinkKind(StrEnum):

@@ -1,7 +1,8 @@
 """Brings the digital twin up and down: applies a blueprint with `ip -batch`, writes the twin's
 secrets where the inventory's references point, starts the real daemons, journals all of it, and
 returns only once the twin is ready (`agent.lab.ready`: the kernel's link state settled, every
-declared flow working).
+declared flow working). What a device of each platform runs is its platform's twin module
+(`agent.lab.twins`, through the registry).
 
 Imports the lab's own modules and the inventory; never a driver. Root only.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import secrets as pysecrets
 import signal
@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.errors import LabError
-from agent.inventory.models import Inventory, Platform
-from agent.lab import daemons, netns, ready
+from agent.inventory.models import Inventory
+from agent.lab import daemons, netns, ready, twins
 from agent.lab.services import Listener, ServiceSpec, dump_spec
 from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, blueprint
@@ -329,8 +329,9 @@ def _write_secrets(inv: Inventory, bp: Blueprint, state: LabState) -> Material:
 
 
 def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material) -> None:
-    """Start every device's daemons in parallel; each is journaled the moment it exists, so a
-    failure half-way through a device never leaves a process `lab down` does not know about."""
+    """Start every device's daemons in parallel, each by its platform's twin (`agent.lab.twins`);
+    each is journaled the moment it exists, so a failure half-way through a device never leaves
+    a process `lab down` does not know about."""
     assert mat.authorized_keys is not None
     authorized = mat.authorized_keys
     lock = threading.Lock()
@@ -340,78 +341,33 @@ def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material
             state.procs.append(proc.as_dict())
             state.save()
 
+    def keep(kind: str, path: str) -> None:
+        with lock:
+            state.extra.setdefault(kind, []).append(path)
+            state.save()
+
     def start(spec: DaemonSpec) -> None:
         found = inv.find_device(spec.device)
         assert found is not None
-        device = found[1]
-        node_dir = state.dir / spec.device
-        force = None
-        if spec.platform is Platform.CISCO_IOS:
-            pathspace = frr_pathspace(bp.lab, spec.device)
-            frr_dir = daemons.frr_dir(pathspace)
-            if frr_dir.exists():  # another FRR instance's: never record (and later delete) it
-                raise LabError(
-                    f"FRR pathspace {pathspace} is in use ({frr_dir} exists)",
-                    hint="another twin or FRR instance uses that name; stop it first",
-                )
-            with lock:
-                state.extra.setdefault("frr_dirs", []).append(str(frr_dir))
-                state.save()
-            for proc in daemons.start_frr(spec.ns, node_dir, spec.device, pathspace):
-                record(proc)
-            force = daemons.vtysh_force_command(pathspace)
-            if spec.renamed:  # the CLI answers in the inventory's names (`Gi1/0/1`)
-                names_file = node_dir / "ifnames.json"
-                names_file.write_text(json.dumps(dict(spec.renamed)), encoding="utf-8")
-                force = daemons.translating_force_command(pathspace, names_file)
-        record(
-            daemons.start_sshd(
-                spec.ns,
-                node_dir,
-                spec.device,
-                str(spec.mgmt_address),
-                port=spec.ssh_port,
-                host_key_path=mat.host_keys[spec.device],
-                authorized_keys_path=authorized,
-                force_command=force,
+        twins.start(
+            twins.Node(
+                spec=spec,
+                device=found[1],
+                lab=bp.lab,
+                dir=state.dir / spec.device,
+                host_key=mat.host_keys[spec.device],
+                authorized_keys=authorized,
+                snmp_secrets=mat.snmp.get(spec.device),
+                record=record,
+                keep=keep,
             )
         )
-        if spec.snmp and device.snmp is not None and device.snmp.user is not None:
-            auth, priv = mat.snmp[spec.device]
-            record(
-                daemons.start_snmpd(
-                    spec.ns,
-                    node_dir,
-                    spec.device,
-                    str(spec.mgmt_address),
-                    user=device.snmp.user,
-                    auth_pass=auth,
-                    priv_pass=priv,
-                    port=spec.snmp_port,
-                    if_names=_renamed_indexes(spec),
-                )
-            )
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         futures = [pool.submit(start, spec) for spec in bp.daemons]
         errors = [exc for fut in futures if (exc := fut.exception()) is not None]
     if errors:
         raise LabError(f"{len(errors)} device(s) failed to start their daemons; first: {errors[0]}")
-
-
-def _renamed_indexes(spec: DaemonSpec) -> dict[int, str]:
-    """ifIndex -> inventory name of each interface the twin renamed (and its VLAN legs,
-    `Gi1-0-48.23` -> `Gi1/0/48.23`), read from the device's namespace."""
-    if not spec.renamed:
-        return {}
-    to_inventory = {kernel: name for name, kernel in spec.renamed}
-    links = json.loads(netns.run(["ip", "-j", "link", "show"], netns=spec.ns).stdout or "[]")
-    out: dict[int, str] = {}
-    for link in links:
-        kernel, _, leg = str(link.get("ifname", "")).partition(".")
-        if kernel in to_inventory:
-            out[int(link["ifindex"])] = to_inventory[kernel] + (f".{leg}" if leg else "")
-    return out
 
 
 def down(lab: str = DEFAULT_LAB) -> list[str]:

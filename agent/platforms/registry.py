@@ -1,19 +1,22 @@
 """Owns the one map from an inventory platform (and from a cross-platform method) to its `Spec`,
 and choosing a driver through it (`driver_for`, `one_shot`). Registering a platform is one
 `register(spec)` call (built-ins: the list below); nothing else changes.
-Imports the platform folders' light modules (specs, renderers); device libraries load only when
-a driver is made."""
+Imports the platform folders' light modules (specs, renderers, parsers); device libraries load
+only when a driver is made, and a platform's twin module only when the lab asks for it (`twin`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.errors import DeviceError, PlanError
 from agent.platforms import cisco_ios, linux_nftables, snmp
-from agent.platforms.spec import Spec
+from agent.platforms.spec import Rules, Spec
 
 _lock = threading.Lock()
 _platforms: dict[str, Spec] = {}
@@ -34,6 +37,7 @@ def unregister(name: str) -> None:
     """Forget platform `name` (a test's toy platform, when the test ends)."""
     with _lock:
         _platforms.pop(name, None)
+        _shared.pop(name, None)
 
 
 def platform(name: str) -> Spec:
@@ -50,6 +54,31 @@ def platform(name: str) -> Spec:
 def shared(method: str) -> Spec | None:
     """The spec of a cross-platform method (`snmp`), None if `method` is not one."""
     return _shared.get(method)
+
+
+def methods() -> list[str]:
+    """The cross-platform methods (`snmp`), in registration order."""
+    return list(_shared)
+
+
+def holds_rules(name: str) -> bool:
+    """Does platform `name` hold packet rules? False for a platform not registered."""
+    found = _platforms.get(str(name))
+    return found is not None and found.rules is not None
+
+
+def rules(method: str) -> Rules | None:
+    """How packet rules changed by `method` (`nft`) are held, None if `method` changes none."""
+    return next((s.rules for s in _platforms.values() if s.rules_by == method), None)
+
+
+def twin(name: str) -> ModuleType | None:
+    """The module that starts the twin device of platform (or shared method) `name`, imported
+    now (only the lab asks: device platforms import no twin); None if it has none."""
+    found = _platforms.get(str(name)) or _shared.get(str(name))
+    if found is None or found.twin is None:
+        return None
+    return importlib.import_module(found.twin)
 
 
 def names(*, holds_rules: bool = False, shuts_by: str | None = None) -> list[str]:

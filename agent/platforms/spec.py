@@ -1,6 +1,7 @@
-"""Owns the shape of a platform's registration (`Spec`): its name, how its driver is made, and the
-renderers of the two kinds of change (interface shutdown by a method, packet rules as a script).
-Imports the driver contract and the plan's state types only; no device library."""
+"""Owns the shape of a platform's registration (`Spec`, `Rules`): its name, how its driver is made,
+the renderers of the two kinds of change (interface shutdown by a method, packet rules as a
+script), how its read-back and its backups are read, and where its twin lives.
+Imports the driver contract and the plan's state types only; no device library, no twin."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
-from agent.network.state import DeviceState
+from agent.network.state import DeviceState, NftRule
 
 # (target, timeouts) -> an unconnected driver; the device library loads when this is called
 DriverFactory = Callable[[Target, Timeouts | None], Driver]
@@ -22,25 +23,50 @@ class ShutLines(Protocol):
 
 
 @dataclass(frozen=True)
+class Rules:
+    """How a platform holds packet rules.
+
+    `method`: the playbook method that changes them (`nft`). `script`: the whole script that makes
+    its rules exactly a state (also the undo: the script of the state before). `comments`: the
+    exact set of rule comments the device shows once it holds a state's rules (the read-back and
+    drift compare it). `comments_in`: the rule comments in the text of its own rules as read back
+    (`Facts.ours`). `counted_as`: the comment a counting rule's packets are keyed by when its
+    counters are read (`Counters.rule_counters`; the soak watches them). `home`: where its rules
+    live, as messages name it."""
+
+    method: str
+    script: Callable[[DeviceState], str]
+    comments: Callable[[DeviceState], frozenset[str]]
+    comments_in: Callable[[str], frozenset[str]]
+    counted_as: Callable[[NftRule], str]
+    home: str
+
+
+@dataclass(frozen=True)
 class Spec:
     """One platform (or one cross-platform method, as SNMP) as the registry knows it.
 
     `name`: the inventory's platform value (or the method's name). `driver`: makes its driver,
     reached over `via`. `shuts_by`/`shut_lines`: the playbook method by which it shuts interfaces
-    itself (`cli`) and the lines for it. `rules_by`/`rules_script`: the method by which it holds
-    packet rules (`nft`) and the whole script that makes its rules exactly a state (also the
-    undo: the script of the state before)."""
+    itself (`cli`) and the lines for it. `rules`: how it holds packet rules, None if it holds
+    none. `config_lines`: a backup's lines apart from what isolation changes and what changes by
+    itself (the baseline digest compares them); None: every line. `twin`: the module that starts
+    its twin device (imported only by the lab, through `registry.twin`), None if it has none."""
 
     name: str
     driver: DriverFactory
     via: Via = "ssh"
     shuts_by: str | None = None
     shut_lines: ShutLines | None = None
-    rules_by: str | None = None
-    rules_script: Callable[[DeviceState], str] | None = None
+    rules: Rules | None = None
+    config_lines: Callable[[str], list[str]] | None = None
+    twin: str | None = None
 
     def __post_init__(self) -> None:
         if (self.shuts_by is None) != (self.shut_lines is None):
             raise ValueError(f"platform {self.name}: shuts_by and shut_lines go together")
-        if (self.rules_by is None) != (self.rules_script is None):
-            raise ValueError(f"platform {self.name}: rules_by and rules_script go together")
+
+    @property
+    def rules_by(self) -> str | None:
+        """The method by which it holds packet rules (`nft`), None if it holds none."""
+        return self.rules.method if self.rules is not None else None

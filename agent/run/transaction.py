@@ -2,13 +2,13 @@
 file, audit disk not full, no stop asked), the guarded apply with its dead-man (an on-device
 revert timer where the platform has one, the controller re-applying the fail-safe state where it
 has not), the read-back, and the journal settled from what the device shows. Imports the
-drivers' protocol, render (read-back expectations), state, the journal's rows, audit (the log's
-disk) and the run's context and model; no other run part."""
+drivers' protocol, the platform registry (which method changes packet rules, and how their
+read-back is built), state, the journal's rows, audit (the log's disk) and the run's context
+and model; no other run part."""
 
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +18,8 @@ from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, Via, misma
 from agent.engine.journal import StepRow
 from agent.errors import AuditError, ConnectError, CordonError, DeviceError, RunError, RunStopped
 from agent.network.state import NORMAL, DeviceState
+from agent.platforms import registry
 from agent.platforms.capabilities import DeadMan, having
-from agent.platforms.linux_nftables.render import nft_comments
 from agent.run.context import Context
 from agent.run.model import StepOutcome
 
@@ -29,26 +29,28 @@ def via(method: str) -> Via:
 
 
 def expectation(method: str, before: DeviceState, after: DeviceState) -> Expectation:
-    """What the device must show once a change from `before` to `after` is applied."""
-    if method == "nft":
-        return Expectation(table_present=bool(after.rules), rule_comments=nft_comments(after))
+    """What the device must show once a change from `before` to `after` is applied: for a
+    platform's rules method, its table exactly `after`'s rules (none: no table)."""
+    rules = registry.rules(method)
+    if rules is not None:
+        return Expectation(table_present=bool(after.rules), rule_comments=rules.comments(after))
     changed = {i for i, m in before.down ^ after.down if m == method}
     return Expectation(admin_up={i: i not in after.down_interfaces for i in sorted(changed)})
 
 
 def _only(state: DeviceState, method: str) -> DeviceState:
     """The part of `state` a method is responsible for (its rules, or its shut interfaces)."""
-    if method == "nft":
+    if registry.rules(method) is not None:
         return DeviceState(rules=state.rules)
     return DeviceState(down=frozenset((i, m) for i, m in state.down if m == method))
 
 
 def merged(ctx: Context, device: str, method: str, target: DeviceState) -> DeviceState:
-    """A device's recorded state with only `method`'s part (nft rules, or the interfaces that
-    method shut) replaced by `target`'s."""
+    """A device's recorded state with only `method`'s part (its packet rules, or the interfaces
+    that method shut) replaced by `target`'s."""
     cur = ctx.journal.device_states().get(device, NORMAL)
     mine = _only(target, method)
-    if method == "nft":
+    if registry.rules(method) is not None:
         return DeviceState(down=cur.down, rules=mine.rules)
     other = frozenset((i, m) for i, m in cur.down if m != method)
     return DeviceState(down=other | mine.down, rules=cur.rules)
@@ -165,10 +167,11 @@ def _settle_unaudited(ctx: Context, row: StepRow) -> str:
 def _facts_show(facts: Facts, method: str, frm: DeviceState, to: DeviceState) -> bool:
     """Do facts read from a device show the change `frm` -> `to` (for this method)?"""
     exp = expectation(method, frm, to)
-    if method != "nft":
+    rules = registry.rules(method)
+    if rules is None:
         return not mismatches(facts, exp)
     present = bool(facts.ours.strip())
-    comments = set(re.findall(r'comment "([^"]*)"', facts.ours))
+    comments = rules.comments_in(facts.ours)
     return present == exp.table_present and (
         exp.rule_comments is None or comments == set(exp.rule_comments)
     )
@@ -233,8 +236,9 @@ def guarded(
 
 
 def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
-    """Arm an on-device revert where the platform allows it (nftables firewalls)."""
-    if row.method != "nft" or ctx.deadman <= 0:
+    """Arm an on-device revert where the platform allows it (its driver is a `DeadMan`) for a
+    change of its packet rules."""
+    if registry.rules(row.method) is None or ctx.deadman <= 0:
         return None
     seconds = ctx.deadman
 

@@ -240,7 +240,7 @@ class Poller:
         """One device's alarms after its read: audited first, then stored."""
         if isinstance(read, str):  # given up on: its alarms stay as they are
             return DevicePoll(plan.device, plan.site, "unreachable", error=read)
-        drifts = tuple(detect(plan.device, plan.recorded, read.seen))
+        drifts = tuple(detect(plan.device, plan.recorded, read.seen, plan.platform))
         change = self.store.diff(
             plan.device, plan.site, drifts, read.seen.scopes, open_now=open_now
         )

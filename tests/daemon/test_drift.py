@@ -36,6 +36,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "hospi-grand-ouest
 CUT_WAN = [NftRule("drop", iif="wan0", tag="cut-wan"), NftRule("drop", oif="wan0", tag="cut-wan")]
 FIREWALL = DeviceState().with_rules(CUT_WAN)
 SWITCH = DeviceState().shut("gi3", "cli").shut("gi4", "snmp")
+FW_PLATFORM, SW_PLATFORM = Platform.LINUX_NFTABLES, Platform.CISCO_IOS
 
 
 def comments(state: DeviceState) -> tuple[str, ...]:
@@ -44,17 +45,17 @@ def comments(state: DeviceState) -> tuple[str, ...]:
 
 def test_device_as_recorded_has_no_drift() -> None:
     seen = Readback(admin={"gi3": False, "gi4": False}, interfaces_read=True)
-    assert detect("sw", SWITCH, seen) == []
+    assert detect("sw", SWITCH, seen, SW_PLATFORM) == []
     fw = Readback(
         admin={"wan0": True}, interfaces_read=True, rules=comments(FIREWALL), table_read=True
     )
-    assert detect("fw", FIREWALL, fw) == []
-    assert detect("fw", NORMAL, Readback(rules=None, table_read=True)) == []
+    assert detect("fw", FIREWALL, fw, FW_PLATFORM) == []
+    assert detect("fw", NORMAL, Readback(rules=None, table_read=True), FW_PLATFORM) == []
 
 
 def test_reenabled_port_is_named_with_how_it_was_shut() -> None:
     seen = Readback(admin={"gi3": True, "gi4": False}, interfaces_read=True)
-    assert detect("sw", SWITCH, seen) == [
+    assert detect("sw", SWITCH, seen, SW_PLATFORM) == [
         Drift(
             "sw",
             "interface_up",
@@ -62,7 +63,9 @@ def test_reenabled_port_is_named_with_how_it_was_shut() -> None:
             "gi3",
         )
     ]
-    both = detect("sw", SWITCH, Readback(admin={"gi3": True, "gi4": True}, interfaces_read=True))
+    both = detect(
+        "sw", SWITCH, Readback(admin={"gi3": True, "gi4": True}, interfaces_read=True), SW_PLATFORM
+    )
     assert [(d.subject, d.detail.endswith("(by snmp)")) for d in both] == [
         ("gi3", False),
         ("gi4", True),
@@ -71,7 +74,7 @@ def test_reenabled_port_is_named_with_how_it_was_shut() -> None:
 
 
 def test_deleted_table_is_one_drift() -> None:
-    [d] = detect("fw", FIREWALL, Readback(rules=None, table_read=True))
+    [d] = detect("fw", FIREWALL, Readback(rules=None, table_read=True), FW_PLATFORM)
     assert d.kind == "table_missing"
     assert d.detail == "table inet cordon is missing: the recorded isolation has 4 rules in it"
     assert d.fixable
@@ -82,7 +85,7 @@ def test_rules_missing_unexpected_duplicated() -> None:
     want = comments(FIREWALL)
     gone, kept = want[0], want[1:]
     rules = (*kept, kept[0], "hand-made", "")
-    found = detect("fw", FIREWALL, Readback(rules=rules, table_read=True))
+    found = detect("fw", FIREWALL, Readback(rules=rules, table_read=True), FW_PLATFORM)
     assert [(d.kind, d.subject) for d in found] == [
         ("rule_duplicated", kept[0]),
         ("rule_missing", gone),
@@ -97,7 +100,9 @@ def test_rules_missing_unexpected_duplicated() -> None:
 
 
 def test_normal_device_leftovers_are_visible_but_not_fixable() -> None:
-    leftover = detect("fw", NORMAL, Readback(rules=comments(FIREWALL), table_read=True))
+    leftover = detect(
+        "fw", NORMAL, Readback(rules=comments(FIREWALL), table_read=True), FW_PLATFORM
+    )
     assert [(d.kind, d.detail) for d in leftover] == [
         (
             "table_unexpected",
@@ -105,7 +110,10 @@ def test_normal_device_leftovers_are_visible_but_not_fixable() -> None:
         )
     ]
     shut = detect(
-        "fw", NORMAL, Readback(admin={"wan0": False, "inet0": True}, interfaces_read=True)
+        "fw",
+        NORMAL,
+        Readback(admin={"wan0": False, "inet0": True}, interfaces_read=True),
+        FW_PLATFORM,
     )
     assert [(d.kind, d.subject, d.detail) for d in shut] == [
         ("interface_down", "wan0", "interface wan0 is shut, no recorded isolation shuts it")
@@ -118,6 +126,7 @@ def test_missing_interface() -> None:
         "sw",
         SWITCH,
         Readback(admin={"gi4": False}, missing=frozenset({"gi3"}), interfaces_read=True),
+        SW_PLATFORM,
     )
     assert (d.kind, d.subject) == ("interface_missing", "gi3")
     assert (
@@ -128,8 +137,11 @@ def test_missing_interface() -> None:
 
 def test_parts_not_read_are_not_judged() -> None:
     """A table not read is not 'missing'; interfaces not read are not 'up'."""
-    assert detect("fw", FIREWALL, Readback()) == []
-    assert detect("fw", FIREWALL, Readback(admin={"wan0": True}, interfaces_read=False)) == []
+    assert detect("fw", FIREWALL, Readback(), FW_PLATFORM) == []
+    assert (
+        detect("fw", FIREWALL, Readback(admin={"wan0": True}, interfaces_read=False), FW_PLATFORM)
+        == []
+    )
     assert Readback(interfaces_read=True).scopes == {"interfaces"}
     assert Readback(table_read=True).scopes == {"table"}
 

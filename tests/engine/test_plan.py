@@ -445,7 +445,9 @@ def test_a_stateless_reply_accept_left_on_a_firewall_is_drift(inv: Inventory) ->
         for v in render.variants(r)
     }
     on_device = tuple(sorted(render.nft_comments(recorded) - replies | old))
-    found = drift.detect("rns-fw1", recorded, drift.Readback(rules=on_device, table_read=True))
+    found = drift.detect(
+        "rns-fw1", recorded, drift.Readback(rules=on_device, table_read=True), "linux_nftables"
+    )
     assert {d.subject for d in found if d.kind == "rule_unexpected"} == old
     assert {d.subject for d in found if d.kind == "rule_missing"} == replies
 

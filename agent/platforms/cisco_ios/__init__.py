@@ -1,13 +1,14 @@
 """cisco_ios: an IOS-style switch or router reached over SSH. `render` writes interface shutdown
 lines, `driver` sends them in configuration mode with netmiko and reads back `show interface`
 (`parse`). It has no native safety net here: the controller re-applies the fail-safe state when
-the device answers again. Its twin is still in `agent.lab` (FRR's vtysh behind sshd:
-`agent.lab.daemons.start_frr`).
+the device answers again. `twin` starts its twin device (FRR's vtysh behind sshd; only the lab
+imports it, through the registry).
 This module holds only the registration: netmiko loads when a driver is made."""
 
 from __future__ import annotations
 
 from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms.cisco_ios.parse import config_lines
 from agent.platforms.cisco_ios.render import ios_lines
 from agent.platforms.spec import Spec
 
@@ -18,4 +19,11 @@ def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
     return IosDriver(target, timeouts)
 
 
-SPEC = Spec(name="cisco_ios", driver=_driver, shuts_by="cli", shut_lines=ios_lines)
+SPEC = Spec(
+    name="cisco_ios",
+    driver=_driver,
+    shuts_by="cli",
+    shut_lines=ios_lines,
+    config_lines=config_lines,
+    twin="agent.platforms.cisco_ios.twin",
+)

@@ -1,4 +1,5 @@
-"""Owns the cisco_ios read-back parsers (show interface [brief]) and the CLI error pattern.
+"""Owns the cisco_ios read-back parsers (show interface [brief]), the CLI error pattern and a
+running-config backup's own lines (the baseline compares them).
 Pure: imports only the driver contract's types; raises ValueError on unparseable input."""
 
 from __future__ import annotations
@@ -128,3 +129,13 @@ def parse_show_interface(text: str) -> tuple[InterfaceState, ...]:
     if not out and "is " not in text:
         raise ValueError("no interface in the 'show interface' output")
     return tuple(out)
+
+
+_VOLATILE = re.compile(r"^(Building configuration|Current configuration|!Time:|! Last)")
+_SHUT = re.compile(r"^\s*(no )?shutdown\s*$")
+
+
+def config_lines(text: str) -> list[str]:
+    """A running-config backup's lines apart from interface shutdowns (isolation) and the
+    header lines that change by themselves (size, time)."""
+    return [ln for ln in text.splitlines() if not _VOLATILE.match(ln) and not _SHUT.match(ln)]

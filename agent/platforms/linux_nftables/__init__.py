@@ -1,15 +1,16 @@
 """linux_nftables: a Linux firewall reached over SSH. `render` writes the agent's whole
 `table inet cordon`, `driver` loads it with `nft -c -f` then `nft -f` and reads it back (`parse`),
 `revert` is its native safety net (a detached timer on the device that reloads the previous table
-unless confirmed). Its twin is still in `agent.lab` (sshd in a namespace with its own nftables:
-`agent.lab.daemons.start_sshd`, chosen by `agent.lab.build`).
+unless confirmed), `twin` starts its twin device (sshd in a namespace with its own nftables; only
+the lab imports it, through the registry).
 This module holds only the registration: paramiko loads when a driver is made."""
 
 from __future__ import annotations
 
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.linux_nftables.render import nft_table
-from agent.platforms.spec import Spec
+from agent.platforms.linux_nftables.parse import config_lines, rule_comments_in
+from agent.platforms.linux_nftables.render import TABLE, counted_as, nft_comments, nft_table
+from agent.platforms.spec import Rules, Spec
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -18,4 +19,17 @@ def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
     return NftablesDriver(target, timeouts)
 
 
-SPEC = Spec(name="linux_nftables", driver=_driver, rules_by="nft", rules_script=nft_table)
+SPEC = Spec(
+    name="linux_nftables",
+    driver=_driver,
+    rules=Rules(
+        method="nft",
+        script=nft_table,
+        comments=nft_comments,
+        comments_in=rule_comments_in,
+        counted_as=counted_as,
+        home=f"table inet {TABLE}",
+    ),
+    config_lines=config_lines,
+    twin="agent.platforms.linux_nftables.twin",
+)

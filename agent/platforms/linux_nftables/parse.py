@@ -1,5 +1,6 @@
-"""Owns the linux_nftables read-back parsers (ip -j link, nft -j, the ruleset text) and the
-scope check of our nft scripts. Pure: imports only the driver contract's types; raises
+"""Owns the linux_nftables read-back parsers (ip -j link, nft -j, the ruleset text, the comments
+of our table's rules), the scope check of our nft scripts and a ruleset backup's own lines (the
+baseline compares them). Pure: imports only the driver contract's types; raises
 ValueError on unparseable input."""
 
 from __future__ import annotations
@@ -250,3 +251,21 @@ def extract_nft_table(text: str, family: str = "inet", name: str = "cordon") -> 
             if depth == 0:
                 return text[m.start() : i + 1] + "\n"
     raise ValueError(f"table {family} {name} is not closed in the ruleset text")
+
+
+_COMMENT = re.compile(r'comment "([^"]*)"')
+_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+
+
+def rule_comments_in(ours: str) -> frozenset[str]:
+    """The comments of the rules in the text of our table as read back (`Facts.ours`)."""
+    return frozenset(_COMMENT.findall(ours))
+
+
+def config_lines(text: str) -> list[str]:
+    """A ruleset backup's lines apart from our own table (isolation) and the counters' values
+    (they change by themselves)."""
+    ours = extract_nft_table(text)
+    if ours:
+        text = text.replace(ours, "")
+    return [_COUNTER.sub("counter", ln) for ln in text.splitlines()]

@@ -41,6 +41,11 @@ def comment(rule: NftRule, chain: str, variant: str = "") -> str:
     return f"{rule.tag[:80]} #{rule_id(rule)}{suffix}"
 
 
+def counted_as(rule: NftRule) -> str:
+    """The comment a counting rule's packets are keyed by (it counts in the forward chain)."""
+    return comment(rule, "forward")
+
+
 def chains(state: DeviceState) -> list[tuple[str, list[NftRule]]]:
     """Forward holds every rule; a cut interface also drops the device's own traffic."""
     rules = state.ordered_rules()

@@ -1,7 +1,8 @@
 """snmp: not an inventory platform but a method every device with SNMP settings may be reached
 and changed by (ifAdminStatus SETs), whatever its platform. `render` writes the change lines,
 `driver` sends them (pysnmp, SNMPv3 authPriv) and reads back IF-MIB (`mib`, `parse`, `status`:
-the poller's interface reads). Its twin is still in `agent.lab` (`agent.lab.daemons.start_snmpd`).
+the poller's interface reads). `twin` starts its twin agent (snmpd; only the lab imports it,
+through the registry).
 This module holds only the registration: pysnmp loads when a driver is made."""
 
 from __future__ import annotations
@@ -17,4 +18,11 @@ def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
     return SnmpDriver(target, timeouts)
 
 
-SPEC = Spec(name="snmp", driver=_driver, via="snmp", shuts_by="snmp", shut_lines=snmp_lines)
+SPEC = Spec(
+    name="snmp",
+    driver=_driver,
+    via="snmp",
+    shuts_by="snmp",
+    shut_lines=snmp_lines,
+    twin="agent.platforms.snmp.twin",
+)
