@@ -24,6 +24,7 @@ from agent.run import recovery, transaction
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
 from agent.run.model import StepOutcome
+from agent.status import GateStatus, StepStatus
 
 
 class SoakGate:
@@ -45,7 +46,7 @@ class SoakGate:
                     run_id,
                     site,
                     step.name,
-                    "skipped",
+                    GateStatus.SKIPPED,
                     detail={"why": why},
                     say=f"{site}: {step.name}: skipped ({why})",
                 )
@@ -93,14 +94,14 @@ class SoakGate:
         if anomalies:
             return _reisolate(run, site, step, anomalies, detail)
         if now >= float(detail["until"]):
-            ctx.obs.gate(run_id, site, step.name, "passed", detail=detail)
+            ctx.obs.gate(run_id, site, step.name, GateStatus.PASSED, detail=detail)
             ctx.obs.log.info(
                 "soak.passed", step=step.name, ticks=detail["ticks"], outcome="healthy, advancing"
             )
             ctx.obs.say(f"{site}: {step.name}: healthy for {seconds:g} s, advancing")
             return Passed()
         wake = min(now + interval, float(detail["until"]))
-        ctx.obs.gate(run_id, site, step.name, "open", wake_at=wake, detail=detail)
+        ctx.obs.gate(run_id, site, step.name, GateStatus.OPEN, wake_at=wake, detail=detail)
         return Waiting(_why(site, step, detail, now), wake)
 
 
@@ -151,21 +152,19 @@ def _reisolate(
             new = NewStep(
                 0, site, cut.step, c.device, c.method, c.commands, c.undo, c.before, c.after
             )
-            seq = ctx.journal.append_step(run_id, new)
-            row = next(r for r in ctx.journal.steps(run_id) if r.seq == seq)
-            outcomes.append(transaction.apply(ctx, row))
+            outcomes.append(transaction.apply(ctx, ctx.obs.step_appended(run_id, new)))
     else:
         last = previous_change(run.pb, step.name, OPENING_ACTIONS)
         rows = [r for r in ctx.journal.steps(run_id) if r.site == site and r.step == last]
         outcomes += recovery.undo_rows(ctx, rows)
         zones = [f"(step {last})"] if last else []
-    ok = all(o.status in ("verified", "undone") for o in outcomes)
+    ok = all(o.status in (StepStatus.VERIFIED, StepStatus.UNDONE) for o in outcomes)
     detail.update(
         reason=reason,
         reisolated=zones,
         outcome="re-isolated" if ok else "re-isolation FAILED: check the site now",
     )
-    ctx.obs.gate(run_id, site, step.name, "reisolated", detail=detail)
+    ctx.obs.gate(run_id, site, step.name, GateStatus.REISOLATED, detail=detail)
     log = ctx.obs.log.warning if ok else ctx.obs.log.error
     log(
         "reconnect.reisolated",
