@@ -1,9 +1,10 @@
 """The executor: a run's lifecycle and the public API (plan, start, proceed, drive, run, approve,
-attest, rollback, resume, scheduled backups). It starts a run with every step, takes the
-sites, hands the walking to the playbook's ordering and declares the outcome, each recorded
-through the run's observer (journal, audit, progress); the parts do the rest. Devices are touched only through the drivers' pool; flow probes only through the injected
-verifier. Imports the run's parts, plan, the journal, audit, the drivers' pool, the inventory
-and playbook models; never the daemon, the CLI or the twin."""
+attest, rollback, resume, scheduled backups). It starts a run with every step, takes the sites,
+hands the walking to the playbook's ordering and declares the outcome, each recorded through the
+run's observer (journal, audit, progress); the parts do the rest. Devices are touched only
+through the drivers' pool; flow probes only through the injected verifier. Imports the run's
+parts, plan, the journal, audit (context binding), the drivers' pool, the inventory and playbook
+models; never the daemon, the CLI or the twin."""
 
 from __future__ import annotations
 
