@@ -296,3 +296,98 @@ class Observer:
         """A gate that stops its site: journaled with its reason and audited."""
         self.journal.set_gate(run_id, site, step, GateStatus.FAILED, detail={"reason": reason})
         self.log.error("step.failed", step=step, outcome="failed", error=reason)
+
+    def approval_timed_out(
+        self, run_id: str, site: str, step: str, *, proceed: bool, reason: str
+    ) -> None:
+        """No second operator within the step's timeout: the gate passes (the playbook says
+        proceed) or expires (it says abort), journaled with `reason`, then audited."""
+        status = GateStatus.PASSED if proceed else GateStatus.EXPIRED
+        self.journal.set_gate(
+            run_id, site, step, status, detail={"kind": "approval", "reason": reason}
+        )
+        self.log.warning(
+            "run.approval_timeout", step=step, outcome="proceed" if proceed else "abort"
+        )
+
+    def flows_unchecked(self, run_id: str, site: str, step: str) -> None:
+        """A verify_flows step with no flow probe source: skipped, and said so in the trail."""
+        why = "no flow probe source"
+        self.journal.set_gate(run_id, site, step, GateStatus.SKIPPED, detail={"why": why})
+        self.log.warning("step.skipped", step=step, why=why)
+
+    def preconditions_refused(
+        self, run_id: str, site: str, key: str, step: str, reason: str
+    ) -> None:
+        """A zone's devices are not back to their baseline: the reconnection is refused."""
+        self.journal.set_gate(run_id, site, key, GateStatus.FAILED, detail={"reason": reason})
+        self.log.error("step.failed", step=step, outcome="refused", error=reason)
+        self.progress(f"{site}: {step}: refused: {reason}")
+
+    def preconditions_met(
+        self,
+        run_id: str,
+        site: str,
+        key: str,
+        step: str,
+        zones: Sequence[str],
+        attested_by: Mapping[str, str | None],
+    ) -> None:
+        """Every zone attested and back to its baseline: the reconnection may go on."""
+        self.journal.set_gate(
+            run_id,
+            site,
+            key,
+            GateStatus.PASSED,
+            detail={"attested_by": dict(attested_by), "baseline": "matches"},
+        )
+        self.log.info(
+            "reconnect.preconditions",
+            step=step,
+            zones=list(zones),
+            attested_by=dict(attested_by),
+            outcome="ok",
+        )
+
+    # -- soaks ----------------------------------------------------------------------------------
+
+    def soak_started(self, site: str, step: str, seconds: float, interval: float) -> None:
+        """A soak begins (its gate is journaled with its first sample)."""
+        self.log.info("soak.started", step=step, seconds=seconds, interval=interval)
+        self.progress(f"{site}: {step}: soak {seconds:g} s, checks every {interval:g} s")
+
+    def soak_passed(
+        self, run_id: str, site: str, step: str, seconds: float, detail: Mapping[str, Any]
+    ) -> None:
+        self.journal.set_gate(run_id, site, step, GateStatus.PASSED, detail=dict(detail))
+        self.log.info("soak.passed", step=step, ticks=detail["ticks"], outcome="healthy, advancing")
+        self.progress(f"{site}: {step}: healthy for {seconds:g} s, advancing")
+
+    def soak_anomaly(self, site: str, step: str, zones: Sequence[str], reason: str) -> None:
+        """A soak saw something wrong (the re-isolation that follows is journaled step by
+        step, then `soak_reisolated`)."""
+        self.log.warning("soak.anomaly", step=step, zones=list(zones), reason=reason)
+        self.progress(f"{site}: {step}: ANOMALY: {reason}")
+
+    def soak_reisolated(
+        self,
+        run_id: str,
+        site: str,
+        step: str,
+        zones: Sequence[str],
+        detail: Mapping[str, Any],
+        *,
+        ok: bool,
+    ) -> None:
+        """The soak's gate ends re-isolated (`ok`: every cut verified), audited (an error when
+        the re-isolation failed), said: the site's walk stops there."""
+        self.journal.set_gate(run_id, site, step, GateStatus.REISOLATED, detail=dict(detail))
+        log = self.log.warning if ok else self.log.error
+        log(
+            "reconnect.reisolated",
+            step=step,
+            zones=list(zones),
+            reason=detail["reason"],
+            outcome=detail["outcome"],
+        )
+        self.progress(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")

@@ -33,26 +33,14 @@ class ApprovalGate:
             ctx.obs.gate(run_id, site, step.name, GateStatus.PASSED, detail={"kind": "approval"})
             return Passed()
         if gate.wake_at is not None and now >= gate.wake_at:
-            if step.on_timeout == "proceed":
-                ctx.obs.gate(
-                    run_id,
-                    site,
-                    step.name,
-                    GateStatus.PASSED,
-                    detail={"kind": "approval", "reason": "timed out; the playbook says proceed"},
-                )
-                ctx.obs.log.warning("run.approval_timeout", step=step.name, outcome="proceed")
-                return Passed()
-            reason = f"no approval within {step.timeout_seconds:g} s"
-            ctx.obs.gate(
-                run_id,
-                site,
-                step.name,
-                GateStatus.EXPIRED,
-                detail={"kind": "approval", "reason": reason},
+            proceed = step.on_timeout == "proceed"
+            reason = (
+                "timed out; the playbook says proceed"
+                if proceed
+                else f"no approval within {step.timeout_seconds:g} s"
             )
-            ctx.obs.log.warning("run.approval_timeout", step=step.name, outcome="abort")
-            return Stopped(reason)
+            ctx.obs.approval_timed_out(run_id, site, step.name, proceed=proceed, reason=reason)
+            return Passed() if proceed else Stopped(reason)
         return Waiting(f"{site}: {step.name}: approval by a second operator", gate.wake_at)
 
 

@@ -56,17 +56,10 @@ class PreconditionsGate:
                 problems += _baseline_problems(ctx, device)
         if problems:
             reason = "configuration not back to its baseline: " + "; ".join(problems)
-            ctx.obs.gate(run_id, site, key, GateStatus.FAILED, detail={"reason": reason})
-            ctx.obs.log.error("step.failed", step=step.name, outcome="refused", error=reason)
-            ctx.obs.say(f"{site}: {step.name}: refused: {reason}")
+            ctx.obs.preconditions_refused(run_id, site, key, step.name, reason)
             return Stopped(reason)
         who = {z: (attested[site, z].actor if (site, z) in attested else None) for z in zones}
-        ctx.obs.gate(
-            run_id, site, key, GateStatus.PASSED, detail={"attested_by": who, "baseline": "matches"}
-        )
-        ctx.obs.log.info(
-            "reconnect.preconditions", step=step.name, zones=zones, attested_by=who, outcome="ok"
-        )
+        ctx.obs.preconditions_met(run_id, site, key, step.name, zones, who)
         return Passed()
 
 

@@ -58,8 +58,7 @@ class SoakGate:
                 "ticks": 0,
                 "sample": None,
             }
-            ctx.obs.log.info("soak.started", step=step.name, seconds=seconds, interval=interval)
-            ctx.obs.say(f"{site}: {step.name}: soak {seconds:g} s, checks every {interval:g} s")
+            ctx.obs.soak_started(site, step.name, seconds, interval)
         else:
             detail = dict(gate.detail)
             if gate.wake_at is not None and now < gate.wake_at:
@@ -94,11 +93,7 @@ class SoakGate:
         if anomalies:
             return _reisolate(run, site, step, anomalies, detail)
         if now >= float(detail["until"]):
-            ctx.obs.gate(run_id, site, step.name, GateStatus.PASSED, detail=detail)
-            ctx.obs.log.info(
-                "soak.passed", step=step.name, ticks=detail["ticks"], outcome="healthy, advancing"
-            )
-            ctx.obs.say(f"{site}: {step.name}: healthy for {seconds:g} s, advancing")
+            ctx.obs.soak_passed(run_id, site, step.name, seconds, detail)
             return Passed()
         wake = min(now + interval, float(detail["until"]))
         ctx.obs.gate(run_id, site, step.name, GateStatus.OPEN, wake_at=wake, detail=detail)
@@ -141,8 +136,7 @@ def _reisolate(
     ctx, run_id = run.ctx, run.run_id
     zones = sorted({a.zone for a in anomalies if a.zone})
     reason = "; ".join(a.what for a in anomalies)
-    ctx.obs.log.warning("soak.anomaly", step=step.name, zones=zones, reason=reason)
-    ctx.obs.say(f"{site}: {step.name}: ANOMALY: {reason}")
+    ctx.obs.soak_anomaly(site, step.name, zones, reason)
     outcomes: list[StepOutcome] = []
     if zones:
         found = ctx.inv.site(site)
@@ -164,16 +158,7 @@ def _reisolate(
         reisolated=zones,
         outcome="re-isolated" if ok else "re-isolation FAILED: check the site now",
     )
-    ctx.obs.gate(run_id, site, step.name, GateStatus.REISOLATED, detail=detail)
-    log = ctx.obs.log.warning if ok else ctx.obs.log.error
-    log(
-        "reconnect.reisolated",
-        step=step.name,
-        zones=zones,
-        reason=reason,
-        outcome=detail["outcome"],
-    )
-    ctx.obs.say(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
+    ctx.obs.soak_reisolated(run_id, site, step.name, zones, detail, ok=ok)
     return Stopped(f"{site}: {step.name}: {reason}")
 
 
