@@ -1,6 +1,7 @@
 """Statuses as types: a run's, a device step's, a gate's and a site's mode, with the transitions
-each may make (one table per kind, checked by the journal when it writes one) and the exit code
-of `cordon run` for each final run status. Imports only the standard library and agent.errors.
+each may make (one table per kind, checked by the journal when it writes one), the outcomes a
+call on a run reports that are not journaled, and the exit code of `cordon run` for each final
+run status. Imports only the standard library and agent.errors.
 
 The values are the strings the journal stores and the API returns: a `StrEnum` equals its string,
 so a journal written before these types, and every JSON reader, see exactly the same text.
@@ -65,6 +66,17 @@ class SiteMode(StrEnum):
     ISOLATED = "isolated"
     RECONNECTING = "reconnecting"
     RECONNECTED = "reconnected"
+
+
+class Outcome(StrEnum):
+    """What a call on a run returns when it is not the run's journaled status (never stored):
+    the run waits (a gate, a soak, a wait: proceed again later), its driver was stopped (a
+    rollback ordered elsewhere), or a rollback found nothing to undo. A run already final when
+    resumed reports `already <its status>`."""
+
+    WAITING = "waiting"
+    STOPPED = "stopped"
+    NOTHING_TO_ROLL_BACK = "nothing_to_roll_back"
 
 
 # -- groups the engine reads ------------------------------------------------------------------

@@ -431,7 +431,7 @@ class Journal:
         *,
         playbook_json: str | None = None,
         options: dict[str, Any] | None = None,
-        status: RunStatus | str = RunStatus.RUNNING,
+        status: RunStatus = RunStatus.RUNNING,
     ) -> None:
         """Record the run with all its steps and take every site's lock, in one transaction
         (a crash leaves all of it or none), or refuse naming the holder."""
@@ -491,9 +491,7 @@ class Journal:
         with self.tx() as db:
             db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
-    def _run_status(
-        self, db: sqlite3.Connection, run_id: str, status: RunStatus | str
-    ) -> RunStatus:
+    def _run_status(self, db: sqlite3.Connection, run_id: str, status: RunStatus) -> RunStatus:
         """The new status of `run_id`, checked against its current one (in the caller's tx)."""
         new = parse(RunStatus, status, f"run {run_id}")
         row = db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -503,7 +501,7 @@ class Journal:
         return new
 
     def finish_run(
-        self, run_id: str, status: RunStatus | str, detail: str = "", *, release: bool = True
+        self, run_id: str, status: RunStatus, detail: str = "", *, release: bool = True
     ) -> None:
         with self.tx() as db:
             status = self._run_status(db, run_id, status)
@@ -544,9 +542,7 @@ class Journal:
         found = self._query("SELECT playbook_json FROM runs WHERE run_id=?", (run_id,))
         return found[0][0] if found else None
 
-    def set_run_status(
-        self, run_id: str, status: RunStatus | str, waiting: str | None = None
-    ) -> None:
+    def set_run_status(self, run_id: str, status: RunStatus, waiting: str | None = None) -> None:
         """An open run's status (running | awaiting_approval) and what it waits for."""
         with self.tx() as db:
             status = self._run_status(db, run_id, status)
@@ -602,7 +598,7 @@ class Journal:
     # -- steps -----------------------------------------------------------------------------
 
     def _step_status(
-        self, db: sqlite3.Connection, run_id: str, seq: int, status: StepStatus | str
+        self, db: sqlite3.Connection, run_id: str, seq: int, status: StepStatus
     ) -> StepStatus:
         """The new status of step `seq`, checked against its current one (in the caller's tx)."""
         what = f"{seq} of run {run_id}"
@@ -615,9 +611,7 @@ class Journal:
             check_transition(STEP_TRANSITIONS, "step", what, old, new)
         return new
 
-    def mark(
-        self, run_id: str, seq: int, status: StepStatus | str, error: str | None = None
-    ) -> None:
+    def mark(self, run_id: str, seq: int, status: StepStatus, error: str | None = None) -> None:
         now = time.time()
         with self.tx() as db:
             status = self._step_status(db, run_id, seq, status)
@@ -690,7 +684,7 @@ class Journal:
         run_id: str,
         site: str,
         step: str,
-        status: GateStatus | str,
+        status: GateStatus,
         *,
         wake_at: float | None = None,
         detail: dict[str, Any] | None = None,
@@ -812,7 +806,7 @@ class Journal:
         self,
         run_id: str,
         seq: int,
-        status: StepStatus | str,
+        status: StepStatus,
         device: str,
         state: DeviceState,
         error: str | None = None,
@@ -846,7 +840,7 @@ class Journal:
         return {d: state_from_json(s) for d, s in rows}
 
     def set_site(
-        self, site: str, mode: SiteMode | str, level: str | None, run_id: str | None, actor: str
+        self, site: str, mode: SiteMode, level: str | None, run_id: str | None, actor: str
     ) -> None:
         new = parse(SiteMode, mode, f"site {site}")
         with self.tx() as db:

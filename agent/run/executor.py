@@ -1,9 +1,10 @@
 """The executor: a run's lifecycle and the public API (plan, start, proceed, drive, run, approve,
-attest, rollback, resume, scheduled backups). It journals a run with every step, takes the
-sites, hands the walking to the playbook's ordering and declares the outcome; the parts do the
-rest. Devices are touched only through the drivers' pool; flow probes only through the injected
-verifier. Imports the run's parts, plan, the journal, audit, the drivers' pool, the inventory
-and playbook models; never the daemon, the CLI or the twin."""
+attest, rollback, resume, scheduled backups). It starts a run with every step, takes the sites,
+hands the walking to the playbook's ordering and declares the outcome, each recorded through the
+run's observer (journal, audit, progress); the parts do the rest. Devices are touched only
+through the drivers' pool; flow probes only through the injected verifier. Imports the run's
+parts, plan, the journal, audit (context binding), the drivers' pool, the inventory and playbook
+models; never the daemon, the CLI or the twin."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from agent.drivers.base import Backup
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal, NewStep, RunRecord
 from agent.engine.plan import Plan, plan, require_safe
-from agent.errors import AuditError, RunError, RunStopped
+from agent.errors import RunError, RunStopped
 from agent.inventory.models import Inventory
 from agent.playbook.models import OPENING_ACTIONS, Playbook, Step
 from agent.run import recovery
@@ -30,7 +31,7 @@ from agent.run.observer import Observer
 from agent.run.strategies import ORDERINGS
 from agent.run.transaction import check_audit_space
 from agent.run.walk import Walk, walk_site
-from agent.status import GATE_STOPS, OPEN
+from agent.status import GATE_STOPS, OPEN, Outcome, RunStatus, SiteMode, StepStatus
 
 
 class Executor:
@@ -51,8 +52,6 @@ class Executor:
         self.actor = actor
         self.verifier = verifier
         self.observer = Observer(journal, progress)
-        self.progress = self.observer.progress
-        self.log = self.observer.log
         config = settings.current()
         self.ctx = Context(
             inv,
@@ -95,14 +94,7 @@ class Executor:
     def require_safe(self, pb: Playbook, p: Plan) -> Plan:
         """Refuse an unsafe plan, and audit the refusal (`run.refused`): nothing was sent."""
         if p.refusals:
-            with audit.bind(actor=self.actor):
-                self.log.warning(
-                    "run.refused",
-                    playbook=pb.name,
-                    sites=list(p.sites),
-                    refusals=list(p.refusals),
-                    outcome="refused",
-                )
+            self.observer.run_refused(self.actor, pb.name, p.sites, p.refusals)
         return require_safe(p)
 
     # -- run -------------------------------------------------------------------------------------
@@ -166,48 +158,25 @@ class Executor:
             )
             for seq, (sp, c) in enumerate(((sp, c) for sp in p.steps for c in sp.changes), start=1)
         ]
-        status = "awaiting_approval" if opts.needs_approval else "running"
-        self.journal.start_run(
-            run_id,
-            pb.name,
-            pb.level,
-            p.sites,
-            self.actor,
-            steps,
-            playbook_json=pb.model_dump_json(by_alias=True),
-            options=opts.as_dict(),
-            status=status,
-        )
+        status = RunStatus.AWAITING_APPROVAL if opts.needs_approval else RunStatus.RUNNING
         with audit.bind(run_id=run_id, actor=self.actor):
-            try:
-                self.log.info(
-                    "run.started",
-                    playbook=pb.name,
-                    sites=list(p.sites),
-                    level=pb.level,
-                    changes=len(p.changes),
-                    reason=opts.reason,
-                    outcome=status,
-                )
-            except AuditError as exc:
-                # a run nobody can audit never starts, and holds no site
-                self.journal.finish_run(
-                    run_id, "cancelled", f"the audit trail cannot be written: {exc.message}"
-                )
-                raise AuditError(
-                    f"run {run_id} not started, nothing was sent: {exc.message}", hint=exc.hint
-                ) from exc
-            if opts.break_glass:
-                self.log.warning(
-                    "run.break_glass",
-                    playbook=pb.name,
-                    reason=opts.reason,
-                    outcome="flagged for review",
-                )
+            # a run nobody can audit never starts, and holds no site
+            self.observer.run_started(
+                run_id,
+                playbook=pb.name,
+                level=pb.level,
+                sites=p.sites,
+                actor=self.actor,
+                steps=steps,
+                playbook_json=pb.model_dump_json(by_alias=True),
+                options=opts,
+                status=status,
+                changes=len(p.changes),
+            )
             for site in p.sites:
                 for zone, why in sorted(opts.attest.items()):
                     record_attestation(self.ctx, run_id, site, zone, self.actor, why)
-            if status == "running":
+            if status == RunStatus.RUNNING:
                 self._mark_sites(pb, p.sites, run_id)
         return RunReport(run_id, status, plan=p)
 
@@ -220,17 +189,17 @@ class Executor:
             try:
                 report = self.proceed(run_id)
             except RunStopped as exc:
-                self.progress(exc.message)
+                self.observer.say(exc.message)
                 report = RunReport(
-                    run_id, "stopped", outcomes=sorted(outcomes, key=lambda o: o.seq)
+                    run_id, Outcome.STOPPED, outcomes=sorted(outcomes, key=lambda o: o.seq)
                 )
                 report.waiting = exc.message
                 return report
             outcomes += report.outcomes
-            if report.status not in ("waiting", "awaiting_approval"):
+            if report.status not in (Outcome.WAITING, RunStatus.AWAITING_APPROVAL):
                 report.outcomes = sorted(outcomes, key=lambda o: o.seq)
                 return report
-            self.progress(f"waiting: {report.waiting}")
+            self.observer.say(f"waiting: {report.waiting}")
             # look again at least every `poll` seconds: an approval or an attestation given
             # from another terminal must be seen at once, not at the gate's deadline
             pause = poll if report.wake_at is None else report.wake_at - time.time()
@@ -242,11 +211,11 @@ class Executor:
         position is read from the journal, so a restart continues where it stopped."""
         with lock_for(run_id):
             if self.journal.run(run_id).status in OPEN:
-                self.journal.claim_driver(run_id)
+                self.observer.driver_claimed(run_id)
             try:
                 return self._proceed(run_id)
             except RunStopped:
-                self.journal.release_driver(run_id)  # the rollback waiting for us goes on
+                self.observer.driver_released(run_id)  # the rollback waiting for us goes on
                 raise
 
     def _proceed(self, run_id: str) -> RunReport:
@@ -256,7 +225,7 @@ class Executor:
         pb = self._playbook(run_id)
         opts = RunOptions.from_dict(info.options)
         with audit.bind(run_id=run_id, actor=info.actor):
-            if info.status == "awaiting_approval":
+            if info.status == RunStatus.AWAITING_APPROVAL:
                 waiting = approval.run_approval(
                     self.ctx,
                     run_id,
@@ -272,47 +241,44 @@ class Executor:
                 return walk_site(run, site, steps)
 
             walks = ORDERINGS[pb.order].walks(pb, list(info.sites), walk)
-            report = RunReport(run_id, "running")
+            report = RunReport(run_id, RunStatus.RUNNING)
             for w in walks:
                 report.outcomes += w.outcomes
                 report.flow_problems += w.problems
             pending = [w for w in walks if w.waiting]
             if pending:
                 wakes = [w.wake_at for w in pending if w.wake_at is not None]
-                report.status = "waiting"
+                report.status = Outcome.WAITING
                 report.wake_at = min(wakes) if wakes else None
                 report.waiting = "; ".join(sorted({w.waiting or "" for w in pending}))
-                self.journal.set_run_status(run_id, "running", report.waiting)
+                self.observer.run_waiting(run_id, RunStatus.RUNNING, report.waiting)
                 return report
             # a run asked to stop is never declared finished by its driver: the rollback does
             self.ctx.check_stop(run_id, "the end of the run")
             return self._finish(run_id, info, pb, report)
 
     def _finish(self, run_id: str, info: RunRecord, pb: Playbook, report: RunReport) -> RunReport:
-        report.status = recovery.final_status(self.ctx, run_id)
+        status = recovery.final_status(self.ctx, run_id)
+        report.status = status
         report.flow_problems = recovery.flow_problems(self.ctx, run_id)
         sites = [str(s) for s in info.sites]
-        recovery.settle_sites(self.ctx, sites, pb.level, run_id, report.status)
+        recovery.settle_sites(self.ctx, sites, pb.level, run_id, status)
         rows = self.journal.steps(run_id)
-        failed = [r for r in rows if r.status in ("failed", "undo_failed")]
+        failed = [r for r in rows if r.status in (StepStatus.FAILED, StepStatus.UNDO_FAILED)]
         detail = "; ".join(r.error or "" for r in failed)
         stops = [g for g in self.journal.gates(run_id) if g.status in GATE_STOPS]
         detail = "; ".join(
             [*(f"{g.site}: {g.step}: {g.detail.get('reason', g.status)}" for g in stops), detail]
         ).strip("; ")
-        self.journal.finish_run(
-            run_id, report.status, detail[:2000], release=report.status != "rollback_failed"
-        )
         created = info.created_at
-        self.log.info(
-            "run.finished",
-            outcome=report.status,
+        self.observer.run_finished(
+            run_id,
+            status,
+            detail,
             duration_s=time.time() - float(created) if isinstance(created, float) else None,
             failed=len(failed),
             flow_problems=len(report.flow_problems),
-            detail=detail or None,
         )
-        self.progress(f"run {run_id}: {report.status}" + (f" ({detail})" if detail else ""))
         return report
 
     def _playbook(self, run_id: str) -> Playbook:
@@ -322,11 +288,11 @@ class Executor:
         return Playbook.model_validate_json(text)
 
     def _mark_sites(self, pb: Playbook, sites: Sequence[str], run_id: str) -> None:
-        mode = "reconnecting" if pb.level == "L0" else "isolating"
+        mode = SiteMode.RECONNECTING if pb.level == "L0" else SiteMode.ISOLATING
         known = self.journal.sites()
         for site in sites:
             level = pb.level if pb.level != "L0" else (known[site].level if site in known else None)
-            self.journal.set_site(site, mode, level, run_id, self.actor)
+            self.observer.site_mode_set(site, mode, level, run_id, self.actor)
 
     # -- operators' answers ----------------------------------------------------------------------
 

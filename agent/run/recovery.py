@@ -18,10 +18,19 @@ from agent.network.state import NORMAL
 from agent.run import transaction
 from agent.run.context import Context, lock_for
 from agent.run.model import RunReport, StepOutcome
-from agent.status import IN_FLIGHT, OPEN
+from agent.status import IN_FLIGHT, OPEN, GateStatus, Outcome, RunStatus, SiteMode, StepStatus
 
 # Rows an undo may act on: changed, possibly changed, or a failed earlier undo to retry.
-UNDOABLE = ("verified", "applied", "started", "failed", "undoing", "undo_failed")
+UNDOABLE = frozenset(
+    {
+        StepStatus.VERIFIED,
+        StepStatus.APPLIED,
+        StepStatus.STARTED,
+        StepStatus.FAILED,
+        StepStatus.UNDOING,
+        StepStatus.UNDO_FAILED,
+    }
+)
 
 
 # -- undo -----------------------------------------------------------------------------------------
@@ -46,9 +55,9 @@ def undo_rows(ctx: Context, rows: Sequence[StepRow]) -> list[StepOutcome]:
 
 def undo_one(ctx: Context, row: StepRow) -> StepOutcome:
     t = time.perf_counter()
-    outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "undone")
+    outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, StepStatus.UNDONE)
     transaction.before_send(ctx, row, forward=False)
-    ctx.obs.step_marked(row, "undoing")  # resume settles it if we crash
+    ctx.obs.step_marked(row, StepStatus.UNDOING)  # resume settles it if we crash
     try:
         if not transaction.shows(ctx, row, row.after, row.before):  # a rejected step sent nothing
             transaction.guarded(
@@ -62,11 +71,11 @@ def undo_one(ctx: Context, row: StepRow) -> StepOutcome:
                 action=f"undo {row.step}",
             )
     except CordonError as exc:
-        outcome.status, outcome.error = "undo_failed", exc.message
-        ctx.obs.step_marked(row, "undo_failed", exc.message)
+        outcome.status, outcome.error = StepStatus.UNDO_FAILED, exc.message
+        ctx.obs.step_marked(row, StepStatus.UNDO_FAILED, exc.message)
     else:
         state = transaction.merged(ctx, row.device, row.method, row.before)
-        ctx.obs.step_settled(row, "undone", state)
+        ctx.obs.step_settled(row, StepStatus.UNDONE, state)
     outcome.duration_s = time.perf_counter() - t
     ctx.obs.undo_done(row, outcome.status)
     return outcome
@@ -75,28 +84,28 @@ def undo_one(ctx: Context, row: StepRow) -> StepOutcome:
 # -- the outcome of a run -------------------------------------------------------------------------
 
 
-def final_status(ctx: Context, run_id: str) -> str:
+def final_status(ctx: Context, run_id: str) -> RunStatus:
     """done; failed (something failed, nothing undone); reisolated (a soak caught a zone,
     re-isolated it and stopped); expired (an approval never came); rolled_back (all changes
     undone); partial (some sites keep their changes after others were undone);
     rollback_failed."""
     rows = ctx.journal.steps(run_id)
     gates = ctx.journal.gates(run_id)
-    if any(r.status == "undo_failed" for r in rows):
-        return "rollback_failed"
-    if any(g.status == "reisolated" for g in gates):
-        return "reisolated"
-    if any(g.status == "expired" for g in gates):
-        return "expired"
+    if any(r.status == StepStatus.UNDO_FAILED for r in rows):
+        return RunStatus.ROLLBACK_FAILED
+    if any(g.status == GateStatus.REISOLATED for g in gates):
+        return RunStatus.REISOLATED
+    if any(g.status == GateStatus.EXPIRED for g in gates):
+        return RunStatus.EXPIRED
     failed = (
-        any(r.status == "failed" for r in rows)
-        or any(g.status == "failed" for g in gates)
+        any(r.status == StepStatus.FAILED for r in rows)
+        or any(g.status == GateStatus.FAILED for g in gates)
         or bool(flow_problems(ctx, run_id))
     )
-    if not any(r.status == "undone" for r in rows):
-        return "failed" if failed else "done"
-    left = [r for r in rows if r.status in ("verified", "applied")]
-    return "partial" if left else "rolled_back"
+    if not any(r.status == StepStatus.UNDONE for r in rows):
+        return RunStatus.FAILED if failed else RunStatus.DONE
+    left = [r for r in rows if r.status in (StepStatus.VERIFIED, StepStatus.APPLIED)]
+    return RunStatus.PARTIAL if left else RunStatus.ROLLED_BACK
 
 
 def flow_problems(ctx: Context, run_id: str) -> list[str]:
@@ -109,7 +118,11 @@ def flow_problems(ctx: Context, run_id: str) -> list[str]:
 
 
 def settle_sites(
-    ctx: Context, sites: Sequence[str], level: str, run_id: str, status: str = "done"
+    ctx: Context,
+    sites: Sequence[str],
+    level: str,
+    run_id: str,
+    status: RunStatus = RunStatus.DONE,
 ) -> None:
     """Each site's mode from what is recorded on its devices now. After a recovery run (L0)
     with isolation left (remote access, segmentation...), the site is `reconnected` at its
@@ -121,13 +134,13 @@ def settle_sites(
         isolated = site is not None and any(
             states.get(d.name, NORMAL) != NORMAL for d in site.devices
         )
-        mode, lvl = ("isolated", level) if isolated else ("normal", None)
+        mode, lvl = (SiteMode.ISOLATED, level) if isolated else (SiteMode.NORMAL, None)
         if isolated and level == "L0":
             # a recovery run that ended done leaves the site reconnected (with what it keeps
             # cut); failed, re-isolated or rolled back, the devices are isolated
             lvl = known[name].level if name in known else None
-            mode = "reconnected" if status == "done" else "isolated"
-        ctx.journal.set_site(name, mode, lvl, run_id, ctx.actor)
+            mode = SiteMode.RECONNECTED if status == RunStatus.DONE else SiteMode.ISOLATED
+        ctx.obs.site_mode_set(name, mode, lvl, run_id, ctx.actor)
 
 
 # -- rollback -------------------------------------------------------------------------------------
@@ -147,7 +160,7 @@ def _stop_driver(ctx: Context, run_id: str) -> None:
     """A rollback of an open run: ask whoever drives it to stop at its next step boundary and
     wait until it has (bounded), so the run sends nothing after the undo. Refused ("run in
     progress") if it does not stop in time: nothing is rolled back."""
-    ctx.journal.request_stop(run_id, f"a rollback was ordered by {ctx.actor}")
+    ctx.obs.stop_ordered(run_id, f"a rollback was ordered by {ctx.actor}")
     driver = ctx.journal.run(run_id).driver
     if not driver_alive(driver) or driver.get("pid") == os.getpid():
         return  # nobody else drives it (in this process: the run lock serialises)
@@ -172,12 +185,11 @@ def _rollback(ctx: Context, run_id: str, device: str | None) -> RunReport:
     if not todo and device is None and info.status in OPEN:
         # an open run that changed nothing yet (awaiting approval, waiting for an attestation):
         # rolling it back cancels it and frees its sites
-        ctx.journal.finish_run(run_id, "cancelled", f"cancelled by {ctx.actor}")
         with audit.bind(run_id=run_id, actor=ctx.actor):
-            ctx.obs.log.info("run.cancelled", outcome="cancelled", detail="nothing was sent")
-        return RunReport(run_id, "cancelled")
+            ctx.obs.run_cancelled(run_id, ctx.actor)
+        return RunReport(run_id, RunStatus.CANCELLED)
     if not todo:
-        return RunReport(run_id, "nothing_to_roll_back")
+        return RunReport(run_id, Outcome.NOTHING_TO_ROLL_BACK)
     recorded, writers = ctx.journal.device_states(), ctx.journal.device_writers()
     for dev in sorted({r.device for r in todo}):
         newest = max((r for r in todo if r.device == dev), key=lambda r: r.seq)
@@ -188,17 +200,17 @@ def _rollback(ctx: Context, run_id: str, device: str | None) -> RunReport:
                 hint=f"roll back {other} first (newest first)",
             )
     sites = sorted({r.site for r in todo})
-    ctx.journal.lock_sites(run_id, sites)
     with audit.bind(run_id=run_id, actor=ctx.actor):
-        ctx.obs.log.info("run.rollback", device=device, steps=len(todo))
-        for name in sites:
-            ctx.journal.set_site(name, "reconnecting", info.level, run_id, ctx.actor)
+        ctx.obs.rollback_started(
+            run_id, sites, info.level, ctx.actor, device=device, steps=len(todo)
+        )
         outcomes = undo_rows(ctx, todo)
-    status = "rollback_failed" if any(o.status != "undone" for o in outcomes) else "rolled_back"
+    failed = any(o.status != StepStatus.UNDONE for o in outcomes)
+    status = RunStatus.ROLLBACK_FAILED if failed else RunStatus.ROLLED_BACK
     settle_sites(ctx, sites, info.level, run_id, status)
-    if device is None or info.status != "running":
+    if device is None or info.status != RunStatus.RUNNING:
         final = status if device is None else info.status
-        ctx.journal.finish_run(run_id, final, release=status != "rollback_failed")
+        ctx.obs.run_rolled_back(run_id, final, release=not failed)
     return RunReport(run_id, status, outcomes)
 
 
@@ -217,20 +229,25 @@ def resume(
         return RunReport(run_id, f"already {info.status}")
     outcomes: list[StepOutcome] = []
     with lock_for(run_id), audit.bind(run_id=run_id, actor=ctx.actor):
-        ctx.journal.claim_driver(run_id)
-        ctx.journal.clear_stop(run_id)  # an operator's order to go on
+        ctx.obs.driver_claimed(run_id)
+        ctx.obs.stop_cleared(run_id)  # an operator's order to go on
         for row in ctx.journal.steps(run_id):
-            if row.status in IN_FLIGHT or row.status == "undoing":
+            if row.status in IN_FLIGHT or row.status == StepStatus.UNDOING:
                 outcomes.append(settle(ctx, row))
-        ctx.obs.log.info("run.resumed", settled=len(outcomes), roll_back=roll_back)
+        ctx.obs.run_resumed(len(outcomes), roll_back)
         if roll_back:
             outcomes += undo_rows(ctx, ctx.journal.steps(run_id))
             status = final_status(ctx, run_id)
-            if status == "done" and any(r.status == "pending" for r in ctx.journal.steps(run_id)):
-                status = "rolled_back"
+            if status == RunStatus.DONE and any(
+                r.status == StepStatus.PENDING for r in ctx.journal.steps(run_id)
+            ):
+                status = RunStatus.ROLLED_BACK
             settle_sites(ctx, info.sites, info.level, run_id, status)
-            ctx.journal.finish_run(
-                run_id, status, "resumed, rolled back", release=status != "rollback_failed"
+            ctx.obs.run_rolled_back(
+                run_id,
+                status,
+                "resumed, rolled back",
+                release=status != RunStatus.ROLLBACK_FAILED,
             )
             return RunReport(run_id, status, outcomes, duration_s=time.perf_counter() - t0)
     report = go_on(run_id)
@@ -243,7 +260,7 @@ def settle(ctx: Context, row: StepRow) -> StepOutcome:
     """An in-flight step: is the device in its after state, its before state, or neither?"""
     how = transaction.via(row.method)
     unreachable = 0
-    for target, found in ((row.after, "verified"), (row.before, "pending")):
+    for target, found in ((row.after, StepStatus.VERIFIED), (row.before, StepStatus.PENDING)):
         other = row.before if target is row.after else row.after
         try:
             ctx.pool.run(
@@ -259,8 +276,8 @@ def settle(ctx: Context, row: StepRow) -> StepOutcome:
         except DeviceError:
             continue
         status = found
-        if row.status == "undoing":
-            status = "undone" if found == "pending" else "verified"
+        if row.status == StepStatus.UNDOING:
+            status = StepStatus.UNDONE if found == StepStatus.PENDING else StepStatus.VERIFIED
         ctx.obs.step_settled(row, status, transaction.merged(ctx, row.device, row.method, target))
         return StepOutcome(row.seq, row.site, row.step, row.device, row.method, f"settled:{status}")
     if unreachable:
@@ -270,4 +287,4 @@ def settle(ctx: Context, row: StepRow) -> StepOutcome:
             hint="restore the management path, then resume again",
         )
     # reachable but in neither state: push the step's target again (loads are atomic)
-    return undo_one(ctx, row) if row.status == "undoing" else transaction.apply(ctx, row)
+    return undo_one(ctx, row) if row.status == StepStatus.UNDOING else transaction.apply(ctx, row)

@@ -22,6 +22,7 @@ from agent.platforms import registry
 from agent.platforms.capabilities import DeadMan, having
 from agent.run.context import Context
 from agent.run.model import StepOutcome
+from agent.status import StepStatus
 
 
 def via(method: str) -> Via:
@@ -108,7 +109,7 @@ def apply(ctx: Context, row: StepRow) -> StepOutcome:
     """Send one pending step and settle it from the read-back: verified or failed."""
     before_send(ctx, row)
     t = time.perf_counter()
-    outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, "started")
+    outcome = StepOutcome(row.seq, row.site, row.step, row.device, row.method, StepStatus.STARTED)
     ctx.obs.step_started(row)
     try:
         # a step declared fail-open must not stay closed if we lose the device mid-way
@@ -133,10 +134,10 @@ def apply(ctx: Context, row: StepRow) -> StepOutcome:
             hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
         ) from exc
     except CordonError as exc:
-        outcome.status, outcome.error = "failed", exc.message
+        outcome.status, outcome.error = StepStatus.FAILED, exc.message
         ctx.obs.step_failed(row, exc.message)
     else:
-        outcome.status = "verified"
+        outcome.status = StepStatus.VERIFIED
         ctx.obs.step_verified(
             row, merged(ctx, row.device, row.method, row.after), time.perf_counter() - t
         )
@@ -156,10 +157,12 @@ def _settle_unaudited(ctx: Context, row: StepRow) -> str:
     except CordonError as exc:
         return f"cannot be read ({exc.message}): the step stays in flight for `resume`"
     if _facts_show(facts, row.method, row.before, row.after):
-        ctx.obs.step_settled(row, "verified", merged(ctx, row.device, row.method, row.after))
+        ctx.obs.step_settled(
+            row, StepStatus.VERIFIED, merged(ctx, row.device, row.method, row.after)
+        )
         return "shows the change applied (journaled as verified)"
     if _facts_show(facts, row.method, row.after, row.before):
-        ctx.obs.step_marked(row, "failed", "audit trail failed: nothing applied")
+        ctx.obs.step_marked(row, StepStatus.FAILED, "audit trail failed: nothing applied")
         return "shows nothing applied (journaled as failed)"
     return "shows neither state: the step stays in flight for `resume`"
 

@@ -20,7 +20,7 @@ from agent.run.gates import GATES, PRECONDITIONS
 from agent.run.gates.backup import take_backup
 from agent.run.gates.base import GateRun, Passed, Verdict, Waiting
 from agent.run.model import StepOutcome
-from agent.status import GATE_FINAL_OK, GATE_STOPS, IN_FLIGHT
+from agent.status import GATE_FINAL_OK, GATE_STOPS, IN_FLIGHT, StepStatus
 
 
 @dataclass
@@ -85,7 +85,7 @@ def _walk_change(run: GateRun, site: str, step: Step, walk: Walk, failures: list
     ctx, run_id, pb = run.ctx, run.run_id, run.pb
     policy = step.on_failure or pb.on_failure
     rows = [r for r in ctx.journal.steps(run_id) if r.site == site and r.step == step.name]
-    pending = any(r.status == "pending" for r in rows)
+    pending = any(r.status == StepStatus.PENDING for r in rows)
     if (
         isinstance(step, ReconnectZone)
         and pending
@@ -93,28 +93,28 @@ def _walk_change(run: GateRun, site: str, step: Step, walk: Walk, failures: list
     ):
         return False
     for row in rows:
-        if row.status in IN_FLIGHT or row.status == "undoing":
+        if row.status in IN_FLIGHT or row.status == StepStatus.UNDOING:
             raise RunError(
                 f"run {run_id}: step {row.step} on {row.device} is in flight "
                 "(the agent stopped mid-step)",
                 hint=f"`cordon resume {run_id}` settles it by reading the device",
             )
-    applied = _apply_pending(run, [r for r in rows if r.status == "pending"])
+    applied = _apply_pending(run, [r for r in rows if r.status == StepStatus.PENDING])
     for row in rows:
-        if row.status in ("undone", "undo_failed"):
+        if row.status in (StepStatus.UNDONE, StepStatus.UNDO_FAILED):
             walk.stop()
             return False
-        if row.status == "pending":
+        if row.status == StepStatus.PENDING:
             outcome = applied[row.seq]
             walk.outcomes.append(outcome)
-            if outcome.status != "failed":
+            if outcome.status != StepStatus.FAILED:
                 continue
             if policy == "rollback":
                 # everything this site changed, the failed step included (it may be half
                 # applied), as the journal says now
                 done = [r for r in ctx.journal.steps(run_id) if r.site == site and r.seq <= row.seq]
                 walk.outcomes += recovery.undo_rows(ctx, done)
-        elif row.status != "failed":
+        elif row.status != StepStatus.FAILED:
             continue
         failures[0] += 1
         if policy != "continue" or failures[0] > pb.limits.failure_budget_per_site:
@@ -154,5 +154,7 @@ def _backup_then_apply(ctx: Context, run_id: str, row: StepRow) -> StepOutcome:
         except CordonError as exc:
             error = f"backup before the first change failed, nothing sent: {exc.message}"
             ctx.obs.step_failed(row, error)
-            return StepOutcome(row.seq, row.site, row.step, row.device, row.method, "failed", error)
+            return StepOutcome(
+                row.seq, row.site, row.step, row.device, row.method, StepStatus.FAILED, error
+            )
     return transaction.apply(ctx, row)

@@ -15,6 +15,7 @@ from agent.errors import LockError
 from agent.lab import flows
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
+from agent.status import RunStatus
 from tests.conftest import ROOT, Twin
 from tests.lab.twinops import wait_for
 
@@ -74,5 +75,5 @@ def test_busy_site_refused(twin: Twin, engine: Executor) -> None:
         with pytest.raises(LockError, match="holder-run"):
             engine.run(pb, ["saint-gilles-villa-notre-dame"])
     finally:
-        engine.journal.finish_run("holder-run", "done")
+        engine.journal.finish_run("holder-run", RunStatus.DONE)
     assert all(matrix(twin).values())

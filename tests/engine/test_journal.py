@@ -44,9 +44,9 @@ def test_parallel_site_threads_share_one_journal(tmp_path: Path) -> None:
     def site(i: int) -> None:
         for seq in range(1, 401):
             if seq % 8 == i:
-                j.mark("r1", seq, "started")
+                j.mark("r1", seq, StepStatus.STARTED)
                 j.set_device(f"d{seq}", DeviceState(), "r1")
-                j.mark("r1", seq, "verified")
+                j.mark("r1", seq, StepStatus.VERIFIED)
                 j.device_states()
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -63,7 +63,7 @@ def test_locks_are_exclusive_across_journal_handles(tmp_path: Path) -> None:
     with pytest.raises(LockError, match="first"):
         b.start_run("second", "pb", "L1", ["nantes", "rennes"], "bob")
     assert b.locks() == {"rennes": "first"}  # nothing of the refused run was taken
-    a.finish_run("first", "done")
+    a.finish_run("first", RunStatus.DONE)
     b.start_run("second", "pb", "L1", ["nantes", "rennes"], "bob")
     a.close()
     b.close()
@@ -99,8 +99,8 @@ def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
         "t",
         [NewStep(1, "s", "step", "d", "cli", ("x",), ("y",), DeviceState(), DeviceState())],
     )
-    j.mark("r1", 1, "failed", "nts-sw1: apply: % Invalid input")
-    j.mark("r1", 1, "undone")
+    j.mark("r1", 1, StepStatus.FAILED, "nts-sw1: apply: % Invalid input")
+    j.mark("r1", 1, StepStatus.UNDONE)
     (row,) = j.steps("r1")
     assert row.status == "undone"
     assert row.error == "nts-sw1: apply: % Invalid input"
@@ -194,7 +194,7 @@ def test_a_forbidden_status_change_is_refused_and_not_written(tmp_path: Path) ->
     with pytest.raises(InternalError, match="gate s w of run r1 cannot go from passed to open"):
         j.set_gate("r1", "s", "w", GateStatus.OPEN)
     with pytest.raises(InternalError, match="unknown RunStatus 'paused'"):
-        j.finish_run("r1", "paused")
+        j.finish_run("r1", "paused")  # type: ignore[arg-type]
     assert j.run("r1").status == RunStatus.DONE
     assert j.run("r1").waiting is None
     assert [r.status for r in j.steps("r1")] == [StepStatus.UNDONE]

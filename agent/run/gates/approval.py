@@ -1,21 +1,20 @@
 """Approvals (two-person rule): the approval step gate, the run-level approval a run started with
 `needs_approval` waits for before anything is sent, and a second operator's approval itself
 (refused for the run's own author). Imports the gate protocol, the run's context and model, the
-journal's statuses, audit and the playbook models."""
+journal's records, the statuses and the playbook models; records through the run's observer."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from agent import audit
 from agent.engine.journal import RunRecord
 from agent.errors import ApprovalError
 from agent.playbook.models import Approval, Step
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
 from agent.run.model import RunOptions, RunReport, clock
-from agent.status import OPEN
+from agent.status import OPEN, GateStatus, RunStatus
 
 
 class ApprovalGate:
@@ -25,29 +24,23 @@ class ApprovalGate:
         gate = ctx.journal.gate(run_id, site, step.name)
         if gate is None:
             wake = now + step.timeout_seconds
-            ctx.obs.gate(run_id, site, step.name, "open", wake_at=wake, detail={"kind": "approval"})
+            ctx.obs.gate(
+                run_id, site, step.name, GateStatus.OPEN, wake_at=wake, detail={"kind": "approval"}
+            )
             gate = ctx.journal.gate(run_id, site, step.name)
             assert gate is not None
         if ctx.journal.approval(run_id, step.name) is not None:
-            ctx.obs.gate(run_id, site, step.name, "passed", detail={"kind": "approval"})
+            ctx.obs.gate(run_id, site, step.name, GateStatus.PASSED, detail={"kind": "approval"})
             return Passed()
         if gate.wake_at is not None and now >= gate.wake_at:
-            if step.on_timeout == "proceed":
-                ctx.obs.gate(
-                    run_id,
-                    site,
-                    step.name,
-                    "passed",
-                    detail={"kind": "approval", "reason": "timed out; the playbook says proceed"},
-                )
-                ctx.obs.log.warning("run.approval_timeout", step=step.name, outcome="proceed")
-                return Passed()
-            reason = f"no approval within {step.timeout_seconds:g} s"
-            ctx.obs.gate(
-                run_id, site, step.name, "expired", detail={"kind": "approval", "reason": reason}
+            proceed = step.on_timeout == "proceed"
+            reason = (
+                "timed out; the playbook says proceed"
+                if proceed
+                else f"no approval within {step.timeout_seconds:g} s"
             )
-            ctx.obs.log.warning("run.approval_timeout", step=step.name, outcome="abort")
-            return Stopped(reason)
+            ctx.obs.approval_timed_out(run_id, site, step.name, proceed=proceed, reason=reason)
+            return Passed() if proceed else Stopped(reason)
         return Waiting(f"{site}: {step.name}: approval by a second operator", gate.wake_at)
 
 
@@ -63,18 +56,17 @@ def run_approval(
     sent, the outcome is declared)."""
     approved = ctx.journal.approval(run_id)
     if approved is not None:
-        ctx.journal.set_run_status(run_id, "running")
+        ctx.obs.run_approved_to_go(run_id)
         on_approved()
         return None
     deadline = info.created_at + opts.approval_timeout
     if time.time() < deadline:
         why = f"approval by a second operator until {clock(deadline)}"
-        ctx.journal.set_run_status(run_id, "awaiting_approval", why)
-        return RunReport(run_id, "awaiting_approval", wake_at=deadline, waiting=why)
+        ctx.obs.run_waiting(run_id, RunStatus.AWAITING_APPROVAL, why)
+        return RunReport(run_id, RunStatus.AWAITING_APPROVAL, wake_at=deadline, waiting=why)
     detail = f"no second operator approved within {opts.approval_timeout:g} s: nothing was sent"
-    ctx.journal.finish_run(run_id, "expired", detail)
-    ctx.obs.log.warning("run.expired", outcome="expired", detail=detail)
-    return RunReport(run_id, "expired", waiting=None)
+    ctx.obs.run_expired(run_id, detail)
+    return RunReport(run_id, RunStatus.EXPIRED, waiting=None)
 
 
 def approve(
@@ -98,11 +90,11 @@ def approve(
             hint="a second operator runs `cordon approve " + run_id + "`",
         )
     step = ""
-    if info.status != "awaiting_approval":
+    if info.status != RunStatus.AWAITING_APPROVAL:
         open_steps = [
             g.step
             for g in ctx.journal.gates(run_id)
-            if g.status == "open" and g.detail.get("kind") == "approval"
+            if g.status == GateStatus.OPEN and g.detail.get("kind") == "approval"
         ]
         if not open_steps:
             raise ApprovalError(f"run {run_id} is not waiting for an approval")
@@ -112,9 +104,5 @@ def approve(
         if time.time() >= info.created_at + opts.approval_timeout:
             proceed(run_id)  # declares the expiry
             raise ApprovalError(f"run {run_id}: the approval window has closed (expired)")
-    ctx.journal.approve(run_id, step, actor, reason)
-    with audit.bind(run_id=run_id, actor=actor):
-        ctx.obs.log.info(
-            "run.approved", step=step or None, reason=reason, author=info.actor, outcome="ok"
-        )
+    ctx.obs.approved(run_id, step, actor, reason, author=info.actor)
     return step or "run"

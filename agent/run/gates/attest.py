@@ -16,7 +16,7 @@ from agent.playbook.models import Playbook, ReconnectZone, Step
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
 from agent.run.model import RunOptions
-from agent.status import GATE_STOPS, OPEN
+from agent.status import GATE_STOPS, OPEN, GateStatus
 
 
 def preconditions_key(step: str) -> str:
@@ -32,7 +32,7 @@ class PreconditionsGate:
         ctx, run_id = run.ctx, run.run_id
         key = preconditions_key(step.name)
         gate = ctx.journal.gate(run_id, site, key)
-        if gate is not None and gate.status == "passed":
+        if gate is not None and gate.status == GateStatus.PASSED:
             return Passed()
         if gate is not None and gate.status in GATE_STOPS:
             return Stopped(f"{key}: {gate.status}")
@@ -43,7 +43,7 @@ class PreconditionsGate:
         if step.attest:
             missing = [z for z in zones if (site, z) not in attested]
             if missing:
-                ctx.obs.gate(run_id, site, key, "open", detail={"missing": missing})
+                ctx.obs.gate(run_id, site, key, GateStatus.OPEN, detail={"missing": missing})
                 return Waiting(
                     f"{site}: {step.name}: attestation of zone {', '.join(missing)} "
                     f"(`cordon attest {run_id} {site} ZONE --reason ...`)",
@@ -56,17 +56,10 @@ class PreconditionsGate:
                 problems += _baseline_problems(ctx, device)
         if problems:
             reason = "configuration not back to its baseline: " + "; ".join(problems)
-            ctx.obs.gate(run_id, site, key, "failed", detail={"reason": reason})
-            ctx.obs.log.error("step.failed", step=step.name, outcome="refused", error=reason)
-            ctx.obs.say(f"{site}: {step.name}: refused: {reason}")
+            ctx.obs.preconditions_refused(run_id, site, key, step.name, reason)
             return Stopped(reason)
         who = {z: (attested[site, z].actor if (site, z) in attested else None) for z in zones}
-        ctx.obs.gate(
-            run_id, site, key, "passed", detail={"attested_by": who, "baseline": "matches"}
-        )
-        ctx.obs.log.info(
-            "reconnect.preconditions", step=step.name, zones=zones, attested_by=who, outcome="ok"
-        )
+        ctx.obs.preconditions_met(run_id, site, key, step.name, zones, who)
         return Passed()
 
 
@@ -111,8 +104,7 @@ def attest(ctx: Context, run_id: str, site: str, zone: str, actor: str, reason: 
 def record_attestation(
     ctx: Context, run_id: str, site: str, zone: str, actor: str, reason: str
 ) -> None:
-    ctx.journal.attest(run_id, site, zone, actor, reason)
-    ctx.obs.log.info("reconnect.attested", zone=zone, reason=reason, outcome="recorded")
+    ctx.obs.attested(run_id, site, zone, actor, reason)
 
 
 def check_attest(ctx: Context, pb: Playbook, p: Plan, opts: RunOptions) -> None:

@@ -14,14 +14,15 @@ from agent.network.state import NORMAL
 from agent.playbook.models import Step
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict
+from agent.status import GateStatus
 
 
 def take_backup(ctx: Context, run_id: str, device: str) -> Backup:
     """Back up `device`; while Cordon has changed nothing on it, this is its baseline."""
     backup: Backup = ctx.pool.run(device, lambda d: d.backup())
-    ctx.journal.add_backup(run_id, device, backup.sha256)
+    ctx.obs.backup_taken(run_id, device, backup.sha256)
     if ctx.journal.device_states().get(device, NORMAL) == NORMAL:
-        ctx.journal.set_baseline(
+        ctx.obs.baseline_set(
             device, baseline.digest(backup.platform, backup.text), backup.sha256, run_id
         )
     return backup
@@ -46,7 +47,7 @@ class BackupGate:
             run.run_id,
             site,
             step.name,
-            "passed",
+            GateStatus.PASSED,
             detail={"devices": devices},
             say=f"{site}: {step.name}: {len(devices)} configurations saved",
         )

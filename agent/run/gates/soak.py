@@ -24,6 +24,7 @@ from agent.run import recovery, transaction
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
 from agent.run.model import StepOutcome
+from agent.status import GateStatus, StepStatus
 
 
 class SoakGate:
@@ -45,7 +46,7 @@ class SoakGate:
                     run_id,
                     site,
                     step.name,
-                    "skipped",
+                    GateStatus.SKIPPED,
                     detail={"why": why},
                     say=f"{site}: {step.name}: skipped ({why})",
                 )
@@ -57,8 +58,7 @@ class SoakGate:
                 "ticks": 0,
                 "sample": None,
             }
-            ctx.obs.log.info("soak.started", step=step.name, seconds=seconds, interval=interval)
-            ctx.obs.say(f"{site}: {step.name}: soak {seconds:g} s, checks every {interval:g} s")
+            ctx.obs.soak_started(site, step.name, seconds, interval)
         else:
             detail = dict(gate.detail)
             if gate.wake_at is not None and now < gate.wake_at:
@@ -93,14 +93,10 @@ class SoakGate:
         if anomalies:
             return _reisolate(run, site, step, anomalies, detail)
         if now >= float(detail["until"]):
-            ctx.obs.gate(run_id, site, step.name, "passed", detail=detail)
-            ctx.obs.log.info(
-                "soak.passed", step=step.name, ticks=detail["ticks"], outcome="healthy, advancing"
-            )
-            ctx.obs.say(f"{site}: {step.name}: healthy for {seconds:g} s, advancing")
+            ctx.obs.soak_passed(run_id, site, step.name, seconds, detail)
             return Passed()
         wake = min(now + interval, float(detail["until"]))
-        ctx.obs.gate(run_id, site, step.name, "open", wake_at=wake, detail=detail)
+        ctx.obs.gate(run_id, site, step.name, GateStatus.OPEN, wake_at=wake, detail=detail)
         return Waiting(_why(site, step, detail, now), wake)
 
 
@@ -140,8 +136,7 @@ def _reisolate(
     ctx, run_id = run.ctx, run.run_id
     zones = sorted({a.zone for a in anomalies if a.zone})
     reason = "; ".join(a.what for a in anomalies)
-    ctx.obs.log.warning("soak.anomaly", step=step.name, zones=zones, reason=reason)
-    ctx.obs.say(f"{site}: {step.name}: ANOMALY: {reason}")
+    ctx.obs.soak_anomaly(site, step.name, zones, reason)
     outcomes: list[StepOutcome] = []
     if zones:
         found = ctx.inv.site(site)
@@ -151,30 +146,19 @@ def _reisolate(
             new = NewStep(
                 0, site, cut.step, c.device, c.method, c.commands, c.undo, c.before, c.after
             )
-            seq = ctx.journal.append_step(run_id, new)
-            row = next(r for r in ctx.journal.steps(run_id) if r.seq == seq)
-            outcomes.append(transaction.apply(ctx, row))
+            outcomes.append(transaction.apply(ctx, ctx.obs.step_appended(run_id, new)))
     else:
         last = previous_change(run.pb, step.name, OPENING_ACTIONS)
         rows = [r for r in ctx.journal.steps(run_id) if r.site == site and r.step == last]
         outcomes += recovery.undo_rows(ctx, rows)
         zones = [f"(step {last})"] if last else []
-    ok = all(o.status in ("verified", "undone") for o in outcomes)
+    ok = all(o.status in (StepStatus.VERIFIED, StepStatus.UNDONE) for o in outcomes)
     detail.update(
         reason=reason,
         reisolated=zones,
         outcome="re-isolated" if ok else "re-isolation FAILED: check the site now",
     )
-    ctx.obs.gate(run_id, site, step.name, "reisolated", detail=detail)
-    log = ctx.obs.log.warning if ok else ctx.obs.log.error
-    log(
-        "reconnect.reisolated",
-        step=step.name,
-        zones=zones,
-        reason=reason,
-        outcome=detail["outcome"],
-    )
-    ctx.obs.say(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
+    ctx.obs.soak_reisolated(run_id, site, step.name, zones, detail, ok=ok)
     return Stopped(f"{site}: {step.name}: {reason}")
 
 

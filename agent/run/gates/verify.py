@@ -13,16 +13,14 @@ from agent.playbook.models import Step, VerifyFlows
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Verdict
 from agent.run.model import ScopedVerifier
+from agent.status import GateStatus
 
 
 class VerifyGate:
     def check(self, run: GateRun, site: str, step: Step) -> Verdict:
         ctx = run.ctx
         if ctx.verifier is None:
-            ctx.obs.gate(
-                run.run_id, site, step.name, "skipped", detail={"why": "no flow probe source"}
-            )
-            ctx.obs.log.warning("step.skipped", step=step.name, why="no flow probe source")
+            ctx.obs.flows_unchecked(run.run_id, site, step.name)
             return Passed()
         only = None
         if isinstance(step, VerifyFlows) and step.must_survive_only:
@@ -38,7 +36,7 @@ class VerifyGate:
         detail: dict[str, Any] = {"problems": problems}
         if only is not None:
             detail["scope"] = f"must-survive flows only ({len(only)})"
-        ctx.obs.gate(run.run_id, site, step.name, "passed", detail=detail)
+        ctx.obs.gate(run.run_id, site, step.name, GateStatus.PASSED, detail=detail)
         return Passed(tuple(problems))
 
 

@@ -8,6 +8,7 @@ import time
 from agent.playbook.models import Step, Wait
 from agent.run.gates.base import GateRun, Passed, Verdict, Waiting
 from agent.run.model import clock
+from agent.status import GateStatus
 
 
 class WaitGate:
@@ -21,12 +22,12 @@ class WaitGate:
                 run.run_id,
                 site,
                 step.name,
-                "open",
+                GateStatus.OPEN,
                 wake_at=wake,
                 say=f"{site}: {step.name}: waiting {step.seconds:g} s",
             )
             return Waiting(f"{site}: {step.name} until {clock(wake)}", wake)
         if gate.wake_at is not None and now < gate.wake_at:
             return Waiting(f"{site}: {step.name} until {clock(gate.wake_at)}", gate.wake_at)
-        obs.gate(run.run_id, site, step.name, "passed")
+        obs.gate(run.run_id, site, step.name, GateStatus.PASSED)
         return Passed()
