@@ -2,7 +2,7 @@
 redrawn in place on a terminal, one line per new wait off it); with --local, drive the run in a
 thread of this process meanwhile. Ctrl-C leaves the run open and says who goes on with it.
 
-Imports click, `agent.cli.{options,session,render}` and the wire models.
+Imports click, `agent.cli.{options,session,render}`, the wire models and `agent.status`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Brings up the Hospi Grand Ouest twin, shows the inventory and the flow matrix, d
 at La Sagesse (isolate it, switch the 8 sister sites to preventive degraded mode while probing the
 must-survive flows), shows the degraded flow matrix, restores everything, verifies the audit chain,
 and takes the twin down (unless --keep). Narration only; the work is done by the modules.
+
+A composition root like the daemon's `main`: imports the inventory, the playbooks, the executor
+(`agent.run`), the journal, the drivers' pool, the network model, audit and the twin (`agent.lab`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`cordon run` (plan, confirm, start, follow), `approve`, `attest` and `rollback`: the commands
 that start or steer a run through the API (the daemon's, or the one served in this process).
 
-Imports click and `agent.cli.{options,session,follow,render}`; the exit code of a run's final
-status comes from `agent.status` (`RUN_EXIT`, `exit_code`).
+Imports click, `agent.cli.{options,session,follow,render}`, `cordon plan`'s shared options, the
+wire models and `agent.errors`; the exit code of a run's final status comes from `agent.status`
+(`RUN_EXIT`, `exit_code`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Runs as text: the list (`cordon runs`), one run (`cordon show`), a run's end (`cordon run`),
 a rollback's result; the colours of step and gate statuses.
 
-Imports the wire models and `agent.cli.render` helpers only.
+Imports the wire models, `agent.status` and the `agent.cli.render` helpers (and `status`'s) only.
 """
 
 from __future__ import annotations
