@@ -185,7 +185,7 @@ def rollback_cmd(o: Opts, run_id: str, reason: str | None) -> None:
     else:
         for line in render_rollback(o, out):
             click.echo(line)
-    if status == "rollback_failed":
+    if status == RunStatus.ROLLBACK_FAILED:
         raise SystemExit(RUN_EXIT[RunStatus.ROLLBACK_FAILED])
     if status not in ROLLED_BACK:
         raise SystemExit(4)
