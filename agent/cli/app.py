@@ -1,7 +1,7 @@
 """The top-level `cordon` group: registers `agent.cli.commands.COMMANDS`, and is the only place
 that turns `CordonError`s (and unusable state files) into text and exit codes.
 
-Imports click, `agent.errors` and the command registry.
+Imports click, `agent.settings`, `agent.errors` and the command registry.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 redrawn in place on a terminal, one line per new wait off it); with --local, drive the run in a
 thread of this process meanwhile. Ctrl-C leaves the run open and says who goes on with it.
 
-Imports click, `agent.cli.{options,session,render}` and the wire models.
+Imports click, `agent.cli.{options,session,render}`, the wire models and `agent.status`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from agent.cli.render import style
 from agent.cli.render.runs import GATE_COLOR, STEP_COLOR
 from agent.cli.render.status import waiting_text
 from agent.cli.session import Conn
-from agent.status import INTERRUPTED, OPEN
+from agent.status import INTERRUPTED, OPEN, StepStatus
 from agent.wire import RunView
 
 __all__ = ["follow"]
@@ -54,7 +54,7 @@ class _View:
             if self.steps.get(s.seq) != status:
                 self.steps[s.seq] = status
                 if status in STEP_COLOR:
-                    error = f": {s.error}" if s.error and status != "verified" else ""
+                    error = f": {s.error}" if s.error and status != StepStatus.VERIFIED else ""
                     self.note(
                         f"  {s.site}  {s.step}  {s.device} ({s.method}): {status}{error}",
                         STEP_COLOR[status],

@@ -1,8 +1,8 @@
 """The options every `cordon` command shares: output (--json), where the daemon is (--socket,
 --state-dir, --token), --local with its inventory and roles; --site, --param and --inventory.
 
-Imports click and `agent.daemon` (the socket's name); `agent.daemon.main` only to read the socket
-a running daemon wrote. Nothing here talks to the daemon or renders.
+Imports click, `agent.settings` and `agent.daemon` (the socket's name); `agent.daemon.main` only to
+read the socket a running daemon wrote. Nothing here talks to the daemon or renders.
 """
 
 from __future__ import annotations

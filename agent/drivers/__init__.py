@@ -1,5 +1,5 @@
 """Owns what every platform's driver shares: the `Driver` protocol and its frozen types, the SSH
-transport with pinned host keys, the SNMP engine sharing lives with the snmp platform, the trail
+transport with pinned host keys, the SNMP transport and its shared engines (`snmp`), the trail
 that audits device commands, descriptor limits, and the warm-session pool. The drivers themselves
 are in `agent.platforms.<platform>`; `agent.platforms.registry.driver_for` picks one.
 Must not import the engine, daemon or CLI; netmiko/paramiko/pysnmp load only where used.

@@ -11,7 +11,8 @@ What is compared, per device:
   the record holds no rule.
 
 On which platforms rules are read, which comments a recorded state shows and where the rules live
-is the platform's (`Spec.rules`, through the registry): no platform is named here.
+is the platform's (`Spec.rules`, through the registry): no platform is named here. Imports the
+renderer, the network state types, the inventory models and the platform registry; never a driver.
 
 Re-applying the record only ever closes: it reloads the whole recorded table and re-sends the
 recorded shutdowns. It never sends `no shutdown` and never deletes a leftover table of a device

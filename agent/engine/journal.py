@@ -3,8 +3,8 @@ locks, each site's isolation state and each device's recorded isolation state. A
 point leaves a row saying what was in flight. Returns typed records (frozen dataclasses, statuses
 as `agent.status` enums) and refuses a status change `agent.status` forbids. The file carries its
 schema version (`PRAGMA user_version`); an older journal is migrated when it is opened.
-Imports only the standard library, `agent.settings`, the engine's state types, agent.status and
-agent.errors; never a driver."""
+Imports only the standard library, `agent.settings`, the network state types
+(`agent.network.state`), agent.status and agent.errors; never a driver."""
 
 from __future__ import annotations
 

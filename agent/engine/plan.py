@@ -2,7 +2,8 @@
 per site, per step, per device the commands and their undo, and the impact on every declared flow.
 Refuses a plan that would cut a must-survive flow or a management interface, unless the playbook
 names the flow in `allow_cut`. Also plans the re-isolation of zones a soak found unhealthy.
-Pure: reads state, changes nothing."""
+Pure: reads state, changes nothing. Imports the renderer, the network model, the platform registry,
+the inventory and playbook models and `agent.errors`; never a driver, the run or the twin."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Owns turning a device's isolation state change into commands, through the platform registry:
 no platform is named here. Each platform's renderer lives in its folder under `agent.platforms`.
-Pure; imports the plan's state types, the registry and the error tree."""
+Pure; imports the network state types, the registry and the error tree."""
 
 from __future__ import annotations
 

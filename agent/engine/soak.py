@@ -1,7 +1,8 @@
 """The soak gate's checks, as data: which counters watch which reconnected zone, and whether two
 samples taken `dt` seconds apart show an anomaly. Reading the samples is the executor's (through
 the drivers); deciding is here. Which comment keys a counting rule is its platform's (through the
-registry). Pure."""
+registry). Pure: imports the plan, the network state types, the inventory models and the
+registry."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Cross-reference checks of a validated inventory: unique names, dangling references, addresses
 outside their subnet, overlapping subnets, missing credentials. Pure: reads the model, reports.
 
-Imports only `agent.inventory.models` and the standard library.
+Imports only `agent.inventory.models`, `agent.yamlfile` (the `Issue` type) and the standard library.
 """
 
 from __future__ import annotations

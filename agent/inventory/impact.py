@@ -1,6 +1,7 @@
 """Which declared flows an isolation cuts: pure functions over the inventory (no device, no twin).
 
 The seed of the engine's impact preview; the twin tests use it to know what a cut must close.
+Imports only `agent.inventory.models`.
 """
 
 from __future__ import annotations

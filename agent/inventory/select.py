@@ -1,6 +1,7 @@
 """Selectors: pick sites, devices and zones of an inventory by name, kind, role, tag, criticality.
 
-Pure functions over the frozen models; playbooks use them to name their targets.
+Pure functions over the frozen models; playbooks use them to name their targets. Imports only
+`agent.inventory.models`.
 """
 
 from __future__ import annotations

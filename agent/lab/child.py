@@ -1,5 +1,6 @@
 """What the twin's own long-running children (the zone services, the infected host's scanner)
-share: an error printed with its hint, and a life between a ready file and a signal."""
+share: an error printed with its hint, and a life between a ready file and a signal.
+Imports only the standard library and `agent.errors`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Real daemons of twin devices (sshd, FRR zebra/staticd, snmpd, the service process): start, stop.
 
-Imports the standard library, agent.errors and agent.lab.netns only; never netmiko/pysnmp/paramiko.
+Imports the standard library, agent.errors, agent.lab.netns and agent.lab.services (its spec) only;
+never netmiko/pysnmp/paramiko.
 
 Each daemon runs in the foreground of its own session, inside its namespace and under
 `unshare --uts` with the device's host name, so the PID we get is the daemon's PID. Every start

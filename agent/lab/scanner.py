@@ -1,6 +1,7 @@
 """An infected host's scanner: `python -m agent.lab.scanner --netns NS [--rate N] ADDR:PORT ...`.
 
-Imports the standard library, agent.errors and agent.lab.netns only; never netmiko/pysnmp/paramiko.
+Imports the standard library, agent.errors, agent.lab.netns and agent.lab.child only; never
+netmiko/pysnmp/paramiko.
 
 Run inside a twin host's network namespace (`agent.lab.infect` starts it there), it tries
 non-blocking TCP connects to its targets in turn, forever, `rate` attempts per second, each given

@@ -1,6 +1,7 @@
 """One process serving every twin host's TCP services: `python -m agent.lab.services SPEC.json`.
 
-Imports the standard library, agent.errors and agent.lab.netns only; never netmiko/pysnmp/paramiko.
+Imports the standard library, agent.errors, agent.lab.netns and agent.lab.child only; never
+netmiko/pysnmp/paramiko.
 
 Each listener is created inside its namespace (setns) and bound to its twin address (never a
 wildcard or loopback). On accept the server sends one banner line and closes. When every socket

@@ -2,7 +2,7 @@
 up: what a composition root (the daemon's `main`, the CLI's `--local` path and `resume`, the demo)
 hands the engine. The engine and the service never import the twin; they take a verifier given.
 
-Imports the lab's own modules, the inventory models and the engine's pure state types.
+Imports the lab's own modules, the inventory models and the network state types.
 """
 
 from __future__ import annotations

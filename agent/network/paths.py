@@ -1,9 +1,10 @@
 """The path of every declared flow through the group's devices, from the inventory alone: the
 switch ports it crosses, and the routing hops (device, in-interface, out-interface) it takes.
 
-Pure. Topology assumptions (checked, with a PlanError when they do not hold): a zone's gateway
-device also carries the site's links; establishments reach the core, each other and any external
-side they have no link to through their WAN link to the core (hub and spoke).
+Pure: imports only the inventory models and `agent.errors`. Topology assumptions (checked, with a
+PlanError when they do not hold): a zone's gateway device also carries the site's links;
+establishments reach the core, each other and any external side they have no link to through
+their WAN link to the core (hub and spoke).
 """
 
 from __future__ import annotations

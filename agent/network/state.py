@@ -1,6 +1,6 @@
 """The isolation state of devices as data: interfaces administratively down, and the rules of our
 own nftables table. The same rule objects are rendered for the device and evaluated for the impact
-preview, so the preview and the device cannot disagree. Pure.
+preview, so the preview and the device cannot disagree. Pure: imports only `agent.network.paths`.
 
 A declared flow kept through a cut takes two accepts per routing hop: its requests (client to the
 service's port, any packet: a connection opens only this way) and its replies (from the service's

@@ -1,6 +1,7 @@
 """Playbook models: intent-level steps (cut a link kind, shut a zone's ports, block zones, allow a
 flow, SNMP admin-down, backup, verify, wait, soak, approval) with targets, ordering and failure
-policy. Frozen, validated once; imports only pydantic and the inventory's scalar types."""
+policy. Frozen, validated once; imports only pydantic, the inventory's models and its
+selectors (`agent.inventory.select`)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ observer (journal + audit + progress writes), strategies (site orderings), walk 
 steps and its failure policy), gates/ (one module per gate kind behind one protocol),
 transaction (the guarded apply and its dead-man), recovery (rollback, resume, settle).
 
-The package may import plan, render, soak, baseline, state (agent.engine), the drivers, the
-journal, audit, the inventory and playbook models and errors; never the daemon, the CLI or the
-twin (a flow verifier is injected)."""
+The package may import the engine (plan, soak, baseline, journal), the network state types, the
+drivers, the platform registry and capabilities, audit, the inventory and playbook models, status,
+settings and errors; never the service, the API, the daemon, the CLI or the twin (a flow verifier
+is injected). This module imports nothing."""

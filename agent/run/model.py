@@ -1,5 +1,6 @@
 """A run's data: the options a person gave, each device step's outcome, the report a run returns,
-and the callables injected into it (flow verifier, progress). Imports nothing of the run."""
+and the callables injected into it (flow verifier, progress). Imports the plan and the network
+state types; nothing of the run."""
 
 from __future__ import annotations
 

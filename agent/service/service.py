@@ -45,7 +45,7 @@ from agent.run.model import RunOptions, RunReport, new_run_id
 from agent.service.health import HealthStore
 from agent.service.playbooks import PlaybookMeta, playbook_path
 from agent.service.poll import Poller, reapply_recorded
-from agent.status import OPEN, RunStatus, SiteMode, StepStatus
+from agent.status import OPEN, Outcome, RunStatus, SiteMode, StepStatus
 from agent.wire import (
     JSON,
     Approved,
@@ -224,7 +224,7 @@ class Service:
             for r in ex.journal.steps(run_id)
         )
         report = ex.resume(run_id, drive=False) if in_flight else ex.proceed(run_id)
-        if report.status in ("waiting", RunStatus.AWAITING_APPROVAL):
+        if report.status in (Outcome.WAITING, RunStatus.AWAITING_APPROVAL):
             # no wake-up time: an attestation or approval arrives through the API, which
             # schedules the run at once; look again now and then anyway
             delay = 60.0 if report.wake_at is None else report.wake_at - time.time()
@@ -428,8 +428,8 @@ class Service:
             except RunStopped as exc:  # a rollback asked this process to stop: it finishes
                 if self.progress is not None:
                     self.progress(exc.message)
-                return RunReport(run_id, "stopped", waiting=exc.message)
-            if report.status not in ("waiting", RunStatus.AWAITING_APPROVAL):
+                return RunReport(run_id, Outcome.STOPPED, waiting=exc.message)
+            if report.status not in (Outcome.WAITING, RunStatus.AWAITING_APPROVAL):
                 return report
             pause = poll if report.wake_at is None else report.wake_at - time.time()
             pause = min(max(pause, 0.05), poll)

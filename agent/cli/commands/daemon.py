@@ -1,7 +1,8 @@
 """`cordon daemon`: run the daemon in the foreground (the composition root is
 `agent.daemon.main`; this only reads the options).
 
-Imports click and `agent.daemon` (names); the daemon's modules when the command runs.
+Imports click, `agent.settings` and `agent.daemon` (names); when the command runs,
+`agent.daemon.main` and the default paths of the roles file (`agent.api.auth`) and the inventory.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Brings up the Hospi Grand Ouest twin, shows the inventory and the flow matrix, d
 at La Sagesse (isolate it, switch the 8 sister sites to preventive degraded mode while probing the
 must-survive flows), shows the degraded flow matrix, restores everything, verifies the audit chain,
 and takes the twin down (unless --keep). Narration only; the work is done by the modules.
+
+A composition root like the daemon's `main`: imports the inventory, the playbooks, the executor
+(`agent.run`), the journal, the drivers' pool, the network model, audit and the twin (`agent.lab`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook, ReconnectZone
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
+from agent.status import GateStatus, RunStatus
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 
@@ -175,7 +179,7 @@ def _contain_and_restore(
             else "seals NOT anchored: no key pinned (`cordon audit keygen`, README: The audit log)"
         )
     )
-    if bad or any(r.status != "done" for r in runs) or lost:
+    if bad or any(r.status != RunStatus.DONE for r in runs) or lost:
         raise CordonError("the demo did not go as planned", hint="see the output above")
 
 
@@ -208,8 +212,10 @@ def _recover(
     )
     timings["reconnect until the infected zone is caught"] = time.perf_counter() - t
     _story(ex, first.run_id)
-    caught = next((g for g in ex.journal.gates(first.run_id) if g.status == "reisolated"), None)
-    if first.status != "reisolated" or caught is None:
+    caught = next(
+        (g for g in ex.journal.gates(first.run_id) if g.status == GateStatus.REISOLATED), None
+    )
+    if first.status != RunStatus.REISOLATED or caught is None:
         raise CordonError(f"the infected zone was not caught (run {first.status})")
     click.echo(f"run {first.run_id}: {first.status}: {caught.detail.get('reason')}")
     _site_flows(inv, bp, ex, color=color)
@@ -245,7 +251,7 @@ def _recover(
     final = ex.drive(started.run_id, poll=0.2)
     timings["restore-normal, 9 sites (verified)"] = time.perf_counter() - t
     click.echo(f"run {final.run_id}: {final.status}, {len(final.outcomes)} device steps")
-    if second.status != "done" or final.status != "done":
+    if second.status != RunStatus.DONE or final.status != RunStatus.DONE:
         raise CordonError("the recovery did not go as planned", hint="see the output above")
 
 

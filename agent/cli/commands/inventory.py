@@ -1,6 +1,7 @@
 """`cordon inventory check|show`: validate an inventory file and show what it describes.
 
-Rendering only; loading and validation belong to `agent.inventory`.
+Rendering only; loading and validation belong to `agent.inventory`. Imports click, `agent.inventory`
+and `agent.errors` only.
 """
 
 from __future__ import annotations

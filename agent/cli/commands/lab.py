@@ -1,7 +1,8 @@
 """`cordon lab up|down|status|flows|infect|cure`: the digital twin from the command line.
 
 Rendering only; building belongs to `agent.lab.build`, probing to `agent.lab.flows`, infected
-hosts to `agent.lab.infect`.
+hosts to `agent.lab.infect`. Imports click, `agent.cli.options`, the inventory, `agent.errors` and
+the twin's modules (`agent.lab`).
 """
 
 from __future__ import annotations

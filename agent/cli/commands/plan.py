@@ -1,7 +1,7 @@
 """`cordon plan`: what a playbook would do, and the refusal (exit 3) of an unsafe plan, which
 `cordon run` applies too.
 
-Imports click and `agent.cli.{options,session,render}`.
+Imports click, `agent.cli.{options,session,render}`, the wire models and `agent.errors`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`cordon resume RUN_ID`: the one engine command that stays local (after a crash, with no daemon
 running): settle in-flight steps by reading the devices, then finish the run or roll it back.
 
-Imports click, the engine (executor, journal), the pool, the inventory, the daemon's state-dir
-lock and the twin's verifier (`agent.lab.verifier`); renders with `agent.cli.render.report`.
+Imports click, the executor (`agent.run.executor`), the journal, the pool, the inventory,
+`agent.settings`, `agent.status`, the daemon's state-dir lock and the twin's verifier
+(`agent.lab.verifier`); renders with `agent.cli.render.report`.
 """
 
 from __future__ import annotations

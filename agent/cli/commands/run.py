@@ -1,8 +1,9 @@
 """`cordon run` (plan, confirm, start, follow), `approve`, `attest` and `rollback`: the commands
 that start or steer a run through the API (the daemon's, or the one served in this process).
 
-Imports click and `agent.cli.{options,session,follow,render}`; the exit code of a run's final
-status comes from `agent.status` (`RUN_EXIT`, `exit_code`).
+Imports click, `agent.cli.{options,session,follow,render}`, `cordon plan`'s shared options, the
+wire models and `agent.errors`; the exit code of a run's final status comes from `agent.status`
+(`RUN_EXIT`, `exit_code`).
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def rollback_cmd(o: Opts, run_id: str, reason: str | None) -> None:
     else:
         for line in render_rollback(o, out):
             click.echo(line)
-    if status == "rollback_failed":
+    if status == RunStatus.ROLLBACK_FAILED:
         raise SystemExit(RUN_EXIT[RunStatus.ROLLBACK_FAILED])
     if status not in ROLLED_BACK:
         raise SystemExit(4)

@@ -2,8 +2,8 @@
 the API's wire models (`agent.wire`); here the small shared helpers (colour, times,
 JSON output).
 
-Imports click, the wire models and `agent.cli.options` only; never the client, the service or
-the engine (the resume report takes the engine's `RunReport`, a frozen value).
+Imports click and `agent.cli.options` only; never the client, the service or the engine (the
+renderers import the wire models; the resume report takes the run's `RunReport`, a frozen value).
 """
 
 from __future__ import annotations

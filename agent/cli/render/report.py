@@ -1,7 +1,7 @@
 """A run report of the engine as text or JSON: what `cordon resume` prints (it drives the engine
 in this process, without the API).
 
-Imports the engine's `RunReport` (a value) only.
+Imports the run's `RunReport` (`agent.run.model`, a value) only.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Runs as text: the list (`cordon runs`), one run (`cordon show`), a run's end (`cordon run`),
 a rollback's result; the colours of step and gate statuses.
 
-Imports the wire models and `agent.cli.render` helpers only.
+Imports the wire models, `agent.status` and the `agent.cli.render` helpers (and `status`'s) only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.cli.render.status import waiting_text
-from agent.status import OPEN
+from agent.status import OPEN, GateStatus, Outcome, RunStatus, StepStatus
 from agent.wire import RollbackOut, RunsOut, RunView
 
 __all__ = [
@@ -21,15 +21,24 @@ __all__ = [
     "render_runs",
 ]
 
-STEP_COLOR = {"verified": "green", "failed": "red", "undone": "yellow", "undo_failed": "red"}
-GATE_COLOR = {
-    "passed": "green",
-    "skipped": None,
-    "failed": "red",
-    "reisolated": "red",
-    "expired": "red",
+STEP_COLOR: dict[str, str] = {
+    StepStatus.VERIFIED: "green",
+    StepStatus.FAILED: "red",
+    StepStatus.UNDONE: "yellow",
+    StepStatus.UNDO_FAILED: "red",
 }
-ROLLED_BACK = ("rolled_back", "nothing_to_roll_back", "cancelled")
+GATE_COLOR: dict[str, str | None] = {
+    GateStatus.PASSED: "green",
+    GateStatus.SKIPPED: None,
+    GateStatus.FAILED: "red",
+    GateStatus.REISOLATED: "red",
+    GateStatus.EXPIRED: "red",
+}
+ROLLED_BACK: tuple[str, ...] = (
+    RunStatus.ROLLED_BACK,
+    Outcome.NOTHING_TO_ROLL_BACK,
+    RunStatus.CANCELLED,
+)
 
 
 def render_runs(o: Opts, data: RunsOut) -> list[str]:
@@ -44,7 +53,11 @@ def render_runs(o: Opts, data: RunsOut) -> list[str]:
     for r in runs:
         status = str(r.status)
         color = (
-            "green" if status in ("done", "rolled_back") else "yellow" if status in OPEN else "red"
+            "green"
+            if status in (RunStatus.DONE, RunStatus.ROLLED_BACK)
+            else "yellow"
+            if status in OPEN
+            else "red"
         )
         lines.append(
             f"{r.run_id}  "
@@ -85,7 +98,7 @@ def render_run(o: Opts, run: RunView) -> str:
         for g in run.gates:
             detail = g.detail or {}
             extra = detail.get("reason") or detail.get("why") or ""
-            if detail.get("kind") == "soak" and g.status == "open":
+            if detail.get("kind") == "soak" and g.status == GateStatus.OPEN:
                 extra = f"until {when(detail.get('until'))}, {detail.get('ticks', 0)} checks"
             lines.append(
                 f"    {g.site}  {g.step}  "
@@ -109,30 +122,35 @@ def render_final(o: Opts, run: RunView) -> str:
     took = ""
     if run.finished_at is not None and run.created_at is not None:
         took = f" in {run.finished_at - run.created_at:.1f} s"
-    verified = sum(s.status == "verified" for s in run.steps)
+    verified = sum(s.status == StepStatus.VERIFIED for s in run.steps)
     head = style(
         o,
         f"run {run.run_id}: {status}{took} ({verified} of {run.steps_total} steps verified)",
-        fg="green" if status == "done" else "red",
+        fg="green" if status == RunStatus.DONE else "red",
         bold=True,
     )
     lines = [head]
     if run.detail:
         lines.append(f"  {run.detail}")
     rid = run.run_id
-    hints = {
-        "failed": f"see `cordon show {rid}`; `cordon rollback {rid}` undoes what it did",
-        "rolled_back": f"a step failed and the whole run was undone: `cordon show {rid}`",
-        "partial": f"some sites keep their changes: `cordon show {rid}`, `cordon status`",
-        "reisolated": f"a soak caught an anomaly and isolated the zone again: `cordon show {rid}`",
-        "expired": "no second operator approved in time: nothing was sent; run it again",
-        "rollback_failed": (
+    hints: dict[str, str] = {
+        RunStatus.FAILED: f"see `cordon show {rid}`; `cordon rollback {rid}` undoes what it did",
+        RunStatus.ROLLED_BACK: f"a step failed and the whole run was undone: `cordon show {rid}`",
+        RunStatus.PARTIAL: f"some sites keep their changes: `cordon show {rid}`, `cordon status`",
+        RunStatus.REISOLATED: (
+            f"a soak caught an anomaly and isolated the zone again: `cordon show {rid}`"
+        ),
+        RunStatus.EXPIRED: "no second operator approved in time: nothing was sent; run it again",
+        RunStatus.ROLLBACK_FAILED: (
             f"an undo failed: devices in an unknown state, their sites stay held; "
             f"`cordon rollback {rid}` retries"
         ),
     }
-    changed = any(s.status in ("verified", "failed", "undo_failed") for s in run.steps)
-    if status == "failed" and not changed:
+    changed = any(
+        s.status in (StepStatus.VERIFIED, StepStatus.FAILED, StepStatus.UNDO_FAILED)
+        for s in run.steps
+    )
+    if status == RunStatus.FAILED and not changed:
         hints[status] = f"no device was changed; see `cordon show {rid}`"
     if status in hints:
         lines.append(f"  next: {hints[status]}")

@@ -1,20 +1,26 @@
 """`cordon status` as text: every site's mode, drift alarms, open runs and what each waits for,
 open incidents, the last drift poll.
 
-Imports the wire models and `agent.cli.render` helpers only.
+Imports the wire models, `agent.status` and `agent.cli.render` helpers only.
 """
 
 from __future__ import annotations
 
 from agent.cli.options import Opts
 from agent.cli.render import style, when
+from agent.status import RunStatus, SiteMode
 from agent.wire import RunSummary, StatusOut
 
 __all__ = ["render_status", "waiting_text"]
 
 
 def _mode_color(mode: str) -> str:
-    return {"normal": "green", "isolated": "yellow", "reconnected": "cyan"}.get(mode, "magenta")
+    colors: dict[str, str] = {
+        SiteMode.NORMAL: "green",
+        SiteMode.ISOLATED: "yellow",
+        SiteMode.RECONNECTED: "cyan",
+    }
+    return colors.get(mode, "magenta")
 
 
 def render_status(o: Opts, data: StatusOut) -> str:
@@ -91,7 +97,7 @@ def waiting_text(r: RunSummary) -> str:
         )
     if r.stop_requested:
         return f"stopping: {r.stop_requested}"
-    if r.status == "awaiting_approval":
+    if r.status == RunStatus.AWAITING_APPROVAL:
         what = r.waiting or "approval by a second operator"
         return f"waits for: {what} (`cordon approve {r.run_id}`)"
     if r.waiting:

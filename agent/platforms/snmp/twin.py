@@ -1,6 +1,6 @@
 """Owns the SNMP twin agent: a net-snmp snmpd (SNMPv3 authPriv) in the namespace of a device that
 declares SNMP, answering IF-MIB in the inventory's interface names. Imports the lab's primitives
-(`agent.lab.daemons`, `netns`, `twins`); only the lab imports it, through
+(`agent.lab.daemons`, `netns`, `topology`, `twins`); only the lab imports it, through
 `agent.platforms.registry.twin`."""
 
 from __future__ import annotations

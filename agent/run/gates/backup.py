@@ -1,7 +1,7 @@
 """The backup gate, and the backup itself: a device's configuration saved as evidence before the
 run changes it (journaled; while Cordon has changed nothing on the device it is also its
-baseline). Imports the gate protocol, the run's context, baseline (pure) and the drivers'
-protocol."""
+baseline). Imports the gate protocol, the run's context, baseline (pure), the drivers' protocol,
+the network state types, the playbook models and the statuses."""
 
 from __future__ import annotations
 
