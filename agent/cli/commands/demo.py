@@ -25,6 +25,7 @@ from agent.cli.commands.inventory import render as render_inventory
 from agent.cli.options import inventory_option
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
+from agent.engine.plan import zones_of
 from agent.errors import CordonError
 from agent.inventory import default_path, load
 from agent.inventory.models import Inventory
@@ -184,6 +185,28 @@ def _contain_and_restore(
 
 
 INFECTED = f"{HIT}/admin/pc-admin-1"
+
+
+def reconnected_zones(inv: Inventory, reconnect: Playbook, site_name: str) -> list[str]:
+    """The zones of `site_name` the reconnect playbook reopens (its zone sets select by name,
+    role or criticality, as the planner reads them): the demo attests each one, since a
+    reconnection waits for an operator's attestation of every zone it reopens."""
+    site = inv.site(site_name)
+    if site is None:
+        raise CordonError(f"no site {site_name} in the inventory {inv.path}")
+    zones = sorted(
+        {
+            z.name
+            for s in reconnect.steps
+            if isinstance(s, ReconnectZone)
+            for z in zones_of(site, s.zones)
+        }
+    )
+    if not zones:
+        raise CordonError(f"the reconnect playbook reopens no zone of {site_name}")
+    return zones
+
+
 SOAK_S = 3.0  # seconds on the twin; hours in production (the playbook's own values)
 
 
@@ -192,9 +215,7 @@ def _recover(
 ) -> None:
     """Reconnect La Sagesse zone by zone (an infected PC is caught), then restore-normal."""
     reconnect = load_playbook(PLAYBOOKS / "reconnect.yaml", inv)
-    zones = sorted(
-        {z for s in reconnect.steps if isinstance(s, ReconnectZone) for z in s.zones.zones}
-    )
+    zones = reconnected_zones(inv, reconnect, HIT)
     _say(
         f"\n== 6. Recovery at {HIT}: reconnect to the clean core one zone at a time "
         f"(servers first, internet last), each zone attested and soaked {SOAK_S:g} s",
