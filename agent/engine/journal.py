@@ -4,7 +4,8 @@ point leaves a row saying what was in flight. Returns typed records (frozen data
 as `agent.status` enums) and refuses a status change `agent.status` forbids. The file carries its
 schema version (`PRAGMA user_version`); an older journal is migrated when it is opened.
 Imports only the standard library, `agent.settings`, the network state types
-(`agent.network.state`), agent.status and agent.errors; never a driver."""
+(`agent.network.state`), `agent.engine.sqlitefile` (opening and migrating the file),
+agent.status and agent.errors; never a driver."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from agent import settings
-from agent.errors import DaemonError, LockError, RunError
+from agent.engine.sqlitefile import open_versioned
+from agent.errors import LockError, RunError
 from agent.network.state import DeviceState, NftRule
 from agent.status import (
     GATE_TRANSITIONS,
@@ -265,35 +267,13 @@ def _gate(r: Sequence[Any]) -> Gate:
     return Gate(r[0], r[1], r[2], status, r[4], r[5], json.loads(r[6]))
 
 
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Bring the file to `SCHEMA_VERSION` in one transaction: create what is missing, add the
-    columns a journal written before them lacks, record the version. Refuses (changing
-    nothing) a journal written by a newer release."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise DaemonError(
-            f"the journal {path} was written by a newer Cordon (schema version {version}; "
-            f"this release reads up to {SCHEMA_VERSION}): nothing was changed",
-            hint="use that release (or a newer one) with this state directory",
-        )
-    if version == SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        # 0 -> 1: the tables (idempotent), the added columns, then the version itself
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-            for column in columns:
-                if column.split()[0] not in have:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def _add_columns(db: sqlite3.Connection) -> None:
+    """0 -> 1: the columns a journal written before them lacks."""
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
 @dataclass(frozen=True)
@@ -355,18 +335,15 @@ class Journal:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(
-            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        self.db = open_versioned(
+            self.path,
+            what="journal",
+            schema=SCHEMA,
+            version=SCHEMA_VERSION,
+            synchronous="FULL",
+            upgrade=_add_columns,
         )
         self.lock = threading.RLock()
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        try:
-            _migrate(self.db, self.path)
-        except BaseException:
-            self.db.close()
-            raise
         # the file this connection writes to: SQLite keeps writing into a deleted or replaced
         # file without a word, so the engine compares it with the path before each send
         fd = self._fd()

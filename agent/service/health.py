@@ -7,8 +7,8 @@ Separate from the journal on purpose: polling writes every period, and the journ
 this file uses `synchronous=NORMAL` (a power cut may lose the last poll, never corrupt).
 
 The file carries its schema version (`PRAGMA user_version`); an older one is migrated when it
-is opened, a newer one refused. Imports only the standard library, `agent.settings`, the pure
-drift types and agent.errors; never a driver.
+is opened, a newer one refused (`agent.engine.sqlitefile`, as for the journal). Imports only the
+standard library, `agent.settings`, the pure drift types and that opener; never a driver.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from agent import settings
 from agent.engine.drift import Drift, Scope, scope_of
-from agent.errors import DaemonError
+from agent.engine.sqlitefile import open_versioned
 
 PollStatus = Literal["ok", "drift", "unreachable", "error"]
 
@@ -127,36 +127,14 @@ class HealthStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(
-            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        self.db = open_versioned(
+            self.path,
+            what="health store",
+            schema=SCHEMA,
+            version=SCHEMA_VERSION,
+            synchronous="NORMAL",
         )
         self.lock = threading.RLock()
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            self._migrate()
-        except BaseException:
-            self.db.close()
-            raise
-
-    def _migrate(self) -> None:
-        """Bring the file to `SCHEMA_VERSION` in one transaction (0 -> 1: the tables and indexes,
-        idempotent, then the version); refuse, changing nothing, a newer release's file."""
-        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise DaemonError(
-                f"the health store {self.path} was written by a newer Cordon (schema version "
-                f"{version}; this release reads up to {SCHEMA_VERSION}): nothing was changed",
-                hint="use that release (or a newer one) with this state directory",
-            )
-        if version == SCHEMA_VERSION:
-            return
-        with self._tx() as db:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self.lock:
