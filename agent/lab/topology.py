@@ -1,7 +1,9 @@
 """The digital twin's blueprint: which namespaces, veths, bridges, VLANs, addresses, routes,
 daemons and TCP services stand for an inventory. Pure: computes, never touches the system.
 
-Imports only the inventory models and `agent.errors`; `agent.lab.build` applies the blueprint.
+Imports the inventory models, `agent.errors` and the platform registry (whether a device's
+platform routes or bridges, and whether its interface names are kernel names: no platform is
+named here); `agent.lab.build` applies the blueprint.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from agent.inventory.models import (
     SiteKind,
     Zone,
 )
+from agent.platforms import registry
 
 SANDBOX = ipaddress.IPv4Network("198.18.0.0/15")
 ROOT_LINK = "cordon-oob"  # the root namespace's end of the management veth
@@ -146,7 +149,7 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
         names = kernel_names(site, device)
         bp.ifnames[device.name] = names
         mgmt_if = names[device.management.interface]
-        kind: NodeKind = "switch" if device.platform is Platform.CISCO_IOS else "firewall"
+        kind: NodeKind = "firewall" if registry.platform(device.platform).forwards else "switch"
         bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall", mgmt_if=mgmt_if)
         port = f"d{n}"
         bp.veths.append(Veth(ns, mgmt_if, oob, port))
@@ -191,7 +194,7 @@ class _External:
 def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _External]) -> None:
     # vlan_ports[switch][vid] = bridge members (access ports and trunk legs) of that VLAN
     vlan_ports: dict[str, dict[int, list[str]]] = {}
-    switches = {d.name for d in site.devices if d.platform is Platform.CISCO_IOS}
+    switches = {d.name for d in site.devices if not registry.platform(d.platform).forwards}
     all_vlans = tuple(sorted(z.vlan for z in site.zones if z.vlan is not None))
     for cable in site.cabling:
         for vid in all_vlans if cable.vlans == "all" else cable.vlans:
@@ -217,7 +220,7 @@ def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _Exter
 def _firewall_addresses(bp: Blueprint, site: Site) -> None:
     """Addresses of the routed (Linux) devices: links and zone gateways."""
     for device in site.devices:
-        if device.platform is not Platform.LINUX_NFTABLES:
+        if not registry.platform(device.platform).forwards:
             continue
         ns = bp.device_ns[device.name]
         for iface in device.interfaces:
@@ -377,7 +380,7 @@ def kernel_names(site: Site, device: Device) -> dict[str, str]:
         return valid_kernel_name(name) and len(name) <= room
 
     out: dict[str, str] = {}
-    if device.platform is Platform.LINUX_NFTABLES:
+    if registry.platform(device.platform).kernel_names:
         out = {name: name for name in declared}
     else:
         taken = {n for n in declared if fits(n, n)}

@@ -51,7 +51,10 @@ class Spec:
     itself (`cli`) and the lines for it. `rules`: how it holds packet rules, None if it holds
     none. `config_lines`: a backup's lines apart from what isolation changes and what changes by
     itself (the baseline digest compares them); None: every line. `twin`: the module that starts
-    its twin device (imported only by the lab, through `registry.twin`), None if it has none."""
+    its twin device (imported only by the lab, through `registry.twin`), None if it has none.
+    `forwards`: the device routes between its interfaces (a firewall or router: its interfaces
+    carry addresses); False: it bridges VLANs (a switch). `kernel_names`: its interface names are
+    Linux kernel names, used as they are (else the twin renames what Linux would refuse)."""
 
     name: str
     driver: DriverFactory
@@ -61,6 +64,8 @@ class Spec:
     rules: Rules | None = None
     config_lines: Callable[[str], list[str]] | None = None
     twin: str | None = None
+    forwards: bool = False
+    kernel_names: bool = False
 
     def __post_init__(self) -> None:
         if (self.shuts_by is None) != (self.shut_lines is None):

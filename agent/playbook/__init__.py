@@ -1,7 +1,8 @@
 """Playbooks: load and validate once, against an inventory, into frozen models.
 
 `load(path, inventory)` raises `PlaybookError` listing every problem (file, path, line, cause) and
-touches nothing. Imports no driver or engine code.
+touches nothing. Imports the platform registry (which platforms shut a port by `cli`: none is
+named here), no driver or engine code.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pydantic import ValidationError
 
 from agent import yamlfile
 from agent.errors import Issue, PlaybookError
-from agent.inventory.models import Inventory, Platform
+from agent.inventory.models import Inventory
+from agent.platforms import registry
 from agent.playbook.models import (
     AllowFlow,
     BlockZones,
@@ -150,9 +152,10 @@ def _check_port(step: ShutPort, inv: Inventory, loc: yamlfile.Loc, report: yamlf
         report((*loc, "device"), f"device {step.device!r} is not in the inventory")
     elif found[1].interface(step.interface) is None:
         report((*loc, "interface"), f"interface {step.interface!r} is not defined on {step.device}")
-    elif step.method == "cli" and found[1].platform is not Platform.CISCO_IOS:
+    elif step.method != "snmp" and registry.platform(found[1].platform).shuts_by != step.method:
+        shuts = ", ".join(registry.names(shuts_by=step.method)) or "no platform"
         report(
             (*loc, "method"),
-            f"{step.device} is {found[1].platform.value}: shut a port "
-            "with method cli on cisco_ios, or with method snmp",
+            f"{step.device} is {found[1].platform}: shut a port with method {step.method} "
+            f"on {shuts}, or with method snmp",
         )

@@ -32,4 +32,6 @@ SPEC = Spec(
     ),
     config_lines=config_lines,
     twin="agent.platforms.linux_nftables.twin",
+    forwards=True,
+    kernel_names=True,
 )
