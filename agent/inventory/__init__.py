@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from agent import settings, yamlfile
 from agent.errors import InventoryError, Issue
-from agent.inventory.checks import check, merged_snmp, merged_ssh
+from agent.inventory.checks import check, merged_https, merged_snmp, merged_ssh
 from agent.inventory.models import Inventory
 
 __all__ = ["DEFAULT_INVENTORY", "Inventory", "default_path", "load"]
@@ -58,6 +58,7 @@ def _resolve_defaults(inv: Inventory) -> Inventory:
                 update={
                     "ssh": merged_ssh(defaults.ssh, d.ssh),
                     "snmp": merged_snmp(defaults.snmp, d.snmp),
+                    "https": merged_https(defaults.https, d.https),
                 }
             )
             for d in site.devices

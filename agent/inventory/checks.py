@@ -14,6 +14,7 @@ from typing import Any
 from agent.inventory.models import (
     Device,
     Endpoint,
+    HttpsSettings,
     Inventory,
     Link,
     PortRef,
@@ -275,6 +276,16 @@ def _merged_ssh(defaults: SshSettings, own: SshSettings) -> SshSettings:
 
 def merged_snmp(defaults: SnmpSettings | None, own: SnmpSettings | None) -> SnmpSettings | None:
     return _merged_snmp(defaults, own)
+
+
+def merged_https(defaults: HttpsSettings | None, own: HttpsSettings | None) -> HttpsSettings | None:
+    """Device HTTPS settings with the group defaults filled in; None for a device without an
+    HTTPS API (the defaults apply only to a device that declares `https`)."""
+    if own is None:
+        return None
+    if defaults is None:
+        return own
+    return defaults.model_copy(update=own.model_dump(exclude_unset=True))
 
 
 def _merged_snmp(defaults: SnmpSettings | None, own: SnmpSettings | None) -> SnmpSettings | None:

@@ -190,6 +190,36 @@ class SnmpSettings(_Model):
     port: Port = 161
 
 
+_CERT_PIN_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _cert_pin(value: str) -> str:
+    if not _CERT_PIN_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a certificate pin: write 'sha256:' and the 64 lower-case hex "
+            "digits of the SHA-256 of the server certificate (DER)"
+        )
+    return value
+
+
+CertPin = Annotated[str, AfterValidator(_cert_pin)]
+
+
+class HttpsSettings(_Model):
+    """A device's HTTPS management API (FortiOS REST, Stormshield serverd, AOS-CX REST): its port,
+    its credentials by reference only, and its certificate, pinned (never a CA's word alone)."""
+
+    port: Port = 443
+    username: Name | None = None
+    password: SecretRef | None = None
+    token: SecretRef | None = None  # an API token (FortiOS REST API administrator)
+    certificate: CertPin | None = Field(
+        default=None,
+        description="Pinned SHA-256 of the server certificate ('sha256:<hex>'); else the group "
+        "tls_pins file",
+    )
+
+
 class Management(_Model):
     address: ipaddress.IPv4Address
     interface: IfName
@@ -210,6 +240,7 @@ class Device(_Model):
     interfaces: tuple[Interface, ...] = ()
     ssh: SshSettings = SshSettings()
     snmp: SnmpSettings | None = None
+    https: HttpsSettings | None = None
     tags: tuple[Tag, ...] = ()
 
     def interface(self, name: str) -> Interface | None:
@@ -358,6 +389,7 @@ class ManagementNetwork(_Model):
 class Defaults(_Model):
     ssh: SshSettings = SshSettings()
     snmp: SnmpSettings | None = None
+    https: HttpsSettings | None = None
 
 
 class Group(_Model):
@@ -367,6 +399,8 @@ class Group(_Model):
     core: Name  # the site that is the group's clean core
     management: ManagementNetwork
     known_hosts: str | None = None  # path (relative to the inventory file) of pinned host keys
+    # path (relative to the inventory file) of pinned certificates: "<device> sha256:<hex>" lines
+    tls_pins: str | None = None
     defaults: Defaults = Defaults()
 
 
