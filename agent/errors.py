@@ -17,6 +17,7 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     │   │   └── DeviceTimeout         no answer within the configured bound
     │   ├── AuthError                 credentials refused
     │   ├── HostKeyError              unknown or changed SSH host key (never auto-accepted)
+    │   ├── CertificateError          TLS certificate not the pinned one (never auto-accepted)
     │   ├── CommandRejected           the device rejected a command (carries its output)
     │   ├── VerifyError               read-back does not show the intended state
     │   └── SnmpError                 SNMP error status (noSuchName, notWritable, ...)
@@ -162,6 +163,22 @@ class HostKeyError(DeviceError):
             operation,
             f"{message} (pinned: {expected or 'none'}, presented: {seen})",
             hint="verify the device's key out of band, then update its pin in the inventory",
+        )
+
+
+class CertificateError(DeviceError):
+    """The device's TLS certificate is not the pinned one, or no pin exists: nothing was sent."""
+
+    def __init__(self, device: str, operation: str, *, expected: str | None, seen: str) -> None:
+        self.expected = expected
+        self.seen = seen
+        super().__init__(
+            device,
+            operation,
+            f"TLS certificate not pinned for this device (pinned: {expected or 'none'}, "
+            f"presented: {seen}); nothing was sent",
+            hint="verify the device's certificate out of band, then set its pin "
+            "(https.certificate or a line in group.tls_pins)",
         )
 
 

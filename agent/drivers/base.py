@@ -48,6 +48,7 @@ class Target:
     site: str
     base_dir: Path
     known_hosts: Path | None
+    tls_pins: Path | None = None  # the group's pinned certificates (an inline pin wins)
 
     @property
     def name(self) -> str:
@@ -66,7 +67,8 @@ class Target:
         site, device = found
         base = Path(inv.path).parent
         kh = base / inv.group.known_hosts if inv.group.known_hosts else None
-        return cls(device=device, site=site.name, base_dir=base, known_hosts=kh)
+        pins = base / inv.group.tls_pins if inv.group.tls_pins else None
+        return cls(device=device, site=site.name, base_dir=base, known_hosts=kh, tls_pins=pins)
 
     @classmethod
     def all(cls, inv: Inventory, *, site: str | None = None) -> list[Target]:

@@ -236,6 +236,7 @@ class Material:
         self.authorized_keys: Path | None = None
         self.host_keys: dict[str, Path] = {}
         self.snmp: dict[str, tuple[str, str]] = {}  # device -> (auth, priv)
+        self.https: dict[str, twins.Https] = {}  # device -> its HTTPS API's certificate, secrets
 
 
 def _claim_file(state: LabState, path: Path) -> None:
@@ -325,7 +326,54 @@ def _write_secrets(inv: Inventory, bp: Blueprint, state: LabState) -> Material:
                 _write_secret(state, ref_path(ref, base), values[ref])
             pair.append(values[ref])
         mat.snmp[device.name] = (pair[0], pair[1])
+    _https_material(inv, state, mat, values)
     return mat
+
+
+def _https_material(inv: Inventory, state: LabState, mat: Material, values: dict[str, str]) -> None:
+    """For each device with an HTTPS API: a self-signed certificate pinned in group.tls_pins, and
+    its API token and password generated where the inventory's references point."""
+    base = Path(inv.path).parent
+    pins: list[str] = []
+    for _site, device in inv.devices():
+        https = device.https
+        if https is None:
+            continue
+        if https.certificate is not None:
+            raise LabError(
+                f"{device.name}: pins a certificate inline; the twin generates certificates "
+                "at `lab up`: pin through group.tls_pins instead"
+            )
+        node_dir = state.dir / device.name
+        cert, key = node_dir / "https_cert.pem", node_dir / "https_key.pem"
+        pin = daemons.gen_tls_cert(cert, key, device.name, str(device.management.address))
+        pins.append(f"{device.name} {pin}")
+        secrets: dict[str, str | None] = {"token": None, "password": None}
+        for what, ref in (("token", https.token), ("password", https.password)):
+            if ref is None:
+                continue
+            if ref not in values:
+                if not ref.startswith("file:"):
+                    raise LabError(f"{device.name}: HTTPS {what} {ref!r} is not a file reference")
+                values[ref] = pysecrets.token_urlsafe(24)
+                _write_secret(state, ref_path(ref, base), values[ref])
+            secrets[what] = values[ref]
+        mat.https[device.name] = twins.Https(
+            cert=cert,
+            key=key,
+            port=https.port,
+            username=https.username,
+            token=secrets["token"],
+            password=secrets["password"],
+        )
+    if not pins:
+        return
+    if inv.group.tls_pins is None:
+        raise LabError("the twin writes pinned certificates to group.tls_pins; set it")
+    path = base / inv.group.tls_pins
+    _claim_file(state, path)
+    path.write_text("\n".join(pins) + "\n")
+    os.chmod(path, 0o600)
 
 
 def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material) -> None:
@@ -358,6 +406,7 @@ def _start_daemons(inv: Inventory, bp: Blueprint, state: LabState, mat: Material
                 host_key=mat.host_keys[spec.device],
                 authorized_keys=authorized,
                 snmp_secrets=mat.snmp.get(spec.device),
+                https=mat.https.get(spec.device),
                 record=record,
                 keep=keep,
             )

@@ -8,7 +8,7 @@ types; a twin module (`agent.platforms.<name>.twin`) imports this and the lab's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -20,11 +20,26 @@ from agent.platforms import registry
 
 
 @dataclass(frozen=True)
+class Https:
+    """What the twin generated for a device's HTTPS API: its certificate and key (pinned in the
+    group's tls_pins file), its port, and the credential values the inventory references (the
+    twin device accepts exactly these; never logged)."""
+
+    cert: Path
+    key: Path
+    port: int
+    username: str | None
+    token: str | None = field(repr=False, default=None)
+    password: str | None = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
 class Node:
     """One twin device to start. `spec`: its namespace, addresses, ports and renamed
     interfaces; `device`: its inventory entry; `lab`: the twin's name; `dir`: its own directory
     (configs, pid files, logs); `host_key` / `authorized_keys`: sshd's; `snmp_secrets`: the auth
-    and priv passphrases of its SNMP agent, if it has one. `record` journals a started process
+    and priv passphrases of its SNMP agent, if it has one; `https`: its HTTPS API's material, if
+    the inventory gives it one. `record` journals a started process
     the moment it exists; `keep(kind, path)` journals a path of `kind` that `lab down` removes."""
 
     spec: DaemonSpec
@@ -36,6 +51,7 @@ class Node:
     snmp_secrets: tuple[str, str] | None
     record: Callable[[daemons.DaemonProc], None]
     keep: Callable[[str, str], None]
+    https: Https | None = None
 
     def sshd(self, force_command: str | None = None) -> None:
         """Start and journal the device's sshd (with `force_command`: the login runs it)."""

@@ -1,0 +1,82 @@
+"""Owns pinned TLS for the drivers of HTTPS management APIs (FortiOS REST, Stormshield serverd,
+AOS-CX REST): a device's pin (its inventory `https.certificate`, else its line in the group's
+`tls_pins` file), and a connection whose server certificate is checked against that pin before a
+single byte of a request (and so of a credential) is sent. Pinning replaces CA validation: a
+hospital's appliances carry self-signed or internal-CA certificates, and a CA's word alone would
+let anyone it signed for impersonate a firewall.
+Imports the driver contract's `Target` and the error tree only; the standard library's `ssl` and
+`http.client` carry the traffic."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import re
+import ssl
+from pathlib import Path
+
+from agent.drivers.base import Target
+from agent.errors import CertificateError, ConnectError, DeviceTimeout
+
+_LINE = re.compile(r"^(?P<device>[a-z0-9][a-z0-9-]*)\s+(?P<pin>sha256:[0-9a-f]{64})\s*$")
+
+
+def pin_for(target: Target) -> str | None:
+    """The device's pinned certificate digest ('sha256:<hex>'), None when it has none."""
+    https = target.device.https
+    if https is not None and https.certificate is not None:
+        return https.certificate
+    if target.tls_pins is None:
+        return None
+    try:
+        text = Path(target.tls_pins).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        m = _LINE.match(line.strip())
+        if m is not None and m.group("device") == target.name:
+            return m.group("pin")
+    return None
+
+
+def fingerprint(der: bytes) -> str:
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def context() -> ssl.SSLContext:
+    """TLS 1.2 or newer; the certificate is checked by its pin (`connect`), not by a CA."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(
+    target: Target, timeout: float, operation: str = "connect"
+) -> http.client.HTTPSConnection:
+    """An HTTPS connection to the device's management API, its certificate checked against the
+    pin. Raises CertificateError (nothing sent) on no pin or another certificate, ConnectError /
+    DeviceTimeout when the device does not answer."""
+    https = target.device.https
+    port = https.port if https is not None else 443
+    expected = pin_for(target)
+    conn = http.client.HTTPSConnection(target.address, port, timeout=timeout, context=context())
+    try:
+        conn.connect()
+    except TimeoutError as exc:
+        conn.close()
+        raise DeviceTimeout(target.name, operation, f"no TLS answer within {timeout:g} s") from exc
+    except (OSError, ssl.SSLError) as exc:
+        conn.close()
+        raise ConnectError(target.name, operation, f"HTTPS port {port}: {exc}") from exc
+    sock = conn.sock
+    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    seen = fingerprint(der) if der else "no certificate"
+    if expected is None or seen != expected:
+        conn.close()
+        raise CertificateError(target.name, operation, expected=expected, seen=seen)
+    return conn
+
+
+__all__ = ["connect", "context", "fingerprint", "pin_for"]
