@@ -756,9 +756,8 @@ def start_api_server(
     ready once it listens on `address:port`. It runs with this interpreter, so it imports the
     same package; its output goes to `<node_dir>/<kind>.out`."""
     _prepare(ns, node_dir, hostname)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1"}
     root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root
+    env = {**_BASE_ENV, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"}
     log = node_dir / f"{kind}.log"
     return _launch(
         kind,
