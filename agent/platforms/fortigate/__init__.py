@@ -1,0 +1,40 @@
+"""fortigate: a Fortinet FortiGate (FortiOS 7.x) reached over its REST API. `render` writes the
+whole set of FortiOS objects Cordon owns (`cordon-` addresses, services and policies, its
+policies first), `driver` converges the device to it over the pinned HTTPS API and reads it back
+(`parse`), its dead-man is FortiOS's revert mode (`cfg-save revert`), `twin` starts its twin
+device (an emulated REST API whose policies become the namespace's own nftables; only the lab
+imports it, through the registry).
+This module holds only the registration: the driver loads when one is made."""
+
+from __future__ import annotations
+
+from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms.fortigate.parse import config_lines
+from agent.platforms.fortigate.render import comments, comments_in, counted_as, script, shut_lines
+from agent.platforms.spec import Rules, Spec
+
+
+def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
+    from agent.platforms.fortigate.driver import FortiGateDriver  # noqa: PLC0415
+
+    return FortiGateDriver(target, timeouts)
+
+
+SPEC = Spec(
+    name="fortigate",
+    driver=_driver,
+    shuts_by="cli",
+    shut_lines=shut_lines,
+    rules=Rules(
+        method="fortios",
+        script=script,
+        comments=comments,
+        comments_in=comments_in,
+        counted_as=counted_as,
+        home="the FortiGate's cordon- policies",
+    ),
+    config_lines=config_lines,
+    twin="agent.platforms.fortigate.twin",
+    forwards=True,
+    kernel_names=True,
+)

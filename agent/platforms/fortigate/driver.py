@@ -1,0 +1,544 @@
+"""Owns the fortigate driver: the FortiOS REST API (`/api/v2/cmdb/...`, `/api/v2/monitor/...`)
+with an API token (`Authorization: Bearer`, resolved from its `file:`/`env:` reference at use,
+never logged) over the pinned connection of `agent.drivers.tls` (stdlib http.client: the
+certificate is checked against its pin before a byte of a request is sent; httpx or
+`fortigate-api` would open their own sockets and check CAs, not our pin, before we could look).
+It converges Cordon's `cordon-` objects to a script (`render.script`), reads them back exactly,
+reads policy hit counts, backs the whole configuration up, sets interfaces' admin status, and
+arms FortiOS's revert mode as its dead-man (`cfg-save revert` + `cfg-revert-timeout`, confirmed
+by `config/save` and checked by reading the device back).
+Imports the shared transports (`agent.drivers`), this folder's parser and renderer, audit,
+secrets and errors; no device library."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import secrets as pysecrets
+import ssl
+import time
+import urllib.parse
+from typing import Any
+
+from agent.audit import store_evidence
+from agent.audit.redact import scrub
+from agent.drivers import tls, trail
+from agent.drivers.base import (
+    ApplyResult,
+    Backup,
+    ChangeSet,
+    Expectation,
+    Facts,
+    InterfaceState,
+    Target,
+    Timeouts,
+    Via,
+    mismatches,
+)
+from agent.errors import (
+    AuthError,
+    CommandRejected,
+    ConnectError,
+    DeviceError,
+    DeviceTimeout,
+    SecretError,
+)
+from agent.platforms.fortigate import parse
+from agent.platforms.fortigate.parse import Objects
+from agent.platforms.fortigate.render import PREFIX, Policy, check_ifname, count_key
+from agent.secrets import resolve
+
+API = "/api/v2"
+POLICY, ADDRESS, SERVICE = (
+    "cmdb/firewall/policy",
+    "cmdb/firewall/address",
+    "cmdb/firewall.service/custom",
+)
+INTERFACE, GLOBAL = "cmdb/system/interface", "cmdb/system/global"
+MIN_REVERT_S = 10  # cfg-revert-timeout's lowest value
+
+
+class FortiGateDriver:
+    """A FortiGate over its REST API. One keep-alive HTTPS connection, pinned."""
+
+    via: Via = "ssh"  # the registry's name for "the platform's own management channel"
+
+    def __init__(self, target: Target, timeouts: Timeouts | None = None) -> None:
+        self.target = target
+        self.timeouts = timeouts or Timeouts()
+        self._conn: http.client.HTTPSConnection | None = None
+        self._armed: str | None = None  # the token of an armed revert, until confirmed
+        self._applied: list[str] | None = None  # the object lines applied while armed
+
+    # -- session ---------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        if self._conn is None:
+            self._conn = tls.connect(self.target, self.timeouts.connect)
+
+    def is_open(self) -> bool:
+        return self._conn is not None and self._conn.sock is not None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def ping(self) -> None:
+        self._call("GET", "monitor/system/status", operation="ping")
+
+    def _token(self, operation: str) -> str:
+        https = self.target.device.https
+        if https is None or https.token is None:
+            raise AuthError(
+                self.target.name,
+                operation,
+                "no API token: the fortigate driver needs https.token (a REST API administrator)",
+            )
+        try:
+            return resolve(
+                https.token, base_dir=self.target.base_dir, what=f"{self.target.name} API token"
+            )
+        except SecretError as exc:
+            raise AuthError(self.target.name, operation, exc.message) from None
+
+    # -- the REST call ---------------------------------------------------------------------------
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> tuple[int, bytes]:
+        token = self._token(operation)
+        url = f"{API}/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            self.connect()
+            assert self._conn is not None
+            try:
+                self._conn.request(method, url, body=payload, headers=headers)
+                resp = self._conn.getresponse()
+                return resp.status, resp.read()
+            except TimeoutError as exc:
+                self.close()
+                raise DeviceTimeout(
+                    self.target.name, operation, f"{method} {path}: no answer in time"
+                ) from exc
+            except (http.client.HTTPException, ConnectionError, ssl.SSLError, OSError) as exc:
+                self.close()  # a kept-alive connection the device closed: one fresh try
+                if attempt == 2:
+                    raise ConnectError(
+                        self.target.name, operation, f"{method} {path}: {type(exc).__name__}"
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | None:
+        """One API call; its envelope. 401/403: AuthError; 404: None with `missing_ok`, else a
+        DeviceError; any other error status: CommandRejected with FortiOS's error code."""
+        status, data = self._raw(method, path, operation=operation, query=query, body=body)
+        if status == 401:
+            raise AuthError(
+                self.target.name,
+                operation,
+                f"{method} {path}: HTTP 401: the API token was refused",
+                hint="check the token's file and the REST API administrator's trusted hosts",
+            )
+        if status == 403:
+            raise AuthError(
+                self.target.name,
+                operation,
+                f"{method} {path}: HTTP 403: the token's profile may not do this",
+            )
+        if status == 404 and missing_ok:
+            return None
+        try:
+            env = parse.envelope(data, status)
+        except ValueError as exc:
+            raise DeviceError(self.target.name, operation, f"{method} {path}: {exc}") from None
+        if status != 200 or env.get("status") != "success":
+            code = env.get("error")
+            raise CommandRejected(
+                self.target.name,
+                operation,
+                f"{method} {path}",
+                f"HTTP {status}, FortiOS error {code if code is not None else 'none'}"
+                + (f": {scrub(str(env['cli_error']))}" if env.get("cli_error") else ""),
+            )
+        return env
+
+    def _results(self, path: str, operation: str) -> list[dict[str, Any]]:
+        env = self._call("GET", path, operation=operation)
+        assert env is not None
+        res = env.get("results")
+        if not isinstance(res, list):
+            raise DeviceError(self.target.name, operation, f"GET {path}: no results list")
+        return [r for r in res if isinstance(r, dict)]
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _device_objects(
+        self, operation: str
+    ) -> tuple[Objects, dict[str, str], list[dict[str, Any]]]:
+        addrs = self._results(ADDRESS, operation)
+        svcs = self._results(SERVICE, operation)
+        pols = self._results(POLICY, operation)
+        try:
+            objs, flags = parse.ours_from_rest(addrs, svcs, pols)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeviceError(self.target.name, operation, f"unexpected objects: {exc}") from None
+        return objs, flags, pols
+
+    def ours(self, operation: str = "read") -> str:
+        """Cordon's objects on the device as script lines ("" when it holds none)."""
+        objs, flags, _ = self._device_objects(operation)
+        return "" if objs.empty else objs.text(flags)
+
+    def _interfaces(self, operation: str) -> tuple[InterfaceState, ...]:
+        cmdb = self._results(INTERFACE, operation)
+        env = self._call("GET", "monitor/system/interface", operation=operation)
+        links = (env or {}).get("results") or {}
+        out = []
+        for i in cmdb:
+            name = str(i.get("name", ""))
+            link = links.get(name, {}) if isinstance(links, dict) else {}
+            oper = link.get("link") if isinstance(link, dict) else None
+            out.append(
+                InterfaceState(
+                    name=name,
+                    admin_up=i.get("status", "up") == "up",
+                    oper_up=bool(oper) if oper is not None else None,
+                )
+            )
+        return tuple(out)
+
+    def _config(self, operation: str) -> str:
+        status, data = self._raw(
+            "GET", "monitor/system/config/backup", operation=operation, query={"scope": "global"}
+        )
+        if status != 200:
+            self._call(
+                "GET",
+                "monitor/system/config/backup",
+                operation=operation,
+                query={"scope": "global"},
+            )
+            raise DeviceError(self.target.name, operation, f"backup: HTTP {status}")
+        return data.decode("utf-8", errors="replace")
+
+    def facts(self) -> Facts:
+        return Facts(
+            device=self.target.name,
+            platform=self.target.device.platform,
+            via=self.via,
+            interfaces=self._interfaces("facts"),
+            config=self._config("facts"),
+            ours=self.ours("facts"),
+        )
+
+    def backup(self) -> Backup:
+        text = self._config("backup")
+        ours = self.ours("backup")
+        return Backup(
+            device=self.target.name,
+            platform=self.target.device.platform,
+            via=self.via,
+            text=text,
+            sha256=store_evidence(text),
+            ours=ours or None,
+        )
+
+    def rule_comments(self, operation: str = "read") -> tuple[str, ...] | None:
+        """Each of Cordon's object lines (see `render`), None when the device holds none."""
+        objs, flags, _ = self._device_objects(operation)
+        return None if objs.empty else tuple(objs.lines(flags))
+
+    def rule_counters(self) -> dict[str, int]:
+        """New sessions matched by Cordon's policies (FortiOS hit counts), summed by counter key
+        (`render.counted_as`); {} when it holds no policy of ours."""
+        pols = self._results(POLICY, "counters")
+        names = {int(p["policyid"]): str(p.get("name", "")) for p in pols if "policyid" in p}
+        hits = self._results("monitor/firewall/policy", "counters")
+        out: dict[str, int] = {}
+        for h in hits:
+            key = count_key(names.get(int(h.get("policyid", -1)), ""))
+            if key is not None:
+                out[key] = out.get(key, 0) + int(h.get("hit_count", 0))
+        return out
+
+    def verify(
+        self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
+    ) -> Facts:
+        def read() -> tuple[Facts, list[str]]:
+            objs, flags, _ = self._device_objects("verify")
+            ifs = self._interfaces("verify") if expect.admin_up or expect.oper_up else ()
+            ours = "" if objs.empty else objs.text(flags)
+            facts = Facts(
+                device=self.target.name,
+                platform=self.target.device.platform,
+                via=self.via,
+                interfaces=ifs,
+                ours=ours,
+            )
+            wrong = mismatches(facts, expect, config=ours)
+            present = not objs.empty
+            if expect.table_present is not None and present != expect.table_present:
+                wrong.append(
+                    f"Cordon's objects {'present' if present else 'absent'}, expected "
+                    f"{'present' if expect.table_present else 'absent'}"
+                )
+            if expect.rule_comments is not None:
+                have = set(objs.lines(flags))
+                if have != set(expect.rule_comments):
+                    wrong.append(
+                        f"Cordon's objects differ: missing {sorted(expect.rule_comments - have)}, "
+                        f"unexpected {sorted(have - expect.rule_comments)}"
+                    )
+            return facts, wrong
+
+        return trail.verify_loop(
+            self.target,
+            via=self.via,
+            action=action,
+            read=read,
+            timeout=self.timeouts.settle if timeout is None else timeout,
+        )
+
+    # -- change ----------------------------------------------------------------------------------
+
+    def apply(self, changes: ChangeSet) -> ApplyResult:
+        commands = tuple(changes.commands)
+        ifaces = [c for c in commands if c.startswith("interface ")]
+        try:
+            wanted = parse.parse_script([c for c in commands if not c.startswith("interface ")])
+            shut = [_interface_line(c) for c in ifaces]
+        except ValueError as exc:
+            raise DeviceError(
+                self.target.name,
+                "apply",
+                f"script refused before sending: {exc}",
+                hint="Cordon writes only its own cordon- objects and interface status",
+            ) from None
+        t0 = time.monotonic()
+        done: list[str] = []
+        try:
+            for name, up in shut:
+                self._call(
+                    "PUT",
+                    f"{INTERFACE}/{_q(name)}",
+                    operation="apply",
+                    body={"status": "up" if up else "down"},
+                )
+                done.append(f"PUT {INTERFACE}/{name} status={'up' if up else 'down'}")
+            if len(ifaces) != len(commands):
+                done += self._converge(wanted)
+                if self._armed is not None:
+                    self._applied = wanted.lines()
+            if self._armed is None:
+                self._call("POST", "monitor/system/config/save", operation="apply", body={})
+                done.append("POST monitor/system/config/save")
+        except DeviceError as exc:
+            trail.change_failed(
+                self.target, via=self.via, changes=changes, commands=commands, exc=exc, started=t0
+            )
+            raise
+        return trail.change_applied(
+            self.target,
+            via=self.via,
+            changes=changes,
+            commands=commands,
+            output="\n".join(done) + "\n",
+            started=t0,
+        )
+
+    def _converge(self, wanted: Objects) -> list[str]:  # noqa: PLR0912 - one convergence
+        """Make Cordon's objects on the device exactly `wanted`: addresses and services first
+        (policies name them), policies created, changed or deleted, then ordered first; objects
+        no longer named, last. Returns the calls made."""
+        have, _flags, pols = self._device_objects("apply")
+        done: list[str] = []
+        for name, cidr in wanted.addresses.items():
+            body = {
+                "name": name,
+                "type": "ipmask",
+                "subnet": parse.fortios_subnet(cidr),
+                "comment": "cordon",
+            }
+            if name not in have.addresses:
+                self._call("POST", ADDRESS, operation="apply", body=body)
+                done.append(f"POST {ADDRESS} {name}")
+            elif have.addresses[name] != cidr:
+                self._call("PUT", f"{ADDRESS}/{_q(name)}", operation="apply", body=body)
+                done.append(f"PUT {ADDRESS}/{name}")
+        for name, port in wanted.services.items():
+            body = {
+                "name": name,
+                "protocol": "TCP/UDP/SCTP",
+                "tcp-portrange": str(port),
+                "comment": "cordon",
+            }
+            if name not in have.services:
+                self._call("POST", SERVICE, operation="apply", body=body)
+                done.append(f"POST {SERVICE} {name}")
+            elif have.services[name] != port:
+                self._call("PUT", f"{SERVICE}/{_q(name)}", operation="apply", body=body)
+                done.append(f"PUT {SERVICE}/{name}")
+        ids = {str(p.get("name")): int(p["policyid"]) for p in pols if "policyid" in p}
+        current = {p.name: p for p in have.policies}
+        want = {p.name: p for p in wanted.policies}
+        for name in current:
+            if name not in want:
+                self._call("DELETE", f"{POLICY}/{ids[name]}", operation="apply")
+                done.append(f"DELETE {POLICY}/{ids[name]} {name}")
+        for p in wanted.policies:
+            if p.name not in current:
+                env = self._call(
+                    "POST", POLICY, operation="apply", body={"policyid": 0, **parse.policy_body(p)}
+                )
+                ids[p.name] = int((env or {}).get("mkey", 0))
+                done.append(f"POST {POLICY} {p.name} -> {ids[p.name]}")
+            elif current[p.name] != p:
+                self._call(
+                    "PUT", f"{POLICY}/{ids[p.name]}", operation="apply", body=parse.policy_body(p)
+                )
+                done.append(f"PUT {POLICY}/{ids[p.name]} {p.name}")
+        done += self._order(wanted.policies, ids)
+        for name in have.addresses.keys() - wanted.addresses.keys():
+            self._call("DELETE", f"{ADDRESS}/{_q(name)}", operation="apply")
+            done.append(f"DELETE {ADDRESS}/{name}")
+        for name in have.services.keys() - wanted.services.keys():
+            self._call("DELETE", f"{SERVICE}/{_q(name)}", operation="apply")
+            done.append(f"DELETE {SERVICE}/{name}")
+        return done
+
+    def _order(self, wanted: list[Policy], ids: dict[str, int]) -> list[str]:
+        """Cordon's policies first, in the script's order (moves only where they are not)."""
+        if not wanted:
+            return []
+        order = [int(p["policyid"]) for p in self._results(POLICY, "apply")]
+        target = [ids[p.name] for p in wanted]
+        if order[: len(target)] == target:
+            return []
+        done = []
+        first = order[0]
+        for i, pid in enumerate(target):
+            where = {"before": str(first)} if i == 0 else {"after": str(target[i - 1])}
+            if i == 0 and pid == first:
+                continue
+            self._call(
+                "PUT", f"{POLICY}/{pid}", operation="apply", query={"action": "move", **where}
+            )
+            how = "&".join(f"{k}={v}" for k, v in where.items())
+            done.append(f"PUT {POLICY}/{pid}?action=move&{how}")
+        return done
+
+    # -- dead-man: FortiOS revert mode -----------------------------------------------------------
+
+    def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
+        """Arm FortiOS's revert mode: the device's saved configuration must already be the
+        fail-safe state `changes` describes (its Cordon objects read back equal to them: then it
+        is saved, so a revert goes exactly there), then `cfg-save revert` with
+        `cfg-revert-timeout` = `seconds`: the next changes stay unsaved and the device goes back
+        to the saved configuration by itself unless `confirm` saves them in time."""
+        try:
+            lines = [c for c in changes.commands if not c.startswith("interface ")]
+            back = parse.parse_script(lines)
+        except ValueError as exc:
+            raise DeviceError(self.target.name, "arm", f"revert script refused: {exc}") from None
+        have, flags, _ = self._device_objects("arm")
+        if have.lines(flags) != back.lines():
+            raise DeviceError(
+                self.target.name,
+                "arm",
+                "the device does not hold the fail-safe state the revert would restore; "
+                "nothing armed",
+                hint="read the device's facts, then re-run",
+            )
+        timeout = max(MIN_REVERT_S, int(seconds + 0.999))
+        self._call("POST", "monitor/system/config/save", operation="arm", body={})
+        self._call(
+            "PUT",
+            GLOBAL,
+            operation="arm",
+            body={"cfg-save": "revert", "cfg-revert-timeout": timeout},
+        )
+        glob = self._global("arm")
+        if glob.get("cfg-save") != "revert" or int(glob.get("cfg-revert-timeout", 0)) != timeout:
+            raise DeviceError(self.target.name, "arm", "revert mode not shown after setting it")
+        token = pysecrets.token_hex(6)
+        self._armed = token
+        trail.change(
+            self.target,
+            via=self.via,
+            action=f"{changes.action}.arm",
+            commands=(),
+            outcome="ok",
+            duration_s=0.0,
+            output=f"cfg-save revert, cfg-revert-timeout {timeout} s",
+        )
+        return token
+
+    def confirm(self, token: str) -> bool:
+        """Save the configuration and leave revert mode; True when the device, read back, holds
+        the applied change saved in automatic mode (no revert can be pending); False when the
+        revert already ran (Cordon's objects read back are no longer the ones applied)."""
+        if token != self._armed:
+            return False
+        self._armed = None
+        applied, self._applied = self._applied, None
+        have, flags, _ = self._device_objects("confirm")
+        fired = applied is not None and have.lines(flags) != applied
+        if not fired:
+            self._call("POST", "monitor/system/config/save", operation="confirm", body={})
+        self._call("PUT", GLOBAL, operation="confirm", body={"cfg-save": "automatic"})
+        if not fired:
+            have, flags, _ = self._device_objects("confirm")
+            glob = self._global("confirm")
+            fired = glob.get("cfg-save") != "automatic" or (
+                applied is not None and have.lines(flags) != applied
+            )
+        trail.change(
+            self.target,
+            via=self.via,
+            action="deadman.confirm",
+            commands=(),
+            outcome="fired" if fired else "ok",
+            duration_s=0.0,
+        )
+        return not fired
+
+    def _global(self, operation: str) -> dict[str, Any]:
+        env = self._call("GET", GLOBAL, operation=operation)
+        res = (env or {}).get("results")
+        return res if isinstance(res, dict) else {}
+
+
+def _q(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def _interface_line(line: str) -> tuple[str, bool]:
+    words = line.split()
+    if len(words) != 3 or words[2] not in ("up", "down"):
+        raise ValueError(f"not an interface line: {line[:80]!r}")
+    return check_ifname(words[1]), words[2] == "up"
+
+
+__all__ = ["PREFIX", "FortiGateDriver"]

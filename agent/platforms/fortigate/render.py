@@ -1,0 +1,238 @@
+"""Owns the fortigate renderer: an isolation state as the whole set of FortiOS objects Cordon owns
+on a FortiGate (firewall addresses, custom TCP services and policies, every name starting with
+`cordon-`), one object a line, the policies in the order they must hold before the site's own;
+and the exact set of object lines the read-back expects. Pure: imports the plan's state types.
+
+Script lines (the plan shows them; the driver converges the device to exactly them):
+
+    address cordon-h-198.18.1.10 subnet=198.18.1.10/32
+    service cordon-tcp-443 tcp=443
+    policy 1 cordon-1a2b3c4d action=deny srcintf=wan1 dstintf=any srcaddr=all dstaddr=all \
+service=ALL comments='isolate: cut internet #1a2b3c4d'
+
+Same packet effects as `linux_nftables`: FortiOS policies are stateful and first-match; a
+session a policy accepted carries its replies through the session table without a policy lookup.
+So a reply accept (`NftRule.reply`) becomes nothing: the request policy of its flow, placed
+before the drops, lets the session open, and its replies follow; the server side still cannot
+open a connection back (its SYN is a new session that meets the drops). The nft renderer needs
+reply rules because its drops are stateless and catch replies too; the planner always cuts both
+ways (iif and oif drops, a->b and b->a blocks, quarantine both ways), so every reply a drop would
+catch belongs to a session whose opening a drop catches first. A `count` rule has no verdict in
+nftables; a FortiOS policy always has one. It becomes, in its place, one policy per later rule
+its match overlaps (the overlap, with that rule's action) and a last accept of its own match
+(the site's default): the verdict of every packet is the one nft gives it, and the policies'
+hit counts (new sessions) summed under the count rule's name are its counter (`counted_as`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+
+from agent.network.state import DeviceState, NftRule
+
+PREFIX = "cordon-"
+HEADER = (
+    "# FortiOS objects Cordon owns (firewall/address, firewall.service/custom, firewall/policy); "
+    "its policies first, in this order, before the site's own"
+)
+# FortiOS interface names: at most 15 characters (the CLI's limit); letters, digits, . _ -
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9 .,:;_#/()+=@-]")
+COMMENT_MAX = 1023  # firewall policy `comments`
+
+
+def rule_id(rule: NftRule) -> str:
+    """The 8-hex id of a rule's match and verdict (the linux_nftables renderer's, so the same rule
+    has the same id on both platforms)."""
+    return hashlib.sha256(repr(rule.id_key()).encode()).hexdigest()[:8]
+
+
+def check_ifname(name: str) -> str:
+    """`name` if it is a FortiOS interface name that cannot break out of a CLI or URL; else
+    ValueError naming it."""
+    if not _IFNAME.match(name) or name == "any":
+        raise ValueError(
+            f"interface name {name!r} is not a FortiOS interface name "
+            "(1-15 letters, digits, '.', '_', '-'; not 'any')"
+        )
+    return name
+
+
+def safe_comment(text: str) -> str:
+    """A comment FortiOS stores as it is: characters that could end a quoted CLI value or a line
+    (quotes, backslash, control characters) replaced by '_', cut to 1023 characters."""
+    return _UNSAFE.sub("_", text)[:COMMENT_MAX]
+
+
+def address_name(addr: str) -> str:
+    net = ipaddress.ip_network(addr, strict=False)
+    if net.version != 4:
+        raise ValueError(f"address {addr!r}: FortiOS firewall/address here is IPv4 only")
+    if net.prefixlen == 32:
+        return f"{PREFIX}h-{net.network_address}"
+    return f"{PREFIX}n-{net.network_address}-{net.prefixlen}"
+
+
+def service_name(port: int) -> str:
+    return f"{PREFIX}tcp-{port}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One FortiOS firewall policy Cordon owns, as the script and the read-back show it."""
+
+    name: str
+    action: str  # accept | deny
+    srcintf: str  # an interface name or "any"
+    dstintf: str
+    srcaddr: str  # an address name or "all"
+    dstaddr: str
+    service: str  # a service name or "ALL"
+    comments: str
+
+    def line(self, seq: int, flag: str = "") -> str:
+        words = [
+            "policy",
+            str(seq),
+            self.name,
+            f"action={self.action}",
+            f"srcintf={self.srcintf}",
+            f"dstintf={self.dstintf}",
+            f"srcaddr={self.srcaddr}",
+            f"dstaddr={self.dstaddr}",
+            f"service={self.service}",
+            f"comments={shlex.quote(self.comments)}",
+        ]
+        if flag:
+            words.append(f"placement={flag}")
+        return " ".join(words)
+
+
+def _field(a: str | int | None, b: str | int | None) -> tuple[bool, str | int | None]:
+    """The intersection of two equality matches (None: any): (empty?, value)."""
+    if a is None:
+        return False, b
+    if b is None or a == b:
+        return False, a
+    return True, None
+
+
+def _addr_meet(a: str | None, b: str | None) -> tuple[bool, str | None]:
+    if a is None or b is None:
+        return False, a if b is None else b
+    na, nb = ipaddress.ip_network(a, strict=False), ipaddress.ip_network(b, strict=False)
+    if na.subnet_of(nb):  # type: ignore[arg-type]
+        return False, a
+    if nb.subnet_of(na):  # type: ignore[arg-type]
+        return False, b
+    return True, None
+
+
+def overlap(a: NftRule, b: NftRule) -> NftRule | None:
+    """The rule matching what both `a` and `b` match, with `b`'s verdict; None if nothing does."""
+    out: dict[str, str | int | None] = {}
+    for f in ("iif", "oif", "sport", "dport"):
+        empty, value = _field(getattr(a, f), getattr(b, f))
+        if empty:
+            return None
+        out[f] = value
+    for f in ("saddr", "daddr"):
+        empty, value = _addr_meet(getattr(a, f), getattr(b, f))
+        if empty:
+            return None
+        out[f] = value
+    return NftRule(b.verdict, tag=b.tag, **out)  # type: ignore[arg-type]
+
+
+def _policy(rule: NftRule, name: str, action: str, comment: str) -> Policy:
+    return Policy(
+        name=name,
+        action=action,
+        srcintf=check_ifname(rule.iif) if rule.iif else "any",
+        dstintf=check_ifname(rule.oif) if rule.oif else "any",
+        srcaddr=address_name(rule.saddr) if rule.saddr else "all",
+        dstaddr=address_name(rule.daddr) if rule.daddr else "all",
+        service=service_name(rule.dport) if rule.dport is not None else "ALL",
+        comments=safe_comment(comment),
+    )
+
+
+def policies(state: DeviceState) -> list[Policy]:
+    """Cordon's policies for `state`, in the order they must hold (see the module docstring)."""
+    rules = [r for r in state.ordered_rules() if not r.reply]
+    out: list[Policy] = []
+    for i, rule in enumerate(rules):
+        rid = rule_id(rule)
+        if rule.verdict != "count":
+            action = "accept" if rule.verdict == "accept" else "deny"
+            out.append(_policy(rule, PREFIX + rid, action, f"{rule.tag} #{rid}"))
+            continue
+        for later in rules[i + 1 :]:
+            if later.verdict == "count":
+                continue
+            part = overlap(rule, later)
+            if part is not None:
+                action = "accept" if later.verdict == "accept" else "deny"
+                name = f"{PREFIX}{rid}-{rule_id(later)}"
+                out.append(_policy(part, name, action, f"{rule.tag} #{rid} counted"))
+                if part.fields() == rule.fields():
+                    break  # it takes every packet the count rule matches: nothing reaches later
+        else:
+            out.append(_policy(rule, PREFIX + rid, "accept", f"{rule.tag} #{rid} counted"))
+    return out
+
+
+def objects(state: DeviceState) -> list[str]:
+    """The object lines of `state`: addresses, services (sorted), then policies in order."""
+    pols = policies(state)
+    addrs = {p.srcaddr for p in pols} | {p.dstaddr for p in pols}
+    lines = []
+    for rule in state.rules:
+        for a in (rule.saddr, rule.daddr):
+            if a and address_name(a) in addrs:
+                net = ipaddress.ip_network(a, strict=False)
+                lines.append(f"address {address_name(a)} subnet={net}")
+    ports = {r.dport for r in state.rules if r.dport is not None and not r.reply}
+    services = [f"service {service_name(p)} tcp={p}" for p in ports]
+    return [
+        *sorted(set(lines)),
+        *sorted(services),
+        *(p.line(i + 1) for i, p in enumerate(pols)),
+    ]
+
+
+def script(state: DeviceState) -> str:
+    """The whole desired set of Cordon's objects for `state` (none: every `cordon-` object is
+    removed). Raises ValueError on an interface name or address FortiOS would not take."""
+    return "\n".join([HEADER, *objects(state)]) + "\n"
+
+
+def comments(state: DeviceState) -> frozenset[str]:
+    """The exact object lines the device shows once it holds `state` (the read-back compares the
+    whole set: names, matches, actions, order)."""
+    return frozenset(objects(state))
+
+
+def comments_in(ours: str) -> frozenset[str]:
+    """The object lines in a read-back text (`Facts.ours`, rendered like `script`)."""
+    return frozenset(ln for ln in ours.splitlines() if ln.strip() and not ln.startswith("#"))
+
+
+def counted_as(rule: NftRule) -> str:
+    """The key a count rule's hit counts are summed under: its policies' common name."""
+    return PREFIX + rule_id(rule)
+
+
+def count_key(policy_name: str) -> str | None:
+    """The counter key of one of Cordon's policies (`cordon-<id>` of `cordon-<id>[-<id>]`)."""
+    m = re.match(rf"^({re.escape(PREFIX)}[0-9a-f]{{8}})(?:-[0-9a-f]{{8}})?$", policy_name)
+    return m.group(1) if m else None
+
+
+def shut_lines(interfaces: list[str], *, down: bool) -> list[str]:
+    """`interface <name> down|up` lines (the driver sets `status` on cmdb system/interface)."""
+    return [f"interface {check_ifname(i)} {'down' if down else 'up'}" for i in sorted(interfaces)]

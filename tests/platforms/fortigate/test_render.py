@@ -1,0 +1,155 @@
+"""The fortigate renderer and parser, pure: every packet gets the verdict the nft semantics of the
+same state give it (requests and replies, by sessions), scripts parse back to the same objects,
+anything that could inject into FortiOS is refused before sending, the fixtures' shapes."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.network.state import DeviceState, NftRule
+from agent.platforms.fortigate import parse, render
+
+FIX = Path(render.__file__).with_name("fixtures")
+
+FLOW = [
+    NftRule("accept", "lan0.20", "lan0.30", "198.18.92.10", "198.18.93.10", None, 2575, "keep"),
+    NftRule("accept", "lan0.30", "lan0.20", "198.18.93.10", "198.18.92.10", 2575, None, "keep"),
+]
+STATES = {
+    "cut": DeviceState(rules=frozenset({NftRule("drop", iif="wan1"), NftRule("drop", oif="wan1")})),
+    "block": DeviceState(
+        rules=frozenset(
+            {NftRule("drop", "lan0.20", "lan0.30"), NftRule("drop", "lan0.30", "lan0.20"), *FLOW}
+        )
+    ),
+    "reconnect": DeviceState(
+        rules=frozenset(
+            {
+                NftRule("drop", iif="wan1"),
+                NftRule("drop", oif="wan1"),
+                NftRule("count", iif="lan0.30", oif="wan1", tag="r: reconnect admin"),
+                NftRule("accept", iif="lan0.30", oif="wan1", tag="r: reconnect admin"),
+                NftRule("accept", iif="wan1", oif="lan0.30", tag="r: reconnect admin"),
+            }
+        )
+    ),
+}
+
+
+def fortios_opens(lines: list[str], iif: str, oif: str, src: str, dst: str, port: int) -> bool:
+    """A FortiOS session opens when the first matching policy accepts (the site's accept-all
+    after Cordon's); its replies then pass by the session table."""
+    objs = parse.parse_script(lines)
+    for p in objs.policies:
+        ok = (
+            p.srcintf in ("any", iif)
+            and p.dstintf in ("any", oif)
+            and (
+                p.srcaddr == "all"
+                or ipaddress.ip_address(src) in ipaddress.ip_network(objs.addresses[p.srcaddr])
+            )
+            and (
+                p.dstaddr == "all"
+                or ipaddress.ip_address(dst) in ipaddress.ip_network(objs.addresses[p.dstaddr])
+            )
+            and (p.service == "ALL" or objs.services[p.service] == port)
+        )
+        if ok:
+            return p.action == "accept"
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(STATES))
+def test_same_connections_as_nftables(name: str) -> None:
+    """Every connection (any interfaces, hosts, port) opens on the FortiGate exactly when the nft
+    semantics let both its request and its reply through."""
+    state = STATES[name]
+    lines = render.script(state).splitlines()
+    ifs = ["wan1", "lan0.20", "lan0.30"]
+    hosts = ["198.18.92.10", "198.18.93.10", "198.18.90.10"]
+    for iif, oif in itertools.permutations(ifs, 2):
+        for src, dst in itertools.permutations(hosts, 2):
+            for port in (2575, 8080):
+                nft = state.forward(iif, oif, src, dst, None, port) == "accept" and (
+                    state.forward(oif, iif, dst, src, port, None, reply=True) == "accept"
+                )
+                assert fortios_opens(lines, iif, oif, src, dst, port) == nft, (
+                    iif,
+                    oif,
+                    src,
+                    dst,
+                    port,
+                )
+
+
+def test_script_parses_back_and_counts_by_the_count_rule() -> None:
+    state = STATES["reconnect"]
+    text = render.script(state)
+    assert parse.parse_script(text.splitlines()).lines() == render.objects(state)
+    assert render.comments_in(text) == render.comments(state)
+    count = next(r for r in state.rules if r.verdict == "count")
+    keys = {render.count_key(p.name) for p in render.policies(state)}
+    assert render.counted_as(count) in keys
+    assert render.script(DeviceState()).splitlines() == [render.HEADER]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "policy 1 cordon-x action=accept srcintf=lan0 dstintf=any srcaddr=all dstaddr=all "
+        "service=ALL comments='a\"; end'",
+        "policy 1 site-policy action=accept srcintf=any dstintf=any srcaddr=all dstaddr=all "
+        "service=ALL comments=x",
+        "policy 1 cordon-x action=accept srcintf='lan0 next' dstintf=any srcaddr=all "
+        "dstaddr=all service=ALL comments=x",
+        "address cordon-h-1 subnet=10.0.0.1/8",
+        "execute factoryreset",
+    ],
+)
+def test_script_refuses_what_could_inject(line: str) -> None:
+    with pytest.raises(ValueError):
+        parse.parse_script([line])
+
+
+def test_interface_and_comment_checks() -> None:
+    with pytest.raises(ValueError):
+        render.check_ifname('port1"\nend')
+    with pytest.raises(ValueError):
+        render.shut_lines(["a" * 16], down=True)
+    assert render.safe_comment('x"\n\\y') == "x___y"
+
+
+def test_fixture_shapes() -> None:
+    """The error fixtures the twin answers with carry FortiOS's envelope: status, http_status,
+    and a negative error code on refused writes."""
+    for name, status, code in (
+        ("error_404", 404, None),
+        ("error_424", 424, -3),
+        ("error_500", 500, -651),
+    ):
+        env = parse.envelope(
+            json.dumps(json.loads((FIX / f"{name}.json").read_text())).encode(), status
+        )
+        assert env["status"] == "error" and env["http_status"] == status
+        assert env.get("error") == code
+    ok = json.loads((FIX / "envelope_cmdb_post.json").read_text())
+    assert ok["status"] == "success" and ok["mkey"]
+
+
+def test_config_lines_drop_cordon_blocks() -> None:
+    text = (
+        '#config-version=x\nconfig firewall policy\n    edit 3\n        set name "cordon-1"\n'
+        '    next\n    edit 1000\n        set name "site"\n    next\nend\n'
+    )
+    assert parse.config_lines(text) == [
+        "config firewall policy",
+        "    edit 1000",
+        '        set name "site"',
+        "    next",
+        "end",
+    ]
