@@ -348,7 +348,7 @@ class Service:
                     changes=[
                         PlanChange(
                             device=c.device,
-                            platform=c.platform.value,
+                            platform=c.platform,
                             method=c.method,
                             commands=list(c.commands),
                             undo=list(c.undo),
