@@ -64,6 +64,13 @@ def shared(method: str) -> Spec | None:
     return _shared.get(method)
 
 
+def via(method: str) -> Via:
+    """How a change made by playbook method `method` reaches its device: over a cross-platform
+    method's own transport (`snmp`), else over the device platform's session (`ssh`)."""
+    found = _shared.get(method)
+    return found.via if found is not None else "ssh"
+
+
 def methods() -> list[str]:
     """The cross-platform methods (`snmp`), in registration order."""
     return list(_shared)
