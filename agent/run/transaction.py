@@ -8,7 +8,6 @@ log's disk) and the run's context and model; no other run part."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -63,9 +62,7 @@ def before_send(ctx: Context, row: StepRow, *, forward: bool = True) -> None:
     where = f"run {row.run_id}: stopped before {row.step} on {row.device}"
     lost = ctx.journal.lost()
     if lost is not None:
-        ctx.obs.say(f"JOURNAL LOST: {lost}; {where}: nothing more is sent")
-        with contextlib.suppress(AuditError):  # already failing: the error below says it
-            ctx.obs.log.error("run.stopped", step=row.step, device=row.device, reason=lost)
+        ctx.obs.journal_lost(row, lost, where)
         raise RunError(
             f"{lost} while the run was running; {where}: nothing more is sent",
             hint="what was sent is in the audit log (`cordon audit report --run "
@@ -254,9 +251,7 @@ def _restore_now(ctx: Context, row: StepRow, back: ChangeSet, token: str) -> Non
         ctx.pool.run(row.device, applier(back), via=registry.via(row.method))
         ctx.pool.run(row.device, _confirmer(token), via=registry.via(row.method))
     except CordonError as exc:
-        ctx.obs.log.error(
-            "deadman.restore_failed", device=row.device, step=row.step, error=exc.message
-        )
+        ctx.obs.deadman_restore_failed(row, exc.message)
 
 
 def _recover(
@@ -271,8 +266,7 @@ def _recover(
     own: re-apply the fail-safe state as soon as it answers, for up to `deadman` seconds."""
     how = registry.via(row.method)
     deadline = time.monotonic() + max(ctx.deadman, 1.0)
-    log = ctx.obs.log
-    log.warning("deadman.controller", device=row.device, step=row.step, error=cause.message)
+    ctx.obs.deadman_controller(row, cause.message)
     while time.monotonic() < deadline:
         try:
             ctx.pool.run(row.device, applier(ChangeSet(tuple(lines), action="deadman")), via=how)
@@ -282,20 +276,9 @@ def _recover(
         except ConnectError:
             time.sleep(1.0)
             continue
-        log.warning(
-            "deadman.reverted",
-            device=row.device,
-            step=row.step,
-            outcome="fail-safe state restored by the controller",
-        )
+        ctx.obs.deadman_reverted(row)
         return
-    log.error(
-        "deadman.unreachable",
-        device=row.device,
-        step=row.step,
-        outcome="unknown",
-        error="device still unreachable: resume the run",
-    )
+    ctx.obs.deadman_unreachable(row)
 
 
 def applier(changes: ChangeSet) -> Callable[[Driver], object]:
