@@ -19,7 +19,7 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
-from tests.engine.test_honesty import records
+from tests.run.test_honesty import records
 
 
 def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
