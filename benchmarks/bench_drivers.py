@@ -137,7 +137,7 @@ def cordon_job(inv: Inventory, via: Via = "ssh") -> Callable[[Driver], None]:
         if via == "snmp":
             drv.apply(ChangeSet(tuple(f"ifAdminStatus {p} down" for p in wanted)))
             drv.verify(Expectation(admin_up=dict.fromkeys(wanted, False)))
-        elif drv.target.device.platform is Platform.CISCO_IOS:
+        elif drv.target.device.platform == "cisco_ios":
             lines = [x for p in wanted for x in (f"interface {p}", "shutdown")]
             drv.apply(ChangeSet(tuple(lines), action="bench.contain"))
             drv.verify(Expectation(admin_up=dict.fromkeys(wanted, False)))
@@ -151,7 +151,7 @@ def cordon_job(inv: Inventory, via: Via = "ssh") -> Callable[[Driver], None]:
 def undo_job(inv: Inventory) -> Callable[[Driver], None]:
     def job(drv: Driver) -> None:
         name = drv.target.name
-        if drv.target.device.platform is Platform.CISCO_IOS:
+        if drv.target.device.platform == "cisco_ios":
             wanted = ports(inv, name)
             lines = [x for p in wanted for x in (f"interface {p}", "no shutdown")]
             drv.apply(ChangeSet(tuple(lines), action="bench.undo"))
@@ -193,7 +193,7 @@ def cold(inv: Inventory, via: Via = "ssh") -> Callable[[str], object]:
 def child(mode: str) -> None:
     """Run one cold job on every IOS-style switch in this fresh process (imports included)."""
     inv = load(EXAMPLE)
-    switches = names(inv, Platform.CISCO_IOS)
+    switches = names(inv, "cisco_ios")
     fn: Callable[[str], object] = Raw(inv).ios if mode == "raw" else cold(inv)
     parallel(fn, switches)
 
@@ -251,8 +251,8 @@ def main() -> None:
 
 def measure(inv: Inventory, runs: int) -> dict[str, list[float]]:
     raw = Raw(inv)
-    switches = names(inv, Platform.CISCO_IOS)
-    firewalls = names(inv, Platform.LINUX_NFTABLES)
+    switches = names(inv, "cisco_ios")
+    firewalls = names(inv, "linux_nftables")
     everything = switches + firewalls
     f: dict[str, list[float]] = {}
 

@@ -36,7 +36,7 @@ import yaml
 
 from agent.errors import LabError, SafetyError
 from agent.inventory import load
-from agent.inventory.models import Inventory, Platform
+from agent.inventory.models import Inventory
 from agent.lab import daemons, netns
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, ns_name
@@ -79,7 +79,7 @@ def fleet_states(inv: Inventory) -> dict[str, DeviceState]:
     """The recorded isolation state of every fleet device: a whole group isolated (the
     heaviest poll: every device is read)."""
     fw, sw = firewall_state(), switch_state()
-    return {d.name: fw if d.platform is Platform.LINUX_NFTABLES else sw for _, d in inv.devices()}
+    return {d.name: fw if d.platform == "linux_nftables" else sw for _, d in inv.devices()}
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Cross-reference checks of a validated inventory: unique names, dangling references, addresses
-outside their subnet, overlapping subnets, missing credentials. Pure: reads the model, reports.
+outside their subnet, overlapping subnets, missing credentials, platforms nobody registered.
+Pure: reads the model and the registered platform names, reports.
 
-Imports only `agent.inventory.models`, `agent.yamlfile` (the `Issue` type) and the standard library.
+Imports only `agent.inventory.models`, `agent.inventory.platforms` (the registered platform names),
+`agent.yamlfile` (the `Issue` type) and the standard library.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from agent.inventory import platforms
 from agent.inventory.models import (
     Device,
     Endpoint,
@@ -220,6 +223,14 @@ def _check_cabling(site: Site, sloc: Loc, report: Report) -> None:
 
 
 def _check_device(inv: Inventory, device: Device, dloc: Loc, report: Report) -> None:
+    registered = platforms.known()
+    found = registered.get(device.platform)
+    if found is None:
+        report(
+            (*dloc, "platform"),
+            f"no platform {device.platform!r} is registered; registered platforms: "
+            f"{', '.join(sorted(registered))}",
+        )
     _unique(report, (*dloc, "interfaces"), [i.name for i in device.interfaces], "interface")
     ssh = _merged_ssh(inv.group.defaults.ssh, device.ssh)
     if ssh.username is None:
@@ -254,7 +265,7 @@ def _check_device(inv: Inventory, device: Device, dloc: Loc, report: Report) -> 
                 report((*sloc, "community"), "a community is only for version v2c")
         elif snmp.community is None:
             report((*sloc, "community"), "SNMP v2c needs a community reference")
-    if device.platform.linux_names:
+    if found is not None and found.kernel_names:
         for ii, iface in enumerate(device.interfaces):
             if len(iface.name) > 15 or "/" in iface.name or ":" in iface.name:
                 report(

@@ -1,7 +1,8 @@
 """The inventory's frozen models: a hospital group, its sites, devices, zones, links and flows.
 
 Pure data and per-field validation (types, formats, CLI-injection guards). Cross-references are
-checked in `agent.inventory.checks`. Imports nothing but pydantic and the standard library.
+checked in `agent.inventory.checks` (a device's platform among them: here it is only a well-formed
+name). Imports pydantic, the standard library and `agent.inventory.platforms` (the name rule).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+
+from agent.inventory.platforms import valid_name
 
 # --- scalar types with injection guards -------------------------------------------------------
 
@@ -136,19 +139,9 @@ class DeviceRole(StrEnum):
     WAN_ROUTER = "wan_router"
 
 
-class Platform(StrEnum):
-    """Device platforms a driver exists for (each registered in `agent.platforms`). The one place
-    the inventory names them: a new platform is a line here, and a line in `linux_names` if its
-    interface names are Linux kernel names."""
-
-    CISCO_IOS = "cisco_ios"
-    LINUX_NFTABLES = "linux_nftables"
-    FORTIGATE = "fortigate"
-
-    @property
-    def linux_names(self) -> bool:
-        """Are its interface names Linux kernel names (at most 15 characters, no '/' or ':')?"""
-        return self in {Platform.LINUX_NFTABLES}
+# A device's platform: a well-formed name here; `agent.inventory.checks` accepts it only if a
+# platform of that name is registered (`agent.inventory.platforms`, fed by the platform registry).
+Platform = Annotated[str, AfterValidator(valid_name)]
 
 
 class LinkKind(StrEnum):

@@ -1,8 +1,12 @@
 """Owns the one map from an inventory platform (and from a cross-platform method) to its `Spec`,
 and choosing a driver through it (`driver_for`, `one_shot`). Registering a platform is one
-`register(spec)` call (built-ins: the list below); nothing else changes.
-Imports the platform folders' light modules (specs, renderers, parsers); device libraries load
-only when a driver is made, and a platform's twin module only when the lab asks for it (`twin`).
+`register(spec)` call (built-ins: the list below); nothing else changes. Registering a platform
+also lets inventories name it (`agent.inventory.platforms`, the name set the inventory's checks
+read: the inventory is a layer below and cannot ask here), and importing this module registers the
+built-ins, so they are known before any inventory is checked.
+Imports `agent.inventory.platforms` and the platform folders' light modules (specs, renderers,
+parsers); device libraries load only when a driver is made, and a platform's twin module only when
+the lab asks for it (`twin`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from types import ModuleType
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.errors import DeviceError, PlanError
+from agent.inventory import platforms as inventory_platforms
 from agent.platforms import cisco_ios, fortigate, linux_nftables, snmp
 from agent.platforms.spec import Rules, Spec
 
@@ -30,13 +35,16 @@ def register(spec: Spec, *, shared: bool = False) -> None:
         table = _shared if shared else _platforms
         if spec.name in table:
             raise ValueError(f"platform {spec.name} is already registered")
+        if not shared:  # inventories may now name it (refuses a malformed name)
+            inventory_platforms.admit(spec.name, kernel_names=spec.kernel_names)
         table[spec.name] = spec
 
 
 def unregister(name: str) -> None:
     """Forget platform `name` (a test's toy platform, when the test ends)."""
     with _lock:
-        _platforms.pop(name, None)
+        if _platforms.pop(name, None) is not None:
+            inventory_platforms.withdraw(name)
         _shared.pop(name, None)
 
 
@@ -54,6 +62,13 @@ def platform(name: str) -> Spec:
 def shared(method: str) -> Spec | None:
     """The spec of a cross-platform method (`snmp`), None if `method` is not one."""
     return _shared.get(method)
+
+
+def via(method: str) -> Via:
+    """How a change made by playbook method `method` reaches its device: over a cross-platform
+    method's own transport (`snmp`), else over the device platform's session (`ssh`)."""
+    found = _shared.get(method)
+    return found.via if found is not None else "ssh"
 
 
 def methods() -> list[str]:
@@ -118,7 +133,6 @@ def one_shot(
         driver.close()
 
 
-for _spec in (linux_nftables.SPEC, cisco_ios.SPEC):
+for _spec in (linux_nftables.SPEC, cisco_ios.SPEC, fortigate.SPEC):
     register(_spec)
-register(fortigate.SPEC)
 register(snmp.SPEC, shared=True)

@@ -1,12 +1,14 @@
 """The run's one observer: every change of a run's recorded state goes through it (the run, its
 sites and their locks, its driver, its steps, gates, backups, baselines, attestations and
-approvals), each written in the same order as always: the journal (durable state), then the
-audit trail (the signed record), then the progress line (what the person watching reads). The
-run's parts read the journal directly; they never write it, nor the audit trail, but here.
-Imports the journal, audit, the statuses and the run's model; no part of the run."""
+approvals, a lost journal, the dead-man's acts), each written in the same order as always: the
+journal (durable state), then the audit trail (the signed record), then the progress line (what
+the person watching reads). The run's parts read the journal directly; they never write it, nor
+the audit trail, but here. Imports the journal, audit, the statuses and the run's model; no part
+of the run."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -178,6 +180,13 @@ class Observer:
     def driver_released(self, run_id: str) -> None:
         self.journal.release_driver(run_id)
 
+    def journal_lost(self, row: StepRow, lost: str, where: str) -> None:
+        """The journal is no longer the file at its path: said, and audited if the trail can
+        still take it (the run is failing already: the error raised after this says it)."""
+        self.progress(f"JOURNAL LOST: {lost}; {where}: nothing more is sent")
+        with contextlib.suppress(AuditError):
+            self.log.error("run.stopped", step=row.step, device=row.device, reason=lost)
+
     def stop_ordered(self, run_id: str, why: str) -> None:
         """Whoever drives the run stops at its next step boundary."""
         self.journal.request_stop(run_id, why)
@@ -270,6 +279,34 @@ class Observer:
 
     def undo_done(self, row: StepRow, status: str) -> None:
         self.progress(f"{row.site}: undo {row.step}: {row.device}: {status}")
+
+    # -- the dead-man -----------------------------------------------------------------------------
+
+    def deadman_restore_failed(self, row: StepRow, error: str) -> None:
+        """Restoring the fail-safe state and disarming the device's revert timer failed: the
+        timer may still fire."""
+        self.log.error("deadman.restore_failed", device=row.device, step=row.step, error=error)
+
+    def deadman_controller(self, row: StepRow, error: str) -> None:
+        """A device without a timer of its own was lost mid-change: the controller re-cuts."""
+        self.log.warning("deadman.controller", device=row.device, step=row.step, error=error)
+
+    def deadman_reverted(self, row: StepRow) -> None:
+        self.log.warning(
+            "deadman.reverted",
+            device=row.device,
+            step=row.step,
+            outcome="fail-safe state restored by the controller",
+        )
+
+    def deadman_unreachable(self, row: StepRow) -> None:
+        self.log.error(
+            "deadman.unreachable",
+            device=row.device,
+            step=row.step,
+            outcome="unknown",
+            error="device still unreachable: resume the run",
+        )
 
     # -- gates ----------------------------------------------------------------------------------
 

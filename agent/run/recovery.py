@@ -1,8 +1,8 @@
 """Recovery: undo (a site's failure policy, a soak with no zone to blame, a rollback), rollback of
 a whole run or one device, resume after a crash (each in-flight step settled by reading its
 device), and the settling of a run's outcome: its final status and each site's mode from what
-is recorded on its devices. Imports the run's context, model and transaction, the journal and
-audit; no gate, walk or strategy."""
+is recorded on its devices. Imports the run's context, model and transaction, the platform
+registry (how a method reaches its device), the journal and audit; no gate, walk or strategy."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from agent import audit
 from agent.engine.journal import StepRow, driver_alive
 from agent.errors import ConnectError, CordonError, DeviceError, RunError
 from agent.network.state import NORMAL
+from agent.platforms import registry
 from agent.run import transaction
 from agent.run.context import Context, lock_for
 from agent.run.model import RunReport, StepOutcome
@@ -258,7 +259,7 @@ def resume(
 
 def settle(ctx: Context, row: StepRow) -> StepOutcome:
     """An in-flight step: is the device in its after state, its before state, or neither?"""
-    how = transaction.via(row.method)
+    how = registry.via(row.method)
     unreachable = 0
     for target, found in ((row.after, StepStatus.VERIFIED), (row.before, StepStatus.PENDING)):
         other = row.before if target is row.after else row.after

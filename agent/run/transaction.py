@@ -2,19 +2,18 @@
 file, audit disk not full, no stop asked), the guarded apply with its dead-man (an on-device
 revert timer where the platform has one, the controller re-applying the fail-safe state where it
 has not), the read-back, and the journal settled from what the device shows. Imports the
-drivers' protocol, the platform registry (which method changes packet rules, and how their
-read-back is built), state, the journal's rows, audit (the log's disk) and the run's context
-and model; no other run part."""
+drivers' protocol, the platform registry (which method changes packet rules, how their
+read-back is built, how a method reaches its device), state, the journal's rows, audit (the
+log's disk) and the run's context and model; no other run part."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Callable, Sequence
 
 from agent import audit
-from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, Via, mismatches
+from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, mismatches
 from agent.engine.journal import StepRow
 from agent.errors import AuditError, ConnectError, CordonError, DeviceError, RunError, RunStopped
 from agent.network.state import NORMAL, DeviceState
@@ -23,10 +22,6 @@ from agent.platforms.capabilities import DeadMan, having
 from agent.run.context import Context
 from agent.run.model import StepOutcome
 from agent.status import StepStatus
-
-
-def via(method: str) -> Via:
-    return "snmp" if method == "snmp" else "ssh"
 
 
 def expectation(method: str, before: DeviceState, after: DeviceState) -> Expectation:
@@ -67,9 +62,7 @@ def before_send(ctx: Context, row: StepRow, *, forward: bool = True) -> None:
     where = f"run {row.run_id}: stopped before {row.step} on {row.device}"
     lost = ctx.journal.lost()
     if lost is not None:
-        ctx.obs.say(f"JOURNAL LOST: {lost}; {where}: nothing more is sent")
-        with contextlib.suppress(AuditError):  # already failing: the error below says it
-            ctx.obs.log.error("run.stopped", step=row.step, device=row.device, reason=lost)
+        ctx.obs.journal_lost(row, lost, where)
         raise RunError(
             f"{lost} while the run was running; {where}: nothing more is sent",
             hint="what was sent is in the audit log (`cordon audit report --run "
@@ -153,7 +146,7 @@ def _settle_unaudited(ctx: Context, row: StepRow) -> str:
     and journal what it shows: the step's target (verified), its start (failed: nothing
     applied), or neither (left in flight for `resume`)."""
     try:
-        facts: Facts = ctx.pool.run(row.device, lambda d: d.facts(), via=via(row.method))
+        facts: Facts = ctx.pool.run(row.device, lambda d: d.facts(), via=registry.via(row.method))
     except CordonError as exc:
         return f"cannot be read ({exc.message}): the step stays in flight for `resume`"
     if _facts_show(facts, row.method, row.before, row.after):
@@ -186,7 +179,7 @@ def shows(ctx: Context, row: StepRow, frm: DeviceState, to: DeviceState) -> bool
         ctx.pool.run(
             row.device,
             verifier(expectation(row.method, frm, to), f"{row.step}.check", timeout=0.0),
-            via=via(row.method),
+            via=registry.via(row.method),
         )
     except DeviceError:
         return False
@@ -213,7 +206,7 @@ def guarded(
     allows and confirmed after read-back; where it does not, losing the device makes the
     controller re-apply `frm` as soon as the device answers again. An armed revert never
     outlives its step: on any other failure it is applied now and disarmed."""
-    how = via(row.method)
+    how = registry.via(row.method)
     back = ChangeSet(tuple(revert), action=f"deadman {action}")
     token = _arm(ctx, row, back) if guard else None
     try:
@@ -255,12 +248,10 @@ def _restore_now(ctx: Context, row: StepRow, back: ChangeSet, token: str) -> Non
     """The step failed with the device reachable: restore the fail-safe state ourselves and
     disarm the timer, so it cannot reload an old table later over newer changes."""
     try:
-        ctx.pool.run(row.device, applier(back), via=via(row.method))
-        ctx.pool.run(row.device, _confirmer(token), via=via(row.method))
+        ctx.pool.run(row.device, applier(back), via=registry.via(row.method))
+        ctx.pool.run(row.device, _confirmer(token), via=registry.via(row.method))
     except CordonError as exc:
-        ctx.obs.log.error(
-            "deadman.restore_failed", device=row.device, step=row.step, error=exc.message
-        )
+        ctx.obs.deadman_restore_failed(row, exc.message)
 
 
 def _recover(
@@ -273,10 +264,9 @@ def _recover(
 ) -> None:
     """Controller-side dead-man: the device was lost mid-transition and has no timer of its
     own: re-apply the fail-safe state as soon as it answers, for up to `deadman` seconds."""
-    how = via(row.method)
+    how = registry.via(row.method)
     deadline = time.monotonic() + max(ctx.deadman, 1.0)
-    log = ctx.obs.log
-    log.warning("deadman.controller", device=row.device, step=row.step, error=cause.message)
+    ctx.obs.deadman_controller(row, cause.message)
     while time.monotonic() < deadline:
         try:
             ctx.pool.run(row.device, applier(ChangeSet(tuple(lines), action="deadman")), via=how)
@@ -286,20 +276,9 @@ def _recover(
         except ConnectError:
             time.sleep(1.0)
             continue
-        log.warning(
-            "deadman.reverted",
-            device=row.device,
-            step=row.step,
-            outcome="fail-safe state restored by the controller",
-        )
+        ctx.obs.deadman_reverted(row)
         return
-    log.error(
-        "deadman.unreachable",
-        device=row.device,
-        step=row.step,
-        outcome="unknown",
-        error="device still unreachable: resume the run",
-    )
+    ctx.obs.deadman_unreachable(row)
 
 
 def applier(changes: ChangeSet) -> Callable[[Driver], object]:

@@ -450,7 +450,7 @@ def reapply_recorded(pool: Pool, inv: Inventory, device: str, state: DeviceState
             "run, decided by a person",
         )
     for method, commands in lines:
-        via: Via = "snmp" if method == "snmp" else "ssh"
+        via = registry.via(method)
         change = ChangeSet(tuple(commands), action="drift.reapply")
         pool.run(device, partial(_apply, change), via=via)
         pool.run(device, partial(_verify, expectation(method, NORMAL, state)), via=via)

@@ -348,7 +348,7 @@ class Service:
                     changes=[
                         PlanChange(
                             device=c.device,
-                            platform=c.platform.value,
+                            platform=c.platform,
                             method=c.method,
                             commands=list(c.commands),
                             undo=list(c.undo),
@@ -643,8 +643,12 @@ def _scheduler(url: str) -> BackgroundScheduler:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: PLC0415
     from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
 
+    from agent.service import jobs  # noqa: PLC0415 - jobs import this module
+
+    store = SQLAlchemyJobStore(url=url)
+    jobs.upgrade_store(store)  # jobs stored by an earlier release, under the names they have now
     return BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=url)},
+        jobstores={"default": store},
         executors={"default": ThreadPoolExecutor(8)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         timezone=UTC,

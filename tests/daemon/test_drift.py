@@ -24,7 +24,7 @@ from agent.drivers.pool import Pool
 from agent.engine.drift import Drift, Readback, detect, reapply_lines, watched
 from agent.errors import ConnectError, DeviceTimeout, SnmpError
 from agent.inventory import load as load_inventory
-from agent.inventory.models import Inventory, Platform
+from agent.inventory.models import Inventory
 from agent.network.state import NORMAL, DeviceState, NftRule
 from agent.platforms.linux_nftables import render
 from agent.platforms.snmp.mib import IF_ADMIN, IF_DESCR, IF_NAME, IF_OPER
@@ -36,7 +36,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "hospi-grand-ouest
 CUT_WAN = [NftRule("drop", iif="wan0", tag="cut-wan"), NftRule("drop", oif="wan0", tag="cut-wan")]
 FIREWALL = DeviceState().with_rules(CUT_WAN)
 SWITCH = DeviceState().shut("gi3", "cli").shut("gi4", "snmp")
-FW_PLATFORM, SW_PLATFORM = Platform.LINUX_NFTABLES, Platform.CISCO_IOS
+FW_PLATFORM, SW_PLATFORM = "linux_nftables", "cisco_ios"
 
 
 def comments(state: DeviceState) -> tuple[str, ...]:
@@ -152,16 +152,16 @@ def test_watched_interfaces() -> None:
 
 
 def test_reapply_closes_only() -> None:
-    assert reapply_lines(Platform.LINUX_NFTABLES, FIREWALL) == [
+    assert reapply_lines("linux_nftables", FIREWALL) == [
         ("nft", render.nft_table(FIREWALL).splitlines())
     ]
-    assert reapply_lines(Platform.CISCO_IOS, SWITCH) == [
+    assert reapply_lines("cisco_ios", SWITCH) == [
         ("cli", ["interface gi3", "shutdown"]),
         ("snmp", ["ifAdminStatus gi4 down"]),
     ]
     # never "re-apply normal": that would delete a leftover table or reopen a port
-    assert reapply_lines(Platform.LINUX_NFTABLES, NORMAL) == []
-    lines = [line for _, cmds in reapply_lines(Platform.CISCO_IOS, SWITCH) for line in cmds]
+    assert reapply_lines("linux_nftables", NORMAL) == []
+    lines = [line for _, cmds in reapply_lines("cisco_ios", SWITCH) for line in cmds]
     assert not any("no shutdown" in line or line.endswith(" up") for line in lines)
 
 

@@ -29,7 +29,7 @@ from paramiko.common import (
 from agent.drivers.base import Target, Timeouts
 from agent.drivers.ssh import Shell
 from agent.errors import ConnectError
-from agent.inventory.models import Device, DeviceRole, Management, Platform, SshSettings
+from agent.inventory.models import Device, DeviceRole, Management, SshSettings
 from agent.platforms.cisco_ios.driver import _PinnedIosSession
 from tests.drivers.conftest import HIGH_FD
 from tests.drivers.keys import new_ed25519, write_private
@@ -141,7 +141,7 @@ def _target(tmp: Path) -> Target:
     device = Device(
         name="sw1",
         role=DeviceRole.ACCESS_SWITCH,
-        platform=Platform.CISCO_IOS,
+        platform="cisco_ios",
         management=Management(address=ipaddress.IPv4Address("198.19.0.5"), interface="mgmt0"),
         ssh=SshSettings(username="tester", key="file:k"),
     )

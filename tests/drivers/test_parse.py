@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from agent.drivers.base import Expectation, Facts, InterfaceState, mismatches
-from agent.inventory.models import Platform
 from agent.platforms.cisco_ios import parse as ios_parse
 from agent.platforms.linux_nftables import parse as nft_parse
 from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
@@ -216,7 +215,7 @@ def test_mismatches_name_every_difference() -> None:
     """A read-back is compared part by part: interfaces, config lines present and absent."""
     facts = Facts(
         device="d",
-        platform=Platform.CISCO_IOS,
+        platform="cisco_ios",
         via="ssh",
         interfaces=(InterfaceState("gi1", False, False), InterfaceState("gi2", True, None)),
         config="interface gi1\n shutdown\n",

@@ -39,7 +39,7 @@ def local(platform: Platform, tmp: Path) -> Target:
 @pytest.mark.parametrize("line", ["interface gi1\nreload", "no\rshutdown", "description x\x1b[2J"])
 def test_ios_refuses_control_characters(tmp_path: Path, line: str) -> None:
     """A configuration line with a newline or other control character is never sent."""
-    drv = IosDriver(local(Platform.CISCO_IOS, tmp_path))
+    drv = IosDriver(local("cisco_ios", tmp_path))
     with pytest.raises(DeviceError, match="refused before sending"):
         drv.apply(ChangeSet(("interface gi1", line)))
     assert not drv.is_open()
@@ -47,7 +47,7 @@ def test_ios_refuses_control_characters(tmp_path: Path, line: str) -> None:
 
 def test_nftables_refuses_scripts_outside_its_table(tmp_path: Path) -> None:
     """`flush ruleset` is refused by the scope check, before any connection."""
-    drv = NftablesDriver(local(Platform.LINUX_NFTABLES, tmp_path))
+    drv = NftablesDriver(local("linux_nftables", tmp_path))
     with pytest.raises(DeviceError, match="refused before sending: line 1"):
         drv.apply(ChangeSet(("flush ruleset",)))
     assert not drv.is_open()
@@ -55,7 +55,7 @@ def test_nftables_refuses_scripts_outside_its_table(tmp_path: Path) -> None:
 
 def test_snmp_refuses_anything_but_admin_status(tmp_path: Path) -> None:
     """An SNMP change set line that is not `ifAdminStatus <if> up|down` is refused."""
-    drv = SnmpDriver(local(Platform.CISCO_IOS, tmp_path))
+    drv = SnmpDriver(local("cisco_ios", tmp_path))
     with pytest.raises(DeviceError, match="refused before sending"):
         drv.apply(ChangeSet(("sysName evil",)))
     assert not drv.is_open()

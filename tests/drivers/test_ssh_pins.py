@@ -18,7 +18,6 @@ from agent.inventory.models import (
     Device,
     DeviceRole,
     Management,
-    Platform,
     SshSettings,
 )
 from tests.drivers.keys import new_ed25519
@@ -28,7 +27,7 @@ def target(tmp: Path, *, port: int = 22, host_key: str | None = None) -> Target:
     device = Device(
         name="sw1",
         role=DeviceRole.ACCESS_SWITCH,
-        platform=Platform.CISCO_IOS,
+        platform="cisco_ios",
         management=Management(address=ipaddress.IPv4Address("198.19.0.5"), interface="mgmt0"),
         ssh=SshSettings(username="root", key="file:k", port=port, host_key=host_key),
     )

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from agent.drivers import ChangeSet, Driver, Expectation, Pool
-from agent.inventory.models import Platform
 from agent.lab.daemons import DaemonProc, is_running
 from agent.platforms.linux_nftables.driver import nft_remove, nft_replace
 from tests.drivers import twinhelp as th
@@ -33,7 +32,7 @@ def ports(lab: Lab, device: str) -> list[str]:
 def change(lab: Lab, *, undo: bool) -> Callable[[Driver], None]:
     def run(d: Driver) -> None:
         name = d.target.name
-        if d.target.device.platform is Platform.CISCO_IOS:
+        if d.target.device.platform == "cisco_ios":
             cmd = "no shutdown" if undo else "shutdown"
             lines = [x for p in ports(lab, name) for x in (f"interface {p}", cmd)]
             d.apply(ChangeSet(tuple(lines), action="test.pool"))

@@ -43,9 +43,7 @@ def render_plan(p: Plan) -> str:
     lines = [f"playbook {p.playbook} level {p.level} sites {', '.join(p.sites)}"]
     for step in p.steps:
         for c in step.changes:
-            lines.append(
-                f"== {step.site} / {step.step} / {c.device} ({c.platform.value}, {c.method})"
-            )
+            lines.append(f"== {step.site} / {step.step} / {c.device} ({c.platform}, {c.method})")
             lines += [f"   {line}" for line in c.commands]
             lines.append("   -- undo --")
             lines += [f"   {line}" for line in c.undo]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from agent.engine import baseline
 from agent.engine.soak import Anomaly, Sample, evaluate
-from agent.inventory.models import Platform
 
 WATCH = {
     "rns-fw1": {"admin: reconnect admin #1": "admin", "servers: reconnect servers #2": "servers"}
@@ -84,11 +83,11 @@ table inet cordon {
 def test_baseline_ignores_isolation_and_counters_but_not_other_changes() -> None:
     plain = NFT.split("table inet cordon", maxsplit=1)[0]
     plain = plain.replace("packets 12 bytes 720", "packets 0 bytes 0")
-    digest = baseline.digest(Platform.LINUX_NFTABLES, plain)
-    assert baseline.digest(Platform.LINUX_NFTABLES, NFT) == digest
+    digest = baseline.digest("linux_nftables", plain)
+    assert baseline.digest("linux_nftables", NFT) == digest
     tampered = NFT + "table inet intruder {\n}\n"
-    assert baseline.digest(Platform.LINUX_NFTABLES, tampered) != digest
-    diff = baseline.differences(Platform.LINUX_NFTABLES, plain, tampered)
+    assert baseline.digest("linux_nftables", tampered) != digest
+    diff = baseline.differences("linux_nftables", plain, tampered)
     assert "+ table inet intruder {" in diff
 
 
@@ -96,6 +95,6 @@ def test_ios_baseline_ignores_shutdowns_and_the_size_line() -> None:
     head = "Building configuration...\nCurrent configuration : {} bytes\n"
     base = head.format(812) + "interface gi1\n description x\n"
     now = head.format(830) + "interface gi1\n description x\n shutdown\n"
-    assert baseline.digest(Platform.CISCO_IOS, base) == baseline.digest(Platform.CISCO_IOS, now)
+    assert baseline.digest("cisco_ios", base) == baseline.digest("cisco_ios", now)
     changed = now.replace("description x", "description y")
-    assert baseline.digest(Platform.CISCO_IOS, base) != baseline.digest(Platform.CISCO_IOS, changed)
+    assert baseline.digest("cisco_ios", base) != baseline.digest("cisco_ios", changed)

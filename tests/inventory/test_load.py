@@ -12,7 +12,7 @@ import yaml
 
 from agent.errors import InventoryError
 from agent.inventory import load
-from agent.inventory.models import Criticality, Platform, SiteKind
+from agent.inventory.models import Criticality, SiteKind
 from agent.inventory.select import Selector, select_devices, select_sites, select_zones
 from scripts.synth import hospi_grand_ouest
 
@@ -133,6 +133,43 @@ def test_link_on_unknown_interface(tmp_path: Path, doc: dict[str, Any]) -> None:
     assert "links[0]" in msg and "inet9" in msg
 
 
+def test_unregistered_platform_named_with_line_and_the_registered_ones(
+    tmp_path: Path, doc: dict[str, Any]
+) -> None:
+    """A platform no one registered is refused at its path and line, listing the registered ones
+    (the inventory's platform list is the registry's, not a list of its own)."""
+    site(doc, "rennes-la-sagesse")["devices"][1]["platform"] = "acme_os"
+    path = write(tmp_path, doc)
+    with pytest.raises(InventoryError) as info:
+        load(path)
+    (issue,) = info.value.issues
+    assert issue.file == str(path) and issue.path == "sites[1].devices[1].platform"
+    assert issue.line is not None
+    assert "acme_os" in path.read_text().splitlines()[issue.line - 1]
+    assert "no platform 'acme_os' is registered" in issue.message
+    assert "cisco_ios" in issue.message and "linux_nftables" in issue.message
+
+
+def test_malformed_platform_name_refused(tmp_path: Path, doc: dict[str, Any]) -> None:
+    """A platform value that is not a name (it reaches module paths and messages) is refused."""
+    site(doc, "rennes-la-sagesse")["devices"][1]["platform"] = "Cisco IOS; reload"
+    (msg,) = problems(tmp_path, doc)
+    assert "sites[1].devices[1].platform" in msg and "not a valid platform name" in msg
+
+
+def test_kernel_interface_names_checked_for_a_platform_whose_spec_says_so(
+    tmp_path: Path, doc: dict[str, Any]
+) -> None:
+    """linux_nftables' Spec says its interface names are kernel names: a Junos-style name on the
+    firewall is refused at its path."""
+    site(doc, "rennes-la-sagesse")["devices"][0]["interfaces"][0]["name"] = "ge-0/0/1"
+    msgs = problems(tmp_path, doc)
+    assert any(
+        "sites[1].devices[0].interfaces[0].name" in m and "not a valid Linux interface name" in m
+        for m in msgs
+    )
+
+
 def test_duplicate_names(tmp_path: Path, doc: dict[str, Any]) -> None:
     """Duplicate zone names in a site and duplicate device names in the group are refused."""
     s = site(doc, "nantes-jules-verne")
@@ -249,7 +286,7 @@ def test_selectors() -> None:
     assert {s.name for s in vendee} == {"saint-gilles-villa-notre-dame", "fontenay-sud-vendee"}
     assert all(s.kind is SiteKind.ESTABLISHMENT for s in select_sites(inv, Selector()))
     fws = select_devices(inv, Selector(roles=("edge_firewall",)))  # type: ignore[arg-type]
-    assert len(fws) == 9 and all(d.platform is Platform.LINUX_NFTABLES for _, d in fws)
+    assert len(fws) == 9 and all(d.platform == "linux_nftables" for _, d in fws)
     life = select_zones(
         inv, Selector(sites=("rennes-la-sagesse",), criticality=(Criticality.LIFE_CRITICAL,))
     )

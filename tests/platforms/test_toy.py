@@ -1,6 +1,6 @@
 """A platform is one folder: a toy switch platform that lives only in tests/platforms/toy/ is
-registered, planned for and applied through the real planner, executor and pool, and rolled
-back; nothing outside its folder names it (the inventory device is switched to it in memory)."""
+registered, named by an inventory FILE, loaded, planned for and applied through the real planner,
+executor and pool, and rolled back; nothing outside its folder names it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
+from agent.errors import InventoryError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.platforms import registry
@@ -32,17 +34,16 @@ def switches() -> Iterator[Switches]:
     registry.unregister(toy.NAME)
 
 
-def on_toy(inv: Inventory, device: str) -> Inventory:
-    """`inv` with `device` on the toy platform (the inventory's platform list is a closed enum,
-    so the test changes the loaded model, not the file)."""
-    sites = []
-    for site in inv.sites:
-        devices = tuple(
-            d.model_copy(update={"platform": toy.NAME}) if d.name == device else d
-            for d in site.devices
-        )
-        sites.append(site.model_copy(update={"devices": devices}))
-    return inv.model_copy(update={"sites": tuple(sites)})
+def toy_inventory(tmp_path: Path, device: str) -> Path:
+    """The example inventory written to a file with `device` on the toy platform."""
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for site in doc["sites"]:
+        for d in site.get("devices", []):
+            if d["name"] == device:
+                d["platform"] = toy.NAME
+    path = tmp_path / "toy-group.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def zone_ports(inv: Inventory) -> list[str]:
@@ -57,7 +58,10 @@ def test_a_toy_platform_plans_applies_and_rolls_back_through_its_own_folder(
 ) -> None:
     """The toy's renderer writes the plan's commands, its driver receives and verifies them,
     and the rollback reopens the ports on the scripted device."""
-    inv = on_toy(load(EXAMPLE), SWITCH)
+    inv = load(toy_inventory(tmp_path, SWITCH))
+    site = inv.site(SITE)
+    device = site.device(SWITCH) if site else None
+    assert device is not None and device.platform == toy.NAME
     ports = zone_ports(inv)
     assert ports
     pb_path = tmp_path / "q.yaml"
@@ -90,14 +94,15 @@ def test_a_toy_platform_plans_applies_and_rolls_back_through_its_own_folder(
     ]
 
 
-def test_without_its_registration_the_platform_is_refused(tmp_path: Path) -> None:
-    """Unregistered, the same device cannot be planned for: the error names the platform."""
-    inv = on_toy(load(EXAMPLE), SWITCH)
-    pb_path = tmp_path / "q.yaml"
-    pb_path.write_text(
-        "name: q\nlevel: L4\nsteps:\n"
-        f"  - {{name: quarantine, action: shut_zone_ports, zones: [{ZONE}]}}\n"
-    )
-    pb = load_playbook(pb_path, inv)
-    with pytest.raises(Exception, match="no platform toy_switch is registered"):
-        plan(pb, inv, sites=[SITE])
+def test_without_its_registration_an_inventory_naming_it_is_refused(tmp_path: Path) -> None:
+    """Unregistered, the toy platform is unknown to the inventory: the file naming it is refused
+    at the device's platform, with its line and the registered platforms."""
+    path = toy_inventory(tmp_path, SWITCH)
+    with pytest.raises(InventoryError) as info:
+        load(path)
+    (issue,) = info.value.issues
+    assert issue.file == str(path) and issue.path.endswith(".platform")
+    assert issue.line is not None
+    assert toy.NAME in path.read_text().splitlines()[issue.line - 1]
+    assert f"no platform {toy.NAME!r} is registered" in issue.message
+    assert "cisco_ios" in issue.message

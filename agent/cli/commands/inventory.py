@@ -87,7 +87,7 @@ def render(inv: Inventory) -> str:
             continue
         for d in site.devices:
             lines.append(
-                f"  device {d.name:<12} {d.role.value:<14} {d.platform.value:<15} "
+                f"  device {d.name:<12} {d.role.value:<14} {d.platform:<15} "
                 f"mgmt {d.management.address}"
             )
         by_crit: dict[str, list[str]] = {}

@@ -13,8 +13,8 @@ import pytest
 
 from agent.engine.journal import Journal
 from tests.conftest import EXAMPLE, ROOT, Twin
-from tests.engine.test_crash_twin import SITES, cordon, matrix, statuses
 from tests.lab.twinops import wait_for
+from tests.run.test_crash_twin import SITES, cordon, matrix, statuses
 
 pytestmark = pytest.mark.twin
 

@@ -1,6 +1,7 @@
 """Fail-closed without an on-device timer: when an IOS switch is lost right after a reopening
 command, the controller re-applies the cut as soon as the switch answers again, and the undo is
-reported as failed (never as done). Runs against a scripted fake switch, no twin."""
+reported as failed (never as done); the audit trail records what the controller did. Runs
+against a scripted fake switch, no twin."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import audit
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import PlaybookError, RunError
@@ -17,6 +19,7 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
+from tests.run.test_honesty import records
 
 
 def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
@@ -44,6 +47,12 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     assert undo.status == "undo_failed"
     assert world.down["nts-sw1"] == {port}  # closed again: it failed closed
     assert world.log[-1] == f"nts-sw1: interface {port} / shutdown"
+    acts = [
+        r["event"]
+        for r in records(audit.current_log_dir())
+        if r.get("run_id") == run.run_id and str(r.get("event")).startswith("deadman.")
+    ]
+    assert acts == ["deadman.controller", "deadman.reverted"]  # the trail says what it did
     # the journal still records the quarantine, the run keeps its site, and a later rollback
     # (once the switch answers again) retries the failed undo
     assert journal.device_states()["nts-sw1"].down_interfaces == {port}

@@ -73,8 +73,8 @@ def records(log_dir: Path) -> list[dict[str, object]]:
 
 
 def test_a_run_that_loses_its_journal_stops_sending(inv: Inventory, tmp_path: Path) -> None:
-    """The state directory deleted after the first step: the second is never sent, and the run
-    fails saying the journal was deleted (not "done")."""
+    """The state directory deleted after the first step: the second is never sent, the run
+    fails saying the journal was deleted (not "done"), and the audit trail records the stop."""
     world = World()
     state = tmp_path / "state"
     journal = Journal(state / "journal.sqlite")
@@ -90,6 +90,12 @@ def test_a_run_that_loses_its_journal_stops_sending(inv: Inventory, tmp_path: Pa
             ex.run(pb, [SITE])
     journal.close()
     assert "nothing more is sent" in raised.value.message
+    stopped = [
+        r
+        for r in records(audit.current_log_dir())
+        if r.get("event") == "run.stopped" and str(state) in str(r.get("reason"))
+    ]
+    assert [r["device"] for r in stopped] == ["nts-sw1"]  # the trail says where it stopped
     assert len(world.log) == 1  # the admin quarantine only
     assert world.log[0].split(" / ")[0].split()[-1] in {
         p.interface
