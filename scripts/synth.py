@@ -201,6 +201,8 @@ class SiteSpec:
     tags: tuple[str, ...]
     profile: str = "clinic"
     access_switches: int = 0
+    firewall: str = "linux_nftables"  # the platform of its edge firewall
+    switch: str = "cisco_ios"  # the platform of its switches
 
 
 @dataclass
@@ -368,12 +370,13 @@ def group_document(
     *,
     zone_prefix: int,
     inter_site_flows: list[tuple[str, str, str]],
+    core_firewall: str = "linux_nftables",
 ) -> Doc:
     alloc = _Alloc(zone_prefix=zone_prefix)
     mgmt = _MgmtAlloc()
     sites: list[Doc] = []
     flows: list[Doc] = []
-    core, core_fw = _core_site(alloc, mgmt)
+    core, core_fw = _core_site(alloc, mgmt, core_firewall)
     externals = _external_sites(alloc)
     for spec in specs:
         site, site_flows = _establishment(spec, alloc, mgmt, core_fw)
@@ -398,6 +401,8 @@ def group_document(
             "description": "core servers fetch updates",
         }
     )
+    devices = [d for site in (core, *sites) for d in site["devices"]]
+    pins = {"tls_pins": ".secrets/tls_pins"} if any("https" in d for d in devices) else {}
     return {
         "group": {
             "name": name,
@@ -406,6 +411,7 @@ def group_document(
             "core": "hgo-core",
             "management": {"subnet": "198.19.0.0/16", "agent_address": "198.19.255.1"},
             "known_hosts": ".secrets/known_hosts",
+            **pins,
             "defaults": {
                 "ssh": {"username": "root", "key": "file:.secrets/ssh/cordon_ed25519"},
                 "snmp": {
@@ -441,24 +447,40 @@ class _MgmtAlloc:
         )
 
 
-def _firewall(name: str, mgmt_addr: str, interfaces: list[Doc]) -> Doc:
-    return {
+def _https(platform: str, device: str) -> Doc | None:
+    """The HTTPS API settings of a device of `platform` (its secrets by reference, one file per
+    device; the certificate pinned through the group's tls_pins); None for an SSH platform."""
+    if platform == "fortigate":
+        return {"token": f"file:.secrets/https/{device}.token"}
+    if platform == "stormshield":
+        return {"username": "admin", "password": f"file:.secrets/https/{device}.password"}
+    return None
+
+
+def _device(name: str, role: str, platform: str, mgmt_addr: str, interfaces: list[Doc]) -> Doc:
+    doc: Doc = {
         "name": name,
-        "role": "edge_firewall",
-        "platform": "linux_nftables",
+        "role": role,
+        "platform": platform,
         "management": {"address": mgmt_addr, "interface": "mgmt0"},
         "interfaces": [{"name": "mgmt0", "description": "out-of-band management"}, *interfaces],
     }
+    https = _https(platform, name)
+    if https is not None:
+        doc["https"] = https
+    return doc
 
 
-def _switch(name: str, role: str, mgmt_addr: str, ports: list[Doc]) -> Doc:
-    return {
-        "name": name,
-        "role": role,
-        "platform": "cisco_ios",
-        "management": {"address": mgmt_addr, "interface": "mgmt0"},
-        "interfaces": [{"name": "mgmt0", "description": "out-of-band management"}, *ports],
-    }
+def _firewall(
+    name: str, mgmt_addr: str, interfaces: list[Doc], platform: str = "linux_nftables"
+) -> Doc:
+    return _device(name, "edge_firewall", platform, mgmt_addr, interfaces)
+
+
+def _switch(
+    name: str, role: str, mgmt_addr: str, ports: list[Doc], platform: str = "cisco_ios"
+) -> Doc:
+    return _device(name, role, platform, mgmt_addr, ports)
 
 
 def _zones_and_switches(
@@ -532,7 +554,9 @@ def _zones_and_switches(
     return zones, fw_ifaces, switch_ports, cabling
 
 
-def _core_site(alloc: _Alloc, mgmt: _MgmtAlloc) -> tuple[Doc, Doc]:
+def _core_site(
+    alloc: _Alloc, mgmt: _MgmtAlloc, firewall: str = "linux_nftables"
+) -> tuple[Doc, Doc]:
     zone_names = ("servers", "backup", "identity")
     zones: list[Doc] = []
     gateways: list[Doc] = []
@@ -594,6 +618,7 @@ def _core_site(alloc: _Alloc, mgmt: _MgmtAlloc) -> tuple[Doc, Doc]:
             {"name": "lan0", "description": "trunk to core switch"},
             *gateways,
         ],
+        firewall,
     )
     sw = _switch("core-sw1", "core_switch", _MgmtAlloc.address(site_no, 1), ports)
     site = {
@@ -688,12 +713,20 @@ def _establishment(
         else:
             link["peer"] = EXTERNAL_PEER[kind]
         links.append(link)
-    fw = _firewall(f"{spec.code}-fw1", _MgmtAlloc.address(site_no, 0), [*link_ifaces, *fw_lan])
+    fw = _firewall(
+        f"{spec.code}-fw1", _MgmtAlloc.address(site_no, 0), [*link_ifaces, *fw_lan], spec.firewall
+    )
     devices = [fw]
     for i, ports in enumerate(sw_ports):
         role = "core_switch" if i == 0 else "access_switch"
         devices.append(
-            _switch(f"{spec.code}-sw{i + 1}", role, _MgmtAlloc.address(site_no, i + 1), ports)
+            _switch(
+                f"{spec.code}-sw{i + 1}",
+                role,
+                _MgmtAlloc.address(site_no, i + 1),
+                ports,
+                spec.switch,
+            )
         )
     site = {
         "name": spec.name,
