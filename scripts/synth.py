@@ -11,7 +11,7 @@ anything built from these documents stays inside the digital twin's sandbox.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Doc = dict[str, Any]
@@ -317,12 +317,30 @@ HGO_SITES = [
 ]
 
 
-def hospi_grand_ouest() -> Doc:
-    """The Hospi Grand Ouest group: La Sagesse, 8 sister establishments, the clean core."""
+# The platforms of the example group, as French hospital groups run them: La Sagesse and two
+# sister sites behind FortiGates, three behind Stormshield SNS, the rest behind Linux firewalls;
+# the clean core behind a FortiGate. Sites not named keep the SiteSpec defaults.
+HGO_FIREWALLS = {
+    "rns": "fortigate",
+    "stn": "fortigate",
+    "nts": "fortigate",
+}
+HGO_CORE_FIREWALL = "fortigate"
+
+
+def hospi_grand_ouest(*, mixed: bool = True) -> Doc:
+    """The Hospi Grand Ouest group: La Sagesse, 8 sister establishments, the clean core; on the
+    mix of platforms above, or (`mixed=False`) all on Linux firewalls and IOS-style switches
+    (the benchmarks compare the two)."""
+    specs = [
+        replace(spec, firewall=HGO_FIREWALLS.get(spec.code, spec.firewall)) if mixed else spec
+        for spec in HGO_SITES
+    ]
     return group_document(
         "hospi-grand-ouest",
         "Hospi Grand Ouest",
-        HGO_SITES,
+        specs,
+        core_firewall=HGO_CORE_FIREWALL if mixed else "linux_nftables",
         zone_prefix=24,
         inter_site_flows=[
             (

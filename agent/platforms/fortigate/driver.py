@@ -70,6 +70,8 @@ class FortiGateDriver:
         self._conn: http.client.HTTPSConnection | None = None
         self._armed: str | None = None  # the token of an armed revert, until confirmed
         self._applied: list[str] | None = None  # the object lines applied while armed
+        # the device's own revert-mode settings before arming, put back by `confirm`
+        self._prior: dict[str, Any] = {}
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -472,6 +474,12 @@ class FortiGateDriver:
                 hint="read the device's facts, then re-run",
             )
         timeout = max(MIN_REVERT_S, int(seconds + 0.999))
+        before = self._global("arm")
+        self._prior = {
+            k: before[k] for k in ("cfg-save", "cfg-revert-timeout") if before.get(k) is not None
+        }
+        if self._prior.get("cfg-save") == "revert":  # a revert pending is never ours to keep
+            self._prior["cfg-save"] = "automatic"
         self._call("POST", "monitor/system/config/save", operation="arm", body={})
         self._call(
             "PUT",
@@ -507,11 +515,12 @@ class FortiGateDriver:
         fired = applied is not None and have.lines(flags) != applied
         if not fired:
             self._call("POST", "monitor/system/config/save", operation="confirm", body={})
-        self._call("PUT", GLOBAL, operation="confirm", body={"cfg-save": "automatic"})
+        prior = {"cfg-save": "automatic", **self._prior}
+        self._call("PUT", GLOBAL, operation="confirm", body=prior)
         if not fired:
             have, flags, _ = self._device_objects("confirm")
             glob = self._global("confirm")
-            fired = glob.get("cfg-save") != "automatic" or (
+            fired = glob.get("cfg-save") != prior["cfg-save"] or (
                 applied is not None and have.lines(flags) != applied
             )
         trail.change(

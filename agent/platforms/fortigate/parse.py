@@ -240,14 +240,20 @@ def envelope(body: bytes, status: int) -> dict[str, Any]:
     return data
 
 
+# Settings of `system global` that only Cordon's dead-man changes (revert mode while a change
+# is armed): its own safety net, not the site's configuration.
+DEADMAN_SETTINGS = ("set cfg-save ", "set cfg-revert-timeout ")
+
+
 def config_lines(text: str) -> list[str]:
     """A backup's lines apart from Cordon's objects (each `edit ... next` block that names a
-    `cordon-` object: isolation changes them) and the header line that changes by itself."""
+    `cordon-` object: isolation changes them), the revert-mode settings the dead-man sets
+    (`DEADMAN_SETTINGS`) and the header line that changes by itself."""
     out: list[str] = []
     block: list[str] | None = None
     for line in text.splitlines():
         s = line.strip()
-        if s.startswith("#config-version") or s.startswith("#conf_file_ver"):
+        if s.startswith(("#config-version", "#conf_file_ver", *DEADMAN_SETTINGS)):
             continue
         if block is None and s.startswith("edit "):
             block = [line]

@@ -45,7 +45,11 @@ def _ifs(names: list[str]) -> str | None:
 
 
 def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, Any]) -> str:
-    """One policy as an nft rule of new sessions (its counter is the policy's hit count)."""
+    """One policy as two nft rules: its hit count (the new sessions that reach it: every packet
+    there has matched no earlier policy) and its verdict on every packet of the original
+    direction. FortiOS's default `firewall-session-dirty check-all` re-checks a session against
+    the policies when they change, so an established session a new deny policy matches stops;
+    the verdict on every original-direction packet is that behaviour."""
     parts = []
     for key, field in (("srcintf", "iifname"), ("dstintf", "oifname")):
         got = _ifs(_names(policy.get(key)))
@@ -59,8 +63,10 @@ def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, 
     if ports:
         parts.append(f"tcp dport {ports}")
     verdict = "accept" if policy.get("action") == "accept" else "drop"
-    parts.append(f'counter {verdict} comment "policy {int(policy["policyid"])}"')
-    return " ".join(parts)
+    match = " ".join(parts)
+    pid = int(policy["policyid"])
+    hits = f'{match} ct state new counter comment "policy {pid}"'.strip()
+    return f"{hits}\n    {match} {verdict}".replace("    " + " ", "    ")
 
 
 def table(
@@ -75,7 +81,7 @@ def table(
         f"table inet {TABLE} {{",
         "  chain forward {",
         "    type filter hook forward priority 0; policy drop;",
-        "    ct state established,related accept",
+        "    ct direction reply ct state established,related accept",
     ]
     lines += [
         f"    {rule(p, addresses, services)}"
