@@ -15,7 +15,7 @@ from types import ModuleType
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.errors import DeviceError, PlanError
-from agent.platforms import cisco_ios, linux_nftables, snmp
+from agent.platforms import cisco_ios, linux_nftables, snmp, stormshield
 from agent.platforms.spec import Rules, Spec
 
 _lock = threading.Lock()
@@ -118,6 +118,6 @@ def one_shot(
         driver.close()
 
 
-for _spec in (linux_nftables.SPEC, cisco_ios.SPEC):
+for _spec in (linux_nftables.SPEC, cisco_ios.SPEC, stormshield.SPEC):
     register(_spec)
 register(snmp.SPEC, shared=True)
