@@ -271,9 +271,24 @@ class Device:
         return out
 
     def link(self, name: str, up: bool) -> None:
+        """Take the kernel link down (its routes go with it, kept to be put back) or up again
+        with the routes it had, as the appliance's network activation does."""
         kernel = self.interfaces[name]["kernel"]
+        iface = self.interfaces[name]
+        if not up and iface["state"] == "1":
+            done = subprocess.run(
+                ["ip", "-j", "route", "show", "dev", kernel],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            iface["routes"] = [r for r in json.loads(done.stdout or "[]") if r.get("gateway")]
         subprocess.run(["ip", "link", "set", kernel, "up" if up else "down"], check=True)
-        self.interfaces[name]["state"] = "1" if up else "0"
+        if up:
+            for r in iface.pop("routes", []):
+                subprocess.run(
+                    ["ip", "route", "replace", r["dst"], "via", r["gateway"], "dev", kernel],
+                    check=False,
+                )
+        iface["state"] = "1" if up else "0"
 
     def link_oper(self, name: str) -> str:
         done = subprocess.run(
