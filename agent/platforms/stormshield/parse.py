@@ -121,13 +121,13 @@ def rule_of(rule: SnsRule) -> NftRule | None:
     if rule.get("state") != "on":
         return None
 
-    def host(value: str) -> str | None | bool:
+    def host(value: str) -> str | bool | None:
         if value == "any":
             return None
         m = _HOST.match(value)
         return ".".join(m.groups()) if m else False
 
-    def port(value: str) -> int | None | bool:
+    def port(value: str) -> int | bool | None:
         if not value:
             return None
         m = _PORT.match(value)

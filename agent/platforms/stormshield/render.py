@@ -45,7 +45,7 @@ MAX_COMMENT = 255
 
 def check_text(what: str, value: str) -> str:
     """`value` if serverd takes it as a quoted value unchanged; PlanError naming it if not."""
-    if not _SAFE_TEXT.match(value) or len(value) > MAX_COMMENT:
+    if not _SAFE_TEXT.fullmatch(value) or len(value) > MAX_COMMENT:
         raise PlanError(
             f"stormshield: {what} {value!r} cannot be sent to serverd safely",
             hint="letters, digits, blanks and _ . , : # / @ + ( ) - only (no quotes, "
@@ -56,7 +56,7 @@ def check_text(what: str, value: str) -> str:
 
 def check_name(what: str, value: str) -> str:
     """`value` if it is a bare serverd token value (an interface or object name)."""
-    if not _SAFE_NAME.match(value):
+    if not _SAFE_NAME.fullmatch(value):
         raise PlanError(
             f"stormshield: {what} {value!r} is not a valid serverd name",
             hint="letters, digits, '_', '.', '-', starting with a letter or digit, at most 64",

@@ -317,9 +317,10 @@ class Device:
                     f'comment="{_attr(ln.get("comment", ""))}" collapse="0" />'
                 )
                 continue
+            status = "active" if ln["state"] == "on" else "inactive"
             attrs = (
                 f'position="{pos}" index="{ln["index"]}" type="local_filter_slot" '
-                f'action="{ln["action"]}" status="{"active" if ln["state"] == "on" else "inactive"}"'
+                f'action="{ln["action"]}" status="{status}"'
             )
             if ln.get("count") == "on":
                 attrs += ' count="on"'
@@ -337,9 +338,7 @@ class Device:
                     )
                 target = ln[f"{side}target"]
                 kind = "any" if target == "any" else "host"
-                inner += "".join(
-                    f'<target value="{t}" type="{kind}" />' for t in target.split(",")
-                )
+                inner += "".join(f'<target value="{t}" type="{kind}" />' for t in target.split(","))
                 sides.append(f"<{tag}>{inner}</{tag}>")
             out.append(
                 f'<filter {attrs}><noconnlog disk="0" syslog="0" ipfix="0" />{"".join(sides)}'
@@ -361,14 +360,14 @@ class Device:
             out.append(f'[Object/Host] name={name} ip={h["ip"]} comment="{h.get("comment", "")}"')
         for name, s in sorted(self.services.items()):
             out.append(
-                f'[Object/Service] name={name} port={s["port"]} proto={s["proto"]} '
+                f"[Object/Service] name={name} port={s['port']} proto={s['proto']} "
                 f'comment="{s.get("comment", "")}"'
             )
         for name, i in sorted(self.interfaces.items()):
             out.append(f"[Network/Interface] name={name} state={i['state']}")
         return "\n".join(out) + "\n"
 
-    def run(self, line: str) -> str:
+    def run(self, line: str) -> str:  # noqa: PLR0911, PLR0912 (one branch per command)
         verb, args = tokenize(line)
         cmd = " ".join(verb)
         if cmd == "CONFIG SLOT LIST" and args.get("type") == "filter":
@@ -462,13 +461,13 @@ class Device:
         return OK
 
 
-LOG: Path | None = None
+LOG: dict[str, Path] = {}  # "file": the API log (set at start)
 
 
 def log(message: str) -> None:
     line = f"{time.strftime('%H:%M:%S')} {message}\n"
-    if LOG is not None:
-        with LOG.open("a", encoding="utf-8") as fh:
+    if "file" in LOG:
+        with LOG["file"].open("a", encoding="utf-8") as fh:
             fh.write(line)
 
 
@@ -485,7 +484,7 @@ def handler(api: Api) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _send(self, body: bytes, cookie: str | None = None) -> None:
@@ -507,7 +506,7 @@ def handler(api: Api) -> type[BaseHTTPRequestHandler]:
             values = {p.split("=", 1)[1] for p in jar.split("; ") if "=" in p}
             return bool(values & api.cookies)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             path = urllib.parse.urlsplit(self.path).path
             log(f"request POST {path}")
             form = self._form()
@@ -545,7 +544,7 @@ def handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 return
             self.send_error(404)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parts = urllib.parse.urlsplit(self.path)
             query = {k: v[0] for k, v in urllib.parse.parse_qs(parts.query).items()}
             log(f"request GET {parts.path}")
@@ -582,9 +581,8 @@ def handler(api: Api) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str]) -> int:
-    global LOG
     conf = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
-    LOG = Path(conf["log"])
+    LOG["file"] = Path(conf["log"])
     device = Device(
         name=conf["device"],
         interfaces=conf["interfaces"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from agent.platforms.stormshield.driver import StormshieldDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.engine.test_crash_twin import statuses
 from tests.lab.twinops import wait_for
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -240,10 +242,6 @@ def test_sigkill_then_resume_records_the_true_state(armor: Twin, tmp_path: Path)
     """`cordon run` killed with SIGKILL after its first verified step: `cordon resume` reads
     the appliances, settles the steps in flight from what they show, and finishes the run; the
     twin then shows the planned matrix; rollback restores the baseline."""
-    import sqlite3
-
-    from tests.engine.test_crash_twin import statuses
-
     env = {
         **os.environ,
         "CORDON_STATE_DIR": str(tmp_path),
@@ -286,8 +284,11 @@ def test_sigkill_then_resume_records_the_true_state(armor: Twin, tmp_path: Path)
         assert {r.status for r in journal.steps(run_id)} == {"verified"}
         recorded = journal.device_states().get("cb-sns", DeviceState())
         journal.close()
-        with one_shot(Target.of(armor.inv, "cb-sns")) as d:
-            assert sorted(d.rule_comments() or ()) == sorted(render.comments(recorded))
+        drv = StormshieldDriver(Target.of(armor.inv, "cb-sns"))
+        try:
+            assert sorted(drv.rule_comments() or ()) == sorted(render.comments(recorded))
+        finally:
+            drv.close()
         pb = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", armor.inv)
         predicted = {fi.flow: fi.after for fi in plan(pb, armor.inv, sites=[SITE]).impact}
         assert wait_for(lambda: matrix(armor) == predicted, timeout=10)
