@@ -154,18 +154,25 @@ class AoscxDriver:
         status, data = self._call("GET", rel, operation)
         if status != 200:
             raise DeviceError(
-                self.target.name, operation, f"GET {rel} answered {status}: {scrub(data.decode())[:200]}"
+                self.target.name,
+                operation,
+                f"GET {rel} answered {status}: {scrub(data.decode())[:200]}",
             )
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
-            raise DeviceError(self.target.name, operation, f"GET {rel}: not JSON ({exc.msg})") from None
+            raise DeviceError(
+                self.target.name, operation, f"GET {rel}: not JSON ({exc.msg})"
+            ) from None
 
     def _write(self, method: str, rel: str, operation: str, payload: Any = None) -> None:
         status, data = self._call(method, rel, operation, payload)
         if status not in (200, 201, 204):
             raise CommandRejected(
-                self.target.name, operation, f"{method} {rel}", f"{status} {scrub(data.decode())[:300]}"
+                self.target.name,
+                operation,
+                f"{method} {rel}",
+                f"{status} {scrub(data.decode())[:300]}",
             )
 
     # -- reads -----------------------------------------------------------------------------------
@@ -180,7 +187,11 @@ class AoscxDriver:
         data = self._get("/system/acls?depth=2", operation)
         if not isinstance(data, dict):
             raise DeviceError(self.target.name, operation, "ACLs: not a JSON object")
-        return {str(v.get("name", k.rsplit(",", 1)[0])): v for k, v in data.items() if isinstance(v, dict)}
+        return {
+            str(v.get("name", k.rsplit(",", 1)[0])): v
+            for k, v in data.items()
+            if isinstance(v, dict)
+        }
 
     def _ours(self, operation: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         ifs, acls = self._interfaces(operation), self._acls(operation)
@@ -198,7 +209,9 @@ class AoscxDriver:
         )
 
     def _running(self, operation: str) -> str:
-        return json.dumps(self._get("/fullconfigs/running-config", operation), indent=1, sort_keys=True)
+        return json.dumps(
+            self._get("/fullconfigs/running-config", operation), indent=1, sort_keys=True
+        )
 
     def backup(self) -> Backup:
         text = self._running("backup")
@@ -280,7 +293,7 @@ class AoscxDriver:
             self.target, via=self.via, changes=changes, commands=commands, output=done, started=t0
         )
 
-    def _writable(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def _writable(self, obj: Any) -> dict[str, Any]:
         return {
             "admin_state": obj.get("admin_state", "up"),
             "aclv4_routed_in_cfg": obj.get("aclv4_routed_in_cfg"),
@@ -292,7 +305,9 @@ class AoscxDriver:
         out = []
         for name, up in sorted(wanted.items()):
             if name not in ifs:
-                raise CommandRejected(self.target.name, "apply", f"interface {name}", "404 no such interface")
+                raise CommandRejected(
+                    self.target.name, "apply", f"interface {name}", "404 no such interface"
+                )
             body = self._writable(ifs[name]) | {"admin_state": "up" if up else "down"}
             self._write("PUT", parse.if_path(name), "apply", body)
             out.append(f"PUT {parse.if_path(name)} admin_state={body['admin_state']}")
@@ -310,12 +325,12 @@ class AoscxDriver:
                     self._write("PUT", f"/system/acls/{key}", "apply", {"cfg_aces": aces})
                     out.append(f"PUT /system/acls/{key}")
             else:
-                body = {"name": name, "list_type": parse.LIST_TYPE, "cfg_aces": aces}
-                self._write("POST", "/system/acls", "apply", body)
+                new = {"name": name, "list_type": parse.LIST_TYPE, "cfg_aces": aces}
+                self._write("POST", "/system/acls", "apply", new)
                 out.append(f"POST /system/acls {key}")
         for iface, obj in sorted(ifs.items()):
             applied = desired.applied.get(iface, {})
-            body = self._writable(obj)
+            body: dict[str, Any] = self._writable(obj)
             for way in ("in", "out"):
                 attr = f"aclv4_routed_{way}_cfg"
                 have = parse.ref_name(obj.get(attr))
@@ -335,7 +350,9 @@ class AoscxDriver:
                 out.append(f"PUT {parse.if_path(iface)}")
         missing = sorted(set(desired.applied) - set(ifs))
         if missing:
-            raise CommandRejected(self.target.name, "apply", f"interface {missing[0]}", "404 no such interface")
+            raise CommandRejected(
+                self.target.name, "apply", f"interface {missing[0]}", "404 no such interface"
+            )
         for name in sorted(acls):
             if name.startswith(PREFIX) and name not in desired.acls:
                 self._write("DELETE", f"/system/acls/{parse.acl_key(name)}", "apply")
@@ -353,7 +370,9 @@ class AoscxDriver:
         t0 = time.monotonic()
         text = cli.run(self.target, self.timeouts, [f"checkpoint auto {minutes}"], "arm")[0]
         if "expires in" not in text:
-            raise CommandRejected(self.target.name, "arm", f"checkpoint auto {minutes}", scrub(text))
+            raise CommandRejected(
+                self.target.name, "arm", f"checkpoint auto {minutes}", scrub(text)
+            )
         trail.change(
             self.target,
             via=self.via,

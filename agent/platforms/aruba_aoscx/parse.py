@@ -112,7 +112,7 @@ class Desired:
     applied: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def parse_script(lines: Iterable[str]) -> Desired:
+def parse_script(lines: Iterable[str]) -> Desired:  # noqa: PLR0912 - one line scanner
     """Read the renderer's script (`access-list ip CORDON-...` blocks, then `interface X` /
     `apply access-list ip ... routed-in|routed-out`). Any other line is refused: the driver
     sends nothing it does not understand."""
@@ -233,9 +233,9 @@ def ours_text(acls: Mapping[str, Any], interfaces: Mapping[str, Any]) -> str:
             ("aclv4_routed_in_cfg", "routed-in"),
             ("aclv4_routed_out_cfg", "routed-out"),
         ):
-            name = ref_name(obj.get(attr))
-            if name is not None and name.startswith(PREFIX):
-                applies.append(f"    apply access-list ip {name} {routed}")
+            ref = ref_name(obj.get(attr))
+            if ref is not None and ref.startswith(PREFIX):
+                applies.append(f"    apply access-list ip {ref} {routed}")
         if applies:
             lines += [f"interface {iface}", *applies]
     if len(lines) == 1:
@@ -245,9 +245,7 @@ def ours_text(acls: Mapping[str, Any], interfaces: Mapping[str, Any]) -> str:
 
 def comments_in(ours: str) -> frozenset[str]:
     """The ACE comments in the text of Cordon's ACLs as read back (`Facts.ours`)."""
-    return frozenset(
-        m.group(1) for m in re.finditer(r"^\s+[0-9]+ comment (.*)$", ours, re.M)
-    )
+    return frozenset(m.group(1) for m in re.finditer(r"^\s+[0-9]+ comment (.*)$", ours, re.M))
 
 
 def ace_comments(acls: Mapping[str, Any]) -> tuple[str, ...]:

@@ -78,14 +78,16 @@ def check_ace(seq: str, ace: Any) -> None:
             _ip(ace[f"{side}_ip"], f"{side}_ip")
         for edge in ("min", "max"):
             port = ace.get(f"{side}_l4_port_{edge}")
-            if port is not None and (proto not in (6, 17) or not isinstance(port, int)
-                                     or not 0 <= port <= 65535):
+            if port is not None and (
+                proto not in (6, 17) or not isinstance(port, int) or not 0 <= port <= 65535
+            ):
                 raise Refused(400, f"Invalid value for attribute '{side}_l4_port_{edge}'")
     if ace.get("tcp_established") and proto != 6:
         raise Refused(400, f"ACE {seq}: 'tcp_established' requires protocol 6")
     note = ace.get("comment")
-    if note is not None and (not isinstance(note, str) or len(note) > 256
-                             or any(not c.isprintable() for c in note)):
+    if note is not None and (
+        not isinstance(note, str) or len(note) > 256 or any(not c.isprintable() for c in note)
+    ):
         raise Refused(400, f"Invalid value for attribute 'comment' of ACE {seq}")
 
 
@@ -139,7 +141,10 @@ class Switch:
         hooks: list[str] = []
         chains: list[str] = []
         for n, (name, obj) in enumerate(sorted(self.interfaces.items())):
-            for attr, match in (("aclv4_routed_in_cfg", "iifname"), ("aclv4_routed_out_cfg", "oifname")):
+            for attr, match in (
+                ("aclv4_routed_in_cfg", "iifname"),
+                ("aclv4_routed_out_cfg", "oifname"),
+            ):
                 key = self._ref(obj.get(attr))
                 if key is None:
                     continue
@@ -163,10 +168,13 @@ class Switch:
         return str(key)
 
     def _link_states(self) -> dict[str, str]:
-        out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["ip", "-j", "link", "show"], capture_output=True, text=True, check=True
+        )
         seen = {x["ifname"]: x.get("operstate", "") for x in json.loads(out.stdout or "[]")}
         return {
-            name: "up" if seen.get(k) in ("UP", "UNKNOWN") and self.interfaces[name]["admin_state"] == "up"
+            name: "up"
+            if seen.get(k) in ("UP", "UNKNOWN") and self.interfaces[name]["admin_state"] == "up"
             else "down"
             for name, k in self.kernel.items()
         }
@@ -238,7 +246,10 @@ class Switch:
         if key not in self.acls:
             raise Refused(404, "Object not found")
         for name, obj in self.interfaces.items():
-            if key in (self._ref(obj.get("aclv4_routed_in_cfg")), self._ref(obj.get("aclv4_routed_out_cfg"))):
+            if key in (
+                self._ref(obj.get("aclv4_routed_in_cfg")),
+                self._ref(obj.get("aclv4_routed_out_cfg")),
+            ):
                 raise Refused(400, f"ACL {key} is applied to interface {name}")
         del self.acls[key]
         self._nft()
@@ -296,7 +307,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         code = args[1] if len(args) > 1 else ""
         sys.stdout.write(f"{self.command} {self.path.split('?')[0]} -> {code}\n")
         sys.stdout.flush()
@@ -306,7 +317,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if body is not None:
             data = (json.dumps(body) if not isinstance(body, str) else body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json" if not isinstance(body, str) else "text/plain")
+        self.send_header(
+            "Content-Type", "application/json" if not isinstance(body, str) else "text/plain"
+        )
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -336,14 +349,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not path.startswith(API + "/"):
             self._body()
             raise Refused(404, "Not Found")
-        rel = path[len(API):]
+        rel = path[len(API) :]
         if rel == "/login" and self.command == "POST":
             form = urllib.parse.parse_qs(self._body().decode(errors="replace"))
             user = (form.get("username") or [""])[0]
             pwd = (form.get("password") or [""])[0]
-            ok = hmac.compare_digest(user.encode(), sw.cfg["username"].encode()) and hmac.compare_digest(
-                pwd.encode(), sw.cfg["password"].encode()
-            )
+            ok = hmac.compare_digest(
+                user.encode(), sw.cfg["username"].encode()
+            ) and hmac.compare_digest(pwd.encode(), sw.cfg["password"].encode())
             if not ok:
                 raise Refused(401, "Login failed: incorrect username or password")
             sid = secrets.token_hex(16)
@@ -364,7 +377,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except json.JSONDecodeError as exc:
             raise Refused(400, f"Malformed JSON body: {exc.msg}") from None
 
-    def _route(self, sw: Switch, rel: str, query: dict[str, list[str]], body: bytes) -> None:  # noqa: C901
+    def _route(self, sw: Switch, rel: str, query: dict[str, list[str]], body: bytes) -> None:  # noqa: PLR0912, PLR0915 - one router
         parts = [urllib.parse.unquote(p) for p in rel.strip("/").split("/")]
         method = self.command
         if parts == ["logout"] and method == "POST":
@@ -379,7 +392,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if parts == ["system", "interfaces"] and method == "GET":
             depth = (query.get("depth") or ["1"])[0]
             if depth == "1":
-                self._send(200, {n: f"{API}/system/interfaces/{urllib.parse.quote(n, safe='')}" for n in sw.interfaces})
+                self._send(
+                    200,
+                    {
+                        n: f"{API}/system/interfaces/{urllib.parse.quote(n, safe='')}"
+                        for n in sw.interfaces
+                    },
+                )
             else:
                 links = sw._link_states()
                 self._send(200, {n: sw.interface(n, links) for n in sw.interfaces})

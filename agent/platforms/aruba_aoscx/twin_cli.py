@@ -27,7 +27,7 @@ def ask(path: str, request: dict[str, object]) -> str:
     return str(json.loads(data or b"{}").get("text", ""))
 
 
-def answer(line: str, path: str) -> str | None:
+def answer(line: str, path: str) -> str | None:  # noqa: PLR0911 - one answer per command
     """The switch's answer to one command line; None to log out."""
     words = line.split()
     if not words:

@@ -31,8 +31,26 @@ SW = "sw1"
 QUARANTINE = DeviceState(
     rules=frozenset(
         {
-            NftRule("accept", "vlan110", "vlan120", "198.18.96.10", "198.18.97.10", None, 2575, "keep icu-central"),
-            NftRule("accept", "vlan120", "vlan110", "198.18.97.10", "198.18.96.10", 2575, None, "keep icu-central"),
+            NftRule(
+                "accept",
+                "vlan110",
+                "vlan120",
+                "198.18.96.10",
+                "198.18.97.10",
+                None,
+                2575,
+                "keep icu-central",
+            ),
+            NftRule(
+                "accept",
+                "vlan120",
+                "vlan110",
+                "198.18.97.10",
+                "198.18.96.10",
+                2575,
+                None,
+                "keep icu-central",
+            ),
             NftRule("drop", iif="vlan120", tag="quarantine servers"),
             NftRule("drop", oif="vlan120", tag="quarantine servers"),
         }
@@ -66,7 +84,9 @@ def test_shutdown_takes_the_port_down_and_cuts_its_flow(aoscx: Twin) -> None:
         drv.apply(ChangeSet(tuple(render.shut_lines(["1/1/3"], down=True))))
         drv.verify(Expectation(admin_up={"1/1/3": False}))
         assert not kernel_up(aoscx, "1-1-3")
-        assert wait_for(lambda: matrix(aoscx) == {"icu-central": True, "icu-files": False}, timeout=10)
+        assert wait_for(
+            lambda: matrix(aoscx) == {"icu-central": True, "icu-files": False}, timeout=10
+        )
         drv.apply(ChangeSet(tuple(render.shut_lines(["1/1/3"], down=False))))
         drv.verify(Expectation(admin_up={"1/1/3": True}))
     assert kernel_up(aoscx, "1-1-3")
@@ -89,7 +109,9 @@ def test_acls_quarantine_a_zone_while_the_must_survive_flow_survives(aoscx: Twin
             ["nft", "list", "table", "inet", "aoscx_twin"], netns=aoscx.bp.device_ns[SW]
         ).stdout
         assert "CORDON-IN-vlan120" in table  # the switch's own filtering, from its own ACLs
-        assert wait_for(lambda: matrix(aoscx) == {"icu-central": True, "icu-files": False}, timeout=10)
+        assert wait_for(
+            lambda: matrix(aoscx) == {"icu-central": True, "icu-files": False}, timeout=10
+        )
     finally:
         with one_shot(target) as drv:
             drv.apply(acl_change(NONE, "test.reopen"))
@@ -134,10 +156,9 @@ def test_agent_killed_before_confirm_the_switch_reverts_by_itself(aoscx: Twin) -
         assert wait_for(lambda: not matrix(aoscx)["icu-files"], timeout=6 * MINUTE_S)
         assert matrix(aoscx)["icu-central"]
         with one_shot(target) as drv:
+            assert isinstance(drv, ReadsRuleComments) and isinstance(drv, DeadMan)
             assert set(drv.rule_comments() or ()) == render.comments(QUARANTINE)
-            dm = drv
-            assert isinstance(dm, DeadMan)
-            assert dm.confirm("auto-1") is False  # nothing pending: it fired
+            assert drv.confirm("auto-1") is False  # nothing pending: it fired
     finally:
         with one_shot(target) as drv:
             drv.apply(acl_change(NONE, "test.reopen"))
@@ -157,6 +178,7 @@ def test_a_confirmed_change_is_kept(aoscx: Twin) -> None:
         wait_for(lambda: False, timeout=2 * MINUTE_S)  # past the switch's deadline
         assert matrix(aoscx) == {"icu-central": True, "icu-files": False}
         with one_shot(target) as drv:
+            assert isinstance(drv, ReadsRuleComments)
             assert set(drv.rule_comments() or ()) == render.comments(QUARANTINE)
     finally:
         with one_shot(target) as drv:
