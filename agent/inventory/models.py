@@ -19,8 +19,13 @@ from agent.inventory.platforms import valid_name
 # --- scalar types with injection guards -------------------------------------------------------
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-# Interface names as IOS, NX-OS, Junos and Linux spell them (Gi1/0/1, ge-0/0/1.100, eth0, lan0.110).
-_IFNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[./:-][A-Za-z0-9]+)*$")
+# Interface names as IOS, NX-OS, Junos and Linux spell them (Gi1/0/1, ge-0/0/1.100, eth0, lan0.110),
+# and AOS-CX's member/slot/port names, which start with a digit (1/1/1, 1/1/49:2, 1/1/49.110):
+# digits only, in two or three '/'-separated groups, an optional ':<split>' and '.<subinterface>'.
+_IFNAME_RE = re.compile(
+    r"^(?:[A-Za-z][A-Za-z0-9]*(?:[./:-][A-Za-z0-9]+)*"
+    r"|[0-9]{1,3}(?:/[0-9]{1,3}){1,2}(?::[0-9]{1,2})?(?:\.[0-9]{1,4})?)\Z"
+)
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Characters that would let a description escape its CLI line or a shell/nft string.
 _DESC_FORBIDDEN = set("\"'`$;|&<>\\{}#!")

@@ -20,7 +20,14 @@ from types import ModuleType
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.errors import DeviceError, PlanError
 from agent.inventory import platforms as inventory_platforms
-from agent.platforms import cisco_ios, fortigate, linux_nftables, snmp, stormshield
+from agent.platforms import (
+    aruba_aoscx,
+    cisco_ios,
+    fortigate,
+    linux_nftables,
+    snmp,
+    stormshield,
+)
 from agent.platforms.spec import Rules, Spec
 
 _lock = threading.Lock()
@@ -133,6 +140,12 @@ def one_shot(
         driver.close()
 
 
-for _spec in (linux_nftables.SPEC, cisco_ios.SPEC, fortigate.SPEC, stormshield.SPEC):
+for _spec in (
+    linux_nftables.SPEC,
+    cisco_ios.SPEC,
+    fortigate.SPEC,
+    stormshield.SPEC,
+    aruba_aoscx.SPEC,
+):
     register(_spec)
 register(snmp.SPEC, shared=True)

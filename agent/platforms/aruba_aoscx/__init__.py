@@ -1,0 +1,41 @@
+"""aruba_aoscx: an HPE Aruba AOS-CX switch that routes its site's zones (VLAN interfaces).
+`render` writes interface shutdown lines and Cordon's packet rules as AOS-CX ACLs applied
+routed-in / routed-out on VLAN interfaces; `driver` sends both over the REST API (pinned HTTPS)
+and reads them back (`parse`); its native dead-man is the switch's `checkpoint auto N` (over the
+CLI, `cli`). `twin` starts its twin device (an emulated REST API and CLI whose effects are real
+in the namespace; only the lab imports it, through the registry); the documented request and
+response shapes it follows are in `fixtures/`.
+This module holds only the registration: the driver's transports load when a driver is made."""
+
+from __future__ import annotations
+
+from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms.aruba_aoscx.parse import comments_in, config_lines
+from agent.platforms.aruba_aoscx.render import comments, counted_as, script, shut_lines
+from agent.platforms.spec import Rules, Spec
+
+
+def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
+    from agent.platforms.aruba_aoscx.driver import AoscxDriver  # noqa: PLC0415
+
+    return AoscxDriver(target, timeouts)
+
+
+SPEC = Spec(
+    name="aruba_aoscx",
+    driver=_driver,
+    shuts_by="cli",
+    shut_lines=shut_lines,
+    rules=Rules(
+        method="aoscx_acl",
+        script=script,
+        comments=comments,
+        comments_in=comments_in,
+        counted_as=counted_as,
+        home="the switch's CORDON-* ACLs",
+    ),
+    config_lines=config_lines,
+    twin="agent.platforms.aruba_aoscx.twin",
+    forwards=False,
+    kernel_names=False,
+)

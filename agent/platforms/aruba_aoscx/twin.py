@@ -1,0 +1,94 @@
+"""Owns starting the aruba_aoscx twin device: the lab builds an AOS-CX switch as a switch (one
+bridge per VLAN, `vl<N>`, its access ports renamed `1-1-1`); here its VLAN interfaces
+(`interface vlan<N>` with the inventory's address) become addresses on those bridges, the
+namespace routes between them, and two processes emulate the management plane: the REST API
+server (`twin_api`, HTTPS on the management address, with the lab's certificate and password)
+and the CLI (`twin_cli`, sshd's ForceCommand) for `checkpoint auto`.
+
+Test-only time scale: `CORDON_LAB_AOSCX_MINUTE_S` (seconds in one of the switch's minutes,
+default 60), read here at `lab up` only, so a twin test can see `checkpoint auto 1` expire in
+seconds; the agent's driver never reads it.
+Imports the lab's primitives (`agent.lab.daemons`, `netns`, `twins`) and errors; only the lab
+imports it, through `agent.platforms.registry.twin`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from agent.errors import LabError
+from agent.lab import daemons, netns
+from agent.lab.twins import Node
+
+_VLAN_IF = re.compile(r"^vlan([0-9]{1,4})$")
+MINUTE_ENV = "CORDON_LAB_AOSCX_MINUTE_S"
+
+
+def kernel_map(node: Node) -> dict[str, str]:
+    """Inventory name -> kernel name of each interface the switch manages (not management)."""
+    renamed = dict(node.spec.renamed)
+    out: dict[str, str] = {}
+    for iface in node.device.interfaces:
+        if iface.name == node.device.management.interface:
+            continue
+        m = _VLAN_IF.match(iface.name)
+        out[iface.name] = f"vl{m.group(1)}" if m else renamed.get(iface.name, iface.name)
+    return out
+
+
+def start(node: Node) -> None:
+    if node.https is None or node.https.password is None or node.https.username is None:
+        raise LabError(
+            f"{node.spec.device}: an aruba_aoscx device needs https (username, password) "
+            "in the inventory: its twin is the REST API"
+        )
+    ns = node.spec.ns
+    names = kernel_map(node)
+    have = {
+        link["ifname"]
+        for link in json.loads(netns.run(["ip", "-j", "link", "show"], netns=ns).stdout or "[]")
+    }
+    missing = sorted(n for n, k in names.items() if k not in have)
+    if missing:
+        raise LabError(
+            f"{node.spec.device}: interface(s) {', '.join(missing)} have no counterpart in the "
+            "twin (a VLAN interface needs at least one port of this switch in its VLAN)"
+        )
+    for iface in node.device.interfaces:
+        if _VLAN_IF.match(iface.name) and iface.address is not None:
+            netns.run(["ip", "addr", "add", str(iface.address), "dev", names[iface.name]], netns=ns)
+    netns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], netns=ns)
+    ctl = node.dir / "aoscx-ctl.sock"
+    cfg = {
+        "hostname": node.spec.device,
+        "address": str(node.spec.mgmt_address),
+        "port": node.https.port,
+        "cert": str(node.https.cert),
+        "key": str(node.https.key),
+        "username": node.https.username,
+        "password": node.https.password,
+        "interfaces": names,
+        "minute_s": float(os.environ.get(MINUTE_ENV, "60")),
+        "ctl": str(ctl),
+    }
+    path = node.dir / "aoscx-api.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(cfg, fh)
+    node.record(
+        daemons.start_api_server(
+            ns,
+            node.dir,
+            node.spec.device,
+            "aoscx-api",
+            "agent.platforms.aruba_aoscx.twin_api",
+            [str(path)],
+            address=str(node.spec.mgmt_address),
+            port=node.https.port,
+        )
+    )
+    cli = Path(__file__).resolve().parent / "twin_cli.py"
+    node.sshd(f"exec {sys.executable} -I {cli} {node.spec.device} {ctl}")

@@ -1,0 +1,135 @@
+"""aruba_aoscx without a device: the renderer's ACLs and their exact read-back, what it refuses,
+the parser's refusals (injection), AOS-CX port names in the inventory, and the twin API's error
+shapes against the documented fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.errors import PlanError
+from agent.inventory.models import Interface
+from agent.network.state import DeviceState, NftRule
+from agent.platforms.aruba_aoscx import parse, render
+from agent.platforms.aruba_aoscx.twin_api import Refused, Switch
+
+FIXTURES = Path(render.__file__).parent / "fixtures"
+KEEP = NftRule("accept", "vlan110", "vlan120", "198.18.96.10", "198.18.97.10", None, 2575, "keep")
+REPLY = NftRule("accept", "vlan120", "vlan110", "198.18.97.10", "198.18.96.10", 2575, None, "keep")
+CUT_IN = NftRule("drop", iif="vlan120", tag="q")
+CUT_OUT = NftRule("drop", oif="vlan120", tag="q")
+STATE = DeviceState(rules=frozenset({KEEP, REPLY, CUT_IN, CUT_OUT}))
+
+
+def test_must_survive_entries_come_first_and_replies_are_established() -> None:
+    """In vlan120's routed-in ACL the reply accept precedes the deny, uses `established`, and
+    the ACL ends with a permit (AOS-CX's implicit deny would otherwise cut everything else)."""
+    acls = render.acls(STATE)
+    words = [a.text for a in acls[("vlan120", "in")]]
+    assert words == [
+        "permit tcp 198.18.97.10 eq 2575 198.18.96.10 established count",
+        "deny any any any count",
+        "permit any any any count",
+    ]
+
+
+def test_read_back_of_the_objects_is_the_script() -> None:
+    """The REST objects the driver writes from a script read back as the same text."""
+    text = render.script(STATE)
+    desired = parse.parse_script(text.splitlines())
+    acls = {n: {"cfg_aces": aces} for n, aces in desired.acls.items()}
+    ifs = {
+        i: {f"aclv4_routed_{w}_cfg": {parse.acl_key(n): parse.acl_uri(n)} for w, n in a.items()}
+        for i, a in desired.applied.items()
+    }
+    assert parse.ours_text(acls, ifs) == text
+    assert parse.comments_in(text) == render.comments(STATE)
+
+
+def test_rules_aoscx_cannot_hold_are_refused() -> None:
+    """A zone-to-zone block without addresses, and a counting rule, are plan errors."""
+    with pytest.raises(PlanError, match="egress interface"):
+        render.script(DeviceState(rules=frozenset({NftRule("drop", "vlan110", "vlan120")})))
+    with pytest.raises(PlanError, match="count"):
+        render.script(
+            DeviceState(rules=frozenset({NftRule("count", iif="vlan110", daddr="198.18.97.1")}))
+        )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "access-list ip OTHER-ACL",
+        "access-list ip CORDON-IN-x\n    10 permit any any any\nno access-list ip X",
+        "    10 permit any any any ; reload",
+        "interface vlan110\n    apply access-list ip FOREIGN routed-in",
+        "access-list ip CORDON-IN-x\n    10 permit any 1.2.3.4; any",
+        "access-list ip CORDON-IN-x\n    10 permit any any any\x1b",
+    ],
+)
+def test_scripts_outside_cordons_acls_are_refused(line: str) -> None:
+    with pytest.raises(ValueError):
+        parse.parse_script(line.splitlines())
+
+
+def test_tags_cannot_inject_into_a_comment() -> None:
+    """A tag with quotes, newlines or ';' reaches the switch cleaned."""
+    rule = NftRule("drop", iif="vlan110", tag='x"; no access-list\nreload')
+    note = render.comment(rule, "in")
+    assert all(c.isprintable() and c not in '";\n' for c in note)
+
+
+@pytest.mark.parametrize("name", ["1/1/1", "1/1/49:2", "1/1/49.110", "vlan110", "Gi1/0/1"])
+def test_aoscx_port_names_are_valid_interface_names(name: str) -> None:
+    assert Interface(name=name).name == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["1/1/1;reload", "1//1", "1", "1/1/1\n", "1/1/1 x", "1/1/1/1", "-1/1", "1/a/1", "1/1/1."],
+)
+def test_digit_names_are_no_way_to_inject(name: str) -> None:
+    with pytest.raises(ValueError):
+        Interface(name=name)
+
+
+def switch() -> Switch:
+    return Switch(
+        {"hostname": "sw1", "interfaces": {"vlan110": "vl110"}, "username": "a", "password": "b"}
+    )
+
+
+def test_twin_api_refuses_as_the_fixture_says() -> None:
+    """Unknown interface 404, malformed body and bad values 400, with the fixture's bodies."""
+    shapes = json.loads((FIXTURES / "rest-subset.json").read_text())
+    sw = switch()
+    with pytest.raises(Refused) as unknown:
+        sw.put_interface("1/1/9", {"admin_state": "down"})
+    assert (unknown.value.status, unknown.value.message) == (
+        404,
+        shapes["interface"]["unknown"]["body"],
+    )
+    with pytest.raises(Refused) as bad:
+        sw.put_interface("vlan110", {"admin_state": "off"})
+    assert (bad.value.status, bad.value.message) == (
+        400,
+        shapes["interface_put"]["bad_value"]["body"],
+    )
+    with pytest.raises(Refused) as attr:
+        sw.put_interface("vlan110", {"speed": 10})
+    assert (attr.value.status, attr.value.message) == (
+        400,
+        shapes["interface_put"]["unknown_attribute"]["body"],
+    )
+    with pytest.raises(Refused) as ace:
+        sw.put_acl(
+            "CORDON-IN-x,ipv4",
+            {"name": "CORDON-IN-x", "list_type": "ipv4", "cfg_aces": {"10": {"action": "allow"}}},
+            create=True,
+        )
+    assert ace.value.status == 400
+    with pytest.raises(Refused) as gone:
+        sw.delete_acl("NOPE,ipv4")
+    assert gone.value.status == 404
