@@ -324,6 +324,9 @@ HGO_FIREWALLS = {
     "rns": "fortigate",
     "stn": "fortigate",
     "nts": "fortigate",
+    "sgv": "stormshield",
+    "fnt": "stormshield",
+    "bz1": "stormshield",
 }
 HGO_CORE_FIREWALL = "fortigate"
 
