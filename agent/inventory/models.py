@@ -142,6 +142,7 @@ class Platform(StrEnum):
     interface names are Linux kernel names."""
 
     CISCO_IOS = "cisco_ios"
+    CISCO_IOSXE = "cisco_iosxe"
     LINUX_NFTABLES = "linux_nftables"
 
     @property

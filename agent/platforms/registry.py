@@ -15,7 +15,7 @@ from types import ModuleType
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.errors import DeviceError, PlanError
-from agent.platforms import cisco_ios, linux_nftables, snmp
+from agent.platforms import cisco_ios, cisco_iosxe, linux_nftables, snmp
 from agent.platforms.spec import Rules, Spec
 
 _lock = threading.Lock()
@@ -120,4 +120,5 @@ def one_shot(
 
 for _spec in (linux_nftables.SPEC, cisco_ios.SPEC):
     register(_spec)
+register(cisco_iosxe.SPEC)
 register(snmp.SPEC, shared=True)
