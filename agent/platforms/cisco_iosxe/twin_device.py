@@ -293,7 +293,7 @@ def nft_script(cfg: Config, counts: dict[str, tuple[int, int]]) -> str:
                 inp.append(f'iifname "{iface.kernel}" jump {chains[name]}')
             else:
                 fwd.append(f'oifname "{iface.kernel}" jump {chains[name]}')
-    for chain, hook, rules in (("fwd", "forward", fwd), ("inp", "input", inp)):
+    for chain, hook, rules in (("routed", "forward", fwd), ("to_switch", "input", inp)):
         lines.append(f"  chain {chain} {{")
         lines.append(f"    type filter hook {hook} priority 0; policy accept;")
         lines += [f"    {r}" for r in rules]
