@@ -149,7 +149,8 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
         names = kernel_names(site, device)
         bp.ifnames[device.name] = names
         mgmt_if = names[device.management.interface]
-        kind: NodeKind = "firewall" if registry.platform(device.platform).routes(device) else "switch"
+        routes = registry.platform(device.platform).routes(device)
+        kind: NodeKind = "firewall" if routes else "switch"
         bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall", mgmt_if=mgmt_if)
         port = f"d{n}"
         bp.veths.append(Veth(ns, mgmt_if, oob, port))

@@ -205,9 +205,13 @@ class IosXeDriver(IosDriver):
         for (iface, direction), name in sorted(have_binds.items()):
             if (iface, direction) not in want_binds:
                 lines += [f"interface {iface}", f" no ip access-group {name} {direction}"]
-        lines += [f"no ip access-list extended {n}" for n in sorted(set(have_acls) - set(want_acls))]
+        lines += [
+            f"no ip access-list extended {n}" for n in sorted(set(have_acls) - set(want_acls))
+        ]
         used = {render.net_group(i) for i in self._group_interfaces(config, script)}
-        lines += [f"no object-group network {n}" for n in sorted(set(parse.net_groups(config)) - used)]
+        lines += [
+            f"no object-group network {n}" for n in sorted(set(parse.net_groups(config)) - used)
+        ]
         return lines
 
     def _group_interfaces(self, config: str, script: list[str]) -> list[str]:

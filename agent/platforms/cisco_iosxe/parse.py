@@ -122,7 +122,9 @@ def interface_networks(text: str) -> dict[str, list[ipaddress.IPv4Network]]:
             continue
         name = sec.head.split(None, 1)[1]
         for b in sec.body:
-            m = re.match(r"^ip address (\d+\.\d+\.\d+\.\d+) (\d+\.\d+\.\d+\.\d+)(?: secondary)?$", b)
+            m = re.match(
+                r"^ip address (\d+\.\d+\.\d+\.\d+) (\d+\.\d+\.\d+\.\d+)(?: secondary)?$", b
+            )
             if m:
                 net = ipaddress.IPv4Network(f"{m.group(1)}/{m.group(2)}", strict=False)
                 out.setdefault(name, []).append(net)

@@ -10,10 +10,10 @@ import json
 import os
 import socket
 import sys
+from typing import TextIO
 
 
-def _ask(f_in: object, f_out: object, message: dict[str, str]) -> dict[str, object]:
-    assert hasattr(f_in, "readline") and hasattr(f_out, "write")
+def _ask(f_in: TextIO, f_out: TextIO, message: dict[str, str]) -> dict[str, object]:
     f_out.write(json.dumps(message) + "\n")
     f_out.flush()
     line = f_in.readline()

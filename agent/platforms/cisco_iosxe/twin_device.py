@@ -252,8 +252,7 @@ def nft_rule(m: dict[str, Any], cfg: Config) -> str | None:
         names = [f[1:] for f in m["flags"]]
         want = [f[1:] for f in m["flags"] if f[0] == "+"]
         parts.append(
-            f"tcp flags & ({' | '.join(names)}) == "
-            + (f"({' | '.join(want)})" if want else "0x0")
+            f"tcp flags & ({' | '.join(names)}) == " + (f"({' | '.join(want)})" if want else "0x0")
         )
     return " ".join(parts)
 
@@ -326,8 +325,9 @@ def read_counts() -> dict[str, tuple[int, int]]:
 class Device:
     """The switch: its configuration, the effects of it, and its rollback timer."""
 
-    def __init__(self, cfg: Config, minute_s: float, log: Path) -> None:
+    def __init__(self, cfg: Config, minute_s: float, log: Path, *, effects: bool = True) -> None:
         self.cfg = cfg
+        self.effects = effects  # False: configuration only (pure tests; never outside a twin)
         self.minute_s = minute_s
         self.lock = threading.RLock()
         self.timer: threading.Timer | None = None
@@ -338,11 +338,15 @@ class Device:
         self.apply_effects()
 
     def note(self, text: str) -> None:
+        if not self.effects:
+            return
         with open(self.log, "a", encoding="utf-8") as fh:
             fh.write(f"{time.strftime('%H:%M:%S')} {text}\n")
 
     def apply_effects(self) -> None:
         """Make the namespace show the configuration: link states, the ACL table."""
+        if not self.effects:
+            return
         for iface in self.cfg.interfaces.values():
             want = not iface.shutdown
             if self._links.get(iface.name) != want:
@@ -404,8 +408,9 @@ class Device:
         if self.timer_info is None:
             return NO_PENDING + "\n"
         at, minutes, user = self.timer_info
+        when = time.strftime("%H:%M:%S UTC %b %d %Y", time.gmtime(at))
         return (
-            f"Time configured(or Reset) : {time.strftime('%H:%M:%S UTC %b %d %Y', time.gmtime(at))}\n"
+            f"Time configured(or Reset) : {when}\n"
             f"Timer type: Revert\nTimer value: {minutes} min\nUser: {user}\n"
         )
 
@@ -474,7 +479,6 @@ class Session:
     # -- exec ----------------------------------------------------------------------------------
 
     def _exec(self, w: list[str]) -> tuple[str, bool]:
-        dev = self.dev
         if w[0] in ("exit", "logout", "quit"):
             return "", True
         if w[:2] == ["terminal", "length"] or w[:2] == ["terminal", "width"]:
@@ -536,7 +540,9 @@ class Session:
         elif args in (["interfaces"], ["interface"]):
             text = show_interfaces(dev.cfg)
         elif args[:2] in (["ip", "access-lists"], ["access-lists"]):
-            text = show_access_lists(dev.cfg, args[2] if len(args) > 2 else None)
+            text = show_access_lists(
+                dev.cfg, args[2] if len(args) > 2 else None, counted=dev.effects
+            )
         elif args == ["archive"]:
             text = show_archive(dev.cfg)
         elif args == ["archive", "config", "rollback", "timer"]:
@@ -556,7 +562,7 @@ class Session:
 
     # -- configuration -------------------------------------------------------------------------
 
-    def _config(self, w: list[str]) -> None:
+    def _config(self, w: list[str]) -> None:  # noqa: PLR0912 - one branch a command
         cfg = self.dev.cfg
         if w[0] == "hostname" and len(w) == 2:
             cfg.hostname = w[1]
@@ -569,7 +575,7 @@ class Session:
             self.mode, self.ctx = "if", name
         elif w[:3] == ["ip", "access-list", "extended"]:
             if len(w) != 4:
-                raise CliError(INCOMPLETE if len(w) < 4 else INVALID, 4)
+                raise CliError(INCOMPLETE) if len(w) < 4 else CliError(INVALID, 4)
             _check_name(w[3], 3)
             cfg.acls.setdefault(w[3], [])
             self.mode, self.ctx = "nacl", w[3]
@@ -598,11 +604,13 @@ class Session:
             iface.shutdown = True
         elif w == ["no", "shutdown"]:
             iface.shutdown = False
+        elif w[0] == "shutdown" or w[:2] == ["no", "shutdown"]:
+            raise CliError(INVALID, 1 if w[0] == "shutdown" else 2)  # a word too many
         elif w[0] == "description":
             iface.description = " ".join(w[1:])
         elif w[:2] == ["ip", "access-group"]:
             if len(w) != 4:
-                raise CliError(INCOMPLETE if len(w) < 4 else INVALID, 4)
+                raise CliError(INCOMPLETE) if len(w) < 4 else CliError(INVALID, 4)
             if w[3] not in ("in", "out"):
                 raise CliError(INVALID, 3)
             _check_name(w[2], 2)
@@ -691,7 +699,9 @@ def _column(line: str, word: int) -> int:
 
 
 def show_interfaces(cfg: Config) -> str:
-    done = subprocess.run(["ip", "-j", "-s", "link", "show"], capture_output=True, text=True)
+    done = subprocess.run(
+        ["ip", "-j", "-s", "link", "show"], capture_output=True, text=True, check=False
+    )
     kernel = {d["ifname"]: d for d in json.loads(done.stdout or "[]")}
     out = []
     for iface in cfg.interfaces.values():
@@ -712,13 +722,17 @@ def show_interfaces(cfg: Config) -> str:
             out.append(f"  Internet address is {ipaddress.IPv4Interface(f'{ip}/{mask}')}")
         st = k.get("stats64", {})
         rx, tx = st.get("rx", {}), st.get("tx", {})
-        out.append(f"     {rx.get('packets', 0)} packets input, {rx.get('bytes', 0)} bytes, 0 no buffer")
-        out.append(f"     {tx.get('packets', 0)} packets output, {tx.get('bytes', 0)} bytes, 0 underruns")
+        out.append(
+            f"     {rx.get('packets', 0)} packets input, {rx.get('bytes', 0)} bytes, 0 no buffer"
+        )
+        out.append(
+            f"     {tx.get('packets', 0)} packets output, {tx.get('bytes', 0)} bytes, 0 underruns"
+        )
     return "\n".join(out) + "\n"
 
 
-def show_access_lists(cfg: Config, only: str | None) -> str:
-    counts = read_counts()
+def show_access_lists(cfg: Config, only: str | None, *, counted: bool = True) -> str:
+    counts = read_counts() if counted else {}
     out = []
     for name, aces in cfg.acls.items():
         if only is not None and name != only:
@@ -728,7 +742,9 @@ def show_access_lists(cfg: Config, only: str | None) -> str:
             if a.remark:
                 continue
             n = counts.get(f"{name} {a.seq}", (0, 0))[0]
-            out.append(f"    {a.seq} {a.text}" + (f" ({n} match{'es' if n != 1 else ''})" if n else ""))
+            out.append(
+                f"    {a.seq} {a.text}" + (f" ({n} match{'es' if n != 1 else ''})" if n else "")
+            )
     return "\n".join(out) + ("\n" if out else "")
 
 
