@@ -149,7 +149,8 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
         names = kernel_names(site, device)
         bp.ifnames[device.name] = names
         mgmt_if = names[device.management.interface]
-        kind: NodeKind = "firewall" if registry.platform(device.platform).forwards else "switch"
+        routes = registry.platform(device.platform).routes(device)
+        kind: NodeKind = "firewall" if routes else "switch"
         bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall", mgmt_if=mgmt_if)
         port = f"d{n}"
         bp.veths.append(Veth(ns, mgmt_if, oob, port))
@@ -194,7 +195,7 @@ class _External:
 def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _External]) -> None:
     # vlan_ports[switch][vid] = bridge members (access ports and trunk legs) of that VLAN
     vlan_ports: dict[str, dict[int, list[str]]] = {}
-    switches = {d.name for d in site.devices if not registry.platform(d.platform).forwards}
+    switches = {d.name for d in site.devices if registry.platform(d.platform).bridges(d)}
     all_vlans = tuple(sorted(z.vlan for z in site.zones if z.vlan is not None))
     for cable in site.cabling:
         for vid in all_vlans if cable.vlans == "all" else cable.vlans:
@@ -210,9 +211,16 @@ def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _Exter
     for zone in site.zones:
         for host in zone.hosts:
             _host(bp, site, zone, host, vlan_ports)
+    # an L3 switch's VLAN bridge is its SVI (the zone's gateway there, with its address)
+    svis = {
+        (z.gateway.device, z.vlan): bp.ifnames[z.gateway.device][z.gateway.interface]
+        for z in site.zones
+        if z.gateway is not None and z.vlan is not None
+    }
     for dev_name, by_vlan in sorted(vlan_ports.items()):
         for vid, ports in sorted(by_vlan.items()):
-            bp.bridges.append(Bridge(bp.device_ns[dev_name], f"vl{vid}", tuple(ports)))
+            name = svis.get((dev_name, vid), f"vl{vid}")
+            bp.bridges.append(Bridge(bp.device_ns[dev_name], name, tuple(ports)))
     for link in site.links:
         _link(bp, inv, site, link, externals)
 
@@ -220,7 +228,7 @@ def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _Exter
 def _firewall_addresses(bp: Blueprint, site: Site) -> None:
     """Addresses of the routed (Linux) devices: links and zone gateways."""
     for device in site.devices:
-        if not registry.platform(device.platform).forwards:
+        if not registry.platform(device.platform).routes(device):
             continue
         ns = bp.device_ns[device.name]
         for iface in device.interfaces:

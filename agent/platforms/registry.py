@@ -23,6 +23,7 @@ from agent.inventory import platforms as inventory_platforms
 from agent.platforms import (
     aruba_aoscx,
     cisco_ios,
+    cisco_iosxe,
     fortigate,
     linux_nftables,
     snmp,
@@ -146,6 +147,7 @@ for _spec in (
     fortigate.SPEC,
     stormshield.SPEC,
     aruba_aoscx.SPEC,
+    cisco_iosxe.SPEC,
 ):
     register(_spec)
 register(snmp.SPEC, shared=True)

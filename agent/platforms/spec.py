@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
+from agent.inventory.models import Device
 from agent.network.state import DeviceState, NftRule
 
 # (target, timeouts) -> an unconnected driver; the device library loads when this is called
@@ -54,7 +55,9 @@ class Spec:
     its twin device (imported only by the lab, through `registry.twin`), None if it has none.
     `forwards`: the device routes between its interfaces (a firewall or router: its interfaces
     carry addresses); False: it bridges VLANs (a switch). `kernel_names`: its interface names are
-    Linux kernel names, used as they are (else the twin renames what Linux would refuse)."""
+    Linux kernel names, used as they are (else the twin renames what Linux would refuse).
+    `l3_switch`: it bridges its VLANs like a switch and, where its interfaces carry addresses
+    (SVIs `Vlan110`, routed ports), routes between them (`routes`, `bridges` ask per device)."""
 
     name: str
     driver: DriverFactory
@@ -66,10 +69,23 @@ class Spec:
     twin: str | None = None
     forwards: bool = False
     kernel_names: bool = False
+    l3_switch: bool = False
 
     def __post_init__(self) -> None:
         if (self.shuts_by is None) != (self.shut_lines is None):
             raise ValueError(f"platform {self.name}: shuts_by and shut_lines go together")
+
+    def routes(self, device: Device) -> bool:
+        """Does `device` route (its interfaces carry addresses in the twin)? An L3 switch routes
+        when an interface other than its management one has an address."""
+        if not self.l3_switch:
+            return self.forwards
+        mgmt = device.management.interface
+        return any(i.address is not None and i.name != mgmt for i in device.interfaces)
+
+    def bridges(self, device: Device) -> bool:
+        """Does `device` bridge VLANs (one bridge per VLAN in the twin)?"""
+        return self.l3_switch or not self.routes(device)
 
     @property
     def rules_by(self) -> str | None:

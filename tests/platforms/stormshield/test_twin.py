@@ -39,8 +39,8 @@ from agent.platforms.stormshield.driver import StormshieldDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
-from tests.run.test_crash_twin import statuses
 from tests.lab.twinops import wait_for
+from tests.run.test_crash_twin import statuses
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 

@@ -1,0 +1,160 @@
+"""cisco_iosxe without a device: the ACL renderer (placement, replies by `established`,
+counters, refusals, injection), the parsers on the documented transcripts, and the twin's CLI
+answering those transcripts line for line (configuration only: no effect on this machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.errors import PlanError
+from agent.network.state import DeviceState, NftRule
+from agent.platforms import registry
+from agent.platforms.cisco_iosxe import parse, render
+from agent.platforms.cisco_iosxe.driver import revert_minutes
+from agent.platforms.cisco_iosxe.twin_device import Config, Device, Interface, Session
+
+FIXTURES = Path(render.__file__).parent / "fixtures"
+ACL = (FIXTURES / "acl.txt").read_text()
+
+BLOCK = DeviceState(
+    rules=frozenset(
+        {
+            NftRule("drop", "Vlan110", "Vlan120", tag="block"),
+            NftRule("drop", "Vlan120", "Vlan110", tag="block"),
+            NftRule("accept", "Vlan120", "Vlan110", "198.18.120.10", "198.18.110.10", None, 2575),
+            NftRule("accept", "Vlan110", "Vlan120", "198.18.110.10", "198.18.120.10", 2575, None),
+        }
+    )
+)
+
+
+def test_block_renders_inbound_acls_with_the_keep_first() -> None:
+    """Each SVI gets an inbound ACL: the must-survive accept before the drop, the reply as
+    `established`, the other zone as its object-group, a final permit; bound `in`."""
+    text = render.acl_script(BLOCK)
+    lines = text.splitlines()
+    assert lines[0] == render.SCRIPT_HEAD
+    i = lines.index(" permit tcp host 198.18.110.10 eq 2575 host 198.18.120.10 established")
+    assert lines.index(" deny ip any object-group CORDON-NET-Vlan120") > i
+    assert " ip access-group " in text and text.count(" permit ip any any") == 2
+    assert parse.rule_comments_in(text) == render.acl_comments(BLOCK)
+    assert len(render.acl_comments(BLOCK)) == 4
+
+
+def test_wan_rules_go_outbound_and_count_by_syn() -> None:
+    """SVI to WAN rules sit in the WAN port's outbound ACL (source: the SVI's subnet); a
+    counter permits and counts SYNs only, before the accept it shares a match with."""
+    state = DeviceState(
+        rules=frozenset(
+            {
+                NftRule("count", "Vlan120", "Gi1/0/48", tag="r: reconnect admin"),
+                NftRule("accept", "Vlan120", "Gi1/0/48", tag="r: reconnect admin"),
+                NftRule("accept", "Gi1/0/48", "Vlan120", tag="r: reconnect admin"),
+                NftRule("drop", iif="Gi1/0/48", tag="cut"),
+                NftRule("drop", oif="Gi1/0/48", tag="cut"),
+            }
+        )
+    )
+    text = render.acl_script(state)
+    assert "ip access-list extended CORDON-O-Gi1_0_48-" in text
+    assert " permit tcp object-group CORDON-NET-Vlan120 any match-all +syn -ack" in text
+    assert " ip access-group CORDON-O-Gi1_0_48-" in text
+
+
+def test_a_state_acls_cannot_express_is_refused() -> None:
+    """A zone reconnected (accept to the WAN) while quarantined (drop in on its SVI): the
+    split into two ACLs would cut what the state keeps open, so planning refuses."""
+    state = DeviceState(
+        rules=frozenset(
+            {
+                NftRule("accept", "Vlan120", "Gi1/0/48", tag="r"),
+                NftRule("drop", iif="Vlan120", tag="q"),
+            }
+        )
+    )
+    with pytest.raises(PlanError, match="cannot give this state's verdicts"):
+        render.acl_script(state)
+    with pytest.raises(PlanError, match="one of them must be an SVI"):
+        render.acl_script(DeviceState(rules=frozenset({NftRule("drop", "Gi1/0/1", "Gi1/0/2")})))
+
+
+@pytest.mark.parametrize("name", ["Gi1/0/1 shutdown", "Vlan110\nno shutdown", "Gi1/0/1;x", ""])
+def test_unsafe_interface_names_never_reach_the_cli(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot be written"):
+        render.shut_lines([name], down=True)
+
+
+def test_a_tag_cannot_break_out_of_its_remark() -> None:
+    rule = NftRule("drop", iif="Vlan110", tag="x\nno ip access-list extended Y" + "z" * 200)
+    text = render.remark(rule)
+    assert "\n" not in text and len(text) <= render.REMARK_MAX
+
+
+def test_registered_with_its_rules_method() -> None:
+    spec = registry.platform("cisco_iosxe")
+    assert spec.rules_by == "acl" and spec.shuts_by == "cli" and spec.l3_switch
+
+
+def test_parsers_read_the_documented_transcripts() -> None:
+    """Counters by remark, the exact remarks, the bindings, the archive and timer answers."""
+    config, shown = ACL.split("site-sw#show ip access-lists\n")
+    assert parse.counters(config, shown) == {
+        "CORDON #2b7542cb must survive: pc-to-central": 12,
+        "CORDON #2eff9aa6 block": 3,
+    }
+    assert parse.rule_comments_in(config) == {
+        "CORDON #2b7542cb must survive: pc-to-central",
+        "CORDON #2eff9aa6 block",
+    }
+    assert parse.bindings(config) == {("Vlan110", "in"): "CORDON-I-Vlan110-4a854262"}
+    rollback = (FIXTURES / "rollback-confirmed-change.txt").read_text()
+    assert parse.archive_enabled(rollback.split("site-sw#configure")[0])
+    assert parse.rollback_pending(rollback.split("rollback timer\n")[1])
+    assert not parse.rollback_pending(rollback.split("rollback timer\n")[2])
+    missing = (FIXTURES / "archive-missing.txt").read_text()
+    assert not parse.archive_enabled(missing)
+    with pytest.raises(ValueError, match="no archive state"):
+        parse.archive_enabled("garbage")
+
+
+def test_revert_timer_in_whole_minutes() -> None:
+    assert [revert_minutes(s) for s in (1, 60, 61, 30_000)] == [1, 1, 2, 120]
+
+
+def _session(archive: bool = True) -> Session:
+    ifaces = {n: Interface(n, n) for n in ("Gi1/0/5", "Vlan110", "Vlan120")}
+    cfg = Config("site-sw", ifaces, archive=archive, archive_path="flash:cordon-archive")
+    return Session(Device(cfg, 60.0, Path("/nonexistent"), effects=False), "cordon")
+
+
+def replay(session: Session, transcript: str) -> None:
+    """Type each prompted line of `transcript`; the answers must be the transcript's."""
+    lines = transcript.splitlines()
+    i = 0
+    while i < len(lines):
+        prompt, _, typed = lines[i].partition("#")
+        assert session.prompt == prompt + "#", lines[i]
+        expected = []
+        i += 1
+        while i < len(lines) and not lines[i].startswith("site-sw"):
+            expected.append(lines[i])
+            i += 1
+        if typed:
+            out, _ = session.handle(typed)
+            if not typed.startswith("configure terminal revert") and "Time config" not in out:
+                assert out.splitlines() == expected, typed
+
+
+def test_twin_cli_answers_the_documented_error_shapes() -> None:
+    replay(_session(), (FIXTURES / "errors.txt").read_text())
+
+
+def test_twin_cli_rollback_and_missing_archive() -> None:
+    session = _session()
+    replay(session, (FIXTURES / "rollback-confirmed-change.txt").read_text().split("\n", 6)[6])
+    bare = _session(archive=False)
+    out, _ = bare.handle("configure terminal revert timer 1")
+    assert out.strip() == "%Turn config archive on before using Rollback Confirmed Change"
+    assert bare.prompt == "site-sw#"
