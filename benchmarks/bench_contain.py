@@ -22,9 +22,14 @@ runs, meanwhile, the verifier's probe of flows expected closed (`flows.handshake
 must-survive flows (open throughout) with waits of 1 to 30 ms: how many open flows a wait that
 short would have called closed under that load, against the verifier's 100 ms.
 
-Run as root: `.venv/bin/python -m benchmarks.bench_contain [--runs N] [--only NAME ...]`.
-Holds the twin lock (`agent.lab.build.exclusive`) throughout; refuses if a twin is already up;
-brings the twin up and always takes it down.
+The example group runs on a mix of platforms (FortiGate, Stormshield SNS and Linux firewalls);
+`--groups mixed linux` (the default) measures it and, in the same run, the same group with every
+firewall on Linux nftables (`scripts.synth.hospi_grand_ouest(mixed=False)`), one twin after the
+other, and prints both side by side.
+
+Run as root: `.venv/bin/python -m benchmarks.bench_contain [--runs N] [--only NAME ...]
+[--groups mixed|linux ...]`. Holds the twin lock (`agent.lab.build.exclusive`) throughout; refuses
+if a twin is already up; brings each twin up and always takes it down.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from agent import audit
 from agent.drivers.pool import Pool
@@ -60,6 +67,7 @@ from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.run.model import RunReport
 from benchmarks.machine import describe
+from scripts.synth import hospi_grand_ouest
 
 ROOT = Path(__file__).resolve().parents[1]
 HIT = "rennes-la-sagesse"
@@ -392,10 +400,17 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", choices=[s.name for s in SCENARIOS], help="scenarios to run"
     )
+    parser.add_argument(
+        "--groups",
+        nargs="*",
+        choices=list(GROUPS),
+        default=list(GROUPS),
+        help="the example group on its mix of platforms, and/or all on Linux firewalls",
+    )
     args = parser.parse_args()
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     print(describe())
-    inv = load(ROOT / "inventory" / "hospi-grand-ouest.yaml")
+    by_group: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="cordon-bench-contain-") as tmp:
         os.environ["CORDON_STATE_DIR"] = str(Path(tmp) / "state")
         log_dir = Path(tmp) / "logs"
@@ -404,16 +419,55 @@ def main() -> None:
         with build.exclusive(print):
             if LabState.load(build.DEFAULT_LAB) is not None:
                 sys.exit("a twin is up: `cordon lab down` first")
-            state = build.up(inv)
-            try:
-                results, handshakes = measure(
-                    inv, blueprint(inv, state.lab), Path(tmp), log_dir, scenarios, args.runs
-                )
-            finally:
-                build.down()
+            for group in args.groups:
+                inv = load(GROUPS[group](Path(tmp) / group))
+                platforms = sorted({d.platform for _, d in inv.devices()})
+                print(f"\n=== group {group}: {', '.join(platforms)}", flush=True)
+                state = build.up(inv)
+                try:
+                    results, handshakes = measure(
+                        inv, blueprint(inv, state.lab), Path(tmp), log_dir, scenarios, args.runs
+                    )
+                finally:
+                    build.down()
+                by_group[group] = results
+                print(f"\n--- group {group}")
+                report(results, handshakes, args.runs)
         audit.close()
         check = audit.verify(log_dir)
-    report(results, handshakes, args.runs, check.ok, check.records)
+    side_by_side(by_group)
+    print(f"\naudit chain: {check.records} records, {'intact' if check.ok else 'BROKEN'}")
+
+
+def _mixed(_: Path) -> Path:
+    return ROOT / "inventory" / "hospi-grand-ouest.yaml"
+
+
+def _all_linux(folder: Path) -> Path:
+    """The example group with every firewall on Linux nftables (and the IOS-style switches),
+    written where its secrets will be generated."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hospi-grand-ouest.yaml"
+    doc = hospi_grand_ouest(mixed=False)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+GROUPS: dict[str, Callable[[Path], Path]] = {"mixed": _mixed, "linux": _all_linux}
+
+
+def side_by_side(by_group: Mapping[str, Sequence[Result]]) -> None:
+    """Each scenario's median time-to-contain on each group, in one table."""
+    groups = list(by_group)
+    print(f"\ntime-to-contain, median seconds: {' vs '.join(groups)}")
+    print(f"{'scenario':<22}" + "".join(f"{g:>10}" for g in groups))
+    names = [r.scenario.name for r in next(iter(by_group.values()), [])]
+    for name in names:
+        cells = []
+        for g in groups:
+            res = next(r for r in by_group[g] if r.scenario.name == name)
+            cells.append(f"{statistics.median(r.seconds for r in res.reps):>10.3f}")
+        print(f"{name:<22}" + "".join(cells))
 
 
 def measure(
@@ -461,8 +515,6 @@ def report(
     results: Sequence[Result],
     handshakes: Mapping[str, HandshakeSampler],
     runs: int,
-    chain_ok: bool,
-    records: int,
 ) -> None:
     print(
         f"\ntime-to-contain, {HIT} isolate-site + preventive-degraded on 8 sister sites, "
@@ -512,7 +564,6 @@ def report(
             f"max {max(ms):.2f} ms. The verifier waits at least "
             f"{flows.CLOSED_TIMEOUT_S * 1000:.0f} ms."
         )
-    print(f"\naudit chain: {records} records, {'intact' if chain_ok else 'BROKEN'}")
 
 
 if __name__ == "__main__":
