@@ -143,6 +143,7 @@ class Platform(StrEnum):
 
     CISCO_IOS = "cisco_ios"
     LINUX_NFTABLES = "linux_nftables"
+    JUNIPER_JUNOS = "juniper_junos"
 
     @property
     def linux_names(self) -> bool:

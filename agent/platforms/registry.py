@@ -15,7 +15,7 @@ from types import ModuleType
 
 from agent.drivers.base import Driver, Target, Timeouts, Via
 from agent.errors import DeviceError, PlanError
-from agent.platforms import cisco_ios, linux_nftables, snmp
+from agent.platforms import cisco_ios, juniper_junos, linux_nftables, snmp
 from agent.platforms.spec import Rules, Spec
 
 _lock = threading.Lock()
@@ -121,3 +121,4 @@ def one_shot(
 for _spec in (linux_nftables.SPEC, cisco_ios.SPEC):
     register(_spec)
 register(snmp.SPEC, shared=True)
+register(juniper_junos.SPEC)
