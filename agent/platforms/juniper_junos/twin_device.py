@@ -56,6 +56,7 @@ _STATEMENTS = [
     re.compile(p)
     for p in (
         rf"^system host-name {_NAME}$",
+        rf"^routing-options static route (?:{_CIDR}|default) next-hop {_CIDR}$",
         rf"^interfaces {_IFD} disable$",
         rf"^interfaces {_IFD} description [A-Za-z0-9_.,:/ -]{{1,100}}$",
         rf"^interfaces {_IFD} unit \d{{1,5}} disable$",
@@ -215,7 +216,7 @@ def _nft_term(fname: str, term: dict[str, list[str]], kname: Any) -> str | None:
         parts.append("tcp flags & (syn | ack) == syn")
     counts = [t.split(" ", 1)[1] for t in term["then"] if t.startswith("count ")]
     if counts:
-        parts.append(f"counter comment {json.dumps(fname + '/' + counts[0])}")
+        parts.append("counter")
     final = next((t for t in term["then"] if t in _TERMINATING), None)
     if final is None and "next term" not in term["then"]:
         final = "accept"  # an action modifier alone implies accept
@@ -223,6 +224,8 @@ def _nft_term(fname: str, term: dict[str, list[str]], kname: Any) -> str | None:
         parts.append("return")  # this stage accepts: the packet goes on to the next stage
     elif final in ("discard", "reject"):
         parts.append("drop")
+    if counts:  # nft wants the comment last; the counter is read back by it
+        parts.append(f"comment {json.dumps(fname + '/' + counts[0])}")
     return " ".join(parts) if parts else "return"
 
 
@@ -290,6 +293,17 @@ def _kernel_flags(kname: str) -> tuple[bool, bool] | None:
     info = json.loads(done.stdout)[0]
     flags = info.get("flags", [])
     return "UP" in flags, "LOWER_UP" in flags and info.get("operstate") != "DOWN"
+
+
+def static_routes() -> list[str]:
+    """The routes the lab gave this namespace, as the device's static routes (its config)."""
+    done = _run(["ip", "-j", "-4", "route", "show"])
+    out = []
+    for r in json.loads(done.stdout or "[]"):
+        if r.get("gateway"):
+            dst = "0.0.0.0/0" if r["dst"] == "default" else r["dst"]
+            out.append(f"routing-options static route {dst} next-hop {r['gateway']}")
+    return out
 
 
 # -- the device -------------------------------------------------------------------------------------
@@ -390,6 +404,10 @@ class Device:
             want_up = not disabled(self.committed, name)
             if flags[0] != want_up:
                 _run(["ip", "link", "set", "dev", kname, "up" if want_up else "down"])
+        for s in self.committed:  # a link back up: its static routes come back (as rpd does)
+            m = re.match(r"^routing-options static route (\S+) next-hop (\S+)$", s)
+            if m:
+                _run(["ip", "route", "replace", m.group(1), "via", m.group(2)])
         done = _run(["nft", "-f", "-"], nft_script(self.committed, self.kernel))
         if done.returncode != 0:
             print(f"nft refused the filters: {done.stderr.strip()}", file=sys.stderr, flush=True)
@@ -568,12 +586,6 @@ class Session:
         if held:
             return held
         kids = {c.tag.rsplit("}", 1)[-1]: (c.text or "").strip() for c in op}
-        errors = check(self.dev.candidate)
-        if errors:
-            return f"<commit-results>{_errors_xml(errors)}</commit-results>"
-        if "check" in kids:
-            return ("<commit-results><routing-engine><name>re0</name><commit-check-success/>"
-                    "</routing-engine></commit-results>")
         minutes = None
         output = ""
         if "confirmed" in kids:
@@ -584,6 +596,12 @@ class Session:
             minutes = int(raw)
             output = (f"<output>commit confirmed will be automatically rolled back in "
                       f"{minutes} minutes unless confirmed</output>")
+        errors = check(self.dev.candidate)
+        if errors:
+            return f"<commit-results>{_errors_xml(errors)}</commit-results>"
+        if "check" in kids:
+            return ("<commit-results><routing-engine><name>re0</name><commit-check-success/>"
+                    "</routing-engine></commit-results>")
         self.dev.commit(log=kids.get("log", ""), confirmed_minutes=minutes)
         return (f"<commit-results>{output}<routing-engine><name>re0</name><commit-success/>"
                 "</routing-engine></commit-results>")
@@ -692,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     kernel = json.loads((args.dir / "junos-ifnames.json").read_text(encoding="utf-8"))
     initial = (args.dir / "junos-initial.conf").read_text(encoding="utf-8").splitlines()
     dev = Device(args.dir, kernel, args.minute)
-    dev.restore([ln.removeprefix("set ") for ln in initial if ln.strip()])
+    dev.restore([ln.removeprefix("set ") for ln in initial if ln.strip()] + static_routes())
     dev.activate()
     threading.Thread(target=_timer, args=(dev,), daemon=True).start()
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
