@@ -272,9 +272,7 @@ class JunosDriver:
             )
             raise
         if armed is not None:
-            self._committed[armed[0]] = parse.names_in(
-                parse.ours(self.committed("apply"))
-            )
+            self._committed[armed[0]] = parse.names_in(parse.ours(self.committed("apply")))
         return trail.change_applied(
             self.target, via=self.via, changes=changes, commands=sent, output=output, started=t0
         )
@@ -323,9 +321,7 @@ class JunosDriver:
 
     @contextmanager
     def _locked(self, operation: str) -> Iterator[None]:
-        self._rpc(
-            "<lock><target><candidate/></target></lock>", operation, command="lock candidate"
-        )
+        self._rpc("<lock><target><candidate/></target></lock>", operation, command="lock candidate")
         try:
             yield
         finally:
@@ -448,9 +444,7 @@ class JunosDriver:
             )
             raise CommandRejected(name, operation, command, scrub(text)) from None
         except TimeoutExpiredError:
-            raise DeviceTimeout(
-                name, operation, f"no NETCONF reply within {timeout:g} s"
-            ) from None
+            raise DeviceTimeout(name, operation, f"no NETCONF reply within {timeout:g} s") from None
         except (SessionCloseError, TransportError) as exc:
             raise ConnectError(
                 name, operation, f"NETCONF session lost: {scrub(str(exc))[:200]}"

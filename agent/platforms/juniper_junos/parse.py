@@ -8,7 +8,7 @@ ValueError on unparseable input."""
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET  # noqa: S405 - parses the device's replies, no DTD/entities
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from agent.drivers.base import InterfaceState
@@ -41,8 +41,8 @@ def names_in(text: str) -> frozenset[str]:
 def names_listed(text: str) -> list[str]:
     """The same names in the order they first appear (each once)."""
     out: list[str] = []
-    for ln in text.splitlines():
-        ln = ln.strip()
+    for raw in text.splitlines():
+        ln = raw.strip()
         if m := _FILTER.match(ln):
             name = f"{m.group('f')}/{m.group('t')}"
         elif m := _ATTACH.match(ln):
@@ -57,8 +57,8 @@ def names_listed(text: str) -> list[str]:
 def delete_lines(text: str) -> list[str]:
     """The `delete` lines that remove every CORDON- filter and attachment in `text`."""
     out: list[str] = []
-    for ln in text.splitlines():
-        ln = ln.strip()
+    for raw in text.splitlines():
+        ln = raw.strip()
         if m := _ATTACH.match(ln):
             cmd = (
                 f"delete interfaces {m.group('ifd')} unit {m.group('unit')} family inet "
@@ -86,7 +86,7 @@ def config_lines(text: str) -> list[str]:
     ]
 
 
-# -- XML replies ------------------------------------------------------------------------------------
+# -- XML replies -------------------------------------------------------------------------------
 
 
 def _local(tag: str) -> str:

@@ -124,9 +124,7 @@ def placement(state: DeviceState) -> list[tuple[str, str, list[NftRule]]]:
     for e in sorted({r.oif for r in rules if r.oif}):
         out.append((e, "output", [r for r in rules if r.oif in (None, e)]))
     for x in sorted({r.iif for r in rules if r.iif and r.oif is None}):
-        kept = [
-            r for r in rules if r.iif == x and (r.oif is None or r.verdict == "accept")
-        ]
+        kept = [r for r in rules if r.iif == x and (r.oif is None or r.verdict == "accept")]
         out.append((x, "input", kept))
     return out
 

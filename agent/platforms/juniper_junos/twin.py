@@ -34,9 +34,7 @@ def initial_config(node: Node) -> list[str]:
     dev = node.device
     lines = [f"set system host-name {dev.name}"]
     mgmt = dev.management
-    lines.append(
-        f"set interfaces {mgmt.interface} unit 0 family inet address {mgmt.address}/32"
-    )
+    lines.append(f"set interfaces {mgmt.interface} unit 0 family inet address {mgmt.address}/32")
     for iface in dev.interfaces:
         if iface.address is None or iface.name == mgmt.interface:
             continue

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET  # noqa: S405 - parses the agent's requests; no DTD accepted
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ CAPABILITIES = (
     "http://xml.juniper.net/dmi/system/1.0",
 )
 
-# -- configuration grammar (the subset Cordon uses, as Junos's `set` statements) -----------------
+# -- configuration grammar (the subset Cordon uses, as Junos's `set` statements) ------------
 
 _IFD = r"[a-z]{2,5}(?:-\d{1,2}/\d{1,2}/\d{1,3}(?::\d{1,2})?|\d{0,4})"
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -177,10 +177,12 @@ def filters(config: list[str]) -> dict[str, list[tuple[str, dict[str, list[str]]
     return out
 
 
-# -- effects in the namespace ---------------------------------------------------------------------
+# -- effects in the namespace ----------------------------------------------------------------
 
 
-def _nft_term(fname: str, term: dict[str, list[str]], kname: Any) -> str | None:
+def _nft_term(  # noqa: PLR0912 - one branch per match condition
+    fname: str, term: dict[str, list[str]], kname: Any
+) -> str | None:
     """One nft rule for a Junos term (None when it can match nothing here: an interface the
     twin has no kernel link for)."""
     conds: dict[str, list[str]] = {}
@@ -306,7 +308,7 @@ def static_routes() -> list[str]:
     return out
 
 
-# -- the device -------------------------------------------------------------------------------------
+# -- the device --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -356,16 +358,20 @@ class Device:
             self.history = [Commit(1, "root", "cli", time.time(), "initial configuration")]
         self.candidate = list(self.committed)
 
-    def commit(self, *, log: str, confirmed_minutes: int | None = None, user: str = "cordon",
-               client: str = "netconf") -> None:
+    def commit(
+        self,
+        *,
+        log: str,
+        confirmed_minutes: int | None = None,
+        user: str = "cordon",
+        client: str = "netconf",
+    ) -> None:
         previous = list(self.committed)
         self.committed = list(self.candidate)
         comment = ""
         if confirmed_minutes is not None:
-            if self.pending is None:  # a second `commit confirmed` keeps the first fallback
-                rollback_to = previous
-            else:
-                rollback_to = self.pending["rollback_to"]
+            # a second `commit confirmed` keeps the first one's fallback
+            rollback_to = previous if self.pending is None else self.pending["rollback_to"]
             self.pending = {
                 "deadline": time.time() + confirmed_minutes * self.minute,
                 "rollback_to": rollback_to,
@@ -413,28 +419,42 @@ class Device:
             print(f"nft refused the filters: {done.stderr.strip()}", file=sys.stderr, flush=True)
 
 
-# -- NETCONF ----------------------------------------------------------------------------------------
+# -- NETCONF -----------------------------------------------------------------------------------
 
 
-def rpc_error(message: str, *, tag: str = "operation-failed", severity: str = "error",
-              path: str = "", element: str = "", etype: str = "protocol",
-              info: str = "") -> str:
-    parts = [f"<error-type>{etype}</error-type>", f"<error-tag>{tag}</error-tag>",
-             f"<error-severity>{severity}</error-severity>"]
+def rpc_error(
+    message: str,
+    *,
+    tag: str = "operation-failed",
+    severity: str = "error",
+    path: str = "",
+    element: str = "",
+    etype: str = "protocol",
+    info: str = "",
+) -> str:
+    parts = [
+        f"<error-type>{etype}</error-type>",
+        f"<error-tag>{tag}</error-tag>",
+        f"<error-severity>{severity}</error-severity>",
+    ]
     if path:
         parts.append(f"<error-path>{escape(path)}</error-path>")
     parts.append(f"<error-message>{escape(message)}</error-message>")
     if element or info:
-        parts.append(f"<error-info>{info}"
-                     + (f"<bad-element>{escape(element)}</bad-element>" if element else "")
-                     + "</error-info>")
+        parts.append(
+            f"<error-info>{info}"
+            + (f"<bad-element>{escape(element)}</bad-element>" if element else "")
+            + "</error-info>"
+        )
     return "<rpc-error>" + "".join(parts) + "</rpc-error>"
 
 
 def _errors_xml(errors: list[LoadError]) -> str:
     return "".join(
-        rpc_error(e.message, severity=e.severity, path=e.path, element=e.element,
-                  etype="application") for e in errors
+        rpc_error(
+            e.message, severity=e.severity, path=e.path, element=e.element, etype="application"
+        )
+        for e in errors
     )
 
 
@@ -466,7 +486,7 @@ class Session:
                     return None
             m = re.match(rb"^\s*\n#(\d+|#)\n", self.buf)
             assert m is not None
-            self.buf = self.buf[m.end():]
+            self.buf = self.buf[m.end() :]
             if m.group(1) == b"#":
                 return out
             size = int(m.group(1))
@@ -485,8 +505,10 @@ class Session:
 
     def serve(self) -> None:
         caps = "".join(f"<capability>{c}</capability>" for c in CAPABILITIES)
-        self.write(f'<?xml version="1.0" encoding="UTF-8"?><hello xmlns="{NC}"><capabilities>'
-                   f"{caps}</capabilities><session-id>{self.sid}</session-id></hello>")
+        self.write(
+            f'<?xml version="1.0" encoding="UTF-8"?><hello xmlns="{NC}"><capabilities>'
+            f"{caps}</capabilities><session-id>{self.sid}</session-id></hello>"
+        )
         hello = self.read()
         if hello is None:
             return
@@ -525,15 +547,19 @@ class Session:
         return self._reply(mid, body), name == "close-session"
 
     def _reply(self, mid: str, body: str) -> str:
-        return (f'<rpc-reply xmlns="{NC}" xmlns:junos="{JUNOS_NS}" message-id="{escape(mid)}">'
-                f"{body}</rpc-reply>")
+        return (
+            f'<rpc-reply xmlns="{NC}" xmlns:junos="{JUNOS_NS}" message-id="{escape(mid)}">'
+            f"{body}</rpc-reply>"
+        )
 
     def _locked_by_other(self) -> str | None:
         owner = self.dev.lock_owner
         if owner is not None and owner != self.sid:
             return rpc_error(
                 f"configuration database locked by: cordon-twin (session {owner})",
-                tag="lock-denied", info=f"<session-id>{owner}</session-id>")
+                tag="lock-denied",
+                info=f"<session-id>{owner}</session-id>",
+            )
         return None
 
     # operations
@@ -548,8 +574,9 @@ class Session:
 
     def op_unlock(self, op: ET.Element) -> str:
         if self.dev.lock_owner != self.sid:
-            return rpc_error("configuration database not locked by this session",
-                             tag="operation-failed")
+            return rpc_error(
+                "configuration database not locked by this session", tag="operation-failed"
+            )
         self.dev.lock_owner = None
         self.dev.candidate = list(self.dev.committed)  # uncommitted changes are discarded
         return "<ok/>"
@@ -566,10 +593,12 @@ class Session:
         if held:
             return held
         if op.get("action") != "set" or op.get("format") != "text":
-            return rpc_error("the twin loads action=\"set\" format=\"text\" only",
-                             element="load-configuration")
-        text = next((c.text or "" for c in op if c.tag.rsplit("}", 1)[-1] == "configuration-set"),
-                    None)
+            return rpc_error(
+                'the twin loads action="set" format="text" only', element="load-configuration"
+            )
+        text = next(
+            (c.text or "" for c in op if c.tag.rsplit("}", 1)[-1] == "configuration-set"), None
+        )
         if text is None:
             return rpc_error("missing configuration-set", element="load-configuration")
         new, errors = load_set(self.dev.candidate, text)
@@ -577,8 +606,10 @@ class Session:
         bad = sum(e.severity == "error" for e in errors)
         body = _errors_xml(errors)
         if bad:
-            return (f"<load-configuration-results>{body}<load-error-count>{bad}"
-                    "</load-error-count></load-configuration-results>")
+            return (
+                f"<load-configuration-results>{body}<load-error-count>{bad}"
+                "</load-error-count></load-configuration-results>"
+            )
         return f"<load-configuration-results>{body}<ok/></load-configuration-results>"
 
     def op_commit_configuration(self, op: ET.Element) -> str:
@@ -591,29 +622,41 @@ class Session:
         if "confirmed" in kids:
             raw = kids.get("confirm-timeout") or "10"
             if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-                return rpc_error(f"invalid confirm-timeout {raw!r}: 1 to 65535 minutes",
-                                 element="confirm-timeout")
+                return rpc_error(
+                    f"invalid confirm-timeout {raw!r}: 1 to 65535 minutes",
+                    element="confirm-timeout",
+                )
             minutes = int(raw)
-            output = (f"<output>commit confirmed will be automatically rolled back in "
-                      f"{minutes} minutes unless confirmed</output>")
+            output = (
+                f"<output>commit confirmed will be automatically rolled back in "
+                f"{minutes} minutes unless confirmed</output>"
+            )
         errors = check(self.dev.candidate)
         if errors:
             return f"<commit-results>{_errors_xml(errors)}</commit-results>"
         if "check" in kids:
-            return ("<commit-results><routing-engine><name>re0</name><commit-check-success/>"
-                    "</routing-engine></commit-results>")
+            return (
+                "<commit-results><routing-engine><name>re0</name><commit-check-success/>"
+                "</routing-engine></commit-results>"
+            )
         self.dev.commit(log=kids.get("log", ""), confirmed_minutes=minutes)
-        return (f"<commit-results>{output}<routing-engine><name>re0</name><commit-success/>"
-                "</routing-engine></commit-results>")
+        return (
+            f"<commit-results>{output}<routing-engine><name>re0</name><commit-success/>"
+            "</routing-engine></commit-results>"
+        )
 
     def op_get_configuration(self, op: ET.Element) -> str:
         if op.get("format") != "set":
-            return rpc_error("the twin serves format=\"set\" only", element="get-configuration")
+            return rpc_error('the twin serves format="set" only', element="get-configuration")
         db = op.get("database", "candidate")
         lines = self.dev.committed if db == "committed" else self.dev.candidate
         last = self.dev.history[0] if self.dev.history else None
-        head = (f"## Last commit: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(last.at))}"
-                f" by {last.user}\n" if last else "")
+        head = (
+            f"## Last commit: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(last.at))}"
+            f" by {last.user}\n"
+            if last
+            else ""
+        )
         body = head + "".join(f"set {s}\n" for s in lines)
         return f"<configuration-set>{escape(body)}</configuration-set>"
 
@@ -623,7 +666,7 @@ class Session:
             when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(c.at))
             out.append(
                 f"<commit-history><sequence-number>{n}</sequence-number><user>{c.user}</user>"
-                f"<client>{c.client}</client><date-time junos:seconds=\"{int(c.at)}\">{when}"
+                f'<client>{c.client}</client><date-time junos:seconds="{int(c.at)}">{when}'
                 f"</date-time>"
                 + (f"<comment>{escape(c.comment)}</comment>" if c.comment else "")
                 + (f"<log>{escape(c.log)}</log>" if c.log else "")
@@ -651,12 +694,14 @@ class Session:
                 logical.append(
                     f"<logical-interface><name>{u}</name><admin-status>"
                     f"{'up' if ladmin else 'down'}</admin-status><oper-status>"
-                    f"{'up' if loper else 'down'}</oper-status></logical-interface>")
+                    f"{'up' if loper else 'down'}</oper-status></logical-interface>"
+                )
             out.append(
                 f"<physical-interface><name>{ifd}</name><admin-status>"
                 f"{'up' if admin else 'down'}</admin-status><oper-status>"
                 f"{'up' if oper and admin else 'down'}</oper-status><snmp-index>{index}"
-                f"</snmp-index>{''.join(logical)}</physical-interface>")
+                f"</snmp-index>{''.join(logical)}</physical-interface>"
+            )
         return "<interface-information>" + "".join(out) + "</interface-information>"
 
     def op_get_firewall_filter_information(self, op: ET.Element) -> str:
@@ -670,8 +715,10 @@ class Session:
                 for stmt in rule.get("expr", []):
                     if isinstance(stmt, dict) and "counter" in stmt:
                         p, b = packets.get(rule["comment"], (0, 0))
-                        packets[rule["comment"]] = (p + stmt["counter"]["packets"],
-                                                    b + stmt["counter"]["bytes"])
+                        packets[rule["comment"]] = (
+                            p + stmt["counter"]["packets"],
+                            b + stmt["counter"]["bytes"],
+                        )
         out = []
         for fname, terms in sorted(filters(self.dev.committed).items()):
             counters = []
@@ -682,9 +729,12 @@ class Session:
                         p, b = packets.get(f"{fname}/{cname}", (0, 0))
                         counters.append(
                             f"<counter><counter-name>{cname}</counter-name><packet-count>{p}"
-                            f"</packet-count><byte-count>{b}</byte-count></counter>")
-            out.append(f"<filter-information><filter-name>{fname}</filter-name>"
-                       f"{''.join(counters)}</filter-information>")
+                            f"</packet-count><byte-count>{b}</byte-count></counter>"
+                        )
+            out.append(
+                f"<filter-information><filter-name>{fname}</filter-name>"
+                f"{''.join(counters)}</filter-information>"
+            )
         return "<firewall-information>" + "".join(out) + "</firewall-information>"
 
 
@@ -693,7 +743,7 @@ def _timer(dev: Device) -> None:
         time.sleep(0.05)
         try:
             dev.expire()
-        except Exception as exc:  # noqa: BLE001 - the timer must outlive one failure
+        except Exception as exc:
             print(f"rollback failed: {exc!r}", file=sys.stderr, flush=True)
 
 

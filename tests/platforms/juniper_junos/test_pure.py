@@ -72,7 +72,9 @@ def _term_matches(term: dict[str, list[str]], iif: str, pkt: dict[str, object]) 
     return True
 
 
-def _run_filter(terms: list[tuple[str, dict[str, list[str]]]], iif: str, pkt: dict[str, object]) -> bool:
+def _run_filter(
+    terms: list[tuple[str, dict[str, list[str]]]], iif: str, pkt: dict[str, object]
+) -> bool:
     for _name, term in terms:
         if _term_matches(term, iif, pkt):
             if "discard" in term["then"]:
@@ -90,7 +92,7 @@ def junos_forwards(config: list[str], iif: str, oif: str, pkt: dict[str, object]
         if m:
             name = m.group(1) if m.group(1) != "irb" else f"irb.{m.group(2)}"
             attached[(name, m.group(3))] = m.group(4)
-    for (ifname, direction), stage_if in ((( iif, "input"), iif), ((oif, "output"), oif)):
+    for (ifname, direction), stage_if in (((iif, "input"), iif), ((oif, "output"), oif)):
         fname = attached.get((ifname, direction))
         if fname is not None and not _run_filter(filters[fname], iif, pkt):
             return False
@@ -199,7 +201,9 @@ def test_change_sets_are_told_apart() -> None:
     assert driver.kind_of(render.filters_script(STATE).splitlines()) == "filters"
     assert driver.kind_of([]) == "filters"  # the empty state: remove every CORDON- object
     with pytest.raises(ValueError, match="mixes"):
-        driver.kind_of([*render.disable_lines([WAN], down=True), *render.filters_script(STATE).splitlines()])
+        driver.kind_of(
+            [*render.disable_lines([WAN], down=True), *render.filters_script(STATE).splitlines()]
+        )
     assert ChangeSet(tuple(render.disable_lines([WAN], down=True))).commands == (
         "set interfaces ge-0/0/47 disable",
     )
@@ -251,7 +255,9 @@ class Client:
         data = f'<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="7">{body}</rpc>'
         raw = data.encode()
         half = len(raw) // 2  # two chunks: the server must join them
-        self.sock.sendall(b"\n#%d\n" % half + raw[:half] + b"\n#%d\n" % (len(raw) - half) + raw[half:] + b"\n##\n")
+        self.sock.sendall(
+            b"\n#%d\n" % half + raw[:half] + b"\n#%d\n" % (len(raw) - half) + raw[half:] + b"\n##\n"
+        )
         out = b""
         while True:
             m = re.match(rb"\n#(\d+|#)\n", self.buf)
@@ -278,7 +284,7 @@ def device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> twin_device.Devic
 
 def skeleton(xml: str) -> list[str]:
     """The element names of a reply, in document order (the shape, without values)."""
-    return re.findall(r"<([a-z][a-z-]*)[\s/>]", xml.split("?>")[-1])
+    return re.findall(r"<([a-z][a-z-]*)[\s/>]", xml.rsplit("?>", maxsplit=1)[-1])
 
 
 def test_twin_daemon_frames_netconf_and_answers_in_the_documented_shapes(
@@ -310,7 +316,9 @@ def test_twin_daemon_frames_netconf_and_answers_in_the_documented_shapes(
         "delete interfaces ge-0/0/1 disable</configuration-set></load-configuration>"
     )
     assert skeleton(warn) == skeleton(fixture("load-warning.xml"))
-    ok = a.rpc("<commit-configuration><confirmed/><confirm-timeout>0</confirm-timeout></commit-configuration>")
+    ok = a.rpc(
+        "<commit-configuration><confirmed/><confirm-timeout>0</confirm-timeout></commit-configuration>"
+    )
     assert "1 to 65535 minutes" in ok
 
 

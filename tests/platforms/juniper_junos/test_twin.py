@@ -38,6 +38,9 @@ SEGMENT = DeviceState(
         ]
     )
 )
+OTHER_KEY = (  # a valid ed25519 key that is not the device's
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEw0Y1CJ1YmLw8V7n7o8GJ4D0YdS5hQhO0hHb7m3yYZW"
+)
 ALL_OPEN = {"rv-monitoring": True, "rv-bureau-centrale": True, "rv-bureau-internet": True}
 
 
@@ -170,11 +173,7 @@ def test_wrong_host_key_is_refused_before_anything_is_sent(junos: Twin) -> None:
     """Another pinned key: HostKeyError, and the device's sshd saw no authentication."""
     target = Target.of(junos.inv, EX)
     other = target.device.model_copy(
-        update={
-            "ssh": target.device.ssh.model_copy(
-                update={"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEw0Y1CJ1YmLw8V7n7o8GJ4D0YdS5hQhO0hHb7m3yYZW"}
-            )
-        }
+        update={"ssh": target.device.ssh.model_copy(update={"host_key": OTHER_KEY})}
     )
     log = junos.state.dir / EX / "sshd.log"
     accepted = log.read_text().count("Accepted publickey")
