@@ -28,6 +28,7 @@ from ncclient.operations import RaiseMode
 from ncclient.operations.errors import TimeoutExpiredError
 from ncclient.operations.rpc import RPCError
 from ncclient.transport.errors import SessionCloseError, TransportError
+from ncclient.transport.session import NetconfBase
 from ncclient.transport.ssh import SSHSession
 
 from agent.audit import store_evidence
@@ -111,6 +112,20 @@ class _PinnedNetconf(SSHSession):  # type: ignore[misc]  # ncclient is untyped
         self._channel_name = chan.get_name()
         self._post_connect(timeout)
         self.parser = self._device_handler.get_xml_parser(self)
+
+    def send(self, message: str) -> None:
+        """Frame and write a request now (RFC 6242: `]]>]]>` until both hellos said base:1.1,
+        then chunks). ncclient queues it for its session thread, which looks at the queue only
+        between 0.1 s selects: every RPC waited up to 100 ms (measured: 102 ms per
+        get-configuration on the twin). paramiko serialises writes on a channel."""
+        if not self.connected:
+            raise TransportError("Not connected to NETCONF server")
+        data = message.encode()
+        if self._base == NetconfBase.BASE_11:
+            data = b"\n#%d\n" % len(data) + data + b"\n##\n"
+        else:
+            data += b"]]>]]>"
+        self._channel.sendall(data)
 
 
 class JunosDriver:
