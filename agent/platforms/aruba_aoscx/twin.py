@@ -6,10 +6,10 @@ server (`twin_api`, HTTPS on the management address, with the lab's certificate 
 and the CLI (`twin_cli`, sshd's ForceCommand) for `checkpoint auto`.
 
 Test-only time scale: `CORDON_LAB_AOSCX_MINUTE_S` (seconds in one of the switch's minutes,
-default 60), read here at `lab up` only, so a twin test can see `checkpoint auto 1` expire in
-seconds; the agent's driver never reads it.
-Imports the lab's primitives (`agent.lab.daemons`, `netns`, `twins`) and errors; only the lab
-imports it, through `agent.platforms.registry.twin`."""
+default 60; a setting of `agent.settings`), read here at `lab up` only, so a twin test can see
+`checkpoint auto 1` expire in seconds; the agent's driver never reads it.
+Imports the lab's primitives (`agent.lab.daemons`, `netns`, `twins`), settings and errors; only
+the lab imports it, through `agent.platforms.registry.twin`."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import re
 import sys
 from pathlib import Path
 
+from agent import settings
 from agent.errors import LabError
 from agent.lab import daemons, netns
 from agent.lab.twins import Node
 
 _VLAN_IF = re.compile(r"^vlan([0-9]{1,4})$")
-MINUTE_ENV = "CORDON_LAB_AOSCX_MINUTE_S"
 
 
 def kernel_map(node: Node) -> dict[str, str]:
@@ -71,7 +71,7 @@ def start(node: Node) -> None:
         "username": node.https.username,
         "password": node.https.password,
         "interfaces": names,
-        "minute_s": float(os.environ.get(MINUTE_ENV, "60")),
+        "minute_s": settings.current().lab_aoscx_minute_s,
         "ctl": str(ctl),
     }
     path = node.dir / "aoscx-api.json"
