@@ -61,6 +61,18 @@ def start(node: Node) -> None:
         if _VLAN_IF.match(iface.name) and iface.address is not None:
             netns.run(["ip", "addr", "add", str(iface.address), "dev", names[iface.name]], netns=ns)
     netns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], netns=ns)
+    vids = {i.vlan for i in node.device.interfaces if i.vlan is not None}
+    found = {vid: [b for b in (names.get(f"vlan{vid}"), f"vl{vid}") if b in have] for vid in vids}
+    bridges = {vid: b[0] for vid, b in sorted(found.items()) if b}  # a VLAN's bridge in the twin
+    start = {
+        i.name: {
+            "description": i.description,
+            "vlan": i.vlan if i.address is None else None,
+            "address": str(i.address) if i.address is not None else None,
+        }
+        for i in node.device.interfaces
+        if i.name in names
+    }
     ctl = node.dir / "aoscx-ctl.sock"
     cfg = {
         "hostname": node.spec.device,
@@ -71,6 +83,8 @@ def start(node: Node) -> None:
         "username": node.https.username,
         "password": node.https.password,
         "interfaces": names,
+        "bridges": bridges,
+        "start": start,
         "minute_s": float(os.environ.get(MINUTE_ENV, "60")),
         "ctl": str(ctl),
     }
