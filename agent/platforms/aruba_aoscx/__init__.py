@@ -37,6 +37,7 @@ SPEC = Spec(
     ),
     config_lines=config_lines,
     twin="agent.platforms.aruba_aoscx.twin",
+    reverts_config=True,
     kernel_names=False,
     l3_switch=True,
 )
