@@ -45,7 +45,8 @@ def resume_cmd(
     """After a crash, with no daemon running: settle in-flight steps by reading the devices,
     then finish RUN_ID or roll it back. A finished run whose rollback was cut short: its steps
     left undoing are settled from the devices and its sites released. (A running daemon
-    settles open runs itself at start; a rollback cut short only this command.) Exit 0 done or rolled back, 19 an undo failed, 4 otherwise."""
+    settles open runs itself at start; a rollback cut short only this command.)
+    Exit 0 done or rolled back, 19 an undo failed, 4 otherwise."""
     from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
 
     inv = load(inventory_path or default_path())
