@@ -227,7 +227,7 @@ def resume(
     t0 = time.perf_counter()
     info = ctx.journal.run(run_id)
     if info.status not in OPEN:
-        return RunReport(run_id, f"already {info.status}")
+        return _resume_final(ctx, run_id, roll_back=roll_back, t0=t0)
     outcomes: list[StepOutcome] = []
     with lock_for(run_id), audit.bind(run_id=run_id, actor=ctx.actor):
         ctx.obs.driver_claimed(run_id)
@@ -253,6 +253,52 @@ def resume(
             return RunReport(run_id, status, outcomes, duration_s=time.perf_counter() - t0)
     report = go_on(run_id)
     report.outcomes = sorted(outcomes + report.outcomes, key=lambda o: o.seq)
+    report.duration_s = time.perf_counter() - t0
+    return report
+
+
+def _resume_final(ctx: Context, run_id: str, *, roll_back: bool, t0: float) -> RunReport:
+    """A final run whose rollback was cut short (a crash mid-undo): steps left in flight
+    (`undoing`) and its sites still held. Each such step is settled from what its device shows
+    (undone, or still changed), the run's status follows the steps, the sites' modes follow
+    their devices' recorded states and the sites are released; with `roll_back`, the rollback
+    is then finished. Nothing in flight and no site held: `already <status>`, nothing done."""
+    info = ctx.journal.run(run_id)
+    held = sorted(s for s, r in ctx.journal.locks().items() if r == run_id)
+    loose = [r for r in ctx.journal.steps(run_id) if r.status in IN_FLIGHT | {StepStatus.UNDOING}]
+    if not loose and not held:
+        return RunReport(run_id, f"already {info.status}")
+    with lock_for(run_id), audit.bind(run_id=run_id, actor=ctx.actor):
+        ctx.obs.say(
+            f"run {run_id} is {info.status} but a rollback of it was cut short: "
+            f"{len(loose)} step(s) in flight, site(s) held: {', '.join(held) or 'none'}"
+        )
+        outcomes = [settle(ctx, row) for row in loose]  # a device unread: raises, all kept
+        ctx.obs.run_resumed(len(outcomes), roll_back)
+        rows = ctx.journal.steps(run_id)
+        if any(r.status == StepStatus.UNDO_FAILED for r in rows):
+            status = RunStatus.ROLLBACK_FAILED
+        elif any(r.status == StepStatus.UNDONE for r in rows) and not any(
+            r.status in (StepStatus.VERIFIED, StepStatus.APPLIED) for r in rows
+        ):
+            status = RunStatus.ROLLED_BACK
+        else:  # nothing undone, or the rollback stopped half way (`cordon rollback` goes on)
+            status = info.status
+        sites = sorted(set(held) | {r.site for r in loose})
+        settle_sites(ctx, sites, info.level, run_id, status)
+        left = sum(r.status in (StepStatus.VERIFIED, StepStatus.APPLIED) for r in rows)
+        detail = f"resumed: a rollback cut short was settled from the devices ({left} left)"
+        ctx.obs.run_rolled_back(run_id, status, detail, release=status != RunStatus.ROLLBACK_FAILED)
+    if roll_back and left:
+        report = rollback(ctx, run_id)
+        report.outcomes = sorted(outcomes + report.outcomes, key=lambda o: o.seq)
+    else:
+        report = RunReport(run_id, status, outcomes)
+        if left and any(r.status == StepStatus.UNDONE for r in rows):
+            ctx.obs.say(
+                f"run {run_id}: {left} step(s) keep their change: `cordon rollback {run_id}` "
+                "finishes the rollback"
+            )
     report.duration_s = time.perf_counter() - t0
     return report
 

@@ -22,7 +22,7 @@ from agent.engine.journal import Journal
 from agent.inventory import default_path, load
 from agent.lab.verifier import twin_verifier
 from agent.run.executor import Executor
-from agent.status import RunStatus
+from agent.status import RUN_EXIT, RunStatus
 
 __all__ = ["resume_cmd"]
 
@@ -43,7 +43,10 @@ def resume_cmd(
     run_id: str, roll_back: bool, inventory_path: Path | None, state_dir: Path, json_out: bool
 ) -> None:
     """After a crash, with no daemon running: settle in-flight steps by reading the devices,
-    then finish RUN_ID or roll it back. (A running daemon does this itself at start.)"""
+    then finish RUN_ID or roll it back. A finished run whose rollback was cut short: its steps
+    left undoing are settled from the devices and its sites released. (A running daemon
+    settles open runs itself at start; a rollback cut short only this command.)
+    Exit 0 done or rolled back, 19 an undo failed, 4 otherwise."""
     from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
 
     inv = load(inventory_path or default_path())
@@ -63,5 +66,7 @@ def resume_cmd(
         journal.close()
     click.echo(json.dumps(report_json(report), indent=2) if json_out else render_report(report))
     ok = (RunStatus.DONE, RunStatus.ROLLED_BACK)
+    if report.status == RunStatus.ROLLBACK_FAILED:  # an undo failed: its sites stay held
+        raise SystemExit(RUN_EXIT[RunStatus.ROLLBACK_FAILED])
     if report.status not in ok and not report.status.startswith("already"):
         raise SystemExit(4)
