@@ -186,6 +186,26 @@ SETTINGS: tuple[Setting, ...] = (
         error=LabError,
     ),
     Setting(
+        "CORDON_TWIN_IOSXE_MINUTE_S",
+        "twin_iosxe_minute_s",
+        "seconds",
+        "60 (IOS-XE's own minute)",
+        "twin only: seconds in one minute of a cisco_iosxe twin's revert timer (tests shorten it)",
+        ("agent.platforms.cisco_iosxe.twin",),
+        strict=True,
+        error=LabError,
+    ),
+    Setting(
+        "CORDON_LAB_AOSCX_MINUTE_S",
+        "lab_aoscx_minute_s",
+        "seconds",
+        "60 (AOS-CX's own minute)",
+        "twin only: seconds in one minute of an aruba_aoscx twin's `checkpoint auto` timer",
+        ("agent.platforms.aruba_aoscx.twin",),
+        strict=True,
+        error=LabError,
+    ),
+    Setting(
         "CORDON_LAB_STATE",
         "lab_state",
         "path",
@@ -216,6 +236,8 @@ class Settings:
     verify_open_timeout_s: float | None = None
     verify_closed_timeout_s: float | None = None
     lab_ready_s: float | None = None
+    twin_iosxe_minute_s: float = 60.0
+    lab_aoscx_minute_s: float = 60.0
     lab_state: Path = Path("/run/cordon-lab")
 
     @property

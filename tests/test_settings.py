@@ -27,6 +27,10 @@ NOT_SETTINGS = {
     "agent/settings.py": "the settings themselves",
     "agent/secrets.py": "`env:NAME` secret references (secrets, not settings)",
     "agent/lab/clifront.py": "SSH_ORIGINAL_COMMAND, set by the twin's sshd for its CLI front",
+    "agent/platforms/cisco_iosxe/twin_cli.py": "SSH_ORIGINAL_COMMAND and USER, set by the twin's "
+    "sshd for the emulated switch's CLI (a ForceCommand)",
+    "agent/platforms/aruba_aoscx/twin_cli.py": "SSH_ORIGINAL_COMMAND, set by the twin's sshd for "
+    "the emulated switch's CLI (a ForceCommand)",
 }
 # properties of `Settings` computed from a field
 DERIVED = {"journal_path": "state_dir", "health_path": "state_dir", "socket_path": "state_dir"}

@@ -1,4 +1,5 @@
-"""Owns `device check` as data: every device reached in parallel (SSH with host key, SNMP, facts).
+"""Owns `device check` as data: every device reached in parallel (its own session: SSH with its
+host key, or an HTTPS API with its pinned certificate; SNMP; facts).
 Must not import click, the engine or a device library; `agent.cli.commands.device` renders it."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.drivers.base import InterfaceState, Target, Timeouts, Via
-from agent.errors import AuthError, CordonError, DeviceTimeout, HostKeyError
+from agent.errors import AuthError, CertificateError, CordonError, DeviceTimeout, HostKeyError
 from agent.inventory.models import Inventory
 from agent.platforms.registry import one_shot
 
@@ -28,8 +29,8 @@ class DeviceCheck:
     site: str
     platform: str
     address: str
-    ssh: Probe
-    host_key: str  # pinned (matched) | changed | unknown | not checked
+    ssh: Probe  # the platform's own session (SSH, or an HTTPS API for FortiGate, Stormshield...)
+    host_key: str  # pinned (matched) | changed | unknown | not checked (SSH key or TLS certificate)
     host_key_seen: str | None
     host_key_pinned: str | None
     snmp: Probe
@@ -51,6 +52,8 @@ def _verdict(exc: CordonError) -> Probe:
         return Probe("timeout", exc.message)
     if isinstance(exc, HostKeyError):
         return Probe("host-key", exc.message)
+    if isinstance(exc, CertificateError):
+        return Probe("certificate", exc.message)
     if isinstance(exc, AuthError):
         return Probe("auth-refused", exc.message)
     return Probe("error", exc.message)
@@ -62,7 +65,7 @@ def _ssh(
     try:
         with one_shot(target, timeouts, "ssh") as driver:
             facts = driver.facts()
-    except HostKeyError as exc:
+    except (HostKeyError, CertificateError) as exc:  # the device's identity, SSH or TLS
         state = "changed" if exc.expected else "unknown"
         return _verdict(exc), state, exc.seen, exc.expected, ()
     except CordonError as exc:

@@ -9,6 +9,7 @@ Imports the driver contract's `Target` and the error tree only; the standard lib
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from agent.drivers.base import Target
 from agent.errors import CertificateError, ConnectError, DeviceTimeout
 
+_HINT = "check the management path to the device (link, route, ACL)"
 _LINE = re.compile(r"^(?P<device>[a-z0-9][a-z0-9-]*)\s+(?P<pin>sha256:[0-9a-f]{64})\s*$")
 
 
@@ -62,14 +64,27 @@ def connect(
     port = https.port if https is not None else 443
     expected = pin_for(target)
     conn = http.client.HTTPSConnection(target.address, port, timeout=timeout, context=context())
+    where = f"{target.address} (HTTPS port {port})"
     try:
         conn.connect()
-    except TimeoutError as exc:
+    except TimeoutError as exc:  # as the SSH transport says it: the address, the bound, a hint
         conn.close()
-        raise DeviceTimeout(target.name, operation, f"no TLS answer within {timeout:g} s") from exc
-    except (OSError, ssl.SSLError) as exc:
+        raise DeviceTimeout(
+            target.name, operation, f"no answer from {where} within {timeout:g} s", hint=_HINT
+        ) from exc
+    except OSError as exc:
         conn.close()
-        raise ConnectError(target.name, operation, f"HTTPS port {port}: {exc}") from exc
+        if exc.errno == errno.EHOSTUNREACH:  # nothing answered ARP: as silent as a timeout
+            raise DeviceTimeout(
+                target.name,
+                operation,
+                f"no answer from {where}: no route to host (the device or its management "
+                "link is down)",
+                hint=_HINT,
+            ) from exc
+        if isinstance(exc, ConnectionRefusedError):
+            raise ConnectError(target.name, operation, f"{where} refused") from exc
+        raise ConnectError(target.name, operation, f"{where}: {exc}") from exc
     sock = conn.sock
     der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
     seen = fingerprint(der) if der else "no certificate"

@@ -383,8 +383,10 @@ def sshd_config(
     authorized_keys_path: Path,
     force_command: str | None,
     max_startups: int = 64,
+    subsystems: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The sshd_config text of one twin instance (pure)."""
+    """The sshd_config text of one twin instance (pure). `subsystems`: (name, command) pairs
+    served besides sftp (a NETCONF device's `netconf`, RFC 6242)."""
     lines = [
         f"ListenAddress {listen_addr}:{port}",
         "AddressFamily inet",
@@ -412,6 +414,10 @@ def sshd_config(
         "SetEnv SHLVL=1",
         "Subsystem sftp internal-sftp",
     ]
+    for name, command in subsystems:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", name) or "\n" in command:
+            raise LabError(f"invalid sshd subsystem {name!r}")
+        lines.append(f"Subsystem {name} {command}")
     if force_command is not None:
         if "\n" in force_command:
             raise LabError("sshd ForceCommand must be one line")
@@ -431,6 +437,7 @@ def start_sshd(
     force_command: str | None = None,
     max_startups: int = 64,
     timeout: float = 15.0,
+    subsystems: Sequence[tuple[str, str]] = (),
 ) -> DaemonProc:
     """Start an OpenSSH sshd in `ns`, listening on `listen_addr:port` only; returns its record.
 
@@ -453,6 +460,7 @@ def start_sshd(
             authorized_keys_path=authorized_keys_path,
             force_command=force_command,
             max_startups=max_startups,
+            subsystems=subsystems,
         ),
         encoding="utf-8",
     )

@@ -25,6 +25,7 @@ from agent.platforms import (
     cisco_ios,
     cisco_iosxe,
     fortigate,
+    juniper_junos,
     linux_nftables,
     snmp,
     stormshield,
@@ -148,6 +149,7 @@ for _spec in (
     stormshield.SPEC,
     aruba_aoscx.SPEC,
     cisco_iosxe.SPEC,
+    juniper_junos.SPEC,
 ):
     register(_spec)
 register(snmp.SPEC, shared=True)

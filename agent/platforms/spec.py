@@ -57,7 +57,11 @@ class Spec:
     carry addresses); False: it bridges VLANs (a switch). `kernel_names`: its interface names are
     Linux kernel names, used as they are (else the twin renames what Linux would refuse).
     `l3_switch`: it bridges its VLANs like a switch and, where its interfaces carry addresses
-    (SVIs `Vlan110`, routed ports), routes between them (`routes`, `bridges` ask per device)."""
+    (SVIs `Vlan110`, routed ports), routes between them (`routes`, `bridges` ask per device).
+    `reverts_config`: its driver's on-device dead-man (`capabilities.DeadMan`) restores the whole
+    configuration the device had when armed (a commit-confirm, a rollback timer), so the executor
+    arms it for any change its own session makes (a port reopened too); False: it covers its
+    packet rules only."""
 
     name: str
     driver: DriverFactory
@@ -70,6 +74,7 @@ class Spec:
     forwards: bool = False
     kernel_names: bool = False
     l3_switch: bool = False
+    reverts_config: bool = False
 
     def __post_init__(self) -> None:
         if (self.shuts_by is None) != (self.shut_lines is None):

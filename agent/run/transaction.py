@@ -233,8 +233,12 @@ def guarded(
 
 def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
     """Arm an on-device revert where the platform allows it (its driver is a `DeadMan`) for a
-    change of its packet rules."""
-    if registry.rules(row.method) is None or ctx.deadman <= 0:
+    change its own session makes: its packet rules, or any change (an interface reopened by
+    `cli`) where that revert restores the whole configuration (`Spec.reverts_config`). A change
+    over a cross-platform method (SNMP) never arms it: the controller's dead-man covers it."""
+    if ctx.deadman <= 0 or registry.via(row.method) != "ssh":
+        return None
+    if registry.rules(row.method) is None and not _reverts_config(ctx, row.device):
         return None
     seconds = ctx.deadman
 
@@ -242,6 +246,11 @@ def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
         return dm.arm_revert(revert, seconds) if (dm := having(d, DeadMan)) is not None else None
 
     return ctx.pool.run(row.device, arm)
+
+
+def _reverts_config(ctx: Context, device: str) -> bool:
+    found = ctx.inv.find_device(device)
+    return found is not None and registry.platform(found[1].platform).reverts_config
 
 
 def _restore_now(ctx: Context, row: StepRow, back: ChangeSet, token: str) -> None:

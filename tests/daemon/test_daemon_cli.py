@@ -26,6 +26,8 @@ import pytest
 
 from agent.api.client import Client
 from agent.errors import AccessRefused, CordonError
+from agent.inventory import load
+from agent.platforms import registry
 from tests.conftest import EXAMPLE, ROOT, require_root
 
 USERS = ("alice", "bob", "carol", "dave")
@@ -279,7 +281,12 @@ def test_plan_commands_links_and_refusal(stack: Stack) -> None:
     """`plan` shows each device's commands and the links cut; an unsafe plan exits 3."""
     shown = stack.cordon("plan", "preventive-degraded", "--site", SITE_A, user="bob")
     assert shown.returncode == 0, shown.stderr
-    assert "nts-fw1 (linux_nftables, nft)" in shown.stdout
+    # the firewall's own platform and rules method (a FortiGate in the example: fortios)
+    found = load(stack.inventory).find_device("nts-fw1")
+    assert found is not None
+    fw_rules = registry.platform(str(found[1].platform)).rules
+    assert fw_rules is not None
+    assert f"nts-fw1 ({found[1].platform}, {fw_rules.method})" in shown.stdout
     assert "     + " in shown.stdout  # the commands
     assert "impact: 7 flows cut" in shown.stdout
     plan = stack.ok_json("plan", "preventive-degraded", "-s", SITE_A, user="alice")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from agent.lab import flows, netns, ready
+from agent.platforms import registry
 from tests.conftest import Twin
 from tests.daemon.test_daemon_cli import (
     APPROVAL,
@@ -116,7 +117,12 @@ def test_break_glass_isolation_then_rollback(live: Live, twin: Twin) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "break-glass" in done.stdout
-    assert "nts-fw1 (nft): verified" in done.stdout
+    # the firewall's step, by its own rules method (a FortiGate in the example: fortios)
+    found = twin.inv.find_device("nts-fw1")
+    assert found is not None
+    fw_rules = registry.platform(str(found[1].platform)).rules
+    assert fw_rules is not None
+    assert f"nts-fw1 ({fw_rules.method}): verified" in done.stdout
     run_id = live.s.ok_json("runs", user="dave")["runs"][0]["run_id"]
     assert f"run {run_id}: done" in done.stdout
 

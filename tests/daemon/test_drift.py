@@ -26,6 +26,7 @@ from agent.errors import ConnectError, DeviceTimeout, SnmpError
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
 from agent.network.state import NORMAL, DeviceState, NftRule
+from agent.platforms import registry
 from agent.platforms.linux_nftables import render
 from agent.platforms.snmp.mib import IF_ADMIN, IF_DESCR, IF_NAME, IF_OPER
 from agent.service.health import HealthStore
@@ -41,6 +42,15 @@ FW_PLATFORM, SW_PLATFORM = "linux_nftables", "cisco_ios"
 
 def comments(state: DeviceState) -> tuple[str, ...]:
     return tuple(sorted(render.nft_comments(state)))
+
+
+def own_comments(inv: Inventory, device: str, state: DeviceState) -> tuple[str, ...]:
+    """The rule comments `device` shows holding `state`, in its own platform's terms."""
+    found = inv.find_device(device)
+    assert found is not None
+    rules = registry.platform(str(found[1].platform)).rules
+    assert rules is not None
+    return tuple(sorted(rules.comments(state)))
 
 
 def test_device_as_recorded_has_no_drift() -> None:
@@ -161,8 +171,35 @@ def test_reapply_closes_only() -> None:
     ]
     # never "re-apply normal": that would delete a leftover table or reopen a port
     assert reapply_lines("linux_nftables", NORMAL) == []
+    assert reapply_lines("fortigate", NORMAL) == []
     lines = [line for _, cmds in reapply_lines("cisco_ios", SWITCH) for line in cmds]
     assert not any("no shutdown" in line or line.endswith(" up") for line in lines)
+
+
+@pytest.mark.parametrize("platform", registry.names(holds_rules=True))
+def test_reapply_and_drift_speak_the_devices_own_rules(platform: str) -> None:
+    """On every platform holding rules (FortiGate, Stormshield, ...), re-applying a record sends
+    that platform's own script by its own method (never an nft script to a FortiGate), and a
+    deletion of its rules by hand is one drift naming where its rules live."""
+    rules = registry.platform(platform).rules
+    assert rules is not None
+    assert reapply_lines(platform, FIREWALL) == [
+        (rules.method, rules.script(FIREWALL).splitlines())
+    ]
+    [gone] = detect("fw", FIREWALL, Readback(rules=None, table_read=True), platform)
+    assert (gone.kind, gone.subject, gone.fixable) == ("table_missing", rules.home, True)
+    assert gone.detail.startswith(f"{rules.home} is missing")
+    seen = Readback(rules=tuple(sorted(rules.comments(FIREWALL))), table_read=True)
+    assert detect("fw", FIREWALL, seen, platform) == []
+
+
+def test_a_fortigate_policy_deleted_by_hand_is_named() -> None:
+    """One of Cordon's FortiGate policies deleted by hand is a rule_missing drift naming it."""
+    want = sorted(registry.platform("fortigate").rules.comments(FIREWALL))  # type: ignore[union-attr]
+    seen = Readback(rules=tuple(want[1:]), table_read=True)
+    [d] = detect("fw", FIREWALL, seen, "fortigate")
+    assert (d.kind, d.subject, d.fixable) == ("rule_missing", want[0], True)
+    assert d.detail == f"rule {want[0]!r} missing from the FortiGate's cordon- policies"
 
 
 # -- the poller's bookkeeping, with fake devices (no twin) ------------------------------------
@@ -387,7 +424,7 @@ def test_alarm_opened_once_cleared_and_kept_across_restart(
 
 
 def test_normal_site_leftovers_show(rig: Rig) -> None:
-    rig.world.tables["fnt-fw1"] = tuple(sorted(render.nft_comments(FIREWALL)))
+    rig.world.tables["fnt-fw1"] = own_comments(rig.world.inv, "fnt-fw1", FIREWALL)
     rig.world.admin["bz1-fw1", "vnd0"] = False
     report = rig.poller.poll_once()
     assert {(d.device, d.kind) for d in report.opened} == {
@@ -418,8 +455,9 @@ def test_a_hung_device_is_given_up_on_not_waited_for(
     rig = Rig(inv, tmp_path, device_timeout=0.3, workers=4)
     try:
         rig.states["nts-fw1"] = FIREWALL
-        rig.world.tables["nts-fw1"] = tuple(render.nft_comments(FIREWALL))
+        rig.world.tables["nts-fw1"] = own_comments(inv, "nts-fw1", FIREWALL)
         rig.poller.poll_once()  # sessions open
+        assert rig.store.open_alarms() == []  # as recorded: no drift
         rig.world.hang["nts-fw1"] = threading.Event()
         report = rig.poller.poll_once()
         hung = device(report, "nts-fw1")
@@ -459,9 +497,9 @@ def test_reapply_asked_for_repairable_drift_only_and_never_over_a_run(
     assert rig.asked == ["nts-fw1", "nts-fw1"]
     assert rig.store.open_alarms("nts-fw1")[0].reapplied == 1
     # the table is back (as the re-application left it): cleared as re-applied
-    rig.world.tables["nts-fw1"] = tuple(render.nft_comments(FIREWALL))
+    rig.world.tables["nts-fw1"] = own_comments(rig.world.inv, "nts-fw1", FIREWALL)
     done = rig.poller.poll_once()
-    assert [a.kind for a in done.cleared] == ["table_missing"]
+    assert [a.kind for a in done.cleared] == ["table_missing"] and done.opened == []
     cleared = [e for e in events(trail, "drift.cleared") if e["device"] == "nts-fw1"]
     assert [(e["outcome"], e["reapplied"]) for e in cleared] == [("reapplied", 1)]
 

@@ -1,14 +1,15 @@
 """The daemon's poller on the twin. An isolation is pushed through the drivers and recorded; someone
 then undoes it by hand on the device (a port re-enabled in the switch's CLI, our nft table
-deleted, a hole punched in it): the next poll raises exactly that alarm, audited, and a real TCP
-probe shows the flow reopened. Re-applying the record cuts the flow again and the alarm clears
-at the next poll; put back by hand, it clears too. A device the agent cannot reach is reported
-unreachable, never as drift, and its alarm stays open."""
+deleted on a Linux firewall, a hole punched in it, Cordon's policies deleted through a FortiGate's
+own API): the next poll raises exactly that alarm, audited, and a real TCP probe shows the flow
+reopened. Re-applying the record (in the device's own syntax) cuts the flow again and the alarm
+clears at the next poll; put back by hand, it clears too. A device the agent cannot reach is
+reported unreachable, never as drift, and its alarm stays open."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,19 @@ from typing import Any
 import pytest
 
 from agent import audit
-from agent.drivers import ChangeSet, Expectation, Target, Timeouts, Via
+from agent.drivers import ChangeSet, Expectation, Target, Timeouts, Via, tls
 from agent.drivers.pool import Pool
 from agent.engine.drift import Drift
+from agent.engine.render import render
 from agent.lab import build, daemons, flows, netns
 from agent.network.state import NORMAL, DeviceState, NftRule
+from agent.platforms import registry
 from agent.platforms.cisco_ios.render import ios_lines
 from agent.platforms.linux_nftables.render import nft_table
 from agent.platforms.registry import one_shot
+from agent.platforms.spec import Rules
 from agent.run.transaction import expectation
+from agent.secrets import resolve
 from agent.service.health import HealthStore
 from agent.service.poll import DevicePoll, Poller, PollReport, reapply_recorded
 from tests import secret_scan
@@ -37,8 +42,12 @@ pytestmark = pytest.mark.twin
 SW, PORT = "fnt-sw1", "gi17"  # the BMS controller's access port
 SW_FLOW = "fnt-it-bms"  # jump-host -> bms-controller:modbus, through that port
 SHUT_BMS = DeviceState().shut(PORT, "cli")
-FW = "nts-fw1"
-FW_FLOWS = {"nts-admin-internet", "nts-guest-internet"}  # through its internet link
+FW = "bz2-fw1"  # a Linux firewall: the hand-made changes below are nft commands
+FW_SITE = "bretagne-etab-2"
+FW_FLOWS = {"bz2-admin-internet", "bz2-guest-internet"}  # through its internet link
+FGT = "nts-fw1"  # a FortiGate: Cordon's policies, changed by hand through its REST API
+FGT_SITE = "nantes-jules-verne"
+FGT_FLOWS = {"nts-admin-internet", "nts-guest-internet"}
 CUT_INTERNET = DeviceState().with_rules(
     [
         NftRule("drop", iif="inet0", tag="test-drift: cut internet"),
@@ -111,8 +120,45 @@ def rig(twin: Twin, tmp_path: Path) -> Iterator[Rig]:
             f"interface {PORT}", "no shutdown",
         )  # fmt: skip
         netns.run(["nft", "delete", "table", "inet", "cordon"], netns=ns[FW], check=False)
+        with one_shot(Target.of(twin.inv, FGT)) as fgt:  # none of Cordon's policies left
+            fgt.apply(ChangeSet(tuple(own_rules(twin, FGT).script(NORMAL).splitlines())))
         audit.close()
         assert secret_scan.scan_tree(log_dir, twin.secrets) == []
+
+
+def own_rules(twin: Twin, device: str) -> Rules:
+    """How `device` holds Cordon's packet rules (its platform's own syntax)."""
+    found = twin.inv.find_device(device)
+    assert found is not None
+    rules = registry.platform(str(found[1].platform)).rules
+    assert rules is not None
+    return rules
+
+
+def fortios_by_hand(twin: Twin, device: str, method: str, path: str) -> dict[str, Any]:
+    """An administrator's own call to the FortiGate's REST API (`/api/v2/<path>`, its token,
+    its pinned certificate), not through Cordon's driver: its JSON answer."""
+    target = Target.of(twin.inv, device)
+    assert target.device.https is not None and target.device.https.token is not None
+    token = resolve(target.device.https.token, base_dir=target.base_dir, what="test token")
+    conn = tls.connect(target, 10.0)
+    try:
+        conn.request(method, f"/api/v2/{path}", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        body = json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+    assert resp.status == 200, (method, path, resp.status)
+    return dict(body)
+
+
+def delete_cordon_policies(twin: Twin, device: str) -> list[str]:
+    """Delete by hand every policy named cordon-... on the FortiGate; their names."""
+    policies = fortios_by_hand(twin, device, "GET", "cmdb/firewall/policy")["results"]
+    ours = [p for p in policies if str(p.get("name", "")).startswith("cordon-")]
+    for p in ours:
+        fortios_by_hand(twin, device, "DELETE", f"cmdb/firewall/policy/{p['policyid']}")
+    return [str(p["name"]) for p in ours]
 
 
 def open_flows(twin: Twin, names: set[str]) -> set[str]:
@@ -215,11 +261,7 @@ def test_table_deleted_or_holed_by_hand_is_alarmed_cleared_reapplied(twin: Twin,
     )
     assert report.opened == [missing]
     [alarm] = rig.events("drift.alarm")
-    assert (alarm["device"], alarm["site"], alarm["detail"]) == (
-        FW,
-        "nantes-jules-verne",
-        missing.detail,
-    )
+    assert (alarm["device"], alarm["site"], alarm["detail"]) == (FW, FW_SITE, missing.detail)
 
     # put back by hand exactly as recorded: the alarm clears
     netns.run(["nft", "-f", "-"], netns=fw_ns, input=nft_table(CUT_INTERNET))
@@ -252,23 +294,85 @@ def test_table_deleted_or_holed_by_hand_is_alarmed_cleared_reapplied(twin: Twin,
     assert rig.store.open_alarms() == []
 
 
-def test_unreachable_is_not_drift_and_keeps_the_alarm_open(twin: Twin, rig: Rig) -> None:
+def test_fortigate_policies_deleted_by_hand_are_alarmed_and_reapplied(twin: Twin, rig: Rig) -> None:
+    """Cordon's policies deleted through the FortiGate's own API: the internet is back, the
+    poll raises the alarm naming where the rules live; re-applying sends the FortiGate's own
+    script (never an nft one), the internet is cut again and the alarm clears."""
+    rules = own_rules(twin, FGT)
+    assert open_flows(twin, FGT_FLOWS) == FGT_FLOWS, "the twin must start in normal mode"
+    [(method, lines, _undo)] = render(rules_platform(twin, FGT), NORMAL, CUT_INTERNET)
+    assert method == rules.method != "nft"
+    rig.push(FGT, method, lines, CUT_INTERNET)
+    assert wait_for(lambda: open_flows(twin, FGT_FLOWS) == set(), timeout=10)
+    assert rig.poller.poll_once().with_status("drift") == []
+
+    assert delete_cordon_policies(twin, FGT) != []  # by hand, on the device
+    assert wait_for(lambda: open_flows(twin, FGT_FLOWS) == FGT_FLOWS, timeout=10)
+    report = rig.poller.poll_once()
+    want = rules.comments(CUT_INTERNET)
+    missing = Drift(
+        FGT,
+        "table_missing",
+        f"{rules.home} is missing: the recorded isolation has {len(want)} rules in it",
+        rules.home,
+    )
+    assert report.opened == [missing]
+    [alarm] = rig.events("drift.alarm")
+    assert (alarm["device"], alarm["site"], alarm["detail"]) == (FGT, FGT_SITE, missing.detail)
+
+    rig.poller.reapply = rig.reapply
+    fixed = rig.poller.poll_once()
+    assert fixed.reapplied == [FGT]
+    assert wait_for(lambda: open_flows(twin, FGT_FLOWS) == set(), timeout=10)
+    sent = [e for e in rig.events("device.change") if e["action"] == "drift.reapply"]
+    assert [(e["device"], e["commands"], e["outcome"]) for e in sent] == [
+        (FGT, rules.script(CUT_INTERNET).splitlines(), "ok")
+    ]
+    after = rig.poller.poll_once()
+    assert [(a.kind, a.device) for a in after.cleared] == [("table_missing", FGT)]
+    assert [e["outcome"] for e in rig.events("drift.cleared")] == ["reapplied"]
+    assert rig.store.open_alarms() == []
+
+
+def rules_platform(twin: Twin, device: str) -> str:
+    found = twin.inv.find_device(device)
+    assert found is not None
+    return str(found[1].platform)
+
+
+def delete_nft_table(twin: Twin, device: str) -> None:
+    netns.run(["nft", "delete", "table", "inet", "cordon"], netns=twin.bp.device_ns[device])
+
+
+def delete_policies(twin: Twin, device: str) -> None:
+    assert delete_cordon_policies(twin, device) != []
+
+
+@pytest.mark.parametrize(
+    ("fw", "by_hand"),
+    [(FW, delete_nft_table), (FGT, delete_policies)],
+    ids=["linux_nftables", "fortigate"],
+)
+def test_unreachable_is_not_drift_and_keeps_the_alarm_open(
+    twin: Twin, rig: Rig, fw: str, by_hand: Callable[[Twin, str], None]
+) -> None:
     lab = th.Lab(twin.inv, twin.bp, twin.state)
-    rig.push(FW, "nft", nft_table(CUT_INTERNET).splitlines(), CUT_INTERNET)
-    netns.run(["nft", "delete", "table", "inet", "cordon"], netns=twin.bp.device_ns[FW])
+    [(method, lines, _undo)] = render(rules_platform(twin, fw), NORMAL, CUT_INTERNET)
+    rig.push(fw, method, lines, CUT_INTERNET)
+    by_hand(twin, fw)
     [alarm] = rig.poller.poll_once().opened
     assert alarm.kind == "table_missing"
-    with th.management_cut(lab, FW):
+    with th.management_cut(lab, fw):
         report = rig.poller.poll_once()
-        lost = device(report, FW)
+        lost = device(report, fw)
         assert (lost.status, lost.drifts) == ("unreachable", ())
-        assert lost.error is not None and FW in lost.error
+        assert lost.error is not None and fw in lost.error
         assert report.opened == [] and report.cleared == []
-        assert rig.store.last_polls()[FW].status == "unreachable"
+        assert rig.store.last_polls()[fw].status == "unreachable"
         [still] = rig.store.open_alarms()
-        assert (still.device, still.kind, still.status) == (FW, "table_missing", "open")
+        assert (still.device, still.kind, still.status) == (fw, "table_missing", "open")
     back = rig.poller.poll_once()  # reachable again, and still drifted: the same alarm
-    assert device(back, FW).status == "drift"
+    assert device(back, fw).status == "drift"
     assert back.opened == [] and back.cleared == []
     assert len(rig.events("drift.alarm")) == 1
     assert rig.events("drift.cleared") == []

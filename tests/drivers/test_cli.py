@@ -3,14 +3,17 @@ status, platform and interfaces, as a table or JSON; a cut-off device makes it e
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from agent.cli.commands.device import device, render
-from agent.drivers.base import InterfaceState
-from agent.drivers.check import DeviceCheck, Probe
+from agent.drivers import tls
+from agent.drivers.base import InterfaceState, Timeouts
+from agent.drivers.check import DeviceCheck, Probe, check_device
 from agent.errors import DeviceError
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
@@ -51,8 +54,9 @@ def test_render_lists_devices_and_explains_failures() -> None:
 
 @pytest.mark.twin
 def test_check_of_a_site_as_json(lab: Lab) -> None:
-    """`device check --site S --json` reaches the site's 3 devices: SSH ok, key pinned, SNMP ok,
-    interfaces with admin and oper state."""
+    """`device check --site S --json` reaches the site's 3 devices over their own sessions (the
+    switches' SSH, key pinned; the FortiGate's REST API, certificate pinned), SNMP ok, interfaces
+    with admin and oper state."""
     result = CliRunner().invoke(
         device,
         ["check", "--site", "rennes-la-sagesse", "--json", "--inventory", lab.inv.path],
@@ -71,7 +75,23 @@ def test_check_of_a_site_as_json(lab: Lab) -> None:
         gi = {i["name"]: i for i in row["interfaces"]}
         assert gi["mgmt0"]["admin_up"] and gi["mgmt0"]["oper_up"]
     assert rows["rns-sw1"]["platform"] == "cisco_ios"
-    assert rows["rns-fw1"]["platform"] == "linux_nftables"
+    assert rows["rns-fw1"]["platform"] == "fortigate"
+
+
+@pytest.mark.twin
+def test_check_names_a_changed_tls_certificate(lab: Lab, tmp_path: Path) -> None:
+    """An HTTPS device whose certificate is not the pinned one is a failed check that says so,
+    with both fingerprints, like a changed SSH host key (not "not checked")."""
+    real = th.target(lab, "rns-fw1")
+    seen = tls.pin_for(real)
+    assert seen is not None and real.device.https is not None
+    wrong = "sha256:" + "0" * 64
+    (tmp_path / "tls_pins").write_text(f"rns-fw1 {wrong}\n")
+    row = check_device(dataclasses.replace(real, tls_pins=tmp_path / "tls_pins"), Timeouts())
+    assert (row.ssh.status, row.host_key, row.ok) == ("certificate", "changed", False)
+    assert (row.host_key_pinned, row.host_key_seen) == (wrong, seen)
+    assert "nothing was sent" in row.ssh.detail
+    assert f"rns-fw1: ssh: {row.ssh.detail}" in render([row], 0.1)
 
 
 @pytest.mark.twin

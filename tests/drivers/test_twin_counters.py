@@ -24,10 +24,10 @@ from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 from tests.lab.twinops import wait_for
 
-FW = "rns-fw1"
-ADMIN = "rennes-la-sagesse/admin/pc-admin-1"  # 198.18.15.10, zone admin behind lan0.190
-EHR = ("198.18.14.10", 443, "CORDON rennes-la-sagesse/servers/ehr https")
-LIS = ("198.18.14.11", 5001)  # rennes-la-sagesse/servers/lis astm
+FW = "bz2-fw1"  # a Linux firewall of the example: the watch rules below are nftables'
+ADMIN = "bretagne-etab-2/admin/pc-admin-1"  # 198.18.86.10, zone admin behind lan0.190
+EHR = ("198.18.85.10", 443, "CORDON bretagne-etab-2/servers/ehr https")
+LIS = ("198.18.85.11", 5001)  # bretagne-etab-2/servers/lis astm
 WATCH = "reconnect admin: watch #1a2b3c4d"
 DROP = "block admin to lis #9f8e7d6c"
 
@@ -138,7 +138,7 @@ def _kernel(lab: Lab, ifname: str) -> dict[str, int]:
 
 @pytest.mark.twin
 def test_snmp_interface_counters_grow_with_real_traffic(lab: Lab) -> None:
-    """40 connections from the admin zone to the EHR cross rns-fw1 in on lan0.190 and out on
+    """40 connections from the admin zone to the EHR cross the firewall in on lan0.190 and out on
     lan0.180: SNMP sees both interfaces' unicast packets and octets grow by at least two packets
     a connection each way, and its octets sit between the kernel's before and after."""
     n = 40

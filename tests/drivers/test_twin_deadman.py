@@ -22,8 +22,8 @@ from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
 
-FW = "sgv-fw1"
-FLOW = "sgv-admin-internet"
+FW = "bz3-fw1"  # a Linux firewall of the example: the dead-man under test is nftables'
+FLOW = "bz3-admin-internet"
 CUT = ChangeSet(
     tuple(
         nft_table(

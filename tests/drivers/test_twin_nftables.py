@@ -17,8 +17,9 @@ from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
 
-FW = "rns-fw1"
-EHR = "198.18.14.10"  # rennes-la-sagesse/servers/ehr, https
+FW = "bz2-fw1"  # a Linux firewall of the example (the others are FortiGate or Stormshield)
+SITE = "bretagne-etab-2"
+EHR = "198.18.85.10"  # bretagne-etab-2/servers/ehr, https
 
 BLOCK_EHR = nft_replace(
     [
@@ -35,8 +36,7 @@ def ehr_flows(lab: Lab) -> set[str]:
     return {
         f.name
         for f in lab.inv.flows
-        if (f.destination.site, f.destination.zone, f.destination.host)
-        == ("rennes-la-sagesse", "servers", "ehr")
+        if (f.destination.site, f.destination.zone, f.destination.host) == (SITE, "servers", "ehr")
         and f.destination.service == "https"
     }
 
@@ -45,7 +45,7 @@ def test_ruleset_loads_reads_back_and_is_removed_exactly(lab: Lab) -> None:
     """Our table's drop rule closes exactly the EHR https flows through the firewall; removing
     our table reopens them and leaves the twin's own table byte for byte as it was."""
     expected = ehr_flows(lab)
-    assert expected >= {"rns-pharmacy-ehr", "rns-admin-ehr", "rns-remote-ehr"}
+    assert expected >= {"bz2-pharmacy-ehr", "bz2-admin-ehr", "bz2-remote-ehr"}
     base_before = th.nft_table(lab, FW, "twin_base")
     assert base_before
     with one_shot(th.target(lab, FW)) as drv:
@@ -71,7 +71,7 @@ def test_ruleset_loads_reads_back_and_is_removed_exactly(lab: Lab) -> None:
 
 def test_bad_ruleset_is_rejected_with_nft_output_and_loads_nothing(lab: Lab) -> None:
     """A syntax error fails `nft -c`: CommandRejected carries nft's message; no table appears."""
-    bad = nft_replace(["chain forward {", "  ip daddr 198.18.14.10 dorp", "}"], action="test.bad")
+    bad = nft_replace(["chain forward {", f"  ip daddr {EHR} dorp", "}"], action="test.bad")
     with one_shot(th.target(lab, FW)) as drv:
         with pytest.raises(CommandRejected) as info:
             drv.apply(bad)

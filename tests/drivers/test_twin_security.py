@@ -24,7 +24,7 @@ from tests.drivers.twinhelp import Lab
 
 pytestmark = pytest.mark.twin
 
-DEVICES = ["rns-sw1", "rns-fw1"]  # one cisco_ios (netmiko), one linux_nftables (paramiko)
+DEVICES = ["rns-sw1", "bz2-fw1"]  # one cisco_ios (netmiko), one linux_nftables (paramiko)
 
 
 @pytest.fixture
@@ -111,13 +111,13 @@ def test_wrong_ssh_key_is_refused(lab: Lab, scratch: Path, device: str) -> None:
 
 def test_loose_key_file_is_refused_before_connecting(lab: Lab, scratch: Path) -> None:
     """A private key readable by others is refused (SecretError), no authentication tried."""
-    real = th.target(lab, "rns-fw1")
+    real = th.target(lab, "bz2-fw1")  # an SSH firewall (linux_nftables)
     key = write_private(scratch / ".secrets" / "ssh" / "cordon_ed25519", new_ed25519())
     key.chmod(0o644)
-    before = auth_attempts(lab, "rns-fw1")
+    before = auth_attempts(lab, "bz2-fw1")
     with pytest.raises(SecretError, match="readable by its owner only"):
         driver_for(dataclasses.replace(real, base_dir=scratch)).connect()
-    assert auth_attempts(lab, "rns-fw1") == before
+    assert auth_attempts(lab, "bz2-fw1") == before
 
 
 def test_wrong_snmp_credentials_are_refused(lab: Lab, scratch: Path) -> None:

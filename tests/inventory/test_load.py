@@ -286,7 +286,12 @@ def test_selectors() -> None:
     assert {s.name for s in vendee} == {"saint-gilles-villa-notre-dame", "fontenay-sud-vendee"}
     assert all(s.kind is SiteKind.ESTABLISHMENT for s in select_sites(inv, Selector()))
     fws = select_devices(inv, Selector(roles=("edge_firewall",)))  # type: ignore[arg-type]
-    assert len(fws) == 9 and all(d.platform == "linux_nftables" for _, d in fws)
+    # the example's mix: 3 FortiGates, 3 Stormshield SNS, 3 Linux firewalls (scripts/synth.py)
+    assert {d.name: d.platform for _, d in fws} == {
+        "rns-fw1": "fortigate", "stn-fw1": "fortigate", "nts-fw1": "fortigate",
+        "sgv-fw1": "stormshield", "fnt-fw1": "stormshield", "bz1-fw1": "stormshield",
+        "bz2-fw1": "linux_nftables", "bz3-fw1": "linux_nftables", "bz4-fw1": "linux_nftables",
+    }  # fmt: skip
     life = select_zones(
         inv, Selector(sites=("rennes-la-sagesse",), criticality=(Criticality.LIFE_CRITICAL,))
     )

@@ -1,6 +1,7 @@
 """An infected host of the twin really scans the core: with its site's WAN cut (the agent's own
-nftables table, loaded through the driver) its SYNs leave its zone and die at the firewall, none
-reaches a core host; with the WAN open every core host sees connection attempts on its declared
+rules in the firewall's own syntax, loaded through its driver: La Sagesse is behind a FortiGate)
+its SYNs leave its zone and die at the firewall, counted by the agent's rule, none reaches a core
+host; with the WAN open every core host sees connection attempts on its declared
 and undeclared ports. The scanner is one recorded process, `cure` stops it (PID gone), and it
 never targets anything outside 198.18.0.0/15 nor runs in the root namespace."""
 
@@ -14,25 +15,28 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli.commands.lab import lab as lab_cli
-from agent.drivers.base import Target
+from agent.drivers.base import ChangeSet, Target
 from agent.errors import LabError
 from agent.inventory import load
 from agent.lab import build, daemons, infect, netns, scanner
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
+from agent.network.state import NORMAL, DeviceState, NftRule
+from agent.platforms import registry
 from agent.platforms.capabilities import Counters
-from agent.platforms.linux_nftables.driver import counter_packets, nft_remove, nft_replace
+from agent.platforms.linux_nftables.driver import counter_packets
 from agent.platforms.linux_nftables.parse import parse_nft_json
 from agent.platforms.registry import one_shot
+from agent.platforms.spec import Rules
 from tests.conftest import EXAMPLE, Twin
 from tests.lab.twinops import wait_for
 
 HOST = "rennes-la-sagesse/admin/pc-admin-1"
 SRC = "198.18.15.10"  # its address
-FW = "rns-fw1"
+FW = "rns-fw1"  # its site's firewall (a FortiGate in the example)
 WAN = "wan0"  # rns-fw1's link to the core
 COUNT = "cordon_test_scan"  # test-only table: counts the scanner's SYNs where it is installed
-CUT = "test: wan cut #5ca9"
+CUT = NftRule("drop", oif=WAN, tag="test wan cut")  # applied by the firewall's own rules method
 SYN = "tcp flags & (syn | ack) == syn"
 
 
@@ -138,13 +142,17 @@ def leaving(twin: Twin) -> Iterator[str]:
         netns.run(["nft", "delete", "table", "inet", COUNT], netns=ns, check=False)
 
 
-def _wan_cut() -> list[str]:
-    return [
-        "chain forward {",
-        "  type filter hook forward priority 0; policy accept;",
-        f'  oifname "{WAN}" counter drop comment "{CUT}"',
-        "}",
-    ]
+def _rules(twin: Twin) -> Rules:
+    """How the firewall holds Cordon's packet rules (its platform's own syntax)."""
+    found = twin.inv.find_device(FW)
+    assert found is not None
+    rules = registry.platform(str(found[1].platform)).rules
+    assert rules is not None
+    return rules
+
+
+def _script(rules: Rules, state: DeviceState, action: str) -> ChangeSet:
+    return ChangeSet(tuple(rules.script(state).splitlines()), action=action)
 
 
 def _scanner_procs(state: LabState) -> list[dict[str, object]]:
@@ -159,10 +167,12 @@ def test_infected_host_scans_the_core_only_when_its_wan_is_open(
     assert infect.infected() == []
     assert netns.pids(ns) == []  # a twin host runs nothing of its own
     n_targets = sum(len(p) for p in core_hosts.values())
+    rules = _rules(twin)
+    cut = rules.counted_as(CUT)  # the key of the cut rule's counter on this platform
     with one_shot(Target.of(twin.inv, FW)) as fw:
         assert isinstance(fw, Counters)
         try:
-            fw.apply(nft_replace(_wan_cut(), action="test.wan_cut"))
+            fw.apply(_script(rules, DeviceState().with_rules([CUT]), "test.wan_cut"))
             pid = infect.infect(HOST, rate=50)
             proc = _recorded(pid)
             try:
@@ -186,13 +196,13 @@ def test_infected_host_scans_the_core_only_when_its_wan_is_open(
                 # dropped by the agent's rule; not one reaches a core host.
                 def seen_cut() -> bool:
                     leaving_n = counts(leaving)["from-admin"]
-                    return leaving_n >= 3 * n_targets and fw.rule_counters()[CUT] >= 3 * n_targets
+                    return leaving_n >= 3 * n_targets and fw.rule_counters()[cut] >= 3 * n_targets
 
                 assert wait_for(seen_cut, timeout=60)
                 assert all(set(counts(h).values()) == {0} for h in core_hosts)
 
                 # WAN open: every core host sees attempts on each of its targeted ports.
-                fw.apply(nft_remove(action="test.wan_open"))
+                fw.apply(_script(rules, NORMAL, "test.wan_open"))
                 assert fw.rule_counters() == {}
 
                 def all_reached() -> bool:
@@ -202,7 +212,7 @@ def test_infected_host_scans_the_core_only_when_its_wan_is_open(
             finally:
                 cured = infect.cure(HOST)
         finally:
-            fw.apply(nft_remove(action="test.undo"))
+            fw.apply(_script(rules, NORMAL, "test.undo"))
     assert cured is True
     assert not daemons.is_running(proc)  # that PID, with that start time, is gone
     assert netns.pids(ns) == []

@@ -89,15 +89,24 @@ def test_data_plane_unreachable_from_root_namespace(twin: Twin) -> None:
     assert "dev cordon-oob" in mgmt
 
 
-def test_zone_host_cannot_reach_management_plane(twin: Twin) -> None:
+@pytest.mark.parametrize(
+    ("site", "fw", "sw"),
+    [
+        ("rennes-la-sagesse", "rns-fw1", "rns-sw1"),  # a FortiGate: its REST API
+        ("saint-gilles-villa-notre-dame", "sgv-fw1", "sgv-sw1"),  # a Stormshield SNS: serverd
+        ("bretagne-etab-2", "bz2-fw1", "bz2-sw1"),  # a Linux firewall: sshd
+    ],
+)
+def test_zone_host_cannot_reach_management_plane(twin: Twin, site: str, fw: str, sw: str) -> None:
     """A zone host cannot reach a device's management address: the plane is out of band."""
     inv, bp = parts(twin)
-    fw = inv.find_device("rns-fw1")
-    assert fw is not None
-    host_ns = bp.host_ns["rennes-la-sagesse/admin/pc-admin-1"]
-    (res,) = probe_tcp([ProbeTarget(host_ns, str(fw[1].management.address), 22)], timeout=1.0)
+    found = inv.find_device(fw)
+    assert found is not None
+    dev = found[1]
+    port = dev.https.port if dev.https is not None else dev.ssh.port  # what the agent talks to
+    address = str(dev.management.address)
+    host_ns = bp.host_ns[f"{site}/admin/pc-admin-1"]
+    (res,) = probe_tcp([ProbeTarget(host_ns, address, port)], timeout=1.0)
     assert not res.ok
-    (ok,) = probe_tcp(
-        [ProbeTarget(bp.device_ns["rns-sw1"], str(fw[1].management.address), 22)], timeout=2.0
-    )
+    (ok,) = probe_tcp([ProbeTarget(bp.device_ns[sw], address, port)], timeout=2.0)
     assert ok.ok  # the same port answers on the management network

@@ -1,4 +1,5 @@
-"""aruba_aoscx: an HPE Aruba AOS-CX switch that routes its site's zones (VLAN interfaces).
+"""aruba_aoscx: an HPE Aruba AOS-CX switch that routes its site's zones (VLAN interfaces): an L3
+switch, bridging its VLANs and routing between the VLAN interfaces that carry an address.
 `render` writes interface shutdown lines and Cordon's packet rules as AOS-CX ACLs applied
 routed-in / routed-out on VLAN interfaces; `driver` sends both over the REST API (pinned HTTPS)
 and reads them back (`parse`); its native dead-man is the switch's `checkpoint auto N` (over the
@@ -36,6 +37,7 @@ SPEC = Spec(
     ),
     config_lines=config_lines,
     twin="agent.platforms.aruba_aoscx.twin",
-    forwards=False,
+    reverts_config=True,
     kernel_names=False,
+    l3_switch=True,
 )

@@ -1,7 +1,9 @@
 """Owns the aruba_aoscx driver: the AOS-CX REST API (v10.09) over the pinned HTTPS connection of
 `agent.drivers.tls` for every object (interfaces' admin state, Cordon's ACLs and where they are
 applied, the running configuration for backups), and the CLI over SSH for the one thing REST does
-not offer, the native dead-man (`checkpoint auto N` / `checkpoint auto confirm`, `cli`).
+not offer, the native dead-man (`checkpoint auto N` / `checkpoint auto confirm`, `cli`). A PUT
+replaces every writable attribute of its object, so each write GETs them (`selector=writable`)
+and sends them all back with only Cordon's attributes changed (`_replace`).
 Imports the shared transports (`agent.drivers`), this folder's renderer, parser and CLI session,
 audit, secrets and errors; must not import netmiko, pysnmp, the engine or the CLI."""
 
@@ -293,12 +295,32 @@ class AoscxDriver:
             self.target, via=self.via, changes=changes, commands=commands, output=done, started=t0
         )
 
-    def _writable(self, obj: Any) -> dict[str, Any]:
+    def _ours_of(self, obj: Any) -> dict[str, Any]:
+        """The attributes of an interface Cordon changes (its admin state, its routed ACLs)."""
         return {
             "admin_state": obj.get("admin_state", "up"),
             "aclv4_routed_in_cfg": obj.get("aclv4_routed_in_cfg"),
             "aclv4_routed_out_cfg": obj.get("aclv4_routed_out_cfg"),
         }
+
+    def _replace(self, rel: str, changes: dict[str, Any], operation: str) -> None:
+        """Change some attributes of one object the documented way: AOS-CX's PUT replaces EVERY
+        writable attribute (one left out is reset to its default: a port would lose its
+        description, its VLAN, ...), and this API version has no PATCH; so GET the object's
+        writable attributes (`?selector=writable`), change `changes` in them and PUT the whole
+        body back (AOS-CX REST API Guide, "PUT method usage and considerations" and "Best
+        practice method for building the PUT request body"; pyaoscx does the same)."""
+        body = self._get(f"{rel}?selector=writable", operation)
+        if not isinstance(body, dict):
+            raise DeviceError(self.target.name, operation, f"GET {rel}: not a JSON object")
+        missing = sorted(set(changes) - set(body))
+        if missing:
+            raise DeviceError(
+                self.target.name,
+                operation,
+                f"GET {rel}?selector=writable has no attribute {missing[0]}: not written",
+            )
+        self._write("PUT", rel, operation, body | changes)
 
     def _shut(self, wanted: dict[str, bool]) -> str:
         ifs = self._interfaces("apply")
@@ -308,9 +330,9 @@ class AoscxDriver:
                 raise CommandRejected(
                     self.target.name, "apply", f"interface {name}", "404 no such interface"
                 )
-            body = self._writable(ifs[name]) | {"admin_state": "up" if up else "down"}
-            self._write("PUT", parse.if_path(name), "apply", body)
-            out.append(f"PUT {parse.if_path(name)} admin_state={body['admin_state']}")
+            state = "up" if up else "down"
+            self._replace(parse.if_path(name), {"admin_state": state}, "apply")
+            out.append(f"PUT {parse.if_path(name)} admin_state={state}")
         return "\n".join(out)
 
     def _converge(self, desired: parse.Desired) -> str:
@@ -322,15 +344,23 @@ class AoscxDriver:
             key = parse.acl_key(name)
             if name in acls:
                 if (acls[name].get("cfg_aces") or {}) != aces:
-                    self._write("PUT", f"/system/acls/{key}", "apply", {"cfg_aces": aces})
+                    # a new cfg_version is what makes the switch write the entries to hardware
+                    version = int(acls[name].get("cfg_version") or 0) + 1
+                    changes = {"cfg_aces": aces, "cfg_version": version}
+                    self._replace(f"/system/acls/{key}", changes, "apply")
                     out.append(f"PUT /system/acls/{key}")
             else:
-                new = {"name": name, "list_type": parse.LIST_TYPE, "cfg_aces": aces}
+                new = {
+                    "name": name,
+                    "list_type": parse.LIST_TYPE,
+                    "cfg_aces": aces,
+                    "cfg_version": 0,
+                }
                 self._write("POST", "/system/acls", "apply", new)
                 out.append(f"POST /system/acls {key}")
         for iface, obj in sorted(ifs.items()):
             applied = desired.applied.get(iface, {})
-            body: dict[str, Any] = self._writable(obj)
+            body: dict[str, Any] = self._ours_of(obj)
             for way in ("in", "out"):
                 attr = f"aclv4_routed_{way}_cfg"
                 have = parse.ref_name(obj.get(attr))
@@ -345,8 +375,9 @@ class AoscxDriver:
                     continue
                 want = applied.get(way)
                 body[attr] = {parse.acl_key(want): parse.acl_uri(want)} if want else None
-            if body != self._writable(obj):
-                self._write("PUT", parse.if_path(iface), "apply", body)
+            if body != self._ours_of(obj):
+                acls_only = {k: v for k, v in body.items() if k != "admin_state"}
+                self._replace(parse.if_path(iface), acls_only, "apply")
                 out.append(f"PUT {parse.if_path(iface)}")
         missing = sorted(set(desired.applied) - set(ifs))
         if missing:

@@ -1,15 +1,15 @@
-"""Owns starting the aruba_aoscx twin device: the lab builds an AOS-CX switch as a switch (one
-bridge per VLAN, `vl<N>`, its access ports renamed `1-1-1`); here its VLAN interfaces
-(`interface vlan<N>` with the inventory's address) become addresses on those bridges, the
-namespace routes between them, and two processes emulate the management plane: the REST API
-server (`twin_api`, HTTPS on the management address, with the lab's certificate and password)
-and the CLI (`twin_cli`, sshd's ForceCommand) for `checkpoint auto`.
+"""Owns starting the aruba_aoscx twin device. An AOS-CX switch is an L3 switch (`Spec.l3_switch`):
+the lab builds it with one bridge per VLAN, the bridge of a zone it is the gateway of named as
+its VLAN interface (`vlan110`, carrying the inventory's address: the lab routes between them),
+the others `vl<N>`, its access ports renamed `1-1-1`. Here two processes emulate the management
+plane: the REST API server (`twin_api`, HTTPS on the management address, with the lab's
+certificate and password) and the CLI (`twin_cli`, sshd's ForceCommand) for `checkpoint auto`.
 
 Test-only time scale: `CORDON_LAB_AOSCX_MINUTE_S` (seconds in one of the switch's minutes,
-default 60), read here at `lab up` only, so a twin test can see `checkpoint auto 1` expire in
-seconds; the agent's driver never reads it.
-Imports the lab's primitives (`agent.lab.daemons`, `netns`, `twins`) and errors; only the lab
-imports it, through `agent.platforms.registry.twin`."""
+default 60; a setting of `agent.settings`), read here at `lab up` only, so a twin test can see
+`checkpoint auto 1` expire in seconds; the agent's driver never reads it.
+Imports the lab's primitives (`agent.lab.daemons`, `netns`, `twins`), settings and errors; only
+the lab imports it, through `agent.platforms.registry.twin`."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import re
 import sys
 from pathlib import Path
 
+from agent import settings
 from agent.errors import LabError
 from agent.lab import daemons, netns
 from agent.lab.twins import Node
 
 _VLAN_IF = re.compile(r"^vlan([0-9]{1,4})$")
-MINUTE_ENV = "CORDON_LAB_AOSCX_MINUTE_S"
 
 
 def kernel_map(node: Node) -> dict[str, str]:
@@ -34,8 +34,7 @@ def kernel_map(node: Node) -> dict[str, str]:
     for iface in node.device.interfaces:
         if iface.name == node.device.management.interface:
             continue
-        m = _VLAN_IF.match(iface.name)
-        out[iface.name] = f"vl{m.group(1)}" if m else renamed.get(iface.name, iface.name)
+        out[iface.name] = renamed.get(iface.name, iface.name)
     return out
 
 
@@ -51,16 +50,28 @@ def start(node: Node) -> None:
         link["ifname"]
         for link in json.loads(netns.run(["ip", "-j", "link", "show"], netns=ns).stdout or "[]")
     }
+    for name, kernel in list(names.items()):
+        m = _VLAN_IF.match(name)
+        if kernel not in have and m is not None and f"vl{m.group(1)}" in have:
+            names[name] = f"vl{m.group(1)}"  # a VLAN interface no zone has as its gateway
     missing = sorted(n for n, k in names.items() if k not in have)
     if missing:
         raise LabError(
             f"{node.spec.device}: interface(s) {', '.join(missing)} have no counterpart in the "
             "twin (a VLAN interface needs at least one port of this switch in its VLAN)"
         )
-    for iface in node.device.interfaces:
-        if _VLAN_IF.match(iface.name) and iface.address is not None:
-            netns.run(["ip", "addr", "add", str(iface.address), "dev", names[iface.name]], netns=ns)
-    netns.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], netns=ns)
+    vids = {i.vlan for i in node.device.interfaces if i.vlan is not None}
+    found = {vid: [b for b in (names.get(f"vlan{vid}"), f"vl{vid}") if b in have] for vid in vids}
+    bridges = {vid: b[0] for vid, b in sorted(found.items()) if b}  # a VLAN's bridge in the twin
+    start = {
+        i.name: {
+            "description": i.description,
+            "vlan": i.vlan if i.address is None else None,
+            "address": str(i.address) if i.address is not None else None,
+        }
+        for i in node.device.interfaces
+        if i.name in names
+    }
     ctl = node.dir / "aoscx-ctl.sock"
     cfg = {
         "hostname": node.spec.device,
@@ -71,7 +82,9 @@ def start(node: Node) -> None:
         "username": node.https.username,
         "password": node.https.password,
         "interfaces": names,
-        "minute_s": float(os.environ.get(MINUTE_ENV, "60")),
+        "bridges": bridges,
+        "start": start,
+        "minute_s": settings.current().lab_aoscx_minute_s,
         "ctl": str(ctl),
     }
     path = node.dir / "aoscx-api.json"

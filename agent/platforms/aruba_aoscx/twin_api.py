@@ -5,8 +5,13 @@ the twin's CLI (`twin_cli`) over a Unix socket in the device's directory. Its ef
 the device's namespace: `admin_state` is the kernel link's state, and the ACLs applied routed-in /
 routed-out become its own nftables table (`table inet aoscx_twin`), built from ITS ACLs with
 AOS-CX semantics (entries in sequence order, first match, implicit deny at the end, stateless
-`established` = ACK or RST set). An unconfirmed auto checkpoint restores the configuration it
-saved, by this process's own timer (it outlives the agent's session and the agent).
+`established` = ACK or RST set); a port's access VLAN (`vlan_tag`) is its membership of that VLAN's
+bridge and a VLAN interface's `ip4_address` the bridge's address. A PUT replaces EVERY writable
+attribute of the object, as AOS-CX documents it: an attribute the body leaves out is reset to its
+default (a description removed, a port back in VLAN 1, a VLAN interface without its address),
+with the same real effects; `GET ...?selector=writable` returns the body a PUT must carry. An
+unconfirmed auto checkpoint restores the configuration it saved, by this process's own timer (it
+outlives the agent's session and the agent).
 
 Run by the lab as `python -m agent.platforms.aruba_aoscx.twin_api CONFIG` inside the namespace
 (`twin.py`); CONFIG is a 0600 JSON file (it holds the API password). Standard library only; imports
@@ -34,7 +39,18 @@ from typing import Any
 API = "/rest/v10.09"
 TABLE = "aoscx_twin"
 _ACL_KEY = re.compile(r"^(?P<name>[A-Za-z0-9_.-]{1,64}),ipv4$")
-_IF_ATTRS = {"admin_state", "aclv4_routed_in_cfg", "aclv4_routed_out_cfg", "description"}
+# writable attributes and the default a PUT that leaves one out resets it to (AOS-CX REST API
+# Guide, "PUT method usage and considerations"); vlan_* on ports, ip4_address on VLAN interfaces
+_IF_DEFAULTS: dict[str, Any] = {
+    "admin_state": "up",
+    "description": None,
+    "aclv4_routed_in_cfg": None,
+    "aclv4_routed_out_cfg": None,
+}
+_PORT_DEFAULTS: dict[str, Any] = {"vlan_mode": "access", "vlan_tag": None}  # None: VLAN 1
+_VLAN_IF_DEFAULTS: dict[str, Any] = {"ip4_address": None}
+_ACL_DEFAULTS: dict[str, Any] = {"cfg_aces": {}, "cfg_version": 0}
+_VLAN_IF = re.compile(r"^vlan([0-9]{1,4})$")
 _ACE_ATTRS = {
     "action", "protocol", "src_ip", "dst_ip", "src_l4_port_min", "src_l4_port_max",
     "dst_l4_port_min", "dst_l4_port_max", "tcp_established", "count", "comment",
@@ -120,10 +136,19 @@ class Switch:
         self.cfg = cfg
         self.lock = threading.RLock()
         self.kernel: dict[str, str] = dict(cfg["interfaces"])  # inventory name -> kernel name
-        self.interfaces: dict[str, dict[str, Any]] = {
-            name: {"admin_state": "up", "aclv4_routed_in_cfg": None, "aclv4_routed_out_cfg": None}
-            for name in self.kernel
-        }
+        # VLAN id -> the kernel bridge that is that VLAN in the namespace
+        self.bridges: dict[str, str] = {str(k): v for k, v in (cfg.get("bridges") or {}).items()}
+        start = cfg.get("start") or {}  # the inventory's description, access VLAN, address
+        self.interfaces: dict[str, dict[str, Any]] = {}
+        for name in self.kernel:
+            obj = self.defaults(name)
+            given = start.get(name) or {}
+            obj["description"] = given.get("description")
+            if "vlan_tag" in obj and given.get("vlan") is not None:
+                obj["vlan_tag"] = self.vlan_ref(int(given["vlan"]))
+            if "ip4_address" in obj:
+                obj["ip4_address"] = given.get("address")
+            self.interfaces[name] = obj
         self.acls: dict[str, dict[str, Any]] = {}
         self.sessions: set[str] = set()
         self.auto: dict[str, Any] | None = None  # the pending auto checkpoint
@@ -135,6 +160,22 @@ class Switch:
     def _link(self, name: str) -> None:
         state = self.interfaces[name]["admin_state"]
         subprocess.run(["ip", "link", "set", self.kernel[name], state], check=True)
+
+    def _effects(self, name: str, old: dict[str, Any] | None) -> None:
+        """Make the kernel show interface `name`'s configuration where it changed from `old`
+        (None: everything): link state, a port's VLAN bridge, a VLAN interface's address."""
+        new = self.interfaces[name]
+        kernel = self.kernel[name]
+        if old is None or old.get("admin_state") != new["admin_state"]:
+            self._link(name)
+        if "vlan_tag" in new and (old is None or old.get("vlan_tag") != new["vlan_tag"]):
+            bridge = self.bridges.get(self._ref(new["vlan_tag"]) or "1")
+            how = ["master", bridge] if bridge else ["nomaster"]
+            subprocess.run(["ip", "link", "set", kernel, *how], check=True)
+        if "ip4_address" in new and (old is None or old.get("ip4_address") != new["ip4_address"]):
+            subprocess.run(["ip", "addr", "flush", "dev", kernel], check=True)
+            if new["ip4_address"]:
+                subprocess.run(["ip", "addr", "add", new["ip4_address"], "dev", kernel], check=True)
 
     def _nft(self) -> None:
         lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
@@ -181,9 +222,22 @@ class Switch:
 
     # -- REST objects -------------------------------------------------------------------------
 
-    def interface(self, name: str, links: dict[str, str] | None = None) -> dict[str, Any]:
+    def defaults(self, name: str) -> dict[str, Any]:
+        """Every writable attribute of interface `name` at its default value."""
+        extra = _VLAN_IF_DEFAULTS if _VLAN_IF.match(name) else _PORT_DEFAULTS
+        return copy.deepcopy(_IF_DEFAULTS | extra)
+
+    @staticmethod
+    def vlan_ref(vid: int) -> dict[str, str]:
+        return {str(vid): f"{API}/system/vlans/{vid}"}
+
+    def interface(
+        self, name: str, links: dict[str, str] | None = None, *, writable: bool = False
+    ) -> dict[str, Any]:
         if name not in self.interfaces:
             raise Refused(404, "Object not found")
+        if writable:  # `?selector=writable`: exactly the body a PUT takes
+            return copy.deepcopy(self.interfaces[name])
         obj = {"name": name, **copy.deepcopy(self.interfaces[name])}
         obj["link_state"] = (links or self._link_states())[name]
         return obj
@@ -193,24 +247,40 @@ class Switch:
             raise Refused(404, "Object not found")
         if not isinstance(body, dict):
             raise Refused(400, "Malformed JSON body: expected an object")
-        unknown = sorted(set(body) - _IF_ATTRS)
+        new = self.defaults(name)
+        unknown = sorted(set(body) - set(new))
         if unknown:
             raise Refused(400, f"Attribute '{unknown[0]}' is not configurable")
-        if body.get("admin_state", "up") not in ("up", "down"):
+        new.update(copy.deepcopy(body))  # PUT replaces every writable attribute: the rest reset
+        if new["admin_state"] not in ("up", "down"):
             raise Refused(400, "Invalid value for attribute 'admin_state'")
         for attr in ("aclv4_routed_in_cfg", "aclv4_routed_out_cfg"):
-            key = self._ref(body.get(attr))
+            key = self._ref(new[attr])
             if key is not None and key not in self.acls:
                 raise Refused(400, f"Invalid reference for attribute '{attr}': {key} not found")
-        new = {
-            "admin_state": body.get("admin_state", "up"),
-            "aclv4_routed_in_cfg": body.get("aclv4_routed_in_cfg"),
-            "aclv4_routed_out_cfg": body.get("aclv4_routed_out_cfg"),
-        }
+        note = new["description"]
+        if note is not None and (
+            not isinstance(note, str) or len(note) > 64 or not note.isprintable()
+        ):
+            raise Refused(400, "Invalid value for attribute 'description'")
+        if "vlan_tag" in new:
+            tag = new["vlan_tag"]
+            vid = self._ref(tag)
+            if tag is not None and (
+                not isinstance(tag, dict) or len(tag) != 1 or not str(vid).isdigit()
+                or not 1 <= int(str(vid)) <= 4094
+            ):  # fmt: skip
+                raise Refused(400, "Invalid value for attribute 'vlan_tag'")
+            if new["vlan_mode"] not in ("access", "native-untagged", "native-tagged"):
+                raise Refused(400, "Invalid value for attribute 'vlan_mode'")
+        if "ip4_address" in new and new["ip4_address"] is not None:
+            m = re.fullmatch(r"(\d{1,3}(?:\.\d{1,3}){3})/(\d{1,2})", str(new["ip4_address"]))
+            octets = m.group(1).split(".") if m is not None else []
+            if m is None or int(m.group(2)) > 32 or any(int(o) > 255 for o in octets):
+                raise Refused(400, "Invalid value for attribute 'ip4_address'")
         old = self.interfaces[name]
-        self.interfaces[name] = new  # PUT replaces every configurable attribute
-        if old["admin_state"] != new["admin_state"]:
-            self._link(name)
+        self.interfaces[name] = new
+        self._effects(name, old)
         self._nft()
 
     def put_acl(self, key: str, body: Any, *, create: bool) -> None:
@@ -219,7 +289,8 @@ class Switch:
             raise Refused(400, f"Invalid ACL key '{key}'")
         if not isinstance(body, dict):
             raise Refused(400, "Malformed JSON body: expected an object")
-        unknown = sorted(set(body) - {"name", "list_type", "cfg_aces", "cfg_version"})
+        allowed = set(_ACL_DEFAULTS) | ({"name", "list_type"} if create else set())
+        unknown = sorted(set(body) - allowed)
         if unknown:
             raise Refused(400, f"Attribute '{unknown[0]}' is not configurable")
         if create and (body.get("name") != m.group("name") or body.get("list_type") != "ipv4"):
@@ -227,13 +298,15 @@ class Switch:
         aces = body.get("cfg_aces") or {}
         if not isinstance(aces, dict):
             raise Refused(400, "Invalid value for attribute 'cfg_aces'")
+        version = body.get("cfg_version", _ACL_DEFAULTS["cfg_version"])  # PUT: the rest reset
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise Refused(400, "Invalid value for attribute 'cfg_version'")
         for seq, ace in aces.items():
             check_ace(str(seq), ace)
         if create and key in self.acls:
             raise Refused(400, f"ACL {key} already exists")
         if not create and key not in self.acls:
             raise Refused(404, "Object not found")
-        version = self.acls[key]["cfg_version"] + 1 if key in self.acls else 0
         self.acls[key] = {
             "name": m.group("name"),
             "list_type": "ipv4",
@@ -283,7 +356,7 @@ class Switch:
             self.interfaces, self.acls = self.auto["snapshot"]
             self.auto = None
             for name in self.interfaces:
-                self._link(name)
+                self._effects(name, None)
             self._nft()
             print("Restoration successful", flush=True)
 
@@ -401,11 +474,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 )
             else:
                 links = sw._link_states()
-                self._send(200, {n: sw.interface(n, links) for n in sw.interfaces})
+                objs = {n: sw.interface(n, links) for n in sw.interfaces}
+                wanted = (query.get("attributes") or [""])[0]
+                if wanted:  # `attributes=a,b`: only those of each object
+                    keep = set(wanted.split(","))
+                    objs = {n: {k: v for k, v in o.items() if k in keep} for n, o in objs.items()}
+                self._send(200, objs)
             return
         if len(parts) == 3 and parts[:2] == ["system", "interfaces"]:
             if method == "GET":
-                self._send(200, sw.interface(parts[2]))
+                selector = (query.get("selector") or [""])[0]
+                self._send(200, sw.interface(parts[2], writable=selector == "writable"))
             elif method == "PUT":
                 sw.put_interface(parts[2], self._loads(body))
                 self._send(200)
@@ -432,7 +511,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if method == "GET":
                 if key not in sw.acls:
                     raise Refused(404, "Object not found")
-                self._send(200, copy.deepcopy(sw.acls[key]))
+                acl = copy.deepcopy(sw.acls[key])
+                if (query.get("selector") or [""])[0] == "writable":
+                    acl = {k: acl[k] for k in _ACL_DEFAULTS}
+                self._send(200, acl)
             elif method == "PUT":
                 sw.put_acl(key, self._loads(body), create=False)
                 self._send(200)

@@ -42,5 +42,6 @@ SPEC = Spec(
     ),
     config_lines=config_lines,
     twin="agent.platforms.cisco_iosxe.twin",
+    reverts_config=True,
     l3_switch=True,
 )

@@ -1,17 +1,18 @@
 """Owns starting the cisco_iosxe twin device: its daemon (`twin_device`: the running
 configuration, its real effects in the namespace and the revert timer, journaled by PID) and its
 sshd, whose ForceCommand is the CLI relay (`twin_cli`). The twin's minute lasts
-CORDON_TWIN_IOSXE_MINUTE_S seconds (read here, in the process that builds the twin; default 60,
-IOS-XE's own unit; tests shorten it). Imports the lab's primitives (`agent.lab.daemons`,
-`twins`); only the lab imports it, through `agent.platforms.registry.twin`."""
+CORDON_TWIN_IOSXE_MINUTE_S seconds (a setting of `agent.settings`, read here in the process that
+builds the twin; default 60, IOS-XE's own unit; tests shorten it). Imports the lab's primitives
+(`agent.lab.daemons`, `twins`) and the settings; only the lab imports it, through
+`agent.platforms.registry.twin`."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
+from agent import settings
 from agent.errors import LabError
 from agent.lab import daemons
 from agent.lab.twins import Node
@@ -22,11 +23,7 @@ _HERE = Path(__file__).resolve().parent
 
 
 def minute_s() -> float:
-    raw = os.environ.get(MINUTE_ENV, "60")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise LabError(f"{MINUTE_ENV}={raw!r} is not a number of seconds") from None
+    value = settings.current().twin_iosxe_minute_s  # a positive number, checked at load
     if not 0.5 <= value <= 60:
         raise LabError(f"{MINUTE_ENV} must be between 0.5 and 60 seconds, not {value:g}")
     return value

@@ -12,6 +12,7 @@ secrets and errors; no device library."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import http.client
 import json
@@ -46,14 +47,15 @@ from agent.errors import (
 )
 from agent.platforms.fortigate import parse
 from agent.platforms.fortigate.parse import Objects
-from agent.platforms.fortigate.render import PREFIX, Policy, check_ifname, count_key
+from agent.platforms.fortigate.render import PREFIX, check_ifname, count_key
 from agent.secrets import resolve
 
 API = "/api/v2"
-POLICY, ADDRESS, SERVICE = (
+POLICY, ADDRESS, SERVICE, LOCAL_IN = (
     "cmdb/firewall/policy",
     "cmdb/firewall/address",
     "cmdb/firewall.service/custom",
+    "cmdb/firewall/local-in-policy",
 )
 INTERFACE, GLOBAL = "cmdb/system/interface", "cmdb/system/global"
 MIN_REVERT_S = 10  # cfg-revert-timeout's lowest value
@@ -198,15 +200,18 @@ class FortiGateDriver:
 
     def _device_objects(
         self, operation: str
-    ) -> tuple[Objects, dict[str, str], list[dict[str, Any]]]:
+    ) -> tuple[Objects, dict[str, str], dict[str, list[dict[str, Any]]]]:
+        """Cordon's objects on the device, their placement flags, and the two policy tables as
+        read (`POLICY`, `LOCAL_IN`: the device's order): four GETs."""
         addrs = self._results(ADDRESS, operation)
         svcs = self._results(SERVICE, operation)
         pols = self._results(POLICY, operation)
+        local = self._results(LOCAL_IN, operation)
         try:
-            objs, flags = parse.ours_from_rest(addrs, svcs, pols)
+            objs, flags = parse.ours_from_rest(addrs, svcs, pols, local)
         except (ValueError, KeyError, TypeError) as exc:
             raise DeviceError(self.target.name, operation, f"unexpected objects: {exc}") from None
-        return objs, flags, pols
+        return objs, flags, {POLICY: pols, LOCAL_IN: local}
 
     def ours(self, operation: str = "read") -> str:
         """Cordon's objects on the device as script lines ("" when it holds none)."""
@@ -370,11 +375,15 @@ class FortiGateDriver:
             started=t0,
         )
 
-    def _converge(self, wanted: Objects) -> list[str]:  # noqa: PLR0912 - one convergence
-        """Make Cordon's objects on the device exactly `wanted`: addresses and services first
-        (policies name them), policies created, changed or deleted, then ordered first; objects
-        no longer named, last. Returns the calls made."""
-        have, _flags, pols = self._device_objects("apply")
+    def _converge(self, wanted: Objects) -> list[str]:
+        """Make Cordon's objects on the device exactly `wanted`, with one read of the device
+        first and only the calls that differ: addresses and services created or changed first
+        (policies name them); in each policy table, Cordon's policies no longer wanted deleted,
+        new ones created (FortiOS appends a new policy at the end of its table), changed ones
+        edited, then those out of place moved, one move each at most; objects no longer named,
+        last. The order is tracked from that one read, not read again: the read-back after the
+        change (`verify`) checks it. Returns the calls made."""
+        have, _flags, tables = self._device_objects("apply")
         done: list[str] = []
         for name, cidr in wanted.addresses.items():
             body = {
@@ -384,11 +393,9 @@ class FortiGateDriver:
                 "comment": "cordon",
             }
             if name not in have.addresses:
-                self._call("POST", ADDRESS, operation="apply", body=body)
-                done.append(f"POST {ADDRESS} {name}")
+                done.append(self._write("POST", ADDRESS, name, body=body))
             elif have.addresses[name] != cidr:
-                self._call("PUT", f"{ADDRESS}/{_q(name)}", operation="apply", body=body)
-                done.append(f"PUT {ADDRESS}/{name}")
+                done.append(self._write("PUT", f"{ADDRESS}/{_q(name)}", name, body=body))
         for name, port in wanted.services.items():
             body = {
                 "name": name,
@@ -397,58 +404,83 @@ class FortiGateDriver:
                 "comment": "cordon",
             }
             if name not in have.services:
-                self._call("POST", SERVICE, operation="apply", body=body)
-                done.append(f"POST {SERVICE} {name}")
+                done.append(self._write("POST", SERVICE, name, body=body))
             elif have.services[name] != port:
-                self._call("PUT", f"{SERVICE}/{_q(name)}", operation="apply", body=body)
-                done.append(f"PUT {SERVICE}/{name}")
-        ids = {str(p.get("name")): int(p["policyid"]) for p in pols if "policyid" in p}
-        current = {p.name: p for p in have.policies}
-        want = {p.name: p for p in wanted.policies}
-        for name in current:
-            if name not in want:
-                self._call("DELETE", f"{POLICY}/{ids[name]}", operation="apply")
-                done.append(f"DELETE {POLICY}/{ids[name]} {name}")
-        for p in wanted.policies:
-            if p.name not in current:
-                env = self._call(
-                    "POST", POLICY, operation="apply", body={"policyid": 0, **parse.policy_body(p)}
-                )
-                ids[p.name] = int((env or {}).get("mkey", 0))
-                done.append(f"POST {POLICY} {p.name} -> {ids[p.name]}")
-            elif current[p.name] != p:
-                self._call(
-                    "PUT", f"{POLICY}/{ids[p.name]}", operation="apply", body=parse.policy_body(p)
-                )
-                done.append(f"PUT {POLICY}/{ids[p.name]} {p.name}")
-        done += self._order(wanted.policies, ids)
+                done.append(self._write("PUT", f"{SERVICE}/{_q(name)}", name, body=body))
+        done += self._converge_table(
+            POLICY,
+            tables[POLICY],
+            {p.name: p for p in have.policies},
+            [(p.name, p, parse.policy_body(p)) for p in wanted.policies],
+            _policy_name,
+        )
+        done += self._converge_table(
+            LOCAL_IN,
+            tables[LOCAL_IN],
+            {p.name: p for p in have.local_in},
+            [(p.name, p, parse.local_in_body(p)) for p in wanted.local_in],
+            parse.local_in_name,
+        )
         for name in have.addresses.keys() - wanted.addresses.keys():
-            self._call("DELETE", f"{ADDRESS}/{_q(name)}", operation="apply")
-            done.append(f"DELETE {ADDRESS}/{name}")
+            done.append(self._write("DELETE", f"{ADDRESS}/{_q(name)}", name))
         for name in have.services.keys() - wanted.services.keys():
-            self._call("DELETE", f"{SERVICE}/{_q(name)}", operation="apply")
-            done.append(f"DELETE {SERVICE}/{name}")
+            done.append(self._write("DELETE", f"{SERVICE}/{_q(name)}", name))
         return done
 
-    def _order(self, wanted: list[Policy], ids: dict[str, int]) -> list[str]:
-        """Cordon's policies first, in the script's order (moves only where they are not)."""
-        if not wanted:
-            return []
-        order = [int(p["policyid"]) for p in self._results(POLICY, "apply")]
-        target = [ids[p.name] for p in wanted]
-        if order[: len(target)] == target:
-            return []
-        done = []
-        first = order[0]
-        for i, pid in enumerate(target):
-            where = {"before": str(first)} if i == 0 else {"after": str(target[i - 1])}
-            if i == 0 and pid == first:
-                continue
-            self._call(
-                "PUT", f"{POLICY}/{pid}", operation="apply", query={"action": "move", **where}
+    def _write(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+    ) -> str:
+        """One write; the line that records it."""
+        env = self._call(method, path, operation="apply", body=body, query=query)
+        mkey = (env or {}).get("mkey") if method == "POST" else None
+        how = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+        return f"{method} {path}{'?' + how if how else ''} {what}" + (
+            f" -> {mkey}" if mkey is not None else ""
+        )
+
+    def _converge_table(
+        self,
+        path: str,
+        rows: list[dict[str, Any]],
+        current: dict[str, Any],
+        wanted: list[tuple[str, Any, dict[str, Any]]],
+        ours: Any,
+    ) -> list[str]:
+        """One policy table (`path`, its `rows` as read, in order) made to hold exactly the
+        `wanted` (name, object, REST body) of Cordon's first, in that order; `ours(row)` is the
+        Cordon name of a row, None for the site's own."""
+        done: list[str] = []
+        order = [int(r["policyid"]) for r in rows if "policyid" in r]
+        ids = {n: int(r["policyid"]) for r in rows if "policyid" in r and (n := ours(r))}
+        want = {name for name, _, _ in wanted}
+        for name in current:
+            if name not in want:
+                done.append(self._write("DELETE", f"{path}/{ids[name]}", name))
+                order.remove(ids[name])
+        for name, obj, body in wanted:
+            if name not in current:
+                env = self._call("POST", path, operation="apply", body={"policyid": 0, **body})
+                try:
+                    ids[name] = int((env or {}).get("mkey", ""))
+                except ValueError:
+                    raise DeviceError(
+                        self.target.name, "apply", f"POST {path} {name}: no policy id answered"
+                    ) from None
+                order.append(ids[name])
+                done.append(f"POST {path} {name} -> {ids[name]}")
+            elif current[name] != obj:
+                done.append(self._write("PUT", f"{path}/{ids[name]}", name, body=body))
+        site = [pid for pid in order if pid not in {ids[n] for n in want}]
+        for pid, where in moves(order, [ids[n] for n, _, _ in wanted], site):
+            done.append(
+                self._write("PUT", f"{path}/{pid}", str(pid), query={"action": "move", **where})
             )
-            how = "&".join(f"{k}={v}" for k, v in where.items())
-            done.append(f"PUT {POLICY}/{pid}?action=move&{how}")
         return done
 
     # -- dead-man: FortiOS revert mode -----------------------------------------------------------
@@ -537,6 +569,61 @@ class FortiGateDriver:
         env = self._call("GET", GLOBAL, operation=operation)
         res = (env or {}).get("results")
         return res if isinstance(res, dict) else {}
+
+
+def moves(order: list[int], target: list[int], site: list[int]) -> list[tuple[int, dict[str, str]]]:
+    """The fewest FortiOS moves (`before=`/`after=` a neighbour) that turn a policy table's
+    `order` into `target` (Cordon's, in order) followed by the `site` policies in their order.
+    The site's policies never move; Cordon's that already sit before the first of them in the
+    right relative order (a longest increasing run of their target positions) stay; each other
+    one moves once, right after its predecessor in `target` (the first: before the first policy
+    that stays)."""
+    if not target:
+        return []
+    rank = {pid: i for i, pid in enumerate(target)}
+    head = []  # Cordon's policies before the first site policy, as target positions
+    for pid in order:
+        if pid not in rank:
+            break
+        head.append(rank[pid])
+    stay = {target[i] for i in _increasing(head)}
+    out: list[tuple[int, dict[str, str]]] = []
+    fixed = stay | set(site)
+    for i, pid in enumerate(target):
+        if pid in stay:
+            continue
+        if i == 0:
+            anchor = next(p for p in [*target, *site] if p in fixed)
+            out.append((pid, {"before": str(anchor)}))
+        else:
+            out.append((pid, {"after": str(target[i - 1])}))
+    return out
+
+
+def _increasing(values: list[int]) -> list[int]:
+    """The values of a longest strictly increasing subsequence of `values`."""
+    tails: list[int] = []  # tails[k]: index of the smallest last value of a run of k+1
+    tail_values: list[int] = []
+    back: list[int] = [-1] * len(values)
+    for i, v in enumerate(values):
+        k = bisect.bisect_left(tail_values, v)
+        back[i] = tails[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(i)
+            tail_values.append(v)
+        else:
+            tails[k], tail_values[k] = i, v
+    out = []
+    i = tails[-1] if tails else -1
+    while i >= 0:
+        out.append(values[i])
+        i = back[i]
+    return out[::-1]
+
+
+def _policy_name(row: dict[str, Any]) -> str | None:
+    name = str(row.get("name", ""))
+    return name if name.startswith(PREFIX) else None
 
 
 def _q(name: str) -> str:

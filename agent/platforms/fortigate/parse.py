@@ -8,12 +8,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.platforms.fortigate.render import (
+    COMMENT_MAX,
     HEADER,
     PREFIX,
+    LocalIn,
     Policy,
     check_ifname,
     safe_comment,
@@ -30,13 +33,23 @@ class Objects:
     addresses: dict[str, str] = field(default_factory=dict)  # name -> a.b.c.d/len
     services: dict[str, int] = field(default_factory=dict)  # name -> tcp port
     policies: list[Policy] = field(default_factory=list)  # in order
+    local_in: list[LocalIn] = field(default_factory=list)  # in order
 
     def lines(self, flags: dict[str, str] | None = None) -> list[str]:
+        """The script lines; `flags` (the read-back's placement flags) by `policy <name>` and
+        `local-in <name>`."""
         flags = flags or {}
         return [
             *(f"address {n} subnet={s}" for n, s in sorted(self.addresses.items())),
             *(f"service {n} tcp={p}" for n, p in sorted(self.services.items())),
-            *(p.line(i + 1, flags.get(p.name, "")) for i, p in enumerate(self.policies)),
+            *(
+                p.line(i + 1, flags.get(f"policy {p.name}", ""))
+                for i, p in enumerate(self.policies)
+            ),
+            *(
+                p.line(i + 1, flags.get(f"local-in {p.name}", ""))
+                for i, p in enumerate(self.local_in)
+            ),
         ]
 
     def text(self, flags: dict[str, str] | None = None) -> str:
@@ -44,7 +57,7 @@ class Objects:
 
     @property
     def empty(self) -> bool:
-        return not (self.addresses or self.services or self.policies)
+        return not (self.addresses or self.services or self.policies or self.local_in)
 
 
 def check_name(name: str) -> str:
@@ -125,9 +138,14 @@ def parse_script(lines: list[str] | tuple[str, ...]) -> Objects:  # noqa: PLR091
                     comments=kv["comments"],
                 )
             )
+        elif kind == "local-in" and len(words) >= 4:
+            objs.local_in.append(_local_in(words, len(objs.local_in) + 1, where))
         else:
-            raise ValueError(f"{where}: not an address, service or policy line: {line[:80]!r}")
-    for p in objs.policies:
+            raise ValueError(
+                f"{where}: not an address, service, policy or local-in line: {line[:80]!r}"
+            )
+    every: list[Policy | LocalIn] = [*objs.policies, *objs.local_in]
+    for p in every:
         for ref in (p.srcaddr, p.dstaddr):
             if ref != "all" and ref not in objs.addresses:
                 raise ValueError(f"policy {p.name}: address {ref} is not defined")
@@ -135,7 +153,39 @@ def parse_script(lines: list[str] | tuple[str, ...]) -> Objects:  # noqa: PLR091
             raise ValueError(f"policy {p.name}: service {p.service} is not defined")
     if len({p.name for p in objs.policies}) != len(objs.policies):
         raise ValueError("a policy name appears twice")
+    if len({p.name for p in objs.local_in}) != len(objs.local_in):
+        raise ValueError("a local-in policy name appears twice")
     return objs
+
+
+def _local_in(words: list[str], seq: int, where: str) -> LocalIn:
+    """One `local-in` script line, every value checked (Cordon's local-in policies only deny)."""
+    if int(words[1]) != seq:
+        raise ValueError(f"{where}: local-in policy {words[1]} out of sequence")
+    kv = _kv(words[3:], where)
+    want = {"action", "intf", "srcaddr", "dstaddr", "service", "comments"}
+    if set(kv) - {"placement"} != want:
+        raise ValueError(f"{where}: local-in fields {sorted(kv)} are not the expected ones")
+    if kv["action"] != "deny":
+        raise ValueError(f"{where}: a Cordon local-in policy only denies, not {kv['action']!r}")
+    check_ifname(kv["intf"])
+    for ref, builtin in _REFS.items():
+        if kv[ref] != builtin:
+            check_name(kv[ref])
+    name = check_name(words[2])
+    if safe_comment(kv["comments"]) != kv["comments"] or (
+        len(kv["comments"]) > COMMENT_MAX - len(name) - 1
+    ):
+        raise ValueError(f"{where}: comment has characters FortiOS would not keep")
+    return LocalIn(
+        name=name,
+        action=kv["action"],
+        intf=kv["intf"],
+        srcaddr=kv["srcaddr"],
+        dstaddr=kv["dstaddr"],
+        service=kv["service"],
+        comments=kv["comments"],
+    )
 
 
 # -- the REST side ---------------------------------------------------------------------------------
@@ -166,14 +216,23 @@ def fortios_subnet(cidr: str) -> str:
     return f"{net.network_address} {net.netmask}"
 
 
+def local_in_name(p: dict[str, Any]) -> str | None:
+    """The Cordon name a device's local-in policy carries as the first word of its comments
+    (FortiOS gives local-in policies no name), None for the site's own."""
+    first = str(p.get("comments", "")).split(" ", 1)[0]
+    return first if _NAME.match(first) else None
+
+
 def ours_from_rest(
     addresses: list[dict[str, Any]],
     services: list[dict[str, Any]],
     policies: list[dict[str, Any]],
+    local_in: Sequence[dict[str, Any]] = (),
 ) -> tuple[Objects, dict[str, str]]:
-    """Cordon's objects among a device's (the `results` of the three cmdb tables, policies in
-    the device's order) and the placement flags of its policies: `after-site-policy` for one
-    that a site policy precedes (Cordon's must come first)."""
+    """Cordon's objects among a device's (the `results` of the four cmdb tables, policies in
+    the device's order) and the placement flags of its policies, by `policy <name>` and
+    `local-in <name>`: `after-site-policy` for one that a site policy precedes (Cordon's must
+    come first), `disabled` for one not enabled."""
     objs = Objects()
     for a in addresses:
         name = str(a.get("name", ""))
@@ -192,9 +251,9 @@ def ours_from_rest(
             site_seen = True
             continue
         if site_seen:
-            flags[name] = "after-site-policy"
+            flags[f"policy {name}"] = "after-site-policy"
         if p.get("status", "enable") != "enable":
-            flags[name] = "disabled"
+            flags[f"policy {name}"] = "disabled"
         objs.policies.append(
             Policy(
                 name=name,
@@ -207,7 +266,45 @@ def ours_from_rest(
                 comments=str(p.get("comments", "")),
             )
         )
+    site_seen = False
+    for p in local_in:
+        lname = local_in_name(p)
+        if lname is None:
+            site_seen = True
+            continue
+        if site_seen:
+            flags[f"local-in {lname}"] = "after-site-policy"
+        if p.get("status", "enable") != "enable":
+            flags[f"local-in {lname}"] = "disabled"
+        objs.local_in.append(
+            LocalIn(
+                name=lname,
+                action=str(p.get("action", "")),
+                intf=str(p.get("intf", "")),
+                srcaddr=_one(p.get("srcaddr"), "srcaddr", lname),
+                dstaddr=_one(p.get("dstaddr"), "dstaddr", lname),
+                service=_one(p.get("service"), "service", lname),
+                comments=str(p.get("comments", "")).split(" ", 1)[1]
+                if " " in str(p.get("comments", ""))
+                else "",
+            )
+        )
     return objs, flags
+
+
+def local_in_body(p: LocalIn) -> dict[str, Any]:
+    """The REST body of one of Cordon's local-in policies (cmdb firewall/local-in-policy,
+    FortiOS 7.0/7.2: `intf` is one interface name)."""
+    return {
+        "intf": p.intf,
+        "srcaddr": [{"name": p.srcaddr}],
+        "dstaddr": [{"name": p.dstaddr}],
+        "service": [{"name": p.service}],
+        "action": p.action,
+        "schedule": "always",
+        "status": "enable",
+        "comments": p.device_comments,
+    }
 
 
 def policy_body(p: Policy) -> dict[str, Any]:

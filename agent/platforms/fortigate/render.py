@@ -9,6 +9,8 @@ Script lines (the plan shows them; the driver converges the device to exactly th
     service cordon-tcp-443 tcp=443
     policy 1 cordon-1a2b3c4d action=deny srcintf=wan1 dstintf=any srcaddr=all dstaddr=all \
 service=ALL comments='isolate: cut internet #1a2b3c4d'
+    local-in 1 cordon-1a2b3c4d action=deny intf=wan1 srcaddr=all dstaddr=all service=ALL \
+comments='isolate: cut internet #1a2b3c4d'
 
 Same packet effects as `linux_nftables`: FortiOS policies are stateful and first-match; a
 session a policy accepted carries its replies through the session table without a policy lookup.
@@ -22,6 +24,21 @@ nftables; a FortiOS policy always has one. It becomes, in its place, one policy 
 its match overlaps (the overlap, with that rule's action) and a last accept of its own match
 (the site's default): the verdict of every packet is the one nft gives it, and the policies'
 hit counts (new sessions) summed under the count rule's name are its counter (`counted_as`).
+
+The firewall's own traffic on a cut interface. The nft renderer also drops, in its input chain,
+what a cut interface brings to the firewall itself (every drop naming an incoming interface and
+no outgoing one). FortiOS filters traffic to the unit with `config firewall local-in-policy`
+(intf, srcaddr, dstaddr, service, schedule, action; CLI reference 7.0/7.2; no policy means
+allowed, as far as each interface's `allowaccess` lets it): each such drop becomes a Cordon-owned
+local-in policy (`local-in <seq> cordon-<id> action=deny intf=...`) in its place in the order.
+A local-in policy has no `name`: the device holds Cordon's name as the first word of its
+`comments`, which the read-back splits off, so the read-back still compares the exact set.
+Like a firewall policy, a local-in policy acts on new sessions; replies to connections the
+FortiGate opened itself pass by the session table. FortiOS has NO counterpart for the nft
+output chain: there is no local-out policy table (`local-out` exists only as a traffic shaping
+`traffic-type`, Administration Guide 7.4 "Local-in and local-out traffic matching"), so what the
+FortiGate itself sends out of a cut interface (its DNS, NTP, FortiGuard, log uploads) is not
+blocked by Cordon; its replies still come back. The WAN or internet cut takes the peer's side too.
 """
 
 from __future__ import annotations
@@ -36,8 +53,8 @@ from agent.network.state import DeviceState, NftRule
 
 PREFIX = "cordon-"
 HEADER = (
-    "# FortiOS objects Cordon owns (firewall/address, firewall.service/custom, firewall/policy); "
-    "its policies first, in this order, before the site's own"
+    "# FortiOS objects Cordon owns (firewall/address, firewall.service/custom, firewall/policy, "
+    "firewall/local-in-policy); its policies first, in this order, before the site's own"
 )
 # FortiOS interface names: at most 15 characters (the CLI's limit); letters, digits, . _ -
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
@@ -110,6 +127,40 @@ class Policy:
         if flag:
             words.append(f"placement={flag}")
         return " ".join(words)
+
+
+@dataclass(frozen=True)
+class LocalIn:
+    """One FortiOS local-in policy Cordon owns (traffic to the FortiGate itself). FortiOS gives
+    it no name: the device's `comments` are `<name> <comments>` (`device_comments`)."""
+
+    name: str
+    action: str  # deny (Cordon only drops the unit's own traffic)
+    intf: str  # an interface name (FortiOS 7.0/7.2: one incoming interface)
+    srcaddr: str
+    dstaddr: str
+    service: str
+    comments: str
+
+    def line(self, seq: int, flag: str = "") -> str:
+        words = [
+            "local-in",
+            str(seq),
+            self.name,
+            f"action={self.action}",
+            f"intf={self.intf}",
+            f"srcaddr={self.srcaddr}",
+            f"dstaddr={self.dstaddr}",
+            f"service={self.service}",
+            f"comments={shlex.quote(self.comments)}",
+        ]
+        if flag:
+            words.append(f"placement={flag}")
+        return " ".join(words)
+
+    @property
+    def device_comments(self) -> str:
+        return f"{self.name} {self.comments}"
 
 
 def _field(a: str | int | None, b: str | int | None) -> tuple[bool, str | int | None]:
@@ -186,10 +237,38 @@ def policies(state: DeviceState) -> list[Policy]:
     return out
 
 
+def local_in(state: DeviceState) -> list[LocalIn]:
+    """Cordon's local-in policies for `state`: each drop that names an incoming interface and no
+    outgoing one also drops what that interface brings to the FortiGate itself (the nft
+    renderer's input chain), in the rules' order."""
+    out = []
+    for rule in state.ordered_rules():
+        if rule.verdict != "drop" or not rule.iif or rule.oif:
+            continue
+        rid = rule_id(rule)
+        name = PREFIX + rid
+        p = _policy(rule, name, "deny", f"{rule.tag} #{rid} local-in")
+        out.append(
+            LocalIn(
+                name=name,
+                action="deny",
+                intf=p.srcintf,
+                srcaddr=p.srcaddr,
+                dstaddr=p.dstaddr,
+                service=p.service,
+                comments=p.comments[: COMMENT_MAX - len(name) - 1],
+            )
+        )
+    return out
+
+
 def objects(state: DeviceState) -> list[str]:
-    """The object lines of `state`: addresses, services (sorted), then policies in order."""
+    """The object lines of `state`: addresses, services (sorted), then policies in order, then
+    local-in policies in order."""
     pols = policies(state)
-    addrs = {p.srcaddr for p in pols} | {p.dstaddr for p in pols}
+    local = local_in(state)
+    refs: list[Policy | LocalIn] = [*pols, *local]
+    addrs = {p.srcaddr for p in refs} | {p.dstaddr for p in refs}
     lines = []
     for rule in state.rules:
         for a in (rule.saddr, rule.daddr):
@@ -202,6 +281,7 @@ def objects(state: DeviceState) -> list[str]:
         *sorted(set(lines)),
         *sorted(services),
         *(p.line(i + 1) for i, p in enumerate(pols)),
+        *(p.line(i + 1) for i, p in enumerate(local)),
     ]
 
 

@@ -38,6 +38,7 @@ def start(node: Node) -> None:
         "address": [],
         "service": [],
         "policy": [BASELINE_POLICY],
+        "local-in-policy": [],  # FortiOS ships none: all local-in traffic allowed by default
     }
     config.write_text(json.dumps({"running": running}))
     token = node.dir / "api_token"

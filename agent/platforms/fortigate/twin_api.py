@@ -1,8 +1,10 @@
 """Owns the fortigate twin's emulated FortiOS REST API (run as `python -m` in the device's
 namespace by `twin.start`): the subset Cordon uses, with the documented envelopes and errors
 (`fixtures/`), a running and a saved configuration (persisted in the node's directory), whose
-effects are real there: its policy table becomes the namespace's own nftables (`twin_nft`), an
-interface's status `down` takes the kernel link down, and in `cfg-save revert` mode unsaved
+effects are real there as soon as each write is accepted (as FortiOS applies a cmdb change at
+once): its policy and local-in policy tables become the namespace's own nftables (`twin_nft`;
+only a write that changes the filtering reloads it), an interface's status `down` takes the
+kernel link down, and in `cfg-save revert` mode unsaved
 changes really revert to the saved configuration `cfg-revert-timeout` seconds after the last
 one (FortiOS reboots to its saved configuration; the twin reloads it, its sessions kept).
 Imports only the standard library and `twin_nft`; never Cordon's renderer or planner."""
@@ -32,6 +34,7 @@ TABLES = {  # cmdb path -> (config key, mkey field)
     "firewall/address": ("address", "name"),
     "firewall.service/custom": ("service", "name"),
     "firewall/policy": ("policy", "policyid"),
+    "firewall/local-in-policy": ("local-in-policy", "policyid"),
     "system/interface": ("interface", "name"),
 }
 
@@ -56,12 +59,17 @@ class Device:
         data = json.loads((directory / "fortigate.json").read_text())
         self.running: dict[str, Any] = data["running"]
         self.saved: dict[str, Any] = data.get("saved") or copy.deepcopy(self.running)
+        for conf in (self.running, self.saved):
+            conf.setdefault("local-in-policy", [])
         self.glob: dict[str, Any] = data.get("global") or {
             "cfg-save": "automatic",
             "cfg-revert-timeout": 600,
         }
         self.hits: dict[str, int] = data.get("hits", {})
         self.timer: threading.Timer | None = None
+        # what the kernel holds: the filtering last loaded, each link's admin status
+        self.loaded: twin_nft.Ruleset | None = None
+        self.links: dict[str, str] = {}
         self.effects()
 
     # -- persistence and effects -----------------------------------------------------------------
@@ -74,7 +82,7 @@ class Device:
             "hits": self.hits,
         }
         tmp = self.dir / "fortigate.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(json.dumps(data))
         tmp.replace(self.dir / "fortigate.json")
 
     def revision(self) -> str:
@@ -82,7 +90,7 @@ class Device:
 
     def counters(self) -> dict[int, int]:
         done = subprocess.run(
-            ["nft", "-j", "list", "table", "inet", twin_nft.TABLE],
+            ["nft", "-j", "list", "counters", "table", "inet", twin_nft.TABLE],
             capture_output=True,
             text=True,
             check=False,
@@ -90,22 +98,34 @@ class Device:
         return twin_nft.hit_counts(done.stdout) if done.returncode == 0 else {}
 
     def effects(self) -> None:
-        """The running configuration made real: the policy table as nftables (hit counts carried
-        over the reload), every interface's admin status as the kernel link's."""
-        for pid, n in self.counters().items():
-            self.hits[str(pid)] = self.hits.get(str(pid), 0) + n
-        script = twin_nft.table(
-            self.running["policy"],
-            {a["name"]: a for a in self.running["address"]},
-            {s["name"]: s for s in self.running["service"]},
+        """The running configuration made real, as FortiOS applies a change at once: the policy
+        and local-in tables as nftables, every interface's admin status as the kernel link's.
+        Only what differs from what the kernel holds is sent (a write that changes no packet
+        verdict, say an address no policy names yet, loads nothing); a reload keeps the hit
+        counts of the policies still there and drops those of policies gone."""
+        r = self.running
+        new = twin_nft.ruleset(
+            r["policy"],
+            r["local-in-policy"],
+            {a["name"]: a for a in r["address"]},
+            {s["name"]: s for s in r["service"]},
         )
-        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
-        for i in self.running["interface"]:
-            subprocess.run(
-                ["ip", "link", "set", "dev", i["name"], i.get("status", "up")],
-                capture_output=True,
-                check=False,
-            )
+        if self.loaded is None:  # first load: counts from an earlier run of this twin kept
+            for pid, n in self.counters().items():
+                self.hits[str(pid)] = self.hits.get(str(pid), 0) + n
+        if new != self.loaded:
+            script = twin_nft.script(new, self.loaded)
+            subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+            self.loaded = new
+        for i in r["interface"]:
+            status = i.get("status", "up")
+            if self.links.get(i["name"]) != status:
+                subprocess.run(
+                    ["ip", "link", "set", "dev", i["name"], status],
+                    capture_output=True,
+                    check=False,
+                )
+                self.links[i["name"]] = status
         self.persist()
 
     def changed(self) -> None:
@@ -166,26 +186,21 @@ class Device:
     def check(self, path: str, obj: dict[str, Any]) -> None:  # noqa: PLR0912 - FortiOS checks
         """FortiOS's refusals for this subset: invalid values (-651), references to objects
         that do not exist (424, -3)."""
-        if path == "firewall/policy":
+        if path == "firewall/local-in-policy":
+            intf = obj.get("intf")
+            if obj.get("action", "deny") not in ("accept", "deny") or not isinstance(intf, str):
+                raise ApiError(500, -651)  # 7.0/7.2: intf is one name, not a list
+            if intf not in [i["name"] for i in self.running["interface"]] + ["any"]:
+                raise ApiError(424, -3)
+            if obj.get("schedule", "always") != "always":
+                raise ApiError(424, -3)
+            self.check_refs(obj, ("srcaddr", "dstaddr", "service"))
+            if len(str(obj.get("comments", ""))) > 1023:
+                raise ApiError(500, -651)
+        elif path == "firewall/policy":
             if obj.get("action") not in ("accept", "deny"):
                 raise ApiError(500, -651)
-            for key in ("srcintf", "dstintf", "srcaddr", "dstaddr", "service"):
-                val = obj.get(key)
-                if not isinstance(val, list) or not val:
-                    raise ApiError(500, -651)
-                for ref in val:
-                    name = ref.get("name") if isinstance(ref, dict) else None
-                    if not isinstance(name, str):
-                        raise ApiError(500, -651)
-                    known = {
-                        "srcintf": [i["name"] for i in self.running["interface"]] + ["any"],
-                        "dstintf": [i["name"] for i in self.running["interface"]] + ["any"],
-                        "srcaddr": [a["name"] for a in self.running["address"]] + ["all"],
-                        "dstaddr": [a["name"] for a in self.running["address"]] + ["all"],
-                        "service": [s["name"] for s in self.running["service"]] + ["ALL"],
-                    }[key]
-                    if name not in known:
-                        raise ApiError(424, -3)
+            self.check_refs(obj, ("srcintf", "dstintf", "srcaddr", "dstaddr", "service"))
             if len(str(obj.get("name", ""))) > 35 or len(str(obj.get("comments", ""))) > 1023:
                 raise ApiError(500, -651)
         elif path == "firewall/address":
@@ -199,6 +214,29 @@ class Device:
         elif path == "system/interface" and obj.get("status", "up") not in ("up", "down"):
             raise ApiError(500, -651)
 
+    def check_refs(self, obj: dict[str, Any], keys: tuple[str, ...]) -> None:
+        """Each of `keys` a non-empty list of {"name": ...} naming objects that exist (-651
+        malformed, 424 / -3 an unknown one)."""
+        r = self.running
+        interfaces = [i["name"] for i in r["interface"]] + ["any"]
+        known = {
+            "srcintf": interfaces,
+            "dstintf": interfaces,
+            "srcaddr": [a["name"] for a in r["address"]] + ["all"],
+            "dstaddr": [a["name"] for a in r["address"]] + ["all"],
+            "service": [s["name"] for s in r["service"]] + ["ALL"],
+        }
+        for key in keys:
+            val = obj.get(key)
+            if not isinstance(val, list) or not val:
+                raise ApiError(500, -651)
+            for ref in val:
+                name = ref.get("name") if isinstance(ref, dict) else None
+                if not isinstance(name, str):
+                    raise ApiError(500, -651)
+                if name not in known[key]:
+                    raise ApiError(424, -3)
+
     def post(self, path: str, body: dict[str, Any]) -> str:
         rows, field = self.table(path)
         if path == "system/interface":
@@ -211,6 +249,8 @@ class Device:
             obj["policyid"] = pid
             obj.setdefault("status", "enable")
             obj.setdefault("schedule", "always")
+            if path == "firewall/local-in-policy":
+                obj.setdefault("action", "deny")  # FortiOS's default for a local-in policy
         if any(str(r[field]) == str(obj.get(field)) for r in rows) or not obj.get(field):
             raise ApiError(500, -5 if obj.get(field) else -651)
         self.check(path, obj)
@@ -242,12 +282,14 @@ class Device:
         if path in ("firewall/address", "firewall.service/custom"):
             used = any(
                 mkey in [r.get("name") for r in p.get(k, [])]
-                for p in self.running["policy"]
+                for p in [*self.running["policy"], *self.running["local-in-policy"]]
                 for k in ("srcaddr", "dstaddr", "service")
             )
             if used:
                 raise ApiError(500, -23)  # entry is used
         rows[:] = [r for r in rows if str(r[field]) != mkey]
+        if path == "firewall/policy":
+            self.hits.pop(mkey, None)  # a deleted policy's counts go with it
         self.changed()
 
     def backup(self) -> str:
@@ -288,6 +330,18 @@ class Device:
             out.append(f"        set status {p.get('status', 'enable')}")
             out.append(f'        set comments "{p.get("comments", "")}"')
             out.append("    next")
+        out += ["end", "config firewall local-in-policy"]
+        for p in r["local-in-policy"]:
+            out.append(f"    edit {p['policyid']}")
+            out.append(f'        set intf "{p.get("intf", "")}"')
+            for k in ("srcaddr", "dstaddr", "service"):
+                vals = " ".join(f'"{v["name"]}"' for v in p.get(k, []))
+                out.append(f"        set {k} {vals}")
+            out.append(f"        set action {p.get('action', 'deny')}")
+            out.append(f'        set schedule "{p.get("schedule", "always")}"')
+            out.append(f"        set status {p.get('status', 'enable')}")
+            out.append(f'        set comments "{p.get("comments", "")}"')
+            out.append("    next")
         out.append("end")
         return "\n".join(out) + "\n"
 
@@ -296,6 +350,10 @@ class Handler(BaseHTTPRequestHandler):
     device: Device
     token: str
     protocol_version = "HTTP/1.1"
+    # an answer goes out as its headers then its body, two writes: without TCP_NODELAY the
+    # body waits for the client's delayed ACK of the headers (40 ms a request on Linux), a
+    # cost of this emulator, not of a FortiGate
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt: str, *args: Any) -> None:  # method and path only
         code = args[1] if len(args) > 1 else ""

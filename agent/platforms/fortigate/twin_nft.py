@@ -1,6 +1,7 @@
 """Owns the fortigate twin's packet filter: ITS policy table (ordered, first match, the implicit
-deny at the end; sessions carry replies, as FortiOS's session table) as its own nftables table
-`inet fortigate` in the device's namespace, and the hit counts read back from it. Written from
+deny at the end; sessions carry replies, as FortiOS's session table) and ITS local-in policies
+(traffic to the unit itself) as its own nftables table `inet fortigate` in the device's
+namespace (forward and input chains), and the hit counts read back from it. Written from
 FortiOS's documented policy semantics, never from Cordon's renderer. Pure text in, text out;
 the twin's server runs `nft`. Imports nothing of Cordon; only the twin uses it."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Any
 
 TABLE = "fortigate"
@@ -44,15 +46,12 @@ def _ifs(names: list[str]) -> str | None:
     return "{ " + ", ".join(f'"{n}"' for n in names) + " }"
 
 
-def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, Any]) -> str:
-    """One policy as two nft rules: its hit count (the new sessions that reach it: every packet
-    there has matched no earlier policy) and its verdict on every packet of the original
-    direction. FortiOS's default `firewall-session-dirty check-all` re-checks a session against
-    the policies when they change, so an established session a new deny policy matches stops;
-    the verdict on every original-direction packet is that behaviour."""
+def _match(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, Any]) -> str:
+    """A policy's match (the interfaces it names, addresses, TCP ports) as nft expressions ("" for
+    any)."""
     parts = []
     for key, field in (("srcintf", "iifname"), ("dstintf", "oifname")):
-        got = _ifs(_names(policy.get(key)))
+        got = _ifs(_names(policy.get(key))) if key in policy else None
         if got:
             parts.append(f"{field} {got}")
     for key, field in (("srcaddr", "ip saddr"), ("dstaddr", "ip daddr")):
@@ -62,47 +61,119 @@ def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, 
     ports = _ports(_names(policy.get("service")), services)
     if ports:
         parts.append(f"tcp dport {ports}")
+    return " ".join(parts)
+
+
+def counter_name(policyid: int) -> str:
+    return f"policy{policyid}"
+
+
+def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, Any]) -> list[str]:
+    """One firewall policy as two nft rules: its hit count (the new sessions that reach it:
+    every packet there has matched no earlier policy), a named counter that outlives reloads of
+    the chain, and its verdict on every packet of the original direction. FortiOS's default
+    `firewall-session-dirty check-all` re-checks a session against the policies when they
+    change, so an established session a new deny policy matches stops; the verdict on every
+    original-direction packet is that behaviour."""
+    match = _match(policy, addresses, services)
     verdict = "accept" if policy.get("action") == "accept" else "drop"
-    match = " ".join(parts)
     pid = int(policy["policyid"])
-    hits = f'{match} ct state new counter comment "policy {pid}"'.strip()
-    return f"{hits}\n    {match} {verdict}".replace("    " + " ", "    ")
+    return [
+        f'{match} ct state new counter name "{counter_name(pid)}"'.strip(),
+        f"{match} {verdict}".strip(),
+    ]
 
 
-def table(
+def local_in_rule(
+    policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, Any]
+) -> str:
+    """One local-in policy (traffic to the FortiGate itself) as an nft input rule: its incoming
+    interface (`intf`, one name in FortiOS 7.0/7.2; `any`: every one), addresses, service."""
+    parts = []
+    intf = str(policy.get("intf", "any"))
+    if intf != "any":
+        parts.append(f'iifname "{intf}"')
+    fields = {k: policy.get(k) for k in ("srcaddr", "dstaddr", "service")}
+    parts.append(_match(fields, addresses, services))
+    verdict = "accept" if policy.get("action") == "accept" else "drop"
+    return " ".join(p for p in [*parts, verdict] if p)
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """The twin's filtering for one configuration: the forward chain (firewall policies), the
+    input chain (local-in policies) and the named counters the forward chain uses."""
+
+    forward: tuple[str, ...]
+    input: tuple[str, ...]
+    counters: frozenset[str]
+
+
+def ruleset(
     policies: list[dict[str, Any]],
+    local_in: list[dict[str, Any]],
     addresses: dict[str, dict[str, Any]],
     services: dict[str, dict[str, Any]],
-) -> str:
-    """The script that makes `table inet fortigate` exactly this policy table."""
-    lines = [
-        f"table inet {TABLE} {{}}",
-        f"delete table inet {TABLE}",
-        f"table inet {TABLE} {{",
-        "  chain forward {",
-        "    type filter hook forward priority 0; policy drop;",
-        "    ct direction reply ct state established,related accept",
-    ]
-    lines += [
-        f"    {rule(p, addresses, services)}"
-        for p in policies
+) -> Ruleset:
+    """The filtering the configuration asks for: the enabled policies in their order (first
+    match, the implicit deny at the end; replies by the session table), the enabled local-in
+    policies in theirs (no match: the unit accepts; replies to the unit's own sessions pass)."""
+    forward = ["ct direction reply ct state established,related accept"]
+    counters = set()
+    for p in policies:
+        if p.get("status", "enable") == "enable":
+            forward += rule(p, addresses, services)
+            counters.add(counter_name(int(p["policyid"])))
+    inp = ["ct direction reply ct state established,related accept"]
+    inp += [
+        local_in_rule(p, addresses, services)
+        for p in local_in
         if p.get("status", "enable") == "enable"
     ]
-    lines += ["  }", "}"]
+    return Ruleset(tuple(forward), tuple(inp), frozenset(counters))
+
+
+def script(new: Ruleset, old: Ruleset | None) -> str:
+    """The script that makes `table inet fortigate` exactly `new`, in one transaction. From
+    nothing (`old` None) the table is made afresh; else its chains are flushed and refilled,
+    the counters of policies still there kept (declaring an existing counter keeps its value),
+    those of policies gone deleted."""
+    lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"] if old is None else []
+    lines += [
+        f"table inet {TABLE} {{",
+        *(f"  counter {c} {{}}" for c in sorted(new.counters)),
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy drop;",
+        "  }",
+        "  chain input {",
+        "    type filter hook input priority 0; policy accept;",
+        "  }",
+        "}",
+        f"flush chain inet {TABLE} forward",
+        f"flush chain inet {TABLE} input",
+        f"table inet {TABLE} {{",
+        "  chain forward {",
+        *(f"    {r}" for r in new.forward),
+        "  }",
+        "  chain input {",
+        *(f"    {r}" for r in new.input),
+        "  }",
+        "}",
+    ]
+    if old is not None:
+        lines += [f"delete counter inet {TABLE} {c}" for c in sorted(old.counters - new.counters)]
     return "\n".join(lines) + "\n"
 
 
 def hit_counts(nft_json: str) -> dict[int, int]:
-    """policyid -> packets counted (new sessions' packets) from `nft -j list table inet ...`."""
+    """policyid -> packets counted (new sessions' packets) from
+    `nft -j list counters table inet fortigate`."""
     out: dict[int, int] = {}
     if not nft_json.strip():
         return out
     for item in json.loads(nft_json).get("nftables", []):
-        r = item.get("rule") if isinstance(item, dict) else None
-        if not r or not str(r.get("comment", "")).startswith("policy "):
-            continue
-        pid = int(str(r["comment"]).split()[1])
-        for stmt in r.get("expr", []):
-            if isinstance(stmt, dict) and isinstance(stmt.get("counter"), dict):
-                out[pid] = out.get(pid, 0) + int(stmt["counter"].get("packets", 0))
+        c = item.get("counter") if isinstance(item, dict) else None
+        name = str(c.get("name", "")) if isinstance(c, dict) else ""
+        if isinstance(c, dict) and name.startswith("policy") and name[6:].isdigit():
+            out[int(name[6:])] = int(c.get("packets", 0))
     return out

@@ -7,10 +7,12 @@ a wrong password is an AuthError."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,8 @@ from agent.drivers.base import ChangeSet, Expectation, Target
 from agent.errors import AuthError, CertificateError
 from agent.lab import flows, netns
 from agent.network.state import DeviceState, NftRule
-from agent.platforms.aruba_aoscx import render
+from agent.platforms.aruba_aoscx import parse, render
+from agent.platforms.aruba_aoscx.driver import AoscxDriver
 from agent.platforms.capabilities import DeadMan, ReadsRuleComments
 from agent.platforms.registry import one_shot
 from tests.conftest import ROOT, Twin
@@ -93,6 +96,68 @@ def test_shutdown_takes_the_port_down_and_cuts_its_flow(aoscx: Twin) -> None:
     assert wait_for(lambda: all(matrix(aoscx).values()), timeout=10)
 
 
+def running_interfaces(drv: object) -> dict[str, Any]:
+    """The switch's interfaces in its running configuration (the backup's JSON)."""
+    assert isinstance(drv, AoscxDriver)
+    return dict(json.loads(drv.facts().config)["Interface"])
+
+
+def bridge_of(twin: Twin, kernel: str) -> str | None:
+    out = netns.run(["ip", "-j", "link", "show", kernel], netns=twin.bp.device_ns[SW]).stdout
+    master = json.loads(out)[0].get("master")
+    return None if master is None else str(master)
+
+
+def test_port_writes_keep_the_ports_own_configuration(aoscx: Twin) -> None:
+    """Shut then reopen port 1/1/3, quarantine then reopen the VLAN interfaces: every other
+    writable attribute (the port's description and access VLAN, the VLAN interfaces' description
+    and address) is what it was, the port is still in its VLAN's bridge and every flow works
+    (AOS-CX's PUT replaces every writable attribute: the driver must send them all back)."""
+    target = Target.of(aoscx.inv, SW)
+    with one_shot(target) as drv:
+        before = running_interfaces(drv)
+        assert before["1/1/3"]["description"] == "file server"
+        assert before["1/1/3"]["vlan_tag"] == {"120": "/rest/v10.09/system/vlans/120"}
+        assert before["vlan120"]["ip4_address"] == "198.18.97.1/24"
+        bridge = bridge_of(aoscx, "1-1-3")
+        assert bridge is not None
+        drv.apply(ChangeSet(tuple(render.shut_lines(["1/1/3"], down=True))))
+        drv.apply(ChangeSet(tuple(render.shut_lines(["1/1/3"], down=False))))
+        drv.apply(acl_change(QUARANTINE, "test.quarantine"))
+        drv.apply(acl_change(NONE, "test.reopen"))
+        drv.verify(Expectation(admin_up={"1/1/3": True}, table_present=False))
+        assert running_interfaces(drv) == before
+    assert bridge_of(aoscx, "1-1-3") == bridge
+    assert wait_for(lambda: all(matrix(aoscx).values()), timeout=10)
+
+
+def test_the_twin_resets_what_a_put_leaves_out(aoscx: Twin) -> None:
+    """The twin follows AOS-CX's PUT: a body with only admin_state and the ACL references (what
+    the driver once sent) resets the port's description and puts it back in VLAN 1, out of its
+    VLAN's bridge: its flow stops although the port is up. PUT back whole, it works again."""
+    target = Target.of(aoscx.inv, SW)
+    path = parse.if_path("1/1/3")
+    with one_shot(target) as drv:
+        assert isinstance(drv, AoscxDriver)
+        whole = drv._get(f"{path}?selector=writable", "test")
+        try:
+            drv._write(
+                "PUT",
+                path,
+                "test",
+                {"admin_state": "up", "aclv4_routed_in_cfg": None, "aclv4_routed_out_cfg": None},
+            )
+            lost = running_interfaces(drv)["1/1/3"]
+            assert lost["description"] is None and lost["vlan_tag"] is None
+            assert bridge_of(aoscx, "1-1-3") is None
+            assert wait_for(lambda: not matrix(aoscx)["icu-files"], timeout=10)
+            assert kernel_up(aoscx, "1-1-3")
+        finally:
+            drv._write("PUT", path, "test", whole)
+        assert running_interfaces(drv)["1/1/3"]["description"] == "file server"
+    assert wait_for(lambda: all(matrix(aoscx).values()), timeout=10)
+
+
 def test_acls_quarantine_a_zone_while_the_must_survive_flow_survives(aoscx: Twin) -> None:
     """Cordon's ACLs on vlan110/vlan120 (routed-in and routed-out): the file server is cut, the
     ICU's must-survive flow to the central station keeps working; the read-back holds exactly
@@ -123,7 +188,8 @@ KILLED_AGENT = """
 import os, signal, sys
 from agent.drivers.base import ChangeSet, Target
 from agent.inventory import load
-from agent.platforms.aruba_aoscx import render
+from agent.platforms.aruba_aoscx import parse, render
+from agent.platforms.aruba_aoscx.driver import AoscxDriver
 from agent.platforms.registry import one_shot
 from agent.network.state import DeviceState
 inv = load(sys.argv[1])

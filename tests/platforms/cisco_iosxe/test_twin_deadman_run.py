@@ -5,6 +5,7 @@ run from what the switch shows. A final rollback, left to finish, reopens the WA
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers.base import Target
+from agent.drivers.base import ChangeSet, Target
 from agent.engine.journal import Journal
+from agent.lab import netns
 from agent.platforms.cisco_iosxe.parse import rule_comments_in
-from agent.platforms.cisco_iosxe.render import acl_comments
+from agent.platforms.cisco_iosxe.render import acl_comments, shut_lines
 from agent.platforms.registry import one_shot
 from tests.conftest import ROOT, Twin
 from tests.lab.twinops import wait_for
@@ -26,10 +28,10 @@ from tests.platforms.cisco_iosxe.conftest import MINUTE_S, PAIR, matrix
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]  # its own twin: before the session's
 
 
-def cordon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cordon(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -91,3 +93,108 @@ def test_sigkill_before_confirm_reverts_on_the_switch(pair: Twin, tmp_path: Path
     back = cordon(env, "rollback", run.run_id, "--local")
     assert back.returncode == 0, back.stdout + back.stderr
     assert wait_for(lambda: all(matrix(pair).values()), timeout=15)
+
+
+SHUT_PC = """
+name: shut-pc
+description: Shut the PC's switch port (segment-port on the IOS-XE pair)
+level: L4
+targets:
+  kinds: [establishment]
+limits:
+  max_sites: 1
+allow_cut: [pc-to-central]
+on_failure: rollback
+steps:
+  - name: shut
+    action: shut_port
+    device: site-sw
+    interface: Gi1/0/5
+"""
+
+
+def link_up(twin: Twin, device: str, interface: str) -> bool:
+    """The kernel's admin state of `interface` in the device's namespace (real link state)."""
+    kernel = twin.bp.ifnames[device][interface]
+    out = netns.run(["ip", "-j", "link", "show", kernel], netns=twin.bp.device_ns[device]).stdout
+    return "UP" in json.loads(out)[0]["flags"]
+
+
+def test_port_reopened_by_cli_is_armed_and_reverts_when_the_agent_dies(
+    pair: Twin, tmp_path: Path
+) -> None:
+    """A port shut by `segment-port` (cli) is reopened by `cordon rollback` under the switch's own
+    revert timer: the agent is SIGKILLed before it confirms, the switch shuts the port again by
+    itself (kernel link down, the PC's flow closed), and `cordon resume` records the port shut
+    as the switch shows it. A second rollback, left to finish, confirms in time: past the timer
+    the port is still open."""
+    # segment-port with the PC's must-survive flow cut knowingly: a playbook of the test's own,
+    # found in ./playbooks of the directory cordon runs in
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "shut-pc.yaml").write_text(SHUT_PC, encoding="utf-8")
+    env = {
+        **os.environ,
+        "CORDON_STATE_DIR": str(tmp_path),
+        "CORDON_INVENTORY": str(PAIR),
+        "CORDON_ROLES": str(ROOT / "inventory" / "roles.yaml"),
+        "PYTHONPATH": str(ROOT),
+    }
+    cut = cordon(env, "run", "shut-pc", "--yes", "--json", "--local", "-s", "tx-site", cwd=tmp_path)
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    assert not link_up(pair, "site-sw", "Gi1/0/5")
+    assert wait_for(lambda: not matrix(pair)["pc-to-ehr"], timeout=5)
+    journal = Journal(tmp_path / "journal.sqlite")
+    (run,) = journal.runs()
+    journal.close()
+    log = pair.state.dir / "site-sw" / "iosxe-device.log"
+    before = log.read_text().count("revert timer armed") if log.exists() else 0
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "rollback", run.run_id, "--local"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not armed(log, before):  # `no shutdown` must come under the switch's timer
+                assert time.monotonic() < deadline and proc.poll() is None, "never armed"
+                time.sleep(0.001)
+            while not link_up(pair, "site-sw", "Gi1/0/5"):  # reopened: kill before the confirm
+                assert time.monotonic() < deadline and proc.poll() is None, "never reopened"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert "rollback disarmed" not in log.read_text().split("revert timer armed")[-1], (
+            "the agent confirmed before it was killed: the test's kill came too late"
+        )
+        assert wait_for(
+            lambda: "rolling back" in log.read_text().split("revert timer armed")[-1],
+            timeout=4 * MINUTE_S,
+        )
+        assert wait_for(lambda: not link_up(pair, "site-sw", "Gi1/0/5"), timeout=5)
+        assert wait_for(lambda: not matrix(pair)["pc-to-ehr"], timeout=5)
+        done = cordon(env, "resume", run.run_id, cwd=tmp_path)
+        assert done.returncode in (0, 4, 15, 19), done.stdout + done.stderr
+        journal = Journal(tmp_path / "journal.sqlite")
+        recorded = journal.device_states().get("site-sw")
+        journal.close()
+        assert recorded is not None and "Gi1/0/5" in recorded.down_interfaces  # the truth
+        with one_shot(Target.of(pair.inv, "site-sw")) as drv:
+            shown = {i.name: i.admin_up for i in drv.facts().interfaces}
+        assert shown["Gi1/0/5"] is False
+        armed_before = log.read_text().count("revert timer armed")
+        back = cordon(env, "rollback", run.run_id, "--local", cwd=tmp_path)
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert log.read_text().count("revert timer armed") == armed_before + 1
+        assert "rollback disarmed" in log.read_text().split("revert timer armed")[-1]
+        wait_for(lambda: False, timeout=2 * MINUTE_S)  # past the switch's deadline
+        assert "rolling back" not in log.read_text().split("revert timer armed")[-1]
+        assert link_up(pair, "site-sw", "Gi1/0/5")
+        assert wait_for(lambda: all(matrix(pair).values()), timeout=15)
+    finally:  # the port open again whatever happened, for the next test
+        with one_shot(Target.of(pair.inv, "site-sw")) as drv:
+            drv.apply(ChangeSet(tuple(shut_lines(["Gi1/0/5"], down=False)), action="test.reopen"))

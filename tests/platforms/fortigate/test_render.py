@@ -153,3 +153,48 @@ def test_config_lines_drop_cordon_blocks() -> None:
         "    next",
         "end",
     ]
+
+
+def test_cut_interface_also_denies_traffic_to_the_firewall_itself() -> None:
+    """The nft renderer's input chain (drops with an incoming interface and no outgoing one)
+    becomes Cordon's local-in policies, named in their comments; nothing for the output chain
+    (FortiOS has no local-out policy)."""
+    from agent.platforms.linux_nftables import render as nft  # noqa: PLC0415
+
+    state = STATES["reconnect"]
+    local = render.local_in(state)
+    (_, nft_in), (_, nft_out) = nft.chains(state)[1:]
+    assert [p.intf for p in local] == [r.iif for r in nft_in] == ["wan1"]
+    assert nft_out  # nft also drops the firewall's own traffic out of wan1: FortiOS cannot
+    assert all(p.action == "deny" and p.device_comments.startswith(p.name + " ") for p in local)
+    lines = render.objects(state)
+    assert [ln.split()[0] for ln in lines].count("local-in") == 1
+    assert parse.parse_script(lines).local_in == local
+    # the read-back of the device's REST objects gives the same lines, name from the comments
+    objs = parse.parse_script(lines)
+    rest_local = [{"policyid": 7, **parse.local_in_body(p)} for p in objs.local_in]
+    rest_pols = [{"policyid": i, **parse.policy_body(p)} for i, p in enumerate(objs.policies)]
+    addrs = [{"name": n, "subnet": parse.fortios_subnet(c)} for n, c in objs.addresses.items()]
+    svcs = [{"name": n, "tcp-portrange": str(p)} for n, p in objs.services.items()]
+    back, flags = parse.ours_from_rest(addrs, svcs, rest_pols, rest_local)
+    assert back.lines(flags) == lines
+    # a site local-in policy ahead of Cordon's shows in the read-back (it must come first)
+    site = {"policyid": 1, "intf": "any", "comments": "site rule", "action": "accept"}
+    back, flags = parse.ours_from_rest(addrs, svcs, rest_pols, [site, *rest_local])
+    assert set(back.lines(flags)) != set(lines)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "local-in 1 cordon-x action=accept intf=wan1 srcaddr=all dstaddr=all service=ALL "
+        "comments=x",
+        "local-in 1 cordon-x action=deny intf=any srcaddr=all dstaddr=all service=ALL comments=x",
+        "local-in 1 cordon-x action=deny intf='wan1\"' srcaddr=all dstaddr=all service=ALL "
+        "comments=x",
+        "local-in 2 cordon-x action=deny intf=wan1 srcaddr=all dstaddr=all service=ALL comments=x",
+    ],
+)
+def test_local_in_lines_refuse_what_cordon_never_writes(line: str) -> None:
+    with pytest.raises(ValueError):
+        parse.parse_script([line])

@@ -1,0 +1,82 @@
+"""Owns the juniper_junos twin device: its configuration daemon (`twin_device`, started with the
+lab's primitives, journaled, stopped by PID at `lab down`) and its sshd, whose `netconf`
+subsystem (RFC 6242) relays each session to the daemon (`twin_netconf`). The daemon starts from
+the inventory's view of the device (host name, interface addresses) and knows the kernel name of
+each interface (the twin renames `ge-0/0/1` to `ge-0-0-1`).
+A `commit confirmed N` lasts N minutes; `time_scale` lets a test make a minute shorter before the
+twin is built (the lab's setting only: the driver and the device's replies still say minutes).
+Imports the lab's primitives (`agent.lab.daemons`, `twins`); only the lab imports it, through
+`agent.platforms.registry.twin`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from agent.lab import daemons
+from agent.lab.twins import Node
+
+PORT = 8300  # the daemon's port on the device namespace's loopback (never reachable outside)
+_minute_s = 60.0
+
+
+def time_scale(seconds_per_minute: float) -> None:
+    """Make a confirm minute last `seconds_per_minute` on twins built from now on (tests)."""
+    global _minute_s  # noqa: PLW0603 - the lab's one knob, read when a device starts
+    if not 0.1 <= seconds_per_minute <= 60:
+        raise ValueError("a twin minute lasts 0.1 to 60 s")
+    _minute_s = float(seconds_per_minute)
+
+
+def initial_config(node: Node) -> list[str]:
+    """The device's configuration at `lab up`, as Junos `set` lines."""
+    dev = node.device
+    lines = [f"set system host-name {dev.name}"]
+    mgmt = dev.management
+    lines.append(f"set interfaces {mgmt.interface} unit 0 family inet address {mgmt.address}/32")
+    for iface in dev.interfaces:
+        if iface.address is None or iface.name == mgmt.interface:
+            continue
+        ifd, _, unit = iface.name.partition(".")
+        lines.append(f"set interfaces {ifd} unit {unit or '0'} family inet address {iface.address}")
+    return lines
+
+
+def start(node: Node) -> None:
+    renamed = dict(node.spec.renamed)
+    names = [i.name for i in node.device.interfaces]
+    if node.device.management.interface not in names:
+        names.append(node.device.management.interface)
+    node.dir.mkdir(parents=True, exist_ok=True)
+    (node.dir / "junos-ifnames.json").write_text(
+        json.dumps({n: renamed.get(n, n) for n in names}), encoding="utf-8"
+    )
+    (node.dir / "junos-initial.conf").write_text(
+        "\n".join(initial_config(node)) + "\n", encoding="utf-8"
+    )
+    node.record(
+        daemons.start_api_server(
+            node.spec.ns,
+            node.dir,
+            node.spec.device,
+            "junosd",
+            "agent.platforms.juniper_junos.twin_device",
+            ["--dir", str(node.dir), "--listen", f"127.0.0.1:{PORT}", "--minute", f"{_minute_s:g}"],
+            address="127.0.0.1",
+            port=PORT,
+        )
+    )
+    relay = Path(__file__).with_name("twin_netconf.py")
+    node.record(
+        daemons.start_sshd(
+            node.spec.ns,
+            node.dir,
+            node.spec.device,
+            str(node.spec.mgmt_address),
+            port=node.spec.ssh_port,
+            host_key_path=node.host_key,
+            authorized_keys_path=node.authorized_keys,
+            subsystems=[("netconf", f"{sys.executable} -I -S {relay} 127.0.0.1 {PORT}")],
+        )
+    )

@@ -1,0 +1,49 @@
+"""The fortigate driver's ordering, pure: the moves it sends turn any policy table into Cordon's
+policies first in the script's order and the site's after them in their own order, moving none
+of the site's and each of Cordon's at most once (none already in place)."""
+
+from __future__ import annotations
+
+import random
+
+from agent.platforms.fortigate.driver import moves
+
+
+def play(order: list[int], target: list[int], site: list[int]) -> tuple[list[int], list[int]]:
+    """The table after FortiOS applies the moves (`before=`/`after=` a neighbour), and the ids
+    moved."""
+    table, moved = list(order), []
+    for pid, where in moves(order, target, site):
+        ((how, other),) = where.items()
+        table.remove(pid)
+        table.insert(table.index(int(other)) + (0 if how == "before" else 1), pid)
+        moved.append(pid)
+    return table, moved
+
+
+def test_any_order_converges_with_one_move_per_policy_at_most() -> None:
+    rng = random.Random(13)
+    for _ in range(2000):
+        ours = rng.sample(range(1, 50), rng.randint(1, 9))
+        site = [1000 + i for i in range(rng.randint(0, 3))]
+        order = ours + site
+        rng.shuffle(order)
+        target = rng.sample(ours, len(ours))
+        in_site_order = [p for p in order if p in site]
+        table, moved = play(order, target, in_site_order)
+        assert table == target + in_site_order
+        assert not set(moved) & set(site)
+        assert len(moved) == len(set(moved))
+
+
+def test_nothing_moves_when_in_place_and_new_ones_move_once() -> None:
+    assert moves([1, 2, 3, 1000], [1, 2, 3], [1000]) == []
+    # created policies land after the site's: each moves once, right after its predecessor
+    assert moves([1, 2, 1000, 7, 8], [1, 2, 7, 8], [1000]) == [
+        (7, {"after": "2"}),
+        (8, {"after": "7"}),
+    ]
+    # a first policy created goes before the first one that stays
+    assert moves([1, 2, 1000, 9], [9, 1, 2], [1000]) == [(9, {"before": "1"})]
+    assert moves([1000, 5], [5], [1000]) == [(5, {"before": "1000"})]
+    assert moves([1000], [], [1000]) == []
