@@ -122,6 +122,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         )
 
 
+def builds_its_own_twin(item: pytest.Item) -> bool:
+    """Marked `twin_lifecycle`, or it takes the twin lock without the session twin (a fixture of
+    its own builds a twin: a platform's small group, a second group)."""
+    names = getattr(item, "fixturenames", ())
+    return bool(item.get_closest_marker("twin_lifecycle")) or (
+        "twin_lock" in names and "twin" not in names
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Lifecycle tests build and remove their own twin: run them before the session twin."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("twin_lifecycle") else 1)
+    """Tests that build and remove their own twin run before the session twin is built (one twin
+    per machine: the session twin stays up from its first test to the end of the run). The sort
+    is stable: a module's tests stay together, its module fixture builds its twin once."""
+    items.sort(key=lambda item: 0 if builds_its_own_twin(item) else 1)

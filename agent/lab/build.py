@@ -64,12 +64,23 @@ def up(inv: Inventory, lab: str = DEFAULT_LAB) -> LabState:
     CORDON_LAB_READY_S). Refuses if a twin is already up; undoes a failed build, a twin that is
     not ready included (LabError naming the flows, the device and the hop at fault)."""
     require_root()
-    existing = LabState.load(lab)
-    if existing is not None:
+    # One twin per machine: every twin's management veth is the root namespace's ROOT_LINK and
+    # its guard is GUARD_TABLE. A second one would fail half-built, and undoing it would take
+    # the first twin's management link and guard with it: refused before anything is touched.
+    for other in [lab, *sorted(p.parent.name for p in state_root().glob("*/state.json"))]:
+        existing = LabState.load(other)
+        if existing is not None:
+            raise LabError(
+                f"a twin is already up (lab {other!r}, built from {existing.inventory} "
+                f"at {existing.started_at}, phase {existing.phase}); one twin at a time",
+                hint=f"take twin {other!r} down first (`cordon lab down` for the default one; "
+                "it also cleans up after an interrupted build)",
+            )
+    if netns.run(["ip", "link", "show", ROOT_LINK], check=False).returncode == 0:
         raise LabError(
-            f"a twin is already up (lab {lab!r}, built from {existing.inventory} "
-            f"at {existing.started_at}, phase {existing.phase})",
-            hint="`cordon lab down` first (it also cleans up after an interrupted build)",
+            f"the root namespace already has a link {ROOT_LINK} but no twin state records it",
+            hint="a twin of another state directory may be up: take it down, or remove the "
+            "link by hand after checking what owns it",
         )
     bp = blueprint(inv, lab)  # SafetyError here, before anything is touched
     t0 = time.perf_counter()

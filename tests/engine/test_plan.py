@@ -1,5 +1,7 @@
-"""Planning is pure and exact: golden plans per platform, refusals of must-survive and
-management cuts, idempotent re-planning, and clear errors for invalid playbooks."""
+"""Planning is pure and exact: golden plans per platform (the all-Linux group's golden plans
+unchanged since the example group moved to a mix of platforms, and the mixed example's own),
+refusals of must-survive and management cuts, idempotent re-planning, and clear errors for invalid
+playbooks."""
 
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.network.paths import flow_path
 from agent.network.state import DeviceState, NftRule, allow_rules, flow_open
+from agent.platforms import registry
+from agent.platforms.fortigate import render as fg_render
 from agent.platforms.linux_nftables import render
 from agent.platforms.linux_nftables.render import nft_table
+from agent.platforms.stormshield import render as sns_render
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
@@ -31,6 +36,14 @@ GOLDEN = Path(__file__).parent / "golden"
 @pytest.fixture(scope="module")
 def inv() -> Inventory:
     return load(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def linux_inv(tmp_path_factory: pytest.TempPathFactory) -> Inventory:
+    """The example group as it was before the mix: every firewall on linux_nftables."""
+    path = tmp_path_factory.mktemp("all-linux") / "hospi-grand-ouest-linux.yaml"
+    path.write_text(yaml.safe_dump(hospi_grand_ouest(mixed=False), sort_keys=False))
+    return load(path)
 
 
 def playbook_file(tmp_path: Path, text: str) -> Path:
@@ -51,23 +64,40 @@ def render_plan(p: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize(
-    ("name", "sites"),
-    [
-        ("preventive-degraded", ["saint-gilles-villa-notre-dame"]),
-        ("isolate-site", ["rennes-la-sagesse"]),
-    ],
-)
-def test_golden_plans(inv: Inventory, name: str, sites: list[str]) -> None:
-    """The plan (commands, undo, impact) equals the reviewed golden file for that playbook."""
-    pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", inv)
-    text = render_plan(plan(pb, inv, sites=sites))
-    golden = GOLDEN / f"{name}.txt"
+GOLDEN_CASES = [
+    ("preventive-degraded", ["saint-gilles-villa-notre-dame"]),
+    ("isolate-site", ["rennes-la-sagesse"]),
+]
+
+
+def check_golden(text: str, golden: Path) -> None:
     if os.environ.get("CORDON_REGOLD"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
         pytest.fail(f"{golden} regenerated: review `git diff`, then run without CORDON_REGOLD")
     assert text == golden.read_text()
+
+
+@pytest.mark.parametrize(("name", "sites"), GOLDEN_CASES)
+def test_golden_plans_of_the_all_linux_group(
+    linux_inv: Inventory, name: str, sites: list[str]
+) -> None:
+    """On the all-Linux group (`hospi_grand_ouest(mixed=False)`), the plan (commands, undo,
+    impact) equals the golden file reviewed before the example group's platforms were mixed:
+    planning for linux_nftables did not change."""
+    pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", linux_inv)
+    check_golden(render_plan(plan(pb, linux_inv, sites=sites)), GOLDEN / f"{name}.txt")
+
+
+@pytest.mark.parametrize(("name", "sites"), GOLDEN_CASES)
+def test_golden_plans_of_the_mixed_example(inv: Inventory, name: str, sites: list[str]) -> None:
+    """On the shipped example (Saint-Gilles behind a Stormshield SNS, La Sagesse behind a
+    FortiGate), the plan equals the reviewed golden file of the mix."""
+    pb = load_playbook(ROOT / "playbooks" / f"{name}.yaml", inv)
+    text = render_plan(plan(pb, inv, sites=sites))
+    methods = {"preventive-degraded": "(stormshield, sns)", "isolate-site": "(fortigate, fortios)"}
+    assert methods[name] in text
+    check_golden(text, GOLDEN / f"{name}.mixed.txt")
 
 
 def test_ios_golden(inv: Inventory, tmp_path: Path) -> None:
@@ -211,9 +241,14 @@ def test_nft_table_empty_state_removes_table() -> None:
             "zone 'morgue' is in no site",
         ),
         (
-            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: nts-fw1, "
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: bz2-fw1, "
             "interface: inet0}\n",
-            "method cli on cisco_ios",
+            "bz2-fw1 is linux_nftables: shut a port with method cli on cisco_ios, fortigate",
+        ),
+        (
+            "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: sgv-fw1, "
+            "interface: inet0}\n",
+            "sgv-fw1 is stormshield: shut a port with method cli on cisco_ios, fortigate",
         ),
         (
             "name: x\nlevel: L4\nsteps:\n  - {name: a, action: shut_port, device: nts-sw1, "
@@ -339,17 +374,32 @@ def test_rolling_back_a_run_that_changed_nothing_cancels_it(inv: Inventory, tmp_
 RESUME = "ct state new tcp flags & (syn | ack) == ack"
 
 
-def _exception_plans(inv: Inventory, tmp_path: Path) -> dict[str, Plan]:
-    """A plan per kind of exception: allow_flow, block_zones' must-survive, reconnect_zone."""
+# Where each platform holds the three kinds of exception: the sites the nft tests always used, on
+# the all-Linux group; on the mixed example, one site behind each firewall platform.
+EXCEPTION_SITES = {
+    "linux_nftables": ("nantes-jules-verne", "nts", "rennes-la-sagesse"),
+    "fortigate": ("nantes-jules-verne", "nts", "rennes-la-sagesse"),
+    "stormshield": ("fontenay-sud-vendee", "fnt", "fontenay-sud-vendee"),
+    "linux_nftables (mixed example)": ("bretagne-etab-2", "bz2", "bretagne-etab-2"),
+}
+
+
+def _exception_plans(
+    inv: Inventory, tmp_path: Path, sites: tuple[str, str, str]
+) -> dict[str, Plan]:
+    """A plan per kind of exception: allow_flow (the WAN cut at `sites[0]` keeping its backup to
+    the core), block_zones' must-survive (isolate-site at `sites[2]`), reconnect_zone (its servers
+    zone back after that isolation)."""
+    allow_site, code, site = sites
     isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
-    isolated = plan(isolate, inv, sites=["rennes-la-sagesse"])
-    after = {c.device: c.after for s in isolated.steps for c in s.changes if c.method == "nft"}
+    isolated = plan(isolate, inv, sites=[site])
+    after = {c.device: c.after for s in isolated.steps for c in s.changes}
     allow = load_playbook(
         playbook_file(
             tmp_path,
             "name: keep\nlevel: L2\nsteps:\n"
             "  - {name: cut-wan, action: cut_link, kinds: [wan]}\n"
-            "  - {name: keep, action: allow_flow, flow: nts-backup-core}\n",
+            f"  - {{name: keep, action: allow_flow, flow: {code}-backup-core}}\n",
         ),
         inv,
     )
@@ -362,21 +412,29 @@ def _exception_plans(inv: Inventory, tmp_path: Path) -> dict[str, Plan]:
         inv,
     )
     return {
-        "allow_flow": plan(allow, inv, sites=["nantes-jules-verne"]),
+        "allow_flow": plan(allow, inv, sites=[allow_site]),
         "block_zones": isolated,
-        "reconnect_zone": plan(reconnect, inv, sites=["rennes-la-sagesse"], current=after),
+        "reconnect_zone": plan(reconnect, inv, sites=[site], current=after),
     }
 
 
+def _nft_lines(p: Plan) -> list[str]:
+    return [ln for s in p.steps for c in s.changes if c.method == "nft" for ln in c.commands]
+
+
 @pytest.mark.parametrize("kind", ["allow_flow", "block_zones", "reconnect_zone"])
+@pytest.mark.parametrize("group", ["linux_nftables", "linux_nftables (mixed example)"])
 def test_exception_replies_are_accepted_by_connection_tracking_only(
-    inv: Inventory, tmp_path: Path, kind: str
+    inv: Inventory, linux_inv: Inventory, tmp_path: Path, kind: str, group: str
 ) -> None:
     """Every rendered accept from a service's source port matches replies of a connection the
     client opened (`ct state established,related`) or a connection first seen mid-stream that
-    opens nothing (an ACK, no SYN): never a packet opening a connection from the server side."""
-    p = _exception_plans(inv, tmp_path)[kind]
-    lines = [ln for s in p.steps for c in s.changes if c.method == "nft" for ln in c.commands]
+    opens nothing (an ACK, no SYN): never a packet opening a connection from the server side.
+    (nft rules: on the all-Linux group at La Sagesse and Nantes, and at a Linux site of the
+    mixed example.)"""
+    on = linux_inv if group == "linux_nftables" else inv
+    p = _exception_plans(on, tmp_path, EXCEPTION_SITES[group])[kind]
+    lines = _nft_lines(p)
     replies = [ln for ln in lines if " tcp sport " in ln and " accept " in ln]
     requests = [ln for ln in lines if " tcp dport " in ln and " accept " in ln]
     assert replies and requests
@@ -388,18 +446,66 @@ def test_exception_replies_are_accepted_by_connection_tracking_only(
     assert not any("ct state" in ln for ln in requests)
 
 
+@pytest.mark.parametrize("kind", ["allow_flow", "block_zones", "reconnect_zone"])
+@pytest.mark.parametrize("platform", ["fortigate", "stormshield"])
+def test_session_platforms_accept_no_reply_direction_at_all(
+    inv: Inventory, tmp_path: Path, kind: str, platform: str
+) -> None:
+    """On FortiGate and Stormshield SNS the session table carries a connection's replies: the
+    plan's reply accepts render as nothing. No policy/filter rule of theirs accepts a packet from
+    a kept flow's server to its client (that would let the server open a connection backwards),
+    and every kept flow's request is accepted (its session opens)."""
+    p = _exception_plans(inv, tmp_path, EXCEPTION_SITES[platform])[kind]
+    changes = [c for s in p.steps for c in s.changes if c.platform == platform]
+    assert changes
+    spec = registry.platform(platform)
+    assert spec.rules is not None
+    kept = 0
+    for change in changes:
+        replies = [r for r in change.after.rules if r.reply]
+        requests = [r for r in change.after.rules if r.verdict == "accept" and not r.reply]
+        kept += bool(replies and requests)
+        assert change.commands == tuple(spec.rules.script(change.after).splitlines())
+        if platform == "fortigate":
+            accepts = [x for x in fg_render.policies(change.after) if x.action == "accept"]
+            for r in replies:
+                back = (r.iif, r.oif, fg_address(r.saddr), fg_address(r.daddr))
+                assert not any(
+                    (x.srcintf, x.dstintf, x.srcaddr, x.dstaddr) == back for x in accepts
+                ), (change.device, r)
+            names = {x.name for x in accepts}
+            assert {fg_render.PREFIX + fg_render.rule_id(r) for r in requests} <= names
+        else:
+            rule_lines = [ln for ln in change.commands if ln.startswith(sns_render.INSERT)]
+            assert not any(" srcport=" in ln for ln in rule_lines), change.device
+            passes = {c for ln in rule_lines if " action=pass " in ln for c in sns_comments(ln)}
+            assert {sns_render.comment(r) for r in requests} <= passes
+    assert kept, "the plan keeps a flow through a cut on this platform"
+
+
+def fg_address(addr: str | None) -> str:
+    return fg_render.address_name(addr) if addr else "all"
+
+
+def sns_comments(line: str) -> frozenset[str]:
+    return sns_render.comments_in(line)
+
+
 def test_reconnect_counter_comes_after_the_declared_accepts_and_sees_a_backward_opening(
-    inv: Inventory, tmp_path: Path
+    linux_inv: Inventory, tmp_path: Path
 ) -> None:
     """In a reconnected zone, a new connection from a declared server's port toward the core is
     not one of the zone's declared flows: only its counter (ct state new) can match it before the
-    zone's accept, since the reply accepts in front of it need an established connection."""
-    p = _exception_plans(inv, tmp_path)["reconnect_zone"]
-    lines = [ln for s in p.steps for c in s.changes if c.method == "nft" for ln in c.commands]
+    zone's accept, since the reply accepts in front of it need an established connection.
+    (nft rules: La Sagesse of the all-Linux group, whose servers zone serves a flow from the WAN,
+    stn-lab-rns; the twin test checks the counter on every platform of the mixed example.)"""
+    p = _exception_plans(linux_inv, tmp_path, EXCEPTION_SITES["linux_nftables"])["reconnect_zone"]
+    lines = _nft_lines(p)
     forward = lines[lines.index("  chain forward {") : lines.index("  chain input {")]
     counter = next(i for i, ln in enumerate(forward) if "ct state new counter" in ln)
     ahead = [ln for ln in forward[:counter] if ' iifname "lan0.180" oifname "wan0"' in f" {ln}"]
     assert ahead, "the servers zone's declared replies go ahead of its counter"
+    assert any(" tcp sport " in ln for ln in ahead)
     for ln in ahead:
         if " tcp sport " in ln:
             assert "ct state established,related" in ln or RESUME in ln, ln

@@ -10,11 +10,17 @@ import pytest
 from agent.engine.plan import plan, reisolation
 from agent.inventory import load
 from agent.inventory.models import Inventory
-from agent.platforms.linux_nftables.render import nft_table
+from agent.platforms import registry
 from agent.playbook import load as load_playbook
 from tests.conftest import EXAMPLE, ROOT
 
 SITE = "rennes-la-sagesse"
+# A site behind each firewall platform of the example: FortiGate, Stormshield SNS, Linux.
+SITES = {
+    "fortigate": "rennes-la-sagesse",
+    "stormshield": "fontenay-sud-vendee",
+    "linux_nftables": "bretagne-etab-2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,33 +28,39 @@ def inv() -> Inventory:
     return load(EXAMPLE)
 
 
+@pytest.mark.parametrize("platform", sorted(SITES))
 def test_reisolating_a_zone_restores_its_gateway_to_the_isolated_state(
-    inv: Inventory, tmp_path: Path
+    inv: Inventory, tmp_path: Path, platform: str
 ) -> None:
     """The re-isolation of a reconnected zone removes exactly its reconnection rules: the
     gateway's state after it is the isolated state the reconnection started from, and the
-    commands are the renderer's table for that state (undo: the reconnected table)."""
+    commands are the platform renderer's script for that state (undo: the reconnected one)."""
+    site_name = SITES[platform]
     isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
-    isolated = plan(isolate, inv, sites=[SITE]).final_state
+    isolated = plan(isolate, inv, sites=[site_name]).final_state
     pb_file = tmp_path / "back.yaml"
     pb_file.write_text(
         "name: back\nlevel: L0\nsteps:\n"
         "  - {name: servers, action: reconnect_zone, zones: {zones: [servers]}}\n"
     )
-    reconnected = plan(load_playbook(pb_file, inv), inv, sites=[SITE], current=isolated)
+    reconnected = plan(load_playbook(pb_file, inv), inv, sites=[site_name], current=isolated)
     assert reconnected.changes, "the servers zone is reconnected through its gateway"
-    site = inv.site(SITE)
+    site = inv.site(site_name)
     assert site is not None
 
     cut = reisolation(site, ["servers"], reconnected.final_state)
 
     assert cut.step == "reisolate servers"
     assert [c.device for c in cut.changes] == [c.device for c in reconnected.changes]
+    rules = registry.platform(platform).rules
+    assert rules is not None
     for change in cut.changes:
-        assert change.method == "nft"
+        assert change.platform == platform
+        assert change.method == rules.method
         assert change.after == isolated[change.device]
-        assert change.commands == tuple(nft_table(change.after).splitlines())
-        assert change.undo == tuple(nft_table(change.before).splitlines())
+        assert change.before != change.after
+        assert change.commands == tuple(rules.script(change.after).splitlines())
+        assert change.undo == tuple(rules.script(change.before).splitlines())
 
 
 def test_reisolating_a_zone_that_was_never_reconnected_changes_nothing(inv: Inventory) -> None:

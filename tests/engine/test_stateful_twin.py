@@ -1,12 +1,21 @@
 """The accepts that keep a flow open through a cut let exactly that flow through, with real
-packets on the twin: a connection opened from the client to the service's port, its replies, and
-a connection that was open before the cut. A connection opened the other way, from the server
-host with the service's port as its *source* port, is dropped by the cut firewall (allow_flow,
-block_zones' must-survive exceptions), or counted by the soak as a new connection toward the core
-(reconnect_zone, whose zone is reconnected: its declared accepts must not hide it from the soak).
+packets on the twin, on every firewall platform of the example (FortiGate at La Sagesse and
+Nantes, Stormshield SNS at Fontenay, Linux nftables at Bretagne 2): a connection opened from the
+client to the service's port, its replies, and a connection that was open before the cut. A
+connection opened the other way, from the server host with the service's port as its *source*
+port, is dropped by the cut firewall (allow_flow, block_zones' must-survive exceptions), or
+counted by the soak as a new connection toward the core (reconnect_zone, whose zone is
+reconnected: its declared accepts must not hide it from the soak).
 
-The rules are the planner's, rendered by `render.nft_table` and loaded with `nft -f` into the
-firewall's namespace, as the driver does; every firewall touched is put back to normal after."""
+The rules are the planner's, rendered by the platform's `Rules.script` and sent by its driver
+(nft script over SSH, FortiOS objects over the REST API, SNS filter rules over serverd); every
+firewall touched is put back to normal after.
+
+What differs between platforms, asserted here (`test_a_connection_not_kept_open_before_the_cut`):
+a connection open before a cut that does not keep it is stopped by nft (its drops are stateless)
+and by FortiGate (`firewall-session-dirty check-all` re-checks sessions against the new policies),
+but the SNS twin lets it go on (its state table passes an established connection without a rule
+lookup): on SNS a cut stops new connections only."""
 
 from __future__ import annotations
 
@@ -20,14 +29,18 @@ from pathlib import Path
 
 import pytest
 
+from agent.drivers.base import ChangeSet, Driver, Target
 from agent.engine import soak
 from agent.engine.plan import Plan, plan, require_safe
 from agent.inventory.models import Endpoint, Flow
 from agent.lab import flows, netns
 from agent.network.paths import flow_path
 from agent.network.state import NORMAL, DeviceState, allow_rules
+from agent.platforms import registry
+from agent.platforms.capabilities import Counters, ReadsRuleComments
 from agent.platforms.linux_nftables import parse, render
 from agent.platforms.linux_nftables.driver import counter_packets
+from agent.platforms.spec import Rules
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from tests.conftest import ROOT, Twin
@@ -37,6 +50,55 @@ pytestmark = pytest.mark.twin
 # Client ports the forged SYNs aim at: nothing of the twin listens there (the client's kernel
 # answers RST), and each SYN gets a port of its own, so each is a new connection to conntrack.
 FORGED_PORTS = (47101, 47102, 47103)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """Where a platform's exceptions are exercised: an isolated site and its firewall, the
+    must-survive flow block_zones keeps there, the site whose WAN cut keeps its backup to the
+    core (allow_flow), and for the reconnected servers zone a flow whose server side opens new
+    connections toward the core from its service port (`from_server`: the zone's host is the
+    flow's destination and answers the WAN side; else it is the source, talking to the core)."""
+
+    site: str
+    firewall: str
+    kept: str
+    wan_site: str
+    backup: str
+    soak_flow: str
+    from_server: bool
+
+
+CASES = {
+    "fortigate": Case(
+        "rennes-la-sagesse",
+        "rns-fw1",
+        "rns-lab-lis",
+        "nantes-jules-verne",
+        "nts-backup-core",
+        "stn-lab-rns",
+        True,
+    ),
+    "stormshield": Case(
+        "fontenay-sud-vendee",
+        "fnt-fw1",
+        "fnt-lab-lis",
+        "fontenay-sud-vendee",
+        "fnt-backup-core",
+        "fnt-ehr-core",
+        False,
+    ),
+    "linux_nftables": Case(
+        "bretagne-etab-2",
+        "bz2-fw1",
+        "bz2-lab-lis",
+        "bretagne-etab-2",
+        "bz2-backup-core",
+        "bz2-ehr-core",
+        False,
+    ),
+}
+PLATFORMS = sorted(CASES)
 
 
 # -- packets ---------------------------------------------------------------------------------------
@@ -87,21 +149,28 @@ def sniffing(ns: str) -> Iterator[socket.socket]:
         s.close()
 
 
-def forged_syns_arriving(twin: Twin, flow: Flow, sport: int | None = None) -> set[int]:
+def forged_syns_arriving(
+    twin: Twin, flow: Flow, sport: int | None = None, *, from_server: bool = True
+) -> set[int]:
     """Send, from inside the server host's namespace, a SYN with the service's port (or `sport`)
-    as source port to each of FORGED_PORTS of the client host; return the ports it reached."""
+    as source port to each of FORGED_PORTS of the client host; return the ports it reached.
+    `from_server=False`: from the client host, with the service's port as its source port, to
+    the server host (a new connection the other way round from a declared port)."""
     path = flow_path(twin.inv, flow)
     sport = path.port if sport is None else sport
     server, client = host_ns(twin, flow.destination), host_ns(twin, flow.source)
-    with sniffing(client) as sniff:
-        with netns.inside(server):
+    src, dst, src_ip, dst_ip = (server, client, path.dst, path.src)
+    if not from_server:
+        src, dst, src_ip, dst_ip = (client, server, path.src, path.dst)
+    with sniffing(dst) as sniff:
+        with netns.inside(src):
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
             for port in FORGED_PORTS:
-                raw.sendto(syn(path.dst, sport, path.src, port), (path.src, 0))
+                raw.sendto(syn(src_ip, sport, dst_ip, port), (dst_ip, 0))
         finally:
             raw.close()
-        return _arrived(sniff, path.dst, sport, path.src, deadline=time.monotonic() + 2.0)
+        return _arrived(sniff, src_ip, sport, dst_ip, deadline=time.monotonic() + 2.0)
 
 
 def _arrived(sniff: socket.socket, src: str, sport: int, dst: str, *, deadline: float) -> set[int]:
@@ -125,16 +194,37 @@ def _arrived(sniff: socket.socket, src: str, sport: int, dst: str, *, deadline: 
 # -- firewalls ------------------------------------------------------------------------------------
 
 
+def rules_of(twin: Twin, device: str) -> Rules:
+    """How the device's platform holds packet rules."""
+    found = twin.inv.find_device(device)
+    assert found is not None
+    rules = registry.platform(found[1].platform).rules
+    assert rules is not None, device
+    return rules
+
+
+@contextmanager
+def driver(twin: Twin, device: str) -> Iterator[Driver]:
+    method = rules_of(twin, device).method
+    with registry.one_shot(Target.of(twin.inv, device), via=registry.via(method)) as d:
+        yield d
+
+
 def load(twin: Twin, device: str, state: DeviceState) -> None:
-    """Make the device's `table inet cordon` exactly `state`, with the script the driver sends."""
-    netns.run(["nft", "-f", "-"], netns=twin.bp.device_ns[device], input=render.nft_table(state))
+    """Make Cordon's rules on the device exactly `state`: the platform's script, sent by its
+    driver as the executor sends it."""
+    script = rules_of(twin, device).script(state)
+    with driver(twin, device) as d:
+        d.apply(ChangeSet(tuple(script.splitlines()), action="test.stateful"))
 
 
-def final_states(*plans: Plan) -> dict[str, DeviceState]:
+def final_states(twin: Twin, *plans: Plan) -> dict[str, DeviceState]:
+    """The rule state each firewall holds after `plans` (changes by the platform's rules
+    method; interface shutdowns are not rules)."""
     out: dict[str, DeviceState] = {}
     for p in plans:
         for change in p.changes:
-            if change.method == "nft":
+            if change.method == rules_of(twin, change.device).method:
                 out[change.device] = change.after
     return out
 
@@ -147,8 +237,13 @@ def applied(twin: Twin, states: dict[str, DeviceState]) -> Iterator[None]:
             load(twin, device, state)
         yield
     finally:
+        failed = []
         for device in states:
-            load(twin, device, NORMAL)
+            try:
+                load(twin, device, NORMAL)
+            except Exception as exc:  # every firewall gets its chance to go back to normal
+                failed.append(f"{device}: {exc}")
+        assert not failed, failed
 
 
 def playbook(twin: Twin, tmp_path: Path, text: str) -> Playbook:
@@ -170,8 +265,9 @@ def connects(twin: Twin, f: Flow) -> bool:
     return all(o.observed_open for o in flows.observe(twin.inv, twin.bp, flows=[f], timeout=2.0))
 
 
-def counters(twin: Twin, device: str) -> dict[str, int]:
-    """Packets counted by each commented rule of the device's table (as the driver reads them)."""
+def nft_counters(twin: Twin, device: str) -> dict[str, int]:
+    """Packets counted by each commented rule of a Linux firewall's table, read in its
+    namespace (every rule: the reply accepts too, which the platform-neutral read skips)."""
     out = netns.run(
         ["nft", "-j", "list", "table", "inet", "cordon"], netns=twin.bp.device_ns[device]
     ).stdout
@@ -183,99 +279,136 @@ def counters(twin: Twin, device: str) -> dict[str, int]:
     return got
 
 
+def counters(twin: Twin, device: str) -> dict[str, int]:
+    """The counters of Cordon's rules as the soak reads them (the driver's `rule_counters`)."""
+    with driver(twin, device) as d:
+        assert isinstance(d, Counters)
+        return d.rule_counters()
+
+
+def read_back(twin: Twin, device: str) -> frozenset[str]:
+    """Cordon's rules on the device as the driver reads them back (comments / object lines)."""
+    with driver(twin, device) as d:
+        assert isinstance(d, ReadsRuleComments)
+        return frozenset(d.rule_comments() or ())
+
+
 # -- the three kinds of exception ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_must_survive_exception_of_block_zones_lets_no_connection_open_backwards(
-    twin: Twin,
+    twin: Twin, platform: str
 ) -> None:
-    """isolate-site at La Sagesse keeps rns-lab-lis (lab analyser -> lab system, port 5001)
+    """isolate-site keeps the site's lab -> LIS flow (lab analyser -> lab system, port 5001)
     through the block: the analyser still connects, but the lab server, from port 5001, can no
     longer open a connection to any port of the analyser."""
-    lis = flow(twin, "rns-lab-lis")
+    case = CASES[platform]
+    lis = flow(twin, case.kept)
     assert forged_syns_arriving(twin, lis) == set(FORGED_PORTS)  # the uncut twin: they arrive
-    states = final_states(isolate(twin, "rennes-la-sagesse"))
+    states = final_states(twin, isolate(twin, case.site))
+    assert list(states) == [case.firewall]
+    rules = rules_of(twin, case.firewall)
     with applied(twin, states):
         assert connects(twin, lis)
         assert forged_syns_arriving(twin, lis) == set()
-        # read back as the driver reads it: exactly the rendered rules, each with its counter
-        seen = counters(twin, "rns-fw1")
-        assert sorted(seen) == sorted(render.nft_comments(states["rns-fw1"]))
-        stateful = [c for c in seen if c.startswith("must survive: rns-lab-lis")]
-        assert len(stateful) == 3 and sum(seen[c] for c in stateful) > 0
+        # read back as the driver reads it: exactly the rendered rules
+        assert read_back(twin, case.firewall) == rules.comments(states[case.firewall])
+        # the kept flow's request rule saw its connection
+        path = flow_path(twin.inv, lis)
+        request = next(r for r in allow_rules(path, case.firewall, "x") if not r.reply)
+        kept = next(
+            r for r in states[case.firewall].rules if not r.reply and r.fields() == request.fields()
+        )
+        assert counters(twin, case.firewall).get(rules.counted_as(kept), 0) > 0
+        if platform == "linux_nftables":
+            seen = nft_counters(twin, case.firewall)
+            assert sorted(seen) == sorted(render.nft_comments(states[case.firewall]))
+            stateful = [c for c in seen if c.startswith(f"must survive: {case.kept}")]
+            assert len(stateful) == 3 and sum(seen[c] for c in stateful) > 0
 
 
-def test_allow_flow_lets_no_connection_open_backwards(twin: Twin, tmp_path: Path) -> None:
-    """Nantes' WAN cut with allow_flow for its backup to the core (port 9102): the backup still
-    connects; the core's backup server, from port 9102, cannot open one to the Nantes host."""
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_allow_flow_lets_no_connection_open_backwards(
+    twin: Twin, tmp_path: Path, platform: str
+) -> None:
+    """A site's WAN cut with allow_flow for its backup to the core (port 9102): the backup still
+    connects; the core's backup server, from port 9102, cannot open one to the site's host."""
+    case = CASES[platform]
     pb = playbook(
         twin,
         tmp_path,
         "name: keep-backup\nlevel: L2\nsteps:\n"
         "  - {name: cut-wan, action: cut_link, kinds: [wan]}\n"
-        "  - {name: keep, action: allow_flow, flow: nts-backup-core}\n",
+        f"  - {{name: keep, action: allow_flow, flow: {case.backup}}}\n",
     )
-    p = require_safe(plan(pb, twin.inv, sites=["nantes-jules-verne"]))
-    backup = flow(twin, "nts-backup-core")
-    assert {fi.flow: fi.after for fi in p.impact}["nts-backup-core"] is True
-    with applied(twin, final_states(p)):
+    p = require_safe(plan(pb, twin.inv, sites=[case.wan_site]))
+    backup = flow(twin, case.backup)
+    assert {fi.flow: fi.after for fi in p.impact}[case.backup] is True
+    states = final_states(twin, p)
+    assert {rules_of(twin, d).method for d in states} == {rules_of(twin, case.firewall).method}
+    assert forged_syns_arriving(twin, backup) == set(FORGED_PORTS)
+    with applied(twin, states):
         assert connects(twin, backup)
         assert forged_syns_arriving(twin, backup) == set()
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_reconnect_declared_accepts_hide_no_new_connection_from_the_soak(
-    twin: Twin, tmp_path: Path
+    twin: Twin, tmp_path: Path, platform: str
 ) -> None:
-    """La Sagesse isolated, then its servers zone reconnected. stn-lab-rns (Saint-Nazaire's
-    analyser -> the Rennes lab server, port 5001) is a declared flow of that zone: it connects.
-    The Rennes lab server opening connections toward the core from port 5001 is not that flow:
-    each one is counted by the zone's soak counter, where the stateless reply accept used to
-    take it first and hide it."""
-    site = "rennes-la-sagesse"
-    isolated = isolate(twin, site)
+    """A site isolated, then its servers zone reconnected. A declared flow of that zone
+    connects. A host of the zone opening new connections from that flow's service port is not
+    that flow: each one is counted by the zone's soak counter. At La Sagesse the flow is
+    stn-lab-rns (Saint-Nazaire's analyser -> the Rennes lab server, port 5001), where a
+    stateless reply accept used to take the server's openings first and hide them; at the other
+    sites, whose servers zone serves nothing to the WAN, it is the zone's EHR -> core flow,
+    opened the other way from the EHR's port 443."""
+    case = CASES[platform]
+    isolated = isolate(twin, case.site)
     pb = playbook(
         twin,
         tmp_path,
         "name: reconnect-servers\nlevel: L0\nsteps:\n"
         "  - {name: servers, action: reconnect_zone, zones: {zones: [servers]}}\n",
     )
-    p = require_safe(plan(pb, twin.inv, sites=[site], current=final_states(isolated)))
-    states = final_states(isolated, p)
-    site_model = twin.inv.site(site)
+    before_states = final_states(twin, isolated)
+    p = require_safe(plan(pb, twin.inv, sites=[case.site], current=before_states))
+    states = final_states(twin, isolated, p)
+    site_model = twin.inv.site(case.site)
     assert site_model is not None
     watch = soak.watched(site_model, states)
-    assert list(watch) == ["rns-fw1"] and set(watch["rns-fw1"].values()) == {"servers"}
-    lab = flow(twin, "stn-lab-rns")
+    fw = case.firewall
+    assert list(watch) == [fw] and set(watch[fw].values()) == {"servers"}
+    declared = flow(twin, case.soak_flow)
+    path = flow_path(twin.inv, declared)
     with applied(twin, states):
-        assert connects(twin, lab)
-        before = counters(twin, "rns-fw1")
-        forged_syns_arriving(twin, lab)
-        after = counters(twin, "rns-fw1")
-    counted = sum(after[c] - before[c] for c in watch["rns-fw1"])
+        assert connects(twin, declared)
+        before = counters(twin, fw)
+        if case.from_server:
+            forged_syns_arriving(twin, declared)
+        else:
+            forged_syns_arriving(twin, declared, path.port, from_server=False)
+        after = counters(twin, fw)
+    counted = sum(after.get(c, 0) - before.get(c, 0) for c in watch[fw])
     assert counted >= len(FORGED_PORTS)
 
 
 # -- a connection open before the cut -------------------------------------------------------------
 
-# A port of the Rennes lab server no twin service uses: the test serves it itself, so both ends
-# of a long-lived connection are in its hands.
+# A port of the lab server no twin service uses: the test serves it itself, so both ends of a
+# long-lived connection are in its hands.
 PRE_CUT_PORT = 47001
 
 
-def test_a_connection_open_before_the_cut_survives_it(twin: Twin) -> None:
-    """A connection on the path of a must-survive flow, opened before the cut, keeps working
-    both ways after it, the server speaking first (the firewall's connection tracking may first
-    see it mid-stream, from the server's side); and the server cannot open one backwards."""
-    lis = flow(twin, "rns-lab-lis")
-    path = dataclasses.replace(flow_path(twin.inv, lis), port=PRE_CUT_PORT)
-    server_ns, client_ns = host_ns(twin, lis.destination), host_ns(twin, lis.source)
-    states = final_states(isolate(twin, "rennes-la-sagesse"))
-    states["rns-fw1"] = states["rns-fw1"].with_rules(
-        allow_rules(path, "rns-fw1", "must survive: pre-cut test")
-    )
-    with netns.inside(server_ns):
+@contextmanager
+def pre_cut_connection(twin: Twin, f: Flow) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connection on the path of `f` to PRE_CUT_PORT of its server host, open: (client end,
+    server end)."""
+    path = dataclasses.replace(flow_path(twin.inv, f), port=PRE_CUT_PORT)
+    with netns.inside(host_ns(twin, f.destination)):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with netns.inside(client_ns):
+    with netns.inside(host_ns(twin, f.source)):
         client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -287,17 +420,65 @@ def test_a_connection_open_before_the_cut_survives_it(twin: Twin) -> None:
         served, _ = listener.accept()
         served.settimeout(5.0)
         try:
-            with applied(twin, states):
-                served.sendall(b"after the cut, server first\n")
-                assert _recv_line(client) == b"after the cut, server first\n"
-                client.sendall(b"and the client answers\n")
-                assert _recv_line(served) == b"and the client answers\n"
-                assert forged_syns_arriving(twin, lis, PRE_CUT_PORT) == set()
+            yield client, served
         finally:
             served.close()
     finally:
         client.close()
         listener.close()
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_connection_open_before_the_cut_survives_it(twin: Twin, platform: str) -> None:
+    """A connection on the path of a must-survive flow, opened before the cut, keeps working
+    both ways after it, the server speaking first (the firewall's connection tracking may first
+    see it mid-stream, from the server's side); and the server cannot open one backwards."""
+    case = CASES[platform]
+    lis = flow(twin, case.kept)
+    path = dataclasses.replace(flow_path(twin.inv, lis), port=PRE_CUT_PORT)
+    states = final_states(twin, isolate(twin, case.site))
+    states[case.firewall] = states[case.firewall].with_rules(
+        allow_rules(path, case.firewall, "must survive: pre-cut test")
+    )
+    with pre_cut_connection(twin, lis) as (client, served), applied(twin, states):
+        served.sendall(b"after the cut, server first\n")
+        assert _recv_line(client) == b"after the cut, server first\n"
+        client.sendall(b"and the client answers\n")
+        assert _recv_line(served) == b"and the client answers\n"
+        assert forged_syns_arriving(twin, lis, PRE_CUT_PORT) == set()
+
+
+# What each platform does to a connection open before a cut that does not keep it (see the
+# module docstring): True, it goes on; False, the cut stops it.
+SURVIVES_UNKEPT = {"linux_nftables": False, "fortigate": False, "stormshield": True}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_connection_not_kept_open_before_the_cut(twin: Twin, platform: str) -> None:
+    """A connection on the lab -> servers path that no exception keeps, opened before the cut:
+    nft and FortiGate stop its client's packets at the cut; the SNS appliance's state table
+    lets it go on (a cut stops new connections only). New connections are cut everywhere."""
+    case = CASES[platform]
+    lis = flow(twin, case.kept)
+    states = final_states(twin, isolate(twin, case.site))
+    with pre_cut_connection(twin, lis) as (client, served), applied(twin, states):
+        client.settimeout(2.0)
+        served.settimeout(2.0)
+        try:
+            client.sendall(b"from the client after the cut\n")
+            got = _recv_line(served)
+        except OSError:
+            got = b""
+        assert (got == b"from the client after the cut\n") is SURVIVES_UNKEPT[platform], got
+        # a new connection on the same path is cut on every platform
+        with netns.inside(host_ns(twin, lis.source)):
+            fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            fresh.settimeout(2.0)
+            with pytest.raises(OSError):
+                fresh.connect((flow_path(twin.inv, lis).dst, PRE_CUT_PORT))
+        finally:
+            fresh.close()
 
 
 def _recv_line(s: socket.socket) -> bytes:

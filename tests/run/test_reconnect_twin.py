@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.lab import flows, netns
 from agent.lab.infect import cure, infect
+from agent.platforms.fortigate.driver import FortiGateDriver
+from agent.platforms.registry import one_shot
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
@@ -159,28 +163,60 @@ def test_reconnect_zone_by_zone_catches_the_infected_zone(twin: Twin, engine: Ex
     assert engine.plan(reconnect, [SITE]).empty
 
 
-def test_reconnect_refuses_a_device_not_back_to_baseline(twin: Twin, engine: Executor) -> None:
-    """A firewall reconfigured since the isolation (here: a table nobody declared) is not
+@contextmanager
+def reconfigured_by_hand(twin: Twin, site: str) -> Iterator[str]:
+    """Change the site's firewall behind Cordon's back, the way its platform is configured (a
+    FortiGate: a firewall address created over its REST API; a Linux firewall: an nft table
+    nobody declared), for the block; yields the name the change shows under, and undoes it."""
+    fw = SITE_FIREWALLS[site]
+    found = twin.inv.find_device(fw)
+    assert found is not None
+    if found[1].platform == "linux_nftables":
+        ns = twin.bp.device_ns[fw]
+        netns.run(["nft", "add", "table", "inet", "intruder"], netns=ns)
+        try:
+            yield "intruder"
+        finally:
+            netns.run(["nft", "delete", "table", "inet", "intruder"], netns=ns)
+        return
+    assert found[1].platform == "fortigate", found[1].platform
+    body = {"name": "intruder", "subnet": "198.18.99.99 255.255.255.255"}
+    with one_shot(Target.of(twin.inv, fw)) as d:
+        assert isinstance(d, FortiGateDriver)
+        d._call("POST", "cmdb/firewall/address", operation="test.tamper", body=body)
+    try:
+        yield "intruder"
+    finally:
+        with one_shot(Target.of(twin.inv, fw)) as d:
+            assert isinstance(d, FortiGateDriver)
+            d._call("DELETE", "cmdb/firewall/address/intruder", operation="test.untamper")
+
+
+SITE_FIREWALLS = {SITE: "rns-fw1", "bretagne-etab-2": "bz2-fw1"}
+
+
+@pytest.mark.parametrize("site", sorted(SITE_FIREWALLS))
+def test_reconnect_refuses_a_device_not_back_to_baseline(
+    twin: Twin, engine: Executor, site: str
+) -> None:
+    """A firewall reconfigured since the isolation (an object nobody declared: on La Sagesse's
+    FortiGate a firewall address, on Bretagne 2's Linux firewall an nft table) is not
     reconnected: the precondition fails, nothing is sent, the reason names the difference."""
     isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", twin.inv)
-    assert engine.run(isolate, [SITE]).status == "done"
+    assert engine.run(isolate, [site]).status == "done"
     before = matrix(twin)
-    ns = twin.bp.device_ns["rns-fw1"]
-    netns.run(["nft", "add", "table", "inet", "intruder"], netns=ns)
-    try:
+    with reconfigured_by_hand(twin, site) as name:
         reconnect = load_playbook(ROOT / "playbooks" / "reconnect.yaml", twin.inv)
-        report = engine.run(
-            reconnect,
-            [SITE],
-            options=RunOptions(soak_seconds=1.0, attest={"servers": "restored"}),
-            poll=0.2,
+        # one pass, not a drive: were the precondition met, the run would wait for the other
+        # zones' attestations (forever) instead of failing here
+        started = engine.start(
+            reconnect, [site], options=RunOptions(soak_seconds=1.0, attest={"servers": "restored"})
         )
-    finally:
-        netns.run(["nft", "delete", "table", "inet", "intruder"], netns=ns)
-    assert report.status == "failed"
-    gate = engine.journal.gate(report.run_id, SITE, "servers:preconditions")
+        report = engine.proceed(started.run_id)
+    assert report.status == "failed", report
+    gate = engine.journal.gate(report.run_id, site, "servers:preconditions")
     assert gate is not None
     assert gate.status == "failed"
-    assert "intruder" in str(gate.detail["reason"])
+    assert name in str(gate.detail["reason"])
     assert all(r.status == "pending" for r in engine.journal.steps(report.run_id))
     assert matrix(twin) == before

@@ -28,7 +28,7 @@ from tests.conftest import ROOT, Twin
 from tests.lab.twinops import wait_for
 from tests.platforms.aruba_aoscx.conftest import INVENTORY, MINUTE_S
 
-pytestmark = pytest.mark.twin
+pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]  # its own twin: before the session's
 
 SW = "sw1"
 QUARANTINE = DeviceState(

@@ -25,7 +25,7 @@ from tests.conftest import ROOT, Twin
 from tests.lab.twinops import wait_for
 from tests.platforms.cisco_iosxe.conftest import MINUTE_S, PAIR, matrix
 
-pytestmark = pytest.mark.twin
+pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]  # its own twin: before the session's
 
 
 def cordon(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ from tests.conftest import Twin
 from tests.lab.twinops import wait_for
 from tests.platforms.cisco_iosxe.conftest import MINUTE_S, matrix
 
-pytestmark = pytest.mark.twin
+pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]  # its own twin: before the session's
 
 SW = "site-sw"
 
