@@ -153,11 +153,18 @@ def fortios_by_hand(twin: Twin, device: str, method: str, path: str) -> dict[str
 
 
 def delete_cordon_policies(twin: Twin, device: str) -> list[str]:
-    """Delete by hand every policy named cordon-... on the FortiGate; their names."""
+    """Delete by hand every policy of Cordon's on the FortiGate: the firewall policies named
+    cordon-... and the local-in policies (no name field) whose comment starts with cordon-;
+    the names of the firewall policies."""
     policies = fortios_by_hand(twin, device, "GET", "cmdb/firewall/policy")["results"]
     ours = [p for p in policies if str(p.get("name", "")).startswith("cordon-")]
     for p in ours:
         fortios_by_hand(twin, device, "DELETE", f"cmdb/firewall/policy/{p['policyid']}")
+    local = fortios_by_hand(twin, device, "GET", "cmdb/firewall/local-in-policy")["results"]
+    for p in local:
+        if str(p.get("comments", "")).startswith("cordon-"):
+            path = f"cmdb/firewall/local-in-policy/{p['policyid']}"
+            fortios_by_hand(twin, device, "DELETE", path)
     return [str(p["name"]) for p in ours]
 
 
