@@ -121,9 +121,12 @@ def follow(o: Opts, conn: Conn, run_id: str) -> RunView:
                 break
             if failure:
                 raise failure[0]
-            if worker is not None and not worker.is_alive():
-                worker.join()
-            time.sleep(0.5 if service is not None else 1.0)
+            if worker is not None and worker.is_alive():
+                # wake as soon as the run's driver returns (the run ended or waits), not at the
+                # next tick: an on-call person pays every tenth of a second (#18)
+                worker.join(timeout=0.5)
+            else:
+                time.sleep(0.5 if service is not None else 1.0)
     except KeyboardInterrupt:
         view.close()
         where = (
