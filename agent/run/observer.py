@@ -78,7 +78,7 @@ class Observer:
                 "run.started",
                 playbook=playbook,
                 sites=list(sites),
-                level=level,
+                run_level=level,  # "level" is the log record's own severity field
                 changes=changes,
                 reason=options.reason,
                 outcome=status,
