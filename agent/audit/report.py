@@ -288,7 +288,12 @@ def _clock(
     notified = made.at if made is not None else None
     if notified is not None:
         status = "met" if notified <= due or delay == timedelta(0) else "late"
-        note = f"notified {human.span(notified - declared)} after declaration"
+        gap = notified - declared
+        note = (
+            f"notified {human.span(gap)} after declaration"
+            if gap >= timedelta(0)
+            else f"notified {human.span(-gap)} before declaration"
+        )
     elif now > due:
         status = "overdue"
         note = f"not notified, {human.span(now - due)} past due" if delay else "not notified"
@@ -485,16 +490,16 @@ def build(
 
 # -- rendering --------------------------------------------------------------------------------
 
-_ENV = jinja2.Environment(
+TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters["moment"] = human.moment
-_ENV.filters["span"] = human.span
-_ENV.filters["duration"] = human.duration
+TEMPLATES.filters["moment"] = human.moment
+TEMPLATES.filters["span"] = human.span
+TEMPLATES.filters["duration"] = human.duration
 
 
 def _md_cell(text: str) -> str:
@@ -693,7 +698,7 @@ def render_md(report: Report) -> str:
 
 def render_html(report: Report) -> str:
     """One page for the screen that prints well (print stylesheet inline; no remote asset)."""
-    return _ENV.get_template("report.html.j2").render(r=report, s=report.summary) + "\n"
+    return TEMPLATES.get_template("report.html.j2").render(r=report, s=report.summary) + "\n"
 
 
 def render_csv(report: Report) -> str:
