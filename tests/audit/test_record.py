@@ -5,6 +5,7 @@ durations, commands once, `--since`, notifications meeting clocks, drafts, a tam
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -658,3 +659,31 @@ def test_cli_notify_records_and_the_clock_shows_it_done(
 
 def audit_lines(logs: Path) -> list[str]:
     return [line for p in sorted(logs.glob("audit-*.jsonl")) for line in p.read_text().splitlines()]
+
+
+# -- golden output -------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).with_name("golden")
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("record.txt", lambda log: render(_report(log), "text")),
+        ("record.md", lambda log: render(_report(log), "md")),
+        ("draft-ars.txt", lambda log: drafts.render(_draft(log, "ars"), "text")),
+        ("draft-nis2-final.md", lambda log: drafts.render(_draft(log, "nis2-final"), "md")),
+    ],
+)
+def test_golden_output(crisis_log: Path, name: str, make: Any) -> None:
+    """The whole text, byte for byte (the log's path aside). After an intended change:
+    CORDON_GOLDEN_UPDATE=1 pytest tests/audit/test_record.py -k golden, then read the diff."""
+    text = make(crisis_log).replace(str(crisis_log), "<LOG>")
+    path = GOLDEN / name
+    if os.environ.get("CORDON_GOLDEN_UPDATE") == "1":
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def _draft(log: Path, kind: str) -> drafts.Draft:
+    return drafts.draft(kind, log, integrity=verify(log), now=T0 + timedelta(hours=2))
