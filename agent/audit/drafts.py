@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agent.audit import human
 from agent.audit.facts import RunFacts
-from agent.audit.report import TEMPLATES, Incident, Report, build, read_records
+from agent.audit.report import TEMPLATES, Chain, Incident, Report, build, read_records
 from agent.audit.verify import Verification
 from agent.errors import ConfigError
 
@@ -410,6 +410,21 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
     ]
 
 
+def _verdict(chain: Chain, lang: str) -> str:
+    if lang != "fr":
+        return chain.summary
+    if not chain.ok:
+        return f"CHAÎNE ROMPUE ({chain.summary})"
+    seals = (
+        "sceaux signés et vérifiés"
+        if chain.anchored
+        else "sceaux NON ancrés (aucune clé publique épinglée)"
+    )
+    return (
+        f"chaîne vérifiée jusqu'à sa tête (seq {chain.head_seq}), {chain.seals} sceau(x), {seals}"
+    )
+
+
 def _pick(log_dir: Path, incident: str | None) -> str:
     declared = [
         str(r["incident_id"])
@@ -459,7 +474,7 @@ def draft(
         ),
         _fr("Tête de chaîne", lang, "Chain head")
         + (f": seq {chain.head_seq} sha256 {chain.head_hash}" if chain.head_hash else ": ?"),
-        _fr("Vérification", lang, "Verification") + f": {chain.summary}",
+        _fr("Vérification", lang, "Verification") + f": {_verdict(chain, lang)}",
         _fr("Établi le", lang, "Generated") + f": {_when(report.generated_at)}",
     ]
     return Draft(
