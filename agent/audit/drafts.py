@@ -529,7 +529,7 @@ def _lines(d: Draft, md: bool) -> Iterator[str]:
             )
             if "\n" in value:
                 yield f"{'- **' if md else '* '}{f.label}{'**' if md else ''}:{src}"
-                yield from (f"    {line}" for line in value.splitlines())
+                yield from (f"{'  - ' if md else '    '}{line}" for line in value.splitlines())
             else:
                 yield f"{'- **' if md else '* '}{f.label}{'**' if md else ''}: {value}{src}"
 
