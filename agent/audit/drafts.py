@@ -426,12 +426,15 @@ def _verdict(chain: Chain, lang: str) -> str:
 
 
 def _pick(log_dir: Path, incident: str | None) -> str:
-    declared = [
-        str(r["incident_id"])
+    records = [
+        r
         for r in read_records(log_dir)
         if r["event"] == "incident.declared" and isinstance(r.get("incident_id"), str)
     ]
+    declared = [str(r["incident_id"]) for r in records]
     if incident is not None:
+        named = [str(r["incident_id"]) for r in records if r.get("name") == incident]
+        incident = named[-1] if incident not in declared and named else incident
         if incident not in declared:
             raise ConfigError(
                 f"no incident {incident!r} declared in the audit log {log_dir}",

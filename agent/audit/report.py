@@ -74,6 +74,7 @@ _NOT_DETAIL = frozenset(
     }
 )
 _DETAIL_MAX = 300
+_TEXT_WIDTH = 110  # a table wider than this is written a block per row
 _BACKTICKS = re.compile(r"`+")  # a code fence longer than any run inside it
 
 
@@ -452,6 +453,9 @@ def build(
             closed.setdefault(iid, moment)
         elif event == "regulatory.notified" and isinstance(record.get("kind"), str):
             notified.setdefault(iid, []).append(_notification(record))
+    if incident is not None and incident not in declared:  # its name, as `incident open` gave it
+        named = [i for i, r in declared.items() if r.get("name") == incident]
+        incident = named[-1] if named else incident
     window: tuple[datetime | None, datetime | None] = (None, None)
     if incident is not None and incident in declared:
         window = (time_of(declared[incident]), closed.get(incident))
@@ -533,6 +537,11 @@ class _Form:
                 yield "| " + " | ".join(self.cell(c) for c in r) + " |"
             return
         widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+        if sum(widths) + 2 * len(widths) > _TEXT_WIDTH:  # too wide for a terminal: a block a row
+            for r in rows:
+                yield f"  {r[0]}"
+                yield from (f"      {h}: {c}" for h, c in zip(header[1:], r[1:], strict=True) if c)
+            return
         for r in [header, *rows]:
             yield "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
@@ -605,6 +614,17 @@ def _clock_cells(c: Clock) -> list[str]:
     ]
 
 
+def _clock_line(c: Clock) -> str:
+    """One line a clock, for the terminal."""
+    made = (
+        f"notified {human.moment(c.notified_at)} to {c.to or '?'}, ref {c.reference or '?'} "
+        f"({c.note})"
+        if c.notified_at
+        else c.note
+    )
+    return f"{c.status.upper():<8} {c.label}: due {human.moment(c.due)} ({c.rule}); {made}"
+
+
 def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
     s = report.summary
     yield from form.head("Summary")
@@ -622,7 +642,10 @@ def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
     for inc in (i for i in report.incidents if i.clocks):
         yield from form.head(f"Regulatory clocks ({inc.incident_id})", 3)
         clock_head = ["Obligation", "Rule", "Due", "Status", "Notified", "To / reference", "Note"]
-        yield from form.table(clock_head, [_clock_cells(c) for c in inc.clocks])
+        if form.md:
+            yield from form.table(clock_head, [_clock_cells(c) for c in inc.clocks])
+        else:
+            yield from (f"  {_clock_line(c)}" for c in inc.clocks)
     yield from form.head("Flow verification", 3)
     if not s.flows:
         yield s.flow_note

@@ -427,7 +427,12 @@ def test_notification_meets_its_clock_at_the_time_it_was_made(crisis_log: Path) 
     assert (clocks["ars"].to, clocks["ars"].reference) == ("ARS", "PSIG-42")
     assert clocks["cnil"].status == "pending"
     assert inc.notifications[0].by == "directeur de garde"
-    assert "ARS / PSIG-42" in render(_report(crisis_log), "text")
+    assert (
+        "MET      ARS (regional health agency) report: due 2024-10-15 03:00:00 UTC (without "
+        "delay); notified 2024-10-15 03:04:00 UTC to ARS, ref PSIG-42 (notified 4 min 00 s "
+        "after declaration)" in render(_report(crisis_log), "text")
+    )
+    assert "| ARS / PSIG-42 |" in render(_report(crisis_log), "md")
 
 
 def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> None:
@@ -687,3 +692,13 @@ def test_golden_output(crisis_log: Path, name: str, make: Any) -> None:
 
 def _draft(log: Path, kind: str) -> drafts.Draft:
     return drafts.draft(kind, log, integrity=verify(log), now=T0 + timedelta(hours=2))
+
+
+def test_an_incident_is_named_by_its_id_or_its_name(crisis_log: Path) -> None:
+    """`--incident ransomware-rennes` is INC-1, for the report and the drafts."""
+    by_name = build(crisis_log, incident="ransomware-rennes")
+    assert [i.incident_id for i in by_name.incidents] == ["INC-1"]
+    assert len(by_name.rows) == len(build(crisis_log, incident="INC-1").rows) == 17
+    assert "INC-1 (ransomware-rennes)" in drafts.render(
+        drafts.draft("ars", crisis_log, incident="ransomware-rennes"), "text"
+    )
