@@ -573,6 +573,7 @@ def _incident_line(inc: Incident) -> str:
         f"{f' ({inc.role})' if inc.role else ''}, site {inc.site or 'unknown'}: "
         f"{inc.reason or 'no reason recorded'}; "
         + (f"closed {human.moment(inc.closed_at)}" if inc.closed_at else "not closed")
+        + f" [seq {inc.declared_seq}]"
     )
 
 
@@ -587,6 +588,7 @@ def _run_line(run: RunFacts) -> str:
         + (f", approved by {', '.join(run.approved_by)}" if run.approved_by else "")
         + f"; {run.changes} device change(s); ended {run.outcome or 'not yet'}"
         + (f" in {human.duration(run.duration_s)}" if run.duration_s is not None else "")
+        + f" [seq {run.started_seq or '?'}..{run.finished_seq or '?'}]"
     )
 
 
