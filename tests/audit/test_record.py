@@ -589,6 +589,14 @@ def test_cli_report_since_and_its_refusal(
     assert code == 2
     assert "--since 'lately' is not a time Cordon reads" in err
     assert out == ""
+    path = next(crisis_log.glob("audit-*.jsonl"))
+    path.write_text(path.read_text().replace('"ops"', '"nobody"', 1))
+    code, out, err = cordon(
+        capsys, "audit", "report", "--log-dir", str(crisis_log), "--since", "2d"
+    )
+    assert code == 8  # written, then the exit says the log does not verify
+    assert "Integrity: CHAIN BROKEN:" in out
+    assert "audit chain broken: first bad record at" in err
 
 
 def test_cli_draft_writes_the_file_and_exits_8_on_a_broken_chain(
