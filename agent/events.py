@@ -19,7 +19,8 @@ _EVENTS: dict[str, str] = {
     "incident.declared": "an incident was opened (name, site, reason): the regulatory clocks start",
     "incident.closed": "an incident was closed (name, reason)",
     "regulatory.notified": "a notification was sent (kind = nis2_early_warning | "
-    "nis2_notification | nis2_final_report | cnil | ars; to, ref)",
+    "nis2_notification | nis2_final_report | cnil | ars; to, ref; notified_at: when it was made, "
+    "notified_by: who made it, when given): the report's clock for that kind is met",
     # a run's life (the service plans; the engine runs)
     "run.planned": "a plan was computed and shown (playbook, sites, digest)",
     "run.refused": "the plan was refused (refusals): nothing was sent",

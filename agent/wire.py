@@ -13,6 +13,7 @@ service, the API, the client and the CLI may all import; never the executor, a d
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -94,6 +95,16 @@ def _reason(value: str) -> str:
     return value
 
 
+def _moment(value: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO-8601 time, e.g. 2024-10-15T03:00:00+00:00") from None
+    if moment.tzinfo is None:
+        raise ValueError("an ISO-8601 time with its zone, e.g. 2024-10-15T03:00:00+00:00")
+    return value
+
+
 def _digest(value: str) -> str:
     if not _DIGEST_RE.match(value):
         raise ValueError(
@@ -112,6 +123,7 @@ def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
 RunId = Annotated[str, AfterValidator(_id)]
 Reason = Annotated[str, AfterValidator(_reason)]
 Digest = Annotated[str, AfterValidator(_digest)]
+Moment = Annotated[str, AfterValidator(_moment)]  # ISO-8601 with its zone
 Sites = Annotated[tuple[Name, ...], Field(min_length=1), AfterValidator(_unique)]
 
 
@@ -176,6 +188,8 @@ class NotifyRequest(_Body):
     kind: Literal["nis2_early_warning", "nis2_notification", "nis2_final_report", "cnil", "ars"]
     to: Reason  # who was notified (an authority, a desk)
     ref: Reason  # their reference, or ours: the receipt to show an inspector
+    at: Moment | None = None  # when it was made (default: when it is recorded)
+    by: Reason | None = None  # who made it (default: the caller)
 
 
 class RunsQuery(_Query):
@@ -448,6 +462,7 @@ class Notified(_Out):
     to: str
     ref: str
     by: str | None = None
+    at: str | None = None
 
 
 _B = TypeVar("_B", bound=_Body)

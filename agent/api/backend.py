@@ -104,9 +104,20 @@ class Backend(Protocol):
         """Declare (`open`) or close an incident."""
         ...
 
-    def notify(self, caller: Caller, *, incident: str | None, kind: str, to: str, ref: str) -> JSON:
+    def notify(
+        self,
+        caller: Caller,
+        *,
+        incident: str | None,
+        kind: str,
+        to: str,
+        ref: str,
+        at: str | None = None,
+        by: str | None = None,
+    ) -> JSON:
         """Record that a regulator was notified (`regulatory.notified`, `kind` in
-        `NOTIFY_KINDS`) for `incident` (default: the one open incident); `NotFound` if none."""
+        `NOTIFY_KINDS`) for `incident` (default: the one open incident), made `at` (ISO-8601,
+        default now; never in the future) by `by` (default the caller); `NotFound` if none."""
         ...
 
     def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:

@@ -171,8 +171,17 @@ class Client:
         body = {"action": action, "name": name, "site": site, "reason": reason}
         return self._send("POST", "/incidents", body=body)
 
-    def notify(self, *, kind: str, to: str, ref: str, incident: str | None = None) -> JSON:
-        body = {"incident": incident, "kind": kind, "to": to, "ref": ref}
+    def notify(
+        self,
+        *,
+        kind: str,
+        to: str,
+        ref: str,
+        incident: str | None = None,
+        at: str | None = None,
+        by: str | None = None,
+    ) -> JSON:
+        body = {"incident": incident, "kind": kind, "to": to, "ref": ref, "at": at, "by": by}
         return self._send("POST", "/incidents/notify", body=body)
 
     def audit_report(self, *, run: str | None = None, incident: str | None = None) -> JSON:
@@ -318,8 +327,17 @@ class TypedClient:
         answer = self.raw.incident(action, reason=reason, name=name, site=site)
         return self._parse(IncidentOut, answer)
 
-    def notify(self, *, kind: str, to: str, ref: str, incident: str | None = None) -> Notified:
-        answer = self.raw.notify(kind=kind, to=to, ref=ref, incident=incident)
+    def notify(
+        self,
+        *,
+        kind: str,
+        to: str,
+        ref: str,
+        incident: str | None = None,
+        at: str | None = None,
+        by: str | None = None,
+    ) -> Notified:
+        answer = self.raw.notify(kind=kind, to=to, ref=ref, incident=incident, at=at, by=by)
         return self._parse(Notified, answer)
 
 

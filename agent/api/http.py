@@ -408,6 +408,8 @@ class _Api:
             kind=body.kind,
             to=body.to,
             ref=body.ref,
+            at=body.at,
+            by=body.by,
         )
 
     async def audit_report(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:

@@ -1,56 +1,66 @@
-"""Timelines for investigators and regulators, with the regulatory clocks, as md/html/csv/json.
+"""The incident record an auditor files: a summary first, then who did what, as text (terminal),
+markdown, HTML (screen and print), CSV (the timeline) or JSON.
 
-Imports only the standard library and `agent.audit` reading modules; never structlog, the engine
-or a device library. Reads records; writes nothing.
+Imports the standard library, Jinja2 (the HTML template, autoescaped) and `agent.audit` reading
+modules; never structlog, the engine or a device library. Reads records; writes nothing.
+
+Selection: `--incident` takes the records from its declaration to its close (or the end of the
+log), less those tagged with another incident (runs are not tagged with their incident in the
+log: the window is what binds them); `--run` its records; `--since` a moment (see
+`agent.audit.since`). They combine.
 
 Clocks run from the `incident.declared` record: NIS2 early warning +24 h, NIS2 notification
-+72 h, NIS2 final report +1 calendar month, CNIL +72 h, ARS "without delay" (due at once). A
-clock is met by the first `regulatory.notified` record of the incident with the matching `kind`.
++72 h, NIS2 final report one calendar month after the notification (NIS2 art. 23(4)(d); until it
+is made: one month after its 72 h deadline), CNIL +72 h, ARS "without delay" (due at once). A
+clock is met by the first `regulatory.notified` record of the incident with the matching `kind`,
+at the time the notification was made (`notified_at`, else the record's time).
 """
 
 from __future__ import annotations
 
 import calendar
 import csv
-import html
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
+from agent.audit import human
 from agent.audit.chain import audit_files, iter_lines
+from agent.audit.facts import Notification, RunFacts, SiteFacts, Summary, summarize, time_of
+from agent.audit.since import parse_moment
 from agent.audit.verify import Verification
 from agent.errors import AuditError
 
 __all__ = ["CLOCKS", "FORMATS", "Report", "build", "parse_time", "render"]
 
-FORMATS = ("md", "html", "csv", "json")
-# kind, label, rule shown, delay (None: calendar month; timedelta(0): without delay)
+FORMATS = ("text", "md", "html", "csv", "json")
+# kind, label, rule shown, delay (None: calendar month after the notification; 0: without delay)
 CLOCKS: tuple[tuple[str, str, str, timedelta | None], ...] = (
     ("ars", "ARS (regional health agency) report", "without delay", timedelta(0)),
     ("nis2_early_warning", "NIS2 early warning", "24 h", timedelta(hours=24)),
     ("nis2_notification", "NIS2 incident notification", "72 h", timedelta(hours=72)),
     ("cnil", "CNIL personal-data breach notification", "72 h", timedelta(hours=72)),
-    ("nis2_final_report", "NIS2 final report", "1 month", None),
+    ("nis2_final_report", "NIS2 final report", "1 month after the notification", None),
 )
-SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Declaration and decisions", ("incident.declared", "run.planned", "incident.closed")),
-    ("Approvals", ("run.approved",)),
-    ("Break-glass uses", ("run.break_glass",)),
-    ("Verifications", ("device.verify",)),
-    ("Reconnection attestations", ("reconnect.attested",)),
-    ("Drift alarms", ("drift.alarm",)),
-    ("Refused access", ("access.refused",)),
-    ("Failed steps", ("step.failed",)),
-    ("Regulatory notifications", ("regulatory.notified",)),
-)
-_COLUMNS = ("ts", "seq", "event", "actor", "role", "site", "device", "action", "outcome")
+# fields shown elsewhere in a timeline line, or plumbing
 _NOT_DETAIL = frozenset(
     {
-        *_COLUMNS,
+        "ts",
+        "seq",
+        "event",
+        "actor",
+        "role",
+        "site",
+        "device",
+        "action",
+        "outcome",
         "prev",
         "hash",
         "file",
@@ -60,19 +70,17 @@ _NOT_DETAIL = frozenset(
         "run_id",
         "incident_id",
         "duration_s",
+        "commands",
     }
 )
+_DETAIL_MAX = 300
+_TEXT_WIDTH = 110  # a table wider than this is written a block per row
+_BACKTICKS = re.compile(r"`+")  # a code fence longer than any run inside it
 
 
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 time; without a zone it is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise AuditError(
-            f"{text!r} is not an ISO-8601 time", hint="e.g. 2024-10-15T03:00:00+02:00"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """A moment as `--since` reads it (see `agent.audit.since`); `ConfigError` when it is none."""
+    return parse_moment(text, now=now or datetime.now(UTC))
 
 
 def add_month(moment: datetime) -> datetime:
@@ -86,13 +94,6 @@ def _show(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _span(delta: timedelta) -> str:
-    minutes = int(abs(delta.total_seconds()) // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    return (f"{days} d " if days else "") + f"{hours} h {mins:02d} min"
-
-
 @dataclass(frozen=True)
 class Clock:
     kind: str
@@ -102,6 +103,8 @@ class Clock:
     notified_at: datetime | None
     status: str  # met | late | pending | overdue
     note: str
+    reference: str | None = None
+    to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ class Incident:
     site: str | None
     closed_at: datetime | None
     clocks: list[Clock]
+    name: str | None = None
+    reason: str | None = None
+    declared_seq: int | None = None
+    notifications: list[Notification] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,36 @@ class Row:
     incident_id: str
     run_id: str
     detail: str
+    duration: str = ""
+    commands: tuple[str, ...] = ()
+    commands_as_seq: int | None = None  # the same commands were shown at this seq
+
+    @property
+    def when(self) -> str:
+        return self.ts[11:19] if len(self.ts) >= 19 else self.ts
+
+    @property
+    def day(self) -> str:
+        return self.ts[:10]
+
+    @property
+    def who(self) -> str:
+        return f"{self.actor} ({self.role})" if self.role else self.actor
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What proves the record: the verification of the whole log and its head."""
+
+    verdict: str  # ok | unsealed | torn | broken | not verified
+    ok: bool
+    summary: str
+    head_seq: int | None = None
+    head_hash: str | None = None
+    head_where: str | None = None
+    seals: int = 0
+    anchored: bool = False
+    key: str | None = None
 
 
 @dataclass
@@ -139,62 +176,60 @@ class Report:
     integrity_ok: bool
     incidents: list[Incident] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
-
-    def section(self, events: tuple[str, ...]) -> list[Row]:
-        return [r for r in self.rows if r.event in events]
-
-    def changes_by_device(self) -> dict[str, list[Row]]:
-        out: dict[str, list[Row]] = {}
-        for row in self.rows:
-            if row.event == "device.change":
-                out.setdefault(row.device or "-", []).append(row)
-        return dict(sorted(out.items()))
+    summary: Summary = field(default_factory=Summary)
+    chain: Chain = field(default_factory=lambda: Chain("not verified", False, "not verified"))
+    log_dir: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         def conv(value: Any) -> Any:
             if isinstance(value, datetime):
                 return _show(value)
+            if isinstance(value, timedelta):
+                return value.total_seconds()
             if isinstance(value, dict):
                 return {k: conv(v) for k, v in value.items()}
-            if isinstance(value, list):
+            if isinstance(value, list | tuple):
                 return [conv(v) for v in value]
             return value
 
         return {
             "selection": self.selection,
             "generated_at": _show(self.generated_at),
+            "log_dir": self.log_dir,
             "integrity": {"ok": self.integrity_ok, "summary": self.integrity},
+            "chain": asdict(self.chain),
+            "summary": conv(asdict(self.summary)),
             "incidents": [conv(asdict(i)) for i in self.incidents],
             "timeline": [asdict(r) for r in self.rows],
         }
 
 
-def _records(log_dir: Path) -> Iterator[dict[str, Any]]:
+def read_records(log_dir: Path) -> list[dict[str, Any]]:
+    """Every readable record of the log in chain order (verification reports the unreadable)."""
+    out: list[dict[str, Any]] = []
     for _file, _line, raw in iter_lines(audit_files(log_dir)):
         try:
             record = json.loads(raw)
         except ValueError:
-            continue  # verification reports it; a report shows what can be read
+            continue
         if isinstance(record, dict) and isinstance(record.get("event"), str):
-            yield record
-
-
-def _time_of(record: dict[str, Any]) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(record.get("ts")))
-    except ValueError:
-        return None
+            out.append(record)
+    return out
 
 
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
     if isinstance(value, list):
         return "; ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
     return str(value)
 
 
-def _row(record: dict[str, Any]) -> Row:
+def _row(record: dict[str, Any], shown: dict[tuple[str, str], tuple[tuple[str, ...], int]]) -> Row:
     details = []
     for key in sorted(record):
         if key in _NOT_DETAIL or record[key] in (None, "", []):
@@ -203,12 +238,22 @@ def _row(record: dict[str, Any]) -> Row:
         if key.endswith("_sha256") and isinstance(value, str):
             value = f"sha256:{value[:16]}…"
         details.append(f"{key}={_text(value)}")
-    if record.get("duration_s") is not None:
-        details.append(f"duration={record['duration_s']}s")
     detail = ", ".join(details)
+    raw = record.get("commands")
+    commands = tuple(str(c) for c in raw) if isinstance(raw, list) else ()
+    seq = int(record.get("seq", 0))
+    same: int | None = None
+    if commands:
+        where = (str(record.get("run_id") or ""), str(record.get("device") or ""))
+        before = shown.get(where)
+        if before is not None and before[0] == commands:
+            same = before[1]
+        else:
+            shown[where] = (commands, seq)
+    dur = record.get("duration_s")
     return Row(
-        ts=_show(_time_of(record)),
-        seq=int(record.get("seq", 0)),
+        ts=_show(time_of(record)),
+        seq=seq,
         event=str(record["event"]),
         actor=_text(record.get("actor")),
         role=_text(record.get("role")),
@@ -218,7 +263,10 @@ def _row(record: dict[str, Any]) -> Row:
         outcome=_text(record.get("outcome")),
         incident_id=_text(record.get("incident_id")),
         run_id=_text(record.get("run_id")),
-        detail=detail if len(detail) <= 400 else detail[:399] + "…",
+        detail=detail if len(detail) <= _DETAIL_MAX else detail[: _DETAIL_MAX - 1] + "…",
+        duration=human.duration(dur) if isinstance(dur, int | float) else "",
+        commands=commands if same is None else (),
+        commands_as_seq=same,
     )
 
 
@@ -229,30 +277,69 @@ def _clock(
     rule: str,
     delay: timedelta | None,
     declared: datetime,
-    notified: datetime | None,
+    notes: dict[str, Notification],
     now: datetime,
 ) -> Clock:
-    due = add_month(declared) if delay is None else declared + delay
+    made = notes.get(kind)
+    if delay is None:
+        base = notes.get("nis2_notification")
+        due = add_month(base.at if base is not None and base.at else declared + timedelta(hours=72))
+    else:
+        due = declared + delay
+    notified = made.at if made is not None else None
     if notified is not None:
         status = "met" if notified <= due or delay == timedelta(0) else "late"
-        note = f"notified {_span(notified - declared)} after declaration"
+        gap = notified - declared
+        note = (
+            f"notified {human.span(gap)} after declaration"
+            if gap >= timedelta(0)
+            else f"notified {human.span(-gap)} before declaration"
+        )
     elif now > due:
         status = "overdue"
-        note = f"not notified, {_span(now - due)} past due" if delay else "not notified"
+        note = f"not notified, {human.span(now - due)} past due" if delay else "not notified"
     else:
         status = "pending"
-        note = f"{_span(due - now)} left"
-    return Clock(kind, label, rule, due, notified, status, note)
+        note = f"{human.span(due - now)} left"
+    return Clock(
+        kind,
+        label,
+        rule,
+        due,
+        notified,
+        status,
+        note,
+        reference=made.ref if made else None,
+        to=made.to if made else None,
+    )
+
+
+def _notification(record: dict[str, Any]) -> Notification:
+    recorded = time_of(record)
+    made = time_of(record, "notified_at") if record.get("notified_at") else None
+    return Notification(
+        kind=str(record.get("kind")),
+        to=_text(record.get("to")) or None,
+        ref=_text(record.get("ref")) or None,
+        at=made or recorded,
+        recorded_at=recorded,
+        by=_text(record.get("notified_by")) or None,
+        recorded_by=_text(record.get("actor")) or None,
+        seq=int(record.get("seq", 0)),
+    )
 
 
 def _incident(
     incident_id: str,
     declared: dict[str, Any] | None,
     closed: datetime | None,
-    notified: dict[str, datetime],
+    notified: list[Notification],
     now: datetime,
 ) -> Incident:
-    declared_at = _time_of(declared) if declared else None
+    declared_at = time_of(declared) if declared else None
+    first: dict[str, Notification] = {}
+    for note in notified:
+        first.setdefault(note.kind, note)
     clocks = (
         [
             _clock(
@@ -261,7 +348,7 @@ def _incident(
                 rule=rule,
                 delay=delay,
                 declared=declared_at,
-                notified=notified.get(kind),
+                notes=first,
                 now=now,
             )
             for kind, label, rule, delay in CLOCKS
@@ -277,7 +364,66 @@ def _incident(
         site=declared.get("site") if declared else None,
         closed_at=closed,
         clocks=clocks,
+        name=_text(declared.get("name")) or None if declared else None,
+        reason=_text(declared.get("reason")) or None if declared else None,
+        declared_seq=int(declared.get("seq", 0)) if declared else None,
+        notifications=notified,
     )
+
+
+def _chain(integrity: Verification | None) -> Chain:
+    if integrity is None:
+        return Chain("not verified", False, "not verified")
+    if not integrity.ok:
+        summary = (
+            f"CHAIN BROKEN: {integrity.findings[0]} ({len(integrity.findings)} finding(s)): "
+            "this record cannot be relied on"
+        )
+        return Chain("broken", False, summary, seals=integrity.seals)
+    notes = [
+        f"the last write was cut at {integrity.torn.split(': ', 1)[0]}" if integrity.torn else "",
+        f"{integrity.unsealed} record(s) not sealed yet" if integrity.unsealed else "",
+        "seals signed and checked"
+        if integrity.anchored
+        else "seals NOT anchored (no public key pinned)",
+    ]
+    summary = (
+        f"chain verified: {integrity.records} records, seq {integrity.first_seq}.."
+        f"{integrity.head_seq}, {integrity.seals} seal(s); " + "; ".join(n for n in notes if n)
+    )
+    return Chain(
+        integrity.verdict,
+        True,
+        summary,
+        head_seq=integrity.head_seq,
+        head_hash=integrity.head_hash,
+        head_where=integrity.head_where,
+        seals=integrity.seals,
+        anchored=integrity.anchored,
+        key=integrity.key,
+    )
+
+
+def _selected(
+    record: dict[str, Any],
+    *,
+    incident: str | None,
+    window: tuple[datetime | None, datetime | None],
+    run: str | None,
+    since: datetime | None,
+) -> bool:
+    """In the selection: the incident's own records, and untagged ones within its window (from
+    its declaration to its close); the run's; those at or after `since`."""
+    iid, moment = record.get("incident_id"), time_of(record)
+    if incident is not None and iid != incident:
+        start, end = window
+        if isinstance(iid, str) and iid:
+            return False  # another incident's
+        if start is None or moment is None or moment < start or (end and moment > end):
+            return False
+    if run is not None and record.get("run_id") != run:
+        return False
+    return since is None or (moment is not None and moment >= since)
 
 
 def build(
@@ -293,137 +439,71 @@ def build(
     if incident is None and run is None and since is None:
         raise AuditError("a report needs --incident, --run or --since")
     now = now or datetime.now(UTC)
+    records = read_records(log_dir)
     declared: dict[str, dict[str, Any]] = {}
     closed: dict[str, datetime] = {}
-    notified: dict[str, dict[str, datetime]] = {}
-    rows: list[Row] = []
-    seen_incidents: list[str] = [incident] if incident else []
-    for record in _records(log_dir):
-        iid, event = record.get("incident_id"), record["event"]
-        moment = _time_of(record)
-        if isinstance(iid, str) and moment is not None:
-            if event == "incident.declared":
-                declared.setdefault(iid, record)
-            elif event == "incident.closed":
-                closed.setdefault(iid, moment)
-            elif event == "regulatory.notified" and isinstance(record.get("kind"), str):
-                notified.setdefault(iid, {}).setdefault(record["kind"], moment)
-        if (
-            (incident is not None and iid != incident)
-            or (run is not None and record.get("run_id") != run)
-            or (since is not None and (moment is None or moment < since))
-        ):
+    notified: dict[str, list[Notification]] = {}
+    for record in records:
+        iid, event, moment = record.get("incident_id"), record["event"], time_of(record)
+        if not isinstance(iid, str) or moment is None:
             continue
-        rows.append(_row(record))
-        if isinstance(iid, str) and iid not in seen_incidents:
+        if event == "incident.declared":
+            declared.setdefault(iid, record)
+        elif event == "incident.closed":
+            closed.setdefault(iid, moment)
+        elif event == "regulatory.notified" and isinstance(record.get("kind"), str):
+            notified.setdefault(iid, []).append(_notification(record))
+    if incident is not None and incident not in declared:  # its name, as `incident open` gave it
+        named = [i for i, r in declared.items() if r.get("name") == incident]
+        incident = named[-1] if named else incident
+    window: tuple[datetime | None, datetime | None] = (None, None)
+    if incident is not None and incident in declared:
+        window = (time_of(declared[incident]), closed.get(incident))
+    selected = [
+        r for r in records if _selected(r, incident=incident, window=window, run=run, since=since)
+    ]
+    seen_incidents: list[str] = [incident] if incident else []
+    for record in selected:
+        iid = record.get("incident_id")
+        if isinstance(iid, str) and iid and iid not in seen_incidents:
             seen_incidents.append(iid)
     parts = [
         f"{name} {value}"
         for name, value in (("incident", incident), ("run", run), ("since", _show(since)))
         if value not in (None, "-")
     ]
-    if integrity is None:
-        summary, ok = "not verified", False
-    elif integrity.ok:
-        notes = [
-            f"the last write was cut at {integrity.torn.split(': ', 1)[0]}"
-            if integrity.torn
-            else "",
-            f"{integrity.unsealed} record(s) not sealed yet" if integrity.unsealed else "",
-            "seals signed and checked"
-            if integrity.anchored
-            else "seals NOT anchored (no public key pinned)",
-        ]
-        summary, ok = (
-            f"chain verified: {integrity.records} records, seq {integrity.first_seq}.."
-            f"{integrity.head_seq}, {integrity.seals} seal(s); " + "; ".join(n for n in notes if n),
-            True,
-        )
-    else:
-        summary, ok = (
-            f"CHAIN BROKEN: {integrity.findings[0]} ({len(integrity.findings)} finding(s))",
-            False,
-        )
+    chain = _chain(integrity)
+    incidents = [
+        _incident(i, declared.get(i), closed.get(i), notified.get(i, []), now)
+        for i in seen_incidents
+    ]
+    first_declared = next((i.declared_at for i in incidents if i.declared_at), None)
+    shown: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
     return Report(
         selection=", ".join(parts),
         generated_at=now,
-        integrity=summary,
-        integrity_ok=ok,
-        incidents=[
-            _incident(i, declared.get(i), closed.get(i), notified.get(i, {}), now)
-            for i in seen_incidents
-        ],
-        rows=rows,
+        integrity=chain.summary,
+        integrity_ok=chain.ok,
+        incidents=incidents,
+        rows=[_row(r, shown) for r in selected],
+        summary=summarize(selected, declared=first_declared),
+        chain=chain,
+        log_dir=str(log_dir),
     )
 
 
 # -- rendering --------------------------------------------------------------------------------
 
-_TIMELINE_HEAD = (
-    "Time (UTC)",
-    "Seq",
-    "Event",
-    "Actor (role)",
-    "Run",
-    "Site",
-    "Device",
-    "Action",
-    "Outcome",
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
-
-
-def _timeline_cells(row: Row) -> list[str]:
-    who = f"{row.actor} ({row.role})" if row.role else row.actor
-    return [
-        row.ts,
-        str(row.seq),
-        row.event,
-        who,
-        row.run_id,
-        row.site,
-        row.device,
-        row.action,
-        row.outcome,
-        row.detail,
-    ]
-
-
-def _blocks(report: Report) -> Iterator[tuple[str, list[str], list[list[str]]]]:
-    """(heading, header, rows) tables shared by the markdown and HTML renderers."""
-    for inc in report.incidents:
-        head = f"Incident {inc.incident_id}"
-        if inc.declared_at is None:
-            yield head, ["Note"], [["no incident.declared record: clocks cannot be computed"]]
-            continue
-        who = f"{inc.declared_by} ({inc.role})" if inc.role else str(inc.declared_by)
-        yield (
-            head,
-            ["Declared (UTC)", "By", "Site", "Closed (UTC)"],
-            [[_show(inc.declared_at), who, inc.site or "", _show(inc.closed_at)]],
-        )
-        yield (
-            f"Regulatory clocks for {inc.incident_id}",
-            ["Obligation", "Rule", "Due (UTC)", "Status", "Notified (UTC)", "Note"],
-            [
-                [
-                    c.label,
-                    c.rule,
-                    _show(c.due),
-                    c.status.upper(),
-                    _show(c.notified_at),
-                    c.note,
-                ]
-                for c in inc.clocks
-            ],
-        )
-    cells = [*_TIMELINE_HEAD, "Details"]
-    for title, events in SECTIONS:
-        rows = report.section(events)
-        if rows:
-            yield title, cells, [_timeline_cells(r) for r in rows]
-    for device, rows in report.changes_by_device().items():
-        yield f"Changes on {device}", cells, [_timeline_cells(r) for r in rows]
-    yield "Timeline", cells, [_timeline_cells(r) for r in report.rows]
+TEMPLATES.filters["moment"] = human.moment
+TEMPLATES.filters["span"] = human.span
+TEMPLATES.filters["duration"] = human.duration
 
 
 def _md_cell(text: str) -> str:
@@ -431,54 +511,231 @@ def _md_cell(text: str) -> str:
     return escaped.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_md(report: Report) -> str:
-    out = [
-        "# Cordon audit report",
-        "",
-        f"- Selection: {report.selection}",
-        f"- Generated: {_show(report.generated_at)}",
-        f"- Integrity: {'' if report.integrity_ok else '**'}{report.integrity}"
-        f"{'' if report.integrity_ok else '**'}",
-        f"- Records: {len(report.rows)}",
+@dataclass(frozen=True)
+class _Form:
+    """Markdown (headings, tables) or terminal text (underlined titles, aligned columns)."""
+
+    md: bool
+
+    def cell(self, text: str) -> str:
+        return _md_cell(text) if self.md else text
+
+    def head(self, title: str, level: int = 2) -> Iterator[str]:
+        yield ""
+        if self.md:
+            yield "#" * level + " " + title
+            yield ""
+        else:
+            yield title.upper() if level == 2 else title
+            yield ("=" if level == 2 else "-") * len(title)
+
+    def table(self, header: list[str], rows: list[list[str]]) -> Iterator[str]:
+        if self.md:
+            yield "| " + " | ".join(header) + " |"
+            yield "|" + "---|" * len(header)
+            for r in rows:
+                yield "| " + " | ".join(self.cell(c) for c in r) + " |"
+            return
+        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+        if sum(widths) + 2 * len(widths) > _TEXT_WIDTH:  # too wide for a terminal: a block a row
+            for r in rows:
+                yield f"  {r[0]}"
+                yield from (f"      {h}: {c}" for h, c in zip(header[1:], r[1:], strict=True) if c)
+            return
+        for r in [header, *rows]:
+            yield "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+
+def _head_lines(report: Report, form: _Form) -> Iterator[str]:
+    s = report.summary
+    yield ("# " if form.md else "") + "Cordon incident record"
+    yield ""
+    yield f"Selection: {report.selection}  (log {report.log_dir})"
+    yield f"Generated: {human.moment(report.generated_at)}"
+    mark = "**" if form.md and not report.chain.ok else ""
+    yield f"Integrity: {mark}{report.chain.summary}{mark}"
+    if report.chain.head_hash:
+        yield f"Chain head: seq {report.chain.head_seq} {report.chain.head_hash}"
+    yield (
+        f"Records: {s.records}, seq {s.first_seq}..{s.last_seq}, "
+        f"{human.moment(s.first_at)} to {human.moment(s.last_at)}"
+        if s.records
+        else "Records: none selected"
+    )
+
+
+def _incident_line(inc: Incident) -> str:
+    if inc.declared_at is None:
+        return f"- Incident {inc.incident_id}: no incident.declared record, clocks unknown"
+    return (
+        f"- Incident {inc.incident_id} ({inc.name or 'no name recorded'}): declared "
+        f"{human.moment(inc.declared_at)} by {inc.declared_by or 'unknown'}"
+        f"{f' ({inc.role})' if inc.role else ''}, site {inc.site or 'unknown'}: "
+        f"{inc.reason or 'no reason recorded'}; "
+        + (f"closed {human.moment(inc.closed_at)}" if inc.closed_at else "not closed")
+        + f" [seq {inc.declared_seq}]"
+    )
+
+
+def _run_line(run: RunFacts) -> str:
+    who = f"{run.actor} ({run.role})" if run.role else run.actor or "unknown"
+    return (
+        f"- Run {run.run_id}: {run.playbook or 'unknown playbook'} on "
+        f"{', '.join(run.sites) or 'no site recorded'}, level {run.level or 'not recorded'}, "
+        f"started {human.moment(run.started_at)} by {who}"
+        + (f", reason: {run.reason}" if run.reason else "")
+        + (f", BREAK-GLASS: {run.break_glass}" if run.break_glass else "")
+        + (f", approved by {', '.join(run.approved_by)}" if run.approved_by else "")
+        + f"; {run.changes} device change(s); ended {run.outcome or 'not yet'}"
+        + (f" in {human.duration(run.duration_s)}" if run.duration_s is not None else "")
+        + f" [seq {run.started_seq or '?'}..{run.finished_seq or '?'}]"
+    )
+
+
+def _site_cells(site: SiteFacts) -> list[str]:
+    return [
+        site.site,
+        ", ".join(f"{r.playbook} ({r.outcome or 'open'})" for r in site.runs),
+        human.moment(site.contained_at),
+        f"{human.span(site.time_to_contain)} from the {site.contain_from}"
+        if site.time_to_contain is not None
+        else f"unknown: {site.contain_note}",
+        site.state,
     ]
-    for title, header, rows in _blocks(report):
-        out += ["", f"## {title}", "", "| " + " | ".join(header) + " |"]
-        out.append("|" + "---|" * len(header))
-        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(out) + "\n"
+
+
+def _clock_cells(c: Clock) -> list[str]:
+    return [
+        c.label,
+        c.rule,
+        human.moment(c.due),
+        c.status.upper(),
+        human.moment(c.notified_at) if c.notified_at else "-",
+        f"{c.to or '-'} / {c.reference or '-'}",
+        c.note,
+    ]
+
+
+def _clock_line(c: Clock) -> str:
+    """One line a clock, for the terminal."""
+    made = (
+        f"notified {human.moment(c.notified_at)} to {c.to or '?'}, ref {c.reference or '?'} "
+        f"({c.note})"
+        if c.notified_at
+        else c.note
+    )
+    return f"{c.status.upper():<8} {c.label}: due {human.moment(c.due)} ({c.rule}); {made}"
+
+
+def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
+    s = report.summary
+    yield from form.head("Summary")
+    yield from (form.cell(_incident_line(i)) for i in report.incidents)
+    if not report.incidents:
+        yield "- No incident in the selection (no incident.declared record)."
+    yield from (form.cell(_run_line(r)) for r in s.runs)
+    yield from form.head("Sites", 3)
+    site_head = ["Site", "Runs", "Contained", "Time to contain", "Now (per the log)"]
+    rows = [_site_cells(site) for site in s.sites]
+    yield from form.table(site_head, rows or [["(no run in the selection)", "", "", "", ""]])
+    yield from form.head("Still degraded", 3)
+    for line in s.still_degraded or ["nothing the log records as degraded"]:
+        yield f"- {form.cell(line)}"
+    for inc in (i for i in report.incidents if i.clocks):
+        yield from form.head(f"Regulatory clocks ({inc.incident_id})", 3)
+        clock_head = ["Obligation", "Rule", "Due", "Status", "Notified", "To / reference", "Note"]
+        if form.md:
+            yield from form.table(clock_head, [_clock_cells(c) for c in inc.clocks])
+        else:
+            yield from (f"  {_clock_line(c)}" for c in inc.clocks)
+    yield from form.head("Flow verification", 3)
+    if not s.flows:
+        yield s.flow_note
+        return
+    yield from form.table(
+        ["Flow", "Expected", "Result", "How", "When", "Seq"],
+        [
+            [f.flow, f.expected or "-", f.status.upper(), f.how, human.moment(f.at), str(f.seq)]
+            for f in s.flows
+        ],
+    )
+
+
+def _row_lines(row: Row, form: _Form) -> Iterator[str]:
+    what = " ".join(
+        x
+        for x in (
+            row.event,
+            row.site,
+            row.device,
+            row.action,
+            row.outcome and f"-> {row.outcome}",
+            row.duration and f"({row.duration})",
+        )
+        if x
+    )
+    by = f" by {row.who}" if row.actor else ""
+    run = f" [run {row.run_id}]" if row.run_id else ""
+    indent = "  " if form.md else "      "
+    yield f"{'- ' if form.md else '  '}{row.when} #{row.seq} {form.cell(what + by)}{run}"
+    if row.detail:
+        yield f"{indent}{form.cell(row.detail)}"
+    if row.commands_as_seq is not None:
+        yield f"{indent}commands: as at #{row.commands_as_seq}"
+    elif row.commands and form.md:
+        fence = "`" * max(
+            3, 1 + max(len(run) for run in _BACKTICKS.findall("".join(row.commands)) or [""])
+        )
+        yield from (f"  {fence}", *(f"  {c}" for c in row.commands), f"  {fence}")
+    else:
+        yield from (f"{indent}> {c}" for c in row.commands)
+
+
+def _timeline_lines(report: Report, form: _Form) -> Iterator[str]:
+    yield from form.head("Timeline")
+    day = ""
+    for row in report.rows:
+        if row.day != day:
+            day = row.day
+            yield f"{'### ' if form.md else ''}{day} (UTC)"
+            if form.md:
+                yield ""
+        yield from _row_lines(row, form)
+    yield from form.head("Who did what", 3)
+    for actor, events in sorted(report.summary.people.items()):
+        yield f"- {form.cell(actor)}: {', '.join(events)}"
+
+
+def _lines(report: Report, *, md: bool) -> Iterator[str]:
+    form = _Form(md)
+    yield from _head_lines(report, form)
+    yield from _summary_lines(report, form)
+    yield from _timeline_lines(report, form)
+
+
+def render_text(report: Report) -> str:
+    return "\n".join(_lines(report, md=False)) + "\n"
+
+
+def render_md(report: Report) -> str:
+    return "\n".join(_lines(report, md=True)) + "\n"
 
 
 def render_html(report: Report) -> str:
-    esc = html.escape
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>Cordon audit report</title>',
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:2px 6px;vertical-align:top}"
-        ".broken{color:#b00;font-weight:bold}</style></head><body>",
-        "<h1>Cordon audit report</h1><ul>",
-        f"<li>Selection: {esc(report.selection)}</li>",
-        f"<li>Generated: {esc(_show(report.generated_at))}</li>",
-        f'<li>Integrity: <span class="{"ok" if report.integrity_ok else "broken"}">'
-        f"{esc(report.integrity)}</span></li>",
-        f"<li>Records: {len(report.rows)}</li></ul>",
-    ]
-    for title, header, rows in _blocks(report):
-        out.append(f"<h2>{esc(title)}</h2><table><tr>")
-        out.append("".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
-        out.append("</table>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    """One page for the screen that prints well (print stylesheet inline; no remote asset)."""
+    return TEMPLATES.get_template("report.html.j2").render(r=report, s=report.summary) + "\n"
 
 
 def render_csv(report: Report) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    names = list(Row.__dataclass_fields__)
+    names = [n for n in Row.__dataclass_fields__ if n != "commands_as_seq"]
     writer.writerow(names)
     for row in report.rows:
-        writer.writerow([_csv_safe(str(getattr(row, n))) for n in names])
+        cells = [
+            _text(list(v)) if isinstance(v := getattr(row, n), tuple) else str(v) for n in names
+        ]
+        writer.writerow([_csv_safe(c) for c in cells])
     return buf.getvalue()
 
 
@@ -489,7 +746,9 @@ def _csv_safe(text: str) -> str:
 
 
 def render(report: Report, fmt: str) -> str:
-    """The report as `md`, `html`, `csv` (timeline rows only) or `json`."""
+    """The report as `text`, `md`, `html`, `csv` (timeline rows only) or `json`."""
+    if fmt == "text":
+        return render_text(report)
     if fmt == "md":
         return render_md(report)
     if fmt == "html":

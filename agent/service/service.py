@@ -35,7 +35,7 @@ from agent.audit import report as audit_report
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal, RunRecord, driver_alive
 from agent.engine.plan import Plan
-from agent.errors import CordonError, NotFound, PlanError, RunError, RunStopped
+from agent.errors import ConfigError, CordonError, NotFound, PlanError, RunError, RunStopped
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
@@ -572,9 +572,23 @@ class Service:
         return IncidentOut(incident_id=inc.incident_id, status="closed").wire()
 
     def notify(
-        self, caller: Actor | None, *, incident: str | None, kind: str, to: str, ref: str
+        self,
+        caller: Actor | None,
+        *,
+        incident: str | None,
+        kind: str,
+        to: str,
+        ref: str,
+        at: str | None = None,
+        by: str | None = None,
     ) -> JSON:
-        """`cordon incident notify`: a regulator was notified (the report's clocks read it)."""
+        """`cordon incident notify`: a regulator was notified (the report's clocks read it), made
+        `at` (default: now; a time in the future is refused, nothing written) by `by`."""
+        if at is not None and datetime.fromisoformat(at) > datetime.now(UTC) + timedelta(minutes=1):
+            raise ConfigError(
+                f"notification time {at} is in the future: nothing recorded",
+                hint="give the time the notification was made (--at), or leave it out for now",
+            )
         opened = self.journal.incidents(open_only=incident is None)
         match = [i for i in opened if incident in (None, i.incident_id, i.name)]
         if len(match) != 1:
@@ -584,8 +598,16 @@ class Service:
             )
         iid = match[0].incident_id
         with audit.bind(incident_id=iid, actor=_who(caller)):
-            self.log.info("regulatory.notified", kind=kind, to=to, ref=ref)
-        return Notified(incident_id=iid, kind=kind, to=to, ref=ref, by=_who(caller)).wire()
+            self.log.info(
+                "regulatory.notified",
+                kind=kind,
+                to=to,
+                ref=ref,
+                notified_at=at,
+                notified_by=by,
+            )
+        made_by = by or _who(caller)
+        return Notified(incident_id=iid, kind=kind, to=to, ref=ref, by=made_by, at=at).wire()
 
     def audit_report(
         self, caller: Actor | None = None, *, run: str | None, incident: str | None

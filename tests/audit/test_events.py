@@ -11,7 +11,8 @@ from agent.events import VOCABULARY
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agent"
-REPORT = AGENT / "audit" / "report.py"
+# the modules that read the log: the report, its facts, the regulators' drafts
+READERS = [AGENT / "audit" / n for n in ("report.py", "facts.py", "drafts.py")]
 LEVELS = {"debug", "info", "warning", "warn", "error", "critical", "exception", "msg", "fatal"}
 EVENT_NAME = re.compile(r"[a-z][a-z_]*\.[a-z][a-z_]*")
 
@@ -98,10 +99,11 @@ def all_emitted() -> dict[str, list[str]]:
 
 def read_by_report() -> set[str]:
     """Event names the report refers to: every string literal in it shaped like an event."""
-    tree = ast.parse(REPORT.read_text(encoding="utf-8"))
     return {
         node.value
-        for node in ast.walk(tree)
+        for path in READERS
+        if path.exists()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and EVENT_NAME.fullmatch(node.value)

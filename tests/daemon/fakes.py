@@ -163,9 +163,19 @@ class Recorder:
         self._record("incident", caller, action=action, name=name, site=site, reason=reason)
         return self.inner.incident(caller, action=action, name=name, site=site, reason=reason)
 
-    def notify(self, caller: Caller, *, incident: str | None, kind: str, to: str, ref: str) -> JSON:
-        self._record("notify", caller, incident=incident, kind=kind, to=to, ref=ref)
-        return self.inner.notify(caller, incident=incident, kind=kind, to=to, ref=ref)
+    def notify(
+        self,
+        caller: Caller,
+        *,
+        incident: str | None,
+        kind: str,
+        to: str,
+        ref: str,
+        at: str | None = None,
+        by: str | None = None,
+    ) -> JSON:
+        self._record("notify", caller, incident=incident, kind=kind, to=to, ref=ref, at=at, by=by)
+        return self.inner.notify(caller, incident=incident, kind=kind, to=to, ref=ref, at=at, by=by)
 
     def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
         self._record("audit_report", caller, run=run, incident=incident)
@@ -351,13 +361,24 @@ class FakeService:
             }
         return {"incident_id": "INC1", "status": "closed"}
 
-    def notify(self, caller: Caller, *, incident: str | None, kind: str, to: str, ref: str) -> JSON:
+    def notify(
+        self,
+        caller: Caller,
+        *,
+        incident: str | None,
+        kind: str,
+        to: str,
+        ref: str,
+        at: str | None = None,
+        by: str | None = None,
+    ) -> JSON:
         return {
             "incident_id": incident or "INC1",
             "kind": kind,
             "to": to,
             "ref": ref,
-            "by": caller.user,
+            "by": by or caller.user,
+            "at": at,
         }
 
     def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
@@ -365,7 +386,10 @@ class FakeService:
         return {
             "selection": selection,
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "log_dir": "",
             "integrity": {"ok": False, "summary": "not verified"},
+            "chain": {"verdict": "not verified", "ok": False, "summary": "not verified"},
+            "summary": {"records": 0, "runs": [], "sites": [], "still_degraded": []},
             "incidents": [],
             "timeline": [],
         }

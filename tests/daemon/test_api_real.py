@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,29 @@ def test_incident_notify_meets_the_regulatory_clock(
     assert clocks["nis2_early_warning"] == "met"
     with pytest.raises(AccessRefused):
         real_as("dave").notify(kind="cnil", to="CNIL", ref="x-1")
+
+
+def test_incident_notify_records_when_and_by_whom_and_refuses_the_future(
+    real_as: Callable[[str], Client], audit_log: Path
+) -> None:
+    """`at` (ISO-8601 with its zone) and `by` are recorded as `notified_at`/`notified_by` and
+    the clock is met at `at`; a time in the future, or one without its zone, is refused by
+    the service itself (not only the CLI) and nothing is recorded."""
+    bob = real_as("bob")
+    inc = bob.incident("open", reason="ransomware", site=SITE)
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for bad in (future, "2024-10-15T03:00:00"):
+        with pytest.raises(ConfigError):
+            bob.notify(kind="cnil", to="CNIL", ref="R-1", at=bad)
+    assert records(audit_log, "regulatory.notified") == []
+    made = (datetime.now(UTC) - timedelta(minutes=20)).isoformat(timespec="seconds")
+    out = bob.notify(kind="cnil", to="CNIL", ref="R-2", at=made, by="dpo")
+    assert (out["at"], out["by"]) == (made, "dpo")
+    (note,) = records(audit_log, "regulatory.notified")
+    assert (note["notified_at"], note["notified_by"], note["actor"]) == (made, "dpo", "bob")
+    report = real_as("dave").audit_report(incident=inc["incident_id"])
+    (clock,) = [c for c in report["incidents"][0]["clocks"] if c["kind"] == "cnil"]
+    assert (clock["status"], clock["notified_at"]) == ("met", made)
 
 
 def test_audit_report_without_selection_is_invalid_input(

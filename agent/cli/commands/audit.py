@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -27,6 +28,7 @@ from agent.audit.seals import (
     key_id,
     load_public_key,
 )
+from agent.audit.since import parse_moment
 from agent.audit.verify import Verification, verify
 from agent.errors import AuditError, ChainBroken, TailUnsealed, TornWrite
 
@@ -182,11 +184,21 @@ def keygen_cmd(keyfile: Path) -> None:
 
 
 @audit.command("report")
-@click.option("--incident", "incident", metavar="ID", help="Records of this incident.")
+@click.option("--incident", "incident", metavar="ID", help="Its records, declaration to close.")
 @click.option("--run", "run", metavar="RUN_ID", help="Records of this run.")
-@click.option("--since", "since", metavar="TIME", help="Records at or after this ISO-8601 time.")
 @click.option(
-    "--format", "fmt", type=click.Choice(reports.FORMATS), default="md", show_default=True
+    "--since",
+    "since",
+    metavar="WHEN",
+    help="Records from WHEN: 1h, 30m, 2d, today, yesterday, or an ISO-8601 date/time (UTC).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(reports.FORMATS),
+    default="text",
+    show_default=True,
+    help="text for the terminal; html to read or print (one self-contained page); md, csv, json.",
 )
 @click.option(
     "--log-dir",
@@ -194,6 +206,7 @@ def keygen_cmd(keyfile: Path) -> None:
     help="Log directory (default $CORDON_LOG_DIR, else ./logs).",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--public-key", "public_key", metavar="KEY", help=_PUBLIC_KEY_HELP)
 @click.option("--at", "at", metavar="TIME", hidden=True, help="Evaluate the clocks at TIME.")
 def report_cmd(
     *,
@@ -203,29 +216,28 @@ def report_cmd(
     fmt: str,
     log_dir: Path | None,
     output: Path | None,
+    public_key: str | None,
     at: str | None,
 ) -> None:
-    """Timeline of an incident, a run or a period, with the regulatory clocks.
+    """The incident record: summary, sites and time to contain, what is still degraded,
+    regulatory clocks and notifications, flow verification, then the timeline (who did what,
+    commands once, human durations) and the chain head that proves it.
 
-    Declaration, decisions, approvals, break-glass uses, changes per device, verifications,
-    reconnection attestations, drift alarms; NIS2 (24 h, 72 h, 1 month), CNIL (72 h) and ARS
-    (without delay) counted from the declaration. The chain is verified first and the result
-    is printed at the top of the report.
+    The whole chain is verified first; a log that does not verify is said at the top of the
+    report and on stderr, and the command exits 8 after writing it.
     """
+    now = reports.parse_time(at, now=datetime.now(UTC)) if at else datetime.now(UTC)
+    moment = parse_moment(since, now=now) if since else None
     directory = log_dir or default_log_dir()
-    integrity = verify(directory, public_key=_public_key(None))
+    integrity = verify(directory, public_key=_public_key(public_key))
     built = reports.build(
-        directory,
-        incident=incident,
-        run=run,
-        since=reports.parse_time(since) if since else None,
-        now=reports.parse_time(at) if at else None,
-        integrity=integrity,
+        directory, incident=incident, run=run, since=moment, now=now, integrity=integrity
     )
     text = reports.render(built, fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+        click.echo(f"report written to {output}", err=True)
     if not integrity.ok:
-        click.secho(f"warning: {built.integrity}", fg="red", err=True)
+        raise _broken(integrity)
