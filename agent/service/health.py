@@ -13,8 +13,6 @@ standard library, `agent.settings`, the pure drift types and that opener; never 
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +22,7 @@ from typing import Any, Literal
 
 from agent import settings
 from agent.engine.drift import Drift, Scope, scope_of
-from agent.engine.sqlitefile import open_versioned
+from agent.engine.store import Conn, open_store, upsert
 
 PollStatus = Literal["ok", "drift", "unreachable", "error"]
 
@@ -48,6 +46,10 @@ CREATE TABLE IF NOT EXISTS polls (
 # before it was recorded (the same tables).
 SCHEMA_VERSION = 1
 
+_UPSERT_POLL = upsert(
+    "polls", ("device", "site", "at", "status", "detail", "duration_s"), ("device",)
+)
+
 _ALARM_COLUMNS = (
     "id, device, site, kind, subject, detail, status, first_seen, last_seen, cleared_at, "
     "reapplied_at, reapplied"
@@ -56,6 +58,13 @@ _ALARM_COLUMNS = (
 
 def default_path() -> Path:
     return settings.current().health_path
+
+
+def at(state_dir: Path) -> HealthStore:
+    """The health store of a state directory: the database of `CORDON_STATE_URL` if set, else
+    its file."""
+    url = settings.current().state_url
+    return HealthStore(url=url) if url else HealthStore(state_dir / settings.HEALTH_NAME)
 
 
 @dataclass(frozen=True)
@@ -123,22 +132,30 @@ class Change:
 
 
 class HealthStore:
-    """One SQLite file, shared by the poller (writer) and the API threads (readers)."""
+    """One SQLite file or PostgreSQL database, shared by the poller (writer) and the API threads
+    (readers)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
-        self.db = open_versioned(
-            self.path,
+    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
+        where: Path | str
+        if path is not None:
+            where = path
+        elif url is not None:
+            where = url
+        else:
+            where = settings.current().state_url or default_path()
+        self.db = open_store(
+            where,
+            name="health",
             what="health store",
             schema=SCHEMA,
             version=SCHEMA_VERSION,
-            synchronous="NORMAL",
+            durable=False,
         )
-        self.lock = threading.RLock()
+        self.where = self.db.where
+        self.lock = self.db.lock
 
     def close(self) -> None:
-        with self.lock:
-            self.db.close()
+        self.db.close()
 
     def __enter__(self) -> HealthStore:
         return self
@@ -147,19 +164,12 @@ class HealthStore:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def _tx(self) -> Iterator[Conn]:
+        with self.db.write() as db:
+            yield db
 
     def _alarms(self, where: str, args: tuple[Any, ...]) -> list[Alarm]:
-        with self.lock:
-            rows = self.db.execute(f"SELECT {_ALARM_COLUMNS} FROM alarms {where}", args).fetchall()  # noqa: S608 - fixed SQL, values bound
+        rows = self.db.query(f"SELECT {_ALARM_COLUMNS} FROM alarms {where}", args)  # noqa: S608 - fixed SQL, values bound
         return [Alarm(*r) for r in rows]
 
     # -- alarms -----------------------------------------------------------------------------
@@ -250,13 +260,12 @@ class HealthStore:
         """The last poll of each device (one transaction for a whole poll)."""
         with self._tx() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO polls VALUES (?,?,?,?,?,?)",
+                _UPSERT_POLL,
                 [(r.device, r.site, r.at, r.status, r.detail, r.duration_s) for r in rows],
             )
 
     def last_polls(self) -> dict[str, PollRow]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT device, site, at, status, detail, duration_s FROM polls ORDER BY device"
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT device, site, at, status, detail, duration_s FROM polls ORDER BY device"
+        )
         return {r[0]: PollRow(*r) for r in rows}
