@@ -206,7 +206,7 @@ def at(state_dir: Path) -> Journal:
     """The journal of a state directory: the database of `CORDON_STATE_URL` if set (the
     directory then keeps only the daemon's lock, socket and state file), else its file."""
     url = settings.current().state_url
-    return Journal(url=url) if url else Journal(state_dir / settings.JOURNAL_NAME)
+    return Journal(url) if url else Journal(state_dir / settings.JOURNAL_NAME)
 
 
 def state_to_json(state: DeviceState) -> str:
@@ -362,14 +362,9 @@ class Journal:
     `self.lock`, so two sites never interleave a transaction. Other processes (and, on
     PostgreSQL, other hosts) are serialised by the store's write lock (`agent.engine.store`)."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
-        where: Path | str
-        if path is not None:
-            where = path
-        elif url is not None:
-            where = url
-        else:
-            where = default_location()
+    def __init__(self, where: Path | str | None = None) -> None:
+        """`where`: the file, or a `postgresql://` URL; by default this process's settings'."""
+        where = default_location() if where is None else where
         self.db = open_store(
             where,
             name="journal",

@@ -64,7 +64,7 @@ def at(state_dir: Path) -> HealthStore:
     """The health store of a state directory: the database of `CORDON_STATE_URL` if set, else
     its file."""
     url = settings.current().state_url
-    return HealthStore(url=url) if url else HealthStore(state_dir / settings.HEALTH_NAME)
+    return HealthStore(url) if url else HealthStore(state_dir / settings.HEALTH_NAME)
 
 
 @dataclass(frozen=True)
@@ -135,14 +135,9 @@ class HealthStore:
     """One SQLite file or PostgreSQL database, shared by the poller (writer) and the API threads
     (readers)."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
-        where: Path | str
-        if path is not None:
-            where = path
-        elif url is not None:
-            where = url
-        else:
-            where = settings.current().state_url or default_path()
+    def __init__(self, where: Path | str | None = None) -> None:
+        """`where`: the file, or a `postgresql://` URL; by default this process's settings'."""
+        where = (settings.current().state_url or default_path()) if where is None else where
         self.db = open_store(
             where,
             name="health",

@@ -1,13 +1,17 @@
 """The journal survives what the executor does to it: parallel site threads writing at once, and
-a second process reading; every row lands, none is lost or interleaved."""
+a second process reading; every row lands, none is lost or interleaved. Every test runs on both
+backends (`backend`: a SQLite file, a PostgreSQL database of the throwaway test cluster)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from agent.engine.journal import (
@@ -17,14 +21,17 @@ from agent.engine.journal import (
     state_from_json,
     state_to_json,
 )
+from agent.engine.store import pg_schema, redact
 from agent.errors import DaemonError, InternalError, LockError
 from agent.network.state import DeviceState, NftRule
 from agent.status import GateStatus, RunStatus, SiteMode, StepStatus
 
+Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file or URL
 
-def test_parallel_site_threads_share_one_journal(tmp_path: Path) -> None:
+
+def test_parallel_site_threads_share_one_journal(state_where: Where) -> None:
     """Eight threads marking steps concurrently on one journal: no error, every mark recorded."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(state_where("journal"))
     steps = [
         NewStep(
             seq,
@@ -56,9 +63,10 @@ def test_parallel_site_threads_share_one_journal(tmp_path: Path) -> None:
     j.close()
 
 
-def test_locks_are_exclusive_across_journal_handles(tmp_path: Path) -> None:
-    """Two handles (two processes' worth) on one file: the second run on a held site is refused."""
-    a, b = Journal(tmp_path / "j.sqlite"), Journal(tmp_path / "j.sqlite")
+def test_locks_are_exclusive_across_journal_handles(state_where: Where) -> None:
+    """Two handles (two processes' worth) on one journal: the second run on a held site is
+    refused."""
+    a, b = Journal(state_where("journal")), Journal(state_where("journal"))
     a.start_run("first", "pb", "L1", ["rennes"], "alice")
     with pytest.raises(LockError, match="first"):
         b.start_run("second", "pb", "L1", ["nantes", "rennes"], "bob")
@@ -88,9 +96,9 @@ def test_device_state_round_trips() -> None:
     )
 
 
-def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
+def test_undone_keeps_the_failure_that_caused_it(state_where: Where) -> None:
     """Marking a failed step undone keeps its error text: the audit needs why it was undone."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(state_where("journal"))
     j.start_run(
         "r1",
         "pb",
@@ -112,22 +120,88 @@ def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
 TODAY = Path(__file__).parent / "data" / "journal-v0.sqlite"  # written by the release before #12
 
 
-def _user_version(path: Path) -> int:
-    db = sqlite3.connect(path)
+def _version(where: Path | str) -> int:
+    """The schema version the journal at `where` is stamped with (0: none)."""
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    with psycopg.connect(where) as pg:
+        if pg.execute("SELECT to_regclass('cordon_schema')").fetchone() == (None,):
+            return 0
+        row = pg.execute("SELECT version FROM cordon_schema WHERE store = 'journal'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _previous_release(state_where: Where) -> Path | str:
+    """The kept journal of the release before #12 (schema version 0), on this backend: the
+    file itself, or its tables (in their shape then: no `runs.driver`, `runs.stop_requested`)
+    and rows copied into an empty PostgreSQL database with no schema version."""
+    where = state_where("journal")
+    if isinstance(where, Path):
+        shutil.copyfile(TODAY, where)
+        return where
+    src = sqlite3.connect(TODAY)
+    with psycopg.connect(where) as pg:
+        for (table,) in src.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            pg.execute(pg_schema(_create_statement(table)))
+            cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+            rows = src.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
+            if rows:
+                marks = ", ".join("%s" for _ in cols)
+                with pg.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows
+                    )
+    src.close()
+    return where
+
+
+def _create_statement(table: str) -> str:
+    db = sqlite3.connect(TODAY)
     try:
-        return int(db.execute("PRAGMA user_version").fetchone()[0])
+        return str(db.execute("SELECT sql FROM sqlite_master WHERE name=?", (table,)).fetchone()[0])
     finally:
         db.close()
 
 
-def test_a_journal_written_by_the_previous_release_opens_migrated(tmp_path: Path) -> None:
+def _snapshot(where: Path | str) -> object:
+    """Everything the journal at `where` holds (to prove nothing changed)."""
+    if isinstance(where, Path):
+        return where.read_bytes()
+    with psycopg.connect(where) as pg:
+        tables = [
+            r[0]
+            for r in pg.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() ORDER BY table_name"
+            )
+        ]
+        return {
+            t: (
+                sorted(
+                    r[0]
+                    for r in pg.execute(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = %s",
+                        (t,),
+                    )
+                ),
+                sorted(map(repr, pg.execute(f"SELECT * FROM {t}").fetchall())),
+            )
+            for t in tables
+        }
+
+
+def test_a_journal_written_by_the_previous_release_opens_migrated(state_where: Where) -> None:
     """The kept journal (schema version 0: a done run, a rolled-back recovery, a run awaiting
     approval) opens: its runs, steps, gates and site modes read back typed, and it is stamped
     with the current schema version."""
-    path = tmp_path / "journal.sqlite"
-    shutil.copyfile(TODAY, path)
-    assert _user_version(path) == 0
-    j = Journal(path)
+    where = _previous_release(state_where)
+    assert _version(where) == 0
+    j = Journal(where)
     runs = {r.playbook: r for r in j.runs()}
     assert {p: r.status for p, r in runs.items()} == {
         "iso": RunStatus.DONE,
@@ -148,33 +222,44 @@ def test_a_journal_written_by_the_previous_release_opens_migrated(tmp_path: Path
     assert base is not None and base.run_id == runs["iso"].run_id
     assert j.approval(runs["two"].run_id) is None
     j.close()
-    assert _user_version(path) == SCHEMA_VERSION
-    # the migrated journal goes on: the waiting run can still be cancelled, as before
-    j = Journal(path)
+    assert _version(where) == SCHEMA_VERSION
+    # the migrated journal goes on: the waiting run can still be cancelled, as before, and the
+    # columns the migration added are written
+    j = Journal(where)
+    j.claim_driver(runs["two"].run_id)
     j.finish_run(runs["two"].run_id, RunStatus.CANCELLED, "cancelled by t")
     assert j.run(runs["two"].run_id).status == "cancelled"
+    assert j.run(runs["two"].run_id).driver is not None
     j.close()
 
 
-def test_a_journal_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
+def test_a_journal_from_a_newer_release_is_refused_untouched(state_where: Where) -> None:
     """A journal stamped with a schema version this release does not know is refused, naming the
-    file and both versions; the file is left as it was."""
-    path = tmp_path / "journal.sqlite"
-    shutil.copyfile(TODAY, path)
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.close()
-    before = path.read_bytes()
-    with pytest.raises(DaemonError, match=rf"{path}.*newer Cordon.*version {SCHEMA_VERSION + 1}"):
-        Journal(path)
-    assert path.read_bytes() == before
+    store and both versions; it is left as it was."""
+    where = _previous_release(state_where)
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        db.close()
+        shown = str(where)
+    else:
+        with psycopg.connect(where) as pg:
+            pg.execute("CREATE TABLE cordon_schema (store TEXT PRIMARY KEY, version INTEGER)")
+            pg.execute("INSERT INTO cordon_schema VALUES ('journal', %s)", (SCHEMA_VERSION + 1,))
+        shown = redact(where)
+    before = _snapshot(where)
+    with pytest.raises(
+        DaemonError, match=rf"{re.escape(shown)}.*newer Cordon.*version {SCHEMA_VERSION + 1}"
+    ):
+        Journal(where)
+    assert _snapshot(where) == before
 
 
-def test_a_forbidden_status_change_is_refused_and_not_written(tmp_path: Path) -> None:
+def test_a_forbidden_status_change_is_refused_and_not_written(state_where: Where) -> None:
     """A done run is not set running again, an undone step not started, a passed gate not
     reopened: an internal error names the record and both statuses, and the journal keeps the
     old status."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(state_where("journal"))
     j.start_run(
         "r1",
         "pb",
@@ -200,3 +285,89 @@ def test_a_forbidden_status_change_is_refused_and_not_written(tmp_path: Path) ->
     assert [r.status for r in j.steps("r1")] == [StepStatus.UNDONE]
     assert [g.status for g in j.gates("r1")] == [GateStatus.PASSED]
     j.close()
+
+
+# -- concurrent writers through separate handles (processes, or hosts sharing one database) ------
+
+
+def _step(seq: int, site: str) -> NewStep:
+    return NewStep(
+        seq, site, "step", f"d{seq}", "nft", ("x",), ("y",), DeviceState(), DeviceState()
+    )
+
+
+def test_racing_runs_take_each_site_once(state_where: Where) -> None:
+    """Twelve handles start runs at once on overlapping sites (run i wants sites i and i+1 of
+    six): the locks taken are exactly those of the runs that started, each site held by one
+    run, and every refused run left nothing (no run row, no step, no lock)."""
+    handles = [Journal(state_where("journal")) for _ in range(12)]
+    handles[0].start_run("warm", "pb", "L1", [], "t")  # the schema exists before the race
+
+    def start(i: int) -> str | None:
+        sites = [f"s{i % 6}", f"s{(i + 1) % 6}"]
+        try:
+            handles[i].start_run(f"r{i}", "pb", "L1", sites, "t", [_step(1, sites[0])])
+        except LockError:
+            return None
+        return f"r{i}"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        started = {r for r in pool.map(start, range(12)) if r is not None}
+    j = handles[0]
+    locks = j.locks()
+    assert started, "no run started"
+    assert set(locks.values()) == started  # every lock belongs to a run that started
+    for run_id in started:
+        i = int(run_id[1:])
+        assert {s for s, r in locks.items() if r == run_id} == {f"s{i % 6}", f"s{(i + 1) % 6}"}
+    recorded = {r.run_id for r in j.runs()} - {"warm"}
+    assert recorded == started  # a refused run wrote nothing
+    for run_id in {f"r{i}" for i in range(12)} - started:
+        assert j.steps(run_id) == []
+    for h in handles:
+        h.close()
+
+
+def test_racing_status_changes_are_checked_against_the_committed_status(
+    state_where: Where,
+) -> None:
+    """Sixteen handles end one running run at once, half as done and half as cancelled (neither
+    may follow the other): the first to commit wins, every other of its kind is a no-change,
+    every one of the other kind is refused. A check against a stale status would let both
+    through."""
+    handles = [Journal(state_where("journal")) for _ in range(16)]
+    handles[0].start_run("r", "pb", "L1", ["s"], "t", [_step(1, "s")])
+
+    def end(i: int) -> RunStatus | None:
+        status = RunStatus.DONE if i % 2 else RunStatus.CANCELLED
+        try:
+            handles[i].finish_run("r", status)
+        except InternalError:
+            return None
+        return status
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(end, range(16)))
+    final = handles[0].run("r").status
+    assert final in (RunStatus.DONE, RunStatus.CANCELLED)
+    assert outcomes.count(final) == 8  # every call of the winning kind went through
+    assert outcomes.count(None) == 8  # every call of the other kind was refused
+    for h in handles:
+        h.close()
+
+
+def test_steps_appended_at_once_get_distinct_numbers(state_where: Where) -> None:
+    """Eight handles append steps to one run at once (re-isolations decided during soaks): every
+    step lands, with its own number, numbered on from the run's last."""
+    handles = [Journal(state_where("journal")) for _ in range(8)]
+    handles[0].start_run("r", "pb", "L1", ["s"], "t", [_step(1, "s")])
+
+    def append(i: int) -> list[int]:
+        return [handles[i].append_step("r", _step(0, "s")) for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seqs = [s for got in pool.map(append, range(8)) for s in got]
+    assert sorted(seqs) == list(range(2, 82))
+    assert [r.seq for r in handles[0].steps("r")] == list(range(1, 82))
+    for h in handles:
+        h.close()
