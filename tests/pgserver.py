@@ -6,7 +6,7 @@ authentication is safe there: only that user (and root) may enter the socket's d
 Stopped by the postmaster's PID, the directory removed.
 
     with PgServer.start() as pg:
-        url = pg.database()     # a fresh, empty database: postgresql://cordon@/t1?host=...
+        url = pg.database()     # a fresh, empty namespace: postgresql://cordon@/cordon?host=...
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pwd
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -129,12 +130,13 @@ class PgServer:
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
-        """Fast shutdown by the postmaster's PID (SIGINT), waiting for it to exit."""
+        """Immediate shutdown by the postmaster's PID (SIGQUIT: a throwaway cluster needs no
+        shutdown checkpoint), waiting for it to exit."""
         pid, self.pid = self.pid, None
         if pid is None:
             return
         with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, signal.SIGQUIT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -147,18 +149,23 @@ class PgServer:
 
     # -- databases -------------------------------------------------------------------------
 
-    def url(self, dbname: str) -> str:
-        return f"postgresql://{ROLE}@/{dbname}?host={self.sock}&port={self.port}"
+    def url(self, dbname: str = "cordon", schema: str | None = None) -> str:
+        url = f"postgresql://{ROLE}@/{dbname}?host={self.sock}&port={self.port}"
+        return url if schema is None else f"{url}&options=-csearch_path%3D{schema}"
 
     def database(self) -> str:
-        """A new empty database's URL."""
+        """A new empty namespace's URL: a schema of its own in the database `cordon` (made
+        once), as the search path of every connection to the URL (quicker than a database)."""
         import psycopg  # noqa: PLC0415 - only with a server
 
+        if self._n == 0:
+            with psycopg.connect(self.url("postgres"), autocommit=True) as db:
+                db.execute("CREATE DATABASE cordon")
         self._n += 1
         name = f"t{self._n}"
-        with psycopg.connect(self.url("postgres"), autocommit=True) as db:
-            db.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(f"CREATE SCHEMA {name}")
+        return self.url(schema=name)
 
     def log(self) -> str:
         try:
@@ -188,18 +195,131 @@ def pg_server() -> Iterator[PgServer]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> str:
+def state_backend(request: pytest.FixtureRequest) -> str:
     """Each state backend in turn: the test runs once on SQLite files, once on PostgreSQL."""
     return str(request.param)
 
 
 @pytest.fixture
 def state_where(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    state_backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Callable[[str], Path | str]:
     """Where a store named `name` lives on this test's backend: `<tmp>/<name>.sqlite`, or this
     test's own new PostgreSQL database (every store of the test in it, as with one URL)."""
-    if backend == "sqlite":
+    if state_backend == "sqlite":
         return lambda name: tmp_path / f"{name}.sqlite"
     url = request.getfixturevalue("pg_server").database()
     return lambda name: url
+
+
+def copy_sqlite(src: Path, url: str) -> None:
+    """Recreate a SQLite file's tables and indexes (in PostgreSQL's types) and rows in the empty
+    database at `url`, without its schema version: a store written by a release that knew only
+    SQLite, as if it had been on PostgreSQL. Identity columns go on after the copied rows."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    from agent.engine.store import pg_schema  # noqa: PLC0415
+
+    db = sqlite3.connect(src)
+    try:
+        found = db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index', rowid"
+        ).fetchall()
+        with psycopg.connect(url) as pg:
+            for kind, name, sql in found:
+                pg.execute(pg_schema(sql))
+                if kind != "table":
+                    continue
+                cols = [r[1] for r in db.execute(f"PRAGMA table_info({name})")]
+                rows = db.execute(f"SELECT {', '.join(cols)} FROM {name}").fetchall()
+                if rows:
+                    marks = ", ".join("%s" for _ in cols)
+                    with pg.cursor() as cur:
+                        cur.executemany(
+                            f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({marks})", rows
+                        )
+                if "AUTOINCREMENT" in sql:
+                    pg.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                        f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+                    )
+    finally:
+        db.close()
+
+
+def schema_version(where: Path | str, store: str) -> int:
+    """The schema version the store `store` at `where` is stamped with (0: none)."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    with psycopg.connect(where) as pg:
+        if pg.execute("SELECT to_regclass('cordon_schema')").fetchone() == (None,):
+            return 0
+        row = pg.execute("SELECT version FROM cordon_schema WHERE store = %s", (store,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def stamp(where: Path | str, store: str, version: int) -> None:
+    """Stamp the store `store` at `where` with `version` (a newer release's, in the tests)."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        db.execute(f"PRAGMA user_version={version}")
+        db.close()
+        return
+    with psycopg.connect(where) as pg:
+        pg.execute(
+            "CREATE TABLE IF NOT EXISTS cordon_schema (store TEXT PRIMARY KEY, version INTEGER)"
+        )
+        pg.execute(
+            "INSERT INTO cordon_schema VALUES (%s, %s) ON CONFLICT (store) "
+            "DO UPDATE SET version = excluded.version",
+            (store, version),
+        )
+
+
+def snapshot(where: Path | str) -> object:
+    """Everything a store's file or database holds (to prove nothing changed)."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    if isinstance(where, Path):
+        return where.read_bytes()
+    with psycopg.connect(where) as pg:
+        tables = [
+            r[0]
+            for r in pg.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() ORDER BY table_name"
+            )
+        ]
+        return {
+            t: (
+                sorted(
+                    r[0]
+                    for r in pg.execute(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = %s",
+                        (t,),
+                    )
+                ),
+                sorted(map(repr, pg.execute(f"SELECT * FROM {t}").fetchall())),
+            )
+            for t in tables
+        }
+
+
+def kept_store(state_where: Callable[[str], Path | str], name: str, src: Path) -> Path | str:
+    """The kept store `src` (a SQLite file of an earlier release) on this test's backend."""
+    where = state_where(name)
+    if isinstance(where, Path):
+        shutil.copyfile(src, where)
+    else:
+        copy_sqlite(src, where)
+    return where

@@ -1,17 +1,14 @@
 """The journal survives what the executor does to it: parallel site threads writing at once, and
 a second process reading; every row lands, none is lost or interleaved. Every test runs on both
-backends (`backend`: a SQLite file, a PostgreSQL database of the throwaway test cluster)."""
+backends (`state_backend`: a SQLite file, a PostgreSQL database of the throwaway test cluster)."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from agent.engine.journal import (
@@ -21,10 +18,11 @@ from agent.engine.journal import (
     state_from_json,
     state_to_json,
 )
-from agent.engine.store import pg_schema, redact
+from agent.engine.store import redact
 from agent.errors import DaemonError, InternalError, LockError
 from agent.network.state import DeviceState, NftRule
 from agent.status import GateStatus, RunStatus, SiteMode, StepStatus
+from tests.pgserver import kept_store, schema_version, snapshot, stamp
 
 Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file or URL
 
@@ -120,87 +118,12 @@ def test_undone_keeps_the_failure_that_caused_it(state_where: Where) -> None:
 TODAY = Path(__file__).parent / "data" / "journal-v0.sqlite"  # written by the release before #12
 
 
-def _version(where: Path | str) -> int:
-    """The schema version the journal at `where` is stamped with (0: none)."""
-    if isinstance(where, Path):
-        db = sqlite3.connect(where)
-        try:
-            return int(db.execute("PRAGMA user_version").fetchone()[0])
-        finally:
-            db.close()
-    with psycopg.connect(where) as pg:
-        if pg.execute("SELECT to_regclass('cordon_schema')").fetchone() == (None,):
-            return 0
-        row = pg.execute("SELECT version FROM cordon_schema WHERE store = 'journal'").fetchone()
-    return int(row[0]) if row is not None else 0
-
-
-def _previous_release(state_where: Where) -> Path | str:
-    """The kept journal of the release before #12 (schema version 0), on this backend: the
-    file itself, or its tables (in their shape then: no `runs.driver`, `runs.stop_requested`)
-    and rows copied into an empty PostgreSQL database with no schema version."""
-    where = state_where("journal")
-    if isinstance(where, Path):
-        shutil.copyfile(TODAY, where)
-        return where
-    src = sqlite3.connect(TODAY)
-    with psycopg.connect(where) as pg:
-        for (table,) in src.execute("SELECT name FROM sqlite_master WHERE type='table'"):
-            pg.execute(pg_schema(_create_statement(table)))
-            cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
-            rows = src.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
-            if rows:
-                marks = ", ".join("%s" for _ in cols)
-                with pg.cursor() as cur:
-                    cur.executemany(
-                        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows
-                    )
-    src.close()
-    return where
-
-
-def _create_statement(table: str) -> str:
-    db = sqlite3.connect(TODAY)
-    try:
-        return str(db.execute("SELECT sql FROM sqlite_master WHERE name=?", (table,)).fetchone()[0])
-    finally:
-        db.close()
-
-
-def _snapshot(where: Path | str) -> object:
-    """Everything the journal at `where` holds (to prove nothing changed)."""
-    if isinstance(where, Path):
-        return where.read_bytes()
-    with psycopg.connect(where) as pg:
-        tables = [
-            r[0]
-            for r in pg.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema() ORDER BY table_name"
-            )
-        ]
-        return {
-            t: (
-                sorted(
-                    r[0]
-                    for r in pg.execute(
-                        "SELECT column_name FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() AND table_name = %s",
-                        (t,),
-                    )
-                ),
-                sorted(map(repr, pg.execute(f"SELECT * FROM {t}").fetchall())),
-            )
-            for t in tables
-        }
-
-
 def test_a_journal_written_by_the_previous_release_opens_migrated(state_where: Where) -> None:
     """The kept journal (schema version 0: a done run, a rolled-back recovery, a run awaiting
     approval) opens: its runs, steps, gates and site modes read back typed, and it is stamped
     with the current schema version."""
-    where = _previous_release(state_where)
-    assert _version(where) == 0
+    where = kept_store(state_where, "journal", TODAY)
+    assert schema_version(where, "journal") == 0
     j = Journal(where)
     runs = {r.playbook: r for r in j.runs()}
     assert {p: r.status for p, r in runs.items()} == {
@@ -222,7 +145,7 @@ def test_a_journal_written_by_the_previous_release_opens_migrated(state_where: W
     assert base is not None and base.run_id == runs["iso"].run_id
     assert j.approval(runs["two"].run_id) is None
     j.close()
-    assert _version(where) == SCHEMA_VERSION
+    assert schema_version(where, "journal") == SCHEMA_VERSION
     # the migrated journal goes on: the waiting run can still be cancelled, as before, and the
     # columns the migration added are written
     j = Journal(where)
@@ -236,23 +159,15 @@ def test_a_journal_written_by_the_previous_release_opens_migrated(state_where: W
 def test_a_journal_from_a_newer_release_is_refused_untouched(state_where: Where) -> None:
     """A journal stamped with a schema version this release does not know is refused, naming the
     store and both versions; it is left as it was."""
-    where = _previous_release(state_where)
-    if isinstance(where, Path):
-        db = sqlite3.connect(where)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-        db.close()
-        shown = str(where)
-    else:
-        with psycopg.connect(where) as pg:
-            pg.execute("CREATE TABLE cordon_schema (store TEXT PRIMARY KEY, version INTEGER)")
-            pg.execute("INSERT INTO cordon_schema VALUES ('journal', %s)", (SCHEMA_VERSION + 1,))
-        shown = redact(where)
-    before = _snapshot(where)
+    where = kept_store(state_where, "journal", TODAY)
+    stamp(where, "journal", SCHEMA_VERSION + 1)
+    shown = str(where) if isinstance(where, Path) else redact(where)
+    before = snapshot(where)
     with pytest.raises(
         DaemonError, match=rf"{re.escape(shown)}.*newer Cordon.*version {SCHEMA_VERSION + 1}"
     ):
         Journal(where)
-    assert _snapshot(where) == before
+    assert snapshot(where) == before
 
 
 def test_a_forbidden_status_change_is_refused_and_not_written(state_where: Where) -> None:
