@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from agent import settings
-from agent.engine.store import Conn, is_url, open_store, upsert
+from agent.engine.store import Tx, is_url, open_store, upsert
 from agent.errors import LockError, RunError
 from agent.network.state import DeviceState, NftRule
 from agent.status import (
@@ -295,7 +295,7 @@ def _gate(r: Sequence[Any]) -> Gate:
     return Gate(r[0], r[1], r[2], status, r[4], r[5], json.loads(r[6]))
 
 
-def _add_columns(db: Conn) -> None:
+def _add_columns(db: Tx) -> None:
     """0 -> 1: the columns a journal written before them lacks."""
     for table, columns in _ADDED_COLUMNS.items():
         have = db.columns(table)
@@ -319,7 +319,8 @@ class NewStep:
     opens: bool = False  # the step reopens what was cut (reconnect, restore)
 
 
-def _check_locks(db: Conn, sites: Sequence[str], allowed: Sequence[str]) -> None:
+def _check_locks(db: Tx, sites: Sequence[str], allowed: Sequence[str]) -> None:
+    db.guard("site", *sites)  # held until the caller's transaction takes or refuses them
     for site in sites:
         row = db.execute("SELECT run_id FROM locks WHERE site=?", (site,)).fetchone()
         if row is not None and row[0] not in allowed:
@@ -358,9 +359,12 @@ class Journal:
     """The journal in a SQLite file (WAL, synchronous=FULL) or a PostgreSQL database (a
     `postgresql://` URL): a committed row survives a crash.
 
-    One connection per journal, shared by the executor's site threads: every access holds
-    `self.lock`, so two sites never interleave a transaction. Other processes (and, on
-    PostgreSQL, other hosts) are serialised by the store's write lock (`agent.engine.store`)."""
+    SQLite: one connection per journal, shared by the executor's site threads (every access
+    holds `self.lock`, so two sites never interleave a transaction); other processes are
+    serialised by the file's writer lock. PostgreSQL: a pool of connections, the site threads'
+    transactions in parallel; every read-check-write (a status change, a site's lock, the next
+    step number) holds its record's lock (`Tx.guard`), across every process and host sharing
+    the database (`agent.engine.store`)."""
 
     def __init__(self, where: Path | str | None = None) -> None:
         """`where`: the file, or a `postgresql://` URL; by default this process's settings'."""
@@ -421,7 +425,7 @@ class Journal:
         self.db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[Conn]:
+    def tx(self) -> Iterator[Tx]:
         with self.db.write() as db:
             yield db
 
@@ -501,9 +505,10 @@ class Journal:
         with self.tx() as db:
             db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
-    def _run_status(self, db: Conn, run_id: str, status: RunStatus) -> RunStatus:
+    def _run_status(self, db: Tx, run_id: str, status: RunStatus) -> RunStatus:
         """The new status of `run_id`, checked against its current one (in the caller's tx)."""
         new = parse(RunStatus, status, f"run {run_id}")
+        db.guard("run", run_id)
         row = db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is not None:
             old = parse(RunStatus, row[0], f"run {run_id}")
@@ -607,10 +612,11 @@ class Journal:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _step_status(self, db: Conn, run_id: str, seq: int, status: StepStatus) -> StepStatus:
+    def _step_status(self, db: Tx, run_id: str, seq: int, status: StepStatus) -> StepStatus:
         """The new status of step `seq`, checked against its current one (in the caller's tx)."""
         what = f"{seq} of run {run_id}"
         new = parse(StepStatus, status, f"step {what}")
+        db.guard("step", f"{run_id}:{seq}")
         row = db.execute(
             "SELECT status FROM steps WHERE run_id=? AND seq=?", (run_id, seq)
         ).fetchone()
@@ -701,6 +707,7 @@ class Journal:
         new = parse(GateStatus, status, f"gate {what}")
         now = time.time()
         with self.tx() as db:
+            db.guard("gate", f"{run_id}:{site}:{step}")
             row = db.execute(
                 "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
                 (run_id, site, step),
@@ -783,6 +790,7 @@ class Journal:
     def append_step(self, run_id: str, step: NewStep) -> int:
         """Add a step to an open run (a re-isolation decided during a soak); returns its seq."""
         with self.tx() as db:
+            db.guard("run", run_id)  # the run's next step number, taken by one at a time
             seq = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id=?", (run_id,)
             ).fetchone()[0]
@@ -852,6 +860,7 @@ class Journal:
     ) -> None:
         new = parse(SiteMode, mode, f"site {site}")
         with self.tx() as db:
+            db.guard("site-mode", site)
             row = db.execute("SELECT mode FROM sites WHERE site=?", (site,)).fetchone()
             old = None if row is None else parse(SiteMode, row[0], f"site {site}")
             check_transition(SITE_TRANSITIONS, "site", site, old, new)

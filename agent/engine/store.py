@@ -1,24 +1,26 @@
 """Where the daemon's state lives: SQLite files (the default) or one PostgreSQL database (a
 `postgresql://` URL, `CORDON_STATE_URL`). The one place where the two differ: opening and
 migrating a store (schema version: `PRAGMA user_version` in a file, a row of `cordon_schema` in
-the database), the column types of the schema text, the placeholder style, and how a write
-transaction takes the store's write lock.
+the database), the column types of the schema text, the placeholder style, connections, and how
+a write transaction is isolated.
 
-The stores write portable SQL (`?` placeholders, `INSERT ... ON CONFLICT`, `upsert`) against a
-`Conn`; a write transaction is `Conn.write()`. On SQLite it is `BEGIN IMMEDIATE` (the file's one
-writer lock); on PostgreSQL a transaction holding the store's transaction-scoped advisory lock
-(`pg_advisory_xact_lock`), so every read-check-write of a store (status transitions, site locks,
-the next step number) runs alone across every process and host that shares the database, as on
-SQLite: the same isolation on both backends, not a weaker one. Reads take no lock (PostgreSQL
-reads a committed snapshot per statement).
+The stores write portable SQL (`?` placeholders, `INSERT ... ON CONFLICT`, `upsert`) in a
+`Tx`, from `Conn.write()` (a transaction) or `Conn.query()` (one read). On SQLite a write is
+`BEGIN IMMEDIATE`: the file's one writer at a time, as before. On PostgreSQL it is a READ
+COMMITTED transaction on a pooled connection (psycopg_pool): the executor's site threads write
+in parallel and their commits share the WAL flushes; what SQLite's single writer made safe is
+made safe by record locks: every read-check-write (a run's or a step's status transition, a
+site's lock, a run's next step number) first takes `Tx.guard(kind, key)`, a transaction-scoped
+advisory lock on that record, so no other writer, in this process or another host sharing the
+database, checks the same record before this transaction ends. Single statements (an upsert, an
+update of one row) are atomic by themselves. Reads take no lock (a committed snapshot).
 
-A PostgreSQL URL carries no password (refused at load, `agent.settings`): peer or certificate
-authentication, or libpq's password file (`PGPASSFILE`, ~/.pgpass). Driver errors become a
-`DaemonError` naming the store, never a traceback.
+A PostgreSQL URL carries no password (refused, `agent.settings.state_url_problem`): peer or
+certificate authentication, or libpq's password file (`PGPASSFILE`, ~/.pgpass). Driver errors
+become a `DaemonError` naming the store (the URL without its options), never a traceback.
 
 Imports only the standard library, `agent.engine.sqlitefile`, `agent.settings` (what a state
-URL may be) and `agent.errors`; psycopg (the
-PostgreSQL driver) only when a PostgreSQL store is opened.
+URL may be) and `agent.errors`; psycopg and psycopg_pool only when a PostgreSQL store is opened.
 """
 
 from __future__ import annotations
@@ -109,68 +111,52 @@ def _pg_sql(sql: str) -> str:
 
 
 def _lock_key(name: str) -> int:
-    """The advisory lock key of store `name` (a signed 64-bit number)."""
+    """The advisory lock key of `name` (a signed 64-bit number)."""
     return int.from_bytes(hashlib.sha256(f"cordon:{name}".encode()).digest()[:8], signed=True)
 
 
-class Conn:
-    """One connection to a store, shared by the process's threads (every use holds `lock`)."""
+POOL_SIZE = 10  # PostgreSQL connections of one store in one process, at most
 
-    def __init__(self, backend: Backend, raw: Any, name: str, what: str, where: str) -> None:
-        self.backend: Backend = backend
+
+class Tx:
+    """One transaction (or one read) on a store: its statements, on one connection."""
+
+    def __init__(self, conn: Conn, raw: Any) -> None:
+        self.conn = conn
         self.raw = raw
-        self.name = name  # the store's key (its schema version row, its lock)
-        self.what = what  # what it is, for messages
-        self.where = where  # the file, or the URL without its query: for messages
-        self.lock = threading.RLock()
-        self._key = _lock_key(name)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Rows:
-        if self.backend == "sqlite":
+        if self.conn.backend == "sqlite":
             return self.raw.execute(sql, tuple(args))  # type: ignore[no-any-return]
-        with self._driver_errors():
+        with self.conn.driver_errors():
             return self.raw.execute(_pg_sql(sql), tuple(args))  # type: ignore[no-any-return]
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = [tuple(r) for r in rows]
         if not batch:
             return
-        if self.backend == "sqlite":
+        if self.conn.backend == "sqlite":
             self.raw.executemany(sql, batch)
             return
-        with self._driver_errors(), self.raw.cursor() as cur:
+        with self.conn.driver_errors(), self.raw.cursor() as cur:
             cur.executemany(_pg_sql(sql), batch)
 
-    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self.lock:
-            return self.execute(sql, args).fetchall()
-
-    @contextmanager
-    def write(self) -> Iterator[Conn]:
-        """One write transaction, alone among the store's writers (see the module's doc)."""
-        with self.lock:
-            if self.backend == "sqlite":
-                self.raw.execute("BEGIN IMMEDIATE")
-            else:
-                self.execute("BEGIN")
-                self.execute("SELECT pg_advisory_xact_lock(?)", (self._key,))
-            try:
-                yield self
-            except BaseException:
-                self._rollback()
-                raise
-            self.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        if self.backend == "sqlite":
-            self.raw.execute("ROLLBACK")
+    def guard(self, kind: str, *keys: str) -> None:
+        """Hold, until this transaction ends, the write lock of each record `kind`:`key` it
+        reads, checks and writes (a run's status, a step's, a site's lock): no other writer
+        checks the same record in between. SQLite: the file's one writer lock is already
+        held. PostgreSQL: transaction-scoped advisory locks, taken in sorted order (two
+        transactions wanting several never wait on each other in a cycle)."""
+        if self.conn.backend == "sqlite":
             return
-        if not self.raw.closed:
-            self.raw.execute("ROLLBACK")  # nothing to undo on a broken connection
+        for key in sorted(set(keys)):
+            self.execute(
+                "SELECT pg_advisory_xact_lock(?)", (_lock_key(f"{self.conn.name}:{kind}:{key}"),)
+            )
 
     def columns(self, table: str) -> set[str]:
         """The columns `table` has now (a migration adds the missing ones)."""
-        if self.backend == "sqlite":
+        if self.conn.backend == "sqlite":
             return {r[1] for r in self.raw.execute(f"PRAGMA table_info({table})")}
         rows = self.execute(
             "SELECT column_name FROM information_schema.columns "
@@ -179,11 +165,51 @@ class Conn:
         ).fetchall()
         return {r[0] for r in rows}
 
+
+class Conn:
+    """A store: one SQLite connection shared by the process's threads (every use holds `lock`),
+    or a pool of PostgreSQL connections (one per transaction or read, so the threads' writes
+    proceed in parallel and commit together)."""
+
+    def __init__(self, backend: Backend, raw: Any, name: str, what: str, where: str) -> None:
+        self.backend: Backend = backend
+        self.raw = raw  # the sqlite3 connection, or the psycopg_pool.ConnectionPool
+        self.name = name  # the store's key (its schema version row, its locks)
+        self.what = what  # what it is, for messages
+        self.where = where  # the file, or the URL without its query: for messages
+        self.lock = threading.RLock()
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        if self.backend == "sqlite":
+            with self.lock:
+                return Tx(self, self.raw).execute(sql, args).fetchall()
+        with self.driver_errors(), self.raw.connection() as raw:
+            return Tx(self, raw).execute(sql, args).fetchall()
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """One write transaction. SQLite: `BEGIN IMMEDIATE`, alone among the file's writers.
+        PostgreSQL: READ COMMITTED, each read-check-write holding its records' locks
+        (`Tx.guard`); single statements (upserts, updates) are atomic by themselves."""
+        if self.backend == "sqlite":
+            with self.lock:
+                self.raw.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Tx(self, self.raw)
+                except BaseException:
+                    self.raw.execute("ROLLBACK")
+                    raise
+                self.raw.execute("COMMIT")
+            return
+        with self.driver_errors(), self.raw.connection() as raw, raw.transaction():
+            yield Tx(self, raw)
+
     def lost(self) -> str | None:
-        """Why this connection can no longer be written through, or None (PostgreSQL: closed
-        or broken; a SQLite file's identity is the journal's to check)."""
-        if self.backend == "postgresql" and (self.raw.closed or self.raw.broken):
-            return f"the connection to the {self.what} at {self.where} was lost"
+        """Why this store can no longer be written through, or None (PostgreSQL: its pool was
+        closed; a broken connection is replaced by the pool; a SQLite file's identity is the
+        journal's to check)."""
+        if self.backend == "postgresql" and self.raw.closed:
+            return f"the connections to the {self.what} at {self.where} were closed"
         return None
 
     def close(self) -> None:
@@ -191,17 +217,23 @@ class Conn:
             self.raw.close()
 
     @contextmanager
-    def _driver_errors(self) -> Iterator[None]:
+    def driver_errors(self) -> Iterator[None]:
+        """A PostgreSQL error (the server down, a connection lost, a constraint) as a
+        `DaemonError` naming the store: never a traceback."""
+        if self.backend == "sqlite":
+            yield
+            return
         import psycopg  # noqa: PLC0415 - a PostgreSQL store only
+        import psycopg_pool  # noqa: PLC0415
 
         try:
             yield
-        except psycopg.Error as exc:
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise DaemonError(
                 f"the {self.what} at {self.where} cannot be used: "
                 f"{type(exc).__name__}: {str(exc).strip()}",
                 hint="check that the PostgreSQL server is up, reachable and that this user may "
-                "use the database (CORDON_STATE_URL); nothing more was written",
+                "use the database (CORDON_STATE_URL); this transaction wrote nothing",
             ) from None
 
 
@@ -213,7 +245,7 @@ def open_store(
     schema: str,
     version: int,
     durable: bool,
-    upgrade: Callable[[Conn], None] | None = None,
+    upgrade: Callable[[Tx], None] | None = None,
 ) -> Conn:
     """Open store `name` (the journal, the health store) at a SQLite file or a PostgreSQL URL,
     migrated to `version`: the `schema` statements (idempotent), then `upgrade`, then the
@@ -225,9 +257,8 @@ def open_store(
     conn = Conn("sqlite", None, name, what, str(where))
 
     def _upgrade(db: sqlite3.Connection) -> None:
-        conn.raw = db  # the migration writes through the connection being opened
         if upgrade is not None:
-            upgrade(conn)
+            upgrade(Tx(conn, db))  # the migration writes through the connection being opened
 
     conn.raw = open_versioned(
         Path(where),
@@ -247,32 +278,49 @@ def _open_pg(
     schema: str,
     version: int,
     durable: bool,
-    upgrade: Callable[[Conn], None] | None,
+    upgrade: Callable[[Tx], None] | None,
 ) -> Conn:
     import psycopg  # noqa: PLC0415 - a PostgreSQL store only
+    from psycopg_pool import ConnectionPool, PoolTimeout  # noqa: PLC0415
 
     where = redact(url)
     problem = state_url_problem(url)
     if problem is not None:
         raise DaemonError(f"the {what} URL {where} cannot be used: {problem}")
+
+    def configure(raw: psycopg.Connection[Any]) -> None:
+        if not durable:
+            raw.execute("SET synchronous_commit TO off")
+
+    pool: ConnectionPool[Any] = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=POOL_SIZE,
+        kwargs={"autocommit": True, "connect_timeout": 30},
+        configure=configure,
+        name=f"cordon-{name}",
+        open=True,
+    )
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=30)
-    except psycopg.Error as exc:
+        pool.wait(timeout=30)
+    except PoolTimeout:
+        pool.close()
         raise DaemonError(
-            f"cannot connect to the {what} at {where}: {str(exc).strip()}",
+            f"cannot connect to the {what} at {where} within 30 s",
             hint="check that the PostgreSQL server is up and reachable and that this user may "
             "connect to the database (CORDON_STATE_URL); nothing was changed",
         ) from None
-    conn = Conn("postgresql", raw, name, what, where)
+    conn = Conn("postgresql", pool, name, what, where)
     try:
-        if not durable:
-            conn.execute("SET synchronous_commit TO off")
-        with conn.write():
-            conn.execute(
+        with conn.write() as tx:
+            # one migration at a time in the database (two stores may share it: one
+            # `cordon_schema`, created once)
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key("schema"),))
+            tx.execute(
                 "CREATE TABLE IF NOT EXISTS cordon_schema "
                 "(store TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
-            row = conn.execute(
+            row = tx.execute(
                 "SELECT version FROM cordon_schema WHERE store = ?", (name,)
             ).fetchone()
             found = int(row[0]) if row is not None else 0
@@ -285,21 +333,13 @@ def _open_pg(
             if found < version:
                 for statement in pg_schema(schema).split(";"):
                     if statement.strip():
-                        conn.execute(statement)
+                        tx.execute(statement)
                 if upgrade is not None:
-                    upgrade(conn)
-                conn.execute(
+                    upgrade(tx)
+                tx.execute(
                     upsert("cordon_schema", ("store", "version"), ("store",)), (name, version)
                 )
     except BaseException:
-        raw.close()
+        pool.close()
         raise
     return conn
-
-
-def schema_version(conn: Conn) -> int:
-    """The schema version the store is stamped with now."""
-    if conn.backend == "sqlite":
-        return int(conn.raw.execute("PRAGMA user_version").fetchone()[0])
-    row = conn.execute("SELECT version FROM cordon_schema WHERE store = ?", (conn.name,)).fetchone()
-    return int(row[0]) if row is not None else 0

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from agent import settings
 from agent.engine.drift import Drift, Scope, scope_of
-from agent.engine.store import Conn, open_store, upsert
+from agent.engine.store import Tx, open_store, upsert
 
 PollStatus = Literal["ok", "drift", "unreachable", "error"]
 
@@ -159,7 +159,7 @@ class HealthStore:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[Conn]:
+    def _tx(self) -> Iterator[Tx]:
         with self.db.write() as db:
             yield db
 
