@@ -288,6 +288,15 @@ def _open_pg(
     if problem is not None:
         raise DaemonError(f"the {what} URL {where} cannot be used: {problem}")
 
+    try:  # one connection first: a server that is not there is said at once, in its words
+        psycopg.connect(url, connect_timeout=30).close()
+    except psycopg.Error as exc:
+        raise DaemonError(
+            f"cannot connect to the {what} at {where}: {str(exc).strip()}",
+            hint="check that the PostgreSQL server is up and reachable and that this user may "
+            "connect to the database (CORDON_STATE_URL); nothing was changed",
+        ) from None
+
     def configure(raw: psycopg.Connection[Any]) -> None:
         if not durable:
             raw.execute("SET synchronous_commit TO off")
