@@ -15,6 +15,7 @@ Run: .venv/bin/python benchmarks/bench_journal.py [--steps N] [--threads T]
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 import tempfile
@@ -118,7 +119,8 @@ def main() -> None:
                 lambda: Journal(Path(tmp) / "journal.sqlite"), args.steps, threads, handles
             )
             post = bench(lambda: Journal(url), args.steps, threads, handles)
-            print(f"{label:<40} {lite:>15.0f} {post:>19.0f}")
+            load = os.getloadavg()[0]
+            print(f"{label:<40} {lite:>15.0f} {post:>19.0f}   (load average {load:.1f})")
 
 
 if __name__ == "__main__":

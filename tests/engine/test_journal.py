@@ -286,3 +286,28 @@ def test_steps_appended_at_once_get_distinct_numbers(state_where: Where) -> None
     assert [r.seq for r in handles[0].steps("r")] == list(range(1, 82))
     for h in handles:
         h.close()
+
+
+def test_racing_gate_decisions_on_a_gate_not_yet_journaled(state_where: Where) -> None:
+    """Sixteen handles decide one gate that has no row yet, half passed and half failed (a final
+    gate never changes): the first to commit wins, the others of its kind are no-changes, the
+    others refused. Two writers both seeing "no gate yet" would let both through."""
+    handles = [Journal(state_where("journal")) for _ in range(16)]
+    handles[0].start_run("r", "pb", "L1", ["s"], "t", [_step(1, "s")])
+
+    def decide(i: int) -> GateStatus | None:
+        status = GateStatus.PASSED if i % 2 else GateStatus.FAILED
+        try:
+            handles[i].set_gate("r", "s", "soak", status)
+        except InternalError:
+            return None
+        return status
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(decide, range(16)))
+    gate = handles[0].gate("r", "s", "soak")
+    assert gate is not None and gate.status in (GateStatus.PASSED, GateStatus.FAILED)
+    assert outcomes.count(gate.status) == 8
+    assert outcomes.count(None) == 8
+    for h in handles:
+        h.close()
