@@ -323,3 +323,6 @@ def kept_store(state_where: Callable[[str], Path | str], name: str, src: Path) -
     else:
         copy_sqlite(src, where)
     return where
+
+
+Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file or database URL
