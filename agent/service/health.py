@@ -1,14 +1,16 @@
 """The daemon's health record: drift alarms (open, cleared, re-applied) and the last poll of each
-device, in their own SQLite file (`$CORDON_STATE_DIR/health.sqlite`, WAL), so `cordon status`
-can show them and they survive a daemon restart.
+device, in their own SQLite file (`$CORDON_STATE_DIR/health.sqlite`, WAL) or, with
+`CORDON_STATE_URL`, their own tables of that PostgreSQL database, so `cordon status` can show
+them and they survive a daemon restart.
 
-Separate from the journal on purpose: polling writes every period, and the journal's
-`synchronous=FULL` transactions must stay for runs. Health is re-derived by the next poll, so
-this file uses `synchronous=NORMAL` (a power cut may lose the last poll, never corrupt).
+Separate from the journal on purpose: polling writes every period, and the journal's durable
+transactions must stay for runs. Health is re-derived by the next poll, so this store is not
+durable (`synchronous=NORMAL`; PostgreSQL `synchronous_commit=off`): a power cut may lose the
+last poll, never corrupt.
 
-The file carries its schema version (`PRAGMA user_version`); an older one is migrated when it
-is opened, a newer one refused (`agent.engine.sqlitefile`, as for the journal). Imports only the
-standard library, `agent.settings`, the pure drift types and that opener; never a driver.
+The store carries its schema version; an older one is migrated when it is opened, a newer one
+refused (`agent.engine.store`, as for the journal). Imports only the standard library,
+`agent.settings`, the pure drift types and that store; never a driver.
 """
 
 from __future__ import annotations
