@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
 from typing import Literal
+from urllib.parse import urlsplit
 
 from agent.errors import ConfigError, CordonError, LabError
 
@@ -32,7 +34,7 @@ JOURNAL_NAME = "journal.sqlite"
 HEALTH_NAME = "health.sqlite"
 SOCKET_NAME = "cordon.sock"
 
-Kind = Literal["path", "text", "seconds", "mib"]
+Kind = Literal["path", "text", "url", "seconds", "mib"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,15 @@ SETTINGS: tuple[Setting, ...] = (
             "agent.service.health",
             "agent.engine.journal",
         ),
+    ),
+    Setting(
+        "CORDON_STATE_URL",
+        "state_url",
+        "url",
+        "none: the SQLite files of the state directory",
+        "the PostgreSQL database (postgresql://USER@HOST:PORT/DB or ...?host=/socket/dir, no "
+        "password: peer, certificate or ~/.pgpass) holding the journal, health and job stores",
+        ("agent.engine.journal", "agent.service.health", "agent.service.jobs"),
     ),
     Setting(
         "CORDON_LOG_DIR",
@@ -222,6 +233,7 @@ class Settings:
     """The validated settings; `None` where the reader keeps its own default (documented above)."""
 
     state_dir: Path = Path(".state")
+    state_url: str | None = None
     log_dir: Path | None = None
     inventory: Path = Path("inventory/hospi-grand-ouest.yaml")
     roles: Path = Path("inventory/roles.yaml")
@@ -272,6 +284,30 @@ def _number(s: Setting, raw: str) -> float:
     return value
 
 
+def state_url_problem(raw: str) -> str | None:
+    """Why `raw` cannot be a state URL (not postgresql://, a password in it), or None."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "not a postgresql:// URL"
+    if parts.password is not None or re.search(r"(^|&)password=", parts.query):
+        return (
+            "it contains a password, and a secret is never a setting: authenticate by peer or "
+            "certificate, or put the password in libpq's password file (PGPASSFILE, ~/.pgpass)"
+        )
+    return None
+
+
+def _url(s: Setting, raw: str) -> str:
+    problem = state_url_problem(raw)
+    if problem is not None:  # the value itself is not shown: it may hold a password
+        raise s.error(
+            f"{s.env} cannot be used: {problem}",
+            hint=f"set {s.env} to postgresql://USER@HOST:PORT/DATABASE (or "
+            f"postgresql:///DATABASE?host=/socket/dir), or unset it for {s.default}",
+        )
+    return raw
+
+
 def load(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting from `environ`; raise on the first bad one."""
     values: dict[str, object] = {}
@@ -283,6 +319,8 @@ def load(environ: Mapping[str, str]) -> Settings:
             values[s.attr] = Path(raw)
         elif s.kind == "text":
             values[s.attr] = raw
+        elif s.kind == "url":
+            values[s.attr] = _url(s, raw)
         else:
             values[s.attr] = _number(s, raw)
     return Settings(**values)  # type: ignore[arg-type]

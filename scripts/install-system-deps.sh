@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the digital twin needs (real daemons). Idempotent; installs only what is missing.
+# Debian packages the digital twin needs (real daemons), and PostgreSQL: its server binaries for
+# the tests' throwaway clusters (tests/pgserver.py: initdb + pg_ctl as an unprivileged user, Unix
+# socket only) and libpq for psycopg. Idempotent; installs only what is missing. The cluster
+# Debian's package may create (`main`) is never used by Cordon nor started by this script.
 set -euo pipefail
-pkgs=(iproute2 nftables openssh-server openssh-client frr snmpd snmp util-linux procps python3-venv)
+pkgs=(iproute2 nftables openssh-server openssh-client frr snmpd snmp util-linux procps python3-venv
+  postgresql libpq5)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

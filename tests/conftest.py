@@ -18,6 +18,7 @@ from agent.lab import build
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from tests import secret_scan
+from tests.pgserver import pg_server, state_backend, state_where  # noqa: F401 - state backends
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "inventory" / "hospi-grand-ouest.yaml"

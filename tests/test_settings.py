@@ -19,6 +19,7 @@ from agent.inventory import load
 from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
+from tests.pgserver import Where
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "agent"
@@ -170,12 +171,12 @@ def test_current_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_bad_engine_setting_stops_the_executor(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state_where: Where
 ) -> None:
     """CORDON_AUDIT_MIN_FREE_MB=-5 is refused, not silently replaced by the default."""
     monkeypatch.setenv("CORDON_AUDIT_MIN_FREE_MB", "-5")
     inv = load(EXAMPLE)
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     try:
         with (
             Pool(inv, keepalive=None, factory=World().factory) as pool,

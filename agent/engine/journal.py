@@ -1,10 +1,12 @@
-"""The durable journal (SQLite): runs, every device step before and after it runs, backups, site
-locks, each site's isolation state and each device's recorded isolation state. A crash at any
-point leaves a row saying what was in flight. Returns typed records (frozen dataclasses, statuses
-as `agent.status` enums) and refuses a status change `agent.status` forbids. The file carries its
-schema version (`PRAGMA user_version`); an older journal is migrated when it is opened.
+"""The durable journal (a SQLite file, or PostgreSQL: `agent.engine.store`): runs, every device
+step before and after it runs, backups, site locks, each site's isolation state and each device's
+recorded isolation state. A crash at any point leaves a row saying what was in flight. Returns
+typed records (frozen dataclasses, statuses as `agent.status` enums) and refuses a status change
+`agent.status` forbids. The store carries its schema version (SQLite's `PRAGMA user_version`,
+PostgreSQL's `cordon_schema` row); an older journal is migrated when it is opened, by the same
+migrations on both backends.
 Imports only the standard library, `agent.settings`, the network state types
-(`agent.network.state`), `agent.engine.sqlitefile` (opening and migrating the file),
+(`agent.network.state`), `agent.engine.store` (opening and migrating the store, the dialects),
 agent.status and agent.errors; never a driver."""
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from agent import settings
-from agent.engine.sqlitefile import open_versioned
+from agent.engine.store import Tx, is_url, open_store, upsert
 from agent.errors import LockError, RunError
 from agent.network.state import DeviceState, NftRule
 from agent.status import (
@@ -195,6 +195,20 @@ def default_path() -> Path:
     return settings.current().journal_path
 
 
+def default_location() -> Path | str:
+    """The journal of this process's settings: the database of `CORDON_STATE_URL` if set,
+    else the file in the state directory."""
+    found = settings.current()
+    return found.state_url or found.journal_path
+
+
+def at(state_dir: Path) -> Journal:
+    """The journal of a state directory: the database of `CORDON_STATE_URL` if set (the
+    directory then keeps only the daemon's lock, socket and state file), else its file."""
+    url = settings.current().state_url
+    return Journal(url) if url else Journal(state_dir / settings.JOURNAL_NAME)
+
+
 def state_to_json(state: DeviceState) -> str:
     return json.dumps(
         {
@@ -230,6 +244,20 @@ _INSERT_STEP = (
     "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,"  # noqa: S608 - a fixed enum value
     f"'{StepStatus.PENDING}',NULL,NULL,NULL,?)"
 )
+
+# the rows a write replaces whole (portable upserts: SQLite and PostgreSQL alike)
+_UPSERT_BACKUP = upsert("backups", ("run_id", "device", "sha256", "taken_at"), ("run_id", "device"))
+_UPSERT_ATTESTATION = upsert(
+    "attestations", ("run_id", "site", "zone", "actor", "reason", "at"), ("run_id", "site", "zone")
+)
+_UPSERT_APPROVAL = upsert(
+    "approvals", ("run_id", "step", "actor", "reason", "at"), ("run_id", "step")
+)
+_UPSERT_BASELINE = upsert(
+    "baselines", ("device", "digest", "backup_sha256", "taken_at", "run_id"), ("device",)
+)
+_UPSERT_DEVICE = upsert("devices", ("device", "state", "updated_at", "run_id"), ("device",))
+_UPSERT_SITE = upsert("sites", ("site", "mode", "level", "since", "run_id", "actor"), ("site",))
 
 # columns added after the first release: a journal written before them gains them at open
 _ADDED_COLUMNS = {"runs": ("driver TEXT", "stop_requested TEXT")}
@@ -267,10 +295,10 @@ def _gate(r: Sequence[Any]) -> Gate:
     return Gate(r[0], r[1], r[2], status, r[4], r[5], json.loads(r[6]))
 
 
-def _add_columns(db: sqlite3.Connection) -> None:
+def _add_columns(db: Tx) -> None:
     """0 -> 1: the columns a journal written before them lacks."""
     for table, columns in _ADDED_COLUMNS.items():
-        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        have = db.columns(table)
         for column in columns:
             if column.split()[0] not in have:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
@@ -291,7 +319,8 @@ class NewStep:
     opens: bool = False  # the step reopens what was cut (reconnect, restore)
 
 
-def _check_locks(db: sqlite3.Connection, sites: Sequence[str], allowed: Sequence[str]) -> None:
+def _check_locks(db: Tx, sites: Sequence[str], allowed: Sequence[str]) -> None:
+    db.guard("site", *sites)  # held until the caller's transaction takes or refuses them
     for site in sites:
         row = db.execute("SELECT run_id FROM locks WHERE site=?", (site,)).fetchone()
         if row is not None and row[0] not in allowed:
@@ -327,32 +356,44 @@ class StepRow:
 
 
 class Journal:
-    """One SQLite file, WAL mode, synchronous=FULL: a committed row survives a crash.
+    """The journal in a SQLite file (WAL, synchronous=FULL) or a PostgreSQL database (a
+    `postgresql://` URL): a committed row survives a crash.
 
-    One connection per journal, shared by the executor's site threads: every access holds
-    `self.lock`, so two sites never interleave a transaction (SQLite would refuse the nested
-    BEGIN). Other processes are serialised by SQLite's own locking (BEGIN IMMEDIATE)."""
+    SQLite: one connection per journal, shared by the executor's site threads (every access
+    holds `self.lock`, so two sites never interleave a transaction); other processes are
+    serialised by the file's writer lock. PostgreSQL: a pool of connections, the site threads'
+    transactions in parallel; every read-check-write (a status change, a site's lock, the next
+    step number) holds its record's lock (`Tx.guard`), across every process and host sharing
+    the database (`agent.engine.store`)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
-        self.db = open_versioned(
-            self.path,
+    def __init__(self, where: Path | str | None = None) -> None:
+        """`where`: the file, or a `postgresql://` URL; by default this process's settings'."""
+        where = default_location() if where is None else where
+        self.db = open_store(
+            where,
+            name="journal",
             what="journal",
             schema=SCHEMA,
             version=SCHEMA_VERSION,
-            synchronous="FULL",
+            durable=True,
             upgrade=_add_columns,
         )
-        self.lock = threading.RLock()
-        # the file this connection writes to: SQLite keeps writing into a deleted or replaced
-        # file without a word, so the engine compares it with the path before each send
-        fd = self._fd()
-        st = os.fstat(fd) if fd is not None else os.stat(self.path)
-        self.identity = (st.st_dev, st.st_ino)
+        self.where = self.db.where  # the file, or the database (URL without its options)
+        self.path: Path | None = None if is_url(where) else Path(where)
+        self.lock = self.db.lock
+        self.identity: tuple[int, int] | None = None
+        if self.path is not None:
+            # the file this connection writes to: SQLite keeps writing into a deleted or
+            # replaced file without a word, so the engine compares it with the path before
+            # each send
+            fd = self._fd(self.path)
+            st = os.fstat(fd) if fd is not None else os.stat(self.path)
+            self.identity = (st.st_dev, st.st_ino)
 
-    def _fd(self) -> int | None:
+    @staticmethod
+    def _fd(path: Path) -> int | None:
         """The descriptor of the journal file this connection opened (from /proc), if found."""
-        target = str(self.path.resolve())
+        target = str(path.resolve())
         try:
             for entry in Path("/proc/self/fd").iterdir():
                 try:
@@ -366,7 +407,10 @@ class Journal:
 
     def lost(self) -> str | None:
         """Why the journal this connection writes is no longer the one at its path (deleted,
-        its directory deleted, or replaced), or None while it is."""
+        its directory deleted, or replaced; on PostgreSQL: the connection lost), or None while
+        it is."""
+        if self.path is None:
+            return self.db.lost()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -381,19 +425,12 @@ class Journal:
         self.db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def tx(self) -> Iterator[Tx]:
+        with self.db.write() as db:
+            yield db
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self.lock:
-            return self.db.execute(sql, args).fetchall()
+        return self.db.query(sql, args)
 
     # -- runs and locks --------------------------------------------------------------------
 
@@ -460,7 +497,7 @@ class Journal:
         with self.tx() as db:
             _check_locks(db, sites, allowed=(run_id,))
             db.executemany(
-                "INSERT OR IGNORE INTO locks VALUES (?,?,?)",
+                "INSERT INTO locks VALUES (?,?,?) ON CONFLICT (site) DO NOTHING",
                 [(s, run_id, time.time()) for s in sites],
             )
 
@@ -468,9 +505,10 @@ class Journal:
         with self.tx() as db:
             db.execute("DELETE FROM locks WHERE run_id=?", (run_id,))
 
-    def _run_status(self, db: sqlite3.Connection, run_id: str, status: RunStatus) -> RunStatus:
+    def _run_status(self, db: Tx, run_id: str, status: RunStatus) -> RunStatus:
         """The new status of `run_id`, checked against its current one (in the caller's tx)."""
         new = parse(RunStatus, status, f"run {run_id}")
+        db.guard("run", run_id)
         row = db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is not None:
             old = parse(RunStatus, row[0], f"run {run_id}")
@@ -498,7 +536,7 @@ class Journal:
         )
         row = found[0] if found else None
         if row is None:
-            raise RunError(f"no run {run_id} in the journal {self.path}")
+            raise RunError(f"no run {run_id} in the journal {self.where}")
         return RunRecord(
             run_id=row[0],
             playbook=row[1],
@@ -574,12 +612,11 @@ class Journal:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _step_status(
-        self, db: sqlite3.Connection, run_id: str, seq: int, status: StepStatus
-    ) -> StepStatus:
+    def _step_status(self, db: Tx, run_id: str, seq: int, status: StepStatus) -> StepStatus:
         """The new status of step `seq`, checked against its current one (in the caller's tx)."""
         what = f"{seq} of run {run_id}"
         new = parse(StepStatus, status, f"step {what}")
+        db.guard("step", f"{run_id}:{seq}")
         row = db.execute(
             "SELECT status FROM steps WHERE run_id=? AND seq=?", (run_id, seq)
         ).fetchone()
@@ -634,7 +671,7 @@ class Journal:
     def add_backup(self, run_id: str, device: str, sha256: str) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO backups VALUES (?,?,?,?)",
+                _UPSERT_BACKUP,
                 (run_id, device, sha256, time.time()),
             )
 
@@ -670,6 +707,7 @@ class Journal:
         new = parse(GateStatus, status, f"gate {what}")
         now = time.time()
         with self.tx() as db:
+            db.guard("gate", f"{run_id}:{site}:{step}")
             row = db.execute(
                 "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
                 (run_id, site, step),
@@ -686,7 +724,7 @@ class Journal:
     def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO attestations VALUES (?,?,?,?,?,?)",
+                _UPSERT_ATTESTATION,
                 (run_id, site, zone, actor, reason, time.time()),
             )
 
@@ -699,7 +737,7 @@ class Journal:
     def approve(self, run_id: str, step: str, actor: str, reason: str | None) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO approvals VALUES (?,?,?,?,?)",
+                _UPSERT_APPROVAL,
                 (run_id, step, actor, reason, time.time()),
             )
 
@@ -738,7 +776,7 @@ class Journal:
     def set_baseline(self, device: str, digest: str, backup_sha256: str, run_id: str) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO baselines VALUES (?,?,?,?,?)",
+                _UPSERT_BASELINE,
                 (device, digest, backup_sha256, time.time(), run_id),
             )
 
@@ -752,6 +790,7 @@ class Journal:
     def append_step(self, run_id: str, step: NewStep) -> int:
         """Add a step to an open run (a re-isolation decided during a soak); returns its seq."""
         with self.tx() as db:
+            db.guard("run", run_id)  # the run's next step number, taken by one at a time
             seq = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id=?", (run_id,)
             ).fetchone()[0]
@@ -797,7 +836,7 @@ class Journal:
                 (status, time.time(), error, run_id, seq),
             )
             db.execute(
-                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?)",
+                _UPSERT_DEVICE,
                 (device, state_to_json(state), time.time(), run_id),
             )
 
@@ -808,7 +847,7 @@ class Journal:
     def set_device(self, device: str, state: DeviceState, run_id: str) -> None:
         with self.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO devices VALUES (?,?,?,?)",
+                _UPSERT_DEVICE,
                 (device, state_to_json(state), time.time(), run_id),
             )
 
@@ -821,11 +860,12 @@ class Journal:
     ) -> None:
         new = parse(SiteMode, mode, f"site {site}")
         with self.tx() as db:
+            db.guard("site-mode", site)
             row = db.execute("SELECT mode FROM sites WHERE site=?", (site,)).fetchone()
             old = None if row is None else parse(SiteMode, row[0], f"site {site}")
             check_transition(SITE_TRANSITIONS, "site", site, old, new)
             db.execute(
-                "INSERT OR REPLACE INTO sites VALUES (?,?,?,?,?,?)",
+                _UPSERT_SITE,
                 (site, new, level, time.time(), run_id, actor),
             )
 

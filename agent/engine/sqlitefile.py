@@ -1,6 +1,6 @@
 """Opening a versioned SQLite file: WAL, the caller's `synchronous` level, and the schema brought
 to its version (`PRAGMA user_version`) in one transaction; a file of a newer release refused,
-unchanged. Shared by the journal and the daemon's health store.
+unchanged. The SQLite half of `agent.engine.store` (the journal, the daemon's health store).
 
 Imports only the standard library and agent.errors.
 """

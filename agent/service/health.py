@@ -1,20 +1,20 @@
 """The daemon's health record: drift alarms (open, cleared, re-applied) and the last poll of each
-device, in their own SQLite file (`$CORDON_STATE_DIR/health.sqlite`, WAL), so `cordon status`
-can show them and they survive a daemon restart.
+device, in their own SQLite file (`$CORDON_STATE_DIR/health.sqlite`, WAL) or, with
+`CORDON_STATE_URL`, their own tables of that PostgreSQL database, so `cordon status` can show
+them and they survive a daemon restart.
 
-Separate from the journal on purpose: polling writes every period, and the journal's
-`synchronous=FULL` transactions must stay for runs. Health is re-derived by the next poll, so
-this file uses `synchronous=NORMAL` (a power cut may lose the last poll, never corrupt).
+Separate from the journal on purpose: polling writes every period, and the journal's durable
+transactions must stay for runs. Health is re-derived by the next poll, so this store is not
+durable (`synchronous=NORMAL`; PostgreSQL `synchronous_commit=off`): a power cut may lose the
+last poll, never corrupt.
 
-The file carries its schema version (`PRAGMA user_version`); an older one is migrated when it
-is opened, a newer one refused (`agent.engine.sqlitefile`, as for the journal). Imports only the
-standard library, `agent.settings`, the pure drift types and that opener; never a driver.
+The store carries its schema version; an older one is migrated when it is opened, a newer one
+refused (`agent.engine.store`, as for the journal). Imports only the standard library,
+`agent.settings`, the pure drift types and that store; never a driver.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from agent import settings
 from agent.engine.drift import Drift, Scope, scope_of
-from agent.engine.sqlitefile import open_versioned
+from agent.engine.store import Tx, open_store, upsert
 
 PollStatus = Literal["ok", "drift", "unreachable", "error"]
 
@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS polls (
 # before it was recorded (the same tables).
 SCHEMA_VERSION = 1
 
+_UPSERT_POLL = upsert(
+    "polls", ("device", "site", "at", "status", "detail", "duration_s"), ("device",)
+)
+
 _ALARM_COLUMNS = (
     "id, device, site, kind, subject, detail, status, first_seen, last_seen, cleared_at, "
     "reapplied_at, reapplied"
@@ -56,6 +60,13 @@ _ALARM_COLUMNS = (
 
 def default_path() -> Path:
     return settings.current().health_path
+
+
+def at(state_dir: Path) -> HealthStore:
+    """The health store of a state directory: the database of `CORDON_STATE_URL` if set, else
+    its file."""
+    url = settings.current().state_url
+    return HealthStore(url) if url else HealthStore(state_dir / settings.HEALTH_NAME)
 
 
 @dataclass(frozen=True)
@@ -123,22 +134,25 @@ class Change:
 
 
 class HealthStore:
-    """One SQLite file, shared by the poller (writer) and the API threads (readers)."""
+    """One SQLite file or PostgreSQL database, shared by the poller (writer) and the API threads
+    (readers)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
-        self.db = open_versioned(
-            self.path,
+    def __init__(self, where: Path | str | None = None) -> None:
+        """`where`: the file, or a `postgresql://` URL; by default this process's settings'."""
+        where = (settings.current().state_url or default_path()) if where is None else where
+        self.db = open_store(
+            where,
+            name="health",
             what="health store",
             schema=SCHEMA,
             version=SCHEMA_VERSION,
-            synchronous="NORMAL",
+            durable=False,
         )
-        self.lock = threading.RLock()
+        self.where = self.db.where
+        self.lock = self.db.lock
 
     def close(self) -> None:
-        with self.lock:
-            self.db.close()
+        self.db.close()
 
     def __enter__(self) -> HealthStore:
         return self
@@ -147,19 +161,12 @@ class HealthStore:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def _tx(self) -> Iterator[Tx]:
+        with self.db.write() as db:
+            yield db
 
     def _alarms(self, where: str, args: tuple[Any, ...]) -> list[Alarm]:
-        with self.lock:
-            rows = self.db.execute(f"SELECT {_ALARM_COLUMNS} FROM alarms {where}", args).fetchall()  # noqa: S608 - fixed SQL, values bound
+        rows = self.db.query(f"SELECT {_ALARM_COLUMNS} FROM alarms {where}", args)  # noqa: S608 - fixed SQL, values bound
         return [Alarm(*r) for r in rows]
 
     # -- alarms -----------------------------------------------------------------------------
@@ -250,13 +257,12 @@ class HealthStore:
         """The last poll of each device (one transaction for a whole poll)."""
         with self._tx() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO polls VALUES (?,?,?,?,?,?)",
+                _UPSERT_POLL,
                 [(r.device, r.site, r.at, r.status, r.detail, r.duration_s) for r in rows],
             )
 
     def last_polls(self) -> dict[str, PollRow]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT device, site, at, status, detail, duration_s FROM polls ORDER BY device"
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT device, site, at, status, detail, duration_s FROM polls ORDER BY device"
+        )
         return {r[0]: PollRow(*r) for r in rows}

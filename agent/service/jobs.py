@@ -2,8 +2,9 @@
 (`agent.service.jobs:proceed`). They act on the one `Service` of this process, attached at start;
 a job that fires before (or after) has nothing to act on and says so.
 
-Imports the audit trail and `agent.errors` (the `Service` for its type only), and SQLAlchemy when
-a store is upgraded; never the API.
+Imports the audit trail, `agent.settings` (where the store is), `agent.engine.store` (the URL's
+dialect) and `agent.errors` (the `Service` for its type only), and SQLAlchemy when a store is
+upgraded; never the API.
 Moving this module renames its jobs in the store: the module's earlier homes are listed in
 `MOVED`, and `upgrade_store` renames a stored job naming one before the scheduler reads the store
 (APScheduler would otherwise drop it with a traceback on the daemon's output; `Service.start`
@@ -13,9 +14,11 @@ schedules the poll, the backup and every open run again anyway, so nothing is lo
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import audit
+from agent import audit, settings
+from agent.engine.store import sqlalchemy_url
 from agent.errors import CordonError
 
 if TYPE_CHECKING:
@@ -25,6 +28,18 @@ _service: Service | None = None
 
 # Where this module's jobs lived in earlier releases (a reference prefix -> where it is now).
 MOVED = {"agent.daemon.jobs:": "agent.service.jobs:"}
+
+
+JOBS_NAME = "jobs.sqlite"
+
+
+def store_url(state_dir: Path) -> str:
+    """The SQLAlchemy URL of the job store: the database of `CORDON_STATE_URL` if set (its
+    psycopg 3 dialect; APScheduler's table `apscheduler_jobs`), else the state directory's file."""
+    url = settings.current().state_url
+    if url:
+        return sqlalchemy_url(url)
+    return f"sqlite:///{(state_dir / JOBS_NAME).resolve()}"
 
 
 def attach(service: Service | None) -> None:

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from agent import audit
 from agent.audit import report as audit_report
 from agent.drivers.pool import Pool
-from agent.engine.journal import Journal, RunRecord, driver_alive
+from agent.engine.journal import RunRecord, driver_alive
+from agent.engine.journal import at as journal_at
 from agent.engine.plan import Plan
 from agent.errors import ConfigError, CordonError, NotFound, PlanError, RunError, RunStopped
 from agent.inventory import load as load_inventory
@@ -42,7 +43,7 @@ from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions, RunReport, new_run_id
-from agent.service.health import HealthStore
+from agent.service.health import at as health_at
 from agent.service.playbooks import PlaybookMeta, playbook_path
 from agent.service.poll import Poller, reapply_recorded
 from agent.status import OPEN, Outcome, RunStatus, SiteMode, StepStatus
@@ -116,8 +117,8 @@ class Service:
         self.inv: Inventory = load_inventory(inventory)
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.journal = Journal(state_dir / "journal.sqlite")
-        self.health = HealthStore(state_dir / "health.sqlite")
+        self.journal = journal_at(state_dir)  # or the database of CORDON_STATE_URL
+        self.health = health_at(state_dir)
         devices = [d.name for _s, d in self.inv.devices()]
         # the daemon keeps a session per device and transport warm (keepalive) only when it
         # runs; --local opens them on demand
@@ -139,9 +140,9 @@ class Service:
         )
         self.scheduler: BackgroundScheduler | None = None
         if scheduler:
-            self.scheduler = _scheduler(
-                jobstore_url or f"sqlite:///{(state_dir / 'jobs.sqlite').resolve()}"
-            )
+            from agent.service import jobs  # noqa: PLC0415 - jobs import this module
+
+            self.scheduler = _scheduler(jobstore_url or jobs.store_url(state_dir))
         self._last_poll: dict[str, Any] | None = None
         self._poll_lock = threading.Lock()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -326,13 +326,14 @@ def events(log_dir: Path, name: str) -> list[dict[str, Any]]:
 class Rig:
     """A poller over fake devices, with the recorded states and run locks a test sets."""
 
-    def __init__(self, inv: Inventory, tmp: Path, **kw: Any) -> None:
+    def __init__(self, inv: Inventory, where: Path | str, **kw: Any) -> None:
+        self.where = where  # the health store's file or database
         self.world = World(inv)
         self.states: dict[str, DeviceState] = {}
         self.locked: set[str] = set()
         self.asked: list[str] = []
         self.answer = True
-        self.store = HealthStore(tmp / "health.sqlite")
+        self.store = HealthStore(where)
         self.pool = Pool(
             inv,
             keepalive=None,
@@ -362,8 +363,9 @@ class Rig:
 
 
 @pytest.fixture
-def rig(inv: Inventory, tmp_path: Path, trail: Path) -> Iterator[Rig]:
-    r = Rig(inv, tmp_path, device_timeout=5.0)
+def rig(inv: Inventory, state_where: Callable[[str], Path | str], trail: Path) -> Iterator[Rig]:
+    """The rig with its health store on each backend in turn (SQLite, PostgreSQL)."""
+    r = Rig(inv, state_where("health"), device_timeout=5.0)
     yield r
     r.close()
 
@@ -373,9 +375,7 @@ def device(report: PollReport, name: str) -> DevicePoll:
     return found
 
 
-def test_alarm_opened_once_cleared_and_kept_across_restart(
-    rig: Rig, trail: Path, tmp_path: Path
-) -> None:
+def test_alarm_opened_once_cleared_and_kept_across_restart(rig: Rig, trail: Path) -> None:
     rig.states["nts-sw1"] = SWITCH
     rig.world.admin["nts-sw1", "gi3"] = rig.world.admin["nts-sw1", "gi4"] = False
     rig.poller.reapply = None
@@ -400,7 +400,7 @@ def test_alarm_opened_once_cleared_and_kept_across_restart(
     )
     # the daemon restarts: the open alarm is still there
     rig.store.close()
-    rig.store = rig.poller.store = HealthStore(tmp_path / "health.sqlite")
+    rig.store = rig.poller.store = HealthStore(rig.where)
     [kept] = rig.store.open_alarms()
     assert (kept.device, kept.kind, kept.subject, kept.detail) == (
         "nts-sw1",
@@ -452,7 +452,7 @@ def test_unreachable_is_not_drift_and_keeps_alarms_open(rig: Rig, trail: Path) -
 def test_a_hung_device_is_given_up_on_not_waited_for(
     inv: Inventory, tmp_path: Path, trail: Path
 ) -> None:
-    rig = Rig(inv, tmp_path, device_timeout=0.3, workers=4)
+    rig = Rig(inv, tmp_path / "health.sqlite", device_timeout=0.3, workers=4)
     try:
         rig.states["nts-fw1"] = FIREWALL
         rig.world.tables["nts-fw1"] = own_comments(inv, "nts-fw1", FIREWALL)

@@ -17,14 +17,17 @@ import pickle
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.api.client import Client
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
+from agent.engine.store import sqlalchemy_url
 from agent.inventory import load
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
@@ -46,13 +49,34 @@ def stored_jobs(path: Path) -> dict[str, str]:
     return {job_id: pickle.loads(state)["func"] for job_id, state in rows}
 
 
+def _old_store(state_where: Callable[[str], Path | str]) -> str:
+    """The old store on this test's backend, as a SQLAlchemy URL: the file itself, or its rows
+    in APScheduler's own table of a PostgreSQL database (what the daemon's URL gives)."""
+    where = state_where("jobs")
+    if isinstance(where, Path):
+        shutil.copy(OLD_STORE, where)
+        return f"sqlite:///{where}"
+    url = sqlalchemy_url(where)
+    store = SQLAlchemyJobStore(url=url)
+    store.jobs_t.create(store.engine)
+    with sqlite3.connect(OLD_STORE) as db:
+        rows = db.execute("SELECT id, next_run_time, job_state FROM apscheduler_jobs").fetchall()
+    with store.engine.begin() as pg:
+        pg.execute(
+            store.jobs_t.insert(),
+            [{"id": i, "next_run_time": t, "job_state": s} for i, t, s in rows],
+        )
+    store.engine.dispose()
+    return url
+
+
 def test_the_old_references_are_renamed_before_the_scheduler_reads_the_store(
-    tmp_path: Path,
+    state_where: Callable[[str], Path | str],
 ) -> None:
-    """Every job comes back from the store, under the functions' new home (no root needed)."""
-    path = tmp_path / "jobs.sqlite"
-    shutil.copy(OLD_STORE, path)
-    store = SQLAlchemyJobStore(url=f"sqlite:///{path}")
+    """Every job comes back from the store, under the functions' new home (no root needed), on
+    both backends (a SQLite file, PostgreSQL)."""
+    url = _old_store(state_where)
+    store = SQLAlchemyJobStore(url=url)
     assert sorted(jobs.upgrade_store(store)) == ["backup", "poll", f"run:{RUN_ID}"]
     store.start(BackgroundScheduler(), "default")  # not started: nothing runs
     restored = {j.id: (j.func, j.args) for j in store.get_all_jobs()}
@@ -62,7 +86,20 @@ def test_the_old_references_are_renamed_before_the_scheduler_reads_the_store(
         "backup": (jobs.backup, ()),
         f"run:{RUN_ID}": (jobs.proceed, (RUN_ID,)),
     }
-    assert jobs.upgrade_store(SQLAlchemyJobStore(url=f"sqlite:///{path}")) == []  # done once
+    again = SQLAlchemyJobStore(url=url)
+    assert jobs.upgrade_store(again) == []  # done once
+    again.engine.dispose()
+
+
+def test_the_job_store_follows_the_state_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CORDON_STATE_URL the job store is the state directory's file; with it, the same
+    database through SQLAlchemy's psycopg 3 dialect."""
+    monkeypatch.delenv("CORDON_STATE_URL", raising=False)
+    assert jobs.store_url(tmp_path) == f"sqlite:///{(tmp_path / 'jobs.sqlite').resolve()}"
+    monkeypatch.setenv("CORDON_STATE_URL", "postgresql://cordon@/db?host=/run/pg&port=5433")
+    assert jobs.store_url(tmp_path) == "postgresql+psycopg://cordon@/db?host=/run/pg&port=5433"
 
 
 def test_a_daemon_starts_on_the_previous_release_job_store_and_its_jobs_run(

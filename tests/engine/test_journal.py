@@ -1,10 +1,11 @@
 """The journal survives what the executor does to it: parallel site threads writing at once, and
-a second process reading; every row lands, none is lost or interleaved."""
+a second process reading; every row lands, none is lost or interleaved. Every test runs on both
+backends (`state_backend`: a SQLite file, a PostgreSQL database of the throwaway test cluster)."""
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
+import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,14 +18,18 @@ from agent.engine.journal import (
     state_from_json,
     state_to_json,
 )
+from agent.engine.store import redact
 from agent.errors import DaemonError, InternalError, LockError
 from agent.network.state import DeviceState, NftRule
 from agent.status import GateStatus, RunStatus, SiteMode, StepStatus
+from tests.pgserver import kept_store, schema_version, snapshot, stamp
+
+Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file or URL
 
 
-def test_parallel_site_threads_share_one_journal(tmp_path: Path) -> None:
+def test_parallel_site_threads_share_one_journal(state_where: Where) -> None:
     """Eight threads marking steps concurrently on one journal: no error, every mark recorded."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(state_where("journal"))
     steps = [
         NewStep(
             seq,
@@ -56,9 +61,10 @@ def test_parallel_site_threads_share_one_journal(tmp_path: Path) -> None:
     j.close()
 
 
-def test_locks_are_exclusive_across_journal_handles(tmp_path: Path) -> None:
-    """Two handles (two processes' worth) on one file: the second run on a held site is refused."""
-    a, b = Journal(tmp_path / "j.sqlite"), Journal(tmp_path / "j.sqlite")
+def test_locks_are_exclusive_across_journal_handles(state_where: Where) -> None:
+    """Two handles (two processes' worth) on one journal: the second run on a held site is
+    refused."""
+    a, b = Journal(state_where("journal")), Journal(state_where("journal"))
     a.start_run("first", "pb", "L1", ["rennes"], "alice")
     with pytest.raises(LockError, match="first"):
         b.start_run("second", "pb", "L1", ["nantes", "rennes"], "bob")
@@ -88,9 +94,9 @@ def test_device_state_round_trips() -> None:
     )
 
 
-def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
+def test_undone_keeps_the_failure_that_caused_it(state_where: Where) -> None:
     """Marking a failed step undone keeps its error text: the audit needs why it was undone."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(state_where("journal"))
     j.start_run(
         "r1",
         "pb",
@@ -112,22 +118,13 @@ def test_undone_keeps_the_failure_that_caused_it(tmp_path: Path) -> None:
 TODAY = Path(__file__).parent / "data" / "journal-v0.sqlite"  # written by the release before #12
 
 
-def _user_version(path: Path) -> int:
-    db = sqlite3.connect(path)
-    try:
-        return int(db.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        db.close()
-
-
-def test_a_journal_written_by_the_previous_release_opens_migrated(tmp_path: Path) -> None:
+def test_a_journal_written_by_the_previous_release_opens_migrated(state_where: Where) -> None:
     """The kept journal (schema version 0: a done run, a rolled-back recovery, a run awaiting
     approval) opens: its runs, steps, gates and site modes read back typed, and it is stamped
     with the current schema version."""
-    path = tmp_path / "journal.sqlite"
-    shutil.copyfile(TODAY, path)
-    assert _user_version(path) == 0
-    j = Journal(path)
+    where = kept_store(state_where, "journal", TODAY)
+    assert schema_version(where, "journal") == 0
+    j = Journal(where)
     runs = {r.playbook: r for r in j.runs()}
     assert {p: r.status for p, r in runs.items()} == {
         "iso": RunStatus.DONE,
@@ -148,33 +145,36 @@ def test_a_journal_written_by_the_previous_release_opens_migrated(tmp_path: Path
     assert base is not None and base.run_id == runs["iso"].run_id
     assert j.approval(runs["two"].run_id) is None
     j.close()
-    assert _user_version(path) == SCHEMA_VERSION
-    # the migrated journal goes on: the waiting run can still be cancelled, as before
-    j = Journal(path)
+    assert schema_version(where, "journal") == SCHEMA_VERSION
+    # the migrated journal goes on: the waiting run can still be cancelled, as before, and the
+    # columns the migration added are written
+    j = Journal(where)
+    j.claim_driver(runs["two"].run_id)
     j.finish_run(runs["two"].run_id, RunStatus.CANCELLED, "cancelled by t")
     assert j.run(runs["two"].run_id).status == "cancelled"
+    assert j.run(runs["two"].run_id).driver is not None
     j.close()
 
 
-def test_a_journal_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
+def test_a_journal_from_a_newer_release_is_refused_untouched(state_where: Where) -> None:
     """A journal stamped with a schema version this release does not know is refused, naming the
-    file and both versions; the file is left as it was."""
-    path = tmp_path / "journal.sqlite"
-    shutil.copyfile(TODAY, path)
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.close()
-    before = path.read_bytes()
-    with pytest.raises(DaemonError, match=rf"{path}.*newer Cordon.*version {SCHEMA_VERSION + 1}"):
-        Journal(path)
-    assert path.read_bytes() == before
+    store and both versions; it is left as it was."""
+    where = kept_store(state_where, "journal", TODAY)
+    stamp(where, "journal", SCHEMA_VERSION + 1)
+    shown = str(where) if isinstance(where, Path) else redact(where)
+    before = snapshot(where)
+    with pytest.raises(
+        DaemonError, match=rf"{re.escape(shown)}.*newer Cordon.*version {SCHEMA_VERSION + 1}"
+    ):
+        Journal(where)
+    assert snapshot(where) == before
 
 
-def test_a_forbidden_status_change_is_refused_and_not_written(tmp_path: Path) -> None:
+def test_a_forbidden_status_change_is_refused_and_not_written(state_where: Where) -> None:
     """A done run is not set running again, an undone step not started, a passed gate not
     reopened: an internal error names the record and both statuses, and the journal keeps the
     old status."""
-    j = Journal(tmp_path / "j.sqlite")
+    j = Journal(state_where("journal"))
     j.start_run(
         "r1",
         "pb",
@@ -200,3 +200,114 @@ def test_a_forbidden_status_change_is_refused_and_not_written(tmp_path: Path) ->
     assert [r.status for r in j.steps("r1")] == [StepStatus.UNDONE]
     assert [g.status for g in j.gates("r1")] == [GateStatus.PASSED]
     j.close()
+
+
+# -- concurrent writers through separate handles (processes, or hosts sharing one database) ------
+
+
+def _step(seq: int, site: str) -> NewStep:
+    return NewStep(
+        seq, site, "step", f"d{seq}", "nft", ("x",), ("y",), DeviceState(), DeviceState()
+    )
+
+
+def test_racing_runs_take_each_site_once(state_where: Where) -> None:
+    """Twelve handles start runs at once on overlapping sites (run i wants sites i and i+1 of
+    six): the locks taken are exactly those of the runs that started, each site held by one
+    run, and every refused run left nothing (no run row, no step, no lock)."""
+    handles = [Journal(state_where("journal")) for _ in range(12)]
+    handles[0].start_run("warm", "pb", "L1", [], "t")  # the schema exists before the race
+
+    def start(i: int) -> str | None:
+        sites = [f"s{i % 6}", f"s{(i + 1) % 6}"]
+        try:
+            handles[i].start_run(f"r{i}", "pb", "L1", sites, "t", [_step(1, sites[0])])
+        except LockError:
+            return None
+        return f"r{i}"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        started = {r for r in pool.map(start, range(12)) if r is not None}
+    j = handles[0]
+    locks = j.locks()
+    assert started, "no run started"
+    assert set(locks.values()) == started  # every lock belongs to a run that started
+    for run_id in started:
+        i = int(run_id[1:])
+        assert {s for s, r in locks.items() if r == run_id} == {f"s{i % 6}", f"s{(i + 1) % 6}"}
+    recorded = {r.run_id for r in j.runs()} - {"warm"}
+    assert recorded == started  # a refused run wrote nothing
+    for run_id in {f"r{i}" for i in range(12)} - started:
+        assert j.steps(run_id) == []
+    for h in handles:
+        h.close()
+
+
+def test_racing_status_changes_are_checked_against_the_committed_status(
+    state_where: Where,
+) -> None:
+    """Sixteen handles end one running run at once, half as done and half as cancelled (neither
+    may follow the other): the first to commit wins, every other of its kind is a no-change,
+    every one of the other kind is refused. A check against a stale status would let both
+    through."""
+    handles = [Journal(state_where("journal")) for _ in range(16)]
+    handles[0].start_run("r", "pb", "L1", ["s"], "t", [_step(1, "s")])
+
+    def end(i: int) -> RunStatus | None:
+        status = RunStatus.DONE if i % 2 else RunStatus.CANCELLED
+        try:
+            handles[i].finish_run("r", status)
+        except InternalError:
+            return None
+        return status
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(end, range(16)))
+    final = handles[0].run("r").status
+    assert final in (RunStatus.DONE, RunStatus.CANCELLED)
+    assert outcomes.count(final) == 8  # every call of the winning kind went through
+    assert outcomes.count(None) == 8  # every call of the other kind was refused
+    for h in handles:
+        h.close()
+
+
+def test_steps_appended_at_once_get_distinct_numbers(state_where: Where) -> None:
+    """Eight handles append steps to one run at once (re-isolations decided during soaks): every
+    step lands, with its own number, numbered on from the run's last."""
+    handles = [Journal(state_where("journal")) for _ in range(8)]
+    handles[0].start_run("r", "pb", "L1", ["s"], "t", [_step(1, "s")])
+
+    def append(i: int) -> list[int]:
+        return [handles[i].append_step("r", _step(0, "s")) for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seqs = [s for got in pool.map(append, range(8)) for s in got]
+    assert sorted(seqs) == list(range(2, 82))
+    assert [r.seq for r in handles[0].steps("r")] == list(range(1, 82))
+    for h in handles:
+        h.close()
+
+
+def test_racing_gate_decisions_on_a_gate_not_yet_journaled(state_where: Where) -> None:
+    """Sixteen handles decide one gate that has no row yet, half passed and half failed (a final
+    gate never changes): the first to commit wins, the others of its kind are no-changes, the
+    others refused. Two writers both seeing "no gate yet" would let both through."""
+    handles = [Journal(state_where("journal")) for _ in range(16)]
+    handles[0].start_run("r", "pb", "L1", ["s"], "t", [_step(1, "s")])
+
+    def decide(i: int) -> GateStatus | None:
+        status = GateStatus.PASSED if i % 2 else GateStatus.FAILED
+        try:
+            handles[i].set_gate("r", "s", "soak", status)
+        except InternalError:
+            return None
+        return status
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(decide, range(16)))
+    gate = handles[0].gate("r", "s", "soak")
+    assert gate is not None and gate.status in (GateStatus.PASSED, GateStatus.FAILED)
+    assert outcomes.count(gate.status) == 8
+    assert outcomes.count(None) == 8
+    for h in handles:
+        h.close()

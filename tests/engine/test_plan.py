@@ -29,6 +29,7 @@ from agent.run.executor import Executor
 from agent.run.model import RunOptions
 from scripts.synth import hospi_grand_ouest
 from tests.conftest import EXAMPLE, ROOT
+from tests.pgserver import Where
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -291,7 +292,9 @@ def test_invalid_playbooks(inv: Inventory, tmp_path: Path, text: str, expected: 
     assert expected in message
 
 
-def test_approval_gate_waits_for_a_second_person(inv: Inventory, tmp_path: Path) -> None:
+def test_approval_gate_waits_for_a_second_person(
+    inv: Inventory, tmp_path: Path, state_where: Where
+) -> None:
     """An approval step holds the run before anything is sent; the run's author cannot pass it;
     the wait is journaled (a restart finds the run open and waiting)."""
     pb = load_playbook(
@@ -304,7 +307,7 @@ def test_approval_gate_waits_for_a_second_person(inv: Inventory, tmp_path: Path)
         ),
         inv,
     )
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     ex = Executor(inv, journal, pool=None, actor="alice")  # type: ignore[arg-type]
     started = ex.start(pb, ["nantes-jules-verne"])
     report = ex.proceed(started.run_id)
@@ -346,7 +349,9 @@ def test_transient_must_survive_cut_is_refused(tmp_path: Path) -> None:
     )  # ...but not between
 
 
-def test_rolling_back_a_run_that_changed_nothing_cancels_it(inv: Inventory, tmp_path: Path) -> None:
+def test_rolling_back_a_run_that_changed_nothing_cancels_it(
+    inv: Inventory, tmp_path: Path, state_where: Where
+) -> None:
     """A run waiting for its approval holds its sites; rolling it back cancels it and frees them,
     nothing having been sent."""
     pb = load_playbook(
@@ -356,7 +361,7 @@ def test_rolling_back_a_run_that_changed_nothing_cancels_it(inv: Inventory, tmp_
         ),
         inv,
     )
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     ex = Executor(inv, journal, pool=None, actor="alice")  # type: ignore[arg-type]
     started = ex.start(pb, ["nantes-jules-verne"], options=RunOptions(needs_approval=True))
     assert journal.locks() == {"nantes-jules-verne": started.run_id}

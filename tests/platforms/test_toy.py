@@ -20,6 +20,7 @@ from agent.platforms import registry
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
+from tests.pgserver import Where
 from tests.platforms import toy
 from tests.platforms.toy.driver import Switches
 
@@ -54,7 +55,7 @@ def zone_ports(inv: Inventory) -> list[str]:
 
 
 def test_a_toy_platform_plans_applies_and_rolls_back_through_its_own_folder(
-    tmp_path: Path, switches: Switches
+    tmp_path: Path, state_where: Where, switches: Switches
 ) -> None:
     """The toy's renderer writes the plan's commands, its driver receives and verifies them,
     and the rollback reopens the ports on the scripted device."""
@@ -77,7 +78,7 @@ def test_a_toy_platform_plans_applies_and_rolls_back_through_its_own_folder(
     assert change.commands == tuple(f"port {p} disable" for p in ports)
     assert change.undo == tuple(f"port {p} enable" for p in ports)
 
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None) as pool:  # the registry's driver_for picks the toy driver
         ex = Executor(inv, journal, pool, actor="t")
         run = ex.run(pb, [SITE])

@@ -19,10 +19,11 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
+from tests.pgserver import Where
 from tests.run.test_honesty import records
 
 
-def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
+def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path, state_where: Where) -> None:
     """Undo of a port quarantine loses the switch: the controller re-shuts the ports."""
     inv = load(EXAMPLE)
     world = World()
@@ -33,7 +34,7 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path) -> None:
     )
     pb = load_playbook(pb_path, inv)
 
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         ex = Executor(inv, journal, pool, actor="t")
         ex.deadman = 10
@@ -88,13 +89,13 @@ def quarantine(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-def test_failure_rolls_the_site_back(tmp_path: Path) -> None:
+def test_failure_rolls_the_site_back(tmp_path: Path, state_where: Where) -> None:
     """A rejected second step with on_failure rollback undoes the first: the site is as before."""
     inv = load(EXAMPLE)
     (guest_port,) = zone_ports(inv, "nantes-jules-verne", "guest")
     world = World(reject={"nts-sw1": guest_port})
     pb = load_playbook(quarantine(tmp_path, "on_failure: rollback\n"), inv)
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t").run(pb, ["nantes-jules-verne"])
     assert run.status == "rolled_back"
@@ -111,13 +112,13 @@ def test_failure_rolls_the_site_back(tmp_path: Path) -> None:
     journal.close()
 
 
-def test_waves_finish_each_step_everywhere_first(tmp_path: Path) -> None:
+def test_waves_finish_each_step_everywhere_first(tmp_path: Path, state_where: Where) -> None:
     """order: waves applies a step on every site before any site starts the next step."""
     inv = load(EXAMPLE)
     world = World()
     pb = load_playbook(quarantine(tmp_path, "order: waves\n"), inv)
     sites = ["nantes-jules-verne", "fontenay-sud-vendee", "bretagne-etab-1"]
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t").run(pb, sites)
     journal.close()
@@ -142,13 +143,13 @@ def test_device_level_targets_refused(tmp_path: Path) -> None:
         load_playbook(path, inv)
 
 
-def test_rollback_undoes_the_half_applied_failing_step(tmp_path: Path) -> None:
+def test_rollback_undoes_the_half_applied_failing_step(tmp_path: Path, state_where: Where) -> None:
     """A step applied but not confirmed by read-back is undone too when the site rolls back."""
     inv = load(EXAMPLE)
     (guest_port,) = zone_ports(inv, "nantes-jules-verne", "guest")
     world = World(unverifiable={"nts-sw1": guest_port})
     pb = load_playbook(quarantine(tmp_path, "on_failure: rollback\n"), inv)
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t").run(pb, ["nantes-jules-verne"])
     assert run.status == "rolled_back"
@@ -157,7 +158,7 @@ def test_rollback_undoes_the_half_applied_failing_step(tmp_path: Path) -> None:
     journal.close()
 
 
-def test_rolling_back_an_older_run_is_refused(tmp_path: Path) -> None:
+def test_rolling_back_an_older_run_is_refused(tmp_path: Path, state_where: Where) -> None:
     """A run whose device a later run changed cannot be rolled back before that later run."""
     inv = load(EXAMPLE)
     world = World()
@@ -168,7 +169,7 @@ def test_rolling_back_an_older_run_is_refused(tmp_path: Path) -> None:
     second.write_text(
         "name: b\nlevel: L4\nsteps:\n  - {name: guest, action: shut_zone_ports, zones: [guest]}\n"
     )
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         ex = Executor(inv, journal, pool, actor="t")
         run_a = ex.run(load_playbook(first, inv), ["nantes-jules-verne"])

@@ -35,6 +35,7 @@ from agent.service.service import local
 from agent.wire import StatusOut
 from tests.conftest import EXAMPLE, ROOT
 from tests.engine.fakes import World
+from tests.pgserver import Where
 
 SITE = "nantes-jules-verne"
 LA_SAGESSE = "rennes-la-sagesse"  # two switches: admin on sw2, guest on sw1
@@ -137,11 +138,11 @@ def fill(mnt: Path) -> None:
 
 
 def test_audit_disk_short_before_a_run_refuses_it_and_holds_nothing(
-    inv: Inventory, tmp_path: Path, full_disk: Path
+    inv: Inventory, tmp_path: Path, state_where: Where, full_disk: Path
 ) -> None:
     """Too little room for the audit trail: exit 7, nothing sent, no run left holding a site."""
     world = World()
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     fill(full_disk)
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         ex = Executor(inv, journal, pool, actor="t")
@@ -155,7 +156,7 @@ def test_audit_disk_short_before_a_run_refuses_it_and_holds_nothing(
 
 
 def test_audit_full_after_a_change_journals_what_the_device_did(
-    inv: Inventory, tmp_path: Path, full_disk: Path
+    inv: Inventory, tmp_path: Path, state_where: Where, full_disk: Path
 ) -> None:
     """The disk fills right after the first change reached the switch (its `device.change`
     cannot be written): the step is journaled as the device shows it (applied, verified), the
@@ -175,7 +176,7 @@ def test_audit_full_after_a_change_journals_what_the_device_did(
                     break
 
     world.after_apply = after_apply
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     pb = playbook(tmp_path, inv, TWO_STEPS)
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         ex = Executor(inv, journal, pool, actor="t")
@@ -199,11 +200,13 @@ def test_audit_full_after_a_change_journals_what_the_device_did(
 # -- site modes derived from the devices ------------------------------------------------------
 
 
-def test_rolled_back_recovery_leaves_the_site_isolated(inv: Inventory, tmp_path: Path) -> None:
+def test_rolled_back_recovery_leaves_the_site_isolated(
+    inv: Inventory, tmp_path: Path, state_where: Where
+) -> None:
     """An L0 run rolled back on a site another run isolated: the site is `isolated`, not
     `reconnected`."""
     world = World()
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     first = playbook(
         tmp_path,
         inv,
@@ -283,13 +286,15 @@ QUARANTINE_BOTH = (
 
 
 @pytest.mark.parametrize("one_at_a_time", [True, False])
-def test_one_switch_at_a_time(inv: Inventory, tmp_path: Path, one_at_a_time: bool) -> None:
+def test_one_switch_at_a_time(
+    inv: Inventory, tmp_path: Path, state_where: Where, one_at_a_time: bool
+) -> None:
     """La Sagesse's two switches in one step: never both in transition with the limit on (the
     default); both at once with it off."""
     world = World(overlap_wait=3.0)
     limits = "" if one_at_a_time else "limits: {one_switch_at_a_time: false}\n"
     pb = playbook(tmp_path, inv, QUARANTINE_BOTH.format(limits=limits))
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t").run(pb, [LA_SAGESSE])
     journal.close()
@@ -300,7 +305,7 @@ def test_one_switch_at_a_time(inv: Inventory, tmp_path: Path, one_at_a_time: boo
 
 @pytest.mark.parametrize("must_survive_only", [True, False])
 def test_verify_flows_must_survive_only(
-    inv: Inventory, tmp_path: Path, must_survive_only: bool
+    inv: Inventory, tmp_path: Path, state_where: Where, must_survive_only: bool
 ) -> None:
     """Ordinary flows found wrong by the probes fail the run unless the step checks
     must-survive flows only (which are all fine here)."""
@@ -325,7 +330,7 @@ def test_verify_flows_must_survive_only(
         "  - {name: admin, action: shut_zone_ports, zones: [admin]}\n"
         f"  - {{name: check, action: verify_flows, must_survive_only: {flag}}}\n",
     )
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t", verifier=probes).run(pb, [SITE])
     journal.close()
@@ -339,7 +344,7 @@ def test_verify_flows_must_survive_only(
 # -- smaller things --------------------------------------------------------------------------------
 
 
-def test_a_refused_plan_is_audited(inv: Inventory, tmp_path: Path) -> None:
+def test_a_refused_plan_is_audited(inv: Inventory, tmp_path: Path, state_where: Where) -> None:
     """A run refused by its plan leaves a `run.refused` record naming the refusal."""
     pb = playbook(
         tmp_path,
@@ -348,7 +353,7 @@ def test_a_refused_plan_is_audited(inv: Inventory, tmp_path: Path) -> None:
         "  - {name: all, action: shut_zone_ports, zones: [icu]}\n",
         "bad",
     )
-    journal = Journal(tmp_path / "j.sqlite")
+    journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=World().factory) as pool, pytest.raises(PlanError):
         Executor(inv, journal, pool, actor="alice").run(pb, [LA_SAGESSE])
     journal.close()

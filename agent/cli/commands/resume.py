@@ -18,7 +18,7 @@ from agent import settings
 from agent.cli.options import inventory_option
 from agent.cli.render.report import render_report, report_json
 from agent.drivers.pool import Pool
-from agent.engine.journal import Journal
+from agent.engine.journal import at as journal_at
 from agent.inventory import default_path, load
 from agent.lab.verifier import twin_verifier
 from agent.run.executor import Executor
@@ -50,9 +50,9 @@ def resume_cmd(
     from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
 
     inv = load(inventory_path or default_path())
-    journal = Journal(state_dir / "journal.sqlite")
+    journal = journal_at(state_dir)
     try:
-        with state_lock(journal.path.parent, shared=True), Pool(inv, keepalive=None) as pool:
+        with state_lock(state_dir, shared=True), Pool(inv, keepalive=None) as pool:
             ex = Executor(
                 inv,
                 journal,

@@ -1,0 +1,328 @@
+"""A throwaway PostgreSQL cluster for the tests and the benchmark: Debian's server binaries
+(/usr/lib/postgresql/<version>/bin, installed by scripts/install-system-deps.sh), initdb into a
+temporary directory as an unprivileged user (`postgres` when run as root, else the caller), its
+Unix socket in that directory, a random port, no TCP at all (`listen_addresses=''`). Trust
+authentication is safe there: only that user (and root) may enter the socket's directory.
+Stopped by the postmaster's PID, the directory removed.
+
+    with PgServer.start() as pg:
+        url = pg.database()     # a fresh, empty namespace: postgresql://cordon@/cordon?host=...
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+ROLE = "cordon"
+
+
+class PgUnavailable(Exception):
+    """No PostgreSQL server binaries on this machine."""
+
+
+def bin_dir() -> Path:
+    """The newest installed server's binaries."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise PgUnavailable(
+            "no PostgreSQL server in /usr/lib/postgresql/*/bin: run "
+            "scripts/install-system-deps.sh (Debian's postgresql)"
+        )
+    return found[-1].parent
+
+
+class PgServer:
+    def __init__(self, root: Path, user: str, port: int, bindir: Path) -> None:
+        self.root = root
+        self.user = user
+        self.port = port
+        self.bindir = bindir
+        self.data = root / "data"
+        self.sock = root / "sock"
+        self.pid: int | None = None
+        self._n = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def start(cls, *, fsync: bool = True) -> Iterator[PgServer]:
+        bindir = bin_dir()
+        root = Path(tempfile.mkdtemp(prefix="cordon-pg-"))
+        user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        if os.geteuid() == 0:
+            try:
+                pw = pwd.getpwnam(user)
+            except KeyError:
+                pw = pwd.getpwnam("nobody")
+                user = "nobody"
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+        server = cls(root, user, random.randint(20000, 60000), bindir)
+        try:
+            server._boot(fsync=fsync)
+            yield server
+        finally:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", self.user, "--", *argv] if os.geteuid() == 0 else argv
+
+    def _run(self, argv: list[str]) -> None:
+        done = subprocess.run(
+            self._as_user(argv), capture_output=True, text=True, check=False, cwd=self.root
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()}")
+
+    def _boot(self, *, fsync: bool) -> None:
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                ROLE,
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        )
+        self._run(["mkdir", "-m", "0700", str(self.sock)])
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories={self.sock} -p {self.port} "
+            f"-c fsync={'on' if fsync else 'off'} -c max_connections=200"
+        )
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.root / "server.log"),
+                "-o",
+                options,
+            ]
+        )
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def stop(self) -> None:
+        """Immediate shutdown by the postmaster's PID (SIGQUIT: a throwaway cluster needs no
+        shutdown checkpoint), waiting for it to exit."""
+        pid, self.pid = self.pid, None
+        if pid is None:
+            return
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    # -- databases -------------------------------------------------------------------------
+
+    def url(self, dbname: str = "cordon", schema: str | None = None) -> str:
+        url = f"postgresql://{ROLE}@/{dbname}?host={self.sock}&port={self.port}"
+        return url if schema is None else f"{url}&options=-csearch_path%3D{schema}"
+
+    def database(self) -> str:
+        """A new empty namespace's URL: a schema of its own in the database `cordon` (made
+        once), as the search path of every connection to the URL (quicker than a database)."""
+        import psycopg  # noqa: PLC0415 - only with a server
+
+        if self._n == 0:
+            with psycopg.connect(self.url("postgres"), autocommit=True) as db:
+                db.execute("CREATE DATABASE cordon")
+        self._n += 1
+        name = f"t{self._n}"
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(f"CREATE SCHEMA {name}")
+        return self.url(schema=name)
+
+    def log(self) -> str:
+        try:
+            return (self.root / "server.log").read_text()
+        except OSError:
+            return ""
+
+
+# -- the fixtures (imported by tests/conftest.py) ------------------------------------------------
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway cluster per session. In CI a missing server is a failure, never a skip."""
+    try:
+        bin_dir()
+    except PgUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"PostgreSQL tests must run in CI: {exc}")
+        pytest.skip(f"SKIPPED POSTGRESQL TEST: {exc}")
+    with PgServer.start() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_backend(request: pytest.FixtureRequest) -> str:
+    """Each state backend in turn: the test runs once on SQLite files, once on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def state_where(
+    state_backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[str], Path | str]:
+    """Where a store named `name` lives on this test's backend: `<tmp>/<name>.sqlite`, or this
+    test's own new PostgreSQL database (every store of the test in it, as with one URL)."""
+    if state_backend == "sqlite":
+        return lambda name: tmp_path / f"{name}.sqlite"
+    url = request.getfixturevalue("pg_server").database()
+    return lambda name: url
+
+
+def copy_sqlite(src: Path, url: str) -> None:
+    """Recreate a SQLite file's tables and indexes (in PostgreSQL's types) and rows in the empty
+    database at `url`, without its schema version: a store written by a release that knew only
+    SQLite, as if it had been on PostgreSQL. Identity columns go on after the copied rows."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    from agent.engine.store import pg_schema  # noqa: PLC0415
+
+    db = sqlite3.connect(src)
+    try:
+        found = db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'index', rowid"
+        ).fetchall()
+        with psycopg.connect(url) as pg:
+            for kind, name, sql in found:
+                pg.execute(pg_schema(sql))
+                if kind != "table":
+                    continue
+                cols = [r[1] for r in db.execute(f"PRAGMA table_info({name})")]
+                rows = db.execute(f"SELECT {', '.join(cols)} FROM {name}").fetchall()
+                if rows:
+                    marks = ", ".join("%s" for _ in cols)
+                    with pg.cursor() as cur:
+                        cur.executemany(
+                            f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({marks})", rows
+                        )
+                if "AUTOINCREMENT" in sql:
+                    pg.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                        f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+                    )
+    finally:
+        db.close()
+
+
+def schema_version(where: Path | str, store: str) -> int:
+    """The schema version the store `store` at `where` is stamped with (0: none)."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    with psycopg.connect(where) as pg:
+        if pg.execute("SELECT to_regclass('cordon_schema')").fetchone() == (None,):
+            return 0
+        row = pg.execute("SELECT version FROM cordon_schema WHERE store = %s", (store,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def stamp(where: Path | str, store: str, version: int) -> None:
+    """Stamp the store `store` at `where` with `version` (a newer release's, in the tests)."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        db.execute(f"PRAGMA user_version={version}")
+        db.close()
+        return
+    with psycopg.connect(where) as pg:
+        pg.execute(
+            "CREATE TABLE IF NOT EXISTS cordon_schema (store TEXT PRIMARY KEY, version INTEGER)"
+        )
+        pg.execute(
+            "INSERT INTO cordon_schema VALUES (%s, %s) ON CONFLICT (store) "
+            "DO UPDATE SET version = excluded.version",
+            (store, version),
+        )
+
+
+def snapshot(where: Path | str) -> object:
+    """Everything a store's file or database holds (to prove nothing changed)."""
+    import psycopg  # noqa: PLC0415 - only with a server
+
+    if isinstance(where, Path):
+        return where.read_bytes()
+    with psycopg.connect(where) as pg:
+        tables = [
+            r[0]
+            for r in pg.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() ORDER BY table_name"
+            )
+        ]
+        return {
+            t: (
+                sorted(
+                    r[0]
+                    for r in pg.execute(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = %s",
+                        (t,),
+                    )
+                ),
+                sorted(map(repr, pg.execute(f"SELECT * FROM {t}").fetchall())),
+            )
+            for t in tables
+        }
+
+
+def kept_store(state_where: Callable[[str], Path | str], name: str, src: Path) -> Path | str:
+    """The kept store `src` (a SQLite file of an earlier release) on this test's backend."""
+    where = state_where(name)
+    if isinstance(where, Path):
+        shutil.copyfile(src, where)
+    else:
+        copy_sqlite(src, where)
+    return where
+
+
+Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file or database URL
