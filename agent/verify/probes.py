@@ -276,13 +276,14 @@ def schedule(
     connect: client.Connect = socket.create_connection,
 ) -> dict[str, str]:
     """Give each probe point its declared flows to open every `interval_s` (the results are read
-    back with `kept_results`). Returns probe id -> what it answered or why it failed."""
+    back with `kept_results`); `interval_s` 0 stops the schedules. Returns probe id -> what it
+    answered or why it failed."""
     out: dict[str, str] = {}
     for site in inv.sites:
         for probe in site.probes:
             src = ProbeSource(inv, site.name, probe, timeout_s, connect)
             flows = [f for f in inv.flows if f.name in probe.flows]
-            todo = tuple(a for _, a in src.attempts(site.name, flows))
+            todo = tuple(a for _, a in src.attempts(site.name, flows)) if interval_s else ()
             try:
                 answer = client.ask(
                     src.target(),
