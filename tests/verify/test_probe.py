@@ -25,6 +25,7 @@ from agent.probe.protocol import Attempt, Order, OrderError, Outcome, Result
 from agent.verify import probes
 from agent.verify.evidence import Seen
 from tests.conftest import ROOT
+from tests.test_cli import cordon
 
 GROUP = Path(__file__).parent / "data" / "probe-group.yaml"
 LEGS = {"198.18.93.50": "icu", "198.18.93.120": "srv"}
@@ -433,3 +434,15 @@ def test_an_unreachable_probe_is_unknown_naming_why(inv: Inventory, tmp_path: Pa
     assert len(ev) == 6 and {e.seen for e in ev} == {Seen.UNKNOWN}
     assert all("is unreachable: Connection refused" in e.detail for e in ev)
     assert src.check("pl-dc", list(inv.flows), {}) == []  # not its site: nothing said
+
+
+def test_cordon_probe_keygen(tmp_path: Path) -> None:
+    """`cordon probe keygen` writes a 0600 identity, prints its pin, never overwrites."""
+    cert, key = tmp_path / "p.pem", tmp_path / "p.key"
+    out = cordon("probe", "keygen", str(cert), str(key), "--name", "pa-probe")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == channel.certificate_pin(cert)
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = cordon("probe", "keygen", str(cert), str(key), "--name", "x")
+    assert again.returncode == 22
+    assert "already exists; not overwritten" in again.stderr
