@@ -130,6 +130,43 @@ def test_probe_confirms_an_isolation(twin: Twin, engine: Executor) -> None:
     assert wait_for(lambda: verdicts(inv, normal) == dict.fromkeys(normal, FlowStatus.PASSED))
 
 
+def test_without_the_probe_accepts_the_probe_sees_a_kept_flow_cut(
+    twin: Twin, tmp_path: Path
+) -> None:
+    """Why the plan mirrors the accepts: the same run planned from the inventory without the
+    probe point keeps icu-ehr open for the monitor, but the probe's test of it is dropped by the
+    WAN cut, and the probe contradicts the plan (failed, not a silent pass)."""
+    bare = twin.inv.model_copy(
+        update={"sites": tuple(s.model_copy(update={"probes": ()}) for s in twin.inv.sites)}
+    )
+    assert bare.path == twin.inv.path
+    journal = Journal(tmp_path / "journal.sqlite")
+    with Pool(bare, keepalive=None) as pool:
+        ex = Executor(
+            bare,
+            journal,
+            pool,
+            actor="test",
+            verifier=flows.engine_verifier(bare, twin.bp, current=journal.device_states),
+        )
+        pb = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", bare)
+        predicted = {fi.flow: fi.after for fi in plan(pb, bare, sites=[SITE]).impact}
+        report = ex.run(pb, [SITE])
+        try:
+            assert report.status == "done", report
+            # the monitor's own flow is open (the twin's prober, from its namespace)...
+            seen = {o.flow.name: o.observed_open for o in flows.observe(bare, twin.bp)}
+            assert seen["icu-ehr"] and seen["srv-ehr"]
+            # ...but the probe, from its own address, is dropped by the cut
+            during = verdicts(twin.inv, predicted)
+            assert during["icu-ehr"] is FlowStatus.FAILED
+            assert during["srv-ehr"] is FlowStatus.FAILED
+            assert during["icu-hl7"] is FlowStatus.PASSED  # inside the site: nothing cut
+        finally:
+            assert ex.rollback(report.run_id).status == "rolled_back"
+    journal.close()
+
+
 def test_a_client_with_another_key_is_refused(twin: Twin, tmp_path: Path) -> None:
     """Mutual TLS: the probe accepts the pinned daemon certificate only."""
     channel.new_identity(tmp_path / "other.pem", tmp_path / "other.key", "cordon-daemon")
