@@ -23,6 +23,7 @@ from agent.errors import ProbeError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.lab import build, flows, netns
+from agent.lab.probe import ProbeTarget, Status, probe_tcp
 from agent.lab.state import LabState
 from agent.lab.topology import ROOT_LINK, blueprint
 from agent.playbook import load as load_playbook
@@ -85,6 +86,26 @@ def test_probe_alive_through_the_management_veth(twin: Twin) -> None:
     assert "cdn.p.pa-probe" in ns
     # the probe runs as a journaled process of the twin, stopped by PID at `lab down`
     assert any(p["kind"] == "probe" and p["netns"] == "cdn.p.pa-probe" for p in twin.state.procs)
+
+
+def test_the_probe_host_is_no_way_between_zones(twin: Twin) -> None:
+    """A zone host cannot talk to the probe's leg (its filter drops it: a timeout, where a port
+    nobody listens on would refuse), and a host that routes through the probe's leg to another
+    zone gets nowhere (no forwarding), while the same flow through the firewall is open."""
+    monitor = twin.bp.host_ns["pl-a/icu/monitor"]
+    (leg,) = probe_tcp([ProbeTarget(monitor, "198.18.93.50", 8443)], timeout=1.0)
+    assert leg.status is Status.TIMEOUT, leg
+    central = ProbeTarget(monitor, "198.18.93.70", 2575)
+    (direct,) = probe_tcp([central], timeout=2.0)
+    assert direct.ok, direct
+    netns.run(["ip", "route", "add", "198.18.93.70/32", "via", "198.18.93.50"], netns=monitor)
+    try:
+        (through,) = probe_tcp([central], timeout=1.0)
+        assert not through.ok, through
+    finally:
+        netns.run(["ip", "route", "del", "198.18.93.70/32"], netns=monitor)
+    forward = netns.run(["sysctl", "-n", "net.ipv4.ip_forward"], netns="cdn.p.pa-probe")
+    assert forward.stdout.strip() == "0"
 
 
 @pytest.fixture
