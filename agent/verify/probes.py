@@ -95,9 +95,8 @@ class ProbeSource:
         )
 
     def attempts(self, site: str, flows: Sequence[Flow]) -> list[tuple[Flow, Attempt]]:
-        """The flows of `flows` this probe tests, as attempts from its leg in the source zone."""
-        if site != self.site_name:
-            return []
+        """The flows of `flows` this probe tests, as attempts from its leg in the source zone
+        (whatever `site` the gate acts on: a flow from this probe's site to that one counts)."""
         out = []
         for flow in flows:
             leg = self.probe.leg(flow.source.zone)

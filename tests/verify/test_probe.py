@@ -17,7 +17,7 @@ import yaml
 from agent.engine.plan import plan, probe_tag
 from agent.errors import InventoryError, ProbeConfigError, ProbeError
 from agent.inventory import load
-from agent.inventory.models import Inventory
+from agent.inventory.models import Flow, Inventory
 from agent.playbook import load as load_playbook
 from agent.probe import channel, client, config, protocol, server
 from agent.probe.config import ProbeConfig
@@ -433,7 +433,11 @@ def test_an_unreachable_probe_is_unknown_naming_why(inv: Inventory, tmp_path: Pa
     ev = src.check("pl-a", list(inv.flows), {f.name: True for f in inv.flows})
     assert len(ev) == 6 and {e.seen for e in ev} == {Seen.UNKNOWN}
     assert all("is unreachable: Connection refused" in e.detail for e in ev)
-    assert src.check("pl-dc", list(inv.flows), {}) == []  # not its site: nothing said
+    # asked about a flow it does not test (from the core): nothing said, nothing tried
+    other = Flow.model_validate(
+        {"name": "dc-web", "from": "pl-dc/apps/ehr", "to": "internet/public/web:https"}
+    )
+    assert src.check("pl-a", [other], {"dc-web": False}) == []
 
 
 def test_cordon_probe_keygen(tmp_path: Path) -> None:
