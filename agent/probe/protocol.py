@@ -160,7 +160,7 @@ def _attempt(
     if missing:
         raise OrderError(f"{where}: missing {', '.join(sorted(missing))}")
     name = raw["flow"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise OrderError(f"{where}.flow: not a flow name (lower-case letters, digits, '-')")
     source = _address(raw["source"], f"{where}.source")
     if str(source) not in legs:

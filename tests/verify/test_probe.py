@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.engine.plan import plan, probe_tag
 from agent.errors import InventoryError, ProbeConfigError, ProbeError
@@ -248,6 +250,7 @@ REFUSED = [
     ({"flow": {"port": True}}, "not a TCP port"),
     ({"flow": {"timeout_s": 60}}, "not a number of seconds in [0.05, 10]"),
     ({"flow": {"flow": "Bad;name"}}, "not a flow name"),
+    ({"flow": {"flow": "icu-hl7\n"}}, "not a flow name"),
     ({"flow": {"extra": 1}}, "unknown field(s) extra"),
     ({"op": "shell"}, "op 'shell' is not one of"),
     ({"version": 2}, "this probe speaks 1"),
@@ -450,3 +453,49 @@ def test_cordon_probe_keygen(tmp_path: Path) -> None:
     again = cordon("probe", "keygen", str(cert), str(key), "--name", "x")
     assert again.returncode == 22
     assert "already exists; not overwritten" in again.stderr
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_flow = st.fixed_dictionaries(
+    {},
+    optional={
+        "flow": st.sampled_from(["icu-hl7", "x", "", "A;b"]) | _json,
+        "source": st.sampled_from([*LEGS, "198.18.93.10", "::1", "not-an-ip"]) | _json,
+        "destination": st.sampled_from(["198.18.93.70", "127.0.0.1", "10.0.0.1"]) | _json,
+        "port": st.integers(-5, 70000) | _json,
+        "timeout_s": st.floats(allow_nan=True) | _json,
+        "extra": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "op": st.sampled_from([*protocol.OPS, "shell"]) | _json,
+            "version": st.sampled_from([1, 2]) | _json,
+            "flows": st.lists(_flow, max_size=6) | _json,
+            "interval_s": st.floats(allow_nan=True) | _json,
+        },
+    )
+)
+def test_any_order_is_parsed_or_refused_never_crashes(obj: dict[str, Any]) -> None:
+    """Whatever an authenticated client sends, the probe answers an order or a refusal; a
+    parsed run only ever names its own legs as sources and allowed hosts as destinations."""
+    try:
+        o = parse(obj)
+    except OrderError:
+        return
+    for a in o.attempts:
+        assert a.source in LEGS
+        assert any(ipaddress.IPv4Address(a.destination) in n for n in ALLOWED)
+        assert 1 <= a.port <= 65535 and 0.05 <= a.timeout_s <= 10
+    assert len(o.attempts) <= 4
