@@ -6,6 +6,7 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     ├── ConfigError                   bad input: nothing was touched
     │   ├── InventoryError            an inventory file is invalid
     │   ├── PlaybookError             a playbook file is invalid
+    │   ├── ProbeConfigError          a probe point's config file is invalid
     │   ├── SecretError               a secret reference cannot be resolved safely
     │   └── NotFound                  a run, incident, site or zone a request names does not exist
     ├── PlanError                     a valid playbook cannot be planned (invariant, unsupported)
@@ -27,6 +28,7 @@ Imports nothing from the project. Messages say what happened, where, what to do;
     │   └── TornWrite                 the newest file ends with a cut last write (not tampering)
     ├── LabError                      the digital twin cannot be built, probed or torn down
     │   └── SafetyError               a twin operation would leave the 198.18.0.0/15 sandbox
+    ├── ProbeError                    a probe point: bad config or order, unreachable, not pinned
     ├── DaemonError                   talking to `cordon daemon`
     │   ├── DaemonDown                it is not running (the CLI offers --local)
     │   ├── AccessRefused             the caller's role does not allow it (audited)
@@ -100,6 +102,10 @@ class InventoryError(_IssuesError):
 
 class PlaybookError(_IssuesError):
     kind = "playbook"
+
+
+class ProbeConfigError(_IssuesError):
+    kind = "probe config"
 
 
 class SecretError(ConfigError):
@@ -223,6 +229,13 @@ class LabError(CordonError):
 
 class SafetyError(LabError):
     exit_code = 10
+
+
+class ProbeError(CordonError):
+    """A probe point (`cordon probe`): its config or an order is invalid, or the daemon side
+    cannot reach it, or its certificate is not the pinned one (names the probe and the cause)."""
+
+    exit_code = 22
 
 
 class DaemonError(CordonError):

@@ -8,7 +8,7 @@ the inventory and playbook models and `agent.errors`; never a driver, the run or
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from agent.engine import render
@@ -224,10 +224,48 @@ def _apply_other(
         for device in {h.device for h in path.hops}:
             if site.device(device) is not None and _holds_rules(inv, device):
                 state[device] = device_state(state, device).with_rules(
-                    allow_rules(path, device, f"{step.name}: allow {step.flow}")
+                    _allows(inv, path, device, f"{step.name}: allow {step.flow}")
                 )
         return []
     raise PlanError(f"step {getattr(step, 'name', step)!r}: no planner for this action")
+
+
+def probe_tag(probe: str, flow: str) -> str:
+    """The tag of the accepts that let probe point `probe` test `flow` through a cut."""
+    return f"probe:{probe}:{flow}"
+
+
+def probe_addresses(inv: Inventory, flow: str) -> list[tuple[str, str]]:
+    """(probe id, its address in the flow's source zone) for every probe point declared to test
+    `flow` (`sites[].probes[].flows`)."""
+    declared = inv.flow(flow)
+    site = inv.site(declared.source.site) if declared else None
+    if declared is None or site is None:
+        return []
+    out = []
+    for probe in site.probes:
+        leg = probe.leg(declared.source.zone)
+        if flow in probe.flows and leg is not None:
+            out.append((probe.id, str(leg.address)))
+    return out
+
+
+def _allows(
+    inv: Inventory, path: FlowPath, device: str, tag: str, *, reconnect: str | None = None
+) -> list[NftRule]:
+    """The accepts that keep a declared flow open through `device` (`allow_rules`) and, for each
+    probe point declared to test that flow, the same accepts from the probe's address in the
+    flow's source zone (same destination, same port; tagged `probe:<id>:<flow>`, under the
+    reconnect tag when a reconnection keeps the flow, so that a re-isolation removes them too).
+    Without them a probe's test of a kept flow would be dropped by the very cut that keeps it.
+    No probe declared for the flow: exactly `allow_rules`."""
+    rules = allow_rules(path, device, tag)
+    for probe, address in probe_addresses(inv, path.flow.name):
+        ptag = probe_tag(probe, path.flow.name)
+        if reconnect is not None:
+            ptag = f"{reconnect} {ptag}"
+        rules += allow_rules(replace(path, src=address), device, ptag)
+    return rules
 
 
 def _cut_links(
@@ -256,7 +294,7 @@ def _cut_links(
             )
             if flow.must_survive and through:
                 state[link.device] = device_state(state, link.device).with_rules(
-                    allow_rules(path, link.device, f"must survive: {flow.name}")
+                    _allows(inv, path, link.device, f"must survive: {flow.name}")
                 )
                 notes.append(
                     f"keeps must-survive flow {flow.name} open through the cut {link.name}"
@@ -368,7 +406,7 @@ def _reconnect(
                     isinstance(h, RouteHop) and h.device == gw and {h.in_if, h.out_if} == {zif, wan}
                     for h in path.hops
                 ):
-                    rules += allow_rules(path, gw, f"{tag} declared {name}")
+                    rules += _allows(inv, path, gw, f"{tag} declared {name}", reconnect=tag)
             rules += [
                 NftRule("count", iif=zif, oif=wan, tag=tag),
                 NftRule("accept", iif=zif, oif=wan, tag=tag),
@@ -444,7 +482,7 @@ def _block_zones(
         )
         if flow.must_survive and crosses:
             for gw, gw_rules in rules.items():
-                gw_rules.extend(allow_rules(paths[flow.name], gw, f"must survive: {flow.name}"))
+                gw_rules.extend(_allows(inv, paths[flow.name], gw, f"must survive: {flow.name}"))
             notes.append(f"keeps must-survive flow {flow.name} open through the block")
     for gw, extra in rules.items():
         state[gw] = device_state(state, gw).with_rules(extra)

@@ -21,6 +21,7 @@ from agent.inventory.models import (
     Inventory,
     Link,
     PortRef,
+    ProbePoint,
     Site,
     SiteKind,
     SnmpSettings,
@@ -82,6 +83,109 @@ def check(inv: Inventory, report: Report) -> None:
         floc: Loc = ("flows", fi)
         _check_endpoint(inv, flow.source, (*floc, "from"), report, needs_service=False)
         _check_endpoint(inv, flow.destination, (*floc, "to"), report, needs_service=True)
+    _check_probes(inv, device_names, mgmt_addresses, data_addresses, report)
+
+
+def _check_probes(
+    inv: Inventory,
+    device_names: dict[str, Loc],
+    mgmt_addresses: dict[ipaddress.IPv4Address, Loc],
+    data_addresses: dict[ipaddress.IPv4Address, Loc],
+    report: Report,
+) -> None:
+    """Probe points: unique ids (not a device's name: both live in the tls_pins file), each leg
+    in a zone of the site, its address inside the zone's subnet and nobody else's, the control
+    address on the management network, and only flows whose source is in one of its legs'
+    zones. Probes need the daemon's identity (group.probe_identity)."""
+    seen: dict[str, Loc] = {}
+    for si, site in enumerate(inv.sites):
+        for pi, probe in enumerate(site.probes):
+            ploc: Loc = ("sites", si, "probes", pi)
+            if probe.id in seen:
+                report(
+                    (*ploc, "id"),
+                    f"probe {probe.id!r} is already defined at {_fmt(seen[probe.id])}",
+                )
+            elif probe.id in device_names:
+                report(
+                    (*ploc, "id"),
+                    f"probe id {probe.id!r} is the name of the device at "
+                    f"{_fmt(device_names[probe.id])}; probe ids and device names share the "
+                    "group's tls_pins file, so they must differ",
+                )
+            seen.setdefault(probe.id, ploc)
+            _check_probe(inv, site, probe, ploc, mgmt_addresses, data_addresses, report)
+    if seen and inv.group.probe_identity is None:
+        report(
+            ("group",),
+            "probe points are declared but group.probe_identity is not: the daemon needs its "
+            "own certificate and key (by reference) to open the probes' mutual-TLS channel",
+        )
+
+
+def _check_probe(
+    inv: Inventory,
+    site: Site,
+    probe: ProbePoint,
+    ploc: Loc,
+    mgmt_addresses: dict[ipaddress.IPv4Address, Loc],
+    data_addresses: dict[ipaddress.IPv4Address, Loc],
+    report: Report,
+) -> None:
+    if not probe.legs:
+        report((*ploc, "legs"), "a probe point needs at least one leg (zone and address)")
+    _unique(report, (*ploc, "legs"), [leg.zone for leg in probe.legs], "leg zone", key="zone")
+    for li, leg in enumerate(probe.legs):
+        lloc: Loc = (*ploc, "legs", li, "address")
+        zone = site.zone(leg.zone)
+        if zone is None:
+            report(
+                (*ploc, "legs", li, "zone"),
+                f"zone {leg.zone!r} is not defined in site {site.name!r}",
+            )
+            continue
+        if leg.address not in zone.subnet:
+            report(lloc, f"probe address {leg.address} is outside the zone subnet {zone.subnet}")
+            continue
+        if leg.address in (zone.subnet.network_address, zone.subnet.broadcast_address):
+            report(
+                lloc,
+                f"probe address {leg.address} is the network or broadcast address of {zone.subnet}",
+            )
+            continue
+        _claim(data_addresses, leg.address, lloc, report)
+    control = probe.control.address
+    cloc: Loc = (*ploc, "control", "address")
+    if control not in inv.group.management.subnet:
+        report(
+            cloc,
+            f"control address {control} is outside the management network "
+            f"{inv.group.management.subnet}: the daemon reaches probes out of band only",
+        )
+    elif control == inv.group.management.agent_address:
+        report(cloc, f"control address {control} is the agent's own management address")
+    else:
+        _claim(mgmt_addresses, control, cloc, report)
+    zones = {leg.zone for leg in probe.legs}
+    first: dict[str, int] = {}
+    for fi, name in enumerate(probe.flows):
+        floc: Loc = (*ploc, "flows", fi)
+        flow = inv.flow(name)
+        if name in first:
+            report(
+                floc,
+                f"flow {name} is listed twice (first at {_fmt((*ploc, 'flows', first[name]))})",
+            )
+        first.setdefault(name, fi)
+        if flow is None:
+            report(floc, f"flow {name!r} is not declared under flows")
+        elif flow.source.site != site.name or flow.source.zone not in zones:
+            report(
+                floc,
+                f"flow {name} starts in {flow.source.site}/{flow.source.zone}; probe "
+                f"{probe.id} has legs only in {site.name}/{{{', '.join(sorted(zones))}}}: a "
+                "probe tests a flow from its own address in the flow's source zone",
+            )
 
 
 def _check_group(inv: Inventory, report: Report) -> None:

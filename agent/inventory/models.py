@@ -333,6 +333,45 @@ class Cable(_Model):
     vlans: tuple[Vlan, ...] | Literal["all"] = "all"
 
 
+class ProbeLeg(_Model):
+    """A probe point's address in one zone of its site (a leg on that zone's VLAN)."""
+
+    zone: Name
+    address: ipaddress.IPv4Address
+
+
+class ProbeControl(_Model):
+    """How the daemon reaches a probe point: its control channel (mutual TLS) on the management
+    network, and its certificate, pinned (inline, else the probe's id in the group tls_pins)."""
+
+    address: ipaddress.IPv4Address
+    port: Port = 8443
+    certificate: CertPin | None = None
+
+
+class ProbePoint(_Model):
+    """A probe process on a host or VM of the site with a leg in each of its zones' VLANs: it
+    opens the declared flows it tests (`flows`) from its own address in the flow's source zone,
+    on the daemon's signed-in order (see `agent.probe`)."""
+
+    id: Name
+    legs: tuple[ProbeLeg, ...]
+    control: ProbeControl
+    flows: tuple[Name, ...] = ()  # the declared flows it tests (sources in its legs' zones)
+    description: Label = ""
+
+    def leg(self, zone: str) -> ProbeLeg | None:
+        return next((leg for leg in self.legs if leg.zone == zone), None)
+
+
+class ProbeIdentity(_Model):
+    """The daemon's own identity toward the probe points: a certificate (a path relative to the
+    inventory; public) and its private key (a secret reference)."""
+
+    certificate: Label
+    key: SecretRef
+
+
 class Site(_Model):
     name: Name
     kind: SiteKind = SiteKind.ESTABLISHMENT
@@ -343,6 +382,7 @@ class Site(_Model):
     zones: tuple[Zone, ...] = ()
     links: tuple[Link, ...] = ()
     cabling: tuple[Cable, ...] = ()
+    probes: tuple[ProbePoint, ...] = ()
 
     def device(self, name: str) -> Device | None:
         return next((d for d in self.devices if d.name == name), None)
@@ -401,6 +441,7 @@ class Group(_Model):
     # path (relative to the inventory file) of pinned certificates: "<device> sha256:<hex>" lines
     tls_pins: str | None = None
     defaults: Defaults = Defaults()
+    probe_identity: ProbeIdentity | None = None  # the daemon's certificate toward probe points
 
 
 class Inventory(_Model):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agent.errors import LabError
 from agent.inventory.models import Inventory
-from agent.lab import daemons, netns, ready, twins
+from agent.lab import daemons, netns, probepoints, ready, twins
 from agent.lab.services import Listener, ServiceSpec, dump_spec
 from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, blueprint
@@ -141,6 +141,8 @@ def _build(inv: Inventory, bp: Blueprint, state: LabState) -> None:
     t = time.perf_counter()
     ready.wait_flows(inv, bp, deadline)
     state.timings["flows_s"] = round(time.perf_counter() - t, 3)
+    if probepoints.start(inv, bp, state):  # the sites' probe points (#15), when declared
+        probepoints.wait_ready(inv, time.monotonic() + probepoints.READY_S)
 
 
 def _veth_line(a_ns: str, a_if: str, b_ns: str, b_if: str) -> str:

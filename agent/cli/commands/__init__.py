@@ -16,6 +16,7 @@ from agent.cli.commands.incident import incident_group
 from agent.cli.commands.inventory import inventory
 from agent.cli.commands.lab import lab
 from agent.cli.commands.plan import plan_cmd
+from agent.cli.commands.probe import probe
 from agent.cli.commands.resume import resume_cmd
 from agent.cli.commands.run import approve_cmd, attest_cmd, rollback_cmd, run_cmd
 from agent.cli.commands.runs import runs_cmd, show_cmd
@@ -40,4 +41,5 @@ COMMANDS: tuple[click.Command, ...] = (
     resume_cmd,
     demo,
     audit,
+    probe,
 )
