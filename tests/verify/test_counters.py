@@ -23,6 +23,9 @@ from agent.inventory.models import Inventory
 from agent.network.state import DeviceState, NftRule
 from agent.platforms import registry
 from agent.platforms.capabilities import Traffic
+from agent.platforms.fortigate import render as fgt_render
+from agent.platforms.fortigate import traffic as fgt_traffic
+from agent.platforms.fortigate import twin_nft
 from agent.platforms.linux_nftables import parse, render, traffic
 from agent.service.health import TRAFFIC_STOPPED, HealthStore
 from agent.service.poll import Poller
@@ -36,6 +39,7 @@ from agent.verify.counters import (
 from agent.verify.evidence import FlowStatus, Seen, combine
 from tests.daemon.test_drift import EXAMPLE, FakeDriver, World, events
 
+FIXTURES = Path(__file__).resolve().parents[2] / "agent" / "platforms" / "fortigate" / "fixtures"
 FW, SITE = "bz2-fw1", "bretagne-etab-2"
 FLOW = "bz2-lab-lis"  # lab analyser (lan0.140) -> LIS (lan0.180), routed by bz2-fw1
 OTHER = "bz2-sterilisation-trace"  # lan0.150 -> lan0.180, same firewall
@@ -200,6 +204,46 @@ def test_nft_traffic_by_rule_id_whatever_the_tag(inv: Inventory) -> None:
     assert traffic.counter_traffic('[{"accept": null}]') is None
 
 
+# -- the FortiGate read-back -------------------------------------------------------------------
+
+
+def test_fortigate_traffic_by_policy_name(inv: Inventory) -> None:
+    """FortiOS's policy counters (the recorded monitor answer's shape): the request accept's
+    policy carries its sessions' packets and bytes; a reply accept has no policy of its own."""
+    fl = inv.flow("nts-lab-lis")
+    assert fl is not None
+    request, reply = flow_rules(inv, fl, "nts-fw1")
+    recorded = json.loads((FIXTURES / "monitor_firewall_policy.json").read_text())["results"]
+    policies = [
+        {"policyid": 1, "name": f"cordon-{fgt_render.rule_id(request)}"},
+        {"policyid": 7, "name": "site-lan-to-wan"},
+    ]
+    got = fgt_traffic.per_rule(policies, recorded, [request, reply, NftRule("accept", "x", "y")])
+    assert got == [Traffic(420, 51234), None, None]
+    with pytest.raises(ValueError, match="packets is not a count"):
+        fgt_traffic.per_rule(policies, [{"policyid": 1, "packets": "9", "bytes": 1}], [request])
+
+
+def test_fortigate_twin_counts_both_directions_of_a_policys_sessions() -> None:
+    """The twin's filter: an accept policy counts its sessions' packets (requests where it
+    matches, replies by the connection's mark); `monitor/firewall/policy` reads them back."""
+    addresses = {"all": {"name": "all", "subnet": "0.0.0.0 0.0.0.0"}}
+    pol = {"policyid": 4, "name": "p", "action": "accept", "srcaddr": [{"name": "all"}]}
+    deny = {"policyid": 5, "name": "d", "action": "deny"}
+    rs = twin_nft.ruleset([pol, deny], [], addresses, {})
+    assert rs.forward[0].startswith("ct direction reply ct state established,related ct mark 4 ")
+    assert 'counter name "traffic4" ct mark set 4 accept' in rs.forward[-3]
+    assert "traffic5" not in rs.counters and "traffic4" in rs.counters
+    listed = {
+        "nftables": [
+            {"counter": {"family": "inet", "name": "traffic4", "packets": 12, "bytes": 900}},
+            {"counter": {"family": "inet", "name": "policy4", "packets": 2, "bytes": 120}},
+        ]
+    }
+    assert twin_nft.traffic_counts(json.dumps(listed)) == {4: (12, 900)}
+    assert twin_nft.hit_counts(json.dumps(listed)) == {4: 2}
+
+
 # -- the poller's alarm -------------------------------------------------------------------------
 
 
@@ -220,8 +264,9 @@ class CountingFirewall(FakeDriver):
         return [counts.get(r) for r in rules]
 
 
-def kept_state(inv: Inventory, *names: str) -> DeviceState:
-    """The lab zone and the servers cut apart on bz2-fw1, the named flows kept by rules."""
+def kept_state(inv: Inventory, *names: str, device: str = FW) -> DeviceState:
+    """The lab and sterilisation zones cut from the servers on `device` (a site's firewall, its
+    zones on lan0.140, lan0.150 and lan0.180), the named flows kept by rules."""
     rules = [
         NftRule("drop", "lan0.140", "lan0.180", tag="block"),
         NftRule("drop", "lan0.180", "lan0.140", tag="block"),
@@ -233,7 +278,7 @@ def kept_state(inv: Inventory, *names: str) -> DeviceState:
         assert fl is not None
         rules += [
             NftRule(**{**r.__dict__, "tag": f"must survive: {name}"})
-            for r in flow_rules(inv, fl, FW)
+            for r in flow_rules(inv, fl, device)
         ]
     return DeviceState().with_rules(rules)
 

@@ -1,8 +1,9 @@
 """Live traffic of must-survive flows on the twin. Every must-survive flow streams (the twin's
 monitors: a TCP connection, a message every 200 ms). The lab zone and the sterilisation zone of
-bretagne-etab-2 are cut from its servers on its Linux firewall, the two must-survive flows
-between them kept by accept rules (pushed through the driver, verified, recorded): the
-`counters:bz2-fw1` source confirms both open from the rules' counters. With the poller reading
+a site are cut from its servers on its firewall (bretagne-etab-2's Linux nftables firewall, then
+nantes-jules-verne's FortiGate), the two must-survive flows between them kept by accept rules
+(pushed through the driver, verified, recorded): the `counters:<firewall>` source confirms both
+open from the rules' counters. With the poller reading
 the firewall, one of the flows is then stopped on purpose (an administrator's drop rule in a
 table of their own on the firewall, evaluated before Cordon's): the first poll whose interval
 lies after the stop raises the alarm naming that flow, its site and device (audited, stored),
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,23 +33,40 @@ from tests import secret_scan
 from tests.conftest import Twin
 from tests.daemon.test_drift import events
 from tests.lab.twinops import wait_for
-from tests.verify.test_counters import FLOW, FW, OTHER, SITE, kept_state
+from tests.verify.test_counters import kept_state
 
 pytestmark = pytest.mark.twin
 
 HAND = "handcut"  # the administrator's own table on the firewall
 
 
-def push(pool: Pool, state: DeviceState) -> None:
-    """Cordon's rules for `state` on the firewall, through its driver, verified."""
-    how = registry.platform("linux_nftables").rules
+@dataclass(frozen=True)
+class Case:
+    fw: str
+    site: str
+    flow: str  # stopped on purpose
+    other: str  # keeps streaming
+
+
+CASES = [
+    Case("bz2-fw1", "bretagne-etab-2", "bz2-lab-lis", "bz2-sterilisation-trace"),
+    Case("nts-fw1", "nantes-jules-verne", "nts-lab-lis", "nts-sterilisation-trace"),
+]
+
+
+def push(twin: Twin, pool: Pool, fw: str, state: DeviceState) -> None:
+    """Cordon's rules for `state` on the firewall, in its platform's terms, through its driver,
+    verified."""
+    found = twin.inv.find_device(fw)
+    assert found is not None
+    how = registry.platform(str(found[1].platform)).rules
     assert how is not None
     lines = tuple(how.script(state).splitlines())
-    pool.run(FW, lambda d: d.apply(ChangeSet(lines, action="test")))
-    pool.run(FW, lambda d: d.verify(expectation("nft", NORMAL, state)))
+    pool.run(fw, lambda d: d.apply(ChangeSet(lines, action="test")))
+    pool.run(fw, lambda d: d.verify(expectation(how.method, NORMAL, state)))
 
 
-def hand_drop(twin: Twin, flow_name: str) -> None:
+def hand_drop(twin: Twin, fw: str, flow_name: str) -> None:
     """Drop the flow both ways on the firewall, in a table of the administrator's, before
     Cordon's (priority -10): its packets never reach Cordon's rules."""
     fl = twin.inv.flow(flow_name)
@@ -66,15 +85,28 @@ def hand_drop(twin: Twin, flow_name: str) -> None:
         "  }\n"
         "}\n"
     )
-    netns.run(["nft", "-f", "-"], netns=twin.bp.device_ns[FW], input=script)
+    netns.run(["nft", "-f", "-"], netns=twin.bp.device_ns[fw], input=script)
 
 
 def stream_status(twin: Twin) -> dict[str, dict[str, object]]:
     return streams.read_status(twin.state.dir / "streams.json")
 
 
-@pytest.fixture
-def rig(twin: Twin, tmp_path: Path) -> Iterator[tuple[Pool, HealthStore, Poller, Path]]:
+@dataclass
+class Rig:
+    case: Case
+    pool: Pool
+    store: HealthStore
+    poller: Poller
+    log_dir: Path
+
+    def __repr__(self) -> str:
+        return f"Rig({self.case.fw})"
+
+
+@pytest.fixture(params=CASES, ids=[c.fw for c in CASES])
+def rig(twin: Twin, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    case: Case = request.param
     log_dir = tmp_path / "logs"
     audit.configure(log_dir, console=False, seal_interval=0)
     timeouts = Timeouts(connect=5.0, command=8.0, snmp=1.0, snmp_retries=1)
@@ -82,15 +114,15 @@ def rig(twin: Twin, tmp_path: Path) -> Iterator[tuple[Pool, HealthStore, Poller,
     store = HealthStore(tmp_path / "health.sqlite")
     states: dict[str, DeviceState] = {}
     poller = Poller(twin.inv, pool, lambda: dict(states), store, device_timeout=30.0)
-    state = kept_state(twin.inv, FLOW, OTHER)
+    state = kept_state(twin.inv, case.flow, case.other, device=case.fw)
     try:
-        push(pool, state)
-        states[FW] = state
-        yield pool, store, poller, log_dir
+        push(twin, pool, case.fw, state)
+        states[case.fw] = state
+        yield Rig(case, pool, store, poller, log_dir)
     finally:
-        ns = twin.bp.device_ns[FW]
+        ns = twin.bp.device_ns[case.fw]
         netns.run(["nft", "delete", "table", "inet", HAND], netns=ns, check=False)
-        netns.run(["nft", "delete", "table", "inet", "cordon"], netns=ns, check=False)
+        push(twin, pool, case.fw, NORMAL)
         poller.close()
         pool.close()
         store.close()
@@ -118,10 +150,9 @@ def test_every_must_survive_flow_streams(twin: Twin) -> None:
     assert wait_for(all_streaming, timeout=20), stream_status(twin)
 
 
-def test_the_counter_alarm_fires_within_one_poll_and_clears(
-    twin: Twin, rig: tuple[Pool, HealthStore, Poller, Path]
-) -> None:
-    pool, store, poller, log_dir = rig
+def test_the_counter_alarm_fires_within_one_poll_and_clears(twin: Twin, rig: Rig) -> None:
+    pool, store, poller, log_dir = rig.pool, rig.store, rig.poller, rig.log_dir
+    FW, SITE, FLOW, OTHER = rig.case.fw, rig.case.site, rig.case.flow, rig.case.other
     chosen = [f for f in twin.inv.flows if f.name in (FLOW, OTHER)]
     (src,) = [s for s in counter_sources(twin.inv, pool, window_s=2.0) if s.device == FW]
     seen = {e.flow: e for e in src.check(SITE, chosen, {FLOW: True, OTHER: True})}
@@ -132,7 +163,7 @@ def test_the_counter_alarm_fires_within_one_poll_and_clears(
     assert report.stopped == [] and stopped_flows(store) == set()
     assert [d.status for d in report.devices if d.device == FW] == ["ok"]
 
-    hand_drop(twin, FLOW)
+    hand_drop(twin, FW, FLOW)
     straddling = poll_after(poller)  # its interval began before the stop
     within_one = poll_after(poller)  # the first poll whose whole interval is after it
     assert (FW, FLOW) in straddling.stopped + within_one.stopped
