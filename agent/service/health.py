@@ -230,13 +230,14 @@ class HealthStore:
         return self.open_alarms(change.device)
 
     def mark_reapplied(self, device: str, now: float | None = None) -> int:
-        """The recorded state was pushed back to `device`: note it on its open alarms."""
+        """The recorded state was pushed back to `device`: note it on its open drift alarms
+        (a traffic alarm is not repaired by a re-application: traffic clears it)."""
         now = time.time() if now is None else now
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE alarms SET reapplied_at=?, reapplied=reapplied+1 "
-                "WHERE device=? AND status='open'",
-                (now, device),
+                "WHERE device=? AND status='open' AND kind != ?",
+                (now, device, TRAFFIC_STOPPED),
             )
             return cur.rowcount
 

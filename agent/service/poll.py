@@ -52,7 +52,8 @@ from agent.drivers.pool import Pool
 from agent.engine.drift import FIXABLE, Drift, Readback, detect, reapply_lines, watched
 from agent.errors import ConnectError, CordonError, DeviceError, RunError, SnmpError
 from agent.inventory.models import Inventory, Platform
-from agent.network.state import NORMAL, DeviceState, NftRule
+from agent.network.paths import flow_path
+from agent.network.state import NORMAL, DeviceState, NftRule, allow_rules
 from agent.platforms import registry
 from agent.platforms.capabilities import ReadsRuleComments, ReadsSnmp, RuleTraffic, having, require
 from agent.platforms.snmp import status
@@ -66,7 +67,7 @@ from agent.service.health import (
     drift_alarms,
     traffic_change,
 )
-from agent.verify.counters import Movement, Reading, flow_rules, judge
+from agent.verify.counters import Movement, Reading, judge
 
 Reapply = Callable[[str], bool]  # device -> re-applied (the daemon's on_drift policy decides)
 
@@ -177,8 +178,9 @@ class Poller:
         ruled = {dev.name for _, dev in inv.devices() if registry.platform(dev.platform).rules_by}
         for flow in inv.flows:
             if flow.must_survive:
-                for device in sorted(ruled):
-                    rules = flow_rules(inv, flow, device)
+                path = flow_path(inv, flow)
+                for device in sorted(ruled & {h.device for h in path.hops}):
+                    rules = tuple(allow_rules(path, device, ""))
                     if rules:
                         self._keeps.setdefault(device, []).append((flow.name, rules))
         # device -> (when read, flow -> (its rules read, their traffic)): the previous poll's
@@ -388,7 +390,7 @@ class Poller:
             return False
         if plan.site in set(self.locked()) or self.states().get(plan.device) != plan.recorded:
             return False  # a run is at it: never re-apply over a run
-        open_ = self.store.open_alarms(plan.device)
+        open_ = drift_alarms(self.store.open_alarms(plan.device))
         if not any(a.kind in FIXABLE for a in open_):
             return False
         ids = [a.id for a in open_]
