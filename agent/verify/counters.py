@@ -21,6 +21,11 @@ tell whether the flow carried traffic between them:
 Counters never say CLOSED: a firewall that passes no packet of a flow does not show the flow is
 cut (nothing may have been sent).
 
+Wiring (a composition root): `counter_sources(inv, pool)` gives one source per firewall that
+routes a declared flow; a source asked about flows none of which its device routes answers at
+once with nothing, the others take one window (`window_s`, 3 s by default) and two reads, so a
+gate asks them in parallel.
+
 Imports the evidence contract, the inventory, the network model, the drivers' pool and the
 platforms' capability protocols; never a platform's module, the twin or the executor.
 """
