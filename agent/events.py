@@ -65,6 +65,11 @@ _EVENTS: dict[str, str] = {
     "drift.alarm": "a device no longer shows the isolation recorded for it",
     "drift.cleared": "a drifted device shows its recorded isolation again",
     "drift.reapplied": "the recorded isolation was re-applied to a drifted device (outcome)",
+    "traffic.stopped": "a must-survive flow kept through a cut by accept rules stopped: its "
+    "rules, present, counted no packet (or packets one way only) between two polls (device, "
+    "site, flow, detail)",
+    "traffic.resumed": "a must-survive flow's accept rules count traffic again, or the record "
+    "no longer keeps it by a rule: its traffic alarm is cleared (device, site, flow, alarm_id)",
     "access.refused": "a caller's role did not allow the request (action, why, error)",
     # the trail itself
     "audit.syslog_failed": "a seal could not be sent to the syslog target (error)",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agent.errors import LabError
 from agent.inventory.models import Inventory
-from agent.lab import daemons, netns, probepoints, ready, twins
+from agent.lab import daemons, netns, probepoints, ready, streams, twins
 from agent.lab.services import Listener, ServiceSpec, dump_spec
 from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, blueprint
@@ -143,6 +143,13 @@ def _build(inv: Inventory, bp: Blueprint, state: LabState) -> None:
     state.timings["flows_s"] = round(time.perf_counter() - t, 3)
     if probepoints.start(inv, bp, state):  # the sites' probe points (#15), when declared
         probepoints.wait_ready(inv, time.monotonic() + probepoints.READY_S)
+    t = time.perf_counter()
+    spec = streams.spec_for(inv, bp, state.dir)
+    if spec.streams:  # the clinical traffic of the must-survive flows (see agent.lab.streams)
+        streams.dump_spec(spec, state.dir / "streams-spec.json")
+        state.procs.append(streams.start(state.dir / "streams-spec.json", state.dir).as_dict())
+        state.save()
+    state.timings["streams_s"] = round(time.perf_counter() - t, 3)
 
 
 def _veth_line(a_ns: str, a_if: str, b_ns: str, b_if: str) -> str:

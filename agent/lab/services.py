@@ -4,7 +4,10 @@ Imports the standard library, agent.errors, agent.lab.netns and agent.lab.child 
 netmiko/pysnmp/paramiko.
 
 Each listener is created inside its namespace (setns) and bound to its twin address (never a
-wildcard or loopback). On accept the server sends one banner line and closes. When every socket
+wildcard or loopback). On accept the server sends one banner line; the connection then stays
+open, what the client sends read and discarded, until the client closes it (a probe closes after
+the banner; a clinical stream, `agent.lab.streams`, keeps talking), at most `MAX_KEPT` at once
+(the oldest closed beyond). When every socket
 is bound it prints `READY <n>` and writes the ready file (its PID); SIGTERM/SIGINT stop it
 cleanly and remove the ready file.
 """
@@ -117,9 +120,14 @@ def bind_all(spec: ServiceSpec) -> list[tuple[socket.socket, bytes]]:
     return bound
 
 
+MAX_KEPT = 1024  # connections kept open after their banner (the oldest closed beyond)
+_KEPT = "kept"  # selector data of a kept connection
+
+
 def serve(bound: Sequence[tuple[socket.socket, bytes]], wakeup: socket.socket) -> None:
     """Answer every connection with its banner until `wakeup` becomes readable."""
     sel = selectors.DefaultSelector()
+    kept: dict[socket.socket, None] = {}  # insertion order: oldest first
     try:
         for s, banner in bound:
             sel.register(s, selectors.EVENT_READ, banner)
@@ -129,12 +137,22 @@ def serve(bound: Sequence[tuple[socket.socket, bytes]], wakeup: socket.socket) -
                 if key.data is None:
                     return
                 assert isinstance(key.fileobj, socket.socket)
-                _answer(key.fileobj, key.data)
+                if key.data == _KEPT:
+                    _discard(sel, kept, key.fileobj)
+                else:
+                    _answer(sel, kept, key.fileobj, key.data)
     finally:
+        for conn in kept:
+            conn.close()
         sel.close()
 
 
-def _answer(listener: socket.socket, banner: bytes) -> None:
+def _answer(
+    sel: selectors.BaseSelector,
+    kept: dict[socket.socket, None],
+    listener: socket.socket,
+    banner: bytes,
+) -> None:
     for _ in range(64):  # drain the accept queue, bounded so one busy port cannot starve others
         try:
             conn, _peer = listener.accept()
@@ -146,9 +164,34 @@ def _answer(listener: socket.socket, banner: bytes) -> None:
             conn.setblocking(False)
             conn.send(banner)
         except OSError:
-            pass
-        finally:
             conn.close()
+            continue
+        while len(kept) >= MAX_KEPT:
+            _close(sel, kept, next(iter(kept)))
+        kept[conn] = None
+        sel.register(conn, selectors.EVENT_READ, _KEPT)
+
+
+def _discard(
+    sel: selectors.BaseSelector, kept: dict[socket.socket, None], conn: socket.socket
+) -> None:
+    """Read what a kept connection sent; close it when the client closed (or reset) it."""
+    try:
+        data = conn.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        data = b""
+    if not data:
+        _close(sel, kept, conn)
+
+
+def _close(
+    sel: selectors.BaseSelector, kept: dict[socket.socket, None], conn: socket.socket
+) -> None:
+    kept.pop(conn, None)
+    sel.unregister(conn)
+    conn.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,8 @@ Imports the driver contract's types and the error tree only; no device library, 
     InterfaceCounters   interface_counters: traffic counters of named interfaces
     ReadsRuleComments   rule_comments: the comments of the agent's own rules, None when absent
     ReadsSnmp           get / walk: numeric-OID reads (the poller's interface reads use them)
+    RuleTraffic         rule_traffic: packets and bytes that passed given rules of the agent's
+                        own (the accepts that keep a flow: live traffic of must-survive flows)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from agent.drivers.base import ChangeSet
 from agent.errors import RunError
+from agent.network.state import NftRule
 
 
 @runtime_checkable
@@ -79,6 +82,26 @@ class ReadsSnmp(Protocol):
         """Column OID -> {row index: value} for each column."""
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What a device counted on the line(s) it holds for one of the agent's rules."""
+
+    packets: int
+    bytes: int
+
+
+@runtime_checkable
+class RuleTraffic(Protocol):
+    """A driver that reads the packets and bytes that passed the agent's own rules, every packet
+    (not only new connections): an accept that keeps a flow moves while the flow carries traffic."""
+
+    def rule_traffic(self, rules: Sequence[NftRule]) -> list[Traffic | None]:
+        """For each of `rules` (matched by what it matches and does, never by its tag), the
+        packets and bytes counted on the lines the device holds for it, summed; None when the
+        device holds no counted line for it (the rule is absent, or the platform renders it as
+        no line of its own). One read of the device for all of them."""
+
+
 C = TypeVar("C")
 
 _WHAT: dict[type, str] = {
@@ -87,6 +110,7 @@ _WHAT: dict[type, str] = {
     InterfaceCounters: "read interface counters",
     ReadsRuleComments: "read the rules of its table",
     ReadsSnmp: "read SNMP objects",
+    RuleTraffic: "read the traffic counters of its rules",
 }
 
 

@@ -16,7 +16,7 @@ refused (`agent.engine.store`, as for the journal). Imports only the standard li
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,19 +237,43 @@ class HealthStore:
         return self.open_alarms(change.device)
 
     def mark_reapplied(self, device: str, now: float | None = None) -> int:
-        """The recorded state was pushed back to `device`: note it on its open alarms."""
+        """The recorded state was pushed back to `device`: note it on its open drift alarms
+        (a traffic alarm is not repaired by a re-application: traffic clears it)."""
         now = time.time() if now is None else now
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE alarms SET reapplied_at=?, reapplied=reapplied+1 "
-                "WHERE device=? AND status='open'",
-                (now, device),
+                "WHERE device=? AND status='open' AND kind != ?",
+                (now, device, TRAFFIC_STOPPED),
             )
             return cur.rowcount
 
     def alarm(self, alarm_id: int) -> Alarm | None:
         found = self._alarms("WHERE id=?", (alarm_id,))
         return found[0] if found else None
+
+    def commit_traffic(self, change: TrafficChange, now: float | None = None) -> None:
+        """Apply a `traffic_change`: open, refresh, clear the device's traffic alarms."""
+        now = time.time() if now is None else now
+        if change.empty:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO alarms (device, site, kind, subject, detail, status, first_seen, "
+                "last_seen) VALUES (?,?,?,?,?,'open',?,?)",
+                [
+                    (change.device, change.site, TRAFFIC_STOPPED, flow, detail, now, now)
+                    for flow, detail in change.new
+                ],
+            )
+            db.executemany(
+                "UPDATE alarms SET last_seen=?, detail=? WHERE id=? AND status='open'",
+                [(now, detail, a.id) for a, detail in change.seen],
+            )
+            db.executemany(
+                "UPDATE alarms SET status='cleared', cleared_at=? WHERE id=? AND status='open'",
+                [(now, a.id) for a, _ in change.gone],
+            )
 
     # -- polls ------------------------------------------------------------------------------
 
@@ -266,3 +290,52 @@ class HealthStore:
             "SELECT device, site, at, status, detail, duration_s FROM polls ORDER BY device"
         )
         return {r[0]: PollRow(*r) for r in rows}
+
+
+# -- live traffic of must-survive flows ---------------------------------------------------------
+
+# The kind of the alarm raised when a must-survive flow's accept rules stop counting traffic
+# (subject: the flow). Stored with the drift alarms, in its own scope: the drift diff never sees
+# it (`drift_alarms`), only the poller's traffic judgement opens and clears it.
+TRAFFIC_STOPPED = "traffic_stopped"
+
+
+def drift_alarms(alarms: Iterable[Alarm]) -> list[Alarm]:
+    """The alarms the drift comparison owns (every kind but the traffic alarm)."""
+    return [a for a in alarms if a.kind != TRAFFIC_STOPPED]
+
+
+@dataclass(frozen=True)
+class TrafficChange:
+    """How a device's traffic alarms move after one poll: `new` (flow, detail) to open, `seen`
+    open alarms still stopped (with the new detail), `gone` open alarms to clear (with why)."""
+
+    device: str
+    site: str
+    new: tuple[tuple[str, str], ...] = ()
+    seen: tuple[tuple[Alarm, str], ...] = ()
+    gone: tuple[tuple[Alarm, str], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new or self.seen or self.gone)
+
+
+def traffic_change(
+    device: str,
+    site: str,
+    stopped: Mapping[str, str],
+    resumed: Mapping[str, str],
+    open_now: Iterable[Alarm],
+) -> TrafficChange:
+    """Flows judged `stopped` (flow -> detail) open or refresh their alarm; flows `resumed`
+    (flow -> why) clear theirs; a flow in neither keeps its alarm as it is (unknown is not
+    clean)."""
+    mine = {a.subject: a for a in open_now if a.device == device and a.kind == TRAFFIC_STOPPED}
+    return TrafficChange(
+        device,
+        site,
+        new=tuple((f, d) for f, d in stopped.items() if f not in mine),
+        seen=tuple((mine[f], d) for f, d in stopped.items() if f in mine),
+        gone=tuple((mine[f], why) for f, why in resumed.items() if f in mine),
+    )

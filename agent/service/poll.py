@@ -10,7 +10,14 @@ What is read, per device (nothing else is touched):
   the device renumbered (the name no longer matches) or every `rewalk_s`; from the driver's
   facts over SSH when the device has no SNMP settings;
 - on a platform that holds packet rules (nftables firewalls), the comments of its rules
-  (`nft -j list table inet cordon`, one command on the warm shell).
+  (`nft -j list table inet cordon`, one command on the warm shell);
+- where the record keeps must-survive flows through a cut by accept rules, the traffic those
+  rules counted (`capabilities.RuleTraffic`, one more read on the same session; a driver
+  without it is not asked). A must-survive flow's monitors stream continuously: a flow whose
+  rules, present in both reads, counted no packet (or packets one way only) since the previous
+  poll raises a traffic alarm naming the flow (`traffic.stopped`, kind `traffic_stopped`, stored
+  with the drift alarms), cleared by the first poll that sees it move again, or once the record
+  no longer keeps it by a rule (`traffic.resumed`). The judgement is `agent.verify.counters`'s.
 A device recorded as normal is read too (its table must be absent, its links up), so a site in
 normal mode with leftovers shows. A device with nothing to read (a normal switch without links)
 is skipped; so is every device of a site a run holds (its record is in transition).
@@ -45,11 +52,22 @@ from agent.drivers.pool import Pool
 from agent.engine.drift import FIXABLE, Drift, Readback, detect, reapply_lines, watched
 from agent.errors import ConnectError, CordonError, DeviceError, RunError, SnmpError
 from agent.inventory.models import Inventory, Platform
-from agent.network.state import NORMAL, DeviceState
+from agent.network.paths import flow_path
+from agent.network.state import NORMAL, DeviceState, NftRule, allow_rules
 from agent.platforms import registry
-from agent.platforms.capabilities import ReadsRuleComments, ReadsSnmp, having, require
+from agent.platforms.capabilities import ReadsRuleComments, ReadsSnmp, RuleTraffic, having, require
 from agent.platforms.snmp import status
-from agent.service.health import Alarm, Change, HealthStore, PollRow, PollStatus
+from agent.service.health import (
+    TRAFFIC_STOPPED,
+    Alarm,
+    Change,
+    HealthStore,
+    PollRow,
+    PollStatus,
+    drift_alarms,
+    traffic_change,
+)
+from agent.verify.counters import Movement, Reading, judge
 
 Reapply = Callable[[str], bool]  # device -> re-applied (the daemon's on_drift policy decides)
 
@@ -77,6 +95,8 @@ class PollReport:
     cleared: list[Alarm] = field(default_factory=list)
     reapplied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # nothing to read
+    stopped: list[tuple[str, str]] = field(default_factory=list)  # (device, flow) alarms opened
+    resumed: list[tuple[str, str]] = field(default_factory=list)  # (device, flow) alarms cleared
     busy: list[str] = field(default_factory=list)  # held by a run: not read
 
     def with_status(self, status: str) -> list[DevicePoll]:
@@ -98,6 +118,7 @@ class _Plan:
     interfaces: frozenset[str]
     table: bool
     via_if: Via
+    guarded: tuple[tuple[str, tuple[NftRule, ...]], ...] = ()  # must-survive flow, its rules here
 
 
 @dataclass
@@ -106,6 +127,7 @@ class _Read:
     oper: dict[str, bool | None]
     errors: list[CordonError]
     duration_s: float
+    traffic: dict[str, tuple[tuple[NftRule, ...], Reading]] | None = None  # None: not read
 
 
 class Poller:
@@ -151,6 +173,18 @@ class Poller:
                     self._links.setdefault(link.peer_device, set()).add(link.peer_interface)
         # device -> (when walked, interface -> (ifIndex, the column naming it) or None)
         self._index: dict[str, tuple[float, dict[str, status.Located | None]]] = {}
+        # device -> [(must-survive flow, the accept rules that would keep it there)]
+        self._keeps: dict[str, list[tuple[str, tuple[NftRule, ...]]]] = {}
+        ruled = {dev.name for _, dev in inv.devices() if registry.platform(dev.platform).rules_by}
+        for flow in inv.flows:
+            if flow.must_survive:
+                path = flow_path(inv, flow)
+                for device in sorted(ruled & {h.device for h in path.hops}):
+                    rules = tuple(allow_rules(path, device, ""))
+                    if rules:
+                        self._keeps.setdefault(device, []).append((flow.name, rules))
+        # device -> (when read, flow -> (its rules read, their traffic)): the previous poll's
+        self._traffic: dict[str, tuple[float, dict[str, tuple[tuple[NftRule, ...], Reading]]]] = {}
         self._lock = threading.Lock()
         self._inflight: set[str] = set()  # reads given up on that have not ended yet
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cordon-poll")
@@ -185,7 +219,14 @@ class Poller:
                 skipped.append(dev.name)
                 continue
             via: Via = "snmp" if dev.snmp is not None else "ssh"
-            plans.append(_Plan(dev.name, site.name, dev.platform, recorded, interfaces, table, via))
+            guarded = tuple(
+                (flow, held)
+                for flow, rules in self._keeps.get(dev.name, ())
+                if (held := tuple(r for r in rules if r in recorded.rules))
+            )
+            plans.append(
+                _Plan(dev.name, site.name, dev.platform, recorded, interfaces, table, via, guarded)
+            )
         return plans, skipped, busy
 
     def poll_once(self) -> PollReport:
@@ -205,11 +246,13 @@ class Poller:
         report.busy += sorted(moved)
         plans = [p for p in plans if p.device not in moved]
         open_now: dict[str, list[Alarm]] = {}
-        for alarm in self.store.open_alarms():
+        for alarm in drift_alarms(self.store.open_alarms()):
             open_now.setdefault(alarm.device, []).append(alarm)
+        traffic_open = [a for a in self.store.open_alarms() if a.kind == TRAFFIC_STOPPED]
         rows: list[PollRow] = []
         for plan in plans:
             result = self._settle(plan, reads[plan.device], report, open_now.get(plan.device, []))
+            self._settle_traffic(plan, reads[plan.device], report, traffic_open)
             if result.status == "drift" and self._repair(plan, report):
                 result = replace(result, reapplied=True)
             report.devices.append(result)
@@ -258,6 +301,64 @@ class Poller:
             status = "error"
         return DevicePoll(plan.device, plan.site, status, drifts, error, read.duration_s, read.oper)
 
+    def _settle_traffic(
+        self, plan: _Plan, read: _Read | str, report: PollReport, open_now: Sequence[Alarm]
+    ) -> None:
+        """Judge each guarded must-survive flow's traffic since the previous poll; open, refresh
+        and clear its alarm (audited first, then stored)."""
+        if isinstance(read, str):
+            return  # not read: its alarms stay as they are
+        guarded = {flow for flow, _ in plan.guarded}
+        stopped: dict[str, str] = {}
+        resumed = {
+            a.subject: "the record no longer keeps it by a rule on this device"
+            for a in open_now
+            if a.device == plan.device and a.subject not in guarded
+        }
+        if read.traffic is not None:
+            at = time.monotonic()
+            was_at, was = self._traffic.get(plan.device, (at, {}))
+            for flow, (rules, reading) in read.traffic.items():
+                before = was.get(flow)
+                if before is None or before[0] != rules:
+                    continue  # first reading of these rules: nothing to compare yet
+                j = judge(before[1], reading)
+                where = f"on {plan.device} (site {plan.site}) in {at - was_at:.0f} s"
+                if j.movement in (Movement.STILL, Movement.ONE_WAY):
+                    stopped[flow] = (
+                        f"must-survive flow {flow} stopped: {j.detail} {where}, the rules "
+                        "that keep it present"
+                    )
+                elif j.movement is Movement.MOVED:
+                    resumed[flow] = f"traffic again: {j.detail} {where}"
+            self._traffic[plan.device] = (at, read.traffic)
+        change = traffic_change(plan.device, plan.site, stopped, resumed, open_now)
+        for flow, detail in change.new:
+            self.log.warning(
+                "traffic.stopped",
+                device=plan.device,
+                site=plan.site,
+                flow=flow,
+                kind=TRAFFIC_STOPPED,
+                detail=detail,
+                outcome="open",
+            )
+        for a, why in change.gone:
+            self.log.info(
+                "traffic.resumed",
+                device=a.device,
+                site=a.site,
+                flow=a.subject,
+                kind=TRAFFIC_STOPPED,
+                detail=why,
+                alarm_id=a.id,
+                open_s=round(time.time() - a.first_seen, 3),
+                outcome="cleared",
+            )
+        self.store.commit_traffic(change)
+        report.stopped += [(plan.device, f) for f, _ in change.new]
+        report.resumed += [(plan.device, a.subject) for a, _ in change.gone]
+
     def _audit(self, change: Change) -> None:
         for d in change.new:
             self.log.warning(
@@ -289,7 +390,7 @@ class Poller:
             return False
         if plan.site in set(self.locked()) or self.states().get(plan.device) != plan.recorded:
             return False  # a run is at it: never re-apply over a run
-        open_ = self.store.open_alarms(plan.device)
+        open_ = drift_alarms(self.store.open_alarms(plan.device))
         if not any(a.kind in FIXABLE for a in open_):
             return False
         ids = [a.id for a in open_]
@@ -370,10 +471,16 @@ class Poller:
         oper: dict[str, bool | None] = {}
         missing: set[str] = set()
         if_read = False
+        traffic = None
         if plan.table:
             try:
                 rules = self.pool.run(plan.device, _table_comments, via="ssh")
                 table_read = True
+            except CordonError as exc:
+                errors.append(exc)
+        if plan.guarded and table_read:
+            try:
+                traffic = self.pool.run(plan.device, partial(_traffic, plan.guarded), via="ssh")
             except CordonError as exc:
                 errors.append(exc)
         if plan.interfaces:
@@ -385,7 +492,7 @@ class Poller:
             except CordonError as exc:
                 errors.append(exc)
         seen = Readback(admin, frozenset(missing), if_read, rules, table_read)
-        return _Read(seen, oper, errors, time.monotonic() - t0)
+        return _Read(seen, oper, errors, time.monotonic() - t0, traffic)
 
     def _interfaces(self, plan: _Plan, d: Driver) -> _Ifs:
         names = sorted(plan.interfaces)
@@ -430,6 +537,24 @@ _Ifs = tuple[dict[str, bool], dict[str, bool | None], set[str]]
 def _table_comments(d: Driver) -> tuple[str, ...] | None:
     """The comments of the rules of `table inet cordon` ("" for none), None when absent."""
     return require(d, ReadsRuleComments).rule_comments("poll")
+
+
+def _traffic(
+    guarded: Sequence[tuple[str, tuple[NftRule, ...]]], d: Driver
+) -> dict[str, tuple[tuple[NftRule, ...], Reading]] | None:
+    """The traffic counted by each guarded flow's rules (one read); None when the driver
+    cannot read it (the platform does not count its rules' traffic: no judgement)."""
+    reader = having(d, RuleTraffic)
+    if reader is None:
+        return None
+    rules = [r for _, rs in guarded for r in rs]
+    got = reader.rule_traffic(rules)
+    out: dict[str, tuple[tuple[NftRule, ...], Reading]] = {}
+    i = 0
+    for flow, rs in guarded:
+        out[flow] = (rs, tuple(got[i : i + len(rs)]))
+        i += len(rs)
+    return out
 
 
 def reapply_recorded(pool: Pool, inv: Inventory, device: str, state: DeviceState) -> None:

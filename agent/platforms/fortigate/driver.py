@@ -20,6 +20,7 @@ import secrets as pysecrets
 import ssl
 import time
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 from agent.audit import store_evidence
@@ -45,7 +46,9 @@ from agent.errors import (
     DeviceTimeout,
     SecretError,
 )
-from agent.platforms.fortigate import parse
+from agent.network.state import NftRule
+from agent.platforms.capabilities import Traffic
+from agent.platforms.fortigate import parse, traffic
 from agent.platforms.fortigate.parse import Objects
 from agent.platforms.fortigate.render import PREFIX, check_ifname, count_key
 from agent.secrets import resolve
@@ -289,6 +292,18 @@ class FortiGateDriver:
             if key is not None:
                 out[key] = out.get(key, 0) + int(h.get("hit_count", 0))
         return out
+
+    def rule_traffic(self, rules: Sequence[NftRule]) -> list[Traffic | None]:
+        """Packets and bytes of the sessions each rule's policy let through (FortiOS policy
+        counters, both directions); None for a rule it holds no policy of (see `traffic`)."""
+        pols = self._results(POLICY, "traffic")
+        counted = self._results("monitor/firewall/policy", "traffic")
+        try:
+            return traffic.per_rule(pols, counted, rules)
+        except ValueError as exc:
+            raise DeviceError(
+                self.target.name, "traffic", f"unexpected device output: {exc}"
+            ) from None
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"

@@ -89,13 +89,16 @@ class Device:
         return hashlib.md5(json.dumps(self.running, sort_keys=True).encode()).hexdigest()  # noqa: S324
 
     def counters(self) -> dict[int, int]:
+        return twin_nft.hit_counts(self.counter_json())
+
+    def counter_json(self) -> str:
         done = subprocess.run(
             ["nft", "-j", "list", "counters", "table", "inet", twin_nft.TABLE],
             capture_output=True,
             text=True,
             check=False,
         )
-        return twin_nft.hit_counts(done.stdout) if done.returncode == 0 else {}
+        return done.stdout if done.returncode == 0 else ""
 
     def effects(self) -> None:
         """The running configuration made real, as FortiOS applies a change at once: the policy
@@ -551,7 +554,8 @@ class Handler(BaseHTTPRequestHandler):
                 res[i["name"]] = {"id": i["name"], "name": i["name"], "link": link}
             self.send(200, {**base, "path": "system", "name": "interface", "results": res})
         elif rest == "firewall/policy" and self.command == "GET":
-            now = dev.counters()
+            raw = dev.counter_json()
+            now, moved = twin_nft.hit_counts(raw), twin_nft.traffic_counts(raw)
             hits: list[dict[str, Any]] = [
                 {"policyid": 0, "active_sessions": 0, "bytes": 0, "packets": 0}
             ]
@@ -561,8 +565,8 @@ class Handler(BaseHTTPRequestHandler):
                     {
                         "policyid": pid,
                         "hit_count": dev.hits.get(str(pid), 0) + now.get(pid, 0),
-                        "bytes": 0,
-                        "packets": 0,
+                        "bytes": moved.get(pid, (0, 0))[1],
+                        "packets": moved.get(pid, (0, 0))[0],
                         "active_sessions": 0,
                     }
                 )

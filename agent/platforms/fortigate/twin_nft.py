@@ -68,6 +68,12 @@ def counter_name(policyid: int) -> str:
     return f"policy{policyid}"
 
 
+def traffic_name(policyid: int) -> str:
+    """The counter of every packet of the sessions an accept policy let through, both ways
+    (FortiOS's per-policy `packets` and `bytes`)."""
+    return f"traffic{policyid}"
+
+
 def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, Any]) -> list[str]:
     """One firewall policy as two nft rules: its hit count (the new sessions that reach it:
     every packet there has matched no earlier policy), a named counter that outlives reloads of
@@ -76,12 +82,21 @@ def rule(policy: dict[str, Any], addresses: dict[str, Any], services: dict[str, 
     change, so an established session a new deny policy matches stops; the verdict on every
     original-direction packet is that behaviour."""
     match = _match(policy, addresses, services)
-    verdict = "accept" if policy.get("action") == "accept" else "drop"
     pid = int(policy["policyid"])
-    return [
-        f'{match} ct state new counter name "{counter_name(pid)}"'.strip(),
-        f"{match} {verdict}".strip(),
-    ]
+    new = f'{match} ct state new counter name "{counter_name(pid)}"'.strip()
+    if policy.get("action") != "accept":
+        return [new, f"{match} drop".strip()]
+    # its sessions' original-direction packets are counted here and their connection marked
+    # with the policy, so their replies are counted too (`reply_rule`)
+    return [new, f'{match} counter name "{traffic_name(pid)}" ct mark set {pid} accept'.strip()]
+
+
+def reply_rule(policyid: int) -> str:
+    """Replies of the sessions an accept policy let through: counted to it, accepted."""
+    return (
+        f"ct direction reply ct state established,related ct mark {policyid} "
+        f'counter name "{traffic_name(policyid)}" accept'
+    )
 
 
 def local_in_rule(
@@ -118,12 +133,14 @@ def ruleset(
     """The filtering the configuration asks for: the enabled policies in their order (first
     match, the implicit deny at the end; replies by the session table), the enabled local-in
     policies in theirs (no match: the unit accepts; replies to the unit's own sessions pass)."""
-    forward = ["ct direction reply ct state established,related accept"]
-    counters = set()
-    for p in policies:
-        if p.get("status", "enable") == "enable":
-            forward += rule(p, addresses, services)
-            counters.add(counter_name(int(p["policyid"])))
+    enabled = [p for p in policies if p.get("status", "enable") == "enable"]
+    accepts = [int(p["policyid"]) for p in enabled if p.get("action") == "accept"]
+    forward = [reply_rule(pid) for pid in accepts]
+    forward.append("ct direction reply ct state established,related accept")
+    counters = {traffic_name(pid) for pid in accepts}
+    for p in enabled:
+        forward += rule(p, addresses, services)
+        counters.add(counter_name(int(p["policyid"])))
     inp = ["ct direction reply ct state established,related accept"]
     inp += [
         local_in_rule(p, addresses, services)
@@ -163,6 +180,20 @@ def script(new: Ruleset, old: Ruleset | None) -> str:
     if old is not None:
         lines += [f"delete counter inet {TABLE} {c}" for c in sorted(old.counters - new.counters)]
     return "\n".join(lines) + "\n"
+
+
+def traffic_counts(nft_json: str) -> dict[int, tuple[int, int]]:
+    """policyid -> (packets, bytes) of its sessions, both ways, from
+    `nft -j list counters table inet fortigate`."""
+    out: dict[int, tuple[int, int]] = {}
+    if not nft_json.strip():
+        return out
+    for item in json.loads(nft_json).get("nftables", []):
+        c = item.get("counter") if isinstance(item, dict) else None
+        name = str(c.get("name", "")) if isinstance(c, dict) else ""
+        if isinstance(c, dict) and name.startswith("traffic") and name[7:].isdigit():
+            out[int(name[7:])] = (int(c.get("packets", 0)), int(c.get("bytes", 0)))
+    return out
 
 
 def hit_counts(nft_json: str) -> dict[int, int]:

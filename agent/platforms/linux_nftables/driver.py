@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import paramiko
@@ -31,7 +31,9 @@ from agent.drivers.base import (
 )
 from agent.drivers.ssh import Run, Shell, abort, open_transport
 from agent.errors import CommandRejected, DeviceError
-from agent.platforms.linux_nftables import parse, revert
+from agent.network.state import NftRule
+from agent.platforms.capabilities import Traffic
+from agent.platforms.linux_nftables import parse, revert, traffic
 
 T = TypeVar("T")
 
@@ -190,6 +192,13 @@ class NftablesDriver:
             if packets is not None:
                 out[rule.comment] = out.get(rule.comment, 0) + packets
         return out
+
+    def rule_traffic(self, rules: Sequence[NftRule]) -> list[Traffic | None]:
+        """Packets and bytes counted by the lines of our table for each of `rules` (found by
+        rule id, see `traffic`); None for a rule the table does not hold. One
+        `nft -j list table inet cordon`."""
+        table = self.our_rules("traffic")
+        return self._parse("traffic", lambda _: traffic.per_rule(table, rules), "")
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
