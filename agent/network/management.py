@@ -93,13 +93,12 @@ class _Agent:
 def _target(site: Site, device: Device) -> tuple[Zone | None, bool]:
     """(the zone the device is managed in, None on a link; whether it is that zone's gateway)."""
     iface = device.interface(device.management.interface)
+    if iface is None:
+        return None, True
     for z in site.zones:
-        if z.gateway and (z.gateway.device, z.gateway.interface) == (
-            device.name,
-            iface and iface.name,
-        ):
+        if z.gateway and (z.gateway.device, z.gateway.interface) == (device.name, iface.name):
             return z, True
-    if iface is not None and iface.vlan is not None:
+    if iface.vlan is not None:
         zone = next((z for z in site.zones if z.vlan == iface.vlan), None)
         if zone is not None:
             return zone, False
