@@ -228,6 +228,8 @@ def _check_in_band(inv: Inventory, site: Site, device: Device, dloc: Loc, report
                 f"{device.name} is managed in zone {zone.name}, which has no gateway: the agent "
                 "could not route to it",
             )
+        else:
+            _check_in_band_gateway(inv, site, device, zone, loc, report)
     elif not core and not holds_wan:
         report(
             (*loc, "interface"),
@@ -307,6 +309,28 @@ def _check_zone(site: Site, zone: Zone, zloc: Loc, report: Report) -> None:
 def _check_links(inv: Inventory, site: Site, sloc: Loc, report: Report) -> None:
     for li, link in enumerate(site.links):
         _check_link(inv, site, link, (*sloc, "links", li), report)
+
+
+def _check_in_band_gateway(
+    inv: Inventory, site: Site, device: Device, zone: Zone, loc: Loc, report: Report
+) -> None:
+    """The gateway of the zone a device is managed in must be on the agent's way: the device
+    that holds the site's WAN link (hub and spoke), or at the core the agent's zone's gateway."""
+    assert zone.gateway is not None
+    gw = zone.gateway.device
+    if site.name == inv.group.core:
+        agent = agent_zone(inv)
+        ok = agent is None or agent.gateway is None or agent.gateway.device == gw
+        way = "the gateway of the agent's zone"
+    else:
+        ok = any(lk.kind.value == "wan" and lk.device == gw for lk in site.links)
+        way = f"the device that holds {site.name}'s WAN link"
+    if not ok:
+        report(
+            (*loc, "interface"),
+            f"{device.name} is managed in zone {zone.name}, routed by {gw}, which is not {way}: "
+            "the agent's path to it is unknown",
+        )
 
 
 def _check_link(inv: Inventory, site: Site, link: Link, lloc: Loc, report: Report) -> None:

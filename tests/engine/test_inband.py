@@ -144,6 +144,26 @@ def test_inband_inventory_errors_name_file_path_and_line(
     assert any(path == where and says in msg and line for path, msg, line in found), found
 
 
+def test_a_management_zone_off_the_agents_way_is_refused(tmp_path: Path) -> None:
+    """rns-sw2 managed in a zone that rns-sw1 routes, not the firewall holding the WAN."""
+    doc = copy.deepcopy(hospi_grand_ouest_inband())
+    rns = doc["sites"][1]
+    fw, sw1, _sw2 = rns["devices"]
+    fw["interfaces"] = [i for i in fw["interfaces"] if i["name"] != "lan0.990"]
+    vl990 = next(i for i in sw1["interfaces"] if i["name"] == "vl990")
+    vl990["address"] = "198.18.18.1/24"
+    sw1["management"]["address"] = "198.18.18.1"
+    zone = next(z for z in rns["zones"] if z["name"] == "management")
+    zone["gateway"] = "rns-sw1:vl990"
+    found = issues(tmp_path, doc)
+    assert any(
+        path == "sites[1].devices[2].management.interface"
+        and "routed by rns-sw1, which is not the device that holds rennes-la-sagesse's WAN" in msg
+        and line
+        for path, msg, line in found
+    ), found
+
+
 # --- the plan: exceptions in every state --------------------------------------------------------
 
 
