@@ -16,6 +16,7 @@ Only one twin per machine: this module builds its own under the session lock and
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,12 +30,13 @@ from agent.engine.journal import Journal
 from agent.engine.plan import plan, zones_of
 from agent.inventory import load
 from agent.inventory.models import Endpoint
-from agent.lab import build, flows
+from agent.lab import build, flows, netns
 from agent.lab.probe import ContinuousProber, ProbeStats, ProbeTarget, probe_tcp
 from agent.lab.state import LabState
 from agent.lab.topology import ROOT_LINK, blueprint
 from agent.network import management as mg
 from agent.network.paths import Hop, PortHop, RouteHop
+from agent.network.state import DeviceState
 from agent.platforms.registry import one_shot
 from agent.playbook import load as load_playbook
 from agent.playbook.models import ReconnectZone
@@ -79,6 +81,15 @@ class Watch:
     failures: list[str] = field(default_factory=list)
     foreign_cut: int = 0  # steps after which the non-management connection was (rightly) cut
     foreign_open: int = 0
+    agent_data_cut: int = 0  # steps after which the agent's own non-management flow was cut
+
+    def summary(self) -> str:
+        return (
+            f"in band: {self.sessions} management sessions opened after device steps, none "
+            f"failed; the EHR server's connection through the cut was dropped {self.foreign_cut} "
+            f"times and open {self.foreign_open} times, the agent's own to a site's EHR front "
+            f"end (443) cut {self.agent_data_cut} times, each as the recorded state said"
+        )
 
     def __call__(self, message: str) -> None:
         m = STEP_DONE.match(message)
@@ -94,6 +105,7 @@ class Watch:
             except Exception as exc:  # recorded: the test fails on any
                 self.failures.append(f"after '{message}': {target.name}: {exc}")
         self._foreign(site, message)
+        self._agent_data(site, message)
 
     def _foreign(self, site: str, message: str) -> None:
         assert self.journal is not None
@@ -131,6 +143,39 @@ class Watch:
                 self.foreign_cut += 1
             else:
                 self.foreign_open += 1
+
+    def _agent_data(self, site_name: str, message: str) -> None:
+        """The agent itself, to the site's EHR front end (not a management port): through the
+        twin's veth, cut exactly when the recorded state of the site's firewall cuts it."""
+        assert self.journal is not None
+        site = self.twin.inv.site(site_name)
+        assert site is not None
+        zone = next(z for z in site.zones if z.role is not None and z.role.value == "servers")
+        ehr = zone.host("ehr")
+        wan = next(lk for lk in site.links if lk.kind.value == "wan")
+        assert ehr is not None and zone.gateway is not None
+        agent = str(self.twin.inv.group.management.agent_address)
+        fw = self.journal.device_states().get(wan.device, DeviceState())
+        there = fw.forward(
+            wan.interface, zone.gateway.interface, agent, str(ehr.address), None, 443
+        )
+        back = fw.forward(
+            zone.gateway.interface, wan.interface, str(ehr.address), agent, 443, None, reply=True
+        )
+        expect_cut = wan.interface in fw.down_interfaces or "drop" in (there, back)
+        address = str(netns.check_twin_address(str(ehr.address), "agent data probe"))
+        # from the root namespace through the twin's veth only (bound to it, whatever routes say)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ROOT_LINK.encode())
+            sock.settimeout(1.0)
+            opened = sock.connect_ex((address, 443)) == 0
+        if opened == expect_cut:
+            self.failures.append(
+                f"after '{message}': the agent -> {site_name} ehr:443 "
+                f"{'opened' if opened else 'did not open'} but the recorded state says "
+                f"{'cut' if expect_cut else 'open'}"
+            )
+        self.agent_data_cut += int(expect_cut)
 
 
 def _endpoint(text: str) -> Endpoint:
@@ -224,11 +269,12 @@ def test_preventive_degraded_and_its_rollback_keep_management(
     assert wait_for(lambda: matrix(inband) == predicted, timeout=10)
     # the sites are cut from the core (their WAN) but managed through it
     assert not predicted["stn-ehr-core"] and not predicted["bz1-backup-core"]
-    assert watch.foreign_cut > 0 and watch.foreign_open > 0
+    assert watch.foreign_cut > 0 and watch.foreign_open > 0 and watch.agent_data_cut > 0
     assert engine.rollback(report.run_id).status == "rolled_back"
     assert wait_for(lambda: matrix(inband) == original, timeout=10)
     assert watch.failures == []
     assert watch.sessions >= 2 * len(SISTERS) * 2
+    print(watch.summary())
 
 
 def test_isolate_reconnect_restore_through_the_wan(
@@ -243,8 +289,7 @@ def test_isolate_reconnect_restore_through_the_wan(
     assert incident.status == "done", incident
     isolated = matrix(inband)
     assert not isolated["rns-ehr-core"] and not isolated["rns-admin-internet"]
-    cut_during_isolation = watch.foreign_cut
-    assert cut_during_isolation > 0
+    assert watch.foreign_cut > 0 and watch.agent_data_cut > 0
 
     reconnect = load_playbook(ROOT / "playbooks" / "reconnect.yaml", inband.inv)
     site = inband.inv.site(RNS)
@@ -287,3 +332,4 @@ def test_isolate_reconnect_restore_through_the_wan(
     assert wait_for(lambda: matrix(inband) == original, timeout=10)
     assert watch.failures == []
     assert watch.sessions > 0
+    print(watch.summary())
