@@ -817,3 +817,99 @@ def _establishment(
         }
     )
     return site, flows
+
+
+# The in-band variant: the agent sits in a zone of the clean core (it-admin, 198.19.0.0/24 on
+# VLAN 330, port core-sw1:gi10) and manages every device through the sites' networks and the
+# WAN: each firewall at its WAN address (the core's at its it-admin gateway), each switch at an
+# address in its site's management zone (VLAN 990; the core switch's in it-admin).
+INBAND_AGENT_ZONE = ("it-admin", 330, "198.19.0.0/24")
+INBAND_AGENT_ADDRESS = "198.19.0.100"
+INBAND_AGENT_PORT = "core-sw1:gi10"
+
+
+def hospi_grand_ouest_inband() -> Doc:
+    """Hospi Grand Ouest managed entirely in band, all on Linux firewalls and IOS-style switches
+    (the vendor twins answer on an out-of-band interface of their own). No SNMP: its UDP cannot
+    be kept through a cut by an exception (the rule model is TCP; see the README), so the agent
+    reads the devices over SSH only."""
+    doc = hospi_grand_ouest(mixed=False)
+    for site in doc["sites"]:
+        for device in site.get("devices", []):
+            device["platform"] = (
+                "linux_nftables" if device["role"] == "edge_firewall" else "cisco_ios"
+            )
+    zname, vlan, subnet = INBAND_AGENT_ZONE
+    net = ipaddress.IPv4Network(subnet)
+    group = doc["group"]
+    group["name"] = "hospi-grand-ouest-inband"
+    group["display_name"] = "Hospi Grand Ouest (in-band management)"
+    group["management"] = {
+        "mode": "in_band",
+        "subnet": subnet,
+        "agent_address": INBAND_AGENT_ADDRESS,
+        "agent_site": "hgo-core",
+        "agent_port": INBAND_AGENT_PORT,
+    }
+    group["defaults"].pop("snmp", None)
+    group.pop("tls_pins", None)
+    for site in doc["sites"]:
+        if site.get("kind") == "external":
+            continue
+        if site["kind"] == "core":
+            gateway = f"{net.network_address + 1}/{net.prefixlen}"
+            fw, sw = site["devices"]
+            fw["interfaces"].append(
+                {
+                    "name": f"lan0.{vlan}",
+                    "description": f"gateway of zone {zname}",
+                    "address": gateway,
+                    "vlan": vlan,
+                }
+            )
+            port = INBAND_AGENT_PORT.split(":")[1]
+            sw["interfaces"].append({"name": port, "description": "the Cordon agent", "vlan": vlan})
+            site["zones"].append(
+                {
+                    "name": zname,
+                    "criticality": "management",
+                    "role": "management",
+                    "vlan": vlan,
+                    "description": "IT administration: the Cordon agent",
+                    "subnet": subnet,
+                    "gateway": f"core-fw1:lan0.{vlan}",
+                    "ports": [INBAND_AGENT_PORT],
+                    "hosts": [],
+                }
+            )
+            _inband(fw, f"lan0.{vlan}", str(net.network_address + 1))
+            _inband_switch(sw, vlan, net, 0)
+            continue
+        mgmt_zone = next(z for z in site["zones"] if z["name"] == "management")
+        zone_net = ipaddress.IPv4Network(mgmt_zone["subnet"])
+        switches = [d for d in site["devices"] if d["role"] != "edge_firewall"]
+        fw = next(d for d in site["devices"] if d["role"] == "edge_firewall")
+        wan = next(i for i in fw["interfaces"] if i["name"] == LINK_IFACE["wan"])
+        _inband(fw, wan["name"], wan["address"].split("/")[0])
+        for i, sw in enumerate(switches):
+            _inband_switch(sw, mgmt_zone["vlan"], zone_net, i)
+    return doc
+
+
+def _inband(device: Doc, interface: str, address: str) -> None:
+    device["management"] = {"address": address, "interface": interface}
+    device["interfaces"] = [i for i in device["interfaces"] if i["name"] != "mgmt0"]
+
+
+def _inband_switch(device: Doc, vlan: int, net: ipaddress.IPv4Network, index: int) -> None:
+    """A switch managed at .(2 + index) of its management zone, on its VLAN interface."""
+    address = str(net.network_address + 2 + index)
+    device["interfaces"].append(
+        {
+            "name": f"vl{vlan}",
+            "description": "in-band management",
+            "address": f"{address}/{net.prefixlen}",
+            "vlan": vlan,
+        }
+    )
+    _inband(device, f"vl{vlan}", address)

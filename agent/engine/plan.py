@@ -15,6 +15,7 @@ from agent.engine import render
 from agent.errors import PlanError
 from agent.inventory.models import Inventory, Platform, Site, Zone
 from agent.inventory.select import select_sites
+from agent.network import management as mg
 from agent.network.paths import FlowPath, RouteHop, flow_path
 from agent.network.state import NORMAL, DeviceState, NftRule, allow_rules, device_state, flow_open
 from agent.platforms import registry
@@ -98,6 +99,7 @@ def plan(
     """The plan of `pb` on the selected sites, starting from `current` (default: normal)."""
     chosen = _sites(pb, inv, sites)
     paths = {f.name: flow_path(inv, f) for f in inv.flows}
+    mpaths = mg.management_paths(inv)  # empty out of band
     start: dict[str, DeviceState] = dict(current or {})
     state = dict(start)
     steps: list[StepPlan] = []
@@ -110,15 +112,20 @@ def plan(
             for name in {f.source.site, f.destination.site}:
                 guarded.setdefault(name, []).append(f.name)
     transient: dict[str, str] = {}  # flow -> the first step that cuts it
+    snapshots: list[tuple[str, int, dict[str, DeviceState]]] = []  # in band: state after a step
     for site in chosen:
         for step in pb.steps:
             if step.action not in CHANGE_ACTIONS:
                 steps.append(StepPlan(site.name, step.name, step.action, ()))
                 continue
             before = dict(state)
-            notes = _apply(step, inv, site, state, paths)
+            notes = _apply(step, inv, site, state, paths, mpaths)
+            if mpaths:
+                notes += _keep_management(inv, state, mpaths)
             changes = _diff(inv, site, before, state)
             steps.append(StepPlan(site.name, step.name, step.action, tuple(changes), tuple(notes)))
+            if mpaths and changes:
+                snapshots.append((f"step {step.name} at {site.name}", len(steps) - 1, dict(state)))
             if changes:
                 for name in guarded.get(site.name, []):
                     if name not in transient and not flow_open(state, paths[name]):
@@ -130,6 +137,7 @@ def plan(
         for f in inv.flows
     )
     refusals = _refusals(pb, inv, impact, state)
+    refusals += _stranded(inv, steps, snapshots, mpaths)
     final_cut = {fi.flow for fi in impact if fi.must_survive and fi.before and not fi.after}
     refusals += [
         f"{where} would cut must-survive flow {name} until a later step reopens it"
@@ -186,10 +194,11 @@ def _apply(
     site: Site,
     state: dict[str, DeviceState],
     paths: Mapping[str, FlowPath],
+    mpaths: Mapping[str, mg.ManagementPath] | None = None,
 ) -> list[str]:
     """Apply one intent-level step to `state` for `site`; returns notes for the plan."""
     if isinstance(step, CutLink):
-        return _cut_links(step, inv, site, state, paths)
+        return _cut_links(step, inv, site, state, paths, mpaths or {})
     if isinstance(step, ShutZonePorts):
         return _shut_zone_ports(step, site, state)
     if isinstance(step, ShutPort):
@@ -274,6 +283,7 @@ def _cut_links(
     site: Site,
     state: dict[str, DeviceState],
     paths: Mapping[str, FlowPath],
+    mpaths: Mapping[str, mg.ManagementPath],
 ) -> list[str]:
     """Cut the links. With `keep_must_survive`, a must-survive flow routed through a cut link of
     a firewall (a flow that crosses sites) is kept by explicit rules, as `block_zones` keeps
@@ -281,7 +291,15 @@ def _cut_links(
     links = [lk for lk in site.links if lk.kind in step.kinds]
     notes: list[str] = []
     for link in links:
-        _cut_interface(inv, site, link.device, link.interface, state, step.name)
+        mpath = mpaths.get(link.device)
+        if mpath is not None and mpath.entry == link.interface and _holds_rules(inv, link.device):
+            _cut_forwarding(inv, link.device, link.interface, state, step.name)
+            notes.append(
+                f"{link.device} is managed in band through {link.interface}: the cut drops "
+                "what it forwards, not its own traffic there"
+            )
+        else:
+            _cut_interface(inv, site, link.device, link.interface, state, step.name)
         if not step.keep_must_survive or not _holds_rules(inv, link.device):
             continue
         for flow in inv.flows:
@@ -335,6 +353,95 @@ def _cut_interface(
         )
     else:
         state[device] = dev.shut(interface, "cli")
+
+
+def _cut_forwarding(
+    inv: Inventory, device: str, interface: str, state: dict[str, DeviceState], tag: str
+) -> None:
+    """Cut `interface` for the traffic `device` forwards only (a drop to and from each of its
+    other interfaces): a drop by the interface alone would also drop the device's own traffic
+    there, its in-band management, where no platform takes an exception."""
+    found = inv.find_device(device)
+    assert found is not None
+    others = [i.name for i in found[1].interfaces if i.name != interface]
+    state[device] = device_state(state, device).with_rules(
+        rule
+        for other in others
+        for rule in (
+            NftRule("drop", iif=interface, oif=other, tag=tag),
+            NftRule("drop", iif=other, oif=interface, tag=tag),
+        )
+    )
+
+
+def _keep_management(
+    inv: Inventory, state: dict[str, DeviceState], mpaths: Mapping[str, mg.ManagementPath]
+) -> list[str]:
+    """In band: on every device that holds rules and drops something, the explicit exceptions
+    that keep the agent's management flows through it open (placed before the drops: accepts of
+    named addresses come first); on a device that drops nothing, none (a table of exceptions
+    alone would be a change of no use). Returns notes for the exceptions this step adds."""
+    notes = []
+    for device, dev in sorted(state.items()):
+        if not _holds_rules(inv, device):
+            continue
+        base = dev.without_rules(mg.is_management)
+        keep: list[NftRule] = []
+        if any(r.verdict == "drop" for r in base.rules):
+            for path in mg.through(mpaths, device):
+                keep += mg.management_rules(path, device)
+        new = base.with_rules(keep)
+        if new != dev:
+            added = sorted({r.tag for r in new.rules - dev.rules if mg.is_management(r)})
+            if added:
+                managed = ", ".join(t.removeprefix(mg.TAG_PREFIX) for t in added)
+                notes.append(f"keeps the agent's management of {managed} open through {device}")
+            state[device] = new
+    return notes
+
+
+def _stranded(
+    inv: Inventory,
+    steps: Sequence[StepPlan],
+    snapshots: Sequence[tuple[str, int, Mapping[str, DeviceState]]],
+    mpaths: Mapping[str, mg.ManagementPath],
+) -> list[str]:
+    """In band: a step that would leave the agent unable to reach a device that the rollback
+    (a device changed by this step or an earlier one) or a later step needs, named."""
+    first_change: dict[str, int] = {}
+    for i, s in enumerate(steps):
+        for c in s.changes:
+            first_change.setdefault(c.device, i)
+    out: list[str] = []
+    reported: set[tuple[str, str]] = set()
+    for where, index, state in snapshots:
+        for device, first in sorted(first_change.items()):
+            path = mpaths.get(device)
+            if path is None:
+                continue
+            if first <= index:
+                need = "the rollback needs it"
+            else:
+                later = steps[first]
+                need = f"step {later.step} at {later.site} needs it"
+            for port in path.ports:
+                cut = mg.where_cut(state, path, port)
+                if cut is not None and (where, device) not in reported:
+                    reported.add((where, device))
+                    out.append(
+                        f"{where} would strand {device} (managed in band at {path.dst}, tcp "
+                        f"{port}): {cut}; {need}"
+                    )
+            if path.snmp is not None and (where, device) not in reported:
+                cut = mg.where_cut(state, path, path.snmp)
+                if cut is not None:
+                    reported.add((where, device))
+                    out.append(
+                        f"{where} would cut SNMP (udp {path.snmp}) to {device}, managed in band: "
+                        f"{cut}; no exception can keep UDP open (remove snmp from {device}, or "
+                        "manage it out of band)"
+                    )
+    return out
 
 
 def _rules_gateway(inv: Inventory, site: Site, zone: Zone, what: str) -> tuple[str, str]:
@@ -538,7 +645,7 @@ def _refusals(
                 f"would cut must-survive flow {fi.flow} (keep it open with an allow_flow "
                 "step; name it under allow_cut only if cutting it is intended)"
             )
-    for _site, device in inv.devices():
+    for _site, device in inv.devices() if not inv.group.management.in_band else ():
         dev = state.get(device.name, NORMAL)
         mgmt = device.management.interface
         touched = mgmt in dev.down_interfaces or any(

@@ -59,7 +59,9 @@ def check(inv: Inventory, report: Report) -> None:
                     f"management address {addr} is also used at {_fmt(mgmt_addresses[addr])}",
                 )
             mgmt_addresses.setdefault(addr, (*dloc, "management", "address"))
-            if addr not in inv.group.management.subnet:
+            if inv.group.management.in_band:
+                _check_in_band(inv, site, device, dloc, report)
+            elif addr not in inv.group.management.subnet:
                 report(
                     (*dloc, "management", "address"),
                     f"management address {addr} is outside the management network "
@@ -204,6 +206,140 @@ def _check_group(inv: Inventory, report: Report) -> None:
             ("group", "management", "agent_address"),
             f"{g.management.agent_address} is outside {g.management.subnet}",
         )
+    if g.management.in_band:
+        _check_agent_in_band(inv, report)
+    elif g.management.agent_site is not None or g.management.agent_port is not None:
+        report(
+            ("group", "management"),
+            "agent_site and agent_port are for in-band management only: set mode: in_band, "
+            "or remove them (out of band, the agent sits on the management network)",
+        )
+
+
+def agent_zone(inv: Inventory) -> Zone | None:
+    """The zone the agent sits in, in band: the zone of `agent_site` whose subnet holds the
+    agent's address (None out of band, or if there is none)."""
+    mgmt = inv.group.management
+    site = inv.site(mgmt.agent_site) if mgmt.in_band and mgmt.agent_site else None
+    if site is None:
+        return None
+    return next((z for z in site.zones if mgmt.agent_address in z.subnet), None)
+
+
+def _check_agent_in_band(inv: Inventory, report: Report) -> None:
+    mgmt = inv.group.management
+    loc: Loc = ("group", "management")
+    if mgmt.agent_site is None:
+        report(
+            (*loc, "agent_site"),
+            "in-band management needs agent_site: the site the agent sits at (the group's core)",
+        )
+        return
+    site = inv.site(mgmt.agent_site)
+    if site is None:
+        report((*loc, "agent_site"), f"site {mgmt.agent_site!r} is not defined under sites")
+        return
+    if site.name != inv.group.core:
+        report(
+            (*loc, "agent_site"),
+            f"the agent sits at {site.name!r}, but in band it must sit at the group's core "
+            f"({inv.group.core!r}): its management flows reach the establishments through the "
+            "WAN, hub and spoke",
+        )
+    zone = agent_zone(inv)
+    if zone is None:
+        report(
+            (*loc, "agent_address"),
+            f"{mgmt.agent_address} is in no zone of {site.name}; in band the agent sits in a zone "
+            "of its site (declare the zone, with the agent's port)",
+        )
+        return
+    if zone.subnet != mgmt.subnet:
+        report(
+            (*loc, "subnet"),
+            f"in band, subnet is the agent's zone's subnet: {zone.subnet} (zone {zone.name}), "
+            f"not {mgmt.subnet}",
+        )
+    if zone.gateway is None:
+        report((*loc, "agent_address"), f"the agent's zone {zone.name} has no gateway")
+    if mgmt.agent_port is None:
+        report(
+            (*loc, "agent_port"),
+            f"in-band management needs agent_port: the switch port of zone {zone.name} the agent "
+            "is cabled to ('device:interface')",
+        )
+    elif (mgmt.agent_port.device, mgmt.agent_port.interface) not in {
+        (p.device, p.interface) for p in zone.ports
+    }:
+        report(
+            (*loc, "agent_port"),
+            f"port {mgmt.agent_port} is not one of the ports of the agent's zone "
+            f"{site.name}/{zone.name}; list it under the zone's ports",
+        )
+
+
+def _check_in_band(inv: Inventory, site: Site, device: Device, dloc: Loc, report: Report) -> None:
+    """An in-band device is managed at the address of one of its interfaces, reached through its
+    site's network: a zone's gateway, its WAN link, or an interface on a zone's VLAN."""
+    loc: Loc = (*dloc, "management")
+    mgmt = device.management
+    iface = device.interface(mgmt.interface)
+    if iface is None:
+        report(
+            (*loc, "interface"),
+            f"{mgmt.interface!r} is not one of {device.name}'s interfaces; in band, a device is "
+            "managed at the address of one of its own interfaces",
+        )
+        return
+    if iface.address is None or iface.address.ip != mgmt.address:
+        has = f"it has {iface.address}" if iface.address is not None else "it has no address"
+        report(
+            (*loc, "address"),
+            f"in band, the management address {mgmt.address} must be the address of "
+            f"{device.name}:{iface.name} ({has})",
+        )
+        return
+    gateway_of = [
+        z
+        for z in site.zones
+        if z.gateway and z.gateway.device == device.name and z.gateway.interface == iface.name
+    ]
+    wan = [
+        lk
+        for lk in site.links
+        if lk.kind.value == "wan" and lk.device == device.name and lk.interface == iface.name
+    ]
+    on_vlan = [z for z in site.zones if iface.vlan is not None and z.vlan == iface.vlan]
+    holds_wan = any(lk.kind.value == "wan" and lk.device == device.name for lk in site.links)
+    core = site.name == inv.group.core
+    if not (gateway_of or wan or on_vlan):
+        report(
+            (*loc, "interface"),
+            f"in band, {device.name} must be managed on a zone's gateway, on its WAN link or on "
+            f"an interface in a zone's VLAN; {iface.name} is none of them",
+        )
+    elif on_vlan and not gateway_of:
+        zone = on_vlan[0]
+        if mgmt.address not in zone.subnet:
+            report(
+                (*loc, "address"),
+                f"{mgmt.address} is outside {site.name}/{zone.name} ({zone.subnet}), the zone of "
+                f"VLAN {iface.vlan} that {device.name} is managed on",
+            )
+        elif zone.gateway is None:
+            report(
+                (*loc, "interface"),
+                f"{device.name} is managed in zone {zone.name}, which has no gateway: the agent "
+                "could not route to it",
+            )
+        else:
+            _check_in_band_gateway(inv, site, device, zone, loc, report)
+    elif not core and not holds_wan:
+        report(
+            (*loc, "interface"),
+            f"in band, a routed device of an establishment is reached through the site's WAN "
+            f"link; {device.name} holds none (manage it on a zone's VLAN instead)",
+        )
 
 
 def _check_site(inv: Inventory, site: Site, sloc: Loc, report: Report) -> None:
@@ -277,6 +413,28 @@ def _check_zone(site: Site, zone: Zone, zloc: Loc, report: Report) -> None:
 def _check_links(inv: Inventory, site: Site, sloc: Loc, report: Report) -> None:
     for li, link in enumerate(site.links):
         _check_link(inv, site, link, (*sloc, "links", li), report)
+
+
+def _check_in_band_gateway(
+    inv: Inventory, site: Site, device: Device, zone: Zone, loc: Loc, report: Report
+) -> None:
+    """The gateway of the zone a device is managed in must be on the agent's way: the device
+    that holds the site's WAN link (hub and spoke), or at the core the agent's zone's gateway."""
+    assert zone.gateway is not None
+    gw = zone.gateway.device
+    if site.name == inv.group.core:
+        agent = agent_zone(inv)
+        ok = agent is None or agent.gateway is None or agent.gateway.device == gw
+        way = "the gateway of the agent's zone"
+    else:
+        ok = any(lk.kind.value == "wan" and lk.device == gw for lk in site.links)
+        way = f"the device that holds {site.name}'s WAN link"
+    if not ok:
+        report(
+            (*loc, "interface"),
+            f"{device.name} is managed in zone {zone.name}, routed by {gw}, which is not {way}: "
+            "the agent's path to it is unknown",
+        )
 
 
 def _check_link(inv: Inventory, site: Site, link: Link, lloc: Loc, report: Report) -> None:
@@ -454,6 +612,8 @@ def _check_overlaps(
     for (a, aloc), (b, bloc) in itertools.pairwise(ordered):
         if a.overlaps(b):
             report(bloc, f"subnet {b} overlaps {a} at {_fmt(aloc)}")
+    if inv.group.management.in_band:
+        return  # in band, the agent's network is one of the zones
     mgmt = inv.group.management.subnet
     for net, loc in subnets:
         if net.overlaps(mgmt):

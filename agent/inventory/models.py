@@ -418,11 +418,30 @@ class Flow(_Model):
     tags: tuple[Tag, ...] = ()
 
 
-class ManagementNetwork(_Model):
-    """The out-of-band management network the agent administers every device from (ANSSI PA-022)."""
+class ManagementMode(StrEnum):
+    """How the agent reaches the devices it administers."""
 
+    OUT_OF_BAND = "out_of_band"  # a network of its own (ANSSI PA-022): cuts never cross it
+    IN_BAND = "in_band"  # through the data networks and the WAN that the cuts act on
+
+
+class ManagementNetwork(_Model):
+    """The network the agent administers every device from: out of band (a network of its own,
+    ANSSI PA-022; every device's management address in `subnet`), or in band (`mode: in_band`:
+    the agent sits in a zone of `agent_site`, the group's core, cabled to `agent_port`; `subnet`
+    is that zone's subnet; each device is managed at the address of one of its own interfaces,
+    through the sites' networks and the WAN, so every cut keeps the agent's management flows
+    open by explicit exceptions)."""
+
+    mode: ManagementMode = ManagementMode.OUT_OF_BAND
     subnet: ipaddress.IPv4Network
     agent_address: ipaddress.IPv4Address
+    agent_site: Name | None = None  # in band: the site the agent sits at (the group's core)
+    agent_port: PortSpec | None = None  # in band: the switch port the agent is cabled to
+
+    @property
+    def in_band(self) -> bool:
+        return self.mode is ManagementMode.IN_BAND
 
 
 class Defaults(_Model):

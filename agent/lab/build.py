@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import os
 import secrets as pysecrets
 import signal
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.errors import LabError
+from agent.errors import LabError, SafetyError
 from agent.inventory.models import Inventory
 from agent.lab import daemons, netns, probepoints, ready, streams, twins
 from agent.lab.services import Listener, ServiceSpec, dump_spec
@@ -181,9 +182,13 @@ def _configure(bp: Blueprint) -> None:
     assert bp.root_address is not None
     netns.run(["ip", "addr", "add", str(bp.root_address), "dev", ROOT_LINK])
     netns.run(["ip", "link", "set", ROOT_LINK, "up"])
+    for dst, via in bp.root_routes:  # in band: the data networks, through the twin's veth only
+        _root_route(dst, via)
     forwarders = [n.ns for n in bp.nodes.values() if n.forwarding]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(_forwarding, forwarders))
+    if bp.in_band:
+        return  # no out-of-band interface to keep apart from the data plane
     # each device's own management interface (the inventory's, named as the twin's kernel has it)
     guarded = {n.ns: n.mgmt_if for n in bp.nodes.values() if n.kind in ("firewall", "switch")}
 
@@ -195,6 +200,16 @@ def _configure(bp: Blueprint) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(guard, sorted(guarded)))
+
+
+def _root_route(dst: ipaddress.IPv4Network, via: ipaddress.IPv4Address) -> None:
+    """In band: a root-namespace route to twin networks through the twin's veth only, more
+    specific than the blackhole of the whole sandbox (which stays: a twin address outside `dst`
+    still goes nowhere). Refused for anything outside the sandbox."""
+    if not dst.subnet_of(SANDBOX) or dst == SANDBOX:
+        raise SafetyError(f"root route {dst} is not a part of the sandbox {SANDBOX}")
+    netns.check_twin_address(str(via), "root route gateway")
+    netns.run(["ip", "route", "replace", str(dst), "via", str(via), "dev", ROOT_LINK])
 
 
 def frr_pathspace(lab: str, device: str) -> str:

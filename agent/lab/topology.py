@@ -118,6 +118,12 @@ class Blueprint:
     ifnames: dict[str, dict[str, str]] = field(default_factory=dict)
     root_address: ipaddress.IPv4Interface | None = None
     mgmt_subnet: ipaddress.IPv4Network | None = None
+    # in band: no out-of-band network; the root veth is a port of the agent's zone at the core,
+    # and the root namespace reaches the twin's data networks through it (`root_routes`)
+    in_band: bool = False
+    root_routes: list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]] = field(
+        default_factory=list
+    )
 
 
 def ns_name(lab: str, *parts: str) -> str:
@@ -131,6 +137,8 @@ def banner(site: str, zone: str, host: str, service: str) -> str:
 def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
     """The twin of `inv`. Raises SafetyError if any address would leave 198.18.0.0/15."""
     _check_sandbox(inv)
+    if inv.group.management.in_band:
+        return _in_band_blueprint(inv, lab)
     bp = Blueprint(lab=lab)
     mgmt = inv.group.management
     bp.mgmt_subnet = mgmt.subnet
@@ -185,6 +193,103 @@ def blueprint(inv: Inventory, lab: str = "cdn") -> Blueprint:
     return bp
 
 
+# the data networks the root namespace reaches through its veth, in band (inside the sandbox)
+IN_BAND_DATA = ipaddress.IPv4Network("198.18.0.0/16")
+
+
+def _in_band_blueprint(inv: Inventory, lab: str) -> Blueprint:
+    """The twin of a group managed in band: no out-of-band network. The root namespace's veth
+    (the only way in, as out of band) is cabled to `agent_port`, a port of the agent's zone at
+    the core; the agent reaches every device through the zones' gateways and the WAN (a route
+    to the data networks through the zone's gateway). Each device answers at the address of its
+    management interface: a firewall's is one of its routed interfaces, a switch's sits on the
+    bridge of its management VLAN, with a default route through that zone's gateway."""
+    mgmt = inv.group.management
+    bp = Blueprint(lab=lab, in_band=True)
+    bp.mgmt_subnet = mgmt.subnet
+    bp.root_address = ipaddress.IPv4Interface(f"{mgmt.agent_address}/{mgmt.subnet.prefixlen}")
+    agent_site = inv.site(mgmt.agent_site or "")
+    zone = (
+        next((z for z in agent_site.zones if mgmt.agent_address in z.subnet), None)
+        if agent_site
+        else None
+    )
+    gateway = _zone_gateway(agent_site, zone) if agent_site and zone else None
+    if gateway is None or mgmt.agent_port is None:
+        raise SafetyError(
+            f"{inv.path}: in band, the twin needs the agent's zone, its gateway and agent_port",
+            hint="`cordon inventory check` says which is missing",
+        )
+    bp.root_routes.append((IN_BAND_DATA, gateway))
+    externals: dict[str, _External] = {}
+    for site in inv.sites:
+        if site.kind is SiteKind.EXTERNAL:
+            externals[site.name] = _External(site, ns_name(lab, "x", site.name))
+    for site, device in inv.devices():
+        ns = ns_name(lab, device.name)
+        bp.device_ns[device.name] = ns
+        names = kernel_names(site, device)
+        bp.ifnames[device.name] = names
+        routes = registry.platform(device.platform).routes(device)
+        kind: NodeKind = "firewall" if routes else "switch"
+        bp.nodes[ns] = Node(ns, kind, device.name, forwarding=kind == "firewall")
+        snmp = device.snmp
+        bp.daemons.append(
+            DaemonSpec(
+                device.name,
+                site.name,
+                ns,
+                device.platform,
+                device.management.address,
+                device.ssh.port,
+                snmp is not None,
+                snmp.port if snmp else 161,
+                tuple((a, k) for a, k in names.items() if a != k),
+            )
+        )
+    for site in inv.sites:
+        if site.kind is not SiteKind.EXTERNAL:
+            _site(bp, inv, site, externals)
+    for ext in externals.values():
+        _external(bp, inv, ext)
+    return bp
+
+
+def _agent_port(bp: Blueprint, inv: Inventory, site: Site) -> tuple[str, int, str] | None:
+    """In band, at the agent's site: (switch, VLAN, kernel name) of the port the root veth is."""
+    mgmt = inv.group.management
+    if not bp.in_band or site.name != mgmt.agent_site or mgmt.agent_port is None:
+        return None
+    zone = next((z for z in site.zones if mgmt.agent_address in z.subnet), None)
+    if zone is None or zone.vlan is None:
+        raise SafetyError(f"{site.name}: the agent's zone has no VLAN; the twin cannot cable it")
+    port = mgmt.agent_port
+    return port.device, zone.vlan, bp.ifnames[port.device][port.interface]
+
+
+def _in_band_switch_addresses(
+    bp: Blueprint, site: Site, bridges: dict[tuple[str, int], str]
+) -> None:
+    """In band: each switch's management address on the bridge of its VLAN, and its way out."""
+    for device in site.devices:
+        if device.name not in {d for d, _ in bridges}:
+            continue
+        iface = device.interface(device.management.interface)
+        if iface is None or iface.address is None or iface.vlan is None:
+            continue
+        bridge = bridges.get((device.name, iface.vlan))
+        zone = next((z for z in site.zones if z.vlan == iface.vlan), None)
+        gateway = _zone_gateway(site, zone) if zone else None
+        if bridge is None or gateway is None:
+            raise SafetyError(
+                f"{site.name}/{device.name}: VLAN {iface.vlan} of its in-band management "
+                "reaches no bridge or gateway in the twin"
+            )
+        bp.addresses.append(Address(bp.device_ns[device.name], bridge, iface.address))
+        if iface.address.ip != gateway:
+            bp.routes.append(Route(bp.device_ns[device.name], "default", gateway))
+
+
 @dataclass
 class _External:
     site: Site
@@ -211,16 +316,25 @@ def _site(bp: Blueprint, inv: Inventory, site: Site, externals: dict[str, _Exter
     for zone in site.zones:
         for host in zone.hosts:
             _host(bp, site, zone, host, vlan_ports)
+    agent = _agent_port(bp, inv, site)
+    if agent is not None:
+        switch, vid, ifname = agent
+        bp.veths.append(Veth(bp.device_ns[switch], ifname, "", ROOT_LINK))
+        vlan_ports.setdefault(switch, {}).setdefault(vid, []).append(ifname)
     # an L3 switch's VLAN bridge is its SVI (the zone's gateway there, with its address)
     svis = {
         (z.gateway.device, z.vlan): bp.ifnames[z.gateway.device][z.gateway.interface]
         for z in site.zones
         if z.gateway is not None and z.vlan is not None
     }
+    made: dict[tuple[str, int], str] = {}
     for dev_name, by_vlan in sorted(vlan_ports.items()):
         for vid, ports in sorted(by_vlan.items()):
             name = svis.get((dev_name, vid), f"vl{vid}")
             bp.bridges.append(Bridge(bp.device_ns[dev_name], name, tuple(ports)))
+            made[(dev_name, vid)] = name
+    if bp.in_band:
+        _in_band_switch_addresses(bp, site, made)
     for link in site.links:
         _link(bp, inv, site, link, externals)
 
@@ -232,7 +346,10 @@ def _firewall_addresses(bp: Blueprint, site: Site) -> None:
             continue
         ns = bp.device_ns[device.name]
         for iface in device.interfaces:
-            if iface.address is not None and iface.name != device.management.interface:
+            in_band_mgmt = bp.in_band  # in band, the management interface is a data interface
+            if iface.address is not None and (
+                in_band_mgmt or iface.name != device.management.interface
+            ):
                 bp.addresses.append(Address(ns, bp.ifnames[device.name][iface.name], iface.address))
 
 

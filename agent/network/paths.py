@@ -87,6 +87,11 @@ def _l2(site: Site, start: str, goal: str) -> list[PortHop]:
     raise PlanError(f"site {site.name}: no cabling between {start} and {goal}")
 
 
+def l2_hops(site: Site, start: str, goal: str) -> list[PortHop]:
+    """Ports crossed between two devices of a site, through its cabling (shortest path)."""
+    return _l2(site, start, goal)
+
+
 def _host_side(site: Site, zone: Zone, host_name: str) -> tuple[list[PortHop], str | None]:
     """Ports from a host up to its zone's gateway device (None for a site without devices)."""
     host = zone.host(host_name)
