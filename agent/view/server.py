@@ -266,19 +266,37 @@ class _View:
                 )
         return out
 
-    def build(self, caller: Caller, status: Any, reports: dict[str, Any] | None) -> dict[str, Any]:
+    async def runs(self, caller: Caller, status: Any) -> dict[str, Any]:
+        """Each open run's detail (its gates: a soak's end, zones to attest)."""
+        out: dict[str, Any] = {}
+        if not may(caller, Action.SHOW).allowed:
+            return out
+        for r in status.get("open_runs") or []:
+            rid = str(r.get("run_id"))
+            with contextlib.suppress(CordonError):  # finished meanwhile: shown next time
+                out[rid] = await self._call(caller, self.backend.show_run, run_id=rid)
+        return out
+
+    def build(
+        self,
+        caller: Caller,
+        status: Any,
+        reports: dict[str, Any] | None,
+        runs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         note = None
         if reports is None:
             note = (
                 f"{caller.user} ({caller.role}) may not read the audit report: "
                 "clocks and timeline not shown"
             )
-        return snapshot.build(status, reports, reports_note=note, now=time.time())
+        return snapshot.build(status, reports, reports_note=note, runs=runs, now=time.time())
 
     async def full(self, caller: Caller) -> dict[str, Any]:
         status = await self._call(caller, self.backend.status)
         ids = [str(i.get("incident_id")) for i in status.get("incidents") or []]
-        return self.build(caller, status, await self.reports(caller, ids))
+        reports = await self.reports(caller, ids)
+        return self.build(caller, status, reports, await self.runs(caller, status))
 
     # -- handlers
 
@@ -336,7 +354,7 @@ class _View:
             if ids and time.monotonic() - report_at >= REPORT_EVERY_S:
                 reports = await self.reports(caller, ids)
                 report_at = time.monotonic()
-            data = self.build(caller, status, reports)
+            data = self.build(caller, status, reports, await self.runs(caller, status))
             board = render("board.html.j2", d=data, caller=caller)
             try:
                 if board != last:

@@ -45,7 +45,25 @@ def _site(s: Mapping[str, Any]) -> JSON:
     }
 
 
-def _run(r: Mapping[str, Any]) -> JSON:
+def _gates(show: Mapping[str, Any] | None) -> list[JSON]:
+    """What an open run waits for, from its open gates (`GET /v1/runs/{id}`): a soak's end
+    (`until`, epoch seconds: the page counts down to it), zones still to attest."""
+    out: list[JSON] = []
+    for g in (show or {}).get("gates") or []:
+        detail = g.get("detail") or {}
+        if g.get("status") != "open" or not isinstance(detail, dict):
+            continue
+        where = f"{g.get('site')} {g.get('step')}"
+        until = detail.get("until")
+        if detail.get("kind") == "soak" and isinstance(until, int | float):
+            out.append({"kind": "soak", "where": where, "until": until})
+        elif detail.get("missing"):
+            missing = [str(z) for z in detail["missing"]]
+            out.append({"kind": "attestation", "where": where, "missing": missing})
+    return out
+
+
+def _run(r: Mapping[str, Any], show: Mapping[str, Any] | None = None) -> JSON:
     total = int(r.get("steps_total") or 0)
     done = int(r.get("steps_done") or 0)
     return {
@@ -55,13 +73,15 @@ def _run(r: Mapping[str, Any]) -> JSON:
         "sites": list(r.get("sites") or []),
         "actor": r.get("actor"),
         "status": r.get("status"),
-        "waiting": r.get("waiting"),
+        "waiting": r.get("waiting")
+        or ("a second operator's approval" if r.get("status") == "awaiting_approval" else None),
         "steps_done": done,
         "steps_total": total,
         "percent": round(100 * done / total) if total else 0,
         "interrupted": bool(r.get("interrupted")),
         "break_glass": bool(r.get("break_glass")),
         "created_at": r.get("created_at"),
+        "gates": _gates(show),
     }
 
 
@@ -124,10 +144,12 @@ def build(
     reports: Mapping[str, Mapping[str, Any]] | None,
     *,
     reports_note: str | None = None,
+    runs: Mapping[str, Mapping[str, Any]] | None = None,
     now: float,
 ) -> JSON:
     """The page's content. `reports`: incident id -> its audit report (`Report.as_dict()`), or
-    None when they could not be read (`reports_note` says why, e.g. the caller's role)."""
+    None when they could not be read (`reports_note` says why, e.g. the caller's role). `runs`:
+    run id -> the open run's detail (`GET /v1/runs/{id}`: its gates)."""
     flows, flows_note = _flows(status)
     incidents = []
     for inc in status.get("incidents") or []:
@@ -148,7 +170,9 @@ def build(
     return {
         "now": now,
         "sites": [_site(s) for s in status.get("sites") or []],
-        "runs": [_run(r) for r in status.get("open_runs") or []],
+        "runs": [
+            _run(r, (runs or {}).get(str(r.get("run_id")))) for r in status.get("open_runs") or []
+        ],
         "flows": flows,
         "flows_note": flows_note,
         "drift": [

@@ -253,3 +253,52 @@ def test_sections_the_daemon_does_not_give_say_not_available() -> None:
     ]
     assert all(mode_class(m) == f"mode-{m}" for m in MODES)
     assert set(MODES) == {m.value for m in SiteMode}
+
+
+def test_a_run_waiting_for_approval_shows_what_it_waits_for(
+    view: ViewServer, service: Service, browser: Any, tokens: dict[str, str], screenshots: Path
+) -> None:
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+    from agent.api.auth import Action, authorize  # noqa: PLC0415
+
+    plan = service.plan(ZED, playbook="hold", sites=[NANTES])
+    decision = authorize(ZED, Action.RUN, playbook_approval="two_person")
+    assert decision.needs_approval
+    run = service.start_run(
+        ZED,
+        playbook="hold",
+        sites=[NANTES],
+        digest=plan["digest"],
+        reason=None,
+        attest=None,
+        soak_seconds=None,
+        decision=decision,
+    )
+    sign_in(browser, view, tokens["dave"])
+    box = browser.find_element(By.ID, f"run-{run['run_id']}").text
+    assert "hold" in box and "awaiting_approval" in box and NANTES in box
+    assert "waits for: a second operator's approval" in box
+    shoot(browser, screenshots, "run-awaiting-approval")
+
+
+def test_open_gates_say_what_a_run_waits_for() -> None:
+    show = {
+        "gates": [
+            {"site": "a", "step": "soak", "status": "open", "detail": {"kind": "soak", "until": 9}},
+            {"site": "a", "step": "attest", "status": "open", "detail": {"missing": ["icu"]}},
+            {
+                "site": "a",
+                "step": "old",
+                "status": "passed",
+                "detail": {"kind": "soak", "until": 1},
+            },
+        ]
+    }
+    status = {"open_runs": [{"run_id": "R1", "steps_total": 4, "steps_done": 1}]}
+    (run,) = build(status, {}, runs={"R1": show}, now=0.0)["runs"]
+    assert run["percent"] == 25
+    assert run["gates"] == [
+        {"kind": "soak", "where": "a soak", "until": 9},
+        {"kind": "attestation", "where": "a attest", "missing": ["icu"]},
+    ]

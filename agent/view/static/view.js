@@ -27,6 +27,13 @@
       clockEl.textContent = pad(t.getUTCDate()) + "/" + pad(t.getUTCMonth() + 1) + " " +
         pad(t.getUTCHours()) + ":" + pad(t.getUTCMinutes()) + ":" + pad(t.getUTCSeconds()) + " UTC";
     }
+    var soaks = document.querySelectorAll(".countdown[data-due-epoch]");
+    for (var j = 0; j < soaks.length; j++) {
+      var end = parseFloat(soaks[j].getAttribute("data-due-epoch"));
+      if (!isNaN(end)) {
+        soaks[j].textContent = end > now ? span(end - now) + " left" : "ending now";
+      }
+    }
     var cells = document.querySelectorAll(".countdown[data-due]");
     for (var i = 0; i < cells.length; i++) {
       var due = Date.parse(cells[i].getAttribute("data-due")) / 1000;
