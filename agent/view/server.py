@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import ipaddress
 import json
 import secrets
@@ -157,6 +158,11 @@ def _templates() -> jinja2.Environment:
 
 def render(name: str, **context: Any) -> str:
     return _templates().get_template(name).render(**context)
+
+
+def _digest(board: str) -> str:
+    """Which board a page shows: a push of the same one is not applied again."""
+    return hashlib.sha256(board.encode()).hexdigest()[:16]
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -318,7 +324,12 @@ class _View:
             return resp
         caller = self.caller(request)
         data = await self.full(caller)
-        body = render("view.html.j2", d=data, caller=caller)
+        body = render(
+            "view.html.j2",
+            d=data,
+            caller=caller,
+            digest=_digest(render("board.html.j2", d=data, caller=caller)),
+        )
         return web.Response(text=body, content_type="text/html", charset="utf-8")
 
     async def state(self, request: web.Request) -> web.StreamResponse:
@@ -331,6 +342,13 @@ class _View:
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await resp.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the screen went away
+            await self._stream(request, caller, resp)
+        return resp
+
+    async def _stream(self, request: web.Request, caller: Caller, resp: web.StreamResponse) -> None:
+        """Push the board each time it changes, until the screen goes, its session ends or the
+        daemon stops; a state that cannot be read is said (`stale`), never left looking live."""
         last = None
         reports: dict[str, Any] | None = {}
         report_at = -REPORT_EVERY_S
@@ -340,7 +358,7 @@ class _View:
                 self.caller(request)  # the session expires, the token may be gone
             except AccessRefused:
                 await resp.write(b"event: signed-out\ndata: {}\n\n")
-                break
+                return
             try:
                 status = await self._call(caller, self.backend.status)
             except (CordonError, sqlite3.Error) as exc:  # the journal is locked, gone...
@@ -348,7 +366,8 @@ class _View:
                 payload = json.dumps({"why": scrub(why)[:300]})
                 await resp.write(f"event: stale\ndata: {payload}\n\n".encode())
                 last = None
-                await self._pause()
+                if await self._pause():
+                    return
                 continue
             ids = [str(i.get("incident_id")) for i in status.get("incidents") or []]
             if ids and time.monotonic() - report_at >= REPORT_EVERY_S:
@@ -356,19 +375,15 @@ class _View:
                 report_at = time.monotonic()
             data = self.build(caller, status, reports, await self.runs(caller, status))
             board = render("board.html.j2", d=data, caller=caller)
-            try:
-                if board != last:
-                    payload = json.dumps({"html": board, "now": data["now"]})
-                    await resp.write(f"event: board\ndata: {payload}\n\n".encode())
-                    last, beat_at = board, time.monotonic()
-                elif time.monotonic() - beat_at >= HEARTBEAT_S:
-                    await resp.write(f"event: tick\ndata: {time.time()}\n\n".encode())
-                    beat_at = time.monotonic()
-            except ConnectionResetError:
-                break  # the screen went away
+            if board != last:
+                payload = json.dumps({"html": board, "digest": _digest(board), "now": data["now"]})
+                await resp.write(f"event: board\ndata: {payload}\n\n".encode())
+                last, beat_at = board, time.monotonic()
+            elif time.monotonic() - beat_at >= HEARTBEAT_S:
+                await resp.write(f"event: tick\ndata: {time.time()}\n\n".encode())
+                beat_at = time.monotonic()
             if await self._pause():
-                break
-        return resp
+                return
 
     async def _pause(self) -> bool:
         """Wait one interval; True when the daemon is stopping."""

@@ -81,6 +81,7 @@ class ViewServer:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+        assert not self._thread.is_alive(), "the view did not stop: a stream held it open"
 
 
 @pytest.fixture

@@ -65,6 +65,19 @@ def tiles(driver: Any) -> dict[str, tuple[str, str, str]]:
     }
 
 
+def texts(driver: Any, selector: str, attribute: str | None = None) -> list[str]:
+    """The text (or `attribute`) of every element matching `selector`, read in one script: the
+    board may be replaced by a push between two WebDriver reads."""
+    return list(
+        driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(e => arguments[1] ? e.getAttribute(arguments[1]) : e.innerText);",
+            selector,
+            attribute,
+        )
+    )
+
+
 def sign_in(driver: Any, view: ViewServer, token: str) -> None:
     driver.delete_all_cookies()
     driver.get(f"{view.url}/view?token={token}")
@@ -134,28 +147,20 @@ def test_incident_clocks_count_down_for_a_role_that_may_read_the_report(
     tokens: dict[str, str],
     screenshots: Path,
 ) -> None:
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
 
     service.incident(ZED, action="open", name="ransomware-rennes", site=RENNES, reason="drill")
     sign_in(browser, view, tokens["dave"])  # auditor: may read the audit report
-    clocks = browser.find_elements(By.CSS_SELECTOR, ".clock")
-    kinds = {c.get_attribute("data-kind") for c in clocks}
+    kinds = set(texts(browser, ".clock", "data-kind"))
     assert {"ars", "nis2_early_warning", "nis2_notification", "cnil"} <= kinds
-    first = browser.find_element(By.CSS_SELECTOR, '.clock[data-kind="nis2_early_warning"] .left')
-    assert "left" in first.text  # the countdown, "23:59:58 left"
-    before = first.text
-    wait_for(
-        browser,
-        lambda d: (
-            d.find_element(By.CSS_SELECTOR, '.clock[data-kind="nis2_early_warning"] .left').text
-            != before
-        ),
-    )
+    early = '.clock[data-kind="nis2_early_warning"] .left'
+    (before,) = texts(browser, early)
+    assert "left" in before  # the countdown, "23:59:58 left"
+    wait_for(browser, lambda d: texts(d, early) != [before])
     shoot(browser, screenshots, "clocks")
     sign_in(browser, view, tokens["alice"])  # on call: may not read the audit report
-    panel = browser.find_element(By.CSS_SELECTOR, "section.clocks").text
+    (panel,) = texts(browser, "section.clocks")
     assert "not available" in panel and "may not read the audit report" in panel
-    assert not browser.find_elements(By.CSS_SELECTOR, ".clock")
+    assert not texts(browser, ".clock")
 
 
 def test_an_unauthenticated_visitor_is_refused(
@@ -258,7 +263,6 @@ def test_sections_the_daemon_does_not_give_say_not_available() -> None:
 def test_a_run_waiting_for_approval_shows_what_it_waits_for(
     view: ViewServer, service: Service, browser: Any, tokens: dict[str, str], screenshots: Path
 ) -> None:
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
 
     from agent.api.auth import Action, authorize  # noqa: PLC0415
 
@@ -276,7 +280,7 @@ def test_a_run_waiting_for_approval_shows_what_it_waits_for(
         decision=decision,
     )
     sign_in(browser, view, tokens["dave"])
-    box = browser.find_element(By.ID, f"run-{run['run_id']}").text
+    (box,) = texts(browser, f"#run-{run['run_id']}")
     assert "hold" in box and "awaiting_approval" in box and NANTES in box
     assert "waits for: a second operator's approval" in box
     shoot(browser, screenshots, "run-awaiting-approval")
@@ -302,3 +306,32 @@ def test_open_gates_say_what_a_run_waits_for() -> None:
         {"kind": "soak", "where": "a soak", "until": 9},
         {"kind": "attestation", "where": "a attest", "missing": ["icu"]},
     ]
+
+
+def test_a_state_the_daemon_cannot_read_is_shown_as_such(
+    view: ViewServer,
+    service: Service,
+    browser: Any,
+    tokens: dict[str, str],
+    screenshots: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The journal cannot be read: the badge says so in red, never "live" over a stale board."""
+    from agent.errors import DaemonError  # noqa: PLC0415
+
+    sign_in(browser, view, tokens["dave"])
+    wait_for(browser, lambda d: d.find_element("id", "live").text == "live")
+
+    def broken(caller: Any = None) -> Any:
+        raise DaemonError("the journal is locked (test)")
+
+    monkeypatch.setattr(service, "status", broken)
+    badge = wait_for(
+        browser,
+        lambda d: (
+            "UNAVAILABLE" in d.find_element("id", "live").text and d.find_element("id", "live")
+        ),
+    )
+    assert "the journal is locked (test)" in badge.text
+    assert "live-off" in badge.get_attribute("class").split()
+    shoot(browser, screenshots, "state-unavailable")

@@ -61,7 +61,10 @@
   source.addEventListener("error", function () { state("live-off", "reconnecting…"); });
   source.addEventListener("board", function (ev) {
     var msg = JSON.parse(ev.data);
-    board.innerHTML = msg.html; // rendered and escaped by the daemon's templates
+    if (msg.digest !== board.getAttribute("data-digest")) {
+      board.innerHTML = msg.html; // rendered and escaped by the daemon's templates
+      board.setAttribute("data-digest", msg.digest);
+    }
     setSkew(msg.now);
     board.setAttribute("data-updated", String(msg.now));
     state("live-on", "live");
