@@ -241,7 +241,15 @@ class _View:
         )
 
     def caller(self, request: web.Request, token: str | None = None) -> Caller:
-        caller = self.policy.identify(-1, token if token is not None else self._token(request))
+        try:  # over TCP there is no peer uid: -1, and the token alone says who
+            caller = self.policy.identify(-1, token if token is not None else self._token(request))
+        except _NotSignedIn:
+            raise
+        except AccessRefused as err:
+            raise AccessRefused(
+                "the bearer token presented to the view matches no operator",
+                hint=err.hint,
+            ) from None
         decision = may(caller, Action.STATUS)
         if not decision.allowed:
             raise AccessRefused(
@@ -408,7 +416,8 @@ class _View:
                 "access.refused",
                 action=action,
                 why=scrub(err.message),
-                error=type(err).__name__,
+                error="AccessRefused",
+                remote=request.remote,
                 outcome="refused",
             )
         body = render("refused.html.j2", status=status, message=scrub(err.message), hint=err.hint)

@@ -183,14 +183,16 @@ def test_refusals_over_http(view: ViewServer, tokens: dict[str, str], audit_log:
         code, body = http(view.url + path)
         assert code == 401, path
         assert "tile" not in body
-    code, _ = http(view.url + "/view/state", token="not-a-token-of-anyone-at-all")
+    code, body = http(view.url + "/view/state", token="not-a-token-of-anyone-at-all")
     assert code == 403
+    assert "the bearer token presented to the view matches no operator" in body
     code, _ = http(view.url + "/view?token=" + tokens["erin"])  # listed under no one
     assert code == 403
     code, body = http(view.url + "/view/state", token=tokens["dave"])
     assert code == 200 and json.loads(body)["sites"]
     refused = records(audit_log, "access.refused")
     assert sum(r.get("action") == "view" for r in refused) == 5
+    assert {r.get("remote") for r in refused} == {"127.0.0.1"}
     logged = "".join(p.read_text() for p in audit_log.glob("audit-*.jsonl"))
     assert tokens["erin"] not in logged and tokens["dave"] not in logged
 
