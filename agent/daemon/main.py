@@ -2,10 +2,11 @@
 with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 
 The composition root: imports the service (`agent.service.service`), the API (`agent.api.http`)
-and its roles policy (`agent.api.auth`), the audit trail and the drivers' open-file limit (raised
-at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`, when a twin
-of the inventory is up): with the CLI, the only module that imports the twin. Nothing here
-decides or renders; nothing below the daemon imports it.
+and its roles policy (`agent.api.auth`), the crisis cell's read-only view (`agent.view`, served on
+loopback TCP only when `CORDON_VIEW_LISTEN` is set), the audit trail and the drivers' open-file
+limit (raised at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`,
+when a twin of the inventory is up): with the CLI, the only module that imports the twin. Nothing
+here decides or renders; nothing below the daemon imports it.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
