@@ -118,6 +118,14 @@ SETTINGS: tuple[Setting, ...] = (
         ("agent.cli.options",),
     ),
     Setting(
+        "CORDON_VIEW_LISTEN",
+        "view_listen",
+        "text",
+        "none: no view",
+        "loopback HOST:PORT where the daemon serves the crisis cell's read-only view (no TLS)",
+        ("agent.view.server",),
+    ),
+    Setting(
         "CORDON_AUDIT_SEAL_KEY",
         "audit_seal_key",
         "text",
@@ -239,6 +247,7 @@ class Settings:
     roles: Path = Path("inventory/roles.yaml")
     socket: Path | None = None
     token: str | None = field(default=None, repr=False)
+    view_listen: str | None = None
     audit_seal_key: str | None = None
     audit_seal_pubkey: str | None = None
     step_pause_s: float = 0.0

@@ -2,10 +2,11 @@
 with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 
 The composition root: imports the service (`agent.service.service`), the API (`agent.api.http`)
-and its roles policy (`agent.api.auth`), the audit trail and the drivers' open-file limit (raised
-at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`, when a twin
-of the inventory is up): with the CLI, the only module that imports the twin. Nothing here
-decides or renders; nothing below the daemon imports it.
+and its roles policy (`agent.api.auth`), the crisis cell's read-only view (`agent.view`, served on
+loopback TCP only when `CORDON_VIEW_LISTEN` is set), the audit trail and the drivers' open-file
+limit (raised at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`,
+when a twin of the inventory is up): with the CLI, the only module that imports the twin. Nothing
+here decides or renders; nothing below the daemon imports it.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
@@ -34,6 +35,7 @@ from agent.api.http import make_app, start
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
+from agent.view import listen_address, make_view_app, start_view
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 
@@ -109,12 +111,13 @@ def run(cfg: DaemonConfig) -> None:
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
     policy = Policy.load(cfg.roles)
+    view = listen_address()  # CORDON_VIEW_LISTEN: refused now if not a loopback HOST:PORT
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
         service.verifier = twin_verifier(service.inv, service.journal.device_states)
         life = _Life()
         try:
-            asyncio.run(_serve(service, policy, cfg, life))
+            asyncio.run(_serve(service, policy, cfg, life, view))
         finally:
             service.stop()
             if life.started:
@@ -129,14 +132,24 @@ def run(cfg: DaemonConfig) -> None:
                 _say(f"stopped ({life.signal or 'on an error'})")
 
 
-async def _serve(service: Service, policy: Policy, cfg: DaemonConfig, life: _Life) -> None:
+async def _serve(
+    service: Service,
+    policy: Policy,
+    cfg: DaemonConfig,
+    life: _Life,
+    view: tuple[str, int] | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop, life)
     runner = await start(make_app(service, policy), cfg.socket, group=cfg.group)
     state_file = cfg.state_dir / STATE_FILE
+    view_runner = None
     try:
+        if view is not None:  # the crisis cell's read-only page, on loopback TCP
+            view_app = make_view_app(service, policy, listen=view)
+            view_runner = await start_view(view_app, *view)
         service.start()  # after the socket: a second daemon on it was refused before any job
         life.started = True
         _write_state(state_file, cfg)
@@ -150,19 +163,28 @@ async def _serve(service: Service, policy: Policy, cfg: DaemonConfig, life: _Lif
                 state_dir=str(cfg.state_dir),
                 roles=policy.source,
                 poll_interval=cfg.poll_interval,
+                view=f"{view[0]}:{view[1]}" if view else None,
                 open_runs=service.journal.open_runs(),
                 flow_probes=service.verifier is not None,
                 outcome="listening",
             )
         _say(f"listening on {cfg.socket} (pid {os.getpid()}, state {cfg.state_dir})")
+        if view is not None:
+            _say(f"crisis-cell view on http://{_host(view[0])}:{view[1]}/view (read-only)")
         await stop.wait()
     finally:
+        if view_runner is not None:
+            await view_runner.cleanup()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             if cfg.socket.is_socket():
                 cfg.socket.unlink()
         with contextlib.suppress(FileNotFoundError):
             state_file.unlink()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event, life: _Life) -> None:
