@@ -47,4 +47,5 @@ SPEC = Spec(
     twin="agent.platforms.juniper_junos.twin",
     forwards=True,
     kernel_names=False,
+    reverts_config=True,  # `commit confirmed` rolls the whole commit back (ports too)
 )
