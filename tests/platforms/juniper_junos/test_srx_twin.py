@@ -1,0 +1,146 @@
+"""juniper_srx on its twin device, through the real driver over NETCONF: Cordon's security policies
+(zones read from the device, placed before the site's own) stop a flow while the must-survive one
+keeps working, STATEFULLY (no reply policy: replies pass by the session table); the read-back
+holds exactly Cordon's objects, first in every zone pair; hit counts count sessions; a policy
+naming an undefined address is refused by `commit check` and changes nothing; a policy removed by
+hand on the device reads back as drift."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.drivers.base import ChangeSet, Expectation, Target
+from agent.errors import CommandRejected, DeviceError
+from agent.lab import netns
+from agent.network.state import DeviceState, NftRule
+from agent.platforms.capabilities import Counters, ReadsRuleComments, require
+from agent.platforms.juniper_junos import srx_parse, srx_render
+from agent.platforms.juniper_junos.srx_driver import SrxDriver
+from agent.platforms.registry import one_shot
+from tests.conftest import Twin
+from tests.lab.twinops import wait_for
+from tests.platforms.juniper_junos.conftest import matrix
+
+pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
+
+SRX = "srx1"
+INET, WAN, SOINS, ADMIN = "ge-0/0/0", "ge-0/0/1", "ge-0/0/2.20", "ge-0/0/2.30"
+SCOPE, SRV = "198.18.103.10", "198.18.104.10"
+SEGMENT = DeviceState(
+    rules=frozenset(
+        [
+            NftRule("accept", SOINS, ADMIN, SCOPE, SRV, None, 2575, "keep scope-hl7"),
+            NftRule("accept", ADMIN, SOINS, SRV, SCOPE, 2575, None, "keep scope-hl7"),
+            NftRule("drop", ADMIN, SOINS, tag="segment"),
+            NftRule("drop", SOINS, ADMIN, tag="segment"),
+        ]
+    )
+)
+ALL_OPEN = {
+    "scope-hl7": True,
+    "scope-ehr": True,
+    "srv-scope-web": True,
+    "pc-ehr": True,
+    "pc-web": True,
+}
+
+
+def script(state: DeviceState) -> ChangeSet:
+    return ChangeSet(tuple(srx_render.script(state).splitlines()), action="test.policies")
+
+
+def nft(twin: Twin) -> str:
+    return netns.run(["nft", "list", "ruleset"], netns=twin.bp.device_ns[SRX]).stdout
+
+
+def back_to_normal(twin: Twin) -> None:
+    with one_shot(Target.of(twin.inv, SRX)) as d:
+        d.apply(script(DeviceState()))
+
+
+def test_policies_cut_a_flow_statefully_while_the_must_survive_one_survives(srx: Twin) -> None:
+    assert matrix(srx) == ALL_OPEN  # the site's own `site-permit` policies, default deny-all
+    try:
+        with one_shot(Target.of(srx.inv, SRX)) as d:
+            assert isinstance(d, SrxDriver)
+            d.apply(script(SEGMENT))
+            d.verify(Expectation(table_present=True, rule_comments=srx_render.comments(SEGMENT)))
+            assert set(require(d, ReadsRuleComments).rule_comments() or ()) == (
+                srx_render.comments(SEGMENT)
+            )
+            config = d.committed()
+            assert srx_parse.misplaced(config) == []  # Cordon's first in every pair
+            order = srx_parse.pair_order(config)[("vlan20", "vlan30")]
+            assert order[-1] == "site-permit" and all(
+                n.startswith(srx_render.PREFIX) for n in order[:-1]
+            )
+            # no reply policy: the SRX's session table carries the must-survive flow's replies
+            assert not any(" from ge-0/0/2.30 to ge-0/0/2.20 match CORDON-h" in ln
+                           for ln in srx_render.script(SEGMENT).splitlines())  # fmt: skip
+            assert wait_for(lambda: not matrix(srx)["srv-scope-web"], timeout=10)
+            seen = matrix(srx)
+            assert seen["scope-hl7"] and seen["pc-web"] and seen["pc-ehr"]
+            assert "ct state established,related accept" in nft(srx)  # the twin's own flow
+            counts = require(d, Counters).rule_counters()
+            drop = next(r for r in SEGMENT.rules if r.iif == ADMIN and r.verdict == "drop")
+            keep = next(r for r in SEGMENT.rules if r.iif == SOINS and r.verdict == "accept")
+            assert counts[srx_render.counted_as(drop)] > 0  # srv -> scope sessions denied
+            assert counts[srx_render.counted_as(keep)] > 0  # scope -> srv sessions permitted
+            d.apply(script(DeviceState()))
+            d.verify(Expectation(table_present=False))
+        assert wait_for(lambda: matrix(srx) == ALL_OPEN, timeout=20)
+    finally:
+        back_to_normal(srx)
+
+
+def test_commit_check_refuses_an_undefined_address_and_nothing_changes(srx: Twin) -> None:
+    with one_shot(Target.of(srx.inv, SRX)) as d:
+        before = d.backup().text
+        bad = ChangeSet(
+            (
+                "set security policies from-zone vlan20 to-zone vlan30 policy CORDON-rdeadbeef "
+                "match source-address CORDON-h-198.18.103.99",
+            )
+        )
+        # not a line Cordon sends: refused before anything reaches the device
+        with pytest.raises(DeviceError, match="not one Cordon sends"):
+            d.apply(bad)
+        assert isinstance(d, SrxDriver)
+        with d._locked("test"):  # the device's own refusal, by its commit check
+            d._rpc(
+                '<load-configuration action="set" format="text"><configuration-set>'
+                + bad.commands[0]
+                + "\nset security policies from-zone vlan20 to-zone vlan30 policy "
+                "CORDON-rdeadbeef match destination-address any\nset security policies "
+                "from-zone vlan20 to-zone vlan30 policy CORDON-rdeadbeef match application "
+                "any\nset security policies from-zone vlan20 to-zone vlan30 policy "
+                "CORDON-rdeadbeef then deny</configuration-set></load-configuration>",
+                "test",
+            )
+            with pytest.raises(CommandRejected, match=r"CORDON-h-198\.18\.103\.99 is not defined"):
+                d._rpc("<commit-configuration><check/></commit-configuration>", "test")
+        after = d.backup().text
+    assert before.splitlines()[1:] == after.splitlines()[1:]
+    assert matrix(srx) == ALL_OPEN
+
+
+def test_a_policy_removed_on_the_device_reads_back_as_drift(srx: Twin) -> None:
+    try:
+        with one_shot(Target.of(srx.inv, SRX)) as d:
+            assert isinstance(d, SrxDriver)
+            d.apply(script(SEGMENT))
+            drop = next(r for r in SEGMENT.rules if r.iif == ADMIN and r.verdict == "drop")
+            name = srx_render.counted_as(drop)
+            with d._locked("test"):  # an operator deletes one of Cordon's policies
+                d._rpc(
+                    '<load-configuration action="set" format="text"><configuration-set>'
+                    f"delete security policies from-zone vlan30 to-zone vlan20 policy {name}"
+                    "</configuration-set></load-configuration>",
+                    "test",
+                )
+                d._rpc("<commit-configuration><log>hand</log></commit-configuration>", "test")
+            with pytest.raises(DeviceError, match="security policies differ"):
+                d.verify(Expectation(rule_comments=srx_render.comments(SEGMENT)), timeout=0.0)
+        assert wait_for(lambda: matrix(srx)["srv-scope-web"], timeout=10)  # really open again
+    finally:
+        back_to_normal(srx)
