@@ -5,7 +5,10 @@ candidate transaction: `<lock>`, `<load-configuration action="set" format="text"
 `<commit-configuration><check/>`, `<commit-configuration>` (with `<confirmed/>` and
 `<confirm-timeout>` when a revert is armed), `<unlock>`; the read-back is the committed
 configuration in `set` format and `<get-interface-information>`; counters come from
-`<get-firewall-filter-information>`. Its dead-man is Junos's own `commit confirmed`.
+`<get-firewall-filter-information>`. Its dead-man is Junos's own `commit confirmed`. What
+Cordon's objects are (filters here, security policies on an SRX: `srx_driver`) is behind a few
+methods the SRX driver overrides (`_kind`, `_ours`, `_names_listed`, `_converge`,
+`_check_committed`, `_differs`, `rule_counters`).
 Imports the shared transports (`agent.drivers`), this folder's renderer and parser, audit and
 errors; ncclient, lxml and paramiko exceptions stop here."""
 

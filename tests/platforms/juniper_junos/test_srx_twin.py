@@ -7,6 +7,9 @@ hand on the device reads back as drift."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
 
 from agent.drivers.base import ChangeSet, Expectation, Target
@@ -53,6 +56,20 @@ def nft(twin: Twin) -> str:
     return netns.run(["nft", "list", "ruleset"], netns=twin.bp.device_ns[SRX]).stdout
 
 
+def paths(xml: str) -> set[str]:
+    """Every element path of an XML reply, namespaces dropped."""
+    out: set[str] = set()
+
+    def walk(elem: ET.Element, at: str) -> None:
+        here = f"{at}/{elem.tag.rsplit('}', 1)[-1]}"
+        out.add(here)
+        for child in elem:
+            walk(child, here)
+
+    walk(ET.fromstring(xml), "")
+    return out
+
+
 def back_to_normal(twin: Twin) -> None:
     with one_shot(Target.of(twin.inv, SRX)) as d:
         d.apply(script(DeviceState()))
@@ -86,6 +103,13 @@ def test_policies_cut_a_flow_statefully_while_the_must_survive_one_survives(srx:
             keep = next(r for r in SEGMENT.rules if r.iif == SOINS and r.verdict == "accept")
             assert counts[srx_render.counted_as(drop)] > 0  # srv -> scope sessions denied
             assert counts[srx_render.counted_as(keep)] > 0  # scope -> srv sessions permitted
+            reply = d._rpc("<get-security-policies-hit-count/>", "test")
+            fixture = (
+                Path(srx_render.__file__)
+                .with_name("fixtures")
+                .joinpath("get-security-policies-hit-count.xml")
+            )
+            assert paths(reply) == paths(fixture.read_text())  # the documented shape
             d.apply(script(DeviceState()))
             d.verify(Expectation(table_present=False))
         assert wait_for(lambda: matrix(srx) == ALL_OPEN, timeout=20)
