@@ -70,6 +70,12 @@ def paths(xml: str) -> set[str]:
     return out
 
 
+def history(d: SrxDriver) -> str:
+    """The device's commit history (the reply without its message id)."""
+    reply = d._rpc("<get-commit-information/>", "test")
+    return reply[reply.index("<commit-information") :]
+
+
 def back_to_normal(twin: Twin) -> None:
     with one_shot(Target.of(twin.inv, SRX)) as d:
         d.apply(script(DeviceState()))
@@ -168,3 +174,61 @@ def test_a_policy_removed_on_the_device_reads_back_as_drift(srx: Twin) -> None:
         assert wait_for(lambda: matrix(srx)["srv-scope-web"], timeout=10)  # really open again
     finally:
         back_to_normal(srx)
+
+
+def test_a_count_rule_counts_the_sessions_of_what_it_overlaps(srx: Twin) -> None:
+    """A reconnection's counter (count then accept soins -> WAN, the WAN cut otherwise): its
+    overlap policy permits the monitor's sessions to the EHR and its hit count counts them."""
+    count = NftRule("count", iif=SOINS, oif=WAN, tag="reconnect soins")
+    state = DeviceState(
+        rules=frozenset(
+            {
+                count,
+                NftRule("accept", iif=SOINS, oif=WAN, tag="reconnect soins"),
+                NftRule("accept", iif=WAN, oif=SOINS, tag="reconnect soins"),
+                NftRule("drop", iif=WAN, tag="cut wan"),
+                NftRule("drop", oif=WAN, tag="cut wan"),
+            }
+        )
+    )
+    try:
+        with one_shot(Target.of(srx.inv, SRX)) as d:
+            d.apply(script(state))
+            assert wait_for(lambda: not matrix(srx)["pc-ehr"], timeout=10)
+            assert matrix(srx)["scope-ehr"]
+            counts = require(d, Counters).rule_counters()
+            assert counts[srx_render.counted_as(count)] > 0
+    finally:
+        back_to_normal(srx)
+    assert wait_for(lambda: matrix(srx) == ALL_OPEN, timeout=20)
+
+
+def test_an_interface_in_no_zone_is_refused_and_nothing_is_sent(srx: Twin) -> None:
+    """The zones are the device's: once an operator takes the admin unit out of its zone, a
+    policy for it cannot be written; the driver refuses, the device's commit history unchanged."""
+    with one_shot(Target.of(srx.inv, SRX)) as d:
+        assert isinstance(d, SrxDriver)
+        with d._locked("test"):
+            d._rpc(
+                '<load-configuration action="set" format="text"><configuration-set>'
+                "set security zones security-zone vlan30\n"  # the zone stays (site policies)
+                "delete security zones security-zone vlan30 interfaces ge-0/0/2.30"
+                "</configuration-set></load-configuration>",
+                "test",
+            )
+            d._rpc("<commit-configuration><log>hand</log></commit-configuration>", "test")
+        try:
+            before = history(d)
+            with pytest.raises(DeviceError, match=r"ge-0/0/2\.30 is in no security zone"):
+                d.apply(script(SEGMENT))
+            assert history(d) == before
+        finally:
+            with d._locked("test"):
+                d._rpc(
+                    '<load-configuration action="set" format="text"><configuration-set>'
+                    "set security zones security-zone vlan30 interfaces ge-0/0/2.30"
+                    "</configuration-set></load-configuration>",
+                    "test",
+                )
+                d._rpc("<commit-configuration><log>hand</log></commit-configuration>", "test")
+    assert wait_for(lambda: matrix(srx) == ALL_OPEN, timeout=20)
