@@ -112,10 +112,6 @@ class Policy:
             f"{self.app} then {self.action}"
         )
 
-    def shown(self) -> str:
-        """What the read-back can tell of it (zones are the device's, not in its name)."""
-        return f"policy {self.name} match {self.src} {self.dst} {self.app} then {self.action}"
-
 
 def _policy(rule: NftRule, name: str, action: str) -> Policy:
     if rule.sport is not None and not rule.reply:
@@ -159,10 +155,11 @@ def objects(state: DeviceState) -> list[str]:
     """The script lines of `state`: addresses and applications (sorted), then policies in
     order."""
     pols = policies(state)
+    used = {p.src for p in pols} | {p.dst for p in pols}
     addrs: dict[str, str] = {}
     for r in state.rules:
         for a in (r.saddr, r.daddr):
-            if a and address_name(a) in {p.src for p in pols} | {p.dst for p in pols}:
+            if a and address_name(a) in used:
                 addrs[address_name(a)] = str(ipaddress.ip_network(a, strict=False))
     apps = sorted({p.app for p in pols if p.app != ANY})
     return [
