@@ -1,5 +1,6 @@
 """Per-platform change time on one twin, side by side: for each platform of the example group
-(FortiGate, Stormshield SNS and Linux firewalls; IOS-XE, AOS-CX, Junos and IOS-style switches),
+(FortiGate, Stormshield SNS, Junos SRX and Linux firewalls; IOS-XE, AOS-CX, Junos EX and
+IOS-style switches),
 one of its devices, a connected driver (connection time excluded, measured apart), and N
 repetitions of:
 
@@ -45,12 +46,13 @@ from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "inventory" / "hospi-grand-ouest.yaml"
-# The switch platforms are not in the example group yet: their own small groups (the ones their
-# twin tests use), each brought up in turn after the example's twin.
+# The switch platforms and the Junos SRX are not in the example group yet: their own small groups
+# (the ones their twin tests use), each brought up in turn after the example's twin.
 SWITCH_GROUPS = [
     ROOT / "tests/platforms/cisco_iosxe/data/iosxe-pair.yaml",
     ROOT / "tests/platforms/aruba_aoscx/data/aoscx-lab.yaml",
     ROOT / "tests/platforms/juniper_junos/data/junos-site.yaml",
+    ROOT / "tests/platforms/juniper_junos/data/srx-site.yaml",
 ]
 
 

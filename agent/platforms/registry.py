@@ -150,6 +150,7 @@ for _spec in (
     aruba_aoscx.SPEC,
     cisco_iosxe.SPEC,
     juniper_junos.SPEC,
+    juniper_junos.SRX_SPEC,
 ):
     register(_spec)
 register(snmp.SPEC, shared=True)

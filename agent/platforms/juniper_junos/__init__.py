@@ -5,11 +5,18 @@ transaction with ncclient and reads them back (`parse`); its native safety net i
 `commit confirmed`. `twin` starts its twin device (a NETCONF server behind sshd's `netconf`
 subsystem, its configuration held by a small per-device daemon; only the lab imports it,
 through the registry).
-This module holds only the registration: ncclient loads when a driver is made."""
+
+`juniper_srx` is the same device family as an edge firewall (an SRX): the same NETCONF driver,
+transaction, `commit confirmed` dead-man and twin, but Cordon's packet rules are stateful
+security policies between the device's own security zones (`srx_render`, `srx_parse`,
+`srx_driver`). It is a platform name of its own because the registry keys one rules method per
+platform (the renderer sees the isolation state, not the device's role).
+This module holds only the registrations: ncclient loads when a driver is made."""
 
 from __future__ import annotations
 
 from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms.juniper_junos import srx_parse, srx_render
 from agent.platforms.juniper_junos.parse import config_lines, names_in
 from agent.platforms.juniper_junos.render import (
     METHOD,
@@ -22,12 +29,19 @@ from agent.platforms.juniper_junos.render import (
 from agent.platforms.spec import Rules, Spec
 
 NAME = "juniper_junos"
+SRX_NAME = "juniper_srx"
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
     from agent.platforms.juniper_junos.driver import JunosDriver  # noqa: PLC0415
 
     return JunosDriver(target, timeouts)
+
+
+def _srx_driver(target: Target, timeouts: Timeouts | None) -> Driver:
+    from agent.platforms.juniper_junos.srx_driver import SrxDriver  # noqa: PLC0415
+
+    return SrxDriver(target, timeouts)
 
 
 SPEC = Spec(
@@ -47,4 +61,25 @@ SPEC = Spec(
     twin="agent.platforms.juniper_junos.twin",
     forwards=True,
     kernel_names=False,
+    reverts_config=True,  # `commit confirmed` rolls the whole commit back (ports too)
+)
+
+SRX_SPEC = Spec(
+    name=SRX_NAME,
+    driver=_srx_driver,
+    shuts_by="cli",
+    shut_lines=disable_lines,
+    rules=Rules(
+        method=srx_render.METHOD,
+        script=srx_render.script,
+        comments=srx_render.comments,
+        comments_in=srx_parse.names_in,
+        counted_as=srx_render.counted_as,
+        home=f"the {srx_render.PREFIX} security policies",
+    ),
+    config_lines=srx_parse.config_lines,
+    twin="agent.platforms.juniper_junos.twin",
+    forwards=True,
+    kernel_names=False,
+    reverts_config=True,  # `commit confirmed` rolls the whole commit back (ports too)
 )

@@ -5,7 +5,10 @@ candidate transaction: `<lock>`, `<load-configuration action="set" format="text"
 `<commit-configuration><check/>`, `<commit-configuration>` (with `<confirmed/>` and
 `<confirm-timeout>` when a revert is armed), `<unlock>`; the read-back is the committed
 configuration in `set` format and `<get-interface-information>`; counters come from
-`<get-firewall-filter-information>`. Its dead-man is Junos's own `commit confirmed`.
+`<get-firewall-filter-information>`. Its dead-man is Junos's own `commit confirmed`. What
+Cordon's objects are (filters here, security policies on an SRX: `srx_driver`) is behind a few
+methods the SRX driver overrides (`_kind`, `_ours`, `_names_listed`, `_converge`,
+`_check_committed`, `_differs`, `rule_counters`).
 Imports the shared transports (`agent.drivers`), this folder's renderer and parser, audit and
 errors; ncclient, lxml and paramiko exceptions stop here."""
 
@@ -207,7 +210,7 @@ class JunosDriver:
             via=self.via,
             interfaces=ifs,
             config=config,
-            ours=parse.ours(config),
+            ours=self._ours(config),
         )
 
     def facts(self) -> Facts:
@@ -221,14 +224,14 @@ class JunosDriver:
             via=self.via,
             text=text,
             sha256=store_evidence(text),
-            ours=parse.ours(text) or None,
+            ours=self._ours(text) or None,
         )
 
     def rule_comments(self, operation: str = "read") -> tuple[str, ...] | None:
         """The names of Cordon's filter terms and attachments in the committed configuration,
         in order (`FILTER/TERM`, `@ifd.unit direction FILTER`), None when it holds none."""
-        ours = parse.ours(self.committed(operation))
-        return tuple(parse.names_listed(ours)) if ours else None
+        ours = self._ours(self.committed(operation))
+        return tuple(self._names_listed(ours)) if ours else None
 
     def rule_counters(self) -> dict[str, int]:
         """Packets counted by each term of Cordon's filters (`then count`), keyed
@@ -245,14 +248,14 @@ class JunosDriver:
             present = bool(facts.ours)
             if expect.table_present is not None and present != expect.table_present:
                 wrong.append(
-                    f"{PREFIX} filters {'present' if present else 'absent'}, expected "
+                    f"{self._home} {'present' if present else 'absent'}, expected "
                     f"{'present' if expect.table_present else 'absent'}"
                 )
             if expect.rule_comments is not None:
-                have = parse.names_in(facts.ours)
+                have = frozenset(self._names_listed(facts.ours))
                 if have != expect.rule_comments:
                     wrong.append(
-                        f"{PREFIX} filters differ: missing "
+                        f"{self._home} differ: missing "
                         f"{sorted(expect.rule_comments - have)}, unexpected "
                         f"{sorted(have - expect.rule_comments)}"
                     )
@@ -271,7 +274,7 @@ class JunosDriver:
     def apply(self, changes: ChangeSet) -> ApplyResult:
         lines = [c.strip() for c in changes.commands if c.strip()]
         try:
-            kind = kind_of(lines)
+            kind = self._kind(lines)
         except ValueError as exc:
             raise DeviceError(
                 self.target.name, "apply", f"change set refused before sending: {exc}"
@@ -286,8 +289,11 @@ class JunosDriver:
                 self.target, via=self.via, changes=changes, commands=sent, exc=exc, started=t0
             )
             raise
-        if armed is not None:
-            self._committed[armed[0]] = parse.names_in(parse.ours(self.committed("apply")))
+        if armed is not None or kind in self._checked_kinds:
+            committed = self.committed("apply")
+            self._check_committed(kind, sent, committed)
+            if armed is not None:
+                self._committed[armed[0]] = frozenset(self._names_listed(self._ours(committed)))
         return trail.change_applied(
             self.target, via=self.via, changes=changes, commands=sent, output=output, started=t0
         )
@@ -299,9 +305,9 @@ class JunosDriver:
         is discarded and unlocked, and nothing was committed. Returns the output and the lines
         loaded."""
         with self._locked("apply"):
-            if kind == "filters":  # converge: every CORDON- object out, the wanted ones in
+            if kind != "disable":  # converge: every CORDON- object out, the wanted ones in
                 have = self._parse("apply", parse.config_text, self._rpc(_SET_CANDIDATE, "apply"))
-                lines = parse.delete_lines(parse.ours(have)) + lines
+                lines = self._converge(have, lines)
             if not lines:
                 return "", lines
             try:
@@ -356,11 +362,11 @@ class JunosDriver:
         what `changes` would make (the device's rollback lands where the plan says)."""
         lines = [c.strip() for c in changes.commands if c.strip()]
         try:
-            kind = kind_of(lines)
+            kind = self._kind(lines)
         except ValueError as exc:
             raise DeviceError(self.target.name, "arm", f"revert refused: {exc}") from None
         config = self.committed("arm")
-        wrong = _differs(config, lines, kind)
+        wrong = self._differs(config, lines, kind)
         if wrong:
             raise DeviceError(
                 self.target.name,
@@ -411,7 +417,7 @@ class JunosDriver:
             )
         expected = self._committed.pop(token, None)
         if expected is not None:
-            have = parse.names_in(parse.ours(self.committed("confirm")))
+            have = frozenset(self._names_listed(self._ours(self.committed("confirm"))))
             if have != expected:  # the timer won the race: the fail-safe state is committed
                 self._confirmed("fired", token)
                 return False
@@ -428,6 +434,30 @@ class JunosDriver:
             duration_s=0.0,
             output=f"{token}: {'confirmed' if outcome == 'ok' else 'already rolled back'}",
         )
+
+    # -- what differs between a Junos EX (filters) and an SRX (security policies) ----------------
+
+    _home = f"{PREFIX} filters"
+    _checked_kinds: frozenset[str] = frozenset()  # kinds read back line by line after commit
+
+    def _kind(self, lines: Sequence[str]) -> str:
+        return kind_of(lines)
+
+    def _ours(self, config: str) -> str:
+        return parse.ours(config)
+
+    def _names_listed(self, ours: str) -> list[str]:
+        return parse.names_listed(ours)
+
+    def _converge(self, candidate: str, lines: list[str]) -> list[str]:
+        """The statements that make Cordon's objects in `candidate` exactly `lines`."""
+        return parse.delete_lines(parse.ours(candidate)) + lines
+
+    def _check_committed(self, kind: str, sent: Sequence[str], committed: str) -> None:
+        """Raise DeviceError when the committed configuration does not hold what was sent."""
+
+    def _differs(self, config: str, lines: Sequence[str], kind: str) -> str:
+        return _differs(config, lines, kind)
 
     # -- plumbing --------------------------------------------------------------------------------
 

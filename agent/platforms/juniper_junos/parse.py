@@ -113,6 +113,12 @@ def _child_text(elem: ET.Element, name: str) -> str | None:
     return None
 
 
+# the XML helpers, for the SRX parser beside this one
+xml_root = _xml
+find_all = _find_all
+child_text = _child_text
+
+
 def config_text(reply: str) -> str:
     """The text of `<configuration-set>` (or `<configuration-text>`) in a get-configuration
     reply."""

@@ -11,6 +11,7 @@ Imports the lab's primitives (`agent.lab.daemons`, `twins`); only the lab import
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +41,45 @@ def initial_config(node: Node) -> list[str]:
             continue
         ifd, _, unit = iface.name.partition(".")
         lines.append(f"set interfaces {ifd} unit {unit or '0'} family inet address {iface.address}")
+    if dev.platform == "juniper_srx":
+        lines += srx_security(node)
+    return lines
+
+
+def zone_name(interface: str, vlan: int | None) -> str:
+    """The twin SRX's security zone of an interface: `vlan20` for a VLAN's gateway, else
+    `if-ge-0-0-0` (a zone of its own per routed interface, as Cordon needs it)."""
+    if vlan is not None:
+        return f"vlan{vlan}"
+    return "if-" + re.sub(r"[/.:]", "-", interface.split(".", maxsplit=1)[0])
+
+
+def srx_security(node: Node) -> list[str]:
+    """The twin SRX's own security configuration at `lab up`, as a site would have it: one zone
+    per routed interface, the default policy `deny-all`, and a site policy `site-permit` in
+    every zone pair (everything flows until Cordon's policies, placed before it, say not)."""
+    dev = node.device
+    zones: list[str] = []
+    lines: list[str] = []
+    for iface in dev.interfaces:
+        if iface.address is None or iface.name == dev.management.interface:
+            continue
+        ifd, _, unit = iface.name.partition(".")
+        zone = zone_name(iface.name, iface.vlan)
+        zones.append(zone)
+        lines.append(f"set security zones security-zone {zone} interfaces {ifd}.{unit or '0'}")
+    for a in zones:
+        for b in zones:
+            if a == b:
+                continue
+            head = f"set security policies from-zone {a} to-zone {b} policy site-permit"
+            lines += [
+                f"{head} match source-address any",
+                f"{head} match destination-address any",
+                f"{head} match application any",
+                f"{head} then permit",
+            ]
+    lines.append("set security policies default-policy deny-all")
     return lines
 
 

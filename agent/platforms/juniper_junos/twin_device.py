@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from agent.platforms.juniper_junos import twin_security
+
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 JUNOS_NS = "http://xml.juniper.net/junos/23.4R1/junos"
 EOM = b"]]>]]>"
@@ -79,7 +81,9 @@ _TERMINATING = ("accept", "discard", "reject")
 
 
 def statement_ok(stmt: str) -> bool:
-    return any(p.match(stmt) for p in _STATEMENTS)
+    return any(p.match(stmt) for p in _STATEMENTS) or any(
+        p.match(stmt) for p in twin_security.STATEMENTS
+    )
 
 
 def _single_key(stmt: str) -> str | None:
@@ -87,7 +91,7 @@ def _single_key(stmt: str) -> str | None:
         m = rx.match(stmt)
         if m:
             return m.group(1)
-    return None
+    return twin_security.single_key(stmt)
 
 
 @dataclass
@@ -114,6 +118,11 @@ def load_set(config: list[str], text: str) -> tuple[list[str], list[LoadError]]:
                 out = [s for s in out if _single_key(s) != key]
             if stmt not in out:
                 out.append(stmt)
+        elif verb == "insert" and stmt.startswith("security policies "):
+            moved, problem = twin_security.insert(out, stmt)
+            if problem is not None:
+                errors.append(LoadError("error", f"[edit {stmt}]"[:200], problem, stmt.split()[-1]))
+            out = moved
         elif verb == "delete" and stmt and re.fullmatch(r"[A-Za-z0-9_./:, -]+", stmt):
             kept = [s for s in out if not (s == stmt or s.startswith(stmt + " "))]
             if len(kept) == len(out):
@@ -156,6 +165,7 @@ def check(config: list[str]) -> list[LoadError]:
                         tname,
                     )
                 )
+    errors += [LoadError("error", p, m, e) for p, m, e in twin_security.check(config)]
     if errors:
         errors.append(LoadError("error", "", "configuration check-out failed"))
     return errors
@@ -266,7 +276,9 @@ def nft_script(config: list[str], kernel: dict[str, str]) -> str:
             ins.append(f"iifname {json.dumps(k)} jump {chains[m.group(4)]}")
         else:
             outs.append(f"oifname {json.dumps(k)} jump {chains[m.group(4)]}")
-    for hook, rules in (("forward", ins + outs), ("input", ins), ("output", outs)):
+    flow, chains_sec = twin_security.nft_chains(twin_security.read(config), kname)
+    lines += chains_sec
+    for hook, rules in (("forward", ins + outs + flow), ("input", ins), ("output", outs)):
         lines.append(f"  chain {hook} {{")
         lines.append(f"    type filter hook {hook} priority 10; policy accept;")
         lines += [f"    {r}" for r in rules]
@@ -704,21 +716,15 @@ class Session:
             )
         return "<interface-information>" + "".join(out) + "</interface-information>"
 
+    def op_get_security_policies_hit_count(self, op: ET.Element) -> str:
+        sec = twin_security.read(self.dev.committed)
+        if not sec.present:
+            return rpc_error("syntax error", element="get-security-policies-hit-count")
+        counts = {k: p for k, (p, _b) in _nft_counters().items()}
+        return twin_security.hit_count_reply(sec, counts)
+
     def op_get_firewall_filter_information(self, op: ET.Element) -> str:
-        done = _run(["nft", "-j", "list", "table", "inet", TABLE])
-        packets: dict[str, tuple[int, int]] = {}
-        if done.returncode == 0:
-            for item in json.loads(done.stdout).get("nftables", []):
-                rule = item.get("rule")
-                if not rule or not rule.get("comment"):
-                    continue
-                for stmt in rule.get("expr", []):
-                    if isinstance(stmt, dict) and "counter" in stmt:
-                        p, b = packets.get(rule["comment"], (0, 0))
-                        packets[rule["comment"]] = (
-                            p + stmt["counter"]["packets"],
-                            b + stmt["counter"]["bytes"],
-                        )
+        packets = _nft_counters()
         out = []
         for fname, terms in sorted(filters(self.dev.committed).items()):
             counters = []
@@ -736,6 +742,25 @@ class Session:
                 f"{''.join(counters)}</filter-information>"
             )
         return "<firewall-information>" + "".join(out) + "</firewall-information>"
+
+
+def _nft_counters() -> dict[str, tuple[int, int]]:
+    """(packets, bytes) of every counting rule of the twin's table, by its comment."""
+    done = _run(["nft", "-j", "list", "table", "inet", TABLE])
+    packets: dict[str, tuple[int, int]] = {}
+    if done.returncode == 0:
+        for item in json.loads(done.stdout).get("nftables", []):
+            rule = item.get("rule")
+            if not rule or not rule.get("comment"):
+                continue
+            for stmt in rule.get("expr", []):
+                if isinstance(stmt, dict) and "counter" in stmt:
+                    p, b = packets.get(rule["comment"], (0, 0))
+                    packets[rule["comment"]] = (
+                        p + stmt["counter"]["packets"],
+                        b + stmt["counter"]["bytes"],
+                    )
+    return packets
 
 
 def _timer(dev: Device) -> None:

@@ -40,3 +40,25 @@ def junos(twin_lock: None) -> Iterator[Twin]:
 
 def matrix(twin: Twin) -> dict[str, bool]:
     return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
+
+
+SRX_DATA = Path(__file__).with_name("data") / "srx-site.yaml"
+
+
+@pytest.fixture(scope="module")
+def srx(twin_lock: None) -> Iterator[Twin]:
+    """The SRX group of data/srx-site.yaml, its confirm minute MINUTE_S seconds."""
+    if LabState.load(build.DEFAULT_LAB) is not None:
+        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
+    inv = load(SRX_DATA)
+    junos_twin.time_scale(MINUTE_S)
+    try:
+        state = build.up(inv)
+    finally:
+        junos_twin.time_scale(60.0)
+    secrets = _collect_secrets(state.files)
+    SECRETS.extend(secrets)
+    try:
+        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
+    finally:
+        build.down()
