@@ -41,6 +41,8 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Approvals", ("run.approved",)),
     ("Break-glass uses", ("run.break_glass",)),
     ("Verifications", ("device.verify",)),
+    # every flow's verdict per verify step: passed, failed or UNVERIFIED (no source could tell)
+    ("Flow verifications", ("flow.checked",)),
     ("Reconnection attestations", ("reconnect.attested",)),
     ("Drift alarms", ("drift.alarm",)),
     ("Refused access", ("access.refused",)),

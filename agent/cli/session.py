@@ -69,9 +69,14 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             stack.enter_context(state_lock(o.state_dir, shared=True))
         service = stack.enter_context(local(o.inventory or default_path(), o.state_dir))
         if drives:
-            from agent.lab.verifier import twin_verifier  # noqa: PLC0415
+            from agent.lab.verifier import twin_source  # noqa: PLC0415
+            from agent.verify.sources import production_sources  # noqa: PLC0415
 
-            service.verifier = twin_verifier(service.inv, service.journal.device_states)
+            twin = twin_source(service.inv)
+            service.sources = (
+                *production_sources(service.inv, service.pool),
+                *([twin] if twin is not None else []),
+            )
         sock = stack.enter_context(_serve_here(make_app(service, policy)))
         client = stack.enter_context(Client(sock, token=o.token))
         yield Conn(TypedClient(client), service)

@@ -34,6 +34,7 @@ from agent.api.http import make_app, start
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
+from agent.verify.sources import production_sources
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 
@@ -104,14 +105,18 @@ class _Life:
 
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
-    from agent.lab.verifier import twin_verifier  # noqa: PLC0415 - pulls in the twin's modules
+    from agent.lab.verifier import twin_source  # noqa: PLC0415 - pulls in the twin's modules
 
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
     policy = Policy.load(cfg.roles)
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
-        service.verifier = twin_verifier(service.inv, service.journal.device_states)
+        twin = twin_source(service.inv)
+        service.sources = (
+            *production_sources(service.inv, service.pool),
+            *([twin] if twin is not None else []),
+        )
         life = _Life()
         try:
             asyncio.run(_serve(service, policy, cfg, life))
@@ -151,7 +156,7 @@ async def _serve(service: Service, policy: Policy, cfg: DaemonConfig, life: _Lif
                 roles=policy.source,
                 poll_interval=cfg.poll_interval,
                 open_runs=service.journal.open_runs(),
-                flow_probes=service.verifier is not None,
+                flow_sources=[s.name for s in service.sources],
                 outcome="listening",
             )
         _say(f"listening on {cfg.socket} (pid {os.getpid()}, state {cfg.state_dir})")

@@ -23,6 +23,7 @@ from agent.lab.probe import ProbeResult, ProbeTarget, Status, probe_tcp, validat
 from agent.lab.topology import Blueprint, banner
 from agent.network.paths import flow_path
 from agent.network.state import DeviceState, flow_open
+from agent.verify.evidence import Evidence, Seen
 
 Expectation = Callable[[Flow], bool]  # True: the flow should connect
 
@@ -199,17 +200,7 @@ def engine_verifier(
     run changing a device on a flow's path (a sister site's WAN cut) after they were read makes
     the expectation stale, and the check fails after `settle` seconds."""
     paths = {f.name: flow_path(inv, f) for f in inv.flows}
-    config = settings.current()
-    open_s = (
-        open_timeout if open_timeout is not None else config.verify_open_timeout_s or OPEN_TIMEOUT_S
-    )
-    closed_s = (
-        closed_timeout
-        if closed_timeout is not None
-        else config.verify_closed_timeout_s or CLOSED_TIMEOUT_S
-    )
-    if open_s <= 0 or closed_s <= 0:
-        raise LabError("verifier timeouts must be positive")
+    open_s, closed_s = _timeouts(open_timeout, closed_timeout)
 
     def verify(site: str, states: States, only: Collection[str] | None = None) -> list[str]:
         mine = [
@@ -239,6 +230,59 @@ def engine_verifier(
             expect(True)  # the next round starts from the states recorded now
 
     return verify
+
+
+def _timeouts(open_timeout: float | None, closed_timeout: float | None) -> tuple[float, float]:
+    """The prober's (open, closed) timeouts: given, else the settings, else the defaults."""
+    config = settings.current()
+    open_s = (
+        open_timeout if open_timeout is not None else config.verify_open_timeout_s or OPEN_TIMEOUT_S
+    )
+    closed_s = (
+        closed_timeout
+        if closed_timeout is not None
+        else config.verify_closed_timeout_s or CLOSED_TIMEOUT_S
+    )
+    if open_s <= 0 or closed_s <= 0:
+        raise LabError("verifier timeouts must be positive")
+    return open_s, closed_s
+
+
+class TwinSource:
+    """The twin's prober as one flow source (`twin`): each flow asked is probed from inside its
+    source host's namespace, one round of the verifier's probing (`_probe_round`: the same
+    timeouts and first try; see OPEN_TIMEOUT_S above), and reported as seen: OPEN when a TCP
+    connection was made, CLOSED otherwise (the probe's status as the detail). The retries until
+    the flows settle are the run's (`agent.verify.check`), which re-reads the expectation."""
+
+    name = "twin"
+
+    def __init__(
+        self,
+        inv: Inventory,
+        bp: Blueprint,
+        *,
+        open_timeout: float | None = None,
+        closed_timeout: float | None = None,
+    ) -> None:
+        self.inv, self.bp = inv, bp
+        self.open_s, self.closed_s = _timeouts(open_timeout, closed_timeout)
+
+    def check(
+        self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
+        del site  # the flows asked are probed wherever they run from
+        want = {f.name: expected[f.name] for f in flows}
+        obs = _probe_round(self.inv, self.bp, flows, lambda _r: want, self.open_s, self.closed_s)
+        return [
+            Evidence(
+                o.flow.name,
+                self.name,
+                Seen.OPEN if o.observed_open else Seen.CLOSED,
+                "" if o.observed_open else f"probe: {o.status.value}",
+            )
+            for o in obs
+        ]
 
 
 def _probe_round(

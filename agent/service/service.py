@@ -15,8 +15,8 @@ so a local order is authorized and audited exactly as one sent to the daemon.
 Imports the executor (`agent.run`), the engine's journal and plan, the drivers' pool, the
 inventory and playbook loaders, the audit trail, `agent.status`, `agent.errors`, its own package
 and `agent.wire`: every answer is built through its wire model, the shape the client parses and
-the CLI renders. Never the API, the daemon process, click, a renderer or the twin (a flow
-verifier is given to it by a composition root)."""
+the CLI renders. Never the API, the daemon process, click, a renderer or the twin (the flow
+sources are given to it by a composition root)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ from agent.wire import (
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from agent.run.model import FlowVerifier
+    from agent.run.model import Sources
 
 DAEMON_ACTOR = "cordon-daemon"
 
@@ -110,7 +110,7 @@ class Service:
         poll_interval: float = 30.0,
         backup_interval: float = 86400.0,
         jobstore_url: str | None = None,
-        verifier: FlowVerifier | None = None,
+        sources: Sources = (),
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.inv: Inventory = load_inventory(inventory)
@@ -124,7 +124,7 @@ class Service:
         self.pool = Pool(
             self.inv, keepalive=30.0 if scheduler else None, max_size=max(64, 2 * len(devices))
         )
-        self.verifier = verifier
+        self.sources = tuple(sources)
         self.progress = progress
         self.poll_interval = poll_interval
         self.backup_interval = backup_interval
@@ -279,7 +279,7 @@ class Service:
             self.journal,
             self.pool,
             actor=actor,
-            verifier=self.verifier,
+            sources=self.sources,
             progress=self.progress,
         )
 

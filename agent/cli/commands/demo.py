@@ -42,6 +42,7 @@ from agent.playbook.models import Playbook, ReconnectZone
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
 from agent.status import GateStatus, RunStatus
+from agent.verify.sources import production_sources
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 
@@ -121,7 +122,7 @@ def _contain_and_restore(
             journal,
             pool,
             actor=getpass.getuser(),
-            verifier=flows.engine_verifier(inv, bp, current=journal.device_states),
+            sources=[*production_sources(inv, pool), flows.TwinSource(inv, bp)],
         )
         _say(
             f"\n== 4. Attack declared at {HIT}: isolate it (L1-L3), and switch the "

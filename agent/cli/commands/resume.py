@@ -20,9 +20,10 @@ from agent.cli.render.report import render_report, report_json
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.inventory import default_path, load
-from agent.lab.verifier import twin_verifier
+from agent.lab.verifier import twin_source
 from agent.run.executor import Executor
 from agent.status import RUN_EXIT, RunStatus
+from agent.verify.sources import production_sources
 
 __all__ = ["resume_cmd"]
 
@@ -58,7 +59,10 @@ def resume_cmd(
                 journal,
                 pool,
                 actor=getpass.getuser(),
-                verifier=twin_verifier(inv, journal.device_states),
+                sources=[
+                    *production_sources(inv, pool),
+                    *([twin] if (twin := twin_source(inv)) is not None else []),
+                ],
                 progress=lambda msg: click.echo(f"  {msg}", err=json_out),
             )
             report = ex.resume(run_id, roll_back=roll_back)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import paramiko
@@ -31,7 +31,8 @@ from agent.drivers.base import (
 )
 from agent.drivers.ssh import Run, Shell, abort, open_transport
 from agent.errors import CommandRejected, DeviceError
-from agent.platforms.linux_nftables import parse, revert
+from agent.platforms.capabilities import FlowDecision, FlowQuery
+from agent.platforms.linux_nftables import evaluate, parse, revert
 
 T = TypeVar("T")
 
@@ -190,6 +191,14 @@ class NftablesDriver:
             if packets is not None:
                 out[rule.comment] = out.get(rule.comment, 0) + packets
         return out
+
+    def decide_flows(self, queries: Sequence[FlowQuery]) -> list[FlowDecision]:
+        """What this firewall's forward hook does with each packet: its whole live ruleset (one
+        `nft -j list ruleset`: Cordon's table and every table beside it) evaluated
+        (`evaluate`); UNKNOWN, naming why, where the rules hold what it does not evaluate."""
+        text = self._ok(self._run("nft -j list ruleset", operation="decide"), "decide").out
+        chains = self._parse("decide", evaluate.load, text)
+        return [evaluate.decide(chains, q) for q in queries]
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"
