@@ -321,8 +321,32 @@ class Service:
                 "drift_alarms": alarms,
                 "last_poll": self._last_poll,
                 "incidents": [i.as_dict() for i in self.journal.incidents(open_only=True)],
+                "flows": self._flow_health(),
             }
         ).wire()
+
+    def _flow_health(self) -> list[dict[str, Any]]:
+        """Every must-survive flow with its last verification from the journal (never checked:
+        no status)."""
+        last = self.journal.last_flow_checks(must_survive_only=True)
+        out: list[dict[str, Any]] = []
+        for f in self.inv.flows:
+            if not f.must_survive:
+                continue
+            c = last.get(f.name)
+            row: dict[str, Any] = {"flow": f.name, "source": f"{f.source} -> {f.destination}"}
+            if c is not None:
+                row.update(
+                    status=c.status,
+                    expected=c.expected,
+                    confirmed_by=list(c.confirmed_by),
+                    contradicted_by=list(c.contradicted_by),
+                    at=c.at,
+                    run_id=c.run_id,
+                    step=c.step,
+                )
+            out.append(row)
+        return out
 
     def plan(
         self,

@@ -145,6 +145,7 @@ def _contain_and_restore(
                 f"run {r.run_id}: {r.status}, {len(r.outcomes)} device steps verified by "
                 f"read-back in {r.duration_s:.2f} s"
                 + (f"; flow check: {r.flow_problems}" if r.flow_problems else "")
+                + (f"; {len(r.flows_unverified)} flows unverified" if r.flows_unverified else "")
             )
         sent = sum(st.sent for st in stats.values())
         lost = sum(st.failed for st in stats.values())

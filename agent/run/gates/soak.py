@@ -96,9 +96,9 @@ class SoakGate:
             detail["flows"] = {
                 "passed": [r.flow for r in out.results if r.status is FlowStatus.PASSED],
                 "failed": [r.flow for r in out.failed()],
-                "unverified": [unverified_line(r) for r in out.unverified()],
                 "sources": [s.name for s in ctx.sources],
             }
+            detail["unverified"] = [unverified_line(r) for r in out.unverified()]
         detail["ticks"] = int(detail.get("ticks", 0)) + 1
         if cur is not None:
             detail["sample"] = cur.as_dict()
