@@ -1,9 +1,11 @@
 """Flow verification by the devices' own decisions alone (the twin's prober turned OFF: the run's
 only source is `device:<name>`), on the Hospi Grand Ouest twin: preventive-degraded on the 8
-sister sites passes verify_flows, the flows the nftables firewalls route confirmed by them; a flow
-on a path of switch ports only is reported unverified (never passed); and a must-survive flow cut
-by hand during a run (a drop rule in another table of the firewall, beside Cordon's) is caught
-and named, with the device that drops it."""
+sister sites passes verify_flows, the flows the nftables firewalls (their live rulesets evaluated)
+and the FortiGates (their own policy lookup) route confirmed by them, the Stormshields' not (their
+platform cannot evaluate a flow: unverified); a flow on a path of switch ports only is reported
+unverified (never passed); and a must-survive flow cut by hand during a run (a drop rule in
+another table of an nftables firewall, beside Cordon's; a deny policy added by REST on a
+FortiGate, ahead of the others) is caught and named, with the device that drops it."""
 
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ from typing import Any
 
 import pytest
 
+from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.lab import netns
 from agent.network.paths import flow_path
+from agent.platforms.fortigate.driver import FortiGateDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
-from agent.verify.decisions import DeviceDecisions
+from agent.verify.decisions import CANNOT, DeviceDecisions
 from tests.conftest import ROOT, Twin
 
 pytestmark = pytest.mark.twin
@@ -83,9 +87,13 @@ def test_preventive_degraded_passes_on_device_decisions_alone(twin: Twin, journa
     assert switched["status"] == "unverified"
     assert any("switch ports only" in e.get("detail", "") for e in switched["evidence"])
     assert any(SWITCHED in line for line in run.flows_unverified)
-    # a flow the FortiGate core routes: its platform cannot answer here, so not passed on it
-    assert counts["passed"] > 0
-    assert counts["unverified"] > 0
+    # routed by a FortiGate: its policy lookup confirms it
+    fortigate = seen["stn-lab-lis"]
+    assert (fortigate["status"], fortigate["confirmed_by"]) == ("passed", ["device:stn-fw1"])
+    # a Stormshield cannot answer: unverified unless another device drops the flow first
+    cannot = [v for v in seen.values() if any(CANNOT in e.get("detail", "") for e in v["evidence"])]
+    assert cannot
+    assert all(v["status"] == "unverified" for v in cannot)
 
 
 @pytest.fixture
@@ -146,3 +154,83 @@ def test_a_must_survive_flow_cut_by_hand_during_the_run_is_named(
     assert seen[ROUTED]["status"] == "failed"
     detail = next(e["detail"] for e in seen[ROUTED]["evidence"] if e["seen"] == "closed")
     assert TABLE in detail
+
+
+HAND_POLICY = 4242
+
+
+@pytest.fixture
+def hand_deny(twin: Twin) -> Iterator[Any]:
+    """`cut()`: a deny policy added by REST on stn-fw1, moved ahead of every other one, for the
+    lab zone to the servers zone (stn-lab-lis); deleted afterwards whatever happens."""
+    d = FortiGateDriver(Target.of(twin.inv, "stn-fw1"))
+    made = threading.Event()
+
+    def cut() -> None:
+        if made.is_set():
+            return
+        first = d._results("cmdb/firewall/policy", "test")[0]
+        d._call(
+            "POST",
+            "cmdb/firewall/policy",
+            operation="test",
+            body={
+                "policyid": HAND_POLICY,
+                "name": "by-hand",
+                "srcintf": [{"name": "lan0.140"}],
+                "dstintf": [{"name": "lan0.180"}],
+                "srcaddr": [{"name": "all"}],
+                "dstaddr": [{"name": "all"}],
+                "service": [{"name": "ALL"}],
+                "action": "deny",
+                "schedule": "always",
+            },
+        )
+        made.set()
+        d._call(
+            "PUT",
+            f"cmdb/firewall/policy/{HAND_POLICY}",
+            operation="test",
+            query={"action": "move", "before": str(first["policyid"])},
+        )
+
+    try:
+        yield cut
+    finally:
+        if made.is_set():
+            d._call("DELETE", f"cmdb/firewall/policy/{HAND_POLICY}", operation="test")
+        d.close()
+
+
+def test_a_fortigate_policy_added_by_hand_is_named(
+    twin: Twin, journal: Journal, hand_deny: Any
+) -> None:
+    pb = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", twin.inv)
+    said: list[str] = []
+
+    def progress(msg: str) -> None:
+        said.append(msg)
+        if "verified" in msg:
+            hand_deny()
+
+    with Pool(twin.inv, keepalive=None) as pool:
+        ex = Executor(
+            twin.inv,
+            journal,
+            pool,
+            actor="test",
+            sources=[DeviceDecisions(twin.inv, pool)],
+            progress=progress,
+        )
+        try:
+            run = ex.run(pb, ["saint-nazaire-estuaire"])
+            seen = verdicts(journal, run.run_id)
+        finally:
+            for r in journal.runs():
+                ex.rollback(r.run_id)
+    assert run.status == "failed"
+    assert (
+        "flow stn-lab-lis: expected open, observed closed (by device:stn-fw1)" in run.flow_problems
+    )
+    detail = next(e["detail"] for e in seen["stn-lab-lis"]["evidence"] if e["seen"] == "closed")
+    assert detail == f"policy {HAND_POLICY} (deny)"

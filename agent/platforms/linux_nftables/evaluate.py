@@ -11,11 +11,11 @@ nothing.
 
 Only a subset of expressions is understood: interface names (`iifname`/`oifname`, with `*`
 wildcards), `meta l4proto`/`nfproto`, `ip saddr`/`daddr`/`protocol`, `tcp sport`/`dport`/`flags`
-(also through `&` masks), `ct state`; values as literals, prefixes, ranges, anonymous sets and
-static named sets; operators ==, !=, in, <, >, <=, >=. A rule whose understood matches already
-fail does not match, whatever else it holds. Otherwise an expression outside the subset (a
-dynamic set, a limit, a mark, a queue, an unknown port of the packet) makes the answer UNKNOWN,
-naming it: never a guess.
+(also through `&` masks), `ct state`, `ct direction`; values as literals, prefixes, ranges,
+anonymous sets and static named sets; operators ==, !=, in, <, >, <=, >=. A rule whose
+understood matches already fail does not match, whatever else it holds. Otherwise an expression
+outside the subset (a dynamic set, a limit, a mark, a queue, an unknown port of the packet) makes
+the answer UNKNOWN, naming it: never a guess.
 
 Pure: imports the capability types only (and the standard library)."""
 
@@ -50,11 +50,14 @@ class Packet:
     dport: int | None
     ct_state: str  # "new" for a request's first packet, "established" for a reply
     tcp_flags: int
+    direction: str = "original"  # `ct direction`: "reply" for a reply
 
     @classmethod
     def of(cls, q: FlowQuery) -> Packet:
         if q.reply:
-            return cls(q.in_if, q.out_if, q.src, q.dst, q.sport, q.dport, "established", 2 | 16)
+            return cls(
+                q.in_if, q.out_if, q.src, q.dst, q.sport, q.dport, "established", 2 | 16, "reply"
+            )
         return cls(q.in_if, q.out_if, q.src, q.dst, q.sport, q.dport, "new", 2)
 
 
@@ -302,6 +305,8 @@ def _field(left: Any, pkt: Packet) -> tuple[str, Any]:  # noqa: PLR0911, PLR0912
     if isinstance(left, dict) and "ct" in left:
         if left["ct"].get("key") == "state" and "dir" not in left["ct"]:
             return "flags", CT_STATES[pkt.ct_state]
+        if left["ct"].get("key") == "direction" and "dir" not in left["ct"]:
+            return "name", pkt.direction
         raise Unknown(f"ct {left['ct'].get('key')}")
     if isinstance(left, dict) and "&" in left:
         inner, mask = left["&"]
