@@ -26,8 +26,11 @@ SERVICES = {
 }
 
 
+def ref(*names: str) -> list[dict[str, str]]:
+    return [{"name": n} for n in names]
+
+
 def policy(pid: int, action: str, **kw: Any) -> dict[str, Any]:
-    ref = lambda *names: [{"name": n} for n in names]  # noqa: E731
     return {
         "policyid": pid,
         "action": action,
