@@ -2,7 +2,9 @@
 live state, what it does with the flow. For each device crossed (in parallel, one read each):
 
 - its interfaces as it reports them (`facts`): a port of the path, or a routing hop's in or out
-  interface, that is down cuts the flow (CLOSED, decided by that device);
+  interface, that is administratively down cuts the flow (CLOSED, decided by that device: what
+  Cordon's isolation does; an operational state is not used, platforms report it for VLAN
+  parents and sub-interfaces inconsistently);
 - a routing device (a firewall: the path's `RouteHop`s) is asked what it would do with the
   flow's request and its reply (`DecidesFlows`: the nftables ruleset evaluated, FortiOS' policy
   lookup, ...). A device whose platform cannot answer says UNKNOWN ("platform cannot evaluate a
@@ -119,10 +121,11 @@ class DeviceDecisions:
             if not isinstance(got, DeviceAnswer):
                 unknown.append(Evidence(name, src, Seen.UNKNOWN, f"could not ask: {got}"))
                 continue
-            down = _down(path, device, got.interfaces)
+            interfaces = _with_trunks(got.interfaces)
+            down = _down(path, device, interfaces)
             if down is not None:
                 return [Evidence(name, src, Seen.CLOSED, down)]
-            missing = _missing(path, device, got.interfaces)
+            missing = _missing(path, device, interfaces)
             if missing:
                 why = f"interface(s) {', '.join(missing)} not reported by the device"
                 unknown.append(Evidence(name, src, Seen.UNKNOWN, why))
@@ -161,8 +164,8 @@ def _down(path: FlowPath, device: str, interfaces: Mapping[str, InterfaceState])
             i = interfaces.get(n)
             if i is None:
                 continue  # said by `_missing`
-            if not i.admin_up or i.oper_up is False:
-                return f"interface {n} is {'admin down' if not i.admin_up else 'down'}"
+            if not i.admin_up:
+                return f"interface {n} is administratively down"
     return None
 
 
@@ -174,3 +177,18 @@ def _missing(path: FlowPath, device: str, interfaces: Mapping[str, InterfaceStat
         for n in ((hop.interface,) if isinstance(hop, PortHop) else (hop.in_if, hop.out_if))
     ]
     return [n for n in dict.fromkeys(names) if n not in interfaces]
+
+
+def _with_trunks(interfaces: Mapping[str, InterfaceState]) -> dict[str, InterfaceState]:
+    """The interfaces as reported, plus each trunk reported only as its VLAN legs (`lan0.140`,
+    `lan0.180`, ... with no `lan0`: a kernel without 802.1Q, as on the twin) as one interface,
+    administratively up when any leg is."""
+    out = dict(interfaces)
+    legs: dict[str, list[InterfaceState]] = {}
+    for name, state in interfaces.items():
+        parent, dot, vid = name.rpartition(".")
+        if dot and vid.isdigit() and parent not in interfaces:
+            legs.setdefault(parent, []).append(state)
+    for parent, states in legs.items():
+        out[parent] = InterfaceState(parent, admin_up=any(s.admin_up for s in states))
+    return out

@@ -76,6 +76,8 @@ def test_preventive_degraded_passes_on_device_decisions_alone(twin: Twin, journa
     assert (run.status, run.flow_problems) == ("done", [])
     counts = {s: sum(v["status"] == s for v in seen.values()) for s in ("passed", "unverified")}
     print(f"\nverify_flows on device decisions alone: {counts}, {len(seen)} flows")
+    for name, v in sorted(seen.items()):
+        print(f"  {name}: {v['status']} {v['evidence']}")
     routed = seen[ROUTED]
     assert routed["status"] == "passed"
     assert routed["confirmed_by"] == [f"device:{FIREWALL}"]
@@ -147,6 +149,7 @@ def test_a_must_survive_flow_cut_by_hand_during_the_run_is_named(
             for r in journal.runs():
                 ex.rollback(r.run_id)
     assert done.is_set(), "the run said nothing before its verify step: the cut was never made"
+    print(f"\n{ROUTED}: {seen.get(ROUTED)}\nproblems: {run.flow_problems}")
     assert run.status == "failed"
     assert [p for p in run.flow_problems if ROUTED in p] == [
         f"flow {ROUTED}: expected open, observed closed (by device:{FIREWALL})"
