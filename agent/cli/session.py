@@ -5,7 +5,8 @@ of the API served on a private socket from a thread of this process, over the sa
 authorized (roles file, OS user or --token) and audited exactly as an order sent to the daemon.
 
 Imports the client and `agent.cli.options`; the API, the service, the daemon's lock, the audit
-pipeline and the twin's verifier only for --local (a plain `cordon status` stays light).
+pipeline and the flow sources (the twin's prober among them) only for --local (a plain
+`cordon status` stays light).
 """
 
 from __future__ import annotations

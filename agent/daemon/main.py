@@ -3,8 +3,9 @@ with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 
 The composition root: imports the service (`agent.service.service`), the API (`agent.api.http`)
 and its roles policy (`agent.api.auth`), the audit trail and the drivers' open-file limit (raised
-at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`, when a twin
-of the inventory is up): with the CLI, the only module that imports the twin. Nothing here
+at start), and chooses the engine's flow sources (the production ones, `agent.verify.sources`,
+and the twin's prober, `agent.lab.verifier`, when a twin of the inventory is up): with the CLI,
+the only module that imports the twin. Nothing here
 decides or renders; nothing below the daemon imports it.
 
 In the state directory, besides the journal and the job store:

@@ -2,8 +2,8 @@
 running): settle in-flight steps by reading the devices, then finish the run or roll it back.
 
 Imports click, the executor (`agent.run.executor`), the journal, the pool, the inventory,
-`agent.settings`, `agent.status`, the daemon's state-dir lock and the twin's verifier
-(`agent.lab.verifier`); renders with `agent.cli.render.report`.
+`agent.settings`, `agent.status`, the daemon's state-dir lock and the flow sources
+(`agent.verify.sources`, the twin's `agent.lab.verifier`); renders with `agent.cli.render.report`.
 """
 
 from __future__ import annotations
