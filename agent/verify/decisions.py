@@ -125,27 +125,24 @@ class DeviceDecisions:
             down = _down(path, device, interfaces)
             if down is not None:
                 return [Evidence(name, src, Seen.CLOSED, down)]
+            unsure: list[str] = []
             missing = _missing(path, device, interfaces)
             if missing:
-                why = f"interface(s) {', '.join(missing)} not reported by the device"
-                unknown.append(Evidence(name, src, Seen.UNKNOWN, why))
-                continue
+                unsure.append(f"interface(s) {', '.join(missing)} not reported by the device")
             routes = queries_of(path, device)
-            if not routes:
-                continue  # switch ports only, all up: decides nothing
-            if got.decisions is None:
-                unknown.append(Evidence(name, src, Seen.UNKNOWN, CANNOT))
-                continue
-            asked = list(asks[device])
-            verdicts = [got.decisions[asked.index(q)] for q in routes]
-            drop = next((v for v in verdicts if v.verdict is Verdict.DROP), None)
-            if drop is not None:
-                return [Evidence(name, src, Seen.CLOSED, drop.why)]
-            unsure = [v.why for v in verdicts if v.verdict is Verdict.UNKNOWN]
+            if routes and got.decisions is None:
+                unsure.append(CANNOT)
+            elif routes and got.decisions is not None:
+                asked = list(asks[device])
+                verdicts = [got.decisions[asked.index(q)] for q in routes]
+                drop = next((v for v in verdicts if v.verdict is Verdict.DROP), None)
+                if drop is not None:
+                    return [Evidence(name, src, Seen.CLOSED, drop.why)]
+                unsure += [v.why for v in verdicts if v.verdict is Verdict.UNKNOWN]
             if unsure:
                 unknown.append(Evidence(name, src, Seen.UNKNOWN, "; ".join(unsure)))
-            else:
-                accepted.append(src)
+            elif routes:
+                accepted.append(src)  # (switch ports only, all up: decides nothing)
         if unknown:
             return unknown
         if not accepted:
