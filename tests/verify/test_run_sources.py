@@ -7,6 +7,7 @@ verdict is journaled, audited, in the run's report and in `cordon status`."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from agent.cli.options import Opts
 from agent.cli.render.runs import flow_lines
 from agent.cli.render.status import render_status
 from agent.drivers.pool import Pool
-from agent.engine.journal import Journal
+from agent.engine.journal import SCHEMA_VERSION, FlowCheck, Journal
 from agent.errors import DeviceError
 from agent.inventory import load
 from agent.inventory.models import Flow, Inventory
@@ -233,3 +234,24 @@ def test_the_run_and_status_say_each_verdict(tmp_path: Path, inv: Inventory) -> 
     lines = flow_lines(OPTS, view)
     assert any("UNVERIFIED" in line for line in lines)
     assert not any(line.strip().startswith("FAILED") for line in lines)
+
+
+def test_a_journal_of_the_previous_schema_gains_the_flow_checks(tmp_path: Path) -> None:
+    """A journal written before flow checks were kept (schema 1) is migrated when opened: the
+    table is there, empty, and the version is the current one."""
+    path = tmp_path / "old.sqlite"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE flow_checks")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    assert journal.last_flow_checks() == {}
+    check = FlowCheck("r", "s", "check", "f", True, "open", "passed", ("twin",), (), 1.0)
+    journal.record_flow_checks([check])
+    assert journal.last_flow_checks(must_survive_only=True) == {"f": check}
+    journal.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
