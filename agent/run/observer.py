@@ -390,7 +390,7 @@ class Observer:
                 f"{site}: {step}: flows: {passed} passed, {len(failed)} failed"
                 + (f" ({', '.join(failed)})" if failed else "")
                 + f", {len(unverified)} unverified"
-                + (f" ({', '.join(unverified)})" if unverified else "")
+                + (f" ({_some(unverified)})" if unverified else "")
             )
 
     def preconditions_refused(
@@ -468,3 +468,9 @@ class Observer:
             outcome=detail["outcome"],
         )
         self.progress(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
+
+
+def _some(names: Sequence[str], most: int = 8) -> str:
+    """At most `most` names, then how many more (a progress line stays readable)."""
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" and {more} more" if more > 0 else "")
