@@ -27,7 +27,8 @@ _EVENTS: dict[str, str] = {
     "run.approved": "an approver accepted a run awaiting approval (two-person rule)",
     "run.break_glass": "an emergency playbook ran without the second approval (reason)",
     "run.started": "a run began (playbook, sites, level, changes, reason, outcome)",
-    "run.finished": "a run ended (outcome, duration_s, failed, flow_problems, detail)",
+    "run.finished": "a run ended (outcome, duration_s, failed, flow_problems, flows_unverified, "
+    "detail)",
     "run.expired": "an approval or attestation wait ran out; the run stopped (detail)",
     "run.approval_timeout": "an approval step timed out; outcome proceed or abort per playbook",
     "run.cancelled": "a run that had sent nothing was rolled back: cancelled, sites freed",
@@ -39,7 +40,8 @@ _EVENTS: dict[str, str] = {
     "step.started": "a device step is about to be sent (step, device, action, commands)",
     "step.succeeded": "a device step was applied and read back as intended",
     "step.failed": "a step failed or was refused (outcome, error)",
-    "step.skipped": "a step was skipped (why), e.g. no flow probe source",
+    "flow.checked": "a flow's verdict at a verify step or soak probe (flow, expected, outcome = "
+    "passed | failed | unverified, must_survive, confirmed_by, contradicted_by: the sources)",
     "device.change": "commands sent to a device and how it ended (commands, outcome; output "
     "as evidence)",
     "device.verify": "a read-back of a device: outcome, polls, mismatches",
@@ -56,7 +58,8 @@ _EVENTS: dict[str, str] = {
     "soak.anomaly": "a soak check found an anomaly (zones, reason)",
     "reconnect.reisolated": "zones re-isolated after a soak anomaly; the run stopped (outcome)",
     # the daemon and its jobs
-    "daemon.started": "the daemon is serving (pid, version, socket, inventory, roles)",
+    "daemon.started": "the daemon is serving (pid, version, socket, inventory, roles, "
+    "flow_sources)",
     "daemon.stopped": "the daemon stopped (signal, outcome)",
     "daemon.resume": "the daemon picked up an open run at start (run_id)",
     "daemon.warm": "sessions opened to every device at start (devices, unreachable)",

@@ -304,14 +304,31 @@ class IncidentInfo(_Out):
     close_reason: str | None = None
 
 
+class FlowHealth(_Out):
+    """A must-survive flow's last verification (#15): passed, failed or unverified (never
+    checked: None), which sources confirmed or contradicted it, when, by which run's step."""
+
+    flow: str
+    source: str  # the flow's endpoints, "site/zone/host -> site/zone/host:service"
+    status: str | None = None
+    expected: str | None = None
+    confirmed_by: list[str] = []
+    contradicted_by: list[str] = []
+    at: Num | None = None
+    run_id: str | None = None
+    step: str | None = None
+
+
 class StatusOut(_Out):
-    """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents."""
+    """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents,
+    the must-survive flows' last verification."""
 
     sites: list[SiteStatus] = []
     open_runs: list[RunSummary] = []
     drift_alarms: list[DriftAlarm] = []
     last_poll: PollInfo | None = None
     incidents: list[IncidentInfo] = []
+    flows: list[FlowHealth] = []
 
 
 class PlanChange(_Out):

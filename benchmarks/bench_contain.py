@@ -54,7 +54,7 @@ from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import CordonError
 from agent.inventory import load
-from agent.inventory.models import Inventory
+from agent.inventory.models import Flow, Inventory
 from agent.inventory.select import select_sites
 from agent.lab import build, flows
 from agent.lab.probe import ProbeTarget
@@ -66,12 +66,14 @@ from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.run.model import RunReport
+from agent.verify.evidence import Evidence, Seen
 from benchmarks.machine import describe
 from scripts.synth import hospi_grand_ouest
 
 ROOT = Path(__file__).resolve().parents[1]
 HIT = "rennes-la-sagesse"
-Verifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
+# a flow source's check: (site, flows, expected) -> evidence
+Verifier = Callable[[str, Sequence[Flow], Mapping[str, bool]], list[Evidence]]
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,8 @@ class Scenario:
     name: str
     what: str
     warm: bool
-    # new: engine_verifier re-reading the journal; snapshot: engine_verifier as the engine's CLI
-    # builds it (the states the engine passed, never re-read); legacy: the probing before the
-    # change (one 0.5 s timeout for every flow), re-reading the journal between rounds
+    # new: the twin's prober as a flow source (the run re-reads the journal between rounds);
+    # legacy: the probing before the change (one 0.5 s timeout for every flow), same retries
     verifier: str = "new"
     serial_sites: bool = False  # preventive-degraded with `order: serial`
     runs_in_turn: bool = False  # isolate-site, then preventive-degraded (as the demo)
@@ -92,7 +93,6 @@ SCENARIOS = [
     Scenario("cold", "fresh pool, 2 runs in parallel, sites in parallel", warm=False),
     Scenario("warm-0.5s-probing", "warm, verifier probing before: 0.5 s per flow", True, "legacy"),
     Scenario("cold-0.5s-probing", "cold, verifier probing before: 0.5 s per flow", False, "legacy"),
-    Scenario("warm-no-reread", "warm, verifier never re-reads the journal", True, "snapshot"),
     Scenario(
         "warm-serial-sites", "warm, the 8 sister sites one after the other", True, serial_sites=True
     ),
@@ -102,30 +102,18 @@ SCENARIOS = [
 ]
 
 
-def legacy_verifier(
-    inv: Inventory, bp: Blueprint, current: Callable[[], Mapping[str, DeviceState]]
-) -> Verifier:
-    """`engine_verifier`'s probing as it was before it changed (kept here for the comparison):
-    every flow of the site in one batch with a 0.5 s timeout, 8 s to settle; the journal
-    re-read between rounds, as the new one does, so only the probing differs."""
-    paths = {f.name: flow_path(inv, f) for f in inv.flows}
+def legacy_verifier(inv: Inventory, bp: Blueprint) -> Verifier:
+    """The twin's probing as it was before it changed (kept here for the comparison): every
+    flow asked in one batch with a 0.5 s timeout; the run's retries (8 s to settle, the journal
+    re-read between rounds) are the same, so only the probing differs."""
 
-    def verify(site: str, states: Mapping[str, DeviceState]) -> list[str]:
-        mine = [f for f in inv.flows if site in (f.source.site, f.destination.site)]
-        deadline = time.monotonic() + 8.0
-        while True:
-            expected = {f.name: flow_open(states, paths[f.name]) for f in mine}
-            obs = flows.observe(inv, bp, _lookup(expected), flows=mine, timeout=0.5)
-            wrong = [
-                f"flow {o.flow.name}: expected {'open' if o.expected_open else 'closed'}, "
-                f"observed {'open' if o.observed_open else 'closed'}"
-                for o in obs
-                if not o.as_expected
-            ]
-            if not wrong or time.monotonic() > deadline:
-                return wrong
-            time.sleep(0.3)
-            states = current()
+    def verify(site: str, mine: Sequence[Flow], expected: Mapping[str, bool]) -> list[Evidence]:
+        del site
+        obs = flows.observe(inv, bp, _lookup(expected), flows=mine, timeout=0.5)
+        return [
+            Evidence(o.flow.name, "twin", Seen.OPEN if o.observed_open else Seen.CLOSED)
+            for o in obs
+        ]
 
     return verify
 
@@ -135,19 +123,25 @@ def _lookup(expected: Mapping[str, bool]) -> flows.Expectation:
 
 
 class TimedVerifier:
-    """Wraps a verifier: (site, wall start, wall end, problems) of every call."""
+    """A flow source wrapping a check: (site, wall start, wall end, flows not as expected) of
+    every call."""
+
+    name = "twin"
 
     def __init__(self, inner: Verifier) -> None:
         self.inner = inner
         self.calls: list[tuple[str, float, float, int]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, site: str, states: Mapping[str, DeviceState]) -> list[str]:
+    def check(
+        self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
         t0 = time.time()
-        out = self.inner(site, states)
+        out = self.inner(site, mine, expected)
         t1 = time.time()
+        wrong = sum((e.seen is Seen.OPEN) != expected[e.flow] for e in out)
         with self._lock:
-            self.calls.append((site, t0, t1, len(out)))
+            self.calls.append((site, t0, t1, wrong))
         return out
 
 
@@ -226,12 +220,10 @@ class Bench:
     warm_pool: Pool
     count: int = 0
 
-    def verifier(self, kind: str, journal: Journal) -> Verifier:
+    def verifier(self, kind: str) -> Verifier:
         if kind == "legacy":
-            return legacy_verifier(self.inv, self.bp, journal.device_states)
-        if kind == "snapshot":
-            return flows.engine_verifier(self.inv, self.bp)
-        return flows.engine_verifier(self.inv, self.bp, current=journal.device_states)
+            return legacy_verifier(self.inv, self.bp)
+        return flows.TwinSource(self.inv, self.bp).check
 
     def contain(
         self, sc: Scenario, *, handshakes: HandshakeSampler | None = None
@@ -244,8 +236,8 @@ class Bench:
             opened = pool.warm(self.devices)
             if not all(o.ok for o in opened):
                 raise CordonError(f"warm-up failed: {[o.error for o in opened if o.error]}")
-        timed = TimedVerifier(self.verifier(sc.verifier, journal))
-        ex = Executor(self.inv, journal, pool, actor="bench-contain", verifier=timed)
+        timed = TimedVerifier(self.verifier(sc.verifier))
+        ex = Executor(self.inv, journal, pool, actor="bench-contain", sources=[timed])
         degrade = (
             self.degrade.model_copy(update={"order": "serial"}) if sc.serial_sites else self.degrade
         )

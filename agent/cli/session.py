@@ -5,7 +5,8 @@ of the API served on a private socket from a thread of this process, over the sa
 authorized (roles file, OS user or --token) and audited exactly as an order sent to the daemon.
 
 Imports the client and `agent.cli.options`; the API, the service, the daemon's lock, the audit
-pipeline and the twin's verifier only for --local (a plain `cordon status` stays light).
+pipeline and the flow sources (the twin's prober among them) only for --local (a plain
+`cordon status` stays light).
 """
 
 from __future__ import annotations
@@ -69,9 +70,14 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             stack.enter_context(state_lock(o.state_dir, shared=True))
         service = stack.enter_context(local(o.inventory or default_path(), o.state_dir))
         if drives:
-            from agent.lab.verifier import twin_verifier  # noqa: PLC0415
+            from agent.lab.verifier import twin_source  # noqa: PLC0415
+            from agent.verify.sources import production_sources  # noqa: PLC0415
 
-            service.verifier = twin_verifier(service.inv, service.journal.device_states)
+            twin = twin_source(service.inv)
+            service.sources = (
+                *production_sources(service.inv, service.pool),
+                *([twin] if twin is not None else []),
+            )
         sock = stack.enter_context(_serve_here(make_app(service, policy)))
         client = stack.enter_context(Client(sock, token=o.token))
         yield Conn(TypedClient(client), service)

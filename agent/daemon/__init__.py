@@ -1,5 +1,6 @@
 """`cordon daemon`, the process: `main` is its composition root (it builds the service, the API
-and the roles policy, and picks the twin's flow verifier when a twin is up). The API it serves
+and the roles policy, and picks the flow sources: the devices', and the twin's prober when a
+twin is up). The API it serves
 lives in `agent.api`, the application behind it in `agent.service`.
 
 Kept light on purpose (the CLI imports it for the socket's name): imports `agent.settings` only;

@@ -4,9 +4,10 @@ with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
 The composition root: imports the service (`agent.service.service`), the API (`agent.api.http`)
 and its roles policy (`agent.api.auth`), the crisis cell's read-only view (`agent.view`, served on
 loopback TCP only when `CORDON_VIEW_LISTEN` is set), the audit trail and the drivers' open-file
-limit (raised at start), and chooses the engine's flow verifier (the twin's, `agent.lab.verifier`,
-when a twin of the inventory is up): with the CLI, the only module that imports the twin. Nothing
-here decides or renders; nothing below the daemon imports it.
+limit (raised at start), and chooses the engine's flow sources (the production ones,
+`agent.verify.sources`, and the twin's prober, `agent.lab.verifier`, when a twin of the inventory
+is up): with the CLI, the only module that imports the twin. Nothing here decides or renders;
+nothing below the daemon imports it.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
@@ -35,6 +36,7 @@ from agent.api.http import make_app, start
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
+from agent.verify.sources import production_sources
 from agent.view import listen_address, make_view_app, start_view
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
@@ -106,7 +108,7 @@ class _Life:
 
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
-    from agent.lab.verifier import twin_verifier  # noqa: PLC0415 - pulls in the twin's modules
+    from agent.lab.verifier import twin_source  # noqa: PLC0415 - pulls in the twin's modules
 
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
@@ -114,7 +116,11 @@ def run(cfg: DaemonConfig) -> None:
     view = listen_address()  # CORDON_VIEW_LISTEN: refused now if not a loopback HOST:PORT
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
-        service.verifier = twin_verifier(service.inv, service.journal.device_states)
+        twin = twin_source(service.inv)
+        service.sources = (
+            *production_sources(service.inv, service.pool),
+            *([twin] if twin is not None else []),
+        )
         life = _Life()
         try:
             asyncio.run(_serve(service, policy, cfg, life, view))
@@ -165,7 +171,7 @@ async def _serve(
                 poll_interval=cfg.poll_interval,
                 view=f"{view[0]}:{view[1]}" if view else None,
                 open_runs=service.journal.open_runs(),
-                flow_probes=service.verifier is not None,
+                flow_sources=[s.name for s in service.sources],
                 outcome="listening",
             )
         _say(f"listening on {cfg.socket} (pid {os.getpid()}, state {cfg.state_dir})")

@@ -90,11 +90,19 @@ CREATE TABLE IF NOT EXISTS sites (
 CREATE TABLE IF NOT EXISTS devices (
   device TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL, run_id TEXT
 );
+CREATE TABLE IF NOT EXISTS flow_checks (
+  run_id TEXT NOT NULL, site TEXT NOT NULL, step TEXT NOT NULL, flow TEXT NOT NULL,
+  must_survive INTEGER NOT NULL, expected TEXT NOT NULL, status TEXT NOT NULL,
+  confirmed_by TEXT NOT NULL, contradicted_by TEXT NOT NULL, at REAL NOT NULL,
+  PRIMARY KEY (run_id, site, step, flow)
+);
+CREATE INDEX IF NOT EXISTS flow_checks_by_flow ON flow_checks (flow, at);
 """
 
 # The schema version this release writes (`PRAGMA user_version`). 0: every journal written
-# before it was recorded (same tables; `_ADDED_COLUMNS` may be missing).
-SCHEMA_VERSION = 1
+# before it was recorded (same tables; `_ADDED_COLUMNS` may be missing). 2: `flow_checks`
+# (each flow's verdict at each verify step, #15), created by the schema's CREATE IF NOT EXISTS.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -302,6 +310,23 @@ def _add_columns(db: Tx) -> None:
         for column in columns:
             if column.split()[0] not in have:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+@dataclass(frozen=True)
+class FlowCheck:
+    """One flow's verdict at one verify step (or soak probe): passed, failed or unverified, and
+    which sources confirmed or contradicted it."""
+
+    run_id: str
+    site: str
+    step: str
+    flow: str
+    must_survive: bool
+    expected: str  # "open" or "closed"
+    status: str  # agent.verify.evidence.FlowStatus values
+    confirmed_by: tuple[str, ...]
+    contradicted_by: tuple[str, ...]
+    at: float
 
 
 @dataclass(frozen=True)
@@ -875,3 +900,65 @@ class Journal:
             r[0]: SiteRecord(r[0], parse(SiteMode, r[1], f"site {r[0]}"), r[2], r[3], r[4], r[5])
             for r in rows
         }
+
+    # -- flow checks (#15) ---------------------------------------------------------------------
+
+    def record_flow_checks(self, checks: Sequence[FlowCheck]) -> None:
+        """Each flow's verdict at a verify step (a later check of the same step replaces it)."""
+        with self.tx() as db:
+            db.executemany(
+                upsert(
+                    "flow_checks",
+                    (
+                        "run_id",
+                        "site",
+                        "step",
+                        "flow",
+                        "must_survive",
+                        "expected",
+                        "status",
+                        "confirmed_by",
+                        "contradicted_by",
+                        "at",
+                    ),
+                    ("run_id", "site", "step", "flow"),
+                ),
+                [
+                    (
+                        c.run_id,
+                        c.site,
+                        c.step,
+                        c.flow,
+                        int(c.must_survive),
+                        c.expected,
+                        c.status,
+                        json.dumps(list(c.confirmed_by)),
+                        json.dumps(list(c.contradicted_by)),
+                        c.at,
+                    )
+                    for c in checks
+                ],
+            )
+
+    def last_flow_checks(self, *, must_survive_only: bool = False) -> dict[str, FlowCheck]:
+        """Every checked flow's latest verdict, by flow name."""
+        rows = self._query(
+            "SELECT run_id, site, step, flow, must_survive, expected, status, confirmed_by, "
+            "contradicted_by, at FROM flow_checks WHERE must_survive >= ? ORDER BY at",
+            (1 if must_survive_only else 0,),
+        )
+        out: dict[str, FlowCheck] = {}
+        for r in rows:
+            out[r[3]] = FlowCheck(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                bool(r[4]),
+                r[5],
+                r[6],
+                tuple(json.loads(r[7])),
+                tuple(json.loads(r[8])),
+                float(r[9]),
+            )
+        return out

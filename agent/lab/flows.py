@@ -21,8 +21,9 @@ from agent.inventory.models import Flow, Inventory
 from agent.lab import netns
 from agent.lab.probe import ProbeResult, ProbeTarget, Status, probe_tcp, validate
 from agent.lab.topology import Blueprint, banner
-from agent.network.paths import flow_path
-from agent.network.state import DeviceState, flow_open
+from agent.network.state import DeviceState
+from agent.verify.check import check_flows, site_flows
+from agent.verify.evidence import Evidence, Seen
 
 Expectation = Callable[[Flow], bool]  # True: the flow should connect
 
@@ -152,8 +153,8 @@ def timed_observe(
 #   1 s) on a busy machine, so a false "closed" for a flow that works stays impossible at normal
 #   load. A batch returns as soon as every flow in it has connected, so this costs nothing when
 #   all is well. A first try of OPEN_FIRST_TRY_S only decides what to do next (never a verdict):
-#   a flow that did not connect in it has its expectation re-read (see `current` below), then,
-#   still expected open, gets a second probe with the full OPEN_TIMEOUT_S.
+#   a flow that did not connect in it gets a second probe with the full OPEN_TIMEOUT_S (a flow
+#   still closed then is asked again by the run, its expectation re-read: `agent.verify.check`).
 # - a flow expected CLOSED costs its whole timeout (the twin's cuts drop packets silently). A flow
 #   that should be cut and is not completes its TCP handshake in the kernel, across veths,
 #   without waiting for any process to be scheduled. So it is probed for a bare handshake
@@ -185,20 +186,39 @@ def engine_verifier(
     closed_timeout: float | None = None,
     current: Callable[[], States] | None = None,
 ) -> Callable[[str, States], list[str]]:
-    """A flow check for the engine's verify_flows steps on the twin: every flow touching `site`
-    must be open or closed exactly as the recorded device states predict (polled until it
-    settles, since other sites may be changing in parallel). It takes an optional third
-    argument, `only`: the flow names to check (the others are not probed).
-
-    Flows expected open get `open_timeout` to connect (and show their banner); flows expected
-    closed are probed for a bare TCP handshake for `closed_timeout` (at least CLOSED_MARGIN times
-    the slowest open flow of the same round): see OPEN_TIMEOUT_S above for why.
+    """The twin's prober alone as a flow check, outside a run (what the run does with its
+    sources, with this one source): every flow touching `site` must be open or closed exactly as
+    the recorded device states predict, probed by `TwinSource` (see OPEN_TIMEOUT_S above for its
+    timeouts) and asked again until it settles (`agent.verify.check`). It takes an optional
+    third argument, `only`: the flow names to check (the others are not probed). Returns the
+    problems, one line per flow not as expected.
 
     `current` (the journal's `device_states`) is re-read whenever a flow is not as expected,
-    before probing again. Without it the states the engine passed are used throughout: another
-    run changing a device on a flow's path (a sister site's WAN cut) after they were read makes
-    the expectation stale, and the check fails after `settle` seconds."""
-    paths = {f.name: flow_path(inv, f) for f in inv.flows}
+    before probing again. Without it the states passed are used throughout: another run changing
+    a device on a flow's path after they were read makes the expectation stale, and the check
+    fails after `settle` seconds."""
+    source = TwinSource(inv, bp, open_timeout=open_timeout, closed_timeout=closed_timeout)
+
+    def verify(site: str, states: States, only: Collection[str] | None = None) -> list[str]:
+        mine = site_flows(inv, site, None if only is None else set(only))
+        reads = [0]
+
+        def now() -> States:
+            reads[0] += 1
+            return states if reads[0] == 1 or current is None else current()
+
+        out = check_flows(inv, [source], site, mine, now, settle=settle, pause=RETRY_PAUSE_S)
+        return [
+            f"flow {r.flow}: expected {r.expected}, "
+            f"observed {'closed' if r.expected_open else 'open'}"
+            for r in out.failed()
+        ]
+
+    return verify
+
+
+def _timeouts(open_timeout: float | None, closed_timeout: float | None) -> tuple[float, float]:
+    """The prober's (open, closed) timeouts: given, else the settings, else the defaults."""
     config = settings.current()
     open_s = (
         open_timeout if open_timeout is not None else config.verify_open_timeout_s or OPEN_TIMEOUT_S
@@ -210,55 +230,63 @@ def engine_verifier(
     )
     if open_s <= 0 or closed_s <= 0:
         raise LabError("verifier timeouts must be positive")
+    return open_s, closed_s
 
-    def verify(site: str, states: States, only: Collection[str] | None = None) -> list[str]:
-        mine = [
-            f
-            for f in inv.flows
-            if site in (f.source.site, f.destination.site) and (only is None or f.name in only)
+
+class TwinSource:
+    """The twin's prober as one flow source (`twin`): each flow asked is probed from inside its
+    source host's namespace, one round of the verifier's probing (`_probe_round`: the same
+    timeouts and first try; see OPEN_TIMEOUT_S above), and reported as seen: OPEN when a TCP
+    connection was made, CLOSED otherwise (the probe's status as the detail). The retries until
+    the flows settle are the run's (`agent.verify.check`), which re-reads the expectation."""
+
+    name = "twin"
+
+    def __init__(
+        self,
+        inv: Inventory,
+        bp: Blueprint,
+        *,
+        open_timeout: float | None = None,
+        closed_timeout: float | None = None,
+    ) -> None:
+        self.inv, self.bp = inv, bp
+        self.open_s, self.closed_s = _timeouts(open_timeout, closed_timeout)
+
+    def check(
+        self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
+        del site  # the flows asked are probed wherever they run from
+        want = {f.name: expected[f.name] for f in flows}
+        obs = _probe_round(self.inv, self.bp, flows, want, self.open_s, self.closed_s)
+        return [
+            Evidence(
+                o.flow.name,
+                self.name,
+                Seen.OPEN if o.observed_open else Seen.CLOSED,
+                "" if o.observed_open else f"probe: {o.status.value}",
+            )
+            for o in obs
         ]
-        now = [states]
-
-        def expect(reread: bool) -> dict[str, bool]:
-            if reread and current is not None:
-                now[0] = current()
-            return {f.name: flow_open(now[0], paths[f.name]) for f in mine}
-
-        deadline = time.monotonic() + settle
-        while True:
-            obs = _probe_round(inv, bp, mine, expect, open_s, closed_s)
-            wrong = [
-                f"flow {o.flow.name}: expected {'open' if o.expected_open else 'closed'}, "
-                f"observed {'open' if o.observed_open else 'closed'}"
-                for o in obs
-                if not o.as_expected
-            ]
-            if not wrong or time.monotonic() > deadline:
-                return wrong
-            time.sleep(RETRY_PAUSE_S)
-            expect(True)  # the next round starts from the states recorded now
-
-    return verify
 
 
 def _probe_round(
     inv: Inventory,
     bp: Blueprint,
     flows: Sequence[Flow],
-    expect: Callable[[bool], Mapping[str, bool]],
+    expected: Mapping[str, bool],
     open_timeout: float,
     closed_timeout: float,
 ) -> list[FlowObservation]:
-    """One round of the verifier, observations in the order of `flows`. `expect(reread)` gives
-    each flow's expected state (re-reading the recorded states if asked and possible).
+    """One round of the twin's probing, observations in the order of `flows` (`expected`:
+    each flow's expected state, which decides how it is probed).
 
     1. Flows expected open, with their banner, for OPEN_FIRST_TRY_S (the batch ends as soon as
-       all have connected). 2. Those that did not connect: their expectation is re-read; the
-       ones still expected open are probed again for the full `open_timeout` (the only probe
-       that can call an expected-open flow closed). 3. Flows expected closed: a bare TCP
-       handshake for max(closed_timeout, CLOSED_MARGIN x the slowest open flow seen in 1-2),
-       at most `open_timeout`."""
-    expected = dict(expect(False))
+       all have connected). 2. Those that did not connect are probed again for the full
+       `open_timeout` (the only probe that can call an expected-open flow closed). 3. Flows
+       expected closed: a bare TCP handshake for max(closed_timeout, CLOSED_MARGIN x the slowest
+       open flow seen in 1-2), at most `open_timeout`. (The run re-reads the recorded states
+       before asking again about a flow not as expected: `agent.verify.check`.)"""
     seen: dict[str, FlowObservation] = {}
     first = [f for f in flows if expected[f.name]]
     tries = observe(
@@ -267,12 +295,9 @@ def _probe_round(
     missing = [o.flow for o in tries if not o.observed_open]
     seen.update((o.flow.name, o) for o in tries if o.observed_open)
     if missing:
-        fresh = expect(True)
-        expected.update((f.name, fresh[f.name]) for f in missing)
-        again = [f for f in missing if expected[f.name]]
         seen.update(
             (o.flow.name, o)
-            for o in observe(inv, bp, _lookup(expected), flows=again, timeout=open_timeout)
+            for o in observe(inv, bp, _lookup(expected), flows=missing, timeout=open_timeout)
         )
     slowest_s = max((o.elapsed_ms for o in seen.values() if o.observed_open), default=0.0) / 1e3
     wait = min(max(closed_timeout, CLOSED_MARGIN * slowest_s), open_timeout)

@@ -9,12 +9,15 @@ Imports the driver contract's types and the error tree only; no device library, 
     ReadsSnmp           get / walk: numeric-OID reads (the poller's interface reads use them)
     RuleTraffic         rule_traffic: packets and bytes that passed given rules of the agent's
                         own (the accepts that keep a flow: live traffic of must-survive flows)
+    DecidesFlows        decide_flows: what the device itself would do with given packets (its
+                        live rules evaluated, or its own policy lookup), or that it cannot tell
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from agent.drivers.base import ChangeSet
@@ -102,6 +105,43 @@ class RuleTraffic(Protocol):
         no line of its own). One read of the device for all of them."""
 
 
+@dataclass(frozen=True)
+class FlowQuery:
+    """A packet crossing a routing device, as a flow verification asks about it: in and out
+    interfaces (the inventory's names), the 5-tuple (TCP; a port None is the client's ephemeral
+    port, unknown in advance) and whether it is a reply of an established connection."""
+
+    in_if: str
+    out_if: str
+    src: str
+    dst: str
+    sport: int | None
+    dport: int | None
+    reply: bool = False
+    protocol: str = "tcp"
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    UNKNOWN = "unknown"  # the device's rules could not be evaluated for this packet (why says)
+
+
+@dataclass(frozen=True)
+class FlowDecision:
+    verdict: Verdict
+    why: str = ""  # which rule or policy decided, or why it cannot be told
+
+
+@runtime_checkable
+class DecidesFlows(Protocol):
+    """A driver that can say what the device would do with packets, from its live state."""
+
+    def decide_flows(self, queries: Sequence[FlowQuery]) -> list[FlowDecision]:
+        """One decision per query, in order (one read of the device for all of them). A packet
+        the device's rules cannot be evaluated for is UNKNOWN with the reason, never a guess."""
+
+
 C = TypeVar("C")
 
 _WHAT: dict[type, str] = {
@@ -111,6 +151,7 @@ _WHAT: dict[type, str] = {
     ReadsRuleComments: "read the rules of its table",
     ReadsSnmp: "read SNMP objects",
     RuleTraffic: "read the traffic counters of its rules",
+    DecidesFlows: "evaluate a flow",
 }
 
 

@@ -6,5 +6,5 @@ transaction (the guarded apply and its dead-man), recovery (rollback, resume, se
 
 The package may import the engine (plan, soak, baseline, journal), the network state types, the
 drivers, the platform registry and capabilities, audit, the inventory and playbook models, status,
-settings and errors; never the service, the API, the daemon, the CLI or the twin (a flow verifier
-is injected). This module imports nothing."""
+settings and errors; never the service, the API, the daemon, the CLI or the twin (the flow
+sources are injected). This module imports nothing."""

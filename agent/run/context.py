@@ -1,5 +1,5 @@
 """What every part of a run shares: the inventory, the journal, the drivers' pool, who acts, the
-injected flow verifier, the observer and the safety settings; the per-run lock; the stop check.
+injected flow sources, the observer and the safety settings; the per-run lock; the stop check.
 Imports the run's model and observer, the journal, the drivers' pool and the inventory model;
 no other run part."""
 
@@ -12,7 +12,7 @@ from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import RunStopped
 from agent.inventory.models import Inventory
-from agent.run.model import FlowVerifier
+from agent.run.model import Sources
 from agent.run.observer import Observer
 
 # one lock per run id for the whole process: two executors (the daemon makes one per caller)
@@ -32,7 +32,7 @@ class Context:
     journal: Journal
     pool: Pool
     actor: str
-    verifier: FlowVerifier | None
+    sources: Sources
     obs: Observer
     # pacing between device steps, for drills on the twin (and crash tests)
     pause: float = 0.0

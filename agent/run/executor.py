@@ -2,7 +2,7 @@
 attest, rollback, resume, scheduled backups). It starts a run with every step, takes the sites,
 hands the walking to the playbook's ordering and declares the outcome, each recorded through the
 run's observer (journal, audit, progress); the parts do the rest. Devices are touched only
-through the drivers' pool; flow probes only through the injected verifier. Imports the run's
+through the drivers' pool; flows seen only through the injected sources. Imports the run's
 parts, plan, the journal, audit (context binding), the drivers' pool, the inventory and playbook
 models; never the daemon, the CLI or the twin."""
 
@@ -26,7 +26,8 @@ from agent.run.gates import approval
 from agent.run.gates.attest import attest, check_attest, record_attestation
 from agent.run.gates.backup import take_backup
 from agent.run.gates.base import GateRun
-from agent.run.model import FlowVerifier, Progress, RunOptions, RunReport, StepOutcome, new_run_id
+from agent.run.gates.verify import flows_unverified
+from agent.run.model import Progress, RunOptions, RunReport, Sources, StepOutcome, new_run_id
 from agent.run.observer import Observer
 from agent.run.strategies import ORDERINGS
 from agent.run.transaction import check_audit_space
@@ -42,7 +43,7 @@ class Executor:
         pool: Pool,
         *,
         actor: str,
-        verifier: FlowVerifier | None = None,
+        sources: Sources = (),
         progress: Progress | None = None,
         pause: float | None = None,
     ) -> None:
@@ -50,7 +51,7 @@ class Executor:
         self.journal = journal
         self.pool = pool
         self.actor = actor
-        self.verifier = verifier
+        self.sources = tuple(sources)
         self.observer = Observer(journal, progress)
         config = settings.current()
         self.ctx = Context(
@@ -58,7 +59,7 @@ class Executor:
             journal,
             pool,
             actor,
-            verifier,
+            self.sources,
             self.observer,
             # pacing between device steps, for drills on the twin (and crash tests)
             pause=pause if pause is not None else config.step_pause_s,
@@ -261,6 +262,7 @@ class Executor:
         status = recovery.final_status(self.ctx, run_id)
         report.status = status
         report.flow_problems = recovery.flow_problems(self.ctx, run_id)
+        report.flows_unverified = flows_unverified(self.ctx, run_id)
         sites = [str(s) for s in info.sites]
         recovery.settle_sites(self.ctx, sites, pb.level, run_id, status)
         rows = self.journal.steps(run_id)
@@ -278,6 +280,7 @@ class Executor:
             duration_s=time.time() - float(created) if isinstance(created, float) else None,
             failed=len(failed),
             flow_problems=len(report.flow_problems),
+            flows_unverified=len(report.flows_unverified),
         )
         return report
 

@@ -1,21 +1,20 @@
 """A run's data: the options a person gave, each device step's outcome, the report a run returns,
-and the callables injected into it (flow verifier, progress). Imports the plan and the network
-state types; nothing of the run."""
+and what is injected into it (the flow sources, progress). Imports the plan and the flow-source
+contract (`agent.verify.evidence`); nothing of the run."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from agent.engine.plan import Plan
-from agent.network.state import DeviceState
+from agent.verify.evidence import FlowSource
 
-# verifier(site, recorded device states) -> problems (empty when the flows are as expected)
-FlowVerifier = Callable[[str, Mapping[str, DeviceState]], list[str]]
-# a verifier that can be told which flows to probe (`only`: flow names; None: every flow)
-ScopedVerifier = Callable[[str, Mapping[str, DeviceState], Collection[str] | None], list[str]]
+# the ways a run sees its flows (device decisions, counters, probe points, the twin's prober),
+# chosen by a composition root; none: every flow checked is reported unverified
+Sources = Sequence[FlowSource]
 Progress = Callable[[str], None]
 
 
@@ -37,6 +36,8 @@ class RunReport:
     status: str
     outcomes: list[StepOutcome] = field(default_factory=list)
     flow_problems: list[str] = field(default_factory=list)
+    # flows no source could check (never problems, never passed: said)
+    flows_unverified: list[str] = field(default_factory=list)
     plan: Plan | None = None
     duration_s: float = 0.0
     wake_at: float | None = None  # while waiting: when to proceed again (None: on an event)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent import audit
-from agent.engine.journal import Journal, NewStep, StepRow
+from agent.engine.journal import FlowCheck, Journal, NewStep, StepRow
 from agent.errors import AuditError
 from agent.network.state import DeviceState
 from agent.run.model import Progress, RunOptions
@@ -125,6 +125,7 @@ class Observer:
         duration_s: float | None,
         failed: int,
         flow_problems: int,
+        flows_unverified: int = 0,
     ) -> None:
         """The run's outcome, declared by its driver: journaled (its sites freed unless an
         undo failed), audited, said."""
@@ -137,6 +138,7 @@ class Observer:
             duration_s=duration_s,
             failed=failed,
             flow_problems=flow_problems,
+            flows_unverified=flows_unverified,
             detail=detail or None,
         )
         self.progress(f"run {run_id}: {status}" + (f" ({detail})" if detail else ""))
@@ -347,11 +349,49 @@ class Observer:
             "run.approval_timeout", step=step, outcome="proceed" if proceed else "abort"
         )
 
-    def flows_unchecked(self, run_id: str, site: str, step: str) -> None:
-        """A verify_flows step with no flow probe source: skipped, and said so in the trail."""
-        why = "no flow probe source"
-        self.journal.set_gate(run_id, site, step, GateStatus.SKIPPED, detail={"why": why})
-        self.log.warning("step.skipped", step=step, why=why)
+    def flows_checked(
+        self,
+        run_id: str,
+        site: str,
+        step: str,
+        checks: Sequence[FlowCheck],
+        *,
+        gate: Mapping[str, Any] | None = None,
+        audit_passed: bool = True,
+    ) -> None:
+        """Each flow's verdict at a verify step (or a soak's probes): journaled (with the gate's
+        `detail` when given: the gate passes, its problems are the run's flow problems), then
+        audited one record per flow (which sources confirmed it, which contradicted it), then
+        the failed and unverified flows said."""
+        self.journal.record_flow_checks(checks)
+        if gate is not None:
+            self.journal.set_gate(run_id, site, step, GateStatus.PASSED, detail=dict(gate))
+        for c in checks:
+            if c.status == "passed" and not audit_passed:
+                continue
+            log = self.log.error if c.status == "failed" else self.log.info
+            if c.status == "unverified":
+                log = self.log.warning
+            log(
+                "flow.checked",
+                step=step,
+                flow=c.flow,
+                expected=c.expected,
+                outcome=c.status,
+                must_survive=c.must_survive,
+                confirmed_by=list(c.confirmed_by),
+                contradicted_by=list(c.contradicted_by),
+            )
+        failed = [c.flow for c in checks if c.status == "failed"]
+        unverified = [c.flow for c in checks if c.status == "unverified"]
+        passed = len(checks) - len(failed) - len(unverified)
+        if gate is not None or failed or unverified:
+            self.progress(
+                f"{site}: {step}: flows: {passed} passed, {len(failed)} failed"
+                + (f" ({', '.join(failed)})" if failed else "")
+                + f", {len(unverified)} unverified"
+                + (f" ({_some(unverified)})" if unverified else "")
+            )
 
     def preconditions_refused(
         self, run_id: str, site: str, key: str, step: str, reason: str
@@ -428,3 +468,9 @@ class Observer:
             outcome=detail["outcome"],
         )
         self.progress(f"{site}: {', '.join(zones)} re-isolated ({detail['outcome']}); run stopped")
+
+
+def _some(names: Sequence[str], most: int = 8) -> str:
+    """At most `most` names, then how many more (a progress line stays readable)."""
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" and {more} more" if more > 0 else "")

@@ -4,5 +4,5 @@ module-level so the job store can name them), `poll` (drift polling) and `health
 
 The service may import the executor (`agent.run`) and everything below it, and `agent.wire` (it
 builds every answer through a wire model); never the API, the daemon process, the CLI, click or
-the twin (a flow verifier is given to it by a composition root). This module imports nothing.
+the twin (the flow sources are given to it by a composition root). This module imports nothing.
 """

@@ -15,8 +15,8 @@ so a local order is authorized and audited exactly as one sent to the daemon.
 Imports the executor (`agent.run`), the engine's journal and plan, the drivers' pool, the
 inventory and playbook loaders, the audit trail, `agent.status`, `agent.errors`, its own package
 and `agent.wire`: every answer is built through its wire model, the shape the client parses and
-the CLI renders. Never the API, the daemon process, click, a renderer or the twin (a flow
-verifier is given to it by a composition root)."""
+the CLI renders. Never the API, the daemon process, click, a renderer or the twin (the flow
+sources are given to it by a composition root)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ from agent.wire import (
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from agent.run.model import FlowVerifier
+    from agent.run.model import Sources
 
 DAEMON_ACTOR = "cordon-daemon"
 
@@ -111,7 +111,7 @@ class Service:
         poll_interval: float = 30.0,
         backup_interval: float = 86400.0,
         jobstore_url: str | None = None,
-        verifier: FlowVerifier | None = None,
+        sources: Sources = (),
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.inv: Inventory = load_inventory(inventory)
@@ -125,7 +125,7 @@ class Service:
         self.pool = Pool(
             self.inv, keepalive=30.0 if scheduler else None, max_size=max(64, 2 * len(devices))
         )
-        self.verifier = verifier
+        self.sources = tuple(sources)
         self.progress = progress
         self.poll_interval = poll_interval
         self.backup_interval = backup_interval
@@ -280,7 +280,7 @@ class Service:
             self.journal,
             self.pool,
             actor=actor,
-            verifier=self.verifier,
+            sources=self.sources,
             progress=self.progress,
         )
 
@@ -322,8 +322,32 @@ class Service:
                 "drift_alarms": alarms,
                 "last_poll": self._last_poll,
                 "incidents": [i.as_dict() for i in self.journal.incidents(open_only=True)],
+                "flows": self._flow_health(),
             }
         ).wire()
+
+    def _flow_health(self) -> list[dict[str, Any]]:
+        """Every must-survive flow with its last verification from the journal (never checked:
+        no status)."""
+        last = self.journal.last_flow_checks(must_survive_only=True)
+        out: list[dict[str, Any]] = []
+        for f in self.inv.flows:
+            if not f.must_survive:
+                continue
+            c = last.get(f.name)
+            row: dict[str, Any] = {"flow": f.name, "source": f"{f.source} -> {f.destination}"}
+            if c is not None:
+                row.update(
+                    status=c.status,
+                    expected=c.expected,
+                    confirmed_by=list(c.confirmed_by),
+                    contradicted_by=list(c.contradicted_by),
+                    at=c.at,
+                    run_id=c.run_id,
+                    step=c.step,
+                )
+            out.append(row)
+        return out
 
     def plan(
         self,

@@ -23,8 +23,10 @@ cut (nothing may have been sent).
 
 Wiring (a composition root): `counter_sources(inv, pool)` gives one source per firewall that
 routes a declared flow; a source asked about flows none of which its device routes answers at
-once with nothing, the others take one window (`window_s`, 3 s by default) and two reads, so a
-gate asks them in parallel.
+once with nothing. With a window (`window_s` > 0) the others read, wait the window and read again;
+with `window_s=0` (what the run's gates use: a verify step must not wait) they read once and
+compare with their previous reading of the same rules (at least `MIN_SINCE_S` old), kept in the
+source: the first check of a rule only takes its reading (UNKNOWN, saying so).
 
 Imports the evidence contract, the inventory, the network model, the drivers' pool and the
 platforms' capability protocols; never a platform's module, the twin or the executor.
@@ -32,6 +34,7 @@ platforms' capability protocols; never a platform's module, the twin or the exec
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +55,7 @@ Reading = tuple[Traffic | None, ...]  # one entry per counting rule of a flow, i
 ReadTraffic = Callable[[Sequence[NftRule]], list[Traffic | None]]
 
 DEFAULT_WINDOW_S = 3.0
+MIN_SINCE_S = 1.0  # without a window: a previous reading younger than this proves nothing
 
 
 class Movement(StrEnum):
@@ -141,13 +145,17 @@ class CounterSource:
         window_s: float = DEFAULT_WINDOW_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if window_s <= 0:
-            raise ValueError("window_s must be positive")
+        if window_s < 0:
+            raise ValueError("window_s must not be negative")
         self.inv = inv
         self.device = device
         self.read = read
         self.window_s = window_s
         self.sleep = sleep
+        self.clock: Callable[[], float] = time.monotonic
+        # without a window: each rule's last reading and when it was taken
+        self._last: dict[NftRule, tuple[Traffic | None, float]] = {}
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -161,6 +169,8 @@ class CounterSource:
         if not by_flow:
             return []
         rules = [r for rs in by_flow.values() for r in rs]
+        if self.window_s == 0:
+            return self._since_last(by_flow, rules)
         try:
             first = self.read(rules)
             self.sleep(self.window_s)
@@ -178,8 +188,57 @@ class CounterSource:
             out.append(self.evidence(name, judge(before, after)))
         return out
 
-    def evidence(self, flow: str, j: Judgement) -> Evidence:
-        where = f"on {self.device} in {self.window_s:g} s"
+    def _since_last(
+        self, by_flow: Mapping[str, tuple[NftRule, ...]], rules: Sequence[NftRule]
+    ) -> list[Evidence]:
+        """One read, judged against this source's previous reading of the same rules."""
+        try:
+            now_read = self.read(rules)
+        except CordonError as exc:
+            why = f"counters not read on {self.device}: {exc.message}"
+            return [Evidence(name, self.name, Seen.UNKNOWN, why) for name in by_flow]
+        if len(now_read) != len(rules):
+            raise DeviceError(self.device, "traffic", "answered for other rules than asked")
+        now = self.clock()
+        with self._lock:
+            prev = [self._last.get(r) for r in rules]
+            for r, t in zip(rules, now_read, strict=True):
+                if (p := self._last.get(r)) is None or now - p[1] >= MIN_SINCE_S:
+                    self._last[r] = (t, now)
+        out: list[Evidence] = []
+        i = 0
+        for name, rs in by_flow.items():
+            before_at = prev[i : i + len(rs)]
+            after = tuple(now_read[i : i + len(rs)])
+            i += len(rs)
+            if any(p is None for p in before_at):
+                out.append(
+                    Evidence(
+                        name,
+                        self.name,
+                        Seen.UNKNOWN,
+                        f"first reading of its counters on {self.device}: compared at the next "
+                        "check",
+                    )
+                )
+                continue
+            age = now - max(p[1] for p in before_at if p is not None)
+            if age < MIN_SINCE_S:
+                out.append(
+                    Evidence(
+                        name,
+                        self.name,
+                        Seen.UNKNOWN,
+                        f"counters on {self.device} read {age:.1f} s ago: too soon to compare",
+                    )
+                )
+                continue
+            before = tuple(p[0] for p in before_at if p is not None)
+            out.append(self.evidence(name, judge(before, after), age))
+        return out
+
+    def evidence(self, flow: str, j: Judgement, window: float | None = None) -> Evidence:
+        where = f"on {self.device} in {self.window_s if window is None else window:.3g} s"
         if j.movement is Movement.MOVED:
             return Evidence(flow, self.name, Seen.OPEN, f"traffic both ways {where}: {j.detail}")
         if j.movement is Movement.STILL:

@@ -232,6 +232,8 @@ class FakeService:
             "drift_alarms": [],
             "last_poll": None,
             "incidents": [],
+            # a must-survive flow never checked yet (the real service lists every one)
+            "flows": [{"flow": "icu-monitoring", "source": "a/icu/monitor -> a/icu/station:hl7"}],
         }
 
     def plan(

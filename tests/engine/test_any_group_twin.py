@@ -85,7 +85,7 @@ def engine(vallee: Twin, tmp_path: Path) -> Iterator[Executor]:
             journal,
             pool,
             actor="test",
-            verifier=flows.engine_verifier(vallee.inv, vallee.bp, current=journal.device_states),
+            sources=[flows.TwinSource(vallee.inv, vallee.bp)],
         )
         try:
             yield ex

@@ -48,7 +48,7 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
             journal,
             pool,
             actor="test",
-            verifier=flows.engine_verifier(twin.inv, twin.bp, current=journal.device_states),
+            sources=[flows.TwinSource(twin.inv, twin.bp)],
         )
         try:
             yield ex

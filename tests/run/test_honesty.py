@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,12 +26,12 @@ from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import AuditError, PlanError, RunError
 from agent.inventory import load
-from agent.inventory.models import Inventory
-from agent.network.state import DeviceState
+from agent.inventory.models import Flow, Inventory
 from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.service.service import local
+from agent.verify.evidence import Evidence, Seen
 from agent.wire import StatusOut
 from tests.conftest import EXAMPLE, ROOT
 from tests.engine.fakes import World
@@ -311,16 +311,18 @@ def test_verify_flows_must_survive_only(
     must-survive flows only (which are all fine here)."""
     world = World()
 
-    def probes(
-        site: str, _states: Mapping[str, DeviceState], only: Collection[str] | None = None
-    ) -> list[str]:
-        # what the twin's probes would say if every ordinary flow of the site were broken
-        flows = [f for f in inv.flows if site in (f.source.site, f.destination.site)]
-        return [
-            f"flow {f.name}: expected open, observed closed"
-            for f in flows
-            if (only is None or f.name in only) and not f.must_survive
-        ]
+    class Probes:
+        """What the twin's probes would see if every ordinary flow of the site were cut."""
+
+        name = "probes"
+
+        def check(
+            self, _site: str, flows: Sequence[Flow], _expected: Mapping[str, bool]
+        ) -> list[Evidence]:
+            return [
+                Evidence(f.name, self.name, Seen.OPEN if f.must_survive else Seen.CLOSED)
+                for f in flows
+            ]
 
     flag = "true" if must_survive_only else "false"
     pb = playbook(
@@ -332,7 +334,7 @@ def test_verify_flows_must_survive_only(
     )
     journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
-        run = Executor(inv, journal, pool, actor="t", verifier=probes).run(pb, [SITE])
+        run = Executor(inv, journal, pool, actor="t", sources=[Probes()]).run(pb, [SITE])
     journal.close()
     if must_survive_only:
         assert (run.status, run.flow_problems) == ("done", [])

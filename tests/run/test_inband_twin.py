@@ -210,7 +210,7 @@ def engine(inband: Twin, watch: Watch, tmp_path: Path) -> Iterator[Executor]:
             journal,
             pool,
             actor="test",
-            verifier=flows.engine_verifier(inband.inv, inband.bp, current=journal.device_states),
+            sources=[flows.TwinSource(inband.inv, inband.bp)],
             progress=watch,
         )
         try:

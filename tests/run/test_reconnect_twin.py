@@ -66,9 +66,9 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
     """An executor with the twin's flow probes; every run rolled back after, newest first, and
     the scanner cured, whatever the test did."""
     journal = Journal(tmp_path / "journal.sqlite")
-    verifier = flows.engine_verifier(twin.inv, twin.bp, current=journal.device_states)
+    probes = flows.TwinSource(twin.inv, twin.bp)
     with Pool(twin.inv, keepalive=None) as pool:
-        ex = Executor(twin.inv, journal, pool, actor="alice", verifier=verifier)
+        ex = Executor(twin.inv, journal, pool, actor="alice", sources=[probes])
         try:
             yield ex
         finally:

@@ -145,6 +145,32 @@ def test_a_flow_without_a_counting_rule_or_unread_is_unknown(inv: Inventory) -> 
     assert "counters not read on bz2-fw1" in ev.detail
 
 
+def test_without_a_window_a_check_compares_with_the_previous_reading(inv: Inventory) -> None:
+    """What the run's gates use (`window_s=0`): no wait; the first check only reads, a check
+    too soon after says so, a later one judges the movement since the kept reading."""
+    read = Recorded(
+        [t(100), t(90), t(5), t(5)],
+        [t(101), t(91), t(5), t(5)],  # 0.5 s later: too soon, and not kept as the baseline
+        [t(130), t(118), t(5), t(5)],
+    )
+    src = CounterSource(inv, FW, read, window_s=0)
+    now = [1000.0]
+    src.clock = lambda: now[0]
+    ask = (SITE, flows(inv, FLOW, OTHER), {FLOW: True, OTHER: True})
+    first = {e.flow: e for e in src.check(*ask)}
+    assert {e.seen for e in first.values()} == {Seen.UNKNOWN}
+    assert "first reading" in first[FLOW].detail
+    now[0] += 0.5
+    soon = {e.flow: e for e in src.check(*ask)}
+    assert "too soon" in soon[FLOW].detail
+    now[0] += 11.5
+    later = {e.flow: e for e in src.check(*ask)}
+    assert later[FLOW].seen is Seen.OPEN
+    assert "58 packets" in later[FLOW].detail  # since the first reading, 12 s ago
+    assert "in 12 s" in later[FLOW].detail
+    assert later[OTHER].seen is Seen.UNKNOWN
+
+
 def test_counter_sources_name_the_firewalls_that_route_flows(inv: Inventory) -> None:
     with Pool(inv, keepalive=None) as pool:
         names = [s.name for s in counter_sources(inv, pool)]

@@ -1,8 +1,8 @@
 """The counters source during a real preventive-degraded run, on the twin of the second test
 group (tests/data/ght-vallee.yaml), where a must-survive flow crosses sites: clinique-sud's
 tele-expertise to hopital-nord, kept through the cut WAN by accept rules on both sites' Linux
-firewalls. At each of the run's verify_flows steps (the executor's verifier, wrapped as a
-composition root would), every firewall's `counters:<device>` source is asked about the
+firewalls. At each of the run's verify_flows steps (a source beside the twin's prober),
+every firewall's `counters:<device>` source is asked about the
 must-survive flows touching the site: the kept flow is confirmed OPEN by the counters of its
 rules on both firewalls (its stream kept talking through the cut), never CLOSED by anyone; the
 poller, reading the journal's records after the run, raises no traffic alarm (every kept flow
@@ -14,7 +14,7 @@ Only one twin per machine: this module builds its own under the session lock and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,10 +23,10 @@ from agent import audit
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.inventory import load
+from agent.inventory.models import Flow
 from agent.lab import build, flows
 from agent.lab.state import LabState
 from agent.lab.topology import blueprint
-from agent.network.state import DeviceState
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.service.health import TRAFFIC_STOPPED, HealthStore
@@ -63,21 +63,33 @@ def test_counters_confirm_the_kept_flow_during_preventive_degraded(
     seen: list[tuple[str, list[Evidence]]] = []
     with Pool(vallee.inv, keepalive=None) as pool:
         sources = counter_sources(vallee.inv, pool, window_s=2.0)
-        twin_check = flows.engine_verifier(vallee.inv, vallee.bp, current=journal.device_states)
 
-        def verifier(site: str, states: Mapping[str, DeviceState]) -> list[str]:
-            problems = twin_check(site, states)
-            must = [
-                f
-                for f in vallee.inv.flows
-                if f.must_survive and site in (f.source.site, f.destination.site)
-            ]
-            expected = {f.name: True for f in must}
-            evidence = [e for s in sources for e in s.check(site, must, expected)]
-            seen.append((site, evidence))
-            return problems
+        class AskCounters:
+            """Beside the twin's prober, at each verify step: every firewall's counters asked
+            about the must-survive flows touching the site (recorded; nothing said to the run)."""
 
-        ex = Executor(vallee.inv, journal, pool, actor="test", verifier=verifier)
+            name = "ask-counters"
+
+            def check(
+                self, site: str, _flows: Sequence[Flow], _expected: Mapping[str, bool]
+            ) -> list[Evidence]:
+                must = [
+                    f
+                    for f in vallee.inv.flows
+                    if f.must_survive and site in (f.source.site, f.destination.site)
+                ]
+                expected = {f.name: True for f in must}
+                evidence = [e for s in sources for e in s.check(site, must, expected)]
+                seen.append((site, evidence))
+                return []
+
+        ex = Executor(
+            vallee.inv,
+            journal,
+            pool,
+            actor="test",
+            sources=[flows.TwinSource(vallee.inv, vallee.bp), AskCounters()],
+        )
         try:
             sites, params = RUNS["preventive-degraded"]
             pb = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", vallee.inv, params)

@@ -117,7 +117,7 @@ def engine(twin: Twin, tmp_path: Path) -> Iterator[Executor]:
             journal,
             pool,
             actor="test",
-            verifier=flows.engine_verifier(twin.inv, twin.bp, current=journal.device_states),
+            sources=[flows.TwinSource(twin.inv, twin.bp)],
         )
         try:
             yield ex
@@ -168,7 +168,7 @@ def test_without_the_probe_accepts_the_probe_sees_a_kept_flow_cut(
             journal,
             pool,
             actor="test",
-            verifier=flows.engine_verifier(bare, twin.bp, current=journal.device_states),
+            sources=[flows.TwinSource(bare, twin.bp)],
         )
         pb = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", bare)
         predicted = {fi.flow: fi.after for fi in plan(pb, bare, sites=[SITE]).impact}

@@ -42,6 +42,7 @@ from agent.playbook.models import Playbook, ReconnectZone
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
 from agent.status import GateStatus, RunStatus
+from agent.verify.sources import production_sources
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 
@@ -121,7 +122,7 @@ def _contain_and_restore(
             journal,
             pool,
             actor=getpass.getuser(),
-            verifier=flows.engine_verifier(inv, bp, current=journal.device_states),
+            sources=[*production_sources(inv, pool), flows.TwinSource(inv, bp)],
         )
         _say(
             f"\n== 4. Attack declared at {HIT}: isolate it (L1-L3), and switch the "
@@ -144,6 +145,7 @@ def _contain_and_restore(
                 f"run {r.run_id}: {r.status}, {len(r.outcomes)} device steps verified by "
                 f"read-back in {r.duration_s:.2f} s"
                 + (f"; flow check: {r.flow_problems}" if r.flow_problems else "")
+                + (f"; {len(r.flows_unverified)} flows unverified" if r.flows_unverified else "")
             )
         sent = sum(st.sent for st in stats.values())
         lost = sum(st.failed for st in stats.values())

@@ -2,8 +2,8 @@
 running): settle in-flight steps by reading the devices, then finish the run or roll it back.
 
 Imports click, the executor (`agent.run.executor`), the journal, the pool, the inventory,
-`agent.settings`, `agent.status`, the daemon's state-dir lock and the twin's verifier
-(`agent.lab.verifier`); renders with `agent.cli.render.report`.
+`agent.settings`, `agent.status`, the daemon's state-dir lock and the flow sources
+(`agent.verify.sources`, the twin's `agent.lab.verifier`); renders with `agent.cli.render.report`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from agent.cli.render.report import render_report, report_json
 from agent.drivers.pool import Pool
 from agent.engine.journal import at as journal_at
 from agent.inventory import default_path, load
-from agent.lab.verifier import twin_verifier
+from agent.lab.verifier import twin_source
 from agent.run.executor import Executor
 from agent.status import RUN_EXIT, RunStatus
+from agent.verify.sources import production_sources
 
 __all__ = ["resume_cmd"]
 
@@ -58,7 +59,10 @@ def resume_cmd(
                 journal,
                 pool,
                 actor=getpass.getuser(),
-                verifier=twin_verifier(inv, journal.device_states),
+                sources=[
+                    *production_sources(inv, pool),
+                    *([twin] if (twin := twin_source(inv)) is not None else []),
+                ],
                 progress=lambda msg: click.echo(f"  {msg}", err=json_out),
             )
             report = ex.resume(run_id, roll_back=roll_back)

@@ -20,6 +20,7 @@ def render_report(report: RunReport) -> str:
             + (f"  ({o.error})" if o.error else "")
         )
     lines += [f"  flow check: {p}" for p in report.flow_problems]
+    lines += [f"  flow check: {u}" for u in report.flows_unverified]
     return "\n".join(lines)
 
 
@@ -29,5 +30,6 @@ def report_json(report: RunReport) -> dict[str, object]:
         "status": report.status,
         "duration_s": round(report.duration_s, 3),
         "flow_problems": report.flow_problems,
+        "flows_unverified": report.flows_unverified,
         "steps": [o.__dict__ for o in report.outcomes],
     }

@@ -6,6 +6,8 @@ Imports the wire models, `agent.status` and the `agent.cli.render` helpers (and 
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.cli.render.status import waiting_text
@@ -100,11 +102,14 @@ def render_run(o: Opts, run: RunView) -> str:
             extra = detail.get("reason") or detail.get("why") or ""
             if detail.get("kind") == "soak" and g.status == GateStatus.OPEN:
                 extra = f"until {when(detail.get('until'))}, {detail.get('ticks', 0)} checks"
+            if detail.get("kind") == "verify_flows":
+                extra = _flow_counts(detail)
             lines.append(
                 f"    {g.site}  {g.step}  "
                 + style(o, str(g.status), fg=GATE_COLOR.get(g.status) or None)
                 + (f"  {extra}" if extra else "")
             )
+    lines += flow_lines(o, run)
     for a in run.attestations:
         lines.append(f"  attested: {a.site}/{a.zone} by {a.actor}: {a.reason}")
     approval = run.approval
@@ -114,6 +119,35 @@ def render_run(o: Opts, run: RunView) -> str:
             + (f": {approval.reason}" if approval.reason else "")
         )
     return "\n".join(lines)
+
+
+def _flow_counts(detail: dict[str, Any]) -> str:
+    c = detail.get("counts") or {}
+    sources = ", ".join(detail.get("sources") or []) or "none"
+    return (
+        f"flows: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
+        f"{c.get('unverified', 0)} unverified (sources: {sources})"
+    )
+
+
+def flow_lines(o: Opts, run: RunView) -> list[str]:
+    """The run's flow verdicts that need saying: each failed flow (the sources that saw it
+    otherwise), each flow no source could check (unverified: never shown as passed)."""
+    failed: list[str] = []
+    unverified: list[str] = []
+    for g in run.gates:
+        detail = g.detail or {}
+        failed += [str(p) for p in detail.get("problems") or [] if str(p) not in failed]
+        unverified += [str(u) for u in detail.get("unverified") or [] if str(u) not in unverified]
+    lines = [style(o, f"  FAILED {p}", fg="red") for p in failed]
+    if unverified:
+        lines.append(
+            style(
+                o, f"  {len(unverified)} flow(s) UNVERIFIED (no source could check):", fg="yellow"
+            )
+        )
+        lines += [f"    {u}" for u in unverified]
+    return lines
 
 
 def render_final(o: Opts, run: RunView) -> str:
@@ -132,6 +166,7 @@ def render_final(o: Opts, run: RunView) -> str:
     lines = [head]
     if run.detail:
         lines.append(f"  {run.detail}")
+    lines += flow_lines(o, run)
     rid = run.run_id
     hints: dict[str, str] = {
         RunStatus.FAILED: f"see `cordon show {rid}`; `cordon rollback {rid}` undoes what it did",

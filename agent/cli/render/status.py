@@ -1,5 +1,6 @@
 """`cordon status` as text: every site's mode, drift alarms, open runs and what each waits for,
-open incidents, the last drift poll.
+open incidents, the last drift poll, the must-survive flows' health (each one's last verification:
+status, the sources that confirmed or contradicted it, when).
 
 Imports the wire models, `agent.status` and `agent.cli.render` helpers only.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.status import RunStatus, SiteMode
-from agent.wire import RunSummary, StatusOut
+from agent.wire import FlowHealth, RunSummary, StatusOut
 
 __all__ = ["render_status", "waiting_text"]
 
@@ -83,7 +84,45 @@ def render_status(o: Opts, data: StatusOut) -> str:
     if poll is not None:
         counts = ", ".join(f"{k} {v}" for k, v in (poll.counts or {}).items())
         lines.append(f"last drift poll: {when(poll.at)}: {counts}")
+    lines += render_flow_health(o, data.flows)
     return "\n".join(lines)
+
+
+_FLOW_ORDER = {"failed": 0, "unverified": 1, None: 2, "passed": 3}
+_FLOW_COLOR = {"failed": "red", "unverified": "yellow", None: "yellow", "passed": "green"}
+
+
+def render_flow_health(o: Opts, flows: list[FlowHealth]) -> list[str]:
+    """Every must-survive flow's last verification, the failed first, then the unverified and
+    those never checked (neither is ever shown as passed)."""
+    if not flows:
+        return []
+    count = {k: sum(f.status == k for f in flows) for k in ("passed", "failed", "unverified")}
+    never = sum(f.status is None for f in flows)
+    head = (
+        f"must-survive flows ({len(flows)}): {count['passed']} passed, {count['failed']} failed, "
+        f"{count['unverified']} unverified, {never} never checked"
+    )
+    bad = count["failed"] > 0
+    lines = ["", style(o, head, fg="red" if bad else None, bold=bad)]
+    width = max(len(f.flow) for f in flows)
+    for f in sorted(flows, key=lambda f: (_FLOW_ORDER.get(f.status, 2), f.flow)):
+        status = f.status or "never checked"
+        if f.status == "failed":
+            how = "contradicted by " + ", ".join(f.contradicted_by)
+        elif f.status == "passed":
+            how = "confirmed by " + ", ".join(f.confirmed_by)
+        elif f.status == "unverified":
+            how = "no source could check it"
+        else:
+            how = "no verify step has checked it"
+        at = f"  {when(f.at)} ({f.step}, run {f.run_id})" if f.at is not None else ""
+        lines.append(
+            f"  {f.flow:<{width}}  "
+            + style(o, f"{status:<13}", fg=_FLOW_COLOR.get(f.status))
+            + f"  expected {f.expected or '-'}: {how}{at}"
+        )
+    return lines
 
 
 def waiting_text(r: RunSummary) -> str:

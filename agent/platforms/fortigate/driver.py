@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import http.client
+import ipaddress
 import json
 import secrets as pysecrets
 import ssl
@@ -47,7 +48,7 @@ from agent.errors import (
     SecretError,
 )
 from agent.network.state import NftRule
-from agent.platforms.capabilities import Traffic
+from agent.platforms.capabilities import FlowDecision, FlowQuery, Traffic, Verdict
 from agent.platforms.fortigate import parse, traffic
 from agent.platforms.fortigate.parse import Objects
 from agent.platforms.fortigate.render import PREFIX, check_ifname, count_key
@@ -304,6 +305,60 @@ class FortiGateDriver:
             raise DeviceError(
                 self.target.name, "traffic", f"unexpected device output: {exc}"
             ) from None
+
+    def decide_flows(self, queries: Sequence[FlowQuery]) -> list[FlowDecision]:
+        """What this FortiGate does with each packet, by its own policy lookup
+        (`monitor/firewall/policy-lookup`: the policy a new session would hit) and that policy's
+        action (one read of the policy table). A reply is carried by the session its request
+        opened (FortiOS is stateful): it is decided by its request's lookup. No route or an
+        unexpected answer: UNKNOWN, saying so."""
+        actions = {
+            int(p["policyid"]): str(p.get("action", "deny"))
+            for p in self._results(POLICY, "decide")
+            if str(p.get("policyid", "")).isdigit() and p.get("status", "enable") == "enable"
+        }
+        seen: dict[tuple[str, str, str, int], FlowDecision] = {}
+        out = []
+        for q in queries:
+            key = (
+                (q.out_if, q.dst, q.src, q.sport or 0)
+                if q.reply
+                else (q.in_if, q.src, q.dst, q.dport or 0)
+            )
+            if key not in seen:
+                seen[key] = self._lookup(*key, actions=actions)
+            out.append(seen[key])
+        return out
+
+    def _lookup(  # noqa: PLR0911 - one answer per case of the lookup
+        self, srcintf: str, src: str, dst: str, port: int, *, actions: dict[int, str]
+    ) -> FlowDecision:
+        if not port:
+            return FlowDecision(Verdict.UNKNOWN, "no destination port to look up")
+        try:  # nothing but an interface name and addresses reaches the URL
+            query = {
+                "srcintf": check_ifname(srcintf),
+                "sourceip": str(ipaddress.IPv4Address(src)),
+                "dest": str(ipaddress.IPv4Address(dst)),
+                "protocol": "tcp",
+                "destport": str(int(port)),
+            }
+        except ValueError as exc:
+            return FlowDecision(Verdict.UNKNOWN, f"not asked: {exc}")
+        env = self._call("GET", "monitor/firewall/policy-lookup", operation="decide", query=query)
+        res = (env or {}).get("results")
+        if not isinstance(res, dict) or res.get("success") is not True:
+            return FlowDecision(Verdict.UNKNOWN, "the FortiGate's policy lookup found no route")
+        pid = res.get("policy_id")
+        if not isinstance(pid, int):
+            return FlowDecision(Verdict.UNKNOWN, "the policy lookup named no policy")
+        if pid == 0:
+            return FlowDecision(Verdict.DROP, "implicit deny (policy 0)")
+        action = actions.get(pid)
+        if action is None:
+            return FlowDecision(Verdict.UNKNOWN, f"policy {pid} is not in the policy table")
+        verdict = Verdict.ACCEPT if action == "accept" else Verdict.DROP
+        return FlowDecision(verdict, f"policy {pid} ({action})")
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"

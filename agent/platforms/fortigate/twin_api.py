@@ -15,6 +15,7 @@ import argparse
 import copy
 import hashlib
 import hmac
+import ipaddress
 import json
 import ssl
 import subprocess
@@ -427,7 +428,7 @@ class Handler(BaseHTTPRequestHandler):
                 if kind == "cmdb":
                     self.cmdb(dev, rest, body, query)
                 elif kind == "monitor":
-                    self.monitor(dev, rest)
+                    self.monitor(dev, rest, query)
                 else:
                     raise ApiError(404)
             except ApiError as exc:
@@ -514,7 +515,7 @@ class Handler(BaseHTTPRequestHandler):
         )
         self.send(200, env)
 
-    def monitor(self, dev: Device, rest: str) -> None:
+    def monitor(self, dev: Device, rest: str, query: dict[str, str]) -> None:
         base = {
             "http_method": self.command,
             "vdom": "root",
@@ -571,8 +572,53 @@ class Handler(BaseHTTPRequestHandler):
                     }
                 )
             self.send(200, {**fixture("monitor_firewall_policy"), "results": hits, **IDENT})
+        elif rest == "firewall/policy-lookup" and self.command == "GET":
+            self.send(
+                200,
+                {
+                    **fixture("monitor_firewall_policy_lookup"),
+                    **IDENT,
+                    "results": policy_lookup(dev, query),
+                },
+            )
         else:
             raise ApiError(404)
+
+
+def policy_lookup(dev: Device, query: dict[str, str]) -> dict[str, Any]:
+    """`monitor/firewall/policy-lookup`: the policy a dummy packet would hit, as FortiOS asks
+    its kernel. The route to `dest` (the outgoing interface) from this namespace's kernel, then
+    the running policy table, first match (`twin_nft.lookup`, 0: the implicit deny). No route:
+    `success` false, as FortiOS answers. TCP only (protocol `tcp` or 6); `srcintf`, `dest`,
+    `protocol` required (424 otherwise, FortiOS's error for a missing parameter)."""
+    if not all(query.get(k) for k in ("srcintf", "dest", "protocol")):
+        raise ApiError(424, -5)
+    if query["protocol"] not in ("tcp", "6"):
+        return {"success": False}
+    try:
+        dest = str(ipaddress.IPv4Address(query["dest"]))
+        src = str(ipaddress.IPv4Address(query.get("sourceip") or "0.0.0.0"))  # noqa: S104 - a value
+        port = int(query.get("destport") or 0)
+    except ValueError:
+        raise ApiError(424, -5) from None
+    done = subprocess.run(
+        ["ip", "-j", "route", "get", dest], capture_output=True, text=True, check=False
+    )
+    routes = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
+    if not routes or "dev" not in routes[0]:
+        return {"success": False}
+    running = dev.running
+    pid = twin_nft.lookup(
+        running["policy"],
+        {a["name"]: a for a in running["address"]},
+        {s["name"]: s for s in running["service"]},
+        srcintf=query["srcintf"],
+        dstintf=str(routes[0]["dev"]),
+        src=src,
+        dst=dest,
+        port=port,
+    )
+    return {"success": True, "policy_id": pid, "destip": dest}
 
 
 def main(argv: list[str] | None = None) -> None:

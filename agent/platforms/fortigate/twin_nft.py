@@ -208,3 +208,56 @@ def hit_counts(nft_json: str) -> dict[int, int]:
         if isinstance(c, dict) and name.startswith("policy") and name[6:].isdigit():
             out[int(name[6:])] = int(c.get("packets", 0))
     return out
+
+
+def _in_addresses(ip: str, names: list[str], addresses: dict[str, dict[str, Any]]) -> bool:
+    if "all" in names:
+        return True
+    addr = ipaddress.IPv4Address(ip)
+    for n in names:
+        net, _, mask = str(addresses[n].get("subnet", "0.0.0.0 0.0.0.0")).partition(" ")
+        if addr in ipaddress.IPv4Network(f"{net}/{mask}", strict=False):
+            return True
+    return False
+
+
+def _in_services(port: int, names: list[str], services: dict[str, dict[str, Any]]) -> bool:
+    if "ALL" in names:
+        return True
+    for n in names:
+        for rng in str(services[n].get("tcp-portrange", "")).split():
+            low, _, high = rng.split(":", 1)[0].partition("-")
+            if int(low) <= port <= int(high or low):
+                return True
+    return False
+
+
+def lookup(
+    policies: list[dict[str, Any]],
+    addresses: dict[str, dict[str, Any]],
+    services: dict[str, dict[str, Any]],
+    *,
+    srcintf: str,
+    dstintf: str,
+    src: str,
+    dst: str,
+    port: int,
+) -> int:
+    """The policy a new TCP session would hit (`monitor/firewall/policy-lookup`): the first
+    enabled policy, in the table's order, whose interfaces, addresses and service match; 0 (the
+    implicit deny) when none does. The same table and semantics as `ruleset`."""
+    for p in policies:
+        if p.get("status", "enable") != "enable":
+            continue
+        ins, outs = _names(p.get("srcintf")), _names(p.get("dstintf"))
+        if "any" not in ins and srcintf not in ins:
+            continue
+        if "any" not in outs and dstintf not in outs:
+            continue
+        if not _in_addresses(src, _names(p.get("srcaddr")), addresses):
+            continue
+        if not _in_addresses(dst, _names(p.get("dstaddr")), addresses):
+            continue
+        if _in_services(port, _names(p.get("service")), services):
+            return int(p["policyid"])
+    return 0

@@ -32,8 +32,8 @@ from agent.drivers.base import (
 from agent.drivers.ssh import Run, Shell, abort, open_transport
 from agent.errors import CommandRejected, DeviceError
 from agent.network.state import NftRule
-from agent.platforms.capabilities import Traffic
-from agent.platforms.linux_nftables import parse, revert, traffic
+from agent.platforms.capabilities import FlowDecision, FlowQuery, Traffic
+from agent.platforms.linux_nftables import evaluate, parse, revert, traffic
 
 T = TypeVar("T")
 
@@ -199,6 +199,14 @@ class NftablesDriver:
         `nft -j list table inet cordon`."""
         table = self.our_rules("traffic")
         return self._parse("traffic", lambda _: traffic.per_rule(table, rules), "")
+
+    def decide_flows(self, queries: Sequence[FlowQuery]) -> list[FlowDecision]:
+        """What this firewall's forward hook does with each packet: its whole live ruleset (one
+        `nft -j list ruleset`: Cordon's table and every table beside it) evaluated
+        (`evaluate`); UNKNOWN, naming why, where the rules hold what it does not evaluate."""
+        text = self._ok(self._run("nft -j list ruleset", operation="decide"), "decide").out
+        chains = self._parse("decide", evaluate.load, text)
+        return [evaluate.decide(chains, q) for q in queries]
 
     def verify(
         self, expect: Expectation, *, timeout: float | None = None, action: str = "verify"

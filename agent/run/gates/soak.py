@@ -23,8 +23,11 @@ from agent.playbook.models import CHANGE_ACTIONS, OPENING_ACTIONS, Playbook, Soa
 from agent.run import recovery, transaction
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
+from agent.run.gates.verify import record
 from agent.run.model import StepOutcome
 from agent.status import GateStatus, StepStatus
+from agent.verify.check import check_flows, site_flows, unverified_line
+from agent.verify.evidence import FlowStatus
 
 
 class SoakGate:
@@ -82,11 +85,20 @@ class SoakGate:
                 max_new_per_s=step.max_new_connections_per_s,
                 max_uplink_pps=step.max_uplink_pps,
             )
-        if step.probes and ctx.verifier is not None:
-            try:
-                anomalies += [soak.Anomaly(None, p) for p in ctx.verifier(site, states)]
-            except CordonError as exc:
-                anomalies.append(soak.Anomaly(None, f"flow probes could not run: {exc.message}"))
+        if step.probes:
+            # every source on the site's flows: a failed flow is an anomaly (naming the sources
+            # that contradicted it), a flow no source could check is said, never passed
+            flows = site_flows(ctx.inv, site)
+            out = check_flows(ctx.inv, ctx.sources, site, flows, ctx.journal.device_states)
+            first = int(detail.get("ticks", 0)) == 0
+            record(ctx, run_id, site, step.name, flows, out, audit_passed=first)
+            anomalies += [soak.Anomaly(None, p) for p in out.problems()]
+            detail["flows"] = {
+                "passed": [r.flow for r in out.results if r.status is FlowStatus.PASSED],
+                "failed": [r.flow for r in out.failed()],
+                "sources": [s.name for s in ctx.sources],
+            }
+            detail["unverified"] = [unverified_line(r) for r in out.unverified()]
         detail["ticks"] = int(detail.get("ticks", 0)) + 1
         if cur is not None:
             detail["sample"] = cur.as_dict()

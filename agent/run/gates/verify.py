@@ -1,49 +1,99 @@
-"""The verify_flows gate: the injected flow verifier on a site's declared flows (or only its
-must-survive ones); the problems found are the run's flow problems. Skipped, and said so, when
-no verifier was injected. Imports the gate protocol, the run's context and model and the
-playbook models; never the twin (the verifier is injected)."""
+"""The verify_flows gate: each of a site's declared flows (or only its must-survive ones) checked
+by every injected flow source (`agent.verify.check`): its expectation from the recorded device
+states, every source's evidence combined into one verdict per flow, failed flows asked again until
+they settle. Journaled and audited per flow (which sources confirmed it, which contradicted it);
+the failed flows are the run's flow problems; the flows no source could check are reported
+unverified (never passed, never problems). With no source, every flow is unverified.
+
+Imports the gate protocol, the run's context, the playbook models, the journal's flow-check row
+and `agent.verify`; never the twin (the sources are injected)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any, cast
+import time
+from collections.abc import Sequence
+from typing import Any
 
-from agent.errors import CordonError
+from agent.engine.journal import FlowCheck
+from agent.inventory.models import Flow
 from agent.playbook.models import Step, VerifyFlows
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Verdict
-from agent.run.model import ScopedVerifier
-from agent.status import GateStatus
+from agent.verify.check import Outcome, check_flows, result_dict, site_flows, unverified_line
 
 
 class VerifyGate:
     def check(self, run: GateRun, site: str, step: Step) -> Verdict:
         ctx = run.ctx
-        if ctx.verifier is None:
-            ctx.obs.flows_unchecked(run.run_id, site, step.name)
-            return Passed()
         only = None
         if isinstance(step, VerifyFlows) and step.must_survive_only:
-            only = {
-                f.name
-                for f in ctx.inv.flows
-                if f.must_survive and site in (f.source.site, f.destination.site)
-            }
-        try:
-            problems = _verify_flows(ctx, site, only)
-        except CordonError as exc:
-            problems = [f"{site}: flow check could not run: {exc.message}"]
-        detail: dict[str, Any] = {"problems": problems}
+            only = {f.name for f in site_flows(ctx.inv, site) if f.must_survive}
+        flows = site_flows(ctx.inv, site, only)
+        out = check_flows(ctx.inv, ctx.sources, site, flows, ctx.journal.device_states)
+        detail = gate_detail(ctx, flows, out)
         if only is not None:
             detail["scope"] = f"must-survive flows only ({len(only)})"
-        ctx.obs.gate(run.run_id, site, step.name, GateStatus.PASSED, detail=detail)
-        return Passed(tuple(problems))
+        record(ctx, run.run_id, site, step.name, flows, out, gate=detail)
+        return Passed(tuple(detail["problems"]))
 
 
-def _verify_flows(ctx: Context, site: str, only: Collection[str] | None) -> list[str]:
-    """The injected verifier on the flows of `site` (or only the flows named in `only`)."""
-    assert ctx.verifier is not None
-    states = ctx.journal.device_states()
-    if only is None:
-        return ctx.verifier(site, states)
-    return cast(ScopedVerifier, ctx.verifier)(site, states, only)
+def gate_detail(ctx: Context, flows: Sequence[Flow], out: Outcome) -> dict[str, Any]:
+    """What the gate journals: the problems (failed flows, the run's flow problems), the
+    unverified flows (said), the sources asked and those that could not run, every verdict."""
+    must = {f.name for f in flows if f.must_survive}
+    return {
+        "kind": "verify_flows",
+        "problems": out.problems(),
+        "unverified": [unverified_line(r) for r in out.unverified()],
+        "sources": [s.name for s in ctx.sources],
+        "source_errors": dict(out.source_errors),
+        "counts": {
+            "passed": len(out.results) - len(out.failed()) - len(out.unverified()),
+            "failed": len(out.failed()),
+            "unverified": len(out.unverified()),
+        },
+        "flows": [result_dict(r, r.flow in must) for r in out.results],
+    }
+
+
+def record(
+    ctx: Context,
+    run_id: str,
+    site: str,
+    step: str,
+    flows: Sequence[Flow],
+    out: Outcome,
+    *,
+    gate: dict[str, Any] | None = None,
+    audit_passed: bool = True,
+) -> None:
+    """Each flow's verdict journaled and audited (a soak's later ticks audit only the flows
+    not passed: `audit_passed` False), with the gate's `detail` when given."""
+    must = {f.name for f in flows if f.must_survive}
+    now = time.time()
+    checks = [
+        FlowCheck(
+            run_id,
+            site,
+            step,
+            r.flow,
+            r.flow in must,
+            r.expected,
+            r.status.value,
+            r.confirmed_by,
+            r.contradicted_by,
+            now,
+        )
+        for r in out.results
+    ]
+    ctx.obs.flows_checked(run_id, site, step, checks, gate=gate, audit_passed=audit_passed)
+
+
+def flows_unverified(ctx: Context, run_id: str) -> list[str]:
+    """Every flow a verify step of the run could not check (from its gates), each once."""
+    out: list[str] = []
+    for g in ctx.journal.gates(run_id):
+        lines = g.detail.get("unverified")
+        if isinstance(lines, list):
+            out += [str(line) for line in lines if str(line) not in out]
+    return out

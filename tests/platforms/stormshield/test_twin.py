@@ -89,7 +89,7 @@ def engine(armor: Twin, tmp_path: Path) -> Iterator[Executor]:
             journal,
             pool,
             actor="test",
-            verifier=flows.engine_verifier(armor.inv, armor.bp, current=journal.device_states),
+            sources=[flows.TwinSource(armor.inv, armor.bp)],
         )
         try:
             yield ex
