@@ -115,13 +115,24 @@ def parse(text: str, *, file: str = "<scenario>") -> Scenario:
 
 def _validate(doc: yamlfile.YamlDocument) -> Scenario:
     issues: list[Issue] = list(doc.issues)
-    if doc.data is None or not isinstance(doc.data, dict):
+    if doc.data is None and issues:
+        raise ScenarioError(issues)
+    if not isinstance(doc.data, dict):
         what = "a scenario is a mapping (see `cordon drill`)"
         raise ScenarioError([*issues, doc.issue((), what)])
     try:
         sc = Scenario.model_validate(doc.data)
     except ValidationError as exc:
         raise ScenarioError([*issues, *yamlfile.validation_issues(doc, exc)]) from None
+    issues += _step_issues(sc, doc) + _inject_issues(sc, doc)
+    if issues:
+        raise ScenarioError(issues)
+    sc._path = doc.file
+    return sc
+
+
+def _step_issues(sc: Scenario, doc: yamlfile.YamlDocument) -> list[Issue]:
+    issues: list[Issue] = []
     names = [s.name for s in sc.steps]
     for i, step in enumerate(sc.steps):
         if step.name in names[:i]:
@@ -142,6 +153,12 @@ def _validate(doc: yamlfile.YamlDocument) -> Scenario:
                     "(two-person rule)",
                 )
             )
+    return issues
+
+
+def _inject_issues(sc: Scenario, doc: yamlfile.YamlDocument) -> list[Issue]:
+    issues: list[Issue] = []
+    names = [s.name for s in sc.steps]
     for i, inject in enumerate(sc.injects):
         for key in ("from_step", "until_step"):
             ref = getattr(inject, key)
@@ -155,7 +172,4 @@ def _validate(doc: yamlfile.YamlDocument) -> Scenario:
             issues.append(
                 doc.issue(("injects", i, "until_step"), "ends before the step it starts at")
             )
-    if issues:
-        raise ScenarioError(issues)
-    sc._path = doc.file
-    return sc
+    return issues

@@ -39,7 +39,7 @@ def _in_sandbox(value: ipaddress.IPv4Network | ipaddress.IPv4Address) -> bool:
 def test_the_group_itself_is_outside_the_twin_range(group: Inventory) -> None:
     outside = [w for w, v in sandbox.addresses(group) if not _in_sandbox(v)]
     assert len(outside) == len(list(sandbox.addresses(group)))
-    with pytest.raises(SafetyError, match="outside 198.18.0.0/15"):
+    with pytest.raises(SafetyError, match=r"outside 198\.18\.0\.0/15"):
         sandbox.check(group)
 
 
@@ -137,7 +137,7 @@ def test_a_sandbox_with_a_production_address_or_secret_is_refused(
     text = Path(copy.path).read_text()
     bad = tmp_path / "inventory.yaml"
     bad.write_text(text.replace("198.18.0.", "10.18.0."))
-    with pytest.raises(SafetyError, match="outside 198.18.0.0/15"):
+    with pytest.raises(SafetyError, match=r"outside 198\.18\.0\.0/15"):
         sandbox.check(load(bad))
     bad.write_text(text.replace("file:secrets/ssh-key-1", "file:/etc/cordon/prod/ssh"))
     with pytest.raises(SafetyError, match="never loads production secrets"):
