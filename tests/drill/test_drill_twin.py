@@ -32,7 +32,7 @@ def test_a_short_drill_on_a_10net_group(tmp_path: Path) -> None:
     copy = load(outcome.sandbox)
     assert Path(outcome.sandbox).is_relative_to(tmp_path)
     for what, value in sandbox.addresses(copy):
-        net = value if isinstance(value, ipaddress.IPv4Network) else ipaddress.ip_network(value)
+        net = value if isinstance(value, ipaddress.IPv4Network) else ipaddress.IPv4Network(value)
         assert net.subnet_of(sandbox.SANDBOX), what
     assert not (Path("/etc/cordon/prod-secrets")).exists()  # the production refs were never made
     rec = record.build(outcome)
