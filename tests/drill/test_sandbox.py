@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import agent.platforms.registry  # noqa: F401 - registers the platforms the inventory names
-from agent.drill import exercise, sandbox
+from agent.drill import exercise, sandbox, scenario
 from agent.errors import DrillError, SafetyError
 from agent.inventory import load
 from agent.inventory.models import Inventory
@@ -142,3 +142,21 @@ def test_a_sandbox_with_a_production_address_or_secret_is_refused(
     bad.write_text(text.replace("file:secrets/ssh-key-1", "file:/etc/cordon/prod/ssh"))
     with pytest.raises(SafetyError, match="never loads production secrets"):
         sandbox.check(load(bad))
+
+
+def test_the_drill_refuses_a_sandbox_left_outside_the_range(
+    group: Inventory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a renumbering that moved nothing (a bug): the copy is refused before any twin is built
+    same = sandbox.Renumbering(document=group.model_dump(mode="json", by_alias=True))
+    monkeypatch.setattr(sandbox, "renumber", lambda _inv: same)
+    with pytest.raises(SafetyError, match="outside"):
+        exercise.prepare(group, tmp_path)
+
+
+def test_a_drill_writes_into_a_new_directory_only(group: Inventory, tmp_path: Path) -> None:
+    (tmp_path / "earlier.txt").write_text("a previous record")
+    sc = scenario.load(DATA / "short.yaml")
+    with pytest.raises(DrillError, match="not empty"):
+        exercise.play(sc, group, tmp_path, print)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier.txt"]
