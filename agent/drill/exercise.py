@@ -143,9 +143,13 @@ def check_scenario(sc: Scenario, inv: Inventory) -> None:
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
-def play(sc: Scenario, group: Inventory, out: Path, say: Say) -> Outcome:
+def play(
+    sc: Scenario, group: Inventory, out: Path, say: Say, *, seal_key: str | None = None
+) -> Outcome:
     """Build the sandbox and its twin, play `sc`, take the twin down; the outcome (also when
-    the drill stopped on an error: `outcome.error`)."""
+    the drill stopped on an error: `outcome.error`). The drill's log is sealed with `seal_key`
+    (a secret reference) if one is given, never implicitly with the production one
+    ($CORDON_AUDIT_SEAL_KEY): unsigned otherwise."""
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise DrillError(
@@ -155,7 +159,7 @@ def play(sc: Scenario, group: Inventory, out: Path, say: Say) -> Outcome:
     check_scenario(sc, group)
     inv = prepare(group, out)
     say(f"sandbox copy: {inv.path} (all addresses in {sandbox.SANDBOX})")
-    audit.configure(out / "audit", console=False)
+    audit.configure(out / "audit", console=False, seal_key=seal_key or "")
     outcome = Outcome(sc, group.path, inv.path, out, datetime.now(UTC))
     with build.exclusive(say):
         if LabState.load(build.DEFAULT_LAB) is not None:

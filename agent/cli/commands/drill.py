@@ -34,13 +34,22 @@ def drill() -> None:
     default=None,
     help="A new directory for the record (default: drills/<scenario>-<UTC time>).",
 )
-def run_drill(scenario_path: Path, inventory_path: Path | None, out: Path | None) -> None:
+@click.option(
+    "--seal-key",
+    default=None,
+    metavar="REF",
+    help="Sign the drill log's seals with this key (file:PATH or env:NAME); default: unsigned "
+    "(never the production key implicitly).",
+)
+def run_drill(
+    scenario_path: Path, inventory_path: Path | None, out: Path | None, seal_key: str | None
+) -> None:
     """Play SCENARIO on the twin of a sandbox copy of the inventory and write its report."""
     sc = scenario_file.load(scenario_path)
     group = load(inventory_path or default_path())
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = out or Path("drills") / f"{sc.name}-{stamp}"
-    outcome = exercise.play(sc, group, out, click.echo)
+    outcome = exercise.play(sc, group, out, click.echo, seal_key=seal_key)
     rec = record.build(outcome)
     paths = record.write(rec, out)
     click.echo(record.render_text(rec))
