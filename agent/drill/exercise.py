@@ -69,8 +69,9 @@ class FlowAvailability:
     worst_outage_s: float
 
     @property
-    def percent(self) -> float:
-        return 100.0 * (self.sent - self.failed) / self.sent if self.sent else 0.0
+    def percent(self) -> float | None:
+        """None when no probe was sent: unknown, not 0 % and not 100 %."""
+        return 100.0 * (self.sent - self.failed) / self.sent if self.sent else None
 
 
 @dataclass

@@ -115,6 +115,8 @@ def _deviations(rec: ExerciseReport) -> list[str]:
     done = {st.name for st in o.steps}
     out += [f"step {s.name} not played" for s in o.scenario.steps if s.name not in done]
     for f in o.flows:
+        if not f.sent:
+            out.append(f"must-survive flow {f.flow}: no probe was sent (availability unknown)")
         if f.failed:
             out.append(
                 f"must-survive flow {f.flow}: {f.failed} of {f.sent} probes failed, worst outage "
@@ -196,7 +198,9 @@ def render_text(rec: ExerciseReport) -> str:
     lines += ["", "Must-survive flow availability during the exercise (probe every 200 ms)"]
     for f in rec.flows:
         lines.append(
-            f"  {f.flow:<34} {f.percent:6.2f} %  ({f.sent - f.failed}/{f.sent} probes), "
+            f"  {f.flow:<34} no probe sent"
+            if f.percent is None
+            else f"  {f.flow:<34} {f.percent:6.2f} %  ({f.sent - f.failed}/{f.sent} probes), "
             f"worst outage {human.duration(f.worst_outage_s)}"
         )
     lines += ["", "Deviations from the plan", *(f"  - {d}" for d in rec.deviations or ["none"])]

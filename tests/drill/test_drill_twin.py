@@ -55,7 +55,7 @@ def test_a_short_drill_on_a_10net_group(tmp_path: Path) -> None:
     assert check.head_hash is not None and check.head_hash in text and check.head_hash in html
     assert "@media print" in html and "Time to contain" in html
     for f in rec.flows:
-        assert f"{f.percent:6.2f} %" in text
+        assert f.percent is not None and f"{f.percent:6.2f} %" in text
     # no production address appears in what the drill wrote (10.18.x, 172.19.x), but for the
     # renumbering table that maps the sandbox back to the group's own addresses
     for p in (tmp_path / "out").rglob("*"):
