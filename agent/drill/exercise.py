@@ -30,7 +30,7 @@ from agent.inventory.models import Inventory
 from agent.inventory.select import select_sites
 from agent.lab import build, flows
 from agent.lab.infect import cure, infect
-from agent.lab.probe import ContinuousProber, ProbeTarget, Sample
+from agent.lab.probe import ContinuousProber, ProbeResult, ProbeTarget, Sample
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from agent.playbook import load as load_playbook
@@ -67,6 +67,8 @@ class FlowAvailability:
     sent: int
     failed: int
     worst_outage_s: float
+    first_failure_at: datetime | None = None  # to find in the timeline
+    first_failure: str = ""  # how it failed (refused, timeout...)
 
     @property
     def percent(self) -> float | None:
@@ -215,7 +217,16 @@ def _play(sc: Scenario, inv: Inventory, bp: Blueprint, outcome: Outcome, say: Sa
                     stats = prober.stop()
                     samples = list(prober.samples)
             outcome.flows = [
-                FlowAvailability(names[t], st.sent, st.failed, _worst_outage(samples, t))
+                FlowAvailability(
+                    names[t],
+                    st.sent,
+                    st.failed,
+                    _worst_outage(samples, t),
+                    datetime.fromtimestamp(st.first_failure_at, UTC)
+                    if st.first_failure_at is not None
+                    else None,
+                    _how(st.first_failure),
+                )
                 for t, st in stats.items()
             ]
     finally:
@@ -305,6 +316,12 @@ def _step(
         f"{time.perf_counter() - t:.1f} s" + (f" ({result.note})" if result.note else "")
     )
     return result
+
+
+def _how(result: ProbeResult | None) -> str:
+    if result is None:
+        return ""
+    return f"{result.status}" + (f" ({result.detail})" if result.detail else "")
 
 
 def _worst_outage(samples: Sequence[Sample], target: ProbeTarget) -> float:

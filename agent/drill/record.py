@@ -120,7 +120,8 @@ def _deviations(rec: ExerciseReport) -> list[str]:
         if f.failed:
             out.append(
                 f"must-survive flow {f.flow}: {f.failed} of {f.sent} probes failed, worst outage "
-                f"{human.duration(f.worst_outage_s)}"
+                f"{human.duration(f.worst_outage_s)}; first failure "
+                f"{human.moment(f.first_failure_at)}: {f.first_failure}"
             )
     if not o.flows:
         out.append("no must-survive flow was probed (the inventory declares none)")
