@@ -26,7 +26,9 @@ steps:
 
 def _report() -> record.ExerciseReport:
     sc = scenario.parse(SCENARIO)
-    out = Outcome(sc, "/g.yaml", "/d/sandbox/inventory.yaml", Path("/d"), T0, T0 + timedelta(seconds=60))
+    out = Outcome(
+        sc, "/g.yaml", "/d/sandbox/inventory.yaml", Path("/d"), T0, T0 + timedelta(seconds=60)
+    )
     out.steps = [
         StepResult("contain", "isolate-site", ["site-a"], "Eve", None, "done", "done", "r1",
                    T0, T0 + timedelta(seconds=8)),
