@@ -158,7 +158,8 @@ def render_text(rec: ExerciseReport) -> str:
     lines = [
         f"Cyber-crisis exercise record: {sc.title or sc.name} ({sc.name})",
         f"Played {human.moment(o.started_at)} to {human.moment(o.finished_at)} on a digital twin "
-        f"of {o.inventory} (sandbox copy {o.sandbox}); no production device was touched.",
+        f"of {o.inventory} (sandbox copy {o.sandbox}, its addresses mapped back to the group's "
+        f"in {Path(o.sandbox).with_name('renumbering.txt')}); no production device was touched.",
         f"Site hit: {sc.hit}",
         "",
         "Objectives",
