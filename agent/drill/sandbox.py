@@ -83,10 +83,15 @@ def _layout(nets: list[Net], into: Net, what: str) -> dict[Net, Net]:
     out: dict[Net, Net] = {}
     cursor = int(into.network_address)
     for net in top:
-        if (
-            net.prefixlen < into.prefixlen
-            or cursor + net.num_addresses > int(into.broadcast_address) + 1
-        ):
+        if net.prefixlen < into.prefixlen:
+            raise DrillError(
+                f"the {what} network {net} is larger than the twin's whole {what} range {into}: "
+                "the drill cannot lay it out (an external site declared as a whole address "
+                "space?)",
+                hint="declare the external site's zone with the addresses the group really "
+                "uses (a /24 or smaller is enough for the twin)",
+            )
+        if cursor + net.num_addresses > int(into.broadcast_address) + 1:
             raise DrillError(
                 f"the group's {what} networks do not fit in the twin's {into} "
                 f"({net} and the ones after it): the group is too large for one twin on this "

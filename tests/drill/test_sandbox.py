@@ -127,8 +127,30 @@ def test_a_group_too_large_for_one_twin_is_refused(tmp_path: Path) -> None:
         host["address"] = "11.0.0." + host["address"].rsplit(".", 1)[1]
     path = tmp_path / "group.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    with pytest.raises(DrillError, match="too large for one twin"):
+    with pytest.raises(DrillError, match=r"11\.0\.0\.0/15 is larger than the twin's whole"):
         sandbox.renumber(load(path))
+
+
+def test_a_group_whose_networks_overflow_the_range_is_refused(group: Inventory) -> None:
+    # 300 zones of a /24 each: more than the 256 /24s of 198.18.0.0/16
+    site = next(s for s in group.sites if s.name == "bretagne-etab-3")
+    zone = site.zones[0]
+    zones = tuple(
+        zone.model_copy(
+            update={
+                "name": f"z{i}",
+                "subnet": ipaddress.IPv4Network(f"10.{100 + i // 256}.{i % 256}.0/24"),
+                "hosts": (),
+                "gateway": None,
+            }
+        )
+        for i in range(300)
+    )
+    big = group.model_copy(
+        update={"sites": (*group.sites, site.model_copy(update={"name": "big", "zones": zones}))}
+    )
+    with pytest.raises(DrillError, match="too large for one twin"):
+        sandbox.renumber(big)
 
 
 def test_a_sandbox_with_a_production_address_or_secret_is_refused(
