@@ -66,6 +66,11 @@ _EVENTS: dict[str, str] = {
     "drift.cleared": "a drifted device shows its recorded isolation again",
     "drift.reapplied": "the recorded isolation was re-applied to a drifted device (outcome)",
     "access.refused": "a caller's role did not allow the request (action, why, error)",
+    # exercises on the twin (`cordon drill`), in the drill's own log
+    "drill.started": "a cyber-crisis exercise began on a twin (scenario, scenario_sha256, "
+    "inventory, sandbox, sandbox_sha256, hit, roles, objectives)",
+    "drill.finished": "an exercise ended, its twin down (outcome, steps, flows: per must-survive "
+    "flow the probes sent and failed and the worst outage, error)",
     # the trail itself
     "audit.syslog_failed": "a seal could not be sent to the syslog target (error)",
 }

@@ -10,6 +10,8 @@ journal, the drivers' pool, audit and the twin (`agent.lab`).
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -164,24 +166,55 @@ def play(
     say(f"sandbox copy: {inv.path} (all addresses in {sandbox.SANDBOX})")
     audit.configure(out / "audit", console=False, seal_key=seal_key or "")
     outcome = Outcome(sc, group.path, inv.path, out, datetime.now(UTC))
-    with build.exclusive(say):
-        if LabState.load(build.DEFAULT_LAB) is not None:
-            raise DrillError(
-                "a twin is already up on this machine; a drill builds its own",
-                hint="`cordon lab down` first (after checking nobody uses it)",
-            )
-        say("building the twin of the sandbox copy (real namespaces and daemons)")
-        build.up(inv)
-        try:
-            _play(sc, inv, blueprint(inv, build.DEFAULT_LAB), outcome, say)
-        except CordonError as exc:
-            outcome.error = exc.message
-        finally:
-            say("taking the twin down")
-            build.down()
-    outcome.finished_at = datetime.now(UTC)
-    audit.close()
+    log = audit.get_logger(actor=getpass.getuser(), role="drill")
+    log.info(
+        "drill.started",
+        scenario=sc.name,
+        scenario_sha256=_sha256(Path(sc.path)),
+        inventory=group.path,
+        sandbox=inv.path,
+        sandbox_sha256=_sha256(Path(inv.path)),
+        hit=sc.hit,
+        roles=sc.roles.model_dump(exclude_none=True),
+        objectives=list(sc.objectives),
+    )
+    try:
+        with build.exclusive(say):
+            if LabState.load(build.DEFAULT_LAB) is not None:
+                raise DrillError(
+                    "a twin is already up on this machine; a drill builds its own",
+                    hint="`cordon lab down` first (after checking nobody uses it)",
+                )
+            say("building the twin of the sandbox copy (real namespaces and daemons)")
+            build.up(inv)  # undoes itself if it fails
+            try:
+                _play(sc, inv, blueprint(inv, build.DEFAULT_LAB), outcome, say)
+            except CordonError as exc:
+                outcome.error = exc.message
+            finally:
+                say("taking the twin down")
+                build.down()
+    except CordonError as exc:  # no twin, or it could not be built: no record to write
+        outcome.error = exc.message
+        raise
+    finally:
+        outcome.finished_at = datetime.now(UTC)
+        log.info(
+            "drill.finished",
+            outcome="stopped" if outcome.error else "played",
+            steps={st.name: st.status for st in outcome.steps},
+            flows={f.flow: [f.sent, f.failed, round(f.worst_outage_s, 3)] for f in outcome.flows},
+            error=outcome.error,
+        )
+        audit.close()
     return outcome
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _play(sc: Scenario, inv: Inventory, bp: Blueprint, outcome: Outcome, say: Say) -> None:

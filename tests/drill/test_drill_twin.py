@@ -50,6 +50,9 @@ def test_a_short_drill_on_a_10net_group(tmp_path: Path) -> None:
     assert check.ok and rec.chain.ok
     assert rec.chain.head_hash == check.head_hash and rec.chain.head_seq == check.head_seq
     assert {"Alice Astreinte", "Bruno Second", "Chloe Infra"} <= set(rec.people)
+    # the exercise's bounds and its availability figures are in the chain the head proves
+    events = [r.event for r in rec.rows]
+    assert events[0] == "drill.started" and events[-1] == "drill.finished"
     paths = record.write(rec, tmp_path / "out")
     text, html = (p.read_text() for p in paths)
     assert check.head_hash is not None and check.head_hash in text and check.head_hash in html
