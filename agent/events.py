@@ -67,8 +67,8 @@ _EVENTS: dict[str, str] = {
     "drift.reapplied": "the recorded isolation was re-applied to a drifted device (outcome)",
     "access.refused": "a caller's role did not allow the request (action, why, error)",
     # exercises on the twin (`cordon drill`), in the drill's own log
-    "drill.started": "a cyber-crisis exercise began on a twin (scenario, scenario_sha256, "
-    "inventory, sandbox, sandbox_sha256, hit, roles, objectives)",
+    "drill.started": "a cyber-crisis exercise began on a twin (scenario, inventory, sandbox, hit, "
+    "roles, objectives; scenario_sha256, sandbox_sha256: the two files, kept as evidence)",
     "drill.finished": "an exercise ended, its twin down (outcome, steps, flows: per must-survive "
     "flow the probes sent and failed and the worst outage, error)",
     # the trail itself

@@ -11,7 +11,6 @@ journal, the drivers' pool, audit and the twin (`agent.lab`).
 from __future__ import annotations
 
 import getpass
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -170,10 +169,10 @@ def play(
     log.info(
         "drill.started",
         scenario=sc.name,
-        scenario_sha256=_sha256(Path(sc.path)),
+        scenario_sha256=_evidence(Path(sc.path)),
         inventory=group.path,
         sandbox=inv.path,
-        sandbox_sha256=_sha256(Path(inv.path)),
+        sandbox_sha256=_evidence(Path(inv.path)),
         hit=sc.hit,
         roles=sc.roles.model_dump(exclude_none=True),
         objectives=list(sc.objectives),
@@ -210,11 +209,9 @@ def play(
     return outcome
 
 
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+def _evidence(path: Path) -> str:
+    """Keep the file in the drill log's evidence store; its sha256 goes in the chain."""
+    return audit.store_evidence(path.read_bytes())
 
 
 def _play(sc: Scenario, inv: Inventory, bp: Blueprint, outcome: Outcome, say: Say) -> None:
