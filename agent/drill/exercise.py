@@ -169,10 +169,10 @@ def play(
     log.info(
         "drill.started",
         scenario=sc.name,
-        scenario_sha256=_evidence(Path(sc.path)),
+        scenario_sha256=audit.store_evidence(_scenario_bytes(sc)),
         inventory=group.path,
         sandbox=inv.path,
-        sandbox_sha256=_evidence(Path(inv.path)),
+        sandbox_sha256=audit.store_evidence(Path(inv.path).read_bytes()),
         hit=sc.hit,
         roles=sc.roles.model_dump(exclude_none=True),
         objectives=list(sc.objectives),
@@ -209,9 +209,11 @@ def play(
     return outcome
 
 
-def _evidence(path: Path) -> str:
-    """Keep the file in the drill log's evidence store; its sha256 goes in the chain."""
-    return audit.store_evidence(path.read_bytes())
+def _scenario_bytes(sc: Scenario) -> bytes:
+    """The scenario as played, for the drill log's evidence store: its file, else (a scenario
+    not read from a file) its validated form."""
+    path = Path(sc.path)
+    return path.read_bytes() if path.is_file() else sc.model_dump_json(indent=2).encode()
 
 
 def _play(sc: Scenario, inv: Inventory, bp: Blueprint, outcome: Outcome, say: Say) -> None:
