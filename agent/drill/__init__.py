@@ -4,7 +4,7 @@
 management, twin-generated secrets) and refuses anything it cannot move there; `scenario` reads
 and validates a scenario file; `exercise` plays it on the twin through the real engine and
 drivers; `record` turns what happened (the drill's own audit log and probes) into the exercise
-report (`render`: text and HTML with a print stylesheet).
+report (`render_text`, and `render_html` with a print stylesheet).
 
 Layer: beside the command line's composition roots (above `agent.run` and `agent.lab`).
 """
