@@ -108,6 +108,10 @@ class ProbeConfigError(_IssuesError):
     kind = "probe config"
 
 
+class ScenarioError(_IssuesError):
+    kind = "drill scenario"
+
+
 class SecretError(ConfigError):
     """A secret reference is malformed, missing, or stored unsafely (the value is never shown)."""
 
@@ -229,6 +233,12 @@ class LabError(CordonError):
 
 class SafetyError(LabError):
     exit_code = 10
+
+
+class DrillError(CordonError):
+    """An exercise (`cordon drill`) cannot be prepared or did not go as its scenario planned."""
+
+    exit_code = 23
 
 
 class ProbeError(CordonError):

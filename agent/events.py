@@ -74,6 +74,11 @@ _EVENTS: dict[str, str] = {
     "traffic.resumed": "a must-survive flow's accept rules count traffic again, or the record "
     "no longer keeps it by a rule: its traffic alarm is cleared (device, site, flow, alarm_id)",
     "access.refused": "a caller's role did not allow the request (action, why, error)",
+    # exercises on the twin (`cordon drill`), in the drill's own log
+    "drill.started": "a cyber-crisis exercise began on a twin (scenario, inventory, sandbox, hit, "
+    "roles, objectives; scenario_sha256, sandbox_sha256: the two files, kept as evidence)",
+    "drill.finished": "an exercise ended, its twin down (outcome, steps, flows: per must-survive "
+    "flow the probes sent and failed and the worst outage, error)",
     # the trail itself
     "audit.syslog_failed": "a seal could not be sent to the syslog target (error)",
 }

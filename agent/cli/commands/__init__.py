@@ -12,6 +12,7 @@ from agent.cli.commands.audit import audit
 from agent.cli.commands.daemon import daemon_cmd
 from agent.cli.commands.demo import demo
 from agent.cli.commands.device import device
+from agent.cli.commands.drill import drill
 from agent.cli.commands.incident import incident_group
 from agent.cli.commands.inventory import inventory
 from agent.cli.commands.lab import lab
@@ -40,6 +41,7 @@ COMMANDS: tuple[click.Command, ...] = (
     incident_group,
     resume_cmd,
     demo,
+    drill,
     audit,
     probe,
 )
