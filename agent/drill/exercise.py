@@ -39,6 +39,7 @@ from agent.playbook.models import Playbook, ReconnectZone
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
 from agent.status import GateStatus, RunStatus
+from agent.verify.sources import production_sources
 
 PROBE_INTERVAL_S = 0.2
 
@@ -222,14 +223,13 @@ def _play(sc: Scenario, inv: Inventory, bp: Blueprint, outcome: Outcome, say: Sa
     names = {t: f.name for f, t in must}
     try:
         with Pool(inv, keepalive=None) as pool:
-            verifier = flows.engine_verifier(inv, bp, current=journal.device_states)
+            # the sources a production run has, and the twin's prober beside them
+            sources = [*production_sources(inv, pool), flows.TwinSource(inv, bp)]
             executors: dict[str, Executor] = {}
 
             def executor(person: str) -> Executor:
                 if person not in executors:
-                    executors[person] = Executor(
-                        inv, journal, pool, actor=person, verifier=verifier
-                    )
+                    executors[person] = Executor(inv, journal, pool, actor=person, sources=sources)
                 return executors[person]
 
             prober = ContinuousProber([t for _, t in must], interval=PROBE_INTERVAL_S)
