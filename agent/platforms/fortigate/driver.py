@@ -529,10 +529,14 @@ class FortiGateDriver:
         order = [int(r["policyid"]) for r in rows if "policyid" in r]
         ids = {n: int(r["policyid"]) for r in rows if "policyid" in r and (n := ours(r))}
         want = {name for name, _, _ in wanted}
-        for name in current:
-            if name not in want:
-                done.append(self._write("DELETE", f"{path}/{ids[name]}", name))
-                order.remove(ids[name])
+        # deleted from the bottom of the table up: a packet's first match is then never one of
+        # the policies deleted after it, so each flow goes from its verdict now to its verdict
+        # after, never through a third (deleting an accept before the drop below it would cut
+        # a must-survive flow until that drop goes too)
+        going = sorted((n for n in current if n not in want), key=lambda n: -order.index(ids[n]))
+        for name in going:
+            done.append(self._write("DELETE", f"{path}/{ids[name]}", name))
+            order.remove(ids[name])
         for name, obj, body in wanted:
             if name not in current:
                 env = self._call("POST", path, operation="apply", body={"policyid": 0, **body})

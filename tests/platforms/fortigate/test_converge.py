@@ -47,3 +47,31 @@ def test_nothing_moves_when_in_place_and_new_ones_move_once() -> None:
     assert moves([1, 2, 1000, 9], [9, 1, 2], [1000]) == [(9, {"before": "1"})]
     assert moves([1000, 5], [5], [1000]) == [(5, {"before": "1000"})]
     assert moves([1000], [], [1000]) == []
+
+
+def test_policies_are_deleted_from_the_bottom_of_the_table_up() -> None:
+    """Cordon's accepts for must-survive flows sit above its drops: deleting them first (table
+    order) would cut those flows until the drops below were deleted too (seen by a drill's
+    continuous probes during restore-normal); from the bottom up, no flow goes through a verdict
+    that is neither its current one nor its final one."""
+    from typing import Any  # noqa: PLC0415
+
+    from agent.platforms.fortigate.driver import FortiGateDriver  # noqa: PLC0415
+
+    drv = object.__new__(FortiGateDriver)
+    deleted: list[str] = []
+
+    def write(method: str, path: str, what: str, **_kw: Any) -> str:
+        assert method == "DELETE"
+        deleted.append(what)
+        return f"{method} {path} {what}"
+
+    drv._write = write  # type: ignore[method-assign]
+    rows = [{"policyid": pid, "name": name} for pid, name in ((7, "keep"), (3, "drop"), (9, "x"))]
+    rows.append({"policyid": 1000, "name": "site-allow"})
+    current = {"keep": "k", "drop": "d", "x": "x"}  # Cordon's, read in whatever order
+    done = drv._converge_table(
+        "firewall/policy", rows, current, [], lambda r: None if r["policyid"] == 1000 else r["name"]
+    )
+    assert deleted == ["x", "drop", "keep"]
+    assert len(done) == 3
