@@ -423,3 +423,26 @@ def test_a_driver_that_cannot_count_is_never_judged(
         assert traffic_alarms(r.store) == {}
     finally:
         r.close()
+
+
+def test_status_shows_a_stopped_flow_apart_from_drift() -> None:
+    from agent.cli.options import Opts  # noqa: PLC0415
+    from agent.cli.render.status import render_status  # noqa: PLC0415
+    from agent.wire import StatusOut  # noqa: PLC0415
+
+    alarm = {
+        "device": FW,
+        "site": SITE,
+        "kind": TRAFFIC_STOPPED,
+        "subject": FLOW,
+        "detail": f"{FLOW}: no traffic on {FW}",
+        "first_seen": 0.0,
+    }
+    drift = {**alarm, "kind": "rule_missing", "subject": "x", "detail": "a rule is missing"}
+    data = StatusOut.model_validate({"sites": [], "drift_alarms": [alarm, drift]})
+    no = None
+    opts = Opts(False, True, no, no, Path(), no, no)
+    text = render_status(opts, data)
+    assert "DRIFT: 1 open alarm(s)" in text
+    assert "TRAFFIC STOPPED: 1 must-survive flow(s)" in text
+    assert text.index(f"{FLOW}: no traffic") > text.index("TRAFFIC STOPPED")

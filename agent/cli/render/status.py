@@ -43,22 +43,7 @@ def render_status(o: Opts, data: StatusOut) -> str:
         if s.drift:
             row += "  " + style(o, f"DRIFT x{len(s.drift)}", fg="red", bold=True)
         lines.append(row)
-    alarms = data.drift_alarms
-    if alarms:
-        lines.append("")
-        lines.append(
-            style(
-                o,
-                f"DRIFT: {len(alarms)} open alarm(s): a device no longer shows what Cordon did",
-                fg="red",
-                bold=True,
-            )
-        )
-        for a in alarms:
-            lines.append(
-                style(o, f"  {a.site}  {a.device}: {a.detail}", fg="red")
-                + f"  (since {when(a.first_seen)})"
-            )
+    lines += _alarms(o, data)
     runs = data.open_runs
     lines.append("")
     if runs:
@@ -142,3 +127,24 @@ def waiting_text(r: RunSummary) -> str:
     if r.waiting:
         return f"waits for: {r.waiting}"
     return "working"
+
+
+def _alarms(o: Opts, data: StatusOut) -> list[str]:
+    """Open alarms: drift, and (apart) must-survive flows whose kept rules stopped counting."""
+    stopped = [a for a in data.drift_alarms if a.kind == "traffic_stopped"]
+    alarms = [a for a in data.drift_alarms if a.kind != "traffic_stopped"]
+    lines: list[str] = []
+    for found, head in (
+        (alarms, "DRIFT: {n} open alarm(s): a device no longer shows what Cordon did"),
+        (stopped, "TRAFFIC STOPPED: {n} must-survive flow(s) no longer carry traffic"),
+    ):
+        if not found:
+            continue
+        lines.append("")
+        lines.append(style(o, head.format(n=len(found)), fg="red", bold=True))
+        for a in found:
+            lines.append(
+                style(o, f"  {a.site}  {a.device}: {a.detail}", fg="red")
+                + f"  (since {when(a.first_seen)})"
+            )
+    return lines
