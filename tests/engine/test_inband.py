@@ -5,6 +5,7 @@ because they would strand a device the rollback or a later step needs."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from agent.inventory.models import Inventory
 from agent.network import management as mg
 from agent.network.state import DeviceState, NftRule
 from agent.platforms import registry  # registers the platforms
-from agent.platforms.linux_nftables.render import nft_table
+from agent.platforms.linux_nftables.render import nft_comments, nft_table
 from agent.playbook import load as load_playbook
 from scripts.synth import hospi_grand_ouest_inband
 from tests.conftest import EXAMPLE, ROOT
@@ -287,6 +288,11 @@ def test_wan_cut_of_a_firewall_managed_through_it_is_whole_but_for_its_managemen
     assert "ct state new tcp flags & (syn | ack) == ack counter accept" in chain["output"][1]
     assert chain["output"][-1].startswith('oifname "wan0" counter drop comment "cut-wan #')
     assert "management:nts-fw1" not in _chains(table)["forward"]
+    # the read-back expects exactly the comments the script writes, local exceptions included
+    written = frozenset(re.findall(r'comment "([^"]+)"', table))
+    assert nft_comments(fw) == written
+    ours = sorted(c for c in written if c.startswith("management:nts-fw1 #"))
+    assert sorted(c.split(" ", 2)[-1] for c in ours) == ["input", "output", "resume output"], ours
 
 
 def _chains(table: str) -> dict[str, str]:
