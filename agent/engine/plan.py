@@ -384,7 +384,7 @@ def _cut_managed_link(
     )
     return (
         f"{device} is managed in band through {interface}: the cut drops what it forwards, not "
-        f"its own traffic there ({why}: its own ports stay reachable through {interface})"
+        f"its own traffic there: {why}, so its own ports stay reachable through {interface}"
     )
 
 

@@ -326,8 +326,8 @@ def test_a_platform_without_local_exceptions_keeps_the_forward_only_cut(
     notes = [n for s in p.steps for n in s.notes]
     assert (
         "nts-fw1 is managed in band through wan0: the cut drops what it forwards, not its own "
-        "traffic there (its platform holds no exception for its own traffic: its own ports "
-        "stay reachable through wan0)"
+        "traffic there: its platform holds no exception for its own traffic, so its own ports "
+        "stay reachable through wan0"
     ) in notes, notes
 
 
@@ -385,6 +385,12 @@ def test_snmp_in_band_through_a_cut_is_refused(tmp_path: Path) -> None:
     inv = load(write(tmp_path, doc))
     degraded = run_plan(inv, "preventive-degraded", [RNS])
     assert degraded.refusals == ()  # the firewall's own SNMP through its WAN is not cut
+    notes = [n for st in degraded.steps for n in st.notes]
+    assert (
+        "rns-fw1 is managed in band through wan0: the cut drops what it forwards, not its own "
+        "traffic there: it declares SNMP (UDP, no exception can keep it), so its own ports stay "
+        "reachable through wan0"
+    ) in notes, notes
     p = run_plan(
         inv,
         "segment-port",
