@@ -33,7 +33,8 @@ Method = Literal["cli", "snmp"]
 
 @dataclass(frozen=True)
 class NftRule:
-    """One rule of the forward chain of `table inet cordon` (first match wins; default accept)."""
+    """One rule of `table inet cordon`: of its forward chain, and where it is by one interface
+    alone, of the device's own traffic too (`own`; first match wins; default accept)."""
 
     verdict: Verdict
     iif: str | None = None
