@@ -293,11 +293,7 @@ def _cut_links(
     for link in links:
         mpath = mpaths.get(link.device)
         if mpath is not None and mpath.entry == link.interface and _holds_rules(inv, link.device):
-            _cut_forwarding(inv, link.device, link.interface, state, step.name)
-            notes.append(
-                f"{link.device} is managed in band through {link.interface}: the cut drops "
-                "what it forwards, not its own traffic there"
-            )
+            notes.append(_cut_managed_link(inv, mpath, state, step.name))
         else:
             _cut_interface(inv, site, link.device, link.interface, state, step.name)
         if not step.keep_must_survive or not _holds_rules(inv, link.device):
@@ -355,6 +351,43 @@ def _cut_interface(
         state[device] = dev.shut(interface, "cli")
 
 
+def _local_exceptions(inv: Inventory, device: str) -> bool:
+    """Does `device`'s platform hold exceptions for its own traffic (`NftRule.local`)?"""
+    found = inv.find_device(device)
+    return found is not None and registry.platform(found[1].platform).local_exceptions
+
+
+def _cut_managed_link(
+    inv: Inventory, mpath: mg.ManagementPath, state: dict[str, DeviceState], tag: str
+) -> str:
+    """Cut the link a firewall is managed in band through (`mpath.entry`). Where its platform
+    holds local exceptions and it declares no SNMP (UDP: no exception can keep it): the whole
+    link, its own traffic too, with the agent's management of it kept open by local exceptions
+    (`_keep_management` places them). Elsewhere: what it forwards only (`_cut_forwarding`), its
+    own services staying reachable there. The note says which."""
+    device, interface = mpath.device, mpath.entry
+    ports = ", ".join(str(p) for p in mpath.ports)
+    if _local_exceptions(inv, device) and mpath.snmp is None:
+        state[device] = device_state(state, device).with_rules(
+            [NftRule("drop", iif=interface, tag=tag), NftRule("drop", oif=interface, tag=tag)]
+        )
+        return (
+            f"{device} is managed in band through {interface}: the cut drops all its traffic "
+            f"there, its own too (every other port of its own), but the agent's management "
+            f"(tcp {ports} from {mpath.src} to {mpath.dst})"
+        )
+    _cut_forwarding(inv, device, interface, state, tag)
+    why = (
+        "it declares SNMP (UDP, no exception can keep it)"
+        if _local_exceptions(inv, device)
+        else "its platform holds no exception for its own traffic"
+    )
+    return (
+        f"{device} is managed in band through {interface}: the cut drops what it forwards, not "
+        f"its own traffic there: {why}, so its own ports stay reachable through {interface}"
+    )
+
+
 def _cut_forwarding(
     inv: Inventory, device: str, interface: str, state: dict[str, DeviceState], tag: str
 ) -> None:
@@ -380,7 +413,10 @@ def _keep_management(
     """In band: on every device that holds rules and drops something, the explicit exceptions
     that keep the agent's management flows through it open (placed before the drops: accepts of
     named addresses come first); on a device that drops nothing, none (a table of exceptions
-    alone would be a change of no use). Returns notes for the exceptions this step adds."""
+    alone would be a change of no use). A device managed in band whose own entry interface is
+    cut by interface (its own traffic dropped there) gets local exceptions for its own management
+    (`mg.local_rules`) where its platform holds them. Returns notes for the exceptions this step
+    adds."""
     notes = []
     for device, dev in sorted(state.items()):
         if not _holds_rules(inv, device):
@@ -390,6 +426,9 @@ def _keep_management(
         if any(r.verdict == "drop" for r in base.rules):
             for path in mg.through(mpaths, device):
                 keep += mg.management_rules(path, device)
+        own = mpaths.get(device)
+        if own is not None and _local_exceptions(inv, device) and own.entry in _own_cut(base):
+            keep += mg.local_rules(own)
         new = base.with_rules(keep)
         if new != dev:
             added = sorted({r.tag for r in new.rules - dev.rules if mg.is_management(r)})
@@ -398,6 +437,12 @@ def _keep_management(
                 notes.append(f"keeps the agent's management of {managed} open through {device}")
             state[device] = new
     return notes
+
+
+def _own_cut(state: DeviceState) -> set[str]:
+    """The interfaces whose traffic to and from the device itself `state` drops (a drop by one
+    interface alone)."""
+    return {r.iif or r.oif or "" for r in state.rules if r.own and r.verdict == "drop"}
 
 
 def _stranded(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from agent.errors import PlanError
 from agent.inventory.models import Device, Inventory, LinkKind, Site, Zone
 from agent.network.paths import Hop, PortHop, RouteHop, l2_hops
-from agent.network.state import DeviceState, GroupState, NftRule, device_state
+from agent.network.state import GroupState, NftRule, device_state
 
 TAG_PREFIX = "management:"
 SNMP_PORT = 161
@@ -196,11 +196,25 @@ def management_rules(path: ManagementPath, device: str) -> list[NftRule]:
     return out
 
 
+def local_rules(path: ManagementPath) -> list[NftRule]:
+    """The explicit exceptions on the managed device itself that keep `path` open through a cut
+    of its own entry interface (`NftRule.local`): per port, the agent's requests to the device's
+    address arriving on `path.entry` (local in), and the device's replies out of it (local out,
+    stateful). Only for a platform that holds them (`Spec.local_exceptions`)."""
+    tag = management_tag(path.device)
+    out: list[NftRule] = []
+    for port in path.ports:
+        out.append(NftRule("accept", path.entry, None, path.src, path.dst, None, port, tag))
+        out.append(NftRule("accept", None, path.entry, path.dst, path.src, port, None, tag))
+    return out
+
+
 def where_cut(state: GroupState, path: ManagementPath, port: int) -> str | None:
     """Where `state` cuts the agent's connection to `path.device` on `port` (None: it opens):
     a port shut on the way, a routing hop that drops the request or its reply, or the device's
-    own entry interface shut or cut for its own traffic (a drop by the in-interface alone, which
-    every platform also applies to the device's own traffic, where no exception can be placed)."""
+    own entry interface shut or cut for its own traffic (a drop by that interface alone, which
+    every platform also applies to the device's own traffic, with no local exception for the
+    agent's request or its reply: `DeviceState.local`)."""
     for hop in path.hops:
         dev = device_state(state, hop.device)
         if isinstance(hop, PortHop):
@@ -216,20 +230,14 @@ def where_cut(state: GroupState, path: ManagementPath, port: int) -> str | None:
     own = device_state(state, path.device)
     if path.entry in own.down_interfaces:
         return f"its own interface {path.entry} is shut"
-    if _cuts_own_traffic(own, path.entry):
+    there = own.local("in", path.entry, path.src, path.dst, None, port)
+    back = own.local("out", path.entry, path.dst, path.src, port, None, reply=True)
+    if there == "drop" or back == "drop":
         return (
             f"its own traffic on {path.entry} is dropped (a cut by interface alone also "
-            "drops the device's own traffic, and no platform takes an exception there)"
+            "drops the device's own traffic, and no exception there lets the agent in)"
         )
     return None
-
-
-def _cuts_own_traffic(state: DeviceState, interface: str) -> bool:
-    return any(
-        r.verdict == "drop"
-        and ((r.iif == interface and r.oif is None) or (r.oif == interface and r.iif is None))
-        for r in state.rules
-    )
 
 
 def through(paths: Mapping[str, ManagementPath], device: str) -> list[ManagementPath]:

@@ -6,7 +6,17 @@ A declared flow kept through a cut takes two accepts per routing hop: its reques
 service's port, any packet: a connection opens only this way) and its replies (from the service's
 port back to the client), which match only packets of a connection the client opened, by the
 device's connection tracking (`NftRule.reply`). A stateless reply accept would let the server host
-open a connection to any port of the client, from the service's port."""
+open a connection to any port of the client, from the service's port.
+
+The device's own traffic (in-band management of a firewall through a link a step cuts). A drop by
+one interface alone (`iif` without `oif`, or `oif` without `iif`) also drops the device's own
+traffic there: what arrives on `iif` for the device itself, what it sends out of `oif`. An
+accept by one interface alone is a *local* exception (`NftRule.local`), for the device's own
+traffic only, never for what it forwards: a local-in accept (`iif`, `daddr` the device's own
+address, `dport` its port) lets the agent's requests in; its reply half is a local-out accept
+(`oif`, `saddr` the device, `sport` the port: stateful like every reply accept, so the device
+can open nothing toward the agent). Only a platform that can hold them gets them
+(`Spec.local_exceptions`); `DeviceState.local` is the verdict on the device's own traffic."""
 
 from __future__ import annotations
 
@@ -23,7 +33,8 @@ Method = Literal["cli", "snmp"]
 
 @dataclass(frozen=True)
 class NftRule:
-    """One rule of the forward chain of `table inet cordon` (first match wins; default accept)."""
+    """One rule of `table inet cordon`: of its forward chain, and where it is by one interface
+    alone, of the device's own traffic too (`own`; first match wins; default accept)."""
 
     verdict: Verdict
     iif: str | None = None
@@ -40,6 +51,19 @@ class NftRule:
         of a connection the client opened only, never one the server side opens (the renderer
         makes it stateful; the preview evaluates it for replies only)."""
         return self.verdict == "accept" and self.sport is not None
+
+    @property
+    def local(self) -> bool:
+        """An exception for the device's own traffic (an accept by one interface alone): local
+        in (`iif`: packets to the device) or local out (`oif`: packets from it); it never
+        matches forwarded traffic."""
+        return self.verdict == "accept" and (self.iif is None) != (self.oif is None)
+
+    @property
+    def own(self) -> bool:
+        """Does the rule apply to the device's own traffic (a local exception, or a drop by one
+        interface alone)?"""
+        return self.local or (self.verdict == "drop" and (self.iif is None) != (self.oif is None))
 
     @property
     def tier(self) -> int:
@@ -146,9 +170,33 @@ class DeviceState:
     ) -> Verdict:
         """The verdict on a forwarded packet; `reply`: of a connection opened the other way."""
         for rule in self.ordered_rules():
-            if rule.verdict != "count" and rule.matches(
-                iif, oif, saddr, daddr, sport, dport, reply=reply
+            if (
+                rule.verdict != "count"
+                and not rule.local
+                and rule.matches(iif, oif, saddr, daddr, sport, dport, reply=reply)
             ):
+                return "drop" if rule.verdict == "drop" else "accept"
+        return "accept"
+
+    def local(
+        self,
+        direction: Literal["in", "out"],
+        interface: str,
+        saddr: str,
+        daddr: str,
+        sport: int | None,
+        dport: int | None,
+        *,
+        reply: bool = False,
+    ) -> Verdict:
+        """The verdict on the device's own traffic: a packet to it arriving on `interface`
+        (`in`) or one it sends out of `interface` (`out`). Only rules by that one interface
+        apply (`NftRule.own`): local exceptions first, then drops."""
+        iif, oif = (interface, "") if direction == "in" else ("", interface)
+        for rule in self.ordered_rules():
+            if not rule.own or (rule.iif is None) != (direction == "out"):
+                continue
+            if rule.matches(iif, oif, saddr, daddr, sport, dport, reply=reply):
                 return "drop" if rule.verdict == "drop" else "accept"
         return "accept"
 

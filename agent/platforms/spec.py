@@ -61,7 +61,11 @@ class Spec:
     `reverts_config`: its driver's on-device dead-man (`capabilities.DeadMan`) restores the whole
     configuration the device had when armed (a commit-confirm, a rollback timer), so the executor
     arms it for any change its own session makes (a port reopened too); False: it covers its
-    packet rules only."""
+    packet rules only. `local_exceptions`: its rules renderer holds local exceptions
+    (`NftRule.local`: accepts of the device's own traffic, placed before its drops of its own
+    traffic on a cut interface), so a firewall managed in band through a link a step cuts gets the
+    whole link cut with an exception for the agent's management of it alone; False: the plan cuts
+    only what such a firewall forwards there."""
 
     name: str
     driver: DriverFactory
@@ -75,10 +79,13 @@ class Spec:
     kernel_names: bool = False
     l3_switch: bool = False
     reverts_config: bool = False
+    local_exceptions: bool = False
 
     def __post_init__(self) -> None:
         if (self.shuts_by is None) != (self.shut_lines is None):
             raise ValueError(f"platform {self.name}: shuts_by and shut_lines go together")
+        if self.local_exceptions and self.rules is None:
+            raise ValueError(f"platform {self.name}: local_exceptions needs rules")
 
     def routes(self, device: Device) -> bool:
         """Does `device` route (its interfaces carry addresses in the twin)? An L3 switch routes

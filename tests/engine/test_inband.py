@@ -5,7 +5,9 @@ because they would strand a device the rollback or a later step needs."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,9 @@ from agent.errors import InventoryError
 from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.network import management as mg
-from agent.network.state import DeviceState
-from agent.platforms import registry  # noqa: F401  (registers the platforms)
-from agent.platforms.linux_nftables.render import nft_table
+from agent.network.state import DeviceState, NftRule
+from agent.platforms import registry  # registers the platforms
+from agent.platforms.linux_nftables.render import nft_comments, nft_table
 from agent.playbook import load as load_playbook
 from scripts.synth import hospi_grand_ouest_inband
 from tests.conftest import EXAMPLE, ROOT
@@ -186,8 +188,11 @@ def test_preventive_degraded_keeps_every_device_managed(inv: Inventory) -> None:
     assert assert_managed_everywhere(inv, p) > 0
     # the exceptions are explicit, stateful, tagged, and in the rendered table before the drops
     fw = p.final_state["stn-fw1"]
-    mgmt_rules = [r for r in fw.rules if mg.is_management(r)]
-    assert {r.tag for r in mgmt_rules} == {"management:stn-sw1"}
+    mgmt_rules = [r for r in fw.rules if r.tag == "management:stn-sw1"]
+    assert {r.tag for r in fw.rules if mg.is_management(r)} == {
+        "management:stn-sw1",
+        "management:stn-fw1",  # its own, through its cut WAN (local exceptions)
+    }
     assert {(r.saddr, r.daddr, r.dport, r.reply) for r in mgmt_rules} == {
         ("198.19.0.100", "198.18.31.2", 22, False),
         ("198.18.31.2", "198.19.0.100", None, True),
@@ -232,12 +237,98 @@ def test_isolate_reconnect_restore_keep_every_device_managed(inv: Inventory) -> 
     assert all(s.rules == frozenset() for s in restore.final_state.values())
 
 
-def test_wan_cut_of_a_firewall_managed_through_it_spares_its_own_traffic(inv: Inventory) -> None:
+def test_wan_cut_of_a_firewall_managed_through_it_is_whole_but_for_its_management(
+    inv: Inventory,
+) -> None:
+    """nts-fw1 is managed at its WAN address, through the WAN the step cuts: the whole link is
+    cut, the firewall's own traffic too, but for local exceptions for the agent's SSH to it."""
     p = run_plan(inv, "preventive-degraded")
     fw = p.final_state["nts-fw1"]
-    assert not any(r.verdict == "drop" and r.oif is None for r in fw.rules if r.iif == "wan0")
-    assert fw.cuts("wan0")
+    path = mg.management_paths(inv)["nts-fw1"]
+    assert path.entry == "wan0" and path.ports == (22,)
+    cut = {r for r in fw.rules if r.verdict == "drop" and r.tag == "cut-wan"}
+    assert cut == {NftRule("drop", iif="wan0"), NftRule("drop", oif="wan0")}
+    local = {r for r in fw.rules if r.local}
+    assert local == {
+        NftRule("accept", "wan0", None, path.src, path.dst, None, 22),
+        NftRule("accept", None, "wan0", path.dst, path.src, 22, None),
+    }
+    assert all(r.tag == "management:nts-fw1" for r in local)
+    # forwarded: cut
     assert fw.forward("wan0", "lan0.180", "198.18.0.10", "198.18.50.10", None, 443) == "drop"
+    # its own: the agent's SSH opens (request in, reply out only for the agent's connection)
+    assert fw.local("in", "wan0", path.src, path.dst, None, 22) == "accept"
+    assert fw.local("out", "wan0", path.dst, path.src, 22, None, reply=True) == "accept"
+    assert fw.local("out", "wan0", path.dst, path.src, 22, None) == "drop"  # it opens nothing
+    # any other port of its own, or the same port from another address: cut
+    assert fw.local("in", "wan0", path.src, path.dst, None, 8080) == "drop"
+    assert fw.local("in", "wan0", "198.18.0.10", path.dst, None, 22) == "drop"
+    assert fw.local("out", "wan0", path.dst, path.src, None, 443) == "drop"
+    # a local exception never lets forwarded traffic through
+    assert fw.forward("wan0", "lan0.180", path.src, path.dst, None, 22) == "drop"
+    # the preview says so
+    notes = [n for s in p.steps if s.site == "nantes-jules-verne" for n in s.notes]
+    assert (
+        "nts-fw1 is managed in band through wan0: the cut drops all its traffic there, its own "
+        "too (every other port of its own), but the agent's management (tcp 22 from "
+        "198.19.0.100 to 198.18.232.9)"
+    ) in notes, notes
+    # the rendered table: the local exceptions in input/output, before the drops there
+    table = nft_table(fw)
+    chain = {name: body.splitlines() for name, body in _chains(table).items() if name != "forward"}
+    assert chain["input"][0].startswith(
+        f'iifname "wan0" ip saddr {path.src} ip daddr {path.dst} tcp dport 22 counter accept '
+        'comment "management:nts-fw1 #'
+    ), chain["input"]
+    assert chain["input"][-1].startswith('iifname "wan0" counter drop comment "cut-wan #')
+    assert chain["output"][0].startswith(
+        f'oifname "wan0" ip saddr {path.dst} ip daddr {path.src} tcp sport 22 '
+        "ct state established,related counter accept"
+    ), chain["output"]
+    assert "ct state new tcp flags & (syn | ack) == ack counter accept" in chain["output"][1]
+    assert chain["output"][-1].startswith('oifname "wan0" counter drop comment "cut-wan #')
+    assert "management:nts-fw1" not in _chains(table)["forward"]
+    # the read-back expects exactly the comments the script writes, local exceptions included
+    written = frozenset(re.findall(r'comment "([^"]+)"', table))
+    assert nft_comments(fw) == written
+    ours = sorted(c for c in written if c.startswith("management:nts-fw1 #"))
+    assert sorted(c.split(" ", 2)[-1] for c in ours) == ["input", "output", "resume output"], ours
+
+
+def _chains(table: str) -> dict[str, str]:
+    """The rule lines of each chain of a rendered table, by chain name."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in table.splitlines():
+        text = line.strip()
+        if text.startswith("chain "):
+            name = text.split()[1]
+            out[name] = ""
+        elif name and text and not text.startswith(("type ", "}")):
+            out[name] += text + "\n"
+    return out
+
+
+def test_a_platform_without_local_exceptions_keeps_the_forward_only_cut(
+    inv: Inventory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Linux firewall registered without the capability: today's forward-only cut."""
+    spec = registry.platform("linux_nftables")
+    monkeypatch.setitem(registry._platforms, spec.name, replace(spec, local_exceptions=False))
+    p = run_plan(inv, "preventive-degraded", ["nantes-jules-verne"])
+    assert p.refusals == ()
+    fw = p.final_state["nts-fw1"]
+    assert not any(r.local or (r.own and "wan0" in (r.iif, r.oif)) for r in fw.rules)
+    assert fw.cuts("wan0")
+    path = mg.management_paths(inv)["nts-fw1"]
+    assert fw.local("in", "wan0", path.src, path.dst, None, 8080) == "accept"  # the gap
+    assert fw.forward("wan0", "lan0.180", "198.18.0.10", "198.18.50.10", None, 443) == "drop"
+    notes = [n for s in p.steps for n in s.notes]
+    assert (
+        "nts-fw1 is managed in band through wan0: the cut drops what it forwards, not its own "
+        "traffic there: its platform holds no exception for its own traffic, so its own ports "
+        "stay reachable through wan0"
+    ) in notes, notes
 
 
 # --- the plan: refusals --------------------------------------------------------------------------
@@ -294,6 +385,12 @@ def test_snmp_in_band_through_a_cut_is_refused(tmp_path: Path) -> None:
     inv = load(write(tmp_path, doc))
     degraded = run_plan(inv, "preventive-degraded", [RNS])
     assert degraded.refusals == ()  # the firewall's own SNMP through its WAN is not cut
+    notes = [n for st in degraded.steps for n in st.notes]
+    assert (
+        "rns-fw1 is managed in band through wan0: the cut drops what it forwards, not its own "
+        "traffic there: it declares SNMP (UDP, no exception can keep it), so its own ports stay "
+        "reachable through wan0"
+    ) in notes, notes
     p = run_plan(
         inv,
         "segment-port",

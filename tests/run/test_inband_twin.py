@@ -10,6 +10,11 @@ site, and a connection from the core's EHR server to the same devices on the sam
 crosses the same cut without being the agent's, is dropped exactly when the recorded state
 cuts the WAN (and it does, at some step of each run: the check is not vacuous).
 
+A firewall managed through its WAN has that link cut whole during a cut, its own traffic too,
+but for the agent's management of it (local exceptions): the agent's SSH to it opens, a port of
+its own it listens on does not, from the agent's address or the core's EHR server (and both open
+before the cut and after the rollback).
+
 Only one twin per machine: this module builds its own under the session lock and is marked
 `twin_lifecycle`, so it runs (and takes its twin down) before the session's example twin."""
 
@@ -275,6 +280,60 @@ def test_preventive_degraded_and_its_rollback_keep_management(
     assert watch.failures == []
     assert watch.sessions >= 2 * len(SISTERS) * 2
     print(watch.summary())
+
+
+def _agent_opens(address: str, port: int) -> bool:
+    """A TCP connection from the agent's address (the root namespace, through the twin's veth
+    only, whatever routes say) to a twin address: does it open?"""
+    address = str(netns.check_twin_address(address, "agent probe"))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ROOT_LINK.encode())
+        sock.settimeout(1.0)
+        return sock.connect_ex((address, port)) == 0
+
+
+def test_a_wan_cut_leaves_the_firewall_managed_through_it_and_nothing_else(
+    inband: Twin, engine: Executor, watch: Watch
+) -> None:
+    """stn-fw1 is managed at its WAN address: preventive degraded cuts that WAN whole. The
+    agent's SSH to it still opens; another port the firewall listens on (a listener in its
+    namespace, on its WAN address) is reachable before the cut, neither from the agent's
+    address nor from the core's EHR server during it, and again after the rollback."""
+    site, fw = "saint-nazaire-estuaire", "stn-fw1"
+    found = inband.inv.find_device(fw)
+    assert found is not None
+    address = str(found[1].management.address)
+    assert found[1].management.interface == "wan0"
+    ehr_ns = inband.bp.host_ns[EHR_CORE]
+    with netns.socket_in(inband.bp.device_ns[fw]) as server:
+        server.bind((address, 0))  # an unused port of the firewall's own, on its WAN address
+        server.listen(16)
+        port = server.getsockname()[1]
+        assert port != 22
+
+        def from_ehr(p: int) -> bool:
+            (result,) = probe_tcp([ProbeTarget(ehr_ns, address, p)], timeout=1.0)
+            return result.ok
+
+        before = (_agent_opens(address, 22), _agent_opens(address, port), from_ehr(port))
+        assert before == (True, True, True)
+        pb = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", inband.inv)
+        report = engine.run(pb, [site])
+        assert report.status == "done", report
+        state = engine.journal.device_states()[fw]
+        assert {r.tag for r in state.rules if r.local} == {f"management:{fw}"}
+        # during the cut: the agent's management opens (a new session, host key pinned) ...
+        assert _agent_opens(address, 22)
+        with one_shot(Target.of(inband.inv, fw)) as drv:
+            assert drv.facts().interfaces
+        # ... and nothing else of the firewall's own through its WAN
+        assert not _agent_opens(address, port)
+        assert not from_ehr(port)
+        assert not from_ehr(22)
+        assert engine.rollback(report.run_id).status == "rolled_back"
+        assert (_agent_opens(address, 22), _agent_opens(address, port), from_ehr(port)) == before
+    assert watch.failures == []
+    assert watch.foreign_cut > 0
 
 
 def test_isolate_reconnect_restore_through_the_wan(

@@ -34,4 +34,5 @@ SPEC = Spec(
     twin="agent.platforms.linux_nftables.twin",
     forwards=True,
     kernel_names=True,
+    local_exceptions=True,
 )

@@ -47,11 +47,15 @@ def counted_as(rule: NftRule) -> str:
 
 
 def chains(state: DeviceState) -> list[tuple[str, list[NftRule]]]:
-    """Forward holds every rule; a cut interface also drops the device's own traffic."""
+    """Forward holds every rule but the local exceptions; a cut interface (a drop by one
+    interface alone) also drops the device's own traffic, in input (`iif`) and output (`oif`),
+    after the local exceptions of that chain (`NftRule.local`: the agent's management of the
+    firewall itself, and its stateful replies)."""
     rules = state.ordered_rules()
-    local_in = [r for r in rules if r.verdict == "drop" and r.iif and not r.oif]
-    local_out = [r for r in rules if r.verdict == "drop" and r.oif and not r.iif]
-    return [("forward", rules), ("input", local_in), ("output", local_out)]
+    forward = [r for r in rules if not r.local]
+    local_in = [r for r in rules if r.own and r.iif]
+    local_out = [r for r in rules if r.own and r.oif]
+    return [("forward", forward), ("input", local_in), ("output", local_out)]
 
 
 def nft_comments(state: DeviceState) -> frozenset[str]:
@@ -91,7 +95,8 @@ def nft_table(state: DeviceState) -> str:
     """The script that makes `table inet cordon` exactly `state` (removes it when empty).
 
     Traffic to and from the device itself on a cut interface is dropped too (input/output),
-    so a cut link cannot be used to reach the firewall either."""
+    so a cut link cannot be used to reach the firewall either, but for its local exceptions
+    (accepted first: the agent's management of the firewall through that link)."""
     lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}"]
     if not state.rules:
         return "\n".join(lines) + "\n"
