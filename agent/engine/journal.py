@@ -15,15 +15,16 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from agent import settings
+from agent.engine.lease import Fence
 from agent.engine.store import Tx, is_url, open_store, upsert
-from agent.errors import LockError, RunError
+from agent.errors import FencedError, LockError, RunError
 from agent.network.state import DeviceState, NftRule
 from agent.status import (
     GATE_TRANSITIONS,
@@ -382,6 +383,9 @@ class Journal:
         self.path: Path | None = None if is_url(where) else Path(where)
         self.lock = self.db.lock
         self.identity: tuple[int, int] | None = None
+        # active/standby: set by the daemon while it is active (None: unfenced, one node)
+        self.fence: Fence | None = None
+        self.on_fenced: Callable[[int], None] | None = None
         if self.path is not None:
             # the file this connection writes to: SQLite keeps writing into a deleted or
             # replaced file without a word, so the engine compares it with the path before
@@ -389,6 +393,25 @@ class Journal:
             fd = self._fd(self.path)
             st = os.fstat(fd) if fd is not None else os.stat(self.path)
             self.identity = (st.st_dev, st.st_ino)
+
+    # -- fencing (active/standby on PostgreSQL: agent.engine.lease) ---------------------------
+
+    def _fenced(self, db: Tx, what: str) -> None:
+        """With a fence set (a daemon sharing the database with standbys), `db` writes only
+        while this node still holds the active lease with its epoch, the lease row held until
+        `db` commits; otherwise nothing is written: `FencedError`, and `on_fenced` is told."""
+        fence = self.fence
+        if fence is None or fence.check(db):
+            return
+        if self.on_fenced is not None:
+            self.on_fenced(fence.epoch)
+        raise FencedError(
+            f"fenced: node {fence.holder} no longer holds the active lease with epoch "
+            f"{fence.epoch} (a standby took over, or the lease ran out): {what} refused, "
+            "nothing written, nothing sent",
+            hint="this node steps down; the active node (`cordon status`) settles and "
+            "continues the run",
+        )
 
     @staticmethod
     def _fd(path: Path) -> int | None:
@@ -613,9 +636,11 @@ class Journal:
     # -- steps -----------------------------------------------------------------------------
 
     def _step_status(self, db: Tx, run_id: str, seq: int, status: StepStatus) -> StepStatus:
-        """The new status of step `seq`, checked against its current one (in the caller's tx)."""
+        """The new status of step `seq`, checked against its current one (in the caller's tx);
+        fenced (`_fenced`): every step write precedes or settles a device command."""
         what = f"{seq} of run {run_id}"
         new = parse(StepStatus, status, f"step {what}")
+        self._fenced(db, f"step {what} to {new}")
         db.guard("step", f"{run_id}:{seq}")
         row = db.execute(
             "SELECT status FROM steps WHERE run_id=? AND seq=?", (run_id, seq)
