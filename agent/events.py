@@ -59,6 +59,10 @@ _EVENTS: dict[str, str] = {
     "daemon.started": "the daemon is serving (pid, version, socket, inventory, roles)",
     "daemon.stopped": "the daemon stopped (signal, outcome)",
     "daemon.resume": "the daemon picked up an open run at start (run_id)",
+    "node.active": "this daemon took the active lease (node, epoch, taken_from, open_runs): it "
+    "drives the runs from now on",
+    "node.stepped_down": "this daemon lost the active lease (node, epoch, why): it drives and "
+    "sends nothing more; standby",
     "daemon.warm": "sessions opened to every device at start (devices, unreachable)",
     "backup.failed": "a scheduled configuration backup of a device failed (device, error)",
     "poll.failed": "a drift poll of the fleet failed (error)",

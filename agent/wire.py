@@ -304,14 +304,40 @@ class IncidentInfo(_Out):
     close_reason: str | None = None
 
 
+class NodeInfo(_Out):
+    """A daemon sharing the state database: its last heartbeat (seconds ago), role, epoch."""
+
+    node: str
+    role: str
+    epoch: int | None = None
+    pid: int | None = None
+    seen_s_ago: Num | None = None
+
+
+class ClusterInfo(_Out):
+    """Active/standby on PostgreSQL: the lease's holder and epoch, the last takeover, this
+    node's role, every node seen."""
+
+    this_node: str
+    role: str
+    holder: str | None = None
+    epoch: int | None = None
+    lease_left_s: Num | None = None
+    last_takeover_at: str | None = None
+    taken_from: str | None = None
+    nodes: list[NodeInfo] = []
+
+
 class StatusOut(_Out):
-    """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents."""
+    """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents,
+    and (several daemons on one database) the nodes."""
 
     sites: list[SiteStatus] = []
     open_runs: list[RunSummary] = []
     drift_alarms: list[DriftAlarm] = []
     last_poll: PollInfo | None = None
     incidents: list[IncidentInfo] = []
+    cluster: ClusterInfo | None = None
 
 
 class PlanChange(_Out):

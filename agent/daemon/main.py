@@ -115,6 +115,7 @@ def run(cfg: DaemonConfig) -> None:
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
         service.verifier = twin_verifier(service.inv, service.journal.device_states)
+        service.announce = _say  # active/standby: the role changes, said on the daemon's log
         life = _Life()
         try:
             asyncio.run(_serve(service, policy, cfg, life, view))
@@ -165,6 +166,8 @@ async def _serve(
                 poll_interval=cfg.poll_interval,
                 view=f"{view[0]}:{view[1]}" if view else None,
                 open_runs=service.journal.open_runs(),
+                node=service.node_id,
+                role="active" if service.may_drive() else "standby",
                 flow_probes=service.verifier is not None,
                 outcome="listening",
             )

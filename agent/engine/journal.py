@@ -449,7 +449,10 @@ class Journal:
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
+        """One write transaction; fenced while a fence is set (`_fenced`): a step's start, a
+        rollback's, a run's status, every write a deposed node could make, is refused."""
         with self.db.write() as db:
+            self._fenced(db, "a journal write")
             yield db
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -636,11 +639,9 @@ class Journal:
     # -- steps -----------------------------------------------------------------------------
 
     def _step_status(self, db: Tx, run_id: str, seq: int, status: StepStatus) -> StepStatus:
-        """The new status of step `seq`, checked against its current one (in the caller's tx);
-        fenced (`_fenced`): every step write precedes or settles a device command."""
+        """The new status of step `seq`, checked against its current one (in the caller's tx)."""
         what = f"{seq} of run {run_id}"
         new = parse(StepStatus, status, f"step {what}")
-        self._fenced(db, f"step {what} to {new}")
         db.guard("step", f"{run_id}:{seq}")
         row = db.execute(
             "SELECT status FROM steps WHERE run_id=? AND seq=?", (run_id, seq)

@@ -82,6 +82,7 @@ FENCE_SQL = (
     "AND expires_at > now() + make_interval(secs => ?) FOR SHARE"
 )
 
+
 def default_node_id() -> str:
     """This host's name and this process's id: unique among live daemons."""
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "host"
