@@ -98,13 +98,13 @@ def test_sigstop_the_active_standby_takes_over_old_one_is_fenced(
     t0 = time.monotonic()
     taken = wait_until(lambda: b.cluster()["role"] == "active", timeout=60, step=0.1)
     took = time.monotonic() - t0
-    assert taken, b.log()
+    assert taken, db.log()
     print(f"failover: node-b active {took:.2f} s after node-a was frozen (bound {BOUND_S} s)")
     cb = b.cluster()
     assert (cb["holder"], cb["epoch"], cb["taken_from"]) == ("node-b", 2, "node-a"), cb
     assert "ACTIVE with epoch 2 (took over from node-a)" in db.log()
     # node-b took the open run on, as a daemon does at start
-    assert any(e.get("run_id") == run_id for e in b.events("daemon.resume")), b.log()
+    assert any(e.get("run_id") == run_id for e in b.events("daemon.resume")), db.log()
     time.sleep(BOUND_S)  # node-a stays frozen well past its lease
 
     os.kill(da.pid, signal.SIGCONT)
