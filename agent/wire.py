@@ -323,7 +323,7 @@ class ClusterInfo(_Out):
     holder: str | None = None
     epoch: int | None = None
     lease_left_s: Num | None = None
-    last_takeover_at: str | None = None
+    last_takeover_at: Num | None = None  # when the holder took the lease (epoch time)
     taken_from: str | None = None
     nodes: list[NodeInfo] = []
 

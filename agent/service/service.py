@@ -440,7 +440,7 @@ class Service:
             "lease_left_s": (
                 round((st.expires_at - st.now).total_seconds(), 2) if st is not None else None
             ),
-            "last_takeover_at": st.acquired_at.isoformat() if st is not None else None,
+            "last_takeover_at": st.acquired_at.timestamp() if st is not None else None,
             "taken_from": st.taken_from if st is not None else None,
             "nodes": [
                 {

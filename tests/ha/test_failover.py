@@ -103,6 +103,9 @@ def test_sigstop_the_active_standby_takes_over_old_one_is_fenced(
     cb = b.cluster()
     assert (cb["holder"], cb["epoch"], cb["taken_from"]) == ("node-b", 2, "node-a"), cb
     assert "ACTIVE with epoch 2 (took over from node-a)" in db.log()
+    text = b.cordon("status", user="dave").stdout
+    assert "this node node-b: ACTIVE; active: node-b (epoch 2); last takeover" in text, text
+    assert "from node-a" in text
     # node-b took the open run on, as a daemon does at start
     assert any(e.get("run_id") == run_id for e in b.events("daemon.resume")), db.log()
     time.sleep(BOUND_S)  # node-a stays frozen well past its lease
