@@ -575,9 +575,18 @@ class Journal:
             detail=row[8],
             options=json.loads(row[9] or "{}"),
             waiting=row[10],
-            driver=json.loads(row[11]) if row[11] else None,
+            driver=self._current_driver(json.loads(row[11]) if row[11] else None),
             stop_requested=row[12],
         )
+
+    def _current_driver(self, driver: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The recorded driver, unless it drove under an earlier epoch than this node's fence
+        (a deposed node, frozen or on another host, drives nothing: its writes are fenced)."""
+        fence = self.fence
+        if driver is None or fence is None:
+            return driver
+        epoch = driver.get("epoch")
+        return None if isinstance(epoch, int) and epoch < fence.epoch else driver
 
     def playbook_json(self, run_id: str) -> str | None:
         found = self._query("SELECT playbook_json FROM runs WHERE run_id=?", (run_id,))
@@ -595,10 +604,13 @@ class Journal:
 
     def claim_driver(self, run_id: str) -> None:
         """This process drives `run_id` now (what `status` and `rollback` look at)."""
+        driver = this_driver()
+        if self.fence is not None:  # active/standby: the epoch it drives under
+            driver["epoch"] = self.fence.epoch
         with self.tx() as db:
             db.execute(
                 "UPDATE runs SET driver=? WHERE run_id=?",
-                (json.dumps(this_driver(), sort_keys=True), run_id),
+                (json.dumps(driver, sort_keys=True), run_id),
             )
 
     def release_driver(self, run_id: str) -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from agent import settings
 from agent.engine.journal import Journal, NewStep
-from agent.engine.lease import Lease, Timing, node_id_problem
-from agent.errors import FencedError
+from agent.engine.lease import Lease, LeaseLoop, Timing
+from agent.errors import ConfigError, FencedError
 from agent.network.state import NORMAL
+from agent.settings import node_id_problem
 from agent.status import StepStatus
 from tests.pgserver import PgServer
 
@@ -133,3 +135,87 @@ def test_sqlite_journal_has_no_fence(tmp_path: Path) -> None:
         j.mark("r1", 1, StepStatus.STARTED)
     finally:
         j.close()
+
+
+def test_a_driver_of_an_earlier_epoch_drives_nothing(url: str) -> None:
+    """A run claimed under epoch 1 (its process frozen, still alive) is not driven any more once
+    this node holds epoch 2: a rollback ordered on the new active node does not wait for it."""
+    a, b = Lease(url, "node-a", QUICK), Lease(url, "node-b", QUICK)
+    j = Journal(url)
+    try:
+        _one_step_run(j)
+        j.fence = a.fence(1 if a.acquire() == 1 else 0)
+        j.claim_driver("r1")
+        assert j.run("r1").driver is not None  # this live process, epoch 1
+        assert j.run("r1").driver["epoch"] == 1  # type: ignore[index]
+        _expire(a)
+        assert b.acquire() == 2
+        j.fence = b.fence(2)
+        assert j.run("r1").driver is None
+        j.claim_driver("r1")
+        assert j.run("r1").driver is not None
+    finally:
+        j.close()
+        a.close()
+        b.close()
+
+
+def test_the_loop_takes_the_lease_and_a_fenced_write_makes_it_step_down(url: str) -> None:
+    events: list[tuple[str, int]] = []
+    # a bound of 30 s: the loop's thread makes no second try during the test (renew every 10 s)
+    a = Lease(url, "node-a", Timing(bound_s=30.0))
+    loop = LeaseLoop(
+        a,
+        on_active=lambda e: events.append(("active", e)),
+        on_lost=lambda e, why: events.append((why, e)),
+    )
+    j = Journal(url)
+    try:
+        loop.start()  # the first try is made at once
+        assert loop.role == "active" and loop.holds()
+        assert events == [("active", 1)]
+        j.fence = a.fence(1)
+        j.on_fenced = lambda epoch: loop.lost(epoch, "fenced")
+        # the process was frozen: by its own clock its lease may have run out
+        loop.renewed -= a.timing.ttl_s
+        assert not loop.holds()
+        _one_step_run(j)  # still written: the database says the lease stands
+        # another node forces a takeover (the lease ended in the database)
+        assert a.step_down(1)
+        b = Lease(url, "node-b", Timing(bound_s=30.0))
+        assert b.acquire() == 2
+        b.close()
+        with pytest.raises(FencedError):
+            j.mark("r1", 1, StepStatus.STARTED)
+        assert events == [("active", 1), ("fenced", 1)]
+        loop.lost(1, "again")  # said once
+        assert events == [("active", 1), ("fenced", 1)]
+        assert loop.role == "standby" and not loop.holds()
+    finally:
+        loop.stop()
+        j.close()
+        a.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"CORDON_NODE_ID": "a b"}, "CORDON_NODE_ID='a b' cannot be used"),
+        ({"CORDON_NODE_ID": "x;reboot"}, "CORDON_NODE_ID='x;reboot' cannot be used"),
+        ({"CORDON_FAILOVER_S": "0.1"}, "CORDON_FAILOVER_S must be 0.3 or more"),
+        ({"CORDON_FAILOVER_S": "ten"}, "CORDON_FAILOVER_S='ten' is not a number of seconds"),
+    ],
+)
+def test_bad_ha_settings_are_refused(env: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        settings.load(env)
+    assert words in exc.value.message
+    assert exc.value.exit_code == 2
+
+
+def test_ha_settings_read() -> None:
+    got = settings.load({"CORDON_NODE_ID": "db1-cordon", "CORDON_FAILOVER_S": "4.5"})
+    assert (got.node_id, got.failover_s) == ("db1-cordon", 4.5)
+    assert Timing(got.failover_s).ttl_s == 3.0 and Timing(got.failover_s).renew_s == 1.5
+    default = settings.load({})
+    assert (default.node_id, default.failover_s) == (None, 10.0)
