@@ -84,7 +84,7 @@ class Proc:
         self.proc.wait()
 
 
-def failovers(url: str, bound: float, rounds: int, how: signal.Signals) -> list[tuple[float, ...]]:
+def failovers(url: str, bound: float, rounds: int, how: signal.Signals) -> list[tuple[float, float, float]]:
     out = []
     active = Proc(url, "n0", bound)
     active.wait_for("active")
