@@ -61,6 +61,8 @@ _EVENTS: dict[str, str] = {
     "daemon.resume": "the daemon picked up an open run at start (run_id)",
     "node.active": "this daemon took the active lease (node, epoch, taken_from, open_runs): it "
     "drives the runs from now on",
+    "node.fenced": "a journal write of this daemon was refused: it no longer holds the active "
+    "lease with its epoch (node, epoch); nothing written, nothing sent",
     "node.stepped_down": "this daemon lost the active lease (node, epoch, why): it drives and "
     "sends nothing more; standby",
     "daemon.warm": "sessions opened to every device at start (devices, unreachable)",

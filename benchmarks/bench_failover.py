@@ -84,7 +84,10 @@ class Proc:
         self.proc.wait()
 
 
-def failovers(url: str, bound: float, rounds: int, how: signal.Signals) -> list[tuple[float, float, float]]:
+Result = tuple[float, float, float]  # seconds to a new holder, to saying "down", the epoch
+
+
+def failovers(url: str, bound: float, rounds: int, how: signal.Signals) -> list[Result]:
     out = []
     active = Proc(url, "n0", bound)
     active.wait_for("active")

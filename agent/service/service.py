@@ -182,7 +182,7 @@ class Service:
         lease = Lease(url, self.node_id, self.timing)
         self.lease_loop = LeaseLoop(lease, on_active=self._activate, on_lost=self._deactivate)
         loop = self.lease_loop
-        self.journal.on_fenced = lambda epoch: loop.lost(epoch, "a journal write was fenced")
+        self.journal.on_fenced = self._fenced
         self._say(
             f"node {self.node_id}: standby until it holds the lease "
             f"(failover bound {self.timing.bound_s:g} s)"
@@ -234,6 +234,13 @@ class Service:
         for run_id in self.journal.open_runs():
             self.log.info("daemon.resume", run_id=run_id)
             self.schedule(run_id, 0.0)
+
+    def _fenced(self, epoch: int) -> None:
+        """A journal write of this node was refused by the lease (`FencedError`): audited,
+        then this node steps down (once)."""
+        self.log.error("node.fenced", node=self.node_id, epoch=epoch)
+        if self.lease_loop is not None:
+            self.lease_loop.lost(epoch, "a journal write was fenced: a standby took over")
 
     def _deactivate(self, epoch: int, why: str) -> None:
         """This node lost the lease: it stops driving at once (its scheduler stopped, the

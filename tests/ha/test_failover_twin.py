@@ -1,12 +1,16 @@
-"""SIGKILL of the active daemon mid-run, on the twin: two real daemons (node-a, node-b) share one
-PostgreSQL state database; node-a runs preventive-degraded on one site (a pause between device
-steps, so the run is caught half-way) and is killed; node-b takes the lease (epoch 2), settles
-what was in flight by reading the devices, and finishes the run: every step verified, the site's
-flows really cut. bob's rollback through node-b opens them again."""
+"""Failover on the twin, with real runs (one test: the twin is shared). Two real daemons (node-a,
+node-b) share one PostgreSQL state database; each runs preventive-degraded on one site with a
+pause between device steps, so a run is caught half-way.
+
+1. The classic fencing case: node-a is frozen (SIGSTOP) mid-run; node-b takes the lease (epoch
+   2) and finishes the run; node-a, resumed (SIGCONT), has its next journal write fenced
+   (`node.fenced`), sends nothing, steps down and says so.
+2. SIGKILL: node-b, now active, is killed mid-run; node-a (standby again) takes the lease (epoch
+   3), settles what was in flight by reading the devices, and finishes that run.
+Each run is rolled back afterwards and every flow is open again."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -17,8 +21,8 @@ import pytest
 
 from agent.lab import flows, ready
 from tests.conftest import Twin
-from tests.daemon.test_daemon_cli import OPEN, show_until, wait_until
-from tests.ha.test_failover import BOUND_S, Node
+from tests.daemon.test_daemon_cli import OPEN, Daemon, show_until, wait_until
+from tests.ha.test_failover import BOUND_S, SENDING, Node
 from tests.pgserver import PgServer
 
 pytestmark = pytest.mark.twin
@@ -37,7 +41,41 @@ def count(url: str, sql: str) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def test_sigkill_the_active_mid_run_the_standby_finishes_it(
+def start_half_way(node: TwinNode, url: str) -> tuple[str, int, int]:
+    """A run through `node`, caught with at least one step verified and one not yet."""
+    started = node.ok_json(
+        "run", "preventive-degraded", "-s", SITE, "--yes", "--detach", "--reason", "drill",
+        user="alice",
+    )  # fmt: skip
+    run_id = str(started["run_id"])
+    verified = f"SELECT count(*) FROM steps WHERE run_id = '{run_id}' AND status = 'verified'"
+    assert wait_until(lambda: count(url, verified) >= 1, timeout=120, step=0.05)
+    total = count(url, f"SELECT count(*) FROM steps WHERE run_id = '{run_id}'")
+    done = count(url, verified)
+    assert done < total  # caught half-way
+    return run_id, done, total
+
+
+def finished(node: TwinNode, run_id: str) -> None:
+    final = show_until(node, run_id, lambda r: r["status"] not in OPEN, timeout=300)
+    assert final["status"] == "done", final
+    assert {s["status"] for s in final["steps"]} == {"verified"}
+    assert any(e.get("run_id") == run_id for e in node.events("daemon.resume"))
+
+
+def roll_back(node: TwinNode, run_id: str, twin: Twin) -> None:
+    back = node.cordon("rollback", run_id, "--json", user="bob", timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert wait_until(
+        lambda: all(o.observed_open for o in flows.observe(twin.inv, twin.bp)), timeout=30
+    )
+
+
+def cut(twin: Twin) -> bool:
+    return not all(o.observed_open for o in flows.observe(twin.inv, twin.bp))
+
+
+def test_sigstop_then_sigkill_of_the_active_daemon_mid_run(
     twin: Twin, pg_server: PgServer, tmp_path: Path
 ) -> None:
     url = pg_server.database()
@@ -46,43 +84,53 @@ def test_sigkill_the_active_mid_run_the_standby_finishes_it(
     b.tokens = a.tokens
     ready.check(twin.inv, twin.bp)
     da = a.daemon().ready()
-    db = b.daemon().ready()
-    run_id = None
+    db: Daemon | None = None
+    open_runs: list[tuple[TwinNode, str]] = []
     try:
+        db = b.daemon().ready()
         assert a.cluster()["role"] == "active" and b.cluster()["role"] == "standby"
-        started = a.ok_json(
-            "run", "preventive-degraded", "-s", SITE, "--yes", "--detach", "--reason", "drill",
-            user="alice",
-        )  # fmt: skip
-        run_id = started["run_id"]
-        q = f"SELECT count(*) FROM steps WHERE run_id = '{run_id}' AND status = 'verified'"
-        assert wait_until(lambda: count(url, q) >= 1, timeout=120, step=0.05), da.log()
-        total = count(url, f"SELECT count(*) FROM steps WHERE run_id = '{run_id}'")
-        done_before = count(url, q)
-        assert done_before < total  # caught half-way
-        os.kill(da.pid, signal.SIGKILL)
-        killed = time.monotonic()
+
+        # 1. SIGSTOP node-a mid-run
+        r1, done, total = start_half_way(a, url)
+        open_runs.append((b, r1))
+        os.kill(da.pid, signal.SIGSTOP)
+        frozen = time.time()
         assert wait_until(lambda: b.cluster()["role"] == "active", timeout=60, step=0.1)
-        print(f"failover after SIGKILL: {time.monotonic() - killed:.2f} s (bound {BOUND_S} s)")
         cb = b.cluster()
         assert (cb["holder"], cb["epoch"], cb["taken_from"]) == ("node-b", 2, "node-a")
-        final = show_until(b, run_id, lambda r: r["status"] not in OPEN, timeout=300)
-        assert final["status"] == "done", final
-        assert {s["status"] for s in final["steps"]} == {"verified"}
-        print(f"steps verified by node-a {done_before}, of {total}; node-b finished the run")
-        assert any(e.get("run_id") == run_id for e in b.events("daemon.resume"))
-        observed = {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp)}
-        assert not all(observed.values())  # the site's flows are really cut
+        finished(b, r1)
+        print(f"run 1: node-a verified {done} of {total} steps, frozen; node-b finished it")
+        assert cut(twin)
+        os.kill(da.pid, signal.SIGCONT)
+        assert wait_until(lambda: "STEPPED DOWN from epoch 1" in da.log(), timeout=60), da.log()
+        assert wait_until(lambda: a.events("node.fenced"), timeout=60), da.log()
+        fenced = a.events("node.fenced")
+        assert {(e["node"], e["epoch"]) for e in fenced} == {("node-a", 1)}
+        assert a.events_after(frozen, SENDING) == []  # nothing sent after the freeze
+        roll_back(b, r1, twin)
+        open_runs.clear()
+
+        # 2. SIGKILL node-b (active now) mid-run: node-a takes over again
+        r2, done, total = start_half_way(b, url)
+        open_runs.append((a, r2))
+        os.kill(db.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        assert wait_until(lambda: a.cluster()["role"] == "active", timeout=60, step=0.1)
+        print(f"failover after SIGKILL: {time.monotonic() - killed:.2f} s (bound {BOUND_S} s)")
+        ca = a.cluster()
+        assert (ca["holder"], ca["epoch"], ca["taken_from"]) == ("node-a", 3, "node-b")
+        finished(a, r2)
+        print(f"run 2: node-b verified {done} of {total} steps, killed; node-a finished it")
+        assert cut(twin)
+        roll_back(a, r2, twin)
+        open_runs.clear()
     finally:
         try:
-            if run_id is not None:
-                back = b.cordon("rollback", run_id, "--json", user="bob", timeout=600)
-                assert back.returncode == 0, back.stdout + back.stderr
-                assert json.loads(back.stdout)["status"] in ("rolled_back", "done"), back.stdout
+            for node, run_id in open_runs:  # a failed assertion above: the twin back to normal
+                node.cordon("rollback", run_id, "--json", user="bob", timeout=600)
         finally:
-            da.ensure_stopped()
-            db.ensure_stopped()
-    observed = wait_until(
-        lambda: all(o.observed_open for o in flows.observe(twin.inv, twin.bp)), timeout=30
-    )
-    assert observed
+            for d in (da, db):
+                if d is not None:
+                    if d.proc.poll() is None:
+                        os.kill(d.pid, signal.SIGCONT)
+                    d.ensure_stopped()
