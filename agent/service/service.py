@@ -377,6 +377,8 @@ class Service:
         state = self.journal.device_states().get(device)
         if state is None:
             return False
+        with self.journal.tx():  # fenced: a deposed node sends no reapply (FencedError)
+            pass
         reapply_recorded(self.pool, self.inv, device, state)
         return True
 
