@@ -270,6 +270,21 @@ class ApprovalError(DaemonError):
     exit_code = 14
 
 
+class StandbyError(DaemonError):
+    """This daemon is a standby (another node holds the active lease): it changes nothing; the
+    message names the active node."""
+
+    exit_code = 23
+
+
+class FencedError(StandbyError):
+    """A journal write that precedes a device command was refused: this node no longer holds the
+    active lease with its epoch (a standby took over). Nothing was written, nothing is sent;
+    the node steps down."""
+
+    exit_code = 24
+
+
 class InternalError(CordonError):
     """A bug, never bad input: the engine tried what its own rules forbid (a status change
     outside `agent.status`'s tables); nothing was written."""

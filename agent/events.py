@@ -62,6 +62,12 @@ _EVENTS: dict[str, str] = {
     "flow_sources)",
     "daemon.stopped": "the daemon stopped (signal, outcome)",
     "daemon.resume": "the daemon picked up an open run at start (run_id)",
+    "node.active": "this daemon took the active lease (node, epoch, taken_from, open_runs): it "
+    "drives the runs from now on",
+    "node.fenced": "a journal write of this daemon was refused: it no longer holds the active "
+    "lease with its epoch (node, epoch); nothing written, nothing sent",
+    "node.stepped_down": "this daemon lost the active lease (node, epoch, why): it drives and "
+    "sends nothing more; standby",
     "daemon.warm": "sessions opened to every device at start (devices, unreachable)",
     "backup.failed": "a scheduled configuration backup of a device failed (device, error)",
     "poll.failed": "a drift poll of the fleet failed (error)",

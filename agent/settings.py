@@ -34,7 +34,7 @@ JOURNAL_NAME = "journal.sqlite"
 HEALTH_NAME = "health.sqlite"
 SOCKET_NAME = "cordon.sock"
 
-Kind = Literal["path", "text", "url", "seconds", "mib"]
+Kind = Literal["path", "text", "url", "seconds", "mib", "node"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,24 @@ SETTINGS: tuple[Setting, ...] = (
         "the PostgreSQL database (postgresql://USER@HOST:PORT/DB or ...?host=/socket/dir, no "
         "password: peer, certificate or ~/.pgpass) holding the journal, health and job stores",
         ("agent.engine.journal", "agent.service.health", "agent.service.jobs"),
+    ),
+    Setting(
+        "CORDON_NODE_ID",
+        "node_id",
+        "node",
+        "HOSTNAME:PID",
+        "this daemon's name among the daemons sharing CORDON_STATE_URL (active/standby lease)",
+        ("agent.service.service",),
+    ),
+    Setting(
+        "CORDON_FAILOVER_S",
+        "failover_s",
+        "seconds",
+        "10",
+        "active/standby on PostgreSQL: the most a standby waits to take over from a silent "
+        "active daemon (lease 2/3 of it, renewed every 1/3)",
+        ("agent.service.service",),
+        minimum=0.3,
     ),
     Setting(
         "CORDON_LOG_DIR",
@@ -242,6 +260,8 @@ class Settings:
 
     state_dir: Path = Path(".state")
     state_url: str | None = None
+    node_id: str | None = None
+    failover_s: float = 10.0
     log_dir: Path | None = None
     inventory: Path = Path("inventory/hospi-grand-ouest.yaml")
     roles: Path = Path("inventory/roles.yaml")
@@ -306,6 +326,28 @@ def state_url_problem(raw: str) -> str | None:
     return None
 
 
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
+
+
+def node_id_problem(raw: str) -> str | None:
+    """Why `raw` cannot be a node id, or None (letters, digits, `._:@-`, up to 100)."""
+    if _NODE_ID.match(raw) is None:
+        return (
+            "a node id is 1 to 100 letters, digits or . _ : @ - (starting with a letter or digit)"
+        )
+    return None
+
+
+def _node(s: Setting, raw: str) -> str:
+    problem = node_id_problem(raw)
+    if problem is not None:
+        raise s.error(
+            f"{s.env}={raw[:120]!r} cannot be used: {problem}",
+            hint=f"set {s.env} to a name such as db1-cordon, or unset it for {s.default}",
+        )
+    return raw
+
+
 def _url(s: Setting, raw: str) -> str:
     problem = state_url_problem(raw)
     if problem is not None:  # the value itself is not shown: it may hold a password
@@ -330,6 +372,8 @@ def load(environ: Mapping[str, str]) -> Settings:
             values[s.attr] = raw
         elif s.kind == "url":
             values[s.attr] = _url(s, raw)
+        elif s.kind == "node":
+            values[s.attr] = _node(s, raw)
         else:
             values[s.attr] = _number(s, raw)
     return Settings(**values)  # type: ignore[arg-type]

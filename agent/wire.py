@@ -319,9 +319,33 @@ class FlowHealth(_Out):
     step: str | None = None
 
 
+class NodeInfo(_Out):
+    """A daemon sharing the state database: its last heartbeat (seconds ago), role, epoch."""
+
+    node: str
+    role: str
+    epoch: int | None = None
+    pid: int | None = None
+    seen_s_ago: Num | None = None
+
+
+class ClusterInfo(_Out):
+    """Active/standby on PostgreSQL: the lease's holder and epoch, the last takeover, this
+    node's role, every node seen."""
+
+    this_node: str
+    role: str
+    holder: str | None = None
+    epoch: int | None = None
+    lease_left_s: Num | None = None
+    last_takeover_at: Num | None = None  # when the holder took the lease (epoch time)
+    taken_from: str | None = None
+    nodes: list[NodeInfo] = []
+
+
 class StatusOut(_Out):
     """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents,
-    the must-survive flows' last verification."""
+    the must-survive flows' last verification and (several daemons on one database) the nodes."""
 
     sites: list[SiteStatus] = []
     open_runs: list[RunSummary] = []
@@ -329,6 +353,7 @@ class StatusOut(_Out):
     last_poll: PollInfo | None = None
     incidents: list[IncidentInfo] = []
     flows: list[FlowHealth] = []
+    cluster: ClusterInfo | None = None
 
 
 class PlanChange(_Out):

@@ -121,6 +121,7 @@ def run(cfg: DaemonConfig) -> None:
             *production_sources(service.inv, service.pool),
             *([twin] if twin is not None else []),
         )
+        service.announce = _say  # active/standby: the role changes, said on the daemon's log
         life = _Life()
         try:
             asyncio.run(_serve(service, policy, cfg, life, view))
@@ -171,6 +172,8 @@ async def _serve(
                 poll_interval=cfg.poll_interval,
                 view=f"{view[0]}:{view[1]}" if view else None,
                 open_runs=service.journal.open_runs(),
+                node=service.node_id,
+                role="active" if service.may_drive() else "standby",
                 flow_sources=[s.name for s in service.sources],
                 outcome="listening",
             )

@@ -15,15 +15,16 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from agent import settings
+from agent.engine.lease import Fence
 from agent.engine.store import Tx, is_url, open_store, upsert
-from agent.errors import LockError, RunError
+from agent.errors import FencedError, LockError, RunError
 from agent.network.state import DeviceState, NftRule
 from agent.status import (
     GATE_TRANSITIONS,
@@ -407,6 +408,9 @@ class Journal:
         self.path: Path | None = None if is_url(where) else Path(where)
         self.lock = self.db.lock
         self.identity: tuple[int, int] | None = None
+        # active/standby: set by the daemon while it is active (None: unfenced, one node)
+        self.fence: Fence | None = None
+        self.on_fenced: Callable[[int], None] | None = None
         if self.path is not None:
             # the file this connection writes to: SQLite keeps writing into a deleted or
             # replaced file without a word, so the engine compares it with the path before
@@ -414,6 +418,25 @@ class Journal:
             fd = self._fd(self.path)
             st = os.fstat(fd) if fd is not None else os.stat(self.path)
             self.identity = (st.st_dev, st.st_ino)
+
+    # -- fencing (active/standby on PostgreSQL: agent.engine.lease) ---------------------------
+
+    def _fenced(self, db: Tx, what: str) -> None:
+        """With a fence set (a daemon sharing the database with standbys), `db` writes only
+        while this node still holds the active lease with its epoch, the lease row held until
+        `db` commits; otherwise nothing is written: `FencedError`, and `on_fenced` is told."""
+        fence = self.fence
+        if fence is None or fence.check(db):
+            return
+        if self.on_fenced is not None:
+            self.on_fenced(fence.epoch)
+        raise FencedError(
+            f"fenced: node {fence.holder} no longer holds the active lease with epoch "
+            f"{fence.epoch} (a standby took over, or the lease ran out): {what} refused, "
+            "nothing written, nothing sent",
+            hint="this node steps down; the active node (`cordon status`) settles and "
+            "continues the run",
+        )
 
     @staticmethod
     def _fd(path: Path) -> int | None:
@@ -451,7 +474,10 @@ class Journal:
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
+        """One write transaction; fenced while a fence is set (`_fenced`): a step's start, a
+        rollback's, a run's status, every write a deposed node could make, is refused."""
         with self.db.write() as db:
+            self._fenced(db, "a journal write")
             yield db
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -574,9 +600,18 @@ class Journal:
             detail=row[8],
             options=json.loads(row[9] or "{}"),
             waiting=row[10],
-            driver=json.loads(row[11]) if row[11] else None,
+            driver=self._current_driver(json.loads(row[11]) if row[11] else None),
             stop_requested=row[12],
         )
+
+    def _current_driver(self, driver: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The recorded driver, unless it drove under an earlier epoch than this node's fence
+        (a deposed node, frozen or on another host, drives nothing: its writes are fenced)."""
+        fence = self.fence
+        if driver is None or fence is None:
+            return driver
+        epoch = driver.get("epoch")
+        return None if isinstance(epoch, int) and epoch < fence.epoch else driver
 
     def playbook_json(self, run_id: str) -> str | None:
         found = self._query("SELECT playbook_json FROM runs WHERE run_id=?", (run_id,))
@@ -594,10 +629,13 @@ class Journal:
 
     def claim_driver(self, run_id: str) -> None:
         """This process drives `run_id` now (what `status` and `rollback` look at)."""
+        driver = this_driver()
+        if self.fence is not None:  # active/standby: the epoch it drives under
+            driver["epoch"] = self.fence.epoch
         with self.tx() as db:
             db.execute(
                 "UPDATE runs SET driver=? WHERE run_id=?",
-                (json.dumps(this_driver(), sort_keys=True), run_id),
+                (json.dumps(driver, sort_keys=True), run_id),
             )
 
     def release_driver(self, run_id: str) -> None:

@@ -30,13 +30,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from agent import audit
+from agent import audit, settings
 from agent.audit import report as audit_report
 from agent.drivers.pool import Pool
 from agent.engine.journal import RunRecord, driver_alive
 from agent.engine.journal import at as journal_at
+from agent.engine.lease import Lease, LeaseLoop, Timing, default_node_id
 from agent.engine.plan import Plan
-from agent.errors import ConfigError, CordonError, NotFound, PlanError, RunError, RunStopped
+from agent.errors import (
+    ConfigError,
+    CordonError,
+    NotFound,
+    PlanError,
+    RunError,
+    RunStopped,
+    StandbyError,
+)
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
 from agent.playbook import load as load_playbook
@@ -139,24 +148,70 @@ class Service:
             locked=lambda: self.journal.locks().keys(),
         )
         self.scheduler: BackgroundScheduler | None = None
+        self._jobstore_url: str | None = None
         if scheduler:
             from agent.service import jobs  # noqa: PLC0415 - jobs import this module
 
-            self.scheduler = _scheduler(jobstore_url or jobs.store_url(state_dir))
+            self._jobstore_url = jobstore_url or jobs.store_url(state_dir)
+            self.scheduler = _scheduler(self._jobstore_url)
+        # active/standby (several daemons on one PostgreSQL state database): the lease's loop
+        cfg = settings.current()
+        self.node_id = cfg.node_id or default_node_id()
+        self.timing = Timing(bound_s=cfg.failover_s)
+        self.lease_loop: LeaseLoop | None = None
+        self.announce: Callable[[str], None] | None = None  # the daemon's plain log line
         self._last_poll: dict[str, Any] | None = None
         self._poll_lock = threading.Lock()
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler (jobs from the store resume), the periodic jobs, and take on
-        every run a previous daemon left open."""
+        """Warm a session to every device; then, alone on the state (SQLite), drive at once;
+        sharing a PostgreSQL state database, run the lease's loop: standby until this node
+        holds the lease, active (`_activate`) while it does."""
         from agent.service import jobs  # noqa: PLC0415 - jobs import this module
 
         jobs.attach(self)
         if self.scheduler is None:
             return
         threading.Thread(target=self._warm, name="cordon-warm", daemon=True).start()
+        url = settings.current().state_url
+        if url is None:
+            self._activate(None)
+            return
+        lease = Lease(url, self.node_id, self.timing)
+        self.lease_loop = LeaseLoop(lease, on_active=self._activate, on_lost=self._deactivate)
+        loop = self.lease_loop
+        self.journal.on_fenced = self._fenced
+        self._say(
+            f"node {self.node_id}: standby until it holds the lease "
+            f"(failover bound {self.timing.bound_s:g} s)"
+        )
+        loop.start()
+
+    def _activate(self, epoch: int | None) -> None:
+        """This node drives: fenced by `epoch` (None: alone on a SQLite state), a new
+        scheduler on the job store, the periodic jobs, and every open run taken on (each
+        settled by reading its devices first, as `resume` does: `proceed`)."""
+        from agent.service import jobs  # noqa: PLC0415 - jobs import this module
+
+        if epoch is not None and self.lease_loop is not None:
+            self.journal.fence = self.lease_loop.lease.fence(epoch)
+            st = self.lease_loop.lease.state()
+            taken_from = st.taken_from if st is not None else None
+            self.log.warning(
+                "node.active",
+                node=self.node_id,
+                epoch=epoch,
+                taken_from=taken_from,
+                open_runs=self.journal.open_runs(),
+            )
+            self._say(
+                f"node {self.node_id}: ACTIVE with epoch {epoch}"
+                + (f" (took over from {taken_from})" if taken_from else "")
+            )
+        if self.scheduler is None:  # the one of an earlier term was shut down: a new one
+            self.scheduler = _scheduler(self._jobstore_url or jobs.store_url(self.state_dir))
         self.scheduler.start()
         if self.poll_interval > 0:
             self.scheduler.add_job(
@@ -180,6 +235,48 @@ class Service:
             self.log.info("daemon.resume", run_id=run_id)
             self.schedule(run_id, 0.0)
 
+    def _fenced(self, epoch: int) -> None:
+        """A journal write of this node was refused by the lease (`FencedError`): audited,
+        then this node steps down (once)."""
+        self.log.error("node.fenced", node=self.node_id, epoch=epoch)
+        if self.lease_loop is not None:
+            self.lease_loop.lost(epoch, "a journal write was fenced: a standby took over")
+
+    def _deactivate(self, epoch: int, why: str) -> None:
+        """This node lost the lease: it stops driving at once (its scheduler stopped, the
+        journal's fence kept at the old epoch: any write in flight is refused) and says so."""
+        sched = self.scheduler
+        self.scheduler = None  # schedules nothing more; a new one if active again
+        if sched is not None and sched.running:
+            sched.shutdown(wait=False)
+        self.log.error("node.stepped_down", node=self.node_id, epoch=epoch, why=why)
+        self._say(f"node {self.node_id}: STEPPED DOWN from epoch {epoch} ({why}); standby")
+
+    def may_drive(self) -> bool:
+        """Does this node drive the runs now (alone, or holding the lease)?"""
+        return self.lease_loop is None or self.lease_loop.holds()
+
+    def _require_active(self) -> None:
+        """A change asked of a standby: refused, naming the active node."""
+        if self.may_drive():
+            return
+        loop = self.lease_loop
+        assert loop is not None
+        st = loop.lease.state()
+        active = (
+            f"node {st.holder} (epoch {st.epoch})" if st is not None and st.live else "none now"
+        )
+        raise StandbyError(
+            f"this daemon (node {self.node_id}) is a standby: it changes nothing; the active "
+            f"daemon is {active}",
+            hint="send the order to the active node's daemon (forwarding is not done yet); "
+            "`cordon status` shows the nodes",
+        )
+
+    def _say(self, text: str) -> None:
+        if self.announce is not None:
+            self.announce(text)
+
     def _warm(self) -> None:
         """Open a session to every device now: the first order pays no handshake."""
         names = [d.name for _s, d in self.inv.devices()]
@@ -191,6 +288,9 @@ class Service:
 
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.lease_loop is not None:  # steps down: a standby takes over at its next try
+            self.lease_loop.stop()
+            self.lease_loop.lease.close()
         jobs.attach(None)
         self.poller.close()
         self.pool.close()
@@ -203,7 +303,7 @@ class Service:
         """Proceed `run_id` in `delay` seconds (a persistent job: survives a restart)."""
         from agent.service import jobs  # noqa: PLC0415
 
-        if self.scheduler is None:
+        if self.scheduler is None or not self.may_drive():  # a standby writes no job
             return
         self.scheduler.add_job(
             jobs.proceed,
@@ -218,7 +318,9 @@ class Service:
     def proceed(self, run_id: str) -> RunReport:
         """One step of a run's life (a job): settle what a crash left in flight, proceed, and
         schedule the next wake-up while the run waits. The daemon acts for the run's author:
-        the sites it settles are recorded as changed by them, not by the daemon."""
+        the sites it settles are recorded as changed by them, not by the daemon. A standby
+        (its lease lost, a job still firing) refuses."""
+        self._require_active()
         ex = self._executor(self.journal.run(run_id).actor)
         in_flight = any(
             r.status in (StepStatus.STARTED, StepStatus.APPLIED, StepStatus.UNDOING)
@@ -233,6 +335,8 @@ class Service:
         return report
 
     def poll(self) -> dict[str, Any]:
+        if not self.may_drive():  # a drift reapply is a device command: the active node's
+            return self._last_poll or {}
         with self._poll_lock:
             report = self.poller.poll_once()
         self._last_poll = {
@@ -245,6 +349,8 @@ class Service:
 
     def backup_all(self) -> int:
         """Scheduled configuration backups of every device (evidence; baselines while normal)."""
+        if not self.may_drive():
+            return 0
         ex = self._executor(DAEMON_ACTOR)
         done = 0
         for _site, dev in self.inv.devices():
@@ -257,6 +363,8 @@ class Service:
 
     def _reapply(self, device: str) -> bool:
         """The on_drift policy of the playbook that last wrote the device: reapply or alarm."""
+        if not self.may_drive():
+            return False
         writer = self.journal.device_writers().get(device)
         if writer is None:
             return False
@@ -269,6 +377,8 @@ class Service:
         state = self.journal.device_states().get(device)
         if state is None:
             return False
+        with self.journal.tx():  # fenced: a deposed node sends no reapply (FencedError)
+            pass
         reapply_recorded(self.pool, self.inv, device, state)
         return True
 
@@ -323,6 +433,7 @@ class Service:
                 "last_poll": self._last_poll,
                 "incidents": [i.as_dict() for i in self.journal.incidents(open_only=True)],
                 "flows": self._flow_health(),
+                **({"cluster": self._cluster()} if self.lease_loop is not None else {}),
             }
         ).wire()
 
@@ -348,6 +459,33 @@ class Service:
                 )
             out.append(row)
         return out
+
+    def _cluster(self) -> dict[str, Any]:
+        """The lease and every node seen (several daemons on one PostgreSQL database)."""
+        loop = self.lease_loop
+        assert loop is not None
+        st = loop.lease.state()
+        return {
+            "this_node": self.node_id,
+            "role": loop.role,
+            "holder": st.holder if st is not None and st.live else None,
+            "epoch": st.epoch if st is not None else None,
+            "lease_left_s": (
+                round((st.expires_at - st.now).total_seconds(), 2) if st is not None else None
+            ),
+            "last_takeover_at": st.acquired_at.timestamp() if st is not None else None,
+            "taken_from": st.taken_from if st is not None else None,
+            "nodes": [
+                {
+                    "node": n.node,
+                    "role": n.role,
+                    "epoch": n.epoch,
+                    "pid": n.pid,
+                    "seen_s_ago": round(n.age_s, 2),
+                }
+                for n in loop.lease.nodes()
+            ],
+        }
 
     def plan(
         self,
@@ -408,6 +546,7 @@ class Service:
         decision: Authorization | None,
         params: dict[str, str] | None = None,
     ) -> JSON:
+        self._require_active()
         self._known_sites(sites)
         pb = self._playbook(playbook, params)
         ex = self._executor(_who(caller))
@@ -533,12 +672,14 @@ class Service:
         return RunView.model_validate(out).wire()
 
     def approve(self, caller: Actor | None, *, run_id: str, reason: str | None) -> JSON:
+        self._require_active()
         self._exists(run_id)
         what = self._executor(_who(caller)).approve(run_id, _who(caller), reason)
         self.schedule(run_id, 0.0)
         return Approved(run_id=run_id, approved=what, by=_who(caller)).wire()
 
     def rollback(self, caller: Actor | None, *, run_id: str, reason: str | None) -> JSON:
+        self._require_active()
         self._exists(run_id)
         # a run still proceeding is first stopped at a step boundary (its driver, in this
         # process or another, sends nothing more), then rolled back
@@ -559,6 +700,7 @@ class Service:
     def attest(
         self, caller: Actor | None, *, run_id: str, site: str, zone: str, reason: str
     ) -> JSON:
+        self._require_active()
         self._exists(run_id)
         self._executor(_who(caller)).attest(run_id, site, zone, _who(caller), reason)
         self.schedule(run_id, 0.0)
@@ -573,6 +715,7 @@ class Service:
         site: str | None,
         reason: str,
     ) -> JSON:
+        self._require_active()
         who = _who(caller)
         if site is not None:
             self._known_sites([site])

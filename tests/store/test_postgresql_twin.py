@@ -81,6 +81,7 @@ def test_a_daemon_on_postgresql_runs_and_status_reads_it_back(
         assert {r[0]: r[1] for r in rows(url, "SELECT store, version FROM cordon_schema")} == {
             "journal": 1,
             "health": 1,
+            "lease": 1,  # the active/standby lease (a lone daemon holds it)
         }
         assert sorted(p.name for p in s.state.glob("*.sqlite*")) == []
         assert not all(matrix(twin).values())  # the site's flows are really cut

@@ -1,6 +1,7 @@
 """`cordon status` as text: every site's mode, drift alarms, open runs and what each waits for,
 open incidents, the last drift poll, the must-survive flows' health (each one's last verification:
-status, the sources that confirmed or contradicted it, when).
+status, the sources that confirmed or contradicted it, when) and (several daemons on one
+database) the nodes.
 
 Imports the wire models, `agent.status` and `agent.cli.render` helpers only.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.status import RunStatus, SiteMode
-from agent.wire import FlowHealth, RunSummary, StatusOut
+from agent.wire import ClusterInfo, FlowHealth, RunSummary, StatusOut
 
 __all__ = ["render_status", "waiting_text"]
 
@@ -70,6 +71,7 @@ def render_status(o: Opts, data: StatusOut) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in (poll.counts or {}).items())
         lines.append(f"last drift poll: {when(poll.at)}: {counts}")
     lines += render_flow_health(o, data.flows)
+    lines.extend(_nodes(o, data.cluster))
     return "\n".join(lines)
 
 
@@ -107,6 +109,26 @@ def render_flow_health(o: Opts, flows: list[FlowHealth]) -> list[str]:
             + style(o, f"{status:<13}", fg=_FLOW_COLOR.get(f.status))
             + f"  expected {f.expected or '-'}: {how}{at}"
         )
+    return lines
+
+
+def _nodes(o: Opts, c: ClusterInfo | None) -> list[str]:
+    """Several daemons on one database: this node's role, the lease, every node seen."""
+    if c is None:
+        return []
+    role = style(o, c.role.upper(), fg="green" if c.role == "active" else "yellow", bold=True)
+    holder = f"{c.holder} (epoch {c.epoch})" if c.holder else f"nobody now (epoch {c.epoch})"
+    taken = (
+        f"last takeover {when(c.last_takeover_at)}"
+        + (f" from {c.taken_from}" if c.taken_from else "")
+        if c.last_takeover_at is not None
+        else "no takeover yet"
+    )
+    lines = ["", f"this node {c.this_node}: {role}; active: {holder}; {taken}"]
+    for n in c.nodes:
+        seen = "-" if n.seen_s_ago is None else f"{float(n.seen_s_ago):.1f} s ago"
+        epoch = "-" if n.epoch is None else str(n.epoch)
+        lines.append(f"  {n.node:<24}{n.role:<9}epoch {epoch:<6}pid {n.pid or '-':<8}seen {seen}")
     return lines
 
 

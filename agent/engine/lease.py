@@ -1,0 +1,325 @@
+"""Who drives: the active/standby lease of the daemons sharing one PostgreSQL state database.
+
+One row, `cordon_lease` (name 'active'): the holder's node id, its epoch (a fencing token that
+only grows: each new holder increments it), and when the lease expires, by the DATABASE's clock
+(`now()`): no node's clock is trusted. Each operation is one conditional statement:
+
+    acquire   take the lease if nobody holds it or it expired (epoch + 1, the last takeover
+              recorded: when, from whom)
+    renew     extend it while this node still holds it with this epoch and it has not expired
+    step_down end it now (the standby takes over at its next try)
+
+`Fence` is what a journal write that precedes a device command checks in its own transaction
+(`FENCE_SQL`): the lease still held by this node, with this epoch, for at least `margin_s`
+more seconds; otherwise the write is refused (`FencedError`) and nothing is sent.
+
+Timing, from the failover bound B (`CORDON_FAILOVER_S`, default 10 s): the lease lives 2B/3,
+it is renewed (and a standby tries to acquire) every B/3, so a standby takes over at most B
+after the active node stopped renewing. A write needs B/6 of lease left: a leader paused for
+less than B/6 between a fenced write and the device command it precedes still sends before any
+standby can hold the lease. A longer pause exactly there is not covered (the devices do not
+check the epoch): said in the README.
+
+`cordon_nodes` records each node's last heartbeat, role and epoch, for `cordon status`.
+
+On SQLite (one state directory, one daemon) there is no lease: the node is always active with
+epoch 1 (`single_node`). Imports the standard library, `agent.engine.store`, `agent.errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent.engine.store import Conn, Tx, is_url, open_store
+from agent.errors import CordonError
+from agent.settings import node_id_problem
+
+__all__ = [
+    "FENCE_SQL",
+    "Fence",
+    "Lease",
+    "LeaseLoop",
+    "LeaseState",
+    "Node",
+    "Timing",
+    "default_node_id",
+    "node_id_problem",
+]
+
+NAME = "active"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cordon_lease (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    acquired_at TIMESTAMPTZ NOT NULL,
+    taken_from TEXT
+);
+CREATE TABLE IF NOT EXISTS cordon_nodes (
+    node TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    epoch BIGINT,
+    seen_at TIMESTAMPTZ NOT NULL,
+    pid INTEGER
+)
+"""
+SCHEMA_VERSION = 1
+
+# the fencing condition, in the caller's transaction: FOR SHARE holds the lease row until the
+# caller commits, so a takeover (an UPDATE of that row) waits for the fenced write to end
+FENCE_SQL = (
+    "SELECT epoch FROM cordon_lease WHERE name = 'active' AND holder = ? AND epoch = ? "
+    "AND expires_at > now() + make_interval(secs => ?) FOR SHARE"
+)
+
+
+def default_node_id() -> str:
+    """This host's name and this process's id: unique among live daemons."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "host"
+    return f"{host}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The lease's periods, from the failover bound (seconds)."""
+
+    bound_s: float = 10.0
+
+    @property
+    def ttl_s(self) -> float:
+        return self.bound_s * 2 / 3
+
+    @property
+    def renew_s(self) -> float:
+        return self.bound_s / 3
+
+    @property
+    def margin_s(self) -> float:
+        return self.bound_s / 6
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a fenced write checks: this node holds the lease with this epoch, `margin_s` ahead."""
+
+    holder: str
+    epoch: int
+    margin_s: float
+
+    def check(self, tx: Tx) -> bool:
+        """In `tx` (PostgreSQL): does the lease still stand? Holds its row until `tx` ends."""
+        row = tx.execute(FENCE_SQL, (self.holder, self.epoch, self.margin_s)).fetchone()
+        return row is not None
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """The lease row as read (times by the database's clock)."""
+
+    holder: str
+    epoch: int
+    expires_at: datetime
+    acquired_at: datetime
+    taken_from: str | None
+    now: datetime
+
+    @property
+    def live(self) -> bool:
+        return self.expires_at > self.now
+
+
+@dataclass(frozen=True)
+class Node:
+    node: str
+    role: str
+    epoch: int | None
+    seen_at: datetime
+    pid: int | None
+    age_s: float
+
+
+class Lease:
+    """The lease in the state database of `url`, operated by node `node`."""
+
+    def __init__(self, url: str, node: str, timing: Timing) -> None:
+        if not is_url(url):
+            raise ValueError("a lease needs a PostgreSQL state URL")
+        self.node = node
+        self.timing = timing
+        self.db: Conn = open_store(
+            url,
+            name="lease",
+            what="lease store",
+            schema=SCHEMA,
+            version=SCHEMA_VERSION,
+            durable=True,
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def acquire(self) -> int | None:
+        """Take the lease if it is free or expired: the new epoch, or None (held by a live
+        node; by this node too: `renew` is for that)."""
+        with self.db.write() as tx:
+            row = tx.execute(
+                "INSERT INTO cordon_lease (name, holder, epoch, expires_at, acquired_at, "
+                "taken_from) VALUES ('active', ?, 1, now() + make_interval(secs => ?), now(), "
+                "NULL) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "epoch = cordon_lease.epoch + 1, expires_at = excluded.expires_at, "
+                "acquired_at = now(), taken_from = cordon_lease.holder "
+                "WHERE cordon_lease.expires_at <= now() RETURNING epoch",
+                (self.node, self.timing.ttl_s),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def renew(self, epoch: int) -> bool:
+        """Extend the lease held by this node with `epoch` (not expired): did it stand?"""
+        with self.db.write() as tx:
+            rows = tx.execute(
+                "UPDATE cordon_lease SET expires_at = now() + make_interval(secs => ?) "
+                "WHERE name = 'active' AND holder = ? AND epoch = ? AND expires_at > now()",
+                (self.timing.ttl_s, self.node, epoch),
+            )
+            return rows.rowcount == 1
+
+    def step_down(self, epoch: int) -> bool:
+        """End this node's lease with `epoch` now (a standby takes it at its next try): did this
+        node still hold it?"""
+        with self.db.write() as tx:
+            rows = tx.execute(
+                "UPDATE cordon_lease SET expires_at = now() "
+                "WHERE name = 'active' AND holder = ? AND epoch = ? AND expires_at > now()",
+                (self.node, epoch),
+            )
+            return rows.rowcount == 1
+
+    def fence(self, epoch: int) -> Fence:
+        return Fence(self.node, epoch, self.timing.margin_s)
+
+    def state(self) -> LeaseState | None:
+        rows = self.db.query(
+            "SELECT holder, epoch, expires_at, acquired_at, taken_from, now() "
+            "FROM cordon_lease WHERE name = 'active'"
+        )
+        if not rows:
+            return None
+        holder, epoch, expires_at, acquired_at, taken_from, now = rows[0]
+        return LeaseState(str(holder), int(epoch), expires_at, acquired_at, taken_from, now)
+
+    def heartbeat(self, role: str, epoch: int | None) -> None:
+        """Record this node's role now (for `cordon status`)."""
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO cordon_nodes (node, role, epoch, seen_at, pid) "
+                "VALUES (?, ?, ?, now(), ?) ON CONFLICT (node) DO UPDATE SET "
+                "role = excluded.role, epoch = excluded.epoch, seen_at = excluded.seen_at, "
+                "pid = excluded.pid",
+                (self.node, role, epoch, os.getpid()),
+            )
+
+    def nodes(self) -> list[Node]:
+        rows = self.db.query(
+            "SELECT node, role, epoch, seen_at, pid, "
+            "EXTRACT(EPOCH FROM now() - seen_at)::float8 FROM cordon_nodes ORDER BY node"
+        )
+        return [Node(r[0], r[1], _int(r[2]), r[3], _int(r[4]), float(r[5])) for r in rows]
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+class LeaseLoop:
+    """This node's role, kept by its own thread: standby until it acquires the lease, then
+    active while each renewal stands. `on_active(epoch)` when it becomes active; `on_lost(epoch,
+    why)` at once when it stops being active (a renewal refused, the database silent past the
+    lease, a fenced write: `lost`). `stop` steps down (a standby takes over at once)."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        on_active: Callable[[int], None],
+        on_lost: Callable[[int, str], None],
+    ) -> None:
+        self.lease = lease
+        self.on_active = on_active
+        self.on_lost = on_lost
+        self.epoch: int | None = None  # while active
+        self.renewed = 0.0  # monotonic time of the last renewal that stood
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cordon-lease", daemon=True)
+
+    @property
+    def role(self) -> str:
+        return "active" if self.epoch is not None else "standby"
+
+    def holds(self) -> bool:
+        """Active, and by this process's clock the lease cannot have run out (a paused process
+        wakes up here as not holding it, before its loop has said so)."""
+        with self._lock:
+            fresh = time.monotonic() - self.renewed < self.lease.timing.ttl_s - (
+                self.lease.timing.margin_s
+            )
+            return self.epoch is not None and fresh
+
+    def start(self) -> None:
+        self._tick()  # the first try now: a lone daemon is active before it serves
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.lease.timing.bound_s)
+        with self._lock:
+            epoch, self.epoch = self.epoch, None
+        if epoch is not None:
+            with contextlib.suppress(CordonError):
+                self.lease.step_down(epoch)
+                self.lease.heartbeat("stopped", None)
+
+    def lost(self, epoch: int, why: str) -> None:
+        """No longer active with `epoch` (idempotent): `on_lost` once."""
+        with self._lock:
+            if self.epoch != epoch:
+                return
+            self.epoch = None
+        self.on_lost(epoch, why)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease.timing.renew_s):
+            self._tick()
+
+    def _tick(self) -> None:
+        epoch = self.epoch
+        try:
+            if epoch is not None:
+                started = time.monotonic()
+                if self.lease.renew(epoch):
+                    with self._lock:
+                        self.renewed = started
+                else:
+                    self.lost(epoch, "the lease was not renewed: it ran out or was taken")
+            else:
+                started = time.monotonic()
+                got = self.lease.acquire()
+                if got is not None:
+                    with self._lock:
+                        self.epoch, self.renewed = got, started
+                    self.on_active(got)
+            self.lease.heartbeat(self.role, self.epoch)
+        except CordonError as exc:  # the database unreachable: active only while it cannot
+            if epoch is not None and not self.holds():  # have run out
+                self.lost(epoch, f"the lease could not be renewed: {exc.message}")
