@@ -35,17 +35,17 @@ def test_every_flow_open_in_normal_state(twin: Twin) -> None:
 
 
 def test_ios_shutdown_closes_exactly_the_crossing_flows(twin: Twin) -> None:
-    """`shutdown` on rns-sw1's ICU monitor port (netmiko, cisco_ios) cuts that flow only."""
+    """`shutdown` on nts-sw1's ICU monitor port (netmiko, cisco_ios) cuts that flow only."""
     inv, bp = parts(twin)
-    expected = {f.name for f in flows_via_access_port(inv, "rns-sw1", "gi1")}
-    assert expected == {"rns-icu-monitoring"}
-    twinops.shutdown(inv, "rns-sw1", "gi1", down=True)
+    expected = {f.name for f in flows_via_access_port(inv, "nts-sw1", "gi1")}
+    assert expected == {"nts-icu-monitoring"}
+    twinops.shutdown(inv, "nts-sw1", "gi1", down=True)
     try:
-        link = netns.run(["ip", "-o", "link", "show", "gi1"], netns=bp.device_ns["rns-sw1"])
+        link = netns.run(["ip", "-o", "link", "show", "gi1"], netns=bp.device_ns["nts-sw1"])
         assert ",UP" not in link.stdout.split(">")[0]  # the kernel link is administratively down
         assert twinops.wait_for(lambda: closed(inv, bp) == expected, timeout=10)
     finally:
-        twinops.shutdown(inv, "rns-sw1", "gi1", down=False)
+        twinops.shutdown(inv, "nts-sw1", "gi1", down=False)
     assert twinops.wait_for(lambda: closed(inv, bp) == set(), timeout=15)
 
 
