@@ -330,13 +330,73 @@ HGO_FIREWALLS = {
 }
 HGO_CORE_FIREWALL = "fortigate"
 
+# The platforms of the example group's switches (all the switches of a site run one platform):
+# each switch platform sits behind each firewall platform once at least (a FortiGate, a
+# Stormshield, a Linux firewall), so every pairing the group runs is exercised by the same
+# playbooks. La Sagesse (the demo's site hit, with an access switch behind its core switch),
+# Saint-Gilles and Bretagne 2 on Catalyst IOS-XE; Saint-Nazaire, Fontenay and Bretagne 3 on
+# Aruba AOS-CX; Nantes and the clean core keep the IOS-style switches (`cisco_ios`: no native
+# dead-man, so the controller-side safety net stays covered on a switch). Bretagne 1 and 4 are
+# meant for Juniper EX (`juniper_junos`): the platform is registered as a router (it forwards,
+# it never bridges), so the twin cannot put hosts behind it as an L2 access switch yet; until it
+# bridges (an L3-switch registration, as IOS-XE and AOS-CX have), they run IOS-XE and AOS-CX.
+HGO_SWITCHES = {
+    "rns": "cisco_iosxe",
+    "sgv": "cisco_iosxe",
+    "bz2": "cisco_iosxe",
+    "stn": "aruba_aoscx",
+    "fnt": "aruba_aoscx",
+    "bz3": "aruba_aoscx",
+    "bz1": "cisco_iosxe",  # juniper_junos once it bridges
+    "bz4": "aruba_aoscx",  # juniper_junos once it bridges
+}
+
+
+@dataclass(frozen=True)
+class PortNames:
+    """A switch platform's own interface names: its management port, its access ports (1..),
+    its uplink (the trunk toward the edge firewall or the core switch) and the trunks a core
+    switch has to its access switches (1..)."""
+
+    mgmt: str
+    access: str  # a format with {n}
+    uplink: str
+    downlink: str  # a format with {n}
+
+
+SWITCH_PORTS = {
+    # the IOS-style twin (FRR) uses Linux kernel names as they are
+    "cisco_ios": PortNames("mgmt0", "gi{n}", "gi0", "gi{n40}"),
+    # a Catalyst 9300: GigabitEthernet0/0 the management port, 1/1/x the uplink module
+    "cisco_iosxe": PortNames(
+        "GigabitEthernet0/0",
+        "GigabitEthernet1/0/{n}",
+        "TenGigabitEthernet1/1/1",
+        "TenGigabitEthernet1/1/{n1}",
+    ),
+    # an AOS-CX 6300 (48 ports and 4 uplinks): mgmt, member/slot/port names
+    "aruba_aoscx": PortNames("mgmt", "1/1/{n}", "1/1/49", "1/1/{n49}"),
+    # a Juniper EX: me0 the management port, ge-0/0/x access, xe-0/1/x the uplink module
+    "juniper_junos": PortNames("me0", "ge-0/0/{n}", "xe-0/1/0", "xe-0/1/{n}"),
+}
+
+
+def port_name(fmt: str, n: int) -> str:
+    return fmt.format(n=n, n1=n + 1, n40=n + 40, n49=n + 49)
+
 
 def hospi_grand_ouest(*, mixed: bool = True) -> Doc:
     """The Hospi Grand Ouest group: La Sagesse, 8 sister establishments, the clean core; on the
     mix of platforms above, or (`mixed=False`) all on Linux firewalls and IOS-style switches
     (the benchmarks compare the two)."""
     specs = [
-        replace(spec, firewall=HGO_FIREWALLS.get(spec.code, spec.firewall)) if mixed else spec
+        replace(
+            spec,
+            firewall=HGO_FIREWALLS.get(spec.code, spec.firewall),
+            switch=HGO_SWITCHES.get(spec.code, spec.switch),
+        )
+        if mixed
+        else spec
         for spec in HGO_SITES
     ]
     return group_document(
@@ -473,18 +533,25 @@ def _https(platform: str, device: str) -> Doc | None:
     device; the certificate pinned through the group's tls_pins); None for an SSH platform."""
     if platform == "fortigate":
         return {"token": f"file:.secrets/https/{device}.token"}
-    if platform == "stormshield":
+    if platform in ("stormshield", "aruba_aoscx"):
         return {"username": "admin", "password": f"file:.secrets/https/{device}.password"}
     return None
 
 
-def _device(name: str, role: str, platform: str, mgmt_addr: str, interfaces: list[Doc]) -> Doc:
+def _device(
+    name: str,
+    role: str,
+    platform: str,
+    mgmt_addr: str,
+    interfaces: list[Doc],
+    mgmt_if: str = "mgmt0",
+) -> Doc:
     doc: Doc = {
         "name": name,
         "role": role,
         "platform": platform,
-        "management": {"address": mgmt_addr, "interface": "mgmt0"},
-        "interfaces": [{"name": "mgmt0", "description": "out-of-band management"}, *interfaces],
+        "management": {"address": mgmt_addr, "interface": mgmt_if},
+        "interfaces": [{"name": mgmt_if, "description": "out-of-band management"}, *interfaces],
     }
     https = _https(platform, name)
     if https is not None:
@@ -501,13 +568,19 @@ def _firewall(
 def _switch(
     name: str, role: str, mgmt_addr: str, ports: list[Doc], platform: str = "cisco_ios"
 ) -> Doc:
-    return _device(name, role, platform, mgmt_addr, ports)
+    return _device(name, role, platform, mgmt_addr, ports, SWITCH_PORTS[platform].mgmt)
 
 
 def _zones_and_switches(
-    code: str, zone_names: tuple[str, ...], alloc: _Alloc, n_access: int
+    code: str,
+    zone_names: tuple[str, ...],
+    alloc: _Alloc,
+    n_access: int,
+    switch: str = "cisco_ios",
 ) -> tuple[list[Doc], list[Doc], list[list[Doc]], list[Doc]]:
-    """Zones, firewall gateway sub-interfaces, and switch ports of a site."""
+    """Zones, firewall gateway sub-interfaces, and switch ports of a site (its switches on
+    platform `switch`, named as that platform names its ports)."""
+    names = SWITCH_PORTS[switch]
     zones: list[Doc] = []
     gateways: list[Doc] = []
     switches_ports: list[list[Doc]] = [[] for _ in range(1 + n_access)]
@@ -531,7 +604,7 @@ def _zones_and_switches(
         for hi, (hname, services, hdesc) in enumerate(hosts):
             sw = (zi + hi) % (1 + n_access)
             port_counter[sw] += 1
-            pname = f"gi{port_counter[sw]}"
+            pname = port_name(names.access, port_counter[sw])
             swname = f"{code}-sw{sw + 1}"
             switches_ports[sw].append(
                 {"name": pname, "description": f"{zname} {hname}", "vlan": vlan}
@@ -559,15 +632,17 @@ def _zones_and_switches(
                 "hosts": zone_hosts,
             }
         )
-    cabling: list[Doc] = [{"a": f"{code}-fw1:lan0", "b": f"{code}-sw1:gi0"}]
+    up = names.uplink
+    cabling: list[Doc] = [{"a": f"{code}-fw1:lan0", "b": f"{code}-sw1:{up}"}]
     trunks: list[Doc] = []
     for i in range(1, 1 + n_access):
-        trunks.append({"name": f"gi{40 + i}", "description": f"trunk to {code}-sw{i + 1}"})
-        cabling.append({"a": f"{code}-sw1:gi{40 + i}", "b": f"{code}-sw{i + 1}:gi0"})
+        down = port_name(names.downlink, i)
+        trunks.append({"name": down, "description": f"trunk to {code}-sw{i + 1}"})
+        cabling.append({"a": f"{code}-sw1:{down}", "b": f"{code}-sw{i + 1}:{up}"})
     switch_ports = [
-        [{"name": "gi0", "description": "trunk to edge firewall"}, *switches_ports[0], *trunks],
+        [{"name": up, "description": "trunk to edge firewall"}, *switches_ports[0], *trunks],
         *(
-            [{"name": "gi0", "description": f"trunk to {code}-sw1"}, *ports]
+            [{"name": up, "description": f"trunk to {code}-sw1"}, *ports]
             for ports in switches_ports[1:]
         ),
     ]
@@ -704,7 +779,7 @@ def _establishment(
     site_no = mgmt.next_site()
     zone_names = PROFILES[spec.profile]
     zones, fw_lan, sw_ports, cabling = _zones_and_switches(
-        spec.code, zone_names, alloc, spec.access_switches
+        spec.code, zone_names, alloc, spec.access_switches, spec.switch
     )
     links: list[Doc] = []
     link_ifaces: list[Doc] = []

@@ -380,10 +380,12 @@ def test_alarm_opened_once_cleared_and_kept_across_restart(rig: Rig, trail: Path
     rig.world.admin["nts-sw1", "gi3"] = rig.world.admin["nts-sw1", "gi4"] = False
     rig.poller.reapply = None
     first = rig.poller.poll_once()
-    # ten firewalls (a table to check) and the switch with a record; not the other switches
-    assert first.counts() == {"ok": 11, "drift": 0, "unreachable": 0, "error": 0}
+    # ten firewalls and nine IOS-XE / AOS-CX switches (Cordon's rules to check on each), and
+    # the IOS switch with a record; not the core's IOS switch
+    assert first.counts() == {"ok": 20, "drift": 0, "unreachable": 0, "error": 0}
     assert "nts-sw1" in {d.device for d in first.devices}
-    assert "rns-sw2" in first.skipped  # a normal switch without links: nothing to read
+    assert "rns-sw2" in {d.device for d in first.devices}  # IOS-XE: its CORDON- ACLs read
+    assert first.skipped == ["core-sw1"]  # a normal IOS switch: nothing to read
     rig.world.admin["nts-sw1", "gi3"] = True  # someone re-enabled it
     second = rig.poller.poll_once()
     want = "interface gi3 is up, the recorded isolation has it shut (by cli)"
@@ -462,7 +464,7 @@ def test_a_hung_device_is_given_up_on_not_waited_for(
         report = rig.poller.poll_once()
         hung = device(report, "nts-fw1")
         assert (hung.status, hung.error) == ("unreachable", "no answer within 0.3 s")
-        assert report.counts()["ok"] == 9  # every other device was read
+        assert report.counts()["ok"] == 18  # every other device was read
         again = device(rig.poller.poll_once(), "nts-fw1")
         assert again.error == "an earlier read is still running (no answer)"
         assert rig.store.open_alarms() == []

@@ -39,8 +39,9 @@ from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
 
-SW, PORT = "fnt-sw1", "gi17"  # the BMS controller's access port
-SW_FLOW = "fnt-it-bms"  # jump-host -> bms-controller:modbus, through that port
+# the BMS controller's access port on an IOS switch (the hand-made change below is FRR's vtysh)
+SW, PORT = "nts-sw1", "gi17"
+SW_FLOW = "nts-it-bms"  # jump-host -> bms-controller:modbus, through that port
 SHUT_BMS = DeviceState().shut(PORT, "cli")
 FW = "bz2-fw1"  # a Linux firewall: the hand-made changes below are nft commands
 FW_SITE = "bretagne-etab-2"
@@ -215,7 +216,7 @@ def test_port_reenabled_by_hand_is_alarmed_then_cut_again(twin: Twin, rig: Rig) 
     [alarm] = rig.events("drift.alarm")
     assert (alarm["device"], alarm["site"], alarm["kind"], alarm["detail"]) == (
         SW,
-        "fontenay-sud-vendee",
+        "nantes-jules-verne",
         "interface_up",
         want.detail,
     )

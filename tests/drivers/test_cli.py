@@ -73,8 +73,10 @@ def test_check_of_a_site_as_json(lab: Lab) -> None:
             "ok",
         )
         gi = {i["name"]: i for i in row["interfaces"]}
-        assert gi["mgmt0"]["admin_up"] and gi["mgmt0"]["oper_up"]
-    assert rows["rns-sw1"]["platform"] == "cisco_ios"
+        mgmt = th.target(lab, row["device"]).device.management.interface  # its own name
+        assert gi[mgmt]["admin_up"] and gi[mgmt]["oper_up"]
+    assert rows["rns-sw1"]["platform"] == "cisco_iosxe"
+    assert "GigabitEthernet0/0" in {i["name"] for i in rows["rns-sw1"]["interfaces"]}
     assert rows["rns-fw1"]["platform"] == "fortigate"
 
 
@@ -97,14 +99,14 @@ def test_check_names_a_changed_tls_certificate(lab: Lab, tmp_path: Path) -> None
 @pytest.mark.twin
 def test_check_reports_a_cut_off_device_and_fails(lab: Lab) -> None:
     """With one device cut off, the table shows its timeout, the others are fine, exit code 6."""
-    with th.management_cut(lab, "stn-sw1"):
+    with th.management_cut(lab, "nts-sw1"):
         result = CliRunner().invoke(
             device,
-            ["check", "--site", "saint-nazaire-estuaire", "--timeout", "3", "-i", lab.inv.path],
+            ["check", "--site", "nantes-jules-verne", "--timeout", "3", "-i", lab.inv.path],
         )
     assert result.exit_code == DeviceError.exit_code, result.output
     rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line}
-    assert rows["stn-sw1"][4:7] == ["timeout", "not", "checked"]
-    assert rows["stn-fw1"][4:7] == ["ok", "pinned", "ok"]
-    assert "stn-sw1: ssh: stn-sw1: connect: no answer" in result.output
+    assert rows["nts-sw1"][4:7] == ["timeout", "not", "checked"]
+    assert rows["nts-fw1"][4:7] == ["ok", "pinned", "ok"]
+    assert "nts-sw1: ssh: nts-sw1: connect: no answer" in result.output
     assert "1/2 device(s) fully reachable" in result.output

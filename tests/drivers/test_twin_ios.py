@@ -17,13 +17,13 @@ from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
 
-DEVICE, PORT = "rns-sw1", "gi1"  # the ICU monitor's access port
+DEVICE, PORT = "nts-sw1", "gi1"  # the ICU monitor's access port (Nantes: the IOS-style switches)
 
 
 def test_shutdown_readback_and_undo_on_a_real_port(lab: Lab) -> None:
     """`shutdown` downs the kernel link, verify reads it back, flows close; undo reopens them."""
     expected = {f.name for f in flows_via_access_port(lab.inv, DEVICE, PORT)}
-    assert expected == {"rns-icu-monitoring"}
+    assert expected == {"nts-icu-monitoring"}
     with one_shot(th.target(lab, DEVICE)) as drv:
         try:
             result = drv.apply(

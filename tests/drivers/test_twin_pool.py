@@ -1,5 +1,6 @@
 """Warm sessions on the twin: a pooled change, verify and undo on every one of the 21 devices in
-parallel (each in its platform's own syntax: Linux, FortiGate, Stormshield, IOS) opens no new
+parallel (each in its platform's own syntax: Linux, FortiGate, Stormshield, IOS, IOS-XE,
+AOS-CX) opens no new
 session (the same TCP connection to each device's management port; no new SSH login); a session
 the device drops is reopened on the next use."""
 
@@ -38,10 +39,11 @@ def ports(lab: Lab, device: str) -> list[str]:
 
 def changed(lab: Lab, device: str) -> DeviceState:
     """The test's change of a device: a drop rule on a firewall (by its own rules method), two
-    access ports shut on a switch (by its own CLI)."""
+    access ports shut on a switch (by its own CLI; the example's IOS-XE and AOS-CX switches
+    hold rules too, but route nothing here: L2 access switches)."""
     dev = th.target(lab, device).device
     spec = registry.platform(str(dev.platform))
-    if spec.rules is not None:
+    if spec.rules is not None and spec.routes(dev):
         routed = next(i.name for i in dev.interfaces if i.address is not None)
         return DeviceState().with_rules([NftRule("drop", iif=routed, dport=3389, tag="test pool")])
     assert spec.shuts_by == "cli"  # the example's switches shut ports in their own CLI
@@ -89,7 +91,7 @@ def test_warm_change_on_every_device_opens_no_session(lab: Lab) -> None:
     names = [d.name for _, d in lab.inv.devices()]
     assert len(names) == 21
     assert {str(d.platform) for _, d in lab.inv.devices()} >= {
-        "linux_nftables", "fortigate", "stormshield", "cisco_ios"
+        "linux_nftables", "fortigate", "stormshield", "cisco_ios", "cisco_iosxe", "aruba_aoscx"
     }  # fmt: skip
     ssh = [n for n in names if has_sshd(lab, n)]
     # a session another test left behind (an agent it SIGKILLed: the device keeps the half-open
@@ -127,7 +129,8 @@ def session_children(proc: DaemonProc) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
-@pytest.mark.parametrize("device", ["bz2-fw1", "rns-sw2"])  # a Linux firewall, an IOS switch
+# a Linux firewall, an IOS switch, an IOS-XE switch
+@pytest.mark.parametrize("device", ["bz2-fw1", "nts-sw1", "rns-sw2"])
 def test_session_dropped_by_the_device_is_reopened(lab: Lab, device: str) -> None:
     """When the device ends our session (its sshd session process killed), the next pooled use
     reconnects with a new login and succeeds."""
@@ -142,6 +145,6 @@ def test_session_dropped_by_the_device_is_reopened(lab: Lab, device: str) -> Non
         for pid in children:
             os.kill(pid, signal.SIGTERM)
         facts = pool.run(device, lambda d: d.facts())
-        assert facts.interface("mgmt0") is not None
+        assert facts.interface(th.target(lab, device).device.management.interface) is not None
         assert logins(lab, device) == before + 1
     assert is_running(sshd)

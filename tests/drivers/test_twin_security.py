@@ -24,7 +24,8 @@ from tests.drivers.twinhelp import Lab
 
 pytestmark = pytest.mark.twin
 
-DEVICES = ["rns-sw1", "bz2-fw1"]  # one cisco_ios (netmiko), one linux_nftables (paramiko)
+# one cisco_ios and one cisco_iosxe (netmiko), one linux_nftables (paramiko)
+DEVICES = ["nts-sw1", "rns-sw1", "bz2-fw1"]
 
 
 @pytest.fixture

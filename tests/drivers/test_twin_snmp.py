@@ -18,7 +18,7 @@ from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
 
-DEVICE, PORT = "rns-sw1", "gi1"
+DEVICE, PORT = "rns-sw1", "GigabitEthernet1/0/1"  # IOS-XE: snmpd answers in its own names
 
 
 def test_set_admin_down_readback_and_undo(lab: Lab) -> None:

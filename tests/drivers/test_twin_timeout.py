@@ -19,7 +19,7 @@ from tests.conftest import EXAMPLE
 from tests.drivers import twinhelp as th
 from tests.drivers.twinhelp import Lab
 
-CUT_FW, CUT_SW = "stn-fw1", "stn-sw1"  # a FortiGate (HTTPS API) and an IOS switch (SSH)
+CUT_FW, CUT_SW = "stn-fw1", "nts-sw1"  # a FortiGate (HTTPS API) and an IOS switch (SSH)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_snmp_to_a_cut_off_device_times_out(lab: Lab) -> None:
 def test_warm_session_cut_mid_use_times_out_then_reconnects(lab: Lab) -> None:
     """A pooled session whose device is cut raises DeviceTimeout on its next use (command
     bound) while the other pooled devices answer; after the link is back the pool reconnects."""
-    names = [CUT_SW, "rns-sw1", "rns-fw1", "nts-sw1"]
+    names = [CUT_SW, "rns-sw1", "rns-fw1", "stn-sw1"]  # IOS, IOS-XE, FortiGate, AOS-CX
     with Pool(lab.inv, timeouts=Timeouts(connect=10.0, command=5.0), keepalive=None) as pool:
         assert all(o.ok for o in pool.warm(names))
         with th.management_cut(lab, CUT_SW):

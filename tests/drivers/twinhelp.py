@@ -40,9 +40,18 @@ def closed(lab: Lab) -> set[str]:
     return {o.flow.name for o in flows.observe(lab.inv, lab.bp) if not o.observed_open}
 
 
+def kernel_name(lab: Lab, device: str, ifname: str) -> str:
+    """The twin's kernel name of the device's interface `ifname` (the inventory's name:
+    `GigabitEthernet1/0/1` is `Gi1-0-1` in the namespace, `gi1` stays `gi1`)."""
+    return lab.bp.ifnames[device][ifname]
+
+
 def link_up(lab: Lab, device: str, ifname: str) -> bool:
-    """The kernel's administrative state of `ifname` in the device's namespace."""
-    out = netns.run(["ip", "-o", "link", "show", ifname], netns=lab.bp.device_ns[device]).stdout
+    """The kernel's administrative state of the device's interface `ifname` (inventory name)."""
+    out = netns.run(
+        ["ip", "-o", "link", "show", kernel_name(lab, device, ifname)],
+        netns=lab.bp.device_ns[device],
+    ).stdout
     return "UP" in out.split("<", 1)[1].split(">", 1)[0].split(",")
 
 
@@ -58,11 +67,14 @@ def nft_table(lab: Lab, device: str, table: str) -> str:
 def management_cut(lab: Lab, device: str) -> Iterator[None]:
     """The device's management link down for the block, and back up whatever happens."""
     ns = lab.bp.device_ns[device]
-    netns.run(["ip", "link", "set", "mgmt0", "down"], netns=ns)
+    found = lab.inv.find_device(device)
+    assert found is not None, device
+    mgmt = kernel_name(lab, device, found[1].management.interface)
+    netns.run(["ip", "link", "set", mgmt, "down"], netns=ns)
     try:
         yield
     finally:
-        netns.run(["ip", "link", "set", "mgmt0", "up"], netns=ns)
+        netns.run(["ip", "link", "set", mgmt, "up"], netns=ns)
 
 
 def sshd_log(lab: Lab, device: str) -> str:

@@ -120,10 +120,29 @@ def test_twin_names_interfaces_for_the_kernel(inv: Inventory) -> None:
 
 
 def test_example_keeps_its_names() -> None:
-    """The example's interface names are kernel names already: nothing renamed."""
+    """The example's firewalls and IOS-style switches use kernel names already: nothing of
+    theirs renamed; its IOS-XE and AOS-CX switches' own names are renamed the same way on every
+    switch (the trunk's per-VLAN legs fit)."""
     example = load(ROOT / "inventory" / "hospi-grand-ouest.yaml")
     bp = blueprint(example, "t")
-    assert all(k == v for names in bp.ifnames.values() for k, v in names.items())
+    platforms = {d.name: str(d.platform) for _, d in example.devices()}
+    vendor = {"cisco_iosxe", "aruba_aoscx"}
+    kept = [n for n, p in platforms.items() if p not in vendor]
+    assert len(kept) == 12  # 10 firewalls, the IOS switches of Nantes and the core
+    assert all(k == v for n in kept for k, v in bp.ifnames[n].items())
+    assert (
+        bp.ifnames["rns-sw1"].items()
+        >= {
+            "GigabitEthernet0/0": "Gi0-0",
+            "GigabitEthernet1/0/1": "Gi1-0-1",
+            "GigabitEthernet1/0/11": "Gi1-0-11",
+            "TenGigabitEthernet1/1/1": "Te1-1-1",
+            "TenGigabitEthernet1/1/2": "Te1-1-2",
+        }.items()
+    )
+    assert bp.ifnames["stn-sw1"]["1/1/49"] == "1-1-49"
+    assert bp.ifnames["stn-sw1"]["1/1/1"] == "1-1-1"
+    assert bp.ifnames["stn-sw1"]["mgmt"] == "mgmt"
 
 
 def test_cross_site_must_survive_needs_keep_must_survive(inv: Inventory, tmp_path: Path) -> None:

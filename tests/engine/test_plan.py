@@ -101,6 +101,31 @@ def test_golden_plans_of_the_mixed_example(inv: Inventory, name: str, sites: lis
     check_golden(text, GOLDEN / f"{name}.mixed.txt")
 
 
+# the guest access port of a switch of each platform of the mix (segment-port: one port shut)
+SWITCH_CASES = [
+    ("saint-nazaire-estuaire", "stn-sw1", "1/1/18", "aruba_aoscx"),
+    ("rennes-la-sagesse", "rns-sw1", "GigabitEthernet1/0/10", "cisco_iosxe"),
+    ("nantes-jules-verne", "nts-sw1", "gi16", "cisco_ios"),
+]
+
+
+@pytest.mark.parametrize(("site", "device", "port", "platform"), SWITCH_CASES)
+def test_golden_switch_plans_of_the_mixed_example(
+    inv: Inventory, site: str, device: str, port: str, platform: str
+) -> None:
+    """`segment-port` on the guest port of a switch of each platform of the mix: the port
+    named as its platform names it, shut in that platform's own syntax, equals the reviewed
+    golden file (and the guest flow is the one cut)."""
+    found = inv.find_device(device)
+    assert found is not None and str(found[1].platform) == platform
+    pb = load_playbook(
+        ROOT / "playbooks" / "segment-port.yaml", inv, {"device": device, "interface": port}
+    )
+    text = render_plan(plan(pb, inv, sites=[site]))
+    assert f"impact {device[:3]}-guest-internet: cut" in text
+    check_golden(text, GOLDEN / f"segment-port.{platform}.mixed.txt")
+
+
 def test_ios_golden(inv: Inventory, tmp_path: Path) -> None:
     """A zone quarantine on a cisco_ios switch renders interface shutdowns and their undo."""
     pb = load_playbook(

@@ -18,7 +18,9 @@ from tests.lab.test_twin_lifecycle import small_inventory
 
 pytestmark = pytest.mark.twin
 
-SWITCH, TRUNK = "bz3-sw1", "gi0.120"  # bretagne-etab-3's trunk leg of the biomedical VLAN
+# bretagne-etab-3's trunk leg of the biomedical VLAN: the AOS-CX uplink 1/1/49, VLAN 120 (the
+# twin has no 802.1Q: one veth per VLAN, named by the kernel)
+SWITCH, TRUNK = "bz3-sw1", "1-1-49.120"
 CORE_FW, WAN = "core-fw1", "wan-bz3"
 DROP = (
     "table inet readytest {\n chain ready_drop {\n  type filter hook forward priority 0;\n"

@@ -1,17 +1,24 @@
 """The twin behaves like the real group: every declared flow works in the normal state, and a
-switch port shut through the IOS-style CLI or by an SNMP SET closes exactly the flows that cross
-it, nothing else, until it is reopened."""
+switch port shut through the IOS-style CLI or by an SNMP SET, or a vendor switch's trunk port
+shut through its own driver, closes exactly the flows that cross it, nothing else, until it is
+reopened."""
 
 from __future__ import annotations
 
 import pytest
 
+from agent.drivers import ChangeSet, Expectation
+from agent.drivers.base import Target
 from agent.errors import LabError
 from agent.inventory.impact import flows_via_access_port
 from agent.inventory.models import Inventory
 from agent.lab import build, flows, netns
 from agent.lab.probe import ProbeTarget, probe_tcp
 from agent.lab.topology import Blueprint
+from agent.network.paths import flow_path
+from agent.network.state import DeviceState, flow_open
+from agent.platforms import registry
+from agent.platforms.registry import one_shot
 from tests.conftest import Twin
 from tests.lab import twinops
 
@@ -35,17 +42,48 @@ def test_every_flow_open_in_normal_state(twin: Twin) -> None:
 
 
 def test_ios_shutdown_closes_exactly_the_crossing_flows(twin: Twin) -> None:
-    """`shutdown` on rns-sw1's ICU monitor port (netmiko, cisco_ios) cuts that flow only."""
+    """`shutdown` on nts-sw1's ICU monitor port (netmiko, cisco_ios) cuts that flow only."""
     inv, bp = parts(twin)
-    expected = {f.name for f in flows_via_access_port(inv, "rns-sw1", "gi1")}
-    assert expected == {"rns-icu-monitoring"}
-    twinops.shutdown(inv, "rns-sw1", "gi1", down=True)
+    expected = {f.name for f in flows_via_access_port(inv, "nts-sw1", "gi1")}
+    assert expected == {"nts-icu-monitoring"}
+    twinops.shutdown(inv, "nts-sw1", "gi1", down=True)
     try:
-        link = netns.run(["ip", "-o", "link", "show", "gi1"], netns=bp.device_ns["rns-sw1"])
+        link = netns.run(["ip", "-o", "link", "show", "gi1"], netns=bp.device_ns["nts-sw1"])
         assert ",UP" not in link.stdout.split(">")[0]  # the kernel link is administratively down
         assert twinops.wait_for(lambda: closed(inv, bp) == expected, timeout=10)
     finally:
-        twinops.shutdown(inv, "rns-sw1", "gi1", down=False)
+        twinops.shutdown(inv, "nts-sw1", "gi1", down=False)
+    assert twinops.wait_for(lambda: closed(inv, bp) == set(), timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("device", "trunk"),
+    [
+        ("rns-sw1", "TenGigabitEthernet1/1/2"),  # IOS-XE: La Sagesse's trunk to its access switch
+        ("stn-sw1", "1/1/49"),  # AOS-CX: Saint-Nazaire's uplink to its firewall
+    ],
+)
+def test_vendor_trunk_shutdown_closes_exactly_the_crossing_flows(
+    twin: Twin, device: str, trunk: str
+) -> None:
+    """A trunk port shut through the switch's own driver (the twin has no 802.1Q: the trunk is
+    one veth per VLAN, which its shutdown takes down) closes exactly the flows the network model
+    routes through it; reopened, everything is open again."""
+    inv, bp = parts(twin)
+    target = Target.of(inv, device)
+    spec = registry.platform(str(target.device.platform))
+    assert spec.shut_lines is not None
+    cut = {device: DeviceState().shut(trunk, "cli")}
+    expected = {f.name for f in inv.flows if not flow_open(cut, flow_path(inv, f))}
+    assert len(expected) > 5
+    with one_shot(target) as drv:
+        try:
+            drv.apply(ChangeSet(tuple(spec.shut_lines([trunk], down=True)), action="test.trunk"))
+            drv.verify(Expectation(admin_up={trunk: False}))
+            assert twinops.wait_for(lambda: closed(inv, bp) == expected, timeout=10)
+        finally:
+            drv.apply(ChangeSet(tuple(spec.shut_lines([trunk], down=False)), action="test.undo"))
+        drv.verify(Expectation(admin_up={trunk: True}, oper_up={trunk: True}))
     assert twinops.wait_for(lambda: closed(inv, bp) == set(), timeout=15)
 
 

@@ -71,6 +71,7 @@ def shutdown(inv: Inventory, device: str, interface: str, *, down: bool) -> str:
 
 
 IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
 IF_ADMIN = "1.3.6.1.2.1.2.2.1.7"
 IF_OPER = "1.3.6.1.2.1.2.2.1.8"
 
@@ -90,21 +91,23 @@ def _usm(inv: Inventory, dev: Device) -> Any:
 
 
 async def _if_index(inv: Inventory, dev: Device, ifname: str) -> int:
-
+    """The ifIndex whose ifDescr or ifName is `ifname` (a device whose names the twin renamed,
+    `GigabitEthernet1/0/6`, answers its own name in ifName)."""
     engine = SnmpEngine()
     target = await UdpTransportTarget.create((str(dev.management.address), 161), timeout=5)
-    async for err_ind, err_stat, _idx, binds in walk_cmd(
-        engine,
-        _usm(inv, dev),
-        target,
-        ContextData(),
-        ObjectType(ObjectIdentity(IF_DESCR)),
-        lexicographicMode=False,
-    ):
-        assert not err_ind and not err_stat, (err_ind, err_stat)
-        for oid, value in binds:
-            if str(value) == ifname:
-                return int(str(oid).rsplit(".", 1)[1])
+    for column in (IF_DESCR, IF_NAME):
+        async for err_ind, err_stat, _idx, binds in walk_cmd(
+            engine,
+            _usm(inv, dev),
+            target,
+            ContextData(),
+            ObjectType(ObjectIdentity(column)),
+            lexicographicMode=False,
+        ):
+            assert not err_ind and not err_stat, (err_ind, err_stat)
+            for oid, value in binds:
+                if str(value) == ifname:
+                    return int(str(oid).rsplit(".", 1)[1])
     raise AssertionError(f"{dev.name} has no interface {ifname}")
 
 

@@ -66,7 +66,12 @@ def _demo(inv: Inventory, *, keep: bool, color: bool) -> None:
     timings: dict[str, float] = {}
     _say(f"== 1. The inventory: {inv.path}", color=color)
     click.echo(render_inventory(inv))
-    _say("\n== 2. The digital twin: real namespaces, sshd, FRR, snmpd, zone services", color=color)
+    platforms = ", ".join(sorted({str(d.platform) for _, d in inv.devices()}))
+    _say(
+        "\n== 2. The digital twin: real namespaces, sshd, nftables, snmpd, zone services; "
+        f"each device as its platform ({platforms})",
+        color=color,
+    )
     if LabState.load(build.DEFAULT_LAB) is not None:
         click.echo("a twin is already up: taking it down first")
         build.down()

@@ -1,9 +1,11 @@
 """Owns starting the aruba_aoscx twin device. An AOS-CX switch is an L3 switch (`Spec.l3_switch`):
 the lab builds it with one bridge per VLAN, the bridge of a zone it is the gateway of named as
 its VLAN interface (`vlan110`, carrying the inventory's address: the lab routes between them),
-the others `vl<N>`, its access ports renamed `1-1-1`. Here two processes emulate the management
-plane: the REST API server (`twin_api`, HTTPS on the management address, with the lab's
-certificate and password) and the CLI (`twin_cli`, sshd's ForceCommand) for `checkpoint auto`.
+the others `vl<N>`, its access ports renamed `1-1-1`; a trunk port (a cabling end, `1/1/49`) is
+one veth per VLAN (`1-1-49.110`, the twin has no 802.1Q), each in its VLAN's bridge, and its
+admin state is theirs. Here two processes emulate the management plane: the REST API server
+(`twin_api`, HTTPS on the management address, with the lab's certificate and password) and the
+CLI (`twin_cli`, sshd's ForceCommand) for `checkpoint auto`.
 
 Test-only time scale: `CORDON_LAB_AOSCX_MINUTE_S` (seconds in one of the switch's minutes,
 default 60; a setting of `agent.settings`), read here at `lab up` only, so a twin test can see
@@ -54,7 +56,17 @@ def start(node: Node) -> None:
         m = _VLAN_IF.match(name)
         if kernel not in have and m is not None and f"vl{m.group(1)}" in have:
             names[name] = f"vl{m.group(1)}"  # a VLAN interface no zone has as its gateway
-    missing = sorted(n for n, k in names.items() if k not in have)
+    # a trunk port (a cabling end): the twin has no 802.1Q, so it is one veth per VLAN,
+    # `<kernel>.<vid>`, each already in its VLAN's bridge; the port's state is theirs
+    trunks = {
+        name: sorted(
+            h for h in have if h.startswith(f"{kernel}.") and h[len(kernel) + 1 :].isdigit()
+        )
+        for name, kernel in names.items()
+        if kernel not in have
+    }
+    trunks = {name: legs for name, legs in trunks.items() if legs}
+    missing = sorted(n for n, k in names.items() if k not in have and n not in trunks)
     if missing:
         raise LabError(
             f"{node.spec.device}: interface(s) {', '.join(missing)} have no counterpart in the "
@@ -68,6 +80,7 @@ def start(node: Node) -> None:
             "description": i.description,
             "vlan": i.vlan if i.address is None else None,
             "address": str(i.address) if i.address is not None else None,
+            "trunk": [int(leg.rsplit(".", 1)[1]) for leg in trunks.get(i.name, [])],
         }
         for i in node.device.interfaces
         if i.name in names
@@ -82,6 +95,7 @@ def start(node: Node) -> None:
         "username": node.https.username,
         "password": node.https.password,
         "interfaces": names,
+        "trunks": trunks,
         "bridges": bridges,
         "start": start,
         "minute_s": settings.current().lab_aoscx_minute_s,

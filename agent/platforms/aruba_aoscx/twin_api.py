@@ -136,6 +136,11 @@ class Switch:
         self.cfg = cfg
         self.lock = threading.RLock()
         self.kernel: dict[str, str] = dict(cfg["interfaces"])  # inventory name -> kernel name
+        # a trunk port -> its per-VLAN legs in the namespace (no 802.1Q in the twin: one veth
+        # per VLAN, each a member of its VLAN's bridge, fixed by the lab)
+        self.trunks: dict[str, list[str]] = {
+            k: list(v) for k, v in (cfg.get("trunks") or {}).items()
+        }
         # VLAN id -> the kernel bridge that is that VLAN in the namespace
         self.bridges: dict[str, str] = {str(k): v for k, v in (cfg.get("bridges") or {}).items()}
         start = cfg.get("start") or {}  # the inventory's description, access VLAN, address
@@ -146,6 +151,11 @@ class Switch:
             obj["description"] = given.get("description")
             if "vlan_tag" in obj and given.get("vlan") is not None:
                 obj["vlan_tag"] = self.vlan_ref(int(given["vlan"]))
+            if name in self.trunks:  # native VLAN 1 untagged, the site's VLANs tagged
+                obj["vlan_mode"] = "native-untagged"
+                obj["vlan_trunks"] = {
+                    str(v): f"{API}/system/vlans/{v}" for v in given.get("trunk") or []
+                }
             if "ip4_address" in obj:
                 obj["ip4_address"] = given.get("address")
             self.interfaces[name] = obj
@@ -159,7 +169,8 @@ class Switch:
 
     def _link(self, name: str) -> None:
         state = self.interfaces[name]["admin_state"]
-        subprocess.run(["ip", "link", "set", self.kernel[name], state], check=True)
+        for kernel in self.trunks.get(name) or [self.kernel[name]]:
+            subprocess.run(["ip", "link", "set", kernel, state], check=True)
 
     def _effects(self, name: str, old: dict[str, Any] | None) -> None:
         """Make the kernel show interface `name`'s configuration where it changed from `old`
@@ -168,6 +179,8 @@ class Switch:
         kernel = self.kernel[name]
         if old is None or old.get("admin_state") != new["admin_state"]:
             self._link(name)
+        if name in self.trunks:
+            return  # its legs' bridges are the lab's: a trunk's VLANs have no kernel effect here
         if "vlan_tag" in new and (old is None or old.get("vlan_tag") != new["vlan_tag"]):
             bridge = self.bridges.get(self._ref(new["vlan_tag"]) or "1")
             how = ["master", bridge] if bridge else ["nomaster"]
@@ -215,7 +228,8 @@ class Switch:
         seen = {x["ifname"]: x.get("operstate", "") for x in json.loads(out.stdout or "[]")}
         return {
             name: "up"
-            if seen.get(k) in ("UP", "UNKNOWN") and self.interfaces[name]["admin_state"] == "up"
+            if any(seen.get(k) in ("UP", "UNKNOWN") for k in self.trunks.get(name) or [k])
+            and self.interfaces[name]["admin_state"] == "up"
             else "down"
             for name, k in self.kernel.items()
         }
@@ -225,6 +239,8 @@ class Switch:
     def defaults(self, name: str) -> dict[str, Any]:
         """Every writable attribute of interface `name` at its default value."""
         extra = _VLAN_IF_DEFAULTS if _VLAN_IF.match(name) else _PORT_DEFAULTS
+        if name in self.trunks:
+            extra = extra | {"vlan_trunks": {}}  # {}: every VLAN
         return copy.deepcopy(_IF_DEFAULTS | extra)
 
     @staticmethod

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent import settings
 from agent.errors import LabError
-from agent.lab import daemons
+from agent.lab import daemons, netns
 from agent.lab.twins import Node
 
 MINUTE_ENV = "CORDON_TWIN_IOSXE_MINUTE_S"
@@ -29,9 +29,14 @@ def minute_s() -> float:
     return value
 
 
-def device_config(node: Node, sock: Path, pidfile: Path) -> dict[str, object]:
+def device_config(
+    node: Node, sock: Path, pidfile: Path, have: set[str] | None = None
+) -> dict[str, object]:
     """What the daemon starts from: the inventory's interfaces (with their kernel names in the
-    twin), their addresses, the archive (configured: `no archive` takes it away)."""
+    twin), their addresses, the archive (configured: `no archive` takes it away). `have`: the
+    namespace's kernel links; a trunk port (a cabling end) has none of its own there, only its
+    per-VLAN legs `<kernel>.<vid>` (the twin has no 802.1Q), which take its state."""
+    have = have or set()
     renamed = dict(node.spec.renamed)
     dev = node.device
     names = [i.name for i in dev.interfaces]
@@ -44,13 +49,22 @@ def device_config(node: Node, sock: Path, pidfile: Path) -> dict[str, object]:
         addr = iface.address if iface is not None else None
         if name == dev.management.interface:
             addr = None  # out of band: its address is the twin's, not shown as routed
+        kernel = renamed.get(name, name)
+        legs = (
+            []
+            if kernel in have
+            else sorted(
+                h for h in have if h.rpartition(".")[0] == kernel and h.rpartition(".")[2].isdigit()
+            )
+        )
         interfaces.append(
             {
                 "name": name,
-                "kernel": renamed.get(name, name),
+                "kernel": kernel,
                 "description": (iface.description or "") if iface is not None else "",
                 "addresses": [f"{addr.ip} {addr.netmask}"] if addr is not None else [],
                 "vlan": iface.vlan if iface is not None and addr is None else None,
+                "legs": legs,
             }
         )
     return {
@@ -67,7 +81,9 @@ def start(node: Node) -> None:
     node.dir.mkdir(parents=True, exist_ok=True)
     sock, pidfile = node.dir / "iosxe.sock", node.dir / "iosxe.pid"
     conf = node.dir / "iosxe.json"
-    conf.write_text(json.dumps(device_config(node, sock, pidfile)), encoding="utf-8")
+    links = json.loads(netns.run(["ip", "-j", "link", "show"], netns=node.spec.ns).stdout or "[]")
+    have = {str(link["ifname"]) for link in links}
+    conf.write_text(json.dumps(device_config(node, sock, pidfile, have)), encoding="utf-8")
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "PYTHONPATH": str(_HERE.parents[2]),

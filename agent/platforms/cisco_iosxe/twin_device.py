@@ -64,6 +64,8 @@ class Interface:
     vlan: int | None = None
     shutdown: bool = False
     groups: dict[str, str] = field(default_factory=dict)  # direction -> ACL name
+    # a trunk port: its per-VLAN kernel legs (the twin has no 802.1Q); its state is theirs
+    legs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -350,11 +352,12 @@ class Device:
         for iface in self.cfg.interfaces.values():
             want = not iface.shutdown
             if self._links.get(iface.name) != want:
-                subprocess.run(
-                    ["ip", "link", "set", iface.kernel, "up" if want else "down"],
-                    check=False,
-                    capture_output=True,
-                )
+                for kernel in iface.legs or [iface.kernel]:
+                    subprocess.run(
+                        ["ip", "link", "set", kernel, "up" if want else "down"],
+                        check=False,
+                        capture_output=True,
+                    )
                 self._links[iface.name] = want
         script = nft_script(self.cfg, read_counts())
         done = subprocess.run(
@@ -705,8 +708,12 @@ def show_interfaces(cfg: Config) -> str:
     kernel = {d["ifname"]: d for d in json.loads(done.stdout or "[]")}
     out = []
     for iface in cfg.interfaces.values():
-        k = kernel.get(iface.kernel, {})
-        oper = k.get("operstate") in ("UP", "UNKNOWN") and "UP" in k.get("flags", [])
+        legs = [kernel.get(leg, {}) for leg in iface.legs]
+        k: dict[str, Any] = kernel.get(iface.kernel) or next((leg for leg in legs if leg), {})
+        oper = any(
+            x.get("operstate") in ("UP", "UNKNOWN") and "UP" in x.get("flags", [])
+            for x in legs or [k]
+        )
         if iface.shutdown:
             head = f"{iface.name} is administratively down, line protocol is down "
         else:
@@ -767,7 +774,12 @@ def load(path: Path) -> tuple[Config, float, Path, Path]:
     data = json.loads(path.read_text(encoding="utf-8"))
     ifaces = {
         i["name"]: Interface(
-            i["name"], i["kernel"], i.get("description", ""), i.get("addresses", []), i.get("vlan")
+            i["name"],
+            i["kernel"],
+            i.get("description", ""),
+            i.get("addresses", []),
+            i.get("vlan"),
+            legs=list(i.get("legs", [])),
         )
         for i in data["interfaces"]
     }
