@@ -22,7 +22,7 @@ from tests.conftest import EXAMPLE
 
 T = TypeVar("T")
 ROUTED, SWITCHED = "bz3-lab-lis", "bz3-emergency-phone"  # via bz3-fw1; bz3-sw1 ports only
-SW_PORTS = ("gi0.140", "gi0.180", "gi2", "gi7", "gi5", "gi6", "gi4", "gi3")
+SW_PORTS = ("1/1/49.140", "1/1/49.180", "1/1/2", "1/1/7", "1/1/5", "1/1/6", "1/1/4", "1/1/3")
 FW_PORTS = ("lan0.140", "lan0.180")
 
 
@@ -74,7 +74,7 @@ def test_every_routing_device_accepts_with_the_path_up_open(inv: Inventory) -> N
     fw = Firewall("bz3-fw1", Verdict.ACCEPT)
     out = ask(inv, Pool({"bz3-sw1": Switch("bz3-sw1"), "bz3-fw1": fw}), ROUTED)
     assert out == [Evidence(ROUTED, "device:bz3-fw1", Seen.OPEN)]
-    # asked about the request and its reply (the trunk `gi0`/`lan0` reported as its VLAN legs)
+    # asked about the request and its reply (the trunk `1/1/49`/`lan0` reported as its VLAN legs)
     assert [q.reply for q in fw.asked] == [False, True]
     assert (fw.asked[0].in_if, fw.asked[0].out_if) == ("lan0.140", "lan0.180")
 
@@ -89,9 +89,9 @@ def test_a_drop_decides_closed_naming_the_device(inv: Inventory) -> None:
 
 def test_a_port_down_on_the_path_decides_closed(inv: Inventory) -> None:
     fw = Firewall("bz3-fw1", Verdict.ACCEPT)
-    out = ask(inv, Pool({"bz3-sw1": Switch("bz3-sw1", down=["gi2"]), "bz3-fw1": fw}), ROUTED)
+    out = ask(inv, Pool({"bz3-sw1": Switch("bz3-sw1", down=["1/1/2"]), "bz3-fw1": fw}), ROUTED)
     assert out == [
-        Evidence(ROUTED, "device:bz3-sw1", Seen.CLOSED, "interface gi2 is administratively down")
+        Evidence(ROUTED, "device:bz3-sw1", Seen.CLOSED, "interface 1/1/2 is administratively down")
     ]
 
 
@@ -117,6 +117,6 @@ def test_switch_ports_only_is_never_open(inv: Inventory) -> None:
     assert [(e.source, e.seen) for e in out] == [("device", Seen.UNKNOWN)]
     assert "switch ports only" in out[0].detail
     down = ask(
-        inv, Pool({"bz3-sw1": Switch("bz3-sw1", down=["gi3", "gi4", "gi5", "gi6"])}), SWITCHED
+        inv, Pool({"bz3-sw1": Switch("bz3-sw1", down=["1/1/3", "1/1/4", "1/1/5", "1/1/6"])}), SWITCHED
     )
     assert [(e.source, e.seen) for e in down] == [("device:bz3-sw1", Seen.CLOSED)]
