@@ -117,6 +117,8 @@ def test_switch_ports_only_is_never_open(inv: Inventory) -> None:
     assert [(e.source, e.seen) for e in out] == [("device", Seen.UNKNOWN)]
     assert "switch ports only" in out[0].detail
     down = ask(
-        inv, Pool({"bz3-sw1": Switch("bz3-sw1", down=["1/1/3", "1/1/4", "1/1/5", "1/1/6"])}), SWITCHED
+        inv,
+        Pool({"bz3-sw1": Switch("bz3-sw1", down=["1/1/3", "1/1/4", "1/1/5", "1/1/6"])}),
+        SWITCHED,
     )
     assert [(e.source, e.seen) for e in down] == [("device:bz3-sw1", Seen.CLOSED)]
