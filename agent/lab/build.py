@@ -37,11 +37,31 @@ LOCK_PATH = Path("/run/cordon-lab.lock")
 GUARD_TABLE = "cordon_lab_guard"  # root-namespace nft table: never forward to or from the twin
 
 
+# how many `exclusive` blocks of this process hold the machine's lock now (a test session holds
+# it throughout; a drill run inside that session must not wait for its own process)
+_held = 0
+_held_guard = threading.Lock()
+
+
 @contextmanager
 def exclusive(on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Exclusive use of this machine's twin (one twin per machine: it owns 198.19/16 in the root
-    namespace). A test session holds it throughout; `lab up/down` and the demo wait for it."""
+    namespace). A test session holds it throughout; `lab up/down` and the demo wait for it.
+    Reentrant within a process: a nested block (a drill inside a test session that holds the
+    lock) proceeds, since flock would otherwise make the process wait for itself."""
+    global _held  # noqa: PLW0603 - the process's one count of its holds of the machine lock
     require_root()
+    with _held_guard:
+        nested = _held > 0
+        if nested:
+            _held += 1
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held -= 1
+        return
     with LOCK_PATH.open("w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,7 +69,13 @@ def exclusive(on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
             if on_wait is not None:
                 on_wait("the twin is in use by another session (a test run?); waiting for it")
             fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+        with _held_guard:
+            _held += 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held -= 1
 
 
 def require_root() -> None:

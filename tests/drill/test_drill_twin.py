@@ -16,7 +16,7 @@ from agent.drill import exercise, record, sandbox, scenario
 from agent.inventory import load
 from agent.lab.state import LabState
 
-pytestmark = pytest.mark.twin
+pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 
 DATA = Path(__file__).with_name("data")
 
