@@ -223,8 +223,9 @@ class Observer:
         journaled, then, when it is the run's before snapshot, audited (`config.before`). A
         scheduled backup (`before_run=False`) is journaled only."""
         self.journal.add_backup(run_id, device, sha256)
-        if before_run:
-            self.log.info("config.before", device=device, config_sha256=sha256, outcome="saved")
+        if before_run:  # bound here: a site's backups are taken in worker threads
+            with audit.bind(run_id=run_id):
+                self.log.info("config.before", device=device, config_sha256=sha256, outcome="saved")
 
     def config_after(
         self, run_id: str, run_outcome: str, site: str, device: str, sha256: str
