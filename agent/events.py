@@ -45,6 +45,12 @@ _EVENTS: dict[str, str] = {
     "device.change": "commands sent to a device and how it ended (commands, outcome; output "
     "as evidence)",
     "device.verify": "a read-back of a device: outcome, polls, mismatches",
+    "config.before": "a device's configuration saved before the run changed it (device, "
+    "config_sha256: the snapshot in the evidence store)",
+    "config.after": "a device the run changed, its configuration read once the run ended or "
+    "was rolled back (site, device, run_outcome: the run's status then, config_sha256: the "
+    "snapshot in the evidence store; outcome failed, error: it could not be read, the run's "
+    "outcome stands)",
     # dead-man safety net (the engine)
     "deadman.restore_failed": "confirming a change on a device failed; its revert timer may fire",
     "deadman.controller": "a device was lost after a reopening change: the controller re-cuts",

@@ -13,7 +13,9 @@ records' times; nothing is inferred that the log does not hold. What the log doe
   zones re-isolated by a soak and not reconnected since, runs that ended other than done,
   drift alarms not cleared;
 - per flow: records that carry a flow's verdict (`flow` and `status`), else the runs' counts;
-- notifications: `regulatory.notified` (kind, to, ref, at, by).
+- notifications: `regulatory.notified` (kind, to, ref, at, by);
+- configurations: per device a run changed, its `config.before` snapshot paired with each
+  `config.after` of the same run (the blobs are read by the report, not here).
 
 Imports the standard library only; pure (records and times in, facts out).
 """
@@ -27,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "ConfigChange",
     "FlowFact",
     "Notification",
     "RunFacts",
@@ -106,6 +109,23 @@ class Notification:
     seq: int
 
 
+@dataclass(frozen=True)
+class ConfigChange:
+    """A device's configuration before a run and after it (as the records name the snapshots):
+    `after_sha256` None with `error`: the after snapshot could not be taken; with neither, no
+    `config.after` is in the selection (the run still open, or the records cut)."""
+
+    run_id: str
+    device: str
+    site: str | None
+    before_sha256: str | None
+    before_seq: int | None
+    after_sha256: str | None
+    after_seq: int | None
+    run_outcome: str | None  # the run's status when the after snapshot was taken
+    error: str | None
+
+
 @dataclass
 class Summary:
     first_at: datetime | None = None
@@ -119,6 +139,7 @@ class Summary:
     flows: list[FlowFact] = field(default_factory=list)
     flow_note: str = ""
     people: dict[str, list[str]] = field(default_factory=dict)  # actor -> events done
+    configs: list[ConfigChange] = field(default_factory=list)
 
 
 def _str(value: Any) -> str | None:
@@ -305,6 +326,53 @@ def _degraded(out: Summary, drift: dict[str, tuple[int, str]]) -> list[str]:
     return lines
 
 
+def _sha(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _configs(records: list[dict[str, Any]]) -> list[ConfigChange]:
+    """Each `config.after` paired with its run's `config.before` of the device; a before with no
+    after in the selection stands alone. In the order of the after (else the before) record."""
+    befores: dict[tuple[str, str], dict[str, Any]] = {}
+    out: list[tuple[int, ConfigChange]] = []
+    paired: set[tuple[str, str]] = set()
+    for rec in records:
+        event = rec["event"]
+        if event not in ("config.before", "config.after"):
+            continue
+        key = (str(rec.get("run_id") or ""), str(rec.get("device") or ""))
+        if event == "config.before":
+            befores.setdefault(key, rec)
+            continue
+        paired.add(key)
+        before = befores.get(key)
+        failed = rec.get("outcome") == "failed" or _sha(rec.get("config_sha256")) is None
+        out.append(
+            (
+                int(rec.get("seq", 0)),
+                ConfigChange(
+                    run_id=key[0],
+                    device=key[1],
+                    site=_str(rec.get("site")),
+                    before_sha256=_sha(before.get("config_sha256")) if before else None,
+                    before_seq=int(before.get("seq", 0)) if before else None,
+                    after_sha256=None if failed else _sha(rec.get("config_sha256")),
+                    after_seq=int(rec.get("seq", 0)),
+                    run_outcome=_str(rec.get("run_outcome")),
+                    error=(_str(rec.get("error")) or "no snapshot recorded") if failed else None,
+                ),
+            )
+        )
+    for key, before in befores.items():
+        if key not in paired:
+            seq = int(before.get("seq", 0))
+            change = ConfigChange(
+                key[0], key[1], None, _sha(before.get("config_sha256")), seq, None, None, None, None
+            )
+            out.append((seq, change))
+    return [c for _, c in sorted(out, key=lambda pair: pair[0])]
+
+
 def summarize(records: list[dict[str, Any]], *, declared: datetime | None) -> Summary:
     """The facts of `records` (the selection, in chain order); `declared`: the incident's
     declaration, from which times to contain are counted."""
@@ -326,6 +394,7 @@ def summarize(records: list[dict[str, Any]], *, declared: datetime | None) -> Su
         out.sites.append(_site(name, site_runs, declared, zones))
     out.still_degraded = _degraded(out, drift)
     out.flows, out.flow_note = _flows(records, out.runs)
+    out.configs = _configs(records)
     for rec in records:
         actor = rec.get("actor")
         if isinstance(actor, str) and actor:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import difflib
 import io
 import json
 import re
@@ -31,9 +32,17 @@ from typing import Any
 
 import jinja2
 
-from agent.audit import human
+from agent.audit import evidence, human
 from agent.audit.chain import audit_files, iter_lines
-from agent.audit.facts import Notification, RunFacts, SiteFacts, Summary, summarize, time_of
+from agent.audit.facts import (
+    ConfigChange,
+    Notification,
+    RunFacts,
+    SiteFacts,
+    Summary,
+    summarize,
+    time_of,
+)
 from agent.audit.since import parse_moment
 from agent.audit.verify import Verification
 from agent.errors import AuditError
@@ -74,6 +83,7 @@ _NOT_DETAIL = frozenset(
     }
 )
 _DETAIL_MAX = 300
+_DIFF_MAX = 400  # diff lines shown per device; the rest is in the evidence store
 _TEXT_WIDTH = 110  # a table wider than this is written a block per row
 _BACKTICKS = re.compile(r"`+")  # a code fence longer than any run inside it
 
@@ -168,6 +178,56 @@ class Chain:
     key: str | None = None
 
 
+@dataclass(frozen=True)
+class ConfigDiff:
+    """A device's configuration before and after a run, as the evidence store holds them: the
+    unified diff of the two blobs, or what keeps it from being shown (a blob missing or altered,
+    an after snapshot not taken). Nothing here is read from anywhere but the store."""
+
+    change: ConfigChange
+    diff: tuple[str, ...] = ()  # unified diff lines (no line ends)
+    more: int = 0  # diff lines not shown
+    same: bool = False  # both snapshots are the same blob, or hold the same text
+    problems: tuple[str, ...] = ()  # why no diff is shown
+
+    @property
+    def title(self) -> str:
+        c = self.change
+        where = f" ({c.site})" if c.site else ""
+        when = (
+            f"after the run ended {c.run_outcome}"
+            if c.run_outcome
+            else "after the run"
+            if c.after_seq is not None
+            else "no after snapshot in the selection"
+        )
+        return f"{c.device}{where}, run {c.run_id}, {when}"
+
+    @property
+    def before(self) -> str:
+        c = self.change
+        if c.before_sha256 is None:
+            return "no config.before record for this run and device"
+        return f"sha256 {c.before_sha256} [seq {c.before_seq}]"
+
+    @property
+    def after(self) -> str:
+        c = self.change
+        if c.after_sha256 is not None:
+            return f"sha256 {c.after_sha256} [seq {c.after_seq}]"
+        if c.error is not None:
+            return f"NOT TAKEN: {c.error} [seq {c.after_seq}]"
+        return "none recorded"
+
+    @property
+    def verdict(self) -> str:
+        if self.problems:
+            return "no diff shown: " + "; ".join(self.problems)
+        if self.same:
+            return "no difference: the configuration after is the one before"
+        return ""
+
+
 @dataclass
 class Report:
     selection: str
@@ -179,6 +239,7 @@ class Report:
     summary: Summary = field(default_factory=Summary)
     chain: Chain = field(default_factory=lambda: Chain("not verified", False, "not verified"))
     log_dir: str = ""
+    configs: list[ConfigDiff] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         def conv(value: Any) -> Any:
@@ -200,6 +261,7 @@ class Report:
             "chain": asdict(self.chain),
             "summary": conv(asdict(self.summary)),
             "incidents": [conv(asdict(i)) for i in self.incidents],
+            "configs": [asdict(c) for c in self.configs],
             "timeline": [asdict(r) for r in self.rows],
         }
 
@@ -371,6 +433,39 @@ def _incident(
     )
 
 
+def _blob(log_dir: Path, digest: str, which: str) -> tuple[list[str] | None, str | None]:
+    """A snapshot's lines from the evidence store, or why it cannot be shown (never guessed)."""
+    problem = evidence.check(log_dir, digest)
+    if problem is not None:
+        return None, f"the {which} snapshot sha256 {digest[:16]}… {problem}"
+    data = evidence.path_for(log_dir, digest).read_bytes()
+    return data.decode("utf-8", errors="replace").splitlines(), None
+
+
+def config_diff(log_dir: Path, change: ConfigChange) -> ConfigDiff:
+    """The diff of `change`'s two snapshots as the store holds them (`audit verify` reports a
+    blob missing or altered too; the report says it and shows no content)."""
+    if change.before_sha256 is None or change.after_sha256 is None:
+        return ConfigDiff(change)
+    before, bad_before = _blob(log_dir, change.before_sha256, "before")
+    after, bad_after = _blob(log_dir, change.after_sha256, "after")
+    if before is None or after is None:
+        problems = tuple(p for p in (bad_before, bad_after) if p)
+        return ConfigDiff(change, problems=(*problems, "`cordon audit verify` reports it"))
+    if before == after:
+        return ConfigDiff(change, same=True)
+    lines = list(
+        difflib.unified_diff(
+            before,
+            after,
+            fromfile=f"before sha256:{change.before_sha256[:16]}",
+            tofile=f"after sha256:{change.after_sha256[:16]}",
+            lineterm="",
+        )
+    )
+    return ConfigDiff(change, diff=tuple(lines[:_DIFF_MAX]), more=max(0, len(lines) - _DIFF_MAX))
+
+
 def _chain(integrity: Verification | None) -> Chain:
     if integrity is None:
         return Chain("not verified", False, "not verified")
@@ -479,6 +574,7 @@ def build(
     ]
     first_declared = next((i.declared_at for i in incidents if i.declared_at), None)
     shown: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
+    summary = summarize(selected, declared=first_declared)
     return Report(
         selection=", ".join(parts),
         generated_at=now,
@@ -486,9 +582,10 @@ def build(
         integrity_ok=chain.ok,
         incidents=incidents,
         rows=[_row(r, shown) for r in selected],
-        summary=summarize(selected, declared=first_declared),
+        summary=summary,
         chain=chain,
         log_dir=str(log_dir),
+        configs=[config_diff(log_dir, c) for c in summary.configs],
     )
 
 
@@ -661,6 +758,39 @@ def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
     )
 
 
+def _fence(lines: Iterator[str] | tuple[str, ...]) -> str:
+    """A markdown code fence longer than any run of backticks inside the block."""
+    found = _BACKTICKS.findall("\n".join(lines))
+    return "`" * max(3, 1 + max((len(run) for run in found), default=0))
+
+
+def _config_lines(report: Report, form: _Form) -> Iterator[str]:
+    yield from form.head("Configuration changes")
+    if not report.configs:
+        yield "no configuration snapshot (config.before, config.after) in the selected records"
+        return
+    yield (
+        "Per device a run changed: its configuration before the run and after it, as the "
+        f"evidence store holds them ({evidence.EVIDENCE_DIR}/<sha256> under the log directory)."
+    )
+    for c in report.configs:
+        yield from form.head(c.title, 3)
+        yield f"- before: {form.cell(c.before)}"
+        yield f"- after: {form.cell(c.after)}"
+        if c.verdict:
+            yield f"- {form.cell(c.verdict)}"
+        if not c.diff:
+            continue
+        if form.md:
+            fence = _fence(c.diff)
+            yield ""
+            yield from (f"{fence}diff", *c.diff, fence)
+        else:
+            yield from (f"    {line}".rstrip() for line in c.diff)
+        if c.more:
+            yield f"- ({c.more} more diff lines: compare the two blobs in the evidence store)"
+
+
 def _row_lines(row: Row, form: _Form) -> Iterator[str]:
     what = " ".join(
         x
@@ -710,6 +840,7 @@ def _lines(report: Report, *, md: bool) -> Iterator[str]:
     form = _Form(md)
     yield from _head_lines(report, form)
     yield from _summary_lines(report, form)
+    yield from _config_lines(report, form)
     yield from _timeline_lines(report, form)
 
 

@@ -24,7 +24,7 @@ from agent.run import recovery
 from agent.run.context import Context, lock_for
 from agent.run.gates import approval
 from agent.run.gates.attest import attest, check_attest, record_attestation
-from agent.run.gates.backup import take_backup
+from agent.run.gates.backup import take_after, take_backup
 from agent.run.gates.base import GateRun
 from agent.run.gates.verify import flows_unverified
 from agent.run.model import Progress, RunOptions, RunReport, Sources, StepOutcome, new_run_id
@@ -282,6 +282,9 @@ class Executor:
             flow_problems=len(report.flow_problems),
             flows_unverified=len(report.flows_unverified),
         )
+        # the run is recorded over and its sites are free: the after snapshots cost no time to
+        # containment, only to the command's return
+        take_after(self.ctx, run_id)
         return report
 
     def _playbook(self, run_id: str) -> Playbook:
@@ -313,18 +316,28 @@ class Executor:
     def rollback(self, run_id: str, device: str | None = None) -> RunReport:
         """Restore the pre-run state of every device (or one) the run changed (see
         `recovery.rollback`)."""
-        return recovery.rollback(self.ctx, run_id, device)
+        return self._after_undo(run_id, recovery.rollback(self.ctx, run_id, device))
 
     def resume(self, run_id: str, *, roll_back: bool = False, drive: bool = True) -> RunReport:
         """After a crash or a restart: settle every in-flight step by reading its device, then
         take the run on from the journal, or roll it back. With `drive=False`, proceed once and
         return (the daemon schedules the rest)."""
         go_on = self.drive if drive else self.proceed
-        return recovery.resume(self.ctx, run_id, go_on, roll_back=roll_back)
+        report = recovery.resume(self.ctx, run_id, go_on, roll_back=roll_back)
+        return self._after_undo(run_id, report) if roll_back else report
+
+    def _after_undo(self, run_id: str, report: RunReport) -> RunReport:
+        """A rollback that undid something on a run now over: its devices' configurations are
+        saved again (the after snapshots of the rollback)."""
+        if report.outcomes and self.journal.run(run_id).status not in OPEN:
+            take_after(self.ctx, run_id)
+        return report
 
     def scheduled_backup(self, device: str) -> Backup:
         """A daemon's periodic backup (evidence; the baseline while Cordon changed nothing)."""
-        return take_backup(self.ctx, f"scheduled-{datetime.now(UTC):%Y%m%d}", device)
+        return take_backup(
+            self.ctx, f"scheduled-{datetime.now(UTC):%Y%m%d}", device, scheduled=True
+        )
 
 
 def _commands(p: Plan) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -216,8 +216,47 @@ class Observer:
 
     # -- backups --------------------------------------------------------------------------------
 
-    def backup_taken(self, run_id: str, device: str, sha256: str) -> None:
+    def backup_taken(
+        self, run_id: str, device: str, sha256: str, *, before_run: bool = True
+    ) -> None:
+        """A device's configuration saved (the blob is in the evidence store under `sha256`):
+        journaled, then, when it is the run's before snapshot, audited (`config.before`). A
+        scheduled backup (`before_run=False`) is journaled only."""
         self.journal.add_backup(run_id, device, sha256)
+        if before_run:  # bound here: a site's backups are taken in worker threads
+            with audit.bind(run_id=run_id):
+                self.log.info("config.before", device=device, config_sha256=sha256, outcome="saved")
+
+    def config_after(
+        self, run_id: str, run_outcome: str, site: str, device: str, sha256: str
+    ) -> None:
+        """A device the run changed, its configuration read once the run ended (`run_outcome`:
+        the run's status then: done, failed, rolled_back...), saved as evidence."""
+        with audit.bind(run_id=run_id):
+            self.log.info(
+                "config.after",
+                site=site,
+                device=device,
+                run_outcome=run_outcome,
+                config_sha256=sha256,
+                outcome="saved",
+            )
+
+    def config_after_failed(
+        self, run_id: str, run_outcome: str, site: str, device: str, error: str
+    ) -> None:
+        """The after snapshot could not be taken: audited with why; the run's outcome stands.
+        A trail that cannot take the record either is said, never raised (the run is over)."""
+        self.progress(f"{site}: {device}: configuration after the run not saved: {error}")
+        with contextlib.suppress(AuditError), audit.bind(run_id=run_id):
+            self.log.warning(
+                "config.after",
+                site=site,
+                device=device,
+                run_outcome=run_outcome,
+                outcome="failed",
+                error=error,
+            )
 
     def baseline_set(self, device: str, digest: str, sha256: str, run_id: str) -> None:
         """A backup taken while Cordon had changed nothing on the device: its baseline."""

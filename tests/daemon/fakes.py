@@ -393,6 +393,7 @@ class FakeService:
             "chain": {"verdict": "not verified", "ok": False, "summary": "not verified"},
             "summary": {"records": 0, "runs": [], "sites": [], "still_degraded": []},
             "incidents": [],
+            "configs": [],
             "timeline": [],
         }
 
