@@ -13,7 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from agent.engine import journal, lease
 from agent.lab import flows, ready
+from agent.service import health
 from tests.conftest import Twin
 from tests.daemon.test_daemon_cli import Stack, wait_until
 from tests.pgserver import PgServer
@@ -79,9 +81,9 @@ def test_a_daemon_on_postgresql_runs_and_status_reads_it_back(
         jobs = {j for (j,) in rows(url, "SELECT id FROM apscheduler_jobs")}
         assert {"poll", "backup"} <= jobs
         assert {r[0]: r[1] for r in rows(url, "SELECT store, version FROM cordon_schema")} == {
-            "journal": 1,
-            "health": 1,
-            "lease": 1,  # the active/standby lease (a lone daemon holds it)
+            "journal": journal.SCHEMA_VERSION,
+            "health": health.SCHEMA_VERSION,
+            "lease": lease.SCHEMA_VERSION,  # the active/standby lease (a lone daemon holds it)
         }
         assert sorted(p.name for p in s.state.glob("*.sqlite*")) == []
         assert not all(matrix(twin).values())  # the site's flows are really cut
