@@ -274,7 +274,7 @@ class StandbyError(DaemonError):
     """This daemon is a standby (another node holds the active lease): it changes nothing; the
     message names the active node."""
 
-    exit_code = 23
+    exit_code = 25
 
 
 class FencedError(StandbyError):
@@ -282,7 +282,7 @@ class FencedError(StandbyError):
     active lease with its epoch (a standby took over). Nothing was written, nothing is sent;
     the node steps down."""
 
-    exit_code = 24
+    exit_code = 26
 
 
 class InternalError(CordonError):

@@ -97,3 +97,22 @@ def test_every_status_has_a_row() -> None:
     assert set(RUN_TRANSITIONS) == {None, *RunStatus}
     assert set(STEP_TRANSITIONS) == {None, *StepStatus}
     assert set(GATE_TRANSITIONS) == {None, *GateStatus}
+
+
+def test_every_error_type_has_its_own_exit_code() -> None:
+    """A script calling cordon tells failures apart by exit code: no two error types share one
+    (subclasses that keep their parent's code are the same failure, said more precisely)."""
+    import inspect  # noqa: PLC0415
+
+    from agent import errors  # noqa: PLC0415
+
+    own: dict[int, list[str]] = {}
+    for name, cls in inspect.getmembers(errors, inspect.isclass):
+        if not issubclass(cls, errors.CordonError):
+            continue
+        code = cls.exit_code
+        if any(code == getattr(base, "exit_code", None) for base in cls.__mro__[1:]):
+            continue  # inherits its parent's code
+        own.setdefault(code, []).append(name)
+    shared = {code: names for code, names in own.items() if len(names) > 1}
+    assert shared == {}

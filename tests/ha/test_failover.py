@@ -25,7 +25,7 @@ from tests.daemon.test_daemon_cli import HOLD, OPEN, SITE_B, Daemon, Stack, show
 from tests.pgserver import PgServer
 
 BOUND_S = 3.0  # CORDON_FAILOVER_S: lease 2 s, renewed every 1 s
-STANDBY = 23  # agent.errors.StandbyError's exit code
+STANDBY = 25  # agent.errors.StandbyError's exit code
 SENDING = ("step.started", "device.change", "run.rollback", "drift.reapplied")
 
 
