@@ -4,9 +4,10 @@ the twin's secrets."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 
 from agent.inventory import load
 from agent.inventory.models import Inventory
-from agent.lab import build
+from agent.lab import build, flows
+from agent.lab.probe import ProbeStats, ProbeTarget
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from tests import secret_scan
@@ -66,6 +68,68 @@ def _collect_secrets(files: list[str]) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def own_twin(
+    path: Path,
+    *,
+    lab: str = build.DEFAULT_LAB,
+    env: Mapping[str, str] | None = None,
+    during_build: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+    check_free: bool = True,
+) -> Iterator[Twin]:
+    """The twin of the inventory at `path`, built (under the caller's `twin_lock`) and taken
+    down at the end; its secrets join the suite's leak scan. `env` holds settings the twin's
+    devices read at build time (set only while building); `during_build` wraps the build the
+    same way for settings that are not environment variables (a twin's time scale)."""
+    if check_free and LabState.load(lab) is not None:
+        pytest.fail(f"a twin {lab!r} is already up on this machine: `cordon lab down` first")
+    inv = load(path)
+    with contextlib.ExitStack() as building:
+        if env:
+            building.enter_context(_environment(env))
+        if during_build is not None:
+            building.enter_context(during_build())
+        state = build.up(inv, lab=lab)
+    secrets = _collect_secrets(state.files)
+    SECRETS.extend(secrets)
+    try:
+        yield Twin(inv=inv, bp=blueprint(inv, lab), state=state, secrets=secrets)
+    finally:
+        build.down(lab)
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def matrix(twin: Twin, timeout: float = 1.5) -> dict[str, bool]:
+    """Every declared flow of `twin`, probed with real TCP from its source namespace."""
+    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=timeout)}
+
+
+def must_survive(twin: Twin) -> list[ProbeTarget]:
+    """The probe targets of `twin`'s must-survive flows."""
+    return [t for f, t in flows.targets(twin.inv, twin.bp) if f.must_survive]
+
+
+def assert_never_failed(stats: dict[ProbeTarget, ProbeStats], targets: list[ProbeTarget]) -> None:
+    """Every must-survive flow was probed during the run, and no probe failed."""
+    assert {t for t, s in stats.items() if s.sent} == set(targets)
+    assert sum(s.failed for s in stats.values()) == 0, {
+        str(k): s for k, s in stats.items() if s.failed
+    }
+
+
 @pytest.fixture(scope="session")
 def twin_lock() -> Iterator[None]:
     """Exclusive use of the machine's twin for this session (waits for another holder)."""
@@ -82,14 +146,8 @@ def twin(twin_lock: None) -> Iterator[Twin]:
             "a twin is already up on this machine (from `cordon lab up` or a demo); "
             "the tests build their own: run `cordon lab down` first"
         )
-    inv = load(EXAMPLE)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
+    with own_twin(EXAMPLE, check_free=False) as built:
+        yield built
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from agent.lab import flows, netns, ready
+from agent.lab import netns, ready
 from agent.platforms import registry
-from tests.conftest import Twin
+from tests.conftest import Twin, matrix
 from tests.daemon.test_daemon_cli import (
     APPROVAL,
     DOWN,
@@ -67,11 +67,6 @@ class Live:
     def site(self, name: str) -> dict[str, Any]:
         status = self.s.ok_json("status", user="dave")
         return dict(next(x for x in status["sites"] if x["site"] == name))
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    """Every declared flow, probed with real TCP from its source namespace."""
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
 
 
 def expected_after(plan: dict[str, Any]) -> dict[str, bool]:

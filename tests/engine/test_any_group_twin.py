@@ -22,17 +22,21 @@ from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
-from agent.inventory import load
-from agent.lab import build, flows
-from agent.lab.probe import ContinuousProber, ProbeStats, ProbeTarget
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
+from agent.lab import flows
+from agent.lab.probe import ContinuousProber
 from agent.platforms.registry import one_shot
 from agent.platforms.snmp.driver import SnmpDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
-from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.conftest import (
+    ROOT,
+    Twin,
+    assert_never_failed,
+    matrix,
+    must_survive,
+    own_twin,
+)
 from tests.engine.test_any_group import RUNS, VALLEE
 from tests.lab.twinops import wait_for
 
@@ -41,20 +45,8 @@ pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 
 @pytest.fixture(scope="module")
 def vallee(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(VALLEE)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
+    with own_twin(VALLEE) as built:
+        yield built
 
 
 def test_devices_answer_in_the_inventory_names(vallee: Twin) -> None:
@@ -93,18 +85,6 @@ def engine(vallee: Twin, tmp_path: Path) -> Iterator[Executor]:
             for run in journal.runs():
                 ex.rollback(run.run_id)
     journal.close()
-
-
-def must_survive(twin: Twin) -> list[ProbeTarget]:
-    return [t for f, t in flows.targets(twin.inv, twin.bp) if f.must_survive]
-
-
-def assert_never_failed(stats: dict[ProbeTarget, ProbeStats], targets: list[ProbeTarget]) -> None:
-    """Every must-survive flow was probed during the run, and no probe failed."""
-    assert {t for t, s in stats.items() if s.sent} == set(targets)
-    assert sum(s.failed for s in stats.values()) == 0, {
-        str(k): s for k, s in stats.items() if s.failed
-    }
 
 
 # each containment playbook as test_any_group runs it, and two more shapes: a port under its

@@ -12,10 +12,10 @@ import pytest
 
 from agent.drivers.base import ChangeSet, Target
 from agent.engine.plan import DeviceChange, Plan, plan, require_safe
-from agent.lab import build, daemons, flows, netns
+from agent.lab import build, daemons, netns
 from agent.platforms import registry
 from agent.playbook import load as load_playbook
-from tests.conftest import ROOT, Twin
+from tests.conftest import ROOT, Twin, matrix
 from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
@@ -36,10 +36,6 @@ def push(twin: Twin, change: DeviceChange, lines: tuple[str, ...]) -> None:
         target = Target.of(twin.inv, change.device)
         with registry.one_shot(target, via=registry.via(change.method)) as driver:
             driver.apply(ChangeSet(lines, action="test.plan_twin"))
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
 
 
 def apply_and_check(twin: Twin, p: Plan) -> None:

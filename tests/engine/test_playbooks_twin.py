@@ -17,7 +17,7 @@ from agent.lab import flows
 from agent.lab.probe import ContinuousProber
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
-from tests.conftest import ROOT, Twin
+from tests.conftest import ROOT, Twin, matrix
 from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
@@ -33,10 +33,6 @@ OTHERS = [
     "bretagne-etab-3",
     "bretagne-etab-4",
 ]
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
 
 
 @pytest.fixture

@@ -33,12 +33,10 @@ from agent.drivers.base import Target
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.engine.plan import plan, zones_of
-from agent.inventory import load
 from agent.inventory.models import Endpoint
-from agent.lab import build, flows, netns
-from agent.lab.probe import ContinuousProber, ProbeStats, ProbeTarget, probe_tcp
-from agent.lab.state import LabState
-from agent.lab.topology import ROOT_LINK, blueprint
+from agent.lab import flows, netns
+from agent.lab.probe import ContinuousProber, ProbeTarget, probe_tcp
+from agent.lab.topology import ROOT_LINK
 from agent.network import management as mg
 from agent.network.paths import Hop, PortHop, RouteHop
 from agent.network.state import DeviceState
@@ -47,7 +45,14 @@ from agent.playbook import load as load_playbook
 from agent.playbook.models import ReconnectZone
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
-from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.conftest import (
+    ROOT,
+    Twin,
+    assert_never_failed,
+    matrix,
+    must_survive,
+    own_twin,
+)
 from tests.lab.twinops import wait_for
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -62,16 +67,8 @@ STEP_DONE = re.compile(r"^(?P<site>[a-z0-9-]+): (?:undo )?.+: (?P<device>[a-z0-9
 
 @pytest.fixture(scope="module")
 def inband(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(INBAND)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
+    with own_twin(INBAND) as built:
+        yield built
 
 
 @dataclass
@@ -224,21 +221,6 @@ def engine(inband: Twin, watch: Watch, tmp_path: Path) -> Iterator[Executor]:
             for run in journal.runs():
                 ex.rollback(run.run_id)
     journal.close()
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
-
-
-def must_survive(twin: Twin) -> list[ProbeTarget]:
-    return [t for f, t in flows.targets(twin.inv, twin.bp) if f.must_survive]
-
-
-def assert_never_failed(stats: dict[ProbeTarget, ProbeStats], targets: list[ProbeTarget]) -> None:
-    assert {t for t, s in stats.items() if s.sent} == set(targets)
-    assert sum(s.failed for s in stats.values()) == 0, {
-        str(k): s for k, s in stats.items() if s.failed
-    }
 
 
 def test_the_agent_reaches_every_device_in_band_through_its_veth(inband: Twin) -> None:

@@ -25,7 +25,7 @@ from agent.platforms.registry import one_shot
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
-from tests.conftest import ROOT, Twin
+from tests.conftest import ROOT, Twin, matrix
 from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
@@ -45,10 +45,6 @@ ZONES = [
     "admin",
     "building",
 ]
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
 
 
 def audit_events(name: str) -> list[dict[str, object]]:

@@ -22,18 +22,15 @@ import pytest
 from agent import audit
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
-from agent.inventory import load
 from agent.inventory.models import Flow
-from agent.lab import build, flows
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
+from agent.lab import flows
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.service.health import TRAFFIC_STOPPED, HealthStore
 from agent.service.poll import Poller
 from agent.verify.counters import counter_sources
 from agent.verify.evidence import Evidence, FlowStatus, Seen, combine
-from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.conftest import ROOT, Twin, own_twin
 from tests.engine.test_any_group import RUNS, VALLEE
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -43,16 +40,8 @@ KEPT = "cs-teleexpertise"  # clinique-sud -> hopital-nord, through cs-fw, dc-edg
 
 @pytest.fixture(scope="module")
 def vallee(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(VALLEE)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
+    with own_twin(VALLEE) as built:
+        yield built
 
 
 def test_counters_confirm_the_kept_flow_during_preventive_degraded(

@@ -20,19 +20,17 @@ from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
 from agent.errors import ProbeError
-from agent.inventory import load
 from agent.inventory.models import Inventory
-from agent.lab import build, flows, netns
+from agent.lab import flows, netns
 from agent.lab.probe import ProbeTarget, Status, probe_tcp
-from agent.lab.state import LabState
-from agent.lab.topology import ROOT_LINK, blueprint
+from agent.lab.topology import ROOT_LINK
 from agent.playbook import load as load_playbook
 from agent.probe import channel, client
 from agent.probe.protocol import Attempt, Order
 from agent.run.executor import Executor
 from agent.verify import probes
 from agent.verify.evidence import FlowStatus, Seen, combine
-from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.conftest import ROOT, Twin, own_twin
 from tests.lab.twinops import wait_for
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -45,16 +43,8 @@ CUT = {"icu-web", "srv-web", "srv-files"}
 
 @pytest.fixture(scope="module")
 def twin(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(GROUP)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
+    with own_twin(GROUP) as built:
+        yield built
 
 
 def source(inv: Inventory) -> probes.ProbeSource:

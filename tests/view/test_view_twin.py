@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from agent.lab import ready
-from tests.conftest import Twin
+from tests.conftest import Twin, matrix
 from tests.daemon.test_daemon_cli import Stack, wait_until
-from tests.daemon.test_daemon_twin import matrix
 from tests.view.conftest import free_port, make_browser, require_chromium, shoot
 from tests.view.test_view import tiles, wait_for
 

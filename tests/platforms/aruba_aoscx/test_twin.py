@@ -18,13 +18,13 @@ import pytest
 
 from agent.drivers.base import ChangeSet, Expectation, Target
 from agent.errors import AuthError, CertificateError
-from agent.lab import flows, netns
+from agent.lab import netns
 from agent.network.state import DeviceState, NftRule
 from agent.platforms.aruba_aoscx import parse, render
 from agent.platforms.aruba_aoscx.driver import AoscxDriver
 from agent.platforms.capabilities import DeadMan, ReadsRuleComments
 from agent.platforms.registry import one_shot
-from tests.conftest import ROOT, Twin
+from tests.conftest import ROOT, Twin, matrix
 from tests.lab.twinops import wait_for
 from tests.platforms.aruba_aoscx.conftest import INVENTORY, MINUTE_S
 
@@ -64,10 +64,6 @@ NONE = DeviceState()
 
 def acl_change(state: DeviceState, action: str) -> ChangeSet:
     return ChangeSet(tuple(render.script(state).splitlines()), action=action)
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
 
 
 def kernel_up(twin: Twin, kernel: str) -> bool:

@@ -19,10 +19,10 @@ import pytest
 
 from agent.drivers.base import ChangeSet, Target
 from agent.engine.journal import Journal
-from agent.lab import flows, netns
+from agent.lab import netns
 from agent.platforms.aruba_aoscx import render
 from agent.platforms.registry import one_shot
-from tests.conftest import ROOT, Twin
+from tests.conftest import ROOT, Twin, matrix
 from tests.lab.twinops import wait_for
 from tests.platforms.aruba_aoscx.conftest import INVENTORY, MINUTE_S
 
@@ -57,10 +57,6 @@ def cordon(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedPr
         timeout=300,
         check=False,
     )
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
 
 
 def port_up(twin: Twin) -> bool:

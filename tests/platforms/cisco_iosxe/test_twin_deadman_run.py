@@ -21,9 +21,9 @@ from agent.lab import netns
 from agent.platforms.cisco_iosxe.parse import rule_comments_in
 from agent.platforms.cisco_iosxe.render import acl_comments, shut_lines
 from agent.platforms.registry import one_shot
-from tests.conftest import ROOT, Twin
+from tests.conftest import ROOT, Twin, matrix
 from tests.lab.twinops import wait_for
-from tests.platforms.cisco_iosxe.conftest import MINUTE_S, PAIR, matrix
+from tests.platforms.cisco_iosxe.conftest import MINUTE_S, PAIR
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]  # its own twin: before the session's
 

@@ -17,9 +17,9 @@ from agent.network.state import DeviceState, NftRule, allow_rules
 from agent.platforms.capabilities import Counters, DeadMan, ReadsRuleComments, require
 from agent.platforms.cisco_iosxe.render import acl_comments, acl_script, shut_lines
 from agent.platforms.registry import one_shot
-from tests.conftest import Twin
+from tests.conftest import Twin, matrix
 from tests.lab.twinops import wait_for
-from tests.platforms.cisco_iosxe.conftest import MINUTE_S, matrix
+from tests.platforms.cisco_iosxe.conftest import MINUTE_S
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]  # its own twin: before the session's
 

@@ -24,19 +24,16 @@ from agent.drivers.base import ChangeSet, Target
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import AuthError, CertificateError
-from agent.inventory import load
-from agent.lab import build, flows, netns
+from agent.lab import netns
 from agent.lab.infect import cure, infect
 from agent.lab.probe import ProbeTarget, probe_tcp
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
 from agent.network.state import NORMAL, DeviceState, NftRule
 from agent.platforms.fortigate import render
 from agent.platforms.fortigate.driver import FortiGateDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
-from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.conftest import ROOT, Twin, matrix, own_twin
 from tests.lab.twinops import wait_for
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -47,20 +44,8 @@ SITE = "fg-clinique"
 
 @pytest.fixture(scope="module")
 def fg(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(INV)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
+    with own_twin(INV) as built:
+        yield built
 
 
 def driver(twin: Twin) -> FortiGateDriver:

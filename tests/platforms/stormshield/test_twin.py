@@ -27,18 +27,15 @@ from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.engine.plan import plan
 from agent.errors import AuthError, CertificateError, CommandRejected
-from agent.inventory import load
-from agent.lab import build, flows, netns
+from agent.lab import flows, netns
 from agent.lab.probe import ContinuousProber, ProbeTarget, probe_tcp
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
 from agent.network.state import DeviceState, NftRule
 from agent.platforms.registry import one_shot
 from agent.platforms.stormshield import render
 from agent.platforms.stormshield.driver import StormshieldDriver
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
-from tests.conftest import ROOT, SECRETS, Twin, _collect_secrets
+from tests.conftest import ROOT, Twin, matrix, own_twin
 from tests.lab.twinops import wait_for
 from tests.run.test_crash_twin import statuses
 
@@ -51,20 +48,8 @@ SITE = "clinique-bleue"
 
 @pytest.fixture(scope="module")
 def armor(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(ARMOR)
-    state = build.up(inv)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
+    with own_twin(ARMOR) as built:
+        yield built
 
 
 def api_log(twin: Twin, device: str) -> str:
