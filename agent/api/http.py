@@ -83,6 +83,7 @@ if TYPE_CHECKING:  # the daemon gives it: this module never opens the state data
 __all__ = ["MAX_BODY", "error_body", "http_status", "make_app", "serve", "start"]
 
 MAX_BODY = 64 * 1024  # a request is a few names and reasons; anything bigger is refused (413)
+ROLE_HEADER_S = 2.0  # the most the role headers may delay an answer (the database away)
 SOCKET_MODE = 0o660
 DIR_MODE = 0o750
 
@@ -294,9 +295,11 @@ class _Api:
         """on_response_prepare: say which node answered and whether it is the active one."""
         if self.directory is None:
             return
-        try:
-            active = await asyncio.to_thread(self.directory.active)
-        except CordonError:
+        try:  # never holds an answer up for long: the database may be restarting
+            active = await asyncio.wait_for(
+                asyncio.to_thread(self.directory.active), timeout=ROLE_HEADER_S
+            )
+        except (CordonError, TimeoutError):
             return  # the database is away: the answer's own content says what it can
         response.headers["Cordon-Node"] = self.directory.node
         mine = active is not None and active.node == self.directory.node
