@@ -251,6 +251,71 @@ SETTINGS: tuple[Setting, ...] = (
         ("agent.lab.state",),
         error=LabError,
     ),
+    Setting(
+        "CORDON_API_LISTEN",
+        "api_listen",
+        "text",
+        "none: the Unix socket only",
+        "IP:PORT where the daemon also serves its API over TCP, TLS 1.2+ with client "
+        "certificates (the roles file's `certificates:`); needs CORDON_API_TLS_CERT and _KEY",
+        ("agent.api.tcp",),
+    ),
+    Setting(
+        "CORDON_API_TLS_CERT",
+        "api_tls_cert",
+        "path",
+        "none",
+        "the daemon's TLS certificate (PEM) for CORDON_API_LISTEN and a TLS view",
+        ("agent.api.tcp",),
+    ),
+    Setting(
+        "CORDON_API_TLS_KEY",
+        "api_tls_key",
+        "text",
+        "none",
+        "file:PATH of that certificate's key (a file readable by the daemon's user only)",
+        ("agent.api.tcp",),
+    ),
+    Setting(
+        "CORDON_API_ADVERTISE",
+        "api_advertise",
+        "text",
+        "https://<CORDON_API_LISTEN>",
+        "the https://HOST:PORT other nodes' clients are sent to (recorded in cordon_nodes)",
+        ("agent.api.tcp",),
+    ),
+    Setting(
+        "CORDON_API_URL",
+        "api_url",
+        "text",
+        "none: the daemon's Unix socket",
+        "the CLI: https://HOST:PORT of a daemon's API over TCP (with CORDON_API_PIN)",
+        ("agent.cli.session",),
+    ),
+    Setting(
+        "CORDON_API_PIN",
+        "api_pin",
+        "text",
+        "none",
+        "the CLI: the pin (sha256:<hex>) of the daemon's certificate at CORDON_API_URL",
+        ("agent.cli.session",),
+    ),
+    Setting(
+        "CORDON_API_CLIENT_CERT",
+        "api_client_cert",
+        "path",
+        "none",
+        "the CLI: its client certificate (PEM) over TCP, and to follow a standby's redirect",
+        ("agent.cli.session",),
+    ),
+    Setting(
+        "CORDON_API_CLIENT_KEY",
+        "api_client_key",
+        "text",
+        "none",
+        "the CLI: file:PATH of its client certificate's key (readable by its owner only)",
+        ("agent.cli.session",),
+    ),
 )
 
 
@@ -280,6 +345,14 @@ class Settings:
     twin_iosxe_minute_s: float = 60.0
     lab_aoscx_minute_s: float = 60.0
     lab_state: Path = Path("/run/cordon-lab")
+    api_listen: str | None = None
+    api_tls_cert: Path | None = None
+    api_tls_key: str | None = None
+    api_advertise: str | None = None
+    api_url: str | None = None
+    api_pin: str | None = None
+    api_client_cert: Path | None = None
+    api_client_key: str | None = None
 
     @property
     def journal_path(self) -> Path:

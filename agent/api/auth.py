@@ -1,5 +1,6 @@
 """Who is calling the daemon, and may they: the roles file, caller identity (socket peer
-credentials or a per-operator bearer token), and the pure policy `authorize`.
+credentials, a per-operator bearer token, or over TCP a pinned client certificate), and the pure
+policy `authorize`.
 
 Imports pydantic, `agent.yamlfile`, `agent.secrets`, `agent.settings`, `agent.errors` and the
 inventory's `SecretRef`; never aiohttp, the service, the engine or a driver. Token values live only
@@ -13,9 +14,14 @@ The roles file (YAML, e.g. `inventory/roles.yaml`):
     root_is: operator               # the role of uid 0 (the daemon's own admin); omit: none
     tokens:                         # per-operator bearer tokens, by reference only
       erin: "env:CORDON_TOKEN_ERIN" # ('env:NAME' or 'file:PATH', relative to the roles file)
+    certificates:                   # the API over TCP (CORDON_API_LISTEN): each operator's
+      bob: certs/bob.pem            # client certificate(s), PEM files relative to the roles
+      dave: [certs/dave.pem, certs/dave-laptop.pem]   # file (public: no key here)
 
 A user may hold several roles. uid 0 has the roles listed for `root` plus `root_is`. A token
-stands for the user it is listed under, who must hold a role in the file.
+stands for the user it is listed under, who must hold a role in the file. So does a client
+certificate: over TCP the caller is the user whose certificate the TLS handshake proved (by its
+SHA-256 pin), never a token alone (`identify_certificate`); a certificate listed twice is refused.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from agent import settings, yamlfile
+from agent import mtls, settings, yamlfile
 from agent.errors import AccessRefused, ConfigError, Issue, SecretError
 from agent.inventory.models import SecretRef
 from agent.secrets import resolve
@@ -94,12 +100,13 @@ MIN_TOKEN_LENGTH = 16
 
 @dataclass(frozen=True)
 class Caller:
-    """The identity a request acts under. `via`: "peer" (socket credentials) or "token"."""
+    """The identity a request acts under. `via`: "peer" (socket credentials), "token", or
+    "certificate" (a TLS client certificate over TCP: no local process, `uid` is -1)."""
 
     user: str
     uid: int  # the connecting process's uid (for a token, not necessarily the token's user)
     roles: frozenset[Role]
-    via: Literal["peer", "token"]
+    via: Literal["peer", "token", "certificate"]
 
     @property
     def role(self) -> str | None:
@@ -207,6 +214,24 @@ User = Annotated[str, AfterValidator(_user)]
 Users = Annotated[tuple[User, ...], AfterValidator(_unique_users)]
 
 
+def _cert_path(value: str) -> str:
+    if not value or len(value) > 400 or any(not c.isprintable() for c in value):
+        raise ValueError("not a file path")
+    if value.startswith(("env:", "file:")):
+        raise ValueError(
+            "a client certificate is public: give its PEM file's path, not a secret reference"
+        )
+    return value
+
+
+def _one_or_more(value: object) -> object:
+    return (value,) if isinstance(value, str) else value
+
+
+CertPath = Annotated[str, AfterValidator(_cert_path)]
+CertPaths = Annotated[tuple[CertPath, ...], BeforeValidator(_one_or_more)]
+
+
 class RolesFile(BaseModel):
     """The roles file as written; see the module docstring."""
 
@@ -217,6 +242,7 @@ class RolesFile(BaseModel):
     auditor: Users = ()
     root_is: Role | None = None
     tokens: dict[User, SecretRef] = {}
+    certificates: dict[User, CertPaths] = {}
 
     def roles_of(self, user: str) -> frozenset[Role]:
         return frozenset(r for r in Role if user in getattr(self, r.value))
@@ -237,10 +263,20 @@ def user_name(uid: int) -> str:
 class Policy:
     """The loaded roles file and its resolved tokens: turns a connection into a `Caller`."""
 
-    def __init__(self, roles: RolesFile, tokens: Mapping[str, str], *, source: str) -> None:
+    def __init__(
+        self,
+        roles: RolesFile,
+        tokens: Mapping[str, str],
+        *,
+        source: str,
+        certificates: Mapping[str, str] | None = None,
+        certificate_files: tuple[Path, ...] = (),
+    ) -> None:
         self.roles = roles
         self.source = source
         self._tokens = dict(tokens)  # user -> token value; never logged, never repr'd
+        self.certificates = dict(certificates or {})  # pin -> user (public)
+        self.certificate_files = certificate_files  # what a TLS listener trusts
 
     def __repr__(self) -> str:
         return f"Policy(source={self.source!r}, tokens={sorted(self._tokens)})"
@@ -282,9 +318,15 @@ class Policy:
                     )
                     continue
                 tokens[user] = value
+        pins: dict[str, str] = {}
+        files: list[Path] = []
+        if roles is not None:
+            issues += _certificates(roles, path, doc, pins, files)
         if roles is None or issues:
             raise _roles_error(issues or [Issue(str(path), "", "roles file is empty")])
-        return cls(roles, tokens, source=str(path))
+        return cls(
+            roles, tokens, source=str(path), certificates=pins, certificate_files=tuple(files)
+        )
 
     def identify(self, uid: int, token: str | None = None) -> Caller:
         """The caller behind a connection from `uid`, or behind `token` if one was presented.
@@ -305,6 +347,23 @@ class Policy:
             roles |= {self.roles.root_is}
         return Caller(user, uid, roles, "peer")
 
+    def identify_certificate(self, pin: str | None, token: str | None = None) -> Caller:
+        """The caller behind a TLS connection whose client certificate has `pin` (the handshake
+        proved the key). A certificate matching no one is refused; so is a bearer token sent
+        with it that stands for another user (a token alone never identifies over TCP)."""
+        user = self.certificates.get(pin) if pin is not None else None
+        if user is None:
+            raise AccessRefused(
+                f"the client certificate {pin or '(none)'} matches no operator",
+                hint=f"list its PEM file under `certificates:` in {self.source}",
+            )
+        if token is not None and self._match(token) != user:
+            raise AccessRefused(
+                f"the bearer token sent with {user}'s client certificate is not {user}'s",
+                hint="over TCP the certificate says who you are: send no token, or your own",
+            )
+        return Caller(user, -1, self.roles.roles_of(user), "certificate")
+
     def _match(self, token: str) -> str | None:
         """Compare with every token in constant time per comparison; no early exit."""
         given = token.encode("utf-8", "surrogateescape")
@@ -313,6 +372,36 @@ class Policy:
             if hmac.compare_digest(given, value.encode("utf-8", "surrogateescape")):
                 found = user
         return found
+
+
+def _certificates(
+    roles: RolesFile,
+    path: Path,
+    doc: yamlfile.YamlDocument,
+    pins: dict[str, str],
+    files: list[Path],
+) -> list[Issue]:
+    """Read the client certificates of `roles` (paths relative to the roles file): each one's
+    pin into `pins` (pin -> user), its file into `files`; the problems found."""
+    issues: list[Issue] = []
+    for user, given in roles.certificates.items():
+        for i, rel in enumerate(given):
+            at: tuple[str | int, ...] = ("certificates", user, i)
+            if not roles.roles_of(user):
+                issues.append(doc.issue(at, f"certificate for {user}, who has no role"))
+                continue
+            file = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+            try:
+                pin = mtls.certificate_pin(file, error=ConfigError)
+            except ConfigError as exc:
+                issues.append(doc.issue(at, exc.message))
+                continue
+            if pin in pins:
+                issues.append(doc.issue(at, f"{file} ({pin}) is listed for {pins[pin]} already"))
+                continue
+            pins[pin] = user
+            files.append(file)
+    return issues
 
 
 def _unsafe_file(path: Path) -> list[Issue]:

@@ -1,16 +1,24 @@
-"""The CLI's client for `cordon daemon`: HTTP over the daemon's Unix socket (httpx), one method
-per route, and the daemon's JSON errors raised again as the same `agent.errors` types.
+"""The CLI's client for `cordon daemon`: HTTP over the daemon's Unix socket, or over TCP with TLS
+to a daemon whose certificate is pinned, presenting a client certificate (httpx; `agent.mtls`),
+one method per route, and the daemon's JSON errors raised again as the same `agent.errors` types.
+
+Several daemons on one PostgreSQL state: a standby refuses an order naming the active node and
+its address (HTTP 421, `error.active`); the client sends the same request there once, over TLS
+with its client certificate and the active node's pin as recorded in the shared state (which it
+read through the standby it trusts): never twice, never in a loop. What happened is said in
+`notes` (the CLI prints them on stderr), as is an answer that came from a standby.
 `Client` answers the JSON objects as sent; `TypedClient` parses them into the wire models of
 `agent.wire` (what the CLI renders).
 
 Imports httpx, pydantic, `agent.errors`, `agent.wire` and `agent.api` (the default socket
-path); never aiohttp, the service, the engine or a driver. The token is sent as a header and kept
-nowhere else.
+path); `agent.mtls` and `agent.secrets` only for TLS; never aiohttp, the service, the engine or
+a driver. The token is sent as a header, kept only to send it along a redirect, never shown.
 """
 
 from __future__ import annotations
 
 import errno
+import ssl
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -30,6 +38,7 @@ from agent.errors import (
     InventoryError,
     Issue,
     PlaybookError,
+    StandbyError,
 )
 from agent.wire import (
     JSON,
@@ -60,7 +69,10 @@ _DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
 class Client:
-    """`Client(path, token=None)`: talk to the daemon listening on the Unix socket `path`.
+    """`Client(path, token=None)`: talk to the daemon listening on the Unix socket `path`;
+    `Client(url="https://HOST:PORT", pin="sha256:...", cert=CERT, key=KEY)`: to the daemon
+    serving its API over TLS there, whose certificate has `pin`, as the user of `cert`.
+    `cert`/`key` with a socket: used only to follow a standby's redirect.
 
     Each method returns the daemon's JSON answer, or raises what the daemon raised (the same
     `CordonError` subclass, message, hint and exit code). `DaemonDown` if nothing listens.
@@ -70,22 +82,35 @@ class Client:
         self,
         path: Path | str | None = None,
         *,
+        url: str | None = None,
+        pin: str | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
         token: str | None = None,
         timeout: float = 300.0,
         transport: httpx.BaseTransport | None = None,
+        follow: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else default_socket_path()
+        self.url = url.rstrip("/") if url is not None else None
+        self.where = self.url or str(self.path)
         self.timeout = timeout
+        self.follow = follow
+        self.notes: list[str] = []  # a redirect followed, an answer from a standby
+        self._tls = (cert, key)
+        self._token = token
         headers = {"Authorization": f"Bearer {_check_token(token)}"} if token is not None else {}
+        if transport is None and self.url is not None:
+            transport = httpx.HTTPTransport(verify=_pinned(self.url, pin, cert, key))
         self._http = httpx.Client(
             transport=transport or httpx.HTTPTransport(uds=str(self.path)),
-            base_url="http://cordon/v1",
+            base_url=f"{self.url}/v1" if self.url is not None else "http://cordon/v1",
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
         )
 
     def __repr__(self) -> str:
-        return f"Client(path={str(self.path)!r})"
+        return f"Client({self.where!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -208,24 +233,94 @@ class Client:
             )
         except httpx.TimeoutException as exc:
             raise DaemonError(
-                f"the daemon at {self.path} did not answer within {self.timeout:g} s",
+                f"the daemon at {self.where} did not answer within {self.timeout:g} s",
                 hint="see the daemon's log; the request may still be in progress (`cordon runs`)",
             ) from exc
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
-        return self._decode(response)
+        try:
+            return self._decode(response)
+        except StandbyError as err:
+            active = response.json()["error"].get("active")
+            return self._follow(err, active, method, url, body, params)
+
+    def _follow(
+        self,
+        err: StandbyError,
+        active: Any,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+    ) -> JSON:
+        """A standby refused: send the same request once to the active node it named."""
+        if not self.follow:
+            raise err
+        if not isinstance(active, dict):
+            raise StandbyError(
+                err.message,
+                hint="no daemon is active: a standby takes over within the failover bound "
+                "(CORDON_FAILOVER_S); `cordon status` shows the nodes",
+            )
+        node = str(active.get("node"))
+        target, pin = active.get("url"), active.get("pin")
+        if not isinstance(target, str) or not isinstance(pin, str):
+            raise StandbyError(
+                err.message,
+                hint=f"node {node} serves no API over TCP (its CORDON_API_LISTEN is unset): "
+                "send the order on that node (its socket)",
+            )
+        cert, key = self._tls
+        if cert is None or key is None:
+            raise StandbyError(
+                err.message,
+                hint=f"to be sent there ({target}), set CORDON_API_CLIENT_CERT and "
+                "CORDON_API_CLIENT_KEY to your client certificate listed in the roles file",
+            )
+        with Client(
+            url=target,
+            pin=pin,
+            cert=cert,
+            key=key,
+            token=self._token,
+            timeout=self.timeout,
+            follow=False,
+        ) as other:
+            answer = other._send(method, url, body=body, params=params)
+            self.notes.append(
+                f"{self.where} is a standby: the order was sent to the active node {node} "
+                f"at {target}"
+            )
+            self.notes += other.notes
+            return answer
 
     def _unreachable(self, exc: httpx.TransportError) -> CordonError:
         code = _errno(exc)
+        tls = _tls_error(exc)
+        if tls is not None:
+            return AccessRefused(
+                f"no TLS session with the daemon at {self.where}: {tls}; nothing was sent",
+                hint="check CORDON_API_PIN (the daemon's certificate) and that your client "
+                "certificate (CORDON_API_CLIENT_CERT) is listed in the daemon's roles file",
+            )
+        if self.url is not None and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+            # TLS 1.3: a server that refuses the client certificate says so after the client's
+            # side of the handshake ended, by closing: the request was never read
+            return DaemonError(
+                f"the daemon at {self.where} closed the TLS connection without answering: it "
+                "does not accept this client certificate, or it stopped",
+                hint="check that your certificate (CORDON_API_CLIENT_CERT) is listed under "
+                "`certificates:` in the daemon's roles file; the daemon's log says if it stopped",
+            )
         if code in _DENIED_ERRNOS:
             return AccessRefused(
-                f"cannot connect to the daemon at {self.path}: permission denied",
+                f"cannot connect to the daemon at {self.where}: permission denied",
                 hint="the socket admits its owner and its group only: ask to be added to the group",
             )
         if code in _DOWN_ERRNOS or isinstance(exc, httpx.ConnectError):
-            return DaemonDown(f"the daemon is not running at {self.path}", hint=DOWN_HINT)
+            return DaemonDown(f"the daemon is not running at {self.where}", hint=DOWN_HINT)
         return DaemonError(
-            f"lost the connection to the daemon at {self.path} ({type(exc).__name__})",
+            f"lost the connection to the daemon at {self.where} ({type(exc).__name__})",
             hint="see the daemon's log; `cordon runs` shows what was done",
         )
 
@@ -235,13 +330,22 @@ class Client:
         except ValueError:
             data = None
         if response.is_success and isinstance(data, dict):
+            if response.headers.get("Cordon-Role") == "standby":
+                active = response.headers.get("Cordon-Active", "none")
+                at = response.headers.get("Cordon-Active-Url")
+                note = (
+                    f"answered by node {response.headers.get('Cordon-Node')}, a standby, from "
+                    f"the shared state; the active node is {active}" + (f" ({at})" if at else "")
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
             return data
         error = data.get("error") if isinstance(data, dict) else None
         try:
             info = ErrorInfo.model_validate(error)
         except ValidationError:
             raise DaemonError(
-                f"the daemon at {self.path} answered HTTP {response.status_code} "
+                f"the daemon at {self.where} answered HTTP {response.status_code} "
                 "without a readable body",
                 hint="is this a cordon daemon of the same version?",
             ) from None
@@ -263,7 +367,7 @@ class TypedClient:
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(x) for x in first["loc"]) or "the body"
             raise DaemonError(
-                f"the daemon at {self.raw.path} answered a {model.__name__} this client cannot "
+                f"the daemon at {self.raw.where} answered a {model.__name__} this client cannot "
                 f"read: {where}: {first['msg']}",
                 hint="is this a cordon daemon of the same version?",
             ) from None
@@ -351,6 +455,49 @@ def _check_token(token: str) -> str:
             hint="copy the token again; tokens are printable ASCII without spaces",
         )
     return token
+
+
+def _pinned(url: str, pin: str | None, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    """The TLS context for the daemon at `url`: its pin checked before a byte is sent, our
+    client certificate presented. Missing pieces: `ConfigError`, nothing sent."""
+    from agent import mtls  # noqa: PLC0415 - TCP only: the socket client stays light
+
+    if not url.startswith("https://"):
+        raise ConfigError(
+            f"the daemon's URL {url[:200]!r} is not https://HOST:PORT: the API is never spoken "
+            "over TCP without TLS",
+            hint="set CORDON_API_URL=https://HOST:PORT and CORDON_API_PIN=sha256:...",
+        )
+    if pin is None:
+        raise ConfigError(
+            f"no pin for the daemon's certificate at {url}: it is never trusted unverified",
+            hint="set CORDON_API_PIN to the sha256:... `cordon api keygen` printed for it",
+        )
+    if cert is None or key is None:
+        raise ConfigError(
+            f"no client certificate for the daemon at {url}: over TCP the certificate says "
+            "who you are",
+            hint="set CORDON_API_CLIENT_CERT and CORDON_API_CLIENT_KEY=file:PATH",
+        )
+    return mtls.pinned_client_context(
+        cert, key, pin, error=ConfigError, what="CORDON_API_PIN / CORDON_API_CLIENT_CERT"
+    )
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    """The TLS failure behind a transport error (a pin mismatch, a refused certificate)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError):
+            return (
+                str(cur.args[0])
+                if type(cur).__name__ == "PinMismatch"
+                else (f"TLS failed ({cur.reason or cur})")
+            )
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _seg(value: str) -> str:

@@ -1,5 +1,6 @@
-"""The daemon's HTTP API on a Unix socket (aiohttp): routes, caller identity, authorization, the
-audit of every refusal, and errors as JSON with the exit code the CLI uses.
+"""The daemon's HTTP API on a Unix socket (aiohttp), and over TCP with TLS and client
+certificates (`agent.api.tcp`): routes, caller identity, authorization, the audit of every
+refusal, and errors as JSON with the exit code the CLI uses.
 
 Imports aiohttp, `agent.api.{auth,backend}`, `agent.wire`, `agent.audit` and `agent.errors`; never
 the service, the engine or a driver (the `Backend` is given to `make_app`), the daemon process or
@@ -9,14 +10,21 @@ Every route is under /v1 and answers JSON. An error is
 `{"error": {"type", "message", "hint", "exit_code"}}` (plus `issues` for input files, `device`
 and `operation` for device errors): never a traceback, every string scrubbed of known secrets.
 A request is handled in this order, and each refusal is logged as `access.refused`:
-identify (peer uid, or bearer token) -> role may do the action -> validate the request ->
-(for a run: the playbook's flags, then the full policy) -> the backend, in a worker thread, with
-`actor`, `role`, `via`, `uid` bound into the audit context.
+identify (peer uid, or bearer token; over TLS the client certificate) -> role may do the
+action -> validate the request -> (for a run: the playbook's flags, then the full policy) ->
+the backend, in a worker thread, with `actor`, `role`, `via`, `uid` bound into the audit context.
+
+Several daemons on one PostgreSQL state (`directory` given): a standby refuses an order with
+`StandbyError` (HTTP 421), the body's `error.active` naming the active node, its epoch, its API
+URL and certificate pin (from `cordon_nodes`; null when no node is active): the client follows it
+once. Every answer says who answered: headers `Cordon-Node`, `Cordon-Role` (active or standby)
+and `Cordon-Active` (the active node, or none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -27,11 +35,11 @@ import struct
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from agent import __version__, audit
+from agent import __version__, audit, mtls
 from agent.api import default_socket_path
 from agent.api.auth import GRANTS, Action, Caller, Decision, Policy, authorize, may, user_name
 from agent.api.backend import Backend
@@ -51,6 +59,7 @@ from agent.errors import (
     PlaybookError,
     RunError,
     SecretError,
+    StandbyError,
 )
 from agent.wire import (
     JSON,
@@ -68,9 +77,13 @@ from agent.wire import (
     run_id,
 )
 
+if TYPE_CHECKING:  # the daemon gives it: this module never opens the state database
+    from agent.api.nodes import Directory
+
 __all__ = ["MAX_BODY", "error_body", "http_status", "make_app", "serve", "start"]
 
 MAX_BODY = 64 * 1024  # a request is a few names and reasons; anything bigger is refused (413)
+ROLE_HEADER_S = 2.0  # the most the role headers may delay an answer (the database away)
 SOCKET_MODE = 0o660
 DIR_MODE = 0o750
 
@@ -88,6 +101,7 @@ _STATUS: tuple[tuple[type[CordonError], int], ...] = (
     (ConfigError, 400),
     (AccessRefused, 403),
     (ApprovalError, 409),
+    (StandbyError, 421),  # misdirected: the active node's address is in the body
     (DaemonError, 400),
     (PlanError, 422),
     (RunError, 409),  # refused (includes LockError: the site is held by another run)
@@ -178,6 +192,15 @@ def _peer_uid(request: web.Request) -> int:
     return int(uid)
 
 
+def _tls_peer(request: web.Request) -> tuple[bool, str | None]:
+    """(over TLS?, the pin of the client certificate the handshake proved, if any)."""
+    transport = request.transport
+    ssl_obj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_obj is None:
+        return False, None
+    return True, mtls.peer_pin(ssl_obj)
+
+
 def _bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization")
     if header is None:
@@ -204,9 +227,12 @@ class _Act:
 
 
 class _Api:
-    def __init__(self, backend: Backend, policy: Policy) -> None:
+    def __init__(
+        self, backend: Backend, policy: Policy, directory: Directory | None = None
+    ) -> None:
         self.backend = backend
         self.policy = policy
+        self.directory = directory
 
     # -- plumbing
 
@@ -215,13 +241,7 @@ class _Api:
 
         async def handler(request: web.Request) -> web.StreamResponse:
             act = _Act(action)
-            uid = _peer_uid(request)
-            try:
-                caller = self.policy.identify(uid, _bearer(request))
-            except AccessRefused as err:
-                with audit.bind(actor=user_name(uid), role=None, via="token", uid=uid):
-                    _refused(action, err)
-                raise
+            caller = self._identify(request, action)
             with audit.bind(actor=caller.user, role=caller.role, via=caller.via, uid=caller.uid):
                 try:
                     result = await fn(request, caller, act)
@@ -236,6 +256,58 @@ class _Api:
 
         return handler
 
+    def _identify(self, request: web.Request, action: str) -> Caller:
+        """The caller: by client certificate over TLS, else by peer uid or bearer token; a
+        refusal is audited here."""
+        tls, pin = _tls_peer(request)
+        if tls:
+            try:
+                return self.policy.identify_certificate(pin, _bearer(request))
+            except AccessRefused as err:
+                who = self.policy.certificates.get(pin) if pin else None
+                with audit.bind(actor=who, role=None, via="certificate", uid=None, pin=pin):
+                    _refused(action, err)
+                raise
+        uid = _peer_uid(request)
+        try:
+            return self.policy.identify(uid, _bearer(request))
+        except AccessRefused as err:
+            with audit.bind(actor=user_name(uid), role=None, via="token", uid=uid):
+                _refused(action, err)
+            raise
+
+    async def _standby(self, err: StandbyError) -> web.Response:
+        """A standby's refusal, with where the active node is (the client follows it once)."""
+        body = error_body(err)
+        active = None
+        if self.directory is not None:
+            with contextlib.suppress(CordonError):  # the database away: no address to give
+                active = await asyncio.to_thread(self.directory.active, fresh=True)
+        info = body["error"]
+        info["active"] = active.as_dict() if active is not None else None
+        if active is None:
+            info["message"] = f"{info['message']}; no node holds the active lease now"
+        elif active.url is not None:
+            info["message"] = f"{info['message']}; its API: {active.url}"
+        return web.json_response(body, status=http_status(err))
+
+    async def who_answers(self, _request: web.Request, response: web.StreamResponse) -> None:
+        """on_response_prepare: say which node answered and whether it is the active one."""
+        if self.directory is None:
+            return
+        try:  # never holds an answer up for long: the database may be restarting
+            active = await asyncio.wait_for(
+                asyncio.to_thread(self.directory.active), timeout=ROLE_HEADER_S
+            )
+        except (CordonError, TimeoutError):
+            return  # the database is away: the answer's own content says what it can
+        response.headers["Cordon-Node"] = self.directory.node
+        mine = active is not None and active.node == self.directory.node
+        response.headers["Cordon-Role"] = "active" if mine else "standby"
+        response.headers["Cordon-Active"] = active.node if active is not None else "none"
+        if active is not None and active.url is not None and not mine:
+            response.headers["Cordon-Active-Url"] = active.url
+
     @web.middleware
     async def errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -243,6 +315,8 @@ class _Api:
         """Every failure becomes a JSON error; an unknown route is audited as a refusal."""
         try:
             return await handler(request)
+        except StandbyError as err:
+            return await self._standby(err)
         except CordonError as err:
             return _error_response(err)
         except web.HTTPException as exc:
@@ -276,6 +350,13 @@ class _Api:
     def _refused_unrouted(self, request: web.Request, err: CordonError) -> None:
         action = f"{request.method} {request.path}"[:200]
         who: dict[str, Any] = {"actor": None, "role": None, "via": None, "uid": None}
+        tls, pin = _tls_peer(request)
+        if tls:
+            user = self.policy.certificates.get(pin) if pin else None
+            who.update(actor=user, via="certificate", pin=pin)
+            with audit.bind(**who):
+                _refused(action, err)
+            return
         try:
             who["uid"] = uid = _peer_uid(request)
             who["actor"] = user_name(uid)
@@ -426,10 +507,15 @@ class _Api:
         )
 
 
-def make_app(backend: Backend, policy: Policy) -> web.Application:
-    """The API as an aiohttp application; serve it with `serve` (or `start`)."""
-    api = _Api(backend, policy)
+def make_app(
+    backend: Backend, policy: Policy, *, directory: Directory | None = None
+) -> web.Application:
+    """The API as an aiohttp application; serve it with `serve` (or `start`), and over TCP
+    with `agent.api.tcp.start_tcp`. `directory`: several daemons share the state (standby
+    redirects, the role headers)."""
+    api = _Api(backend, policy, directory)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[api.errors])
+    app.on_response_prepare.append(api.who_answers)
     ep = api.endpoint
     app.router.add_get("/v1/health", api.health)
     app.router.add_get("/v1/status", ep(Action.STATUS, api.status))

@@ -1,6 +1,10 @@
 """Talking to the daemon, or to the same API served inside this process (--local).
 
-`connect` yields a `Conn`: the typed client of the daemon's socket; with --local, a typed client
+`connect` yields a `Conn`: the typed client of the daemon's socket, or of a daemon's API over TLS
+when `CORDON_API_URL` is set (with `CORDON_API_PIN`, the client certificate `CORDON_API_CLIENT_CERT`
+and its key `CORDON_API_CLIENT_KEY=file:PATH`; the certificate also lets the client follow a
+standby's redirect to the active node); what the client noted (a redirect followed, an answer
+from a standby) is said on stderr. With --local, a typed client
 of the API served on a private socket from a thread of this process, over the same journal,
 authorized (roles file, OS user or --token) and audited exactly as an order sent to the daemon.
 
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -22,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent import settings
 from agent.api.client import Client, TypedClient
 from agent.cli.options import Opts
+from agent.errors import ConfigError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -48,8 +55,18 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
     run (--local), so it gets the twin's flow probes when the twin is up.
     """
     if not o.local:
-        with Client(o.socket_path(), token=o.token) as client:
-            yield Conn(TypedClient(client))
+        cfg = settings.current()
+        cert, key = _client_identity()
+        if cfg.api_url:
+            daemon = Client(url=cfg.api_url, pin=cfg.api_pin, cert=cert, key=key, token=o.token)
+        else:
+            daemon = Client(o.socket_path(), cert=cert, key=key, token=o.token)
+        with daemon as client:
+            try:
+                yield Conn(TypedClient(client))
+            finally:
+                for note in client.notes:
+                    sys.stderr.write(f"cordon: {note}\n")
         return
     from agent import audit  # noqa: PLC0415 - --local only
     from agent.api.auth import (  # noqa: PLC0415
@@ -81,6 +98,31 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
         sock = stack.enter_context(_serve_here(make_app(service, policy)))
         client = stack.enter_context(Client(sock, token=o.token))
         yield Conn(TypedClient(client), service)
+
+
+def _client_identity() -> tuple[Path | None, Path | None]:
+    """The CLI's client certificate and its key's file (`file:PATH`, checked like any secret
+    file), or (None, None)."""
+    cfg = settings.current()
+    if cfg.api_client_cert is None and cfg.api_client_key is None:
+        return None, None
+    if cfg.api_client_cert is None or cfg.api_client_key is None:
+        missing = "CORDON_API_CLIENT_" + ("CERT" if cfg.api_client_cert is None else "KEY")
+        raise ConfigError(
+            f"{missing} is not set: a client certificate needs both the certificate and its key",
+            hint="set CORDON_API_CLIENT_CERT=PATH and CORDON_API_CLIENT_KEY=file:PATH",
+        )
+    ref = cfg.api_client_key
+    if not ref.startswith("file:") or len(ref) == 5:
+        raise ConfigError(
+            "CORDON_API_CLIENT_KEY must be a file reference, file:PATH (its value is not shown)",
+            hint="set CORDON_API_CLIENT_KEY=file:PATH (a file readable by you only)",
+        )
+    from agent.secrets import check_file, ref_path  # noqa: PLC0415 - TLS only
+
+    key = ref_path(ref, Path.cwd())
+    check_file(key, what="your API client key (CORDON_API_CLIENT_KEY)")
+    return cfg.api_client_cert, key
 
 
 @contextlib.contextmanager

@@ -1,13 +1,16 @@
 """`cordon daemon`: one long-running process per state directory, wiring the engine (`Service`,
-with its APScheduler jobs) to the API on a Unix socket, until SIGTERM or SIGINT.
+with its APScheduler jobs) to the API on a Unix socket, and over TCP with TLS and client
+certificates when `CORDON_API_LISTEN` is set (`agent.api.tcp`), until SIGTERM or SIGINT.
+Sharing a PostgreSQL state with other daemons, it records its API address in `cordon_nodes`
+(`agent.api.nodes`), where a standby finds the active node's to redirect an order.
 
 The composition root: imports the service (`agent.service.service`), the API (`agent.api.http`)
-and its roles policy (`agent.api.auth`), the crisis cell's read-only view (`agent.view`, served on
-loopback TCP only when `CORDON_VIEW_LISTEN` is set), the audit trail and the drivers' open-file
-limit (raised at start), and chooses the engine's flow sources (the production ones,
-`agent.verify.sources`, and the twin's prober, `agent.lab.verifier`, when a twin of the inventory
-is up): with the CLI, the only module that imports the twin. Nothing here decides or renders;
-nothing below the daemon imports it.
+and its roles policy (`agent.api.auth`), the crisis cell's read-only view (`agent.view`, served
+on TCP when `CORDON_VIEW_LISTEN` is set: loopback in plain HTTP, beyond it over the API's TLS),
+the audit trail and the drivers' open-file limit (raised at start), and chooses the engine's
+flow sources (the production ones, `agent.verify.sources`, and the twin's prober,
+`agent.lab.verifier`, when a twin of the inventory is up): with the CLI, the only module that
+imports the twin. Nothing here decides or renders; nothing below the daemon imports it.
 
 In the state directory, besides the journal and the job store:
     daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
@@ -33,11 +36,15 @@ from typing import Any
 from agent import __version__, audit
 from agent.api.auth import Policy
 from agent.api.http import make_app, start
+from agent.api.nodes import Directory
+from agent.api.tcp import ServerTls, TcpListen, api_listen, server_tls, start_tcp
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
+from agent.settings import current as current_settings
 from agent.verify.sources import production_sources
 from agent.view import listen_address, make_view_app, start_view
+from agent.view.server import is_loopback
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 
@@ -100,6 +107,12 @@ def _held(state_dir: Path, *, shared: bool) -> DaemonError:
     )
 
 
+@dataclass(frozen=True)
+class _Tcp:
+    tls: ServerTls | None = None  # the daemon's certificate (the API over TCP, a TLS view)
+    api: TcpListen | None = None  # CORDON_API_LISTEN
+
+
 @dataclass
 class _Life:
     started: bool = False
@@ -113,7 +126,9 @@ def run(cfg: DaemonConfig) -> None:
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
     policy = Policy.load(cfg.roles)
-    view = listen_address()  # CORDON_VIEW_LISTEN: refused now if not a loopback HOST:PORT
+    tls = server_tls(policy)  # CORDON_API_TLS_CERT/_KEY: refused now if unusable
+    tcp = api_listen(policy)  # CORDON_API_LISTEN: refused now if bad, or without TLS
+    view = listen_address(tls=tls is not None)  # CORDON_VIEW_LISTEN: loopback, or with TLS
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
         twin = twin_source(service.inv)
@@ -124,7 +139,7 @@ def run(cfg: DaemonConfig) -> None:
         service.announce = _say  # active/standby: the role changes, said on the daemon's log
         life = _Life()
         try:
-            asyncio.run(_serve(service, policy, cfg, life, view))
+            asyncio.run(_serve(service, policy, cfg, life, view, _Tcp(tls, tcp)))
         finally:
             service.stop()
             if life.started:
@@ -145,18 +160,35 @@ async def _serve(
     cfg: DaemonConfig,
     life: _Life,
     view: tuple[str, int] | None = None,
+    tcp: _Tcp | None = None,
 ) -> None:
+    tcp = tcp or _Tcp()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop, life)
-    runner = await start(make_app(service, policy), cfg.socket, group=cfg.group)
+    url = current_settings().state_url
+    directory = Directory(url, service.node_id) if url is not None else None
+    runner = await start(
+        make_app(service, policy, directory=directory), cfg.socket, group=cfg.group
+    )
     state_file = cfg.state_dir / STATE_FILE
     view_runner = None
+    tcp_runner = None
     try:
-        if view is not None:  # the crisis cell's read-only page, on loopback TCP
-            view_app = make_view_app(service, policy, listen=view)
-            view_runner = await start_view(view_app, *view)
+        if tcp.api is not None:  # the API over TCP: TLS, client certificates
+            tcp_app = make_app(service, policy, directory=directory)
+            tcp_runner = await start_tcp(
+                tcp_app, tcp.api.host, tcp.api.port, tcp.api.tls.context, var="CORDON_API_LISTEN"
+            )
+        if directory is not None:  # where other nodes' clients reach this one
+            api = tcp.api
+            directory.record(api.advertise if api else None, api.tls.pin if api else None)
+        if view is not None:  # the crisis cell's read-only page: loopback, or over TLS
+            plain = is_loopback(view[0])
+            view_app = make_view_app(service, policy, listen=view if plain else None)
+            ctx = None if plain or tcp.tls is None else tcp.tls.context
+            view_runner = await start_view(view_app, *view, ssl_context=ctx)
         service.start()  # after the socket: a second daemon on it was refused before any job
         life.started = True
         _write_state(state_file, cfg)
@@ -171,6 +203,8 @@ async def _serve(
                 roles=policy.source,
                 poll_interval=cfg.poll_interval,
                 view=f"{view[0]}:{view[1]}" if view else None,
+                api_tcp=tcp.api.advertise if tcp.api else None,
+                api_pin=tcp.tls.pin if tcp.tls else None,
                 open_runs=service.journal.open_runs(),
                 node=service.node_id,
                 role="active" if service.may_drive() else "standby",
@@ -178,12 +212,22 @@ async def _serve(
                 outcome="listening",
             )
         _say(f"listening on {cfg.socket} (pid {os.getpid()}, state {cfg.state_dir})")
+        if tcp.api is not None:
+            _say(
+                f"API over TLS on {_host(tcp.api.host)}:{tcp.api.port}, advertised as "
+                f"{tcp.api.advertise}, certificate {tcp.api.tls.pin}"
+            )
         if view is not None:
-            _say(f"crisis-cell view on http://{_host(view[0])}:{view[1]}/view (read-only)")
+            scheme = "http" if is_loopback(view[0]) else "https"
+            _say(f"crisis-cell view on {scheme}://{_host(view[0])}:{view[1]}/view (read-only)")
         await stop.wait()
     finally:
         if view_runner is not None:
             await view_runner.cleanup()
+        if tcp_runner is not None:
+            await tcp_runner.cleanup()
+        if directory is not None:
+            directory.close()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             if cfg.socket.is_socket():

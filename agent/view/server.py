@@ -12,7 +12,10 @@ exchanged once through `?token=` for a random session id in an HttpOnly, SameSit
 (the token itself never goes into the cookie, the page or a log). The caller must hold a role
 that may `status`; the clocks and the incident timeline come from the audit report and need a
 role that may `audit.report` (else the page says so). Every refusal is audited as
-`access.refused`, as the API's are. Only loopback addresses are served: nothing here does TLS.
+`access.refused`, as the API's are. Loopback addresses are served in plain HTTP; an address beyond
+loopback only over TLS with client certificates, the API's own (`agent.api.tcp.server_tls`: the
+daemon's certificate, the roles file's client certificates): a browser without one of them does
+not get past the handshake, and then still needs its token.
 
 Live updates: each open page's stream reads the status once a second (the incident's audit
 report every `REPORT_EVERY_S`) under its caller's identity, and pushes the board when it changed.
@@ -28,6 +31,7 @@ import ipaddress
 import json
 import secrets
 import sqlite3
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +54,7 @@ __all__ = [
     "COOKIE",
     "REPORT_EVERY_S",
     "SESSION_S",
+    "is_loopback",
     "listen_address",
     "make_view_app",
     "start_view",
@@ -75,10 +80,11 @@ _VAR = "CORDON_VIEW_LISTEN"
 # -- the listening address ---------------------------------------------------------------------
 
 
-def listen_address(raw: str | None = None) -> tuple[str, int] | None:
-    """`CORDON_VIEW_LISTEN` as (host, port), None when unset (no view). Loopback IP literals
-    only (`127.0.0.1:8443`, `[::1]:8443`): the view has no TLS, so it is reached on the daemon's
-    own machine or through an SSH tunnel; anything else is a `ConfigError` before any start."""
+def listen_address(raw: str | None = None, *, tls: bool = False) -> tuple[str, int] | None:
+    """`CORDON_VIEW_LISTEN` as (host, port), None when unset (no view). Without `tls`, loopback
+    IP literals only (`127.0.0.1:8443`, `[::1]:8443`), reached on the daemon's own machine or
+    through an SSH tunnel; with `tls` (the daemon has its API certificate), any IP literal of
+    this host. Anything else is a `ConfigError` before any start."""
     value = settings.current().view_listen if raw is None else raw
     if not value:
         return None
@@ -94,23 +100,34 @@ def listen_address(raw: str | None = None) -> tuple[str, int] | None:
         raise ConfigError(
             f"{_VAR}={value!r}: {host!r} is not an IP address (names are not resolved)", hint=hint
         ) from None
-    if not addr.is_loopback:
+    if not addr.is_loopback and not tls:
         raise ConfigError(
-            f"{_VAR}={value!r}: {host} is not a loopback address; the view has no TLS and is "
-            "served on the daemon's machine only",
-            hint=hint + "; from another machine: ssh -L 8443:127.0.0.1:8443 <daemon host>",
+            f"{_VAR}={value!r}: {host} is not a loopback address; beyond loopback the view is "
+            "served over TLS with client certificates only, and the daemon has no certificate",
+            hint=hint + "; or set CORDON_API_TLS_CERT and CORDON_API_TLS_KEY (README: HA); "
+            "or from another machine: ssh -L 8443:127.0.0.1:8443 <daemon host>",
         )
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ConfigError(f"{_VAR}={value!r}: the port must be 1-65535", hint=hint)
     return str(addr), int(port_text)
 
 
-async def start_view(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Listen on host:port; `await runner.cleanup()` stops serving."""
+def is_loopback(host: str) -> bool:
+    """Is `host` (an IP literal, as `listen_address` returns it) a loopback address?"""
+    return ipaddress.ip_address(host).is_loopback
+
+
+async def start_view(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Listen on host:port (over TLS with `ssl_context`, which a non-loopback address needs);
+    `await runner.cleanup()` stops serving."""
+    if ssl_context is None and not is_loopback(host):
+        raise ConfigError(f"the view is never served beyond loopback ({host}) without TLS")
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True).start()
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(
@@ -327,7 +344,7 @@ class _View:
                 path="/view",
                 httponly=True,
                 samesite="Strict",
-                secure=False,  # loopback HTTP only (see listen_address)
+                secure=request.secure,  # over TLS (beyond loopback): sent back over TLS only
             )
             return resp
         caller = self.caller(request)
@@ -469,8 +486,9 @@ def make_view_app(
     interval: float = 1.0,
     listen: tuple[str, int] | None = None,
 ) -> web.Application:
-    """The view as an aiohttp application. `listen`: the address served, whose Host header
-    (and localhost's) alone is accepted (a page of another site rebound to 127.0.0.1 is not)."""
+    """The view as an aiohttp application. `listen`: the loopback address served, whose Host
+    header (and localhost's) alone is accepted (a page of another site rebound to 127.0.0.1 is
+    not); None over TLS, where the pinned certificates stand in for that check."""
     view = _View(backend, policy, interval)
     if listen is not None:
         host, port = listen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from agent.cli.commands.api import api
 from agent.cli.commands.audit import audit
 from agent.cli.commands.daemon import daemon_cmd
 from agent.cli.commands.demo import demo
@@ -44,4 +45,5 @@ COMMANDS: tuple[click.Command, ...] = (
     drill,
     audit,
     probe,
+    api,
 )
