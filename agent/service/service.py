@@ -269,8 +269,8 @@ class Service:
         raise StandbyError(
             f"this daemon (node {self.node_id}) is a standby: it changes nothing; the active "
             f"daemon is {active}",
-            hint="send the order to the active node's daemon (forwarding is not done yet); "
-            "`cordon status` shows the nodes",
+            hint="the CLI sends it once to the active node's API (CORDON_API_URL over TLS, with "
+            "a client certificate); `cordon status` shows the nodes",
         )
 
     def _say(self, text: str) -> None:
