@@ -171,6 +171,57 @@ def _contained(report: Report, lang: str) -> list[str]:
     return out
 
 
+# the regulatory clock (`agent.audit.report.CLOCKS`) each draft answers
+CLOCK_OF = {
+    "ars": "ars",
+    "nis2-early": "nis2_early_warning",
+    "nis2-notification": "nis2_notification",
+    "nis2-final": "nis2_final_report",
+    "cnil": "cnil",
+}
+
+
+def _deadline(kind: str, inc: Incident, lang: str, now: datetime) -> Field:
+    """Where this draft's regulatory clock stands, as the report computes it."""
+    label = _fr("Délai", lang, "Deadline")
+    clock = next((c for c in inc.clocks if c.kind == CLOCK_OF[kind]), None)
+    if clock is None:
+        return Field(
+            label, None, _fr("délai (aucune déclaration)", lang, "deadline (no declaration)")
+        )
+    to = f"{clock.to or '?'}, " + _fr("réf.", lang, "ref") + f" {clock.reference or '?'}"
+    if clock.status == "due":
+        since = human.span(now - clock.due)  # `due` is the declaration for "without delay"
+        value = _fr(
+            f"sans délai : à faire maintenant, pas encore notifiée ({since} depuis la déclaration)",
+            lang,
+            f"without delay: due now, not yet notified ({since} since the declaration)",
+        )
+    elif clock.notified_at is not None:
+        value = _fr(
+            f"notifiée le {_when(clock.notified_at)} à {to}",
+            lang,
+            f"notified at {_when(clock.notified_at)} to {to}",
+        ) + (
+            _fr(
+                f" ; échéance {_when(clock.due)} ({clock.status})",
+                lang,
+                f"; due {_when(clock.due)} ({clock.status})",
+            )
+            if clock.status != "notified"
+            else ""
+        )
+    else:
+        value = _fr(
+            f"échéance {_when(clock.due)} ({clock.rule}) : {clock.status}, {clock.note}",
+            lang,
+            f"due {_when(clock.due)} ({clock.rule}): {clock.status}, {clock.note}",
+        )
+    notes = [n for n in inc.notifications if n.kind == CLOCK_OF[kind]]
+    source = f"seq {inc.declared_seq}" + (f", seq {notes[0].seq}" if notes else "")
+    return Field(label, value, source=source)
+
+
 def _join(lines: list[str]) -> str | None:
     return "\n".join(lines) if lines else None
 
@@ -299,7 +350,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 ],
             ),
             Section("4. Causes de l'incident", [c["cause"]]),
-            Section("Suivi", [c["notified"]]),
+            Section("Suivi", [_deadline(kind, inc, lang, now), c["notified"]]),
         ]
     if kind == "cnil":
         assert inc.declared_at is not None
@@ -352,10 +403,16 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
             Section(
                 "Délai",
                 [
-                    todo("Motifs du retard (notification au-delà de 72 h)", "motifs du retard")
-                    if late
-                    else Field(
-                        "Délai de 72 h", f"échéance {_when(inc.declared_at + timedelta(hours=72))}"
+                    _deadline(kind, inc, lang, now),
+                    *(
+                        [
+                            todo(
+                                "Motifs du retard (notification au-delà de 72 h)",
+                                "motifs du retard",
+                            )
+                        ]
+                        if late
+                        else []
                     ),
                     c["notified"],
                 ],
@@ -370,6 +427,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 "Early warning",
                 [c["declared"], c["what"], suspected, cross, c["sites"], c["degraded"]],
             ),
+            Section("Follow-up", [_deadline(kind, inc, lang, now), c["notified"]]),
         ]
     if kind == "nis2-notification":
         return [
@@ -386,7 +444,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 ],
             ),
             Section("Measures", [c["measures"], c["contained"]]),
-            Section("Follow-up", [c["notified"]]),
+            Section("Follow-up", [_deadline(kind, inc, lang, now), c["notified"]]),
         ]
     return [  # nis2-final
         Section("Entity", [c["entity"], c["contact"]]),
@@ -406,7 +464,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
             [c["measures"], c["contained"], c["degraded"]],
         ),
         Section("Cross-border impact", [cross]),
-        Section("Notifications", [c["notified"]]),
+        Section("Notifications", [_deadline(kind, inc, lang, now), c["notified"]]),
     ]
 
 

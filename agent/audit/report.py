@@ -111,7 +111,7 @@ class Clock:
     rule: str
     due: datetime
     notified_at: datetime | None
-    status: str  # met | late | pending | overdue
+    status: str  # met | late | pending | overdue; without delay (ARS): due | notified
     note: str
     reference: str | None = None
     to: str | None = None
@@ -349,17 +349,21 @@ def _clock(
     else:
         due = declared + delay
     notified = made.at if made is not None else None
+    at_once = delay == timedelta(0)  # "without delay": no deadline to count down to
     if notified is not None:
-        status = "met" if notified <= due or delay == timedelta(0) else "late"
+        status = "notified" if at_once else "met" if notified <= due else "late"
         gap = notified - declared
         note = (
             f"notified {human.span(gap)} after declaration"
             if gap >= timedelta(0)
             else f"notified {human.span(-gap)} before declaration"
         )
+    elif at_once:
+        status = "due"
+        note = f"due now: not yet notified ({human.span(now - declared)} since the declaration)"
     elif now > due:
         status = "overdue"
-        note = f"not notified, {human.span(now - due)} past due" if delay else "not notified"
+        note = f"not notified, {human.span(now - due)} past due"
     else:
         status = "pending"
         note = f"{human.span(due - now)} left"
@@ -705,12 +709,23 @@ def _clock_cells(c: Clock) -> list[str]:
     return [
         c.label,
         c.rule,
-        human.moment(c.due),
-        c.status.upper(),
+        _clock_due(c),
+        _clock_status(c),
         human.moment(c.notified_at) if c.notified_at else "-",
         f"{c.to or '-'} / {c.reference or '-'}",
         c.note,
     ]
+
+
+def _clock_due(c: Clock) -> str:
+    """When a clock is due: a time, or for "without delay" at once from the declaration."""
+    if c.status in ("due", "notified"):
+        return f"at once from the declaration ({human.moment(c.due)})"
+    return human.moment(c.due)
+
+
+def _clock_status(c: Clock) -> str:
+    return "DUE NOW" if c.status == "due" else c.status.upper()
 
 
 def _clock_line(c: Clock) -> str:
@@ -721,7 +736,7 @@ def _clock_line(c: Clock) -> str:
         if c.notified_at
         else c.note
     )
-    return f"{c.status.upper():<8} {c.label}: due {human.moment(c.due)} ({c.rule}); {made}"
+    return f"{_clock_status(c):<8} {c.label}: due {_clock_due(c)} ({c.rule}); {made}"
 
 
 def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
@@ -850,6 +865,10 @@ def render_text(report: Report) -> str:
 
 def render_md(report: Report) -> str:
     return "\n".join(_lines(report, md=True)) + "\n"
+
+
+TEMPLATES.globals["clock_due"] = _clock_due
+TEMPLATES.globals["clock_status"] = _clock_status
 
 
 def render_html(report: Report) -> str:

@@ -422,17 +422,50 @@ def test_notification_meets_its_clock_at_the_time_it_was_made(crisis_log: Path) 
     its reference; the others are pending."""
     inc = _report(crisis_log).incidents[0]
     clocks = {c.kind: c for c in inc.clocks}
-    assert clocks["ars"].status == "met"
+    assert clocks["ars"].status == "notified"
     assert clocks["ars"].notified_at == T0 + timedelta(seconds=240)
     assert (clocks["ars"].to, clocks["ars"].reference) == ("ARS", "PSIG-42")
     assert clocks["cnil"].status == "pending"
     assert inc.notifications[0].by == "directeur de garde"
     assert (
-        "MET      ARS (regional health agency) report: due 2024-10-15 03:00:00 UTC (without "
-        "delay); notified 2024-10-15 03:04:00 UTC to ARS, ref PSIG-42 (notified 4 min 00 s "
-        "after declaration)" in render(_report(crisis_log), "text")
+        "NOTIFIED ARS (regional health agency) report: due at once from the declaration "
+        "(2024-10-15 03:00:00 UTC) (without delay); notified 2024-10-15 03:04:00 UTC to ARS, ref "
+        "PSIG-42 (notified 4 min 00 s after declaration)" in render(_report(crisis_log), "text")
     )
     assert "| ARS / PSIG-42 |" in render(_report(crisis_log), "md")
+
+
+def test_ars_clock_is_due_now_until_notified_never_overdue(crisis_log: Path) -> None:
+    """ "Without delay" has no deadline to miss: from the declaration until `incident notify
+    --to ars` is recorded the clock says "due now: not yet notified" (in the report, the ARS
+    draft and the page), then "notified at ..."; never OVERDUE from the start."""
+    log = crisis_log.parent / "before-notify"  # the log as it stood before seq 13 (the notify)
+    log.mkdir()
+    kept = [
+        line
+        for path in sorted(crisis_log.glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if json.loads(line)["seq"] < 13
+    ]
+    (log / sorted(crisis_log.glob("audit-*.jsonl"))[0].name).write_text("\n".join(kept) + "\n")
+    later = T0 + timedelta(hours=2)
+    report = build(log, incident="INC-1", now=later)
+    ars = {c.kind: c for c in report.incidents[0].clocks}["ars"]
+    assert (ars.status, ars.notified_at) == ("due", None)
+    assert ars.note == "due now: not yet notified (2 h 00 min since the declaration)"
+    text = render(report, "text")
+    assert "DUE NOW  ARS (regional health agency) report: due at once from the declaration" in text
+    assert "OVERDUE" not in text.split("NIS2 early warning")[0]
+    assert '<td class="due">DUE NOW</td>' in render(report, "html")
+    ars_draft = drafts.render(drafts.draft("ars", log, now=later), "text")
+    assert (
+        "* Délai: sans délai : à faire maintenant, pas encore notifiée (2 h 00 min depuis la "
+        "déclaration)" in ars_draft
+    )
+    done = {c.kind: c for c in _report(crisis_log).incidents[0].clocks}["ars"]
+    assert (done.status, done.note) == ("notified", "notified 4 min 00 s after declaration")
+    notified = drafts.render(drafts.draft("ars", crisis_log, now=later), "text")
+    assert "* Délai: notifiée le 2024-10-15 03:04:00 UTC à ARS, réf. PSIG-42" in notified
 
 
 def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> None:
@@ -470,7 +503,7 @@ def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> No
             "cnil",
             {
                 "Date et heure du constat": "2024-10-15 03:00:00 UTC",
-                "Délai de 72 h": "2024-10-18 03:00:00 UTC",
+                "Délai": "échéance 2024-10-18 03:00:00 UTC (72 h) : pending, 2 d 22 h left",
             }
             | {"Description (telle que consignée)": "ransom note on the admin PCs"},
             [
