@@ -259,16 +259,20 @@ def test_summary_says_what_happened_who_and_time_to_contain(crisis_log: Path) ->
 def test_still_degraded_says_only_what_the_log_holds(crisis_log: Path) -> None:
     """A zone a soak re-isolated, a level not recorded (unknown, not "normal"), an uncleared
     drift alarm, a run that did not end done."""
-    degraded = _report(crisis_log).summary.still_degraded
+    report = _report(crisis_log)
+    degraded = report.summary.still_degraded
     assert degraded[0].startswith(
-        "nantes: unknown (after preventive-degraded (done); the log does not record the run's level"
+        "nantes: unknown (after preventive-degraded r-degrade (done); the log does not record "
+        "the run's level"
     )
-    assert degraded[1] == "rennes: reconnect: L0, reisolated; re-isolated: admin"
+    assert degraded[1] == "rennes: reconnect r-reconnect: L0, reisolated; re-isolated: admin"
     assert (
         degraded[2]
         == "run r-reconnect (reconnect) ended reisolated: soak-admin: scan toward the core"
     )
-    assert degraded[3] == "drift alarm on nts-sw1 not cleared (seq 17): uplink back up <b>"
+    assert degraded[3] == "drift alarm on nts-sw1 not cleared: uplink back up <b>"
+    # each line names the records it comes from: the runs' ends, the re-isolation, the alarm
+    assert report.summary.degraded_seqs == [(8, 12), (14, 15, 16), (16,), (17,)]
 
 
 def test_durations_are_rounded_for_a_person(crisis_log: Path) -> None:
@@ -318,7 +322,8 @@ def test_flows_count_only_is_said_as_such(crisis_log: Path) -> None:
     """Today's runs record a count of flow problems, not per-flow verdicts: the report says so."""
     note = _report(crisis_log).summary.flow_note
     assert note.startswith(
-        "the log holds no per-flow result, only each run's count of flow problems (1 in 3 run(s))"
+        "the log holds no per-flow result, only each run's count of flow problems (1 in 3 "
+        "run(s): r-isolate 0, r-degrade 0, r-reconnect 1)"
     )
 
 
