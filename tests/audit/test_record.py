@@ -527,7 +527,7 @@ def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> No
         (
             "nis2-notification",
             {
-                "Measures taken": "isolate-site on rennes (by ops)",
+                "Measures taken": "isolate-site r-isolate on rennes (by ops)",
                 "Containment per site": "rennes: contained at 2024-10-15 03:01:03 UTC, 1 min 03 s",
             },
             ["Severity and impact", "Indicators of compromise"],
