@@ -13,7 +13,7 @@ import pytest
 from agent.audit.report import build, cite, render
 from agent.audit.verify import verify
 from tests.audit.test_record import T0, _report, crisis_log  # noqa: F401 - the fixture
-from tests.audit.traced import check_html, check_text, text_facts
+from tests.audit.traced import check_draft, check_html, check_text, text_facts
 
 
 def test_every_fact_of_the_report_cites_records_of_the_chain(crisis_log: Path) -> None:  # noqa: F811
@@ -92,3 +92,17 @@ def test_a_record_rehashed_still_breaks_the_chain(crisis_log: Path) -> None:  # 
     assert "CHAIN BROKEN" in text.splitlines()[4]
     assert "this record cannot be relied on" in text.splitlines()[4]
     assert any("PSIG-99" in f.text for f in text_facts(text))
+
+
+def test_every_line_of_a_draft_that_cites_records_is_checked(crisis_log: Path) -> None:  # noqa: F811
+    from agent.audit import drafts  # noqa: PLC0415
+
+    for kind in drafts.DRAFTS:
+        made = drafts.draft(kind, crisis_log, integrity=verify(crisis_log), now=T0)
+        text = drafts.render(made, "text")
+        assert check_draft(text, crisis_log) >= 4, kind
+    ars = drafts.render(drafts.draft("ars", crisis_log, now=T0), "text")
+    wrong = ars.replace("fin 2024-10-15 03:01:04 UTC (done)", "fin 2024-10-15 03:01:09 UTC (done)")
+    assert wrong != ars
+    with pytest.raises(AssertionError, match="no cited record's time"):
+        check_draft(wrong, crisis_log)

@@ -213,3 +213,29 @@ def check_html(html: str, log_dir: Path) -> int:
         for seq in seqs:
             assert parser.rows.get(seq) == chain[seq]["hash"], f"seq {seq}: wrong hash in HTML"
     return len(parser.facts)
+
+
+def check_draft(text: str, log_dir: Path) -> int:
+    """Every line of a draft that cites records (`[seq ...]`: a field's source, or one line of
+    a field of several): each record in the chain with its content still hashing to its hash,
+    and every time the line states a cited record's time or a deadline counted from one.
+    Returns how many lines cite records."""
+    chain = chain_records(log_dir)
+    checked = 0
+    for line in text.splitlines():
+        seqs = [s for found in CITE.findall(line) for s in expand(found)]
+        if not seqs:
+            continue
+        records = []
+        for seq in seqs:
+            assert seq in chain, f"{line!r} cites seq {seq}, not in the chain"
+            record = chain[seq]
+            body = {k: v for k, v in record.items() if k != "hash"}
+            assert record_hash(body) == record["hash"], f"seq {seq} no longer hashes to its hash"
+            records.append(record)
+        allowed = {m for r in records for m in _moments(r)} | _deadlines(records)
+        for shown in MOMENT.findall(line):
+            moment = datetime.strptime(shown, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
+            assert moment in allowed, f"{line!r} states {shown}, no cited record's time"
+        checked += 1
+    return checked
