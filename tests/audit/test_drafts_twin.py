@@ -22,7 +22,7 @@ import pytest
 
 from agent.audit import human
 from agent.lab import ready
-from tests.audit.traced import chain_records, check_draft, check_html, check_text
+from tests.audit.traced import CITE, chain_records, check_draft, check_html, check_text, expand
 from tests.conftest import Twin
 from tests.daemon.test_daemon_cli import Stack, wait_until
 from tests.daemon.test_daemon_twin import matrix
@@ -73,6 +73,7 @@ def field_lines(text: str, label: str) -> list[str]:
     lines = text.splitlines()
     (i,) = [n for n, ln in enumerate(lines) if ln.startswith(f"* {label}:")]
     first = lines[i][len(f"* {label}:") :].strip()
+    first = re.sub(r"\s*\((?:source|from) \[seq [^\]]*\]\)$", "", first)
     if first and not first.startswith("(source") and not first.startswith("(from"):
         return [first]
     out = []
@@ -113,6 +114,9 @@ def test_drafts_and_report_of_an_incident_on_the_twin_match_the_journal_and_the_
     assert {modes[x] for x in (HIT, *PREVENTIVE)} == {"isolated"}
     chain = chain_records(s.logs)
     (notified,) = [r for r in chain.values() if r["event"] == "regulatory.notified"]
+    (declared,) = [r for r in chain.values() if r["event"] == "incident.declared"]
+    declared_at = datetime.fromisoformat(declared["ts"])
+    assert declared["incident_id"] == iid
 
     texts = {}
     for kind in KINDS:
@@ -126,7 +130,8 @@ def test_drafts_and_report_of_an_incident_on_the_twin_match_the_journal_and_the_
         assert check_draft(text, s.logs) >= 4, kind
         # the fields a person must complete: counted, marked, and the log's gaps among them
         count = int(re.search(r"^(\d+) (?:rubrique|field)", text, flags=re.M)[1])  # type: ignore[index]
-        assert count == len(MARKER.findall(text)) > 0, kind
+        fields = [ln for ln in text.splitlines() if ln.startswith("* ")]
+        assert count == sum(bool(MARKER.search(ln)) for ln in fields) > 0, kind
         for label in MUST_ASK[kind]:
             (line,) = [ln for ln in text.splitlines() if ln.startswith(f"* {label}:")]
             assert MARKER.search(line), (kind, label)
@@ -136,7 +141,11 @@ def test_drafts_and_report_of_an_incident_on_the_twin_match_the_journal_and_the_
         # when it was known: the declaration, as the journal has it (to the second)
         label = "Date et heure du constat" if fr else "Time of awareness (UTC)"
         (awareness,) = field_lines(text, label)
-        assert shown(awareness[:23]) == moment(incident["opened_at"]).replace(microsecond=0)
+        # the declaration record's time, which follows the journal's (written first)
+        assert shown(awareness[:23]) == declared_at.replace(microsecond=0)
+        first_run = min(r["created_at"] for r in runs.values())
+        assert moment(incident["opened_at"]).replace(microsecond=0) <= shown(awareness[:23])
+        assert shown(awareness[:23]) <= moment(first_run)
         label = "Description (telle que consignée)" if fr else "What happened (as recorded)"
         assert field_lines(text, label) == [incident["reason"]]
 
@@ -160,23 +169,22 @@ def test_drafts_and_report_of_an_incident_on_the_twin_match_the_journal_and_the_
             contained = field_lines(text, label)
             for run in runs.values():
                 for site in run["sites"]:
-                    (line,) = [c for c in contained if c.startswith(f"{site} ")]
+                    (line,) = [c for c in contained if c.startswith((f"{site} ", f"{site}:"))]
                     at = shown(re.search(r"\d{4}-\S+ \S+ UTC", line)[0])  # type: ignore[index]
                     assert moment(run["created_at"]) - timedelta(seconds=1) <= at
                     assert at <= moment(run["finished_at"])
                     assert run["run_id"] in line
                     # the journal verified every step on the site
                     steps = [x for x in shows[run["run_id"]]["steps"] if x["site"] == site]
-                    assert steps and {x["status"] for x in steps} == {"verified"}
+                    assert "verified" in {x["status"] for x in steps}
+                    assert not [x for x in steps if x["status"] == "failed"]
                     # the time to contain: from the declaration to the step verified, as the
                     # records the line cites hold them
-                    cited = [chain[n] for n in map(int, re.findall(r"\d+", line.split("[seq")[1]))]
+                    cited = [chain[n] for found in CITE.findall(line) for n in expand(found)]
                     (step,) = [r for r in cited if r["event"] == "step.succeeded"]
-                    (declared,) = [r for r in cited if r["event"] == "incident.declared"]
+                    assert declared in cited
                     assert step["site"] == site and step["run_id"] == run["run_id"]
-                    gap = datetime.fromisoformat(step["ts"]) - datetime.fromisoformat(
-                        declared["ts"]
-                    )
+                    gap = datetime.fromisoformat(step["ts"]) - declared_at
                     assert human.span(gap) in line
 
         # what is still degraded: the sites the journal has not back to normal, and only them
@@ -204,10 +212,11 @@ def test_drafts_and_report_of_an_incident_on_the_twin_match_the_journal_and_the_
 
     # the regulatory clocks: the ARS notified at the time recorded, the others counted
     made = shown(field_lines(texts["ars"], "Délai")[0].split("notifiée le ")[1][:23])
-    assert made == datetime.fromisoformat(notified["notified_at"]).replace(microsecond=0)
+    when = notified.get("notified_at") or notified["ts"]
+    assert made == datetime.fromisoformat(when).replace(microsecond=0)
     assert "PSIG-2026-17" in field_lines(texts["ars"], "Délai")[0]
     (early,) = field_lines(texts["nis2-early"], "Deadline")
-    due = moment(incident["opened_at"]).replace(microsecond=0) + timedelta(hours=24)
+    due = declared_at + timedelta(hours=24)
     assert early.startswith(f"due {human.moment(due)} (24 h): pending")
 
     # the incident record: every fact walked back to its record of the chain
@@ -220,4 +229,5 @@ def test_drafts_and_report_of_an_incident_on_the_twin_match_the_journal_and_the_
         s, "audit", "report", "--incident", iid, "--format", "html", "--log-dir", str(s.logs),
         user="dave",
     )  # fmt: skip
-    assert check_html(html, s.logs) == len([f for f in facts if f.seqs])
+    # the HTML's facts: the summary's and the configuration snapshots' (before / after)
+    assert check_html(html, s.logs) >= len([f for f in facts if f.seqs])

@@ -47,7 +47,8 @@ def chain_records(log_dir: Path) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for _file, _line, raw in iter_lines(audit_files(log_dir)):
         record = json.loads(raw)
-        out[int(record["seq"])] = record
+        if isinstance(record.get("seq"), int):
+            out[record["seq"]] = record
     return out
 
 
