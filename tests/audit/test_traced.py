@@ -12,6 +12,7 @@ import pytest
 
 from agent.audit.report import build, cite, render
 from agent.audit.verify import verify
+from tests.audit.test_config_diff import config_log  # noqa: F401 - the fixture
 from tests.audit.test_record import T0, _report, crisis_log  # noqa: F401 - the fixture
 from tests.audit.traced import check_draft, check_html, check_text, text_facts
 
@@ -106,3 +107,14 @@ def test_every_line_of_a_draft_that_cites_records_is_checked(crisis_log: Path) -
     assert wrong != ars
     with pytest.raises(AssertionError, match="no cited record's time"):
         check_draft(wrong, crisis_log)
+
+
+def test_configuration_snapshots_are_traced_too(config_log: Path) -> None:  # noqa: F811
+    """A run's record with config.before / config.after snapshots (and no incident): the
+    summary's facts and, in HTML, each device's before / after cite their records."""
+    from tests.audit.test_config_diff import _report as config_report  # noqa: PLC0415
+
+    report = config_report(config_log)
+    facts = check_text(render(report, "text"), config_log)
+    html_facts = check_html(render(report, "html"), config_log)
+    assert html_facts == len([f for f in facts if f.seqs]) + len(report.configs)
