@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agent.audit import human
 from agent.audit.facts import RunFacts
-from agent.audit.report import TEMPLATES, Chain, Incident, Report, build, read_records
+from agent.audit.report import TEMPLATES, Chain, Incident, Report, build, cite, read_records
 from agent.audit.verify import Verification
 from agent.errors import ConfigError
 
@@ -79,11 +79,16 @@ class Field:
     label: str
     value: str | None  # None: a person must complete it (`todo` says what)
     todo: str = ""
-    source: str = ""  # the records it comes from
+    seqs: tuple[int, ...] = ()  # the records it comes from
 
     @property
     def missing(self) -> bool:
         return self.value is None
+
+    @property
+    def source(self) -> str:
+        """`[seq 1, 4-6]`, or "" for a field the log does not fill."""
+        return cite(self.seqs) if self.seqs and not self.missing else ""
 
 
 @dataclass(frozen=True)
@@ -138,52 +143,139 @@ def _measures(report: Report, lang: str) -> list[str]:
         sites = ", ".join(run.sites) or "?"
         lines.append(
             _fr(
-                f"{_when(run.started_at)} : {run.playbook} sur {sites} (par {who}) ; {end} "
-                f"[seq {run.started_seq}]",
+                f"{_when(run.started_at)} : {run.playbook} {run.run_id} sur {sites} (par {who}) "
+                f"; {end} {cite(run.seqs)}",
                 lang,
-                f"{_when(run.started_at)}: {run.playbook} on {sites} (by {who}); {end} "
-                f"[seq {run.started_seq}]",
+                f"{_when(run.started_at)}: {run.playbook} {run.run_id} on {sites} (by {who}); "
+                f"{end} {cite(run.seqs)}",
             )
         )
     return lines
 
 
-def _contained(report: Report, lang: str) -> list[str]:
+def _contained(report: Report, lang: str, inc_seq: int) -> list[str]:
     out = []
     for site in report.summary.sites:
         if site.time_to_contain is None:
             continue
+        first = site.runs[0]
+        seqs = cite(
+            [
+                first.verified_seq.get(site.site),
+                inc_seq if site.contain_from == "declaration" else 0,
+            ]
+        )
         out.append(
             _fr(
                 f"{site.site} : contenu à {_when(site.contained_at)}, "
-                f"{human.span(site.time_to_contain)} après la déclaration",
+                f"{human.span(site.time_to_contain)} après la déclaration, par {first.playbook} "
+                f"{first.run_id} {seqs}",
                 lang,
                 f"{site.site}: contained at {_when(site.contained_at)}, "
-                f"{human.span(site.time_to_contain)} after the declaration",
+                f"{human.span(site.time_to_contain)} after the declaration, by {first.playbook} "
+                f"{first.run_id} {seqs}",
             )
             if site.contain_from == "declaration"
             else _fr(
-                f"{site.site} : contenu à {_when(site.contained_at)}",
+                f"{site.site} : contenu à {_when(site.contained_at)}, par {first.playbook} "
+                f"{first.run_id} {seqs}",
                 lang,
-                f"{site.site}: contained at {_when(site.contained_at)}",
+                f"{site.site}: contained at {_when(site.contained_at)}, by {first.playbook} "
+                f"{first.run_id} {seqs}",
             )
         )
     return out
+
+
+# the regulatory clock (`agent.audit.report.CLOCKS`) each draft answers
+CLOCK_OF = {
+    "ars": "ars",
+    "nis2-early": "nis2_early_warning",
+    "nis2-notification": "nis2_notification",
+    "nis2-final": "nis2_final_report",
+    "cnil": "cnil",
+}
+
+
+def _deadline(kind: str, inc: Incident, lang: str, now: datetime) -> Field:
+    """Where this draft's regulatory clock stands, as the report computes it."""
+    label = _fr("Délai", lang, "Deadline")
+    clock = next((c for c in inc.clocks if c.kind == CLOCK_OF[kind]), None)
+    if clock is None:
+        return Field(
+            label, None, _fr("délai (aucune déclaration)", lang, "deadline (no declaration)")
+        )
+    to = f"{clock.to or '?'}, " + _fr("réf.", lang, "ref") + f" {clock.reference or '?'}"
+    if clock.status == "due":
+        since = human.span(now - clock.due)  # `due` is the declaration for "without delay"
+        value = _fr(
+            f"sans délai : à faire maintenant, pas encore notifiée ({since} depuis la déclaration)",
+            lang,
+            f"without delay: due now, not yet notified ({since} since the declaration)",
+        )
+    elif clock.notified_at is not None:
+        value = _fr(
+            f"notifiée le {_when(clock.notified_at)} à {to}",
+            lang,
+            f"notified at {_when(clock.notified_at)} to {to}",
+        ) + (
+            _fr(
+                f" ; échéance {_when(clock.due)} ({clock.status})",
+                lang,
+                f"; due {_when(clock.due)} ({clock.status})",
+            )
+            if clock.status != "notified"
+            else ""
+        )
+    else:
+        value = _fr(
+            f"échéance {_when(clock.due)} ({clock.rule}) : {clock.status}, {clock.note}",
+            lang,
+            f"due {_when(clock.due)} ({clock.rule}): {clock.status}, {clock.note}",
+        )
+    return Field(label, value, seqs=clock.seqs)
 
 
 def _join(lines: list[str]) -> str | None:
     return "\n".join(lines) if lines else None
 
 
-def _runs_source(runs: list[RunFacts]) -> str:
-    return ", ".join(f"seq {r.started_seq}" for r in runs if r.started_seq)
+def _runs_seqs(runs: list[RunFacts]) -> tuple[int, ...]:
+    return tuple(x for r in runs for x in r.seqs)
+
+
+def _flow_lines(report: Report, lang: str) -> tuple[list[str], tuple[int, ...]]:
+    """Each flow's last verdict the log records (cut: verified closed; kept: verified open)."""
+    last = {f.flow: f for f in report.summary.flows}
+    lines = []
+    for f in sorted(last.values(), key=lambda x: (x.expected != "closed", x.flow)):
+        what = {
+            ("closed", "passed"): _fr("coupé (vérifié fermé)", lang, "cut (verified closed)"),
+            ("open", "passed"): _fr("maintenu (vérifié ouvert)", lang, "kept (verified open)"),
+        }.get(
+            (f.expected or "", f.status),
+            _fr(
+                f"{f.status} (attendu {f.expected or '?'})",
+                lang,
+                f"{f.status} (expected {f.expected or '?'})",
+            ),
+        )
+        lines.append(f"{f.flow}: {what}, {_when(f.at)} {cite([f.seq])}")
+    return lines, tuple(f.seq for f in last.values())
 
 
 def _common(report: Report, inc: Incident, lang: str) -> dict[str, Field]:
     """The fields several drafts share, in the draft's language."""
     s = report.summary
     sites = [x.site for x in s.sites]
-    declared = f"seq {inc.declared_seq}" if inc.declared_seq else ""
+    declared = (inc.declared_seq,) if inc.declared_seq else ()
+    flows, flow_seqs = _flow_lines(report, lang)
+    contained_seqs = tuple(
+        x
+        for site in s.sites
+        if site.contained_at is not None
+        for x in (site.runs[0].verified_seq.get(site.site, 0), *declared)
+    )
     return {
         "entity": Field(
             _fr("Structure (raison sociale, FINESS, adresse)", lang, "Entity (name, sector)"),
@@ -204,50 +296,73 @@ def _common(report: Report, inc: Incident, lang: str) -> dict[str, Field]:
                 f"{_when(inc.declared_at)} (incident declared in Cordon by "
                 f"{inc.declared_by or 'unknown'}; correct it if it was known earlier)",
             ),
-            source=declared,
+            seqs=declared,
         ),
         "what": Field(
             _fr("Description (telle que consignée)", lang, "What happened (as recorded)"),
             inc.reason,
             _fr("description de l'incident", lang, "description of the incident"),
-            source=declared,
+            seqs=declared,
         ),
         "hit": Field(
             _fr("Site touché", lang, "Site hit"),
             inc.site,
             _fr("site touché", lang, "site hit"),
-            source=declared,
+            seqs=declared,
         ),
         "sites": Field(
             _fr("Établissements / sites concernés", lang, "Sites affected"),
             ", ".join(sites) if sites else None,
             _fr("sites concernés (aucun run consigné)", lang, "sites affected (no run recorded)"),
-            source=_runs_source(s.runs),
+            seqs=tuple(r.started_seq for r in s.runs if r.started_seq),  # sites: run.started
+        ),
+        "flows": Field(
+            _fr(
+                "Flux réseau coupés et maintenus (selon le journal)",
+                lang,
+                "Network flows cut and kept (per the log)",
+            ),
+            _join(flows),
+            _fr(
+                "flux coupés et maintenus (le journal ne consigne aucun résultat par flux)",
+                lang,
+                "flows cut and kept (the log records no per-flow result)",
+            ),
+            seqs=flow_seqs,
         ),
         "services": Field(
             _fr("Services et systèmes d'information touchés", lang, "Services affected"),
             None,
             _fr(
-                "services de soins et applications touchés (le journal ne les consigne pas)",
+                "services de soins et applications touchés (le journal ne consigne que les flux "
+                "réseau ci-dessus)",
                 lang,
-                "care services and applications affected (not in the log)",
+                "care services and applications affected (the log holds only the network flows "
+                "above)",
             ),
         ),
         "measures": Field(
             _fr("Mesures prises (heure, action, sites, auteur)", lang, "Measures taken"),
             _join(_measures(report, lang)),
             _fr("mesures prises", lang, "measures taken"),
-            source=_runs_source(s.runs),
+            seqs=_runs_seqs(s.runs),
         ),
         "contained": Field(
             _fr("Confinement par site", lang, "Containment per site"),
-            _join(_contained(report, lang)),
+            _join(_contained(report, lang, inc.declared_seq or 0)),
             _fr("heure de confinement par site", lang, "time each site was contained"),
+            seqs=contained_seqs,
         ),
         "degraded": Field(
             _fr("Encore dégradé (selon le journal)", lang, "Still degraded (per the log)"),
-            _join(s.still_degraded)
+            _join(
+                [
+                    f"{line} {cite(seqs)}"
+                    for line, seqs in zip(s.still_degraded, s.degraded_seqs, strict=True)
+                ]
+            )
             or _fr("rien que le journal consigne", lang, "nothing the log records"),
+            seqs=tuple(x for seqs in s.degraded_seqs for x in seqs),
         ),
         "cause": Field(
             _fr("Causes identifiées", lang, "Root cause"),
@@ -265,7 +380,7 @@ def _common(report: Report, inc: Incident, lang: str) -> dict[str, Field]:
                 ]
             )
             or _fr("aucune consignée", lang, "none recorded"),
-            source=", ".join(f"seq {n.seq}" for n in inc.notifications),
+            seqs=tuple(n.seq for n in inc.notifications),
         ),
     }
 
@@ -284,7 +399,15 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
             ),
             Section(
                 "2. Description de l'incident",
-                [c["declared"], c["what"], c["hit"], c["sites"], c["services"], c["measures"]],
+                [
+                    c["declared"],
+                    c["what"],
+                    c["hit"],
+                    c["sites"],
+                    c["flows"],
+                    c["services"],
+                    c["measures"],
+                ],
             ),
             Section(
                 "3. Impacts de l'incident",
@@ -299,7 +422,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 ],
             ),
             Section("4. Causes de l'incident", [c["cause"]]),
-            Section("Suivi", [c["notified"]]),
+            Section("Suivi", [_deadline(kind, inc, lang, now), c["notified"]]),
         ]
     if kind == "cnil":
         assert inc.declared_at is not None
@@ -352,10 +475,16 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
             Section(
                 "Délai",
                 [
-                    todo("Motifs du retard (notification au-delà de 72 h)", "motifs du retard")
-                    if late
-                    else Field(
-                        "Délai de 72 h", f"échéance {_when(inc.declared_at + timedelta(hours=72))}"
+                    _deadline(kind, inc, lang, now),
+                    *(
+                        [
+                            todo(
+                                "Motifs du retard (notification au-delà de 72 h)",
+                                "motifs du retard",
+                            )
+                        ]
+                        if late
+                        else []
                     ),
                     c["notified"],
                 ],
@@ -370,6 +499,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 "Early warning",
                 [c["declared"], c["what"], suspected, cross, c["sites"], c["degraded"]],
             ),
+            Section("Follow-up", [_deadline(kind, inc, lang, now), c["notified"]]),
         ]
     if kind == "nis2-notification":
         return [
@@ -380,13 +510,14 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 [
                     todo("Severity and impact", "severity and impact assessment"),
                     c["sites"],
+                    c["flows"],
                     c["services"],
                     c["degraded"],
                     todo("Indicators of compromise", "indicators of compromise, where available"),
                 ],
             ),
             Section("Measures", [c["measures"], c["contained"]]),
-            Section("Follow-up", [c["notified"]]),
+            Section("Follow-up", [_deadline(kind, inc, lang, now), c["notified"]]),
         ]
     return [  # nis2-final
         Section("Entity", [c["entity"], c["contact"]]),
@@ -396,6 +527,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
                 c["declared"],
                 c["what"],
                 c["sites"],
+                c["flows"],
                 c["services"],
                 todo("Severity and impact", "severity and impact"),
             ],
@@ -406,7 +538,7 @@ def _sections(kind: str, report: Report, inc: Incident, now: datetime) -> list[S
             [c["measures"], c["contained"], c["degraded"]],
         ),
         Section("Cross-border impact", [cross]),
-        Section("Notifications", [c["notified"]]),
+        Section("Notifications", [_deadline(kind, inc, lang, now), c["notified"]]),
     ]
 
 

@@ -73,6 +73,15 @@ class RunFacts:
     approved_by: list[str] = field(default_factory=list)
     changes: int = 0  # device.change records
     verified_on: dict[str, datetime] = field(default_factory=dict)  # site -> last step.succeeded
+    verified_seq: dict[str, int] = field(default_factory=dict)  # site -> that record's seq
+    change_seqs: list[int] = field(default_factory=list)  # the device.change records
+    other_seqs: list[int] = field(default_factory=list)  # run.approved, run.break_glass
+
+    @property
+    def seqs(self) -> list[int]:
+        """The records every fact of the run line comes from."""
+        ends = [x for x in (self.started_seq, self.finished_seq) if x]
+        return sorted({*ends, *self.change_seqs, *self.other_seqs})
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class SiteFacts:
     contain_note: str
     state: str  # the last run's effect, as the log says it
     degraded: bool | None  # None: the log cannot say
+    seqs: tuple[int, ...] = ()  # the records it comes from: runs, step verified, re-isolations
+    reisolated_seqs: tuple[int, ...] = ()  # the re-isolations its state names
 
 
 @dataclass(frozen=True)
@@ -136,9 +147,12 @@ class Summary:
     runs: list[RunFacts] = field(default_factory=list)
     sites: list[SiteFacts] = field(default_factory=list)
     still_degraded: list[str] = field(default_factory=list)
+    degraded_seqs: list[tuple[int, ...]] = field(default_factory=list)  # per line: its records
     flows: list[FlowFact] = field(default_factory=list)
     flow_note: str = ""
     people: dict[str, list[str]] = field(default_factory=dict)  # actor -> events done
+    people_seqs: dict[str, list[int]] = field(default_factory=dict)  # actor -> their records
+    flow_note_seqs: tuple[int, ...] = ()  # the run.finished records the flow note counts
     configs: list[ConfigChange] = field(default_factory=list)
 
 
@@ -187,28 +201,42 @@ def _runs(records: list[dict[str, Any]]) -> dict[str, RunFacts]:  # noqa: PLR091
             run.finished_at, run.finished_seq = when, int(rec.get("seq", 0))
         elif event == "run.break_glass":
             run.break_glass = _str(rec.get("reason")) or "(no reason recorded)"
+            run.other_seqs.append(int(rec.get("seq", 0)))
         elif event == "run.approved":
             run.approved_by.append(str(rec.get("actor") or "unknown"))
+            run.other_seqs.append(int(rec.get("seq", 0)))
         elif event == "device.change":
             run.changes += 1
+            run.change_seqs.append(int(rec.get("seq", 0)))
         elif event == "step.succeeded" and when is not None:
             site = rec.get("site")
             if isinstance(site, str) and site:
                 run.verified_on[site] = when
+                run.verified_seq[site] = int(rec.get("seq", 0))
     return runs
 
 
 def _site(
-    name: str, runs: list[RunFacts], declared: datetime | None, reisolated: list[str]
+    name: str,
+    runs: list[RunFacts],
+    declared: datetime | None,
+    reisolated: list[tuple[int, str]],
+    declared_seq: int | None,
 ) -> SiteFacts:
     first, last = runs[0], runs[-1]
     contained = first.verified_on.get(name) if first.outcome == "done" else None
+    seqs = {x for r in runs for x in (r.started_seq, r.finished_seq) if x}
+    seqs |= {seq for seq, _ in reisolated}
+    if contained is not None:
+        seqs.add(first.verified_seq[name])
     start = (
         declared
         if declared is not None and (first.started_at is None or declared <= first.started_at)
         else first.started_at
     )
     source = "declaration" if start is not None and start == declared else "first run's start"
+    if contained is not None and source == "declaration" and declared_seq:
+        seqs.add(declared_seq)
     if contained is not None and start is not None:
         ttc: timedelta | None = contained - start
         note = f"by {first.playbook or 'unknown playbook'} ({first.run_id})"
@@ -224,19 +252,35 @@ def _site(
     elif last.outcome not in _LEAVES_CHANGES:
         state, degraded = f"{last.playbook} {last.run_id} ended {last.outcome}", None
     elif last.level is None:
-        state = f"after {last.playbook} ({last.outcome}); the log does not record the run's level"
+        state = (
+            f"after {last.playbook} {last.run_id} ({last.outcome}); "
+            "the log does not record the run's level"
+        )
         degraded = None
     elif last.level == "L0" and last.outcome == "done":
-        state, degraded = f"back to normal by {last.playbook} (L0, done)", False
+        state, degraded = f"back to normal by {last.playbook} {last.run_id} (L0, done)", False
     else:
-        state, degraded = f"{last.playbook}: {last.level}, {last.outcome}", True
+        state, degraded = f"{last.playbook} {last.run_id}: {last.level}, {last.outcome}", True
     if reisolated:
-        state += "; re-isolated: " + ", ".join(reisolated)
+        state += "; re-isolated: " + ", ".join(zone for _, zone in reisolated)
         degraded = True
-    return SiteFacts(name, runs, contained, source if ttc else "", ttc, note, state, degraded)
+    return SiteFacts(
+        name,
+        runs,
+        contained,
+        source if ttc else "",
+        ttc,
+        note,
+        state,
+        degraded,
+        tuple(sorted(seqs)),
+        tuple(seq for seq, _ in reisolated),
+    )
 
 
-def _flows(records: list[dict[str, Any]], runs: Iterable[RunFacts]) -> tuple[list[FlowFact], str]:
+def _flows(
+    records: list[dict[str, Any]], runs: Iterable[RunFacts]
+) -> tuple[list[FlowFact], str, tuple[int, ...]]:
     found: list[FlowFact] = []
     for rec in records:
         per = rec.get("flows")
@@ -266,14 +310,20 @@ def _flows(records: list[dict[str, Any]], runs: Iterable[RunFacts]) -> tuple[lis
                 )
             )
     if found:
-        return found, ""
+        return found, "", ()
     counted = [r for r in runs if r.flow_problems is not None]
     if not counted:
-        return [], "no flow verification is recorded in the selected records"
+        return [], "no flow verification is recorded in the selected records", ()
     bad = sum(r.flow_problems or 0 for r in counted)
-    return [], (
-        f"the log holds no per-flow result, only each run's count of flow problems "
-        f"({bad} in {len(counted)} run(s)); per-flow verdicts are in the journal (`cordon show`)"
+    return (
+        [],
+        (
+            f"the log holds no per-flow result, only each run's count of flow problems "
+            f"({bad} in {len(counted)} run(s): "
+            + ", ".join(f"{r.run_id} {r.flow_problems}" for r in counted)
+            + "); per-flow verdicts are in the journal (`cordon show`)"
+        ),
+        tuple(r.finished_seq for r in counted if r.finished_seq),
     )
 
 
@@ -297,13 +347,18 @@ def _open_ends(
     return reisolated, drift
 
 
-def _degraded(out: Summary, drift: dict[str, tuple[int, str]]) -> list[str]:
-    lines: list[str] = []
+def _degraded(out: Summary, drift: dict[str, tuple[int, str]]) -> list[tuple[str, tuple[int, ...]]]:
+    """Each line of what is still degraded, with the records it comes from."""
+    lines: list[tuple[str, tuple[int, ...]]] = []
     for site in out.sites:
+        last = site.runs[-1]
+        # the state is the last run's, and the re-isolations since the last run done
+        ends = {x for x in (last.started_seq, last.finished_seq) if x}
+        seqs = tuple(sorted(ends | set(site.reisolated_seqs)))
         if site.degraded:
-            lines.append(f"{site.site}: {site.state}")
+            lines.append((f"{site.site}: {site.state}", seqs))
         elif site.degraded is None:
-            lines.append(f"{site.site}: unknown ({site.state})")
+            lines.append((f"{site.site}: unknown ({site.state})", seqs))
     for run in out.runs:
         if run.outcome is None or run.outcome in ("done", "cancelled", "expired"):
             continue
@@ -316,11 +371,14 @@ def _degraded(out: Summary, drift: dict[str, tuple[int, str]]) -> list[str]:
         ]
         if not later:  # a later run on the same sites that ended done settles it
             lines.append(
-                f"run {run.run_id} ({run.playbook}) ended {run.outcome}"
-                + (f": {run.detail}" if run.detail else "")
+                (
+                    f"run {run.run_id} ({run.playbook}) ended {run.outcome}"
+                    + (f": {run.detail}" if run.detail else ""),
+                    tuple(x for x in (run.finished_seq,) if x),
+                )
             )
     lines += [
-        f"drift alarm on {device} not cleared (seq {seq}): {detail}"
+        (f"drift alarm on {device} not cleared: {detail}", (seq,))
         for device, (seq, detail) in sorted(drift.items())
     ]
     return lines
@@ -373,9 +431,11 @@ def _configs(records: list[dict[str, Any]]) -> list[ConfigChange]:
     return [c for _, c in sorted(out, key=lambda pair: pair[0])]
 
 
-def summarize(records: list[dict[str, Any]], *, declared: datetime | None) -> Summary:
+def summarize(
+    records: list[dict[str, Any]], *, declared: datetime | None, declared_seq: int | None = None
+) -> Summary:
     """The facts of `records` (the selection, in chain order); `declared`: the incident's
-    declaration, from which times to contain are counted."""
+    declaration (record `declared_seq`), from which times to contain are counted."""
     out = Summary(records=len(records))
     if records:
         out.first_at, out.last_at = time_of(records[0]), time_of(records[-1])
@@ -390,10 +450,12 @@ def summarize(records: list[dict[str, Any]], *, declared: datetime | None) -> Su
     for name in sorted(by_site):
         site_runs = by_site[name]
         last_done = max((r.finished_seq or 0 for r in site_runs if r.outcome == "done"), default=0)
-        zones = [z for seq, z in reisolated.get(name, []) if seq > last_done]
-        out.sites.append(_site(name, site_runs, declared, zones))
-    out.still_degraded = _degraded(out, drift)
-    out.flows, out.flow_note = _flows(records, out.runs)
+        zones = [(seq, z) for seq, z in reisolated.get(name, []) if seq > last_done]
+        out.sites.append(_site(name, site_runs, declared, zones, declared_seq))
+    degraded = _degraded(out, drift)
+    out.still_degraded = [line for line, _ in degraded]
+    out.degraded_seqs = [seqs for _, seqs in degraded]
+    out.flows, out.flow_note, out.flow_note_seqs = _flows(records, out.runs)
     out.configs = _configs(records)
     for rec in records:
         actor = rec.get("actor")
@@ -401,4 +463,6 @@ def summarize(records: list[dict[str, Any]], *, declared: datetime | None) -> Su
             done = out.people.setdefault(actor, [])
             if rec["event"] not in done:
                 done.append(rec["event"])
+                # the first record of each kind an actor wrote traces the line
+                out.people_seqs.setdefault(actor, []).append(int(rec.get("seq", 0)))
     return out

@@ -33,7 +33,7 @@ from typing import Any
 import jinja2
 
 from agent.audit import evidence, human
-from agent.audit.chain import audit_files, iter_lines
+from agent.audit.chain import audit_files, iter_lines, record_hash
 from agent.audit.facts import (
     ConfigChange,
     Notification,
@@ -47,7 +47,7 @@ from agent.audit.since import parse_moment
 from agent.audit.verify import Verification
 from agent.errors import AuditError
 
-__all__ = ["CLOCKS", "FORMATS", "Report", "build", "parse_time", "render"]
+__all__ = ["CLOCKS", "FORMATS", "Cited", "Report", "build", "cite", "parse_time", "render"]
 
 FORMATS = ("text", "md", "html", "csv", "json")
 # kind, label, rule shown, delay (None: calendar month after the notification; 0: without delay)
@@ -111,10 +111,46 @@ class Clock:
     rule: str
     due: datetime
     notified_at: datetime | None
-    status: str  # met | late | pending | overdue
+    status: str  # met | late | pending | overdue; without delay (ARS): due | notified
     note: str
     reference: str | None = None
     to: str | None = None
+    seqs: tuple[int, ...] = ()  # the declaration, and the notification that met it
+
+
+@dataclass(frozen=True)
+class Cited:
+    """A record a fact of the report cites, as the log holds it: its hash in the chain, and
+    whether its content still hashes to it (a record edited in place does not)."""
+
+    seq: int
+    ts: str
+    event: str
+    hash: str | None
+    intact: bool
+
+
+def cite(seqs: Any) -> str:
+    """`[seq 1, 4-6, 9]`: the records a fact comes from (runs of three or more as a range)."""
+    ordered = sorted({int(x) for x in seqs if x})
+    if not ordered:
+        return "[no record]"
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for x in [*ordered[1:], None]:
+        if x is not None and x == prev + 1:
+            prev = x
+            continue
+        parts.append(
+            str(start)
+            if start == prev
+            else f"{start}, {prev}"
+            if prev == start + 1
+            else f"{start}-{prev}"
+        )
+        if x is not None:
+            start = prev = x
+    return f"[seq {', '.join(parts)}]"
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,7 @@ class Incident:
     reason: str | None = None
     declared_seq: int | None = None
     notifications: list[Notification] = field(default_factory=list)
+    closed_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +277,11 @@ class Report:
     chain: Chain = field(default_factory=lambda: Chain("not verified", False, "not verified"))
     log_dir: str = ""
     configs: list[ConfigDiff] = field(default_factory=list)
+    cited: list[Cited] = field(default_factory=list)  # every record a fact cites, by seq
+
+    @property
+    def altered(self) -> list[Cited]:
+        return [c for c in self.cited if not c.intact]
 
     def as_dict(self) -> dict[str, Any]:
         def conv(value: Any) -> Any:
@@ -262,6 +304,7 @@ class Report:
             "summary": conv(asdict(self.summary)),
             "incidents": [conv(asdict(i)) for i in self.incidents],
             "configs": [asdict(c) for c in self.configs],
+            "cited": [asdict(c) for c in self.cited],
             "timeline": [asdict(r) for r in self.rows],
         }
 
@@ -339,6 +382,7 @@ def _clock(
     rule: str,
     delay: timedelta | None,
     declared: datetime,
+    declared_seq: int,
     notes: dict[str, Notification],
     now: datetime,
 ) -> Clock:
@@ -349,20 +393,27 @@ def _clock(
     else:
         due = declared + delay
     notified = made.at if made is not None else None
+    at_once = delay == timedelta(0)  # "without delay": no deadline to count down to
     if notified is not None:
-        status = "met" if notified <= due or delay == timedelta(0) else "late"
+        status = "notified" if at_once else "met" if notified <= due else "late"
         gap = notified - declared
         note = (
             f"notified {human.span(gap)} after declaration"
             if gap >= timedelta(0)
             else f"notified {human.span(-gap)} before declaration"
         )
+    elif at_once:
+        status = "due"
+        note = f"due now: not yet notified ({human.span(now - declared)} since the declaration)"
     elif now > due:
         status = "overdue"
-        note = f"not notified, {human.span(now - due)} past due" if delay else "not notified"
+        note = f"not notified, {human.span(now - due)} past due"
     else:
         status = "pending"
         note = f"{human.span(due - now)} left"
+    base_seq = (
+        (notes["nis2_notification"].seq,) if delay is None and "nis2_notification" in notes else ()
+    )
     return Clock(
         kind,
         label,
@@ -373,6 +424,7 @@ def _clock(
         note,
         reference=made.ref if made else None,
         to=made.to if made else None,
+        seqs=(declared_seq, *base_seq, *((made.seq,) if made else ())),
     )
 
 
@@ -394,11 +446,12 @@ def _notification(record: dict[str, Any]) -> Notification:
 def _incident(
     incident_id: str,
     declared: dict[str, Any] | None,
-    closed: datetime | None,
+    closed: dict[str, Any] | None,
     notified: list[Notification],
     now: datetime,
 ) -> Incident:
     declared_at = time_of(declared) if declared else None
+    declared_seq = int(declared.get("seq", 0)) if declared else 0
     first: dict[str, Notification] = {}
     for note in notified:
         first.setdefault(note.kind, note)
@@ -410,6 +463,7 @@ def _incident(
                 rule=rule,
                 delay=delay,
                 declared=declared_at,
+                declared_seq=declared_seq,
                 notes=first,
                 now=now,
             )
@@ -424,12 +478,13 @@ def _incident(
         declared_by=declared.get("actor") if declared else None,
         role=declared.get("role") if declared else None,
         site=declared.get("site") if declared else None,
-        closed_at=closed,
+        closed_at=time_of(closed) if closed else None,
         clocks=clocks,
         name=_text(declared.get("name")) or None if declared else None,
         reason=_text(declared.get("reason")) or None if declared else None,
-        declared_seq=int(declared.get("seq", 0)) if declared else None,
+        declared_seq=declared_seq or None,
         notifications=notified,
+        closed_seq=int(closed.get("seq", 0)) if closed else None,
     )
 
 
@@ -536,7 +591,7 @@ def build(
     now = now or datetime.now(UTC)
     records = read_records(log_dir)
     declared: dict[str, dict[str, Any]] = {}
-    closed: dict[str, datetime] = {}
+    closed: dict[str, dict[str, Any]] = {}
     notified: dict[str, list[Notification]] = {}
     for record in records:
         iid, event, moment = record.get("incident_id"), record["event"], time_of(record)
@@ -545,7 +600,7 @@ def build(
         if event == "incident.declared":
             declared.setdefault(iid, record)
         elif event == "incident.closed":
-            closed.setdefault(iid, moment)
+            closed.setdefault(iid, record)
         elif event == "regulatory.notified" and isinstance(record.get("kind"), str):
             notified.setdefault(iid, []).append(_notification(record))
     if incident is not None and incident not in declared:  # its name, as `incident open` gave it
@@ -553,7 +608,8 @@ def build(
         incident = named[-1] if named else incident
     window: tuple[datetime | None, datetime | None] = (None, None)
     if incident is not None and incident in declared:
-        window = (time_of(declared[incident]), closed.get(incident))
+        end = closed.get(incident)
+        window = (time_of(declared[incident]), time_of(end) if end else None)
     selected = [
         r for r in records if _selected(r, incident=incident, window=window, run=run, since=since)
     ]
@@ -574,8 +630,10 @@ def build(
     ]
     first_declared = next((i.declared_at for i in incidents if i.declared_at), None)
     shown: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
-    summary = summarize(selected, declared=first_declared)
-    return Report(
+    first_seq = next((i.declared_seq for i in incidents if i.declared_at), None)
+    summary = summarize(selected, declared=first_declared, declared_seq=first_seq)
+    configs = [config_diff(log_dir, c) for c in summary.configs]
+    report = Report(
         selection=", ".join(parts),
         generated_at=now,
         integrity=chain.summary,
@@ -585,8 +643,49 @@ def build(
         summary=summary,
         chain=chain,
         log_dir=str(log_dir),
-        configs=[config_diff(log_dir, c) for c in summary.configs],
+        configs=configs,
     )
+    report.cited = _cited(records, _cited_seqs(report))
+    return report
+
+
+def _cited_seqs(report: Report) -> set[int]:
+    """Every seq a fact of the summary, the clocks or the configurations cites."""
+    s = report.summary
+    out: set[int] = set()
+    for inc in report.incidents:
+        out |= {x for x in (inc.declared_seq, inc.closed_seq) if x}
+        for clock in inc.clocks:
+            out |= set(clock.seqs)
+    for run in s.runs:
+        out |= set(run.seqs)
+    for site in s.sites:
+        out |= set(site.seqs)
+    for line_seqs in s.degraded_seqs:
+        out |= set(line_seqs)
+    out |= {f.seq for f in s.flows} | set(s.flow_note_seqs)
+    for diff in report.configs:
+        out |= {x for x in (diff.change.before_seq, diff.change.after_seq) if x}
+    for actor_seqs in s.people_seqs.values():
+        out |= set(actor_seqs)
+    out.discard(0)
+    return out
+
+
+def _cited(records: list[dict[str, Any]], seqs: set[int]) -> list[Cited]:
+    """The cited records as the log holds them, each checked against its own hash."""
+    out: list[Cited] = []
+    for rec in records:
+        seq = rec.get("seq")
+        if not isinstance(seq, int) or seq not in seqs:
+            continue
+        digest = rec.get("hash")
+        body = {k: v for k, v in rec.items() if k != "hash"}
+        intact = isinstance(digest, str) and record_hash(body) == digest
+        out.append(
+            Cited(seq, _show(time_of(rec)), str(rec["event"]), _text(digest) or None, intact)
+        )
+    return out
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -651,6 +750,13 @@ def _head_lines(report: Report, form: _Form) -> Iterator[str]:
     yield f"Generated: {human.moment(report.generated_at)}"
     mark = "**" if form.md and not report.chain.ok else ""
     yield f"Integrity: {mark}{report.chain.summary}{mark}"
+    if report.altered:
+        bold = "**" if form.md else ""
+        yield (
+            f"{bold}ALTERED RECORDS: {len(report.altered)} record(s) a fact cites no longer "
+            f"match their own hash, {cite(c.seq for c in report.altered)}: the facts that cite "
+            f"them cannot be relied on{bold}"
+        )
     if report.chain.head_hash:
         yield f"Chain head: seq {report.chain.head_seq} {report.chain.head_hash}"
     yield (
@@ -670,7 +776,7 @@ def _incident_line(inc: Incident) -> str:
         f"{f' ({inc.role})' if inc.role else ''}, site {inc.site or 'unknown'}: "
         f"{inc.reason or 'no reason recorded'}; "
         + (f"closed {human.moment(inc.closed_at)}" if inc.closed_at else "not closed")
-        + f" [seq {inc.declared_seq}]"
+        + f" {cite([inc.declared_seq, inc.closed_seq])}"
     )
 
 
@@ -685,19 +791,20 @@ def _run_line(run: RunFacts) -> str:
         + (f", approved by {', '.join(run.approved_by)}" if run.approved_by else "")
         + f"; {run.changes} device change(s); ended {run.outcome or 'not yet'}"
         + (f" in {human.duration(run.duration_s)}" if run.duration_s is not None else "")
-        + f" [seq {run.started_seq or '?'}..{run.finished_seq or '?'}]"
+        + f" {cite(run.seqs)}"
     )
 
 
 def _site_cells(site: SiteFacts) -> list[str]:
     return [
         site.site,
-        ", ".join(f"{r.playbook} ({r.outcome or 'open'})" for r in site.runs),
+        ", ".join(f"{r.playbook} {r.run_id} ({r.outcome or 'open'})" for r in site.runs),
         human.moment(site.contained_at),
         f"{human.span(site.time_to_contain)} from the {site.contain_from}"
         if site.time_to_contain is not None
         else f"unknown: {site.contain_note}",
         site.state,
+        cite(site.seqs),
     ]
 
 
@@ -705,12 +812,24 @@ def _clock_cells(c: Clock) -> list[str]:
     return [
         c.label,
         c.rule,
-        human.moment(c.due),
-        c.status.upper(),
+        _clock_due(c),
+        _clock_status(c),
         human.moment(c.notified_at) if c.notified_at else "-",
         f"{c.to or '-'} / {c.reference or '-'}",
         c.note,
+        cite(c.seqs),
     ]
+
+
+def _clock_due(c: Clock) -> str:
+    """When a clock is due: a time, or for "without delay" at once from the declaration."""
+    if c.status in ("due", "notified"):
+        return f"at once from the declaration ({human.moment(c.due)})"
+    return human.moment(c.due)
+
+
+def _clock_status(c: Clock) -> str:
+    return "DUE NOW" if c.status == "due" else c.status.upper()
 
 
 def _clock_line(c: Clock) -> str:
@@ -721,7 +840,7 @@ def _clock_line(c: Clock) -> str:
         if c.notified_at
         else c.note
     )
-    return f"{c.status.upper():<8} {c.label}: due {human.moment(c.due)} ({c.rule}); {made}"
+    return f"{_clock_status(c):<8} {c.label}: due {_clock_due(c)} ({c.rule}); {made} {cite(c.seqs)}"
 
 
 def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
@@ -732,27 +851,38 @@ def _summary_lines(report: Report, form: _Form) -> Iterator[str]:
         yield "- No incident in the selection (no incident.declared record)."
     yield from (form.cell(_run_line(r)) for r in s.runs)
     yield from form.head("Sites", 3)
-    site_head = ["Site", "Runs", "Contained", "Time to contain", "Now (per the log)"]
+    site_head = ["Site", "Runs", "Contained", "Time to contain", "Now (per the log)", "Records"]
     rows = [_site_cells(site) for site in s.sites]
-    yield from form.table(site_head, rows or [["(no run in the selection)", "", "", "", ""]])
+    yield from form.table(site_head, rows or [["(no run in the selection)", "", "", "", "", ""]])
     yield from form.head("Still degraded", 3)
-    for line in s.still_degraded or ["nothing the log records as degraded"]:
-        yield f"- {form.cell(line)}"
+    for line, seqs in zip(s.still_degraded, s.degraded_seqs, strict=True):
+        yield f"- {form.cell(line)} {cite(seqs)}"
+    if not s.still_degraded:
+        yield "- nothing the log records as degraded"
     for inc in (i for i in report.incidents if i.clocks):
         yield from form.head(f"Regulatory clocks ({inc.incident_id})", 3)
-        clock_head = ["Obligation", "Rule", "Due", "Status", "Notified", "To / reference", "Note"]
+        clock_head = [
+            "Obligation",
+            "Rule",
+            "Due",
+            "Status",
+            "Notified",
+            "To / reference",
+            "Note",
+            "Records",
+        ]
         if form.md:
             yield from form.table(clock_head, [_clock_cells(c) for c in inc.clocks])
         else:
             yield from (f"  {_clock_line(c)}" for c in inc.clocks)
     yield from form.head("Flow verification", 3)
     if not s.flows:
-        yield s.flow_note
+        yield s.flow_note + (f" {cite(s.flow_note_seqs)}" if s.flow_note_seqs else "")
         return
     yield from form.table(
-        ["Flow", "Expected", "Result", "How", "When", "Seq"],
+        ["Flow", "Expected", "Result", "How", "When", "Record"],
         [
-            [f.flow, f.expected or "-", f.status.upper(), f.how, human.moment(f.at), str(f.seq)]
+            [f.flow, f.expected or "-", f.status.upper(), f.how, human.moment(f.at), cite([f.seq])]
             for f in s.flows
         ],
     )
@@ -833,7 +963,32 @@ def _timeline_lines(report: Report, form: _Form) -> Iterator[str]:
         yield from _row_lines(row, form)
     yield from form.head("Who did what", 3)
     for actor, events in sorted(report.summary.people.items()):
-        yield f"- {form.cell(actor)}: {', '.join(events)}"
+        seqs = report.summary.people_seqs.get(actor, [])
+        yield f"- {form.cell(actor)}: {', '.join(events)} {cite(seqs)}"
+
+
+def _cited_lines(report: Report, form: _Form) -> Iterator[str]:
+    yield from form.head("Records cited")
+    yield (
+        "Each [seq N] above names a record of the audit chain; here is its hash as the chain "
+        "holds it (`cordon audit verify` proves the chain up to the head above)."
+    )
+    if not report.cited:
+        yield "no record cited"
+        return
+    if not form.md:  # a line a record: the hash is too wide for a table
+        yield ""
+        for c in report.cited:
+            flag = "" if c.intact else "  ALTERED: its content no longer hashes to it"
+            yield f"  #{c.seq:<5} {c.ts[:19]}  {c.event:<20} sha256 {c.hash or '-'}{flag}"
+        return
+    yield from form.table(
+        ["Seq", "Time", "Event", "sha256", "Content"],
+        [
+            [str(c.seq), c.ts, c.event, c.hash or "-", "ok" if c.intact else "ALTERED"]
+            for c in report.cited
+        ],
+    )
 
 
 def _lines(report: Report, *, md: bool) -> Iterator[str]:
@@ -842,6 +997,7 @@ def _lines(report: Report, *, md: bool) -> Iterator[str]:
     yield from _summary_lines(report, form)
     yield from _config_lines(report, form)
     yield from _timeline_lines(report, form)
+    yield from _cited_lines(report, form)
 
 
 def render_text(report: Report) -> str:
@@ -850,6 +1006,10 @@ def render_text(report: Report) -> str:
 
 def render_md(report: Report) -> str:
     return "\n".join(_lines(report, md=True)) + "\n"
+
+
+TEMPLATES.globals["clock_due"] = _clock_due
+TEMPLATES.globals["clock_status"] = _clock_status
 
 
 def render_html(report: Report) -> str:

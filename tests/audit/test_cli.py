@@ -97,7 +97,7 @@ def test_report_command_renders_json(log_dir: Path) -> None:
     )
     data = json.loads(out)
     assert data["incidents"][0]["declared_by"] == "lead"
-    assert [c["status"] for c in data["incidents"][0]["clocks"]][:2] == ["overdue", "pending"]
+    assert [c["status"] for c in data["incidents"][0]["clocks"]][:2] == ["due", "pending"]
 
 
 def test_cordon_exits_8_and_names_the_record(log_dir: Path) -> None:

@@ -259,16 +259,20 @@ def test_summary_says_what_happened_who_and_time_to_contain(crisis_log: Path) ->
 def test_still_degraded_says_only_what_the_log_holds(crisis_log: Path) -> None:
     """A zone a soak re-isolated, a level not recorded (unknown, not "normal"), an uncleared
     drift alarm, a run that did not end done."""
-    degraded = _report(crisis_log).summary.still_degraded
+    report = _report(crisis_log)
+    degraded = report.summary.still_degraded
     assert degraded[0].startswith(
-        "nantes: unknown (after preventive-degraded (done); the log does not record the run's level"
+        "nantes: unknown (after preventive-degraded r-degrade (done); the log does not record "
+        "the run's level"
     )
-    assert degraded[1] == "rennes: reconnect: L0, reisolated; re-isolated: admin"
+    assert degraded[1] == "rennes: reconnect r-reconnect: L0, reisolated; re-isolated: admin"
     assert (
         degraded[2]
         == "run r-reconnect (reconnect) ended reisolated: soak-admin: scan toward the core"
     )
-    assert degraded[3] == "drift alarm on nts-sw1 not cleared (seq 17): uplink back up <b>"
+    assert degraded[3] == "drift alarm on nts-sw1 not cleared: uplink back up <b>"
+    # each line names the records it comes from: the runs' ends, the re-isolation, the alarm
+    assert report.summary.degraded_seqs == [(8, 12), (14, 15, 16), (16,), (17,)]
 
 
 def test_durations_are_rounded_for_a_person(crisis_log: Path) -> None:
@@ -318,7 +322,8 @@ def test_flows_count_only_is_said_as_such(crisis_log: Path) -> None:
     """Today's runs record a count of flow problems, not per-flow verdicts: the report says so."""
     note = _report(crisis_log).summary.flow_note
     assert note.startswith(
-        "the log holds no per-flow result, only each run's count of flow problems (1 in 3 run(s))"
+        "the log holds no per-flow result, only each run's count of flow problems (1 in 3 "
+        "run(s): r-isolate 0, r-degrade 0, r-reconnect 1)"
     )
 
 
@@ -422,17 +427,50 @@ def test_notification_meets_its_clock_at_the_time_it_was_made(crisis_log: Path) 
     its reference; the others are pending."""
     inc = _report(crisis_log).incidents[0]
     clocks = {c.kind: c for c in inc.clocks}
-    assert clocks["ars"].status == "met"
+    assert clocks["ars"].status == "notified"
     assert clocks["ars"].notified_at == T0 + timedelta(seconds=240)
     assert (clocks["ars"].to, clocks["ars"].reference) == ("ARS", "PSIG-42")
     assert clocks["cnil"].status == "pending"
     assert inc.notifications[0].by == "directeur de garde"
     assert (
-        "MET      ARS (regional health agency) report: due 2024-10-15 03:00:00 UTC (without "
-        "delay); notified 2024-10-15 03:04:00 UTC to ARS, ref PSIG-42 (notified 4 min 00 s "
-        "after declaration)" in render(_report(crisis_log), "text")
+        "NOTIFIED ARS (regional health agency) report: due at once from the declaration "
+        "(2024-10-15 03:00:00 UTC) (without delay); notified 2024-10-15 03:04:00 UTC to ARS, ref "
+        "PSIG-42 (notified 4 min 00 s after declaration)" in render(_report(crisis_log), "text")
     )
     assert "| ARS / PSIG-42 |" in render(_report(crisis_log), "md")
+
+
+def test_ars_clock_is_due_now_until_notified_never_overdue(crisis_log: Path) -> None:
+    """ "Without delay" has no deadline to miss: from the declaration until `incident notify
+    --to ars` is recorded the clock says "due now: not yet notified" (in the report, the ARS
+    draft and the page), then "notified at ..."; never OVERDUE from the start."""
+    log = crisis_log.parent / "before-notify"  # the log as it stood before seq 13 (the notify)
+    log.mkdir()
+    kept = [
+        line
+        for path in sorted(crisis_log.glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if json.loads(line)["seq"] < 13
+    ]
+    (log / sorted(crisis_log.glob("audit-*.jsonl"))[0].name).write_text("\n".join(kept) + "\n")
+    later = T0 + timedelta(hours=2)
+    report = build(log, incident="INC-1", now=later)
+    ars = {c.kind: c for c in report.incidents[0].clocks}["ars"]
+    assert (ars.status, ars.notified_at) == ("due", None)
+    assert ars.note == "due now: not yet notified (2 h 00 min since the declaration)"
+    text = render(report, "text")
+    assert "DUE NOW  ARS (regional health agency) report: due at once from the declaration" in text
+    assert "OVERDUE" not in text.split("NIS2 early warning")[0]
+    assert '<td class="due">DUE NOW</td>' in render(report, "html")
+    ars_draft = drafts.render(drafts.draft("ars", log, now=later), "text")
+    assert (
+        "* Délai: sans délai : à faire maintenant, pas encore notifiée (2 h 00 min depuis la "
+        "déclaration)" in ars_draft
+    )
+    done = {c.kind: c for c in _report(crisis_log).incidents[0].clocks}["ars"]
+    assert (done.status, done.note) == ("notified", "notified 4 min 00 s after declaration")
+    notified = drafts.render(drafts.draft("ars", crisis_log, now=later), "text")
+    assert "* Délai: notifiée le 2024-10-15 03:04:00 UTC à ARS, réf. PSIG-42" in notified
 
 
 def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> None:
@@ -470,7 +508,7 @@ def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> No
             "cnil",
             {
                 "Date et heure du constat": "2024-10-15 03:00:00 UTC",
-                "Délai de 72 h": "2024-10-18 03:00:00 UTC",
+                "Délai": "échéance 2024-10-18 03:00:00 UTC (72 h) : pending, 2 d 22 h left",
             }
             | {"Description (telle que consignée)": "ransom note on the admin PCs"},
             [
@@ -489,7 +527,7 @@ def test_final_report_is_due_a_month_after_the_notification(log_dir: Path) -> No
         (
             "nis2-notification",
             {
-                "Measures taken": "isolate-site on rennes (by ops)",
+                "Measures taken": "isolate-site r-isolate on rennes (by ops)",
                 "Containment per site": "rennes: contained at 2024-10-15 03:01:03 UTC, 1 min 03 s",
             },
             ["Severity and impact", "Indicators of compromise"],

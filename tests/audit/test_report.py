@@ -92,7 +92,7 @@ def test_clock_status_met_late_pending_overdue(incident_log: Path) -> None:
     early = _clocks(
         build(incident_log, incident="inc-1", now=DECLARED + timedelta(hours=30)).as_dict()
     )
-    assert early["ars"]["status"] == "met"
+    assert early["ars"]["status"] == "notified"  # without delay: notified, no deadline to meet
     assert early["nis2_early_warning"]["status"] == "met"
     assert early["cnil"]["status"] == "late"
     assert early["nis2_notification"]["status"] == "pending"

@@ -394,6 +394,7 @@ class FakeService:
             "summary": {"records": 0, "runs": [], "sites": [], "still_degraded": []},
             "incidents": [],
             "configs": [],
+            "cited": [],
             "timeline": [],
         }
 

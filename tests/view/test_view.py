@@ -156,7 +156,16 @@ def test_incident_clocks_count_down_for_a_role_that_may_read_the_report(
     (before,) = texts(browser, early)
     assert "left" in before  # the countdown, "23:59:58 left"
     wait_for(browser, lambda d: texts(d, early) != [before])
+    ars = '.clock[data-kind="ars"]'
+    # "without delay": due now until the notification is recorded, never OVERDUE from the start
+    (due,) = texts(browser, ars)
+    assert "DUE NOW" in due and "not yet notified" in due and "OVERDUE" not in due
     shoot(browser, screenshots, "clocks")
+    service.notify(ZED, incident=None, kind="ars", to="ARS", ref="PSIG-7")
+    wait_for(browser, lambda d: "NOTIFIED" in texts(d, ars)[0])  # live, without a reload
+    (made,) = texts(browser, ars)
+    assert "notified" in made and "to ARS" in made and "DUE NOW" not in made
+    shoot(browser, screenshots, "clocks-ars-notified")
     sign_in(browser, view, tokens["alice"])  # on call: may not read the audit report
     (panel,) = texts(browser, "section.clocks")
     assert "not available" in panel and "may not read the audit report" in panel
