@@ -23,9 +23,8 @@ import pytest
 from agent.audit import human
 from agent.lab import ready
 from tests.audit.traced import CITE, chain_records, check_draft, check_html, check_text, expand
-from tests.conftest import Twin
+from tests.conftest import Twin, matrix
 from tests.daemon.test_daemon_cli import Stack, wait_until
-from tests.daemon.test_daemon_twin import matrix
 
 pytestmark = pytest.mark.twin
 
