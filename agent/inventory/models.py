@@ -463,7 +463,9 @@ class Group(_Model):
     probe_identity: ProbeIdentity | None = None  # the daemon's certificate toward probe points
 
 
-_INDEX = "_cordon_lookup"  # the key of Inventory's look-up cache in its instance __dict__
+# the keys of Inventory's look-up caches in its instance __dict__ (outside its fields)
+_INDEX = "_cordon_lookup"
+_FLOWS = "_cordon_flows"
 
 
 class Inventory(_Model):
@@ -507,7 +509,15 @@ class Inventory(_Model):
         return [(site, device) for site in self.sites for device in site.devices]
 
     def flow(self, name: str) -> Flow | None:
-        return next((f for f in self.flows if f.name == name), None)
+        index = self.__dict__.get(_FLOWS)  # by name, for the `flows` tuple it was built from
+        if index is None or index[0] is not self.flows:
+            by_name: dict[str, Flow] = {}
+            for f in self.flows:
+                by_name.setdefault(f.name, f)  # the first of a name, as a walk finds it
+            index = (self.flows, by_name)
+            self.__dict__[_FLOWS] = index
+        found: Flow | None = index[1].get(name)
+        return found
 
     def host(self, endpoint: Endpoint) -> Host | None:
         site = self.site(endpoint.site)
