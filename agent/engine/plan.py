@@ -180,6 +180,25 @@ class _Tracked(dict[str, DeviceState]):
         self._touch(device)
         super().__delitem__(device)
 
+    def update(self, *args: Any, **kwargs: DeviceState) -> None:
+        for device, value in dict(*args, **kwargs).items():
+            self[device] = value
+
+    def setdefault(self, device: str, default: DeviceState = NORMAL) -> DeviceState:
+        if device not in self:
+            self[device] = default
+        return self[device]
+
+    def __ior__(self, other: Any) -> _Tracked:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def popitem(self) -> tuple[str, DeviceState]:
+        raise TypeError("a planning state removes devices by name (pop), never an arbitrary one")
+
+    def clear(self) -> None:
+        raise TypeError("a planning state is never cleared")
+
     def take(self) -> dict[str, DeviceState]:
         """The touched devices' earlier states (since the last take), and start afresh."""
         before, self._before = self._before, {}
