@@ -1,9 +1,11 @@
 """Benchmark of the journal's write throughput on both backends, side by side in one run: steps
-journaled per second with the executor's access pattern per device step (read the devices'
-recorded states, check that the journal is still there and that nobody asked to stop, journal
-the intent `started`, then `applied`, then `verified` with the device's new state: three write
-transactions and two reads), by one site thread and by several site threads sharing one journal
-(as the executor's workers do), and by several daemons' worth of handles (one connection each).
+journaled per second with the executor's access pattern per device step (read its step's rows
+and its device's backup, check that the journal is still there and that nobody asked to stop,
+journal the intent `started`, then `applied`, read the device's recorded state, then `verified`
+with its new state: three write transactions and four reads; beside it the same with the
+reads of before #18, whole: every step of the run, every backup, every device's state), by one
+site thread and by several site threads sharing one journal (as the executor's workers do), and
+by several daemons' worth of handles (one connection each).
 
 SQLite: a file in a temporary directory (WAL, synchronous=FULL, as the daemon). PostgreSQL: a
 throwaway cluster of Debian's server (tests/pgserver.py) on this machine's disk, fsync on and
@@ -57,17 +59,42 @@ def steps(n: int, sites: int) -> list[NewStep]:
     ]
 
 
-def one_step(j: Journal, run_id: str, seq: int) -> None:
-    """What the executor journals around one device step (agent/run/transaction.py)."""
-    j.device_states()
+def one_step(j: Journal, run_id: str, seq: int, site: str) -> None:
+    """What the executor journals around one device step (agent/run/walk.py, transaction.py):
+    its step's rows at its site, its device's backup and recorded state, each by key."""
+    j.steps(run_id, site=site, step="isolate")
+    j.backup(run_id, f"dev{seq}")
     j.lost()
     j.stop_requested(run_id)
     j.mark(run_id, seq, StepStatus.STARTED)
     j.mark(run_id, seq, StepStatus.APPLIED)
+    j.device_state(f"dev{seq}")
     j.settle_step(run_id, seq, StepStatus.VERIFIED, f"dev{seq}", AFTER)
 
 
-def bench(open_journal: Callable[[], Journal], n: int, threads: int, handles: int) -> float:
+def one_step_whole(j: Journal, run_id: str, seq: int, site: str) -> None:
+    """The same before #18: every step of the run, every backup and every device's state read
+    whole at every step (what grew with the group)."""
+    [r for r in j.steps(run_id) if r.site == site and r.step == "isolate"]
+    j.backups(run_id)
+    j.lost()
+    j.stop_requested(run_id)
+    j.mark(run_id, seq, StepStatus.STARTED)
+    j.mark(run_id, seq, StepStatus.APPLIED)
+    j.device_states()
+    j.settle_step(run_id, seq, StepStatus.VERIFIED, f"dev{seq}", AFTER)
+
+
+PATTERNS = {"by key": one_step, "whole (before #18)": one_step_whole}
+
+
+def bench(
+    open_journal: Callable[[], Journal],
+    n: int,
+    threads: int,
+    handles: int,
+    step: Callable[[Journal, str, int, str], None] = one_step,
+) -> float:
     """Steps per second: `n` steps over `threads` site threads, sharing `handles` journals."""
     journals = [open_journal() for _ in range(handles)]
     run_id = f"bench-{threads}-{handles}-{time.monotonic_ns()}"
@@ -79,7 +106,7 @@ def bench(open_journal: Callable[[], Journal], n: int, threads: int, handles: in
         j = journals[i % handles]
         for seq in range(1, n + 1):
             if seq % threads == i:
-                one_step(j, run_id, seq)
+                step(j, run_id, seq, f"site{i}")
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -112,15 +139,26 @@ def main() -> None:
             f"{server[0] if server else '?'} (fsync on, synchronous_commit on, Unix socket), "
             f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__} libpq {psycopg.pq.version()})"
         )
-        print(f"{args.steps} device steps per case; 3 write transactions + 2 reads per step")
-        print(f"{'case':<40} {'sqlite steps/s':>15} {'postgresql steps/s':>19}")
+        print(
+            f"{args.steps} device steps per case; 3 write transactions + 4 reads per step, the "
+            "reads by key (now) or whole (before #18), side by side"
+        )
+        print(f"{'case':<58} {'sqlite steps/s':>15} {'postgresql steps/s':>19}")
         for label, threads, handles in cases:
-            lite = bench(
-                lambda: Journal(Path(tmp) / "journal.sqlite"), args.steps, threads, handles
-            )
-            post = bench(lambda: Journal(url), args.steps, threads, handles)
-            load = os.getloadavg()[0]
-            print(f"{label:<40} {lite:>15.0f} {post:>19.0f}   (load average {load:.1f})")
+            for name, step in PATTERNS.items():
+                lite = bench(
+                    lambda: Journal(Path(tmp) / "journal.sqlite"),
+                    args.steps,
+                    threads,
+                    handles,
+                    step,
+                )
+                post = bench(lambda: Journal(url), args.steps, threads, handles, step)
+                load = os.getloadavg()[0]
+                print(
+                    f"{f'{label}, {name}':<58} {lite:>15.0f} {post:>19.0f}   "
+                    f"(load average {load:.1f})"
+                )
 
 
 if __name__ == "__main__":

@@ -98,12 +98,15 @@ CREATE TABLE IF NOT EXISTS flow_checks (
   PRIMARY KEY (run_id, site, step, flow)
 );
 CREATE INDEX IF NOT EXISTS flow_checks_by_flow ON flow_checks (flow, at);
+CREATE INDEX IF NOT EXISTS steps_by_site ON steps (run_id, site, step, seq);
 """
 
 # The schema version this release writes (`PRAGMA user_version`). 0: every journal written
 # before it was recorded (same tables; `_ADDED_COLUMNS` may be missing). 2: `flow_checks`
 # (each flow's verdict at each verify step, #15), created by the schema's CREATE IF NOT EXISTS.
-SCHEMA_VERSION = 2
+# 3: `steps_by_site`, the index a site's walk reads its step's rows by (#18: a device step
+# reads its own rows, not the whole run's).
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -379,6 +382,25 @@ class StepRow:
         """Is applying this step a move away from its fail-safe state (so a revert must be
         armed first)? Closing steps are when they fail open; opening steps when closed."""
         return (self.fail_direction == "open") != self.opens
+
+
+def _step_row(r: Sequence[Any]) -> StepRow:
+    return StepRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        tuple(json.loads(r[6])),
+        tuple(json.loads(r[7])),
+        state_from_json(r[8]),
+        state_from_json(r[9]),
+        parse(StepStatus, r[10], f"step {r[1]} of run {r[0]}"),
+        r[11],
+        r[12],
+        bool(r[13]),
+    )
 
 
 class Journal:
@@ -704,32 +726,27 @@ class Journal:
                     (status, now, error, run_id, seq),
                 )
 
-    def steps(self, run_id: str) -> list[StepRow]:
-        rows = self._query(
-            "SELECT run_id, seq, site, step, device, method, commands, undo, before_state, "
-            "after_state, status, error, fail_direction, opens FROM steps WHERE run_id=? "
-            "ORDER BY seq",
-            (run_id,),
-        )
-        return [
-            StepRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                tuple(json.loads(r[6])),
-                tuple(json.loads(r[7])),
-                state_from_json(r[8]),
-                state_from_json(r[9]),
-                parse(StepStatus, r[10], f"step {r[1]} of run {r[0]}"),
-                r[11],
-                r[12],
-                bool(r[13]),
-            )
-            for r in rows
-        ]
+    _STEP_COLUMNS = (
+        "SELECT run_id, seq, site, step, device, method, commands, undo, before_state, "
+        "after_state, status, error, fail_direction, opens FROM steps WHERE run_id=?"
+    )
+
+    def steps(
+        self, run_id: str, *, site: str | None = None, step: str | None = None
+    ) -> list[StepRow]:
+        """The run's step rows in order; with `site` (and `step`), only that site's (step's)
+        rows, read through the index: a site's walk reads its own rows, not the whole run's."""
+        sql, args = self._STEP_COLUMNS, [run_id]
+        if site is not None:
+            sql, args = sql + " AND site=?", [*args, site]
+            if step is not None:
+                sql, args = sql + " AND step=?", [*args, step]
+        return [_step_row(r) for r in self._query(sql + " ORDER BY seq", tuple(args))]
+
+    def step_row(self, run_id: str, seq: int) -> StepRow | None:
+        """One step row, or None."""
+        found = self._query(self._STEP_COLUMNS + " AND seq=?", (run_id, seq))
+        return _step_row(found[0]) if found else None
 
     def add_backup(self, run_id: str, device: str, sha256: str) -> None:
         with self.tx() as db:
@@ -879,6 +896,13 @@ class Journal:
     def backups(self, run_id: str) -> dict[str, str]:
         return dict(self._query("SELECT device, sha256 FROM backups WHERE run_id=?", (run_id,)))
 
+    def backup(self, run_id: str, device: str) -> str | None:
+        """The digest of `device`'s backup taken for `run_id`, or None (one row, by its key)."""
+        found = self._query(
+            "SELECT sha256 FROM backups WHERE run_id=? AND device=?", (run_id, device)
+        )
+        return str(found[0][0]) if found else None
+
     # -- recorded state ------------------------------------------------------------------------
 
     def settle_step(
@@ -917,6 +941,11 @@ class Journal:
     def device_states(self) -> dict[str, DeviceState]:
         rows = self._query("SELECT device, state FROM devices")
         return {d: state_from_json(s) for d, s in rows}
+
+    def device_state(self, device: str) -> DeviceState | None:
+        """One device's recorded state (None: never recorded), read by its key."""
+        found = self._query("SELECT state FROM devices WHERE device=?", (device,))
+        return state_from_json(found[0][0]) if found else None
 
     def set_site(
         self, site: str, mode: SiteMode, level: str | None, run_id: str | None, actor: str

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from agent.engine import render
 from agent.errors import PlanError
-from agent.inventory.models import Inventory, Platform, Site, Zone
+from agent.inventory.models import Flow, Inventory, Platform, Site, Zone
 from agent.inventory.select import select_sites
 from agent.network import management as mg
 from agent.network.paths import FlowPath, RouteHop, flow_path
@@ -101,14 +102,15 @@ def plan(
     paths = {f.name: flow_path(inv, f) for f in inv.flows}
     mpaths = mg.management_paths(inv)  # empty out of band
     start: dict[str, DeviceState] = dict(current or {})
-    state = dict(start)
+    state = _Tracked(start)
     steps: list[StepPlan] = []
     # must-survive flows open at the start, by the sites they touch: checked after every step,
     # since a flow cut by one step and reopened by a later one is still cut in between (and for
     # good if that later step fails)
     guarded: dict[str, list[str]] = {}
+    open_at_start = {f.name: flow_open(start, paths[f.name]) for f in inv.flows}
     for f in inv.flows:
-        if f.must_survive and f.name not in pb.allow_cut and flow_open(start, paths[f.name]):
+        if f.must_survive and f.name not in pb.allow_cut and open_at_start[f.name]:
             for name in {f.source.site, f.destination.site}:
                 guarded.setdefault(name, []).append(f.name)
     transient: dict[str, str] = {}  # flow -> the first step that cuts it
@@ -118,11 +120,11 @@ def plan(
             if step.action not in CHANGE_ACTIONS:
                 steps.append(StepPlan(site.name, step.name, step.action, ()))
                 continue
-            before = dict(state)
+            state.take()  # from here, the devices this step touches
             notes = _apply(step, inv, site, state, paths, mpaths)
             if mpaths:
                 notes += _keep_management(inv, state, mpaths)
-            changes = _diff(inv, site, before, state)
+            changes = _diff(inv, site, state.take(), state)
             steps.append(StepPlan(site.name, step.name, step.action, tuple(changes), tuple(notes)))
             if mpaths and changes:
                 snapshots.append((f"step {step.name} at {site.name}", len(steps) - 1, dict(state)))
@@ -131,9 +133,7 @@ def plan(
                     if name not in transient and not flow_open(state, paths[name]):
                         transient[name] = f"step {step.name} at {site.name}"
     impact = tuple(
-        FlowImpact(
-            f.name, f.must_survive, flow_open(start, paths[f.name]), flow_open(state, paths[f.name])
-        )
+        FlowImpact(f.name, f.must_survive, open_at_start[f.name], flow_open(state, paths[f.name]))
         for f in inv.flows
     )
     refusals = _refusals(pb, inv, impact, state)
@@ -150,9 +150,59 @@ def plan(
         tuple(s.name for s in chosen),
         tuple(steps),
         impact,
-        state,
+        dict(state),
         tuple(refusals),
     )
+
+
+class _Tracked(dict[str, DeviceState]):
+    """The group's state while planning, remembering the state each device had before it was
+    first written since the last `take()`: a step's change is found among the devices it
+    touched, not by comparing every device of the group (#18: planning 2,000 devices)."""
+
+    def __init__(self, start: Mapping[str, DeviceState]) -> None:
+        super().__init__(start)
+        self._before: dict[str, DeviceState] = {}
+
+    def _touch(self, device: str) -> None:
+        if device not in self._before:
+            self._before[device] = self.get(device, NORMAL)
+
+    def __setitem__(self, device: str, value: DeviceState) -> None:
+        self._touch(device)
+        super().__setitem__(device, value)
+
+    def pop(self, device: str, *default: Any) -> Any:
+        self._touch(device)
+        return super().pop(device, *default)
+
+    def __delitem__(self, device: str) -> None:
+        self._touch(device)
+        super().__delitem__(device)
+
+    def update(self, *args: Any, **kwargs: DeviceState) -> None:
+        for device, value in dict(*args, **kwargs).items():
+            self[device] = value
+
+    def setdefault(self, device: str, default: DeviceState = NORMAL) -> DeviceState:
+        if device not in self:
+            self[device] = default
+        return self[device]
+
+    def __ior__(self, other: Any) -> _Tracked:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def popitem(self) -> tuple[str, DeviceState]:
+        raise TypeError("a planning state removes devices by name (pop), never an arbitrary one")
+
+    def clear(self) -> None:
+        raise TypeError("a planning state is never cleared")
+
+    def take(self) -> dict[str, DeviceState]:
+        """The touched devices' earlier states (since the last take), and start afresh."""
+        before, self._before = self._before, {}
+        return before
 
 
 def require_safe(p: Plan) -> Plan:
@@ -624,7 +674,7 @@ def _block_zones(
             )
     names_a = {z.name for z in side_a}
     names_b = {z.name for z in side_b}
-    for flow in inv.flows:
+    for flow in _flows_at(inv, site.name):
         ends = {
             (flow.source.site, flow.source.zone),
             (flow.destination.site, flow.destination.zone),
@@ -641,11 +691,33 @@ def _block_zones(
     return notes
 
 
+# the flows with an end at each site, by the identity of the inventory's flows tuple (kept
+# alive with it): a site's step looks at its own flows, not the group's (#18). Bounded.
+_FLOWS_AT: dict[int, tuple[tuple[Flow, ...], dict[str, list[Flow]]]] = {}
+
+
+def _flows_at(inv: Inventory, site: str) -> list[Flow]:
+    """The flows of `inv` with an end at `site`, in the inventory's order."""
+    found = _FLOWS_AT.get(id(inv.flows))
+    if found is None or found[0] is not inv.flows:
+        by_site: dict[str, list[Flow]] = {}
+        for flow in inv.flows:
+            for name in dict.fromkeys((flow.source.site, flow.destination.site)):
+                by_site.setdefault(name, []).append(flow)
+        if len(_FLOWS_AT) >= 64:
+            _FLOWS_AT.clear()
+        found = (inv.flows, by_site)
+        _FLOWS_AT[id(inv.flows)] = found
+    return found[1].get(site, [])
+
+
 def _diff(
     inv: Inventory, site: Site, before: Mapping[str, DeviceState], after: Mapping[str, DeviceState]
 ) -> list[DeviceChange]:
+    """The changes of the devices in `before` (those a step touched, with their earlier
+    state) to their state in `after`, in device-name order."""
     out = []
-    for device in sorted(set(before) | set(after)):
+    for device in sorted(before):
         b, a = before.get(device, NORMAL), after.get(device, NORMAL)
         if a == b:
             continue

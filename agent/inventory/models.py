@@ -463,6 +463,11 @@ class Group(_Model):
     probe_identity: ProbeIdentity | None = None  # the daemon's certificate toward probe points
 
 
+# the keys of Inventory's look-up caches in its instance __dict__ (outside its fields)
+_INDEX = "_cordon_lookup"
+_FLOWS = "_cordon_flows"
+
+
 class Inventory(_Model):
     """A whole group. Built only through `agent.inventory.load`, which also checks references."""
 
@@ -476,21 +481,43 @@ class Inventory(_Model):
         """The file this inventory was loaded from; relative references resolve beside it."""
         return self._path
 
+    def _lookup(self) -> tuple[dict[str, Site], dict[str, tuple[Site, Device]]]:
+        """name -> site and name -> (site, device), built at the first look-up for the `sites`
+        tuple they were built from (a copy with other sites builds its own): a look-up is O(1),
+        not a walk over every device (#18: the engine looks devices up at every step). Kept in
+        the instance's `__dict__` beside the fields, outside them: equality, hashing and dumps
+        see the fields only."""
+        index = self.__dict__.get(_INDEX)
+        if index is None or index[0] is not self.sites:
+            sites: dict[str, Site] = {}
+            devices: dict[str, tuple[Site, Device]] = {}
+            for site in self.sites:
+                sites.setdefault(site.name, site)  # the first of a name, as a walk finds it
+                for device in site.devices:
+                    devices.setdefault(device.name, (site, device))
+            index = (self.sites, sites, devices)
+            self.__dict__[_INDEX] = index  # a frozen model: its fields, not this cache
+        return index[1], index[2]
+
     def site(self, name: str) -> Site | None:
-        return next((s for s in self.sites if s.name == name), None)
+        return self._lookup()[0].get(name)
 
     def find_device(self, name: str) -> tuple[Site, Device] | None:
-        for site in self.sites:
-            device = site.device(name)
-            if device is not None:
-                return site, device
-        return None
+        return self._lookup()[1].get(name)
 
     def devices(self) -> list[tuple[Site, Device]]:
         return [(site, device) for site in self.sites for device in site.devices]
 
     def flow(self, name: str) -> Flow | None:
-        return next((f for f in self.flows if f.name == name), None)
+        index = self.__dict__.get(_FLOWS)  # by name, for the `flows` tuple it was built from
+        if index is None or index[0] is not self.flows:
+            by_name: dict[str, Flow] = {}
+            for f in self.flows:
+                by_name.setdefault(f.name, f)  # the first of a name, as a walk finds it
+            index = (self.flows, by_name)
+            self.__dict__[_FLOWS] = index
+        found: Flow | None = index[1].get(name)
+        return found
 
     def host(self, endpoint: Endpoint) -> Host | None:
         site = self.site(endpoint.site)

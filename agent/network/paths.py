@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from agent.errors import PlanError
 from agent.inventory.models import (
+    Cable,
     Endpoint,
     Flow,
     Inventory,
@@ -63,16 +64,33 @@ def _zone(inv: Inventory, ep: Endpoint) -> tuple[Site, Zone]:
     return site, zone
 
 
-def _l2(site: Site, start: str, goal: str) -> list[PortHop]:
-    """Ports crossed between two devices of a site, through its cabling (shortest path)."""
-    if start == goal:
-        return []
-    edges: dict[str, list[tuple[str, PortHop, PortHop]]] = {}
+Edges = dict[str, list[tuple[str, PortHop, PortHop]]]
+# a site's cabling as a graph, by the identity of its cabling tuple (kept alive with it, so an
+# id is never reused while it is here): built once, not for every flow (#18). Bounded.
+_EDGES: dict[int, tuple[tuple[Cable, ...], Edges]] = {}
+
+
+def _edges(site: Site) -> Edges:
+    found = _EDGES.get(id(site.cabling))
+    if found is not None and found[0] is site.cabling:
+        return found[1]
+    edges: Edges = {}
     for cable in site.cabling:
         a = PortHop(cable.a.device, cable.a.interface)
         b = PortHop(cable.b.device, cable.b.interface)
         edges.setdefault(a.device, []).append((b.device, a, b))
         edges.setdefault(b.device, []).append((a.device, b, a))
+    if len(_EDGES) >= 4096:
+        _EDGES.clear()
+    _EDGES[id(site.cabling)] = (site.cabling, edges)
+    return edges
+
+
+def _l2(site: Site, start: str, goal: str) -> list[PortHop]:
+    """Ports crossed between two devices of a site, through its cabling (shortest path)."""
+    if start == goal:
+        return []
+    edges = _edges(site)
     seen = {start}
     queue: deque[tuple[str, list[PortHop]]] = deque([(start, [])])
     while queue:

@@ -131,11 +131,25 @@ class DeviceState:
 
     @property
     def down_interfaces(self) -> frozenset[str]:
-        return frozenset(i for i, _ in self.down)
+        found: frozenset[str] | None = self.__dict__.get("_down_interfaces")
+        if found is None:  # once per (frozen) state, as `_ordered`
+            found = frozenset(i for i, _ in self.down)
+            self.__dict__["_down_interfaces"] = found
+        return found
 
     def ordered_rules(self) -> list[NftRule]:
         """Accepts before drops (exceptions win), each group sorted: a canonical order."""
-        return sorted(self.rules, key=NftRule.sort_key)
+        return list(self._ordered())
+
+    def _ordered(self) -> tuple[NftRule, ...]:
+        # sorted once per state (the state is frozen): a flow's evaluation reads it at every
+        # routing hop, the plan evaluates thousands of flows (#18). Kept in the instance's
+        # __dict__, outside the fields: equality, hashing and replace() see the fields only.
+        found: tuple[NftRule, ...] | None = self.__dict__.get("_sorted_rules")
+        if found is None:
+            found = tuple(sorted(self.rules, key=NftRule.sort_key))
+            self.__dict__["_sorted_rules"] = found
+        return found
 
     def shut(self, interface: str, method: Method) -> DeviceState:
         if interface in self.down_interfaces:
@@ -169,7 +183,7 @@ class DeviceState:
         reply: bool = False,
     ) -> Verdict:
         """The verdict on a forwarded packet; `reply`: of a connection opened the other way."""
-        for rule in self.ordered_rules():
+        for rule in self._ordered():
             if (
                 rule.verdict != "count"
                 and not rule.local
@@ -193,7 +207,7 @@ class DeviceState:
         (`in`) or one it sends out of `interface` (`out`). Only rules by that one interface
         apply (`NftRule.own`): local exceptions first, then drops."""
         iif, oif = (interface, "") if direction == "in" else ("", interface)
-        for rule in self.ordered_rules():
+        for rule in self._ordered():
             if not rule.own or (rule.iif is None) != (direction == "out"):
                 continue
             if rule.matches(iif, oif, saddr, daddr, sport, dport, reply=reply):

@@ -14,7 +14,7 @@ from typing import Any
 
 from agent import audit
 from agent.engine.journal import FlowCheck, Journal, NewStep, StepRow
-from agent.errors import AuditError
+from agent.errors import AuditError, RunError
 from agent.network.state import DeviceState
 from agent.run.model import Progress, RunOptions
 from agent.status import GateStatus, RunStatus, SiteMode, StepStatus
@@ -267,7 +267,10 @@ class Observer:
     def step_appended(self, run_id: str, step: NewStep) -> StepRow:
         """A step added to an open run (a soak's re-isolation), as the journal holds it."""
         seq = self.journal.append_step(run_id, step)
-        return next(r for r in self.journal.steps(run_id) if r.seq == seq)
+        row = self.journal.step_row(run_id, seq)
+        if row is None:  # written in the transaction above: only a deleted journal loses it
+            raise RunError(f"run {run_id}: step {seq} was appended but cannot be read back")
+        return row
 
     def step_started(self, row: StepRow) -> None:
         """Journal the intent, then audit it with the commands. If the trail cannot take the

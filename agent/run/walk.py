@@ -84,7 +84,7 @@ def _walk_change(run: GateRun, site: str, step: Step, walk: Walk, failures: list
     """A device step at `site`: apply its pending rows; False when the site stops here."""
     ctx, run_id, pb = run.ctx, run.run_id, run.pb
     policy = step.on_failure or pb.on_failure
-    rows = [r for r in ctx.journal.steps(run_id) if r.site == site and r.step == step.name]
+    rows = ctx.journal.steps(run_id, site=site, step=step.name)  # this step's rows only
     pending = any(r.status == StepStatus.PENDING for r in rows)
     if (
         isinstance(step, ReconnectZone)
@@ -112,7 +112,7 @@ def _walk_change(run: GateRun, site: str, step: Step, walk: Walk, failures: list
             if policy == "rollback":
                 # everything this site changed, the failed step included (it may be half
                 # applied), as the journal says now
-                done = [r for r in ctx.journal.steps(run_id) if r.site == site and r.seq <= row.seq]
+                done = [r for r in ctx.journal.steps(run_id, site=site) if r.seq <= row.seq]
                 walk.outcomes += recovery.undo_rows(ctx, done)
         elif row.status != StepStatus.FAILED:
             continue
@@ -148,7 +148,7 @@ def _apply_pending(run: GateRun, rows: Sequence[StepRow]) -> dict[int, StepOutco
 
 def _backup_then_apply(ctx: Context, run_id: str, row: StepRow) -> StepOutcome:
     """A device's first change in a run is preceded by its backup: no backup, nothing sent."""
-    if row.device not in ctx.journal.backups(run_id):
+    if ctx.journal.backup(run_id, row.device) is None:
         try:
             take_backup(ctx, run_id, row.device)
         except CordonError as exc:

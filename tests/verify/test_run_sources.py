@@ -253,5 +253,5 @@ def test_a_journal_of_the_previous_schema_gains_the_flow_checks(tmp_path: Path) 
     assert journal.last_flow_checks(must_survive_only=True) == {"f": check}
     journal.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()

@@ -22,7 +22,7 @@ def take_backup(ctx: Context, run_id: str, device: str, *, scheduled: bool = Fal
     has changed nothing on it, this is its baseline."""
     backup: Backup = ctx.pool.run(device, lambda d: d.backup())
     ctx.obs.backup_taken(run_id, device, backup.sha256, before_run=not scheduled)
-    if ctx.journal.device_states().get(device, NORMAL) == NORMAL:
+    if (ctx.journal.device_state(device) or NORMAL) == NORMAL:
         ctx.obs.baseline_set(
             device, baseline.digest(backup.platform, backup.text), backup.sha256, run_id
         )
