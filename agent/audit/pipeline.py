@@ -146,6 +146,7 @@ def _keep_refused(state: _State, event: EventDict, exc: AuditFenced) -> None:
         state.refused.append(
             {**event, "writer": node, "writer_epoch": epoch, "refused": exc.message}
         )
+        Sealer(state.refused, signer=state.sealer.signer, interval=0).seal("refused")
 
 
 _console_renderer = structlog.dev.ConsoleRenderer(timestamp_key="ts", pad_event_to=24)
@@ -205,18 +206,20 @@ def configure(
     `seal_key`: secret reference (`file:PATH`, `env:NAME`) to the Ed25519 private key that signs
     every seal (default: `$CORDON_AUDIT_SEAL_KEY`; none: seals are unsigned, i.e. unanchored).
     `chain_url`: a PostgreSQL URL: the chain (records, seals, evidence) lives there, shared by
-    every node of the group (`agent.audit.pgchain`); default: `$CORDON_STATE_URL` when it is
-    one, else the files of `log_dir`; "" forces the files. `log_dir` still holds a local copy
-    of the evidence and the records the group's chain refused.
+    every node of the group (`agent.audit.pgchain`); default: without `log_dir`,
+    `$CORDON_STATE_URL` when it is one; else the files of the log directory. The log directory
+    still holds a local copy of the evidence and the records the group's chain refused.
     Calling again with other arguments seals and closes the previous log first.
     """
     global _state  # noqa: PLW0603
     with _config_lock:
         _install()
+        if chain_url is None:  # the process's own trail follows the state; a drill's does not
+            chain_url = settings.current().state_url if log_dir is None else None
         target = (log_dir or default_log_dir()).absolute()
         want_console = sys.stderr.isatty() if console is None else console
         key_ref = seal_key if seal_key is not None else settings.current().audit_seal_key
-        url = settings.current().state_url if chain_url is None else chain_url
+        url = chain_url
         url = url if url and is_url(url) else None
         key = (target, want_console, syslog, seal_interval, seal_every, key_ref, url)
         if _state is not None and _state.key == key:
