@@ -2,8 +2,12 @@
 
 Several daemons sharing one state database (active/standby, `agent.engine.lease`) and every
 `--local` command on it append to ONE chain, so a failover leaves one history, not one file
-chain per node. Imports the standard library, psycopg (only when used), `agent.errors` and
-`agent.audit.chain`; never the engine (the lease table is read by name, in SQL).
+chain per node. Imports the standard library, psycopg (only when used), `agent.settings`,
+`agent.errors` and `agent.audit.chain`; never the engine (the lease table is read by name).
+
+The server ends an append's session that sits idle in its transaction for more than a third
+of the failover bound (at least 1 s): a writer frozen mid-append does not hold the head row, and
+the whole group's trail, for longer; it finds its record refused when it wakes.
 
 Tables (created on first use, schema version in `cordon_schema`, store `audit`):
     cordon_audit           seq (primary key), line: the record exactly as a file line would be
@@ -44,6 +48,7 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent import settings
 from agent.audit import redact
 from agent.audit.chain import GENESIS, Head, canonical, finish, keep_aside
 from agent.errors import AuditError
@@ -91,6 +96,12 @@ _SCHEMA = (
 )
 
 
+def idle_in_append_s() -> float:
+    """How long an append's transaction may sit idle before the server ends it: a third of the
+    failover bound (`CORDON_FAILOVER_S`), at least 1 s."""
+    return max(1.0, settings.current().failover_s / 3)
+
+
 class AuditFenced(AuditError):
     """An append claiming a lease epoch this node no longer holds: refused, nothing written."""
 
@@ -127,6 +138,12 @@ def connect(url: str) -> Any:
 
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        # a writer frozen inside an append (SIGSTOP, a VM paused) must not hold the head row,
+        # and with it every node's audit trail, for longer than this: the server ends its session
+        conn.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+            (str(int(idle_in_append_s() * 1000)),),
+        )
     except psycopg.Error as exc:
         raise _unreachable(url, exc) from None
     try:
@@ -205,17 +222,30 @@ class PgChainWriter:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        """One transaction holding the head row (FOR UPDATE) until it ends."""
+        """One transaction (the caller locks the head row in it first)."""
         import psycopg  # noqa: PLC0415
 
         with self._lock:
-            conn = self._connection()
             try:
-                with conn.transaction():
-                    yield conn
+                with contextlib.ExitStack() as stack:
+                    yield self._begin(stack)
             except psycopg.Error as exc:
                 self._drop()
                 raise _unreachable(self.url, exc) from None
+
+    def _begin(self, stack: contextlib.ExitStack[Any]) -> Any:
+        """BEGIN on this process's connection; one that died while idle (a server restart)
+        fails here, before anything is written: once more on a new connection."""
+        import psycopg  # noqa: PLC0415
+
+        try:
+            conn = self._connection()
+            stack.enter_context(conn.transaction())
+        except psycopg.Error:
+            self._drop()
+            conn = self._connection()
+            stack.enter_context(conn.transaction())
+        return conn
 
     @staticmethod
     def _head(conn: Any) -> Head:

@@ -26,7 +26,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 from agent import settings
 from agent.audit import evidence, redact
 from agent.audit.chain import ChainWriter
-from agent.audit.pgchain import AuditFenced, PgChainWriter, is_url
+from agent.audit.pgchain import PgChainWriter, is_url
 from agent.audit.seals import ENV_SEAL_KEY, Sealer, SyslogTarget, load_private_key
 from agent.errors import AuditError
 
@@ -127,8 +127,9 @@ def _sink(_logger: WrappedLogger, _method: str, event: EventDict) -> str:
     state = _current()
     try:
         record = state.writer.append(event)
-    except AuditFenced as exc:
-        _keep_refused(state, event, exc)
+    except AuditError as exc:
+        if isinstance(state.writer, PgChainWriter):
+            _keep_refused(state, event, exc)
         raise
     state.sealer.note_append()
     if state.console:
@@ -136,9 +137,10 @@ def _sink(_logger: WrappedLogger, _method: str, event: EventDict) -> str:
     return ""
 
 
-def _keep_refused(state: _State, event: EventDict, exc: AuditFenced) -> None:
-    """A record the group's chain refused (this node no longer holds the epoch it wrote with)
-    is not lost: it goes to this node's local log directory, with why."""
+def _keep_refused(state: _State, event: EventDict, exc: AuditError) -> None:
+    """A record the group's chain did not take (this node no longer holds the epoch it wrote
+    with: `AuditFenced`; or the database cannot be written) is not lost: it goes to this
+    node's local log directory, with why (`refused`). The caller still gets the error."""
     if state.refused is None:
         state.refused = ChainWriter(state.log_dir)
     node, epoch = _node.who()

@@ -334,3 +334,45 @@ def _pub() -> str:
     from agent.audit.seals import public_key_text  # noqa: PLC0415
 
     return public_key_text(PUBLIC_KEY)
+
+
+def test_a_connection_lost_while_idle_is_replaced_before_anything_is_written(url: str) -> None:
+    """The server ended the writer's session (a restart, an administrator): the next append
+    finds out at BEGIN, before writing, and goes through on a new connection, once."""
+    w = writer(url, "node-a")
+    w.append({"event": "daemon.started"})
+    sql(url, "SELECT pg_terminate_backend(%s)", w._conn.info.backend_pid)
+    w.append({"event": "daemon.warm"})
+    seal_head(w, reason="test")
+    w.close()
+    assert [r["event"] for r in read_records(url)] == ["daemon.started", "daemon.warm"]
+    assert verify_url(url).verdict == "ok"
+
+
+def test_a_writer_frozen_inside_an_append_does_not_hold_the_chain(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """node-a stops (as under SIGSTOP) holding the head row: the server ends its session after
+    the idle timeout, node-b's append goes through, node-a's record is not written."""
+    monkeypatch.setenv("CORDON_FAILOVER_S", "0.3")  # the timeout's floor: 1 s
+    a, b = writer(url, "node-a"), writer(url, "node-b")
+    a.append({"event": "daemon.started"})
+    appended = threading.Event()
+    with (  # noqa: PT012
+        pytest.raises(AuditError, match="cannot write the audit trail"),
+        a._tx() as conn,
+    ):
+        a._head(conn)  # holds the head row, as inside an append
+        t = threading.Thread(target=lambda: (b.append({"event": "b"}), appended.set()))
+        t.start()
+        t.join(timeout=120)  # node-b waits for the server to end node-a's session
+        assert appended.is_set()
+        conn.execute("INSERT INTO cordon_audit VALUES (99, 'x')")
+    a.append({"event": "daemon.warm"})  # node-a, awake, goes on after node-b's record
+    assert [(r["event"], r["writer"]) for r in read_records(url)] == [
+        ("daemon.started", "node-a"),
+        ("b", "node-b"),
+        ("daemon.warm", "node-a"),
+    ]
+    seal_head(b, reason="test")
+    assert verify_url(url).verdict == "ok"
