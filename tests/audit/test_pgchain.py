@@ -363,7 +363,12 @@ def test_a_writer_frozen_inside_an_append_does_not_hold_the_chain(
         a._tx() as conn,
     ):
         a._head(conn)  # holds the head row, as inside an append
-        t = threading.Thread(target=lambda: (b.append({"event": "b"}), appended.set()))
+
+        def node_b() -> None:
+            b.append({"event": "b"})
+            appended.set()
+
+        t = threading.Thread(target=node_b)
         t.start()
         t.join(timeout=120)  # node-b waits for the server to end node-a's session
         assert appended.is_set()
