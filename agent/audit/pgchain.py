@@ -5,6 +5,10 @@ Several daemons sharing one state database (active/standby, `agent.engine.lease`
 chain per node. Imports the standard library, psycopg (only when used), `agent.settings`,
 `agent.errors` and `agent.audit.chain`; never the engine (the lease table is read by name).
 
+Durability as in the files: an append commits asynchronously (visible to every node at once; a
+crash of the server itself may lose the last fraction of a second, a consistent tail, never a
+record in the middle), a seal commits synchronously and so flushes every record before it.
+
 The server ends an append's session that sits idle in its transaction for more than a third
 of the failover bound (at least 1 s): a writer frozen mid-append does not hold the head row, and
 the whole group's trail, for longer; it finds its record refused when it wakes.
@@ -144,6 +148,9 @@ def connect(url: str) -> Any:
             "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
             (str(int(idle_in_append_s() * 1000)),),
         )
+        # as the file chain: a record is visible to every node at its commit and written to
+        # disk with the next seal (which commits synchronously), not each on its own
+        conn.execute("SET synchronous_commit TO off")
     except psycopg.Error as exc:
         raise _unreachable(url, exc) from None
     try:
@@ -262,11 +269,14 @@ class PgChainWriter:
         database cannot be written."""
         record = keep_aside(fields, PG_CHAIN_FIELDS)
         node, epoch = self.who()
-        with self._tx() as conn:
-            head = self._head(conn)
+        with self._tx() as conn:  # few round trips: each costs a context switch or two
+            seq, head_hash, now = conn.execute(
+                "SELECT seq, hash, clock_timestamp() FROM cordon_audit_head "
+                "WHERE name = 'head' FOR UPDATE"
+            ).fetchone()
+            head = Head(TABLE, int(seq), str(head_hash))
             if epoch is not None:
                 _check_lease(conn, node, epoch)
-            (now,) = conn.execute("SELECT clock_timestamp()").fetchone()
             record["seq"] = head.seq + 1
             record["prev"] = head.hash
             record["ts"] = now.astimezone(UTC).isoformat(timespec="microseconds")
@@ -275,12 +285,9 @@ class PgChainWriter:
             record["writer_epoch"] = epoch
             line, digest = finish(record, PG_CHAIN_FIELDS[:-1])
             conn.execute(
-                "INSERT INTO cordon_audit (seq, line) VALUES (%s, %s)",
-                (record["seq"], line.decode("utf-8")),
-            )
-            conn.execute(
+                "WITH added AS (INSERT INTO cordon_audit (seq, line) VALUES (%s, %s)) "
                 "UPDATE cordon_audit_head SET seq = %s, hash = %s WHERE name = 'head'",
-                (record["seq"], digest),
+                (record["seq"], line.decode("utf-8"), record["seq"], digest),
             )
         self.appended += 1
         self.last_seq = record["seq"]
@@ -295,6 +302,7 @@ class PgChainWriter:
         """Under the head lock: `build(head, last seal)` makes the seal (None: nothing to
         seal), which is stored in `cordon_audit_seals` in the same transaction."""
         with self._tx() as conn:
+            conn.execute("SET LOCAL synchronous_commit TO on")  # the records before it too
             head = self._head(conn)
             row = conn.execute(
                 "SELECT line FROM cordon_audit_seals ORDER BY id DESC LIMIT 1"
@@ -337,12 +345,7 @@ class PgChainWriter:
 
 def _check_lease(conn: Any, node: str, epoch: int) -> None:
     """Does the lease row still name `node` with `epoch`? Else `AuditFenced`."""
-    if conn.execute("SELECT to_regclass('cordon_lease')").fetchone() == (None,):
-        row = None
-    else:
-        row = conn.execute(
-            "SELECT holder, epoch FROM cordon_lease WHERE name = 'active'"
-        ).fetchone()
+    row = conn.execute("SELECT holder, epoch FROM cordon_lease WHERE name = 'active'").fetchone()
     if row is not None and (str(row[0]), int(row[1])) == (node, epoch):
         return
     now = "nobody" if row is None else f"{row[0]} with epoch {row[1]}"
