@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent import settings
 from agent.audit import report as reports
 from agent.audit.chain import ChainWriter
-from agent.audit.pgchain import PgChainWriter, is_url
+from agent.audit.pgchain import TABLE, PgChainWriter, is_url
 from agent.audit.pipeline import default_log_dir, seal_signer
 from agent.audit.seals import (
     ENV_PUBLIC_KEY,
@@ -63,9 +63,10 @@ def _public_key(option: str | None) -> Ed25519PublicKey | None:
 
 def _text(result: Verification) -> str:
     signed = f", {result.signed_seals} signed by key {result.key}" if result.key else ""
+    held = f"{len(result.files)} file(s)" if not is_url(result.path) else f"table {TABLE}"
     lines = [
         f"{result.verdict.upper()}: {result.path}: {result.records} record(s) in "
-        f"{len(result.files)} file(s), seq {result.first_seq}..{result.head_seq}, "
+        f"{held}, seq {result.first_seq}..{result.head_seq}, "
         f"{result.seals} seal(s){signed}",
     ]
     if result.head_hash:
