@@ -10,8 +10,10 @@ crash of the server itself may lose the last fraction of a second, a consistent 
 record in the middle), a seal commits synchronously and so flushes every record before it.
 
 The server ends an append's session that sits idle in its transaction for more than a third
-of the failover bound (at least 1 s): a writer frozen mid-append does not hold the head row, and
-the whole group's trail, for longer; it finds its record refused when it wakes.
+of the failover bound (at least 2 s): a writer frozen mid-append does not hold the head row, and
+the whole group's trail, for longer. A transaction whose connection was lost (that, a server
+restart) is run again on a new one, up to 3 times; if the loss came at the commit, the writer
+first reads whether its record landed, so nothing is written twice.
 
 Tables (created on first use, schema version in `cordon_schema`, store `audit`):
     cordon_audit           seq (primary key), line: the record exactly as a file line would be
@@ -45,11 +47,10 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from agent import settings
@@ -69,6 +70,7 @@ __all__ = [
     "snapshot",
 ]
 
+T = TypeVar("T")
 TABLE = "cordon_audit"
 PG_CHAIN_FIELDS = ("seq", "prev", "ts", "file", "writer", "writer_epoch", "hash")
 SCHEMA_VERSION = 1
@@ -100,10 +102,13 @@ _SCHEMA = (
 )
 
 
+ATTEMPTS = 3  # tries of one transaction whose connection was lost on the way
+
+
 def idle_in_append_s() -> float:
     """How long an append's transaction may sit idle before the server ends it: a third of the
-    failover bound (`CORDON_FAILOVER_S`), at least 1 s."""
-    return max(1.0, settings.current().failover_s / 3)
+    failover bound (`CORDON_FAILOVER_S`), at least 2 s."""
+    return max(2.0, settings.current().failover_s / 3)
 
 
 class AuditFenced(AuditError):
@@ -227,32 +232,38 @@ class PgChainWriter:
             with contextlib.suppress(Exception):  # already broken: nothing more to do
                 conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        """One transaction (the caller locks the head row in it first)."""
+    def _transact(
+        self, body: Callable[[Any], T], landed: Callable[[Any, T], bool] | None = None
+    ) -> T:
+        """`body(conn)` in one transaction on this process's connection. A connection lost on
+        the way (a server restart, a session the server ended because this process sat idle in
+        it: frozen, or starved of CPU) is replaced and `body` run again, up to `ATTEMPTS`
+        times; if the loss came after `body` finished, at the commit, `landed(conn, result)`
+        on the new connection says whether that commit happened after all (then it stands:
+        nothing is written twice). Other database errors are not retried. `AuditError` when
+        it cannot be written."""
         import psycopg  # noqa: PLC0415
 
         with self._lock:
-            try:
-                with contextlib.ExitStack() as stack:
-                    yield self._begin(stack)
-            except psycopg.Error as exc:
-                self._drop()
-                raise _unreachable(self.url, exc) from None
-
-    def _begin(self, stack: contextlib.ExitStack[Any]) -> Any:
-        """BEGIN on this process's connection; one that died while idle (a server restart)
-        fails here, before anything is written: once more on a new connection."""
-        import psycopg  # noqa: PLC0415
-
-        try:
-            conn = self._connection()
-            stack.enter_context(conn.transaction())
-        except psycopg.Error:
-            self._drop()
-            conn = self._connection()
-            stack.enter_context(conn.transaction())
-        return conn
+            for attempt in range(1, ATTEMPTS + 1):
+                finished: list[T] = []
+                conn: Any = None
+                try:
+                    conn = self._connection()
+                    with conn.transaction():
+                        finished.append(body(conn))
+                    return finished[0]
+                except psycopg.Error as exc:
+                    # the connection is gone (the idle timeout's error is an InternalError)
+                    lost = isinstance(exc, psycopg.OperationalError) or (
+                        conn is not None and (conn.closed or conn.broken)
+                    )
+                    self._drop()
+                    if not lost or attempt == ATTEMPTS:
+                        raise _unreachable(self.url, exc) from None
+                    if finished and landed is not None and landed(self._connection(), finished[0]):
+                        return finished[0]
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     @staticmethod
     def _head(conn: Any) -> Head:
@@ -267,18 +278,20 @@ class PgChainWriter:
         """Append one record made of `fields` plus the chain fields; return the record written.
         `AuditFenced` if it claims an epoch this node no longer holds; `AuditError` if the
         database cannot be written."""
-        record = keep_aside(fields, PG_CHAIN_FIELDS)
+        base = keep_aside(fields, PG_CHAIN_FIELDS)
         node, epoch = self.who()
-        with self._tx() as conn:  # few round trips: each costs a context switch or two
+
+        def write(conn: Any) -> tuple[dict[str, Any], str]:
+            record = dict(base)
+            # few round trips: each costs a context switch or two
             seq, head_hash, now = conn.execute(
                 "SELECT seq, hash, clock_timestamp() FROM cordon_audit_head "
                 "WHERE name = 'head' FOR UPDATE"
             ).fetchone()
-            head = Head(TABLE, int(seq), str(head_hash))
             if epoch is not None:
                 _check_lease(conn, node, epoch)
-            record["seq"] = head.seq + 1
-            record["prev"] = head.hash
+            record["seq"] = int(seq) + 1
+            record["prev"] = str(head_hash)
             record["ts"] = now.astimezone(UTC).isoformat(timespec="microseconds")
             record["file"] = TABLE
             record["writer"] = node
@@ -289,6 +302,15 @@ class PgChainWriter:
                 "UPDATE cordon_audit_head SET seq = %s, hash = %s WHERE name = 'head'",
                 (record["seq"], line.decode("utf-8"), record["seq"], digest),
             )
+            return record, digest
+
+        def landed(conn: Any, written: tuple[dict[str, Any], str]) -> bool:
+            row = conn.execute(
+                "SELECT line FROM cordon_audit WHERE seq = %s", (written[0]["seq"],)
+            ).fetchone()
+            return row is not None and str(row[0]).endswith(f'"hash":"{written[1]}"}}')
+
+        record, digest = self._transact(write, landed)
         self.appended += 1
         self.last_seq = record["seq"]
         record["hash"] = digest
@@ -301,20 +323,23 @@ class PgChainWriter:
     ) -> dict[str, Any] | None:
         """Under the head lock: `build(head, last seal)` makes the seal (None: nothing to
         seal), which is stored in `cordon_audit_seals` in the same transaction."""
-        with self._tx() as conn:
+
+        def write(conn: Any) -> dict[str, Any] | None:
             conn.execute("SET LOCAL synchronous_commit TO on")  # the records before it too
             head = self._head(conn)
             row = conn.execute(
                 "SELECT line FROM cordon_audit_seals ORDER BY id DESC LIMIT 1"
             ).fetchone()
-            last = _json_object(row[0]) if row is not None else None
-            seal = build(head, last)
+            seal = build(head, _json_object(row[0]) if row is not None else None)
             if seal is not None:
                 conn.execute(
                     "INSERT INTO cordon_audit_seals (line) VALUES (%s)",
                     (canonical(seal).decode("utf-8"),),
                 )
-        return seal
+            return seal
+
+        # run again after a lost connection, it finds the head sealed (None) or seals it
+        return self._transact(write)
 
     # -- evidence ------------------------------------------------------------------------------
 
@@ -323,12 +348,13 @@ class PgChainWriter:
         raw = data.encode("utf-8") if isinstance(data, str) else data
         clean = redact.scrub_bytes(raw)
         digest = hashlib.sha256(clean).hexdigest()
-        with self._tx() as conn:
-            conn.execute(
+        self._transact(
+            lambda conn: conn.execute(
                 "INSERT INTO cordon_audit_evidence (sha256, data) VALUES (%s, %s) "
                 "ON CONFLICT (sha256) DO NOTHING",
                 (digest, clean),
             )
+        )
         return digest
 
     def sync(self) -> None:
