@@ -16,6 +16,15 @@ Public API (everything else is internal):
     close() -> None                                        seal and release (also at exit)
     verify(path: Path, *, public_key=None) -> Verification what `cordon audit verify` runs;
         public_key: the seal key pinned outside the log ($CORDON_AUDIT_SEAL_PUBKEY)
+    verify_url(url, *, public_key=None) -> Verification   the same, of a PostgreSQL chain
+    set_node(node, epoch) -> None                          who appends to a PostgreSQL chain, and
+        the lease epoch it holds as the active node (the daemon's service sets it)
+    release_epoch(epoch) -> None                           it no longer claims that epoch
+    current_chain() -> str                                 where the chain is, for messages
+
+When the state is on PostgreSQL (`CORDON_STATE_URL`), the chain, its seals and its evidence are
+tables of that database, one chain for every node of the group (`agent.audit.pgchain`); the
+log directory keeps a copy of the evidence and any record the group's chain refused.
 
 A log call raises `AuditError` when the trail cannot be written (disk full, permissions): the
 caller decides, and a run that cannot be audited should stop. Every write (log lines, evidence)
@@ -52,23 +61,30 @@ from agent.audit.pipeline import (
     bind,
     close,
     configure,
+    current_chain,
     current_log_dir,
     get_logger,
+    release_epoch,
     seal,
+    set_node,
     store_evidence,
 )
 from agent.audit.redact import register_secret
-from agent.audit.verify import Verification, verify
+from agent.audit.verify import Verification, verify, verify_url
 
 __all__ = [
     "Verification",
     "bind",
     "close",
     "configure",
+    "current_chain",
     "current_log_dir",
     "get_logger",
     "register_secret",
+    "release_epoch",
     "seal",
+    "set_node",
     "store_evidence",
     "verify",
+    "verify_url",
 ]

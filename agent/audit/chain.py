@@ -40,14 +40,15 @@ __all__ = [
     "audit_files",
     "canonical",
     "file_name_for",
+    "finish",
     "iter_lines",
+    "keep_aside",
     "record_hash",
 ]
 
 GENESIS = "0" * 64
 LOCK_NAME = ".audit.lock"
 CHAIN_FIELDS = ("seq", "prev", "ts", "file", "hash")
-_CHAIN_KEYS = frozenset(CHAIN_FIELDS)
 FILE_RE = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl$")
 _TAIL_CHUNK = 8 * 1024
 
@@ -279,11 +280,7 @@ class ChainWriter:
         record trips the scrub test. Fields named like chain fields are kept under a trailing
         underscore (`ts` -> `ts_`).
         """
-        record = dict(fields)
-        if not _CHAIN_KEYS.isdisjoint(record):
-            for key in CHAIN_FIELDS:
-                if key in record:
-                    record[f"{key}_"] = record.pop(key)
+        record = keep_aside(fields, CHAIN_FIELDS)
         try:
             with self._tlock:
                 if self._pid < 0:
@@ -310,22 +307,8 @@ class ChainWriter:
         record["prev"] = head.hash
         record["ts"] = now.isoformat(timespec="microseconds")
         record["file"] = name
-        try:
-            body = canonical(record)
-        except UnicodeEncodeError:  # lone surrogates, e.g. from surrogateescape-decoded output
-            clean = _without_surrogates(record)
-            record.clear()
-            record.update(clean)
-            body = canonical(record)
-        if redact.needs_scrub(body.decode("utf-8")):
-            chain = {k: record.pop(k) for k in ("seq", "prev", "ts", "file")}
-            clean = redact.redact_event(record)
-            record.clear()
-            record.update(clean)
-            record.update(chain)
-            body = canonical(record)
-        digest = hashlib.sha256(body).hexdigest()
-        line = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
+        body, digest = finish(record, ("seq", "prev", "ts", "file"))
+        line = body + b"\n"
         fd = self._fd_for(name)
         _write_all(fd, b"\n" + line if newline else line)
         st = os.fstat(fd)
@@ -372,6 +355,39 @@ def _reset_after_fork(ref: weakref.ref[ChainWriter]) -> None:
     writer = ref()
     if writer is not None:
         writer._forget_after_fork()
+
+
+def keep_aside(fields: Mapping[str, Any], chain_fields: Iterable[str]) -> dict[str, Any]:
+    """A copy of `fields` where a field named like a chain field is kept under a trailing
+    underscore (`ts` -> `ts_`): the chain's own fields are the writer's to set."""
+    record = dict(fields)
+    for key in chain_fields:
+        if key in record:
+            record[f"{key}_"] = record.pop(key)
+    return record
+
+
+def finish(record: dict[str, Any], chain_fields: Iterable[str]) -> tuple[bytes, str]:
+    """The line of `record` (its chain fields set, no `hash` yet) and its hash: canonical bytes
+    with `,"hash":"<hex>"` as the last key, no newline. Strings with lone surrogates are spelled
+    out; a record that trips the scrub test is redacted by key (its `chain_fields` untouched).
+    `record` is updated to what was hashed."""
+    try:
+        body = canonical(record)
+    except UnicodeEncodeError:  # lone surrogates, e.g. from surrogateescape-decoded output
+        clean = _without_surrogates(record)
+        record.clear()
+        record.update(clean)
+        body = canonical(record)
+    if redact.needs_scrub(body.decode("utf-8")):
+        chain = {k: record.pop(k) for k in chain_fields if k in record}
+        clean = redact.redact_event(record)
+        record.clear()
+        record.update(clean)
+        record.update(chain)
+        body = canonical(record)
+    digest = hashlib.sha256(body).hexdigest()
+    return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}', digest
 
 
 def _without_surrogates(value: Any) -> Any:

@@ -8,6 +8,7 @@ a device library or APScheduler. All of the audit trail's process-wide state liv
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import socket
 import sys
@@ -25,6 +26,7 @@ from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 from agent import settings
 from agent.audit import evidence, redact
 from agent.audit.chain import ChainWriter
+from agent.audit.pgchain import PgChainWriter, is_url
 from agent.audit.seals import ENV_SEAL_KEY, Sealer, SyslogTarget, load_private_key
 from agent.errors import AuditError
 
@@ -33,11 +35,14 @@ __all__ = [
     "bind",
     "close",
     "configure",
+    "current_chain",
     "current_log_dir",
     "default_log_dir",
     "get_logger",
+    "release_epoch",
     "seal",
     "seal_signer",
+    "set_node",
     "store_evidence",
 ]
 
@@ -72,12 +77,27 @@ _HIDDEN_ON_CONSOLE = frozenset({"prev", "hash", "host", "pid", "level"})
 class _State:
     key: tuple[Any, ...]
     log_dir: Path
-    writer: ChainWriter
+    writer: ChainWriter | PgChainWriter
     sealer: Sealer
     console: bool
+    refused: ChainWriter | None = None  # PostgreSQL: where refused records are kept (local)
+
+
+@dataclass
+class _Node:
+    """Who appends to a PostgreSQL chain: this node's id, and the lease epoch it holds as the
+    active node (None: it claims none). Set by the daemon's service (`set_node`)."""
+
+    node: str | None = None
+    epoch: int | None = None
+
+    def who(self) -> tuple[str, int | None]:
+        node = self.node or settings.current().node_id or f"{_HOST}:{_pid}"
+        return node, self.epoch
 
 
 _state: _State | None = None
+_node = _Node()
 _installed = False
 _config_lock = threading.RLock()
 
@@ -105,11 +125,30 @@ def _redact(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict
 
 def _sink(_logger: WrappedLogger, _method: str, event: EventDict) -> str:
     state = _current()
-    record = state.writer.append(event)
+    try:
+        record = state.writer.append(event)
+    except AuditError as exc:
+        if isinstance(state.writer, PgChainWriter):
+            _keep_refused(state, event, exc)
+        raise
     state.sealer.note_append()
     if state.console:
         _render(record)
     return ""
+
+
+def _keep_refused(state: _State, event: EventDict, exc: AuditError) -> None:
+    """A record the group's chain did not take (this node no longer holds the epoch it wrote
+    with: `AuditFenced`; or the database cannot be written) is not lost: it goes to this
+    node's local log directory, with why (`refused`). The caller still gets the error."""
+    if state.refused is None:
+        state.refused = ChainWriter(state.log_dir)
+    node, epoch = _node.who()
+    with contextlib.suppress(AuditError):
+        state.refused.append(
+            {**event, "writer": node, "writer_epoch": epoch, "refused": exc.message}
+        )
+        Sealer(state.refused, signer=state.sealer.signer, interval=0).seal("refused")
 
 
 _console_renderer = structlog.dev.ConsoleRenderer(timestamp_key="ts", pad_event_to=24)
@@ -160,6 +199,7 @@ def configure(
     seal_interval: float = 60.0,
     seal_every: int = 10_000,
     seal_key: str | None = None,
+    chain_url: str | None = None,
 ) -> None:
     """Direct the audit trail to `log_dir` (default: `default_log_dir()`); idempotent.
 
@@ -167,22 +207,32 @@ def configure(
     `syslog`: `udp://host:port` or `tcp://host:port` receiving a copy of every seal (RFC 5424).
     `seal_key`: secret reference (`file:PATH`, `env:NAME`) to the Ed25519 private key that signs
     every seal (default: `$CORDON_AUDIT_SEAL_KEY`; none: seals are unsigned, i.e. unanchored).
+    `chain_url`: a PostgreSQL URL: the chain (records, seals, evidence) lives there, shared by
+    every node of the group (`agent.audit.pgchain`); default: without `log_dir`,
+    `$CORDON_STATE_URL` when it is one; else the files of the log directory. The log directory
+    still holds a local copy of the evidence and the records the group's chain refused.
     Calling again with other arguments seals and closes the previous log first.
     """
     global _state  # noqa: PLW0603
     with _config_lock:
         _install()
+        if chain_url is None:  # the process's own trail follows the state; a drill's does not
+            chain_url = settings.current().state_url if log_dir is None else None
         target = (log_dir or default_log_dir()).absolute()
         want_console = sys.stderr.isatty() if console is None else console
         key_ref = seal_key if seal_key is not None else settings.current().audit_seal_key
-        key = (target, want_console, syslog, seal_interval, seal_every, key_ref)
+        url = chain_url
+        url = url if url and is_url(url) else None
+        key = (target, want_console, syslog, seal_interval, seal_every, key_ref, url)
         if _state is not None and _state.key == key:
             return
         syslog_target = SyslogTarget.parse(syslog) if syslog else None
         signer = seal_signer(key_ref) if key_ref else None
         if _state is not None:
             _close(_state)
-        writer = ChainWriter(target)
+        writer: ChainWriter | PgChainWriter = (
+            ChainWriter(target) if url is None else PgChainWriter(url, who=_node.who)
+        )
         sealer = Sealer(
             writer,
             syslog=syslog_target,
@@ -217,6 +267,10 @@ def _close(state: _State) -> None:
             state.sealer.close()
     finally:
         state.writer.close()
+        if state.refused is not None:
+            with contextlib.suppress(AuditError):
+                Sealer(state.refused, signer=state.sealer.signer, interval=0).seal("close")
+            state.refused.close()
 
 
 def close() -> None:
@@ -233,6 +287,28 @@ def seal(reason: str = "demand") -> dict[str, Any] | None:
     return _current().sealer.seal(reason)
 
 
+def set_node(node: str | None, epoch: int | None) -> None:
+    """Who this process appends as to a PostgreSQL chain: `node` (None: `$CORDON_NODE_ID`, else
+    HOST:PID) and the lease epoch it holds as the active node (None: it claims none, e.g. a
+    standby, or a node that knows it stepped down). While it claims an epoch, an append is
+    refused once another node took the lease (`AuditFenced`). No effect on a file chain."""
+    _node.node, _node.epoch = node, epoch
+
+
+def release_epoch(epoch: int) -> None:
+    """This node no longer claims `epoch` (it stepped down from it); no effect if it claims
+    another one by now."""
+    with _config_lock:
+        if _node.epoch == epoch:
+            _node.epoch = None
+
+
+def current_chain() -> str:
+    """Where the chain is: the PostgreSQL URL (redacted) and table, or the log directory."""
+    writer = _current().writer
+    return writer.where if isinstance(writer, PgChainWriter) else str(writer.log_dir)
+
+
 def current_log_dir() -> Path:
     """The directory the audit trail writes to (configuring the default one if needed)."""
     return _current().log_dir
@@ -242,8 +318,14 @@ def store_evidence(data: bytes | str) -> str:
     """Store scrubbed evidence (a config snapshot, device output); return its sha256 hex.
 
     Reference it from an event in a field named `<what>_sha256` so `audit verify` checks it.
+    On a PostgreSQL chain it is stored there too (what the verifier checks there), and kept in
+    the local log directory, where this node's gates read it.
     """
-    return evidence.store(data, log_dir=_current().log_dir)
+    state = _current()
+    digest = evidence.store(data, log_dir=state.log_dir)
+    if isinstance(state.writer, PgChainWriter):
+        state.writer.store_evidence(data)
+    return digest
 
 
 # -- loggers and context ----------------------------------------------------------------------

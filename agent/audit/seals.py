@@ -1,7 +1,9 @@
 """Seals of the chain head: `seals.jsonl` in the log directory, RFC 5424 syslog copies, the timer.
 
-Imports only the standard library, `cryptography` (Ed25519), `agent.errors` and
-`agent.audit.chain`; never structlog or the engine. A seal says "the chain reached `seq` with
+Imports only the standard library, `cryptography` (Ed25519), `agent.errors`,
+`agent.audit.chain` and `agent.audit.pgchain`; never structlog or the engine. On PostgreSQL
+(`agent.audit.pgchain`) the seals are rows of `cordon_audit_seals`, written under the head lock,
+the same objects signed the same way. A seal says "the chain reached `seq` with
 `hash` in `file` at `ts`, `count` records since the genesis": a log that ends earlier was
 truncated, a record whose hash differs was rewritten.
 
@@ -34,7 +36,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.audit.chain import ChainWriter, canonical
+from agent.audit.chain import ChainWriter, Head, canonical
+from agent.audit.pgchain import PgChainWriter
 from agent.errors import AuditError
 
 __all__ = [
@@ -270,40 +273,56 @@ def _last_seal(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def seal_head(
-    writer: ChainWriter, *, reason: str, signer: Ed25519PrivateKey | None = None
+def _make_seal(
+    head: Head, last: Mapping[str, Any] | None, *, reason: str, signer: Ed25519PrivateKey | None
 ) -> dict[str, Any] | None:
-    """Write a seal of the current chain head to `seals.jsonl`; None if empty or already sealed.
+    """The seal of `head` (None: empty chain, or already sealed as asked by `last`)."""
+    if head.seq == 0:
+        return None
+    if (
+        last is not None
+        and (last.get("seq"), last.get("hash")) == (head.seq, head.hash)
+        and (signer is None or "sig" in last)
+    ):
+        return None
+    seal: dict[str, Any] = {
+        "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "file": head.file,
+        "seq": head.seq,
+        "count": head.seq,  # records since the genesis; the verifier counts them
+        "hash": head.hash,
+        "reason": reason,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    if signer is not None:
+        seal["key"] = key_id(signer.public_key())
+        seal["sig"] = base64.b64encode(signer.sign(_signed_bytes(seal))).decode("ascii")
+    return seal
+
+
+def seal_head(
+    writer: ChainWriter | PgChainWriter,
+    *,
+    reason: str,
+    signer: Ed25519PrivateKey | None = None,
+) -> dict[str, Any] | None:
+    """Write a seal of the current chain head (to `seals.jsonl`, or to the PostgreSQL chain's
+    seals table); None if empty or already sealed.
 
     With `signer`, the seal carries `key` (the public key's id) and `sig`; a head last sealed
     without a signature is sealed again with one.
     """
+    if isinstance(writer, PgChainWriter):
+        return writer.seal_with(
+            lambda head, last: _make_seal(head, last, reason=reason, signer=signer)
+        )
     path = writer.log_dir / SEALS_NAME
     try:
         with writer.locked():
-            head = writer.head()
-            if head.seq == 0:
+            seal = _make_seal(writer.head(), _last_seal(path), reason=reason, signer=signer)
+            if seal is None:
                 return None
-            last = _last_seal(path)
-            if (
-                last is not None
-                and (last.get("seq"), last.get("hash")) == (head.seq, head.hash)
-                and (signer is None or "sig" in last)
-            ):
-                return None
-            seal: dict[str, Any] = {
-                "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "file": head.file,
-                "seq": head.seq,
-                "count": head.seq,  # records since the genesis; the verifier counts them
-                "hash": head.hash,
-                "reason": reason,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-            }
-            if signer is not None:
-                seal["key"] = key_id(signer.public_key())
-                seal["sig"] = base64.b64encode(signer.sign(_signed_bytes(seal))).decode("ascii")
             writer.sync()
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             try:
@@ -328,7 +347,7 @@ class Sealer:
 
     def __init__(
         self,
-        writer: ChainWriter,
+        writer: ChainWriter | PgChainWriter,
         *,
         syslog: SyslogTarget | None = None,
         signer: Ed25519PrivateKey | None = None,

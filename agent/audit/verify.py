@@ -28,6 +28,13 @@ Finding kinds, each naming the first record concerned by file, line and seq:
   seals      seals that should exist do not: `seals.jsonl` deleted while records exist, or, with
              a public key pinned, no seal signed by it at all
   evidence   a referenced evidence blob is missing or altered
+  fenced     (PostgreSQL chain) a record claiming a lease epoch older than one before it, or an
+             epoch claimed by two writers: appended by a deposed node
+
+`verify_url` checks the group's chain in PostgreSQL (`agent.audit.pgchain`) the same way: the
+table's rows in seq order stand for the files' lines (located as `cordon_audit:<seq>`), the seals
+table for `seals.jsonl`, the evidence table for the evidence directory; the head row is checked
+against the last record (rows deleted at the tail, rows added without the lock).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import hashlib
 import itertools
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -46,10 +53,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audit import evidence
 from agent.audit.chain import FILE_RE, GENESIS, audit_files, canonical, iter_lines
+from agent.audit.pgchain import TABLE, PgSnapshot, snapshot
 from agent.audit.seals import ENV_PUBLIC_KEY, SEALS_NAME, check_signature, key_id, read_seals
 from agent.errors import AuditError
 
-__all__ = ["Finding", "Verification", "verify"]
+__all__ = ["Finding", "Verification", "verify", "verify_url"]
+
+PG_SEALS = "cordon_audit_seals"
 
 _LOOKAHEAD = 10_000  # records read ahead to tell a reordering from a deletion
 _MAX_FINDINGS = 1_000
@@ -266,14 +276,16 @@ class _Checker:
         *,
         anchored: bool,
         seals: dict[int, dict[str, Any]],
-        evidence_dir: Path,
+        evidence_problem: Callable[[str], str | None],
         newest: str | None,
+        seals_name: str = SEALS_NAME,
     ) -> None:
         self.stream = stream
         self.result = result
         self.anchored = anchored  # False in single-file mode: the first record is taken as is
         self.seals = seals
-        self.evidence_dir = evidence_dir
+        self.evidence_problem = evidence_problem  # sha256 -> None, or what is wrong with it
+        self.seals_name = seals_name  # where the seals are, for messages
         self.newest = newest  # the newest audit file of the directory: only it can end torn
         self._renamed: set[str] = set()
         self._evidence_seen: dict[str, str | None] = {}
@@ -318,12 +330,12 @@ class _Checker:
             self.report(
                 "rewritten",
                 entry,
-                f"{SEALS_NAME}:{seal['line']} sealed seq {entry.seq} with hash "
+                f"{self.seals_name}:{seal['line']} sealed seq {entry.seq} with hash "
                 f"{_short(seal['hash'])} at {seal.get('ts', '?')}, the log now has "
                 f"{_short(entry.hash)}: the chain was re-hashed after an edit",
             )
         elif seal is not None and seal["file"] != entry.file:
-            self.renamed(entry, f"{SEALS_NAME}:{seal['line']} sealed it in {seal['file']}")
+            self.renamed(entry, f"{self.seals_name}:{seal['line']} sealed it in {seal['file']}")
         if entry.moved is not None:
             self.renamed(entry, entry.moved)
         if entry.refs:
@@ -344,7 +356,7 @@ class _Checker:
         for key, digests in refs.items():
             for digest in digests:
                 if digest not in self._evidence_seen:
-                    self._evidence_seen[digest] = evidence.check(self.evidence_dir, digest)
+                    self._evidence_seen[digest] = self.evidence_problem(digest)
                 problem = self._evidence_seen[digest]
                 if problem is not None:
                     self.report("evidence", entry, f"{key} sha256:{_short(digest)} {problem}")
@@ -574,8 +586,8 @@ class _Checker:
             self.report(
                 "truncated",
                 self.torn,
-                f"{self.torn.problem}, and {SEALS_NAME}:{top['line']} sealed seq {top['seq']} in "
-                f"{top['file']} at {top.get('ts', '?')}: records "
+                f"{self.torn.problem}, and {self.seals_name}:{top['line']} sealed seq "
+                f"{top['seq']} in {top['file']} at {top.get('ts', '?')}: records "
                 f"{_seqs(self.max_seq + 1, top['seq'])} were cut after they were sealed",
             )
         elif top["seq"] > self.max_seq:
@@ -585,8 +597,8 @@ class _Checker:
             self.report(
                 "truncated",
                 last,
-                f"the log ends at {ends} but {SEALS_NAME}:{top['line']} sealed seq {top['seq']} "
-                f"in {top['file']} at {top.get('ts', '?')}: records "
+                f"the log ends at {ends} but {self.seals_name}:{top['line']} sealed seq "
+                f"{top['seq']} in {top['file']} at {top.get('ts', '?')}: records "
                 f"{_seqs(self.max_seq + 1, top['seq'])} were cut{present}",
                 seq=self.max_seq if last else None,
             )
@@ -598,7 +610,10 @@ def _entries(paths: list[Path]) -> Iterator[_Entry]:
 
 
 def _check_seals(
-    seals: list[dict[str, Any]], public_key: Ed25519PublicKey | None, result: Verification
+    seals: list[dict[str, Any]],
+    public_key: Ed25519PublicKey | None,
+    result: Verification,
+    seals_name: str = SEALS_NAME,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(seals usable for consistency checks, seals that anchor the tail); forgeries reported.
 
@@ -620,7 +635,7 @@ def _check_seals(
                 result.findings.append(
                     Finding(
                         "forged",
-                        SEALS_NAME,
+                        seals_name,
                         seal["line"],
                         seal["seq"],
                         "unsigned seal after signed ones: written by someone without the "
@@ -639,7 +654,7 @@ def _check_seals(
             result.findings.append(
                 Finding(
                     "forged",
-                    SEALS_NAME,
+                    seals_name,
                     seal["line"],
                     seal["seq"],
                     f"the signature is not valid for the pinned key {kid}{named}: the seal was "
@@ -693,7 +708,7 @@ def verify(path: Path, *, public_key: Ed25519PublicKey | None = None) -> Verific
         result,
         anchored=anchored,
         seals={s["seq"]: s for s in usable},
-        evidence_dir=log_dir,
+        evidence_problem=lambda digest: evidence.check(log_dir, digest),
         newest=newest,
     )
     checker.run()
@@ -712,12 +727,13 @@ def verify(path: Path, *, public_key: Ed25519PublicKey | None = None) -> Verific
 
 def _judge_seals(
     result: Verification,
-    log_dir: Path,
+    log_dir: Path | str,
     public_key: Ed25519PublicKey | None,
     have_file: bool,
     *,
     whole: bool,
     max_seq: int,
+    seals_name: str = SEALS_NAME,
 ) -> None:
     """Findings and warnings about the seals as a whole, once the records are known."""
     if public_key is not None:
@@ -729,21 +745,21 @@ def _judge_seals(
             result.findings.append(
                 Finding(
                     "seals",
-                    SEALS_NAME,
+                    seals_name,
                     None,
                     None,
-                    f"{SEALS_NAME} is missing from {log_dir} but the log holds records up to "
+                    f"{seals_name} is missing from {log_dir} but the log holds records up to "
                     f"seq {max_seq}: the writer seals the first record at once, so the seals "
                     "were deleted",
                 )
             )
         else:
-            result.warnings.append(f"no {SEALS_NAME} beside the file: its tail is not sealed")
+            result.warnings.append(f"no {seals_name} beside the file: its tail is not sealed")
     elif public_key is not None and result.signed_seals == 0 and whole:
         result.findings.append(
             Finding(
                 "seals",
-                SEALS_NAME,
+                seals_name,
                 None,
                 None,
                 f"none of the {result.seals} seal(s) is signed by the pinned key {result.key}: "
@@ -756,7 +772,7 @@ def _judge_seals(
         result.warnings.append(
             "SEALS NOT ANCHORED: no public key is pinned (--public-key or "
             f"${ENV_PUBLIC_KEY}){signed if result.signed_seals else ''}; whoever can write "
-            f"{log_dir} can rewrite the chain and {SEALS_NAME} together and this check "
+            f"{log_dir} can rewrite the chain and {seals_name} together and this check "
             "would pass"
         )
     else:
@@ -772,3 +788,133 @@ def _judge_seals(
             f"{result.unsealed} record(s) {after} are not yet sealed: cutting them would not be "
             "detected (`cordon audit seal` seals the head now)"
         )
+
+
+def _pg_seals(snap: PgSnapshot, result: Verification) -> list[dict[str, Any]]:
+    seals: list[dict[str, Any]] = []
+    for ident, line in snap.seals:
+        try:
+            seal = json.loads(line)
+        except ValueError:
+            seal = None
+        if (
+            not isinstance(seal, dict)
+            or type(seal.get("seq")) is not int
+            or not isinstance(seal.get("hash"), str)
+            or not isinstance(seal.get("file"), str)
+        ):
+            result.warnings.append(f"{PG_SEALS}:{ident}: not a seal (needs file, seq, hash)")
+            continue
+        seal["line"] = ident
+        seals.append(seal)
+    return seals
+
+
+def _check_epochs(snap: PgSnapshot, checker: _Checker) -> None:
+    """The fencing, as recorded: the epochs claimed by active writers never go back, and one
+    epoch has one writer. A record breaking either was appended by a deposed node."""
+    top = 0
+    holders: dict[int, str] = {}
+    for seq, line in snap.rows:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # reported as malformed by the chain walk
+        if not isinstance(record, dict):
+            continue
+        epoch, writer = record.get("writer_epoch"), record.get("writer")
+        if type(epoch) is not int:
+            continue
+        rec_seq = record.get("seq")
+        entry = _Entry(TABLE, seq, seq=rec_seq if type(rec_seq) is int else None)
+        if epoch < top:
+            checker.report(
+                "fenced",
+                entry,
+                f"written by {writer} as the active node with epoch {epoch} after a record of "
+                f"epoch {top} (by {holders.get(top)}): a deposed node extended the chain",
+            )
+        elif holders.setdefault(epoch, str(writer)) != str(writer):
+            checker.report(
+                "fenced",
+                entry,
+                f"{writer} claims epoch {epoch}, which {holders[epoch]} held: one epoch has one "
+                "holder",
+            )
+        top = max(top, epoch)
+
+
+def _check_head(snap: PgSnapshot, checker: _Checker) -> None:
+    """The head row (moved by every append, under its lock) against the last record."""
+    head, last = snap.head, checker.last
+    if head is None:
+        checker.report("seals", None, "the head row of cordon_audit_head is missing")
+        return
+    top, top_hash = checker.max_seq, (last.hash if last is not None else GENESIS)
+    if head.seq > top:
+        checker.report(
+            "truncated",
+            last,
+            f"the head row says the chain reached seq {head.seq} ({_short(head.hash)}) but "
+            f"the table ends at seq {top}: records {_seqs(top + 1, head.seq)} were deleted",
+            seq=top if last else None,
+        )
+    elif head.seq < top:
+        checker.report(
+            "inserted",
+            last,
+            f"the table goes on to seq {top} past the head row (seq {head.seq}): records "
+            "were added without the head lock, not by a Cordon writer",
+        )
+    elif head.hash != top_hash:
+        checker.report(
+            "rewritten",
+            last,
+            f"the head row holds {_short(head.hash)} for seq {head.seq}, the record has "
+            f"{_short(top_hash)}: the record was replaced after it was written",
+        )
+
+
+def verify_url(url: str, *, public_key: Ed25519PublicKey | None = None) -> Verification:
+    """Verify the group's chain in the PostgreSQL database of `url` (`agent.audit.pgchain`):
+    the same checks as a log directory's (hash chain, order, seals, evidence), plus the head
+    row and the fencing epochs recorded in each record (kind `fenced`). Read in one snapshot.
+    Raises `AuditError` when there is no chain there or no server."""
+    snap = snapshot(url)
+    result = Verification(path=snap.where, files=[TABLE])
+    seals = _pg_seals(snap, result)
+    if not snap.rows and not seals:
+        raise AuditError(
+            f"the audit chain at {snap.where} holds no record yet",
+            hint="records appear at the first event of a daemon or command on this database",
+        )
+    result.seals = len(seals)
+    usable, anchors = _check_seals(seals, public_key, result, PG_SEALS)
+    entries = (_parse(TABLE, seq, line.encode("utf-8") + b"\n") for seq, line in snap.rows)
+    checker = _Checker(
+        _Stream(entries),
+        result,
+        anchored=True,
+        seals={s["seq"]: s for s in usable},
+        evidence_problem=snap.evidence_problem,
+        newest=TABLE,
+        seals_name=PG_SEALS,
+    )
+    checker.run()
+    checker.check_tail(usable, anchors)
+    _check_head(snap, checker)
+    _check_epochs(snap, checker)
+    _judge_seals(
+        result,
+        snap.where,
+        public_key,
+        bool(seals),
+        whole=True,
+        max_seq=checker.max_seq,
+        seals_name=PG_SEALS,
+    )
+    if checker.last is not None:
+        result.head_seq = checker.last.seq
+        result.head_hash = checker.last.hash
+        result.head_where = f"{TABLE} seq {checker.last.seq}"
+    return result

@@ -183,6 +183,7 @@ class Service:
         self.lease_loop = LeaseLoop(lease, on_active=self._activate, on_lost=self._deactivate)
         loop = self.lease_loop
         self.journal.on_fenced = self._fenced
+        audit.set_node(self.node_id, None)  # the group's audit chain: records name this node
         self._say(
             f"node {self.node_id}: standby until it holds the lease "
             f"(failover bound {self.timing.bound_s:g} s)"
@@ -197,6 +198,7 @@ class Service:
 
         if epoch is not None and self.lease_loop is not None:
             self.journal.fence = self.lease_loop.lease.fence(epoch)
+            audit.set_node(self.node_id, epoch)  # its audit records are fenced by it too
             st = self.lease_loop.lease.state()
             taken_from = st.taken_from if st is not None else None
             self.log.warning(
@@ -238,6 +240,7 @@ class Service:
     def _fenced(self, epoch: int) -> None:
         """A journal write of this node was refused by the lease (`FencedError`): audited,
         then this node steps down (once)."""
+        audit.release_epoch(epoch)  # it knows: its records no longer claim the epoch
         self.log.error("node.fenced", node=self.node_id, epoch=epoch)
         if self.lease_loop is not None:
             self.lease_loop.lost(epoch, "a journal write was fenced: a standby took over")
@@ -249,6 +252,7 @@ class Service:
         self.scheduler = None  # schedules nothing more; a new one if active again
         if sched is not None and sched.running:
             sched.shutdown(wait=False)
+        audit.release_epoch(epoch)
         self.log.error("node.stepped_down", node=self.node_id, epoch=epoch, why=why)
         self._say(f"node {self.node_id}: STEPPED DOWN from epoch {epoch} ({why}); standby")
 
@@ -289,6 +293,9 @@ class Service:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.lease_loop is not None:  # steps down: a standby takes over at its next try
+            epoch = self.lease_loop.epoch
+            if epoch is not None:  # what it logs from now on (daemon.stopped) claims none
+                audit.release_epoch(epoch)
             self.lease_loop.stop()
             self.lease_loop.lease.close()
         jobs.attach(None)

@@ -1,7 +1,8 @@
 """Two real `cordon daemon` processes sharing one PostgreSQL state database (the real throwaway
 cluster, tests/pgserver.py), each with its own state directory and audit log, each in a network
 namespace of its own with no interface up (`unshare --net`: no device is ever reached; the
-database is on a Unix socket). No twin.
+database is on a Unix socket). No twin. Their audit records go to the group's one chain in that
+database (`agent.audit.pgchain`): a node's events are the records it wrote there.
 
 The classic fencing case: node-a is active with an open run (a two-person run awaiting
 approval); it is frozen (SIGSTOP) past the failover bound; node-b takes the lease (epoch 2) and
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agent.audit.pgchain import read_records
 from tests.conftest import require_root
 from tests.daemon.test_daemon_cli import HOLD, OPEN, SITE_B, Daemon, Stack, show_until, wait_until
 from tests.pgserver import PgServer
@@ -44,6 +46,14 @@ class Node(Stack):
             }
         )
         return env
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """This node's records of `name` in the group's one chain (in the state database)."""
+        return [
+            r
+            for r in read_records(self.url)
+            if r.get("event") == name and r.get("writer") == self.node
+        ]
 
     def cluster(self) -> dict[str, Any]:
         return dict(self.ok_json("status", user="dave")["cluster"])

@@ -7,18 +7,24 @@ pause between device steps, so a run is caught half-way.
    (`node.fenced`), sends nothing, steps down and says so.
 2. SIGKILL: node-b, now active, is killed mid-run; node-a (standby again) takes the lease (epoch
    3), settles what was in flight by reading the devices, and finishes that run.
-Each run is rolled back afterwards and every flow is open again."""
+Each run is rolled back afterwards and every flow is open again.
+3. One audit trail: `cordon audit verify` passes on the group's one chain (in the database), each
+   run's events are there once, each takeover recorded, nothing of epoch 1 after epoch 2."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from agent.audit.pgchain import read_records
 from agent.lab import flows, ready
 from tests.conftest import Twin
 from tests.daemon.test_daemon_cli import OPEN, Daemon, show_until, wait_until
@@ -75,6 +81,65 @@ def cut(twin: Twin) -> bool:
     return not all(o.observed_open for o in flows.observe(twin.inv, twin.bp))
 
 
+def one_audit_trail(a: TwinNode, url: str, runs: list[str]) -> None:
+    """After both failovers: one chain holding both nodes' records, which `cordon audit verify`
+    passes; each run's events there exactly once; each takeover recorded by its new holder; no
+    record of epoch 1 after node-b took epoch 2 (what node-a tried to write then is in its own
+    log directory, marked refused)."""
+    done = a.cordon("audit", "verify", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    records = read_records(url)
+    assert (result["verdict"], result["records"]) == ("ok", len(records)), result
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert {r["writer"] for r in records} == {"node-a", "node-b"}
+
+    def named(event: str, **fields: Any) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in records
+            if r["event"] == event and all(r.get(k) == v for k, v in fields.items())
+        ]
+
+    active = [
+        (r["node"], r["epoch"], r["taken_from"], r["writer_epoch"]) for r in named("node.active")
+    ]
+    assert active == [
+        ("node-a", 1, None, 1),
+        ("node-b", 2, "node-a", 2),
+        ("node-a", 3, "node-b", 3),
+    ], active
+    took_over = named("node.active", epoch=2)[0]["seq"]
+    assert max(r["seq"] for r in records if r["writer_epoch"] == 1) < took_over
+    assert named("node.fenced", node="node-a", epoch=1)
+    assert len(named("node.stepped_down", node="node-a", epoch=1)) == 1
+    for run_id in runs:
+        for event in ("run.started", "run.finished"):
+            assert len(named(event, run_id=run_id)) == 1, (run_id, event)
+        with psycopg.connect(url) as db:
+            planned = Counter(
+                db.execute("SELECT step, device FROM steps WHERE run_id = %s", (run_id,))
+            )
+        succeeded = Counter(
+            (r["step"], r["device"]) for r in named("step.succeeded", run_id=run_id)
+        )
+        settled = sum(int(r["settled"]) for r in named("run.resumed", run_id=run_id))
+        assert succeeded <= planned, (succeeded, planned)  # no step's success recorded twice
+        missing = planned.total() - succeeded.total()
+        assert missing <= settled, (planned, succeeded, settled)  # only what a takeover settled
+        print(
+            f"run {run_id}: {succeeded.total()} step.succeeded of {planned.total()} steps "
+            f"({settled} settled from the devices at the takeover)"
+        )
+    kept = [
+        json.loads(line)
+        for path in sorted(a.logs.glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert all("refused" in r and r["writer_epoch"] == 1 for r in kept), kept
+    print(f"one chain: {len(records)} records, verified; {len(kept)} refused record(s) of node-a")
+
+
 def test_sigstop_then_sigkill_of_the_active_daemon_mid_run(
     twin: Twin, pg_server: PgServer, tmp_path: Path
 ) -> None:
@@ -124,6 +189,10 @@ def test_sigstop_then_sigkill_of_the_active_daemon_mid_run(
         assert cut(twin)
         roll_back(a, r2, twin)
         open_runs.clear()
+
+        # 3. one audit trail: both nodes' records in the group's one chain, which verifies
+        assert da.stop() == 0  # node-a, active, seals the chain head as it stops
+        one_audit_trail(a, url, [r1, r2])
     finally:
         try:
             for node, run_id in open_runs:  # a failed assertion above: the twin back to normal

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent import settings
 from agent.audit import report as reports
 from agent.audit.chain import ChainWriter
+from agent.audit.pgchain import TABLE, PgChainWriter, is_url
 from agent.audit.pipeline import default_log_dir, seal_signer
 from agent.audit.seals import (
     ENV_PUBLIC_KEY,
@@ -29,7 +30,7 @@ from agent.audit.seals import (
     load_public_key,
 )
 from agent.audit.since import parse_moment
-from agent.audit.verify import Verification, verify
+from agent.audit.verify import Verification, verify, verify_url
 from agent.errors import AuditError, ChainBroken, TailUnsealed, TornWrite
 
 _SHOWN_FINDINGS = 20
@@ -62,9 +63,10 @@ def _public_key(option: str | None) -> Ed25519PublicKey | None:
 
 def _text(result: Verification) -> str:
     signed = f", {result.signed_seals} signed by key {result.key}" if result.key else ""
+    held = f"{len(result.files)} file(s)" if not is_url(result.path) else f"table {TABLE}"
     lines = [
         f"{result.verdict.upper()}: {result.path}: {result.records} record(s) in "
-        f"{len(result.files)} file(s), seq {result.first_seq}..{result.head_seq}, "
+        f"{held}, seq {result.first_seq}..{result.head_seq}, "
         f"{result.seals} seal(s){signed}",
     ]
     if result.head_hash:
@@ -106,20 +108,33 @@ def _not_ok(result: Verification) -> AuditError | None:
     return None
 
 
+def _pg_chain() -> str | None:
+    """The PostgreSQL URL the chain lives in ($CORDON_STATE_URL when it is one), or None."""
+    url = settings.current().state_url
+    return url if url and is_url(url) else None
+
+
 @audit.command("verify")
-@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.argument("path", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option("--public-key", "public_key", metavar="KEY", help=_PUBLIC_KEY_HELP)
-def verify_cmd(path: Path | None, as_json: bool, public_key: str | None) -> None:
-    """Check the chain, order, seals and evidence of PATH (a log directory or one file).
+def verify_cmd(path: str | None, as_json: bool, public_key: str | None) -> None:
+    """Check the chain, order, seals and evidence of PATH (a log directory, one file, or a
+    postgresql:// URL: the group's chain when the state is on PostgreSQL).
 
-    PATH defaults to $CORDON_LOG_DIR, else ./logs. Exits 8 and names the first edited, deleted,
-    inserted, reordered, renamed or forged item, or the truncated tail, when the log was
-    tampered with; 21 when only the last write was cut (crash, full disk); 20 when every record
-    verifies but the newest are not sealed yet; 0 otherwise. Without a pinned public key it
-    says loudly that the seals are not anchored (and exits as above).
+    PATH defaults to the chain in $CORDON_STATE_URL when that is PostgreSQL, else
+    $CORDON_LOG_DIR, else ./logs. Exits 8 and names the first edited, deleted, inserted,
+    reordered, renamed, forged or fenced item, or the truncated tail, when the log was tampered
+    with; 21 when only the last write was cut (crash, full disk); 20 when every record verifies
+    but the newest are not sealed yet; 0 otherwise. Without a pinned public key it says loudly
+    that the seals are not anchored (and exits as above).
     """
-    result = verify(path or default_log_dir(), public_key=_public_key(public_key))
+    key = _public_key(public_key)
+    url = path if path is not None and is_url(path) else (_pg_chain() if path is None else None)
+    if url is not None:
+        result = verify_url(url, public_key=key)
+    else:
+        result = verify(Path(path) if path else default_log_dir(), public_key=key)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -133,10 +148,18 @@ def verify_cmd(path: Path | None, as_json: bool, public_key: str | None) -> None
 @click.argument("path", required=False, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--syslog", metavar="TARGET", help="Also send the seal to udp://host:port or tcp://.")
 def seal_cmd(path: Path | None, syslog: str | None) -> None:
-    """Seal the chain head of PATH now (the daemon also seals periodically and at exit)."""
+    """Seal the chain head of PATH now (the daemon also seals periodically and at exit).
+
+    Without PATH, the chain in $CORDON_STATE_URL when that is PostgreSQL, else $CORDON_LOG_DIR,
+    else ./logs."""
     key_ref = settings.current().audit_seal_key
     signer = seal_signer(key_ref) if key_ref else None
-    writer = ChainWriter(path or default_log_dir())
+    url = _pg_chain() if path is None else None
+    writer: ChainWriter | PgChainWriter = (
+        ChainWriter(path or default_log_dir())
+        if url is None
+        else PgChainWriter(url, who=lambda: (settings.current().node_id or "cli", None))
+    )
     try:
         target = SyslogTarget.parse(syslog) if syslog else None
         seal = Sealer(writer, syslog=target, signer=signer, interval=0).seal("demand")
@@ -228,6 +251,12 @@ def report_cmd(
     """
     now = reports.parse_time(at, now=datetime.now(UTC)) if at else datetime.now(UTC)
     moment = parse_moment(since, now=now) if since else None
+    if log_dir is None and _pg_chain() is not None:  # never a report of the wrong records
+        raise AuditError(
+            "the audit chain is in PostgreSQL ($CORDON_STATE_URL): `cordon audit report` does "
+            "not read it yet",
+            hint="`cordon audit verify` checks it; --log-dir DIR reports on a log directory",
+        )
     directory = log_dir or default_log_dir()
     integrity = verify(directory, public_key=_public_key(public_key))
     built = reports.build(
