@@ -2,10 +2,13 @@
 connections) and warm (pooled), per driver and on all 21 devices in parallel, next to a raw
 paramiko baseline doing the same change in the same run (the physical limit on this machine).
 
-The change: `shutdown` on 2 access ports of every IOS-style switch (read back from
-`show interface brief`); on every Linux firewall, a one-rule ruleset loaded into `table inet
-cordon` (read back from `nft -j list table`); over SNMP, ifAdminStatus down on the same 2 ports
-(read back by polling). Each run is undone (untimed) before the next.
+The change: `shutdown` on 2 access ports of every IOS-style switch (`cisco_ios`, read back from
+`show interface brief`); on every Linux firewall (`linux_nftables`), a one-rule ruleset loaded
+into `table inet cordon` (read back from `nft -j list table`); over SNMP, ifAdminStatus down on
+the same 2 ports (read back by polling). Each run is undone (untimed) before the next. The devices
+are picked by platform from the example inventory (its mix decides which and how many); the one
+device alone is the first of each platform there. The other platforms' drivers (IOS-XE, AOS-CX,
+Junos, FortiGate, Stormshield) are measured by `benchmarks.bench_platforms`.
 
 Run as root, with no twin up: `.venv/bin/python -m benchmarks.bench_drivers [--runs N]`.
 """
@@ -51,7 +54,16 @@ def ports(inv: Inventory, device: str) -> list[str]:
 
 
 def names(inv: Inventory, platform: Platform) -> list[str]:
-    return [d.name for _, d in inv.devices() if d.platform is platform]
+    return [d.name for _, d in inv.devices() if d.platform == platform]
+
+
+def first(inv: Inventory, platform: Platform) -> str:
+    """The inventory's first device of `platform` (the one-device-alone figures run on it); the
+    example's platform mix decides which device that is."""
+    found = names(inv, platform)
+    if not found:
+        sys.exit(f"{inv.path}: no {platform} device to benchmark")
+    return found[0]
 
 
 # ----------------------------------------------------------------------------- raw paramiko
@@ -244,7 +256,7 @@ def main() -> None:
             figures = measure(inv, args.runs)
         finally:
             build.down()
-    report(figures, args.runs)
+    report(figures, args.runs, inv)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
@@ -254,6 +266,7 @@ def measure(inv: Inventory, runs: int) -> dict[str, list[float]]:
     switches = names(inv, "cisco_ios")
     firewalls = names(inv, "linux_nftables")
     everything = switches + firewalls
+    alone_sw, alone_fw = first(inv, "cisco_ios"), first(inv, "linux_nftables")
     f: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:
@@ -298,20 +311,20 @@ def measure(inv: Inventory, runs: int) -> dict[str, list[float]]:
                 ("alone cold ios", cold(inv)),
                 ("alone warm ios", lambda d: warm_pool.run(d, job)),
             ):
-                add(key, parallel(fn, ["rns-sw1"])[0])
+                add(key, parallel(fn, [alone_sw])[0])
                 undo()
             for key, fn in (
                 ("alone raw nft", raw.nft),
                 ("alone cold nft", cold(inv)),
                 ("alone warm nft", lambda d: warm_pool.run(d, job)),
             ):
-                add(key, parallel(fn, ["rns-fw1"])[0])
+                add(key, parallel(fn, [alone_fw])[0])
                 undo()
             for key, fn in (
                 ("alone cold snmp", cold(inv, "snmp")),
                 ("alone warm snmp", lambda d: warm_pool.run(d, snmp_job, via="snmp")),
             ):
-                add(key, parallel(fn, ["rns-sw1"])[0])
+                add(key, parallel(fn, [alone_sw])[0])
                 undo()
             add("process raw ios", in_process("raw"))
             undo()
@@ -321,8 +334,9 @@ def measure(inv: Inventory, runs: int) -> dict[str, list[float]]:
     return f
 
 
-def report(f: dict[str, list[float]], runs: int) -> None:
+def report(f: dict[str, list[float]], runs: int, inv: Inventory) -> None:
     n_sw, n_fw = (int(x) for x in f["_devices"])
+    alone_sw, alone_fw = first(inv, "cisco_ios"), first(inv, "linux_nftables")
     print()
     print(f"Medians of {runs} runs; each run is undone (untimed) before the next.")
     print("Change = connect + apply + read-back verify (+ close when cold).")
@@ -350,9 +364,9 @@ def report(f: dict[str, list[float]], runs: int) -> None:
     print()
     print(f"{'one device alone (no contention)':<44}{cols.replace('cold/raw', '        ')}")
     for label, key, has_raw in (
-        ("rns-sw1, cisco_ios", "ios", True),
-        ("rns-fw1, linux_nftables", "nft", True),
-        ("rns-sw1, SNMPv3", "snmp", False),
+        (f"{alone_sw}, cisco_ios", "ios", True),
+        (f"{alone_fw}, linux_nftables", "nft", True),
+        (f"{alone_sw}, SNMPv3", "snmp", False),
     ):
         raw_txt = fmt(f[f"alone raw {key}"]) if has_raw else "-"
         print(

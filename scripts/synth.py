@@ -331,15 +331,14 @@ HGO_FIREWALLS = {
 HGO_CORE_FIREWALL = "fortigate"
 
 # The platforms of the example group's switches (all the switches of a site run one platform):
-# each switch platform sits behind each firewall platform once at least (a FortiGate, a
-# Stormshield, a Linux firewall), so every pairing the group runs is exercised by the same
-# playbooks. La Sagesse (the demo's site hit, with an access switch behind its core switch),
+# each switch platform sits behind each firewall platform once at least where the mix allows (a
+# FortiGate, a Stormshield, a Linux firewall), so every pairing the group runs is exercised by the
+# same playbooks. La Sagesse (the demo's site hit, with an access switch behind its core switch),
 # Saint-Gilles and Bretagne 2 on Catalyst IOS-XE; Saint-Nazaire, Fontenay and Bretagne 3 on
-# Aruba AOS-CX; Nantes and the clean core keep the IOS-style switches (`cisco_ios`: no native
-# dead-man, so the controller-side safety net stays covered on a switch). Bretagne 1 and 4 are
-# meant for Juniper EX (`juniper_junos`): the platform is registered as a router (it forwards,
-# it never bridges), so the twin cannot put hosts behind it as an L2 access switch yet; until it
-# bridges (an L3-switch registration, as IOS-XE and AOS-CX have), they run IOS-XE and AOS-CX.
+# Aruba AOS-CX; Bretagne 1 (behind a Stormshield) and Bretagne 4 (behind a Linux firewall) on
+# Juniper EX (`juniper_junos`, an L3 switch that bridges here: the firewall routes the zones);
+# Nantes and the clean core keep the IOS-style switches (`cisco_ios`: no native dead-man, so the
+# controller-side safety net stays covered on a switch).
 HGO_SWITCHES = {
     "rns": "cisco_iosxe",
     "sgv": "cisco_iosxe",
@@ -347,8 +346,8 @@ HGO_SWITCHES = {
     "stn": "aruba_aoscx",
     "fnt": "aruba_aoscx",
     "bz3": "aruba_aoscx",
-    "bz1": "cisco_iosxe",  # juniper_junos once it bridges
-    "bz4": "aruba_aoscx",  # juniper_junos once it bridges
+    "bz1": "juniper_junos",
+    "bz4": "juniper_junos",
 }
 
 

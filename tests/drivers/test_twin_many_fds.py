@@ -20,7 +20,7 @@ from tests.drivers.twinhelp import Lab
 
 pytestmark = pytest.mark.twin
 
-SWITCH = "bz1-sw1"
+SWITCH = "bz2-sw1"  # IOS-XE: its CLI shuts by `interface X` / `shutdown`, as this test sends
 LINUX_FW, HTTPS_FW = "bz2-fw1", "bz1-fw1"  # linux_nftables over SSH, stormshield over HTTPS
 FIREWALLS = (LINUX_FW, HTTPS_FW)
 CUT = DeviceState().with_rules([NftRule("drop", iif="inet0", dport=3389, tag="test fds")])

@@ -1,6 +1,6 @@
 """Warm sessions on the twin: a pooled change, verify and undo on every one of the 21 devices in
 parallel (each in its platform's own syntax: Linux, FortiGate, Stormshield, IOS, IOS-XE,
-AOS-CX) opens no new
+AOS-CX, Junos) opens no new
 session (the same TCP connection to each device's management port; no new SSH login); a session
 the device drops is reopened on the next use."""
 
@@ -39,8 +39,8 @@ def ports(lab: Lab, device: str) -> list[str]:
 
 def changed(lab: Lab, device: str) -> DeviceState:
     """The test's change of a device: a drop rule on a firewall (by its own rules method), two
-    access ports shut on a switch (by its own CLI; the example's IOS-XE and AOS-CX switches
-    hold rules too, but route nothing here: L2 access switches)."""
+    access ports shut on a switch (by its own CLI; the example's IOS-XE, AOS-CX and Junos EX
+    switches hold rules too, but route nothing here: L2 access switches)."""
     dev = th.target(lab, device).device
     spec = registry.platform(str(dev.platform))
     if spec.rules is not None and spec.routes(dev):
@@ -91,7 +91,8 @@ def test_warm_change_on_every_device_opens_no_session(lab: Lab) -> None:
     names = [d.name for _, d in lab.inv.devices()]
     assert len(names) == 21
     assert {str(d.platform) for _, d in lab.inv.devices()} >= {
-        "linux_nftables", "fortigate", "stormshield", "cisco_ios", "cisco_iosxe", "aruba_aoscx"
+        "linux_nftables", "fortigate", "stormshield", "cisco_ios", "cisco_iosxe", "aruba_aoscx",
+        "juniper_junos",
     }  # fmt: skip
     ssh = [n for n in names if has_sshd(lab, n)]
     # a session another test left behind (an agent it SIGKILLed: the device keeps the half-open

@@ -121,12 +121,12 @@ def test_twin_names_interfaces_for_the_kernel(inv: Inventory) -> None:
 
 def test_example_keeps_its_names() -> None:
     """The example's firewalls and IOS-style switches use kernel names already: nothing of
-    theirs renamed; its IOS-XE and AOS-CX switches' own names are renamed the same way on every
-    switch (the trunk's per-VLAN legs fit)."""
+    theirs renamed; its IOS-XE, AOS-CX and Junos EX switches' own names are renamed the same way
+    on every switch (the trunk's per-VLAN legs fit)."""
     example = load(ROOT / "inventory" / "hospi-grand-ouest.yaml")
     bp = blueprint(example, "t")
     platforms = {d.name: str(d.platform) for _, d in example.devices()}
-    vendor = {"cisco_iosxe", "aruba_aoscx"}
+    vendor = {"cisco_iosxe", "aruba_aoscx", "juniper_junos"}
     kept = [n for n, p in platforms.items() if p not in vendor]
     assert len(kept) == 12  # 10 firewalls, the IOS switches of Nantes and the core
     assert all(k == v for n in kept for k, v in bp.ifnames[n].items())
@@ -143,6 +143,9 @@ def test_example_keeps_its_names() -> None:
     assert bp.ifnames["stn-sw1"]["1/1/49"] == "1-1-49"
     assert bp.ifnames["stn-sw1"]["1/1/1"] == "1-1-1"
     assert bp.ifnames["stn-sw1"]["mgmt"] == "mgmt"
+    assert bp.ifnames["bz1-sw1"].items() >= {
+        "me0": "me0", "ge-0/0/1": "ge-0-0-1", "ge-0/0/16": "ge-0-0-16", "xe-0/1/0": "xe-0-1-0"
+    }.items()  # fmt: skip
 
 
 def test_cross_site_must_survive_needs_keep_must_survive(inv: Inventory, tmp_path: Path) -> None:

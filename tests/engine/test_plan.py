@@ -106,6 +106,7 @@ SWITCH_CASES = [
     ("saint-nazaire-estuaire", "stn-sw1", "1/1/18", "aruba_aoscx"),
     ("rennes-la-sagesse", "rns-sw1", "GigabitEthernet1/0/10", "cisco_iosxe"),
     ("nantes-jules-verne", "nts-sw1", "gi16", "cisco_ios"),
+    ("bretagne-etab-1", "bz1-sw1", "ge-0/0/16", "juniper_junos"),
 ]
 
 

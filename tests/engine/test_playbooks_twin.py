@@ -68,10 +68,13 @@ CASES = [
     ("preventive-degraded", OTHERS, {}, "isolated"),
     ("segment", ["nantes-jules-verne"], {"zone": "guest"}, "isolated"),
     ("segment-port", ["saint-nazaire-estuaire"], {"port": "guest"}, "isolated"),
+    # the same on a Juniper EX (its rollback reopens the port under a `commit confirmed`)
+    ("segment-port", ["bretagne-etab-1"], {"port": "guest"}, "isolated"),
 ]
+IDS = ["isolate-site", "preventive-degraded", "segment", "segment-port", "segment-port-junos"]
 
 
-@pytest.mark.parametrize(("name", "sites", "params", "mode"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "sites", "params", "mode"), CASES, ids=IDS)
 def test_playbook_on_the_twin(
     twin: Twin,
     engine: Executor,

@@ -117,7 +117,9 @@ def test_waves_finish_each_step_everywhere_first(tmp_path: Path, state_where: Wh
     inv = load(EXAMPLE)
     world = World()
     pb = load_playbook(quarantine(tmp_path, "order: waves\n"), inv)
-    sites = ["nantes-jules-verne", "fontenay-sud-vendee", "bretagne-etab-1"]
+    # switches whose shut lines the scripted switch reads (`interface X` / `shutdown`): IOS,
+    # AOS-CX, IOS-XE
+    sites = ["nantes-jules-verne", "fontenay-sud-vendee", "bretagne-etab-2"]
     journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=world.factory) as pool:
         run = Executor(inv, journal, pool, actor="t").run(pb, sites)

@@ -1,10 +1,11 @@
-"""juniper_junos: a Junos device (an EX switch that routes its site's zones on IRB interfaces, or
-any Junos router) reached over NETCONF. `render` writes interface `disable` lines and Cordon's
-packet rules as stateless firewall filters (`CORDON-...`), `driver` loads them as one candidate
-transaction with ncclient and reads them back (`parse`); its native safety net is Junos's own
-`commit confirmed`. `twin` starts its twin device (a NETCONF server behind sshd's `netconf`
-subsystem, its configuration held by a small per-device daemon; only the lab imports it,
-through the registry).
+"""juniper_junos: a Juniper EX switch reached over NETCONF, an L3 switch (`Spec.l3_switch`): it
+bridges its VLANs (access ports `ge-0/0/N`, trunks `xe-0/1/N`) and routes its site's zones where
+its IRB units (`irb.110`) carry an address; without one it is an access switch. `render` writes
+interface `disable` lines and Cordon's packet rules as stateless firewall filters applied to the
+IRB units (`CORDON-...`), `driver` loads them as one candidate transaction with ncclient and
+reads them back (`parse`); its native safety net is Junos's own `commit confirmed`. `twin`
+starts its twin device (a NETCONF server behind sshd's `netconf` subsystem, its configuration
+held by a small per-device daemon; only the lab imports it, through the registry).
 
 `juniper_srx` is the same device family as an edge firewall (an SRX): the same NETCONF driver,
 transaction, `commit confirmed` dead-man and twin, but Cordon's packet rules are stateful
@@ -59,9 +60,9 @@ SPEC = Spec(
     ),
     config_lines=config_lines,
     twin="agent.platforms.juniper_junos.twin",
-    forwards=True,
     kernel_names=False,
     reverts_config=True,  # `commit confirmed` rolls the whole commit back (ports too)
+    l3_switch=True,  # an EX bridges its VLANs and routes between its addressed IRB units
 )
 
 SRX_SPEC = Spec(

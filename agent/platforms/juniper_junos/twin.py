@@ -2,7 +2,11 @@
 lab's primitives, journaled, stopped by PID at `lab down`) and its sshd, whose `netconf`
 subsystem (RFC 6242) relays each session to the daemon (`twin_netconf`). The daemon starts from
 the inventory's view of the device (host name, interface addresses) and knows the kernel name of
-each interface (the twin renames `ge-0/0/1` to `ge-0-0-1`).
+each interface (the twin renames `ge-0/0/1` to `ge-0-0-1`). An EX is an L3 switch: the lab gives
+it one bridge per VLAN, named as its IRB unit where that unit is a zone's gateway (`irb.110`,
+with the unit's address), and a trunk port (a cabling end, `xe-0/1/0`) is one veth per VLAN
+(`xe-0-1-0.110`, the twin has no 802.1Q) in those bridges: the daemon is told those legs
+(`junos-legs.json`), and the port's `disable` takes them all down.
 A `commit confirmed N` lasts N minutes; `time_scale` lets a test make a minute shorter before the
 twin is built (the lab's setting only: the driver and the device's replies still say minutes).
 Imports the lab's primitives (`agent.lab.daemons`, `twins`); only the lab imports it, through
@@ -15,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from agent.lab import daemons
+from agent.lab import daemons, netns
 from agent.lab.twins import Node
 
 PORT = 8300  # the daemon's port on the device namespace's loopback (never reachable outside)
@@ -83,14 +87,33 @@ def srx_security(node: Node) -> list[str]:
     return lines
 
 
+def trunk_legs(kernel: dict[str, str], have: set[str]) -> dict[str, list[str]]:
+    """Inventory name -> the per-VLAN legs (`<kernel>.<vid>`) of each interface that has no
+    kernel link of its own in the twin but has legs there (a trunk: a cabling end)."""
+    out: dict[str, list[str]] = {}
+    for name, kname in kernel.items():
+        if kname in have:
+            continue
+        legs = sorted(
+            h for h in have if h.rpartition(".")[0] == kname and h.rpartition(".")[2].isdigit()
+        )
+        if legs:
+            out[name] = legs
+    return out
+
+
 def start(node: Node) -> None:
     renamed = dict(node.spec.renamed)
     names = [i.name for i in node.device.interfaces]
     if node.device.management.interface not in names:
         names.append(node.device.management.interface)
+    kernel = {n: renamed.get(n, n) for n in names}
+    links = json.loads(netns.run(["ip", "-j", "link", "show"], netns=node.spec.ns).stdout or "[]")
+    have = {str(link["ifname"]) for link in links}
     node.dir.mkdir(parents=True, exist_ok=True)
-    (node.dir / "junos-ifnames.json").write_text(
-        json.dumps({n: renamed.get(n, n) for n in names}), encoding="utf-8"
+    (node.dir / "junos-ifnames.json").write_text(json.dumps(kernel), encoding="utf-8")
+    (node.dir / "junos-legs.json").write_text(
+        json.dumps(trunk_legs(kernel, have)), encoding="utf-8"
     )
     (node.dir / "junos-initial.conf").write_text(
         "\n".join(initial_config(node)) + "\n", encoding="utf-8"

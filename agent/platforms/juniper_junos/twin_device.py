@@ -6,12 +6,13 @@ sides say base:1.1) to each session sshd's `netconf` subsystem relays to it (`tw
 Because the rollback timer lives here, an unconfirmed `commit confirmed N` really rolls back after
 N minutes (the lab may shorten a minute: `--minute`) even when the agent and its SSH session died.
 
-Its configuration has real effects in the namespace: `disable` sets the kernel link down; the
-firewall filters applied to interfaces become the twin's own nftables table (`inet junos_twin`),
-translated from ITS terms by Junos's documented semantics (terms in order, first terminating
-action wins, implicit discard at the end of a filter, `tcp-established` = ACK or RST set,
-`tcp-initial` = SYN without ACK, an input filter also sees traffic to the device). It never uses
-Cordon's renderer or planner. The reply shapes it follows are in `fixtures/` beside it.
+Its configuration has real effects in the namespace: `disable` sets the kernel link down (a
+trunk port's: each of its per-VLAN legs, `junos-legs.json`); the firewall filters applied to
+interfaces become the twin's own nftables table (`inet junos_twin`), translated from ITS terms
+by Junos's documented semantics (terms in order, first terminating action wins, implicit discard
+at the end of a filter, `tcp-established` = ACK or RST set, `tcp-initial` = SYN without ACK, an
+input filter also sees traffic to the device). It never uses Cordon's renderer or planner. The
+reply shapes it follows are in `fixtures/` beside it.
 
 Standard library only (it runs as `python -m`, started by `twin.py`); imports nothing of Cordon."""
 
@@ -338,6 +339,9 @@ class Device:
     dir: Path
     kernel: dict[str, str]  # inventory interface name -> kernel name
     minute: float
+    # inventory name -> the kernel links that stand for it when it has none of its own (a trunk
+    # port's per-VLAN legs `xe-0-1-0.110`): its admin state is theirs
+    legs: dict[str, list[str]] = field(default_factory=dict)
     committed: list[str] = field(default_factory=list)
     candidate: list[str] = field(default_factory=list)
     history: list[Commit] = field(default_factory=list)  # newest first
@@ -414,14 +418,18 @@ class Device:
             print(f"{time.strftime('%H:%M:%S')} commit confirmed rolled back", flush=True)
 
     def activate(self) -> None:
-        """Make the committed configuration real: link states, then the filter table."""
+        """Make the committed configuration real: link states, then the filter table. A kernel
+        link that stands for two names (a trunk's leg that is also a declared unit) is up only
+        when neither is disabled."""
+        want: dict[str, bool] = {}
         for name, kname in sorted(self.kernel.items()):
-            flags = _kernel_flags(kname)
-            if flags is None:
-                continue
-            want_up = not disabled(self.committed, name)
-            if flags[0] != want_up:
-                _run(["ip", "link", "set", "dev", kname, "up" if want_up else "down"])
+            up = not disabled(self.committed, name)
+            for link in self.legs.get(name, [kname]):
+                want[link] = want.get(link, True) and up
+        for link, want_up in sorted(want.items()):
+            flags = _kernel_flags(link)
+            if flags is not None and flags[0] != want_up:
+                _run(["ip", "link", "set", "dev", link, "up" if want_up else "down"])
         for s in self.committed:  # a link back up: its static routes come back (as rpd does)
             m = re.match(r"^routing-options static route (\S+) next-hop (\S+)$", s)
             if m:
@@ -695,12 +703,12 @@ class Session:
                 phys[ifd].append(name)
         out = []
         for index, (ifd, units) in enumerate(sorted(phys.items()), start=500):
-            flags = _kernel_flags(self.dev.kernel[ifd]) if ifd in self.dev.kernel else None
+            flags = self._link_flags(ifd)
             admin = not disabled(self.dev.committed, ifd)
             oper = flags[1] if flags else admin
             logical = []
             for u in units:
-                lflags = _kernel_flags(self.dev.kernel[u])
+                lflags = self._link_flags(u)
                 ladmin = not disabled(self.dev.committed, u)
                 loper = (lflags[1] if lflags else ladmin) and admin
                 logical.append(
@@ -715,6 +723,16 @@ class Session:
                 f"</snmp-index>{''.join(logical)}</physical-interface>"
             )
         return "<interface-information>" + "".join(out) + "</interface-information>"
+
+    def _link_flags(self, name: str) -> tuple[bool, bool] | None:
+        """(admin up, oper up) of an interface's kernel link, or of its legs (a trunk: up when
+        one of them is), None when the twin has neither."""
+        if name in self.dev.legs:
+            seen = [f for f in map(_kernel_flags, self.dev.legs[name]) if f is not None]
+            if seen:
+                return any(f[0] for f in seen), any(f[1] for f in seen)
+        kname = self.dev.kernel.get(name)
+        return _kernel_flags(kname) if kname is not None else None
 
     def op_get_security_policies_hit_count(self, op: ET.Element) -> str:
         sec = twin_security.read(self.dev.committed)
@@ -783,8 +801,10 @@ def main(argv: list[str] | None = None) -> int:
         print("the daemon listens on the namespace's loopback only", file=sys.stderr)
         return 2
     kernel = json.loads((args.dir / "junos-ifnames.json").read_text(encoding="utf-8"))
+    legs_file = args.dir / "junos-legs.json"
+    legs = json.loads(legs_file.read_text(encoding="utf-8")) if legs_file.exists() else {}
     initial = (args.dir / "junos-initial.conf").read_text(encoding="utf-8").splitlines()
-    dev = Device(args.dir, kernel, args.minute)
+    dev = Device(args.dir, kernel, args.minute, legs)
     dev.restore([ln.removeprefix("set ") for ln in initial if ln.strip()] + static_routes())
     dev.activate()
     threading.Thread(target=_timer, args=(dev,), daemon=True).start()

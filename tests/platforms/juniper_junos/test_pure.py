@@ -342,3 +342,84 @@ def test_twin_daemon_rolls_back_an_unconfirmed_commit(device: twin_device.Device
     device.expire()
     assert "interfaces ge-0/0/1 disable" not in device.committed
     assert parse.pending_confirm(a.rpc("<get-commit-information/>")) is None
+
+
+# -- the EX as an L3 switch in the twin ----------------------------------------------------------
+
+DATA = Path(__file__).with_name("data") / "junos-site.yaml"
+
+
+def test_the_ex_routes_on_its_irb_bridges_and_an_access_ex_only_bridges() -> None:
+    """The test group's EX: one bridge per VLAN named as its IRB unit (the unit's address on
+    it, the trunk's leg and its access port in it) and a routing node; the example's EX
+    switches (no address) are plain L2 switches with a bridge per VLAN."""
+    from agent.inventory import load  # noqa: PLC0415 - registers nothing the other tests need
+    from agent.lab.topology import blueprint  # noqa: PLC0415
+    from tests.conftest import EXAMPLE  # noqa: PLC0415
+
+    bp = blueprint(load(DATA))
+    ns = bp.device_ns["rv-ex1"]
+    bridges = {b.name: set(b.ports) for b in bp.bridges if b.ns == ns}
+    assert bridges == {
+        "irb.110": {"xe-0-1-0.110"},
+        "irb.120": {"xe-0-1-0.120", "ge-0-0-2"},
+        "irb.130": {"xe-0-1-0.130"},
+    }
+    assert {(a.ifname, str(a.cidr)) for a in bp.addresses if a.ns == ns} >= {
+        ("irb.110", "198.18.91.1/24"),
+        ("ge-0-0-47", "198.18.90.1/30"),
+    }
+    assert bp.nodes[ns].kind == "firewall" and bp.nodes[ns].forwarding
+    example = blueprint(load(EXAMPLE))
+    for name in ("bz1-sw1", "bz4-sw1"):
+        sw = example.device_ns[name]
+        assert example.nodes[sw].kind == "switch" and not example.nodes[sw].forwarding
+        assert {b.ports for b in example.bridges if b.ns == sw}  # its VLANs are bridges
+        assert not [a for a in example.addresses if a.ns == sw and a.ifname != "me0"]
+
+
+def test_a_trunks_legs_stand_for_it_and_a_disabled_unit_keeps_its_leg_down(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The twin device finds a trunk's per-VLAN legs (a name without a kernel link of its own),
+    sets them all down when the trunk is disabled and up again when enabled; a leg that is also a
+    declared unit (an SRX's `trunk0.40`) stays down while that unit is disabled."""
+    from agent.platforms.juniper_junos.twin import trunk_legs  # noqa: PLC0415
+
+    have = {"me0", "ge-0-0-2", "xe-0-1-0.110", "xe-0-1-0.120", "trunk0.40", "irb.110"}
+    kernel = {
+        "me0": "me0",
+        "ge-0/0/2": "ge-0-0-2",
+        "xe-0/1/0": "xe-0-1-0",
+        "irb.110": "irb.110",
+        "trunk0": "trunk0",
+        "trunk0.40": "trunk0.40",
+    }
+    legs = trunk_legs(kernel, have)
+    assert legs == {"xe-0/1/0": ["xe-0-1-0.110", "xe-0-1-0.120"], "trunk0": ["trunk0.40"]}
+    up = dict.fromkeys(have, True)
+    sent: list[tuple[str, str]] = []
+
+    def flags(kname: str) -> tuple[bool, bool] | None:
+        return (up[kname], up[kname]) if kname in up else None
+
+    def run(argv: list[str], stdin: str | None = None) -> object:
+        if argv[:3] == ["ip", "link", "set"]:
+            sent.append((argv[4], argv[5]))
+            up[argv[4]] = argv[5] == "up"
+        return type("Done", (), {"returncode": 0, "stderr": "", "stdout": ""})()
+
+    monkeypatch.setattr(twin_device, "_kernel_flags", flags)
+    monkeypatch.setattr(twin_device, "_run", run)
+    dev = twin_device.Device(tmp_path, kernel, 60.0, legs)
+    dev.committed = ["interfaces xe-0/1/0 disable", "interfaces trunk0 unit 40 disable"]
+    dev.activate()
+    assert sorted(sent) == [
+        ("trunk0.40", "down"),
+        ("xe-0-1-0.110", "down"),
+        ("xe-0-1-0.120", "down"),
+    ]
+    sent.clear()
+    dev.committed = ["interfaces trunk0 unit 40 disable"]
+    dev.activate()
+    assert sorted(sent) == [("xe-0-1-0.110", "up"), ("xe-0-1-0.120", "up")]

@@ -1,11 +1,14 @@
-"""juniper_junos on its twin device, through the real driver over NETCONF: `disable` takes the
-link down and cuts the flow; Cordon's filters block a flow while the must-survive one survives,
-and their counters count; Junos's own `commit confirmed` rolls back by itself when nobody
-confirms (the link and the flow come back), and a confirmed commit stays; a change refused by
-`commit check` changes nothing; a wrong host key is refused before anything is sent."""
+"""juniper_junos (an EX, an L3 switch) on its twin device, through the real driver over NETCONF:
+`disable` takes the link down and cuts the flow, on its routed uplink, on an access port of a VLAN
+and on the trunk (each of its per-VLAN legs); Cordon's filters block a flow while the
+must-survive one survives, and their counters count; Junos's own `commit confirmed` rolls back
+by itself when nobody confirms (the link and the flow come back), and a confirmed commit stays;
+a change refused by `commit check` changes nothing; a wrong host key is refused before anything
+is sent."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -25,6 +28,8 @@ pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 
 EX = "rv-ex1"
 WAN, SOINS, SRV, BUR = "ge-0/0/47", "irb.110", "irb.120", "irb.130"
+ACCESS, TRUNK = "ge-0/0/2", "xe-0/1/0"  # the central station's port; the trunk to rv-sw1
+PORTS = (WAN, ACCESS, TRUNK)
 SCOPE, CENTRALE = "198.18.91.10", "198.18.92.10"
 SEGMENT = DeviceState(
     rules=frozenset(
@@ -54,6 +59,15 @@ def kernel_up(twin: Twin, ifname: str) -> bool:
     return "UP" in out.split("<", 1)[1].split(">", 1)[0].split(",")
 
 
+def legs_up(twin: Twin, ifname: str) -> list[bool]:
+    """The admin state of each kernel link of a trunk in the twin (one veth per VLAN)."""
+    kname = twin.bp.ifnames[EX][ifname]
+    links = json.loads(
+        netns.run(["ip", "-j", "link", "show"], netns=twin.bp.device_ns[EX]).stdout or "[]"
+    )
+    return ["UP" in link["flags"] for link in links if link["ifname"].startswith(f"{kname}.")]
+
+
 def nft_tables(twin: Twin) -> str:
     return netns.run(["nft", "list", "tables"], netns=twin.bp.device_ns[EX]).stdout
 
@@ -61,7 +75,7 @@ def nft_tables(twin: Twin) -> str:
 def back_to_normal(twin: Twin) -> None:
     with one_shot(Target.of(twin.inv, EX)) as d:
         d.apply(script(DeviceState()))
-        d.apply(ChangeSet(tuple(render.disable_lines([WAN], down=False))))
+        d.apply(ChangeSet(tuple(render.disable_lines(list(PORTS), down=False))))
     assert wait_for(lambda: matrix(twin) == ALL_OPEN, timeout=20)
 
 
@@ -79,6 +93,34 @@ def test_disable_takes_the_link_down_and_cuts_the_flow(junos: Twin) -> None:
         d.verify(Expectation(admin_up={WAN: True}))
     assert kernel_up(junos, WAN)
     assert wait_for(lambda: matrix(junos) == ALL_OPEN, timeout=20)
+
+
+def test_switch_ports_disable_for_real_the_trunk_with_each_of_its_legs(junos: Twin) -> None:
+    """The EX as a switch: disabling the central station's access port (VLAN 120) takes its link
+    down and stops both flows to it while the office's internet flow goes on; disabling the trunk
+    to the access switch takes each of its per-VLAN legs down and stops every flow from behind
+    it; the read-back says admin down each time, and `delete ... disable` brings all back."""
+    assert wait_for(lambda: matrix(junos) == ALL_OPEN, timeout=20)
+    assert len(legs_up(junos, TRUNK)) == 3 and all(legs_up(junos, TRUNK))
+    try:
+        with one_shot(Target.of(junos.inv, EX)) as d:
+            d.apply(ChangeSet(tuple(render.disable_lines([ACCESS], down=True))))
+            d.verify(Expectation(admin_up={ACCESS: False, TRUNK: True}))
+            assert not kernel_up(junos, ACCESS)
+            no_centrale = {**ALL_OPEN, "rv-monitoring": False, "rv-bureau-centrale": False}
+            assert wait_for(lambda: matrix(junos) == no_centrale)
+            d.apply(ChangeSet(tuple(render.disable_lines([ACCESS], down=False))))
+            assert wait_for(lambda: matrix(junos) == ALL_OPEN, timeout=20)
+            d.apply(ChangeSet(tuple(render.disable_lines([TRUNK], down=True))))
+            d.verify(Expectation(admin_up={TRUNK: False, ACCESS: True}))
+            assert not any(legs_up(junos, TRUNK))
+            assert wait_for(lambda: not any(matrix(junos).values()))
+            d.apply(ChangeSet(tuple(render.disable_lines([TRUNK], down=False))))
+            d.verify(Expectation(admin_up={TRUNK: True}))
+        assert all(legs_up(junos, TRUNK)) and kernel_up(junos, ACCESS)
+        assert wait_for(lambda: matrix(junos) == ALL_OPEN, timeout=20)
+    finally:
+        back_to_normal(junos)
 
 
 def test_filters_block_a_flow_while_the_must_survive_one_survives(junos: Twin) -> None:
