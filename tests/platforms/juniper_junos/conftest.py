@@ -4,61 +4,39 @@ with a confirm minute shortened to MINUTE_S seconds, and taken down after the mo
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.inventory import load
-from agent.lab import build, flows
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
 from agent.platforms.juniper_junos import twin as junos_twin
-from tests.conftest import SECRETS, Twin, _collect_secrets
+from tests.conftest import Twin, matrix, own_twin
+
+__all__ = ["DATA", "MINUTE_S", "SRX_DATA", "junos", "matrix", "srx"]
 
 DATA = Path(__file__).with_name("data") / "junos-site.yaml"
+SRX_DATA = Path(__file__).with_name("data") / "srx-site.yaml"
 MINUTE_S = 3.0  # a `commit confirmed 1` lasts 3 s on this twin
+
+
+@contextlib.contextmanager
+def _short_minute() -> Iterator[None]:
+    junos_twin.time_scale(MINUTE_S)
+    try:
+        yield
+    finally:
+        junos_twin.time_scale(60.0)
 
 
 @pytest.fixture(scope="module")
 def junos(twin_lock: None) -> Iterator[Twin]:
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(DATA)
-    junos_twin.time_scale(MINUTE_S)
-    try:
-        state = build.up(inv)
-    finally:
-        junos_twin.time_scale(60.0)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
-
-
-SRX_DATA = Path(__file__).with_name("data") / "srx-site.yaml"
+    with own_twin(DATA, during_build=_short_minute) as built:
+        yield built
 
 
 @pytest.fixture(scope="module")
 def srx(twin_lock: None) -> Iterator[Twin]:
     """The SRX group of data/srx-site.yaml, its confirm minute MINUTE_S seconds."""
-    if LabState.load(build.DEFAULT_LAB) is not None:
-        pytest.fail("a twin is already up on this machine: `cordon lab down` first")
-    inv = load(SRX_DATA)
-    junos_twin.time_scale(MINUTE_S)
-    try:
-        state = build.up(inv)
-    finally:
-        junos_twin.time_scale(60.0)
-    secrets = _collect_secrets(state.files)
-    SECRETS.extend(secrets)
-    try:
-        yield Twin(inv=inv, bp=blueprint(inv, state.lab), state=state, secrets=secrets)
-    finally:
-        build.down()
+    with own_twin(SRX_DATA, during_build=_short_minute) as built:
+        yield built
