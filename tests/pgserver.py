@@ -57,6 +57,7 @@ class PgServer:
         self.sock = root / "sock"
         self.pid: int | None = None
         self._n = 0
+        self._options = ""
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -108,10 +109,13 @@ class PgServer:
             ]
         )
         self._run(["mkdir", "-m", "0700", str(self.sock)])
-        options = (
+        self._options = (
             f"-c listen_addresses='' -c unix_socket_directories={self.sock} -p {self.port} "
             f"-c fsync={'on' if fsync else 'off'} -c max_connections=200"
         )
+        self._pg_start()
+
+    def _pg_start(self) -> None:
         self._run(
             [
                 str(self.bindir / "pg_ctl"),
@@ -124,14 +128,22 @@ class PgServer:
                 "-l",
                 str(self.root / "server.log"),
                 "-o",
-                options,
+                self._options,
             ]
         )
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
+    def restart(self) -> None:
+        """Start the server again after `stop` (same data, socket and port): crash recovery
+        replays its WAL, as after a real crash or an ops team's immediate restart."""
+        if self.pid is not None:
+            raise RuntimeError("the server is running: stop it first")
+        self._pg_start()
+
     def stop(self) -> None:
         """Immediate shutdown by the postmaster's PID (SIGQUIT: a throwaway cluster needs no
-        shutdown checkpoint), waiting for it to exit."""
+        shutdown checkpoint; every client's connection is cut at once), waiting for it to exit.
+        `restart` starts it again."""
         pid, self.pid = self.pid, None
         if pid is None:
             return

@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 from agent import audit
 from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, mismatches
 from agent.engine.journal import StepRow
-from agent.errors import AuditError, ConnectError, CordonError, DeviceError, RunError, RunStopped
+from agent.errors import (
+    AuditError,
+    ConnectError,
+    CordonError,
+    DeviceError,
+    RunError,
+    RunStopped,
+    StateLostError,
+)
 from agent.network.state import NORMAL, DeviceState
 from agent.platforms import registry
 from agent.platforms.capabilities import DeadMan, having
@@ -126,6 +134,10 @@ def apply(ctx: Context, row: StepRow) -> StepOutcome:
             "more is sent",
             hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
         ) from exc
+    except StateLostError:
+        # the state database went away mid-step: the device is not known to have failed;
+        # the step stays in flight (journaled started or applied) for `resume` to read
+        raise
     except CordonError as exc:
         outcome.status, outcome.error = StepStatus.FAILED, exc.message
         ctx.obs.step_failed(row, exc.message)
