@@ -20,6 +20,7 @@ from agent.errors import (
     ConnectError,
     CordonError,
     DeviceError,
+    FencedError,
     RunError,
     RunStopped,
     StateLostError,
@@ -231,6 +232,10 @@ def guarded(
         if guard and token is None:
             _recover(ctx, row, revert, to, frm, exc)
         raise  # with a token, the device's own timer restores the fail-safe state
+    except (StateLostError, FencedError):
+        # this node lost the state database or its lease: it sends nothing more, as if it had
+        # been killed here; the active node's `resume` reads the device (an armed timer runs)
+        raise
     except CordonError:
         if token is not None:
             _restore_now(ctx, row, back, token)
