@@ -11,6 +11,7 @@ Stopped by the postmaster's PID, the directory removed.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pwd
 import random
@@ -364,6 +365,16 @@ def on_postgresql(config: pytest.Config) -> bool:
 
 
 def uses_a_store(item: pytest.Item) -> bool:
+    """A test of a module that uses a store in this process; not one that starts `cordon`
+    daemons of its own (a `Stack`: their environment is the test's, their state files)."""
+    if "stack" in getattr(item, "fixturenames", ()):
+        return False
+    function = getattr(item, "function", None)
+    try:
+        if function is not None and "Stack(" in inspect.getsource(function):
+            return False
+    except (OSError, TypeError):
+        pass
     path = getattr(item, "path", None)
     if path is None:
         return False
@@ -419,7 +430,9 @@ def _stores_on_postgresql(request: pytest.FixtureRequest) -> Iterator[None]:
         real = cls.__init__
 
         def init(self: Any, where: Path | str | None = None) -> None:
-            real(self, url if isinstance(where, Path) else where)
+            # while the setting is in force (a test may unset it to test the files)
+            on_url = isinstance(where, Path) and os.environ.get("CORDON_STATE_URL") == url
+            real(self, url if on_url else where)
 
         patch.setattr(cls, "__init__", init)
 
