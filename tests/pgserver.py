@@ -395,7 +395,8 @@ def select_for_postgresql(config: pytest.Config, items: list[pytest.Item]) -> No
     run, in the SQLite pass)."""
     if not on_postgresql(config):
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         params = getattr(item, "callspec", None)
         backend = params.params.get("state_backend") if params is not None else None
