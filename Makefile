@@ -1,4 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both set everything up first.
+# `make test`: the whole suite (state on SQLite files; the stores' own tests on both backends),
+# then the non-twin tests of every module that uses a state store again, on PostgreSQL.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -22,6 +24,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+	$(PY) -m pytest --state-backend=postgresql
 
 lint: setup
 	$(VENV)/bin/ruff check agent tests benchmarks scripts

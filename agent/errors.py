@@ -285,6 +285,15 @@ class FencedError(StandbyError):
     exit_code = 26
 
 
+class StateLostError(DaemonError):
+    """The PostgreSQL state database could not be used (the server down or restarting, the
+    connection lost): the message says whether the transaction wrote nothing or its commit's
+    outcome is unknown. A step in flight is left for `resume` to settle by reading its device;
+    a daemon sharing the database steps down until the database answers again."""
+
+    exit_code = 27
+
+
 class InternalError(CordonError):
     """A bug, never bad input: the engine tried what its own rules forbid (a status change
     outside `agent.status`'s tables); nothing was written."""

@@ -19,8 +19,13 @@ from agent.lab import build, flows
 from agent.lab.probe import ProbeStats, ProbeTarget
 from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
-from tests import secret_scan
-from tests.pgserver import pg_server, state_backend, state_where  # noqa: F401 - state backends
+from tests import pgserver, secret_scan
+from tests.pgserver import (  # noqa: F401 - state backends
+    _stores_on_postgresql,
+    pg_server,
+    state_backend,
+    state_where,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "inventory" / "hospi-grand-ouest.yaml"
@@ -195,3 +200,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     per machine: the session twin stays up from its first test to the end of the run). The sort
     is stable: a module's tests stay together, its module fixture builds its twin once."""
     items.sort(key=lambda item: 0 if builds_its_own_twin(item) else 1)
+    pgserver.select_for_postgresql(config, items)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    pgserver.add_option(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): a test that cannot apply to PostgreSQL (skipped under "
+        "--state-backend=postgresql, with its reason)",
+    )

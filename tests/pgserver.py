@@ -11,6 +11,7 @@ Stopped by the postmaster's PID, the directory removed.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pwd
 import random
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +59,7 @@ class PgServer:
         self.sock = root / "sock"
         self.pid: int | None = None
         self._n = 0
+        self._options = ""
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -108,10 +111,13 @@ class PgServer:
             ]
         )
         self._run(["mkdir", "-m", "0700", str(self.sock)])
-        options = (
+        self._options = (
             f"-c listen_addresses='' -c unix_socket_directories={self.sock} -p {self.port} "
             f"-c fsync={'on' if fsync else 'off'} -c max_connections=200"
         )
+        self._pg_start()
+
+    def _pg_start(self) -> None:
         self._run(
             [
                 str(self.bindir / "pg_ctl"),
@@ -124,14 +130,22 @@ class PgServer:
                 "-l",
                 str(self.root / "server.log"),
                 "-o",
-                options,
+                self._options,
             ]
         )
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
+    def restart(self) -> None:
+        """Start the server again after `stop` (same data, socket and port): crash recovery
+        replays its WAL, as after a real crash or an ops team's immediate restart."""
+        if self.pid is not None:
+            raise RuntimeError("the server is running: stop it first")
+        self._pg_start()
+
     def stop(self) -> None:
         """Immediate shutdown by the postmaster's PID (SIGQUIT: a throwaway cluster needs no
-        shutdown checkpoint), waiting for it to exit."""
+        shutdown checkpoint; every client's connection is cut at once), waiting for it to exit.
+        `restart` starts it again."""
         pid, self.pid = self.pid, None
         if pid is None:
             return
@@ -326,3 +340,103 @@ def kept_store(state_where: Callable[[str], Path | str], name: str, src: Path) -
 
 
 Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file or database URL
+
+
+# -- the switch: the store-using tests on PostgreSQL (`--state-backend=postgresql`) --------------
+
+ENV_SWITCH = "CORDON_TEST_STATE"
+# a module using any of these uses a state store: it runs on PostgreSQL under the switch
+STORE_WORDS = ("Journal(", "HealthStore(", "Service(", "state_where", "journal.at(", "local(")
+
+
+def add_option(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--state-backend",
+        choices=("sqlite", "postgresql"),
+        default=os.environ.get(ENV_SWITCH) or "sqlite",
+        help="where the tests' state stores live: SQLite files (default) or, for every "
+        "non-twin test of a module that uses a store, a fresh database of one shared "
+        f"throwaway PostgreSQL server (env {ENV_SWITCH}=postgresql)",
+    )
+
+
+def on_postgresql(config: pytest.Config) -> bool:
+    return bool(config.getoption("--state-backend") == "postgresql")
+
+
+def uses_a_store(item: pytest.Item) -> bool:
+    """A test of a module that uses a store in this process; not one that starts `cordon`
+    daemons of its own (a `Stack`: their environment is the test's, their state files)."""
+    if "stack" in getattr(item, "fixturenames", ()):
+        return False
+    function = getattr(item, "function", None)
+    try:
+        if function is not None and "Stack(" in inspect.getsource(function):
+            return False
+    except (OSError, TypeError):
+        pass
+    path = getattr(item, "path", None)
+    if path is None:
+        return False
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(word in text for word in STORE_WORDS)
+
+
+def is_twin(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("twin") or item.get_closest_marker("twin_lifecycle"))
+
+
+def select_for_postgresql(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the switch: only the non-twin tests of modules that use a store, each test of
+    both backends (`state_backend`) only on PostgreSQL; the others deselected (they ran, or
+    run, in the SQLite pass)."""
+    if not on_postgresql(config):
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        backend = params.params.get("state_backend") if params is not None else None
+        wanted = not is_twin(item) and uses_a_store(item) and backend in (None, "postgresql")
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _stores_on_postgresql(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under the switch: this test's state on a fresh database of the shared server, as a
+    daemon configured with one URL has it: `CORDON_STATE_URL` set (the journal, health store
+    and job store by default), and a journal or health store opened at a file path opened on
+    that database instead. A test that cannot apply to PostgreSQL (it reads or breaks the
+    SQLite file itself) is marked `sqlite_only` with its reason."""
+    if not on_postgresql(request.config) or is_twin(request.node):
+        yield
+        return
+    only = request.node.get_closest_marker("sqlite_only")
+    if only is not None:
+        pytest.skip(f"SQLite only: {only.args[0] if only.args else 'a SQLite file'}")
+    from agent.engine import journal  # noqa: PLC0415
+    from agent.service import health  # noqa: PLC0415
+
+    url = request.getfixturevalue("pg_server").database()
+    patch = request.getfixturevalue("monkeypatch")
+    patch.setenv("CORDON_STATE_URL", url)
+
+    def redirect(cls: Any) -> None:
+        real = cls.__init__
+
+        def init(self: Any, where: Path | str | None = None) -> None:
+            # while the setting is in force (a test may unset it to test the files)
+            on_url = isinstance(where, Path) and os.environ.get("CORDON_STATE_URL") == url
+            real(self, url if on_url else where)
+
+        patch.setattr(cls, "__init__", init)
+
+    redirect(journal.Journal)
+    redirect(health.HealthStore)
+    yield

@@ -20,6 +20,17 @@ less than B/6 between a fenced write and the device command it precedes still se
 standby can hold the lease. A longer pause exactly there is not covered (the devices do not
 check the epoch): said in the README.
 
+When the database goes away (a PostgreSQL restart, the network): the lease's own store waits
+for a connection no longer than the renewal period, so the loop keeps its beat; a node that
+cannot renew stops being active (`on_lost`) once its lease could have run out by its own clock
+(`holds`: B/6 before the database's expiry), and its fences are revoked in the process (`Fence`
+refuses without asking the database), so it sends nothing from then on, whatever the database
+says when it answers again. A journal write that lost the database (`state_lost`, from the
+journal's `Conn.on_lost`) steps the node down at once: the step in flight is in an unknown
+state until its device is read. When the database answers again the node ends its old term
+(`step_down`) and takes the lease anew (epoch + 1) unless another node was quicker; either way
+the new term settles every open run by reading the devices, as `resume` does.
+
 `cordon_nodes` records each node's last heartbeat, role and epoch, for `cordon status`.
 
 On SQLite (one state directory, one daemon) there is no lease: the node is always active with
@@ -35,7 +46,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -110,16 +121,21 @@ class Timing:
 
 @dataclass(frozen=True)
 class Fence:
-    """What a fenced write checks: this node holds the lease with this epoch, `margin_s` ahead."""
+    """What a fenced write checks: this node holds the lease with this epoch, `margin_s` ahead,
+    and has not given that term up itself (`revoked`: set when the node stops being active with
+    this epoch, even while the database could not be told)."""
 
     holder: str
     epoch: int
     margin_s: float
+    revoked: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def check(self, tx: Tx) -> bool:
         """In `tx` (PostgreSQL): does the lease still stand? Holds its row until `tx` ends."""
+        if self.revoked.is_set():
+            return False
         row = tx.execute(FENCE_SQL, (self.holder, self.epoch, self.margin_s)).fetchone()
-        return row is not None
+        return row is not None and not self.revoked.is_set()
 
 
 @dataclass(frozen=True)
@@ -163,7 +179,10 @@ class Lease:
             schema=SCHEMA,
             version=SCHEMA_VERSION,
             durable=True,
+            wait_s=timing.renew_s,  # the loop keeps its beat while the database is away
         )
+        self._fences: dict[int, Fence] = {}
+        self._fences_lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
@@ -205,7 +224,17 @@ class Lease:
             return rows.rowcount == 1
 
     def fence(self, epoch: int) -> Fence:
-        return Fence(self.node, epoch, self.timing.margin_s)
+        """The fence of this node's term `epoch` (one per term: `revoke` ends it here)."""
+        with self._fences_lock:
+            found = self._fences.get(epoch)
+            if found is None:
+                found = self._fences[epoch] = Fence(self.node, epoch, self.timing.margin_s)
+            return found
+
+    def revoke(self, epoch: int) -> None:
+        """This node gave up its term `epoch`: its fence refuses every write from now on,
+        without asking the database (which may be away, or still show the lease as held)."""
+        self.fence(epoch).revoked.set()
 
     def state(self) -> LeaseState | None:
         rows = self.db.query(
@@ -258,6 +287,7 @@ class LeaseLoop:
         self.on_lost = on_lost
         self.epoch: int | None = None  # while active
         self.renewed = 0.0  # monotonic time of the last renewal that stood
+        self.release: int | None = None  # a term given up locally, to end in the database
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cordon-lease", daemon=True)
@@ -291,12 +321,24 @@ class LeaseLoop:
                 self.lease.heartbeat("stopped", None)
 
     def lost(self, epoch: int, why: str) -> None:
-        """No longer active with `epoch` (idempotent): `on_lost` once."""
+        """No longer active with `epoch` (idempotent): its fence revoked at once (nothing more
+        is written or sent under it), then `on_lost` once."""
+        self.lease.revoke(epoch)
         with self._lock:
             if self.epoch != epoch:
                 return
             self.epoch = None
+            self.release = epoch
         self.on_lost(epoch, why)
+
+    def state_lost(self, why: str) -> None:
+        """The state database failed a write or read of this node's (`Conn.on_lost`): while
+        it is away nothing of this node's may be trusted to be written, and a step in flight
+        is in an unknown state until its device is read: stop being active now. The loop ends
+        the term in the database and takes the lease again once it answers."""
+        epoch = self.epoch
+        if epoch is not None:
+            self.lost(epoch, f"the state database was lost ({why})")
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease.timing.renew_s):
@@ -305,6 +347,9 @@ class LeaseLoop:
     def _tick(self) -> None:
         epoch = self.epoch
         try:
+            if epoch is None and self.release is not None:  # a term given up: end it first
+                self.lease.step_down(self.release)
+                self.release = None
             if epoch is not None:
                 started = time.monotonic()
                 if self.lease.renew(epoch):
@@ -318,8 +363,17 @@ class LeaseLoop:
                 if got is not None:
                     with self._lock:
                         self.epoch, self.renewed = got, started
-                    self.on_active(got)
+                    self._become_active(got)
             self.lease.heartbeat(self.role, self.epoch)
         except CordonError as exc:  # the database unreachable: active only while it cannot
             if epoch is not None and not self.holds():  # have run out
                 self.lost(epoch, f"the lease could not be renewed: {exc.message}")
+
+    def _become_active(self, epoch: int) -> None:
+        """`on_active`; a term that cannot start (its scheduler's store unreachable...) is given
+        up at once rather than held without driving."""
+        try:
+            self.on_active(epoch)
+        except Exception as exc:  # any failure: this node must not hold the lease undriven
+            text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            self.lost(epoch, f"this node could not start driving: {' '.join(str(text).split())}")

@@ -15,6 +15,15 @@ advisory lock on that record, so no other writer, in this process or another hos
 database, checks the same record before this transaction ends. Single statements (an upsert, an
 update of one row) are atomic by themselves. Reads take no lock (a committed snapshot).
 
+When PostgreSQL goes away (a restart, a failover, the network): a transaction first waits for a
+live connection (the pool checks each one it lends, drops the dead and reconnects with backoff),
+up to `wait_s` (`RECONNECT_S`, 30 s; the lease's store: its renewal period), then gives up with
+`StateLostError`. A connection lost inside a transaction is never retried here: before its
+COMMIT was sent, nothing was written ("wrote nothing"); during the COMMIT, nobody can know
+whether it committed ("outcome unknown"): the caller settles from the devices (a step in flight
+is `resume`'s to read). Either way each listener of `Conn.on_lost` is told (the daemon steps
+down and takes the lease again once the database answers, settling its runs as `resume` does).
+
 A PostgreSQL URL carries no password (refused, `agent.settings.state_url_problem`): peer or
 certificate authentication, or libpq's password file (`PGPASSFILE`, ~/.pgpass). Driver errors
 become a `DaemonError` naming the store (the URL without its options), never a traceback.
@@ -26,6 +35,7 @@ URL may be) and `agent.errors`; psycopg and psycopg_pool only when a PostgreSQL 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import sqlite3
 import threading
@@ -37,7 +47,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from agent.engine.sqlitefile import open_versioned
-from agent.errors import DaemonError
+from agent.errors import DaemonError, StateLostError
 from agent.settings import state_url_problem
 
 Backend = Literal["sqlite", "postgresql"]
@@ -116,6 +126,7 @@ def _lock_key(name: str) -> int:
 
 
 POOL_SIZE = 10  # PostgreSQL connections of one store in one process, at most
+RECONNECT_S = 30.0  # how long a transaction waits for the database to answer again, at most
 
 
 class Tx:
@@ -171,19 +182,30 @@ class Conn:
     or a pool of PostgreSQL connections (one per transaction or read, so the threads' writes
     proceed in parallel and commit together)."""
 
-    def __init__(self, backend: Backend, raw: Any, name: str, what: str, where: str) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        raw: Any,
+        name: str,
+        what: str,
+        where: str,
+        wait_s: float = RECONNECT_S,
+    ) -> None:
         self.backend: Backend = backend
         self.raw = raw  # the sqlite3 connection, or the psycopg_pool.ConnectionPool
         self.name = name  # the store's key (its schema version row, its locks)
         self.what = what  # what it is, for messages
         self.where = where  # the file, or the URL without its query: for messages
+        self.wait_s = wait_s  # PostgreSQL: how long a transaction waits for a live connection
         self.lock = threading.RLock()
+        # told (with the message) each time the database could not be used (StateLostError)
+        self.on_lost: list[Callable[[str], None]] = []
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         if self.backend == "sqlite":
             with self.lock:
                 return Tx(self, self.raw).execute(sql, args).fetchall()
-        with self.driver_errors(), self.raw.connection() as raw:
+        with self.driver_errors(), self.raw.connection(timeout=self.wait_s) as raw:
             return Tx(self, raw).execute(sql, args).fetchall()
 
     @contextmanager
@@ -201,8 +223,21 @@ class Conn:
                     raise
                 self.raw.execute("COMMIT")
             return
-        with self.driver_errors(), self.raw.connection() as raw, raw.transaction():
-            yield Tx(self, raw)
+        import psycopg  # noqa: PLC0415 - a PostgreSQL store only
+
+        committing = False
+        with self.driver_errors(), self.raw.connection(timeout=self.wait_s) as raw:
+            try:
+                with raw.transaction():
+                    yield Tx(self, raw)
+                    committing = True  # the block ended: leaving it sends the COMMIT
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if not committing:
+                    raise
+                raise self._lost(
+                    exc,
+                    "its COMMIT was sent but no answer came back: whether it committed is unknown",
+                ) from None
 
     def lost(self) -> str | None:
         """Why this store can no longer be written through, or None (PostgreSQL: its pool was
@@ -228,13 +263,33 @@ class Conn:
 
         try:
             yield
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        except StateLostError:
+            raise
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+            raise self._lost(exc, "this transaction wrote nothing") from None
+        except psycopg.Error as exc:
             raise DaemonError(
                 f"the {self.what} at {self.where} cannot be used: "
                 f"{type(exc).__name__}: {str(exc).strip()}",
                 hint="check that the PostgreSQL server is up, reachable and that this user may "
                 "use the database (CORDON_STATE_URL); this transaction wrote nothing",
             ) from None
+
+    def _lost(self, exc: BaseException, outcome: str) -> StateLostError:
+        """The database unreachable or the connection lost: the error (saying what became of
+        the transaction), each `on_lost` listener told first."""
+        cause = f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no connection'}"
+        if type(exc).__name__ == "PoolTimeout":
+            cause = f"no live connection within {self.wait_s:g} s ({cause})"
+        message = f"the {self.what} at {self.where} cannot be reached: {cause}; {outcome}"
+        for listener in list(self.on_lost):
+            listener(message)
+        return StateLostError(
+            message,
+            hint="check that the PostgreSQL server is up and reachable (CORDON_STATE_URL); a "
+            "step in flight is settled by reading its device (`cordon resume`, or the active "
+            "daemon once the database answers)",
+        )
 
 
 def open_store(
@@ -246,14 +301,16 @@ def open_store(
     version: int,
     durable: bool,
     upgrade: Callable[[Tx], None] | None = None,
+    wait_s: float = RECONNECT_S,
 ) -> Conn:
     """Open store `name` (the journal, the health store) at a SQLite file or a PostgreSQL URL,
     migrated to `version`: the `schema` statements (idempotent), then `upgrade`, then the
     version, in one transaction; a store of a newer release refused, unchanged. `durable`:
     a commit survives a power cut (SQLite synchronous=FULL, PostgreSQL synchronous_commit on);
-    otherwise it may lose the last commits, never corrupt (NORMAL; off)."""
+    otherwise it may lose the last commits, never corrupt (NORMAL; off). `wait_s`
+    (PostgreSQL): how long a transaction waits for the database to answer again."""
     if is_url(where):
-        return _open_pg(str(where), name, what, schema, version, durable, upgrade)
+        return _open_pg(str(where), name, what, schema, version, durable, upgrade, wait_s)
     conn = Conn("sqlite", None, name, what, str(where))
 
     def _upgrade(db: sqlite3.Connection) -> None:
@@ -279,10 +336,13 @@ def _open_pg(
     version: int,
     durable: bool,
     upgrade: Callable[[Tx], None] | None,
+    wait_s: float,
 ) -> Conn:
     import psycopg  # noqa: PLC0415 - a PostgreSQL store only
     from psycopg_pool import ConnectionPool, PoolTimeout  # noqa: PLC0415
 
+    # the pool's own retries say "error connecting" on every try: our one message says it
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     where = redact(url)
     problem = state_url_problem(url)
     if problem is not None:
@@ -307,6 +367,7 @@ def _open_pg(
         max_size=POOL_SIZE,
         kwargs={"autocommit": True, "connect_timeout": 30},
         configure=configure,
+        check=ConnectionPool.check_connection,  # a connection lent is alive (a restart drops all)
         name=f"cordon-{name}",
         open=True,
     )
@@ -319,7 +380,7 @@ def _open_pg(
             hint="check that the PostgreSQL server is up and reachable and that this user may "
             "connect to the database (CORDON_STATE_URL); nothing was changed",
         ) from None
-    conn = Conn("postgresql", pool, name, what, where)
+    conn = Conn("postgresql", pool, name, what, where, wait_s)
     try:
         with conn.write() as tx:
             # one migration at a time in the database (two stores may share it: one

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from agent import audit
 from agent.engine.journal import StepRow, driver_alive
-from agent.errors import ConnectError, CordonError, DeviceError, RunError
+from agent.errors import ConnectError, CordonError, DeviceError, RunError, StateLostError
 from agent.network.state import NORMAL
 from agent.platforms import registry
 from agent.run import transaction
@@ -71,6 +71,8 @@ def undo_one(ctx: Context, row: StepRow) -> StepOutcome:
                 guard=not row.guard_apply,
                 action=f"undo {row.step}",
             )
+    except StateLostError:  # the state database went away: the step stays undoing, for resume
+        raise
     except CordonError as exc:
         outcome.status, outcome.error = StepStatus.UNDO_FAILED, exc.message
         ctx.obs.step_marked(row, StepStatus.UNDO_FAILED, exc.message)

@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 from agent import audit
 from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, mismatches
 from agent.engine.journal import StepRow
-from agent.errors import AuditError, ConnectError, CordonError, DeviceError, RunError, RunStopped
+from agent.errors import (
+    AuditError,
+    ConnectError,
+    CordonError,
+    DeviceError,
+    FencedError,
+    RunError,
+    RunStopped,
+    StateLostError,
+)
 from agent.network.state import NORMAL, DeviceState
 from agent.platforms import registry
 from agent.platforms.capabilities import DeadMan, having
@@ -126,6 +135,10 @@ def apply(ctx: Context, row: StepRow) -> StepOutcome:
             "more is sent",
             hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
         ) from exc
+    except StateLostError:
+        # the state database went away mid-step: the device is not known to have failed;
+        # the step stays in flight (journaled started or applied) for `resume` to read
+        raise
     except CordonError as exc:
         outcome.status, outcome.error = StepStatus.FAILED, exc.message
         ctx.obs.step_failed(row, exc.message)
@@ -219,6 +232,10 @@ def guarded(
         if guard and token is None:
             _recover(ctx, row, revert, to, frm, exc)
         raise  # with a token, the device's own timer restores the fail-safe state
+    except (StateLostError, FencedError):
+        # this node lost the state database or its lease: it sends nothing more, as if it had
+        # been killed here; the active node's `resume` reads the device (an armed timer runs)
+        raise
     except CordonError:
         if token is not None:
             _restore_now(ctx, row, back, token)

@@ -38,6 +38,7 @@ from agent.engine.journal import at as journal_at
 from agent.engine.lease import Lease, LeaseLoop, Timing, default_node_id
 from agent.engine.plan import Plan
 from agent.errors import (
+    AuditError,
     ConfigError,
     CordonError,
     NotFound,
@@ -184,6 +185,7 @@ class Service:
         loop = self.lease_loop
         self.journal.on_fenced = self._fenced
         audit.set_node(self.node_id, None)  # the group's audit chain: records name this node
+        self.journal.db.on_lost.append(self._state_lost)
         self._say(
             f"node {self.node_id}: standby until it holds the lease "
             f"(failover bound {self.timing.bound_s:g} s)"
@@ -244,6 +246,27 @@ class Service:
         self.log.error("node.fenced", node=self.node_id, epoch=epoch)
         if self.lease_loop is not None:
             self.lease_loop.lost(epoch, "a journal write was fenced: a standby took over")
+
+    def _state_lost(self, why: str) -> None:
+        """The state database failed one of the journal's transactions (PostgreSQL restarted,
+        the connection lost): this node stops driving at once (`LeaseLoop.state_lost`: what
+        it had in flight is unknown until its devices are read), says so, and takes the lease
+        again once the database answers (then settles every open run from the devices)."""
+        loop = self.lease_loop
+        if loop is None:
+            return
+        active = loop.epoch is not None
+        loop.state_lost(why)
+        if active:
+            said = (
+                f"node {self.node_id}: the state database is unreachable ({why}): driving "
+                "nothing until it answers again; then the open runs are settled from the devices"
+            )
+            try:
+                self.log.error("state.lost", node=self.node_id, error=why)
+            except AuditError:  # the group's chain is in that database: said here instead
+                said += " (not in the audit chain: it lives in the same database)"
+            self._say(said)
 
     def _deactivate(self, epoch: int, why: str) -> None:
         """This node lost the lease: it stops driving at once (its scheduler stopped, the
@@ -842,7 +865,8 @@ def _scheduler(url: str) -> BackgroundScheduler:
 
     from agent.service import jobs  # noqa: PLC0415 - jobs import this module
 
-    store = SQLAlchemyJobStore(url=url)
+    # pre-ping: a connection the database dropped (a PostgreSQL restart) is replaced, not used
+    store = SQLAlchemyJobStore(url=url, engine_options={"pool_pre_ping": True})
     jobs.upgrade_store(store)  # jobs stored by an earlier release, under the names they have now
     return BackgroundScheduler(
         jobstores={"default": store},

@@ -102,6 +102,9 @@ def test_the_job_store_follows_the_state_url(
     assert jobs.store_url(tmp_path) == "postgresql+psycopg://cordon@/db?host=/run/pg&port=5433"
 
 
+@pytest.mark.sqlite_only(
+    "the previous release's job store is a SQLite file (jobs.sqlite); it never was on PostgreSQL"
+)
 def test_a_daemon_starts_on_the_previous_release_job_store_and_its_jobs_run(
     tmp_path: Path,
 ) -> None:

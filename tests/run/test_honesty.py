@@ -73,6 +73,10 @@ def records(log_dir: Path) -> list[dict[str, object]]:
 # -- the journal lost mid-run ----------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only(
+    "deletes the journal's file; PostgreSQL lost mid-run: tests/store/test_pg_outage.py, "
+    "tests/ha/test_pg_restart_twin.py"
+)
 def test_a_run_that_loses_its_journal_stops_sending(inv: Inventory, tmp_path: Path) -> None:
     """The state directory deleted after the first step: the second is never sent, the run
     fails saying the journal was deleted (not "done"), and the audit trail records the stop."""
@@ -249,11 +253,11 @@ def test_status_says_an_orphaned_run_is_interrupted(inv: Inventory, tmp_path: Pa
     assert live["interrupted"] is False
     # a process that drove it and died (SIGKILL leaves no trace but its PID)
     code = (
-        "import sys; from pathlib import Path; from agent.engine.journal import Journal; "
-        "Journal(Path(sys.argv[1])).claim_driver(sys.argv[2])"
+        "import sys; from pathlib import Path; from agent.engine.journal import at; "
+        "at(Path(sys.argv[1])).claim_driver(sys.argv[2])"  # the state dir's journal (or URL's)
     )
     subprocess.run(
-        [sys.executable, "-c", code, str(state / "journal.sqlite"), started.run_id],
+        [sys.executable, "-c", code, str(state), started.run_id],
         cwd=ROOT,
         check=True,
     )

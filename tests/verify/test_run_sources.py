@@ -236,6 +236,10 @@ def test_the_run_and_status_say_each_verdict(tmp_path: Path, inv: Inventory) -> 
     assert not any(line.strip().startswith("FAILED") for line in lines)
 
 
+@pytest.mark.sqlite_only(
+    "rewrites a SQLite file into the previous schema; on PostgreSQL the kept schema-0 "
+    "journal's migration: tests/engine/test_journal.py"
+)
 def test_a_journal_of_the_previous_schema_gains_the_flow_checks(tmp_path: Path) -> None:
     """A journal written before flow checks were kept (schema 1) is migrated when opened: the
     table is there, empty, and the version is the current one."""
