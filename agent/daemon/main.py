@@ -37,7 +37,6 @@ from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
 from agent.verify.sources import production_sources
-from agent.view import listen_address, make_view_app, start_view
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 
@@ -109,6 +108,7 @@ class _Life:
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
     from agent.lab.verifier import twin_source  # noqa: PLC0415 - pulls in the twin's modules
+    from agent.view import listen_address  # noqa: PLC0415 - the daemon only, not `--local` (#18)
 
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
@@ -155,6 +155,8 @@ async def _serve(
     view_runner = None
     try:
         if view is not None:  # the crisis cell's read-only page, on loopback TCP
+            from agent.view import make_view_app, start_view  # noqa: PLC0415
+
             view_app = make_view_app(service, policy, listen=view)
             view_runner = await start_view(view_app, *view)
         service.start()  # after the socket: a second daemon on it was refused before any job
