@@ -20,6 +20,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -352,6 +353,11 @@ class _Api:
     async def show(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
         self.require(may(caller, Action.SHOW), caller, Action.SHOW)
         rid = run_id(request.match_info["run_id"], what="GET /v1/runs/{run_id}")
+        wait, since = wait_query(request.query, what="GET /v1/runs/{run_id}")
+        if wait > 0:  # a long-poll: answer once the run differs from `since` (#18)
+            return await self.call(
+                self.backend.wait_run, caller, run_id=rid, since=since, wait=wait
+            )
         return await self.call(self.backend.show_run, caller, run_id=rid)
 
     async def approve(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
@@ -424,6 +430,32 @@ class _Api:
         return await self.call(
             self.backend.audit_report, caller, run=query.run, incident=query.incident
         )
+
+
+MAX_WAIT_S = 30.0  # the longest long-poll of GET /v1/runs/{run_id}?wait=
+
+
+def wait_query(query: Any, *, what: str) -> tuple[float, str | None]:
+    """`?wait=SECONDS&since=VERSION` of a run's long-poll (both optional; other parameters are
+    ignored, as before the long-poll): `ConfigError` for a bad value, nothing changed."""
+    raw_wait, since = query.get("wait"), query.get("since")
+    try:
+        wait = float(raw_wait) if raw_wait is not None else 0.0
+    except ValueError:
+        wait = -1.0
+    if not 0.0 <= wait <= MAX_WAIT_S:
+        raise ConfigError(
+            f"invalid request to {what}: wait={str(raw_wait)[:40]!r}: expected seconds from 0 "
+            f"to {MAX_WAIT_S:g}",
+            hint="nothing was changed",
+        )
+    if since is not None and not re.fullmatch(r"[0-9a-f]{16}", since):
+        raise ConfigError(
+            f"invalid request to {what}: since={since[:40]!r}: expected the 16 hex digits of "
+            "a version this route answered",
+            hint="nothing was changed",
+        )
+    return wait, since
 
 
 def make_app(backend: Backend, policy: Policy) -> web.Application:
