@@ -14,8 +14,9 @@ undone (untimed, `no shutdown` read back) before the next; each Cordon run gets 
 directory (a cold start: no journal, no pool). The order of the tools rotates between runs.
 
 Every child process reaches the devices through the twin's management veth only (the twin's
-root link, like every twin client); the twin is taken down at the end. Ansible is not run (not
-installed here; it needs its own install).
+root link, like every twin client); the twin is taken down at the end. agent/ is compiled to
+bytecode first, as an install does (the peers' libraries are, in site-packages). Ansible is not
+run (not installed here; it needs its own install).
 
 Run as root, with no twin up: `.venv/bin/python -m benchmarks.bench_peers [--runs N]`.
 """
@@ -23,6 +24,7 @@ Run as root, with no twin up: `.venv/bin/python -m benchmarks.bench_peers [--run
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib.util
 import ipaddress
 import json
@@ -416,6 +418,13 @@ def main() -> None:
     from benchmarks.machine import describe  # noqa: PLC0415
 
     print(describe())
+    # as an install does (pip writes every module's bytecode): the peers' libraries have theirs
+    # in site-packages, and a checkout run with PYTHONDONTWRITEBYTECODE would compile Cordon's
+    # ~300 modules at every start
+    for where in (ROOT, args.base):
+        if where is not None and not compileall.compile_dir(where / "agent", quiet=1):
+            sys.exit(f"could not compile {where / 'agent'}")
+    print("bytecode of agent/ written (as an install does)")
     with tempfile.TemporaryDirectory(prefix="cordon-bench-peers-") as t, build.exclusive(print):
         work = Path(t)
         if LabState.load(build.DEFAULT_LAB) is not None:
