@@ -2,7 +2,8 @@
 imported when that command runs, and is the only place that turns `CordonError`s (and unusable
 state files) into text and exit codes.
 
-Imports click, `agent.settings`, `agent.errors` and the command registry (names only).
+Imports click, `agent.settings`, `agent.errors`, the command registry (names only) and the
+platforms' registry (a program loads inventories only once the platforms are registered).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import NoReturn
 
 import click
 
+import agent.platforms.registry  # noqa: F401 - registers the platforms every inventory names
 from agent import __version__, settings
 from agent.cli import commands
 from agent.errors import CordonError, DaemonError
