@@ -80,7 +80,8 @@ class Client:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {_check_token(token)}"} if token is not None else {}
         self._http = httpx.Client(
-            transport=transport or httpx.HTTPTransport(uds=str(self.path)),
+            # plain HTTP on a Unix socket: no certificate store to load (#18)
+            transport=transport or httpx.HTTPTransport(uds=str(self.path), verify=False),
             base_url="http://cordon/v1",
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),

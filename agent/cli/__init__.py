@@ -12,13 +12,24 @@ import sys
 
 __all__ = ["main"]
 
+# Imported by the client's libraries for nothing `cordon` does, and a sixth of the imports of a
+# `cordon run` (#18): httpx imports its own command line (`httpx._main`: rich, pygments) whenever
+# rich is installed (netmiko brings it); httpcore imports trio, when installed (selenium brings
+# it to development installs), to tell whether it runs under trio. A None entry in sys.modules
+# makes such an import fail, which both expect; entries are removed again when the command ends.
+_NEVER_USED = ("httpx._main", "trio")
+
 
 def main() -> None:
     """`cordon`: parse the arguments, run the command, turn a `CordonError` into an exit code."""
-    # httpx's package imports its own command line (`httpx._main`: rich, pygments) whenever
-    # rich is installed (netmiko brings it); `cordon` never uses it, and it was a sixth of the
-    # imports of `cordon run` (#18). A None entry makes that import fail, which httpx expects.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from agent.cli.app import main as run  # noqa: PLC0415 - the commands load on use only
+    blocked = [name for name in _NEVER_USED if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        from agent.cli.app import main as run  # noqa: PLC0415 - the commands load on use only
 
-    run()
+        run()
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
