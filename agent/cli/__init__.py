@@ -12,12 +12,13 @@ import sys
 
 __all__ = ["main"]
 
-# Imported by the client's libraries for nothing `cordon` does, and a sixth of the imports of a
-# `cordon run` (#18): httpx imports its own command line (`httpx._main`: rich, pygments) whenever
-# rich is installed (netmiko brings it); httpcore imports trio, when installed (selenium brings
-# it to development installs), to tell whether it runs under trio. A None entry in sys.modules
-# makes such an import fail, which both expect; entries are removed again when the command ends.
-_NEVER_USED = ("httpx._main", "trio")
+# Imported by libraries for nothing `cordon` does, and a fifth of the imports of a `cordon run`
+# (#18): rich (netmiko brings it) by httpx for its own command line (`httpx._main`) and by
+# structlog for pretty tracebacks of live exceptions (the audit pipeline formats them to text
+# before any renderer: `format_exc_info`); trio (selenium brings it to development installs) by
+# httpcore, to tell whether it runs under trio. A None entry in sys.modules makes such an import
+# fail, which each of them expects; the entries are removed again when the command ends.
+_NEVER_USED = ("httpx._main", "rich", "trio")
 
 
 def main() -> None:
