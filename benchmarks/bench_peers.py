@@ -290,14 +290,19 @@ CHILDREN = {
 # ----------------------------------------------------------------------------- the parent
 
 
-def timed_child(tool: str, work: Path, n: int, run: int, base: Path | None) -> float:
-    """Wall time of one fresh process doing the job, from its start to its exit."""
+def timed_child(
+    tool: str, work: Path, n: int, run: int, base: Path | None, profile: Path | None = None
+) -> float:
+    """Wall time of one fresh process doing the job, from its start to its exit (`profile`: run
+    under cProfile, its statistics written there)."""
     env = {**os.environ, "CORDON_LOG_DIR": str(work / "logs")}
     if tool == "base" and base is not None:  # another checkout's `agent` first on the path
         env["PYTHONPATH"] = str(base)
     if tool in ("cordon", "base"):
         state = work / f"state-{tool}-{n}-{run}"
         argv = [sys.executable, "-m", "agent", "run", PLAYBOOK, "--local", "--yes"]
+        if profile is not None:
+            argv[1:1] = ["-m", "cProfile", "-o", str(profile)]
         argv += ["-i", "inventory.yaml"]
         argv += ["--roles", "roles.yaml", "--state-dir", str(state)]
         argv += [x for s in SIZES[n] for x in ("--site", s)]
@@ -331,7 +336,7 @@ def prepare(work: Path) -> dict[str, Any]:
 
 
 def measure(
-    work: Path, runs: int, tools: Sequence[str], base: Path | None
+    work: Path, runs: int, tools: Sequence[str], base: Path | None, profile: Path | None = None
 ) -> dict[str, list[float]]:
     from agent.drivers import ChangeSet, Driver, Expectation, Pool  # noqa: PLC0415
     from agent.inventory import load  # noqa: PLC0415
@@ -361,6 +366,12 @@ def measure(
                     figures.setdefault(f"{tool} {n}", []).append(wall)
                     print(f"  run {run + 1}/{runs}  {n:>2} devices  {tool:<8} {wall:.3f} s")
                     undo()
+        if profile is not None:  # one more Cordon run per size, under cProfile (not counted)
+            profile.mkdir(parents=True, exist_ok=True)
+            for n in SIZES:
+                timed_child("cordon", work, n, runs, None, profile / f"cordon-run-{n}.prof")
+                undo()
+            print(f"profiles of `cordon run`: {profile}/cordon-run-N.prof")
     return figures
 
 
@@ -396,6 +407,7 @@ def main() -> None:
         help="also run `cordon run` from this directory's agent/ (e.g. `git archive main agent` "
         "unpacked): before and after in the same run",
     )
+    parser.add_argument("--profile", type=Path, help="also profile one cordon run per size here")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -432,7 +444,7 @@ def main() -> None:
         prepare(work)
         build.up(load(work / "inventory.yaml"))
         try:
-            figures = measure(work, args.runs, tools, args.base)
+            figures = measure(work, args.runs, tools, args.base, args.profile)
         finally:
             build.down()
     report(figures, args.runs, tools)
