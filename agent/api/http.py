@@ -17,6 +17,7 @@ identify (peer uid, or bearer token) -> role may do the action -> validate the r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -27,6 +28,7 @@ import stat
 import struct
 import traceback
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -208,6 +210,7 @@ class _Api:
     def __init__(self, backend: Backend, policy: Policy) -> None:
         self.backend = backend
         self.policy = policy
+        self.waits: ThreadPoolExecutor | None = None  # the long-polls' threads, made on use
 
     # -- plumbing
 
@@ -298,6 +301,15 @@ class _Api:
         """Run a backend method in a worker thread; the audit context goes with it."""
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
+    async def call_waiting(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """`call` on the long-polls' own threads: a reader waiting for a run to change never
+        holds one of the threads every other request needs (#18)."""
+        if self.waits is None:
+            self.waits = ThreadPoolExecutor(MAX_LONG_POLLS, thread_name_prefix="cordon-wait")
+        ctx = contextvars.copy_context()
+        call = functools.partial(ctx.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.waits, call)
+
     # -- handlers
 
     async def health(self, _request: web.Request) -> web.StreamResponse:
@@ -355,7 +367,7 @@ class _Api:
         rid = run_id(request.match_info["run_id"], what="GET /v1/runs/{run_id}")
         wait, since = wait_query(request.query, what="GET /v1/runs/{run_id}")
         if wait > 0:  # a long-poll: answer once the run differs from `since` (#18)
-            return await self.call(
+            return await self.call_waiting(
                 self.backend.wait_run, caller, run_id=rid, since=since, wait=wait
             )
         return await self.call(self.backend.show_run, caller, run_id=rid)
@@ -433,6 +445,7 @@ class _Api:
 
 
 MAX_WAIT_S = 30.0  # the longest long-poll of GET /v1/runs/{run_id}?wait=
+MAX_LONG_POLLS = 64  # long-polls waiting at once; more queue behind them (other requests do not)
 
 
 def wait_query(query: Any, *, what: str) -> tuple[float, str | None]:
@@ -475,6 +488,12 @@ def make_app(backend: Backend, policy: Policy) -> web.Application:
     app.router.add_post("/v1/incidents", ep("incident", api.incident))
     app.router.add_post("/v1/incidents/notify", ep(Action.INCIDENT_NOTIFY, api.notify))
     app.router.add_get("/v1/audit/report", ep(Action.AUDIT_REPORT, api.audit_report))
+
+    async def stop_waits(_app: web.Application) -> None:
+        if api.waits is not None:
+            api.waits.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(stop_waits)
     return app
 
 

@@ -137,6 +137,7 @@ class Service:
         self.sources = tuple(sources)
         self.progress = progress
         self.changes = Changes()  # wakes the long-polls of GET /v1/runs/<id>?wait= (#18)
+        self._stopping = threading.Event()  # set by `stop`: a long-poll answers at once
         self.poll_interval = poll_interval
         self.backup_interval = backup_interval
         self.log = audit.get_logger()
@@ -287,6 +288,8 @@ class Service:
     def stop(self) -> None:
         from agent.service import jobs  # noqa: PLC0415
 
+        self._stopping.set()  # the long-polls answer now: nothing waits out its 30 s
+        self.changes.notify()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.lease_loop is not None:  # steps down: a standby takes over at its next try
@@ -691,7 +694,7 @@ class Service:
             seen = self.changes.count()
             out = self.show_run(caller, run_id=run_id)
             left = deadline - time.monotonic()
-            if since is None or version(out) != since or left <= 0:
+            if since is None or version(out) != since or left <= 0 or self._stopping.is_set():
                 return out
             self.changes.wait(seen, min(left, RECHECK_S))
 

@@ -562,6 +562,34 @@ def test_show_long_poll_answers_once_the_run_changed(
     assert version(changed) == version(bob.show(r1))
 
 
+def test_waiting_readers_never_hold_up_other_requests(client_as: ClientAs, world: World) -> None:
+    """Eight long-polls waiting on an unchanged run (more than the threads other requests use
+    on a 2-core machine): `status` is answered while all of them still wait; zed's rollback
+    then answers each of them."""
+    r1 = world.held_run()
+    since = version(client_as("bob").show(r1))
+    answers: list[dict[str, Any]] = []
+
+    def wait() -> None:
+        answers.append(client_as("bob").show(r1, wait=30, since=since))
+
+    readers = [threading.Thread(target=wait) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while sum(c.name == "wait_run" for c in list(world.backend.calls)) < 8:
+            assert time.monotonic() < deadline, "the long-polls never reached the backend"
+            time.sleep(0.01)
+        assert client_as("dave").status()["sites"]
+        assert answers == []
+    finally:
+        world.zed.rollback(r1, reason="release the readers")
+        for reader in readers:
+            reader.join()
+    assert [a["status"] for a in answers] == ["cancelled"] * 8
+
+
 def test_unknown_playbook_error_carries_its_issues(client_as: ClientAs) -> None:
     """The client raises the same PlaybookError, with its file and cause."""
     with pytest.raises(PlaybookError) as info:
