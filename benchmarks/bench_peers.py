@@ -30,6 +30,7 @@ import ipaddress
 import json
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -292,9 +293,9 @@ CHILDREN = {
 
 def timed_child(
     tool: str, work: Path, n: int, run: int, base: Path | None, profile: Path | None = None
-) -> float:
-    """Wall time of one fresh process doing the job, from its start to its exit (`profile`: run
-    under cProfile, its statistics written there)."""
+) -> tuple[float, float]:
+    """Wall time of one fresh process doing the job, from its start to its exit, and the CPU
+    time it used (user + system; `profile`: run under cProfile, its statistics written there)."""
     env = {**os.environ, "CORDON_LOG_DIR": str(work / "logs")}
     if tool == "base" and base is not None:  # another checkout's `agent` first on the path
         env["PYTHONPATH"] = str(base)
@@ -311,12 +312,15 @@ def timed_child(
         argv = [sys.executable, "-m", "benchmarks.bench_peers", "--child", tool]
         argv += ["--work", str(work), "--n", str(n)]
         cwd = ROOT
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{tool} at {n} devices failed ({done.returncode}):\n{done.stderr}")
-    return wall
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def prepare(work: Path) -> dict[str, Any]:
@@ -362,9 +366,13 @@ def measure(
             for n in SIZES:
                 order = list(tools[run % len(tools) :]) + list(tools[: run % len(tools)])
                 for tool in order:
-                    wall = timed_child(tool, work, n, run, base)
+                    wall, cpu = timed_child(tool, work, n, run, base)
                     figures.setdefault(f"{tool} {n}", []).append(wall)
-                    print(f"  run {run + 1}/{runs}  {n:>2} devices  {tool:<8} {wall:.3f} s")
+                    figures.setdefault(f"{tool} {n} cpu", []).append(cpu)
+                    print(
+                        f"  run {run + 1}/{runs}  {n:>2} devices  {tool:<8} {wall:.3f} s "
+                        f"(cpu {cpu:.3f} s)"
+                    )
                     undo()
         if profile is not None:  # one more Cordon run per size, under cProfile (not counted)
             profile.mkdir(parents=True, exist_ok=True)
@@ -394,6 +402,14 @@ def report(f: dict[str, list[float]], runs: int, tools: Sequence[str]) -> None:
             )
         print(f"{LABELS[tool]:<38}" + "".join(f"{c:>24}" for c in cells))
     print(f"{'Ansible ios_config':<38}{'not run (not installed)':>24}")
+    print()
+    print("CPU time of each process (user + system), median: what it costs on a busy machine")
+    for tool in tools:
+        cells = []
+        for n in SIZES:
+            cpu = statistics.median(f[f"{tool} {n} cpu"])
+            cells.append(f"{cpu:.3f} s {cpu / statistics.median(f[f'raw {n} cpu']):4.2f}x")
+        print(f"{LABELS[tool]:<38}" + "".join(f"{c:>24}" for c in cells))
 
 
 def main() -> None:
