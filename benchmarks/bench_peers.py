@@ -389,7 +389,7 @@ def report(f: dict[str, list[float]], runs: int, tools: Sequence[str]) -> None:
         f"The peers' job (shut 2 ports per IOS-style device + read back, all in parallel, cold, "
         f"wall time from process start): median of {runs}, [min-max]"
     )
-    head = f"{'tool':<38}" + "".join(f"{f'{n} devices':>24}" for n in SIZES)
+    head = f"{'tool':<38}" + "".join(f"{f'{n} devices':>31}" for n in SIZES)
     print(head)
     print("-" * len(head))
     for tool in tools:
@@ -400,8 +400,8 @@ def report(f: dict[str, list[float]], runs: int, tools: Sequence[str]) -> None:
             cells.append(
                 f"{statistics.median(xs):.3f} s {ratio:4.2f}x [{min(xs):.2f}-{max(xs):.2f}]"
             )
-        print(f"{LABELS[tool]:<38}" + "".join(f"{c:>24}" for c in cells))
-    print(f"{'Ansible ios_config':<38}{'not run (not installed)':>24}")
+        print(f"{LABELS[tool]:<38}" + "".join(f"{c:>31}" for c in cells))
+    print(f"{'Ansible ios_config':<38}{'not run (not installed)':>31}")
     print()
     print("CPU time of each process (user + system), median: what it costs on a busy machine")
     for tool in tools:
@@ -409,7 +409,7 @@ def report(f: dict[str, list[float]], runs: int, tools: Sequence[str]) -> None:
         for n in SIZES:
             cpu = statistics.median(f[f"{tool} {n} cpu"])
             cells.append(f"{cpu:.3f} s {cpu / statistics.median(f[f'raw {n} cpu']):4.2f}x")
-        print(f"{LABELS[tool]:<38}" + "".join(f"{c:>24}" for c in cells))
+        print(f"{LABELS[tool]:<38}" + "".join(f"{c:>31}" for c in cells))
 
 
 def main() -> None:
