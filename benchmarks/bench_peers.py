@@ -8,10 +8,12 @@ subprocess.
 The devices: a twin group this benchmark builds for itself (`scripts.synth.synthetic`, 4 sites
 of 9 access switches on the `cisco_ios` platform's twin: FRR's vtysh behind sshd), each access
 switch given two spare ports (gi30, gi31) in a zone `bench` that the playbook `bench-shut`
-(written next to the inventory) shuts with `shut_zone_ports`. 9 devices: one site's access
-switches; 36: the four sites'. Every tool shuts the same ports and checks them down. Each run is
-undone (untimed, `no shutdown` read back) before the next; each Cordon run gets a fresh state
-directory (a cold start: no journal, no pool). The order of the tools rotates between runs.
+(written next to the inventory) shuts with `shut_zone_ports`; a host is cabled to each (the twin
+makes a switch port where something is cabled: a veth into the host's namespace). 9 devices: one
+site's access switches; 36: the four sites'. Every tool shuts the same ports and checks them
+down. Each run is undone (untimed, `no shutdown` read back) before the next; each Cordon run gets
+a fresh state directory (a cold start: no journal, no pool). The order of the tools rotates
+between runs.
 
 Every child process reaches the devices through the twin's management veth only (the twin's
 root link, like every twin client); the twin is taken down at the end. agent/ is compiled to
@@ -76,11 +78,15 @@ def group() -> dict[str, Any]:
 
     doc = synthetic(4, devices_per_site=11)
     used = _networks(doc)
-    free = (n for n in ipaddress.IPv4Network("198.18.250.0/24").subnets(new_prefix=28))
+    free = (n for n in ipaddress.IPv4Network("198.18.250.0/24").subnets(new_prefix=27))
     for site in doc["sites"]:
         if site.get("kind") != "establishment":
             continue
-        ports = []
+        subnet = next(free)
+        if any(subnet.overlaps(n) for n in used):
+            raise SystemExit(f"bench zone subnet {subnet} overlaps the synthetic group")
+        addresses = subnet.hosts()
+        ports, hosts = [], []
         for device in site["devices"]:
             if device.get("role") != "access_switch":
                 continue
@@ -89,9 +95,16 @@ def group() -> dict[str, Any]:
                     {"name": port, "vlan": VLAN, "description": "bench spare port"}
                 )
                 ports.append(f"{device['name']}:{port}")
-        subnet = next(free)
-        if any(subnet.overlaps(n) for n in used):
-            raise SystemExit(f"bench zone subnet {subnet} overlaps the synthetic group")
+                # a host on each port: the twin makes a switch port only where something is
+                # cabled (a veth into the host's namespace), so the port really goes down
+                hosts.append(
+                    {
+                        "name": f"{device['name']}-{port}",
+                        "address": str(next(addresses)),
+                        "port": f"{device['name']}:{port}",
+                        "description": "bench host",
+                    }
+                )
         site["zones"].append(
             {
                 "name": "bench",
@@ -100,6 +113,7 @@ def group() -> dict[str, Any]:
                 "vlan": VLAN,
                 "subnet": str(subnet),
                 "ports": ports,
+                "hosts": hosts,
             }
         )
     return doc
