@@ -8,6 +8,9 @@ sessions (just started, nothing opened), and the engine called in-process with a
 `step.started` audit event, written right before the step's first line goes to the device (the
 site's configuration backups, read before any change, come before it and are included).
 
+Also how long after a run's recorded end its follower learns of it, through the daemon: the
+long-poll `cordon run` uses (#18) and, on every other run, the 1 s poll it used before.
+
 Run as root: `.venv/bin/python -m benchmarks.bench_daemon_run [--runs N]`.
 """
 
@@ -34,6 +37,7 @@ from agent.lab import build
 from agent.lab.state import LabState
 from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
+from agent.service.changes import version
 from agent.service.service import Service
 from benchmarks.machine import describe
 
@@ -56,13 +60,22 @@ def first_step(log_dir: Path, run_id: str) -> float:
     raise SystemExit(f"run {run_id}: no step started within 30 s")
 
 
-def wait_done(client: Client, run_id: str) -> str:
+def wait_done(client: Client, run_id: str, *, poll: float | None) -> tuple[str, float]:
+    """Follow the run to its end as `cordon run` does through the daemon: a long-poll (`poll`
+    None) or a poll every `poll` seconds (before #18: 1 s). The status, and how long after the
+    run's recorded end the follower learned of it."""
     deadline = time.monotonic() + 60
+    since: str | None = None
     while time.monotonic() < deadline:
-        status = str(client.show(run_id)["status"])
-        if status not in ("running", "awaiting_approval"):
-            return status
-        time.sleep(0.05)
+        if poll is None:
+            run = client.show(run_id, wait=10, since=since)
+            since = version(run)
+        else:
+            run = client.show(run_id)
+        if str(run["status"]) not in ("running", "awaiting_approval"):
+            return str(run["status"]), time.time() - float(run["finished_at"])
+        if poll is not None:
+            time.sleep(poll)
     raise SystemExit(f"run {run_id} did not finish")
 
 
@@ -97,7 +110,9 @@ class Daemon:
         self.service.stop()
 
 
-def via_daemon(tmp: Path, log_dir: Path, runs: int, *, warm: bool) -> list[float]:
+def via_daemon(
+    tmp: Path, log_dir: Path, runs: int, *, warm: bool, late: dict[str, list[float]]
+) -> list[float]:
     out = []
     for i in range(runs):
         d = Daemon(tmp / f"{'warm' if warm else 'cold'}-{i}", warm=warm)
@@ -108,8 +123,10 @@ def via_daemon(tmp: Path, log_dir: Path, runs: int, *, warm: bool) -> list[float
                 run_id = str(client.run(PLAYBOOK, sites=[SITE], digest=digest)["run_id"])
                 started = first_step(log_dir, run_id)
                 out.append(started - t0)
-                status = wait_done(client, run_id)
+                poll = None if i % 2 == 0 else 1.0  # every other run: the poll of before #18
+                status, after = wait_done(client, run_id, poll=poll)
                 assert status == "done", status
+                late["long-poll" if poll is None else "poll 1 s"].append(after)
                 back = client.rollback(run_id)
                 assert back["status"] == "rolled_back", back
         finally:
@@ -156,8 +173,9 @@ def main() -> None:
                 tmp = Path(t)
                 log_dir = tmp / "logs"
                 audit.configure(log_dir, console=False)
-                warm = via_daemon(tmp, log_dir, args.runs, warm=True)
-                cold = via_daemon(tmp, log_dir, args.runs, warm=False)
+                late: dict[str, list[float]] = {"long-poll": [], "poll 1 s": []}
+                warm = via_daemon(tmp, log_dir, args.runs, warm=True, late=late)
+                cold = via_daemon(tmp, log_dir, args.runs, warm=False, late=late)
                 local = in_process(tmp, log_dir, args.runs)
                 audit.close()
         finally:
@@ -169,6 +187,12 @@ def main() -> None:
     print(row("daemon, warm sessions (API + scheduler)", warm))
     print(row("daemon, cold sessions (just started)", cold))
     print(row("engine in-process, warm pool (no API)", local))
+    print("\nthe run's recorded end -> the follower (`cordon run` through the daemon) knows it")
+    for name, xs in (
+        ("long-poll GET /v1/runs/<id>?wait=&since=", late["long-poll"]),
+        ("poll every 1 s (before #18)", late["poll 1 s"]),
+    ):
+        print(row(name, xs) if xs else f"  {name:<44} (none: --runs 2 or more)")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,45 @@ def test_lab_refuses_non_sandbox_inventory(tmp_path: Path) -> None:
     ).stdout
     assert before == after
     assert not (tmp_path / ".secrets").exists()
+
+
+def test_a_command_loads_only_what_it_uses() -> None:
+    """`cordon run` imports its own command's module, not the demo, the drills, the crisis-cell
+    view, the twin, the audit report, nor rich (#18); `cordon --help` still lists every
+    command."""
+    script = (
+        "import json, sys\n"
+        "sys.argv = ['cordon', 'run', '--help']\n"
+        "from agent.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(json.dumps([m for m, v in sys.modules.items() if v is not None]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = set(json.loads(done.stderr))
+    assert "agent.cli.commands.run" in imported
+    unused = {
+        "agent.cli.commands.demo",
+        "agent.cli.commands.drill",
+        "agent.drill",
+        "agent.view",
+        "agent.lab.build",
+        "agent.audit.report",
+        "rich",
+        "httpx._main",
+    }
+    assert not imported & unused
+    listed = cordon("--help")
+    assert listed.returncode == 0
+    for name in ("demo", "drill", "lab", "run", "show", "audit", "incident", "probe"):
+        assert f"  {name} " in listed.stdout

@@ -80,6 +80,11 @@ class Backend(Protocol):
         """One run with its steps; `NotFound` if unknown."""
         ...
 
+    def wait_run(self, caller: Caller, *, run_id: str, since: str | None, wait: float) -> JSON:
+        """`show_run` once its answer's version (`agent.service.changes.version`) differs from
+        `since`, or after `wait` seconds: the long-poll of `GET /v1/runs/{run_id}?wait=`."""
+        ...
+
     def approve(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
         """Second-operator approval; `ApprovalError` for one's own run (the API cannot know)."""
         ...

@@ -10,9 +10,10 @@ read through the standby it trusts): never twice, never in a loop. What happened
 `Client` answers the JSON objects as sent; `TypedClient` parses them into the wire models of
 `agent.wire` (what the CLI renders).
 
-Imports httpx, pydantic, `agent.errors`, `agent.wire` and `agent.api` (the default socket
-path); `agent.mtls` and `agent.secrets` only for TLS; never aiohttp, the service, the engine or
-a driver. The token is sent as a header, kept only to send it along a redirect, never shown.
+Imports httpx, pydantic, `agent.errors`, `agent.wire`, `agent.api` (the default socket
+path) and `agent.service.changes` (a run's version, for the long-poll); `agent.mtls` and
+`agent.secrets` only for TLS; never aiohttp, the service itself, the engine or a driver. The token
+is sent as a header, kept only to send it along a redirect, never shown.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from agent.errors import (
     PlaybookError,
     StandbyError,
 )
+from agent.service.changes import version
 from agent.wire import (
     JSON,
     Approved,
@@ -103,7 +105,8 @@ class Client:
         if transport is None and self.url is not None:
             transport = httpx.HTTPTransport(verify=_pinned(self.url, pin, cert, key))
         self._http = httpx.Client(
-            transport=transport or httpx.HTTPTransport(uds=str(self.path)),
+            # plain HTTP on a Unix socket: no certificate store to load (#18)
+            transport=transport or httpx.HTTPTransport(uds=str(self.path), verify=False),
             base_url=f"{self.url}/v1" if self.url is not None else "http://cordon/v1",
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
@@ -172,8 +175,10 @@ class Client:
     def runs(self, *, limit: int | None = None) -> JSON:
         return self._send("GET", "/runs", params={"limit": limit})
 
-    def show(self, run_id: str) -> JSON:
-        return self._send("GET", f"/runs/{_seg(run_id)}")
+    def show(self, run_id: str, *, wait: float | None = None, since: str | None = None) -> JSON:
+        """The run; with `wait`, a long-poll: answered once the run's version differs from
+        `since` (`agent.service.changes.version` of an earlier answer), or after `wait` s."""
+        return self._send("GET", f"/runs/{_seg(run_id)}", params={"wait": wait, "since": since})
 
     def approve(self, run_id: str, *, reason: str | None = None) -> JSON:
         return self._send("POST", f"/runs/{_seg(run_id)}/approve", body={"reason": reason})
@@ -410,6 +415,12 @@ class TypedClient:
 
     def show(self, run_id: str) -> RunView:
         return self._parse(RunView, self.raw.show(run_id))
+
+    def watch(self, run_id: str, *, since: str | None, wait: float) -> tuple[RunView, str]:
+        """The run once it differs from the version `since` (at once when None), or after `wait`
+        seconds; with its version, to pass as `since` next time."""
+        raw = self.raw.show(run_id, wait=wait, since=since)
+        return self._parse(RunView, raw), version(raw)
 
     def approve(self, run_id: str, *, reason: str | None = None) -> Approved:
         return self._parse(Approved, self.raw.approve(run_id, reason=reason))

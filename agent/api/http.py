@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
+import re
 import socket
 import sqlite3
 import stat
 import struct
 import traceback
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -233,6 +236,7 @@ class _Api:
         self.backend = backend
         self.policy = policy
         self.directory = directory
+        self.waits: ThreadPoolExecutor | None = None  # the long-polls' threads, made on use
 
     # -- plumbing
 
@@ -378,6 +382,15 @@ class _Api:
         """Run a backend method in a worker thread; the audit context goes with it."""
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
+    async def call_waiting(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """`call` on the long-polls' own threads: a reader waiting for a run to change never
+        holds one of the threads every other request needs (#18)."""
+        if self.waits is None:
+            self.waits = ThreadPoolExecutor(MAX_LONG_POLLS, thread_name_prefix="cordon-wait")
+        ctx = contextvars.copy_context()
+        call = functools.partial(ctx.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.waits, call)
+
     # -- handlers
 
     async def health(self, _request: web.Request) -> web.StreamResponse:
@@ -433,6 +446,11 @@ class _Api:
     async def show(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
         self.require(may(caller, Action.SHOW), caller, Action.SHOW)
         rid = run_id(request.match_info["run_id"], what="GET /v1/runs/{run_id}")
+        wait, since = wait_query(request.query, what="GET /v1/runs/{run_id}")
+        if wait > 0:  # a long-poll: answer once the run differs from `since` (#18)
+            return await self.call_waiting(
+                self.backend.wait_run, caller, run_id=rid, since=since, wait=wait
+            )
         return await self.call(self.backend.show_run, caller, run_id=rid)
 
     async def approve(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
@@ -507,6 +525,33 @@ class _Api:
         )
 
 
+MAX_WAIT_S = 30.0  # the longest long-poll of GET /v1/runs/{run_id}?wait=
+MAX_LONG_POLLS = 64  # long-polls waiting at once; more queue behind them (other requests do not)
+
+
+def wait_query(query: Any, *, what: str) -> tuple[float, str | None]:
+    """`?wait=SECONDS&since=VERSION` of a run's long-poll (both optional; other parameters are
+    ignored, as before the long-poll): `ConfigError` for a bad value, nothing changed."""
+    raw_wait, since = query.get("wait"), query.get("since")
+    try:
+        wait = float(raw_wait) if raw_wait is not None else 0.0
+    except ValueError:
+        wait = -1.0
+    if not 0.0 <= wait <= MAX_WAIT_S:
+        raise ConfigError(
+            f"invalid request to {what}: wait={str(raw_wait)[:40]!r}: expected seconds from 0 "
+            f"to {MAX_WAIT_S:g}",
+            hint="nothing was changed",
+        )
+    if since is not None and not re.fullmatch(r"[0-9a-f]{16}", since):
+        raise ConfigError(
+            f"invalid request to {what}: since={since[:40]!r}: expected the 16 hex digits of "
+            "a version this route answered",
+            hint="nothing was changed",
+        )
+    return wait, since
+
+
 def make_app(
     backend: Backend, policy: Policy, *, directory: Directory | None = None
 ) -> web.Application:
@@ -529,6 +574,12 @@ def make_app(
     app.router.add_post("/v1/incidents", ep("incident", api.incident))
     app.router.add_post("/v1/incidents/notify", ep(Action.INCIDENT_NOTIFY, api.notify))
     app.router.add_get("/v1/audit/report", ep(Action.AUDIT_REPORT, api.audit_report))
+
+    async def stop_waits(_app: web.Application) -> None:
+        if api.waits is not None:
+            api.waits.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(stop_waits)
     return app
 
 

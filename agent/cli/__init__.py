@@ -1,17 +1,36 @@
 """The `cordon` command line: options, a session with the daemon (or the same API in this
 process), the follow loop, text renderers and one module per command group.
 
-Kept light: importing `agent.cli.options` or a renderer must not pull in every command. The
-console script `cordon = "agent.cli:main"` lands here; the group itself is `agent.cli.app`.
+Kept light: importing `agent.cli.options` or a renderer must not pull in every command, and the
+top-level group imports a command's module only when that command runs. The console script
+`cordon = "agent.cli:main"` lands here; the group itself is `agent.cli.app`.
 """
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["main"]
+
+# Imported by libraries for nothing `cordon` does, and a fifth of the imports of a `cordon run`
+# (#18): rich (netmiko brings it) by httpx for its own command line (`httpx._main`) and by
+# structlog for pretty tracebacks of live exceptions (the audit pipeline formats them to text
+# before any renderer: `format_exc_info`); trio (selenium brings it to development installs) by
+# httpcore, to tell whether it runs under trio. A None entry in sys.modules makes such an import
+# fail, which each of them expects; the entries are removed again when the command ends.
+_NEVER_USED = ("httpx._main", "rich", "trio")
 
 
 def main() -> None:
     """`cordon`: parse the arguments, run the command, turn a `CordonError` into an exit code."""
-    from agent.cli.app import main as run  # noqa: PLC0415 - the commands load on use only
+    blocked = [name for name in _NEVER_USED if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        from agent.cli.app import main as run  # noqa: PLC0415 - the commands load on use only
 
-    run()
+        run()
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]

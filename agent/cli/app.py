@@ -1,7 +1,9 @@
-"""The top-level `cordon` group: registers `agent.cli.commands.COMMANDS`, and is the only place
-that turns `CordonError`s (and unusable state files) into text and exit codes.
+"""The top-level `cordon` group: serves `agent.cli.commands.COMMANDS`, each command's module
+imported when that command runs, and is the only place that turns `CordonError`s (and unusable
+state files) into text and exit codes.
 
-Imports click, `agent.settings`, `agent.errors` and the command registry.
+Imports click, `agent.settings`, `agent.errors`, the command registry (names only) and the
+platforms' registry (a program loads inventories only once the platforms are registered).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import NoReturn
 
 import click
 
+import agent.platforms.registry  # noqa: F401 - registers the platforms every inventory names
 from agent import __version__, settings
-from agent.cli.commands import COMMANDS
+from agent.cli import commands
 from agent.errors import CordonError, DaemonError
 
 EXIT_CODES_HELP = """\b
@@ -29,15 +32,20 @@ Exit codes:
 """
 
 
-@click.group(epilog=EXIT_CODES_HELP)
+class _Commands(click.Group):
+    """The commands of `agent.cli.commands.COMMANDS`, each imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(commands.COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return commands.load(cmd_name)
+
+
+@click.group(cls=_Commands, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="cordon")
 def cli() -> None:
     """Cordon: contain, segment and reconnect a hospital group's networks, provably."""
-
-
-def _register() -> None:
-    for command in COMMANDS:
-        cli.add_command(command)
 
 
 def fail(err: CordonError) -> NoReturn:
@@ -57,7 +65,6 @@ def state_error(exc: sqlite3.Error) -> DaemonError:
 
 
 def main() -> None:
-    _register()
     try:
         settings.current()  # every CORDON_* variable validated before any command runs
         cli.main(standalone_mode=False)

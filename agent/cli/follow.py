@@ -1,6 +1,7 @@
-"""Following a run to its end: poll the API, show steps and gates as they change (a progress bar
-redrawn in place on a terminal, one line per new wait off it); with --local, drive the run in a
-thread of this process meanwhile. Ctrl-C leaves the run open and says who goes on with it.
+"""Following a run to its end: read it through the API as it changes (a long-poll of the daemon;
+with --local, woken by the run's driver thread, which runs in this process meanwhile), show steps
+and gates as they change (a progress bar redrawn in place on a terminal, one line per new wait
+off it). Ctrl-C leaves the run open and says who goes on with it.
 
 Imports click, `agent.cli.{options,session,render}`, the wire models and `agent.status`.
 """
@@ -24,6 +25,9 @@ from agent.status import INTERRUPTED, OPEN, StepStatus
 from agent.wire import RunView
 
 __all__ = ["follow"]
+
+LONG_POLL_S = 10.0  # how long one request to the daemon waits for the run to change
+LONG_POLL_GAP_S = 0.05  # between two: a run changing at every step is not read at every step
 
 
 class _View:
@@ -114,19 +118,10 @@ def follow(o: Opts, conn: Conn, run_id: str) -> RunView:
         worker = threading.Thread(target=drive, name=f"cordon-run-{run_id}", daemon=True)
         worker.start()
     try:
-        while True:
-            run = conn.client.show(run_id)
-            view.update(run)
-            if run.status not in OPEN:
-                break
-            if failure:
-                raise failure[0]
-            if worker is not None and worker.is_alive():
-                # wake as soon as the run's driver returns (the run ended or waits), not at the
-                # next tick: an on-call person pays every tenth of a second (#18)
-                worker.join(timeout=0.5)
-            else:
-                time.sleep(0.5 if service is not None else 1.0)
+        if worker is not None:
+            run = _driven_here(conn, run_id, view, worker, failure)
+        else:
+            run = _driven_by_daemon(conn, run_id, view)
     except KeyboardInterrupt:
         view.close()
         where = (
@@ -142,3 +137,43 @@ def follow(o: Opts, conn: Conn, run_id: str) -> RunView:
     if worker is not None:
         worker.join(timeout=60)
     return run
+
+
+def _driven_here(
+    conn: Conn,
+    run_id: str,
+    view: _View,
+    worker: threading.Thread,
+    failure: list[BaseException],
+) -> RunView:
+    """--local: read the run until it ends, waking as soon as its driver thread returns."""
+    while True:
+        run = conn.client.show(run_id)
+        view.update(run)
+        if run.status not in OPEN:
+            return run
+        if failure:
+            raise failure[0]
+        if worker.is_alive():
+            # wake as soon as the run's driver returns (the run ended or waits), not at the
+            # next tick: an on-call person pays every tenth of a second (#18)
+            worker.join(timeout=0.5)
+        else:
+            time.sleep(0.5)
+
+
+def _driven_by_daemon(conn: Conn, run_id: str, view: _View) -> RunView:
+    """Through the daemon: a long-poll answers as soon as the run changed (or ended), not at
+    the next tick of a poll (#18)."""
+    since: str | None = None
+    while True:
+        asked = time.monotonic()
+        run, version = conn.client.watch(run_id, since=since, wait=LONG_POLL_S)
+        view.update(run)
+        if run.status not in OPEN:
+            return run
+        if version == since and time.monotonic() - asked < LONG_POLL_S / 2:
+            time.sleep(1.0)  # a daemon from before the long-poll answers at once: poll it
+        else:
+            since = version
+            time.sleep(LONG_POLL_GAP_S)

@@ -43,8 +43,6 @@ from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
 from agent.settings import current as current_settings
 from agent.verify.sources import production_sources
-from agent.view import listen_address, make_view_app, start_view
-from agent.view.server import is_loopback
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 
@@ -122,6 +120,7 @@ class _Life:
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
     from agent.lab.verifier import twin_source  # noqa: PLC0415 - pulls in the twin's modules
+    from agent.view import listen_address  # noqa: PLC0415 - the daemon only, not `--local` (#18)
 
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
@@ -185,6 +184,9 @@ async def _serve(
             api = tcp.api
             directory.record(api.advertise if api else None, api.tls.pin if api else None)
         if view is not None:  # the crisis cell's read-only page: loopback, or over TLS
+            from agent.view import make_view_app, start_view  # noqa: PLC0415
+            from agent.view.server import is_loopback  # noqa: PLC0415
+
             plain = is_loopback(view[0])
             view_app = make_view_app(service, policy, listen=view if plain else None)
             ctx = None if plain or tcp.tls is None else tcp.tls.context

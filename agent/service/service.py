@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent import audit, settings
-from agent.audit import report as audit_report
 from agent.drivers.pool import Pool
 from agent.engine.journal import RunRecord, driver_alive
 from agent.engine.journal import at as journal_at
@@ -53,6 +52,7 @@ from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions, RunReport, new_run_id
+from agent.service.changes import RECHECK_S, Changes, version
 from agent.service.health import at as health_at
 from agent.service.playbooks import PlaybookMeta, playbook_path
 from agent.service.poll import Poller, reapply_recorded
@@ -137,6 +137,8 @@ class Service:
         )
         self.sources = tuple(sources)
         self.progress = progress
+        self.changes = Changes()  # wakes the long-polls of GET /v1/runs/<id>?wait= (#18)
+        self._stopping = threading.Event()  # set by `stop`: a long-poll answers at once
         self.poll_interval = poll_interval
         self.backup_interval = backup_interval
         self.log = audit.get_logger()
@@ -313,6 +315,8 @@ class Service:
     def stop(self) -> None:
         from agent.service import jobs  # noqa: PLC0415
 
+        self._stopping.set()  # the long-polls answer now: nothing waits out its 30 s
+        self.changes.notify()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.lease_loop is not None:  # steps down: a standby takes over at its next try
@@ -356,7 +360,10 @@ class Service:
             r.status in (StepStatus.STARTED, StepStatus.APPLIED, StepStatus.UNDOING)
             for r in ex.journal.steps(run_id)
         )
-        report = ex.resume(run_id, drive=False) if in_flight else ex.proceed(run_id)
+        try:
+            report = ex.resume(run_id, drive=False) if in_flight else ex.proceed(run_id)
+        finally:
+            self.changes.notify()
         if report.status in (Outcome.WAITING, RunStatus.AWAITING_APPROVAL):
             # no wake-up time: an attestation or approval arrives through the API, which
             # schedules the run at once; look again now and then anyway
@@ -421,8 +428,14 @@ class Service:
             self.pool,
             actor=actor,
             sources=self.sources,
-            progress=self.progress,
+            progress=self._progressed,
         )
+
+    def _progressed(self, message: str) -> None:
+        """The executor's progress line (written after the journal): shown, and waiters woken."""
+        if self.progress is not None:
+            self.progress(message)
+        self.changes.notify()
 
     def _playbook(self, name: str, params: dict[str, str] | None = None) -> Playbook:
         return load_playbook(playbook_path(name), self.inv, params)
@@ -701,10 +714,25 @@ class Service:
         out["approval"] = approval.as_dict() if approval else None
         return RunView.model_validate(out).wire()
 
+    def wait_run(
+        self, caller: Actor | None = None, *, run_id: str, since: str | None, wait: float
+    ) -> JSON:
+        """`show_run`, once its answer's `version` differs from `since` or `wait` seconds have
+        passed (a long-poll: the reader learns of a change at once). `since` None: at once."""
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self.changes.count()
+            out = self.show_run(caller, run_id=run_id)
+            left = deadline - time.monotonic()
+            if since is None or version(out) != since or left <= 0 or self._stopping.is_set():
+                return out
+            self.changes.wait(seen, min(left, RECHECK_S))
+
     def approve(self, caller: Actor | None, *, run_id: str, reason: str | None) -> JSON:
         self._require_active()
         self._exists(run_id)
         what = self._executor(_who(caller)).approve(run_id, _who(caller), reason)
+        self.changes.notify()
         self.schedule(run_id, 0.0)
         return Approved(run_id=run_id, approved=what, by=_who(caller)).wire()
 
@@ -714,6 +742,7 @@ class Service:
         # a run still proceeding is first stopped at a step boundary (its driver, in this
         # process or another, sends nothing more), then rolled back
         report = self._executor(_who(caller)).rollback(run_id)
+        self.changes.notify()
         if self.scheduler is not None and self.scheduler.get_job(f"run:{run_id}"):
             self.scheduler.remove_job(f"run:{run_id}")
         return RollbackOut.model_validate(
@@ -733,6 +762,7 @@ class Service:
         self._require_active()
         self._exists(run_id)
         self._executor(_who(caller)).attest(run_id, site, zone, _who(caller), reason)
+        self.changes.notify()
         self.schedule(run_id, 0.0)
         return Attested(run_id=run_id, site=site, zone=zone, by=_who(caller)).wire()
 
@@ -810,6 +840,8 @@ class Service:
     def audit_report(
         self, caller: Actor | None = None, *, run: str | None, incident: str | None
     ) -> JSON:
+        from agent.audit import report as audit_report  # noqa: PLC0415 - on use only (#18)
+
         log_dir = audit.current_log_dir()
         rep = audit_report.build(log_dir, run=run, incident=incident)
         return rep.as_dict()

@@ -25,6 +25,7 @@ from agent.api.auth import Caller, Decision
 from agent.api.backend import Backend
 from agent.api.http import start
 from agent.errors import Issue, NotFound, PlaybookError
+from agent.service.changes import version
 from agent.service.playbooks import PlaybookMeta
 from agent.wire import JSON
 from tests.conftest import EXAMPLE
@@ -138,6 +139,10 @@ class Recorder:
     def show_run(self, caller: Caller, *, run_id: str) -> JSON:
         self._record("show_run", caller, run_id=run_id)
         return self.inner.show_run(caller, run_id=run_id)
+
+    def wait_run(self, caller: Caller, *, run_id: str, since: str | None, wait: float) -> JSON:
+        self._record("wait_run", caller, run_id=run_id, since=since, wait=wait)
+        return self.inner.wait_run(caller, run_id=run_id, since=since, wait=wait)
 
     def approve(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
         self._record("approve", caller, run_id=run_id, reason=reason)
@@ -326,6 +331,15 @@ class FakeService:
             for seq, site in enumerate(run["sites"], start=1)
         ]
         return {**run, "steps": steps, "gates": [], "attestations": [], "approval": None}
+
+    def wait_run(self, caller: Caller, *, run_id: str, since: str | None, wait: float) -> JSON:
+        """The fake's runs change only by its own calls: it looks again every 20 ms."""
+        deadline = time.monotonic() + wait
+        while True:
+            out = self.show_run(caller, run_id=run_id)
+            if since is None or version(out) != since or time.monotonic() >= deadline:
+                return out
+            time.sleep(0.02)
 
     def approve(self, caller: Caller, *, run_id: str, reason: str | None) -> JSON:
         self._run(run_id, what=" in the journal")

@@ -14,6 +14,8 @@ import json
 import os
 import pwd
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ from agent.errors import (
     RunError,
     SecretError,
 )
+from agent.service.changes import version
 from agent.service.service import Service
 from tests.conftest import EXAMPLE, require_root
 from tests.daemon.fakes import FakeBackend, Recorder, Server, records
@@ -462,6 +465,23 @@ BAD_REQUESTS = [
     ),
     ("GET", "/v1/runs?limit=5&limit=6", None, 400, "ConfigError", "limit: given more than once"),
     ("GET", "/v1/runs?order=asc", None, 400, "ConfigError", "order: unknown field"),
+    (
+        "GET",
+        "/v1/runs/R1?wait=forever",
+        None,
+        400,
+        "ConfigError",
+        "wait='forever': expected seconds from 0 to 30",
+    ),
+    ("GET", "/v1/runs/R1?wait=31", None, 400, "ConfigError", "wait='31': expected seconds"),
+    (
+        "GET",
+        "/v1/runs/R1?wait=1&since=xyz",
+        None,
+        400,
+        "ConfigError",
+        "since='xyz': expected the 16 hex digits",
+    ),
     ("GET", "/v1/audit/report?run=a%20b", None, 400, "ConfigError", "run: 'a b' is not a valid id"),
     ("GET", "/v1/audit/report", None, 400, "ConfigError", "name a run or an incident"),
     (
@@ -512,6 +532,62 @@ def test_bad_request_is_refused_clearly_and_changes_nothing(
     (refusal,) = records(audit_log, "access.refused")
     assert refusal["actor"] == pwd.getpwuid(os.geteuid()).pw_name
     assert words in refusal["why"]
+
+
+def test_show_long_poll_answers_once_the_run_changed(
+    client_as: ClientAs, backend: Recorder, world: World
+) -> None:
+    """`GET /v1/runs/<id>?wait=&since=`: the run as it is when nothing changed within the wait;
+    while zed rolls the run back, the answer shows it cancelled, with a new version."""
+    r1 = world.held_run()
+    bob = client_as("bob")
+    first = bob.show(r1)
+    since = version(first)
+    assert bob.show(r1, wait=0.2, since=since) == first
+    assert bob.show(r1, wait=5, since="0" * 16) == first  # another version: answered at once
+
+    def roll_back_once_bob_waits() -> None:
+        while not any(c.name == "wait_run" and c.args["wait"] == 30 for c in backend.calls):
+            time.sleep(0.01)
+        world.zed.rollback(r1, reason="changed while bob waits")
+
+    changer = threading.Thread(target=roll_back_once_bob_waits)
+    changer.start()
+    try:
+        changed = bob.show(r1, wait=30, since=since)
+    finally:
+        changer.join()
+    assert changed["status"] == "cancelled"
+    assert version(changed) != since
+    assert version(changed) == version(bob.show(r1))
+
+
+def test_waiting_readers_never_hold_up_other_requests(client_as: ClientAs, world: World) -> None:
+    """Eight long-polls waiting on an unchanged run (more than the threads other requests use
+    on a 2-core machine): `status` is answered while all of them still wait; zed's rollback
+    then answers each of them."""
+    r1 = world.held_run()
+    since = version(client_as("bob").show(r1))
+    answers: list[dict[str, Any]] = []
+
+    def wait() -> None:
+        answers.append(client_as("bob").show(r1, wait=30, since=since))
+
+    readers = [threading.Thread(target=wait) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while sum(c.name == "wait_run" for c in list(world.backend.calls)) < 8:
+            assert time.monotonic() < deadline, "the long-polls never reached the backend"
+            time.sleep(0.01)
+        assert client_as("dave").status()["sites"]
+        assert answers == []
+    finally:
+        world.zed.rollback(r1, reason="release the readers")
+        for reader in readers:
+            reader.join()
+    assert [a["status"] for a in answers] == ["cancelled"] * 8
 
 
 def test_unknown_playbook_error_carries_its_issues(client_as: ClientAs) -> None:

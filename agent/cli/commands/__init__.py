@@ -1,49 +1,49 @@
 """The `cordon` commands, one module per command group; `COMMANDS` is the one place that lists
-them for the top-level group (`agent.cli.app`), in the order `cordon --help` shows them.
+them for the top-level group (`agent.cli.app`): each name with the module and attribute of its
+click command, imported only when that command is used (or for `cordon --help`), so `cordon run`
+never pays for the demo, the drills, the twin's commands or the audit report (#18).
 
-Imports click, the command modules (the demo, `demo.py`, is a command of its own).
+Imports nothing: `load` imports the one command module asked for.
 """
 
 from __future__ import annotations
 
-import click
+import importlib
+from typing import TYPE_CHECKING
 
-from agent.cli.commands.api import api
-from agent.cli.commands.audit import audit
-from agent.cli.commands.daemon import daemon_cmd
-from agent.cli.commands.demo import demo
-from agent.cli.commands.device import device
-from agent.cli.commands.drill import drill
-from agent.cli.commands.incident import incident_group
-from agent.cli.commands.inventory import inventory
-from agent.cli.commands.lab import lab
-from agent.cli.commands.plan import plan_cmd
-from agent.cli.commands.probe import probe
-from agent.cli.commands.resume import resume_cmd
-from agent.cli.commands.run import approve_cmd, attest_cmd, rollback_cmd, run_cmd
-from agent.cli.commands.runs import runs_cmd, show_cmd
-from agent.cli.commands.status import status_cmd
+if TYPE_CHECKING:
+    import click
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "load"]
 
-COMMANDS: tuple[click.Command, ...] = (
-    inventory,
-    lab,
-    device,
-    daemon_cmd,
-    status_cmd,
-    plan_cmd,
-    run_cmd,
-    approve_cmd,
-    attest_cmd,
-    rollback_cmd,
-    runs_cmd,
-    show_cmd,
-    incident_group,
-    resume_cmd,
-    demo,
-    drill,
-    audit,
-    probe,
-    api,
-)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inventory": ("inventory", "inventory"),
+    "lab": ("lab", "lab"),
+    "device": ("device", "device"),
+    "daemon": ("daemon", "daemon_cmd"),
+    "status": ("status", "status_cmd"),
+    "plan": ("plan", "plan_cmd"),
+    "run": ("run", "run_cmd"),
+    "approve": ("run", "approve_cmd"),
+    "attest": ("run", "attest_cmd"),
+    "rollback": ("run", "rollback_cmd"),
+    "runs": ("runs", "runs_cmd"),
+    "show": ("runs", "show_cmd"),
+    "incident": ("incident", "incident_group"),
+    "resume": ("resume", "resume_cmd"),
+    "demo": ("demo", "demo"),
+    "drill": ("drill", "drill"),
+    "audit": ("audit", "audit"),
+    "probe": ("probe", "probe"),
+    "api": ("api", "api"),
+}
+
+
+def load(name: str) -> click.Command | None:
+    """The click command `name` (its module imported now), None for an unknown name."""
+    where = COMMANDS.get(name)
+    if where is None:
+        return None
+    module = importlib.import_module(f"agent.cli.commands.{where[0]}")
+    command: click.Command = getattr(module, where[1])
+    return command
