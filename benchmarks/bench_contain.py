@@ -181,10 +181,12 @@ class TimedPool:
         self.reads: list[tuple[str, str, float]] = []
         self._lock = threading.Lock()
 
-    def run(self, device: str, fn: Callable[[Driver], T], via: Any = "ssh") -> T:
+    def run(
+        self, device: str, fn: Callable[[Driver], T], via: Any = "ssh", wait: float | None = None
+    ) -> T:
         t0 = time.perf_counter()
         try:
-            return self._pool.run(device, fn, via)
+            return self._pool.run(device, fn, via, wait=wait)
         finally:
             with self._lock:
                 self.reads.append(

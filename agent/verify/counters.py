@@ -50,7 +50,7 @@ from agent.network.paths import RouteHop, flow_path
 from agent.network.state import NftRule, allow_rules
 from agent.platforms import registry
 from agent.platforms.capabilities import RuleTraffic, Traffic, having
-from agent.verify.evidence import Evidence, Seen
+from agent.verify.evidence import SESSION_WAIT_S, Evidence, Seen
 
 Reading = tuple[Traffic | None, ...]  # one entry per counting rule of a flow, in order
 ReadTraffic = Callable[[Sequence[NftRule]], list[Traffic | None]]
@@ -262,7 +262,9 @@ def counter_sources(
     UNKNOWN, saying so)."""
 
     def reader(device: str) -> ReadTraffic:
-        return lambda rules: pool.run(device, partial(read_traffic, device, rules))
+        return lambda rules: pool.run(
+            device, partial(read_traffic, device, rules), wait=SESSION_WAIT_S
+        )
 
     return [
         CounterSource(inv, dev, reader(dev), window_s=window_s)

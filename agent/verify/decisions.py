@@ -36,7 +36,7 @@ from agent.platforms.capabilities import (
     Verdict,
     having,
 )
-from agent.verify.evidence import Evidence, Seen
+from agent.verify.evidence import SESSION_WAIT_S, Evidence, Seen
 
 CANNOT = "platform cannot evaluate a flow"
 
@@ -97,7 +97,7 @@ class DeviceDecisions:
 
         def one(device: str) -> None:
             try:
-                answers[device] = self.pool.run(device, _ask(asks[device]))
+                answers[device] = self.pool.run(device, _ask(asks[device]), wait=SESSION_WAIT_S)
             except CordonError as exc:
                 answers[device] = exc.message
 

@@ -1,7 +1,8 @@
 """How a site's flows are checked (`agent.verify.check`), pure: the sources are asked at the same
 time (a check costs its slowest source, not their sum) with the evidence kept in the sources'
 order; between two rounds, a failed flow whose expectation changed in the recorded states is
-asked again at once, one whose expectation did not after the pause."""
+asked again at once, one whose expectation did not after the pause; a device whose session
+another run holds is UNKNOWN after a short wait, not after the pool's connect timeout."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from agent.drivers.base import Timeouts
+from agent.drivers.pool import Pool
 from agent.errors import DeviceError
 from agent.inventory import load
 from agent.inventory.models import Flow, Inventory
-from agent.network.paths import PortHop, flow_path
+from agent.network.paths import PortHop, RouteHop, flow_path
 from agent.network.state import DeviceState
 from agent.verify.check import ask, check_flows, wait_for_change
-from agent.verify.evidence import Evidence, FlowStatus, Seen
+from agent.verify.decisions import DeviceDecisions
+from agent.verify.evidence import SESSION_WAIT_S, Evidence, FlowStatus, Seen
 from tests.conftest import EXAMPLE
+from tests.engine.fakes import World
 
 SITE = "nantes-jules-verne"
 
@@ -156,3 +161,32 @@ def test_a_flow_cut_by_the_other_run_is_asked_again_as_soon_as_it_is_recorded(
     assert [r.status for r in out.results] == [FlowStatus.PASSED, FlowStatus.PASSED]
     assert out.rounds == 2
     assert twin.asked[1] == {first.name: False}  # only the failed flow, its new expectation
+
+
+def test_a_device_another_run_holds_is_unknown_after_a_short_wait(inv: Inventory) -> None:
+    """A device whose pooled session another thread holds (a run changing it) is not waited for
+    the pool's connect timeout (60 s here): after SESSION_WAIT_S what it would have told is
+    UNKNOWN, saying why; the other devices of the path still answer."""
+    flow = next(f for f in mine(inv) if f.source.site != f.destination.site)
+    routed = [h.device for h in flow_path(inv, flow).hops if isinstance(h, RouteHop)]
+    held = routed[0]
+    world = World()
+    with Pool(inv, keepalive=None, factory=world.factory, timeouts=Timeouts(connect=60.0)) as pool:
+        taken, done = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with pool.session(held):
+                taken.set()
+                done.wait(120)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        taken.wait(30)
+        try:
+            got = DeviceDecisions(inv, pool).check(SITE, [flow], {flow.name: True})
+        finally:
+            done.set()
+            holder.join()
+    mine_ev = [e for e in got if e.source == f"device:{held}"]
+    assert [e.seen for e in mine_ev] == [Seen.UNKNOWN]
+    assert f"waited {SESSION_WAIT_S:g} s for a pooled session" in mine_ev[0].detail

@@ -58,7 +58,9 @@ class Pool:
     def __init__(self, devices: Mapping[str, Any]) -> None:
         self.devices = devices
 
-    def run(self, device: str, fn: Callable[[Any], T], via: str = "ssh") -> T:
+    def run(
+        self, device: str, fn: Callable[[Any], T], via: str = "ssh", wait: float | None = None
+    ) -> T:
         found = self.devices.get(device)
         if found is None:
             raise DeviceError(device, "facts", "connection refused")
