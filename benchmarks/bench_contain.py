@@ -1,35 +1,37 @@
 """Time-to-contain on the twin, the Hospi Grand Ouest scenario: from the trigger to all 9
-establishments contained AND verified by probes. `isolate-site` on rennes-la-sagesse and
-`preventive-degraded` on the 8 sister sites, started at the same moment in two threads, each
-`Executor.run(pb, sites)` with the twin's flow verifier (`agent.lab.flows.engine_verifier`).
+establishments contained AND every flow checked by the flow sources. `isolate-site` on
+rennes-la-sagesse and `preventive-degraded` on the 8 sister sites, started at the same moment in
+two threads, each `Executor.run(pb, sites)` with the sources a composition root gives a run when
+the twin is up (`cordon demo`, the daemon, `--local`): `production_sources` (the devices' own
+decisions, the accepts' counters, probe points) and the twin's prober (`flows.TwinSource`).
 
 Measured with (a) warm connections (`Pool.warm()` before the trigger) and (b) cold ones (a fresh
 Pool, no session open; the driver modules are imported once beforehand, as in a running agent),
-and side by side in the same run: the verifier's probing before its change (every flow of the site
-probed with one 0.5 s timeout, so any flow expected closed costs 0.5 s), the verifier as the
-engine's CLI builds it (without `current`: it never re-reads the journal, so a flow crossing two
-sites, cut by the other run after the engine read the states, fails the check after 8 s), the 8
-sister sites one after the other (`order: serial`), and the two runs one after the other (as
-`cordon demo` does).
+and side by side in the same run when asked (`--only`): the twin's prober alone, the twin's
+probing before session 3 (every flow probed with one 0.5 s timeout), the 8 sister sites one after
+the other (`order: serial`), and the two runs one after the other (as `cordon demo` does).
 
 Every repetition starts from normal: both runs are rolled back and the whole flow matrix is
 probed (all 135 flows open) before the next one. After each containment, outside the timing,
-the whole matrix is probed independently of the verifier (1 s timeout for every flow) against
-the recorded device states. The breakdown comes from the audit log (run.started, step.started,
-device.change, device.verify records) and the RunReport outcomes' durations, and the verifier
-calls timed around the engine's verify_flows steps. One extra, untimed containment per mode
-runs, meanwhile, the verifier's probe of flows expected closed (`flows.handshake_probe`) on the
-must-survive flows (open throughout) with waits of 1 to 30 ms: how many open flows a wait that
-short would have called closed under that load, against the verifier's 100 ms.
+the whole matrix is probed independently of the sources (1 s timeout for every flow) against the
+recorded device states. Printed per scenario: the median, min, max and spread (max - min) over
+the repetitions, and the breakdown of the last site checked (plan, backups, apply, read-back,
+the sources asked: wall time, rounds, each source's share), each source's call time over every
+site, and each platform's device reads made by the sources (from the audit log, the RunReport
+outcomes, the sources and the pool wrapped with timers). `--handshakes`: one extra, untimed
+containment per mode runs, meanwhile, the twin's probe of flows expected closed
+(`flows.handshake_probe`) on the must-survive flows (open throughout) with waits of 1 to 30 ms:
+how many open flows a wait that short would have called closed under that load, against the
+verifier's 100 ms.
 
-The example group runs on a mix of platforms (FortiGate, Stormshield SNS and Linux firewalls);
-`--groups mixed linux` (the default) measures it and, in the same run, the same group with every
-firewall on Linux nftables (`scripts.synth.hospi_grand_ouest(mixed=False)`), one twin after the
-other, and prints both side by side.
+The example group runs on a mix of platforms (FortiGate, Stormshield, Linux firewalls; IOS,
+IOS-XE, AOS-CX switches); `--groups mixed linux` (the default) measures it and, in the same run,
+the same group with every firewall on Linux nftables (`scripts.synth.hospi_grand_ouest(mixed=
+False)`), one twin after the other, and prints both side by side.
 
 Run as root: `.venv/bin/python -m benchmarks.bench_contain [--runs N] [--only NAME ...]
-[--groups mixed|linux ...]`. Holds the twin lock (`agent.lab.build.exclusive`) throughout; refuses
-if a twin is already up; brings each twin up and always takes it down.
+[--groups mixed|linux ...] [--handshakes]`. Holds the twin lock (`agent.lab.build.exclusive`)
+throughout; refuses if a twin is already up; brings each twin up and always takes it down.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ SCENARIOS = [
     Scenario("warm", "warm pool, 2 runs in parallel, sites in parallel", warm=True),
     Scenario("cold", "fresh pool, 2 runs in parallel, sites in parallel", warm=False),
     Scenario("warm-twin-only", "warm, verified by the twin's prober alone", True, "twin"),
+    Scenario(
+        "warm-sources-in-turn",
+        "warm, the same sources asked one after the other (before session 6)",
+        True,
+        "in-turn",
+    ),
     Scenario("warm-0.5s-probing", "warm, verifier probing before: 0.5 s per flow", True, "legacy"),
     Scenario("cold-0.5s-probing", "cold, verifier probing before: 0.5 s per flow", False, "legacy"),
     Scenario(
@@ -295,6 +303,9 @@ class Bench:
         twin = flows.TwinSource(self.inv, self.bp)
         if kind == "twin":
             return Timed([twin]), timed_pool
+        if kind == "in-turn":
+            every = [*production_sources(self.inv, cast(Pool, timed_pool)), twin]
+            return Timed([InTurn(every)]), timed_pool
         return Timed([*production_sources(self.inv, cast(Pool, timed_pool)), twin]), timed_pool
 
     def contain(
@@ -478,6 +489,27 @@ class Bench:
 def _kind(source: str) -> str:
     """A source's kind: `counters:fw1` -> `counters`."""
     return source.split(":", 1)[0]
+
+
+class InTurn:
+    """The sources as one, asked one after the other (how `agent.verify.check.ask` asked them
+    before session 6): a source that cannot run answers UNKNOWN for each flow, as there."""
+
+    name = "in-turn"
+
+    def __init__(self, sources: Sequence[FlowSource]) -> None:
+        self.sources = list(sources)
+
+    def check(
+        self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
+        out: list[Evidence] = []
+        for s in self.sources:
+            try:
+                out += s.check(site, mine, expected)
+            except CordonError as exc:
+                out += [Evidence(f.name, s.name, Seen.UNKNOWN, exc.message) for f in mine]
+        return out
 
 
 @dataclass(frozen=True)
