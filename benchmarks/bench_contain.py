@@ -1,35 +1,37 @@
 """Time-to-contain on the twin, the Hospi Grand Ouest scenario: from the trigger to all 9
-establishments contained AND verified by probes. `isolate-site` on rennes-la-sagesse and
-`preventive-degraded` on the 8 sister sites, started at the same moment in two threads, each
-`Executor.run(pb, sites)` with the twin's flow verifier (`agent.lab.flows.engine_verifier`).
+establishments contained AND every flow checked by the flow sources. `isolate-site` on
+rennes-la-sagesse and `preventive-degraded` on the 8 sister sites, started at the same moment in
+two threads, each `Executor.run(pb, sites)` with the sources a composition root gives a run when
+the twin is up (`cordon demo`, the daemon, `--local`): `production_sources` (the devices' own
+decisions, the accepts' counters, probe points) and the twin's prober (`flows.TwinSource`).
 
 Measured with (a) warm connections (`Pool.warm()` before the trigger) and (b) cold ones (a fresh
 Pool, no session open; the driver modules are imported once beforehand, as in a running agent),
-and side by side in the same run: the verifier's probing before its change (every flow of the site
-probed with one 0.5 s timeout, so any flow expected closed costs 0.5 s), the verifier as the
-engine's CLI builds it (without `current`: it never re-reads the journal, so a flow crossing two
-sites, cut by the other run after the engine read the states, fails the check after 8 s), the 8
-sister sites one after the other (`order: serial`), and the two runs one after the other (as
-`cordon demo` does).
+and side by side in the same run when asked (`--only`): the twin's prober alone, the twin's
+probing before session 3 (every flow probed with one 0.5 s timeout), the 8 sister sites one after
+the other (`order: serial`), and the two runs one after the other (as `cordon demo` does).
 
 Every repetition starts from normal: both runs are rolled back and the whole flow matrix is
 probed (all 135 flows open) before the next one. After each containment, outside the timing,
-the whole matrix is probed independently of the verifier (1 s timeout for every flow) against
-the recorded device states. The breakdown comes from the audit log (run.started, step.started,
-device.change, device.verify records) and the RunReport outcomes' durations, and the verifier
-calls timed around the engine's verify_flows steps. One extra, untimed containment per mode
-runs, meanwhile, the verifier's probe of flows expected closed (`flows.handshake_probe`) on the
-must-survive flows (open throughout) with waits of 1 to 30 ms: how many open flows a wait that
-short would have called closed under that load, against the verifier's 100 ms.
+the whole matrix is probed independently of the sources (1 s timeout for every flow) against the
+recorded device states. Printed per scenario: the median, min, max and spread (max - min) over
+the repetitions, and the breakdown of the last site checked (plan, backups, apply, read-back,
+the sources asked: wall time, rounds, each source's share), each source's call time over every
+site, and each platform's device reads made by the sources (from the audit log, the RunReport
+outcomes, the sources and the pool wrapped with timers). `--handshakes`: one extra, untimed
+containment per mode runs, meanwhile, the twin's probe of flows expected closed
+(`flows.handshake_probe`) on the must-survive flows (open throughout) with waits of 1 to 30 ms:
+how many open flows a wait that short would have called closed under that load, against the
+verifier's 100 ms.
 
-The example group runs on a mix of platforms (FortiGate, Stormshield SNS and Linux firewalls);
-`--groups mixed linux` (the default) measures it and, in the same run, the same group with every
-firewall on Linux nftables (`scripts.synth.hospi_grand_ouest(mixed=False)`), one twin after the
-other, and prints both side by side.
+The example group runs on a mix of platforms (FortiGate, Stormshield, Linux firewalls; IOS,
+IOS-XE, AOS-CX switches); `--groups mixed linux` (the default) measures it and, in the same run,
+the same group with every firewall on Linux nftables (`scripts.synth.hospi_grand_ouest(mixed=
+False)`), one twin after the other, and prints both side by side.
 
 Run as root: `.venv/bin/python -m benchmarks.bench_contain [--runs N] [--only NAME ...]
-[--groups mixed|linux ...]`. Holds the twin lock (`agent.lab.build.exclusive`) throughout; refuses
-if a twin is already up; brings each twin up and always takes it down.
+[--groups mixed|linux ...] [--handshakes]`. Holds the twin lock (`agent.lab.build.exclusive`)
+throughout; refuses if a twin is already up; brings each twin up and always takes it down.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import yaml
 
 from agent import audit
+from agent.drivers.base import Driver
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import CordonError
@@ -66,10 +70,12 @@ from agent.playbook import load as load_playbook
 from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.run.model import RunReport
-from agent.verify.evidence import Evidence, Seen
+from agent.verify.evidence import Evidence, FlowSource, Seen
+from agent.verify.sources import production_sources
 from benchmarks.machine import describe
 from scripts.synth import hospi_grand_ouest
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 HIT = "rennes-la-sagesse"
 # a flow source's check: (site, flows, expected) -> evidence
@@ -81,9 +87,11 @@ class Scenario:
     name: str
     what: str
     warm: bool
-    # new: the twin's prober as a flow source (the run re-reads the journal between rounds);
-    # legacy: the probing before the change (one 0.5 s timeout for every flow), same retries
-    verifier: str = "new"
+    # all: the sources a composition root gives the run on the twin (`cordon demo`, the daemon,
+    # `--local`): the production ones (device decisions, counters, probe points) and the twin's
+    # prober; twin: the twin's prober alone; legacy: the twin's probing before session 3 (one
+    # 0.5 s timeout for every flow), same retries
+    verifier: str = "all"
     serial_sites: bool = False  # preventive-degraded with `order: serial`
     runs_in_turn: bool = False  # isolate-site, then preventive-degraded (as the demo)
 
@@ -91,6 +99,13 @@ class Scenario:
 SCENARIOS = [
     Scenario("warm", "warm pool, 2 runs in parallel, sites in parallel", warm=True),
     Scenario("cold", "fresh pool, 2 runs in parallel, sites in parallel", warm=False),
+    Scenario("warm-twin-only", "warm, verified by the twin's prober alone", True, "twin"),
+    Scenario(
+        "warm-sources-in-turn",
+        "warm, the same sources asked one after the other (before session 6)",
+        True,
+        "in-turn",
+    ),
     Scenario("warm-0.5s-probing", "warm, verifier probing before: 0.5 s per flow", True, "legacy"),
     Scenario("cold-0.5s-probing", "cold, verifier probing before: 0.5 s per flow", False, "legacy"),
     Scenario(
@@ -122,16 +137,21 @@ def _lookup(expected: Mapping[str, bool]) -> flows.Expectation:
     return lambda flow: expected[flow.name]
 
 
-class TimedVerifier:
-    """A flow source wrapping a check: (site, wall start, wall end, flows not as expected) of
-    every call."""
+class TimedSource:
+    """A flow source wrapped: (source, site, wall start, wall end, flows asked, flows not as
+    expected) of every call, kept in `calls` (shared by every source of a containment)."""
 
-    name = "twin"
-
-    def __init__(self, inner: Verifier) -> None:
+    def __init__(
+        self,
+        name: str,
+        inner: Verifier,
+        calls: list[tuple[str, str, float, float, int, int]],
+        lock: threading.Lock,
+    ) -> None:
+        self.name = name
         self.inner = inner
-        self.calls: list[tuple[str, float, float, int]] = []
-        self._lock = threading.Lock()
+        self.calls = calls
+        self._lock = lock
 
     def check(
         self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool]
@@ -139,10 +159,60 @@ class TimedVerifier:
         t0 = time.time()
         out = self.inner(site, mine, expected)
         t1 = time.time()
-        wrong = sum((e.seen is Seen.OPEN) != expected[e.flow] for e in out)
+        wrong = sum(
+            e.seen is not Seen.UNKNOWN and (e.seen is Seen.OPEN) != expected[e.flow] for e in out
+        )
         with self._lock:
-            self.calls.append((site, t0, t1, wrong))
+            self.calls.append((self.name, site, t0, t1, len(mine), wrong))
         return out
+
+
+class Timed:
+    """Every source of a containment, timed (see TimedSource)."""
+
+    def __init__(self, sources: Sequence[FlowSource]) -> None:
+        self.calls: list[tuple[str, str, float, float, int, int]] = []
+        lock = threading.Lock()
+        self.sources = [TimedSource(s.name, s.check, self.calls, lock) for s in sources]
+
+    def of_site(self, site: str) -> list[tuple[str, str, float, float, int, int]]:
+        return [c for c in self.calls if c[1] == site]
+
+
+class TimedPool:
+    """The run's pool as the flow sources see it: every device read they make timed,
+    (device, platform, seconds), in `reads`. Everything else goes to the pool."""
+
+    def __init__(self, pool: Pool, inv: Inventory) -> None:
+        self._pool = pool
+        self._platform = {d.name: d.platform for _, d in inv.devices()}
+        self.reads: list[tuple[str, str, float]] = []
+        self._lock = threading.Lock()
+
+    def run(
+        self, device: str, fn: Callable[[Driver], T], via: Any = "ssh", wait: float | None = None
+    ) -> T:
+        t0 = time.perf_counter()
+        try:
+            return self._pool.run(device, fn, via, wait=wait)
+        finally:
+            with self._lock:
+                self.reads.append(
+                    (device, self._platform.get(device, "?"), time.perf_counter() - t0)
+                )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def _union(spans: Sequence[tuple[float, float]]) -> float:
+    """The wall time covered by possibly overlapping spans."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 class HandshakeSampler:
@@ -198,7 +268,12 @@ class Rep:
     work: dict[str, float]  # sums over all sites, seconds
     critical: str
     verify_calls: int
+    rounds: int  # the critical site's rounds of asking (verify steps + re-asks)
+    by_source: dict[str, list[float]]  # source kind -> each call's seconds, every site
+    critical_sources: dict[str, float]  # source kind -> seconds summed on the critical site
     problems: list[str] = field(default_factory=list)  # flow problems the runs reported
+    unverified: list[str] = field(default_factory=list)  # flows no source could check
+    reads: list[tuple[str, str, float]] = field(default_factory=list)  # sources' device reads
 
 
 @dataclass
@@ -220,10 +295,18 @@ class Bench:
     warm_pool: Pool
     count: int = 0
 
-    def verifier(self, kind: str) -> Verifier:
+    def sources(self, kind: str, pool: Pool) -> tuple[Timed, TimedPool]:
+        """The scenario's flow sources, timed, and the pool the production ones read through."""
+        timed_pool = TimedPool(pool, self.inv)
         if kind == "legacy":
-            return legacy_verifier(self.inv, self.bp)
-        return flows.TwinSource(self.inv, self.bp).check
+            return Timed([_Named("twin", legacy_verifier(self.inv, self.bp))]), timed_pool
+        twin = flows.TwinSource(self.inv, self.bp)
+        if kind == "twin":
+            return Timed([twin]), timed_pool
+        if kind == "in-turn":
+            every = [*production_sources(self.inv, cast(Pool, timed_pool)), twin]
+            return Timed([InTurn(every)]), timed_pool
+        return Timed([*production_sources(self.inv, cast(Pool, timed_pool)), twin]), timed_pool
 
     def contain(
         self, sc: Scenario, *, handshakes: HandshakeSampler | None = None
@@ -236,8 +319,8 @@ class Bench:
             opened = pool.warm(self.devices)
             if not all(o.ok for o in opened):
                 raise CordonError(f"warm-up failed: {[o.error for o in opened if o.error]}")
-        timed = TimedVerifier(self.verifier(sc.verifier))
-        ex = Executor(self.inv, journal, pool, actor="bench-contain", sources=[timed])
+        timed, timed_pool = self.sources(sc.verifier, pool)
+        ex = Executor(self.inv, journal, pool, actor="bench-contain", sources=timed.sources)
         degrade = (
             self.degrade.model_copy(update={"order": "serial"}) if sc.serial_sites else self.degrade
         )
@@ -303,7 +386,9 @@ class Bench:
             raise CordonError(f"{sc.name}: containment did not end done: {errors} {detail}")
         self.check_matrix(journal.device_states(), "after containment")
         rep = self.breakdown(done, timed, wall0, seconds)
+        rep.reads = list(timed_pool.reads)
         rep.problems = [p for r in done for p in r.flow_problems]
+        rep.unverified = [u for r in done for u in r.flows_unverified]
         undo_pool = self.warm_pool  # cold pools are closed: undo through the warm one
         undo = Executor(self.inv, journal, undo_pool, actor="bench-contain")
         return rep, undo, done
@@ -335,7 +420,7 @@ class Bench:
             raise CordonError(f"flow matrix {when} not as recorded: {wrong}")
 
     def breakdown(
-        self, reports: Sequence[RunReport], timed: TimedVerifier, wall0: float, seconds: float
+        self, reports: Sequence[RunReport], timed: Timed, wall0: float, seconds: float
     ) -> Rep:
         ids = {r.run_id for r in reports}
         records = [
@@ -350,7 +435,7 @@ class Bench:
 
         started = {rec["run_id"]: ts(rec) for rec in records if rec["event"] == "run.started"}
         run_of = {s: r.run_id for r in reports for s in (r.plan.sites if r.plan else ())}
-        finish = {site: max(t1 for s, _, t1, _ in timed.calls if s == site) for site in run_of}
+        finish = {site: max(c[3] for c in timed.of_site(site)) for site in run_of}
         critical = max(finish, key=lambda s: finish[s])
 
         def site_sum(event: str, site: str | None) -> float:
@@ -366,7 +451,8 @@ class Bench:
             if rec["event"] == "step.started" and rec.get("site") == critical
         )
         steps = sum(o.duration_s for r in reports for o in r.outcomes if o.site == critical)
-        verify = sum(t1 - t0 for s, t0, t1, _ in timed.calls if s == critical)
+        mine = timed.of_site(critical)
+        verify = _union([(c[2], c[3]) for c in mine])
         plan_s = started[run_of[critical]] - wall0
         before = first_step - started[run_of[critical]]
         phases = {
@@ -375,15 +461,68 @@ class Bench:
             "device steps (apply + read-back)": steps,
             "  of which apply (device.change)": site_sum("device.change", critical),
             "  of which read-back (device.verify)": site_sum("device.verify", critical),
-            "verify_flows probing": verify,
+            "verify_flows, sources asked (wall)": verify,
             "journal, gaps": finish[critical] - wall0 - plan_s - before - steps - verify,
             "after the last verify until the run returns": seconds - (finish[critical] - wall0),
         }
+        every = [(c[2], c[3]) for c in timed.calls]
         work = {
             "device steps": sum(o.duration_s for r in reports for o in r.outcomes),
-            "verify_flows probing": sum(t1 - t0 for _, t0, t1, _ in timed.calls),
+            "verify_flows (wall, per site)": sum(
+                _union([(c[2], c[3]) for c in timed.of_site(s)]) for s in run_of
+            ),
+            "verify_flows (wall, all sites)": _union(every),
         }
-        return Rep(seconds, phases, work, critical, len(timed.calls))
+        by_source: dict[str, list[float]] = {}
+        for c in timed.calls:
+            by_source.setdefault(_kind(c[0]), []).append(c[3] - c[2])
+        critical_sources: dict[str, float] = {}
+        for c in mine:
+            critical_sources[_kind(c[0])] = critical_sources.get(_kind(c[0]), 0.0) + c[3] - c[2]
+        first = timed.sources[0].name
+        rounds = sum(c[0] == first for c in mine)
+        return Rep(
+            seconds, phases, work, critical, len(timed.calls), rounds, by_source, critical_sources
+        )
+
+
+def _kind(source: str) -> str:
+    """A source's kind: `counters:fw1` -> `counters`."""
+    return source.split(":", 1)[0]
+
+
+class InTurn:
+    """The sources as one, asked one after the other (how `agent.verify.check.ask` asked them
+    before session 6): a source that cannot run answers UNKNOWN for each flow, as there."""
+
+    name = "in-turn"
+
+    def __init__(self, sources: Sequence[FlowSource]) -> None:
+        self.sources = list(sources)
+
+    def check(
+        self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
+        out: list[Evidence] = []
+        for s in self.sources:
+            try:
+                out += s.check(site, mine, expected)
+            except CordonError as exc:
+                out += [Evidence(f.name, s.name, Seen.UNKNOWN, exc.message) for f in mine]
+        return out
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A check function as a named flow source."""
+
+    name: str
+    fn: Verifier
+
+    def check(
+        self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
+        return self.fn(site, mine, expected)
 
 
 def main() -> None:
@@ -398,6 +537,11 @@ def main() -> None:
         choices=list(GROUPS),
         default=list(GROUPS),
         help="the example group on its mix of platforms, and/or all on Linux firewalls",
+    )
+    parser.add_argument(
+        "--handshakes",
+        action="store_true",
+        help="also sample short handshake waits during one extra containment per mode",
     )
     args = parser.parse_args()
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
@@ -418,7 +562,13 @@ def main() -> None:
                 state = build.up(inv)
                 try:
                     results, handshakes = measure(
-                        inv, blueprint(inv, state.lab), Path(tmp), log_dir, scenarios, args.runs
+                        inv,
+                        blueprint(inv, state.lab),
+                        Path(tmp),
+                        log_dir,
+                        scenarios,
+                        args.runs,
+                        handshakes=args.handshakes,
                     )
                 finally:
                     build.down()
@@ -469,6 +619,8 @@ def measure(
     log_dir: Path,
     scenarios: Sequence[Scenario],
     runs: int,
+    *,
+    handshakes: bool = False,
 ) -> tuple[list[Result], dict[str, HandshakeSampler]]:
     isolate = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", inv)
     degrade = load_playbook(ROOT / "playbooks" / "preventive-degraded.yaml", inv)
@@ -483,11 +635,11 @@ def measure(
         warm_pool.warm(devices)
         bench = Bench(inv, bp, tmp, log_dir, isolate, degrade, others, devices, warm_pool)
         results = [Result(s) for s in scenarios]
-        handshakes: dict[str, HandshakeSampler] = {}
-        for mode in ("warm", "cold"):
+        samplers: dict[str, HandshakeSampler] = {}
+        for mode in ("warm", "cold") if handshakes else ():
             sc = next(s for s in SCENARIOS if s.name == mode)
-            handshakes[mode] = HandshakeSampler([])
-            _, ex, done = bench.contain(sc, handshakes=handshakes[mode])
+            samplers[mode] = HandshakeSampler([])
+            _, ex, done = bench.contain(sc, handshakes=samplers[mode])
             bench.restore(ex, done)
         for i in range(runs):  # round-robin: drift of the machine spreads over every scenario
             for res in results:
@@ -496,11 +648,18 @@ def measure(
                 res.reps.append(rep)
                 print(
                     f"  {res.scenario.name:<20} rep {i + 1}: {rep.seconds:.3f} s "
-                    f"(last verified: {rep.critical}, {rep.verify_calls} verify steps)"
+                    f"(last verified: {rep.critical}, {rep.rounds} rounds on it, "
+                    f"{rep.verify_calls} source calls, {len(rep.unverified)} unverified)"
                     + (f" FAILED: {rep.problems}" if rep.problems else ""),
                     flush=True,
                 )
-    return results, handshakes
+    return results, samplers
+
+
+def spread(values: Sequence[float]) -> str:
+    """median, min, max and the spread (max - min) of `values`, seconds."""
+    v = list(values)
+    return f"{statistics.median(v):>8.3f}{min(v):>8.3f}{max(v):>8.3f}{max(v) - min(v):>8.3f}"
 
 
 def report(
@@ -510,16 +669,15 @@ def report(
 ) -> None:
     print(
         f"\ntime-to-contain, {HIT} isolate-site + preventive-degraded on 8 sister sites, "
-        f"trigger -> both runs done and verified by probes; {runs} repetitions each, all from "
-        "normal (rolled back, 135/135 flows open, checked)"
+        f"trigger -> both runs done and every flow checked by the sources; {runs} repetitions "
+        "each, all from normal (rolled back, 135/135 flows open, checked)"
     )
-    print(f"{'scenario':<22}{'median':>8}{'min':>8}{'max':>8}{'failed':>8}  what")
+    print(f"{'scenario':<22}{'median':>8}{'min':>8}{'max':>8}{'spread':>8}{'failed':>8}  what")
     for res in results:
-        s = [r.seconds for r in res.reps]
         bad = sum(bool(r.problems) for r in res.reps)
         print(
-            f"{res.scenario.name:<22}{statistics.median(s):>8.3f}{min(s):>8.3f}{max(s):>8.3f}"
-            f"{f'{bad}/{len(s)}':>8}  {res.scenario.what}"
+            f"{res.scenario.name:<22}{spread([r.seconds for r in res.reps])}"
+            f"{f'{bad}/{len(res.reps)}':>8}  {res.scenario.what}"
         )
     for res in results:
         for r in res.reps:
@@ -530,19 +688,43 @@ def report(
         crit = sorted({r.critical for r in reps})
         print(
             f"\n{res.scenario.name}: breakdown of the last site verified ({', '.join(crit)}), "
-            "median seconds"
+            f"seconds {'median':>8}{'min':>8}{'max':>8}{'spread':>8}"
         )
         for phase in reps[0].phases:
-            print(f"  {phase:<50}{statistics.median(r.phases[phase] for r in reps):>8.3f}")
-        print(f"  {'= time-to-contain':<50}{statistics.median(r.seconds for r in reps):>8.3f}")
-        work = ", ".join(
-            f"{k} {statistics.median(r.work[k] for r in reps):.3f} s" for k in reps[0].work
-        )
-        print(f"  summed over the 9 sites: {work}")
+            print(f"  {phase:<50}{spread([r.phases[phase] for r in reps])}")
+        print(f"  {'= time-to-contain':<50}{spread([r.seconds for r in reps])}")
+        rounds = sorted({r.rounds for r in reps})
+        print(f"  rounds of asking on it (verify steps + re-asks): {rounds}")
+        kinds = sorted({k for r in reps for k in r.critical_sources})
+        for k in kinds:
+            print(
+                f"  on it, source {k:<35}{spread([r.critical_sources.get(k, 0.0) for r in reps])}"
+            )
+        for k in reps[0].work:
+            print(f"  summed over the 9 sites: {k:<25}{spread([r.work[k] for r in reps])}")
+        kinds = sorted({k for r in reps for k in r.by_source})
+        for k in kinds:
+            calls = [x for r in reps for x in r.by_source.get(k, [])]
+            print(
+                f"  one call of source {k:<10} (every site, {len(calls)} calls): median "
+                f"{statistics.median(calls):.3f} s, max {max(calls):.3f} s"
+            )
+        plats = sorted({pl for r in reps for _, pl, _ in r.reads})
+        for pl in plats:
+            secs = [x for r in reps for _, p2, x in r.reads if p2 == pl]
+            print(
+                f"  a device read by the sources, {pl:<16} ({len(secs)} reads): median "
+                f"{statistics.median(secs) * 1000:.0f} ms, max {max(secs) * 1000:.0f} ms"
+            )
+        unv = sorted({u for r in reps for u in r.unverified})
+        print(f"  flows unverified (no source could tell): {len(unv)} distinct")
+        for u in unv[:5]:
+            print(f"    {u}")
     print(
         "\n[1] in turn: includes the whole run before it. [2] serial sites: includes the sites "
         "before it. Device steps: RunReport outcomes' durations; apply and read-back: the "
-        "device.change and device.verify audit records; verify_flows: the verifier's calls."
+        "device.change and device.verify audit records; verify_flows: the sources' calls (wall: "
+        "overlapping calls counted once)."
     )
     for mode, hs in handshakes.items():
         misses = ", ".join(

@@ -102,9 +102,10 @@ class Pool:
 
     # -- leasing ---------------------------------------------------------------------------------
 
-    def _acquire(self, device: str, via: Via) -> _Entry:
+    def _acquire(self, device: str, via: Via, wait: float | None = None) -> _Entry:
         key = (device, via)
-        deadline = time.monotonic() + self.timeouts.connect
+        waited = self.timeouts.connect if wait is None else wait
+        deadline = time.monotonic() + waited
         with self._cond:
             while True:
                 if self._closed:
@@ -123,7 +124,7 @@ class Pool:
                     raise DeviceTimeout(
                         device,
                         "connect",
-                        f"waited {self.timeouts.connect:g} s for a pooled session "
+                        f"waited {waited:g} s for a pooled session "
                         f"({len(self._entries)}/{self.max_size} open, all busy)",
                         hint="raise the pool size or lower the parallelism",
                     )
@@ -144,9 +145,13 @@ class Pool:
             self._cond.notify_all()
 
     @contextmanager
-    def session(self, device: str, via: Via = "ssh") -> Iterator[Driver]:
-        """A connected driver for `device`, exclusively yours inside the block."""
-        entry = self._acquire(device, via)
+    def session(
+        self, device: str, via: Via = "ssh", *, wait: float | None = None
+    ) -> Iterator[Driver]:
+        """A connected driver for `device`, exclusively yours inside the block. `wait`: how long
+        to wait for a session another thread holds (default `timeouts.connect`), then
+        DeviceTimeout."""
+        entry = self._acquire(device, via, wait)
         try:
             driver = entry.driver
             # SNMP is connectionless: a probe would cost what the request costs, and find out
@@ -167,9 +172,11 @@ class Pool:
         finally:
             self._release(entry)
 
-    def run(self, device: str, fn: Callable[[Driver], T], via: Via = "ssh") -> T:
-        """`fn(driver)` on a pooled session of `device`."""
-        with self.session(device, via) as driver:
+    def run(
+        self, device: str, fn: Callable[[Driver], T], via: Via = "ssh", *, wait: float | None = None
+    ) -> T:
+        """`fn(driver)` on a pooled session of `device` (`wait`: see `session`)."""
+        with self.session(device, via, wait=wait) as driver:
             return fn(driver)
 
     def run_many(

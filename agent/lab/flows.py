@@ -162,10 +162,11 @@ def timed_observe(
 #   look after the wait, so a late thread cannot miss a handshake made in time) for
 #   max(CLOSED_TIMEOUT_S, CLOSED_MARGIN x the slowest open flow of the same round), at most
 #   OPEN_TIMEOUT_S. Measured on the 2-core machine during containments (`python -m
-#   benchmarks.bench_contain`): no open flow was missed even with a 1 ms wait (1,638 probes),
-#   while the probing thread itself saw some handshakes up to 51 ms late (GIL, scheduling). 0.1 s
-#   is two orders of magnitude above what the kernel needs and costs 0.1 s per verify step; if
-#   the machine is slow right now, the open flows of the same round show it and the wait grows.
+#   benchmarks.bench_contain --handshakes`): no open flow was missed even with a 1 ms wait
+#   (1,638 probes), while the probing thread itself saw some handshakes up to 51 ms late (GIL,
+#   scheduling). 0.1 s is two orders of magnitude above what the kernel needs and costs 0.1 s per
+#   verify step; if the machine is slow right now, the open flows of the same round show it and
+#   the wait grows.
 # Override per verifier (keywords) or per process: CORDON_VERIFY_OPEN_TIMEOUT_S,
 # CORDON_VERIFY_CLOSED_TIMEOUT_S (seconds).
 OPEN_TIMEOUT_S = 2.0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
-from agent.drivers.base import ChangeSet
+from agent.drivers.base import ChangeSet, InterfaceState
 from agent.errors import RunError
 from agent.network.state import NftRule
 
@@ -142,6 +142,15 @@ class DecidesFlows(Protocol):
         the device's rules cannot be evaluated for is UNKNOWN with the reason, never a guess."""
 
 
+@runtime_checkable
+class ReadsInterfaces(Protocol):
+    """A driver that reads its interfaces alone (what `facts` reads with the whole configuration
+    besides): a flow verification asks a device only whether a port on the path is down."""
+
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Every interface as the device reports it (one read)."""
+
+
 C = TypeVar("C")
 
 _WHAT: dict[type, str] = {
@@ -152,6 +161,7 @@ _WHAT: dict[type, str] = {
     ReadsSnmp: "read SNMP objects",
     RuleTraffic: "read the traffic counters of its rules",
     DecidesFlows: "evaluate a flow",
+    ReadsInterfaces: "read its interfaces alone",
 }
 
 

@@ -26,7 +26,8 @@ routes a declared flow; a source asked about flows none of which its device rout
 once with nothing. With a window (`window_s` > 0) the others read, wait the window and read again;
 with `window_s=0` (what the run's gates use: a verify step must not wait) they read once and
 compare with their previous reading of the same rules (at least `MIN_SINCE_S` old), kept in the
-source: the first check of a rule only takes its reading (UNKNOWN, saying so).
+source: the first check of a rule only takes its reading (UNKNOWN, saying so), and a check whose
+rules were all read less than `MIN_SINCE_S` ago does not read the device (UNKNOWN, too soon).
 
 Imports the evidence contract, the inventory, the network model, the drivers' pool and the
 platforms' capability protocols; never a platform's module, the twin or the executor.
@@ -49,7 +50,7 @@ from agent.network.paths import RouteHop, flow_path
 from agent.network.state import NftRule, allow_rules
 from agent.platforms import registry
 from agent.platforms.capabilities import RuleTraffic, Traffic, having
-from agent.verify.evidence import Evidence, Seen
+from agent.verify.evidence import SESSION_WAIT_S, Evidence, Seen
 
 Reading = tuple[Traffic | None, ...]  # one entry per counting rule of a flow, in order
 ReadTraffic = Callable[[Sequence[NftRule]], list[Traffic | None]]
@@ -191,7 +192,15 @@ class CounterSource:
     def _since_last(
         self, by_flow: Mapping[str, tuple[NftRule, ...]], rules: Sequence[NftRule]
     ) -> list[Evidence]:
-        """One read, judged against this source's previous reading of the same rules."""
+        """One read, judged against this source's previous reading of the same rules. When every
+        rule's previous reading is younger than MIN_SINCE_S the device is not read at all (the
+        read could neither be compared nor replace those readings): UNKNOWN at once."""
+        with self._lock:
+            young = [self._last.get(r) for r in rules]
+        if all(p is not None for p in young):
+            age = self.clock() - min(p[1] for p in young if p is not None)
+            if age < MIN_SINCE_S:
+                return [self._too_soon(name, age) for name in by_flow]
         try:
             now_read = self.read(rules)
         except CordonError as exc:
@@ -224,18 +233,15 @@ class CounterSource:
                 continue
             age = now - max(p[1] for p in before_at if p is not None)
             if age < MIN_SINCE_S:
-                out.append(
-                    Evidence(
-                        name,
-                        self.name,
-                        Seen.UNKNOWN,
-                        f"counters on {self.device} read {age:.1f} s ago: too soon to compare",
-                    )
-                )
+                out.append(self._too_soon(name, age))
                 continue
             before = tuple(p[0] for p in before_at if p is not None)
             out.append(self.evidence(name, judge(before, after), age))
         return out
+
+    def _too_soon(self, flow: str, age: float) -> Evidence:
+        why = f"counters on {self.device} read {age:.1f} s ago: too soon to compare"
+        return Evidence(flow, self.name, Seen.UNKNOWN, why)
 
     def evidence(self, flow: str, j: Judgement, window: float | None = None) -> Evidence:
         where = f"on {self.device} in {self.window_s if window is None else window:.3g} s"
@@ -256,7 +262,9 @@ def counter_sources(
     UNKNOWN, saying so)."""
 
     def reader(device: str) -> ReadTraffic:
-        return lambda rules: pool.run(device, partial(read_traffic, device, rules))
+        return lambda rules: pool.run(
+            device, partial(read_traffic, device, rules), wait=SESSION_WAIT_S
+        )
 
     return [
         CounterSource(inv, dev, reader(dev), window_s=window_s)

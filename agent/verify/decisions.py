@@ -1,10 +1,11 @@
 """The device-side flow source (`device:<name>`): every device on a flow's path asked, from its
 live state, what it does with the flow. For each device crossed (in parallel, one read each):
 
-- its interfaces as it reports them (`facts`): a port of the path, or a routing hop's in or out
-  interface, that is administratively down cuts the flow (CLOSED, decided by that device: what
-  Cordon's isolation does; an operational state is not used, platforms report it for VLAN
-  parents and sub-interfaces inconsistently);
+- its interfaces as it reports them (`ReadsInterfaces` where the platform reads them alone,
+  else `facts`, which reads the whole configuration besides): a port of the path, or a routing
+  hop's in or out interface, that is administratively down cuts the flow (CLOSED, decided by
+  that device: what Cordon's isolation does; an operational state is not used, platforms report
+  it for VLAN parents and sub-interfaces inconsistently);
 - a routing device (a firewall: the path's `RouteHop`s) is asked what it would do with the
   flow's request and its reply (`DecidesFlows`: the nftables ruleset evaluated, FortiOS' policy
   lookup, ...). A device whose platform cannot answer says UNKNOWN ("platform cannot evaluate a
@@ -33,10 +34,11 @@ from agent.platforms.capabilities import (
     DecidesFlows,
     FlowDecision,
     FlowQuery,
+    ReadsInterfaces,
     Verdict,
     having,
 )
-from agent.verify.evidence import Evidence, Seen
+from agent.verify.evidence import SESSION_WAIT_S, Evidence, Seen
 
 CANNOT = "platform cannot evaluate a flow"
 
@@ -64,7 +66,9 @@ def queries_of(path: FlowPath, device: str) -> list[FlowQuery]:
 
 def _ask(queries: Sequence[FlowQuery]) -> Callable[[Driver], DeviceAnswer]:
     def read(d: Driver) -> DeviceAnswer:
-        interfaces = {i.name: i for i in d.facts().interfaces}
+        reader = having(d, ReadsInterfaces)
+        found = reader.interfaces("decide") if reader is not None else d.facts().interfaces
+        interfaces = {i.name: i for i in found}
         decider = having(d, DecidesFlows)
         if decider is None or not queries:
             return DeviceAnswer(interfaces, None if decider is None else [])
@@ -97,7 +101,7 @@ class DeviceDecisions:
 
         def one(device: str) -> None:
             try:
-                answers[device] = self.pool.run(device, _ask(asks[device]))
+                answers[device] = self.pool.run(device, _ask(asks[device]), wait=SESSION_WAIT_S)
             except CordonError as exc:
                 answers[device] = exc.message
 

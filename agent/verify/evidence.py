@@ -21,6 +21,12 @@ from typing import Protocol
 
 from agent.inventory.models import Flow
 
+# How long a source that reads a device waits for its pooled session when another thread holds it
+# (a run changing that device: a FortiGate's segmentation can hold it for seconds) before it
+# answers UNKNOWN for what that device would have told, saying so: a verify step never queues
+# behind another run's change (the flow is asked again, or confirmed by another source).
+SESSION_WAIT_S = 0.5
+
 
 class Seen(StrEnum):
     OPEN = "open"

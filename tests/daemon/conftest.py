@@ -120,7 +120,7 @@ class NoDevices:
         self.attempts.append(device)
         raise ConnectError(device, "connect", "no device is reachable in this test")
 
-    def run(self, device: str, fn: Any, via: str = "ssh") -> Any:
+    def run(self, device: str, fn: Any, via: str = "ssh", wait: float | None = None) -> Any:
         self.attempts.append(device)
         raise ConnectError(device, "connect", "no device is reachable in this test")
 

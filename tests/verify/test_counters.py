@@ -147,10 +147,10 @@ def test_a_flow_without_a_counting_rule_or_unread_is_unknown(inv: Inventory) -> 
 
 def test_without_a_window_a_check_compares_with_the_previous_reading(inv: Inventory) -> None:
     """What the run's gates use (`window_s=0`): no wait; the first check only reads, a check
-    too soon after says so, a later one judges the movement since the kept reading."""
+    too soon after says so without reading the device (a read it could not use), a later one
+    reads and judges the movement since the kept reading."""
     read = Recorded(
         [t(100), t(90), t(5), t(5)],
-        [t(101), t(91), t(5), t(5)],  # 0.5 s later: too soon, and not kept as the baseline
         [t(130), t(118), t(5), t(5)],
     )
     src = CounterSource(inv, FW, read, window_s=0)
@@ -163,12 +163,32 @@ def test_without_a_window_a_check_compares_with_the_previous_reading(inv: Invent
     now[0] += 0.5
     soon = {e.flow: e for e in src.check(*ask)}
     assert "too soon" in soon[FLOW].detail
+    assert {e.seen for e in soon.values()} == {Seen.UNKNOWN}
+    assert len(read.asked) == 1  # the device was not read
     now[0] += 11.5
     later = {e.flow: e for e in src.check(*ask)}
     assert later[FLOW].seen is Seen.OPEN
     assert "58 packets" in later[FLOW].detail  # since the first reading, 12 s ago
     assert "in 12 s" in later[FLOW].detail
     assert later[OTHER].seen is Seen.UNKNOWN
+    assert len(read.asked) == 2
+
+
+def test_a_rule_never_read_before_is_read_even_when_the_others_are_recent(
+    inv: Inventory,
+) -> None:
+    """The read is skipped only when every rule asked has a recent reading: a check that adds a
+    flow whose rules were never read reads the device (and takes that flow's first reading)."""
+    read = Recorded([t(100), t(90)], [t(101), t(91), t(5), t(5)])
+    src = CounterSource(inv, FW, read, window_s=0)
+    now = [1000.0]
+    src.clock = lambda: now[0]
+    src.check(SITE, flows(inv, FLOW), {FLOW: True})
+    now[0] += 0.5
+    got = {e.flow: e for e in src.check(SITE, flows(inv, FLOW, OTHER), {FLOW: True, OTHER: True})}
+    assert len(read.asked) == 2
+    assert "too soon" in got[FLOW].detail
+    assert "first reading" in got[OTHER].detail
 
 
 def test_counter_sources_name_the_firewalls_that_route_flows(inv: Inventory) -> None:

@@ -58,7 +58,9 @@ class Pool:
     def __init__(self, devices: Mapping[str, Any]) -> None:
         self.devices = devices
 
-    def run(self, device: str, fn: Callable[[Any], T], via: str = "ssh") -> T:
+    def run(
+        self, device: str, fn: Callable[[Any], T], via: str = "ssh", wait: float | None = None
+    ) -> T:
         found = self.devices.get(device)
         if found is None:
             raise DeviceError(device, "facts", "connection refused")
@@ -122,3 +124,26 @@ def test_switch_ports_only_is_never_open(inv: Inventory) -> None:
         SWITCHED,
     )
     assert [(e.source, e.seen) for e in down] == [("device:bz3-sw1", Seen.CLOSED)]
+
+
+class Lean(Firewall):
+    """A firewall that reads its interfaces alone; its `facts` (the whole configuration) must
+    not be read by a flow verification."""
+
+    def __init__(self, name: str, verdict: Verdict) -> None:
+        super().__init__(name, verdict)
+        self.reads: list[str] = []
+
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        self.reads.append(operation)
+        return super().facts().interfaces
+
+    def facts(self) -> Facts:
+        raise AssertionError("facts read although the interfaces alone can be")
+
+
+def test_a_device_that_reads_its_interfaces_alone_is_not_asked_its_facts(inv: Inventory) -> None:
+    fw = Lean("bz3-fw1", Verdict.ACCEPT)
+    got = ask(inv, Pool({"bz3-sw1": Switch("bz3-sw1"), "bz3-fw1": fw}), ROUTED)
+    assert {e.source: e.seen for e in got} == {"device:bz3-fw1": Seen.OPEN}
+    assert fw.reads == ["decide"]

@@ -254,6 +254,10 @@ class FortiGateDriver:
             raise DeviceError(self.target.name, operation, f"backup: HTTP {status}")
         return data.decode("utf-8", errors="replace")
 
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read)."""
+        return self._interfaces(operation)
+
     def facts(self) -> Facts:
         return Facts(
             device=self.target.name,

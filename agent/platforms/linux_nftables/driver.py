@@ -134,6 +134,10 @@ class NftablesDriver:
     def _ruleset(self, operation: str) -> str:
         return self._ok(self._run("nft list ruleset", operation=operation), operation).out
 
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read)."""
+        return self._interfaces(operation)
+
     def facts(self) -> Facts:
         interfaces = self._interfaces("facts")
         ruleset = self._ruleset("facts")

@@ -281,6 +281,10 @@ class StormshieldDriver:
         r = self._cmd("CONFIG NETWORK INTERFACE SHOW", operation)
         return self._parse(operation, parse.interfaces, r)
 
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read)."""
+        return self._interfaces(operation)
+
     def facts(self) -> Facts:
         rules = self.policy("facts")
         return Facts(
