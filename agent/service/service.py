@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent import audit, settings
 from agent.audit import report as audit_report
+from agent.audit.pipeline import current_source
 from agent.drivers.pool import Pool
 from agent.engine.journal import RunRecord, driver_alive
 from agent.engine.journal import at as journal_at
@@ -787,8 +788,8 @@ class Service:
     def audit_report(
         self, caller: Actor | None = None, *, run: str | None, incident: str | None
     ) -> JSON:
-        log_dir = audit.current_log_dir()
-        rep = audit_report.build(log_dir, run=run, incident=incident)
+        # the chain this daemon writes to: the group's in PostgreSQL when the state is there
+        rep = audit_report.build(current_source(), run=run, incident=incident)
         return rep.as_dict()
 
     # -- checks -------------------------------------------------------------------------------
