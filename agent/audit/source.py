@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -78,10 +79,14 @@ class ChainSource:
         return self.url is not None
 
     def label(self) -> str:
-        """Where the chain is, for a reader: the log directory, or the database (its URL
-        without the query, where libpq options live) and table."""
+        """Where the chain is, for a reader (a report is filed, copied, sent): the log
+        directory, or the database and table, its URL without a password or the query (where
+        libpq options live)."""
         if self.url is not None:
-            return f"{pgchain.redact_url(self.url)} ({pgchain.TABLE})"
+            parts = urlsplit(self.url)
+            host = parts.netloc.rpartition("@")[2]
+            user = f"{parts.username}@" if parts.username else ""
+            return f"{parts.scheme}://{user}{host}{parts.path} ({pgchain.TABLE})"
         return str(self.log_dir)
 
     def records(self) -> list[dict[str, Any]]:

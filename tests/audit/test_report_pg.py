@@ -300,3 +300,13 @@ def test_the_service_reports_the_database_chain(
     assert rep["incidents"][0]["name"] == "pg-case"
     assert not list(pg_pipeline.glob("audit-*.jsonl"))  # nothing there to have read
     assert file_records(pg_pipeline) == []
+
+
+def test_the_label_names_the_database_never_its_password() -> None:
+    """A report is filed and sent: the header names the database, not the password in the URL
+    nor the libpq options of its query."""
+    where = ChainSource.of("postgresql://cordon:s3cret@db.example:5432/cordon?sslkey=/k&x=1")
+    assert where.label() == "postgresql://cordon@db.example:5432/cordon (cordon_audit)"
+    assert ChainSource.of("postgres://db/c").label() == "postgres://db/c (cordon_audit)"
+    assert ChainSource.of(Path("logs")).label() == "logs"
+    assert not ChainSource.of(Path("logs")).in_database
