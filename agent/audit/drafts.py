@@ -5,15 +5,15 @@ A field the log answers is filled with the log's words and the records it came f
 cannot answer (the establishment's FINESS, the data categories, the cause...) is marked for a
 person to complete, plainly: `[À COMPLÉTER : ...]` in the French forms, `[TO COMPLETE: ...]`
 in the English ones. Nothing is guessed. Every draft's header says what it was built from: the
-log directory, the records' range, the chain head and whether the chain verifies (a chain that
-does not verify is said first, in capitals).
+log directory (or the group's chain in PostgreSQL), the records' range, the chain head and
+whether the chain verifies (a chain that does not verify is said first, in capitals).
 
 Sections follow what the texts ask, as far as they could be checked (see `FORM_NOTES`); the
 regulators' online forms may order or word them differently: a draft is something to copy from,
 not the form itself.
 
 Imports the standard library, Jinja2 and `agent.audit` reading modules; pure but for reading
-the log.
+the chain (`agent.audit.source`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 
 from agent.audit import human
 from agent.audit.facts import RunFacts
-from agent.audit.report import TEMPLATES, Chain, Incident, Report, build, cite, read_records
+from agent.audit.report import TEMPLATES, Chain, Incident, Report, build, cite
+from agent.audit.source import ChainRead, ChainSource
 from agent.audit.verify import Verification
 from agent.errors import ConfigError
 
@@ -557,10 +558,11 @@ def _verdict(chain: Chain, lang: str) -> str:
     )
 
 
-def _pick(log_dir: Path, incident: str | None) -> str:
+def _pick(chain: ChainRead, incident: str | None) -> str:
+    log_dir = chain.label
     records = [
         r
-        for r in read_records(log_dir)
+        for r in chain.records
         if r["event"] == "incident.declared" and isinstance(r.get("incident_id"), str)
     ]
     declared = [str(r["incident_id"]) for r in records]
@@ -583,17 +585,20 @@ def _pick(log_dir: Path, incident: str | None) -> str:
 
 def draft(
     kind: str,
-    log_dir: Path,
+    where: Path | str | ChainSource,
     *,
     incident: str | None = None,
     integrity: Verification | None = None,
     now: datetime | None = None,
 ) -> Draft:
-    """The draft `kind` (one of `DRAFTS`) for `incident` (default: the last one declared)."""
+    """The draft `kind` (one of `DRAFTS`) for `incident` (default: the last one declared), from
+    the chain `where`: a log directory, or the group's chain in PostgreSQL (a URL or a
+    `ChainSource`)."""
     if kind not in DRAFTS:
         raise ConfigError(f"no draft {kind!r}", hint=f"use one of {', '.join(DRAFTS)}")
-    iid = _pick(log_dir, incident)
-    report = build(log_dir, incident=iid, integrity=integrity, now=now)
+    read = ChainSource.of(where).read()  # one read (a database: one snapshot) for both
+    iid = _pick(read, incident)
+    report = build(read, incident=iid, integrity=integrity, now=now)
     inc = report.incidents[0]
     title, authority, lang = DRAFTS[kind]
     s, chain = report.summary, report.chain

@@ -28,6 +28,7 @@ from agent.audit import evidence, redact
 from agent.audit.chain import ChainWriter
 from agent.audit.pgchain import PgChainWriter, is_url
 from agent.audit.seals import ENV_SEAL_KEY, Sealer, SyslogTarget, load_private_key
+from agent.audit.source import ChainSource
 from agent.errors import AuditError
 
 __all__ = [
@@ -312,6 +313,15 @@ def current_chain() -> str:
 def current_log_dir() -> Path:
     """The directory the audit trail writes to (configuring the default one if needed)."""
     return _current().log_dir
+
+
+def current_source() -> ChainSource:
+    """The chain this process's trail writes to, to read it back (the report): the group's
+    chain in PostgreSQL, or the log directory's files (configuring the default if needed)."""
+    state = _current()
+    if isinstance(state.writer, PgChainWriter):
+        return ChainSource(url=state.writer.url)
+    return ChainSource(log_dir=state.log_dir)
 
 
 def store_evidence(data: bytes | str) -> str:

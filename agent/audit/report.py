@@ -24,7 +24,7 @@ import difflib
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Any
 import jinja2
 
 from agent.audit import evidence, human
-from agent.audit.chain import audit_files, iter_lines, record_hash
+from agent.audit.chain import record_hash
 from agent.audit.facts import (
     ConfigChange,
     Notification,
@@ -44,6 +44,7 @@ from agent.audit.facts import (
     time_of,
 )
 from agent.audit.since import parse_moment
+from agent.audit.source import ChainRead, ChainSource, file_records
 from agent.audit.verify import Verification
 from agent.errors import AuditError
 
@@ -80,6 +81,8 @@ _NOT_DETAIL = frozenset(
         "incident_id",
         "duration_s",
         "commands",
+        "writer",  # a PostgreSQL chain's plumbing (the node that appended), as host and pid
+        "writer_epoch",
     }
 )
 _DETAIL_MAX = 300
@@ -278,6 +281,9 @@ class Report:
     log_dir: str = ""
     configs: list[ConfigDiff] = field(default_factory=list)
     cited: list[Cited] = field(default_factory=list)  # every record a fact cites, by seq
+    # where the configurations' blobs are (the files' evidence directory, or a database table)
+    evidence_where: str = f"{evidence.EVIDENCE_DIR}/<sha256> under the log directory"
+    in_database: bool = False  # the chain read is the group's, in PostgreSQL
 
     @property
     def altered(self) -> list[Cited]:
@@ -311,15 +317,7 @@ class Report:
 
 def read_records(log_dir: Path) -> list[dict[str, Any]]:
     """Every readable record of the log in chain order (verification reports the unreadable)."""
-    out: list[dict[str, Any]] = []
-    for _file, _line, raw in iter_lines(audit_files(log_dir)):
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("event"), str):
-            out.append(record)
-    return out
+    return file_records(log_dir)
 
 
 def _text(value: Any) -> str:
@@ -488,22 +486,26 @@ def _incident(
     )
 
 
-def _blob(log_dir: Path, digest: str, which: str) -> tuple[list[str] | None, str | None]:
+Blobs = Callable[[str], tuple[bytes | None, str | None]]
+
+
+def _blob(blobs: Blobs, digest: str, which: str) -> tuple[list[str] | None, str | None]:
     """A snapshot's lines from the evidence store, or why it cannot be shown (never guessed)."""
-    problem = evidence.check(log_dir, digest)
-    if problem is not None:
+    data, problem = blobs(digest)
+    if data is None:
         return None, f"the {which} snapshot sha256 {digest[:16]}… {problem}"
-    data = evidence.path_for(log_dir, digest).read_bytes()
     return data.decode("utf-8", errors="replace").splitlines(), None
 
 
-def config_diff(log_dir: Path, change: ConfigChange) -> ConfigDiff:
+def config_diff(where: Path | ChainSource | Blobs, change: ConfigChange) -> ConfigDiff:
     """The diff of `change`'s two snapshots as the store holds them (`audit verify` reports a
-    blob missing or altered too; the report says it and shows no content)."""
+    blob missing or altered too; the report says it and shows no content). `where`: the chain
+    (its evidence store), or its blobs as `ChainRead.blob` reads them."""
     if change.before_sha256 is None or change.after_sha256 is None:
         return ConfigDiff(change)
-    before, bad_before = _blob(log_dir, change.before_sha256, "before")
-    after, bad_after = _blob(log_dir, change.after_sha256, "after")
+    blobs = where if callable(where) else ChainSource.of(where).read().blob
+    before, bad_before = _blob(blobs, change.before_sha256, "before")
+    after, bad_after = _blob(blobs, change.after_sha256, "after")
     if before is None or after is None:
         problems = tuple(p for p in (bad_before, bad_after) if p)
         return ConfigDiff(change, problems=(*problems, "`cordon audit verify` reports it"))
@@ -577,7 +579,7 @@ def _selected(
 
 
 def build(
-    log_dir: Path,
+    where: Path | str | ChainSource | ChainRead,
     *,
     incident: str | None = None,
     run: str | None = None,
@@ -585,11 +587,15 @@ def build(
     now: datetime | None = None,
     integrity: Verification | None = None,
 ) -> Report:
-    """Select records by incident, run and/or time and assemble the report (clocks at `now`)."""
+    """Select records by incident, run and/or time and assemble the report (clocks at `now`).
+    `where`: a log directory, or the group's chain in PostgreSQL (a URL or a `ChainSource`);
+    the records and the evidence are read once from it (a database: in one snapshot), or
+    what was read already (`ChainRead`)."""
     if incident is None and run is None and since is None:
         raise AuditError("a report needs --incident, --run or --since")
     now = now or datetime.now(UTC)
-    records = read_records(log_dir)
+    chain_read = where if isinstance(where, ChainRead) else ChainSource.of(where).read()
+    records = chain_read.records
     declared: dict[str, dict[str, Any]] = {}
     closed: dict[str, dict[str, Any]] = {}
     notified: dict[str, list[Notification]] = {}
@@ -632,7 +638,7 @@ def build(
     shown: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
     first_seq = next((i.declared_seq for i in incidents if i.declared_at), None)
     summary = summarize(selected, declared=first_declared, declared_seq=first_seq)
-    configs = [config_diff(log_dir, c) for c in summary.configs]
+    configs = [config_diff(chain_read.blob, c) for c in summary.configs]
     report = Report(
         selection=", ".join(parts),
         generated_at=now,
@@ -642,8 +648,10 @@ def build(
         rows=[_row(r, shown) for r in selected],
         summary=summary,
         chain=chain,
-        log_dir=str(log_dir),
+        log_dir=chain_read.label,
         configs=configs,
+        evidence_where=chain_read.evidence_where,
+        in_database=chain_read.in_database,
     )
     report.cited = _cited(records, _cited_seqs(report))
     return report
@@ -901,7 +909,7 @@ def _config_lines(report: Report, form: _Form) -> Iterator[str]:
         return
     yield (
         "Per device a run changed: its configuration before the run and after it, as the "
-        f"evidence store holds them ({evidence.EVIDENCE_DIR}/<sha256> under the log directory)."
+        f"evidence store holds them ({report.evidence_where})."
     )
     for c in report.configs:
         yield from form.head(c.title, 3)

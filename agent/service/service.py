@@ -841,9 +841,10 @@ class Service:
         self, caller: Actor | None = None, *, run: str | None, incident: str | None
     ) -> JSON:
         from agent.audit import report as audit_report  # noqa: PLC0415 - on use only (#18)
+        from agent.audit.pipeline import current_source  # noqa: PLC0415
 
-        log_dir = audit.current_log_dir()
-        rep = audit_report.build(log_dir, run=run, incident=incident)
+        # the chain this daemon writes to: the group's in PostgreSQL when the state is there
+        rep = audit_report.build(current_source(), run=run, incident=incident)
         return rep.as_dict()
 
     # -- checks -------------------------------------------------------------------------------

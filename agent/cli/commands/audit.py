@@ -30,6 +30,7 @@ from agent.audit.seals import (
     load_public_key,
 )
 from agent.audit.since import parse_moment
+from agent.audit.source import ChainSource
 from agent.audit.verify import Verification, verify, verify_url
 from agent.errors import AuditError, ChainBroken, TailUnsealed, TornWrite
 
@@ -112,6 +113,16 @@ def _pg_chain() -> str | None:
     """The PostgreSQL URL the chain lives in ($CORDON_STATE_URL when it is one), or None."""
     url = settings.current().state_url
     return url if url and is_url(url) else None
+
+
+def chain_source(log_dir: Path | None) -> ChainSource:
+    """The chain a report or a draft reads: `--log-dir` when given (a log directory, always);
+    else the group's chain in $CORDON_STATE_URL when that is PostgreSQL; else $CORDON_LOG_DIR,
+    else ./logs."""
+    if log_dir is not None:
+        return ChainSource(log_dir=log_dir)
+    url = _pg_chain()
+    return ChainSource(url=url) if url is not None else ChainSource(log_dir=default_log_dir())
 
 
 @audit.command("verify")
@@ -226,7 +237,8 @@ def keygen_cmd(keyfile: Path) -> None:
 @click.option(
     "--log-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Log directory (default $CORDON_LOG_DIR, else ./logs).",
+    help="Log directory (default: the chain in $CORDON_STATE_URL when that is PostgreSQL, "
+    "else $CORDON_LOG_DIR, else ./logs).",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--public-key", "public_key", metavar="KEY", help=_PUBLIC_KEY_HELP)
@@ -247,20 +259,16 @@ def report_cmd(
     commands once, human durations) and the chain head that proves it.
 
     The whole chain is verified first; a log that does not verify is said at the top of the
-    report and on stderr, and the command exits 8 after writing it.
+    report and on stderr, and the command exits 8 after writing it. The chain read is the
+    group's in PostgreSQL when $CORDON_STATE_URL is one (records, seals and evidence from the
+    database), unless --log-dir names a log directory.
     """
     now = reports.parse_time(at, now=datetime.now(UTC)) if at else datetime.now(UTC)
     moment = parse_moment(since, now=now) if since else None
-    if log_dir is None and _pg_chain() is not None:  # never a report of the wrong records
-        raise AuditError(
-            "the audit chain is in PostgreSQL ($CORDON_STATE_URL): `cordon audit report` does "
-            "not read it yet",
-            hint="`cordon audit verify` checks it; --log-dir DIR reports on a log directory",
-        )
-    directory = log_dir or default_log_dir()
-    integrity = verify(directory, public_key=_public_key(public_key))
+    source = chain_source(log_dir)
+    integrity = source.verify(public_key=_public_key(public_key))
     built = reports.build(
-        directory, incident=incident, run=run, since=moment, now=now, integrity=integrity
+        source, incident=incident, run=run, since=moment, now=now, integrity=integrity
     )
     text = reports.render(built, fmt)
     if output is None:

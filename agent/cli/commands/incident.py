@@ -2,7 +2,8 @@
 notification, draft one from the audit log.
 
 Imports click, `agent.cli.{options,session,render}`, and `agent.audit` reading modules (the
-drafts read the log directly, like `cordon audit report`).
+drafts read the chain directly, like `cordon audit report`: the group's in PostgreSQL when the
+state is there).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import click
 
 from agent import settings
 from agent.audit import drafts
-from agent.audit.pipeline import default_log_dir
 from agent.audit.seals import ENV_PUBLIC_KEY, load_public_key
 from agent.audit.since import parse_moment
-from agent.audit.verify import verify
+from agent.cli.commands.audit import chain_source
 from agent.cli.options import Opts, common
 from agent.cli.render import echo_json
 from agent.cli.session import connect
@@ -155,7 +155,8 @@ def incident_notify(
 @click.option(
     "--log-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Log directory (default $CORDON_LOG_DIR, else ./logs).",
+    help="Log directory (default: the chain in $CORDON_STATE_URL when that is PostgreSQL, "
+    "else $CORDON_LOG_DIR, else ./logs).",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False))
 def incident_draft(
@@ -166,17 +167,18 @@ def incident_draft(
 
     Fields the log cannot answer are marked [À COMPLÉTER : ...] / [TO COMPLETE: ...]. The header
     names the log, the records' range and the chain head; a chain that does not verify is said
-    at the top, and the command exits 8 after writing the draft.
+    at the top, and the command exits 8 after writing the draft. It reads the group's chain in
+    PostgreSQL when $CORDON_STATE_URL is one, unless --log-dir names a log directory.
     """
-    directory = log_dir or default_log_dir()
+    source = chain_source(log_dir)
     spec = settings.current().audit_seal_pubkey
     key = (
         load_public_key(spec, what=f"seal public key (${ENV_PUBLIC_KEY})", base_dir=Path.cwd())
         if spec
         else None
     )
-    integrity = verify(directory, public_key=key)
-    text = drafts.render(drafts.draft(kind, directory, incident=incident, integrity=integrity), fmt)
+    integrity = source.verify(public_key=key)
+    text = drafts.render(drafts.draft(kind, source, incident=incident, integrity=integrity), fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
