@@ -74,6 +74,9 @@ _EVENTS: dict[str, str] = {
     "lease with its epoch (node, epoch); nothing written, nothing sent",
     "node.stepped_down": "this daemon lost the active lease (node, epoch, why): it drives and "
     "sends nothing more; standby",
+    "state.lost": "a journal transaction of this active daemon failed on the state database "
+    "(node, error): it drives nothing until the database answers, then takes the lease again and "
+    "settles its open runs from the devices",
     "daemon.warm": "sessions opened to every device at start (devices, unreachable)",
     "backup.failed": "a scheduled configuration backup of a device failed (device, error)",
     "poll.failed": "a drift poll of the fleet failed (error)",
