@@ -85,6 +85,8 @@ OPEN: frozenset[RunStatus] = frozenset({RunStatus.RUNNING, RunStatus.AWAITING_AP
 FINAL: frozenset[RunStatus] = frozenset(RunStatus) - OPEN
 # a step a crash may have left half done: `resume` settles it by reading the device
 IN_FLIGHT: frozenset[StepStatus] = frozenset({StepStatus.STARTED, StepStatus.APPLIED})
+# a step changing its device now, in a run or its rollback: the device's recorded state may change
+STEP_BUSY: frozenset[StepStatus] = IN_FLIGHT | {StepStatus.UNDOING}
 GATE_FINAL_OK: frozenset[GateStatus] = frozenset({GateStatus.PASSED, GateStatus.SKIPPED})
 GATE_STOPS: frozenset[GateStatus] = frozenset(
     {GateStatus.FAILED, GateStatus.REISOLATED, GateStatus.EXPIRED}

@@ -31,6 +31,7 @@ from agent.status import (
     OPEN,
     RUN_TRANSITIONS,
     SITE_TRANSITIONS,
+    STEP_BUSY,
     STEP_TRANSITIONS,
     GateStatus,
     RunStatus,
@@ -941,6 +942,23 @@ class Journal:
     def device_states(self) -> dict[str, DeviceState]:
         rows = self._query("SELECT device, state FROM devices")
         return {d: state_from_json(s) for d, s in rows}
+
+    def devices_in_flight(self) -> dict[str, str]:
+        """The devices an open run is changing right now (a step whose intent is journaled,
+        started or applied or being undone, not yet settled), each with what is in flight on it
+        ("run R step N (name)"): their recorded state may be about to change. Read-only."""
+        busy = sorted(STEP_BUSY)
+        marks, run_marks = ",".join("?" for _ in busy), ",".join("?" for _ in OPEN)
+        rows = self._query(
+            "SELECT s.device, s.run_id, s.seq, s.step FROM steps s JOIN runs r "  # noqa: S608
+            f"ON r.run_id = s.run_id WHERE s.status IN ({marks}) AND r.status IN ({run_marks}) "
+            "ORDER BY s.run_id, s.seq",
+            (*busy, *sorted(OPEN)),
+        )
+        out: dict[str, str] = {}
+        for device, run_id, seq, step in rows:
+            out.setdefault(device, f"run {run_id} step {seq} ({step})")
+        return out
 
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""

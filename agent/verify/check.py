@@ -9,6 +9,14 @@ the sources), so a check costs its slowest source, not their sum. Between two ro
 states are re-read every `POLL_S`: a failed flow whose expectation changed (the other run recorded
 its change) is asked again at once; otherwise after `pause` (a device that answers a moment late).
 
+A flow is asked only once its expectation is known: while a device of its path has a step in
+flight (journaled as started, applied or undoing by an open run, `Journal.devices_in_flight`, not
+yet settled with its state) the flow could be open or closed, so no source is asked about it; the
+steps are re-read every `POLL_S` until they settle (at most the settle deadline: a flow still held
+then is unverified, naming the step). Without this, a flow crossing a sister site was asked with
+the expectation recorded before that site's run settled its cut, failed the round and was asked
+again (#18: a bimodal time-to-contain).
+
 A source that cannot run at all (a CordonError) gives UNKNOWN for every flow it was asked about,
 with its error as the reason: its flows stay unverified unless another source confirms them.
 With no source at all every flow is unverified, said per flow.
@@ -34,6 +42,15 @@ SETTLE_S = 8.0  # how long failed flows are asked again (as the twin's prober al
 RETRY_PAUSE_S = 0.3  # before asking a failed flow again when its expectation did not change
 POLL_S = 0.02  # how often the recorded states are re-read meanwhile (a local journal read)
 NO_SOURCE = "(none)"
+IN_FLIGHT_SOURCE = "(journal)"  # a flow not asked: a step on its path had not settled
+
+# device -> what is in flight on it (the journal's `devices_in_flight`)
+InFlight = Mapping[str, str]
+
+
+def nothing_in_flight() -> InFlight:
+    """For a caller with no journal (its states are fixed): no step is ever in flight."""
+    return {}
 
 
 @dataclass
@@ -109,6 +126,42 @@ def ask(
     return out
 
 
+def pending(paths: Mapping[str, FlowPath], flows: Sequence[Flow], busy: InFlight) -> dict[str, str]:
+    """The flows whose expectation is not known yet (a device of their path has a step in
+    flight: its recorded state may change any moment, so the flow may be open or closed), each
+    with why, in the order of `flows`."""
+    out: dict[str, str] = {}
+    for f in flows:
+        held = next((h.device for h in paths[f.name].hops if h.device in busy), None)
+        if held is not None:
+            out[f.name] = f"{held}: {busy[held]} in flight"
+    return out
+
+
+def settled(
+    paths: Mapping[str, FlowPath],
+    flows: Sequence[Flow],
+    current: Callable[[], States],
+    in_flight: Callable[[], InFlight],
+    until: float,
+    *,
+    poll: float = POLL_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, bool], dict[str, str]]:
+    """The expectation of `flows` once no device of their paths has a step in flight (the
+    steps in flight re-read every `poll` seconds, then the recorded states), or at `until`:
+    the expectations and the flows still pending then (with why). The steps are read before the
+    states, so a step settled in between is seen as in flight (one more poll), never missed."""
+    while True:
+        held = pending(paths, flows, in_flight())
+        states = current()
+        left = until - clock()
+        if not held or left <= 0:
+            return expectations(paths, flows, states), held
+        sleep(min(poll, left))
+
+
 def wait_for_change(
     paths: Mapping[str, FlowPath],
     flows: Sequence[Flow],
@@ -116,20 +169,35 @@ def wait_for_change(
     current: Callable[[], States],
     pause: float,
     *,
+    in_flight: Callable[[], InFlight] = nothing_in_flight,
     poll: float = POLL_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, bool]:
     """The expectation of `flows` re-read from `current()` every `poll` seconds, returned as
-    soon as it differs from `asked` for one of them (a run recorded a change on its path), else
-    after `pause` seconds (the last reading)."""
+    soon as it differs from `asked` for one of them (a run recorded a change on its path) or a
+    device of their paths has a step in flight (a change is coming: the caller waits for it to
+    settle), else after `pause` seconds (the last reading)."""
     end = clock() + pause
     while True:
+        busy = bool(pending(paths, flows, in_flight()))
         now = expectations(paths, flows, current())
         left = end - clock()
-        if left <= 0 or any(now[name] != asked[name] for name in now):
+        if busy or left <= 0 or any(now[name] != asked[name] for name in now):
             return now
         sleep(min(poll, left))
+
+
+def held_results(held: Mapping[str, str], expected: Mapping[str, bool]) -> list[FlowResult]:
+    """The flows still pending at the deadline: unverified (no source asked: with a device of
+    its path being changed, either answer is possible, so none would prove anything)."""
+    return combine(
+        {name: expected[name] for name in held},
+        [
+            Evidence(name, IN_FLIGHT_SOURCE, Seen.UNKNOWN, f"expectation unknown: {why}")
+            for name, why in held.items()
+        ],
+    )
 
 
 def check_flows(
@@ -139,18 +207,33 @@ def check_flows(
     flows: Sequence[Flow],
     current: Callable[[], States],
     *,
+    in_flight: Callable[[], InFlight] = nothing_in_flight,
     settle: float = SETTLE_S,
     pause: float = RETRY_PAUSE_S,
     poll: float = POLL_S,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """The verdict on `flows` from every source. Failed flows are asked again (every source,
-    the expectation re-read from `current()`: at once when it changed, else after `pause`)
-    until `settle` seconds have passed."""
+    """The verdict on `flows` from every source. A flow is asked only once its expectation is
+    known: while a device of its path has a step in flight (`in_flight()`: by any run, the
+    journal's `devices_in_flight`) it waits, the steps re-read every `poll`, at most `settle`
+    seconds (still pending then: unverified, said why). Failed flows are asked again (every
+    source, the expectation re-read from `current()`: at once when it changed or a step on its
+    path started, else after `pause`) until `settle` seconds after the first answers."""
     paths = {f.name: flow_path(inv, f) for f in flows}
     errors: dict[str, str] = {}
-    expected = expectations(paths, flows, current())
-    results = {r.flow: r for r in combine(expected, ask(sources, site, flows, expected, errors))}
+    results: dict[str, FlowResult] = {}
+
+    def round_(some: Sequence[Flow], until: float) -> None:
+        expected, held = settled(paths, some, current, in_flight, until, poll=poll, sleep=sleep)
+        results.update((r.flow, r) for r in held_results(held, expected))
+        known = [f for f in some if f.name not in held]
+        if known:
+            want = {f.name: expected[f.name] for f in known}
+            results.update(
+                (r.flow, r) for r in combine(want, ask(sources, site, known, want, errors))
+            )
+
+    round_(flows, time.monotonic() + settle)
     deadline = time.monotonic() + settle
     rounds = 1
     while sources:
@@ -158,11 +241,11 @@ def check_flows(
         if not wrong or time.monotonic() > deadline:
             break
         asked = {f.name: results[f.name].expected_open for f in wrong}
-        again = wait_for_change(paths, wrong, asked, current, pause, poll=poll, sleep=sleep)
-        rounds += 1
-        results.update(
-            (r.flow, r) for r in combine(again, ask(sources, site, wrong, again, errors))
+        wait_for_change(
+            paths, wrong, asked, current, pause, in_flight=in_flight, poll=poll, sleep=sleep
         )
+        rounds += 1
+        round_(wrong, deadline)
     return Outcome([results[f.name] for f in flows], errors, rounds)
 
 

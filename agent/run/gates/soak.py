@@ -89,7 +89,14 @@ class SoakGate:
             # every source on the site's flows: a failed flow is an anomaly (naming the sources
             # that contradicted it), a flow no source could check is said, never passed
             flows = site_flows(ctx.inv, site)
-            out = check_flows(ctx.inv, ctx.sources, site, flows, ctx.journal.device_states)
+            out = check_flows(
+                ctx.inv,
+                ctx.sources,
+                site,
+                flows,
+                ctx.journal.device_states,
+                in_flight=ctx.journal.devices_in_flight,
+            )
             first = int(detail.get("ticks", 0)) == 0
             record(ctx, run_id, site, step.name, flows, out, audit_passed=first)
             anomalies += [soak.Anomaly(None, p) for p in out.problems()]

@@ -29,7 +29,14 @@ class VerifyGate:
         if isinstance(step, VerifyFlows) and step.must_survive_only:
             only = {f.name for f in site_flows(ctx.inv, site) if f.must_survive}
         flows = site_flows(ctx.inv, site, only)
-        out = check_flows(ctx.inv, ctx.sources, site, flows, ctx.journal.device_states)
+        out = check_flows(
+            ctx.inv,
+            ctx.sources,
+            site,
+            flows,
+            ctx.journal.device_states,
+            in_flight=ctx.journal.devices_in_flight,
+        )
         detail = gate_detail(ctx, flows, out)
         if only is not None:
             detail["scope"] = f"must-survive flows only ({len(only)})"
