@@ -233,7 +233,6 @@ class PgChainWriter:
         self._queue_lock = threading.Lock()  # records waiting for the next batch
         self._queue: list[_Pending] = []
         self._conn: Any = None
-        self._pipeline: Any = None  # psycopg's pipeline, during a pipelined transaction
         self._pid = -1
         self.appended = 0
         self.batches = 0  # transactions that appended records (appended / batches: batch size)
@@ -268,15 +267,9 @@ class PgChainWriter:
             return self._transact_locked(body, landed)
 
     def _transact_locked(
-        self,
-        body: Callable[[Any], T],
-        landed: Callable[[Any, T], bool] | None = None,
-        *,
-        pipelined: bool = False,
+        self, body: Callable[[Any], T], landed: Callable[[Any, T], bool] | None = None
     ) -> T:
-        """`_transact`, the caller holding `_lock`. `pipelined`: in psycopg's pipeline mode,
-        statements are sent without waiting for each one's result, until `body` reads one
-        (`BEGIN` goes with the first statement, `COMMIT` with the last: fewer round trips)."""
+        """`_transact`, the caller holding `_lock`."""
         import psycopg  # noqa: PLC0415
 
         for attempt in range(1, ATTEMPTS + 1):
@@ -284,10 +277,7 @@ class PgChainWriter:
             conn: Any = None
             try:
                 conn = self._connection()
-                with (
-                    conn.pipeline() if pipelined else contextlib.nullcontext() as self._pipeline,
-                    conn.transaction(),
-                ):
+                with conn.transaction():
                     finished.append(body(conn))
                 return finished[0]
             except psycopg.Error as exc:
@@ -341,24 +331,14 @@ class PgChainWriter:
 
         def write(conn: Any) -> tuple[list[dict[str, Any]], str]:
             # few round trips: each costs a context switch or two
-            # pipelined: BEGIN, the head lock and the lease reads go in one round trip, the
-            # insert and COMMIT in another; the lease is read after the head is locked. That
-            # round trip ends with a Sync (and no flush request after it): only then does the
-            # server count this session idle in its transaction and end it after the timeout
-            # (else it would wait for the rest untimed, the head row locked)
-            head = conn.execute(
+            # few round trips: each costs a context switch or two
+            seq, head_hash, now = conn.execute(
                 "SELECT seq, hash, clock_timestamp() FROM cordon_audit_head "
                 "WHERE name = 'head' FOR UPDATE"
-            )
-            claims = [
-                (node, epoch, _read_lease(conn))
-                for node, epoch in dict.fromkeys((i.node, i.epoch) for i in batch)
-                if epoch is not None
-            ]
-            self._pipeline.sync()
-            seq, head_hash, now = head.fetchone()
-            for node, epoch, lease in claims:
-                _check_lease(lease.fetchone(), node, epoch)
+            ).fetchone()
+            for node, epoch in dict.fromkeys((i.node, i.epoch) for i in batch):
+                if epoch is not None:  # read under the head lock
+                    _check_lease(conn, node, epoch)
             ts = now.astimezone(UTC).isoformat(timespec="microseconds")
             records: list[dict[str, Any]] = []
             lines: list[str] = []
@@ -391,7 +371,7 @@ class PgChainWriter:
             return row is not None and str(row[0]).endswith(f'"hash":"{written[1]}"}}')
 
         try:
-            records, _ = self._transact_locked(write, landed, pipelined=True)
+            records, _ = self._transact_locked(write, landed)
         except AuditError as exc:
             for item in batch:
                 item.error, item.done = exc, True
@@ -463,13 +443,9 @@ class PgChainWriter:
         self._conn, self._pid = None, -1  # the parent's connection is not ours to use
 
 
-def _read_lease(conn: Any) -> Any:
-    """The query of the lease row (its cursor: fetched by `_check_lease`)."""
-    return conn.execute("SELECT holder, epoch FROM cordon_lease WHERE name = 'active'")
-
-
-def _check_lease(row: Any, node: str, epoch: int) -> None:
-    """Does the lease row (holder, epoch) still name `node` with `epoch`? Else `AuditFenced`."""
+def _check_lease(conn: Any, node: str, epoch: int) -> None:
+    """Does the lease row still name `node` with `epoch`? Else `AuditFenced`."""
+    row = conn.execute("SELECT holder, epoch FROM cordon_lease WHERE name = 'active'").fetchone()
     if row is not None and (str(row[0]), int(row[1])) == (node, epoch):
         return
     now = "nobody" if row is None else f"{row[0]} with epoch {row[1]}"
