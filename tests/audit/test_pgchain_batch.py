@@ -19,7 +19,6 @@ import psycopg
 import pytest
 
 import agent.audit as audit
-
 from agent.audit.pgchain import AuditFenced, PgChainWriter, read_records
 from agent.audit.seals import seal_head
 from agent.audit.verify import verify_url
