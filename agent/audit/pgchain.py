@@ -40,7 +40,8 @@ An append that claims an epoch is refused (`AuditFenced`) unless the lease row (
 still names this writer with this epoch, read under the head lock: a record of epoch N never
 follows one of epoch N+1, and a deposed leader that has not yet noticed cannot extend the chain
 (what it tried to record is kept in its local log directory, see `agent.audit.pipeline`).
-`ts` is the database's clock read under the head lock: monotonic with seq across nodes.
+`ts` is the database's clock read under the head lock: monotonic with seq across nodes (the
+records of one batch share it).
 """
 
 from __future__ import annotations

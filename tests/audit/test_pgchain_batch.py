@@ -52,19 +52,17 @@ def behind_a_locked_head(
     w: PgChainWriter,
     events: list[dict[str, Any]],
     meanwhile: Callable[[psycopg.Connection[Any]], None] | None = None,
-    append: Callable[[dict[str, Any]], Any] | None = None,
 ) -> list[Any]:
     """Append `events`, one thread each, while another session holds the head row: the first
     waits in its transaction, the rest queue (one batch). `meanwhile(session)` runs in the
-    holding transaction before it commits. `append`: how (default `w.append`). Each thread's
-    record or exception, in order."""
+    holding transaction before it commits. Each thread's record or exception, in order."""
     assert w._conn is not None, "append once first (the connection and the tables)"
     pid = w._conn.info.backend_pid
     results: list[Any] = [None] * len(events)
 
     def run(i: int) -> None:
         try:
-            results[i] = (append or w.append)(events[i])
+            results[i] = w.append(events[i])
         except BaseException as exc:  # the test reads it
             results[i] = exc
 
@@ -187,19 +185,24 @@ def test_the_pipeline_seals_the_first_record_when_a_batch_holds_it(
     url: str, tmp_path: Path
 ) -> None:
     """Through the pipeline, on an empty chain: the first records come as one batch (seq 1 to
-    8); the chain's first record is sealed at once all the same, as on the files."""
+    8: the writer's connection is held while they queue); the chain's first record is sealed
+    at once all the same, as on the files."""
     audit.configure(tmp_path / "logs", console=False, chain_url=url, seal_key="", seal_interval=0)
     try:
         w = audit.pipeline._current().writer
         assert isinstance(w, PgChainWriter)
-        w._connection()  # the tables, and a connection to watch; no record yet
         log = audit.get_logger()
-        events = [{"event": "device.change", "device": f"fw{n}"} for n in range(THREADS)]
-        results = behind_a_locked_head(
-            url, w, events, append=lambda e: log.info(e["event"], device=e["device"])
-        )
-        assert results == [""] * THREADS  # the pipeline's sink returns no line
-        assert w.last_seq == THREADS
+        threads = [
+            threading.Thread(target=log.info, args=("device.change",), kwargs={"device": f"fw{n}"})
+            for n in range(THREADS)
+        ]
+        with w._lock:  # as during another transaction: they all queue
+            for t in threads:
+                t.start()
+            _until(lambda: len(w._queue) == THREADS, "all queued")
+        for t in threads:
+            t.join()
+        assert (w.batches, w.last_seq) == (1, THREADS)
         result = verify_url(url)  # before any other seal: the close's
         assert result.verdict == "ok", (result.findings, result.warnings)
         assert result.seals == 1 and result.records == THREADS
