@@ -8,6 +8,10 @@ chain per node. Imports the standard library, psycopg (only when used), `agent.s
 Durability as in the files: an append commits asynchronously (visible to every node at once; a
 crash of the server itself may lose the last fraction of a second, a consistent tail, never a
 record in the middle), a seal commits synchronously and so flushes every record before it.
+Group commit: records appended by several threads of one process at once are written in one
+transaction (one head-row lock, one multi-row insert, still each chained to the one before
+it); each caller returns once that transaction committed, as for a lone append, and a batch
+that fails (fenced, or not written) fails for every record of it, none half-written.
 
 The server ends an append's session that sits idle in its transaction for more than a third
 of the failover bound (at least 2 s): a writer frozen mid-append does not hold the head row, and
@@ -36,7 +40,8 @@ An append that claims an epoch is refused (`AuditFenced`) unless the lease row (
 still names this writer with this epoch, read under the head lock: a record of epoch N never
 follows one of epoch N+1, and a deposed leader that has not yet noticed cannot extend the chain
 (what it tried to record is kept in its local log directory, see `agent.audit.pipeline`).
-`ts` is the database's clock read under the head lock: monotonic with seq across nodes.
+`ts` is the database's clock read under the head lock: monotonic with seq across nodes (the
+records of one batch share it).
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ _SCHEMA = (
 
 
 ATTEMPTS = 3  # tries of one transaction whose connection was lost on the way
+MAX_BATCH = 1000  # records appended in one transaction at most (group commit)
 
 
 def idle_in_append_s() -> float:
@@ -199,9 +205,22 @@ def _migrate(conn: Any, url: str) -> None:
         raise _unreachable(url, exc) from None
 
 
+@dataclass
+class _Pending:
+    """A record waiting for its batch: its fields, who appends it, and then what came of it."""
+
+    base: dict[str, Any]
+    node: str
+    epoch: int | None
+    record: dict[str, Any] | None = None
+    error: AuditError | None = None
+    done: bool = False
+
+
 class PgChainWriter:
     """Appends records to the group's chain in PostgreSQL; one connection per process, used by
-    one thread at a time (appends are serialized by the head row anyway).
+    one thread at a time; records appended by several threads at once are written together,
+    in one transaction (group commit, see `append`).
 
     `who()`: this node's id and the lease epoch it holds as the active node (None: it claims
     none). A lost connection is reopened at the next append; an append that cannot be written
@@ -211,10 +230,13 @@ class PgChainWriter:
         self.url = url
         self.where = f"{redact_url(url)} ({TABLE})"
         self.who = who
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: one transaction at a time
+        self._queue_lock = threading.Lock()  # records waiting for the next batch
+        self._queue: list[_Pending] = []
         self._conn: Any = None
         self._pid = -1
         self.appended = 0
+        self.batches = 0  # transactions that appended records (appended / batches: batch size)
         self.last_seq = 0
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reset_after_fork(ref))
@@ -242,27 +264,33 @@ class PgChainWriter:
         on the new connection says whether that commit happened after all (then it stands:
         nothing is written twice). Other database errors are not retried. `AuditError` when
         it cannot be written."""
+        with self._lock:
+            return self._transact_locked(body, landed)
+
+    def _transact_locked(
+        self, body: Callable[[Any], T], landed: Callable[[Any, T], bool] | None = None
+    ) -> T:
+        """`_transact`, the caller holding `_lock`."""
         import psycopg  # noqa: PLC0415
 
-        with self._lock:
-            for attempt in range(1, ATTEMPTS + 1):
-                finished: list[T] = []
-                conn: Any = None
-                try:
-                    conn = self._connection()
-                    with conn.transaction():
-                        finished.append(body(conn))
+        for attempt in range(1, ATTEMPTS + 1):
+            finished: list[T] = []
+            conn: Any = None
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    finished.append(body(conn))
+                return finished[0]
+            except psycopg.Error as exc:
+                # the connection is gone (the idle timeout's error is an InternalError)
+                lost = isinstance(exc, psycopg.OperationalError) or (
+                    conn is not None and (conn.closed or conn.broken)
+                )
+                self._drop()
+                if not lost or attempt == ATTEMPTS:
+                    raise _unreachable(self.url, exc) from None
+                if finished and landed is not None and landed(self._connection(), finished[0]):
                     return finished[0]
-                except psycopg.Error as exc:
-                    # the connection is gone (the idle timeout's error is an InternalError)
-                    lost = isinstance(exc, psycopg.OperationalError) or (
-                        conn is not None and (conn.closed or conn.broken)
-                    )
-                    self._drop()
-                    if not lost or attempt == ATTEMPTS:
-                        raise _unreachable(self.url, exc) from None
-                    if finished and landed is not None and landed(self._connection(), finished[0]):
-                        return finished[0]
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     @staticmethod
@@ -275,46 +303,92 @@ class PgChainWriter:
     # -- append --------------------------------------------------------------------------------
 
     def append(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one record made of `fields` plus the chain fields; return the record written.
-        `AuditFenced` if it claims an epoch this node no longer holds; `AuditError` if the
-        database cannot be written."""
-        base = keep_aside(fields, PG_CHAIN_FIELDS)
-        node, epoch = self.who()
+        """Append one record made of `fields` plus the chain fields; return the record written,
+        once its transaction committed. `AuditFenced` if it claims an epoch this node no longer
+        holds; `AuditError` if the database cannot be written.
 
-        def write(conn: Any) -> tuple[dict[str, Any], str]:
-            record = dict(base)
+        Group commit: the records that this process's threads append while a transaction is
+        under way wait for it, then the first of them to get the connection writes them all in
+        ONE transaction (one head-row lock, one multi-row insert); each returns when that
+        transaction committed, as a lone append does. A batch is all or nothing: if any of it
+        is refused (a fenced epoch) or cannot be written, nothing of it is, and every caller
+        gets the error."""
+        item = _Pending(keep_aside(fields, PG_CHAIN_FIELDS), *self.who())
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._lock:
+            while not item.done:  # an earlier batch may have taken it meanwhile
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._write_batch(batch)
+        if item.error is not None:  # each caller its own exception object (own traceback)
+            raise type(item.error)(item.error.message, hint=item.error.hint) from None
+        assert item.record is not None
+        return item.record
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        """Write `batch` in one transaction (the caller holds `_lock`); mark each item done,
+        with its record or, for all of them, the error."""
+
+        def write(conn: Any) -> tuple[list[dict[str, Any]], str]:
+            # few round trips: each costs a context switch or two
             # few round trips: each costs a context switch or two
             seq, head_hash, now = conn.execute(
                 "SELECT seq, hash, clock_timestamp() FROM cordon_audit_head "
                 "WHERE name = 'head' FOR UPDATE"
             ).fetchone()
-            if epoch is not None:
-                _check_lease(conn, node, epoch)
-            record["seq"] = int(seq) + 1
-            record["prev"] = str(head_hash)
-            record["ts"] = now.astimezone(UTC).isoformat(timespec="microseconds")
-            record["file"] = TABLE
-            record["writer"] = node
-            record["writer_epoch"] = epoch
-            line, digest = finish(record, PG_CHAIN_FIELDS[:-1])
+            for node, epoch in dict.fromkeys((i.node, i.epoch) for i in batch):
+                if epoch is not None:  # read under the head lock
+                    _check_lease(conn, node, epoch)
+            ts = now.astimezone(UTC).isoformat(timespec="microseconds")
+            records: list[dict[str, Any]] = []
+            lines: list[str] = []
+            prev, seq = str(head_hash), int(seq)
+            for item in batch:
+                seq += 1
+                record = dict(item.base)
+                record["seq"] = seq
+                record["prev"] = prev
+                record["ts"] = ts
+                record["file"] = TABLE
+                record["writer"] = item.node
+                record["writer_epoch"] = item.epoch
+                line, prev = finish(record, PG_CHAIN_FIELDS[:-1])
+                record["hash"] = prev
+                records.append(record)
+                lines.append(line.decode("utf-8"))
             conn.execute(
-                "WITH added AS (INSERT INTO cordon_audit (seq, line) VALUES (%s, %s)) "
+                "WITH added AS (INSERT INTO cordon_audit (seq, line) "
+                "SELECT * FROM unnest(%s::bigint[], %s::text[])) "
                 "UPDATE cordon_audit_head SET seq = %s, hash = %s WHERE name = 'head'",
-                (record["seq"], line.decode("utf-8"), record["seq"], digest),
+                ([r["seq"] for r in records], lines, seq, prev),
             )
-            return record, digest
+            return records, prev
 
-        def landed(conn: Any, written: tuple[dict[str, Any], str]) -> bool:
+        def landed(conn: Any, written: tuple[list[dict[str, Any]], str]) -> bool:
             row = conn.execute(
-                "SELECT line FROM cordon_audit WHERE seq = %s", (written[0]["seq"],)
+                "SELECT line FROM cordon_audit WHERE seq = %s", (written[0][-1]["seq"],)
             ).fetchone()
             return row is not None and str(row[0]).endswith(f'"hash":"{written[1]}"}}')
 
-        record, digest = self._transact(write, landed)
-        self.appended += 1
-        self.last_seq = record["seq"]
-        record["hash"] = digest
-        return record
+        try:
+            records, _ = self._transact_locked(write, landed)
+        except AuditError as exc:
+            for item in batch:
+                item.error, item.done = exc, True
+            return
+        except BaseException as exc:  # not an AuditError: still, no caller waits forever
+            error = AuditError(
+                f"audit records not written to {self.where}: {type(exc).__name__}: {exc}"
+            )
+            for item in batch:
+                item.error, item.done = error, True
+            raise
+        for item, record in zip(batch, records, strict=True):
+            item.record, item.done = record, True
+        self.appended += len(records)
+        self.batches += 1
+        self.last_seq = records[-1]["seq"]
 
     # -- seals ---------------------------------------------------------------------------------
 
@@ -365,7 +439,8 @@ class PgChainWriter:
             self._drop()
 
     def _forget_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock, self._queue_lock = threading.Lock(), threading.Lock()
+        self._queue = []  # the parent's waiting threads are not in this process
         self._conn, self._pid = None, -1  # the parent's connection is not ours to use
 
 

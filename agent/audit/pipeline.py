@@ -133,6 +133,10 @@ def _sink(_logger: WrappedLogger, _method: str, event: EventDict) -> str:
             _keep_refused(state, event, exc)
         raise
     state.sealer.note_append()
+    if record["seq"] == 1 and isinstance(state.writer, PgChainWriter):
+        # the chain's first record is sealed at once; `note_append` sees it by the writer's
+        # last seq, which a batch (group commit) may have taken past 1 already
+        state.sealer.seal("first")
     if state.console:
         _render(record)
     return ""
