@@ -2,7 +2,8 @@
 certificates (`agent.api.tcp`): routes, caller identity, authorization, the audit of every
 refusal, and errors as JSON with the exit code the CLI uses.
 
-Imports aiohttp, `agent.api.{auth,backend}`, `agent.wire`, `agent.audit` and `agent.errors`; never
+Imports aiohttp, `agent.api.{auth,backend,orders}` (the rules of each route, shared with
+`--local`'s `agent.api.local`), `agent.audit` and `agent.errors`; never
 the service, the engine or a driver (the `Backend` is given to `make_app`), the daemon process or
 the twin.
 
