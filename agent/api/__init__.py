@@ -1,6 +1,8 @@
-"""The daemon's API: the HTTP routes on a Unix socket (`http`, aiohttp), who is calling and may
-they (`auth`), what the routes call (`backend`, a Protocol the service satisfies), and the CLI's
-client (`client`, httpx). The wire models both sides share are `agent.wire`.
+"""The daemon's API: the HTTP routes on a Unix socket (`http`, aiohttp), the rules every route
+applies whatever carries it (`orders`), who is calling and may they (`auth`), what the routes
+call (`backend`, a Protocol the service satisfies), the CLI's client (`client`, httpx) and the
+same API answered in the CLI's process for `--local` (`local`, neither aiohttp nor httpx). The
+wire models both sides share are `agent.wire`.
 
 The API may import the service layer and below (`agent.wire`, `agent.audit`, `agent.errors`...),
 never the daemon process, the CLI or the twin. Kept light on purpose: importing
@@ -9,6 +11,7 @@ never the daemon process, the CLI or the twin. Kept light on purpose: importing
     from agent.api.http import make_app, serve      # the daemon side (aiohttp)
     from agent.api.auth import Policy, authorize    # who is calling, and may they
     from agent.api.client import Client             # the CLI side (httpx)
+    from agent.api.local import LocalClient         # the CLI's --local (in this process)
 """
 
 from __future__ import annotations

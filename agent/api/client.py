@@ -10,22 +10,21 @@ read through the standby it trusts): never twice, never in a loop. What happened
 `Client` answers the JSON objects as sent; `TypedClient` parses them into the wire models of
 `agent.wire` (what the CLI renders).
 
-Imports httpx, pydantic, `agent.errors`, `agent.wire`, `agent.api` (the default socket
-path) and `agent.service.changes` (a run's version, for the long-poll); `agent.mtls` and
-`agent.secrets` only for TLS; never aiohttp, the service itself, the engine or a driver. The token
+Imports pydantic, `agent.errors`, `agent.wire`, `agent.api` (the default socket path) and
+`agent.service.changes` (a run's version, for the long-poll); httpx when a `Client` is made
+(`Routes` and `TypedClient` serve `agent.api.local` without it); `agent.mtls` and `agent.secrets`
+only for TLS; never aiohttp, the service itself, the engine or a driver. The token
 is sent as a header, kept only to send it along a redirect, never shown.
 """
 
 from __future__ import annotations
 
 import errno
-import ssl
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from agent.api import default_socket_path
@@ -58,7 +57,12 @@ from agent.wire import (
     StatusOut,
 )
 
-__all__ = ["Client", "TypedClient"]
+if TYPE_CHECKING:  # imported on use: `cordon ... --local` never loads them (#18)
+    import ssl
+
+    import httpx
+
+__all__ = ["Client", "Routes", "TypedClient"]
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -70,64 +74,12 @@ _DOWN_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR, errno
 _DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
-class Client:
-    """`Client(path, token=None)`: talk to the daemon listening on the Unix socket `path`;
-    `Client(url="https://HOST:PORT", pin="sha256:...", cert=CERT, key=KEY)`: to the daemon
-    serving its API over TLS there, whose certificate has `pin`, as the user of `cert`.
-    `cert`/`key` with a socket: used only to follow a standby's redirect.
+class Routes:
+    """One method per route of the API, each answering its JSON object; how a request travels
+    is `_send`'s (`Client`: HTTP; `agent.api.local.LocalClient`: in this process)."""
 
-    Each method returns the daemon's JSON answer, or raises what the daemon raised (the same
-    `CordonError` subclass, message, hint and exit code). `DaemonDown` if nothing listens.
-    """
-
-    def __init__(
-        self,
-        path: Path | str | None = None,
-        *,
-        url: str | None = None,
-        pin: str | None = None,
-        cert: Path | None = None,
-        key: Path | None = None,
-        token: str | None = None,
-        timeout: float = 300.0,
-        transport: httpx.BaseTransport | None = None,
-        follow: bool = True,
-    ) -> None:
-        self.path = Path(path) if path is not None else default_socket_path()
-        self.url = url.rstrip("/") if url is not None else None
-        self.where = self.url or str(self.path)
-        self.timeout = timeout
-        self.follow = follow
-        self.notes: list[str] = []  # a redirect followed, an answer from a standby
-        self._tls = (cert, key)
-        self._token = token
-        headers = {"Authorization": f"Bearer {_check_token(token)}"} if token is not None else {}
-        if transport is None and self.url is not None:
-            transport = httpx.HTTPTransport(verify=_pinned(self.url, pin, cert, key))
-        self._http = httpx.Client(
-            # plain HTTP on a Unix socket: no certificate store to load (#18)
-            transport=transport or httpx.HTTPTransport(uds=str(self.path), verify=False),
-            base_url=f"{self.url}/v1" if self.url is not None else "http://cordon/v1",
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-        )
-
-    def __repr__(self) -> str:
-        return f"Client({self.where!r})"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    where: str  # the daemon (or the process) answering, as the messages name it
+    notes: list[str]  # what the transport noted (a redirect followed...), said on stderr
 
     # -- one method per route
 
@@ -217,6 +169,78 @@ class Client:
     def audit_report(self, *, run: str | None = None, incident: str | None = None) -> JSON:
         return self._send("GET", "/audit/report", params={"run": run, "incident": incident})
 
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> JSON:
+        raise NotImplementedError
+
+
+class Client(Routes):
+    """`Client(path, token=None)`: talk to the daemon listening on the Unix socket `path`;
+    `Client(url="https://HOST:PORT", pin="sha256:...", cert=CERT, key=KEY)`: to the daemon
+    serving its API over TLS there, whose certificate has `pin`, as the user of `cert`.
+    `cert`/`key` with a socket: used only to follow a standby's redirect.
+
+    Each method returns the daemon's JSON answer, or raises what the daemon raised (the same
+    `CordonError` subclass, message, hint and exit code). `DaemonDown` if nothing listens.
+    """
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        url: str | None = None,
+        pin: str | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+        token: str | None = None,
+        timeout: float = 300.0,
+        transport: httpx.BaseTransport | None = None,
+        follow: bool = True,
+    ) -> None:
+        import httpx  # noqa: PLC0415 - not for --local (#18)
+
+        self.path = Path(path) if path is not None else default_socket_path()
+        self.url = url.rstrip("/") if url is not None else None
+        self.where = self.url or str(self.path)
+        self.timeout = timeout
+        self.follow = follow
+        self.notes: list[str] = []  # a redirect followed, an answer from a standby
+        self._tls = (cert, key)
+        self._token = token
+        headers = {"Authorization": f"Bearer {_check_token(token)}"} if token is not None else {}
+        if transport is None and self.url is not None:
+            transport = httpx.HTTPTransport(verify=_pinned(self.url, pin, cert, key))
+        self._http = httpx.Client(
+            # plain HTTP on a Unix socket: no certificate store to load (#18)
+            transport=transport or httpx.HTTPTransport(uds=str(self.path), verify=False),
+            base_url=f"{self.url}/v1" if self.url is not None else "http://cordon/v1",
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+
+    def __repr__(self) -> str:
+        return f"Client({self.where!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     # -- transport
 
     def _send(
@@ -227,6 +251,8 @@ class Client:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> JSON:
+        import httpx  # noqa: PLC0415 - loaded by __init__
+
         try:
             response = self._http.request(
                 method,
@@ -300,6 +326,8 @@ class Client:
             return answer
 
     def _unreachable(self, exc: httpx.TransportError) -> CordonError:
+        import httpx  # noqa: PLC0415 - loaded by __init__
+
         code = _errno(exc)
         tls = _tls_error(exc)
         if tls is not None:
@@ -362,7 +390,7 @@ class TypedClient:
     cannot read (another version's daemon) is a `DaemonError` naming the field, never a
     traceback."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Routes) -> None:
         self.raw = client
 
     def _parse(self, model: type[_M], data: JSON) -> _M:
@@ -497,6 +525,8 @@ def _pinned(url: str, pin: str | None, cert: Path | None, key: Path | None) -> s
 
 def _tls_error(exc: BaseException) -> str | None:
     """The TLS failure behind a transport error (a pin mismatch, a refused certificate)."""
+    import ssl  # noqa: PLC0415 - loaded by httpx already
+
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:

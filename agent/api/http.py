@@ -2,7 +2,8 @@
 certificates (`agent.api.tcp`): routes, caller identity, authorization, the audit of every
 refusal, and errors as JSON with the exit code the CLI uses.
 
-Imports aiohttp, `agent.api.{auth,backend}`, `agent.wire`, `agent.audit` and `agent.errors`; never
+Imports aiohttp, `agent.api.{auth,backend,orders}` (the rules of each route, shared with
+`--local`'s `agent.api.local`), `agent.audit` and `agent.errors`; never
 the service, the engine or a driver (the `Backend` is given to `make_app`), the daemon process or
 the twin.
 
@@ -29,12 +30,9 @@ import contextvars
 import functools
 import logging
 import os
-import re
 import socket
-import sqlite3
 import stat
 import struct
-import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,46 +42,43 @@ from aiohttp import web
 
 from agent import __version__, audit, mtls
 from agent.api import default_socket_path
-from agent.api.auth import GRANTS, Action, Caller, Decision, Policy, authorize, may, user_name
+from agent.api.auth import Action, Caller, Policy, user_name
 from agent.api.backend import Backend
-from agent.audit.redact import scrub
+from agent.api.orders import (
+    MAX_WAIT_S,
+    ROUTES,
+    Act,
+    Orders,
+    Request,
+    Route,
+    error_body,
+    http_status,
+    internal_error,
+    refused,
+    wait_query,
+)
 from agent.errors import (
     AccessRefused,
-    ApprovalError,
-    AuditError,
     ConfigError,
     CordonError,
     DaemonError,
-    DeviceError,
-    InventoryError,
-    LabError,
     NotFound,
-    PlanError,
-    PlaybookError,
-    RunError,
-    SecretError,
     StandbyError,
-)
-from agent.wire import (
-    JSON,
-    ApproveRequest,
-    AttestRequest,
-    AuditReportQuery,
-    IncidentRequest,
-    NotifyRequest,
-    PlanRequest,
-    RollbackRequest,
-    RunRequest,
-    RunsQuery,
-    parse_body,
-    parse_query,
-    run_id,
 )
 
 if TYPE_CHECKING:  # the daemon gives it: this module never opens the state database
     from agent.api.nodes import Directory
 
-__all__ = ["MAX_BODY", "error_body", "http_status", "make_app", "serve", "start"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_WAIT_S",
+    "error_body",
+    "http_status",
+    "make_app",
+    "serve",
+    "start",
+    "wait_query",
+]
 
 MAX_BODY = 64 * 1024  # a request is a few names and reasons; anything bigger is refused (413)
 ROLE_HEADER_S = 2.0  # the most the role headers may delay an answer (the database away)
@@ -93,52 +88,8 @@ DIR_MODE = 0o750
 _log = logging.getLogger("cordon.daemon")
 _T = TypeVar("_T")
 
-# -- errors as JSON ----------------------------------------------------------------------------
 
-# First match wins: subclasses before their bases.
-_STATUS: tuple[tuple[type[CordonError], int], ...] = (
-    (NotFound, 404),
-    (InventoryError, 422),
-    (PlaybookError, 422),
-    (SecretError, 500),  # the daemon's own credentials: not the caller's input
-    (ConfigError, 400),
-    (AccessRefused, 403),
-    (ApprovalError, 409),
-    (StandbyError, 421),  # misdirected: the active node's address is in the body
-    (DaemonError, 400),
-    (PlanError, 422),
-    (RunError, 409),  # refused (includes LockError: the site is held by another run)
-    (DeviceError, 502),
-    (AuditError, 500),
-    (LabError, 500),
-)
-
-
-def http_status(err: CordonError) -> int:
-    """The HTTP status of a `CordonError` (the exit code travels in the body)."""
-    for cls, status in _STATUS:
-        if isinstance(err, cls):
-            return status
-    return 500
-
-
-def error_body(err: CordonError) -> JSON:
-    """The JSON error body for `err`, scrubbed of every registered secret."""
-    info: JSON = {
-        "type": type(err).__name__,
-        "message": scrub(err.message),
-        "hint": scrub(err.hint) if err.hint else None,
-        "exit_code": err.exit_code,
-    }
-    if isinstance(err, InventoryError | PlaybookError):
-        info["issues"] = [
-            {k: scrub(v) if isinstance(v, str) else v for k, v in i.as_dict().items()}
-            for i in err.issues
-        ]
-    if isinstance(err, DeviceError):
-        info["device"] = err.device
-        info["operation"] = err.operation
-    return {"error": info}
+# -- errors as JSON (`agent.api.orders`) -------------------------------------------------------
 
 
 def _error_response(err: CordonError, status: int | None = None) -> web.Response:
@@ -160,23 +111,6 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> CordonError:
     if exc.status < 500:
         return ConfigError(f"bad request: {where}: {exc.reason}")
     return DaemonError(f"the daemon failed on {where}: HTTP {exc.status}")
-
-
-def _is_refusal(err: CordonError) -> bool:
-    """Refused requests, audited as `access.refused`; engine failures are the engine's to log."""
-    if isinstance(err, SecretError):
-        return False
-    return isinstance(err, AccessRefused | ApprovalError | ConfigError)
-
-
-def _refused(action: str, err: CordonError) -> None:
-    audit.get_logger().warning(
-        "access.refused",
-        action=action,
-        why=err.message,
-        error=type(err).__name__,
-        outcome="refused",
-    )
 
 
 # -- identity ----------------------------------------------------------------------------------
@@ -219,43 +153,36 @@ def _bearer(request: web.Request) -> str | None:
 
 # -- the routes --------------------------------------------------------------------------------
 
-Endpoint = Callable[[web.Request, Caller, "_Act"], Awaitable[JSON]]
-
-
-class _Act:
-    """The action being handled; an endpoint may narrow it (`incident` -> `incident.open`)."""
-
-    def __init__(self, action: str) -> None:
-        self.action = action
-
 
 class _Api:
     def __init__(
         self, backend: Backend, policy: Policy, directory: Directory | None = None
     ) -> None:
-        self.backend = backend
+        self.orders = Orders(backend, policy)
         self.policy = policy
         self.directory = directory
         self.waits: ThreadPoolExecutor | None = None  # the long-polls' threads, made on use
 
     # -- plumbing
 
-    def endpoint(self, action: str, fn: Endpoint) -> Callable[[web.Request], Awaitable[Any]]:
-        """Identify the caller, bind them into the audit context, audit a refusal, answer JSON."""
+    def endpoint(self, action: str, route: Route) -> Callable[[web.Request], Awaitable[Any]]:
+        """Identify the caller, then the API's rules (`agent.api.orders`): the role check, the
+        request read, the route in a worker thread; answer JSON."""
+        waiting = action == Action.SHOW  # a long-poll: on the long-polls' own threads (#18)
 
         async def handler(request: web.Request) -> web.StreamResponse:
-            act = _Act(action)
+            act = Act(action)
             caller = self._identify(request, action)
-            with audit.bind(actor=caller.user, role=caller.role, via=caller.via, uid=caller.uid):
+            with self.orders.acting(caller, act):
+                self.orders.check(caller, action)
                 try:
-                    result = await fn(request, caller, act)
+                    body = await request.read() if request.method == "POST" else b""
                 except web.HTTPException as exc:  # the body was too large, for one
-                    _refused(act.action, _from_http(exc, request))
+                    refused(act.action, _from_http(exc, request))
                     raise
-                except CordonError as err:
-                    if _is_refusal(err):
-                        _refused(act.action, err)
-                    raise
+                req = Request(body, request.query, request.match_info.get("run_id", ""))
+                call = self.call_waiting if waiting else self.call
+                result = await call(route, self.orders, caller, req, act)
             return web.json_response(result)
 
         return handler
@@ -270,15 +197,9 @@ class _Api:
             except AccessRefused as err:
                 who = self.policy.certificates.get(pin) if pin else None
                 with audit.bind(actor=who, role=None, via="certificate", uid=None, pin=pin):
-                    _refused(action, err)
+                    refused(action, err)
                 raise
-        uid = _peer_uid(request)
-        try:
-            return self.policy.identify(uid, _bearer(request))
-        except AccessRefused as err:
-            with audit.bind(actor=user_name(uid), role=None, via="token", uid=uid):
-                _refused(action, err)
-            raise
+        return self.orders.identify(_peer_uid(request), lambda: _bearer(request), action)
 
     async def _standby(self, err: StandbyError) -> web.Response:
         """A standby's refusal, with where the active node is (the client follows it once)."""
@@ -328,28 +249,9 @@ class _Api:
             if request.match_info.http_exception is not None:
                 self._refused_unrouted(request, refusal)
             return _error_response(refusal, exc.status)
-        except sqlite3.Error as exc:  # the journal: read-only, locked, disk full
-            return _error_response(
-                DaemonError(
-                    f"the daemon's journal cannot be used: {exc}",
-                    hint="see the daemon's state directory: permissions, free space, locks",
-                ),
-                503,
-            )
-        except Exception:
-            _log.error(
-                "internal error on %s %s:\n%s",
-                request.method,
-                request.path[:200],
-                scrub(traceback.format_exc()),
-            )
-            return _error_response(
-                DaemonError(
-                    "internal error in the daemon; nothing more is said here",
-                    hint="the daemon's log has the details",
-                ),
-                500,
-            )
+        except Exception as exc:
+            failure, status = internal_error(exc, f"{request.method} {request.path}")
+            return _error_response(failure, status)
 
     def _refused_unrouted(self, request: web.Request, err: CordonError) -> None:
         action = f"{request.method} {request.path}"[:200]
@@ -359,7 +261,7 @@ class _Api:
             user = self.policy.certificates.get(pin) if pin else None
             who.update(actor=user, via="certificate", pin=pin)
             with audit.bind(**who):
-                _refused(action, err)
+                refused(action, err)
             return
         try:
             who["uid"] = uid = _peer_uid(request)
@@ -369,14 +271,7 @@ class _Api:
         except AccessRefused:
             pass  # audited as whoever the socket says, or nobody known
         with audit.bind(**who):
-            _refused(action, err)
-
-    def require(self, decision: Decision, caller: Caller, action: Action) -> Decision:
-        if decision.allowed:
-            return decision
-        roles = " or ".join(r.value for r in GRANTS if action in GRANTS[r])
-        hint = decision.hint or f"{action} needs the role {roles} (see {self.policy.source})"
-        raise AccessRefused(f"refused: {decision.why}", hint=hint)
+            refused(action, err)
 
     async def call(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         """Run a backend method in a worker thread; the audit context goes with it."""
@@ -396,160 +291,8 @@ class _Api:
     async def health(self, _request: web.Request) -> web.StreamResponse:
         return web.json_response({"ok": True, "version": __version__})
 
-    async def status(self, _request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.STATUS), caller, Action.STATUS)
-        return await self.call(self.backend.status, caller)
 
-    async def plan(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.PLAN), caller, Action.PLAN)
-        body = parse_body(PlanRequest, await request.read(), what="POST /v1/plan")
-        sites = list(body.sites) if body.sites else None
-        return await self.call(
-            self.backend.plan,
-            caller,
-            playbook=body.playbook,
-            sites=sites,
-            params=dict(body.params) if body.params else None,
-        )
-
-    async def run(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.RUN), caller, Action.RUN)
-        body = parse_body(RunRequest, await request.read(), what="POST /v1/runs")
-        params = dict(body.params) if body.params else None
-        meta = await self.call(self.backend.playbook_meta, body.playbook, params)
-        decision = authorize(
-            caller,
-            Action.RUN,
-            playbook_emergency=meta.emergency,
-            playbook_approval=meta.approval,
-            reason=body.reason,
-        )
-        self.require(decision, caller, Action.RUN)
-        return await self.call(
-            self.backend.start_run,
-            caller,
-            playbook=body.playbook,
-            sites=list(body.sites) if body.sites else None,
-            digest=body.digest,
-            reason=body.reason,
-            attest=dict(body.attest) if body.attest else None,
-            soak_seconds=body.soak_seconds,
-            decision=decision,
-            params=params,
-        )
-
-    async def runs(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.RUNS), caller, Action.RUNS)
-        query = parse_query(RunsQuery, request.query, what="GET /v1/runs")
-        return await self.call(self.backend.list_runs, caller, limit=query.limit)
-
-    async def show(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.SHOW), caller, Action.SHOW)
-        rid = run_id(request.match_info["run_id"], what="GET /v1/runs/{run_id}")
-        wait, since = wait_query(request.query, what="GET /v1/runs/{run_id}")
-        if wait > 0:  # a long-poll: answer once the run differs from `since` (#18)
-            return await self.call_waiting(
-                self.backend.wait_run, caller, run_id=rid, since=since, wait=wait
-            )
-        return await self.call(self.backend.show_run, caller, run_id=rid)
-
-    async def approve(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.APPROVE), caller, Action.APPROVE)
-        what = "POST /v1/runs/{run_id}/approve"
-        rid = run_id(request.match_info["run_id"], what=what)
-        body = parse_body(ApproveRequest, await request.read(), what=what)
-        return await self.call(self.backend.approve, caller, run_id=rid, reason=body.reason)
-
-    async def rollback(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.ROLLBACK), caller, Action.ROLLBACK)
-        what = "POST /v1/runs/{run_id}/rollback"
-        rid = run_id(request.match_info["run_id"], what=what)
-        body = parse_body(RollbackRequest, await request.read(), what=what)
-        return await self.call(self.backend.rollback, caller, run_id=rid, reason=body.reason)
-
-    async def attest(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.ATTEST), caller, Action.ATTEST)
-        what = "POST /v1/runs/{run_id}/attest"
-        rid = run_id(request.match_info["run_id"], what=what)
-        body = parse_body(AttestRequest, await request.read(), what=what)
-        return await self.call(
-            self.backend.attest,
-            caller,
-            run_id=rid,
-            site=body.site,
-            zone=body.zone,
-            reason=body.reason,
-        )
-
-    async def incident(self, request: web.Request, caller: Caller, act: _Act) -> JSON:
-        # The body says which action this is (audited as incident.open / incident.close).
-        body = parse_body(IncidentRequest, await request.read(), what="POST /v1/incidents")
-        action = Action.INCIDENT_OPEN if body.action == "open" else Action.INCIDENT_CLOSE
-        act.action = action.value
-        self.require(may(caller, action), caller, action)
-        return await self.call(
-            self.backend.incident,
-            caller,
-            action=body.action,
-            name=body.name,
-            site=body.site,
-            reason=body.reason,
-        )
-
-    async def notify(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.INCIDENT_NOTIFY), caller, Action.INCIDENT_NOTIFY)
-        what = "POST /v1/incidents/notify"
-        body = parse_body(NotifyRequest, await request.read(), what=what)
-        return await self.call(
-            self.backend.notify,
-            caller,
-            incident=body.incident,
-            kind=body.kind,
-            to=body.to,
-            ref=body.ref,
-            at=body.at,
-            by=body.by,
-        )
-
-    async def audit_report(self, request: web.Request, caller: Caller, _act: _Act) -> JSON:
-        self.require(may(caller, Action.AUDIT_REPORT), caller, Action.AUDIT_REPORT)
-        what = "GET /v1/audit/report"
-        query = parse_query(AuditReportQuery, request.query, what=what)
-        if query.run is None and query.incident is None:
-            raise ConfigError(
-                f"invalid request to {what}: name a run or an incident",
-                hint="cordon audit report --run RUN_ID, or --incident INCIDENT_ID",
-            )
-        return await self.call(
-            self.backend.audit_report, caller, run=query.run, incident=query.incident
-        )
-
-
-MAX_WAIT_S = 30.0  # the longest long-poll of GET /v1/runs/{run_id}?wait=
 MAX_LONG_POLLS = 64  # long-polls waiting at once; more queue behind them (other requests do not)
-
-
-def wait_query(query: Any, *, what: str) -> tuple[float, str | None]:
-    """`?wait=SECONDS&since=VERSION` of a run's long-poll (both optional; other parameters are
-    ignored, as before the long-poll): `ConfigError` for a bad value, nothing changed."""
-    raw_wait, since = query.get("wait"), query.get("since")
-    try:
-        wait = float(raw_wait) if raw_wait is not None else 0.0
-    except ValueError:
-        wait = -1.0
-    if not 0.0 <= wait <= MAX_WAIT_S:
-        raise ConfigError(
-            f"invalid request to {what}: wait={str(raw_wait)[:40]!r}: expected seconds from 0 "
-            f"to {MAX_WAIT_S:g}",
-            hint="nothing was changed",
-        )
-    if since is not None and not re.fullmatch(r"[0-9a-f]{16}", since):
-        raise ConfigError(
-            f"invalid request to {what}: since={since[:40]!r}: expected the 16 hex digits of "
-            "a version this route answered",
-            hint="nothing was changed",
-        )
-    return wait, since
 
 
 def make_app(
@@ -561,19 +304,9 @@ def make_app(
     api = _Api(backend, policy, directory)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[api.errors])
     app.on_response_prepare.append(api.who_answers)
-    ep = api.endpoint
     app.router.add_get("/v1/health", api.health)
-    app.router.add_get("/v1/status", ep(Action.STATUS, api.status))
-    app.router.add_post("/v1/plan", ep(Action.PLAN, api.plan))
-    app.router.add_post("/v1/runs", ep(Action.RUN, api.run))
-    app.router.add_get("/v1/runs", ep(Action.RUNS, api.runs))
-    app.router.add_get("/v1/runs/{run_id}", ep(Action.SHOW, api.show))
-    app.router.add_post("/v1/runs/{run_id}/approve", ep(Action.APPROVE, api.approve))
-    app.router.add_post("/v1/runs/{run_id}/rollback", ep(Action.ROLLBACK, api.rollback))
-    app.router.add_post("/v1/runs/{run_id}/attest", ep(Action.ATTEST, api.attest))
-    app.router.add_post("/v1/incidents", ep("incident", api.incident))
-    app.router.add_post("/v1/incidents/notify", ep(Action.INCIDENT_NOTIFY, api.notify))
-    app.router.add_get("/v1/audit/report", ep(Action.AUDIT_REPORT, api.audit_report))
+    for (method, path), (action, route) in ROUTES.items():
+        app.router.add_route(method, f"/v1{path}", api.endpoint(action, route))
 
     async def stop_waits(_app: web.Application) -> None:
         if api.waits is not None:

@@ -18,6 +18,8 @@ __all__ = ["main"]
 # before any renderer: `format_exc_info`); trio (selenium brings it to development installs) by
 # httpcore, to tell whether it runs under trio. A None entry in sys.modules makes such an import
 # fail, which each of them expects; the entries are removed again when the command ends.
+# `--local` no longer imports httpx (agent.api.local), so only rich is saved there; the daemon's
+# commands still import httpx.
 _NEVER_USED = ("httpx._main", "rich", "trio")
 
 

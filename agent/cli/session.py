@@ -4,37 +4,32 @@
 when `CORDON_API_URL` is set (with `CORDON_API_PIN`, the client certificate `CORDON_API_CLIENT_CERT`
 and its key `CORDON_API_CLIENT_KEY=file:PATH`; the certificate also lets the client follow a
 standby's redirect to the active node); what the client noted (a redirect followed, an answer
-from a standby) is said on stderr. With --local, a typed client
-of the API served on a private socket from a thread of this process, over the same journal,
-authorized (roles file, OS user or --token) and audited exactly as an order sent to the daemon.
+from a standby) is said on stderr. With --local, a typed client of the same API answered in
+this process (`agent.api.local`: the API's rules over the service, no socket, no HTTP), over the
+same journal, authorized (roles file, OS user or --token) and audited exactly as an order sent
+to the daemon.
 
-Imports the client and `agent.cli.options`; the API, the service, the daemon's lock, the audit
-pipeline and the flow sources (the twin's prober among them) only for --local (a plain
-`cordon status` stays light).
+Imports the typed client and `agent.cli.options`; the HTTP client (httpx) only for the daemon;
+the API's rules, the service, the daemon's lock, the audit pipeline and the flow sources (the
+twin's prober among them) only for --local (a plain `cordon status` stays light).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import settings
-from agent.api.client import Client, TypedClient
+from agent.api.client import TypedClient
 from agent.cli.options import Opts
 from agent.errors import ConfigError
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from agent.service.service import Service
 
 __all__ = ["Conn", "connect"]
@@ -55,6 +50,8 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
     run (--local), so it gets the twin's flow probes when the twin is up.
     """
     if not o.local:
+        from agent.api.client import Client  # noqa: PLC0415 - httpx: not for --local (#18)
+
         cfg = settings.current()
         cert, key = _client_identity()
         if cfg.api_url:
@@ -74,7 +71,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
         check_local_roles,
         default_roles_path,
     )
-    from agent.api.http import make_app  # noqa: PLC0415
+    from agent.api.local import LocalClient  # noqa: PLC0415
     from agent.daemon.main import state_lock  # noqa: PLC0415
     from agent.inventory import default_path  # noqa: PLC0415
     from agent.service.service import local  # noqa: PLC0415
@@ -95,9 +92,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
                 *production_sources(service.inv, service.pool),
                 *([twin] if twin is not None else []),
             )
-        sock = stack.enter_context(_serve_here(make_app(service, policy)))
-        client = stack.enter_context(Client(sock, token=o.token))
-        yield Conn(TypedClient(client), service)
+        yield Conn(TypedClient(LocalClient(service, policy, token=o.token)), service)
 
 
 def _client_identity() -> tuple[Path | None, Path | None]:
@@ -123,26 +118,3 @@ def _client_identity() -> tuple[Path | None, Path | None]:
     key = ref_path(ref, Path.cwd())
     check_file(key, what="your API client key (CORDON_API_CLIENT_KEY)")
     return cfg.api_client_cert, key
-
-
-@contextlib.contextmanager
-def _serve_here(app: web.Application) -> Iterator[Path]:
-    """Serve `app` on a private socket (a fresh 0700 directory) from a thread of this process."""
-    from agent.api.http import start  # noqa: PLC0415
-
-    tmp = Path(tempfile.mkdtemp(prefix="cordon-local-"))
-    sock = tmp / "api.sock"
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="cordon-local-api", daemon=True)
-    thread.start()
-    try:
-        runner = asyncio.run_coroutine_threadsafe(start(app, sock), loop).result(timeout=30)
-        try:
-            yield sock
-        finally:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -31,18 +31,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__, audit
 from agent.api.auth import Policy
-from agent.api.http import make_app, start
 from agent.api.nodes import Directory
-from agent.api.tcp import ServerTls, TcpListen, api_listen, server_tls, start_tcp
 from agent.drivers.limits import raise_nofile
 from agent.errors import DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
 from agent.settings import current as current_settings
 from agent.verify.sources import production_sources
+
+if TYPE_CHECKING:  # aiohttp: imported when the daemon serves, never by `--local` (#18)
+    from agent.api.tcp import ServerTls, TcpListen
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
 
@@ -119,6 +120,7 @@ class _Life:
 
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
+    from agent.api.tcp import api_listen, server_tls  # noqa: PLC0415 - aiohttp: not `--local`
     from agent.lab.verifier import twin_source  # noqa: PLC0415 - pulls in the twin's modules
     from agent.view import listen_address  # noqa: PLC0415 - the daemon only, not `--local` (#18)
 
@@ -153,7 +155,7 @@ def run(cfg: DaemonConfig) -> None:
                 _say(f"stopped ({life.signal or 'on an error'})")
 
 
-async def _serve(
+async def _serve(  # noqa: PLR0915 - two more for the lazy imports of aiohttp (#18)
     service: Service,
     policy: Policy,
     cfg: DaemonConfig,
@@ -161,6 +163,9 @@ async def _serve(
     view: tuple[str, int] | None = None,
     tcp: _Tcp | None = None,
 ) -> None:
+    from agent.api.http import make_app, start  # noqa: PLC0415 - aiohttp: not `--local` (#18)
+    from agent.api.tcp import start_tcp  # noqa: PLC0415
+
     tcp = tcp or _Tcp()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

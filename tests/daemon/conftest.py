@@ -15,8 +15,10 @@ import pytest
 
 from agent import audit
 from agent.api.auth import Policy
-from agent.api.client import Client
+from agent.api.backend import Backend
+from agent.api.client import Client, Routes
 from agent.api.http import make_app
+from agent.api.local import LocalClient
 from agent.errors import ConnectError
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
@@ -93,15 +95,26 @@ def server(
         yield srv
 
 
-@pytest.fixture
-def client_as(server: Server, tokens: dict[str, str]) -> Iterator[Callable[[str], Client]]:
-    """`client_as("bob")`: a client presenting bob's token; `client_as("root")`: no token."""
+@pytest.fixture(params=["http", "local"])
+def client_as(
+    request: pytest.FixtureRequest,
+    server: Server,
+    backend: Backend,
+    policy: Policy,
+    tokens: dict[str, str],
+) -> Iterator[Callable[[str], Routes]]:
+    """`client_as("bob")`: a client presenting bob's token; `client_as("root")`: no token. Over
+    the daemon's socket (`http`), or the same API in this process as `--local` has it (`local`:
+    `agent.api.local.LocalClient` over the same backend and policy)."""
     made: list[Client] = []
 
-    def make(user: str) -> Client:
+    def make(user: str) -> Routes:
         if user == "root":
             require_root()
-        client = Client(server.path, token=None if user == "root" else tokens[user])
+        token = None if user == "root" else tokens[user]
+        if request.param == "local":
+            return LocalClient(backend, policy, token=token)
+        client = Client(server.path, token=token)
         made.append(client)
         return client
 

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from agent.api.auth import Caller, Policy, Role
-from agent.api.client import Client
+from agent.api.client import Client, Routes
 from agent.api.http import make_app
 from agent.errors import (
     AccessRefused,
@@ -47,7 +47,7 @@ from agent.service.service import Service
 from tests.conftest import EXAMPLE, require_root
 from tests.daemon.fakes import FakeBackend, Recorder, Server, records
 
-ClientAs = Callable[[str], Client]
+ClientAs = Callable[[str], Routes]
 
 HELD = "nantes-jules-verne"  # the site of the run that waits for approval (R1)
 SITE_A = "rennes-la-sagesse"  # where the tests' other runs go (HELD is locked by R1)
@@ -73,7 +73,7 @@ class World:
     `backend.calls`, so a test sees only the calls its requests made."""
 
     backend: Recorder
-    zed: Client
+    zed: Routes
     r1: str = ""
     digests: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -124,7 +124,7 @@ def world(backend: Recorder, client_as: ClientAs) -> World:
 
 
 # One request per route, R1 being zed's run awaiting approval at HELD.
-REQUESTS: dict[str, Callable[[Client, World], Any]] = {
+REQUESTS: dict[str, Callable[[Routes, World], Any]] = {
     "status": lambda c, w: c.status(),
     "plan": lambda c, w: c.plan("routine", sites=[SITE_A]),
     "runs": lambda c, w: c.runs(limit=5),

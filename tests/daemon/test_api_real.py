@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from agent import audit
 from agent.api.auth import Decision, Policy
-from agent.api.client import Client
+from agent.api.client import Client, Routes
 from agent.api.http import make_app
 from agent.errors import (
     AccessRefused,
@@ -286,7 +286,7 @@ def _shape(value: Any) -> Any:
 
 def test_fake_backend_answers_like_the_real_service(
     real_as: Callable[[str], Client],
-    client_as: Callable[[str], Client],
+    client_as: Callable[[str], Routes],
     backend: FakeBackend,
     service: Service,
 ) -> None:
