@@ -43,6 +43,7 @@ import contextlib
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -342,7 +343,12 @@ class LeaseLoop:
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease.timing.renew_s):
-            self._tick()
+            try:
+                self._tick()
+            except Exception as exc:  # the loop outlives any one tick
+                # a dead loop would never take the lease again (nor give it up): say it, go on
+                text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                sys.stderr.write(f"cordon: lease loop: {' '.join(str(text).split())}\n")
 
     def _tick(self) -> None:
         epoch = self.epoch

@@ -245,7 +245,7 @@ class Service:
         """A journal write of this node was refused by the lease (`FencedError`): audited,
         then this node steps down (once)."""
         audit.release_epoch(epoch)  # it knows: its records no longer claim the epoch
-        self.log.error("node.fenced", node=self.node_id, epoch=epoch)
+        self._node_event("node.fenced", epoch=epoch)
         if self.lease_loop is not None:
             self.lease_loop.lost(epoch, "a journal write was fenced: a standby took over")
 
@@ -260,15 +260,11 @@ class Service:
         active = loop.epoch is not None
         loop.state_lost(why)
         if active:
-            said = (
+            self._say(
                 f"node {self.node_id}: the state database is unreachable ({why}): driving "
                 "nothing until it answers again; then the open runs are settled from the devices"
+                + self._node_event("state.lost", error=why)
             )
-            try:
-                self.log.error("state.lost", node=self.node_id, error=why)
-            except AuditError:  # the group's chain is in that database: said here instead
-                said += " (not in the audit chain: it lives in the same database)"
-            self._say(said)
 
     def _deactivate(self, epoch: int, why: str) -> None:
         """This node lost the lease: it stops driving at once (its scheduler stopped, the
@@ -278,8 +274,21 @@ class Service:
         if sched is not None and sched.running:
             sched.shutdown(wait=False)
         audit.release_epoch(epoch)
-        self.log.error("node.stepped_down", node=self.node_id, epoch=epoch, why=why)
-        self._say(f"node {self.node_id}: STEPPED DOWN from epoch {epoch} ({why}); standby")
+        unaudited = self._node_event("node.stepped_down", epoch=epoch, why=why)
+        self._say(
+            f"node {self.node_id}: STEPPED DOWN from epoch {epoch} ({why}); standby{unaudited}"
+        )
+
+    def _node_event(self, event: str, **fields: object) -> str:
+        """Audit a change of this node's role. Called from the lease's thread when the state
+        database (where the group's audit chain may live too) is failing: an audit write that
+        fails must not stop that thread, which takes the lease again once the database answers.
+        Returns "" when audited, else what the node's output says instead."""
+        try:
+            self.log.error(event, node=self.node_id, **fields)
+        except AuditError as exc:
+            return f" (not in the audit chain, which cannot be written: {exc.message})"
+        return ""
 
     def may_drive(self) -> bool:
         """Does this node drive the runs now (alone, or holding the lease)?"""
