@@ -452,11 +452,11 @@ class FortiGateDriver:
     def _converge(self, wanted: Objects) -> list[str]:
         """Make Cordon's objects on the device exactly `wanted`, with one read of the device
         first and only the calls that differ: addresses and services created or changed first
-        (policies name them); in each policy table, Cordon's policies no longer wanted deleted,
-        new ones created (FortiOS appends a new policy at the end of its table), changed ones
-        edited, then those out of place moved, one move each at most; objects no longer named,
-        last. The order is tracked from that one read, not read again: the read-back after the
-        change (`verify`) checks it. Returns the calls made."""
+        (policies name them); in each policy table, new policies created (FortiOS appends a
+        new policy at the end of its table), changed ones edited, those out of place moved, one
+        move each at most, then Cordon's policies no longer wanted deleted; objects no longer
+        named, last. The order is tracked from that one read, not read again: the read-back
+        after the change (`verify`) checks it. Returns the calls made."""
         have, _flags, tables = self._device_objects("apply")
         done: list[str] = []
         for name, cidr in wanted.addresses.items():
@@ -538,9 +538,6 @@ class FortiGateDriver:
         # after, never through a third (deleting an accept before the drop below it would cut
         # a must-survive flow until that drop goes too)
         going = sorted((n for n in current if n not in want), key=lambda n: -order.index(ids[n]))
-        for name in going:
-            done.append(self._write("DELETE", f"{path}/{ids[name]}", name))
-            order.remove(ids[name])
         for name, obj, body in wanted:
             if name not in current:
                 env = self._call("POST", path, operation="apply", body={"policyid": 0, **body})
@@ -554,11 +551,17 @@ class FortiGateDriver:
                 done.append(f"POST {path} {name} -> {ids[name]}")
             elif current[name] != obj:
                 done.append(self._write("PUT", f"{path}/{ids[name]}", name, body=body))
+        # made before broken: the new policies are in place (before every other one, Cordon's
+        # going ones included, which `moves` keeps where they are like the site's) before any
+        # going one is deleted. A merged deny (`render.merge`) changes name when its members
+        # change between two steps: deleting the old one first would open what both cut.
         site = [pid for pid in order if pid not in {ids[n] for n in want}]
         for pid, where in moves(order, [ids[n] for n, _, _ in wanted], site):
             done.append(
                 self._write("PUT", f"{path}/{pid}", str(pid), query={"action": "move", **where})
             )
+        for name in going:
+            done.append(self._write("DELETE", f"{path}/{ids[name]}", name))
         return done
 
     # -- dead-man: FortiOS revert mode -----------------------------------------------------------

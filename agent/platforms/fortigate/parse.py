@@ -19,6 +19,7 @@ from agent.platforms.fortigate.render import (
     LocalIn,
     Policy,
     check_ifname,
+    members,
     safe_comment,
 )
 
@@ -118,12 +119,8 @@ def parse_script(lines: list[str] | tuple[str, ...]) -> Objects:  # noqa: PLR091
                 raise ValueError(f"{where}: policy fields {sorted(kv)} are not the expected ones")
             if kv["action"] not in ("accept", "deny"):
                 raise ValueError(f"{where}: action {kv['action']!r}")
-            for side in ("srcintf", "dstintf"):
-                if kv[side] != "any":
-                    check_ifname(kv[side])
-            for ref, builtin in _REFS.items():
-                if kv[ref] != builtin:
-                    check_name(kv[ref])
+            for fname in ("srcintf", "dstintf", *_REFS):
+                _check_list(kv[fname], fname, where)
             if safe_comment(kv["comments"]) != kv["comments"]:
                 raise ValueError(f"{where}: comment has characters FortiOS would not keep")
             objs.policies.append(
@@ -146,11 +143,12 @@ def parse_script(lines: list[str] | tuple[str, ...]) -> Objects:  # noqa: PLR091
             )
     every: list[Policy | LocalIn] = [*objs.policies, *objs.local_in]
     for p in every:
-        for ref in (p.srcaddr, p.dstaddr):
+        for ref in [*members(p.srcaddr), *members(p.dstaddr)]:
             if ref != "all" and ref not in objs.addresses:
                 raise ValueError(f"policy {p.name}: address {ref} is not defined")
-        if p.service != "ALL" and p.service not in objs.services:
-            raise ValueError(f"policy {p.name}: service {p.service} is not defined")
+        for svc in members(p.service):
+            if svc != "ALL" and svc not in objs.services:
+                raise ValueError(f"policy {p.name}: service {svc} is not defined")
     if len({p.name for p in objs.policies}) != len(objs.policies):
         raise ValueError("a policy name appears twice")
     if len({p.name for p in objs.local_in}) != len(objs.local_in):
@@ -189,6 +187,32 @@ def _local_in(words: list[str], seq: int, where: str) -> LocalIn:
 
 
 # -- the REST side ---------------------------------------------------------------------------------
+
+
+def _check_list(value: str, fname: str, where: str) -> None:
+    """A policy field of the script: the built-in 'everything' alone, or distinct names sorted
+    (interface names for srcintf/dstintf, Cordon's object names for the others)."""
+    names = members(value)
+    builtin = {"srcintf": "any", "dstintf": "any", **_REFS}[fname]
+    if names == [builtin]:
+        return
+    if builtin in names or names != sorted(set(names)):
+        raise ValueError(
+            f"{where}: {fname} {value!r} is not one {builtin!r} or distinct names in sorted order"
+        )
+    for n in names:
+        if fname in ("srcintf", "dstintf"):
+            check_ifname(n)
+        else:
+            check_name(n)
+
+
+def _list(value: Any, what: str, name: str) -> str:
+    """A policy's list field as the script writes it (names sorted, joined by ',')."""
+    names = _names(value)
+    if not names:
+        raise ValueError(f"{name}: {what} is empty")
+    return ",".join(sorted(names))
 
 
 def _names(value: Any) -> list[str]:
@@ -258,11 +282,11 @@ def ours_from_rest(
             Policy(
                 name=name,
                 action=str(p.get("action", "")),
-                srcintf=_one(p.get("srcintf"), "srcintf", name),
-                dstintf=_one(p.get("dstintf"), "dstintf", name),
-                srcaddr=_one(p.get("srcaddr"), "srcaddr", name),
-                dstaddr=_one(p.get("dstaddr"), "dstaddr", name),
-                service=_one(p.get("service"), "service", name),
+                srcintf=_list(p.get("srcintf"), "srcintf", name),
+                dstintf=_list(p.get("dstintf"), "dstintf", name),
+                srcaddr=_list(p.get("srcaddr"), "srcaddr", name),
+                dstaddr=_list(p.get("dstaddr"), "dstaddr", name),
+                service=_list(p.get("service"), "service", name),
                 comments=str(p.get("comments", "")),
             )
         )
@@ -308,14 +332,15 @@ def local_in_body(p: LocalIn) -> dict[str, Any]:
 
 
 def policy_body(p: Policy) -> dict[str, Any]:
-    """The REST body of one of Cordon's policies (cmdb firewall/policy)."""
+    """The REST body of one of Cordon's policies (cmdb firewall/policy; each match field a list
+    of `{"name": ...}`, as FortiOS takes them)."""
     return {
         "name": p.name,
-        "srcintf": [{"name": p.srcintf}],
-        "dstintf": [{"name": p.dstintf}],
-        "srcaddr": [{"name": p.srcaddr}],
-        "dstaddr": [{"name": p.dstaddr}],
-        "service": [{"name": p.service}],
+        "srcintf": [{"name": n} for n in members(p.srcintf)],
+        "dstintf": [{"name": n} for n in members(p.dstintf)],
+        "srcaddr": [{"name": n} for n in members(p.srcaddr)],
+        "dstaddr": [{"name": n} for n in members(p.dstaddr)],
+        "service": [{"name": n} for n in members(p.service)],
         "action": p.action,
         "schedule": "always",
         "status": "enable",

@@ -25,6 +25,16 @@ its match overlaps (the overlap, with that rule's action) and a last accept of i
 (the site's default): the verdict of every packet is the one nft gives it, and the policies'
 hit counts (new sessions) summed under the count rule's name are its counter (`counted_as`).
 
+Fewer policies, fewer REST writes (each a round trip and a policy-table commit on the unit):
+FortiOS policy fields srcintf, dstintf, srcaddr, dstaddr and service are lists, and a packet
+matches a policy when it matches one name of each list (CLI reference, `config firewall
+policy`). Two neighbouring denies that differ in one field only are exactly one policy with that
+field's lists joined, so `merge` folds them (a zone segmentation's pair-by-pair denies become one
+policy per run of source zones with the same destinations: La Sagesse's 80 policies, 8). Only
+neighbours merge, so every packet meets the same first verdict; accepts and a count rule's
+policies stay one per rule (their counters are read per rule). The script writes a list as
+names joined by ',' in sorted order (`srcintf=lan0.110,lan0.115`).
+
 The firewall's own traffic on a cut interface. The nft renderer also drops, in its input chain,
 what a cut interface brings to the firewall itself (every drop naming an incoming interface and
 no outgoing one). FortiOS filters traffic to the unit with `config firewall local-in-policy`
@@ -104,11 +114,11 @@ class Policy:
 
     name: str
     action: str  # accept | deny
-    srcintf: str  # an interface name or "any"
+    srcintf: str  # interface names joined by ',' (sorted), or "any"
     dstintf: str
-    srcaddr: str  # an address name or "all"
+    srcaddr: str  # address names joined by ',' (sorted), or "all"
     dstaddr: str
-    service: str  # a service name or "ALL"
+    service: str  # service names joined by ',' (sorted), or "ALL"
     comments: str
 
     def line(self, seq: int, flag: str = "") -> str:
@@ -212,8 +222,94 @@ def _policy(rule: NftRule, name: str, action: str, comment: str) -> Policy:
     )
 
 
+ANY = frozenset({"any", "all", "ALL"})  # the built-in "everything" of a policy field
+_LISTS = ("srcintf", "dstintf", "srcaddr", "dstaddr", "service")
+
+
+def members(value: str) -> list[str]:
+    """The names of one policy field as the script writes it (a comma-joined list: FortiOS
+    policies take lists for srcintf, dstintf, srcaddr, dstaddr and service)."""
+    return value.split(",")
+
+
+def _joined(names: set[str] | list[str]) -> str:
+    return ",".join(sorted(set(names)))
+
+
+def _mergeable(a: Policy, b: Policy) -> str | None:
+    """The one list field whose union turns `a` and `b` into one policy matching exactly what
+    either matches (FortiOS: a packet matches a policy when it matches ANY name of EACH field,
+    so two policies equal in every field but one are their union with that field's lists
+    joined); None if they differ in more than one field or in action, or the field differing
+    names a built-in 'everything' (any/all/ALL: it stands alone)."""
+    if a.action != b.action:
+        return None
+    differ = [f for f in _LISTS if set(members(getattr(a, f))) != set(members(getattr(b, f)))]
+    if len(differ) != 1:
+        return None
+    f = differ[0]
+    if ANY & {*members(getattr(a, f)), *members(getattr(b, f))}:
+        return None
+    return f
+
+
+_SINGLE = re.compile(rf"^{re.escape(PREFIX)}[0-9a-f]{{8}}$")
+
+
+def _group(head: Policy, parts: list[tuple[str, str]], fields: dict[str, str]) -> Policy:
+    """The policy of several rules' denies: `parts` their (tag, id), `fields` its lists."""
+    ids = [rid for _, rid in parts]
+    gid = hashlib.sha256(" ".join(ids).encode()).hexdigest()[:8]
+    tags = list(dict.fromkeys(tag for tag, _ in parts))
+    return Policy(
+        name=f"{PREFIX}g{gid}",
+        action=head.action,
+        comments=safe_comment(f"{', '.join(tags)} #{' #'.join(ids)}"),
+        **fields,
+    )
+
+
+def merge(pols: list[Policy]) -> list[Policy]:
+    """Fewer policies, same verdicts: each deny merged into the deny just before it when the two
+    differ in one list field only (repeated until nothing merges). Only neighbours merge, so no
+    policy between them can take a packet first: every packet meets the same first verdict.
+    Accepts (their traffic is read back per rule) and the policies of a count rule (their hit
+    counts are its counter) stay one per rule. A merged policy is `cordon-g<8 hex>` (no counter
+    key, see `count_key`) and its comments list the tags and rule ids it holds."""
+    # (policy as it stands, its rules' (tag, id) when it may merge, else None)
+    runs: list[tuple[Policy, list[tuple[str, str]] | None]] = []
+    for p in pols:
+        single = p.action == "deny" and bool(_SINGLE.match(p.name))
+        tag = p.comments.rsplit(" #", 1)[0]
+        runs.append((p, [(tag, p.name.removeprefix(PREFIX))] if single else None))
+    changed = True
+    while changed:
+        changed = False
+        out: list[tuple[Policy, list[tuple[str, str]] | None]] = []
+        for p, parts in runs:
+            if out and parts is not None and out[-1][1] is not None:
+                last, last_parts = out[-1]
+                field = _mergeable(last, p)
+                if field is not None and last_parts is not None:
+                    fields = {f: getattr(last, f) for f in _LISTS}
+                    fields[field] = _joined([*members(fields[field]), *members(getattr(p, field))])
+                    both = [*last_parts, *parts]
+                    out[-1] = (_group(last, both, fields), both)
+                    changed = True
+                    continue
+            out.append((p, parts))
+        runs = out
+    return [p for p, _ in runs]
+
+
 def policies(state: DeviceState) -> list[Policy]:
-    """Cordon's policies for `state`, in the order they must hold (see the module docstring)."""
+    """Cordon's policies for `state`, in the order they must hold (see the module docstring),
+    neighbouring denies merged (`merge`)."""
+    return merge(_policies(state))
+
+
+def _policies(state: DeviceState) -> list[Policy]:
+    """One policy per rule (a count rule: one per later rule it overlaps, and its own)."""
     rules = [r for r in state.ordered_rules() if not r.reply]
     out: list[Policy] = []
     for i, rule in enumerate(rules):
@@ -268,7 +364,7 @@ def objects(state: DeviceState) -> list[str]:
     pols = policies(state)
     local = local_in(state)
     refs: list[Policy | LocalIn] = [*pols, *local]
-    addrs = {p.srcaddr for p in refs} | {p.dstaddr for p in refs}
+    addrs = {a for p in refs for a in [*members(p.srcaddr), *members(p.dstaddr)]}
     lines = []
     for rule in state.rules:
         for a in (rule.saddr, rule.daddr):

@@ -75,3 +75,49 @@ def test_policies_are_deleted_from_the_bottom_of_the_table_up() -> None:
     )
     assert deleted == ["x", "drop", "keep"]
     assert len(done) == 3
+
+
+def test_a_merged_deny_renamed_is_replaced_before_it_is_deleted() -> None:
+    """A merged deny changes name when its members change (`render.merge`): its successor is
+    created and moved into place above it before it is deleted, so what both cut is never open;
+    the table the calls leave is the wanted one."""
+    from typing import Any  # noqa: PLC0415
+
+    from agent.platforms.fortigate.driver import FortiGateDriver  # noqa: PLC0415
+
+    drv = object.__new__(FortiGateDriver)
+    table = [5, 1000]  # cordon-gold (ours), then the site's
+    names = {5: "cordon-gold", 1000: "site-allow"}
+    calls: list[str] = []
+
+    def call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+        assert method == "POST"
+        names[6] = kw["body"]["name"]
+        table.append(6)
+        calls.append("POST")
+        return {"mkey": 6}
+
+    def write(method: str, path: str, what: str, **kw: Any) -> str:
+        pid = int(path.rsplit("/", 1)[1])
+        if method == "DELETE":
+            assert 6 in table[: table.index(pid)], "deleted before its successor was above it"
+            table.remove(pid)
+        else:
+            ((how, other),) = {k: v for k, v in kw["query"].items() if k != "action"}.items()
+            table.remove(pid)
+            table.insert(table.index(int(other)) + (0 if how == "before" else 1), pid)
+        calls.append(method)
+        return method
+
+    drv._call = call  # type: ignore[method-assign]
+    drv._write = write  # type: ignore[method-assign]
+    rows = [{"policyid": pid, "name": names[pid]} for pid in table]
+    drv._converge_table(
+        "firewall/policy",
+        rows,
+        {"cordon-gold": "old"},
+        [("cordon-gnew", "new", {"name": "cordon-gnew"})],
+        lambda r: r["name"] if r["name"].startswith("cordon-") else None,
+    )
+    assert calls == ["POST", "PUT", "DELETE"]
+    assert table == [6, 1000]

@@ -38,7 +38,36 @@ STATES = {
             }
         )
     ),
+    # a zone segmentation: every pair of zones cut both ways, a kept flow across, the WAN cut
+    "segment": DeviceState(
+        rules=frozenset(
+            {
+                *(
+                    NftRule("drop", a, b, tag="segment")
+                    for a, b in itertools.permutations(["lan0.20", "lan0.30", "lan0.40"], 2)
+                    if {a, b} != {"lan0.20", "lan0.30"}
+                ),
+                NftRule("drop", iif="wan1", tag="cut-wan"),
+                NftRule("drop", oif="wan1", tag="cut-wan"),
+                NftRule("accept", "lan0.20", "lan0.40", "198.18.92.10", "198.18.94.10", None, 2575),
+                NftRule("accept", "lan0.40", "lan0.20", "198.18.94.10", "198.18.92.10", 2575, None),
+            }
+        )
+    ),
 }
+
+
+def _in(name: str, value: str, builtin: str) -> bool:
+    """FortiOS: a field matches when it is the built-in 'everything' or names the value."""
+    names = render.members(value)
+    return names == [builtin] or name in names
+
+
+def _addr_in(ip: str, value: str, addresses: dict[str, str]) -> bool:
+    names = render.members(value)
+    return names == ["all"] or any(
+        ipaddress.ip_address(ip) in ipaddress.ip_network(addresses[n]) for n in names
+    )
 
 
 def fortios_opens(lines: list[str], iif: str, oif: str, src: str, dst: str, port: int) -> bool:
@@ -46,18 +75,13 @@ def fortios_opens(lines: list[str], iif: str, oif: str, src: str, dst: str, port
     after Cordon's); its replies then pass by the session table."""
     objs = parse.parse_script(lines)
     for p in objs.policies:
+        # FortiOS: a packet matches a policy when it matches one name of each of its lists
         ok = (
-            p.srcintf in ("any", iif)
-            and p.dstintf in ("any", oif)
-            and (
-                p.srcaddr == "all"
-                or ipaddress.ip_address(src) in ipaddress.ip_network(objs.addresses[p.srcaddr])
-            )
-            and (
-                p.dstaddr == "all"
-                or ipaddress.ip_address(dst) in ipaddress.ip_network(objs.addresses[p.dstaddr])
-            )
-            and (p.service == "ALL" or objs.services[p.service] == port)
+            _in(iif, p.srcintf, "any")
+            and _in(oif, p.dstintf, "any")
+            and _addr_in(src, p.srcaddr, objs.addresses)
+            and _addr_in(dst, p.dstaddr, objs.addresses)
+            and (p.service == "ALL" or port in [objs.services[n] for n in p.service.split(",")])
         )
         if ok:
             return p.action == "accept"
@@ -70,8 +94,8 @@ def test_same_connections_as_nftables(name: str) -> None:
     semantics let both its request and its reply through."""
     state = STATES[name]
     lines = render.script(state).splitlines()
-    ifs = ["wan1", "lan0.20", "lan0.30"]
-    hosts = ["198.18.92.10", "198.18.93.10", "198.18.90.10"]
+    ifs = ["wan1", "lan0.20", "lan0.30", "lan0.40"]
+    hosts = ["198.18.92.10", "198.18.93.10", "198.18.94.10", "198.18.90.10"]
     for iif, oif in itertools.permutations(ifs, 2):
         for src, dst in itertools.permutations(hosts, 2):
             for port in (2575, 8080):
@@ -85,6 +109,35 @@ def test_same_connections_as_nftables(name: str) -> None:
                     dst,
                     port,
                 )
+
+
+def test_neighbouring_denies_merge_into_list_policies() -> None:
+    """A segmentation's denies become a few policies with interface lists (fewer REST writes);
+    the kept flow's accept stays one policy of its own, before them; the script parses back."""
+    state = STATES["segment"]
+    pols = render.policies(state)
+    assert len(pols) < len(render._policies(state)) == 7
+    assert pols[0].action == "accept" and pols[0].name == render.PREFIX + render.rule_id(
+        next(r for r in state.rules if r.verdict == "accept" and not r.reply)
+    )
+    merged = [p for p in pols if "," in p.srcintf + p.dstintf]
+    assert merged and all(p.action == "deny" and p.name.startswith("cordon-g") for p in merged)
+    assert all(render.count_key(p.name) is None for p in merged)
+    assert parse.parse_script(render.script(state).splitlines()).lines() == render.objects(state)
+
+
+def test_merge_keeps_count_rules_and_accepts_apart() -> None:
+    """The policies of a count rule (its counter) and accepts (read back per rule) never merge."""
+    pols = render.policies(STATES["reconnect"])
+    assert [p.name for p in pols] == [p.name for p in render._policies(STATES["reconnect"])]
+    a = render.Policy("cordon-00000001", "accept", "a", "x", "all", "all", "ALL", "t #00000001")
+    b = render.Policy("cordon-00000002", "accept", "b", "x", "all", "all", "ALL", "t #00000002")
+    assert render.merge([a, b]) == [a, b]
+    d1 = render.Policy("cordon-00000003", "deny", "a", "x", "all", "all", "ALL", "t #00000003")
+    d2 = render.Policy("cordon-00000004", "deny", "b", "y", "all", "all", "ALL", "t #00000004")
+    assert render.merge([d1, d2]) == [d1, d2]  # two fields differ: their union is no product
+    d3 = render.Policy("cordon-00000005", "deny", "any", "x", "all", "all", "ALL", "t #00000005")
+    assert render.merge([d1, d3]) == [d1, d3]  # 'any' stands alone in a list
 
 
 def test_script_parses_back_and_counts_by_the_count_rule() -> None:
@@ -106,6 +159,14 @@ def test_script_parses_back_and_counts_by_the_count_rule() -> None:
         "policy 1 site-policy action=accept srcintf=any dstintf=any srcaddr=all dstaddr=all "
         "service=ALL comments=x",
         "policy 1 cordon-x action=accept srcintf='lan0 next' dstintf=any srcaddr=all "
+        "dstaddr=all service=ALL comments=x",
+        "policy 1 cordon-x action=deny srcintf=lan1,lan0 dstintf=any srcaddr=all "
+        "dstaddr=all service=ALL comments=x",  # a list out of order: never rendered so
+        "policy 1 cordon-x action=deny srcintf=any,lan0 dstintf=any srcaddr=all "
+        "dstaddr=all service=ALL comments=x",  # 'any' stands alone
+        "policy 1 cordon-x action=deny srcintf=lan0,,lan1 dstintf=any srcaddr=all "
+        "dstaddr=all service=ALL comments=x",
+        "policy 1 cordon-x action=deny srcintf=lan0 dstintf=any srcaddr=all,cordon-h-1 "
         "dstaddr=all service=ALL comments=x",
         "address cordon-h-1 subnet=10.0.0.1/8",
         "execute factoryreset",

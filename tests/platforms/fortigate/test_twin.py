@@ -311,3 +311,42 @@ def test_reconnect_soak_sees_new_connections_through_the_policy_counters(
             for run in journal.runs():
                 ex.rollback(run.run_id)
     journal.close()
+
+
+def test_merged_denies_cut_as_the_unmerged_ones_and_are_replaced_before_deleted(
+    fg: Twin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neighbouring denies merged into one list policy (`render.merge`) cut, in real TCP on the
+    twin (which evaluates FortiOS lists itself), exactly what the same rules one policy each cut;
+    when the merged deny's members change, its successor is created and moved above it before
+    it is deleted; the read-back is exact at each step."""
+    one = DeviceState(
+        rules=frozenset({NftRule("drop", oif="wan1"), NftRule("drop", oif="lan0.30")})
+    )
+    two = DeviceState(rules=one.rules | {NftRule("drop", oif="lan0.20")})
+    assert len(render.policies(one)) == 1 and "," in render.policies(one)[0].dstintf
+    original = matrix(fg)
+    d = driver(fg)
+    try:
+        seen = {}
+        for merged in (True, False):
+            with monkeypatch.context() as m:
+                if not merged:
+                    m.setattr(render, "merge", lambda pols: pols)
+                d.apply(ChangeSet(tuple(render.script(one).splitlines())))
+                assert set(d.rule_comments() or ()) == render.comments(one)
+                assert wait_for(lambda: matrix(fg) != original, timeout=5)
+                seen[merged] = matrix(fg)
+            d.apply(ChangeSet(tuple(render.script(NORMAL).splitlines())))
+        assert seen[True] == seen[False] != original
+        d.apply(ChangeSet(tuple(render.script(one).splitlines())))
+        mark = len(api_log(fg))
+        d.apply(ChangeSet(tuple(render.script(two).splitlines())))
+        writes = [m for m, p in _writes_since(fg, mark) if p.startswith("firewall/policy")]
+        assert writes == ["POST", "DELETE"] or writes == ["POST", "PUT", "DELETE"], writes
+        assert set(d.rule_comments() or ()) == render.comments(two)
+        assert wait_for(lambda: not any(matrix(fg).values()), timeout=5)
+        d.apply(ChangeSet(tuple(render.script(NORMAL).splitlines())))
+        assert wait_for(lambda: matrix(fg) == original, timeout=10)
+    finally:
+        d.close()
