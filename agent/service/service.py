@@ -245,7 +245,7 @@ class Service:
         """A journal write of this node was refused by the lease (`FencedError`): audited,
         then this node steps down (once)."""
         audit.release_epoch(epoch)  # it knows: its records no longer claim the epoch
-        self._node_event("node.fenced", epoch=epoch)
+        self._audited(lambda: self.log.error("node.fenced", node=self.node_id, epoch=epoch))
         if self.lease_loop is not None:
             self.lease_loop.lost(epoch, "a journal write was fenced: a standby took over")
 
@@ -263,7 +263,7 @@ class Service:
             self._say(
                 f"node {self.node_id}: the state database is unreachable ({why}): driving "
                 "nothing until it answers again; then the open runs are settled from the devices"
-                + self._node_event("state.lost", error=why)
+                + self._audited(lambda: self.log.error("state.lost", node=self.node_id, error=why))
             )
 
     def _deactivate(self, epoch: int, why: str) -> None:
@@ -274,18 +274,20 @@ class Service:
         if sched is not None and sched.running:
             sched.shutdown(wait=False)
         audit.release_epoch(epoch)
-        unaudited = self._node_event("node.stepped_down", epoch=epoch, why=why)
+        unaudited = self._audited(
+            lambda: self.log.error("node.stepped_down", node=self.node_id, epoch=epoch, why=why)
+        )
         self._say(
             f"node {self.node_id}: STEPPED DOWN from epoch {epoch} ({why}); standby{unaudited}"
         )
 
-    def _node_event(self, event: str, **fields: object) -> str:
-        """Audit a change of this node's role. Called from the lease's thread when the state
-        database (where the group's audit chain may live too) is failing: an audit write that
-        fails must not stop that thread, which takes the lease again once the database answers.
-        Returns "" when audited, else what the node's output says instead."""
+    def _audited(self, log: Callable[[], object]) -> str:
+        """Audit a change of this node's role (`log` writes the record). Called from the lease's
+        thread when the state database (where the group's audit chain may live too) is failing:
+        an audit write that fails must not stop that thread, which takes the lease again once the
+        database answers. Returns "" when audited, else what the node's output says instead."""
         try:
-            self.log.error(event, node=self.node_id, **fields)
+            log()
         except AuditError as exc:
             return f" (not in the audit chain, which cannot be written: {exc.message})"
         return ""
