@@ -13,6 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from agent.api import nodes as api_nodes
+from agent.audit import pgchain
 from agent.engine import journal, lease
 from agent.lab import flows, ready
 from agent.service import health
@@ -84,6 +86,8 @@ def test_a_daemon_on_postgresql_runs_and_status_reads_it_back(
             "journal": journal.SCHEMA_VERSION,
             "health": health.SCHEMA_VERSION,
             "lease": lease.SCHEMA_VERSION,  # the active/standby lease (a lone daemon holds it)
+            "api_nodes": api_nodes.SCHEMA_VERSION,  # each node's API address, for redirects
+            "audit": pgchain.SCHEMA_VERSION,  # the group's one audit chain
         }
         assert sorted(p.name for p in s.state.glob("*.sqlite*")) == []
         assert not all(matrix(twin).values())  # the site's flows are really cut
