@@ -35,6 +35,7 @@ def _steps() -> list[NewStep]:
     ]  # fmt: skip
 
 
+@pytest.mark.sqlite_only("reads the SQLite file's query plan for the steps_by_site index")
 def test_a_sites_step_rows_and_a_devices_state_by_key(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     j = Journal(path)
