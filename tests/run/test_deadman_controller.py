@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import audit
+from agent.audit.pipeline import current_source
 from agent.drivers.pool import Pool
 from agent.engine.journal import Journal
 from agent.errors import PlaybookError, RunError
@@ -20,7 +20,6 @@ from agent.run.executor import Executor
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
 from tests.pgserver import Where
-from tests.run.test_honesty import records
 
 
 def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path, state_where: Where) -> None:
@@ -50,7 +49,7 @@ def test_lost_switch_during_reopen_is_closed_again(tmp_path: Path, state_where: 
     assert world.log[-1] == f"nts-sw1: interface {port} / shutdown"
     acts = [
         r["event"]
-        for r in records(audit.current_log_dir())
+        for r in current_source().records()
         if r.get("run_id") == run.run_id and str(r.get("event")).startswith("deadman.")
     ]
     assert acts == ["deadman.controller", "deadman.reverted"]  # the trail says what it did

@@ -6,14 +6,13 @@ verdict is journaled, audited, in the run's report and in `cordon status`."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from agent import audit
+from agent.audit.pipeline import current_source
 from agent.cli.options import Opts
 from agent.cli.render.runs import flow_lines
 from agent.cli.render.status import render_status
@@ -91,13 +90,8 @@ def site_flows(inv: Inventory) -> list[str]:
 
 
 def audited(kind: str) -> list[dict[str, object]]:
-    out = []
-    for path in sorted(audit.current_log_dir().glob("audit-*.jsonl")):
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("event") == kind:
-                out.append(rec)
-    return out
+    """The records of `kind` in the chain this process writes (files, or PostgreSQL's)."""
+    return [r for r in current_source().records() if r.get("event") == kind]
 
 
 def test_no_source_leaves_every_flow_unverified_never_passed(
