@@ -46,6 +46,7 @@ from aiohttp import web
 from agent import audit, settings
 from agent.api.auth import Action, Caller, Policy, may
 from agent.api.backend import Backend
+from agent.api.tcp import host_port
 from agent.audit.redact import scrub
 from agent.errors import AccessRefused, ConfigError, CordonError
 from agent.view import snapshot
@@ -89,17 +90,7 @@ def listen_address(raw: str | None = None, *, tls: bool = False) -> tuple[str, i
     if not value:
         return None
     hint = f"set {_VAR} to a loopback address and port (127.0.0.1:8443 or [::1]:8443), or unset it"
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"{_VAR}={value!r} is not HOST:PORT", hint=hint)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(
-            f"{_VAR}={value!r}: {host!r} is not an IP address (names are not resolved)", hint=hint
-        ) from None
+    host, addr, port = host_port(value, _VAR, hint)  # the API listener's own parsing
     if not addr.is_loopback and not tls:
         raise ConfigError(
             f"{_VAR}={value!r}: {host} is not a loopback address; beyond loopback the view is "
@@ -107,9 +98,7 @@ def listen_address(raw: str | None = None, *, tls: bool = False) -> tuple[str, i
             hint=hint + "; or set CORDON_API_TLS_CERT and CORDON_API_TLS_KEY (README: HA); "
             "or from another machine: ssh -L 8443:127.0.0.1:8443 <daemon host>",
         )
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigError(f"{_VAR}={value!r}: the port must be 1-65535", hint=hint)
-    return str(addr), int(port_text)
+    return host, port
 
 
 def is_loopback(host: str) -> bool:
