@@ -36,6 +36,7 @@ from agent.drivers.base import (
     Via,
 )
 from agent.drivers.pool import Pool
+from agent.engine import store
 from agent.engine.journal import Journal
 from agent.inventory.models import Inventory
 from agent.playbook.models import Playbook
@@ -96,11 +97,14 @@ class NullDevice:
         return Facts(self.target.name, self.target.device.platform, self.via, shown)
 
 
-def measure(n_devices: int, tmp: Path) -> tuple[int, int, float, float, float]:
+GROUPED = store.GROUP_MAX
+
+
+def measure(n_devices: int, tmp: Path, label: str) -> tuple[int, int, float, float, float]:
     """(devices, device steps, CPU s, wall s, plan s) of one containment of `n_devices`."""
     inv = Inventory.model_validate(synthetic(max(1, n_devices // 10), devices_per_site=10))
     pb = Playbook.model_validate(PLAYBOOK)
-    journal = Journal(tmp / f"journal-{n_devices}.sqlite")
+    journal = Journal(tmp / f"journal-{n_devices}-{label.replace(' ', '-')}.sqlite")
     with Pool(inv, keepalive=None, factory=NullDevice) as pool:
         ex = Executor(inv, journal, pool, actor="bench")
         ex.deadman = 0.0  # a null device has no revert timer; nothing to arm
@@ -127,14 +131,22 @@ def main() -> None:
         os.environ.setdefault("CORDON_LOG_DIR", str(Path(tmp) / "log"))
         os.environ.setdefault("CORDON_STATE_DIR", str(Path(tmp) / "state"))
         print(
-            f"{'devices':>8}{'steps':>8}{'CPU s':>9}{'wall s':>9}{'CPU ms/step':>13}{'plan s':>9}"
+            f"{'devices':>8}{'steps':>8}{'journal commits':>17}{'CPU s':>9}{'wall s':>9}"
+            f"{'CPU ms/step':>13}{'plan s':>9}"
         )
         for n in args.sizes:
-            devices, steps, cpu, wall, plan_s = measure(n, Path(tmp))
-            print(
-                f"{devices:>8}{steps:>8}{cpu:>9.2f}{wall:>9.2f}"
-                f"{cpu * 1000 / steps:>13.2f}{plan_s:>9.2f}"
-            )
+            # side by side: the journal's group commit (the daemon's), and one COMMIT (one
+            # fsync) per write transaction, as before it
+            for label, group in (("grouped", store.GROUP_MAX), ("one each", 1)):
+                store.GROUP_MAX = group
+                try:
+                    devices, steps, cpu, wall, plan_s = measure(n, Path(tmp), label)
+                finally:
+                    store.GROUP_MAX = GROUPED
+                print(
+                    f"{devices:>8}{steps:>8}{label:>17}{cpu:>9.2f}{wall:>9.2f}"
+                    f"{cpu * 1000 / steps:>13.2f}{plan_s:>9.2f}"
+                )
 
 
 if __name__ == "__main__":

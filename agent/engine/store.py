@@ -6,7 +6,9 @@ a write transaction is isolated.
 
 The stores write portable SQL (`?` placeholders, `INSERT ... ON CONFLICT`, `upsert`) in a
 `Tx`, from `Conn.write()` (a transaction) or `Conn.query()` (one read). On SQLite a write is
-`BEGIN IMMEDIATE`: the file's one writer at a time, as before. On PostgreSQL it is a READ
+`BEGIN IMMEDIATE`: the file's one writer at a time, as before; the process's threads queued for
+it share one COMMIT (group commit: one fsync for the batch, each block in a savepoint of its
+own), and each returns only once that COMMIT is done. On PostgreSQL it is a READ
 COMMITTED transaction on a pooled connection (psycopg_pool): the executor's site threads write
 in parallel and their commits share the WAL flushes; what SQLite's single writer made safe is
 made safe by record locks: every read-check-write (a run's or a step's status transition, a
@@ -177,6 +179,21 @@ class Tx:
         return {r[0] for r in rows}
 
 
+GROUP_MAX = 64  # SQLite: the most write blocks that share one COMMIT
+
+
+class _Batch:
+    """The write blocks sharing one SQLite COMMIT: set `done` once it is over (`error`: it
+    failed, nothing of it was written)."""
+
+    __slots__ = ("blocks", "done", "error")
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        self.done = threading.Event()
+        self.error: sqlite3.Error | None = None
+
+
 class Conn:
     """A store: one SQLite connection shared by the process's threads (every use holds `lock`),
     or a pool of PostgreSQL connections (one per transaction or read, so the threads' writes
@@ -198,6 +215,10 @@ class Conn:
         self.where = where  # the file, or the URL without its query: for messages
         self.wait_s = wait_s  # PostgreSQL: how long a transaction waits for a live connection
         self.lock = threading.RLock()
+        # SQLite group commit (`_sqlite_write`): the open batch, and how many writers wait
+        self._batch: _Batch | None = None
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         # told (with the message) each time the database could not be used (StateLostError)
         self.on_lost: list[Callable[[str], None]] = []
 
@@ -214,14 +235,8 @@ class Conn:
         PostgreSQL: READ COMMITTED, each read-check-write holding its records' locks
         (`Tx.guard`); single statements (upserts, updates) are atomic by themselves."""
         if self.backend == "sqlite":
-            with self.lock:
-                self.raw.execute("BEGIN IMMEDIATE")
-                try:
-                    yield Tx(self, self.raw)
-                except BaseException:
-                    self.raw.execute("ROLLBACK")
-                    raise
-                self.raw.execute("COMMIT")
+            with self._sqlite_write() as tx:
+                yield tx
             return
         import psycopg  # noqa: PLC0415 - a PostgreSQL store only
 
@@ -239,6 +254,95 @@ class Conn:
                     "its COMMIT was sent but no answer came back: whether it committed is unknown",
                 ) from None
 
+    @contextmanager
+    def _sqlite_write(self) -> Iterator[Tx]:
+        """A SQLite write that shares its COMMIT (its fsync) with the writers queued behind it
+        (group commit): each block runs alone under `lock`, in a savepoint of the one open
+        transaction (an exception rolls back that block only, and is raised to its caller);
+        the last block of a batch (no other writer waiting, or `GROUP_MAX` blocks in it)
+        commits, and every block of the batch returns only once that COMMIT is done, so a
+        caller never goes on (sends a command) before what it wrote is durable. A failed COMMIT
+        is raised to every block of its batch: none of them was written."""
+        batch: _Batch
+        with self._count_waiting():
+            self.lock.acquire()
+        try:
+            if self._batch is None:
+                self.raw.execute("BEGIN IMMEDIATE")
+                self._batch = _Batch()
+            batch = self._batch
+            try:
+                self.raw.execute("SAVEPOINT w")
+            except sqlite3.Error as exc:  # the batch's transaction is unusable: none of it
+                self._fail_batch(batch, exc)
+                raise
+            try:
+                yield Tx(self, self.raw)
+            except BaseException:
+                self._undo_block(batch)
+                raise
+            try:
+                self.raw.execute("RELEASE w")
+            except sqlite3.Error as exc:
+                self._fail_batch(batch, exc)
+            else:
+                batch.blocks += 1
+                self._end_batch_if_last(batch)
+        finally:
+            self.lock.release()
+        batch.done.wait()
+        if batch.error is not None:  # the same error in each writer of the batch
+            raise type(batch.error)(*batch.error.args)
+
+    @contextmanager
+    def _count_waiting(self) -> Iterator[None]:
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    def _undo_block(self, batch: _Batch) -> None:
+        """Under `lock`: a block raised: roll back its savepoint only; if SQLite cannot (the
+        error ended the whole transaction: a full disk, an I/O error), the batch is lost."""
+        try:
+            self.raw.execute("ROLLBACK TO w")
+            self.raw.execute("RELEASE w")
+        except sqlite3.Error as exc:
+            self._fail_batch(batch, exc)
+            return
+        self._end_batch_if_last(batch)
+
+    def _end_batch_if_last(self, batch: _Batch) -> None:
+        """Under `lock`: COMMIT the open batch when no other writer waits for the lock (or the
+        batch is full), and wake its blocks."""
+        with self._waiting_lock:
+            waiting = self._waiting
+        if waiting > 0 and batch.blocks < GROUP_MAX:
+            return  # the next writer's block joins this transaction; the last one commits
+        try:
+            # every block of it failed: nothing to write
+            self.raw.execute("COMMIT" if batch.blocks else "ROLLBACK")
+        except sqlite3.Error as exc:
+            self._fail_batch(batch, exc)
+            return
+        self._batch = None
+        batch.done.set()
+
+    def _fail_batch(self, batch: _Batch, exc: sqlite3.Error) -> None:
+        """Under `lock`: nothing of `batch` was written: its transaction rolled back, `exc`
+        raised to each of its writers."""
+        batch.error = exc
+        self._batch = None
+        try:
+            if self.raw.in_transaction:
+                self.raw.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite already ended it
+        batch.done.set()
+
     def lost(self) -> str | None:
         """Why this store can no longer be written through, or None (PostgreSQL: its pool was
         closed; a broken connection is replaced by the pool; a SQLite file's identity is the
@@ -249,6 +353,10 @@ class Conn:
 
     def close(self) -> None:
         with self.lock:
+            if self._batch is not None:  # writers waiting for its COMMIT: none of it written
+                self._fail_batch(
+                    self._batch, sqlite3.OperationalError(f"the {self.what} was closed")
+                )
             self.raw.close()
 
     @contextmanager
