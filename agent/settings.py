@@ -426,7 +426,7 @@ def state_url_problem(raw: str) -> str | None:
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
         return f"not a valid URL ({exc})"
-    if parts.scheme not in PG_SCHEMES:
+    if not is_state_url(raw):  # the stores' own test: no URL they would take for a path
         return "not a postgresql:// URL"
     if parts.password is not None or any(
         key.strip().lower() in _PASSWORD_KEYS for key, _value in query

@@ -146,6 +146,15 @@ def test_is_url_never_raises() -> None:
     assert not store.is_url("/var/lib/cordon/journal.sqlite") and not pgchain.is_url(None)
 
 
+@pytest.mark.parametrize("raw", [" postgresql://cordon@db/x", "\tpostgres://cordon@db/x"])
+def test_a_url_the_stores_would_take_for_a_path_is_refused(raw: str) -> None:
+    """The setting and the stores agree on what is a URL: none is accepted as one and then
+    opened as a SQLite file of that name."""
+    assert not store.is_url(raw)
+    with pytest.raises(ConfigError, match="CORDON_STATE_URL cannot be used: not a postgresql"):
+        settings.load({"CORDON_STATE_URL": raw})
+
+
 # -- F9: a port in Unicode digits -----------------------------------------------------------------
 
 
