@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from agent.errors import ConfigError, CordonError, LabError
 
@@ -265,7 +265,8 @@ SETTINGS: tuple[Setting, ...] = (
         "api_tls_cert",
         "path",
         "none",
-        "the daemon's TLS certificate (PEM) for CORDON_API_LISTEN and a TLS view",
+        "the daemon's TLS certificate (PEM) for CORDON_API_LISTEN and a TLS view (refused "
+        "when neither is set)",
         ("agent.api.tcp",),
     ),
     Setting(
@@ -281,7 +282,8 @@ SETTINGS: tuple[Setting, ...] = (
         "api_advertise",
         "text",
         "https://<CORDON_API_LISTEN>",
-        "the https://HOST:PORT other nodes' clients are sent to (recorded in cordon_nodes)",
+        "the https://HOST:PORT other nodes' clients are sent to (recorded in cordon_nodes); "
+        "needs CORDON_API_LISTEN",
         ("agent.api.tcp",),
     ),
     Setting(
@@ -297,7 +299,8 @@ SETTINGS: tuple[Setting, ...] = (
         "api_pin",
         "text",
         "none",
-        "the CLI: the pin (sha256:<hex>) of the daemon's certificate at CORDON_API_URL",
+        "the CLI: the pin (sha256:<hex>) of the daemon's certificate at CORDON_API_URL "
+        "(refused without it)",
         ("agent.cli.session",),
     ),
     Setting(
@@ -386,15 +389,52 @@ def _number(s: Setting, raw: str) -> float:
     return value
 
 
+PG_SCHEMES = ("postgresql", "postgres")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_URL_PARTS = re.compile(r"^(?P<scheme>[^:/?#]+)://(?P<netloc>[^/?#]*)(?P<path>[^?#]*)")
+_PASSWORD_KEYS = ("password", "sslpassword")  # libpq's URI keywords that carry a secret
+
+
+def is_state_url(where: object) -> bool:
+    """Is `where` a PostgreSQL URL (postgresql:// or postgres://) rather than a path? Read
+    from its scheme only: never raises, a malformed URL is still one (`state_url_problem`
+    says what is wrong with it)."""
+    if not isinstance(where, str):
+        return False
+    scheme = _SCHEME.match(where)
+    return scheme is not None and scheme.group(1).lower() in PG_SCHEMES
+
+
+def redact_url(url: str) -> str:
+    """`url` as a message, an output or an error may show it: scheme, user, host, port and
+    path; never its password (`user:password@` becomes `user@`) nor its query (where libpq
+    options, `password=` among them, live). The one redaction of a state URL; never raises,
+    even for a malformed URL."""
+    parts = _URL_PARTS.match(url)
+    if parts is None:  # no scheme://: nothing before an @ or after a ? is shown
+        return url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    userinfo, at, host = parts["netloc"].rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{parts['scheme']}://{user}{at}{host}{parts['path']}"
+
+
 def state_url_problem(raw: str) -> str | None:
-    """Why `raw` cannot be a state URL (not postgresql://, a password in it), or None."""
-    parts = urlsplit(raw)
-    if parts.scheme not in ("postgresql", "postgres"):
+    """Why `raw` cannot be a state URL (not postgresql://, not a URL, a password in it), or
+    None. The query is read as libpq reads it (percent-decoded keywords)."""
+    try:
+        parts = urlsplit(raw)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
+        return f"not a valid URL ({exc})"
+    if not is_state_url(raw):  # the stores' own test: no URL they would take for a path
         return "not a postgresql:// URL"
-    if parts.password is not None or re.search(r"(^|&)password=", parts.query):
+    if parts.password is not None or any(
+        key.strip().lower() in _PASSWORD_KEYS for key, _value in query
+    ):
         return (
-            "it contains a password, and a secret is never a setting: authenticate by peer or "
-            "certificate, or put the password in libpq's password file (PGPASSFILE, ~/.pgpass)"
+            "it contains a password (user:PASSWORD@, password= or sslpassword=), and a secret "
+            "is never a setting: authenticate by peer or certificate, or put the password in "
+            "libpq's password file (PGPASSFILE, ~/.pgpass)"
         )
     return None
 

@@ -396,6 +396,17 @@ def _certificates(
             except ConfigError as exc:
                 issues.append(doc.issue(at, exc.message))
                 continue
+            mode = _others_write(file)
+            if mode is not None:  # whoever can write it puts their certificate there: user's
+                issues.append(
+                    doc.issue(
+                        at,
+                        f"{file} has mode {mode:04o}: writable by group or others, who could "
+                        f"put their own certificate there and act as {user} (chmod 644 or "
+                        "stricter)",
+                    )
+                )
+                continue
             if pin in pins:
                 issues.append(doc.issue(at, f"{file} ({pin}) is listed for {pins[pin]} already"))
                 continue
@@ -404,18 +415,25 @@ def _certificates(
     return issues
 
 
-def _unsafe_file(path: Path) -> list[Issue]:
-    """A roles file others can write lets them grant themselves a role: refuse it."""
+def _others_write(path: Path) -> int | None:
+    """The mode of `path` when its group or others may write it, else None (nor when it cannot
+    be read: whoever reads it reports that)."""
     try:
         mode = path.stat().st_mode
     except OSError:
-        return []  # yamlfile.load already reported it
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return stat.S_IMODE(mode) if mode & (stat.S_IWGRP | stat.S_IWOTH) else None
+
+
+def _unsafe_file(path: Path) -> list[Issue]:
+    """A roles file others can write lets them grant themselves a role: refuse it."""
+    mode = _others_write(path)  # a file that cannot be read: yamlfile.load reported it
+    if mode is not None:
         return [
             Issue(
                 str(path),
                 "",
-                f"roles file has mode {stat.S_IMODE(mode):04o}: writable by group or others, "
+                f"roles file has mode {mode:04o}: writable by group or others, "
                 "who could grant themselves a role (chmod 644 or stricter)",
             )
         ]

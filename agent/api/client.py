@@ -14,7 +14,9 @@ Imports pydantic, `agent.errors`, `agent.wire`, `agent.api` (the default socket 
 `agent.service.changes` (a run's version, for the long-poll); httpx when a `Client` is made
 (`Routes` and `TypedClient` serve `agent.api.local` without it); `agent.mtls` and `agent.secrets`
 only for TLS; never aiohttp, the service itself, the engine or a driver. The token
-is sent as a header, kept only to send it along a redirect, never shown.
+is sent as a header to the daemon the user named, never shown, and never along a redirect: the
+address and pin of a redirect come from the shared state (whoever can write `cordon_nodes`
+names them), and over TCP the client certificate says who the caller is, not a token.
 """
 
 from __future__ import annotations
@@ -212,7 +214,6 @@ class Client(Routes):
         self.follow = follow
         self.notes: list[str] = []  # a redirect followed, an answer from a standby
         self._tls = (cert, key)
-        self._token = token
         headers = {"Authorization": f"Bearer {_check_token(token)}"} if token is not None else {}
         if transport is None and self.url is not None:
             transport = httpx.HTTPTransport(verify=_pinned(self.url, pin, cert, key))
@@ -284,7 +285,10 @@ class Client(Routes):
         body: dict[str, Any] | None,
         params: dict[str, Any] | None,
     ) -> JSON:
-        """A standby refused: send the same request once to the active node it named."""
+        """A standby refused: send the same request once to the active node it named, as
+        the user of the client certificate and without the bearer token (the target's
+        address and pin are read from the shared state: a token sent there would be handed to
+        whoever wrote them, and over TCP it identifies no one)."""
         if not self.follow:
             raise err
         if not isinstance(active, dict):
@@ -313,7 +317,6 @@ class Client(Routes):
             pin=pin,
             cert=cert,
             key=key,
-            token=self._token,
             timeout=self.timeout,
             follow=False,
         ) as other:

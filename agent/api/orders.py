@@ -44,6 +44,7 @@ from agent.errors import (
     RunError,
     SecretError,
     StandbyError,
+    StateLostError,
 )
 from agent.wire import (
     JSON,
@@ -89,6 +90,7 @@ _STATUS: tuple[tuple[type[CordonError], int], ...] = (
     (AccessRefused, 403),
     (ApprovalError, 409),
     (StandbyError, 421),  # misdirected: the active node's address is in the body
+    (StateLostError, 503),  # the state database away: the server's outage, not the request
     (DaemonError, 400),
     (PlanError, 422),
     (RunError, 409),  # refused (includes LockError: the site is held by another run)

@@ -71,7 +71,8 @@ def host_port(value: str, var: str, hint: str) -> tuple[str, Address, int]:
         raise ConfigError(
             f"{var}={value!r}: {host!r} is not an IP address (names are not resolved)", hint=hint
         ) from None
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    # ASCII digits only: '²'.isdigit() is true, int('²') raises
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ConfigError(f"{var}={value!r}: the port must be 1-65535", hint=hint)
     return str(addr), addr, int(port_text)
 
@@ -114,6 +115,13 @@ def api_listen(policy: Policy) -> TcpListen | None:
     """CORDON_API_LISTEN and its TLS, validated; None when unset (the Unix socket only)."""
     cfg = settings.current()
     if not cfg.api_listen:
+        if cfg.api_advertise:  # it names where clients reach this node's TCP listener: none
+            raise ConfigError(
+                "CORDON_API_ADVERTISE is set but CORDON_API_LISTEN is not: there is no API "
+                "over TCP to advertise (other nodes' clients would be sent nowhere)",
+                hint=f"set {_LISTEN}=IP:PORT (with CORDON_API_TLS_CERT and _KEY) to serve the "
+                "API over TCP, or unset CORDON_API_ADVERTISE",
+            )
         return None
     hint = f"set {_LISTEN} to an address of this host and a port (10.0.0.5:8600), or unset it"
     host, addr, port = host_port(cfg.api_listen, _LISTEN, hint)
@@ -138,11 +146,11 @@ def api_listen(policy: Policy) -> TcpListen | None:
 
 
 def _https_url(value: str, var: str) -> str:
-    parts = urlsplit(value)
     try:
+        parts = urlsplit(value)  # an unclosed [ of an IPv6 host raises here
         port = parts.port
     except ValueError:
-        port = None
+        parts, port = urlsplit(""), None
     if parts.scheme != "https" or not parts.hostname or port is None or parts.path not in ("", "/"):
         raise ConfigError(
             f"{var}={value[:200]!r} is not https://HOST:PORT",

@@ -56,7 +56,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from agent import settings
 from agent.audit import redact
@@ -80,7 +79,6 @@ TABLE = "cordon_audit"
 PG_CHAIN_FIELDS = ("seq", "prev", "ts", "file", "writer", "writer_epoch", "hash")
 SCHEMA_VERSION = 1
 _STORE = "audit"
-SCHEMES = ("postgresql", "postgres")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cordon_audit (seq BIGINT PRIMARY KEY, line TEXT NOT NULL)",
@@ -122,14 +120,13 @@ class AuditFenced(AuditError):
 
 
 def is_url(where: object) -> bool:
-    """Is `where` a PostgreSQL URL (rather than a log directory)?"""
-    return isinstance(where, str) and urlsplit(where).scheme in SCHEMES
+    """Is `where` a PostgreSQL URL (rather than a log directory)? Never raises."""
+    return settings.is_state_url(where)
 
 
 def redact_url(url: str) -> str:
-    """`url` without its query (where libpq options live), for messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    """`url` without its password nor its query, for messages (`settings.redact_url`)."""
+    return settings.redact_url(url)
 
 
 def _lock_key(name: str) -> int:

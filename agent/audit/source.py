@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -83,10 +82,7 @@ class ChainSource:
         directory, or the database and table, its URL without a password or the query (where
         libpq options live)."""
         if self.url is not None:
-            parts = urlsplit(self.url)
-            host = parts.netloc.rpartition("@")[2]
-            user = f"{parts.username}@" if parts.username else ""
-            return f"{parts.scheme}://{user}{host}{parts.path} ({pgchain.TABLE})"
+            return f"{pgchain.redact_url(self.url)} ({pgchain.TABLE})"
         return str(self.log_dir)
 
     def records(self) -> list[dict[str, Any]]:

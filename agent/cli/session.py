@@ -49,10 +49,18 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
     state directory (the two would drive the same runs). `drives`: this process will drive a
     run (--local), so it gets the twin's flow probes when the twin is up.
     """
+    cfg = settings.current()
+    if cfg.api_pin and not cfg.api_url:  # it would be ignored: the socket has no certificate
+        raise ConfigError(
+            "CORDON_API_PIN is set but CORDON_API_URL is not: the pin is that of the daemon's "
+            "certificate at CORDON_API_URL; without it the command goes to the daemon's socket "
+            "and the pin would be ignored",
+            hint="set CORDON_API_URL=https://HOST:PORT of the daemon with this certificate, or "
+            "unset CORDON_API_PIN",
+        )
     if not o.local:
         from agent.api.client import Client  # noqa: PLC0415 - httpx: not for --local (#18)
 
-        cfg = settings.current()
         cert, key = _client_identity()
         if cfg.api_url:
             daemon = Client(url=cfg.api_url, pin=cfg.api_pin, cert=cert, key=key, token=o.token)

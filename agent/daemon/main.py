@@ -37,7 +37,7 @@ from agent import __version__, audit
 from agent.api.auth import Policy
 from agent.api.nodes import Directory
 from agent.drivers.limits import raise_nofile
-from agent.errors import DaemonError
+from agent.errors import ConfigError, DaemonError
 from agent.service.service import DAEMON_ACTOR, Service
 from agent.settings import current as current_settings
 from agent.verify.sources import production_sources
@@ -130,6 +130,7 @@ def run(cfg: DaemonConfig) -> None:
     tls = server_tls(policy)  # CORDON_API_TLS_CERT/_KEY: refused now if unusable
     tcp = api_listen(policy)  # CORDON_API_LISTEN: refused now if bad, or without TLS
     view = listen_address(tls=tls is not None)  # CORDON_VIEW_LISTEN: loopback, or with TLS
+    _tls_served(tls, tcp, view)  # a certificate that nothing serves: refused, not ignored
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)
         twin = twin_source(service.inv)
@@ -153,6 +154,27 @@ def run(cfg: DaemonConfig) -> None:
                         outcome="stopped" if life.signal else "failed",
                     )
                 _say(f"stopped ({life.signal or 'on an error'})")
+
+
+def _tls_served(tls: ServerTls | None, api: TcpListen | None, view: tuple[str, int] | None) -> None:
+    """The daemon's certificate (CORDON_API_TLS_CERT/_KEY) serves the API over TCP or a view
+    beyond loopback; set with neither, it would be validated and then never used (and its pin
+    logged as if it served): `ConfigError`."""
+    from agent.view.server import is_loopback  # noqa: PLC0415 - with the view (#18)
+
+    if tls is None or api is not None or (view is not None and not is_loopback(view[0])):
+        return
+    view_is = (
+        "CORDON_VIEW_LISTEN is unset"
+        if view is None
+        else f"the view on {view[0]} (CORDON_VIEW_LISTEN) is loopback, in plain HTTP"
+    )
+    raise ConfigError(
+        "CORDON_API_TLS_CERT and CORDON_API_TLS_KEY are set but nothing would be served over "
+        f"TLS: CORDON_API_LISTEN is unset and {view_is}",
+        hint="set CORDON_API_LISTEN=IP:PORT to serve the API over TLS (or CORDON_VIEW_LISTEN "
+        "beyond loopback), or unset CORDON_API_TLS_CERT and CORDON_API_TLS_KEY",
+    )
 
 
 async def _serve(  # noqa: PLR0915 - two more for the lazy imports of aiohttp (#18)

@@ -46,14 +46,12 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 from agent.engine.sqlitefile import open_versioned
 from agent.errors import DaemonError, StateLostError
-from agent.settings import state_url_problem
+from agent.settings import is_state_url, redact_url, state_url_problem
 
 Backend = Literal["sqlite", "postgresql"]
-SCHEMES = ("postgresql", "postgres")
 
 
 class Rows(Protocol):
@@ -68,14 +66,13 @@ class Rows(Protocol):
 
 
 def is_url(where: object) -> bool:
-    """Is `where` a PostgreSQL URL (rather than a SQLite file's path)?"""
-    return isinstance(where, str) and urlsplit(where).scheme in SCHEMES
+    """Is `where` a PostgreSQL URL (rather than a SQLite file's path)? Never raises."""
+    return is_state_url(where)
 
 
 def redact(url: str) -> str:
-    """`url` without its query (where libpq options live), for messages."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    """`url` without its password nor its query, for messages (`settings.redact_url`)."""
+    return redact_url(url)
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -45,6 +45,7 @@ from agent.errors import (
     RunError,
     RunStopped,
     StandbyError,
+    StateLostError,
 )
 from agent.inventory import load as load_inventory
 from agent.inventory.models import Inventory
@@ -345,20 +346,39 @@ class Service:
     # -- runs in the background --------------------------------------------------------------
 
     def schedule(self, run_id: str, delay: float) -> None:
-        """Proceed `run_id` in `delay` seconds (a persistent job: survives a restart)."""
+        """Proceed `run_id` in `delay` seconds (a persistent job: survives a restart). A job
+        store that fails (its database away, its file unwritable): `StateLostError` saying the
+        run is journaled but not scheduled and what to do; a node sharing a PostgreSQL state
+        stops driving (its next term takes every open run on, this one too)."""
+        from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - with the scheduler
+
         from agent.service import jobs  # noqa: PLC0415
 
         if self.scheduler is None or not self.may_drive():  # a standby writes no job
             return
-        self.scheduler.add_job(
-            jobs.proceed,
-            "date",
-            run_date=datetime.now(UTC) + timedelta(seconds=max(delay, 0.0)),
-            args=[run_id],
-            id=f"run:{run_id}",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        try:
+            self.scheduler.add_job(
+                jobs.proceed,
+                "date",
+                run_date=datetime.now(UTC) + timedelta(seconds=max(delay, 0.0)),
+                args=[run_id],
+                id=f"run:{run_id}",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+        except SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc  # the driver's words, not the statement
+            why = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+            where = settings.redact_url(self._jobstore_url or "the job store")
+            self._state_lost(f"the job store failed: {why}")
+            raise StateLostError(
+                f"run {run_id} is journaled (open, its sites locked) but not scheduled: the "
+                f"job store at {where} failed ({why})",
+                hint="sharing a PostgreSQL state, this node stops driving and, once the "
+                "database answers, the active node settles every open run from its devices "
+                f"and goes on with {run_id} (`cordon show {run_id}`); alone on SQLite, restart "
+                "the daemon once its job store can be written: it takes every open run on",
+            ) from None
 
     def proceed(self, run_id: str) -> RunReport:
         """One step of a run's life (a job): settle what a crash left in flight, proceed, and

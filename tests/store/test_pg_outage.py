@@ -16,15 +16,18 @@ from agent.engine.lease import Lease, LeaseLoop, Timing
 from agent.engine.store import Conn, open_store
 from agent.errors import StateLostError
 from tests.daemon.test_daemon_cli import wait_until
-from tests.pgserver import PgServer, PgUnavailable, bin_dir
+from tests.pgserver import PgServer, PgUnavailable, _in_ci, bin_dir
 
 
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[PgServer]:
-    """A server of this module's own: the tests stop it (never the session's shared one)."""
+    """A server of this module's own: the tests stop it (never the session's shared one). In CI
+    a missing server is a failure, never a skip (as the shared one, `pg_server`)."""
     try:
         bin_dir()
     except PgUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"PostgreSQL tests must run in CI: {exc}")
         pytest.skip(f"SKIPPED POSTGRESQL TEST: {exc}")
     with PgServer.start() as server:
         yield server

@@ -32,7 +32,7 @@ from agent.audit.seals import (
 from agent.audit.since import parse_moment
 from agent.audit.source import ChainSource
 from agent.audit.verify import Verification, verify, verify_url
-from agent.errors import AuditError, ChainBroken, TailUnsealed, TornWrite
+from agent.errors import AuditError, ChainBroken, ConfigError, TailUnsealed, TornWrite
 
 _SHOWN_FINDINGS = 20
 _HINT = (
@@ -115,6 +115,19 @@ def _pg_chain() -> str | None:
     return url if url and is_url(url) else None
 
 
+def _check_url(url: str) -> None:
+    """A URL given on the command line: the rules of $CORDON_STATE_URL (a valid postgresql://
+    URL, no password: it would be echoed in the output and in every error), else `ConfigError`
+    (the URL itself is not shown)."""
+    problem = settings.state_url_problem(url)
+    if problem is not None:
+        raise ConfigError(
+            f"the audit chain URL {settings.redact_url(url)} cannot be used: {problem}",
+            hint="give postgresql://USER@HOST:PORT/DATABASE (or postgresql:///DATABASE?host="
+            "/socket/dir) and put a password, if one is needed, in ~/.pgpass (PGPASSFILE)",
+        )
+
+
 def chain_source(log_dir: Path | None) -> ChainSource:
     """The chain a report or a draft reads: `--log-dir` when given (a log directory, always);
     else the group's chain in $CORDON_STATE_URL when that is PostgreSQL; else $CORDON_LOG_DIR,
@@ -142,6 +155,8 @@ def verify_cmd(path: str | None, as_json: bool, public_key: str | None) -> None:
     """
     key = _public_key(public_key)
     url = path if path is not None and is_url(path) else (_pg_chain() if path is None else None)
+    if path is not None and url is not None:
+        _check_url(path)
     if url is not None:
         result = verify_url(url, public_key=key)
     else:
