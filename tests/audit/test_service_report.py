@@ -80,6 +80,7 @@ def test_the_service_report_is_verified_then_says_where_the_chain_breaks(
         notified = next(r for r in records if r["event"] == "regulatory.notified")
         where = _tamper(backend, logs, url, notified["seq"])
         bad = svc.audit_report(None, run=None, incident=iid)
+        unverified = svc.audit_report(None, run=None, incident=iid, verify=False)  # the view's
     finally:
         svc.stop()
     assert good["chain"]["ok"] is True
@@ -93,6 +94,8 @@ def test_the_service_report_is_verified_then_says_where_the_chain_breaks(
     assert bad["integrity"]["ok"] is False
     assert bad["chain"]["summary"].startswith("CHAIN BROKEN: ")
     assert where in bad["chain"]["summary"]  # where: the table and seq, or the file and line
+    assert unverified["chain"]["verdict"] == "not verified"  # said, never "verified"
+    assert unverified["timeline"] == bad["timeline"]
     assert bad["log_dir"] == (ChainSource.of(url).label() if url else str(logs))
 
 
