@@ -132,6 +132,14 @@ class RefusalLog:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _address(peername: Any) -> str:
+    """IP:PORT ([IPv6]:PORT) of a socket's peer name."""
+    if not peername:
+        return "unknown"
+    host = str(peername[0])
+    return f"[{host}]:{peername[1]}" if ":" in host else f"{host}:{peername[1]}"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -215,7 +223,7 @@ class TlsSite(web.TCPSite):
 
     async def handshake(self, transport: asyncio.Transport) -> None:
         peername = transport.get_extra_info("peername")
-        peer = f"{peername[0]}:{peername[1]}" if peername else "unknown"
+        peer = _address(peername)
         server = self._runner.server
         assert server is not None
         protocol = server()
