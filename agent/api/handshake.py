@@ -19,8 +19,8 @@ of the window; the others are counted, and when the window ends ONE `tls.refusal
 record gives their number, how many distinct peer addresses they came from (the first few
 listed) and the window. At most 11 records per listener a minute, whatever the scanner sends.
 
-Records are written from a worker thread (the audit chain may be a database); a record that
-cannot be written is said on stderr, and the listener goes on serving.
+Records are written one at a time, in order, from a worker thread (the audit chain may be a
+database); a record that cannot be written is said on stderr, and the listener goes on serving.
 
 Imports asyncio, ssl, aiohttp and `agent.audit`, `agent.errors`.
 """
@@ -82,6 +82,7 @@ class RefusalLog:
     _peers: dict[str, None] = field(default_factory=dict)  # suppressed peers' addresses, ordered
     _flush: asyncio.TimerHandle | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def refused(self, peer: str, exc: BaseException) -> None:
         """A handshake from `peer` failed with `exc`: recorded, or counted (on the loop)."""
@@ -121,9 +122,15 @@ class RefusalLog:
         self._peers = {}
 
     def _write(self, fn: Any, *args: Any) -> None:
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(_guarded, fn, *args))
+        task = asyncio.get_running_loop().create_task(self._in_turn(fn, *args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _in_turn(self, fn: Any, *args: Any) -> None:
+        """One record at a time, in the order of the refusals (the lock is first come, first
+        served), each from a worker thread."""
+        async with self._turn:
+            await asyncio.to_thread(_guarded, fn, *args)
 
     async def drain(self) -> None:
         """Flush and wait for every record under way (the listener stops)."""
