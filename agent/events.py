@@ -89,6 +89,11 @@ _EVENTS: dict[str, str] = {
     "traffic.resumed": "a must-survive flow's accept rules count traffic again, or the record "
     "no longer keeps it by a rule: its traffic alarm is cleared (device, site, flow, alarm_id)",
     "access.refused": "a caller's role did not allow the request (action, why, error)",
+    "tls.refused": "a TLS handshake on the API over TCP or the view was refused (listener, "
+    "peer, reason: no certificate | unknown pin | tls error, detail); rate-limited",
+    "tls.refusals_suppressed": "refused TLS handshakes beyond the rate limit, counted in one "
+    "record at the end of their window (listener, refused, peers, peers_listed, window_from, "
+    "window_s)",
     # exercises on the twin (`cordon drill`), in the drill's own log
     "drill.started": "a cyber-crisis exercise began on a twin (scenario, inventory, sandbox, hit, "
     "roles, objectives; scenario_sha256, sandbox_sha256: the two files, kept as evidence)",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ipaddress
 import os
 import re
 import socket
@@ -176,13 +177,23 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
-def new_identity(cert_path: Path, key_path: Path, name: str, *, error: type[CordonError]) -> str:
-    """A new self-signed certificate (ECDSA P-256, CN `name`, 10 years) and its key, both written
-    0600 (refuses to overwrite); returns the certificate's pin."""
+def new_identity(
+    cert_path: Path,
+    key_path: Path,
+    name: str,
+    *,
+    error: type[CordonError],
+    address: str | None = None,
+    replace: bool = False,
+) -> str:
+    """A new self-signed certificate (ECDSA P-256, CN `name`, 10 years; with `address`, that IP
+    address as its subject alternative name) and its key, both written 0600 (refuses to
+    overwrite unless `replace`, as the twin does at each `lab up`); returns the certificate's
+    pin."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -192,17 +203,26 @@ def new_identity(cert_path: Path, key_path: Path, name: str, *, error: type[Cord
         .not_valid_after(now + datetime.timedelta(days=3650))
         # its own trust anchor: the peer loads exactly this certificate as the one it accepts
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
     )
+    if address is not None:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise error(f"{address!r} is not an IP address (for {cert_path})") from None
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip)]), critical=False
+        )
+    cert = builder.sign(key, hashes.SHA256())
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
     for path, data in (
         (key_path, pem_key),
         (cert_path, cert.public_bytes(serialization.Encoding.PEM)),
     ):
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, flags, 0o600)
         except FileExistsError:
             raise error(f"{path} already exists; not overwritten") from None
         except OSError as exc:

@@ -125,6 +125,9 @@ class Backend(Protocol):
         default now; never in the future) by `by` (default the caller); `NotFound` if none."""
         ...
 
-    def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
-        """The audit report for a run or an incident (or everything)."""
+    def audit_report(
+        self, caller: Caller, *, run: str | None, incident: str | None, verify: bool = True
+    ) -> JSON:
+        """The audit report for a run or an incident (or everything), the chain verified in
+        the same read (`verify=False`: not, for a reader that shows no verdict: the view)."""
         ...

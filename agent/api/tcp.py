@@ -15,7 +15,11 @@ with that user's roles (`Policy.identify_certificate`). Pins, not a CA: the same
 probe channel and the devices' HTTPS (a CA would admit whoever it signs; removing a file from
 the roles file and restarting revokes one certificate, no CRL needed).
 
-Imports aiohttp, `agent.mtls`, `agent.secrets`, `agent.settings`, `agent.api.auth`, `agent.errors`.
+A client refused during the handshake (no certificate, one not pinned, no TLS) is audited as
+`tls.refused`, rate-limited (`agent.api.handshake`).
+
+Imports aiohttp, `agent.mtls`, `agent.secrets`, `agent.settings`, `agent.api.auth`,
+`agent.api.handshake`, `agent.errors`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from aiohttp import web
 
 from agent import mtls, settings
 from agent.api.auth import Policy
+from agent.api.handshake import RefusalLog, TlsSite
 from agent.errors import ConfigError, SecretError
 from agent.secrets import check_file, ref_path
 
@@ -162,11 +167,12 @@ def _https_url(value: str, var: str) -> str:
 async def start_tcp(
     app: web.Application, host: str, port: int, context: ssl.SSLContext, *, var: str
 ) -> web.AppRunner:
-    """Serve `app` on host:port over TLS with `context`; `await runner.cleanup()` stops it."""
+    """Serve `app` on host:port over TLS with `context`, each refused handshake audited
+    (`agent.api.handshake`, rate-limited); `await runner.cleanup()` stops it."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True).start()
+        await TlsSite(runner, host, port, context, RefusalLog(f"api {host}:{port}")).start()
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(

@@ -585,7 +585,7 @@ def _pick(chain: ChainRead, incident: str | None) -> str:
 
 def draft(
     kind: str,
-    where: Path | str | ChainSource,
+    where: Path | str | ChainSource | ChainRead,
     *,
     incident: str | None = None,
     integrity: Verification | None = None,
@@ -593,10 +593,14 @@ def draft(
 ) -> Draft:
     """The draft `kind` (one of `DRAFTS`) for `incident` (default: the last one declared), from
     the chain `where`: a log directory, or the group's chain in PostgreSQL (a URL or a
-    `ChainSource`)."""
+    `ChainSource`), or what was read of it already (`ChainRead`, with its `integrity`)."""
     if kind not in DRAFTS:
         raise ConfigError(f"no draft {kind!r}", hint=f"use one of {', '.join(DRAFTS)}")
-    read = ChainSource.of(where).read()  # one read (a database: one snapshot) for both
+    if not isinstance(where, ChainRead):
+        # one read (a database: one snapshot) for the pick and the report
+        with ChainSource.of(where).open() as read:
+            return draft(kind, read, incident=incident, integrity=integrity, now=now)
+    read = where
     iid = _pick(read, incident)
     report = build(read, incident=iid, integrity=integrity, now=now)
     inc = report.incidents[0]

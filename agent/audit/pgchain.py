@@ -52,7 +52,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
@@ -70,6 +70,7 @@ __all__ = [
     "PgSnapshot",
     "is_url",
     "read_records",
+    "reading",
     "redact_url",
     "snapshot",
 ]
@@ -107,6 +108,7 @@ _SCHEMA = (
 
 ATTEMPTS = 3  # tries of one transaction whose connection was lost on the way
 MAX_BATCH = 1000  # records appended in one transaction at most (group commit)
+_EVIDENCE_BATCH = 32  # evidence blobs fetched at a time by the verifier
 
 
 def idle_in_append_s() -> float:
@@ -472,35 +474,126 @@ def _json_object(text: str) -> dict[str, Any] | None:
 # -- reading (the verifier, the report, the tests) ----------------------------------------------
 
 
-@dataclass
 class PgSnapshot:
-    """The chain as one consistent read: rows (seq column, line), seals (id, line), the head
-    row, and the evidence's sha256 -> bytes lookup."""
+    """The chain as one consistent read (one REPEATABLE READ transaction): rows (seq column,
+    line), seals (id, line), the head row; the evidence is read by sha256 when asked, in the
+    same transaction, never the whole table: `check_evidence` streams the blobs the verifier
+    needs (each hashed here, then dropped), `blob` reads one for a report section. Valid
+    inside `reading`; asked for a blob after it, `AuditError`."""
 
-    where: str
-    rows: list[tuple[int, str]]
-    seals: list[tuple[int, str]]
-    head: Head | None
-    evidence: dict[str, bytes]
+    def __init__(
+        self,
+        where: str,
+        rows: list[tuple[int, str]],
+        seals: list[tuple[int, str]],
+        head: Head | None,
+        conn: Any = None,
+        url: str = "",
+    ) -> None:
+        self.where = where
+        self.rows = rows
+        self.seals = seals
+        self.head = head
+        self._conn = conn
+        self._url = url
+        self._problems: dict[str, str | None] = {}
+
+    def close(self) -> None:
+        self._conn = None
+
+    def _open(self) -> Any:
+        if self._conn is None:
+            raise AuditError(
+                f"the evidence of {self.where} is read inside its snapshot only (a bug: "
+                "`pgchain.reading` had ended)"
+            )
+        return self._conn
+
+    def evidence_data(self, digest: str) -> bytes | None:
+        """The blob stored under `digest` as the snapshot holds it (not checked), or None."""
+        import psycopg  # noqa: PLC0415
+
+        conn = self._open()
+        try:
+            row = conn.execute(
+                "SELECT data FROM cordon_audit_evidence WHERE sha256 = %s", (digest,)
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise _read_error(self._url, exc) from None
+        return None if row is None else bytes(row[0])
+
+    def check_evidence(self, digests: Iterable[str]) -> None:
+        """Read and hash the blobs of `digests` not checked yet, streamed in batches from one
+        server-side cursor (memory: a batch of blobs, not the table)."""
+        import psycopg  # noqa: PLC0415
+
+        wanted = sorted({d for d in digests if d not in self._problems})
+        if not wanted:
+            return
+        conn = self._open()
+        seen: set[str] = set()
+        try:
+            with conn.cursor(name="cordon_evidence") as cur:
+                cur.itersize = _EVIDENCE_BATCH
+                cur.execute(
+                    "SELECT sha256, data FROM cordon_audit_evidence WHERE sha256 = ANY(%s)",
+                    (wanted,),
+                )
+                for digest, data in cur:
+                    seen.add(str(digest))
+                    self._problems[str(digest)] = _problem(str(digest), bytes(data))
+        except psycopg.Error as exc:
+            raise _read_error(self._url, exc) from None
+        for digest in wanted:
+            if digest not in seen:
+                self._problems[digest] = _problem(digest, None)
 
     def evidence_problem(self, digest: str) -> str | None:
-        """None when the blob exists and still hashes to `digest`, else what is wrong."""
-        data = self.evidence.get(digest)
-        if data is None:
-            return "is missing from cordon_audit_evidence"
-        if hashlib.sha256(data).hexdigest() != digest:
-            return "was altered (its content no longer has this sha256)"
-        return None
+        """None when the blob exists and still hashes to `digest`, else what is wrong (the
+        blob is read and hashed here, by this process, once per digest)."""
+        if digest not in self._problems:
+            self.check_evidence([digest])
+        return self._problems[digest]
+
+    def blob(self, digest: str) -> tuple[bytes | None, str | None]:
+        """The blob's bytes if intact, else None and what is wrong (for a report section)."""
+        data = self.evidence_data(digest)
+        problem = _problem(digest, data)
+        self._problems[digest] = problem
+        return (None, problem) if problem is not None else (data, None)
 
 
-def snapshot(url: str) -> PgSnapshot:
-    """Everything the chain holds, read in one REPEATABLE READ transaction (appends going on
-    meanwhile are not seen). `AuditError` when there is no chain or no server."""
+def _problem(digest: str, data: bytes | None) -> str | None:
+    if data is None:
+        return "is missing from cordon_audit_evidence"
+    if hashlib.sha256(data).hexdigest() != digest:
+        return "was altered (its content no longer has this sha256)"
+    return None
+
+
+def _read_error(url: str, exc: BaseException) -> AuditError:
+    return AuditError(
+        f"cannot read the audit chain at {redact_url(url)}: {type(exc).__name__}: "
+        f"{str(exc).strip()}",
+        hint="check that the PostgreSQL server is up and reachable (CORDON_STATE_URL)",
+    )
+
+
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[PgSnapshot]:
+    """The chain read in one REPEATABLE READ transaction, kept open for the block: records,
+    seals and head at once, evidence blobs by sha256 on demand (appends going on meanwhile are
+    not seen). `AuditError` when there is no chain or no server."""
     import psycopg  # noqa: PLC0415
 
     where = f"{redact_url(url)} ({TABLE})"
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise _read_error(url, exc) from None
+    snap: PgSnapshot | None = None
+    try:
+        with conn:
             if conn.execute("SELECT to_regclass('cordon_audit')").fetchone() == (None,):
                 raise AuditError(
                     f"no audit chain in the database {redact_url(url)} (no table {TABLE})",
@@ -522,18 +615,22 @@ def snapshot(url: str) -> PgSnapshot:
                 head_row = conn.execute(
                     "SELECT seq, hash FROM cordon_audit_head WHERE name = 'head'"
                 ).fetchone()
-                evidence = {
-                    str(d): bytes(b)
-                    for d, b in conn.execute("SELECT sha256, data FROM cordon_audit_evidence")
-                }
+                head = None if head_row is None else Head(TABLE, int(head_row[0]), str(head_row[1]))
+
+                snap = PgSnapshot(where, rows, seals, head, conn, url)
+                yield snap
     except psycopg.Error as exc:
-        raise AuditError(
-            f"cannot read the audit chain at {redact_url(url)}: {type(exc).__name__}: "
-            f"{str(exc).strip()}",
-            hint="check that the PostgreSQL server is up and reachable (CORDON_STATE_URL)",
-        ) from None
-    head = None if head_row is None else Head(TABLE, int(head_row[0]), str(head_row[1]))
-    return PgSnapshot(where, rows, seals, head, evidence)
+        raise _read_error(url, exc) from None
+    finally:
+        if snap is not None:
+            snap.close()
+
+
+def snapshot(url: str) -> PgSnapshot:
+    """The records, seals and head of the chain in one read (its evidence is not readable
+    after it: use `reading` for that). `AuditError` when there is no chain or no server."""
+    with reading(url) as snap:
+        return snap
 
 
 def read_records(url: str) -> list[dict[str, Any]]:
@@ -545,19 +642,3 @@ def read_records(url: str) -> list[dict[str, Any]]:
         if record is not None:
             out.append(record)
     return out
-
-
-def evidence_bytes(url: str, digest: str) -> bytes | None:
-    """One evidence blob by its sha256, or None when the chain does not hold it."""
-    import psycopg  # noqa: PLC0415
-
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-            row = conn.execute(
-                "SELECT data FROM cordon_audit_evidence WHERE sha256 = %s", (digest,)
-            ).fetchone()
-    except psycopg.Error as exc:
-        raise AuditError(
-            f"cannot read evidence from {redact_url(url)}: {type(exc).__name__}: {exc}"
-        ) from None
-    return None if row is None else bytes(row[0])

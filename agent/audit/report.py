@@ -503,7 +503,10 @@ def config_diff(where: Path | ChainSource | Blobs, change: ConfigChange) -> Conf
     (its evidence store), or its blobs as `ChainRead.blob` reads them."""
     if change.before_sha256 is None or change.after_sha256 is None:
         return ConfigDiff(change)
-    blobs = where if callable(where) else ChainSource.of(where).read().blob
+    if not callable(where):
+        with ChainSource.of(where).open() as read:
+            return config_diff(read.blob, change)
+    blobs = where
     before, bad_before = _blob(blobs, change.before_sha256, "before")
     after, bad_after = _blob(blobs, change.after_sha256, "after")
     if before is None or after is None:
@@ -590,11 +593,19 @@ def build(
     """Select records by incident, run and/or time and assemble the report (clocks at `now`).
     `where`: a log directory, or the group's chain in PostgreSQL (a URL or a `ChainSource`);
     the records and the evidence are read once from it (a database: in one snapshot), or
-    what was read already (`ChainRead`)."""
+    what was read already (`ChainRead`, whose own `integrity` is used when none is given).
+    Evidence blobs are read by sha256 for the configuration section only."""
     if incident is None and run is None and since is None:
         raise AuditError("a report needs --incident, --run or --since")
+    if not isinstance(where, ChainRead):
+        with ChainSource.of(where).open() as read:
+            return build(
+                read, incident=incident, run=run, since=since, now=now, integrity=integrity
+            )
+    chain_read = where
+    if integrity is None:
+        integrity = chain_read.integrity
     now = now or datetime.now(UTC)
-    chain_read = where if isinstance(where, ChainRead) else ChainSource.of(where).read()
     records = chain_read.records
     declared: dict[str, dict[str, Any]] = {}
     closed: dict[str, dict[str, Any]] = {}

@@ -10,7 +10,8 @@ Reads; writes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audit import evidence, pgchain
 from agent.audit.chain import audit_files, iter_lines
-from agent.audit.verify import Verification, verify, verify_url
+from agent.audit.verify import Verification, verify_snapshot, verify_url
+from agent.audit.verify import verify as verify_files
 
 __all__ = ["ChainRead", "ChainSource", "file_records"]
 
@@ -50,6 +52,7 @@ class ChainRead:
     blob: Callable[[str], tuple[bytes | None, str | None]]
     evidence_where: str  # where the blobs are, for the reader of the report
     in_database: bool = False
+    integrity: Verification | None = None  # the verification of this same read, if asked
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,14 @@ class ChainSource:
         assert self.log_dir is not None
         return file_records(self.log_dir)
 
-    def read(self) -> ChainRead:
-        """The records and the evidence, from one read (for PostgreSQL: one snapshot).
+    @contextmanager
+    def open(
+        self, *, verify: bool = False, public_key: Ed25519PublicKey | None = None
+    ) -> Iterator[ChainRead]:
+        """The records and the evidence from one read, for the block; with `verify`, the
+        chain's verification of that same read too (`ChainRead.integrity`). A PostgreSQL chain
+        is read in ONE snapshot kept open for the block: the records and seals at once, each
+        evidence blob by its sha256 when the verifier or a report section asks for it.
         `AuditError` when a PostgreSQL chain cannot be read."""
         if self.url is None:
             assert self.log_dir is not None
@@ -105,32 +114,36 @@ class ChainSource:
                     return None, problem
                 return evidence.path_for(log_dir, digest).read_bytes(), None
 
-            return ChainRead(
+            integrity = verify_files(log_dir, public_key=public_key) if verify else None
+            yield ChainRead(
                 self.label(),
                 file_records(log_dir),
                 blob,
                 f"{evidence.EVIDENCE_DIR}/<sha256> under the log directory",
+                integrity=integrity,
             )
-        snap = pgchain.snapshot(self.url)
-        records = [r for _seq, line in snap.rows if (r := _record(line))]
+            return
+        with pgchain.reading(self.url) as snap:
+            integrity = verify_snapshot(snap, public_key=public_key) if verify else None
+            records = [r for _seq, line in snap.rows if (r := _record(line))]
 
-        def db_blob(digest: str) -> tuple[bytes | None, str | None]:
-            if not evidence.HEX64.match(digest):
-                return None, "is not a sha256 hex digest"
-            problem = snap.evidence_problem(digest)
-            return (None, problem) if problem is not None else (snap.evidence[digest], None)
+            def db_blob(digest: str) -> tuple[bytes | None, str | None]:
+                if not evidence.HEX64.match(digest):
+                    return None, "is not a sha256 hex digest"
+                return snap.blob(digest)
 
-        return ChainRead(
-            self.label(),
-            records,
-            db_blob,
-            f"table {EVIDENCE_TABLE}, by sha256, in the state database",
-            in_database=True,
-        )
+            yield ChainRead(
+                self.label(),
+                records,
+                db_blob,
+                f"table {EVIDENCE_TABLE}, by sha256, in the state database",
+                in_database=True,
+                integrity=integrity,
+            )
 
     def verify(self, *, public_key: Ed25519PublicKey | None = None) -> Verification:
         """`agent.audit.verify.verify` of the directory, or `verify_url` of the database."""
         if self.url is not None:
             return verify_url(self.url, public_key=public_key)
         assert self.log_dir is not None
-        return verify(self.log_dir, public_key=public_key)
+        return verify_files(self.log_dir, public_key=public_key)

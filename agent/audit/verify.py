@@ -53,11 +53,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.audit import evidence
 from agent.audit.chain import FILE_RE, GENESIS, audit_files, canonical, iter_lines
-from agent.audit.pgchain import TABLE, PgSnapshot, snapshot
+from agent.audit.pgchain import TABLE, PgSnapshot, reading
 from agent.audit.seals import ENV_PUBLIC_KEY, SEALS_NAME, check_signature, key_id, read_seals
 from agent.errors import AuditError
 
-__all__ = ["Finding", "Verification", "verify", "verify_url"]
+__all__ = ["Finding", "Verification", "verify", "verify_snapshot", "verify_url"]
 
 PG_SEALS = "cordon_audit_seals"
 
@@ -880,7 +880,15 @@ def verify_url(url: str, *, public_key: Ed25519PublicKey | None = None) -> Verif
     the same checks as a log directory's (hash chain, order, seals, evidence), plus the head
     row and the fencing epochs recorded in each record (kind `fenced`). Read in one snapshot.
     Raises `AuditError` when there is no chain there or no server."""
-    snap = snapshot(url)
+    with reading(url) as snap:
+        return verify_snapshot(snap, public_key=public_key)
+
+
+def verify_snapshot(
+    snap: PgSnapshot, *, public_key: Ed25519PublicKey | None = None
+) -> Verification:
+    """`verify_url` of a chain already read (`pgchain.reading`): a report verifies and reads
+    the one snapshot; the evidence blobs the records cite are fetched one by one and hashed."""
     result = Verification(path=snap.where, files=[TABLE])
     seals = _pg_seals(snap, result)
     if not snap.rows and not seals:
@@ -890,9 +898,11 @@ def verify_url(url: str, *, public_key: Ed25519PublicKey | None = None) -> Verif
         )
     result.seals = len(seals)
     usable, anchors = _check_seals(seals, public_key, result, PG_SEALS)
-    entries = (_parse(TABLE, seq, line.encode("utf-8") + b"\n") for seq, line in snap.rows)
+    entries = [_parse(TABLE, seq, line.encode("utf-8") + b"\n") for seq, line in snap.rows]
+    # the blobs the records cite, streamed and hashed in batches (never the whole table)
+    snap.check_evidence(d for e in entries if e.refs for ds in e.refs.values() for d in ds)
     checker = _Checker(
-        _Stream(entries),
+        _Stream(iter(entries)),
         result,
         anchored=True,
         seals={s["seq"]: s for s in usable},

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import hashlib
-import ipaddress
 import os
 import re
 import shutil
@@ -29,11 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from agent import mtls
 from agent.errors import LabError
 from agent.lab import netns
 
@@ -782,38 +776,9 @@ def start_api_server(
 
 
 def gen_tls_cert(cert_path: Path, key_path: Path, name: str, address: str) -> str:
-    """A new self-signed certificate (ECDSA P-256, CN `name`, IP SAN `address`, 10 years) and
-    its key, written 0600; returns its pin 'sha256:<hex of the DER certificate>'."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+    """A new self-signed certificate for a twin device's HTTPS (CN `name`, IP SAN `address`)
+    and its key, written 0600, replacing the last `lab up`'s (`agent.mtls.new_identity`);
+    returns its pin 'sha256:<hex of the DER certificate>'."""
+    return mtls.new_identity(
+        cert_path, key_path, name, error=LabError, address=address, replace=True
     )
-    for path, data in (
-        (
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        ),
-        (cert_path, cert.public_bytes(serialization.Encoding.PEM)),
-    ):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return "sha256:" + hashlib.sha256(der).hexdigest()

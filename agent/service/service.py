@@ -869,13 +869,30 @@ class Service:
         return Notified(incident_id=iid, kind=kind, to=to, ref=ref, by=made_by, at=at).wire()
 
     def audit_report(
-        self, caller: Actor | None = None, *, run: str | None, incident: str | None
+        self,
+        caller: Actor | None = None,
+        *,
+        run: str | None,
+        incident: str | None,
+        verify: bool = True,
     ) -> JSON:
+        """The report of the chain this daemon writes to (the group's in PostgreSQL when the
+        state is there), verified as `cordon audit report` verifies it, in the same read (one
+        snapshot): its `chain` says verified, or broken and where; the seals are anchored when
+        CORDON_AUDIT_SEAL_PUBKEY pins a key. `verify=False` (the live view, which shows no
+        verdict and asks every few seconds): not verified, and the report says so."""
         from agent.audit import report as audit_report  # noqa: PLC0415 - on use only (#18)
         from agent.audit.pipeline import current_source  # noqa: PLC0415
+        from agent.audit.seals import ENV_PUBLIC_KEY, load_public_key  # noqa: PLC0415
 
-        # the chain this daemon writes to: the group's in PostgreSQL when the state is there
-        rep = audit_report.build(current_source(), run=run, incident=incident)
+        spec = settings.current().audit_seal_pubkey if verify else None
+        key = (
+            load_public_key(spec, what=f"seal public key (${ENV_PUBLIC_KEY})", base_dir=Path.cwd())
+            if spec
+            else None
+        )
+        with current_source().open(verify=verify, public_key=key) as read:
+            rep = audit_report.build(read, run=run, incident=incident)
         return rep.as_dict()
 
     # -- checks -------------------------------------------------------------------------------

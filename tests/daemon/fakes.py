@@ -182,9 +182,11 @@ class Recorder:
         self._record("notify", caller, incident=incident, kind=kind, to=to, ref=ref, at=at, by=by)
         return self.inner.notify(caller, incident=incident, kind=kind, to=to, ref=ref, at=at, by=by)
 
-    def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
+    def audit_report(
+        self, caller: Caller, *, run: str | None, incident: str | None, verify: bool = True
+    ) -> JSON:
         self._record("audit_report", caller, run=run, incident=incident)
-        return self.inner.audit_report(caller, run=run, incident=incident)
+        return self.inner.audit_report(caller, run=run, incident=incident, verify=verify)
 
 
 @dataclass
@@ -397,7 +399,9 @@ class FakeService:
             "at": at,
         }
 
-    def audit_report(self, caller: Caller, *, run: str | None, incident: str | None) -> JSON:
+    def audit_report(
+        self, caller: Caller, *, run: str | None, incident: str | None, verify: bool = True
+    ) -> JSON:
         selection = f"run {run}" if run else f"incident {incident}"
         return {
             "selection": selection,

@@ -28,6 +28,7 @@ from aiohttp import web
 from agent import mtls, settings
 from agent.api.auth import Caller, Decision, Policy
 from agent.api.client import Client
+from agent.api.handshake import RECORDED_PER_WINDOW, WINDOW_S, RefusalLog
 from agent.api.http import make_app
 from agent.api.nodes import ActiveNode, Directory
 from agent.api.tcp import api_listen, server_tls, start_tcp
@@ -216,6 +217,95 @@ def test_absent_or_unlisted_client_certificate_gets_no_session(
     assert backend.calls == []
 
 
+def _refused_from(srv: TlsServer, cert: Path | None, key: Path | None, **tls: Any) -> str:
+    """A handshake the server refuses; returns the client's own IP:PORT (the peer it saw)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    for name, value in tls.items():
+        setattr(ctx, name, value)
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(cert, key)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw:
+        me = "{}:{}".format(*raw.getsockname())
+        with (  # noqa: PT012
+            pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+            ctx.wrap_socket(raw) as t,
+        ):
+            t.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if t.recv(65536) == b"":  # TLS 1.3: the refusal may read as a close
+                raise ConnectionResetError("closed without an answer")
+    return me
+
+
+def test_each_refused_handshake_is_audited_with_the_peer_and_why(
+    pki: Pki, tls_policy: Policy, backend: FakeBackend, audit_log: Path
+) -> None:
+    """No certificate, a certificate not pinned, no TLS at all: each a `tls.refused` record
+    naming the client's address and why (never a byte it sent); a listed client: none."""
+    with TlsServer(make_app(backend, tls_policy), _server_context(pki, tls_policy)) as srv:
+        nocert = _refused_from(srv, None, None)
+        stranger = _refused_from(srv, pki.cert("stranger"), pki.key("stranger"))
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as raw:
+            plain = "{}:{}".format(*raw.getsockname())
+            raw.sendall(b"GET /v1/status?token=s3cret HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert raw.recv(65536) == b""  # no TLS: closed, nothing answered
+        assert _raw_handshake(srv, pki.cert("bob"), pki.key("bob")).startswith(b"HTTP/1.1 200")
+    # the listener stopped: every record under way is written
+    got = records(audit_log, "tls.refused")
+    assert [(r["peer"], r["reason"]) for r in got] == [
+        (nocert, "no certificate"),
+        (stranger, "unknown pin"),
+        (plain, "tls error"),
+    ]
+    assert {r["listener"] for r in got} == {f"api 127.0.0.1:{srv.port}"}
+    assert all(r["outcome"] == "refused" and r["level"] == "warning" for r in got)
+    assert "CERTIFICATE_VERIFY_FAILED" in next(r for r in got if r["peer"] == stranger)["detail"]
+    assert not any("s3cret" in str(r) for r in records(audit_log))
+    assert records(audit_log, "tls.refusals_suppressed") == []
+    assert [(c.name, c.user) for c in backend.calls] == [("status", "bob")]  # bob only
+
+
+def test_refused_handshakes_beyond_the_rate_limit_are_counted_in_one_record(
+    pki: Pki, tls_policy: Policy, backend: FakeBackend, audit_log: Path
+) -> None:
+    """A scanner: 10 refusals recorded one by one in the window, the rest counted in ONE
+    `tls.refusals_suppressed` record (how many, from how many addresses)."""
+    extra = 4
+    with TlsServer(make_app(backend, tls_policy), _server_context(pki, tls_policy)) as srv:
+        peers = [_refused_from(srv, None, None) for _ in range(RECORDED_PER_WINDOW + extra)]
+    got = records(audit_log, "tls.refused")
+    assert [r["peer"] for r in got] == peers[:RECORDED_PER_WINDOW]
+    [counted] = records(audit_log, "tls.refusals_suppressed")
+    assert counted["refused"] == extra
+    assert counted["peers"] == 1
+    assert counted["peers_listed"] == ["127.0.0.1"]
+    assert counted["window_s"] == WINDOW_S
+    assert counted["listener"] == f"api 127.0.0.1:{srv.port}"
+
+
+def test_the_window_ends_with_its_count_and_a_new_window_records_again(audit_log: Path) -> None:
+    """The rate limiter's window, shortened: its suppressed count is recorded when it ends,
+    without waiting for another refusal; the next window records one by one again."""
+
+    async def scan() -> None:
+        log = RefusalLog("api test", window_s=0.3, per_window=2)
+        for n in range(5):
+            log.refused(f"192.0.2.{n}:1000", ssl.SSLError(1, "[SSL] no certificate"))
+        await asyncio.sleep(0.6)  # the window's end fires its record
+        await asyncio.gather(*log._tasks)
+        assert len(records(audit_log, "tls.refusals_suppressed")) == 1
+        log.refused("192.0.2.9:1000", ConnectionResetError())
+        await log.drain()
+
+    asyncio.run(scan())
+    got = records(audit_log, "tls.refused")
+    assert [r["peer"] for r in got] == ["192.0.2.0:1000", "192.0.2.1:1000", "192.0.2.9:1000"]
+    [counted] = records(audit_log, "tls.refusals_suppressed")
+    assert (counted["refused"], counted["peers"]) == (3, 3)
+    assert counted["peers_listed"] == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
+    assert got[-1]["detail"] == "connection closed during the handshake"
+
+
 def test_the_listed_certificate_over_raw_tls_is_answered(tls_server: TlsServer, pki: Pki) -> None:
     """The counterpart of the refusals above: the same raw client with bob's certificate."""
     got = _raw_handshake(tls_server, pki.cert("bob"), pki.key("bob"))
@@ -305,7 +395,11 @@ def test_daemon_settings_refuse_tcp_without_tls(
 
 
 def test_view_beyond_loopback_needs_tls_and_then_a_client_certificate(
-    monkeypatch: pytest.MonkeyPatch, pki: Pki, tls_policy: Policy, backend: FakeBackend
+    monkeypatch: pytest.MonkeyPatch,
+    pki: Pki,
+    tls_policy: Policy,
+    backend: FakeBackend,
+    audit_log: Path,
 ) -> None:
     with pytest.raises(ConfigError, match="not a loopback address"):
         listen_address("10.1.2.3:8443")
@@ -329,6 +423,10 @@ def test_view_beyond_loopback_needs_tls_and_then_a_client_certificate(
             srv.fetch(None, None)
         got = srv.fetch(pki.cert("dave"), pki.key("dave"))
         assert got.startswith(b"HTTP/1.1 401"), got[:200]  # past TLS: the view's token next
+    # the refused handshake is audited as the API's are, naming the view's listener
+    [refused] = records(audit_log, "tls.refused")
+    assert refused["listener"] == f"view 127.0.0.1:{srv.port}"
+    assert refused["reason"] == "no certificate"
 
 
 class _ViewServer(TlsServer):

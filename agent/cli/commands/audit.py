@@ -281,10 +281,11 @@ def report_cmd(
     now = reports.parse_time(at, now=datetime.now(UTC)) if at else datetime.now(UTC)
     moment = parse_moment(since, now=now) if since else None
     source = chain_source(log_dir)
-    integrity = source.verify(public_key=_public_key(public_key))
-    built = reports.build(
-        source, incident=incident, run=run, since=moment, now=now, integrity=integrity
-    )
+    key = _public_key(public_key)
+    with source.open(verify=True, public_key=key) as read:  # verified and read in one pass
+        integrity = read.integrity
+        assert integrity is not None
+        built = reports.build(read, incident=incident, run=run, since=moment, now=now)
     text = reports.render(built, fmt)
     if output is None:
         click.echo(text, nl=False)

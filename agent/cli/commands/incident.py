@@ -177,8 +177,11 @@ def incident_draft(
         if spec
         else None
     )
-    integrity = source.verify(public_key=key)
-    text = drafts.render(drafts.draft(kind, source, incident=incident, integrity=integrity), fmt)
+    with source.open(verify=True, public_key=key) as read:  # verified and read in one pass
+        integrity = read.integrity
+        assert integrity is not None
+        made = drafts.draft(kind, read, incident=incident)
+    text = drafts.render(made, fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
