@@ -24,7 +24,8 @@ paused) would block every standby's acquire. So a fenced transaction, and every 
 transaction, is ended by the server once idle in it for `Timing.idle_s` (a third of the bound,
 at least 1 s: the lease is then free before a standby could want it, for a bound of 3 s or
 more), and a lease statement waits for a lock or runs at most `Timing.statement_s` (so the loop
-keeps its beat). Such a frozen node, resumed, finds its session ended: its transaction wrote
+keeps its beat; a renewal, which waits for this node's own fenced writes, as long as its lease
+counts: 2B/3 - B/6). Such a frozen node, resumed, finds its session ended: its transaction wrote
 nothing (or its COMMIT's outcome is unknown), `StateLostError`, and it steps down.
 
 Timing, from the failover bound B (`CORDON_FAILOVER_S`, default 10 s): the lease lives 2B/3,
@@ -272,12 +273,14 @@ class Lease:
         self.db.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Tx]:
+    def _write(self, statement_s: float | None = None) -> Iterator[Tx]:
         """A lease transaction: ended by the server if idle in it (a frozen process must not
-        hold the row), its lock waits and statements bounded by the loop's beat (`Timing`)."""
+        hold the row), its lock waits and statements bounded by the loop's beat (`Timing`;
+        `statement_s`: another bound)."""
         t = self.timing
+        bound = _ms(t.statement_s if statement_s is None else statement_s)
         with self.db.write() as tx:
-            tx.execute(TX_TIMEOUTS_SQL, (_ms(t.idle_s), _ms(t.statement_s), _ms(t.statement_s)))
+            tx.execute(TX_TIMEOUTS_SQL, (_ms(t.idle_s), bound, bound))
             yield tx
 
     def _extend(self, epoch: int, sent: float) -> None:
@@ -307,7 +310,9 @@ class Lease:
     def renew(self, epoch: int) -> bool:
         """Extend the lease held by this node with `epoch` (not expired): did it stand?"""
         sent = time.monotonic()
-        with self._write() as tx:
+        # the active node's own renewal may wait for its fenced writes (they hold the row FOR
+        # SHARE) as long as its lease can still count (a renewal given up would lose it)
+        with self._write(max(self.timing.ttl_s - self.timing.margin_s, 1.0)) as tx:
             rows = tx.execute(
                 "UPDATE cordon_lease SET expires_at = now() + make_interval(secs => ?) "
                 "WHERE name = 'active' AND holder = ? AND epoch = ? AND expires_at > now()",
