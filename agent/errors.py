@@ -299,3 +299,9 @@ class InternalError(CordonError):
     outside `agent.status`'s tables); nothing was written."""
 
     exit_code = 1
+
+
+class AuditArmed(AuditError):
+    """The audit trail failed right after a device command whose on-device revert is armed:
+    nothing more is sent (a restore would go unrecorded); the device reverts by itself and the
+    step stays in flight for `resume` to read."""

@@ -11,6 +11,7 @@ agent.status and agent.errors; never a driver."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -451,12 +452,48 @@ class Journal:
         fence = self.fence
         if fence is None or fence.check(db):
             return
+        raise self._refused(fence, f"{what} refused, nothing written, nothing sent")
+
+    def for_term(self, fence: Fence | None) -> Journal:
+        """This journal as one term sees it: the same store, fenced by `fence` for good (the
+        daemon replaces `self.fence` at each new term; a thread of an earlier term keeps its
+        own, so once that term ended its writes and sends are refused even while this node
+        holds a later one)."""
+        view = copy.copy(self)
+        view.fence = fence
+        return view
+
+    def may_send(self, what: str) -> None:
+        """Right before a device command (its session in hand): with a fence, this term must
+        still be live by this process's own clock (the lease renewed less than its life minus
+        the margin ago, the term not given up); otherwise nothing is sent: `FencedError`, and
+        `on_fenced` is told. The journal write before it is not enough: the session may have
+        been waited for, or connected, since."""
+        fence = self.fence
+        if fence is None or fence.live():
+            return
+        raise self._refused(
+            fence,
+            f"{what} not sent (its lease not renewed in time by this node's clock: "
+            f"{-fence.left_s():.1f} s past the last moment a command may go out)"
+            if not fence.revoked.is_set()
+            else f"{what} not sent (this node gave that term up)",
+        )
+
+    def deposed(self, why: str) -> FencedError:
+        """Another fenced store (the group's audit chain: `AuditFenced`) refused this term:
+        `on_fenced` is told as for a refused journal write; the error to raise."""
+        fence = self.fence
+        if fence is None:
+            return FencedError(f"fenced: {why}")
+        return self._refused(fence, why)
+
+    def _refused(self, fence: Fence, what: str) -> FencedError:
         if self.on_fenced is not None:
             self.on_fenced(fence.epoch)
-        raise FencedError(
+        return FencedError(
             f"fenced: node {fence.holder} no longer holds the active lease with epoch "
-            f"{fence.epoch} (a standby took over, or the lease ran out): {what} refused, "
-            "nothing written, nothing sent",
+            f"{fence.epoch} (a standby took over, or the lease ran out): {what}",
             hint="this node steps down; the active node (`cordon status`) settles and "
             "continues the run",
         )

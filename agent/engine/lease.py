@@ -11,14 +11,31 @@ only grows: each new holder increments it), and when the lease expires, by the D
 
 `Fence` is what a journal write that precedes a device command checks in its own transaction
 (`FENCE_SQL`): the lease still held by this node, with this epoch, for at least `margin_s`
-more seconds; otherwise the write is refused (`FencedError`) and nothing is sent.
+more seconds; otherwise the write is refused (`FencedError`) and nothing is sent. A fence is
+one term's: a thread of that term keeps it (`Journal.for_term`), so once the term ended it is
+refused even while the node holds a later term. It also carries a local deadline (`live`):
+when this node last acquired or renewed the lease (monotonic, before the statement was sent)
+plus 2B/3 - B/6; the command itself is sent only while it has not passed (`Journal.may_send`,
+checked once the device's session is in hand, right before each command).
+
+A frozen node must not hold the lease row: the fenced transaction holds it `FOR SHARE` until
+its COMMIT, and a lease statement holds it until its own; a process frozen there (SIGSTOP, a VM
+paused) would block every standby's acquire. So a fenced transaction, and every lease
+transaction, is ended by the server once idle in it for `Timing.idle_s` (a third of the bound,
+at least 1 s: the lease is then free before a standby could want it, for a bound of 3 s or
+more), and a lease statement waits for a lock or runs at most `Timing.statement_s` (so the loop
+keeps its beat; a renewal, which waits for this node's own fenced writes, as long as its lease
+counts: 2B/3 - B/6). Such a frozen node, resumed, finds its session ended: its transaction wrote
+nothing (or its COMMIT's outcome is unknown), `StateLostError`, and it steps down.
 
 Timing, from the failover bound B (`CORDON_FAILOVER_S`, default 10 s): the lease lives 2B/3,
 it is renewed (and a standby tries to acquire) every B/3, so a standby takes over at most B
-after the active node stopped renewing. A write needs B/6 of lease left: a leader paused for
-less than B/6 between a fenced write and the device command it precedes still sends before any
-standby can hold the lease. A longer pause exactly there is not covered (the devices do not
-check the epoch): said in the README.
+after the active node stopped renewing. A write needs B/6 of lease left, and so does the send:
+the command goes out only before the local deadline (last renewal + 2B/3 - B/6), so a leader
+whose renewals stopped (blocked, starved, waiting for a device session) sends nothing once any
+standby could hold the lease. What is not covered: a pause of more than B/6 exactly between
+that last local check and the command leaving the socket (the devices do not check the
+epoch): said in the README.
 
 When the database goes away (a PostgreSQL restart, the network): the lease's own store waits
 for a connection no longer than the renewal period, so the loop keeps its beat; a node that
@@ -46,7 +63,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +118,19 @@ def default_node_id() -> str:
     return f"{host}:{os.getpid()}"
 
 
+# the server settings of a transaction that holds the lease row (`set_config(..., true)`: this
+# transaction only): ended by the server when idle in it (a frozen process), a lock waited for or
+# a statement run no longer than the loop's beat
+TX_TIMEOUTS_SQL = (
+    "SELECT set_config('idle_in_transaction_session_timeout', ?, true), "
+    "set_config('lock_timeout', ?, true), set_config('statement_timeout', ?, true)"
+)
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, int(seconds * 1000)))
+
+
 @dataclass(frozen=True)
 class Timing:
     """The lease's periods, from the failover bound (seconds)."""
@@ -119,6 +149,37 @@ class Timing:
     def margin_s(self) -> float:
         return self.bound_s / 6
 
+    @property
+    def idle_s(self) -> float:
+        """How long a transaction holding the lease row may sit idle before the server ends it:
+        a third of the bound. A fenced write is checked at most B/2 after the last renewal (B/6
+        of lease left), so the row is free again by 5B/6, before the standby's try that finds
+        the lease expired (by B). At least 1 s: a busy machine's pause between two statements
+        is not a frozen node (below a bound of 3 s the takeover may then take up to 1 - B/2 s
+        more when a node froze exactly there)."""
+        return max(self.renew_s, 1.0)
+
+    @property
+    def statement_s(self) -> float:
+        """How long a lease statement may wait for a lock or run: the loop's beat, at least 1 s."""
+        return max(self.renew_s, 1.0)
+
+
+class _Deadline:
+    """A monotonic time that only moves forward (the loop's thread extends it, any reads)."""
+
+    def __init__(self) -> None:
+        self._at = float("-inf")  # never acquired nor renewed: passed
+        self._lock = threading.Lock()
+
+    def extend(self, at: float) -> None:
+        with self._lock:
+            self._at = max(self._at, at)
+
+    def left(self) -> float:
+        with self._lock:
+            return self._at - time.monotonic()
+
 
 @dataclass(frozen=True)
 class Fence:
@@ -130,13 +191,36 @@ class Fence:
     epoch: int
     margin_s: float
     revoked: threading.Event = field(default_factory=threading.Event, compare=False)
+    # the server ends `tx` if it sits idle this long holding the lease row (a frozen process)
+    idle_s: float = 1.0
+    until: _Deadline = field(default_factory=_Deadline, compare=False, repr=False)
 
     def check(self, tx: Tx) -> bool:
-        """In `tx` (PostgreSQL): does the lease still stand? Holds its row until `tx` ends."""
+        """In `tx` (PostgreSQL): does the lease still stand? Holds its row until `tx` ends, and
+        `tx` is ended by the server if it sits idle for `idle_s` (a frozen process must not
+        keep every standby from taking the lease)."""
         if self.revoked.is_set():
             return False
+        tx.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', ?, true)",
+            (_ms(self.idle_s),),
+        )
         row = tx.execute(FENCE_SQL, (self.holder, self.epoch, self.margin_s)).fetchone()
         return row is not None and not self.revoked.is_set()
+
+    def extend(self, at: float) -> None:
+        """The lease was acquired or renewed: commands may go out until monotonic time `at`
+        (when that statement was sent + lease - margin; never moves back)."""
+        self.until.extend(at)
+
+    def left_s(self) -> float:
+        """Seconds left before the local deadline (negative: passed)."""
+        return self.until.left()
+
+    def live(self) -> bool:
+        """May a device command go out now under this term, by this process's own clock: not
+        revoked, and the lease acquired or renewed less than lease - margin ago."""
+        return not self.revoked.is_set() and self.until.left() > 0
 
 
 @dataclass(frozen=True)
@@ -188,10 +272,27 @@ class Lease:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def _write(self, statement_s: float | None = None) -> Iterator[Tx]:
+        """A lease transaction: ended by the server if idle in it (a frozen process must not
+        hold the row), its lock waits and statements bounded by the loop's beat (`Timing`;
+        `statement_s`: another bound)."""
+        t = self.timing
+        bound = _ms(t.statement_s if statement_s is None else statement_s)
+        with self.db.write() as tx:
+            tx.execute(TX_TIMEOUTS_SQL, (_ms(t.idle_s), bound, bound))
+            yield tx
+
+    def _extend(self, epoch: int, sent: float) -> None:
+        """This node holds `epoch` as of a statement sent at `sent` (monotonic): its fence's
+        commands may go out until `sent` + lease - margin."""
+        self.fence(epoch).extend(sent + self.timing.ttl_s - self.timing.margin_s)
+
     def acquire(self) -> int | None:
         """Take the lease if it is free or expired: the new epoch, or None (held by a live
         node; by this node too: `renew` is for that)."""
-        with self.db.write() as tx:
+        sent = time.monotonic()
+        with self._write() as tx:
             row = tx.execute(
                 "INSERT INTO cordon_lease (name, holder, epoch, expires_at, acquired_at, "
                 "taken_from) VALUES ('active', ?, 1, now() + make_interval(secs => ?), now(), "
@@ -201,22 +302,31 @@ class Lease:
                 "WHERE cordon_lease.expires_at <= now() RETURNING epoch",
                 (self.node, self.timing.ttl_s),
             ).fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        self._extend(int(row[0]), sent)
+        return int(row[0])
 
     def renew(self, epoch: int) -> bool:
         """Extend the lease held by this node with `epoch` (not expired): did it stand?"""
-        with self.db.write() as tx:
+        sent = time.monotonic()
+        # the active node's own renewal may wait for its fenced writes (they hold the row FOR
+        # SHARE) as long as its lease can still count (a renewal given up would lose it)
+        with self._write(max(self.timing.ttl_s - self.timing.margin_s, 1.0)) as tx:
             rows = tx.execute(
                 "UPDATE cordon_lease SET expires_at = now() + make_interval(secs => ?) "
                 "WHERE name = 'active' AND holder = ? AND epoch = ? AND expires_at > now()",
                 (self.timing.ttl_s, self.node, epoch),
             )
-            return rows.rowcount == 1
+            stood = rows.rowcount == 1
+        if stood:  # committed
+            self._extend(epoch, sent)
+        return stood
 
     def step_down(self, epoch: int) -> bool:
         """End this node's lease with `epoch` now (a standby takes it at its next try): did this
         node still hold it?"""
-        with self.db.write() as tx:
+        with self._write() as tx:
             rows = tx.execute(
                 "UPDATE cordon_lease SET expires_at = now() "
                 "WHERE name = 'active' AND holder = ? AND epoch = ? AND expires_at > now()",
@@ -229,7 +339,9 @@ class Lease:
         with self._fences_lock:
             found = self._fences.get(epoch)
             if found is None:
-                found = self._fences[epoch] = Fence(self.node, epoch, self.timing.margin_s)
+                found = self._fences[epoch] = Fence(
+                    self.node, epoch, self.timing.margin_s, idle_s=self.timing.idle_s
+                )
             return found
 
     def revoke(self, epoch: int) -> None:
@@ -249,7 +361,7 @@ class Lease:
 
     def heartbeat(self, role: str, epoch: int | None) -> None:
         """Record this node's role now (for `cordon status`)."""
-        with self.db.write() as tx:
+        with self._write() as tx:
             tx.execute(
                 "INSERT INTO cordon_nodes (node, role, epoch, seen_at, pid) "
                 "VALUES (?, ?, ?, now(), ?) ON CONFLICT (node) DO UPDATE SET "

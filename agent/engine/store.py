@@ -370,7 +370,14 @@ class Conn:
             yield
         except StateLostError:
             raise
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+        except (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            # the server ended a session left idle in its transaction (a frozen process holding
+            # the lease row: `agent.engine.lease`): rolled back, nothing written
+            psycopg.errors.IdleInTransactionSessionTimeout,
+            psycopg_pool.PoolTimeout,
+        ) as exc:
             raise self._lost(exc, "this transaction wrote nothing") from None
         except psycopg.Error as exc:
             raise DaemonError(

@@ -11,11 +11,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from agent import audit
+from agent.audit.pgchain import AuditFenced
 from agent.drivers.base import ChangeSet, Driver, Expectation, Facts, mismatches
 from agent.engine.journal import StepRow
 from agent.errors import (
+    AuditArmed,
     AuditError,
     ConnectError,
     CordonError,
@@ -31,6 +34,8 @@ from agent.platforms.capabilities import DeadMan, having
 from agent.run.context import Context
 from agent.run.model import StepOutcome
 from agent.status import StepStatus
+
+T = TypeVar("T")
 
 
 def expectation(method: str, before: DeviceState, after: DeviceState) -> Expectation:
@@ -126,6 +131,10 @@ def apply(ctx: Context, row: StepRow) -> StepOutcome:
             action=row.step,
             on_applied=lambda: ctx.obs.step_applied(row),
         )
+    except AuditArmed:
+        # an on-device revert is armed and nothing more may be sent without a trail: the
+        # device goes back by itself; the step stays in flight for `resume` to read
+        raise
     except AuditError as exc:
         # the device may well have changed: journal what it shows, then stop sending
         shown = _settle_unaudited(ctx, row)
@@ -135,9 +144,10 @@ def apply(ctx: Context, row: StepRow) -> StepOutcome:
             "more is sent",
             hint=f"free the audit log's disk, then `cordon resume {row.run_id}`",
         ) from exc
-    except StateLostError:
-        # the state database went away mid-step: the device is not known to have failed;
-        # the step stays in flight (journaled started or applied) for `resume` to read
+    except (StateLostError, FencedError):
+        # the state database went away mid-step, or this node's term ended: the device is not
+        # known to have failed; the step stays in flight (journaled started or applied) for
+        # `resume` (the active node's) to read
         raise
     except CordonError as exc:
         outcome.status, outcome.error = StepStatus.FAILED, exc.message
@@ -223,7 +233,8 @@ def guarded(
     back = ChangeSet(tuple(revert), action=f"deadman {action}")
     token = _arm(ctx, row, back) if guard else None
     try:
-        ctx.pool.run(row.device, applier(ChangeSet(tuple(lines), action=action)), via=how)
+        change = ChangeSet(tuple(lines), action=action)
+        ctx.pool.run(row.device, sending(ctx, row, action, applier(change)), via=how)
         if on_applied is not None:
             on_applied()
         exp = expectation(row.method, frm, to)
@@ -236,16 +247,48 @@ def guarded(
         # this node lost the state database or its lease: it sends nothing more, as if it had
         # been killed here; the active node's `resume` reads the device (an armed timer runs)
         raise
+    except AuditFenced as exc:
+        # the drivers audit right after sending: the group's trail says this node was deposed.
+        # It steps down (as for a fenced journal write) and sends nothing more: no restore, no
+        # confirm (an armed timer puts the device back by itself)
+        raise ctx.journal.deposed(exc.message) from exc
+    except AuditError as exc:
+        # no trail can be written: nothing more is sent (a restore would be an unrecorded
+        # command); an armed timer puts the device back by itself
+        if token is None:
+            raise
+        raise AuditArmed(
+            f"{exc.message}; {row.device}: its on-device revert (armed for {ctx.deadman:g} s) "
+            f"puts it back in its fail-safe state by itself: nothing more is sent, {action} "
+            "stays in flight",
+            hint=exc.hint,
+        ) from exc
     except CordonError:
         if token is not None:
             _restore_now(ctx, row, back, token)
         raise
-    if token is not None and not ctx.pool.run(row.device, _confirmer(token)):
+    if token is not None and not ctx.pool.run(
+        row.device, sending(ctx, row, f"{action} confirmation", _confirmer(token)), via=how
+    ):
         raise RunError(
             f"{row.device}: the dead-man timer fired before {action} was "
             "confirmed: the device went back to its fail-safe state by itself",
             hint="check the management path, then try again",
         )
+
+
+def sending(
+    ctx: Context, row: StepRow, what: str, fn: Callable[[Driver], T]
+) -> Callable[[Driver], T]:
+    """`fn` (a device command) checked right before it is sent, the device's session in hand
+    (it may have been waited for, or connected): this node's term still live by its own clock
+    (`Journal.may_send`); otherwise `FencedError`, nothing sent."""
+
+    def send(d: Driver) -> T:
+        ctx.journal.may_send(f"{what} on {row.device} (run {row.run_id})")
+        return fn(d)
+
+    return send
 
 
 def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
@@ -262,7 +305,7 @@ def _arm(ctx: Context, row: StepRow, revert: ChangeSet) -> str | None:
     def arm(d: Driver) -> str | None:
         return dm.arm_revert(revert, seconds) if (dm := having(d, DeadMan)) is not None else None
 
-    return ctx.pool.run(row.device, arm)
+    return ctx.pool.run(row.device, sending(ctx, row, f"{revert.action} arming", arm))
 
 
 def _reverts_config(ctx: Context, device: str) -> bool:
@@ -273,9 +316,12 @@ def _reverts_config(ctx: Context, device: str) -> bool:
 def _restore_now(ctx: Context, row: StepRow, back: ChangeSet, token: str) -> None:
     """The step failed with the device reachable: restore the fail-safe state ourselves and
     disarm the timer, so it cannot reload an old table later over newer changes."""
+    how = registry.via(row.method)
     try:
-        ctx.pool.run(row.device, applier(back), via=registry.via(row.method))
-        ctx.pool.run(row.device, _confirmer(token), via=registry.via(row.method))
+        ctx.pool.run(row.device, sending(ctx, row, back.action, applier(back)), via=how)
+        ctx.pool.run(row.device, sending(ctx, row, back.action, _confirmer(token)), via=how)
+    except FencedError:  # this node's term ended: nothing more sent, the armed timer reverts
+        raise
     except CordonError as exc:
         ctx.obs.deadman_restore_failed(row, exc.message)
 
@@ -295,7 +341,8 @@ def _recover(
     ctx.obs.deadman_controller(row, cause.message)
     while time.monotonic() < deadline:
         try:
-            ctx.pool.run(row.device, applier(ChangeSet(tuple(lines), action="deadman")), via=how)
+            change = ChangeSet(tuple(lines), action="deadman")
+            ctx.pool.run(row.device, sending(ctx, row, "deadman", applier(change)), via=how)
             ctx.pool.run(
                 row.device, verifier(expectation(row.method, frm, to), "deadman.verify"), via=how
             )

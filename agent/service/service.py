@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agent import audit, settings
 from agent.drivers.pool import Pool
-from agent.engine.journal import RunRecord, driver_alive
+from agent.engine.journal import Journal, RunRecord, driver_alive
 from agent.engine.journal import at as journal_at
 from agent.engine.lease import Lease, LeaseLoop, Timing, default_node_id
 from agent.engine.plan import Plan
@@ -384,9 +384,12 @@ class Service:
         """One step of a run's life (a job): settle what a crash left in flight, proceed, and
         schedule the next wake-up while the run waits. The daemon acts for the run's author:
         the sites it settles are recorded as changed by them, not by the daemon. A standby
-        (its lease lost, a job still firing) refuses."""
+        (its lease lost, a job still firing) refuses. The term is taken first: everything this
+        thread writes or sends is fenced by it, so once that term ended (even if this node holds
+        a later one by then) it writes and sends nothing more."""
+        term = self._term()
         self._require_active()
-        ex = self._executor(self.journal.run(run_id).actor)
+        ex = self._executor(term.run(run_id).actor, term)
         in_flight = any(
             r.status in (StepStatus.STARTED, StepStatus.APPLIED, StepStatus.UNDOING)
             for r in ex.journal.steps(run_id)
@@ -452,10 +455,16 @@ class Service:
 
     # -- the Backend --------------------------------------------------------------------------
 
-    def _executor(self, actor: str) -> Executor:
+    def _term(self) -> Journal:
+        """The journal as the current term sees it: fenced by this term's fence for good (a new
+        term replaces `self.journal.fence`, never the fence a thread already took)."""
+        return self.journal.for_term(self.journal.fence)
+
+    def _executor(self, actor: str, term: Journal | None = None) -> Executor:
+        """An executor of the current term (`term`: one taken earlier by the caller)."""
         return Executor(
             self.inv,
-            self.journal,
+            self._term() if term is None else term,
             self.pool,
             actor=actor,
             sources=self.sources,

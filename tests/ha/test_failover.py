@@ -93,7 +93,7 @@ def test_sigstop_the_active_standby_takes_over_old_one_is_fenced(
 ) -> None:
     a, b, da, db = pair
     ca, cb = a.cluster(), b.cluster()
-    assert (ca["role"], ca["holder"], ca["epoch"]) == ("active", "node-a", 1), ca
+    assert (ca["role"], ca["holder"], ca["epoch"]) == ("active", "node-a", 1), (ca, da.log())
     assert (cb["role"], cb["holder"]) == ("standby", "node-a"), cb
     refused = b.cordon("run", HOLD, "-s", SITE_B, "--yes", "--detach", user="bob")
     assert refused.returncode == STANDBY, refused.stderr
