@@ -147,10 +147,12 @@ class TimedSource:
         inner: Verifier,
         calls: list[tuple[str, str, float, float, int, int]],
         lock: threading.Lock,
+        contradictions: list[tuple[str, float, Evidence]],
     ) -> None:
         self.name = name
         self.inner = inner
         self.calls = calls
+        self.contradictions = contradictions
         self._lock = lock
 
     def check(
@@ -159,11 +161,14 @@ class TimedSource:
         t0 = time.time()
         out = self.inner(site, mine, expected)
         t1 = time.time()
-        wrong = sum(
-            e.seen is not Seen.UNKNOWN and (e.seen is Seen.OPEN) != expected[e.flow] for e in out
-        )
+        bad = [
+            e
+            for e in out
+            if e.seen is not Seen.UNKNOWN and (e.seen is Seen.OPEN) != expected[e.flow]
+        ]
         with self._lock:
-            self.calls.append((self.name, site, t0, t1, len(mine), wrong))
+            self.calls.append((self.name, site, t0, t1, len(mine), len(bad)))
+            self.contradictions += [(site, t1, e) for e in bad]
         return out
 
 
@@ -172,8 +177,12 @@ class Timed:
 
     def __init__(self, sources: Sequence[FlowSource]) -> None:
         self.calls: list[tuple[str, str, float, float, int, int]] = []
+        # (site, when answered, evidence) of every answer other than expected
+        self.contradictions: list[tuple[str, float, Evidence]] = []
         lock = threading.Lock()
-        self.sources = [TimedSource(s.name, s.check, self.calls, lock) for s in sources]
+        self.sources = [
+            TimedSource(s.name, s.check, self.calls, lock, self.contradictions) for s in sources
+        ]
 
     def of_site(self, site: str) -> list[tuple[str, str, float, float, int, int]]:
         return [c for c in self.calls if c[1] == site]
@@ -496,6 +505,15 @@ class Bench:
         timeline += [
             (c[2] - wall0, c[3] - wall0, f"source {c[0]} ({c[4]} flows, {c[5]} not as expected)")
             for c in mine
+        ]
+        timeline += [
+            (
+                at - wall0,
+                None,
+                f"  not as expected: {e.flow} {e.seen.value} by {e.source}: {e.detail}",
+            )
+            for site, at, e in timed.contradictions
+            if site == critical
         ]
         return Rep(
             seconds,
