@@ -147,10 +147,12 @@ class TimedSource:
         inner: Verifier,
         calls: list[tuple[str, str, float, float, int, int]],
         lock: threading.Lock,
+        contradictions: list[tuple[str, float, Evidence]],
     ) -> None:
         self.name = name
         self.inner = inner
         self.calls = calls
+        self.contradictions = contradictions
         self._lock = lock
 
     def check(
@@ -159,11 +161,14 @@ class TimedSource:
         t0 = time.time()
         out = self.inner(site, mine, expected)
         t1 = time.time()
-        wrong = sum(
-            e.seen is not Seen.UNKNOWN and (e.seen is Seen.OPEN) != expected[e.flow] for e in out
-        )
+        bad = [
+            e
+            for e in out
+            if e.seen is not Seen.UNKNOWN and (e.seen is Seen.OPEN) != expected[e.flow]
+        ]
         with self._lock:
-            self.calls.append((self.name, site, t0, t1, len(mine), wrong))
+            self.calls.append((self.name, site, t0, t1, len(mine), len(bad)))
+            self.contradictions += [(site, t1, e) for e in bad]
         return out
 
 
@@ -172,8 +177,12 @@ class Timed:
 
     def __init__(self, sources: Sequence[FlowSource]) -> None:
         self.calls: list[tuple[str, str, float, float, int, int]] = []
+        # (site, when answered, evidence) of every answer other than expected
+        self.contradictions: list[tuple[str, float, Evidence]] = []
         lock = threading.Lock()
-        self.sources = [TimedSource(s.name, s.check, self.calls, lock) for s in sources]
+        self.sources = [
+            TimedSource(s.name, s.check, self.calls, lock, self.contradictions) for s in sources
+        ]
 
     def of_site(self, site: str) -> list[tuple[str, str, float, float, int, int]]:
         return [c for c in self.calls if c[1] == site]
@@ -274,6 +283,9 @@ class Rep:
     problems: list[str] = field(default_factory=list)  # flow problems the runs reported
     unverified: list[str] = field(default_factory=list)  # flows no source could check
     reads: list[tuple[str, str, float]] = field(default_factory=list)  # sources' device reads
+    # the critical site's audit records and source calls: (start, end, what), seconds from the
+    # trigger (end None: an instant)
+    timeline: list[tuple[float, float | None, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -465,6 +477,12 @@ class Bench:
             "journal, gaps": finish[critical] - wall0 - plan_s - before - steps - verify,
             "after the last verify until the run returns": seconds - (finish[critical] - wall0),
         }
+        # the runs recorded over (containment done; the run then takes its after snapshots)
+        finished = [ts(rec) for rec in records if rec["event"] == "run.finished"]
+        if len(finished) == len(reports):
+            phases["  of which after run.finished (after snapshots)"] = seconds - (
+                max(finished) - wall0
+            )
         every = [(c[2], c[3]) for c in timed.calls]
         work = {
             "device steps": sum(o.duration_s for r in reports for o in r.outcomes),
@@ -481,9 +499,42 @@ class Bench:
             critical_sources[_kind(c[0])] = critical_sources.get(_kind(c[0]), 0.0) + c[3] - c[2]
         first = timed.sources[0].name
         rounds = sum(c[0] == first for c in mine)
+        timeline: list[tuple[float, float | None, str]] = [
+            (ts(rec) - wall0, None, _what(rec)) for rec in records if rec.get("site") == critical
+        ]
+        timeline += [
+            (c[2] - wall0, c[3] - wall0, f"source {c[0]} ({c[4]} flows, {c[5]} not as expected)")
+            for c in mine
+        ]
+        timeline += [
+            (
+                at - wall0,
+                None,
+                f"  not as expected: {e.flow} {e.seen.value} by {e.source}: {e.detail}",
+            )
+            for site, at, e in timed.contradictions
+            if site == critical
+        ]
         return Rep(
-            seconds, phases, work, critical, len(timed.calls), rounds, by_source, critical_sources
+            seconds,
+            phases,
+            work,
+            critical,
+            len(timed.calls),
+            rounds,
+            by_source,
+            critical_sources,
+            timeline=sorted(timeline, key=lambda x: x[0]),
         )
+
+
+def _what(rec: Mapping[str, object]) -> str:
+    """An audit record in a timeline: its event, step and device."""
+    parts = [str(rec["event"])]
+    parts += [str(rec[k]) for k in ("step", "device") if rec.get(k)]
+    if rec.get("duration_s"):
+        parts.append(f"{float(cast(float, rec['duration_s'])):.3f} s")
+    return " ".join(parts)
 
 
 def _kind(source: str) -> str:
@@ -543,6 +594,11 @@ def main() -> None:
         action="store_true",
         help="also sample short handshake waits during one extra containment per mode",
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print the last site's audit records and source calls (last repetition)",
+    )
     args = parser.parse_args()
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     print(describe())
@@ -575,6 +631,8 @@ def main() -> None:
                 by_group[group] = results
                 print(f"\n--- group {group}")
                 report(results, handshakes, args.runs)
+                if args.timeline:
+                    timelines(results)
         audit.close()
         check = audit.verify(log_dir)
     side_by_side(by_group)
@@ -654,6 +712,16 @@ def measure(
                     flush=True,
                 )
     return results, samplers
+
+
+def timelines(results: Sequence[Result]) -> None:
+    """The last repetition's critical site, event by event, seconds from the trigger."""
+    for res in results:
+        rep = res.reps[-1]
+        print(f"\n{res.scenario.name}: timeline of {rep.critical} (last repetition), s")
+        for a, b, what in rep.timeline:
+            span = f"{a:7.3f}" + (f" -{b:7.3f}" if b is not None else " " * 9)
+            print(f"  {span}  {what}")
 
 
 def spread(values: Sequence[float]) -> str:

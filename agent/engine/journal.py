@@ -997,6 +997,21 @@ class Journal:
             out.setdefault(device, f"run {run_id} step {seq} ({step})")
         return out
 
+    def steps_in_flight(self) -> list[StepRow]:
+        """Every step an open run is acting on right now (started, applied or being undone,
+        not yet settled), ordered by run and step: what `devices_in_flight` names, with what
+        each step sends the device towards (its rows). Read-only."""
+        busy = sorted(STEP_BUSY)
+        marks, run_marks = ",".join("?" for _ in busy), ",".join("?" for _ in OPEN)
+        rows = self._query(
+            "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, s.undo, "  # noqa: S608
+            "s.before_state, s.after_state, s.status, s.error, s.fail_direction, s.opens "
+            f"FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status IN ({marks}) "
+            f"AND r.status IN ({run_marks}) ORDER BY s.run_id, s.seq",
+            (*busy, *sorted(OPEN)),
+        )
+        return [_step_row(r) for r in rows]
+
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""
         found = self._query("SELECT state FROM devices WHERE device=?", (device,))

@@ -15,7 +15,12 @@ yet settled with its state) the flow could be open or closed, so no source is as
 steps are re-read every `POLL_S` until they settle (at most the settle deadline: a flow still held
 then is unverified, naming the step). Without this, a flow crossing a sister site was asked with
 the expectation recorded before that site's run settled its cut, failed the round and was asked
-again (#18: a bimodal time-to-contain).
+again (#18: a bimodal time-to-contain). When the caller knows where each step in flight lands (a
+`Landing`: the device's recorded state once the step settles as intended), a flow whose
+expectation is the same whether each of those steps lands or not is known already and is asked
+at once in the first round (a sister site's flows crossing the hit site's firewall while its
+segmentation, which keeps them, is being written: #18's 1-2 s journal gap); a failed flow is
+asked again only once every step on its path has settled, as before.
 
 A source that cannot run at all (a CordonError) gives UNKNOWN for every flow it was asked about,
 with its error as the reason: its flows stay unverified unless another source confirms them.
@@ -44,8 +49,19 @@ POLL_S = 0.02  # how often the recorded states are re-read meanwhile (a local jo
 NO_SOURCE = "(none)"
 IN_FLIGHT_SOURCE = "(journal)"  # a flow not asked: a step on its path had not settled
 
-# device -> what is in flight on it (the journal's `devices_in_flight`)
-InFlight = Mapping[str, str]
+
+@dataclass(frozen=True)
+class Landing:
+    """A step in flight on a device: what it is (`why`) and the device's whole recorded state
+    once it settles as intended (`lands`; None: not known, every flow crossing it waits)."""
+
+    why: str
+    lands: DeviceState | None = None
+
+
+# device -> what is in flight on it (the journal's `devices_in_flight`, or a `Landing`)
+InFlight = Mapping[str, str | Landing]
+MAX_LANDINGS = 4  # more steps in flight on one path: 2^n states to compare, the flow waits
 
 
 def nothing_in_flight() -> InFlight:
@@ -126,16 +142,48 @@ def ask(
     return out
 
 
-def pending(paths: Mapping[str, FlowPath], flows: Sequence[Flow], busy: InFlight) -> dict[str, str]:
+def pending(
+    paths: Mapping[str, FlowPath],
+    flows: Sequence[Flow],
+    busy: InFlight,
+    states: States | None = None,
+) -> dict[str, str]:
     """The flows whose expectation is not known yet (a device of their path has a step in
     flight: its recorded state may change any moment, so the flow may be open or closed), each
-    with why, in the order of `flows`."""
+    with why, in the order of `flows`. With the recorded `states`, a flow is known when every
+    step in flight on its path is a `Landing` with its state and the flow is open (or closed)
+    in `states` with any of them landed or not (`same_either_way`)."""
     out: dict[str, str] = {}
     for f in flows:
-        held = next((h.device for h in paths[f.name].hops if h.device in busy), None)
-        if held is not None:
-            out[f.name] = f"{held}: {busy[held]} in flight"
+        path = paths[f.name]
+        crossing = [d for d in dict.fromkeys(h.device for h in path.hops) if d in busy]
+        if not crossing:
+            continue
+        if states is not None and same_either_way(path, crossing, busy, states):
+            continue
+        what = busy[crossing[0]]
+        out[f.name] = f"{crossing[0]}: {what.why if isinstance(what, Landing) else what} in flight"
     return out
+
+
+def same_either_way(path: FlowPath, devices: Sequence[str], busy: InFlight, states: States) -> bool:
+    """Is the flow open (or closed) in `states` whichever of the steps in flight on `devices`
+    have landed (every combination)? False when one's landing is not known."""
+    lands: list[tuple[str, DeviceState]] = []
+    for d in devices:
+        what = busy[d]
+        if not isinstance(what, Landing) or what.lands is None:
+            return False
+        lands.append((d, what.lands))
+    if len(lands) > MAX_LANDINGS:
+        return False
+    now = flow_open(states, path)
+    for mask in range(1, 2 ** len(lands)):
+        landed = dict(states)
+        landed.update(lands[i] for i in range(len(lands)) if mask >> i & 1)
+        if flow_open(landed, path) != now:
+            return False
+    return True
 
 
 def settled(
@@ -148,14 +196,18 @@ def settled(
     poll: float = POLL_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    landings: bool = True,
 ) -> tuple[dict[str, bool], dict[str, str]]:
     """The expectation of `flows` once no device of their paths has a step in flight (the
     steps in flight re-read every `poll` seconds, then the recorded states), or at `until`:
     the expectations and the flows still pending then (with why). The steps are read before the
-    states, so a step settled in between is seen as in flight (one more poll), never missed."""
+    states, so a step settled in between is seen as in flight (one more poll), never missed.
+    With `landings`, a flow whose expectation the steps in flight cannot change is not held
+    (`pending` with the states)."""
     while True:
-        held = pending(paths, flows, in_flight())
+        busy = in_flight()
         states = current()
+        held = pending(paths, flows, busy, states if landings else None)
         left = until - clock()
         if not held or left <= 0:
             return expectations(paths, flows, states), held
@@ -223,8 +275,10 @@ def check_flows(
     errors: dict[str, str] = {}
     results: dict[str, FlowResult] = {}
 
-    def round_(some: Sequence[Flow], until: float) -> None:
-        expected, held = settled(paths, some, current, in_flight, until, poll=poll, sleep=sleep)
+    def round_(some: Sequence[Flow], until: float, *, landings: bool) -> None:
+        expected, held = settled(
+            paths, some, current, in_flight, until, poll=poll, sleep=sleep, landings=landings
+        )
         results.update((r.flow, r) for r in held_results(held, expected))
         known = [f for f in some if f.name not in held]
         if known:
@@ -233,7 +287,7 @@ def check_flows(
                 (r.flow, r) for r in combine(want, ask(sources, site, known, want, errors))
             )
 
-    round_(flows, time.monotonic() + settle)
+    round_(flows, time.monotonic() + settle, landings=True)
     deadline = time.monotonic() + settle
     rounds = 1
     while sources:
@@ -245,7 +299,7 @@ def check_flows(
             paths, wrong, asked, current, pause, in_flight=in_flight, poll=poll, sleep=sleep
         )
         rounds += 1
-        round_(wrong, deadline)
+        round_(wrong, deadline, landings=False)  # asked again once their paths settled
     return Outcome([results[f.name] for f in flows], errors, rounds)
 
 

@@ -11,6 +11,11 @@ live state, what it does with the flow. For each device crossed (in parallel, on
   lookup, ...). A device whose platform cannot answer says UNKNOWN ("platform cannot evaluate a
   flow"), as does a device that cannot be reached (with the error).
 
+Concurrent checks (sister sites verifying at the same moment) read a device they share once, not
+once each through its single pooled session (`Reads`): a check's read of a device is merged with
+the other checks' only into a read that starts after the check asked (never an answer read
+before it), and the merged read asks every packet any of them asked.
+
 Per flow: the first device (in path order) that drops it decides CLOSED; OPEN only when every
 routing device on the path accepts both directions and every interface is up; otherwise UNKNOWN,
 each device saying why. A path with no routing device (switch ports only) cannot be confirmed
@@ -21,9 +26,10 @@ platforms' capability types."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.drivers.base import Driver, InterfaceState
 from agent.drivers.pool import Pool
@@ -77,6 +83,65 @@ def _ask(queries: Sequence[FlowQuery]) -> Callable[[Driver], DeviceAnswer]:
     return read
 
 
+@dataclass
+class _Batch:
+    """One read of a device, for every check that joined it before it started."""
+
+    queries: list[FlowQuery] = field(default_factory=list)
+    done: bool = False
+    answer: DeviceAnswer | None = None
+    error: CordonError | None = None
+
+
+class Reads:
+    """The reads of one device, merged across concurrent checks (group commit): a check joins
+    the read that has not started yet (adding its packets to it), or opens it; the first check
+    of a read not yet started leads it as soon as no read of the device is running, the others
+    wait for its answer. A read running when a check asks is never its answer (it started
+    before the check, so it may predate the change the check verifies): the check waits for the
+    next one. `read(queries)` reads the device once (its interfaces, its decision on each)."""
+
+    def __init__(self, read: Callable[[Sequence[FlowQuery]], DeviceAnswer]) -> None:
+        self._read = read
+        self._cond = threading.Condition()
+        self._open: _Batch | None = None  # the read not started yet, gathering checks
+        self._running = False
+        self.reads = 0  # reads made (for the tests and benchmarks)
+
+    def ask(self, queries: Sequence[FlowQuery]) -> DeviceAnswer:
+        """The device's interfaces and its decision on each of `queries`, in their order,
+        from a read that started after this call (raises the read's CordonError)."""
+        with self._cond:
+            if self._open is None:
+                self._open = _Batch()
+            batch = self._open
+            batch.queries += [q for q in queries if q not in batch.queries]
+            while not batch.done and (self._running or self._open is not batch):
+                self._cond.wait()
+            lead = not batch.done
+            if lead:
+                self._open, self._running = None, True
+                self.reads += 1
+        if lead:
+            try:
+                batch.answer = self._read(list(batch.queries))
+            except CordonError as exc:
+                batch.error = exc
+            finally:
+                with self._cond:
+                    batch.done, self._running = True, False
+                    self._cond.notify_all()
+        if batch.error is not None:
+            raise batch.error
+        assert batch.answer is not None  # done without an error: answered
+        got = batch.answer
+        if got.decisions is None:
+            return got
+        return DeviceAnswer(
+            got.interfaces, [got.decisions[batch.queries.index(q)] for q in queries]
+        )
+
+
 class DeviceDecisions:
     """The `FlowSource` of the devices' own decisions (see the module's docstring)."""
 
@@ -84,6 +149,20 @@ class DeviceDecisions:
 
     def __init__(self, inv: Inventory, pool: Pool) -> None:
         self.inv, self.pool = inv, pool
+        self._reads: dict[str, Reads] = {}
+        self._lock = threading.Lock()
+
+    def reads_of(self, device: str) -> Reads:
+        """`device`'s merged reads (made on first use)."""
+        with self._lock:
+            found = self._reads.get(device)
+            if found is None:
+
+                def read(queries: Sequence[FlowQuery]) -> DeviceAnswer:
+                    return self.pool.run(device, _ask(queries), wait=SESSION_WAIT_S)
+
+                found = self._reads[device] = Reads(read)
+            return found
 
     def check(
         self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
@@ -101,7 +180,7 @@ class DeviceDecisions:
 
         def one(device: str) -> None:
             try:
-                answers[device] = self.pool.run(device, _ask(asks[device]), wait=SESSION_WAIT_S)
+                answers[device] = self.reads_of(device).ask(asks[device])
             except CordonError as exc:
                 answers[device] = exc.message
 

@@ -14,12 +14,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent.engine.journal import FlowCheck
+from agent.engine.journal import FlowCheck, StepRow
 from agent.inventory.models import Flow
 from agent.playbook.models import Step, VerifyFlows
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Verdict
-from agent.verify.check import Outcome, check_flows, result_dict, site_flows, unverified_line
+from agent.run.transaction import merged
+from agent.status import StepStatus
+from agent.verify.check import (
+    Landing,
+    Outcome,
+    check_flows,
+    result_dict,
+    site_flows,
+    unverified_line,
+)
 
 
 class VerifyGate:
@@ -35,13 +44,33 @@ class VerifyGate:
             site,
             flows,
             ctx.journal.device_states,
-            in_flight=ctx.journal.devices_in_flight,
+            in_flight=lambda: landings(ctx),
         )
         detail = gate_detail(ctx, flows, out)
         if only is not None:
             detail["scope"] = f"must-survive flows only ({len(only)})"
         record(ctx, run.run_id, site, step.name, flows, out, gate=detail)
         return Passed(tuple(detail["problems"]))
+
+
+def landings(ctx: Context) -> dict[str, str | Landing]:
+    """Each device an open run is changing, with where its step lands: the device's recorded
+    state once the step settles as intended (its target, or an undo's: its start), merged into
+    the state recorded now as the step will be. Two steps in flight on one device: the landing
+    is not known (the flows crossing it wait)."""
+    by_device: dict[str, list[StepRow]] = {}
+    for row in ctx.journal.steps_in_flight():
+        by_device.setdefault(row.device, []).append(row)
+    out: dict[str, str | Landing] = {}
+    for device, rows in by_device.items():
+        r = rows[0]
+        why = f"run {r.run_id} step {r.seq} ({r.step})"
+        if len(rows) > 1:
+            out[device] = Landing(why)
+            continue
+        target = r.before if r.status == StepStatus.UNDOING else r.after
+        out[device] = Landing(why, merged(ctx, device, r.method, target))
+    return out
 
 
 def gate_detail(ctx: Context, flows: Sequence[Flow], out: Outcome) -> dict[str, Any]:
