@@ -140,3 +140,32 @@ def test_a_command_loads_only_what_it_uses() -> None:
     assert listed.returncode == 0
     for name in ("demo", "drill", "lab", "run", "show", "audit", "incident", "probe"):
         assert f"  {name} " in listed.stdout
+
+
+def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
+    """With no twin of its inventory up, what `--local` and the daemon add for the twin (the
+    twin's flow source) reads the twin's state file and nothing more: the twin's builder,
+    topology and prober stay unloaded (#16, #18)."""
+    script = (
+        "import json, sys\n"
+        "import agent.platforms.registry\n"
+        "from agent.inventory import load\n"
+        "from agent.lab.verifier import twin_source\n"
+        f"source = twin_source(load({str(EXAMPLE)!r}))\n"
+        "sys.stderr.write(json.dumps([source is None, sorted(sys.modules)]))\n"
+    )
+    env = {**os.environ, "CORDON_LAB_STATE": str(tmp_path / "no-twin")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    none, imported = json.loads(done.stderr)
+    assert none
+    assert "agent.lab.state" in imported
+    assert not {"agent.lab.build", "agent.lab.flows", "agent.lab.topology"} & set(imported)
