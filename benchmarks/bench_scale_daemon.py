@@ -8,11 +8,13 @@ poll; `benchmarks.bench_daemon_poll` measures polling).
 
 Then where it goes: a second process (`--stages`) builds what the daemon builds, one part at a
 time, and reads its RSS and PSS after each: the interpreter; the daemon's modules (those
-`cordon daemon` imports before it serves, the job store's, the drivers of the inventory's
-platforms); the inventory (also its Python objects as tracemalloc counts them); the service
-(journal, health store, pool, poller, scheduler: `agent.service.service.Service`, which loads
-the inventory again, as the daemon does once); the sessions (`Pool.warm`, as `Service._warm`):
-per session, and the threads and descriptors they hold.
+`cordon daemon` imports before it serves and the job store's, with the libraries `cordon`
+blocks blocked); the inventory, with its platforms' device libraries; the service (journal,
+health store, pool, poller, scheduler: `agent.service.service.Service`, on that inventory); the
+sessions (`Pool.warm`, as `Service._warm`), first to the devices the fleet serves as they expect
+(its firewalls: a shell), then to the rest (its switches: the fleet's one sshd gives a shell, not
+an IOS CLI, so those attempts fail, in the daemon too: it says how many were unreachable). From
+the open sessions: the memory of one, and what the daemon would hold with every device's open.
 
 Run as root: `.venv/bin/python -m benchmarks.bench_scale_daemon [--sites 50] [--per-site 10]`.
 Holds the twin lock; brings the twin up if none is (and takes it down after); the fleet and
@@ -42,7 +44,6 @@ DAEMON_MODULES = (
     "agent.api.tcp",
     "agent.api.http",
     "agent.lab.verifier",
-    "agent.view",
     "agent.service.jobs",
     "apscheduler.jobstores.sqlalchemy",
     "apscheduler.schedulers.background",
@@ -123,46 +124,54 @@ def stages(inventory: str) -> None:
     import gc  # noqa: PLC0415 - this process measures its own imports: all of them below
     import importlib  # noqa: PLC0415
     import threading  # noqa: PLC0415
-    import tracemalloc  # noqa: PLC0415
 
     def say(part: str, **extra: object) -> None:
         rss, pss = memory_mib(os.getpid())
         print(json.dumps({"part": part, "rss": rss, "pss": pss, **extra}), flush=True)
 
     say("interpreter")
+    from agent.cli import _NEVER_USED  # noqa: PLC0415 - blocked by `cordon` as the daemon runs
+
+    for name in _NEVER_USED:
+        sys.modules[name] = None  # type: ignore[assignment]
     for name in DAEMON_MODULES:
         importlib.import_module(name)
     from agent.drivers.base import Target  # noqa: PLC0415
     from agent.inventory import load  # noqa: PLC0415
     from agent.platforms import registry  # noqa: PLC0415
-    from agent.service.service import Service  # noqa: PLC0415
+    from agent.service import service as service_module  # noqa: PLC0415
 
-    tracemalloc.start()
+    gc.collect()
+    say("modules", count=len(sys.modules))
     inv = load(inventory)
-    traced = tracemalloc.get_traced_memory()[0] / 2**20
-    tracemalloc.stop()
     first: dict[str, str] = {}
     for _site, d in inv.devices():
         first.setdefault(str(d.platform), d.name)
-    for name in first.values():  # a driver of each platform: its device library imported
+    for name in first.values():  # a driver of each platform: its device library imported now
         registry.driver_for(Target.of(inv, name))
-    del inv
     gc.collect()
-    say("modules", count=len(sys.modules))
+    say("inventory", count=len(sys.modules))
+    # the service loads the inventory (once, in the daemon): here, the one just loaded
+    service_module.load_inventory = lambda _path: inv  # type: ignore[attr-defined,assignment]
     with tempfile.TemporaryDirectory(prefix="cordon-bench-stages-") as tmp:
-        service = Service(Path(inventory), Path(tmp), poll_interval=0)
-        n = len(service.inv.devices())
-        say("service", devices=n, inventory_traced=traced)
-        threads, t = threading.active_count(), time.perf_counter()
-        warm = service.pool.warm([d.name for _s, d in service.inv.devices()])
-        say(
-            "sessions",
-            opened=sum(o.ok for o in warm),
-            threads=threading.active_count() - threads,
-            fds=len(os.listdir("/proc/self/fd")),
-            warm_s=time.perf_counter() - t,
-            modules=len(sys.modules),
-        )
+        service = service_module.Service(Path(inventory), Path(tmp), poll_interval=0)
+        say("service", devices=len(inv.devices()))
+        # first the devices the fleet serves as they expect (its firewalls: a shell), then the
+        # rest (its switches: the fleet's shell is no IOS CLI, so those attempts fail)
+        names = [d.name for _s, d in inv.devices()]
+        shell = [d.name for _s, d in inv.devices() if d.platform == "linux_nftables"]
+        for part, group in (("sessions", shell), ("attempts", sorted(set(names) - set(shell)))):
+            threads, t = threading.active_count(), time.perf_counter()
+            warm = service.pool.warm(group)
+            say(
+                part,
+                asked=len(group),
+                opened=sum(o.ok for o in warm),
+                threads=threading.active_count() - threads,
+                fds=len(os.listdir("/proc/self/fd")),
+                warm_s=time.perf_counter() - t,
+                failed=[str(o.error) for o in warm if not o.ok][:2],
+            )
         service.stop()
 
 
@@ -176,30 +185,34 @@ def breakdown(inventory: str, real: tuple[float, float]) -> None:
         raise SystemExit(f"the staged process failed ({done.returncode}):\n{done.stderr[-3000:]}")
     parts = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     by = {p["part"]: p for p in parts}
-    n = by["service"]["devices"]
+    n, ses, att = by["service"]["devices"], by["sessions"], by["attempts"]
     print(f"\nwhere it goes (a second process building the same, part by part; {n} devices):")
-    print(f"{'part':<52}{'RSS MiB':>9}{'PSS MiB':>9}")
-    prev = {"rss": 0.0, "pss": 0.0}
+    print(f"{'part':<60}{'RSS MiB':>9}{'PSS MiB':>9}")
     labels = {
         "interpreter": "interpreter",
-        "modules": f"daemon's modules ({by['modules']['count']:,} in sys.modules)",
-        "service": "inventory, journal, stores, pool, scheduler",
-        "sessions": f"sessions ({by['sessions']['opened']} opened)",
+        "modules": f"the daemon's modules ({by['modules']['count']:,} in sys.modules)",
+        "inventory": "the inventory, and its platforms' device libraries "
+        f"(+{by['inventory']['count'] - by['modules']['count']} modules)",
+        "service": "journal, stores, pool, poller, scheduler",
+        "sessions": f"sessions: {ses['opened']} of {ses['asked']} firewalls (a shell each)",
+        "attempts": f"attempts: {att['opened']} of {att['asked']} switches opened",
     }
+    prev = {"rss": 0.0, "pss": 0.0}
     for p in parts:
         name = labels[p["part"]]
-        print(f"{'+ ' + name:<52}{p['rss'] - prev['rss']:>9.1f}{p['pss'] - prev['pss']:>9.1f}")
+        print(f"{'+ ' + name:<60}{p['rss'] - prev['rss']:>9.1f}{p['pss'] - prev['pss']:>9.1f}")
         prev = p
-    s = by["sessions"]
-    print(f"{'= total':<52}{s['rss']:>9.1f}{s['pss']:>9.1f}")
-    print(f"{'the daemon itself (above, just warm)':<52}{real[0]:>9.1f}{real[1]:>9.1f}")
-    per = (s["rss"] - by["service"]["rss"]) * 1024 / max(1, s["opened"])
+    print(f"{'= total':<60}{prev['rss']:>9.1f}{prev['pss']:>9.1f}")
+    print(f"{'the daemon itself (above, just warm)':<60}{real[0]:>9.1f}{real[1]:>9.1f}")
+    per = (ses["rss"] - by["service"]["rss"]) * 1024 / max(1, ses["opened"])
+    held = by["service"]["rss"] + n * per / 1024
     print(
-        f"inventory's Python objects (tracemalloc): {by['service']['inventory_traced']:.1f} MiB; "
-        f"per session {per:.0f} KiB RSS; {s['threads']} threads and {s['fds']:,} descriptors "
-        f"for {s['opened']} sessions; {s['modules'] - by['modules']['count']} modules imported "
-        f"while warming; warm in {s['warm_s']:.1f} s"
+        f"per open session {per:.0f} KiB RSS ({ses['threads']} threads for {ses['opened']}); "
+        f"every one of the {n} devices with an open session: ~{held:.0f} MiB RSS"
     )
+    for p in (ses, att):
+        for error in p["failed"]:
+            print(f"  not opened ({p['part']}), e.g.: {error}")
 
 
 def main() -> None:
