@@ -169,3 +169,30 @@ def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
     assert none
     assert "agent.lab.state" in imported
     assert not {"agent.lab.build", "agent.lab.flows", "agent.lab.topology"} & set(imported)
+
+
+def test_cordon_opens_ssh_sessions_without_invoke() -> None:
+    """paramiko imports invoke (and unittest.mock) for OpenSSH `Match exec` configs, which
+    Cordon never reads: while a `cordon` command runs, paramiko and netmiko load without it
+    (#16, #18)."""
+    script = (
+        "import json, sys\n"
+        "import agent.cli.app\n"
+        "def command():\n"
+        "    import paramiko, netmiko\n"
+        "    loaded = sys.modules.get('invoke') is not None\n"
+        "    sys.stderr.write(json.dumps([loaded, paramiko.Transport.__name__]))\n"
+        "agent.cli.app.main = command\n"
+        "from agent.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr) == [False, "Transport"]
