@@ -130,13 +130,13 @@ Sites = Annotated[tuple[Name, ...], Field(min_length=1), AfterValidator(_unique)
 class _Body(BaseModel):
     """A JSON request body: exact types (no "30" for 30), unknown fields refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class _Query(BaseModel):
     """Query parameters arrive as text: numbers are converted, unknown parameters refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # a playbook parameter's value (zone, device, interface): validated again by the playbook
@@ -204,7 +204,7 @@ class AuditReportQuery(_Query):
 class ErrorInfo(BaseModel):
     """The `error` member of every error response; read leniently (a newer daemon may add)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     type: str
     message: str
@@ -223,7 +223,7 @@ Num = int | float  # a time or a duration, kept as sent (an int stays an int in 
 class _Out(BaseModel):
     """A response body. Fields in the order the service sends them; unknown fields kept."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     def wire(self) -> dict[str, Any]:
         """The JSON object, exactly the fields given (none added by a default)."""
@@ -563,7 +563,7 @@ def parse_query(model: type[_Q], query: Any, *, what: str) -> _Q:
 
 
 class _IdCheck(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
     run_id: RunId
 
 

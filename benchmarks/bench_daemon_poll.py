@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import describe, memory_kib
+
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "inventory" / "hospi-grand-ouest.yaml"
 VARIANTS = {
     "daemon": "daemon's pool (keepalive 30 s), 16 workers",
     "warm": "warm pool, no keepalive, 16 workers",
@@ -136,17 +137,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime, every thread
 
 
-def _memory_kib(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
-
-
 def measure(variant: str, inventory: str, args: argparse.Namespace) -> Result:
     """Run one variant in a child process; its CPU over the measured window (whole periods),
     its peak RSS and PSS sampled every 0.25 s."""
@@ -191,7 +181,7 @@ def measure(variant: str, inventory: str, args: argparse.Namespace) -> Result:
                         ) from None
                     line = ""
                 if in_window or not res.polls_s:
-                    rss, pss = _memory_kib(proc.pid)
+                    rss, pss = memory_kib(proc.pid)
                     res.rss_mib = max(res.rss_mib, rss / 1024)
                     res.pss_mib = max(res.pss_mib, pss / 1024)
                 if not line:
@@ -240,12 +230,7 @@ def main() -> None:
         child(args)
         return
 
-    from agent.inventory import load  # noqa: PLC0415
-    from agent.lab import build  # noqa: PLC0415
-    from agent.lab.state import LabState  # noqa: PLC0415
-    from agent.lab.topology import blueprint  # noqa: PLC0415
     from benchmarks import fleet  # noqa: PLC0415
-    from benchmarks.machine import describe  # noqa: PLC0415
 
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
@@ -253,28 +238,10 @@ def main() -> None:
         sys.exit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     print(describe())
     results: list[Result] = []
-    with build.exclusive(print):
-        state = LabState.load(build.DEFAULT_LAB)
-        brought = state is None
-        if state is None:
-            print("bringing the twin up (it will be taken down after)")
-            state = build.up(load(EXAMPLE))
-        try:
-            inv = load(state.inventory)
-            bp = blueprint(inv, state.lab)
-            t = time.perf_counter()
-            fleet_inv = fleet.up(inv, bp, state, args.sites, args.per_site)
-            n = len(list(fleet_inv.devices()))
-            print(f"fleet up: {n} devices in {time.perf_counter() - t:.1f} s")
-            try:
-                for v in variants:
-                    results.append(measure(v, fleet_inv.path, args))
-            finally:
-                print("fleet down: " + "; ".join(fleet.down()))
-        finally:
-            if brought:
-                build.down()
-                print("twin down")
+    with fleet.on_twin(args.sites, args.per_site) as fleet_inv:
+        n = len(fleet_inv.devices())
+        for v in variants:
+            results.append(measure(v, fleet_inv.path, args))
     report(results, n, args)
 
 

@@ -18,23 +18,12 @@ directory.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from agent.drivers.base import (
-    ApplyResult,
-    Backup,
-    ChangeSet,
-    Expectation,
-    Facts,
-    InterfaceState,
-    Target,
-    Timeouts,
-    Via,
-)
+from agent.drivers.base import ApplyResult, ChangeSet, Expectation, Facts, InterfaceState
 from agent.drivers.pool import Pool
 from agent.engine import store
 from agent.engine.journal import Journal
@@ -43,6 +32,7 @@ from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from benchmarks.machine import describe
 from scripts.synth import synthetic
+from tests.engine.fakes import FakeSwitch, World
 
 # every firewall's four links cut (3 steps), then the non-critical zones' ports shut on every
 # switch that carries them: a device step on most devices of every site
@@ -61,31 +51,9 @@ PLAYBOOK = {
 }
 
 
-class NullDevice:
-    """A device that answers at once and takes every change: no network, no parsing."""
-
-    def __init__(self, target: Target, timeouts: Timeouts, via: Via) -> None:
-        self.target, self.via = target, via
-
-    def connect(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def is_open(self) -> bool:
-        return True
-
-    def ping(self) -> None:
-        return None
-
-    def facts(self) -> Facts:
-        return Facts(self.target.name, self.target.device.platform, self.via, ())
-
-    def backup(self) -> Backup:
-        text = f"config of {self.target.name}\n"
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        return Backup(self.target.name, self.target.device.platform, self.via, text, digest)
+class NullDevice(FakeSwitch):
+    """The engine tests' fake switch (no session; facts and backup in memory) that takes every
+    change at once and reads back what was asked: no network, no parsing, no port state."""
 
     def apply(self, changes: ChangeSet) -> ApplyResult:
         return ApplyResult(self.target.name, changes.action, changes.commands, "", 0.0)
@@ -105,7 +73,8 @@ def measure(n_devices: int, tmp: Path, label: str) -> tuple[int, int, float, flo
     inv = Inventory.model_validate(synthetic(max(1, n_devices // 10), devices_per_site=10))
     pb = Playbook.model_validate(PLAYBOOK)
     journal = Journal(tmp / f"journal-{n_devices}-{label.replace(' ', '-')}.sqlite")
-    with Pool(inv, keepalive=None, factory=NullDevice) as pool:
+    world = World()
+    with Pool(inv, keepalive=None, factory=lambda t, _o, via: NullDevice(t, world, via)) as pool:
         ex = Executor(inv, journal, pool, actor="bench")
         ex.deadman = 0.0  # a null device has no revert timer; nothing to arm
         t = time.perf_counter()

@@ -25,15 +25,10 @@ import resource
 import time
 
 from agent.drivers import Driver, Expectation, Pool, Target, Timeouts, Via
-from agent.inventory import load
 from agent.inventory.models import Inventory
-from agent.lab import build
-from agent.lab.state import LabState
-from agent.lab.topology import blueprint
 from agent.platforms.linux_nftables import render
 from agent.platforms.linux_nftables.driver import NftablesDriver, nft_replace
 from benchmarks import fleet
-from benchmarks.bench_daemon_poll import EXAMPLE
 from benchmarks.machine import describe
 
 
@@ -98,28 +93,8 @@ def main() -> None:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
     print(describe())
-    with build.exclusive(print):
-        state = LabState.load(build.DEFAULT_LAB)
-        brought = state is None
-        if state is None:
-            print("bringing the twin up (it will be taken down after)")
-            state = build.up(load(EXAMPLE))
-        try:
-            inv = load(state.inventory)
-            bp = blueprint(inv, state.lab)
-            t = time.perf_counter()
-            fleet_inv = fleet.up(inv, bp, state, args.sites, args.per_site)
-            print(
-                f"fleet up: {len(fleet_inv.devices())} devices in {time.perf_counter() - t:.1f} s"
-            )
-            try:
-                run(fleet_inv, args.workers)
-            finally:
-                print("fleet down: " + "; ".join(fleet.down()))
-        finally:
-            if brought:
-                build.down()
-                print("twin down")
+    with fleet.on_twin(args.sites, args.per_site) as fleet_inv:
+        run(fleet_inv, args.workers)
 
 
 if __name__ == "__main__":

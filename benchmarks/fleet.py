@@ -15,6 +15,10 @@ Everything made is journaled in /run/cordon-fleet/state.json before it is made; 
 `python -m benchmarks.fleet --down` after a crash) stops exactly the recorded PIDs and removes
 the namespace (its veth leaves the twin's bridge with it), the files and the directory.
 
+`on_twin(sites, per_site)` is the benchmarks' one way in: the twin lock held, the example twin
+brought up if none is (and down after), the fleet up, its inventory yielded, the fleet always
+taken down.
+
 Safety: every address is checked to lie in the twin's management network (198.19.0.0/16, inside
 198.18.0.0/15) before anything is created; the root namespace reaches the fleet only through the
 twin's `cordon-oob` veth, like any twin device.
@@ -28,6 +32,8 @@ import ipaddress
 import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +45,13 @@ from agent.inventory import load
 from agent.inventory.models import Inventory
 from agent.lab import daemons, netns
 from agent.lab.state import LabState
-from agent.lab.topology import Blueprint, ns_name
+from agent.lab.topology import Blueprint, blueprint, ns_name
 from agent.network.state import DeviceState, NftRule
 from agent.platforms.linux_nftables import render
 from agent.secrets import ref_path, resolve
 from scripts.synth import synthetic
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "inventory" / "hospi-grand-ouest.yaml"
 FLEET_ROOT = Path("/run/cordon-fleet")
 STATE_FILE = FLEET_ROOT / "state.json"
 FLEET_NET = ipaddress.IPv4Network("198.19.64.0/18")  # inside the twin's management /16
@@ -281,6 +288,36 @@ def down() -> list[str]:
     with contextlib.suppress(OSError):
         FLEET_ROOT.rmdir()
     return done
+
+
+@contextlib.contextmanager
+def on_twin(n_sites: int, per_site: int) -> Iterator[Inventory]:
+    """The fleet's inventory, on the twin, for the block's duration (root): the twin lock held,
+    the example group's twin brought up if none is (and taken down after), the fleet always
+    taken down."""
+    from agent.lab import build  # noqa: PLC0415 - not in the measured children (fleet_states)
+
+    with build.exclusive(print):
+        twin = LabState.load(build.DEFAULT_LAB)
+        brought = twin is None
+        if twin is None:
+            print("bringing the twin up (it will be taken down after)")
+            twin = build.up(load(EXAMPLE))
+        try:
+            inv = load(twin.inventory)
+            t = time.perf_counter()
+            fleet_inv = up(inv, blueprint(inv, twin.lab), twin, n_sites, per_site)
+            print(
+                f"fleet up: {len(fleet_inv.devices())} devices in {time.perf_counter() - t:.1f} s"
+            )
+            try:
+                yield fleet_inv
+            finally:
+                print("fleet down: " + "; ".join(down()))
+        finally:
+            if brought:
+                build.down()
+                print("twin down")
 
 
 def main() -> None:

@@ -26,3 +26,15 @@ def describe() -> str:
         f"machine: {cpu}, {os.cpu_count()} cores{mem}; Linux {platform.release()}; "
         f"Python {platform.python_version()}"
     )
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of process `pid` in KiB, from /proc."""
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss

@@ -100,6 +100,19 @@ def test_lab_refuses_non_sandbox_inventory(tmp_path: Path) -> None:
     assert not (tmp_path / ".secrets").exists()
 
 
+def python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by a fresh interpreter in the checkout (`env`: added to the environment)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=300,
+        check=False,
+    )
+
+
 def test_a_command_loads_only_what_it_uses() -> None:
     """`cordon run` imports its own command's module, not the demo, the drills, the crisis-cell
     view, the twin, the audit report, nor rich (#18); `cordon --help` still lists every
@@ -114,14 +127,7 @@ def test_a_command_loads_only_what_it_uses() -> None:
         "    pass\n"
         "sys.stderr.write(json.dumps([m for m, v in sys.modules.items() if v is not None]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    done = python(script)
     assert done.returncode == 0, done.stderr
     imported = set(json.loads(done.stderr))
     assert "agent.cli.commands.run" in imported
@@ -140,3 +146,43 @@ def test_a_command_loads_only_what_it_uses() -> None:
     assert listed.returncode == 0
     for name in ("demo", "drill", "lab", "run", "show", "audit", "incident", "probe"):
         assert f"  {name} " in listed.stdout
+
+
+def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
+    """With no twin of its inventory up, what `--local` and the daemon add for the twin (the
+    twin's flow source) reads the twin's state file and nothing more: the twin's builder,
+    topology and prober stay unloaded (#16, #18)."""
+    script = (
+        "import json, sys\n"
+        "import agent.platforms.registry\n"
+        "from agent.inventory import load\n"
+        "from agent.lab.verifier import twin_source\n"
+        f"source = twin_source(load({str(EXAMPLE)!r}))\n"
+        "sys.stderr.write(json.dumps([source is None, sorted(sys.modules)]))\n"
+    )
+    done = python(script, CORDON_LAB_STATE=str(tmp_path / "no-twin"))
+    assert done.returncode == 0, done.stderr
+    none, imported = json.loads(done.stderr)
+    assert none
+    assert "agent.lab.state" in imported
+    assert not {"agent.lab.build", "agent.lab.flows", "agent.lab.topology"} & set(imported)
+
+
+def test_cordon_opens_ssh_sessions_without_invoke() -> None:
+    """paramiko imports invoke (and unittest.mock) for OpenSSH `Match exec` configs, which
+    Cordon never reads: while a `cordon` command runs, paramiko and netmiko load without it
+    (#16, #18)."""
+    script = (
+        "import json, sys\n"
+        "import agent.cli.app\n"
+        "def command():\n"
+        "    import paramiko, netmiko\n"
+        "    loaded = sys.modules.get('invoke') is not None\n"
+        "    sys.stderr.write(json.dumps([loaded, paramiko.Transport.__name__]))\n"
+        "agent.cli.app.main = command\n"
+        "from agent.cli import main\n"
+        "main()\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stderr) == [False, "Transport"]

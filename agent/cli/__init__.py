@@ -19,8 +19,10 @@ __all__ = ["main"]
 # httpcore, to tell whether it runs under trio. A None entry in sys.modules makes such an import
 # fail, which each of them expects; the entries are removed again when the command ends.
 # `--local` no longer imports httpx (agent.api.local), so only rich is saved there; the daemon's
-# commands still import httpx.
-_NEVER_USED = ("httpx._main", "rich", "trio")
+# commands still import httpx. invoke (and the unittest.mock it imports), by paramiko for the
+# `Match exec` lines of OpenSSH client configs, which Cordon never reads (its transports are
+# its own): 120 modules and ~7 MB of every process that opens an SSH session (#16, #18).
+_NEVER_USED = ("httpx._main", "rich", "trio", "invoke")
 
 
 def main() -> None:

@@ -121,15 +121,18 @@ class _Life:
 def run(cfg: DaemonConfig) -> None:
     """Serve until SIGTERM/SIGINT; the socket, the lock and daemon.json are gone afterwards."""
     from agent.api.tcp import api_listen, server_tls  # noqa: PLC0415 - aiohttp: not `--local`
-    from agent.lab.verifier import twin_source  # noqa: PLC0415 - pulls in the twin's modules
-    from agent.view import listen_address  # noqa: PLC0415 - the daemon only, not `--local` (#18)
+    from agent.lab.verifier import twin_source  # noqa: PLC0415 - the twin's, if one is up
 
     audit.configure()
     raise_nofile(_say)  # warm sessions to every device: soft open-file limit up to the hard one
     policy = Policy.load(cfg.roles)
     tls = server_tls(policy)  # CORDON_API_TLS_CERT/_KEY: refused now if unusable
     tcp = api_listen(policy)  # CORDON_API_LISTEN: refused now if bad, or without TLS
-    view = listen_address(tls=tls is not None)  # CORDON_VIEW_LISTEN: loopback, or with TLS
+    view = None  # the view's modules (jinja2, its templates) only in a daemon serving it (#16)
+    if current_settings().view_listen:
+        from agent.view import listen_address  # noqa: PLC0415 - the daemon only, not `--local`
+
+        view = listen_address(tls=tls is not None)  # CORDON_VIEW_LISTEN: loopback, or with TLS
     _tls_served(tls, tcp, view)  # a certificate that nothing serves: refused, not ignored
     with state_lock(cfg.state_dir, shared=False):
         service = Service(cfg.inventory, cfg.state_dir, poll_interval=cfg.poll_interval)

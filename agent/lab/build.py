@@ -27,12 +27,14 @@ from pathlib import Path
 from agent.errors import LabError, SafetyError
 from agent.inventory.models import Inventory
 from agent.lab import daemons, netns, probepoints, ready, streams, twins
+from agent.lab import state as lab_state
 from agent.lab.services import Listener, ServiceSpec, dump_spec
 from agent.lab.state import LabState, state_root
 from agent.lab.topology import ROOT_LINK, SANDBOX, Blueprint, DaemonSpec, blueprint
 from agent.secrets import ref_path
 
-DEFAULT_LAB = "cdn"
+DEFAULT_LAB = lab_state.DEFAULT_LAB  # defined with the state file (the verifier reads it alone)
+
 LOCK_PATH = Path("/run/cordon-lab.lock")
 GUARD_TABLE = "cordon_lab_guard"  # root-namespace nft table: never forward to or from the twin
 

@@ -15,6 +15,8 @@ from typing import Any
 from agent import settings
 from agent.errors import LabError
 
+DEFAULT_LAB = "cdn"  # the twin's name when none is given (one twin per machine)
+
 
 def state_root() -> Path:
     """Where the twins' journals live (`$CORDON_LAB_STATE`, default /run/cordon-lab)."""
