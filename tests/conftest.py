@@ -21,6 +21,7 @@ from agent.lab.state import LabState
 from agent.lab.topology import Blueprint, blueprint
 from tests import pgserver, secret_scan
 from tests.pgserver import (  # noqa: F401 - state backends
+    _pass_server,
     _stores_on_postgresql,
     pg_server,
     state_backend,

@@ -11,7 +11,6 @@ Stopped by the postmaster's PID, the directory removed.
 
 from __future__ import annotations
 
-import inspect
 import os
 import pwd
 import random
@@ -346,7 +345,15 @@ Where = Callable[[str], Path | str]  # the `state_where` fixture: a store's file
 
 ENV_SWITCH = "CORDON_TEST_STATE"
 # a module using any of these uses a state store: it runs on PostgreSQL under the switch
-STORE_WORDS = ("Journal(", "HealthStore(", "Service(", "state_where", "journal.at(", "local(")
+STORE_WORDS = (
+    "Journal(",
+    "HealthStore(",
+    "Service(",
+    "state_where",
+    "journal.at(",
+    "local(",
+    "Stack(",
+)
 
 
 def add_option(parser: pytest.Parser) -> None:
@@ -365,16 +372,9 @@ def on_postgresql(config: pytest.Config) -> bool:
 
 
 def uses_a_store(item: pytest.Item) -> bool:
-    """A test of a module that uses a store in this process; not one that starts `cordon`
-    daemons of its own (a `Stack`: their environment is the test's, their state files)."""
-    if "stack" in getattr(item, "fixturenames", ()):
-        return False
-    function = getattr(item, "function", None)
-    try:
-        if function is not None and "Stack(" in inspect.getsource(function):
-            return False
-    except (OSError, TypeError):
-        pass
+    """A test of a module that uses a store, in this process or in the `cordon` daemons and
+    CLIs it starts (a `Stack`: their state is a database of the pass's server,
+    `pass_database`)."""
     path = getattr(item, "path", None)
     if path is None:
         return False
@@ -440,3 +440,29 @@ def _stores_on_postgresql(request: pytest.FixtureRequest) -> Iterator[None]:
     redirect(journal.Journal)
     redirect(health.HealthStore)
     yield
+
+
+# -- the daemons a test starts itself (tests/daemon/test_daemon_cli.py `Stack`) ------------------
+
+_PASS_SERVER: list[PgServer] = []  # under the switch: the session's one server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pass_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under the switch: the pass's shared server, where `pass_database` makes databases for
+    the daemons and CLIs a test starts as processes (they read `CORDON_STATE_URL` from the
+    environment the test gives them, not from this process)."""
+    if not on_postgresql(request.config):
+        yield
+        return
+    _PASS_SERVER.append(request.getfixturevalue("pg_server"))
+    try:
+        yield
+    finally:
+        _PASS_SERVER.clear()
+
+
+def pass_database() -> str | None:
+    """Under `--state-backend=postgresql`: the URL of a fresh database of the pass's shared
+    server (for a `Stack`'s daemon and CLIs); else None (their state directory's files)."""
+    return _PASS_SERVER[0].database() if _PASS_SERVER else None

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from agent.audit import human
-from agent.lab import ready
 from tests.audit.traced import CITE, chain_records, check_draft, check_html, check_text, expand
-from tests.conftest import Twin, matrix
-from tests.daemon.test_daemon_cli import Stack, wait_until
+from tests.conftest import Twin
+from tests.daemon.on_twin import on_the_twin
+from tests.daemon.test_daemon_cli import Stack
 
 pytestmark = pytest.mark.twin
 
@@ -45,18 +45,8 @@ MARKER = re.compile(r"\[(?:À COMPLÉTER :|TO COMPLETE:) [^\]]+\]")
 @pytest.fixture
 def stack(twin: Twin, tmp_path: Path) -> Iterator[Stack]:
     s = Stack(tmp_path, isolate_net=False)  # the twin's addresses through its own veth
-    ready.check(twin.inv, twin.bp)  # every flow open before
-    daemon = s.daemon().ready()
-    try:
+    with on_the_twin(s, twin):
         yield s
-    finally:
-        try:
-            for run in s.ok_json("runs", "--limit", "100", user="dave")["runs"]:
-                back = s.cordon("rollback", run["run_id"], "--json", user="bob", timeout=600)
-                assert back.returncode == 0, back.stdout + back.stderr
-        finally:
-            daemon.ensure_stopped()
-        assert wait_until(lambda: all(matrix(twin).values()), timeout=20)
 
 
 def moment(epoch: float) -> datetime:

@@ -5,7 +5,11 @@ the daemon-down message and `--local`, and a clean stop on SIGTERM.
 
 These tests need no twin: the daemon runs in a network namespace of its own with no interface up
 (`unshare --net`), so whatever it tries to reach (its warm-up, a run's backup) fails at once and
-nothing leaves the machine. That needs root."""
+nothing leaves the machine. That needs root.
+
+Under `--state-backend=postgresql` each `Stack` has its state in a fresh database of the pass's
+shared throwaway server (`CORDON_STATE_URL` for the daemon and every CLI), and its audit records
+are the chain there (`agent.audit.source.ChainSource`), not the log directory's files."""
 
 from __future__ import annotations
 
@@ -25,9 +29,11 @@ from typing import Any
 import pytest
 
 from agent.api.client import Client
+from agent.audit.source import ChainSource
 from agent.errors import AccessRefused, CordonError
 from agent.inventory import load
 from agent.platforms import registry
+from tests import pgserver
 from tests.conftest import EXAMPLE, ROOT, require_root
 
 USERS = ("alice", "bob", "carol", "dave")
@@ -56,14 +62,20 @@ INVALID, PLAN_REFUSED, DAEMON_ERROR, DOWN, REFUSED, APPROVAL = 2, 3, 11, 12, 13,
 
 @dataclass
 class Stack:
-    """A state directory, audit directory, roles file and playbooks for one daemon and its CLIs."""
+    """A state directory, audit directory, roles file and playbooks for one daemon and its CLIs;
+    `url`: their state database (`CORDON_STATE_URL`, the audit chain there too). None: a fresh
+    database of the pass's server under `--state-backend=postgresql`, else the state
+    directory's SQLite files; "": those files, whatever the pass (or a subclass sets it)."""
 
     base: Path
     inventory: Path = EXAMPLE
     isolate_net: bool = True  # the daemon in a network namespace of its own
     tokens: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
 
     def __post_init__(self) -> None:
+        if self.url is None:
+            self.url = pgserver.pass_database() or ""
         self.cwd = self.base / "work"
         self.state = self.base / "state"
         # under the session's log dir: the suite's secret scan reads it too
@@ -91,6 +103,8 @@ class Stack:
                 **{f"CORDON_T_{u.upper()}": t for u, t in self.tokens.items()},
             }
         )
+        if self.url:
+            env["CORDON_STATE_URL"] = self.url
         if user is not None:
             env["CORDON_TOKEN"] = self.tokens[user]
         return env
@@ -116,6 +130,10 @@ class Stack:
         return json.loads(done.stdout)  # nothing but JSON on stdout
 
     def events(self, name: str) -> list[dict[str, Any]]:
+        """The records of `name` in chain order, where the daemon and the CLIs write them: the
+        chain in the state database, or the log directory's files."""
+        if self.url:
+            return [r for r in ChainSource(url=self.url).records() if r.get("event") == name]
         out = []
         for path in sorted(self.logs.glob("audit-*.jsonl")):
             for line in path.read_text().splitlines():
@@ -246,6 +264,11 @@ def snapshot(s: Stack) -> tuple[Any, Any]:
     """What a refused or bad request must not change: every site's state and every run."""
     status = s.ok_json("status", user="dave")
     status.pop("last_poll", None)
+    cluster = status.get("cluster")  # with state on PostgreSQL: the nodes, less their clocks
+    if cluster is not None:
+        cluster.pop("lease_left_s", None)
+        for node in cluster.get("nodes", ()):
+            node.pop("seen_s_ago", None)
     return status, s.ok_json("runs", "--limit", "1000", user="dave")
 
 
@@ -260,6 +283,9 @@ def test_status_json_every_site_nothing_else_on_stdout(stack: Stack) -> None:
     assert {SITE_A, SITE_B} <= set(sites)
     assert {"mode", "level", "since", "by", "run_id", "locked_by", "drift"} <= set(sites[SITE_A])
     assert {"open_runs", "drift_alarms", "incidents"} <= set(data)
+    # the daemon's state is where the stack put it: its database (the lease shown), or files
+    assert ("cluster" in data) == bool(stack.url)
+    assert (stack.state / "journal.sqlite").exists() != bool(stack.url)
     text = stack.cordon("status", user="dave")
     assert text.returncode == 0, text.stderr
     assert SITE_A in text.stdout

@@ -7,23 +7,28 @@ Every test rolls back what it did (newest run first) and stops its daemon by PID
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.lab import netns, ready
+from agent.lab import netns
 from agent.platforms import registry
 from tests.conftest import Twin, matrix
+from tests.daemon.on_twin import (
+    ATTEST,
+    RECOVERED,
+    Live,
+    expected_after,
+    on_the_twin,
+    soak_gate,
+)
 from tests.daemon.test_daemon_cli import (
     APPROVAL,
     DOWN,
     OPEN,
-    Daemon,
     Stack,
     show_until,
     wait_until,
@@ -32,66 +37,14 @@ from tests.daemon.test_daemon_cli import (
 pytestmark = pytest.mark.twin
 
 POLL_S = 2.0
-RECOVERED = "rennes-la-sagesse"
-ZONES = (
-    "servers",
-    "icu",
-    "neonatology",
-    "biomedical",
-    "telephony",
-    "imaging",
-    "lab",
-    "sterilisation",
-    "pharmacy",
-    "admin",
-    "building",
-)
-
-
-@dataclass
-class Live:
-    """A daemon (restartable) on the twin's example inventory, and its CLI."""
-
-    s: Stack
-    daemon: Daemon
-
-    def restart(self) -> None:
-        self.daemon = self.s.daemon(poll_interval=POLL_S).ready()
-
-    def run(self, *args: str, user: str) -> dict[str, Any]:
-        """`cordon run ... --yes --json` to its end (or start, with --detach): the run's JSON."""
-        done = self.s.cordon("run", *args, "--yes", "--json", user=user, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return dict(json.loads(done.stdout))
-
-    def site(self, name: str) -> dict[str, Any]:
-        status = self.s.ok_json("status", user="dave")
-        return dict(next(x for x in status["sites"] if x["site"] == name))
-
-
-def expected_after(plan: dict[str, Any]) -> dict[str, bool]:
-    return {fi["flow"]: fi["change"] in ("stays open", "reopened") for fi in plan["impact"]}
 
 
 @pytest.fixture
 def live(twin: Twin, tmp_path: Path) -> Iterator[Live]:
     """A daemon polling every 2 s; afterwards every run rolled back, newest first (through a
     daemon, restarted if the test stopped it), the daemon stopped, the twin all open again."""
-    s = Stack(tmp_path, isolate_net=False)
-    ready.check(twin.inv, twin.bp)  # the twin's own readiness check: every flow open
-    lv = Live(s, s.daemon(poll_interval=POLL_S).ready())
-    try:
+    with on_the_twin(Stack(tmp_path, isolate_net=False), twin, poll_interval=POLL_S) as lv:
         yield lv
-    finally:
-        try:
-            if lv.daemon.proc.poll() is not None:
-                lv.restart()
-            for run in s.ok_json("runs", "--limit", "1000", user="dave")["runs"]:
-                back = s.cordon("rollback", run["run_id"], "--json", user="bob", timeout=600)
-                assert back.returncode == 0, back.stdout + back.stderr
-        finally:
-            lv.daemon.ensure_stopped()
-        assert wait_until(lambda: all(matrix(twin).values()), timeout=20)
 
 
 def test_break_glass_isolation_then_rollback(live: Live, twin: Twin) -> None:
@@ -174,29 +127,12 @@ def test_two_person_restore_waits_for_a_second_operator(live: Live, twin: Twin) 
     assert wait_until(lambda: all(matrix(twin).values()), timeout=20)
 
 
-def soak_gate(live: Live, run_id: str, step: str) -> dict[str, Any]:
-    """Wait until the soak gate `step` is open (soaking), and return it."""
-    run = show_until(
-        live.s,
-        run_id,
-        lambda r: (
-            r["status"] not in OPEN
-            or any(g["step"] == step and g["status"] == "open" for g in r["gates"])
-        ),
-        timeout=180,
-    )
-    gate = next((g for g in run["gates"] if g["step"] == step), None)
-    assert gate is not None and gate["status"] == "open", run
-    return dict(gate)
-
-
 def test_soak_survives_daemon_restarts(live: Live, twin: Twin) -> None:
     """A reconnection soaking when the daemon gets SIGTERM, then (in a later soak) SIGKILL:
     each restarted daemon takes the run on, each soak continues to its recorded end (not
     started again), and the run finishes with every soak gate passed."""
     isolated = live.run("isolate-site", "-s", RECOVERED, user="bob")
     assert isolated["status"] == "done"
-    attest = [x for z in ZONES for x in ("--attest", f"{z}=reimaged, scanned clean (drill)")]
     started = live.s.ok_json(
         "run",
         "reconnect",
@@ -204,18 +140,18 @@ def test_soak_survives_daemon_restarts(live: Live, twin: Twin) -> None:
         RECOVERED,
         "--soak-seconds",
         "6",
-        *attest,
+        *ATTEST,
         "--yes",
         "--detach",
         user="bob",
     )
     run_id = started["run_id"]
 
-    first = soak_gate(live, run_id, "soak-servers")
+    first = soak_gate(live.s, run_id, "soak-servers")
     assert live.daemon.stop(signal.SIGTERM) == 0
     assert live.s.cordon("status", user="dave").returncode == DOWN
     live.restart()
-    second = soak_gate(live, run_id, "soak-life-critical")
+    second = soak_gate(live.s, run_id, "soak-life-critical")
     assert live.daemon.stop(signal.SIGKILL) == -signal.SIGKILL
     live.restart()
 

@@ -14,43 +14,20 @@ import signal
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from agent.lab import flows, ready
-from tests.conftest import Twin
+from agent.lab import ready
+from tests.conftest import Twin, matrix
+from tests.daemon.on_twin import ATTEST, RECOVERED, expected_after, soak_gate
 from tests.daemon.test_daemon_cli import OPEN, Daemon, show_until, wait_until
 from tests.ha.test_failover import BOUND_S, Node
 from tests.pgserver import PgServer
 
 pytestmark = pytest.mark.twin
 
-RECOVERED = "rennes-la-sagesse"
-ZONES = (
-    "servers",
-    "icu",
-    "neonatology",
-    "biomedical",
-    "telephony",
-    "imaging",
-    "lab",
-    "sterilisation",
-    "pharmacy",
-    "admin",
-    "building",
-)
 SOAK_S = 15  # several failover bounds: the kill lands well inside the first soak
-
-
-def matrix(twin: Twin) -> dict[str, bool]:
-    """Every declared flow, probed with real TCP from its source namespace."""
-    return {o.flow.name: o.observed_open for o in flows.observe(twin.inv, twin.bp, timeout=1.5)}
-
-
-def expected_after(plan: dict[str, Any]) -> dict[str, bool]:
-    return {fi["flow"]: fi["change"] in ("stays open", "reopened") for fi in plan["impact"]}
 
 
 def lease_taken_at(url: str) -> float:
@@ -61,25 +38,6 @@ def lease_taken_at(url: str) -> float:
         ).fetchone()
     assert row is not None
     return float(row[0])
-
-
-def open_soak(node: Node, run_id: str, step: str) -> dict[str, Any]:
-    """Wait until the soak gate `step` is open (soaking) with at least one tick; return it."""
-    run = show_until(
-        node,
-        run_id,
-        lambda r: (
-            r["status"] not in OPEN
-            or any(
-                g["step"] == step and g["status"] == "open" and int(g["detail"].get("ticks", 0))
-                for g in r["gates"]
-            )
-        ),
-        timeout=300,
-    )
-    gate = next((g for g in run["gates"] if g["step"] == step), None)
-    assert gate is not None and gate["status"] == "open", run
-    return dict(gate)
 
 
 def test_sigkill_of_the_active_daemon_mid_soak(
@@ -100,17 +58,16 @@ def test_sigkill_of_the_active_daemon_mid_soak(
         isolated = a.ok_json("run", "isolate-site", "-s", RECOVERED, "--yes", user="bob")
         runs.append(str(isolated["run_id"]))
         assert isolated["status"] == "done", isolated
-        attest = [x for z in ZONES for x in ("--attest", f"{z}=reimaged, scanned clean (drill)")]
         plan = a.ok_json("plan", "reconnect", "-s", RECOVERED, user="bob")
         expected = expected_after(plan)
         started = a.ok_json(
-            "run", "reconnect", "-s", RECOVERED, "--soak-seconds", str(SOAK_S), *attest,
+            "run", "reconnect", "-s", RECOVERED, "--soak-seconds", str(SOAK_S), *ATTEST,
             "--yes", "--detach", user="bob",
         )  # fmt: skip
         run_id = str(started["run_id"])
         runs.append(run_id)
 
-        soaking = open_soak(a, run_id, "soak-servers")
+        soaking = soak_gate(a, run_id, "soak-servers", ticked=True, timeout=300)
         until = float(soaking["detail"]["until"])
         os.kill(da.pid, signal.SIGKILL)
         killed_wall, killed = time.time(), time.monotonic()

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agent.lab import ready
-from tests.conftest import Twin, matrix
-from tests.daemon.test_daemon_cli import Stack, wait_until
+from tests.conftest import Twin
+from tests.daemon.on_twin import on_the_twin
+from tests.daemon.test_daemon_cli import Stack
 from tests.view.conftest import free_port, make_browser, require_chromium, shoot
 from tests.view.test_view import tiles, wait_for
 
@@ -40,18 +40,8 @@ def stack(twin: Twin, tmp_path: Path) -> Iterator[ViewStack]:
     require_chromium()
     s = ViewStack(tmp_path, isolate_net=False)  # the twin's addresses through its own veth
     s.port = free_port()
-    ready.check(twin.inv, twin.bp)  # every flow open before
-    daemon = s.daemon().ready()
-    try:
+    with on_the_twin(s, twin):
         yield s
-    finally:
-        try:
-            for run in s.ok_json("runs", "--limit", "100", user="dave")["runs"]:
-                back = s.cordon("rollback", run["run_id"], "--json", user="bob", timeout=600)
-                assert back.returncode == 0, back.stdout + back.stderr
-        finally:
-            daemon.ensure_stopped()
-        assert wait_until(lambda: all(matrix(twin).values()), timeout=20)
 
 
 def test_a_site_isolated_on_the_twin_turns_isolated_on_the_page(
