@@ -11,12 +11,18 @@ Only one twin per machine: this module builds its own under the session lock and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import signal
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,4 +286,136 @@ def test_sigkill_then_resume_records_the_true_state(armor: Twin, tmp_path: Path)
     finally:
         back = cordon("rollback", run_id, "--local")
     assert back.returncode == 0, back.stdout + back.stderr
+    assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
+
+
+# -- connections opened before a cut ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def held(twin: Twin, src: str, dst: str, address: str, port: int) -> Iterator[Held]:
+    """A TCP connection from host `src` to `address:port` on host `dst` (inventory paths),
+    open for the block: (client end, server end)."""
+    with netns.inside(twin.bp.host_ns[dst]):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with netns.inside(twin.bp.host_ns[src]):
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, port))
+        listener.listen(1)
+        client.settimeout(5.0)
+        client.connect((address, port))
+        listener.settimeout(5.0)
+        served, _ = listener.accept()
+        try:
+            yield Held(client, served)
+        finally:
+            served.close()
+    finally:
+        client.close()
+        listener.close()
+
+
+@dataclasses.dataclass
+class Held:
+    client: socket.socket
+    served: socket.socket
+
+    def carries(self, what: bytes) -> bool:
+        """Does a line sent by the client reach the server, and the server's answer the client
+        (within 3 s each: a dropped segment has no other sign)?"""
+        try:
+            for a, b in ((self.client, self.served), (self.served, self.client)):
+                a.sendall(what + b"\n")
+                b.settimeout(3.0)
+                got = b""
+                while not got.endswith(b"\n"):
+                    chunk = b.recv(4096)
+                    if not chunk:
+                        return False
+                    got += chunk
+                if got != what + b"\n":
+                    return False
+        except OSError:
+            return False
+        return True
+
+
+def banner_connection(twin: Twin, src: str, address: str, port: int) -> socket.socket:
+    """A connection from host `src` to the twin's service at `address:port`, its banner read."""
+    with netns.inside(twin.bp.host_ns[src]):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5.0)
+    s.connect((address, port))
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = s.recv(4096)
+        assert chunk, "the service closed before its banner"
+        got += chunk
+    return s
+
+
+def delivered(s: socket.socket, what: bytes) -> bool:
+    """Are bytes sent on `s` acknowledged by the other end within 3 s (the service reads and
+    discards them; its kernel's ACK coming back is the proof they crossed both ways)?"""
+    s.sendall(what)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        if struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0] == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_cut_stops_the_connections_opened_before_it(armor: Twin, engine: Executor) -> None:
+    """Connections open before isolate-site: the admin PC's to the EHR (no exception keeps it)
+    stops carrying data once cb-sns flushed its states; the central station's to the EHR's
+    https (the must-survive flow, on its own port) goes on through the cut and its rollback.
+    The flushes are commands of the changes, one host each, never a must-survive end of the
+    policy being activated."""
+    ehr = "198.18.92.20"
+    kept = banner_connection(armor, "clinique-bleue/soins/centrale", ehr, 443)
+    try:
+        with held(armor, "clinique-bleue/admin/pc-admin", "armor-dc/apps/ehr", ehr, 47201) as cut:
+            assert cut.carries(b"before") and delivered(kept, b"before\n")
+            pb = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", armor.inv)
+            report = engine.run(pb, [SITE])
+            assert report.status == "done", report
+            assert delivered(kept, b"after the cut\n")
+            assert not cut.carries(b"after the cut")
+            log = api_log(armor, "cb-sns")
+            assert "command MONITOR FLUSH STATE 198.18.94.20" in log
+            assert "flushed 0 connection" in log  # most hosts have none: nothing to delete
+            assert engine.rollback(report.run_id).status == "rolled_back"
+            assert delivered(kept, b"after the rollback\n")
+    finally:
+        kept.close()
+    assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
+
+
+def test_the_flush_is_a_journaled_command_of_the_change(armor: Twin) -> None:
+    """A cut naming one host, by the driver: the host's open connection stops, the change's
+    commands (what the journal and audit record) end with its flush; removing the cut flushes
+    nothing. A malformed flush is serverd's format error."""
+    pc = "198.18.94.20"
+    web = "198.18.95.10"
+    cut = NftRule("drop", saddr=pc, tag="quarantine pc-admin")
+    drv = StormshieldDriver(Target.of(armor.inv, "cb-sns"))
+    try:
+        with held(armor, "clinique-bleue/admin/pc-admin", "internet/public/web", web, 47203) as c:
+            assert c.carries(b"before")
+            done = drv.apply(
+                ChangeSet(tuple(render.script(DeviceState(rules=frozenset([cut]))).splitlines()))
+            )
+            assert done.commands[-1] == f"MONITOR FLUSH STATE {pc}"
+            assert sum(x.startswith("MONITOR FLUSH STATE") for x in done.commands) == 1
+            assert "flushed for 1 host" in done.output
+            assert not c.carries(b"after")
+            back = drv.apply(ChangeSet(tuple(render.script(DeviceState()).splitlines())))
+            assert not any(x.startswith("MONITOR FLUSH STATE") for x in back.commands)
+        with pytest.raises(CommandRejected, match="Error in format"):
+            drv._cmd(f"MONITOR FLUSH STATE {pc};CONFIG FILTER ACTIVATE", "test")
+    finally:
+        drv.close()
     assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
