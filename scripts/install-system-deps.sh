@@ -4,7 +4,7 @@
 # socket only) and libpq for psycopg. Idempotent; installs only what is missing. The cluster
 # Debian's package may create (`main`) is never used by Cordon nor started by this script.
 set -euo pipefail
-pkgs=(iproute2 nftables openssh-server openssh-client frr snmpd snmp util-linux procps python3-venv
+pkgs=(iproute2 nftables conntrack openssh-server openssh-client frr snmpd snmp util-linux procps python3-venv
   postgresql libpq5)
 missing=()
 for p in "${pkgs[@]}"; do

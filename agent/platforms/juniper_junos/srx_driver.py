@@ -5,15 +5,22 @@ device's own security zones and expands the plan's zone-free lines (`srx_render.
 every CORDON- policy, address and application, loads the wanted ones with the `insert`s that put
 them before the site's policies, and commits; then it reads the committed configuration back and
 refuses (DeviceError) unless it holds exactly the statements sent with Cordon's policies first in
-every zone pair. Counters are policy hit counts (`<get-security-policies-hit-count/>`).
+every zone pair. When the change adds deny policies it then clears the flow sessions they cut
+(`srx_sessions`: sessions opened before a cut would go on, an SRX looks policies up for a
+session's first packet only). Counters are policy hit counts
+(`<get-security-policies-hit-count/>`).
 Imports the Junos driver and this folder's SRX renderer and parser."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 
+from agent.drivers import trail
+from agent.drivers.base import ApplyResult, ChangeSet
 from agent.errors import DeviceError
-from agent.platforms.juniper_junos import parse, srx_parse, srx_render
+from agent.platforms.juniper_junos import parse, srx_parse, srx_render, srx_sessions
 from agent.platforms.juniper_junos.driver import JunosDriver, kind_of
 
 _HIT_COUNT = "<get-security-policies-hit-count/>"
@@ -99,6 +106,60 @@ class SrxDriver(JunosDriver):
         if want == have:
             return ""
         return f"missing {sorted(want - have)}, unexpected {sorted(have - want)}"
+
+    def apply(self, changes: ChangeSet) -> ApplyResult:
+        """The Junos transaction (commit, read back), then, when it adds deny policies, the
+        clearing of the sessions they cut (`srx_sessions`), journaled as its own change."""
+        lines = [c.strip() for c in changes.commands if c.strip()]
+        clear = srx_sessions.Clear(prefixes=())
+        if lines and self._kind_or_none(lines) == "policies":
+            before = srx_parse.ours(self.committed("apply"))
+            interfaces = {i.name: i.address for i in self.target.device.interfaces}
+            try:
+                clear = srx_sessions.plan(lines, before, interfaces)
+            except ValueError as exc:
+                raise DeviceError(
+                    self.target.name, "apply", f"change set refused before sending: {exc}"
+                ) from None
+        done = super().apply(changes)
+        if not clear.prefixes:
+            return done
+        t0 = time.monotonic()
+        action = ChangeSet(tuple(c for _, c in clear.rpcs()), action="sessions.clear")
+        sent: list[str] = []
+        try:
+            for rpc, command in clear.rpcs():
+                sent.append(command)
+                self._rpc(rpc, "apply", command=command)
+        except DeviceError as exc:
+            exc.hint = (
+                "the new policies ARE committed; sessions opened before them from or to the "
+                "prefixes not yet cleared go on until they end"
+            )
+            trail.change_failed(
+                self.target, via=self.via, changes=action, commands=sent, exc=exc, started=t0
+            )
+            raise
+        trail.change_applied(
+            self.target,
+            via=self.via,
+            changes=action,
+            commands=sent,
+            output=clear.summary(),
+            started=t0,
+        )
+        return dataclasses.replace(
+            done,
+            commands=(*done.commands, *sent),
+            output="\n".join(x for x in (done.output, clear.summary()) if x),
+            duration_s=done.duration_s + time.monotonic() - t0,
+        )
+
+    def _kind_or_none(self, lines: Sequence[str]) -> str | None:
+        try:
+            return self._kind(lines)
+        except ValueError:
+            return None  # the transaction refuses it, naming the line
 
     def rule_counters(self) -> dict[str, int]:
         """Sessions matched by Cordon's policies (hit counts), keyed `CORDON-r<id>` (a count

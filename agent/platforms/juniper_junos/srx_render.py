@@ -39,8 +39,9 @@ policies' hit counts (`show security policies hit-count`: sessions, not packets)
 
 Not covered: traffic to the SRX itself is governed by each zone's `host-inbound-traffic`, not by
 policies; Cordon does not change it (the nft renderer's input chain has no counterpart here).
-Sessions already open when a cut is committed go on unless the site configured
-`security policies policy-rematch` (Junos re-evaluates open sessions only then)."""
+Sessions already open when a cut is committed would go on (`policy-rematch` re-evaluates the
+sessions of a modified or deleted policy only): the driver clears them after the commit
+(`agent.platforms.juniper_junos.srx_sessions`)."""
 
 from __future__ import annotations
 

@@ -11,8 +11,10 @@ trunk port's: each of its per-VLAN legs, `junos-legs.json`); the firewall filter
 interfaces become the twin's own nftables table (`inet junos_twin`), translated from ITS terms
 by Junos's documented semantics (terms in order, first terminating action wins, implicit discard
 at the end of a filter, `tcp-established` = ACK or RST set, `tcp-initial` = SYN without ACK, an
-input filter also sees traffic to the device). It never uses Cordon's renderer or planner. The
-reply shapes it follows are in `fixtures/` beside it.
+input filter also sees traffic to the device). `<clear-flow-session>` (an SRX's `clear security
+flow session source-prefix|destination-prefix P`) deletes the namespace's conntrack entries from
+or to P (`conntrack`, conntrack-tools). It never uses Cordon's renderer or planner. The reply
+shapes it follows are in `fixtures/` beside it.
 
 Standard library only (it runs as `python -m`, started by `twin.py`); imports nothing of Cordon."""
 
@@ -741,6 +743,30 @@ class Session:
         counts = {k: p for k, (p, _b) in _nft_counters().items()}
         return twin_security.hit_count_reply(sec, counts)
 
+    def op_clear_flow_session(self, op: ET.Element) -> str:
+        """`clear security flow session source-prefix P | destination-prefix P` (one of them,
+        an IPv4 prefix or address): the namespace's conntrack entries from (to) it go; the next
+        packet of one of those connections is then a first packet again and meets the policies.
+        A device without security zones (an EX) has no flow sessions: a syntax error."""
+        if not twin_security.read(self.dev.committed).present:
+            return rpc_error("syntax error", element="clear-flow-session")
+        given = [(c.tag.rsplit("}", 1)[-1], (c.text or "").strip()) for c in op]
+        if len(given) != 1 or given[0][0] not in ("source-prefix", "destination-prefix"):
+            return rpc_error("syntax error", element="clear-flow-session")
+        side, value = given[0]
+        try:
+            prefix = ipaddress.IPv4Network(value, strict=True)
+        except ValueError:
+            return rpc_error(f"invalid prefix: {value[:40]}", element=side)
+        count = 0
+        if _tracked(prefix, "src=" if side == "source-prefix" else "dst="):
+            flag = "-s" if side == "source-prefix" else "-d"
+            done = _run(["conntrack", "-D", flag, str(prefix)])
+            m = re.search(r"(\d+) flow entries have been deleted", done.stderr + done.stdout)
+            count = int(m.group(1)) if m else 0
+        print(f"{time.strftime('%H:%M:%S')} cleared {count} session(s) {side} {prefix}", flush=True)
+        return f"<output>{count} active sessions cleared</output>"
+
     def op_get_firewall_filter_information(self, op: ET.Element) -> str:
         packets = _nft_counters()
         out = []
@@ -760,6 +786,24 @@ class Session:
                 f"{''.join(counters)}</filter-information>"
             )
         return "<firewall-information>" + "".join(out) + "</firewall-information>"
+
+
+def _tracked(prefix: ipaddress.IPv4Network, key: str) -> bool:
+    """Does a connection tracking entry of this namespace have its `key` (`src=`, `dst=`)
+    address in `prefix`? Read from /proc/net/nf_conntrack without starting a process (most
+    prefixes have none); True when it cannot be read (conntrack then looks)."""
+    try:
+        table = Path("/proc/net/nf_conntrack").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    for word in table.split():
+        if word.startswith(key):
+            try:
+                if ipaddress.IPv4Address(word[len(key) :]) in prefix:
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 def _nft_counters() -> dict[str, tuple[int, int]]:

@@ -3,7 +3,10 @@ official client `stormshield.sns.sslclient`) spoken over the pinned connection o
 `agent.drivers.tls`, so the certificate is checked against the group's pin before a byte (the
 password included) is sent. Cordon's rules live in the active filter policy, first, each
 commented `cordon ...`; a change converges them to the script and activates the policy as one
-unit (`CONFIG FILTER ACTIVATE`), then reads back the active policy.
+unit (`CONFIG FILTER ACTIVATE`), then reads back the active policy. SNS rules see a connection's
+first packet only: when a change adds block rules, the driver then flushes the connection states
+of the hosts they apply to (`MONITOR FLUSH STATE <ip>`, one host per command; which hosts:
+`agent.platforms.stormshield.flush`), so connections opened before the cut meet it too.
 
 No native safety net: SNS has no commit-confirm or revert timer (only `CONFIG RESTORE` of a
 backup), so the driver offers no `DeadMan`; the executor's controller-side dead-man applies
@@ -45,7 +48,7 @@ from agent.drivers.base import (
     mismatches,
 )
 from agent.errors import AuthError, CommandRejected, ConnectError, DeviceError, DeviceTimeout
-from agent.platforms.stormshield import parse, render, serverd
+from agent.platforms.stormshield import flush, parse, render, serverd
 from agent.secrets import resolve
 
 T = TypeVar("T")
@@ -405,7 +408,9 @@ class StormshieldDriver:
 
     def apply(self, changes: ChangeSet) -> ApplyResult:
         """Converge Cordon's rules of the active policy to `changes` (the renderer's script:
-        object lines, then the wanted rule lines) and activate the policy as one unit."""
+        object lines, then the wanted rule lines) and activate the policy as one unit; then,
+        when it adds block rules, read the active policy back and flush the connection states
+        of the hosts they cut (`flush`), each flush a journaled command of the change."""
         lines = [c.strip() for c in changes.commands if c.strip() and not c.startswith("#")]
         wrong = [
             c
@@ -424,8 +429,11 @@ class StormshieldDriver:
         wanted = [c for c in lines if c.startswith(render.INSERT)]
         t0 = time.monotonic()
         sent: list[str] = []
+        output = ""
         try:
             self.connect()
+            before = frozenset(r.comment for r in self.policy("apply") if r.ours)
+            states = self._flush_plan(wanted, objects, before)
             for c in objects:
                 sent.append(c)
                 self._cmd(c, "apply")
@@ -445,8 +453,15 @@ class StormshieldDriver:
                 self._cmd(full, "apply")
             sent.append("CONFIG FILTER ACTIVATE")
             self._cmd("CONFIG FILTER ACTIVATE", "apply")
+            if states.hosts:
+                output = self._flush(states, wanted, sent)
         except DeviceError as exc:
-            if isinstance(exc, CommandRejected):
+            if isinstance(exc, CommandRejected) and exc.command.startswith(flush.COMMAND):
+                exc.hint = (
+                    "the new policy IS active; connections opened before it by the hosts not "
+                    "yet flushed go on until they end"
+                )
+            elif isinstance(exc, CommandRejected):
                 exc.hint = (
                     "nothing was activated (the policy is activated only at the end); the "
                     "policy being edited may hold part of the change: the next apply replaces "
@@ -457,8 +472,44 @@ class StormshieldDriver:
             )
             raise
         return trail.change_applied(
-            self.target, via=self.via, changes=changes, commands=sent, output="", started=t0
+            self.target, via=self.via, changes=changes, commands=sent, output=output, started=t0
         )
+
+    def _flush_plan(
+        self, wanted: list[str], objects: list[str], before: frozenset[str]
+    ) -> flush.Flush:
+        interfaces = {i.name: i.address for i in self.target.device.interfaces}
+        try:
+            return flush.plan(wanted, objects, before, interfaces)
+        except ValueError as exc:
+            raise DeviceError(
+                self.target.name,
+                "apply",
+                f"nothing sent: the connection states to flush cannot be worked out: {exc}",
+            ) from None
+
+    def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str]) -> str:
+        """Once the new policy is active and read back holding the block rules that call for
+        it, flush the states of `states.hosts` (`MONITOR FLUSH STATE`, one host per command):
+        their connections opened before the cut meet the new policy's rules again."""
+        blocks = {
+            flush.tokens(c).get("comment", "")
+            for c in wanted
+            if flush.tokens(c).get("action") == "block"
+        }
+        active = {r.comment for r in self.policy("apply") if r.ours}
+        missing = sorted(blocks - active)
+        if missing:
+            raise DeviceError(
+                self.target.name,
+                "apply",
+                f"read-back after activation lacks Cordon rule(s) {missing[:3]}: no connection "
+                "state flushed",
+            )
+        for c in states.commands():
+            sent.append(c)
+            self._cmd(c, "apply")
+        return states.summary()
 
     def _send(self, changes: ChangeSet, commands: list[str]) -> None:
         t0 = time.monotonic()

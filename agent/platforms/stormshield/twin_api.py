@@ -6,8 +6,11 @@ in `fixtures/`), for the serverd subset Cordon uses, and whose effects are real:
 filter slot's rules (ordered, first match on a connection's first packet, an implicit block at
 the end, replies of a passed connection by connection tracking) become this namespace's own
 nftables table `inet sns_filter`, built here from ITS rules (never by Cordon's renderer); an
-interface disabled takes the kernel link down. It refuses what serverd refuses in the subset:
-bad credentials, an unknown command, a malformed or unknown-object rule, a bad session.
+interface disabled takes the kernel link down; `MONITOR FLUSH STATE <ip>` deletes the host's
+conntrack entries (`conntrack`, from conntrack-tools), so its open connections meet the rules
+again at their next packet (the kernel picks a connection up mid-stream). It refuses what serverd
+refuses in the subset: bad credentials, an unknown command, a malformed or unknown-object rule,
+a bad session, a flush of anything but one host address.
 
 Edits follow serverd's clone: `CONFIG FILTER RULE INSERT/REMOVE` change a copy of the slot,
 `CONFIG FILTER ACTIVATE` saves it and reloads the active slot; `EXPLICIT useclone=1` shows the
@@ -19,9 +22,11 @@ import base64
 import copy
 import hmac
 import html
+import ipaddress
 import json
 import secrets
 import shlex
+import socket
 import ssl
 import subprocess
 import sys
@@ -414,6 +419,8 @@ class Device:
                 self.link(name, state == "1")
             self.pending_if = {}
             return OK
+        if verb[:3] == ["MONITOR", "FLUSH", "STATE"]:
+            return self.flush_state(verb[3:], args)
         if cmd == "MONITOR FILTER":
             hits = self.counters()
             rows = [
@@ -439,6 +446,30 @@ class Device:
             )
         raise Refused(ERR_UNKNOWN)
 
+    def flush_state(self, words: list[str], args: dict[str, str]) -> str:
+        """`MONITOR FLUSH STATE <ip> [rtstate=UP|DEGRADED|DOWN]`: the host's connection states
+        go (this namespace's conntrack entries from or to it); the next packet of one of its
+        connections is then a first packet again and meets the active policy's rules. One host
+        address and nothing else, or the format error."""
+        if len(words) != 1 or any(k != "rtstate" for k in args):
+            raise Refused(ERR_FORMAT)
+        if args.get("rtstate", "UP") not in ("UP", "DEGRADED", "DOWN"):
+            raise Refused(ERR_FORMAT)
+        try:
+            host = ipaddress.IPv4Address(words[0])
+        except ValueError:
+            raise Refused(ERR_FORMAT) from None
+        if host.is_multicast or host.is_unspecified:
+            raise Refused(ERR_FORMAT)
+        found = conntrack_entries(str(host))
+        if found:
+            for side in ("-s", "-d"):  # exit 1 when there was none on that side
+                subprocess.run(
+                    ["conntrack", "-D", side, str(host)], capture_output=True, check=False
+                )
+        log(f"flushed {found} connection state(s) of {host}")
+        return OK
+
     def new_object(self, cmd: str, args: dict[str, str]) -> str:
         name = args.get("name", "")
         table = self.hosts if "HOST" in cmd else self.services
@@ -459,6 +490,17 @@ class Device:
             raise Refused(ERR_FORMAT)
         table[name] = value
         return OK
+
+
+def conntrack_entries(host: str) -> int:
+    """How many of this namespace's connection tracking entries name `host` (read from
+    /proc/net/nf_conntrack, without starting a process: most hosts have none)."""
+    try:
+        table = Path("/proc/net/nf_conntrack").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return 1  # unreadable: let conntrack look
+    mine = {f"src={host}", f"dst={host}"}
+    return sum(1 for ln in table.splitlines() if mine & set(ln.split()))
 
 
 LOG: dict[str, Path] = {}  # "file": the API log (set at start)
@@ -486,6 +528,12 @@ def handler(api: Api) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             return
+
+        def setup(self) -> None:
+            super().setup()
+            # headers and body are two writes: without this, Nagle holds the body until the
+            # client's delayed ACK (~40 ms a command); an appliance's web server answers at once
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _send(self, body: bytes, cookie: str | None = None) -> None:
             self.send_response(200)

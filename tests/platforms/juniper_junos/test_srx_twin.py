@@ -7,6 +7,7 @@ hand on the device reads back as drift."""
 
 from __future__ import annotations
 
+import ipaddress
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from agent.platforms.registry import one_shot
 from tests.conftest import Twin
 from tests.lab.twinops import wait_for
 from tests.platforms.juniper_junos.conftest import matrix
+from tests.platforms.precut import banner_connection, delivered, held
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
 
@@ -231,4 +233,41 @@ def test_an_interface_in_no_zone_is_refused_and_nothing_is_sent(srx: Twin) -> No
                     "test",
                 )
                 d._rpc("<commit-configuration><log>hand</log></commit-configuration>", "test")
+    assert wait_for(lambda: matrix(srx) == ALL_OPEN, timeout=20)
+
+
+def test_a_cut_clears_the_sessions_opened_before_it(srx: Twin) -> None:
+    """Connections open before the segment: the admin PC's to the scope (no policy keeps it)
+    stops carrying data once the SRX cleared the sessions of its zone's prefixes; the scope's to
+    the HL7 server (the must-survive flow, on its own port) goes on through the cut and its
+    removal. The clearing is commands of the change, never a prefix holding a must-survive end;
+    removing the cut clears nothing."""
+    kept = banner_connection(srx, "srx-clinique/soins/scope", SRV, 2575)
+    try:
+        with (
+            held(srx, "srx-clinique/admin/pc", "srx-clinique/soins/scope", SCOPE, 47301) as cut,
+            one_shot(Target.of(srx.inv, SRX)) as d,
+        ):
+            assert isinstance(d, SrxDriver)
+            assert cut.carries(b"before") and delivered(kept, b"before\n")
+            done = d.apply(script(SEGMENT))
+            clears = [c for c in done.commands if c.startswith("clear security flow session ")]
+            assert clears and "flow sessions cleared" in done.output
+            prefixes = [ipaddress.IPv4Network(c.rsplit(" ", 1)[1]) for c in clears]
+            assert not any(ipaddress.IPv4Address(a) in p for p in prefixes for a in (SCOPE, SRV))
+            assert any(ipaddress.IPv4Address("198.18.104.20") in p for p in prefixes)
+            assert delivered(kept, b"after the cut\n")
+            assert not cut.carries(b"after the cut")
+            back = d.apply(script(DeviceState()))
+            assert not any(c.startswith("clear security") for c in back.commands)
+            assert delivered(kept, b"after the rollback\n")
+            with pytest.raises(CommandRejected, match="invalid prefix"):
+                d._rpc(
+                    "<clear-flow-session><source-prefix>198.18.104.0/24;all</source-prefix>"
+                    "</clear-flow-session>",
+                    "test",
+                )
+    finally:
+        kept.close()
+        back_to_normal(srx)
     assert wait_for(lambda: matrix(srx) == ALL_OPEN, timeout=20)

@@ -37,6 +37,7 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import ROOT, Twin, matrix, own_twin
 from tests.lab.twinops import wait_for
+from tests.platforms.precut import banner_connection, delivered, held
 from tests.run.test_crash_twin import statuses
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -280,4 +281,60 @@ def test_sigkill_then_resume_records_the_true_state(armor: Twin, tmp_path: Path)
     finally:
         back = cordon("rollback", run_id, "--local")
     assert back.returncode == 0, back.stdout + back.stderr
+    assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
+
+
+# -- connections opened before a cut ---------------------------------------------------------------
+
+
+def test_a_cut_stops_the_connections_opened_before_it(armor: Twin, engine: Executor) -> None:
+    """Connections open before isolate-site: the admin PC's to the EHR (no exception keeps it)
+    stops carrying data once cb-sns flushed its states; the central station's to the EHR's
+    https (the must-survive flow, on its own port) goes on through the cut and its rollback.
+    The flushes are commands of the changes, one host each, never a must-survive end of the
+    policy being activated."""
+    ehr = "198.18.92.20"
+    kept = banner_connection(armor, "clinique-bleue/soins/centrale", ehr, 443)
+    try:
+        with held(armor, "clinique-bleue/admin/pc-admin", "armor-dc/apps/ehr", ehr, 47201) as cut:
+            assert cut.carries(b"before") and delivered(kept, b"before\n")
+            pb = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", armor.inv)
+            report = engine.run(pb, [SITE])
+            assert report.status == "done", report
+            assert delivered(kept, b"after the cut\n")
+            assert not cut.carries(b"after the cut")
+            log = api_log(armor, "cb-sns")
+            assert "command MONITOR FLUSH STATE 198.18.94.20" in log
+            assert "flushed 0 connection" in log  # most hosts have none: nothing to delete
+            assert engine.rollback(report.run_id).status == "rolled_back"
+            assert delivered(kept, b"after the rollback\n")
+    finally:
+        kept.close()
+    assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
+
+
+def test_the_flush_is_a_journaled_command_of_the_change(armor: Twin) -> None:
+    """A cut naming one host, by the driver: the host's open connection stops, the change's
+    commands (what the journal and audit record) end with its flush; removing the cut flushes
+    nothing. A malformed flush is serverd's format error."""
+    pc = "198.18.94.20"
+    web = "198.18.95.10"
+    cut = NftRule("drop", saddr=pc, tag="quarantine pc-admin")
+    drv = StormshieldDriver(Target.of(armor.inv, "cb-sns"))
+    try:
+        with held(armor, "clinique-bleue/admin/pc-admin", "internet/public/web", web, 47203) as c:
+            assert c.carries(b"before")
+            done = drv.apply(
+                ChangeSet(tuple(render.script(DeviceState(rules=frozenset([cut]))).splitlines()))
+            )
+            assert done.commands[-1] == f"MONITOR FLUSH STATE {pc}"
+            assert sum(x.startswith("MONITOR FLUSH STATE") for x in done.commands) == 1
+            assert "flushed for 1 host" in done.output
+            assert not c.carries(b"after")
+            back = drv.apply(ChangeSet(tuple(render.script(DeviceState()).splitlines())))
+            assert not any(x.startswith("MONITOR FLUSH STATE") for x in back.commands)
+        with pytest.raises(CommandRejected, match="Error in format"):
+            drv._cmd(f"MONITOR FLUSH STATE {pc};CONFIG FILTER ACTIVATE", "test")
+    finally:
+        drv.close()
     assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
