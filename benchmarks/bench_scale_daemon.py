@@ -12,9 +12,12 @@ time, and reads its RSS and PSS after each: the interpreter; the daemon's module
 blocks blocked); the inventory, with its platforms' device libraries; the service (journal,
 health store, pool, poller, scheduler: `agent.service.service.Service`, on that inventory); the
 sessions (`Pool.warm`, as `Service._warm`), first to the devices the fleet serves as they expect
-(its firewalls: a shell), then to the rest (its switches: the fleet's one sshd gives a shell, not
-an IOS CLI, so those attempts fail, in the daemon too: it says how many were unreachable). From
-the open sessions: the memory of one, and what the daemon would hold with every device's open.
+(a shell), then to the rest. The fleet's one sshd gives a shell, not an IOS CLI: the switches of
+every site but the core and the first are driven as Linux hosts (`sessions_inventory`), so the
+daemon holds a real session to all but those few IOS switches (their attempts fail, in the
+daemon too: it says how many were unreachable), and still loads the switches' device libraries.
+From the open sessions: the memory of one, and what the daemon would hold with every device's
+open.
 
 Run as root: `.venv/bin/python -m benchmarks.bench_scale_daemon [--sites 50] [--per-site 10]`.
 Holds the twin lock; brings the twin up if none is (and takes it down after); the fleet and
@@ -32,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from benchmarks.machine import describe, memory_kib
 
@@ -69,11 +74,15 @@ def warm_record(log_dir: Path) -> dict[str, object] | None:
     return None
 
 
-def run_daemon(inventory: str, devices: int, settle: float) -> tuple[float, float]:
-    """The daemon's (RSS, PSS) once warm, in MiB (printed, and again after `settle` s)."""
+def run_daemon(
+    inventory: str, devices: int, settle: float, extra: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """The daemon's (RSS, PSS) once warm, in MiB (printed, and again after `settle` s);
+    `extra`: more environment for it."""
     with tempfile.TemporaryDirectory(prefix="cordon-bench-daemon-") as tmp:
         state, logs = Path(tmp) / "state", Path(tmp) / "log"
         env = dict(os.environ, CORDON_LOG_DIR=str(logs), CORDON_STATE_DIR=str(state))
+        env.update(extra or {})
         argv = [
             str(Path(sys.executable).parent / "cordon"), "daemon", "-i", inventory,
             "--state-dir", str(state), "--poll-interval", "0",
@@ -194,8 +203,8 @@ def breakdown(inventory: str, real: tuple[float, float]) -> None:
         "inventory": "the inventory, and its platforms' device libraries "
         f"(+{by['inventory']['count'] - by['modules']['count']} modules)",
         "service": "journal, stores, pool, poller, scheduler",
-        "sessions": f"sessions: {ses['opened']} of {ses['asked']} firewalls (a shell each)",
-        "attempts": f"attempts: {att['opened']} of {att['asked']} switches opened",
+        "sessions": f"sessions: {ses['opened']} of {ses['asked']} shell devices",
+        "attempts": f"attempts: {att['opened']} of {att['asked']} IOS switches opened",
     }
     prev = {"rss": 0.0, "pss": 0.0}
     for p in parts:
@@ -229,8 +238,28 @@ def main() -> None:
 
     print(describe())
     with fleet.on_twin(args.sites, args.per_site) as fleet_inv:
-        real = run_daemon(fleet_inv.path, len(fleet_inv.devices()), args.settle)
-        breakdown(fleet_inv.path, real)
+        path = sessions_inventory(Path(fleet_inv.path))
+        real = run_daemon(str(path), len(fleet_inv.devices()), args.settle)
+        # side by side: glibc's malloc limited to 2 arenas (by default up to 8 per core, the
+        # session threads spreading their allocations over them)
+        print("\nthe same daemon, MALLOC_ARENA_MAX=2:")
+        run_daemon(str(path), len(fleet_inv.devices()), args.settle, {"MALLOC_ARENA_MAX": "2"})
+        breakdown(str(path), real)
+
+
+def sessions_inventory(path: Path) -> Path:
+    """The fleet's inventory with every device the fleet can serve as it expects: the fleet's
+    one sshd gives a shell, not an IOS CLI, so the switches of every site but the core and the
+    first are driven as Linux hosts (`linux_nftables`, a shell session each, as the firewalls);
+    the core's and the first site's keep their IOS platform, so the daemon still loads the
+    switches' device libraries (netmiko), and only those few sessions fail."""
+    doc = yaml.safe_load(path.read_text())
+    for site in doc["sites"][2:]:  # [0] the core, [1] the first site: as they are
+        for device in site.get("devices", []):
+            device["platform"] = "linux_nftables"
+    out = path.with_name("fleet-sessions.yaml")  # beside it: its relative references hold
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
 
 
 if __name__ == "__main__":
