@@ -10,10 +10,17 @@ This module holds only the registration: the driver's transports load when a dri
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.aruba_aoscx.parse import comments_in, config_lines
-from agent.platforms.aruba_aoscx.render import comments, counted_as, script, shut_lines
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.aruba_aoscx import parse, render
+else:  # imported at a first call (#18)
+    parse = lazy.module("agent.platforms.aruba_aoscx.parse")
+    render = lazy.module("agent.platforms.aruba_aoscx.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -26,16 +33,16 @@ SPEC = Spec(
     name="aruba_aoscx",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=shut_lines,
+    shut_lines=render.shut_lines,
     rules=Rules(
         method="aoscx_acl",
-        script=script,
-        comments=comments,
-        comments_in=comments_in,
-        counted_as=counted_as,
+        script=render.script,
+        comments=render.comments,
+        comments_in=parse.comments_in,
+        counted_as=render.counted_as,
         home="the switch's CORDON-* ACLs",
     ),
-    config_lines=config_lines,
+    config_lines=parse.config_lines,
     twin="agent.platforms.aruba_aoscx.twin",
     reverts_config=True,
     kernel_names=False,

@@ -7,10 +7,17 @@ This module holds only the registration: netmiko loads when a driver is made."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.cisco_ios.parse import config_lines
-from agent.platforms.cisco_ios.render import ios_lines
+from agent.platforms import lazy
 from agent.platforms.spec import Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.cisco_ios import parse, render
+else:  # imported at a first call (#18)
+    parse = lazy.module("agent.platforms.cisco_ios.parse")
+    render = lazy.module("agent.platforms.cisco_ios.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -23,7 +30,7 @@ SPEC = Spec(
     name="cisco_ios",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=ios_lines,
-    config_lines=config_lines,
+    shut_lines=render.ios_lines,
+    config_lines=parse.config_lines,
     twin="agent.platforms.cisco_ios.twin",
 )

@@ -10,15 +10,17 @@ This module holds only the registration: netmiko loads when a driver is made."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.cisco_iosxe.parse import config_lines, rule_comments_in
-from agent.platforms.cisco_iosxe.render import (
-    acl_comments,
-    acl_script,
-    counted_as,
-    shut_lines,
-)
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.cisco_iosxe import parse, render
+else:  # imported at a first call (#18)
+    parse = lazy.module("agent.platforms.cisco_iosxe.parse")
+    render = lazy.module("agent.platforms.cisco_iosxe.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -31,16 +33,16 @@ SPEC = Spec(
     name="cisco_iosxe",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=shut_lines,
+    shut_lines=render.shut_lines,
     rules=Rules(
         method="acl",
-        script=acl_script,
-        comments=acl_comments,
-        comments_in=rule_comments_in,
-        counted_as=counted_as,
+        script=render.acl_script,
+        comments=render.acl_comments,
+        comments_in=parse.rule_comments_in,
+        counted_as=render.counted_as,
         home="the CORDON-* extended ACLs",
     ),
-    config_lines=config_lines,
+    config_lines=parse.config_lines,
     twin="agent.platforms.cisco_iosxe.twin",
     reverts_config=True,
     l3_switch=True,

@@ -8,10 +8,17 @@ This module holds only the registration: the driver loads when one is made."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.fortigate.parse import config_lines
-from agent.platforms.fortigate.render import comments, comments_in, counted_as, script, shut_lines
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.fortigate import parse, render
+else:  # imported at a first call (#18)
+    parse = lazy.module("agent.platforms.fortigate.parse")
+    render = lazy.module("agent.platforms.fortigate.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -24,16 +31,16 @@ SPEC = Spec(
     name="fortigate",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=shut_lines,
+    shut_lines=render.shut_lines,
     rules=Rules(
         method="fortios",
-        script=script,
-        comments=comments,
-        comments_in=comments_in,
-        counted_as=counted_as,
+        script=render.script,
+        comments=render.comments,
+        comments_in=render.comments_in,
+        counted_as=render.counted_as,
         home="the FortiGate's cordon- policies",
     ),
-    config_lines=config_lines,
+    config_lines=parse.config_lines,
     twin="agent.platforms.fortigate.twin",
     forwards=True,
     kernel_names=True,

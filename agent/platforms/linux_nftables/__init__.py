@@ -7,10 +7,19 @@ This module holds only the registration: paramiko loads when a driver is made.""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.linux_nftables.parse import config_lines, rule_comments_in
-from agent.platforms.linux_nftables.render import TABLE, counted_as, nft_comments, nft_table
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.linux_nftables import parse, render
+else:  # imported at a first call (#18)
+    parse = lazy.module("agent.platforms.linux_nftables.parse")
+    render = lazy.module("agent.platforms.linux_nftables.render")
+
+TABLE = "cordon"  # the agent's nftables table (`table inet cordon`), the renderer's too
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -24,13 +33,13 @@ SPEC = Spec(
     driver=_driver,
     rules=Rules(
         method="nft",
-        script=nft_table,
-        comments=nft_comments,
-        comments_in=rule_comments_in,
-        counted_as=counted_as,
+        script=render.nft_table,
+        comments=render.nft_comments,
+        comments_in=parse.rule_comments_in,
+        counted_as=render.counted_as,
         home=f"table inet {TABLE}",
     ),
-    config_lines=config_lines,
+    config_lines=parse.config_lines,
     twin="agent.platforms.linux_nftables.twin",
     forwards=True,
     kernel_names=True,

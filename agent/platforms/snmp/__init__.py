@@ -7,9 +7,16 @@ This module holds only the registration: pysnmp loads when a driver is made."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.snmp.render import snmp_lines
+from agent.platforms import lazy
 from agent.platforms.spec import Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.snmp import render
+else:  # imported at a first call (#18)
+    render = lazy.module("agent.platforms.snmp.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -23,6 +30,6 @@ SPEC = Spec(
     driver=_driver,
     via="snmp",
     shuts_by="snmp",
-    shut_lines=snmp_lines,
+    shut_lines=render.snmp_lines,
     twin="agent.platforms.snmp.twin",
 )

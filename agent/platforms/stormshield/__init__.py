@@ -9,10 +9,17 @@ This module holds only the registration: the driver loads when one is made."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
-from agent.platforms.stormshield.parse import config_lines
-from agent.platforms.stormshield.render import comments, comments_in, counted_as, script
+
+if TYPE_CHECKING:
+    from agent.platforms.stormshield import parse, render
+else:  # imported at a first call (#18)
+    parse = lazy.module("agent.platforms.stormshield.parse")
+    render = lazy.module("agent.platforms.stormshield.render")
 
 NAME = "stormshield"
 
@@ -28,13 +35,13 @@ SPEC = Spec(
     driver=_driver,
     rules=Rules(
         method="sns",
-        script=script,
-        comments=comments,
-        comments_in=comments_in,
-        counted_as=counted_as,
+        script=render.script,
+        comments=render.comments,
+        comments_in=render.comments_in,
+        counted_as=render.counted_as,
         home="the active filter policy (rules commented 'cordon ...')",
     ),
-    config_lines=config_lines,
+    config_lines=parse.config_lines,
     twin="agent.platforms.stormshield.twin",
     forwards=True,
     kernel_names=False,
