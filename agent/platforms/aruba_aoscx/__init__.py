@@ -17,10 +17,11 @@ from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.aruba_aoscx import parse, render
+    from agent.platforms.aruba_aoscx import parse as _parse
+    from agent.platforms.aruba_aoscx import render as _render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.aruba_aoscx.parse")
-    render = lazy.module("agent.platforms.aruba_aoscx.render")
+    _parse = lazy.module("agent.platforms.aruba_aoscx.parse")
+    _render = lazy.module("agent.platforms.aruba_aoscx.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -33,16 +34,16 @@ SPEC = Spec(
     name="aruba_aoscx",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=render.shut_lines,
+    shut_lines=_render.shut_lines,
     rules=Rules(
         method="aoscx_acl",
-        script=render.script,
-        comments=render.comments,
-        comments_in=parse.comments_in,
-        counted_as=render.counted_as,
+        script=_render.script,
+        comments=_render.comments,
+        comments_in=_parse.comments_in,
+        counted_as=_render.counted_as,
         home="the switch's CORDON-* ACLs",
     ),
-    config_lines=parse.config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.aruba_aoscx.twin",
     reverts_config=True,
     kernel_names=False,

@@ -14,10 +14,11 @@ from agent.platforms import lazy
 from agent.platforms.spec import Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.cisco_ios import parse, render
+    from agent.platforms.cisco_ios import parse as _parse
+    from agent.platforms.cisco_ios import render as _render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.cisco_ios.parse")
-    render = lazy.module("agent.platforms.cisco_ios.render")
+    _parse = lazy.module("agent.platforms.cisco_ios.parse")
+    _render = lazy.module("agent.platforms.cisco_ios.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -30,7 +31,7 @@ SPEC = Spec(
     name="cisco_ios",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=render.ios_lines,
-    config_lines=parse.config_lines,
+    shut_lines=_render.ios_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.cisco_ios.twin",
 )

@@ -17,10 +17,11 @@ from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.cisco_iosxe import parse, render
+    from agent.platforms.cisco_iosxe import parse as _parse
+    from agent.platforms.cisco_iosxe import render as _render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.cisco_iosxe.parse")
-    render = lazy.module("agent.platforms.cisco_iosxe.render")
+    _parse = lazy.module("agent.platforms.cisco_iosxe.parse")
+    _render = lazy.module("agent.platforms.cisco_iosxe.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -33,16 +34,16 @@ SPEC = Spec(
     name="cisco_iosxe",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=render.shut_lines,
+    shut_lines=_render.shut_lines,
     rules=Rules(
         method="acl",
-        script=render.acl_script,
-        comments=render.acl_comments,
-        comments_in=parse.rule_comments_in,
-        counted_as=render.counted_as,
+        script=_render.acl_script,
+        comments=_render.acl_comments,
+        comments_in=_parse.rule_comments_in,
+        counted_as=_render.counted_as,
         home="the CORDON-* extended ACLs",
     ),
-    config_lines=parse.config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.cisco_iosxe.twin",
     reverts_config=True,
     l3_switch=True,

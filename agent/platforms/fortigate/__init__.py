@@ -15,10 +15,11 @@ from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.fortigate import parse, render
+    from agent.platforms.fortigate import parse as _parse
+    from agent.platforms.fortigate import render as _render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.fortigate.parse")
-    render = lazy.module("agent.platforms.fortigate.render")
+    _parse = lazy.module("agent.platforms.fortigate.parse")
+    _render = lazy.module("agent.platforms.fortigate.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -31,16 +32,16 @@ SPEC = Spec(
     name="fortigate",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=render.shut_lines,
+    shut_lines=_render.shut_lines,
     rules=Rules(
         method="fortios",
-        script=render.script,
-        comments=render.comments,
-        comments_in=render.comments_in,
-        counted_as=render.counted_as,
+        script=_render.script,
+        comments=_render.comments,
+        comments_in=_render.comments_in,
+        counted_as=_render.counted_as,
         home="the FortiGate's cordon- policies",
     ),
-    config_lines=parse.config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.fortigate.twin",
     forwards=True,
     kernel_names=True,

@@ -23,17 +23,22 @@ from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.juniper_junos import parse, render, srx_parse, srx_render
+    from agent.platforms.juniper_junos import parse as _parse
+    from agent.platforms.juniper_junos import render as _render
+    from agent.platforms.juniper_junos import srx_parse as _srx_parse
+    from agent.platforms.juniper_junos import srx_render as _srx_render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.juniper_junos.parse")
-    render = lazy.module("agent.platforms.juniper_junos.render")
-    srx_parse = lazy.module("agent.platforms.juniper_junos.srx_parse")
-    srx_render = lazy.module("agent.platforms.juniper_junos.srx_render")
+    _parse = lazy.module("agent.platforms.juniper_junos.parse")
+    _render = lazy.module("agent.platforms.juniper_junos.render")
+    _srx_parse = lazy.module("agent.platforms.juniper_junos.srx_parse")
+    _srx_render = lazy.module("agent.platforms.juniper_junos.srx_render")
 
 NAME = "juniper_junos"
 SRX_NAME = "juniper_srx"
 PREFIX = "CORDON-"  # the names of Cordon's filters and policies (the renderers' too)
-METHOD = "junos-filter"  # the playbook method of the EX's packet rules (`render.METHOD`)
+METHOD = (
+    "junos-filter"  # the playbook method of the EX's packet rules (`render.METHOD` re-exports it)
+)
 SRX_METHOD = "junos-policy"  # the SRX's (its renderer names none of its own)
 
 
@@ -53,16 +58,16 @@ SPEC = Spec(
     name=NAME,
     driver=_driver,
     shuts_by="cli",
-    shut_lines=render.disable_lines,
+    shut_lines=_render.disable_lines,
     rules=Rules(
         method=METHOD,
-        script=render.filters_script,
-        comments=render.filter_names,
-        comments_in=parse.names_in,
-        counted_as=render.counted_as,
+        script=_render.filters_script,
+        comments=_render.filter_names,
+        comments_in=_parse.names_in,
+        counted_as=_render.counted_as,
         home=f"the {PREFIX} firewall filters",
     ),
-    config_lines=parse.config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.juniper_junos.twin",
     kernel_names=False,
     reverts_config=True,  # `commit confirmed` rolls the whole commit back (ports too)
@@ -73,16 +78,16 @@ SRX_SPEC = Spec(
     name=SRX_NAME,
     driver=_srx_driver,
     shuts_by="cli",
-    shut_lines=render.disable_lines,
+    shut_lines=_render.disable_lines,
     rules=Rules(
         method=SRX_METHOD,
-        script=srx_render.script,
-        comments=srx_render.comments,
-        comments_in=srx_parse.names_in,
-        counted_as=srx_render.counted_as,
+        script=_srx_render.script,
+        comments=_srx_render.comments,
+        comments_in=_srx_parse.names_in,
+        counted_as=_srx_render.counted_as,
         home=f"the {PREFIX} security policies",
     ),
-    config_lines=srx_parse.config_lines,
+    config_lines=_srx_parse.config_lines,
     twin="agent.platforms.juniper_junos.twin",
     forwards=True,
     kernel_names=False,

@@ -14,10 +14,11 @@ from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.linux_nftables import parse, render
+    from agent.platforms.linux_nftables import parse as _parse
+    from agent.platforms.linux_nftables import render as _render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.linux_nftables.parse")
-    render = lazy.module("agent.platforms.linux_nftables.render")
+    _parse = lazy.module("agent.platforms.linux_nftables.parse")
+    _render = lazy.module("agent.platforms.linux_nftables.render")
 
 TABLE = "cordon"  # the agent's nftables table (`table inet cordon`), the renderer's too
 
@@ -33,13 +34,13 @@ SPEC = Spec(
     driver=_driver,
     rules=Rules(
         method="nft",
-        script=render.nft_table,
-        comments=render.nft_comments,
-        comments_in=parse.rule_comments_in,
-        counted_as=render.counted_as,
+        script=_render.nft_table,
+        comments=_render.nft_comments,
+        comments_in=_parse.rule_comments_in,
+        counted_as=_render.counted_as,
         home=f"table inet {TABLE}",
     ),
-    config_lines=parse.config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.linux_nftables.twin",
     forwards=True,
     kernel_names=True,

@@ -14,9 +14,9 @@ from agent.platforms import lazy
 from agent.platforms.spec import Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.snmp import render
+    from agent.platforms.snmp import render as _render
 else:  # imported at a first call (#18)
-    render = lazy.module("agent.platforms.snmp.render")
+    _render = lazy.module("agent.platforms.snmp.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -30,6 +30,6 @@ SPEC = Spec(
     driver=_driver,
     via="snmp",
     shuts_by="snmp",
-    shut_lines=render.snmp_lines,
+    shut_lines=_render.snmp_lines,
     twin="agent.platforms.snmp.twin",
 )

@@ -16,10 +16,11 @@ from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
 
 if TYPE_CHECKING:
-    from agent.platforms.stormshield import parse, render
+    from agent.platforms.stormshield import parse as _parse
+    from agent.platforms.stormshield import render as _render
 else:  # imported at a first call (#18)
-    parse = lazy.module("agent.platforms.stormshield.parse")
-    render = lazy.module("agent.platforms.stormshield.render")
+    _parse = lazy.module("agent.platforms.stormshield.parse")
+    _render = lazy.module("agent.platforms.stormshield.render")
 
 NAME = "stormshield"
 
@@ -35,13 +36,13 @@ SPEC = Spec(
     driver=_driver,
     rules=Rules(
         method="sns",
-        script=render.script,
-        comments=render.comments,
-        comments_in=render.comments_in,
-        counted_as=render.counted_as,
+        script=_render.script,
+        comments=_render.comments,
+        comments_in=_render.comments_in,
+        counted_as=_render.counted_as,
         home="the active filter policy (rules commented 'cordon ...')",
     ),
-    config_lines=parse.config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.stormshield.twin",
     forwards=True,
     kernel_names=False,
