@@ -6,7 +6,8 @@ and reads them back (`parse`); its native dead-man is the switch's `checkpoint a
 CLI, `cli`). `twin` starts its twin device (an emulated REST API and CLI whose effects are real
 in the namespace; only the lab imports it, through the registry); the documented request and
 response shapes it follows are in `fixtures/`.
-This module holds only the registration: the driver's transports load when a driver is made."""
+This module holds only the registration: the driver's transports load when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 

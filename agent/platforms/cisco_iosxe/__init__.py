@@ -6,7 +6,8 @@ IOS-XE's own revert timer (`configure terminal revert timer N` / `configure conf
 reads its outputs. `twin` starts its twin device (an IOS-XE CLI emulator behind sshd, its state in
 a per-device daemon; only the lab imports it, through the registry).
 An L3 switch: it bridges its VLANs and routes between the ones whose SVI has an address.
-This module holds only the registration: netmiko loads when a driver is made."""
+This module holds only the registration: netmiko loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ policies first), `driver` converges the device to it over the pinned HTTPS API a
 (`parse`), its dead-man is FortiOS's revert mode (`cfg-save revert`), `twin` starts its twin
 device (an emulated REST API whose policies become the namespace's own nftables; only the lab
 imports it, through the registry).
-This module holds only the registration: the driver loads when one is made."""
+This module holds only the registration: the driver loads when one is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 

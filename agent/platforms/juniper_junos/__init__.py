@@ -12,7 +12,8 @@ transaction, `commit confirmed` dead-man and twin, but Cordon's packet rules are
 security policies between the device's own security zones (`srx_render`, `srx_parse`,
 `srx_driver`). It is a platform name of its own because the registry keys one rules method per
 platform (the renderer sees the isolation state, not the device's role).
-This module holds only the registrations: ncclient loads when a driver is made."""
+This module holds only the registrations: ncclient loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 

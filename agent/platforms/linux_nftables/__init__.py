@@ -3,7 +3,8 @@
 `revert` is its native safety net (a detached timer on the device that reloads the previous table
 unless confirmed), `twin` starts its twin device (sshd in a namespace with its own nftables; only
 the lab imports it, through the registry).
-This module holds only the registration: paramiko loads when a driver is made."""
+This module holds only the registration: paramiko loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 

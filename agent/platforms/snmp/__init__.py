@@ -3,7 +3,8 @@ and changed by (ifAdminStatus SETs), whatever its platform. `render` writes the 
 `driver` sends them (pysnmp, SNMPv3 authPriv) and reads back IF-MIB (`mib`, `parse`, `status`:
 the poller's interface reads). `twin` starts its twin agent (snmpd; only the lab imports it,
 through the registry).
-This module holds only the registration: pysnmp loads when a driver is made."""
+This module holds only the registration: pysnmp loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ pinned connection, reads them back (`parse`, `serverd`); `twin` starts its twin 
 HTTPS emulation of the API whose rules become nftables in the namespace; only the lab imports
 it, through the registry). SNS has no native safety net (no commit-confirm, no revert timer):
 the controller's dead-man applies.
-This module holds only the registration: the driver loads when one is made."""
+This module holds only the registration: the driver loads when one is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 
