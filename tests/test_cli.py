@@ -186,3 +186,51 @@ def test_cordon_opens_ssh_sessions_without_invoke() -> None:
     done = python(script)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stderr) == [False, "Transport"]
+
+
+def test_a_platform_loads_only_when_its_devices_are_used(tmp_path: Path) -> None:
+    """Importing the registry knows every platform by its registration alone: planning for an
+    inventory of Linux firewalls and IOS switches loads their renderers as the plan uses them,
+    and no module of a platform the inventory does not use (#18)."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(hospi_grand_ouest(mixed=False), sort_keys=False))
+    script = (
+        "import json, sys\n"
+        "import agent.platforms.registry\n"
+        "sys.argv = ['cordon', 'plan', 'preventive-degraded', '--local', '--json',\n"
+        f"            '-i', {str(inventory)!r}, '--state-dir', {str(tmp_path / 'state')!r}]\n"
+        "from agent.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "sys.stderr.write(json.dumps([m for m, v in sys.modules.items() if v is not None]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"]
+    imported = set(json.loads(done.stderr))
+    assert "agent.platforms.linux_nftables.render" in imported  # the plan rendered its rules
+    unused = ("aruba_aoscx", "cisco_iosxe", "fortigate", "juniper_junos", "stormshield")
+    loaded = {m for m in imported for p in unused if m.startswith(f"agent.platforms.{p}.")}
+    assert not loaded
+
+
+def test_every_registered_function_resolves() -> None:
+    """Each renderer and parser a registration names lazily is a function of its module, so a
+    platform's first use cannot fail on a misspelt name (#18)."""
+    from agent.platforms import registry  # noqa: PLC0415
+    from agent.platforms.lazy import Deferred  # noqa: PLC0415
+
+    specs = [registry.platform(n) for n in registry.names()]
+    specs += [s for s in map(registry.shared, registry.methods()) if s is not None]
+    found = [
+        f
+        for s in specs
+        for f in (s.shut_lines, s.config_lines, *(vars(s.rules).values() if s.rules else ()))
+        if isinstance(f, Deferred)
+    ]
+    assert len(found) > 30
+    for f in found:
+        module = sys.modules.get(f.module) or __import__(f.module, fromlist=[f.name])
+        assert callable(getattr(module, f.name)), f

@@ -4,9 +4,9 @@ and choosing a driver through it (`driver_for`, `one_shot`). Registering a platf
 also lets inventories name it (`agent.inventory.platforms`, the name set the inventory's checks
 read: the inventory is a layer below and cannot ask here), and importing this module registers the
 built-ins, so they are known before any inventory is checked.
-Imports `agent.inventory.platforms` and the platform folders' light modules (specs, renderers,
-parsers); device libraries load only when a driver is made, and a platform's twin module only when
-the lab asks for it (`twin`).
+Imports `agent.inventory.platforms` and the platform folders' registrations only: a platform's
+renderers and parsers load at their first call (`agent.platforms.lazy`), its device library when
+a driver is made, and its twin module only when the lab asks for it (`twin`).
 """
 
 from __future__ import annotations

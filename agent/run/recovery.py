@@ -13,7 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from agent import audit
 from agent.engine.journal import StepRow, driver_alive
-from agent.errors import ConnectError, CordonError, DeviceError, RunError, StateLostError
+from agent.errors import (
+    AuditArmed,
+    ConnectError,
+    CordonError,
+    DeviceError,
+    FencedError,
+    RunError,
+    StateLostError,
+)
 from agent.network.state import NORMAL
 from agent.platforms import registry
 from agent.run import transaction
@@ -71,7 +79,10 @@ def undo_one(ctx: Context, row: StepRow) -> StepOutcome:
                 guard=not row.guard_apply,
                 action=f"undo {row.step}",
             )
-    except StateLostError:  # the state database went away: the step stays undoing, for resume
+    except (StateLostError, FencedError, AuditArmed):
+        # the state database went away, this node's term ended, or the trail failed with an
+        # on-device revert armed: the device is not known to have failed; nothing more is sent
+        # and the step stays undoing for `resume` (the active node's) to read, as forward
         raise
     except CordonError as exc:
         outcome.status, outcome.error = StepStatus.UNDO_FAILED, exc.message

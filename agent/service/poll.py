@@ -29,6 +29,11 @@ clean). A device whose read failed otherwise (credentials, host key) is "error".
 An alarm is audited before it is stored. A re-application (`reapply` said yes) marks the open
 alarms of the device; they are cleared by the next poll that no longer sees them (`drift.cleared`,
 outcome `reapplied`): the record was pushed and verified by the driver, the poll confirms it.
+With active/standby, a poll's re-applications belong to the term it started in (the daemon
+passes `poll_once` a `reapply` bound to it) and each command is checked right before it is sent,
+the device's session in hand (`reapply_recorded`'s `may_send`, as a run's): a refusal
+(`FencedError`: the node steps down) is audited (`drift.reapplied`, outcome `fenced`) and the
+poll asks for no further re-application; nothing is sent.
 
 Imports the drivers' public types and pool, the platform registry and capabilities (the device
 reads themselves live with the platforms: `agent.platforms.snmp.status`, the nftables driver's
@@ -50,7 +55,14 @@ from agent import audit
 from agent.drivers.base import ChangeSet, Driver, Expectation, Via
 from agent.drivers.pool import Pool
 from agent.engine.drift import FIXABLE, Drift, Readback, detect, reapply_lines, watched
-from agent.errors import ConnectError, CordonError, DeviceError, RunError, SnmpError
+from agent.errors import (
+    ConnectError,
+    CordonError,
+    DeviceError,
+    FencedError,
+    RunError,
+    SnmpError,
+)
 from agent.inventory.models import Inventory, Platform
 from agent.network.paths import flow_path
 from agent.network.state import NORMAL, DeviceState, NftRule, allow_rules
@@ -70,6 +82,8 @@ from agent.service.health import (
 from agent.verify.counters import Movement, Reading, judge
 
 Reapply = Callable[[str], bool]  # device -> re-applied (the daemon's on_drift policy decides)
+# raises FencedError when the term may no longer send (`Journal.may_send`); what: the command
+SendCheck = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,7 @@ class PollReport:
     stopped: list[tuple[str, str]] = field(default_factory=list)  # (device, flow) alarms opened
     resumed: list[tuple[str, str]] = field(default_factory=list)  # (device, flow) alarms cleared
     busy: list[str] = field(default_factory=list)  # held by a run: not read
+    fenced: str | None = None  # a re-application refused: this node's term ended (why)
 
     def with_status(self, status: str) -> list[DevicePoll]:
         return [d for d in self.devices if d.status == status]
@@ -229,10 +244,13 @@ class Poller:
             )
         return plans, skipped, busy
 
-    def poll_once(self) -> PollReport:
+    def poll_once(self, reapply: Reapply | None = None) -> PollReport:
         """Read every device, update the alarms (audited first), ask for a re-application
         where a repairable drift is open, record each device's poll. A device whose site a run
-        took, or whose record changed, while it was being read is left for the next poll."""
+        took, or whose record changed, while it was being read is left for the next poll.
+        `reapply`: this poll's (the daemon's, bound to the term the poll started in) instead of
+        the poller's own; once one is refused (`FencedError`) no other is asked for."""
+        ask = self.reapply if reapply is None else reapply
         report = PollReport(started_at=time.time())
         t0 = time.monotonic()
         plans, report.skipped, report.busy = self.plans()
@@ -253,7 +271,7 @@ class Poller:
         for plan in plans:
             result = self._settle(plan, reads[plan.device], report, open_now.get(plan.device, []))
             self._settle_traffic(plan, reads[plan.device], report, traffic_open)
-            if result.status == "drift" and self._repair(plan, report):
+            if result.status == "drift" and self._repair(plan, report, ask):
                 result = replace(result, reapplied=True)
             report.devices.append(result)
             detail = result.error or ""
@@ -384,9 +402,10 @@ class Poller:
                 outcome="reapplied" if a.reapplied else "cleared",
             )
 
-    def _repair(self, plan: _Plan, report: PollReport) -> bool:
-        """Ask the daemon to re-apply the record when a repairable alarm is open."""
-        if self.reapply is None or plan.recorded == NORMAL:
+    def _repair(self, plan: _Plan, report: PollReport, reapply: Reapply | None) -> bool:
+        """Ask the daemon to re-apply the record when a repairable alarm is open (none once a
+        re-application of this poll was refused by the fence)."""
+        if reapply is None or report.fenced is not None or plan.recorded == NORMAL:
             return False
         if plan.site in set(self.locked()) or self.states().get(plan.device) != plan.recorded:
             return False  # a run is at it: never re-apply over a run
@@ -395,13 +414,16 @@ class Poller:
             return False
         ids = [a.id for a in open_]
         try:
-            done = self.reapply(plan.device)
+            done = reapply(plan.device)
         except CordonError as exc:
+            fenced = isinstance(exc, FencedError)  # the term ended: nothing sent, it steps down
+            if fenced:
+                report.fenced = exc.message
             self.log.error(
                 "drift.reapplied",
                 device=plan.device,
                 site=plan.site,
-                outcome="failed",
+                outcome="fenced" if fenced else "failed",
                 error=exc.message,
                 alarms=ids,
             )
@@ -557,11 +579,19 @@ def _traffic(
     return out
 
 
-def reapply_recorded(pool: Pool, inv: Inventory, device: str, state: DeviceState) -> None:
+def reapply_recorded(
+    pool: Pool,
+    inv: Inventory,
+    device: str,
+    state: DeviceState,
+    may_send: SendCheck | None = None,
+) -> None:
     """Push `device`'s recorded isolation state back through its driver (the whole nft table,
     the recorded shutdowns) and verify it by read-back. Only ever closes: a normal record has
     nothing to re-apply (reopening is a rollback). Raises DeviceError (ConnectError,
-    CommandRejected, VerifyError...) on failure, RunError for a normal record."""
+    CommandRejected, VerifyError...) on failure, RunError for a normal record. `may_send`
+    (with active/standby: the term's `Journal.may_send`) is asked right before each command,
+    the device's session in hand; its `FencedError` sends nothing more."""
     from agent.run.transaction import expectation  # noqa: PLC0415 - the executor's read-back
 
     found = inv.find_device(device)
@@ -574,14 +604,18 @@ def reapply_recorded(pool: Pool, inv: Inventory, device: str, state: DeviceState
             hint="a leftover on a device recorded as normal is removed by a rollback or a "
             "run, decided by a person",
         )
+    what = f"drift re-apply on {device}"
+    sending = None if may_send is None else partial(may_send, what)
     for method, commands in lines:
         via = registry.via(method)
         change = ChangeSet(tuple(commands), action="drift.reapply")
-        pool.run(device, partial(_apply, change), via=via)
+        pool.run(device, partial(_apply, change, sending), via=via)
         pool.run(device, partial(_verify, expectation(method, NORMAL, state)), via=via)
 
 
-def _apply(change: ChangeSet, d: Driver) -> object:
+def _apply(change: ChangeSet, sending: Callable[[], None] | None, d: Driver) -> object:
+    if sending is not None:  # the session in hand: it may have been waited for, or connected
+        sending()
     return d.apply(change)
 
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -406,10 +407,11 @@ class Service:
         return report
 
     def poll(self) -> dict[str, Any]:
+        term = self._term()  # its re-applies are this term's: once it ended, none is sent
         if not self.may_drive():  # a drift reapply is a device command: the active node's
             return self._last_poll or {}
         with self._poll_lock:
-            report = self.poller.poll_once()
+            report = self.poller.poll_once(partial(self._reapply, term=term))
         self._last_poll = {
             "at": report.started_at,
             "duration_s": round(report.duration_s, 3),
@@ -432,8 +434,12 @@ class Service:
                 self.log.warning("backup.failed", device=dev.name, error=exc.message)
         return done
 
-    def _reapply(self, device: str) -> bool:
-        """The on_drift policy of the playbook that last wrote the device: reapply or alarm."""
+    def _reapply(self, device: str, term: Journal | None = None) -> bool:
+        """The on_drift policy of the playbook that last wrote the device: reapply or alarm.
+        `term`: the journal of the term the poll started in (by default the current one): its
+        write before the command and its check right before it (`may_send`) refuse once that
+        term ended (`FencedError`, nothing sent)."""
+        term = self._term() if term is None else term
         if not self.may_drive():
             return False
         writer = self.journal.device_writers().get(device)
@@ -448,9 +454,9 @@ class Service:
         state = self.journal.device_states().get(device)
         if state is None:
             return False
-        with self.journal.tx():  # fenced: a deposed node sends no reapply (FencedError)
+        with term.tx():  # fenced: a deposed node sends no reapply (FencedError)
             pass
-        reapply_recorded(self.pool, self.inv, device, state)
+        reapply_recorded(self.pool, self.inv, device, state, term.may_send)
         return True
 
     # -- the Backend --------------------------------------------------------------------------

@@ -12,7 +12,9 @@ device command is:
   nothing more: no restore, no confirmation (the armed on-device revert puts the device back);
   a trail that says this node was deposed (`AuditFenced`) steps the node down.
 - F2: a fence belongs to a term: a thread of term 1 is refused once term 1 ended, even while the
-  node holds term 2."""
+  node holds term 2.
+- An undo refused by the fence is left in flight (`undoing`) for the active node, as a forward
+  step is, never marked `undo_failed`. (The poller's re-apply: tests/ha/test_fencing_poll.py.)"""
 
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ from agent.engine.lease import Fence, Lease, Timing
 from agent.errors import AuditArmed, AuditError, CordonError, FencedError, StateLostError
 from agent.inventory import load
 from agent.network.state import NORMAL
+from agent.playbook import load as load_playbook
 from agent.run import transaction
 from agent.run.context import Context
+from agent.run.executor import Executor
 from agent.run.observer import Observer
 from agent.status import StepStatus
 from tests.conftest import EXAMPLE
@@ -319,6 +323,48 @@ def test_a_thread_of_an_ended_term_is_refused_under_the_next(url: str) -> None:
         assert j.steps("r1")[0].status == StepStatus.PENDING  # nothing written by term 1
         j.for_term(j.fence).mark("r1", 1, StepStatus.STARTED)  # term 2's threads write
         assert j.steps("r1")[0].status == StepStatus.STARTED
+    finally:
+        j.close()
+        a.close()
+
+
+# -- an undo refused by the fence stays in flight -------------------------------------------------
+
+
+def test_an_undo_refused_by_the_fence_stays_in_flight_for_the_active_node(
+    url: str, tmp_path: Path
+) -> None:
+    """As a forward step: an undo whose command is refused (`FencedError`: the term is past its
+    local deadline, though the database still says the lease stands, so the journal's writes go
+    through) is not marked `undo_failed`, a result nobody read from the device: it stays
+    `undoing` for the active node's `resume` to settle from the device; nothing is sent."""
+    inv = load(EXAMPLE)
+    world, told = World(), list[int]()
+    a = Lease(url, "node-a", Timing(bound_s=30.0))
+    j = Journal(url)
+    pb_path = tmp_path / "q.yaml"
+    pb_path.write_text(
+        "name: q\nlevel: L4\nsteps:\n"
+        "  - {name: quarantine, action: shut_zone_ports, zones: [admin]}\n"
+    )
+    try:
+        assert a.acquire() == 1
+        j.fence, j.on_fenced = a.fence(1), told.append
+        with Pool(inv, keepalive=None, factory=world.factory) as pool:
+            ex = Executor(inv, j.for_term(j.fence), pool, actor="alice")
+            run = ex.run(load_playbook(pb_path, inv), ["nantes-jules-verne"])
+            assert run.status == "done"
+            (port,) = world.down[DEVICE]
+            world.log.clear()
+            fence = j.fence
+            fence.until._at = time.monotonic() - 1.0  # not renewed in time by this clock
+            with pytest.raises(FencedError) as exc:
+                ex.rollback(run.run_id)  # before the fix: rollback_failed, the step undo_failed
+        assert "not sent" in exc.value.message
+        [step] = j.steps(run.run_id)
+        assert step.status == StepStatus.UNDOING  # for `resume` to read from the device
+        assert world.log == [] and world.down[DEVICE] == {port}  # nothing sent
+        assert told == [1]  # this node steps down
     finally:
         j.close()
         a.close()

@@ -6,14 +6,23 @@ and reads them back (`parse`); its native dead-man is the switch's `checkpoint a
 CLI, `cli`). `twin` starts its twin device (an emulated REST API and CLI whose effects are real
 in the namespace; only the lab imports it, through the registry); the documented request and
 response shapes it follows are in `fixtures/`.
-This module holds only the registration: the driver's transports load when a driver is made."""
+This module holds only the registration: the driver's transports load when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.aruba_aoscx.parse import comments_in, config_lines
-from agent.platforms.aruba_aoscx.render import comments, counted_as, script, shut_lines
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.aruba_aoscx import parse as _parse
+    from agent.platforms.aruba_aoscx import render as _render
+else:  # imported at a first call (#18)
+    _parse = lazy.module("agent.platforms.aruba_aoscx.parse")
+    _render = lazy.module("agent.platforms.aruba_aoscx.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -26,16 +35,16 @@ SPEC = Spec(
     name="aruba_aoscx",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=shut_lines,
+    shut_lines=_render.shut_lines,
     rules=Rules(
         method="aoscx_acl",
-        script=script,
-        comments=comments,
-        comments_in=comments_in,
-        counted_as=counted_as,
+        script=_render.script,
+        comments=_render.comments,
+        comments_in=_parse.comments_in,
+        counted_as=_render.counted_as,
         home="the switch's CORDON-* ACLs",
     ),
-    config_lines=config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.aruba_aoscx.twin",
     reverts_config=True,
     kernel_names=False,

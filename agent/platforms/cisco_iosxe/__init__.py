@@ -6,19 +6,23 @@ IOS-XE's own revert timer (`configure terminal revert timer N` / `configure conf
 reads its outputs. `twin` starts its twin device (an IOS-XE CLI emulator behind sshd, its state in
 a per-device daemon; only the lab imports it, through the registry).
 An L3 switch: it bridges its VLANs and routes between the ones whose SVI has an address.
-This module holds only the registration: netmiko loads when a driver is made."""
+This module holds only the registration: netmiko loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.cisco_iosxe.parse import config_lines, rule_comments_in
-from agent.platforms.cisco_iosxe.render import (
-    acl_comments,
-    acl_script,
-    counted_as,
-    shut_lines,
-)
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.cisco_iosxe import parse as _parse
+    from agent.platforms.cisco_iosxe import render as _render
+else:  # imported at a first call (#18)
+    _parse = lazy.module("agent.platforms.cisco_iosxe.parse")
+    _render = lazy.module("agent.platforms.cisco_iosxe.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -31,16 +35,16 @@ SPEC = Spec(
     name="cisco_iosxe",
     driver=_driver,
     shuts_by="cli",
-    shut_lines=shut_lines,
+    shut_lines=_render.shut_lines,
     rules=Rules(
         method="acl",
-        script=acl_script,
-        comments=acl_comments,
-        comments_in=rule_comments_in,
-        counted_as=counted_as,
+        script=_render.acl_script,
+        comments=_render.acl_comments,
+        comments_in=_parse.rule_comments_in,
+        counted_as=_render.counted_as,
         home="the CORDON-* extended ACLs",
     ),
-    config_lines=config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.cisco_iosxe.twin",
     reverts_config=True,
     l3_switch=True,

@@ -32,10 +32,10 @@ import re
 from collections.abc import Iterable
 
 from agent.network.state import DeviceState, NftRule
+from agent.platforms.juniper_junos import METHOD as METHOD  # noqa: PLC0414 (the registration owns it)
+from agent.platforms.juniper_junos import PREFIX as PREFIX  # noqa: PLC0414
 
-PREFIX = "CORDON-"
 DEFAULT_TERM = "cordon-default"
-METHOD = "junos-filter"
 
 # Junos interface names Cordon renders: a device name (`ge-0/0/1`, `xe-0/1/0:2`, `irb`, `ae0`,
 # `me0`, `vlan`) with an optional logical unit (`.110`). Nothing else reaches a command line: no

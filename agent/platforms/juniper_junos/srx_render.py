@@ -53,10 +53,9 @@ from dataclasses import dataclass
 
 from agent.network.state import DeviceState, NftRule
 from agent.platforms.fortigate.render import overlap
+from agent.platforms.juniper_junos import PREFIX as PREFIX  # noqa: PLC0414 (the registration owns it)
 from agent.platforms.juniper_junos.render import split_ifname
 
-PREFIX = "CORDON-"
-METHOD = "junos-policy"
 ANY = "any"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # a Junos zone or policy name
 _POLICY = re.compile(

@@ -3,14 +3,25 @@
 `revert` is its native safety net (a detached timer on the device that reloads the previous table
 unless confirmed), `twin` starts its twin device (sshd in a namespace with its own nftables; only
 the lab imports it, through the registry).
-This module holds only the registration: paramiko loads when a driver is made."""
+This module holds only the registration: paramiko loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.linux_nftables.parse import config_lines, rule_comments_in
-from agent.platforms.linux_nftables.render import TABLE, counted_as, nft_comments, nft_table
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.linux_nftables import parse as _parse
+    from agent.platforms.linux_nftables import render as _render
+else:  # imported at a first call (#18)
+    _parse = lazy.module("agent.platforms.linux_nftables.parse")
+    _render = lazy.module("agent.platforms.linux_nftables.render")
+
+TABLE = "cordon"  # the agent's nftables table (`table inet cordon`), the renderer's too
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -24,13 +35,13 @@ SPEC = Spec(
     driver=_driver,
     rules=Rules(
         method="nft",
-        script=nft_table,
-        comments=nft_comments,
-        comments_in=rule_comments_in,
-        counted_as=counted_as,
+        script=_render.nft_table,
+        comments=_render.nft_comments,
+        comments_in=_parse.rule_comments_in,
+        counted_as=_render.counted_as,
         home=f"table inet {TABLE}",
     ),
-    config_lines=config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.linux_nftables.twin",
     forwards=True,
     kernel_names=True,

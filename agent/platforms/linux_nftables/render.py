@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 
 from agent.network.state import DeviceState, NftRule
-
-TABLE = "cordon"
+from agent.platforms.linux_nftables import TABLE as TABLE  # noqa: PLC0414 (the registration owns it)
 
 
 def rule_id(rule: NftRule) -> str:

@@ -3,13 +3,21 @@ and changed by (ifAdminStatus SETs), whatever its platform. `render` writes the 
 `driver` sends them (pysnmp, SNMPv3 authPriv) and reads back IF-MIB (`mib`, `parse`, `status`:
 the poller's interface reads). `twin` starts its twin agent (snmpd; only the lab imports it,
 through the registry).
-This module holds only the registration: pysnmp loads when a driver is made."""
+This module holds only the registration: pysnmp loads when a driver is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
-from agent.platforms.snmp.render import snmp_lines
+from agent.platforms import lazy
 from agent.platforms.spec import Spec
+
+if TYPE_CHECKING:
+    from agent.platforms.snmp import render as _render
+else:  # imported at a first call (#18)
+    _render = lazy.module("agent.platforms.snmp.render")
 
 
 def _driver(target: Target, timeouts: Timeouts | None) -> Driver:
@@ -23,6 +31,6 @@ SPEC = Spec(
     driver=_driver,
     via="snmp",
     shuts_by="snmp",
-    shut_lines=snmp_lines,
+    shut_lines=_render.snmp_lines,
     twin="agent.platforms.snmp.twin",
 )

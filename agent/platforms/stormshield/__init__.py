@@ -5,14 +5,23 @@ pinned connection, reads them back (`parse`, `serverd`); `twin` starts its twin 
 HTTPS emulation of the API whose rules become nftables in the namespace; only the lab imports
 it, through the registry). SNS has no native safety net (no commit-confirm, no revert timer):
 the controller's dead-man applies.
-This module holds only the registration: the driver loads when one is made."""
+This module holds only the registration: the driver loads when one is made,
+its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.drivers.base import Driver, Target, Timeouts
+from agent.platforms import lazy
 from agent.platforms.spec import Rules, Spec
-from agent.platforms.stormshield.parse import config_lines
-from agent.platforms.stormshield.render import comments, comments_in, counted_as, script
+
+if TYPE_CHECKING:
+    from agent.platforms.stormshield import parse as _parse
+    from agent.platforms.stormshield import render as _render
+else:  # imported at a first call (#18)
+    _parse = lazy.module("agent.platforms.stormshield.parse")
+    _render = lazy.module("agent.platforms.stormshield.render")
 
 NAME = "stormshield"
 
@@ -28,13 +37,13 @@ SPEC = Spec(
     driver=_driver,
     rules=Rules(
         method="sns",
-        script=script,
-        comments=comments,
-        comments_in=comments_in,
-        counted_as=counted_as,
+        script=_render.script,
+        comments=_render.comments,
+        comments_in=_render.comments_in,
+        counted_as=_render.counted_as,
         home="the active filter policy (rules commented 'cordon ...')",
     ),
-    config_lines=config_lines,
+    config_lines=_parse.config_lines,
     twin="agent.platforms.stormshield.twin",
     forwards=True,
     kernel_names=False,
