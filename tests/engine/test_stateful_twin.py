@@ -14,8 +14,10 @@ firewall touched is put back to normal after.
 What differs between platforms, asserted here (`test_a_connection_not_kept_open_before_the_cut`):
 a connection open before a cut that does not keep it is stopped by nft (its drops are stateless)
 and by FortiGate (`firewall-session-dirty check-all` re-checks sessions against the new policies),
-but the SNS twin lets it go on (its state table passes an established connection without a rule
-lookup): on SNS a cut stops new connections only."""
+but on SNS it goes on here: its state table passes an established connection without a rule
+lookup, and the driver's `MONITOR FLUSH STATE` after a cut flushes every host of the cut but the
+ends of a must-survive flow, which this connection's client is (its other pre-cut connections
+are kept with it; `tests/platforms/stormshield` shows a flushed host's connection stopped)."""
 
 from __future__ import annotations
 
@@ -457,7 +459,8 @@ SURVIVES_UNKEPT = {"linux_nftables": False, "fortigate": False, "stormshield": T
 def test_a_connection_not_kept_open_before_the_cut(twin: Twin, platform: str) -> None:
     """A connection on the lab -> servers path that no exception keeps, opened before the cut:
     nft and FortiGate stop its client's packets at the cut; the SNS appliance's state table
-    lets it go on (a cut stops new connections only). New connections are cut everywhere."""
+    lets it go on (its client is a must-survive flow's end: its states are not flushed). New
+    connections are cut everywhere."""
     case = CASES[platform]
     lis = flow(twin, case.kept)
     states = final_states(twin, isolate(twin, case.site))
