@@ -185,7 +185,7 @@ def _install() -> None:
             logger_factory=structlog.ReturnLoggerFactory(),
             cache_logger_on_first_use=True,
         )
-        atexit.register(close)
+        atexit.register(_close_at_exit)
         _installed = True
 
 
@@ -285,6 +285,20 @@ def close() -> None:
         state, _state = _state, None
     if state is not None:
         _close(state)
+
+
+def _close_at_exit() -> None:
+    """`close` as the process exits: an audit store gone by then (a PostgreSQL server stopped
+    first) is said in one line on stderr, not as a traceback; the records appended before are
+    in the chain, after its last seal."""
+    try:
+        close()
+    except AuditError as exc:
+        sys.stderr.write(
+            f"cordon: the audit chain's closing seal was not written: {exc.message}; the "
+            "records appended before it are in the chain, unsealed until the next seal "
+            "(`cordon audit verify` shows them)\n"
+        )
 
 
 def seal(reason: str = "demand") -> dict[str, Any] | None:
