@@ -75,20 +75,18 @@ def test_each_writer_returns_only_once_its_write_is_committed(conn: Conn, tmp_pa
     assert 1 <= len(commits) <= 16
 
 
-def test_queued_writers_share_a_commit(conn: Conn) -> None:
-    """A writer holding the store while others queue: they all go in with one COMMIT."""
-    commits = commits_counted(conn)
+def queue_behind_one(db: Conn, queued: int) -> None:
+    """One writer holds the store while `queued` others queue behind it, then all end."""
     inside, release = threading.Event(), threading.Event()
-    queued = 5
 
     def first() -> None:
-        with conn.write() as tx:
+        with db.write() as tx:
             tx.execute("INSERT INTO t VALUES ('first', 0)")
             inside.set()
             release.wait(30)
 
     def later(i: int) -> None:
-        with conn.write() as tx:
+        with db.write() as tx:
             tx.execute("INSERT INTO t VALUES (?, ?)", (f"k{i}", i))
 
     lead = threading.Thread(target=first)
@@ -97,11 +95,18 @@ def test_queued_writers_share_a_commit(conn: Conn) -> None:
     others = [threading.Thread(target=later, args=(i,)) for i in range(queued)]
     for t in others:
         t.start()
-    wait_until_waiting(conn, queued)
+    wait_until_waiting(db, queued)
     release.set()
     for t in [lead, *others]:
         t.join()
+
+
+def test_queued_writers_share_a_commit(conn: Conn, tmp_path: Path) -> None:
+    """A writer holding the store while others queue: they all go in with one COMMIT."""
+    commits = commits_counted(conn)
+    queue_behind_one(conn, 5)
     assert len(commits) == 1
+    assert committed(tmp_path / "s.sqlite") == {"first", *(f"k{i}" for i in range(5))}
 
 
 def test_a_block_that_raises_loses_only_its_own_writes(conn: Conn, tmp_path: Path) -> None:
@@ -194,26 +199,5 @@ def test_a_full_batch_commits_without_waiting_for_the_queue(
 ) -> None:
     monkeypatch.setattr(store, "GROUP_MAX", 2)
     commits = commits_counted(conn)
-    inside, release = threading.Event(), threading.Event()
-
-    def first() -> None:
-        with conn.write() as tx:
-            tx.execute("INSERT INTO t VALUES ('first', 0)")
-            inside.set()
-            release.wait(30)
-
-    def later(i: int) -> None:
-        with conn.write() as tx:
-            tx.execute("INSERT INTO t VALUES (?, ?)", (f"k{i}", i))
-
-    lead = threading.Thread(target=first)
-    lead.start()
-    assert inside.wait(30)
-    others = [threading.Thread(target=later, args=(i,)) for i in range(5)]
-    for t in others:
-        t.start()
-    wait_until_waiting(conn, 5)
-    release.set()
-    for t in [lead, *others]:
-        t.join()
+    queue_behind_one(conn, 5)
     assert len(commits) == 3  # 6 blocks, at most 2 per COMMIT
