@@ -26,25 +26,13 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.run.model import RunOptions
 from tests.conftest import ROOT, Twin, matrix
+from tests.daemon.on_twin import ZONES  # every zone of the site reconnected
 from tests.lab.twinops import wait_for
 
 pytestmark = pytest.mark.twin
 
 SITE = "rennes-la-sagesse"
 INFECTED = f"{SITE}/admin/pc-admin-1"
-ZONES = [
-    "servers",
-    "icu",
-    "neonatology",
-    "biomedical",
-    "telephony",
-    "imaging",
-    "lab",
-    "sterilisation",
-    "pharmacy",
-    "admin",
-    "building",
-]
 
 
 def audit_events(name: str) -> list[dict[str, object]]:
