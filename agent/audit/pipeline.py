@@ -294,8 +294,9 @@ def _close_at_exit() -> None:
     try:
         close()
     except AuditError as exc:
+        why = " ".join(exc.message.split())  # one line: libpq's messages run over several
         sys.stderr.write(
-            f"cordon: the audit chain's closing seal was not written: {exc.message}; the "
+            f"cordon: the audit chain's closing seal was not written: {why}; the "
             "records appended before it are in the chain, unsealed until the next seal "
             "(`cordon audit verify` shows them)\n"
         )

@@ -13,7 +13,10 @@ def test_a_closing_seal_that_cannot_be_written_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def gone() -> None:
-        raise AuditError("cannot write the audit trail to PostgreSQL at postgresql://cordon@/x")
+        raise AuditError(
+            "cannot write the audit trail to PostgreSQL at postgresql://cordon@/x: failed\n"
+            "\tIs the server running?"  # libpq's messages run over lines
+        )
 
     monkeypatch.setattr(pipeline, "close", gone)
     pipeline._close_at_exit()  # raises nothing
