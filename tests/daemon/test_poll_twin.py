@@ -34,6 +34,7 @@ from agent.service.health import HealthStore
 from agent.service.poll import DevicePoll, Poller, PollReport, reapply_recorded
 from tests import secret_scan
 from tests.conftest import Twin
+from tests.daemon.fakes import records
 from tests.drivers import twinhelp as th
 from tests.lab.twinops import wait_for
 
@@ -90,13 +91,7 @@ class Rig:
         self.states[device] = state
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        out = []
-        for path in sorted(self.log_dir.glob("audit-*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                rec = json.loads(line)
-                if rec["event"] == name:
-                    out.append(rec)
-        return out
+        return records(self.log_dir, name)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ scripted fake switch (tests/engine/fakes.py):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from agent.service.service import Service
 from tests.conftest import EXAMPLE
+from tests.daemon.fakes import records
 from tests.engine.fakes import FakeSwitch, World
 from tests.pgserver import PgServer
 
@@ -56,13 +56,7 @@ class Rig:
     hook: list[Callable[[], None]]  # run once when the poller reads nts-sw1
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        out = []
-        for path in sorted(self.log_dir.glob("audit-*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                rec = json.loads(line)
-                if rec["event"] == name:
-                    out.append(rec)
-        return out
+        return records(self.log_dir, name)
 
 
 @pytest.fixture
