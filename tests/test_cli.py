@@ -216,6 +216,35 @@ def test_a_platform_loads_only_when_its_devices_are_used(tmp_path: Path) -> None
     assert not loaded
 
 
+def test_a_local_run_loads_no_job_store(tmp_path: Path) -> None:
+    """A run started in this process (`cordon run --local`: no scheduler, the CLI drives it)
+    is journaled without APScheduler's SQLAlchemy job store: neither SQLAlchemy nor APScheduler
+    loads (#18); the daemon's scheduler still keeps its persistent store
+    (tests/daemon/test_jobstore_upgrade.py)."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "import agent.platforms.registry\n"
+        "from agent import audit\n"
+        "from agent.service.service import local\n"
+        f"audit.configure(Path({str(tmp_path / 'logs')!r}), console=False)\n"
+        f"with local(Path({str(EXAMPLE)!r}), Path({str(tmp_path / 'state')!r})) as svc:\n"
+        "    plan = svc.plan(None, playbook='preventive-degraded', sites=['rennes-la-sagesse'])\n"
+        "    assert plan['changes'], plan\n"
+        "    started = svc.start_run(None, playbook='preventive-degraded', sites=['rennes-la-sagesse'],\n"
+        "                            digest=plan['digest'], reason='test', attest=None,\n"
+        "                            soak_seconds=None, decision=None)\n"
+        "    run = svc.show_run(None, run_id=started['run_id'])\n"
+        "audit.close()\n"
+        "sys.stderr.write(json.dumps([run['status'], sorted(sys.modules)]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    status, imported = json.loads(done.stderr)
+    assert status == "running"  # journaled, open: this process would drive it now
+    assert not {m for m in imported if m.split(".")[0] in ("sqlalchemy", "apscheduler")}
+
+
 def test_every_registered_function_resolves() -> None:
     """Each renderer and parser a registration names lazily is a function of its module, so a
     platform's first use cannot fail on a misspelt name (#18)."""
