@@ -356,6 +356,7 @@ class Service:
         from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - with the scheduler
 
         from agent.service import jobs  # noqa: PLC0415
+
         try:
             self.scheduler.add_job(
                 jobs.proceed,
