@@ -148,6 +148,32 @@ def test_a_command_loads_only_what_it_uses() -> None:
         assert f"  {name} " in listed.stdout
 
 
+def test_cordon_collects_garbage_again_after_its_imports() -> None:
+    """`cordon` loads its modules with the garbage collector off and freezes them (no later
+    collection walks them, #18), then turns the collector on again: a long-lived process (the
+    daemon) keeps collecting what it makes; a caller that had it off keeps it off."""
+    script = (
+        "import gc, json, sys\n"
+        "from agent.cli import loading, main\n"
+        "sys.argv = ['cordon', 'run', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "after = [gc.isenabled(), gc.get_freeze_count()]\n"
+        "gc.disable()\n"
+        "with loading():\n"
+        "    import agent.service.service\n"
+        "sys.stderr.write(json.dumps([*after, gc.isenabled()]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    enabled, frozen, enabled_off = json.loads(done.stderr)
+    assert enabled
+    assert frozen > 10_000  # the modules' objects, out of every collection's walk
+    assert not enabled_off
+
+
 def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
     """With no twin of its inventory up, what `--local` and the daemon add for the twin (the
     twin's flow source) reads the twin's state file and nothing more: the twin's builder,
