@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import importlib.util
 import ipaddress
 import json
@@ -294,6 +295,46 @@ def drivers_child(work: Path, devices: Sequence[dict[str, Any]]) -> None:
     _parallel(one, devices)
 
 
+def profiled(out: Path, argv: Sequence[str]) -> None:
+    """`python -m MODULE ARGS` (argv: `-m MODULE ARGS`) in this process, every thread under
+    cProfile (the devices' worker threads and paramiko's transports included: `python -m
+    cProfile` sees the main thread only, where a `cordon run` waits for its workers); the
+    statistics merged into `out` when the process exits."""
+    import atexit  # noqa: PLC0415 - the profiled child only
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+    import runpy  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if len(argv) < 2 or argv[0] != "-m":
+        raise SystemExit("--profiled OUT -- -m MODULE [ARGS]")
+    profiles = [cProfile.Profile()]
+    bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+    def each_thread(self: threading.Thread) -> None:
+        prof = cProfile.Profile()
+        profiles.append(prof)
+        prof.enable()
+        try:
+            bootstrap(self)
+        finally:
+            prof.disable()
+
+    def merge() -> None:
+        profiles[0].disable()
+        stats = pstats.Stats(profiles[0])
+        for prof in profiles[1:]:
+            with contextlib.suppress(TypeError):  # a thread that profiled nothing
+                stats.add(prof)
+        stats.dump_stats(str(out))
+
+    threading.Thread._bootstrap_inner = each_thread  # type: ignore[attr-defined]
+    atexit.register(merge)
+    sys.argv = [argv[1], *argv[2:]]
+    profiles[0].enable()
+    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+
+
 CHILDREN = {
     "raw": raw_child,
     "netmiko": netmiko_child,
@@ -309,15 +350,16 @@ def timed_child(
     tool: str, work: Path, n: int, run: int, base: Path | None, profile: Path | None = None
 ) -> tuple[float, float]:
     """Wall time of one fresh process doing the job, from its start to its exit, and the CPU
-    time it used (user + system; `profile`: run under cProfile, its statistics written there)."""
+    time it used (user + system; `profile`: run under `profiled`, its statistics written there)."""
     env = {**os.environ, "CORDON_LOG_DIR": str(work / "logs")}
     if tool == "base" and base is not None:  # another checkout's `agent` first on the path
         env["PYTHONPATH"] = str(base)
     if tool in ("cordon", "base"):
         state = work / f"state-{tool}-{n}-{run}"
         argv = [sys.executable, "-m", "agent", "run", PLAYBOOK, "--local", "--yes"]
-        if profile is not None:
-            argv[1:1] = ["-m", "cProfile", "-o", str(profile)]
+        if profile is not None:  # every thread's profile (cProfile's own: the main thread's)
+            argv[1:1] = ["-m", "benchmarks.bench_peers", "--profiled", str(profile)]
+            env["PYTHONPATH"] = str(ROOT)
         argv += ["-i", "inventory.yaml"]
         argv += ["--roles", "roles.yaml", "--state-dir", str(state)]
         argv += [x for s in SIZES[n] for x in ("--site", s)]
@@ -427,6 +469,9 @@ def report(f: dict[str, list[float]], runs: int, tools: Sequence[str]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--profiled"]:  # a profiled child: --profiled OUT -m MODULE ARGS
+        profiled(Path(sys.argv[2]), sys.argv[3:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
@@ -437,7 +482,9 @@ def main() -> None:
         help="also run `cordon run` from this directory's agent/ (e.g. `git archive main agent` "
         "unpacked): before and after in the same run",
     )
-    parser.add_argument("--profile", type=Path, help="also profile one cordon run per size here")
+    parser.add_argument(
+        "--profile", type=Path, help="also profile one cordon run per size here (every thread)"
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)

@@ -148,6 +148,32 @@ def test_a_command_loads_only_what_it_uses() -> None:
         assert f"  {name} " in listed.stdout
 
 
+def test_cordon_collects_garbage_again_after_its_imports() -> None:
+    """`cordon` loads its modules with the garbage collector off and freezes them (no later
+    collection walks them, #18), then turns the collector on again: a long-lived process (the
+    daemon) keeps collecting what it makes; a caller that had it off keeps it off."""
+    script = (
+        "import gc, json, sys\n"
+        "from agent.cli import loading, main\n"
+        "sys.argv = ['cordon', 'run', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "after = [gc.isenabled(), gc.get_freeze_count()]\n"
+        "gc.disable()\n"
+        "with loading():\n"
+        "    import agent.service.service\n"
+        "sys.stderr.write(json.dumps([*after, gc.isenabled()]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    enabled, frozen, enabled_off = json.loads(done.stderr)
+    assert enabled
+    assert frozen > 10_000  # the modules' objects, out of every collection's walk
+    assert not enabled_off
+
+
 def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
     """With no twin of its inventory up, what `--local` and the daemon add for the twin (the
     twin's flow source) reads the twin's state file and nothing more: the twin's builder,
@@ -214,6 +240,35 @@ def test_a_platform_loads_only_when_its_devices_are_used(tmp_path: Path) -> None
     unused = ("aruba_aoscx", "cisco_iosxe", "fortigate", "juniper_junos", "stormshield")
     loaded = {m for m in imported for p in unused if m.startswith(f"agent.platforms.{p}.")}
     assert not loaded
+
+
+def test_a_local_run_loads_no_job_store(tmp_path: Path) -> None:
+    """A run started in this process (`cordon run --local`: no scheduler, the CLI drives it)
+    is journaled without APScheduler's SQLAlchemy job store: neither SQLAlchemy nor APScheduler
+    loads (#18); the daemon's scheduler still keeps its persistent store
+    (tests/daemon/test_jobstore_upgrade.py)."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "import agent.platforms.registry\n"
+        "from agent import audit\n"
+        "from agent.service.service import local\n"
+        f"audit.configure(Path({str(tmp_path / 'logs')!r}), console=False)\n"
+        f"with local(Path({str(EXAMPLE)!r}), Path({str(tmp_path / 'state')!r})) as svc:\n"
+        "    kw = dict(playbook='preventive-degraded', sites=['rennes-la-sagesse'])\n"
+        "    plan = svc.plan(None, **kw)\n"
+        "    assert plan['changes'], plan\n"
+        "    started = svc.start_run(None, **kw, digest=plan['digest'], reason='test',\n"
+        "                            attest=None, soak_seconds=None, decision=None)\n"
+        "    run = svc.show_run(None, run_id=started['run_id'])\n"
+        "audit.close()\n"
+        "sys.stderr.write(json.dumps([run['status'], sorted(sys.modules)]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    status, imported = json.loads(done.stderr)
+    assert status == "running"  # journaled, open: this process would drive it now
+    assert not {m for m in imported if m.split(".")[0] in ("sqlalchemy", "apscheduler")}
 
 
 def test_every_registered_function_resolves() -> None:

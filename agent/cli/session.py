@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from agent import settings
 from agent.api.client import TypedClient
+from agent.cli import loading
 from agent.cli.options import Opts
 from agent.errors import ConfigError
 
@@ -73,16 +74,17 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
                 for note in client.notes:
                     sys.stderr.write(f"cordon: {note}\n")
         return
-    from agent import audit  # noqa: PLC0415 - --local only
-    from agent.api.auth import (  # noqa: PLC0415
-        Policy,
-        check_local_roles,
-        default_roles_path,
-    )
-    from agent.api.local import LocalClient  # noqa: PLC0415
-    from agent.daemon.main import state_lock  # noqa: PLC0415
-    from agent.inventory import default_path  # noqa: PLC0415
-    from agent.service.service import local  # noqa: PLC0415
+    with loading():
+        from agent import audit  # noqa: PLC0415 - --local only
+        from agent.api.auth import (  # noqa: PLC0415
+            Policy,
+            check_local_roles,
+            default_roles_path,
+        )
+        from agent.api.local import LocalClient  # noqa: PLC0415
+        from agent.daemon.main import state_lock  # noqa: PLC0415
+        from agent.inventory import default_path  # noqa: PLC0415
+        from agent.service.service import local  # noqa: PLC0415
 
     audit.configure(console=False)
     check_local_roles(o.roles or default_roles_path(), uid=os.geteuid(), state_dir=o.state_dir)

@@ -351,12 +351,12 @@ class Service:
         store that fails (its database away, its file unwritable): `StateLostError` saying the
         run is journaled but not scheduled and what to do; a node sharing a PostgreSQL state
         stops driving (its next term takes every open run on, this one too)."""
+        if self.scheduler is None or not self.may_drive():  # a standby writes no job
+            return  # (--local has no scheduler: its run never loads SQLAlchemy, #18)
         from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - with the scheduler
 
         from agent.service import jobs  # noqa: PLC0415
 
-        if self.scheduler is None or not self.may_drive():  # a standby writes no job
-            return
         try:
             self.scheduler.add_job(
                 jobs.proceed,

@@ -3,7 +3,7 @@ lines, `driver` sends them in configuration mode with netmiko and reads back `sh
 (`parse`). It has no native safety net here: the controller re-applies the fail-safe state when
 the device answers again. `twin` starts its twin device (FRR's vtysh behind sshd; only the lab
 imports it, through the registry).
-This module holds only the registration: netmiko loads when a driver is made,
+This module holds only the registration: netmiko loads when a driver opens its first session,
 its renderers and parsers at their first call (`agent.platforms.lazy`)."""
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Owns the cisco_ios driver: netmiko on a pinned paramiko transport, prompt first, error_pattern.
-Imports the shared transports (`agent.drivers`), this folder's parser, audit and errors; must not
-import pysnmp, the engine or the CLI; netmiko and paramiko exceptions stop here."""
+Imports the shared transports (`agent.drivers`), this folder's parser and session, audit and
+errors; must not import pysnmp, the engine or the CLI; netmiko and paramiko exceptions stop here.
+netmiko loads with the session (`agent.platforms.cisco_ios.session`), once a device's transport
+is open: a run's SSH handshakes overlap its import (#18)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,9 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import paramiko
-from netmiko.channel import SSHChannel
-from netmiko.cisco.cisco_ios import CiscoIosSSH
-from netmiko.exceptions import (
-    ConfigInvalidException,
-    NetmikoAuthenticationException,
-    NetmikoTimeoutException,
-    ReadException,
-    ReadTimeout,
-)
 
 from agent.audit import store_evidence
 from agent.audit.redact import scrub
@@ -36,145 +29,34 @@ from agent.drivers.base import (
     Via,
     mismatches,
 )
-from agent.drivers.ssh import abort, open_transport, translated, wait_readable
+from agent.drivers.ssh import abort, open_transport, translated
 from agent.errors import (
     AuthError,
     CommandRejected,
-    ConnectError,
     CordonError,
     DeviceError,
     DeviceTimeout,
 )
 from agent.platforms.cisco_ios import parse
 
+if TYPE_CHECKING:
+    from agent.platforms.cisco_ios.session import _PinnedIosSession
+
+__all__ = ["IosDriver", "_PinnedIosSession"]
+
 T = TypeVar("T")
 
-_PROMPT = re.compile(r"^(?P<base>[\w.:/-]+)(?:\([\w.-]+\))?(?P<term>[>#])\s*$", re.M)
-_ANY_PROMPT = r"^[\w.:/-]+(?:\([\w.-]+\))?[>#]\s*$"  # no groups: netmiko splits on it
 _REJECTED = re.compile(r"at command: (?P<cmd>.*), matched error: (?P<err>.*)$", re.S)
 
 
-class _PinnedIosSession(CiscoIosSSH):
-    """netmiko's cisco_ios session on a channel of our own pinned transport.
+def __getattr__(name: str) -> object:
+    """`_PinnedIosSession`, from the session module (netmiko) when first asked for (cisco_iosxe
+    subclasses it)."""
+    if name == "_PinnedIosSession":
+        from agent.platforms.cisco_ios import session  # noqa: PLC0415 - netmiko: on use (#18)
 
-    `establish_connection` opens the PTY shell on the transport we authenticated (netmiko never
-    sees a host key policy); session preparation waits for the first prompt before typing, which
-    keeps FRR's vtysh (and slow IOS logins) in step, then turns paging off.
-    """
-
-    def __init__(self, target: Target, timeouts: Timeouts) -> None:
-        self._target = target
-        self._timeouts = timeouts
-        self._transport: paramiko.Transport | None = None
-        super().__init__(
-            host=target.address,
-            port=target.device.ssh.port,
-            username=target.device.ssh.username or "",
-            device_type="cisco_ios",
-            conn_timeout=timeouts.connect,
-            auth_timeout=timeouts.connect,
-            banner_timeout=timeouts.connect,
-            blocking_timeout=timeouts.command,
-            timeout=int(max(timeouts.command, 1)),
-            fast_cli=True,
-            global_delay_factor=1.0,
-            auto_connect=False,
-        )
-
-    def establish_connection(self, width: int = 511, height: int = 1000) -> None:
-        self._transport = open_transport(self._target, self._timeouts)
-        with translated(self._target, "connect", self._timeouts.connect):
-            chan = self._transport.open_session(timeout=self._timeouts.connect)
-            chan.get_pty(term="vt100", width=width, height=height)
-            chan.invoke_shell()
-        chan.settimeout(self.blocking_timeout)
-        self.remote_conn = chan
-        self.channel = SSHChannel(conn=chan, encoding=self.encoding)
-
-    def _try_session_preparation(self, force_data: bool = True) -> None:
-        try:
-            self.session_preparation()
-        except BaseException:
-            self.disconnect()
-            raise
-
-    def session_preparation(self) -> None:
-        banner = self.read_until_pattern(
-            pattern=_ANY_PROMPT, re_flags=re.M, read_timeout=self._timeouts.connect
-        )
-        prompt = _PROMPT.search(banner.splitlines()[-1] if banner.strip() else "")
-        if prompt is None:
-            raise ConnectError(self._target.name, "connect", "no CLI prompt after login")
-        if prompt.group("term") != "#":
-            raise AuthError(
-                self._target.name,
-                "connect",
-                "the CLI opened in user EXEC mode ('>'); Cordon needs a privileged login",
-            )
-        self.base_prompt = prompt.group("base")[:16]
-        self.command("terminal length 0")
-
-    def read_until_pattern(
-        self,
-        pattern: str = "",
-        read_timeout: float = 10.0,
-        re_flags: int = 0,
-        max_loops: int | None = None,
-    ) -> str:
-        """netmiko's read loop (same contract: up to and including the match, the rest kept for
-        the next read), but waiting on the channel instead of sleeping 10 ms per turn."""
-        if self.read_timeout_override:
-            read_timeout = self.read_timeout_override
-        rx = re.compile(pattern, re_flags)
-        output = ""
-        deadline = time.monotonic() + read_timeout
-        while True:
-            output += self.read_channel()
-            m = rx.search(output)
-            if m:
-                if output[m.end() :]:
-                    self._read_buffer += output[m.end() :]
-                return output[: m.end()]
-            left = deadline - time.monotonic()
-            if read_timeout and left <= 0:
-                raise ReadTimeout(f"pattern {pattern!r} not seen within {read_timeout:g} s")
-            chan = self.remote_conn
-            if not isinstance(chan, paramiko.Channel):
-                raise EOFError
-            if (chan.closed or chan.eof_received) and not chan.recv_ready():
-                raise EOFError
-            wait_readable(chan, min(left, 0.5) if read_timeout else 0.5)
-
-    def command(self, line: str, *, read_timeout: float | None = None) -> str:
-        """Send one exec-mode line; return its output (echo and prompt removed)."""
-        limit = self._timeouts.command if read_timeout is None else read_timeout
-        self.write_channel(self.normalize_cmd(line))
-        self.read_until_pattern(pattern=re.escape(line.strip()), read_timeout=limit)
-        out = self.read_until_pattern(
-            pattern=rf"^{re.escape(self.base_prompt)}[^\n]*#\s*$",
-            re_flags=re.M,
-            read_timeout=limit,
-        )
-        lines = out.replace("\r", "").split("\n")
-        return "\n".join(lines[:-1]).strip("\n")
-
-    def cleanup(self, command: str = "exit") -> None:
-        """Log out: the session is always left in exec mode, so no mode probing (netmiko's
-        probe would wait out a read timeout on a dead link)."""
-        with contextlib.suppress(Exception):
-            self.write_channel(command + self.RETURN)
-
-    def paramiko_cleanup(self) -> None:
-        try:
-            super().paramiko_cleanup()
-        finally:
-            if self._transport is not None:
-                self._transport.close()
-                self._transport = None
-
-    @property
-    def transport(self) -> paramiko.Transport | None:
-        return self._transport
+        return session._PinnedIosSession
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class IosDriver:
@@ -193,9 +75,19 @@ class IosDriver:
         if self.is_open():
             return
         self.close()
-        session = _PinnedIosSession(self.target, self.timeouts)
-        with self._netmiko("connect", self.timeouts.connect):
-            session._open()
+        # the pinned, authenticated transport first, then netmiko (its import, at a run's first
+        # session, overlaps the other devices' handshakes, #18)
+        with translated(self.target, "connect", self.timeouts.connect):
+            transport = open_transport(self.target, self.timeouts)
+        try:
+            from agent.platforms.cisco_ios.session import _PinnedIosSession  # noqa: PLC0415
+
+            session = _PinnedIosSession(self.target, self.timeouts, transport)
+            with self._netmiko("connect", self.timeouts.connect):
+                session._open()
+        except BaseException:
+            transport.close()
+            raise
         self._session = session
 
     def is_open(self) -> bool:
@@ -365,6 +257,14 @@ class IosDriver:
 
     @contextmanager
     def _netmiko(self, operation: str, timeout: float) -> Iterator[None]:
+        from netmiko.exceptions import (  # noqa: PLC0415 - loaded with the session
+            ConfigInvalidException,
+            NetmikoAuthenticationException,
+            NetmikoTimeoutException,
+            ReadException,
+            ReadTimeout,
+        )
+
         name = self.target.name
         try:
             with translated(self.target, operation, timeout):
