@@ -30,7 +30,7 @@ from agent.drivers.base import Target, Timeouts
 from agent.drivers.ssh import Shell
 from agent.errors import ConnectError
 from agent.inventory.models import Device, DeviceRole, Management, SshSettings
-from agent.platforms.cisco_ios.driver import _PinnedIosSession
+from agent.platforms.cisco_ios.session import _PinnedIosSession
 from tests.drivers.conftest import HIGH_FD
 from tests.drivers.keys import new_ed25519, write_private
 

@@ -42,21 +42,11 @@ from agent.platforms.cisco_ios import parse
 if TYPE_CHECKING:
     from agent.platforms.cisco_ios.session import _PinnedIosSession
 
-__all__ = ["IosDriver", "_PinnedIosSession"]
+__all__ = ["IosDriver"]
 
 T = TypeVar("T")
 
 _REJECTED = re.compile(r"at command: (?P<cmd>.*), matched error: (?P<err>.*)$", re.S)
-
-
-def __getattr__(name: str) -> object:
-    """`_PinnedIosSession`, from the session module (netmiko) when first asked for (cisco_iosxe
-    subclasses it)."""
-    if name == "_PinnedIosSession":
-        from agent.platforms.cisco_ios import session  # noqa: PLC0415 - netmiko: on use (#18)
-
-        return session._PinnedIosSession
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class IosDriver:

@@ -41,7 +41,8 @@ from agent.drivers.base import (
     mismatches,
 )
 from agent.errors import CommandRejected, DeviceError
-from agent.platforms.cisco_ios.driver import IosDriver, _PinnedIosSession
+from agent.platforms.cisco_ios.driver import IosDriver
+from agent.platforms.cisco_ios.session import _PinnedIosSession
 from agent.platforms.cisco_iosxe import parse, render
 
 T = TypeVar("T")
