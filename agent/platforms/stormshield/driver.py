@@ -511,7 +511,8 @@ class StormshieldDriver:
                 f"read-back after activation lacks Cordon rule(s) {missing[:3]}: no connection "
                 "state flushed",
             )
-        states = flush.narrow(states, self._holding())
+        if len(states.hosts) > 1:  # for one host the read would cost what it could save
+            states = flush.narrow(states, self._holding())
         for c in states.commands():
             sent.append(c)
             self._cmd(c, "apply")

@@ -279,6 +279,26 @@ def test_the_driver_flushes_every_wanted_host_when_the_table_does_not_serve(
     assert "every host the cut wants flushed" in output and why in output
 
 
+def test_a_cut_of_one_host_flushes_it_without_reading_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent_to_device: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent_to_device.append(c)
+        return answer(OK)(c, operation, check=check)
+
+    wanted, objects = lines(QUARANTINE)
+    rules = [parse.SnsRule(1, 1, (("comment", flush.tokens(wanted[0])["comment"]),))]
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    sent: list[str] = []
+    output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent)
+    assert sent_to_device == sent == ["MONITOR FLUSH STATE 198.18.94.20"]
+    assert output == "connection states flushed for 1 host(s)"
+
+
 def test_the_twin_lists_its_namespace_connections_as_the_driver_reads_them() -> None:
     """The twin's answer, whatever this namespace's conntrack table holds, is a section_line
     table the driver understands (its rows: that table's entries)."""
