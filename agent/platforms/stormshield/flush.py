@@ -174,6 +174,8 @@ def holding(rows: Sequence[Mapping[str, str]] | None) -> frozenset[ipaddress.IPv
                 addr = ipaddress.ip_address(row.get(key, ""))
             except ValueError:
                 raise ValueError(f"row {n}: {key}={row.get(key)!r} is not an IP address") from None
+            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped  # an IPv4 connection written the IPv6 way
             if isinstance(addr, ipaddress.IPv4Address):
                 out.add(addr)
     return frozenset(out)

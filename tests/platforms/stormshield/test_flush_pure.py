@@ -178,6 +178,8 @@ def test_an_answer_not_understood_is_refused(rows: list[dict[str, str]] | None) 
 
 def test_ipv6_connections_are_understood_and_flush_no_ipv4_host() -> None:
     assert flush.holding([{"src": "2001:db8::1", "dst": "2001:db8::2"}]) == frozenset()
+    mapped = [{"src": "::ffff:198.18.94.20", "dst": "2001:db8::2"}]
+    assert flush.holding(mapped) == {A("198.18.94.20")}
 
 
 def test_an_unknown_table_flushes_every_wanted_host_and_says_so() -> None:
