@@ -464,13 +464,13 @@ class Device:
             raise Refused(ERR_FORMAT) from None
         if host.is_multicast or host.is_unspecified:
             raise Refused(ERR_FORMAT)
-        found = conntrack_entries(str(host))
-        if found:
-            for side in ("-s", "-d"):  # exit 1 when there was none on that side
+        sides = conntrack_sides(str(host))
+        for side, n in sides.items():
+            if n:  # a process only for a side that has entries (exit 1 when none are left)
                 subprocess.run(
                     ["conntrack", "-D", side, str(host)], capture_output=True, check=False
                 )
-        log(f"flushed {found} connection state(s) of {host}")
+        log(f"flushed {sum(sides.values())} connection state(s) of {host}")
         return OK
 
     def connections(self, args: dict[str, str]) -> str:
@@ -522,15 +522,22 @@ class Device:
         return OK
 
 
-def conntrack_entries(host: str) -> int:
-    """How many of this namespace's connection tracking entries name `host` (read from
-    /proc/net/nf_conntrack, without starting a process: most hosts have none)."""
+def conntrack_sides(host: str) -> dict[str, int]:
+    """How many of this namespace's connection tracking entries name `host` as a source (`-s`:
+    of the original direction) and as a destination (`-d`), read from /proc/net/nf_conntrack
+    without starting a process; both 1 when the table cannot be read (let conntrack look)."""
     try:
         table = Path("/proc/net/nf_conntrack").read_text(encoding="ascii", errors="replace")
     except OSError:
-        return 1  # unreadable: let conntrack look
-    mine = {f"src={host}", f"dst={host}"}
-    return sum(1 for ln in table.splitlines() if mine & set(ln.split()))
+        return {"-s": 1, "-d": 1}
+    out = {"-s": 0, "-d": 0}
+    for ln in table.splitlines():
+        words = ln.split()
+        src = next((w for w in words if w.startswith("src=")), None)
+        dst = next((w for w in words if w.startswith("dst=")), None)
+        out["-s"] += src == f"src={host}"
+        out["-d"] += dst == f"dst={host}"
+    return out
 
 
 # conntrack's TCP states as serverd's connection states (MONITOR CONNECTION's state= values)
