@@ -555,6 +555,11 @@ def conntrack_rows() -> list[dict[str, str]]:
         table = Path("/proc/net/nf_conntrack").read_text(encoding="ascii", errors="replace")
     except OSError:
         raise Refused(ERR_FORMAT) from None
+    return rows_of(table)
+
+
+def rows_of(table: str) -> list[dict[str, str]]:
+    """The MONITOR CONNECTION rows of a /proc/net/nf_conntrack text."""
     rows = []
     for n, ln in enumerate(table.splitlines(), 1):
         words = ln.split()
