@@ -5,8 +5,10 @@ password included) is sent. Cordon's rules live in the active filter policy, fir
 commented `cordon ...`; a change converges them to the script and activates the policy as one
 unit (`CONFIG FILTER ACTIVATE`), then reads back the active policy. SNS rules see a connection's
 first packet only: when a change adds block rules, the driver then flushes the connection states
-of the hosts they apply to (`MONITOR FLUSH STATE <ip>`, one host per command; which hosts:
-`agent.platforms.stormshield.flush`), so connections opened before the cut meet it too.
+of the hosts they apply to that hold states (one read of `MONITOR CONNECTION`, then `MONITOR
+FLUSH STATE <ip>`, one host per command; every host the cut applies to when that read fails;
+which hosts: `agent.platforms.stormshield.flush`), so connections opened before the cut meet it
+too.
 
 No native safety net: SNS has no commit-confirm or revert timer (only `CONFIG RESTORE` of a
 backup), so the driver offers no `DeadMan`; the executor's controller-side dead-man applies
@@ -26,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import ipaddress
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -410,7 +413,8 @@ class StormshieldDriver:
         """Converge Cordon's rules of the active policy to `changes` (the renderer's script:
         object lines, then the wanted rule lines) and activate the policy as one unit; then,
         when it adds block rules, read the active policy back and flush the connection states
-        of the hosts they cut (`flush`), each flush a journaled command of the change."""
+        of the hosts they cut that hold states (`flush`), each flush a journaled command of the
+        change."""
         lines = [c.strip() for c in changes.commands if c.strip() and not c.startswith("#")]
         wrong = [
             c
@@ -490,7 +494,8 @@ class StormshieldDriver:
 
     def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str]) -> str:
         """Once the new policy is active and read back holding the block rules that call for
-        it, flush the states of `states.hosts` (`MONITOR FLUSH STATE`, one host per command):
+        it, flush the states of those of `states.hosts` that hold states (`MONITOR FLUSH
+        STATE`, one host per command; all of them when the connection table is not known):
         their connections opened before the cut meet the new policy's rules again."""
         blocks = {
             flush.tokens(c).get("comment", "")
@@ -506,10 +511,26 @@ class StormshieldDriver:
                 f"read-back after activation lacks Cordon rule(s) {missing[:3]}: no connection "
                 "state flushed",
             )
+        if len(states.hosts) > 1:  # for one host the read would cost what it could save
+            states = flush.narrow(states, self._holding())
         for c in states.commands():
             sent.append(c)
             self._cmd(c, "apply")
         return states.summary()
+
+    def _holding(self) -> frozenset[ipaddress.IPv4Address] | str:
+        """The addresses holding connection states now (`MONITOR CONNECTION`, read once the new
+        policy is active), or why they are not known: then every wanted host is flushed."""
+        try:
+            r = self._cmd(flush.LISTING, "apply")
+        except DeviceError as exc:
+            return f"MONITOR CONNECTION failed: {exc}"
+        if r.format != "section_line":
+            return f"MONITOR CONNECTION answered no section_line data ({r.status})"
+        try:
+            return flush.holding([row for rows in r.lines.values() for row in rows])
+        except ValueError as exc:
+            return f"MONITOR CONNECTION answer not understood: {exc}"
 
     def _send(self, changes: ChangeSet, commands: list[str]) -> None:
         t0 = time.monotonic()

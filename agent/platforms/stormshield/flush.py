@@ -18,6 +18,15 @@ change's own lines and the device's interfaces in the inventory:
   their open connections go on; the price is that a must-survive host's OTHER open connections
   go on too) and the device's own addresses (its management sessions).
 
+Only the hosts that hold states are flushed (`narrow`): once the new policy is active, the driver
+reads the appliance's connection table once (`MONITOR CONNECTION`, CLI/serverd reference guide,
+v4: one `section_line` row per connection with its `src` and `dst` addresses) and flushes the
+wanted hosts that appear in it, an end of at least one connection. A connection opened after the
+activation met the new rules already; one opened before it is in the table until its state goes.
+Safety before speed: when the read fails, its answer cannot be understood, or it may be cut short
+(as many rows as the `maxcount` asked: MAXCOUNT), every wanted host is flushed (one command each,
+the slow path) and the change's output says why.
+
 Every address is a parsed IPv4Address before it becomes a command: nothing else reaches serverd.
 Pure: imports the inventory's types."""
 
@@ -26,12 +35,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.platforms.stormshield import render
 
 MAX_PREFIX = 24  # the largest subnet (smallest prefix length) enumerated host by host
 COMMAND = "MONITOR FLUSH STATE"
+MAXCOUNT = 100000  # rows asked of the connection table; as many back means perhaps cut short
+LISTING = f"MONITOR CONNECTION state=all maxcount={MAXCOUNT}"
 _TOKEN = re.compile(r'(?P<k>[a-z]+)=(?:"(?P<q>[^"]*)"|(?P<b>\S+))')
 
 
@@ -42,12 +53,24 @@ class Flush:
     hosts: tuple[ipaddress.IPv4Address, ...]
     skipped: tuple[str, ...] = ()  # subnets too large to enumerate (not flushed)
     kept: tuple[ipaddress.IPv4Address, ...] = ()  # must-survive ends inside a flushed range
+    wanted: int | None = None  # set by `narrow`: how many hosts the cut wanted flushed
+    unread: str | None = None  # set by `narrow`: why the connection table was not used
 
     def commands(self) -> list[str]:
         return [command(h) for h in self.hosts]
 
     def summary(self) -> str:
         out = f"connection states flushed for {len(self.hosts)} host(s)"
+        if self.unread is not None:
+            out += (
+                f" (every host the cut wants flushed: the connection table was not used, "
+                f"{self.unread})"
+            )
+        elif self.wanted is not None:
+            out += (
+                f" (of {self.wanted} the cut wants flushed, those holding states in "
+                "MONITOR CONNECTION)"
+            )
         if self.kept:
             out += f"; kept (a must-survive flow's end): {', '.join(map(str, self.kept))}"
         if self.skipped:
@@ -134,3 +157,33 @@ def plan(
     for h in hosts:
         command(h)  # refuses what is not a host address
     return Flush(hosts=hosts, skipped=tuple(sorted(skipped)), kept=kept)
+
+
+def holding(rows: Sequence[Mapping[str, str]] | None) -> frozenset[ipaddress.IPv4Address]:
+    """The IPv4 addresses that are an end of a connection of `MONITOR CONNECTION`'s rows (None:
+    the answer held no `section_line` data). ValueError when the rows cannot be understood (a
+    row without a `src` or `dst` address) or may be cut short (MAXCOUNT rows or more)."""
+    if rows is None:
+        raise ValueError("no section_line data in the answer")
+    if len(rows) >= MAXCOUNT:
+        raise ValueError(f"{len(rows)} rows for maxcount={MAXCOUNT}: perhaps cut short")
+    out: set[ipaddress.IPv4Address] = set()
+    for n, row in enumerate(rows, 1):
+        for key in ("src", "dst"):
+            try:
+                addr = ipaddress.ip_address(row.get(key, ""))
+            except ValueError:
+                raise ValueError(f"row {n}: {key}={row.get(key)!r} is not an IP address") from None
+            if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped  # an IPv4 connection written the IPv6 way
+            if isinstance(addr, ipaddress.IPv4Address):
+                out.add(addr)
+    return frozenset(out)
+
+
+def narrow(plan: Flush, held: frozenset[ipaddress.IPv4Address] | str) -> Flush:
+    """`plan` limited to the hosts holding states (`held`, from `holding`); when `held` is a
+    reason instead (the table could not be read or understood), `plan` whole, saying why."""
+    if isinstance(held, str):
+        return replace(plan, wanted=len(plan.hosts), unread=held)
+    return replace(plan, hosts=tuple(h for h in plan.hosts if h in held), wanted=len(plan.hosts))

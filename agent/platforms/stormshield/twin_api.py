@@ -6,9 +6,10 @@ in `fixtures/`), for the serverd subset Cordon uses, and whose effects are real:
 filter slot's rules (ordered, first match on a connection's first packet, an implicit block at
 the end, replies of a passed connection by connection tracking) become this namespace's own
 nftables table `inet sns_filter`, built here from ITS rules (never by Cordon's renderer); an
-interface disabled takes the kernel link down; `MONITOR FLUSH STATE <ip>` deletes the host's
-conntrack entries (`conntrack`, from conntrack-tools), so its open connections meet the rules
-again at their next packet (the kernel picks a connection up mid-stream). It refuses what serverd
+interface disabled takes the kernel link down; `MONITOR CONNECTION` lists the namespace's
+conntrack entries and `MONITOR FLUSH STATE <ip>` deletes the host's (`conntrack`, from
+conntrack-tools), so its open connections meet the rules again at their next packet (the kernel
+picks a connection up mid-stream). It refuses what serverd
 refuses in the subset: bad credentials, an unknown command, a malformed or unknown-object rule,
 a bad session, a flush of anything but one host address.
 
@@ -419,6 +420,8 @@ class Device:
                 self.link(name, state == "1")
             self.pending_if = {}
             return OK
+        if cmd == "MONITOR CONNECTION":
+            return self.connections(args)
         if verb[:3] == ["MONITOR", "FLUSH", "STATE"]:
             return self.flush_state(verb[3:], args)
         if cmd == "MONITOR FILTER":
@@ -461,14 +464,41 @@ class Device:
             raise Refused(ERR_FORMAT) from None
         if host.is_multicast or host.is_unspecified:
             raise Refused(ERR_FORMAT)
-        found = conntrack_entries(str(host))
-        if found:
-            for side in ("-s", "-d"):  # exit 1 when there was none on that side
+        sides = conntrack_sides(str(host))
+        for side, n in sides.items():
+            if n:  # a process only for a side that has entries (exit 1 when none are left)
                 subprocess.run(
                     ["conntrack", "-D", side, str(host)], capture_output=True, check=False
                 )
-        log(f"flushed {found} connection state(s) of {host}")
+        log(f"flushed {sum(sides.values())} connection state(s) of {host}")
         return OK
+
+    def connections(self, args: dict[str, str]) -> str:
+        """`MONITOR CONNECTION [host=<ip>] [state=all] [maxcount=<n>]`: one section_line row per
+        connection state of this namespace (its conntrack table, original direction: `proto`,
+        `src`, `srcport`, `dst`, `dstport`, `state`), at most `maxcount`. The other documented
+        filters are not emulated (the format error, logged)."""
+        for k in args:
+            if k not in ("host", "state", "maxcount"):
+                log(f"MONITOR CONNECTION {k}= not emulated")
+                raise Refused(ERR_FORMAT)
+        if args.get("state", "all") != "all":
+            log("MONITOR CONNECTION state= other than all not emulated")
+            raise Refused(ERR_FORMAT)
+        limit = args.get("maxcount", "")
+        if limit and not limit.isdigit():
+            raise Refused(ERR_FORMAT)
+        host = args.get("host")
+        if host is not None:
+            try:
+                host = str(ipaddress.ip_address(host))
+            except ValueError:
+                raise Refused(ERR_FORMAT) from None
+        rows = [r for r in conntrack_rows() if host is None or host in (r["src"], r["dst"])]
+        if limit:
+            rows = rows[: int(limit)]
+        log(f"listed {len(rows)} connection state(s)")
+        return _section_line("Result", rows) + "</serverd>" + OK
 
     def new_object(self, cmd: str, args: dict[str, str]) -> str:
         name = args.get("name", "")
@@ -492,15 +522,70 @@ class Device:
         return OK
 
 
-def conntrack_entries(host: str) -> int:
-    """How many of this namespace's connection tracking entries name `host` (read from
-    /proc/net/nf_conntrack, without starting a process: most hosts have none)."""
+def conntrack_sides(host: str) -> dict[str, int]:
+    """How many of this namespace's connection tracking entries name `host` as a source (`-s`:
+    of the original direction) and as a destination (`-d`), read from /proc/net/nf_conntrack
+    without starting a process; both 1 when the table cannot be read (let conntrack look)."""
     try:
         table = Path("/proc/net/nf_conntrack").read_text(encoding="ascii", errors="replace")
     except OSError:
-        return 1  # unreadable: let conntrack look
-    mine = {f"src={host}", f"dst={host}"}
-    return sum(1 for ln in table.splitlines() if mine & set(ln.split()))
+        return {"-s": 1, "-d": 1}
+    out = {"-s": 0, "-d": 0}
+    for ln in table.splitlines():
+        words = ln.split()
+        src = next((w for w in words if w.startswith("src=")), None)
+        dst = next((w for w in words if w.startswith("dst=")), None)
+        out["-s"] += src == f"src={host}"
+        out["-d"] += dst == f"dst={host}"
+    return out
+
+
+# conntrack's TCP states as serverd's connection states (MONITOR CONNECTION's state= values)
+TCP_STATES = {
+    "SYN_SENT": "c_syn", "SYN_RECV": "s_syn", "ESTABLISHED": "data", "FIN_WAIT": "close",
+    "CLOSE_WAIT": "close", "LAST_ACK": "close", "TIME_WAIT": "closed", "CLOSE": "closed",
+}  # fmt: skip
+
+
+def conntrack_rows() -> list[dict[str, str]]:
+    """This namespace's connection tracking entries (/proc/net/nf_conntrack), each as a
+    MONITOR CONNECTION row of its original direction; an unreadable table is the format
+    error (serverd could not answer)."""
+    try:
+        table = Path("/proc/net/nf_conntrack").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        raise Refused(ERR_FORMAT) from None
+    return rows_of(table)
+
+
+def rows_of(table: str) -> list[dict[str, str]]:
+    """The MONITOR CONNECTION rows of a /proc/net/nf_conntrack text."""
+    rows = []
+    for n, ln in enumerate(table.splitlines(), 1):
+        words = ln.split()
+        if len(words) < 4:
+            continue
+        proto = words[2]
+        first: dict[str, str] = {}
+        for w in words[3:]:
+            k, _, v = w.partition("=")
+            if k in ("src", "dst", "sport", "dport") and k not in first:
+                first[k] = v
+        if "src" not in first or "dst" not in first:
+            continue
+        state = next((TCP_STATES[w] for w in words[3:6] if w in TCP_STATES), "open")
+        rows.append(
+            {
+                "id": str(n),
+                "proto": proto,
+                "src": first["src"],
+                "srcport": first.get("sport", "0"),
+                "dst": first["dst"],
+                "dstport": first.get("dport", "0"),
+                "state": state,
+            }
+        )
+    return rows
 
 
 LOG: dict[str, Path] = {}  # "file": the API log (set at start)

@@ -2,17 +2,28 @@
 change adds, a named host or the connected subnets of the interfaces a rule names (every
 interface for a side left `any`), never a must-survive end nor the device's own address, a subnet
 larger than a /24 reported and not enumerated; the command takes one host address and nothing
-else; the twin refuses what is not one host address as serverd's format error."""
+else; the twin refuses what is not one host address as serverd's format error. Of those, only
+the hosts holding states in the appliance's connection table are flushed; a table that cannot be
+read or understood flushes every wanted host, and the change's output says so."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from agent.drivers.base import Target
+from agent.errors import CommandRejected, DeviceTimeout
+from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
-from agent.platforms.stormshield import flush, render
+from agent.platforms.stormshield import flush, parse, render, serverd, twin_api
+from agent.platforms.stormshield.driver import StormshieldDriver
 from agent.platforms.stormshield.twin_api import ERR_FORMAT, Device, Refused
+
+FIX = Path(__file__).resolve().parents[3] / "agent" / "platforms" / "stormshield" / "fixtures"
+ARMOR = Path(__file__).parent / "data" / "ght-armor.yaml"
 
 IF = ipaddress.IPv4Interface
 A = ipaddress.IPv4Address
@@ -114,6 +125,222 @@ def twin() -> Device:
     ],
 )
 def test_the_twin_refuses_a_malformed_flush_as_serverd_does(cmd: str) -> None:
+    with pytest.raises(Refused) as err:
+        twin().run(cmd)
+    assert err.value.part == ERR_FORMAT
+
+
+# -- only the hosts holding states ---------------------------------------------------------------
+
+
+def fixture(name: str) -> serverd.Reply:
+    return serverd.reply((FIX / name).read_bytes())
+
+
+def test_the_connection_table_names_the_ends_of_each_connection() -> None:
+    r = fixture("monitor_connection.xml")
+    assert r.format == "section_line"
+    assert flush.holding(r.lines["Result"]) == {
+        A("198.18.94.20"),
+        A("198.18.92.20"),
+        A("198.18.93.11"),
+    }
+
+
+def test_only_the_wanted_hosts_holding_states_are_flushed_never_a_kept_end() -> None:
+    """The admin PC holds a state: flushed; the central station holds one too but is a
+    must-survive end, the gateway's own address too: neither; the EHR is not wanted."""
+    wanted, objects = lines(KEEP, SEGMENT)
+    whole = flush.plan(wanted, objects, frozenset(), INTERFACES)
+    held = flush.holding(fixture("monitor_connection.xml").lines["Result"]) | {A("198.18.93.62")}
+    narrowed = flush.narrow(whole, held)
+    assert narrowed.hosts == (A("198.18.94.20"),)
+    assert narrowed.commands() == ["MONITOR FLUSH STATE 198.18.94.20"]
+    assert narrowed.kept == (A("198.18.93.11"),)
+    assert f"1 host(s) (of {len(whole.hosts)} the cut wants flushed" in narrowed.summary()
+    assert flush.narrow(whole, frozenset()).hosts == ()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        None,
+        [{"src": "pc-admin", "dst": "198.18.92.20"}],
+        [{"src": "198.18.94.20"}],
+        [{"src": "198.18.94.20", "dst": "198.18.92.20"}] * flush.MAXCOUNT,
+    ],
+    ids=["no-data", "a-name", "no-dst", "perhaps-cut-short"],
+)
+def test_an_answer_not_understood_is_refused(rows: list[dict[str, str]] | None) -> None:
+    with pytest.raises(ValueError):
+        flush.holding(rows)
+
+
+def test_ipv6_connections_are_understood_and_flush_no_ipv4_host() -> None:
+    assert flush.holding([{"src": "2001:db8::1", "dst": "2001:db8::2"}]) == frozenset()
+    mapped = [{"src": "::ffff:198.18.94.20", "dst": "2001:db8::2"}]
+    assert flush.holding(mapped) == {A("198.18.94.20")}
+
+
+def test_an_unknown_table_flushes_every_wanted_host_and_says_so() -> None:
+    wanted, objects = lines(SEGMENT)
+    whole = flush.plan(wanted, objects, frozenset(), INTERFACES)
+    out = flush.narrow(whole, "MONITOR CONNECTION answer not understood: row 1")
+    assert out.hosts == whole.hosts and len(out.hosts) > 250
+    assert "every host the cut wants flushed" in out.summary()
+    assert "not understood: row 1" in out.summary()
+
+
+# -- the driver: one read, then the flushes; the slow path when the read does not serve --------
+
+
+OK = b'<?xml version="1.0"?>\n<nws code="100" msg="OK">' + twin_api.OK.encode() + b"</nws>"
+
+
+def answer(body: bytes) -> Callable[..., serverd.Reply]:
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        r = serverd.reply(body)
+        if check and not r.ok:
+            raise CommandRejected("cb-sns", operation, c, r.status)
+        return r
+
+    return cmd
+
+
+def flushed(
+    monkeypatch: pytest.MonkeyPatch, listing: Callable[..., serverd.Reply]
+) -> tuple[list[str], str, int]:
+    """The commands and output of the driver's flush after a cut of the admin zone from the
+    care zone, the appliance answering `listing` to MONITOR CONNECTION and OK to each flush."""
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent_to_device: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent_to_device.append(c)
+        if c.startswith("MONITOR CONNECTION"):
+            return listing(c, operation, check=check)
+        return answer(OK)(c, operation, check=check)
+
+    wanted, objects = lines(KEEP, SEGMENT)
+    comments = {flush.tokens(w)["comment"] for w in wanted}
+    rules = [parse.SnsRule(n, n, (("comment", c),)) for n, c in enumerate(sorted(comments), 1)]
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    states = drv._flush_plan(wanted, objects, frozenset())
+    sent: list[str] = []
+    output = drv._flush(states, wanted, sent)
+    assert sent_to_device[0].startswith("MONITOR CONNECTION")
+    assert sent == sent_to_device[1:]
+    return sent, output, len(states.hosts)
+
+
+def test_the_driver_flushes_only_the_hosts_the_table_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent, output, wanted = flushed(
+        monkeypatch, answer((FIX / "monitor_connection.xml").read_bytes())
+    )
+    assert sent == ["MONITOR FLUSH STATE 198.18.94.20"]
+    assert f"for 1 host(s) (of {wanted} the cut wants flushed" in output
+
+
+def refused(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+    raise CommandRejected("cb-sns", operation, c, '200 code=00100100 msg="Unknown command"')
+
+
+def timed_out(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+    raise DeviceTimeout("cb-sns", operation, "no answer within 10 s")
+
+
+BAD_ROW = (
+    (FIX / "monitor_connection.xml")
+    .read_bytes()
+    .replace(b'value="198.18.94.20"', b'value="pc-admin"', 1)
+)
+
+
+@pytest.mark.parametrize(
+    ("listing", "why"),
+    [
+        (refused, "Unknown command"),
+        (timed_out, "no answer within"),
+        (
+            answer((FIX / "error_format.xml").read_bytes().replace(b'ret="200"', b'ret="100"')),
+            "no section_line data",
+        ),
+        (answer(BAD_ROW), "not understood"),
+    ],
+    ids=["refused", "timeout", "no-data", "a-row-not-understood"],
+)
+def test_the_driver_flushes_every_wanted_host_when_the_table_does_not_serve(
+    monkeypatch: pytest.MonkeyPatch, listing: Callable[..., serverd.Reply], why: str
+) -> None:
+    sent, output, wanted = flushed(monkeypatch, listing)
+    assert len(sent) == wanted > 250
+    assert "MONITOR FLUSH STATE 198.18.94.20" in sent
+    assert "every host the cut wants flushed" in output and why in output
+
+
+def test_a_cut_of_one_host_flushes_it_without_reading_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent_to_device: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent_to_device.append(c)
+        return answer(OK)(c, operation, check=check)
+
+    wanted, objects = lines(QUARANTINE)
+    rules = [parse.SnsRule(1, 1, (("comment", flush.tokens(wanted[0])["comment"]),))]
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    sent: list[str] = []
+    output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent)
+    assert sent_to_device == sent == ["MONITOR FLUSH STATE 198.18.94.20"]
+    assert output == "connection states flushed for 1 host(s)"
+
+
+CONNTRACK = """\
+ipv4     2 tcp      6 431995 ESTABLISHED src=198.18.94.77 dst=198.18.92.20 sport=40112 \
+dport=47204 src=198.18.92.20 dst=198.18.94.77 sport=47204 dport=40112 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 117 TIME_WAIT src=198.18.93.10 dst=198.18.93.11 sport=51000 dport=2575 \
+src=198.18.93.11 dst=198.18.93.10 sport=2575 dport=51000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 udp      17 29 src=198.18.94.20 dst=198.18.95.10 sport=5353 dport=53 [UNREPLIED] \
+src=198.18.95.10 dst=198.18.94.20 sport=53 dport=5353 mark=0 zone=0 use=2
+ipv6     10 tcp      6 60 SYN_SENT src=2001:db8::1 dst=2001:db8::2 sport=1 dport=2 [UNREPLIED] \
+src=2001:db8::2 dst=2001:db8::1 sport=2 dport=1 mark=0 zone=0 use=2
+"""
+
+
+def test_the_twin_lists_its_conntrack_entries_as_the_driver_reads_them() -> None:
+    """Each conntrack entry a row of its original direction, serverd's state for TCP; the
+    answer a section_line table the driver understands."""
+    rows = twin_api.rows_of(CONNTRACK)
+    assert [(r["proto"], r["src"], r["dst"], r["dstport"], r["state"]) for r in rows] == [
+        ("tcp", "198.18.94.77", "198.18.92.20", "47204", "data"),
+        ("tcp", "198.18.93.10", "198.18.93.11", "2575", "closed"),
+        ("udp", "198.18.94.20", "198.18.95.10", "53", "open"),
+        ("tcp", "2001:db8::1", "2001:db8::2", "2", "c_syn"),
+    ]
+    part = twin_api._section_line("Result", rows) + "</serverd>" + twin_api.OK
+    r = serverd.reply(f'<?xml version="1.0"?>\n<nws code="100" msg="OK">{part}</nws>'.encode())
+    assert flush.holding(r.lines["Result"]) == {
+        A("198.18.94.77"), A("198.18.92.20"), A("198.18.93.10"), A("198.18.93.11"),
+        A("198.18.94.20"), A("198.18.95.10"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "MONITOR CONNECTION state=data",
+        "MONITOR CONNECTION maxcount=ten",
+        "MONITOR CONNECTION host=pc-admin",
+        "MONITOR CONNECTION geo=fr",
+    ],
+)
+def test_the_twin_refuses_a_listing_it_does_not_emulate(cmd: str) -> None:
     with pytest.raises(Refused) as err:
         twin().run(cmd)
     assert err.value.part == ERR_FORMAT

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from agent.playbook import load as load_playbook
 from agent.run.executor import Executor
 from tests.conftest import ROOT, Twin, matrix, own_twin
 from tests.lab.twinops import wait_for
-from tests.platforms.precut import banner_connection, delivered, held
+from tests.platforms.precut import Held, banner_connection, delivered, held
 from tests.run.test_crash_twin import statuses
 
 pytestmark = [pytest.mark.twin, pytest.mark.twin_lifecycle]
@@ -304,12 +305,68 @@ def test_a_cut_stops_the_connections_opened_before_it(armor: Twin, engine: Execu
             assert delivered(kept, b"after the cut\n")
             assert not cut.carries(b"after the cut")
             log = api_log(armor, "cb-sns")
+            assert "command MONITOR CONNECTION" in log  # read once a cut is active
             assert "command MONITOR FLUSH STATE 198.18.94.20" in log
-            assert "flushed 0 connection" in log  # most hosts have none: nothing to delete
+            assert flush_commands(log) < admin_hosts(armor)  # only the hosts holding states
             assert engine.rollback(report.run_id).status == "rolled_back"
             assert delivered(kept, b"after the rollback\n")
     finally:
         kept.close()
+    assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
+
+
+def flush_commands(log: str) -> int:
+    return sum("command MONITOR FLUSH STATE " in ln for ln in log.splitlines())
+
+
+def admin_hosts(twin: Twin) -> int:
+    """The addresses of the clinic's admin subnet (every one a cut of it wants flushed)."""
+    zone = next(z for s in twin.inv.sites for z in s.zones if s.name == SITE and z.name == "admin")
+    return len(list(zone.subnet.hosts()))
+
+
+def test_a_host_no_inventory_names_holding_a_state_is_cut(armor: Twin, engine: Executor) -> None:
+    """A connection from an address of the admin subnet that no host or flow of the inventory
+    names (a second address on the admin PC's port), open before isolate-site: cb-sns lists it
+    in its connection table after the cut, flushes that address and the connection stops."""
+    stranger, ehr = "198.18.94.77", "198.18.92.20"
+    ns = armor.bp.host_ns["clinique-bleue/admin/pc-admin"]
+    dev = next(
+        ln.split()[1]
+        for ln in netns.run(["ip", "-o", "-4", "addr", "show"], netns=ns).stdout.splitlines()
+        if " 198.18.94.20/" in ln
+    )
+    with netns.inside(armor.bp.host_ns["armor-dc/apps/ehr"]):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with netns.inside(ns):
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    netns.run(["ip", "addr", "add", f"{stranger}/32", "dev", dev], netns=ns)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((ehr, 47204))
+        listener.listen(1)
+        client.bind((stranger, 0))
+        client.settimeout(5.0)
+        client.connect((ehr, 47204))
+        listener.settimeout(5.0)
+        served, _ = listener.accept()
+        c = Held(client, served)
+        try:
+            assert c.carries(b"before")
+            pb = load_playbook(ROOT / "playbooks" / "isolate-site.yaml", armor.inv)
+            report = engine.run(pb, [SITE])
+            assert report.status == "done", report
+            assert not c.carries(b"after the cut")
+            log = api_log(armor, "cb-sns")
+            assert f"command MONITOR FLUSH STATE {stranger}" in log
+            assert flush_commands(log) < admin_hosts(armor)
+            assert engine.rollback(report.run_id).status == "rolled_back"
+        finally:
+            served.close()
+    finally:
+        client.close()
+        listener.close()
+        netns.run(["ip", "addr", "del", f"{stranger}/32", "dev", dev], netns=ns, check=False)
     assert wait_for(lambda: all(matrix(armor).values()), timeout=15)
 
 
