@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -431,6 +432,8 @@ class Journal:
         self.where = self.db.where  # the file, or the database (URL without its options)
         self.path: Path | None = None if is_url(where) else Path(where)
         self.lock = self.db.lock
+        self._changed = threading.Condition()  # notified at each committed write (`tx`)
+        self._version = 0
         self.identity: tuple[int, int] | None = None
         # active/standby: set by the daemon while it is active (None: unfenced, one node)
         self.fence: Fence | None = None
@@ -535,10 +538,27 @@ class Journal:
     @contextmanager
     def tx(self) -> Iterator[Tx]:
         """One write transaction; fenced while a fence is set (`_fenced`): a step's start, a
-        rollback's, a run's status, every write a deposed node could make, is refused."""
+        rollback's, a run's status, every write a deposed node could make, is refused. Once it
+        is committed, this process's `wait_change` callers are woken."""
         with self.db.write() as db:
             self._fenced(db, "a journal write")
             yield db
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def version(self) -> int:
+        """How many writes this process has committed to the journal (for `wait_change`)."""
+        with self._changed:
+            return self._version
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Wait until this process has committed a write after `version()` returned `seen`, at
+        most `timeout` seconds; the version now. (Another process's writes do not wake it: a
+        caller that must see them reads again after its timeout.)"""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != seen, timeout)
+            return self._version
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self.db.query(sql, args)

@@ -30,22 +30,38 @@ Imports the evidence contract, the inventory models, the network model and the e
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent.errors import CordonError
 from agent.inventory.models import Flow, Inventory
 from agent.network.paths import FlowPath, flow_path
 from agent.network.state import DeviceState, flow_open
-from agent.verify.evidence import Evidence, FlowResult, FlowSource, FlowStatus, Seen, combine
+from agent.verify.evidence import (
+    Evidence,
+    FlowResult,
+    FlowSource,
+    FlowStatus,
+    Seen,
+    StopsEarly,
+    combine,
+    contradictions,
+)
 
 States = Mapping[str, DeviceState]
 
 SETTLE_S = 8.0  # how long failed flows are asked again (as the twin's prober always did)
 RETRY_PAUSE_S = 0.3  # before asking a failed flow again when its expectation did not change
 POLL_S = 0.02  # how often the recorded states are re-read meanwhile (a local journal read)
+# with the journal's wake-up at each of this process's writes (`Changes`): how often they are
+# re-read all the same, for another process's writes (a daemon and a `--local` run)
+CHANGES_POLL_S = 0.1
 NO_SOURCE = "(none)"
 IN_FLIGHT_SOURCE = "(journal)"  # a flow not asked: a step on its path had not settled
 
@@ -102,6 +118,48 @@ def expectations(
     return {f.name: flow_open(states, paths[f.name]) for f in flows}
 
 
+class Board:
+    """The flows of one round already failed, posted by each source as it answers (`Failed`):
+    a source still asking that `StopsEarly` stops waiting for them. Each watcher has its own
+    pipe, written once per post that fails a flow."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: dict[str, str] = {}
+        self._pipes: dict[int, int] = {}  # read end -> write end
+
+    def post(self, expected: Mapping[str, bool], evidence: Sequence[Evidence]) -> None:
+        """A source's answer: the flows it saw other than expected are failed from now on."""
+        with self._lock:
+            new = [e for e in contradictions(expected, evidence) if e.flow not in self._failed]
+            for e in new:
+                self._failed[e.flow] = e.source
+            if not new:
+                return
+            for w in self._pipes.values():
+                # a full pipe is readable already: it wakes its reader all the same
+                with contextlib.suppress(BlockingIOError):
+                    os.write(w, b"!")
+
+    def failed_by(self, flow: str) -> str | None:
+        with self._lock:
+            return self._failed.get(flow)
+
+    def watch(self) -> int:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        with self._lock:
+            self._pipes[r] = w
+        return r
+
+    def unwatch(self, fd: int) -> None:
+        with self._lock:
+            w = self._pipes.pop(fd, None)
+        if w is not None:
+            os.close(w)
+            os.close(fd)
+
+
 def ask(
     sources: Sequence[FlowSource],
     site: str,
@@ -111,13 +169,21 @@ def ask(
 ) -> list[Evidence]:
     """Every source's evidence on `flows`, the sources asked at the same time (the evidence in
     the order of `sources`); a source that cannot run answers UNKNOWN for each (its error kept in
-    `errors` by source name)."""
+    `errors` by source name). Each answer is posted on the round's `Board` as it comes: a source
+    still asking that `StopsEarly` stops waiting for the flows another source already failed
+    (their verdict is failed whatever it would see; it says UNKNOWN for them, why)."""
+    board = Board()
 
     def one(source: FlowSource) -> list[Evidence] | CordonError:
         try:
-            return source.check(site, flows, expected)
+            if isinstance(source, StopsEarly):
+                got = source.check_until(site, flows, expected, board)
+            else:
+                got = source.check(site, flows, expected)
         except CordonError as exc:
             return exc
+        board.post(expected, got)
+        return got
 
     if len(sources) > 1:
         with ThreadPoolExecutor(len(sources), thread_name_prefix="cordon-src") as pool:
@@ -186,6 +252,26 @@ def same_either_way(path: FlowPath, devices: Sequence[str], busy: InFlight, stat
     return True
 
 
+class Changes(Protocol):
+    """Where the recorded states and steps in flight are read (the journal), telling when this
+    process writes them: `version()` before a reading, `wait_change(seen, timeout)` returns at
+    the next write after it (or at the timeout: another process's writes do not wake it)."""
+
+    def version(self) -> int: ...
+
+    def wait_change(self, seen: int, timeout: float) -> int: ...
+
+
+def _pause(
+    changes: Changes | None, seen: int, seconds: float, sleep: Callable[[float], None]
+) -> None:
+    """Until the next reading: the next write after `seen` (at most `seconds`), or `seconds`."""
+    if changes is None:
+        sleep(seconds)
+    else:
+        changes.wait_change(seen, seconds)
+
+
 def settled(
     paths: Mapping[str, FlowPath],
     flows: Sequence[Flow],
@@ -197,21 +283,23 @@ def settled(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     landings: bool = True,
+    changes: Changes | None = None,
 ) -> tuple[dict[str, bool], dict[str, str]]:
     """The expectation of `flows` once no device of their paths has a step in flight (the
-    steps in flight re-read every `poll` seconds, then the recorded states), or at `until`:
-    the expectations and the flows still pending then (with why). The steps are read before the
-    states, so a step settled in between is seen as in flight (one more poll), never missed.
-    With `landings`, a flow whose expectation the steps in flight cannot change is not held
-    (`pending` with the states)."""
+    steps in flight re-read every `poll` seconds, then the recorded states; with `changes`,
+    also at each write to them), or at `until`: the expectations and the flows still pending
+    then (with why). The steps are read before the states, so a step settled in between is
+    seen as in flight (one more reading), never missed. With `landings`, a flow whose
+    expectation the steps in flight cannot change is not held (`pending` with the states)."""
     while True:
+        seen = 0 if changes is None else changes.version()
         busy = in_flight()
         states = current()
         held = pending(paths, flows, busy, states if landings else None)
         left = until - clock()
         if not held or left <= 0:
             return expectations(paths, flows, states), held
-        sleep(min(poll, left))
+        _pause(changes, seen, min(poll, left), sleep)
 
 
 def wait_for_change(
@@ -225,19 +313,22 @@ def wait_for_change(
     poll: float = POLL_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    changes: Changes | None = None,
 ) -> dict[str, bool]:
-    """The expectation of `flows` re-read from `current()` every `poll` seconds, returned as
-    soon as it differs from `asked` for one of them (a run recorded a change on its path) or a
-    device of their paths has a step in flight (a change is coming: the caller waits for it to
-    settle), else after `pause` seconds (the last reading)."""
+    """The expectation of `flows` re-read from `current()` every `poll` seconds (with
+    `changes`, also at each write), returned as soon as it differs from `asked` for one of
+    them (a run recorded a change on its path) or a device of their paths has a step in flight
+    (a change is coming: the caller waits for it to settle), else after `pause` seconds (the
+    last reading)."""
     end = clock() + pause
     while True:
+        seen = 0 if changes is None else changes.version()
         busy = bool(pending(paths, flows, in_flight()))
         now = expectations(paths, flows, current())
         left = end - clock()
         if busy or left <= 0 or any(now[name] != asked[name] for name in now):
             return now
-        sleep(min(poll, left))
+        _pause(changes, seen, min(poll, left), sleep)
 
 
 def held_results(held: Mapping[str, str], expected: Mapping[str, bool]) -> list[FlowResult]:
@@ -264,20 +355,31 @@ def check_flows(
     pause: float = RETRY_PAUSE_S,
     poll: float = POLL_S,
     sleep: Callable[[float], None] = time.sleep,
+    changes: Changes | None = None,
 ) -> Outcome:
     """The verdict on `flows` from every source. A flow is asked only once its expectation is
     known: while a device of its path has a step in flight (`in_flight()`: by any run, the
     journal's `devices_in_flight`) it waits, the steps re-read every `poll`, at most `settle`
     seconds (still pending then: unverified, said why). Failed flows are asked again (every
     source, the expectation re-read from `current()`: at once when it changed or a step on its
-    path started, else after `pause`) until `settle` seconds after the first answers."""
+    path started, else after `pause`) until `settle` seconds after the first answers. With
+    `changes` (the journal), a wait re-reads at each of its writes too (`poll` is then only for
+    another process's writes)."""
     paths = {f.name: flow_path(inv, f) for f in flows}
     errors: dict[str, str] = {}
     results: dict[str, FlowResult] = {}
 
     def round_(some: Sequence[Flow], until: float, *, landings: bool) -> None:
         expected, held = settled(
-            paths, some, current, in_flight, until, poll=poll, sleep=sleep, landings=landings
+            paths,
+            some,
+            current,
+            in_flight,
+            until,
+            poll=poll,
+            sleep=sleep,
+            landings=landings,
+            changes=changes,
         )
         results.update((r.flow, r) for r in held_results(held, expected))
         known = [f for f in some if f.name not in held]
@@ -296,7 +398,15 @@ def check_flows(
             break
         asked = {f.name: results[f.name].expected_open for f in wrong}
         wait_for_change(
-            paths, wrong, asked, current, pause, in_flight=in_flight, poll=poll, sleep=sleep
+            paths,
+            wrong,
+            asked,
+            current,
+            pause,
+            in_flight=in_flight,
+            poll=poll,
+            sleep=sleep,
+            changes=changes,
         )
         rounds += 1
         round_(wrong, deadline, landings=False)  # asked again once their paths settled

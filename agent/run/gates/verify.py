@@ -22,6 +22,7 @@ from agent.run.gates.base import GateRun, Passed, Verdict
 from agent.run.transaction import merged
 from agent.status import StepStatus
 from agent.verify.check import (
+    CHANGES_POLL_S,
     Landing,
     Outcome,
     check_flows,
@@ -45,6 +46,8 @@ class VerifyGate:
             flows,
             ctx.journal.device_states,
             in_flight=lambda: landings(ctx),
+            changes=ctx.journal,
+            poll=CHANGES_POLL_S,
         )
         detail = gate_detail(ctx, flows, out)
         if only is not None:
