@@ -1032,6 +1032,18 @@ class Journal:
         )
         return [_step_row(r) for r in rows]
 
+    def steps_coming(self) -> list[StepRow]:
+        """Every step a running run (not one awaiting approval) has yet to start, ordered by
+        run and step: what its devices are about to be sent next. Read-only."""
+        rows = self._query(
+            "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, s.undo, "
+            "s.before_state, s.after_state, s.status, s.error, s.fail_direction, s.opens "
+            "FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status = ? "
+            "AND r.status = ? ORDER BY s.run_id, s.seq",
+            (StepStatus.PENDING.value, RunStatus.RUNNING.value),
+        )
+        return [_step_row(r) for r in rows]
+
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""
         found = self._query("SELECT state FROM devices WHERE device=?", (device,))

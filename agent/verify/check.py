@@ -62,6 +62,9 @@ POLL_S = 0.02  # how often the recorded states are re-read meanwhile (a local jo
 # with the journal's wake-up at each of this process's writes (`Changes`): how often they are
 # re-read all the same, for another process's writes (a daemon and a `--local` run)
 CHANGES_POLL_S = 0.1
+# how long a first round waits for other runs' next steps to land (`coming`): a run sends its
+# next device step at once, unless a gate (a verify, a soak, an approval) comes first
+COMING_S = 1.0
 NO_SOURCE = "(none)"
 IN_FLIGHT_SOURCE = "(journal)"  # a flow not asked: a step on its path had not settled
 
@@ -284,22 +287,32 @@ def settled(
     sleep: Callable[[float], None] = time.sleep,
     landings: bool = True,
     changes: Changes | None = None,
+    coming: Callable[[], InFlight] | None = None,
+    coming_until: float = 0.0,
 ) -> tuple[dict[str, bool], dict[str, str]]:
     """The expectation of `flows` once no device of their paths has a step in flight (the
     steps in flight re-read every `poll` seconds, then the recorded states; with `changes`,
     also at each write to them), or at `until`: the expectations and the flows still pending
     then (with why). The steps are read before the states, so a step settled in between is
     seen as in flight (one more reading), never missed. With `landings`, a flow whose
-    expectation the steps in flight cannot change is not held (`pending` with the states)."""
+    expectation the steps in flight cannot change is not held (`pending` with the states).
+    With `coming` (the next steps other runs are about to send, each a `Landing`), a flow whose
+    expectation one of them would change is held too, until it has landed or `coming_until`:
+    then it is asked as recorded (never unverified for a step not yet started)."""
     while True:
         seen = 0 if changes is None else changes.version()
+        soon = coming() if coming is not None and clock() < coming_until else {}
         busy = in_flight()
         states = current()
         held = pending(paths, flows, busy, states if landings else None)
+        held_soon = bool(soon) and bool(pending(paths, flows, soon, states))
         left = until - clock()
-        if not held or left <= 0:
+        if left <= 0 or not (held or held_soon):
             return expectations(paths, flows, states), held
-        _pause(changes, seen, min(poll, left), sleep)
+        nap = min(poll, left)
+        if not held:  # held only by steps not started: at most until `coming_until`
+            nap = min(nap, max(coming_until - clock(), 0.0))
+        _pause(changes, seen, nap, sleep)
 
 
 def wait_for_change(
@@ -356,6 +369,8 @@ def check_flows(
     poll: float = POLL_S,
     sleep: Callable[[float], None] = time.sleep,
     changes: Changes | None = None,
+    coming: Callable[[], InFlight] | None = None,
+    coming_wait: float = COMING_S,
 ) -> Outcome:
     """The verdict on `flows` from every source. A flow is asked only once its expectation is
     known: while a device of its path has a step in flight (`in_flight()`: by any run, the
@@ -364,12 +379,18 @@ def check_flows(
     source, the expectation re-read from `current()`: at once when it changed or a step on its
     path started, else after `pause`) until `settle` seconds after the first answers. With
     `changes` (the journal), a wait re-reads at each of its writes too (`poll` is then only for
-    another process's writes)."""
+    another process's writes). With `coming` (the next step each other run is about to send,
+    where it lands), the first round also waits, at most `coming_wait` seconds, for those that
+    would change a flow's expectation to land: asked before, the flow's sources would race
+    that step (#18: a sister site asked while the hit site's next cut was being sent, failed
+    the round and was asked again)."""
     paths = {f.name: flow_path(inv, f) for f in flows}
     errors: dict[str, str] = {}
     results: dict[str, FlowResult] = {}
 
-    def round_(some: Sequence[Flow], until: float, *, landings: bool) -> None:
+    def round_(
+        some: Sequence[Flow], until: float, *, landings: bool, coming_until: float = 0.0
+    ) -> None:
         expected, held = settled(
             paths,
             some,
@@ -380,6 +401,8 @@ def check_flows(
             sleep=sleep,
             landings=landings,
             changes=changes,
+            coming=coming,
+            coming_until=coming_until,
         )
         results.update((r.flow, r) for r in held_results(held, expected))
         known = [f for f in some if f.name not in held]
@@ -389,7 +412,8 @@ def check_flows(
                 (r.flow, r) for r in combine(want, ask(sources, site, known, want, errors))
             )
 
-    round_(flows, time.monotonic() + settle, landings=True)
+    start = time.monotonic()
+    round_(flows, start + settle, landings=True, coming_until=start + coming_wait)
     deadline = time.monotonic() + settle
     rounds = 1
     while sources:
