@@ -468,6 +468,16 @@ class Bench:
         rep.problems = [p for r in done for p in r.flow_problems]
         rep.unverified = [u for r in done for u in r.flows_unverified]
         rep.polls = dict(journal.polls)
+        # the verify steps' waits before asking (for steps in flight or coming next), said on
+        # the critical site's timeline when their gate opened
+        for r in done:
+            for g in journal.gates(r.run_id):
+                waits = g.detail.get("waits")
+                if g.site == rep.critical and isinstance(waits, list):
+                    rep.timeline += [
+                        (g.opened_at - wall0, None, f"  {g.step}: asked after {w}") for w in waits
+                    ]
+        rep.timeline.sort(key=lambda x: x[0])
         undo_pool = self.warm_pool  # cold pools are closed: undo through the warm one
         undo = Executor(self.inv, journal, undo_pool, actor="bench-contain")
         return rep, undo, done

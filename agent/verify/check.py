@@ -95,6 +95,8 @@ class Outcome:
     results: list[FlowResult]
     source_errors: dict[str, str] = field(default_factory=dict)
     rounds: int = 1
+    # the waits for steps before asking: "0.412 s for rns-fw1: run R step 3 (cut-wan) in flight"
+    waits: list[str] = field(default_factory=list)
 
     def failed(self) -> list[FlowResult]:
         return [r for r in self.results if r.status is FlowStatus.FAILED]
@@ -216,6 +218,7 @@ def pending(
     flows: Sequence[Flow],
     busy: InFlight,
     states: States | None = None,
+    state: str = "in flight",
 ) -> dict[str, str]:
     """The flows whose expectation is not known yet (a device of their path has a step in
     flight: its recorded state may change any moment, so the flow may be open or closed), each
@@ -231,7 +234,8 @@ def pending(
         if states is not None and same_either_way(path, crossing, busy, states):
             continue
         what = busy[crossing[0]]
-        out[f.name] = f"{crossing[0]}: {what.why if isinstance(what, Landing) else what} in flight"
+        why = what.why if isinstance(what, Landing) else what
+        out[f.name] = f"{crossing[0]}: {why} {state}"
     return out
 
 
@@ -289,6 +293,7 @@ def settled(
     changes: Changes | None = None,
     coming: Callable[[], InFlight] | None = None,
     coming_until: float = 0.0,
+    waits: list[str] | None = None,
 ) -> tuple[dict[str, bool], dict[str, str]]:
     """The expectation of `flows` once no device of their paths has a step in flight (the
     steps in flight re-read every `poll` seconds, then the recorded states; with `changes`,
@@ -298,17 +303,22 @@ def settled(
     expectation the steps in flight cannot change is not held (`pending` with the states).
     With `coming` (the next steps other runs are about to send, each a `Landing`), a flow whose
     expectation one of them would change is held too, until it has landed or `coming_until`:
-    then it is asked as recorded (never unverified for a step not yet started)."""
+    then it is asked as recorded (never unverified for a step not yet started). A wait is said
+    in `waits` (how long, for which step: the last that held a flow)."""
+    start, why = clock(), ""
     while True:
         seen = 0 if changes is None else changes.version()
         soon = coming() if coming is not None and clock() < coming_until else {}
         busy = in_flight()
         states = current()
         held = pending(paths, flows, busy, states if landings else None)
-        held_soon = bool(soon) and bool(pending(paths, flows, soon, states))
+        held_soon = pending(paths, flows, soon, states, "coming next") if soon else {}
         left = until - clock()
         if left <= 0 or not (held or held_soon):
+            if why and waits is not None:
+                waits.append(f"{clock() - start:.3f} s for {why}")
             return expectations(paths, flows, states), held
+        why = next(iter((held or held_soon).values()))
         nap = min(poll, left)
         if not held:  # held only by steps not started: at most until `coming_until`
             nap = min(nap, max(coming_until - clock(), 0.0))
@@ -386,6 +396,7 @@ def check_flows(
     the round and was asked again)."""
     paths = {f.name: flow_path(inv, f) for f in flows}
     errors: dict[str, str] = {}
+    waits: list[str] = []
     results: dict[str, FlowResult] = {}
 
     def round_(
@@ -403,6 +414,7 @@ def check_flows(
             changes=changes,
             coming=coming,
             coming_until=coming_until,
+            waits=waits,
         )
         results.update((r.flow, r) for r in held_results(held, expected))
         known = [f for f in some if f.name not in held]
@@ -434,7 +446,7 @@ def check_flows(
         )
         rounds += 1
         round_(wrong, deadline, landings=False)  # asked again once their paths settled
-    return Outcome([results[f.name] for f in flows], errors, rounds)
+    return Outcome([results[f.name] for f in flows], errors, rounds, waits)
 
 
 def result_dict(r: FlowResult, must_survive: bool) -> dict[str, object]:

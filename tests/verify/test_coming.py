@@ -77,7 +77,7 @@ def test_a_flow_the_next_step_of_another_run_cuts_is_asked_once_it_landed(
         if reads[0] > lands_at:
             net.cut = True  # sent, applied, settled: recorded below
             return {}
-        return {"rns-fw1": Landing("run A step 3 (cut-wan) coming", cut)}
+        return {"rns-fw1": Landing("run A step 3 (cut-wan)", cut)}
 
     def current() -> dict[str, DeviceState]:
         return {"rns-fw1": cut} if net.cut else {}
@@ -86,6 +86,8 @@ def test_a_flow_the_next_step_of_another_run_cuts_is_asked_once_it_landed(
     assert net.asked == [{FLOW: False}]  # once, the cut expected
     assert [r.status for r in out.results] == [FlowStatus.PASSED]
     assert out.rounds == 1
+    (wait,) = out.waits
+    assert wait.endswith(" s for rns-fw1: run A step 3 (cut-wan) coming next")
 
 
 def test_a_next_step_that_leaves_the_flow_as_it_is_holds_nothing(inv: Inventory) -> None:
@@ -94,7 +96,7 @@ def test_a_next_step_that_leaves_the_flow_as_it_is_holds_nothing(inv: Inventory)
     def never(_s: float) -> None:
         raise AssertionError("waited for a step that cannot change the flow")
 
-    soon = {"rns-fw1": Landing("run A step 2 (cut-internet) coming", DeviceState())}
+    soon = {"rns-fw1": Landing("run A step 2 (cut-internet)", DeviceState())}
     net = Network()
     out = check_flows(inv, [net], SITE, [flow], dict, coming=lambda: soon, sleep=never)
     assert net.asked == [{FLOW: True}]
@@ -103,7 +105,7 @@ def test_a_next_step_that_leaves_the_flow_as_it_is_holds_nothing(inv: Inventory)
 
 def test_a_next_step_that_never_starts_holds_the_flow_only_a_moment(inv: Inventory) -> None:
     flow, cut = telerad(inv), wan_cut(inv)
-    soon = {"rns-fw1": Landing("run A step 3 (cut-wan) coming", cut)}
+    soon = {"rns-fw1": Landing("run A step 3 (cut-wan)", cut)}
     net = Network()
     out = check_flows(
         inv, [net], SITE, [flow], dict, coming=lambda: soon, coming_wait=0.05, poll=0.01
@@ -135,7 +137,7 @@ def test_the_gate_lands_the_next_step_of_each_other_running_run(tmp_path: Path) 
     )
     got = coming(SimpleNamespace(journal=j), "E")  # type: ignore[arg-type]
     assert got == {
-        "d1": Landing("run B step 2 (b) coming", DeviceState(down=kept.down | both.down)),
-        "d2": Landing("run C step 1 (a) coming"),
+        "d1": Landing("run B step 2 (b)", DeviceState(down=kept.down | both.down)),
+        "d2": Landing("run C step 1 (a)"),
     }
     assert [(r.run_id, r.seq) for r in j.steps_coming()] == [("B", 2), ("C", 1), ("D", 1), ("E", 1)]

@@ -94,7 +94,7 @@ def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
     out: dict[str, str | Landing] = {}
     for device, rows in by_device.items():
         r = rows[0]
-        why = f"run {r.run_id} step {r.seq} ({r.step}) coming"
+        why = f"run {r.run_id} step {r.seq} ({r.step})"
         if len(rows) > 1:
             out[device] = Landing(why)
             continue
@@ -117,6 +117,7 @@ def gate_detail(ctx: Context, flows: Sequence[Flow], out: Outcome) -> dict[str, 
         "unverified": [unverified_line(r) for r in out.unverified()],
         "sources": [s.name for s in ctx.sources],
         "source_errors": dict(out.source_errors),
+        "waits": list(out.waits),
         "counts": {
             "passed": len(out.results) - len(out.failed()) - len(out.unverified()),
             "failed": len(out.failed()),
