@@ -35,7 +35,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,6 +52,7 @@ from agent.verify.evidence import (
     combine,
     contradictions,
 )
+from agent.verify.workers import workers
 
 States = Mapping[str, DeviceState]
 
@@ -65,6 +65,9 @@ CHANGES_POLL_S = 0.1
 # how long a first round waits for other runs' next steps to land (`coming`): a run sends its
 # next device step at once, unless a gate (a verify, a soak, an approval) comes first
 COMING_S = 1.0
+# the threads the sources of every check run on (kept: `workers`); 9 sites checking at once with
+# a dozen sources each fit without queueing
+SOURCE_THREADS = 128
 NO_SOURCE = "(none)"
 IN_FLIGHT_SOURCE = "(journal)"  # a flow not asked: a step on its path had not settled
 
@@ -191,8 +194,7 @@ def ask(
         return got
 
     if len(sources) > 1:
-        with ThreadPoolExecutor(len(sources), thread_name_prefix="cordon-src") as pool:
-            answers = list(pool.map(one, sources))
+        answers = list(workers("cordon-src", SOURCE_THREADS).map(one, sources))
     else:
         answers = [one(s) for s in sources]
     out: list[Evidence] = []
