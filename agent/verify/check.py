@@ -4,10 +4,14 @@ one verdict per flow (`evidence.combine`); flows that failed are asked again, th
 re-read from the states recorded now, until a settle deadline (runs in parallel change sister
 sites' devices on a flow's path while this one checks).
 
-The sources are asked at the same time (each in its own thread; the evidence kept in the order of
-the sources), so a check costs its slowest source, not their sum. Between two rounds the recorded
-states are re-read every `POLL_S`: a failed flow whose expectation changed (the other run recorded
-its change) is asked again at once; otherwise after `pause` (a device that answers a moment late).
+The sources are asked at the same time (each on a kept worker thread: `workers`; the evidence
+kept in the order of the sources), so a check costs its slowest source, not their sum; once one
+source has failed a flow (seen other than expected: failed whatever the others see), a source
+still waiting on it that `StopsEarly` (the twin's prober on a silent drop) stops waiting for it
+and says UNKNOWN (the round's `Board`). Between two rounds the recorded states are re-read every
+`POLL_S` (with the journal's `Changes`: at each of its writes, and every `CHANGES_POLL_S`): a
+failed flow whose expectation changed (the other run recorded its change) is asked again at
+once; otherwise after `pause` (a device that answers a moment late).
 
 A flow is asked only once its expectation is known: while a device of its path has a step in
 flight (journaled as started, applied or undoing by an open run, `Journal.devices_in_flight`, not
@@ -20,13 +24,18 @@ again (#18: a bimodal time-to-contain). When the caller knows where each step in
 expectation is the same whether each of those steps lands or not is known already and is asked
 at once in the first round (a sister site's flows crossing the hit site's firewall while its
 segmentation, which keeps them, is being written: #18's 1-2 s journal gap); a failed flow is
-asked again only once every step on its path has settled, as before.
+asked again only once every step on its path has settled, as before. The first round also waits
+(at most `COMING_S`) for the next step another running run is about to send (`coming`) when it
+would change a flow's expectation: asked before, the sources would race it (#18: a sister site's
+flow asked between the hit site's cut-internet and cut-wan on its firewall, seen closed by the
+device once the cut-wan landed, asked again).
 
 A source that cannot run at all (a CordonError) gives UNKNOWN for every flow it was asked about,
 with its error as the reason: its flows stay unverified unless another source confirms them.
 With no source at all every flow is unverified, said per flow.
 
-Imports the evidence contract, the inventory models, the network model and the errors."""
+Imports the evidence contract, the inventory models, the network model, the errors and the
+verify workers."""
 
 from __future__ import annotations
 
