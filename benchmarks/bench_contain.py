@@ -347,6 +347,8 @@ class Rep:
     reads: list[tuple[str, str, float]] = field(default_factory=list)  # sources' device reads
     # the journal reads the checks poll (every caller): method -> [calls, seconds in them]
     polls: dict[str, list[float]] = field(default_factory=dict)
+    # every verify step's waits before asking, every site ("site step: asked after ...")
+    waits: list[str] = field(default_factory=list)
     # the critical site's audit records and source calls: (start, end, what), seconds from the
     # trigger (end None: an instant)
     timeline: list[tuple[float, float | None, str]] = field(default_factory=list)
@@ -473,7 +475,10 @@ class Bench:
         for r in done:
             for g in journal.gates(r.run_id):
                 waits = g.detail.get("waits")
-                if g.site == rep.critical and isinstance(waits, list):
+                if not isinstance(waits, list):
+                    continue
+                rep.waits += [f"{g.site} {g.step}: asked after {w}" for w in waits]
+                if g.site == rep.critical:
                     rep.timeline += [
                         (g.opened_at - wall0, None, f"  {g.step}: asked after {w}") for w in waits
                     ]
@@ -905,6 +910,12 @@ def report(
             )
         unv = sorted({u for r in reps for u in r.unverified})
         print(f"  flows unverified (no source could tell): {len(unv)} distinct")
+        waits = [w for r in reps for w in r.waits]
+        print(
+            f"  verify steps that waited before asking (every site, every repetition): {len(waits)}"
+        )
+        for w in waits[:8]:
+            print(f"    {w}")
         for m in sorted({m for r in reps for m in r.polls}):
             calls = [r.polls.get(m, [0, 0.0])[0] for r in reps]
             secs = [r.polls.get(m, [0, 0.0])[1] for r in reps]
