@@ -55,7 +55,7 @@ import yaml
 from agent import audit
 from agent.drivers.base import Driver
 from agent.drivers.pool import Pool
-from agent.engine.journal import Journal
+from agent.engine.journal import Journal, StepRow
 from agent.errors import CordonError
 from agent.inventory import load
 from agent.inventory.models import Flow, Inventory
@@ -158,8 +158,17 @@ class TimedSource:
     def check(
         self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool]
     ) -> list[Evidence]:
+        return self._timed(site, mine, expected, lambda: self.inner(site, mine, expected))
+
+    def _timed(
+        self,
+        site: str,
+        mine: Sequence[Flow],
+        expected: Mapping[str, bool],
+        call: Callable[[], list[Evidence]],
+    ) -> list[Evidence]:
         t0 = time.time()
-        out = self.inner(site, mine, expected)
+        out = call()
         t1 = time.time()
         bad = [
             e
@@ -172,6 +181,54 @@ class TimedSource:
         return out
 
 
+class TimedStopsEarly(TimedSource):
+    """A source that can stop waiting for a flow another source failed (`check_until`; the
+    agent of a checkout before it, run with `PYTHONPATH`, has none: then `TimedSource`)."""
+
+    def __init__(self, source: Any, *args: Any) -> None:
+        super().__init__(source.name, source.check, *args)
+        self.source = source
+
+    def check_until(
+        self, site: str, mine: Sequence[Flow], expected: Mapping[str, bool], failed: Any
+    ) -> list[Evidence]:
+        def call() -> list[Evidence]:
+            return cast(list[Evidence], self.source.check_until(site, mine, expected, failed))
+
+        return self._timed(site, mine, expected, call)
+
+
+class CountingJournal(Journal):
+    """The run's journal, counting the reads the flow checks poll while steps are in flight
+    (`steps_in_flight`, `device_states`, by every caller) and the seconds spent in them
+    (the journal's lock waited for included)."""
+
+    def __init__(self, where: Path) -> None:
+        super().__init__(where)
+        self.polls: dict[str, list[float]] = {}
+        self._count_lock = threading.Lock()
+
+    def _count(self, name: str, t0: float) -> None:
+        with self._count_lock:
+            got = self.polls.setdefault(name, [0, 0.0])
+            got[0] += 1
+            got[1] += time.perf_counter() - t0
+
+    def steps_in_flight(self) -> list[StepRow]:
+        t0 = time.perf_counter()
+        try:
+            return super().steps_in_flight()
+        finally:
+            self._count("steps_in_flight", t0)
+
+    def device_states(self) -> dict[str, DeviceState]:
+        t0 = time.perf_counter()
+        try:
+            return super().device_states()
+        finally:
+            self._count("device_states", t0)
+
+
 class Timed:
     """Every source of a containment, timed (see TimedSource)."""
 
@@ -181,7 +238,10 @@ class Timed:
         self.contradictions: list[tuple[str, float, Evidence]] = []
         lock = threading.Lock()
         self.sources = [
-            TimedSource(s.name, s.check, self.calls, lock, self.contradictions) for s in sources
+            TimedStopsEarly(s, self.calls, lock, self.contradictions)
+            if hasattr(s, "check_until")
+            else TimedSource(s.name, s.check, self.calls, lock, self.contradictions)
+            for s in sources
         ]
 
     def of_site(self, site: str) -> list[tuple[str, str, float, float, int, int]]:
@@ -196,12 +256,13 @@ class TimedPool:
         self._pool = pool
         self._platform = {d.name: d.platform for _, d in inv.devices()}
         self.reads: list[tuple[str, str, float]] = []
+        self.spans: list[tuple[str, float, float]] = []  # (device, wall start, wall end)
         self._lock = threading.Lock()
 
     def run(
         self, device: str, fn: Callable[[Driver], T], via: Any = "ssh", wait: float | None = None
     ) -> T:
-        t0 = time.perf_counter()
+        t0, wall = time.perf_counter(), time.time()
         try:
             return self._pool.run(device, fn, via, wait=wait)
         finally:
@@ -209,6 +270,7 @@ class TimedPool:
                 self.reads.append(
                     (device, self._platform.get(device, "?"), time.perf_counter() - t0)
                 )
+                self.spans.append((device, wall, time.time()))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
@@ -283,9 +345,15 @@ class Rep:
     problems: list[str] = field(default_factory=list)  # flow problems the runs reported
     unverified: list[str] = field(default_factory=list)  # flows no source could check
     reads: list[tuple[str, str, float]] = field(default_factory=list)  # sources' device reads
+    # the journal reads the checks poll (every caller): method -> [calls, seconds in them]
+    polls: dict[str, list[float]] = field(default_factory=dict)
+    # every verify step's waits before asking, every site ("site step: asked after ...")
+    waits: list[str] = field(default_factory=list)
     # the critical site's audit records and source calls: (start, end, what), seconds from the
     # trigger (end None: an instant)
     timeline: list[tuple[float, float | None, str]] = field(default_factory=list)
+    # the same for each other site with an answer not as expected (a re-ask)
+    others: dict[str, list[tuple[float, float | None, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -325,7 +393,7 @@ class Bench:
     ) -> tuple[Rep, Executor, list[RunReport]]:
         """One containment from normal; returns it, with the executor that can undo it."""
         self.count += 1
-        journal = Journal(self.tmp / f"journal-{self.count}.sqlite")
+        journal = CountingJournal(self.tmp / f"journal-{self.count}.sqlite")
         pool = self.warm_pool if sc.warm else Pool(self.inv, keepalive=None)
         if sc.warm:
             opened = pool.warm(self.devices)
@@ -397,10 +465,24 @@ class Bench:
             detail = [(r.status, r.flow_problems) for r in done]
             raise CordonError(f"{sc.name}: containment did not end done: {errors} {detail}")
         self.check_matrix(journal.device_states(), "after containment")
-        rep = self.breakdown(done, timed, wall0, seconds)
+        rep = self.breakdown(done, timed, wall0, seconds, timed_pool.spans)
         rep.reads = list(timed_pool.reads)
         rep.problems = [p for r in done for p in r.flow_problems]
         rep.unverified = [u for r in done for u in r.flows_unverified]
+        rep.polls = dict(journal.polls)
+        # the verify steps' waits before asking (for steps in flight or coming next), said on
+        # the critical site's timeline when their gate opened
+        for r in done:
+            for g in journal.gates(r.run_id):
+                waits = g.detail.get("waits")
+                if not isinstance(waits, list):
+                    continue
+                rep.waits += [f"{g.site} {g.step}: asked after {w}" for w in waits]
+                if g.site == rep.critical:
+                    rep.timeline += [
+                        (g.opened_at - wall0, None, f"  {g.step}: asked after {w}") for w in waits
+                    ]
+        rep.timeline.sort(key=lambda x: x[0])
         undo_pool = self.warm_pool  # cold pools are closed: undo through the warm one
         undo = Executor(self.inv, journal, undo_pool, actor="bench-contain")
         return rep, undo, done
@@ -432,7 +514,12 @@ class Bench:
             raise CordonError(f"flow matrix {when} not as recorded: {wrong}")
 
     def breakdown(
-        self, reports: Sequence[RunReport], timed: Timed, wall0: float, seconds: float
+        self,
+        reports: Sequence[RunReport],
+        timed: Timed,
+        wall0: float,
+        seconds: float,
+        spans: Sequence[tuple[str, float, float]] = (),
     ) -> Rep:
         ids = {r.run_id for r in reports}
         records = [
@@ -499,22 +586,53 @@ class Bench:
             critical_sources[_kind(c[0])] = critical_sources.get(_kind(c[0]), 0.0) + c[3] - c[2]
         first = timed.sources[0].name
         rounds = sum(c[0] == first for c in mine)
-        timeline: list[tuple[float, float | None, str]] = [
-            (ts(rec) - wall0, None, _what(rec)) for rec in records if rec.get("site") == critical
-        ]
-        timeline += [
-            (c[2] - wall0, c[3] - wall0, f"source {c[0]} ({c[4]} flows, {c[5]} not as expected)")
-            for c in mine
-        ]
-        timeline += [
-            (
-                at - wall0,
-                None,
-                f"  not as expected: {e.flow} {e.seen.value} by {e.source}: {e.detail}",
-            )
-            for site, at, e in timed.contradictions
-            if site == critical
-        ]
+        by_name = {f.name: f for f in self.inv.flows}
+
+        def site_timeline(site: str) -> list[tuple[float, float | None, str]]:
+            """The site's audit records and source calls, and what happened meanwhile on the
+            devices of its flows found not as expected: the other runs' steps there (the
+            audit records of other sites) and the sources' reads of them."""
+            out: list[tuple[float, float | None, str]] = [
+                (ts(rec) - wall0, None, _what(rec)) for rec in records if rec.get("site") == site
+            ]
+            out += [
+                (
+                    c[2] - wall0,
+                    c[3] - wall0,
+                    f"source {c[0]} ({c[4]} flows, {c[5]} not as expected)",
+                )
+                for c in timed.of_site(site)
+            ]
+            out += [
+                (
+                    at - wall0,
+                    None,
+                    f"  not as expected: {e.flow} {e.seen.value} by {e.source}: {e.detail}",
+                )
+                for s2, at, e in timed.contradictions
+                if s2 == site
+            ]
+            wrong = {e.flow for s2, _, e in timed.contradictions if s2 == site}
+            crossed = {
+                h.device
+                for name in wrong
+                if name in by_name
+                for h in flow_path(self.inv, by_name[name]).hops
+            }
+            out += [
+                (ts(rec) - wall0, None, f"  [{rec.get('site')}] {_what(rec)}")
+                for rec in records
+                if rec.get("site") != site and rec.get("device") in crossed
+            ]
+            out += [
+                (a - wall0, b - wall0, f"  a source's read of {d}")
+                for d, a, b in spans
+                if d in crossed
+            ]
+            return sorted(out, key=lambda x: x[0])
+
+        timeline = site_timeline(critical)
+        reasked = sorted({s2 for s2, _, _ in timed.contradictions} - {critical})
         return Rep(
             seconds,
             phases,
@@ -524,7 +642,8 @@ class Bench:
             rounds,
             by_source,
             critical_sources,
-            timeline=sorted(timeline, key=lambda x: x[0]),
+            timeline=timeline,
+            others={site: site_timeline(site) for site in reasked},
         )
 
 
@@ -715,13 +834,18 @@ def measure(
 
 
 def timelines(results: Sequence[Result]) -> None:
-    """The last repetition's critical site, event by event, seconds from the trigger."""
+    """The last repetition's critical site (and any with a re-ask on it), event by event,
+    seconds from the trigger; then every other site with an answer not as expected."""
     for res in results:
-        rep = res.reps[-1]
-        print(f"\n{res.scenario.name}: timeline of {rep.critical} (last repetition), s")
-        for a, b, what in rep.timeline:
-            span = f"{a:7.3f}" + (f" -{b:7.3f}" if b is not None else " " * 9)
-            print(f"  {span}  {what}")
+        for i, rep in enumerate(res.reps):
+            last = i == len(res.reps) - 1
+            shown = [(rep.critical, rep.timeline)] if last or rep.rounds > 2 else []
+            shown += list(rep.others.items())
+            for site, events in shown:
+                print(f"\n{res.scenario.name}: timeline of {site} (repetition {i + 1}), s")
+                for a, b, what in events:
+                    span = f"{a:7.3f}" + (f" -{b:7.3f}" if b is not None else " " * 9)
+                    print(f"  {span}  {what}")
 
 
 def spread(values: Sequence[float]) -> str:
@@ -786,6 +910,19 @@ def report(
             )
         unv = sorted({u for r in reps for u in r.unverified})
         print(f"  flows unverified (no source could tell): {len(unv)} distinct")
+        waits = [w for r in reps for w in r.waits]
+        print(
+            f"  verify steps that waited before asking (every site, every repetition): {len(waits)}"
+        )
+        for w in waits[:8]:
+            print(f"    {w}")
+        for m in sorted({m for r in reps for m in r.polls}):
+            calls = [r.polls.get(m, [0, 0.0])[0] for r in reps]
+            secs = [r.polls.get(m, [0, 0.0])[1] for r in reps]
+            print(
+                f"  journal.{m} (every caller, per containment): calls median "
+                f"{statistics.median(calls):.0f}, seconds in it{spread(secs)}"
+            )
         for u in unv[:5]:
             print(f"    {u}")
     print(

@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -431,6 +432,8 @@ class Journal:
         self.where = self.db.where  # the file, or the database (URL without its options)
         self.path: Path | None = None if is_url(where) else Path(where)
         self.lock = self.db.lock
+        self._changed = threading.Condition()  # notified at each committed write (`tx`)
+        self._version = 0
         self.identity: tuple[int, int] | None = None
         # active/standby: set by the daemon while it is active (None: unfenced, one node)
         self.fence: Fence | None = None
@@ -535,10 +538,27 @@ class Journal:
     @contextmanager
     def tx(self) -> Iterator[Tx]:
         """One write transaction; fenced while a fence is set (`_fenced`): a step's start, a
-        rollback's, a run's status, every write a deposed node could make, is refused."""
+        rollback's, a run's status, every write a deposed node could make, is refused. Once it
+        is committed, this process's `wait_change` callers are woken."""
         with self.db.write() as db:
             self._fenced(db, "a journal write")
             yield db
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def version(self) -> int:
+        """How many writes this process has committed to the journal (for `wait_change`)."""
+        with self._changed:
+            return self._version
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """Wait until this process has committed a write after `version()` returned `seen`, at
+        most `timeout` seconds; the version now. (Another process's writes do not wake it: a
+        caller that must see them reads again after its timeout.)"""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != seen, timeout)
+            return self._version
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self.db.query(sql, args)
@@ -1009,6 +1029,18 @@ class Journal:
             f"FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status IN ({marks}) "
             f"AND r.status IN ({run_marks}) ORDER BY s.run_id, s.seq",
             (*busy, *sorted(OPEN)),
+        )
+        return [_step_row(r) for r in rows]
+
+    def steps_coming(self) -> list[StepRow]:
+        """Every step a running run (not one awaiting approval) has yet to start, ordered by
+        run and step: what its devices are about to be sent next. Read-only."""
+        rows = self._query(
+            "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, s.undo, "
+            "s.before_state, s.after_state, s.status, s.error, s.fail_direction, s.opens "
+            "FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status = ? "
+            "AND r.status = ? ORDER BY s.run_id, s.seq",
+            (StepStatus.PENDING.value, RunStatus.RUNNING.value),
         )
         return [_step_row(r) for r in rows]
 

@@ -19,11 +19,11 @@ from agent import settings
 from agent.errors import LabError
 from agent.inventory.models import Flow, Inventory
 from agent.lab import netns
-from agent.lab.probe import ProbeResult, ProbeTarget, Status, probe_tcp, validate
+from agent.lab.probe import GiveUp, ProbeResult, ProbeTarget, Status, probe_tcp, validate
 from agent.lab.topology import Blueprint, banner
 from agent.network.state import DeviceState
 from agent.verify.check import check_flows, site_flows
-from agent.verify.evidence import Evidence, Seen
+from agent.verify.evidence import Evidence, Failed, Seen
 
 Expectation = Callable[[Flow], bool]  # True: the flow should connect
 
@@ -96,10 +96,13 @@ def observe(
     expect: Expectation = all_open,
     flows: Sequence[Flow] | None = None,
     timeout: float = 2.0,
+    *,
+    give_up: GiveUp | None = None,
 ) -> list[FlowObservation]:
-    """Probe every flow once, in parallel; a flow not connected within `timeout` is closed."""
+    """Probe every flow once, in parallel; a flow not connected within `timeout` is closed
+    (with `give_up`, one given up before is ABANDONED: neither open nor closed)."""
     pairs = targets(inv, bp, flows)
-    results = probe_tcp([t for _, t in pairs], timeout=timeout)
+    results = probe_tcp([t for _, t in pairs], timeout=timeout, give_up=give_up)
     return [
         FlowObservation(flow, expect(flow), r.status, r.elapsed_ms)
         for (flow, _), r in zip(pairs, results, strict=True)
@@ -257,18 +260,53 @@ class TwinSource:
     def check(
         self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
     ) -> list[Evidence]:
+        return self.check_until(site, flows, expected, None)
+
+    def check_until(
+        self,
+        site: str,
+        flows: Sequence[Flow],
+        expected: Mapping[str, bool],
+        failed: Failed | None,
+    ) -> list[Evidence]:
+        """`check`, no longer waiting for a flow once another source has failed it (`failed`,
+        the run's round: `agent.verify.check.ask`): UNKNOWN for it, naming that source (its
+        probe says nothing: a flow dropped silently would only have timed out)."""
         del site  # the flows asked are probed wherever they run from
         want = {f.name: expected[f.name] for f in flows}
-        obs = _probe_round(self.inv, self.bp, flows, want, self.open_s, self.closed_s)
-        return [
-            Evidence(
-                o.flow.name,
-                self.name,
-                Seen.OPEN if o.observed_open else Seen.CLOSED,
-                "" if o.observed_open else f"probe: {o.status.value}",
+        obs = _probe_round(
+            self.inv, self.bp, flows, want, self.open_s, self.closed_s, failed=failed
+        )
+        out = []
+        for o in obs:
+            if o.status is Status.ABANDONED:
+                by = None if failed is None else failed.failed_by(o.flow.name)
+                why = f"not waited for: already not as expected by {by}"
+                out.append(Evidence(o.flow.name, self.name, Seen.UNKNOWN, why))
+                continue
+            seen, why = (
+                (Seen.OPEN, "") if o.observed_open else (Seen.CLOSED, f"probe: {o.status.value}")
             )
-            for o in obs
-        ]
+            out.append(Evidence(o.flow.name, self.name, seen, why))
+        return out
+
+
+class _GiveUp:
+    """A batch's targets (one per flow, in order) given up once their flow is failed (`GiveUp`
+    over a round's `Failed`); its file descriptor given back by `close`."""
+
+    def __init__(self, failed: Failed, names: Sequence[str]) -> None:
+        self.failed, self.names = failed, list(names)
+        self.fd = failed.watch()
+
+    def given_up(self, index: int) -> bool:
+        return self.failed.failed_by(self.names[index]) is not None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        self.failed.unwatch(self.fd)
 
 
 def _probe_round(
@@ -278,6 +316,8 @@ def _probe_round(
     expected: Mapping[str, bool],
     open_timeout: float,
     closed_timeout: float,
+    *,
+    failed: Failed | None = None,
 ) -> list[FlowObservation]:
     """One round of the twin's probing, observations in the order of `flows` (`expected`:
     each flow's expected state, which decides how it is probed).
@@ -287,19 +327,25 @@ def _probe_round(
        `open_timeout` (the only probe that can call an expected-open flow closed). 3. Flows
        expected closed: a bare TCP handshake for max(closed_timeout, CLOSED_MARGIN x the slowest
        open flow seen in 1-2), at most `open_timeout`. (The run re-reads the recorded states
-       before asking again about a flow not as expected: `agent.verify.check`.)"""
+       before asking again about a flow not as expected: `agent.verify.check`.) With `failed`,
+       a flow another source has failed is not waited for (ABANDONED, at any of the steps)."""
     seen: dict[str, FlowObservation] = {}
+
+    def batch(some: Sequence[Flow], timeout: float) -> list[FlowObservation]:
+        if failed is None:
+            return observe(inv, bp, _lookup(expected), flows=some, timeout=timeout)
+        give_up = _GiveUp(failed, [f.name for f in some])
+        try:
+            return observe(inv, bp, _lookup(expected), some, timeout, give_up=give_up)
+        finally:
+            give_up.close()
+
     first = [f for f in flows if expected[f.name]]
-    tries = observe(
-        inv, bp, _lookup(expected), flows=first, timeout=min(OPEN_FIRST_TRY_S, open_timeout)
-    )
-    missing = [o.flow for o in tries if not o.observed_open]
-    seen.update((o.flow.name, o) for o in tries if o.observed_open)
+    tries = batch(first, min(OPEN_FIRST_TRY_S, open_timeout))
+    missing = [o.flow for o in tries if not o.observed_open and o.status is not Status.ABANDONED]
+    seen.update((o.flow.name, o) for o in tries if o.observed_open or o.status is Status.ABANDONED)
     if missing:
-        seen.update(
-            (o.flow.name, o)
-            for o in observe(inv, bp, _lookup(expected), flows=missing, timeout=open_timeout)
-        )
+        seen.update((o.flow.name, o) for o in batch(missing, open_timeout))
     slowest_s = max((o.elapsed_ms for o in seen.values() if o.observed_open), default=0.0) / 1e3
     wait = min(max(closed_timeout, CLOSED_MARGIN * slowest_s), open_timeout)
     pairs = targets(inv, bp, [f for f in flows if not expected[f.name]])

@@ -9,6 +9,7 @@ Every probe starts inside a twin namespace (its socket is created there) and tar
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import socket
 import threading
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from agent.errors import LabError
 from agent.lab import netns
@@ -39,6 +40,7 @@ class Status(StrEnum):
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     WRONG_BANNER = "wrong-banner"
+    ABANDONED = "abandoned"  # not waited for any longer (`GiveUp`): says nothing of the flow
 
 
 @dataclass(frozen=True)
@@ -94,33 +96,61 @@ class _Pending:
     buf: bytearray = field(default_factory=bytearray)
 
 
+class GiveUp(Protocol):
+    """The targets of a batch no longer worth waiting for (`given_up`, by index), and a file
+    descriptor readable (bytes for the batch to drain) when more may be: the batch's selector
+    wakes on it. Their result: ABANDONED, never a verdict."""
+
+    def given_up(self, index: int) -> bool: ...
+
+    def fileno(self) -> int: ...
+
+
 class _Batch:
     """One probe_tcp call: its sockets, its selector and its results."""
 
-    def __init__(self, targets: list[ProbeTarget]) -> None:
+    def __init__(self, targets: list[ProbeTarget], give_up: GiveUp | None = None) -> None:
         self.targets = targets
         self.results: list[ProbeResult | None] = [None] * len(targets)
         self.sel = selectors.DefaultSelector()
         self.sockets: list[socket.socket] = []
+        self.give_up = give_up
 
     def run(self, timeout: float) -> list[ProbeResult]:
         deadline = time.monotonic() + timeout
+        wake = None if self.give_up is None else self.give_up.fileno()
         try:
             self._connect_all(self._make_sockets())
-            while self.sel.get_map():
+            if wake is not None:
+                self.sel.register(wake, selectors.EVENT_READ, None)
+                self._drop_given_up()
+            while len(self.sel.get_map()) > (wake is not None):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 for key, _ in self.sel.select(left):
-                    self._on_event(key.data)
+                    if key.data is None:
+                        os.read(key.fd, 4096)
+                        self._drop_given_up()
+                    elif self.results[key.data.index] is None:
+                        self._on_event(key.data)
             for key in list(self.sel.get_map().values()):
                 p = key.data
-                self._finish(p, Status.TIMEOUT, "no banner" if p.connected else "no connection")
+                if p is not None:
+                    detail = "no banner" if p.connected else "no connection"
+                    self._finish(p, Status.TIMEOUT, detail)
         finally:
             for s in self.sockets:
                 s.close()
             self.sel.close()
         return [r for r in self.results if r is not None]
+
+    def _drop_given_up(self) -> None:
+        assert self.give_up is not None
+        for key in list(self.sel.get_map().values()):
+            p = key.data
+            if p is not None and self.give_up.given_up(p.index):
+                self._finish(p, Status.ABANDONED, "given up: already decided elsewhere")
 
     def _make_sockets(self) -> dict[int, socket.socket]:
         by_ns: dict[str, list[int]] = defaultdict(list)
@@ -191,8 +221,11 @@ class _Batch:
         p.sock.close()
 
 
-def probe_tcp(targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]:
+def probe_tcp(
+    targets: Sequence[ProbeTarget], timeout: float, *, give_up: GiveUp | None = None
+) -> list[ProbeResult]:
     """Probe all targets in parallel; results in target order; `timeout` bounds the whole batch.
+    With `give_up`, a target given up before its answer is not waited for (ABANDONED).
 
     Sockets are non-blocking, created in each target's namespace, and driven by one selector.
     Raises SafetyError (before any socket exists) for a target outside 198.18.0.0/15.
@@ -203,7 +236,7 @@ def probe_tcp(targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResul
         raise LabError(f"probe timeout must be positive, got {timeout}")
     if not checked:
         return []
-    return _Batch(checked).run(timeout)
+    return _Batch(checked, give_up).run(timeout)
 
 
 def _classify(err: int) -> Status:

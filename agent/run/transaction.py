@@ -58,7 +58,11 @@ def _only(state: DeviceState, method: str) -> DeviceState:
 def merged(ctx: Context, device: str, method: str, target: DeviceState) -> DeviceState:
     """A device's recorded state with only `method`'s part (its packet rules, or the interfaces
     that method shut) replaced by `target`'s."""
-    cur = ctx.journal.device_state(device) or NORMAL
+    return merge_onto(ctx.journal.device_state(device) or NORMAL, method, target)
+
+
+def merge_onto(cur: DeviceState, method: str, target: DeviceState) -> DeviceState:
+    """`cur` with only `method`'s part replaced by `target`'s (see `merged`)."""
     mine = _only(target, method)
     if registry.rules(method) is not None:
         return DeviceState(down=cur.down, rules=mine.rules)

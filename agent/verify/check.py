@@ -4,10 +4,14 @@ one verdict per flow (`evidence.combine`); flows that failed are asked again, th
 re-read from the states recorded now, until a settle deadline (runs in parallel change sister
 sites' devices on a flow's path while this one checks).
 
-The sources are asked at the same time (each in its own thread; the evidence kept in the order of
-the sources), so a check costs its slowest source, not their sum. Between two rounds the recorded
-states are re-read every `POLL_S`: a failed flow whose expectation changed (the other run recorded
-its change) is asked again at once; otherwise after `pause` (a device that answers a moment late).
+The sources are asked at the same time (each on a kept worker thread: `workers`; the evidence
+kept in the order of the sources), so a check costs its slowest source, not their sum; once one
+source has failed a flow (seen other than expected: failed whatever the others see), a source
+still waiting on it that `StopsEarly` (the twin's prober on a silent drop) stops waiting for it
+and says UNKNOWN (the round's `Board`). Between two rounds the recorded states are re-read every
+`POLL_S` (with the journal's `Changes`: at each of its writes, and every `CHANGES_POLL_S`): a
+failed flow whose expectation changed (the other run recorded its change) is asked again at
+once; otherwise after `pause` (a device that answers a moment late).
 
 A flow is asked only once its expectation is known: while a device of its path has a step in
 flight (journaled as started, applied or undoing by an open run, `Journal.devices_in_flight`, not
@@ -20,32 +24,59 @@ again (#18: a bimodal time-to-contain). When the caller knows where each step in
 expectation is the same whether each of those steps lands or not is known already and is asked
 at once in the first round (a sister site's flows crossing the hit site's firewall while its
 segmentation, which keeps them, is being written: #18's 1-2 s journal gap); a failed flow is
-asked again only once every step on its path has settled, as before.
+asked again only once every step on its path has settled, as before. The first round also waits
+(at most `COMING_S`) for the next step another running run is about to send (`coming`) when it
+would change a flow's expectation: asked before, the sources would race it (#18: a sister site's
+flow asked between the hit site's cut-internet and cut-wan on its firewall, seen closed by the
+device once the cut-wan landed, asked again).
 
 A source that cannot run at all (a CordonError) gives UNKNOWN for every flow it was asked about,
 with its error as the reason: its flows stay unverified unless another source confirms them.
 With no source at all every flow is unverified, said per flow.
 
-Imports the evidence contract, the inventory models, the network model and the errors."""
+Imports the evidence contract, the inventory models, the network model, the errors and the
+verify workers."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent.errors import CordonError
 from agent.inventory.models import Flow, Inventory
 from agent.network.paths import FlowPath, flow_path
 from agent.network.state import DeviceState, flow_open
-from agent.verify.evidence import Evidence, FlowResult, FlowSource, FlowStatus, Seen, combine
+from agent.verify.evidence import (
+    Evidence,
+    FlowResult,
+    FlowSource,
+    FlowStatus,
+    Seen,
+    StopsEarly,
+    combine,
+    contradictions,
+)
+from agent.verify.workers import workers
 
 States = Mapping[str, DeviceState]
 
 SETTLE_S = 8.0  # how long failed flows are asked again (as the twin's prober always did)
 RETRY_PAUSE_S = 0.3  # before asking a failed flow again when its expectation did not change
 POLL_S = 0.02  # how often the recorded states are re-read meanwhile (a local journal read)
+# with the journal's wake-up at each of this process's writes (`Changes`): how often they are
+# re-read all the same, for another process's writes (a daemon and a `--local` run)
+CHANGES_POLL_S = 0.1
+# how long a first round waits for other runs' next steps to land (`coming`): a run sends its
+# next device step at once, unless a gate (a verify, a soak, an approval) comes first
+COMING_S = 1.0
+# the threads the sources of every check run on (kept: `workers`); 9 sites checking at once with
+# a dozen sources each fit without queueing
+SOURCE_THREADS = 128
 NO_SOURCE = "(none)"
 IN_FLIGHT_SOURCE = "(journal)"  # a flow not asked: a step on its path had not settled
 
@@ -76,6 +107,8 @@ class Outcome:
     results: list[FlowResult]
     source_errors: dict[str, str] = field(default_factory=dict)
     rounds: int = 1
+    # the waits for steps before asking: "0.412 s for rns-fw1: run R step 3 (cut-wan) in flight"
+    waits: list[str] = field(default_factory=list)
 
     def failed(self) -> list[FlowResult]:
         return [r for r in self.results if r.status is FlowStatus.FAILED]
@@ -102,6 +135,48 @@ def expectations(
     return {f.name: flow_open(states, paths[f.name]) for f in flows}
 
 
+class Board:
+    """The flows of one round already failed, posted by each source as it answers (`Failed`):
+    a source still asking that `StopsEarly` stops waiting for them. Each watcher has its own
+    pipe, written once per post that fails a flow."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: dict[str, str] = {}
+        self._pipes: dict[int, int] = {}  # read end -> write end
+
+    def post(self, expected: Mapping[str, bool], evidence: Sequence[Evidence]) -> None:
+        """A source's answer: the flows it saw other than expected are failed from now on."""
+        with self._lock:
+            new = [e for e in contradictions(expected, evidence) if e.flow not in self._failed]
+            for e in new:
+                self._failed[e.flow] = e.source
+            if not new:
+                return
+            for w in self._pipes.values():
+                # a full pipe is readable already: it wakes its reader all the same
+                with contextlib.suppress(BlockingIOError):
+                    os.write(w, b"!")
+
+    def failed_by(self, flow: str) -> str | None:
+        with self._lock:
+            return self._failed.get(flow)
+
+    def watch(self) -> int:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        with self._lock:
+            self._pipes[r] = w
+        return r
+
+    def unwatch(self, fd: int) -> None:
+        with self._lock:
+            w = self._pipes.pop(fd, None)
+        if w is not None:
+            os.close(w)
+            os.close(fd)
+
+
 def ask(
     sources: Sequence[FlowSource],
     site: str,
@@ -111,17 +186,24 @@ def ask(
 ) -> list[Evidence]:
     """Every source's evidence on `flows`, the sources asked at the same time (the evidence in
     the order of `sources`); a source that cannot run answers UNKNOWN for each (its error kept in
-    `errors` by source name)."""
+    `errors` by source name). Each answer is posted on the round's `Board` as it comes: a source
+    still asking that `StopsEarly` stops waiting for the flows another source already failed
+    (their verdict is failed whatever it would see; it says UNKNOWN for them, why)."""
+    board = Board()
 
     def one(source: FlowSource) -> list[Evidence] | CordonError:
         try:
-            return source.check(site, flows, expected)
+            if isinstance(source, StopsEarly):
+                got = source.check_until(site, flows, expected, board)
+            else:
+                got = source.check(site, flows, expected)
         except CordonError as exc:
             return exc
+        board.post(expected, got)
+        return got
 
     if len(sources) > 1:
-        with ThreadPoolExecutor(len(sources), thread_name_prefix="cordon-src") as pool:
-            answers = list(pool.map(one, sources))
+        answers = list(workers("cordon-src", SOURCE_THREADS).map(one, sources))
     else:
         answers = [one(s) for s in sources]
     out: list[Evidence] = []
@@ -147,6 +229,7 @@ def pending(
     flows: Sequence[Flow],
     busy: InFlight,
     states: States | None = None,
+    state: str = "in flight",
 ) -> dict[str, str]:
     """The flows whose expectation is not known yet (a device of their path has a step in
     flight: its recorded state may change any moment, so the flow may be open or closed), each
@@ -162,7 +245,8 @@ def pending(
         if states is not None and same_either_way(path, crossing, busy, states):
             continue
         what = busy[crossing[0]]
-        out[f.name] = f"{crossing[0]}: {what.why if isinstance(what, Landing) else what} in flight"
+        why = what.why if isinstance(what, Landing) else what
+        out[f.name] = f"{crossing[0]}: {why} {state}"
     return out
 
 
@@ -186,6 +270,26 @@ def same_either_way(path: FlowPath, devices: Sequence[str], busy: InFlight, stat
     return True
 
 
+class Changes(Protocol):
+    """Where the recorded states and steps in flight are read (the journal), telling when this
+    process writes them: `version()` before a reading, `wait_change(seen, timeout)` returns at
+    the next write after it (or at the timeout: another process's writes do not wake it)."""
+
+    def version(self) -> int: ...
+
+    def wait_change(self, seen: int, timeout: float) -> int: ...
+
+
+def _pause(
+    changes: Changes | None, seen: int, seconds: float, sleep: Callable[[float], None]
+) -> None:
+    """Until the next reading: the next write after `seen` (at most `seconds`), or `seconds`."""
+    if changes is None:
+        sleep(seconds)
+    else:
+        changes.wait_change(seen, seconds)
+
+
 def settled(
     paths: Mapping[str, FlowPath],
     flows: Sequence[Flow],
@@ -197,21 +301,39 @@ def settled(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     landings: bool = True,
+    changes: Changes | None = None,
+    coming: Callable[[], InFlight] | None = None,
+    coming_until: float = 0.0,
+    waits: list[str] | None = None,
 ) -> tuple[dict[str, bool], dict[str, str]]:
     """The expectation of `flows` once no device of their paths has a step in flight (the
-    steps in flight re-read every `poll` seconds, then the recorded states), or at `until`:
-    the expectations and the flows still pending then (with why). The steps are read before the
-    states, so a step settled in between is seen as in flight (one more poll), never missed.
-    With `landings`, a flow whose expectation the steps in flight cannot change is not held
-    (`pending` with the states)."""
+    steps in flight re-read every `poll` seconds, then the recorded states; with `changes`,
+    also at each write to them), or at `until`: the expectations and the flows still pending
+    then (with why). The steps are read before the states, so a step settled in between is
+    seen as in flight (one more reading), never missed. With `landings`, a flow whose
+    expectation the steps in flight cannot change is not held (`pending` with the states).
+    With `coming` (the next steps other runs are about to send, each a `Landing`), a flow whose
+    expectation one of them would change is held too, until it has landed or `coming_until`:
+    then it is asked as recorded (never unverified for a step not yet started). A wait is said
+    in `waits` (how long, for which step: the last that held a flow)."""
+    start, why = clock(), ""
     while True:
+        seen = 0 if changes is None else changes.version()
+        soon = coming() if coming is not None and clock() < coming_until else {}
         busy = in_flight()
         states = current()
         held = pending(paths, flows, busy, states if landings else None)
+        held_soon = pending(paths, flows, soon, states, "coming next") if soon else {}
         left = until - clock()
-        if not held or left <= 0:
+        if left <= 0 or not (held or held_soon):
+            if why and waits is not None:
+                waits.append(f"{clock() - start:.3f} s for {why}")
             return expectations(paths, flows, states), held
-        sleep(min(poll, left))
+        why = next(iter((held or held_soon).values()))
+        nap = min(poll, left)
+        if not held:  # held only by steps not started: at most until `coming_until`
+            nap = min(nap, max(coming_until - clock(), 0.0))
+        _pause(changes, seen, nap, sleep)
 
 
 def wait_for_change(
@@ -225,19 +347,22 @@ def wait_for_change(
     poll: float = POLL_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    changes: Changes | None = None,
 ) -> dict[str, bool]:
-    """The expectation of `flows` re-read from `current()` every `poll` seconds, returned as
-    soon as it differs from `asked` for one of them (a run recorded a change on its path) or a
-    device of their paths has a step in flight (a change is coming: the caller waits for it to
-    settle), else after `pause` seconds (the last reading)."""
+    """The expectation of `flows` re-read from `current()` every `poll` seconds (with
+    `changes`, also at each write), returned as soon as it differs from `asked` for one of
+    them (a run recorded a change on its path) or a device of their paths has a step in flight
+    (a change is coming: the caller waits for it to settle), else after `pause` seconds (the
+    last reading)."""
     end = clock() + pause
     while True:
+        seen = 0 if changes is None else changes.version()
         busy = bool(pending(paths, flows, in_flight()))
         now = expectations(paths, flows, current())
         left = end - clock()
         if busy or left <= 0 or any(now[name] != asked[name] for name in now):
             return now
-        sleep(min(poll, left))
+        _pause(changes, seen, min(poll, left), sleep)
 
 
 def held_results(held: Mapping[str, str], expected: Mapping[str, bool]) -> list[FlowResult]:
@@ -264,20 +389,43 @@ def check_flows(
     pause: float = RETRY_PAUSE_S,
     poll: float = POLL_S,
     sleep: Callable[[float], None] = time.sleep,
+    changes: Changes | None = None,
+    coming: Callable[[], InFlight] | None = None,
+    coming_wait: float = COMING_S,
 ) -> Outcome:
     """The verdict on `flows` from every source. A flow is asked only once its expectation is
     known: while a device of its path has a step in flight (`in_flight()`: by any run, the
     journal's `devices_in_flight`) it waits, the steps re-read every `poll`, at most `settle`
     seconds (still pending then: unverified, said why). Failed flows are asked again (every
     source, the expectation re-read from `current()`: at once when it changed or a step on its
-    path started, else after `pause`) until `settle` seconds after the first answers."""
+    path started, else after `pause`) until `settle` seconds after the first answers. With
+    `changes` (the journal), a wait re-reads at each of its writes too (`poll` is then only for
+    another process's writes). With `coming` (the next step each other run is about to send,
+    where it lands), the first round also waits, at most `coming_wait` seconds, for those that
+    would change a flow's expectation to land: asked before, the flow's sources would race
+    that step (#18: a sister site asked while the hit site's next cut was being sent, failed
+    the round and was asked again)."""
     paths = {f.name: flow_path(inv, f) for f in flows}
     errors: dict[str, str] = {}
+    waits: list[str] = []
     results: dict[str, FlowResult] = {}
 
-    def round_(some: Sequence[Flow], until: float, *, landings: bool) -> None:
+    def round_(
+        some: Sequence[Flow], until: float, *, landings: bool, coming_until: float = 0.0
+    ) -> None:
         expected, held = settled(
-            paths, some, current, in_flight, until, poll=poll, sleep=sleep, landings=landings
+            paths,
+            some,
+            current,
+            in_flight,
+            until,
+            poll=poll,
+            sleep=sleep,
+            landings=landings,
+            changes=changes,
+            coming=coming,
+            coming_until=coming_until,
+            waits=waits,
         )
         results.update((r.flow, r) for r in held_results(held, expected))
         known = [f for f in some if f.name not in held]
@@ -287,7 +435,8 @@ def check_flows(
                 (r.flow, r) for r in combine(want, ask(sources, site, known, want, errors))
             )
 
-    round_(flows, time.monotonic() + settle, landings=True)
+    start = time.monotonic()
+    round_(flows, start + settle, landings=True, coming_until=start + coming_wait)
     deadline = time.monotonic() + settle
     rounds = 1
     while sources:
@@ -296,11 +445,19 @@ def check_flows(
             break
         asked = {f.name: results[f.name].expected_open for f in wrong}
         wait_for_change(
-            paths, wrong, asked, current, pause, in_flight=in_flight, poll=poll, sleep=sleep
+            paths,
+            wrong,
+            asked,
+            current,
+            pause,
+            in_flight=in_flight,
+            poll=poll,
+            sleep=sleep,
+            changes=changes,
         )
         rounds += 1
         round_(wrong, deadline, landings=False)  # asked again once their paths settled
-    return Outcome([results[f.name] for f in flows], errors, rounds)
+    return Outcome([results[f.name] for f in flows], errors, rounds, waits)
 
 
 def result_dict(r: FlowResult, must_survive: bool) -> dict[str, object]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.drivers.base import Driver, InterfaceState
@@ -45,8 +44,13 @@ from agent.platforms.capabilities import (
     having,
 )
 from agent.verify.evidence import SESSION_WAIT_S, Evidence, Seen
+from agent.verify.workers import workers
 
 CANNOT = "platform cannot evaluate a flow"
+# the threads the devices of every check are read on (kept: `workers`); 9 sites checking at once
+# read a dozen devices each (merged reads of one device wait for each other, never for a queued
+# one: `Reads`)
+READ_THREADS = 128
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,7 @@ class DeviceDecisions:
                 answers[device] = exc.message
 
         if asks:
-            with ThreadPoolExecutor(min(len(asks), 16), thread_name_prefix="cordon-dec") as ex:
-                list(ex.map(one, sorted(asks)))
+            list(workers("cordon-dec", READ_THREADS).map(one, sorted(asks)))
         return [ev for f in flows for ev in self._flow(paths[f.name], asks, answers)]
 
     def _flow(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from agent.inventory.models import Flow
 
@@ -83,6 +83,45 @@ class FlowSource(Protocol):
     def check(
         self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
     ) -> list[Evidence]: ...
+
+
+class Failed(Protocol):
+    """The flows of one round of asking already failed by a source's answer (it saw them other
+    than expected: a contradiction always wins, so their verdict is failed whatever any other
+    source sees), for a source still asking (`StopsEarly`), which may stop waiting for them."""
+
+    def failed_by(self, flow: str) -> str | None:
+        """The source that saw `flow` other than expected (None: not failed so far)."""
+        ...
+
+    def watch(self) -> int:
+        """A new file descriptor, readable (bytes to drain with `os.read`) each time a flow is
+        failed from now on; given back with `unwatch`."""
+        ...
+
+    def unwatch(self, fd: int) -> None: ...
+
+
+@runtime_checkable
+class StopsEarly(Protocol):
+    """A source whose answer can wait long for a flow (the twin's probe of a flow expected open
+    that is dropped silently: its full timeout) and that can stop waiting for a flow another
+    source has already failed: it answers UNKNOWN for it, saying so, never a verdict."""
+
+    def check_until(
+        self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool], failed: Failed
+    ) -> list[Evidence]: ...
+
+
+def contradictions(expected: Mapping[str, bool], evidence: Iterable[Evidence]) -> list[Evidence]:
+    """The evidence that saw a flow of `expected` other than expected (UNKNOWN never does)."""
+    return [
+        e
+        for e in evidence
+        if e.flow in expected
+        and e.seen is not Seen.UNKNOWN
+        and (e.seen is Seen.OPEN) != expected[e.flow]
+    ]
 
 
 def combine(expected: Mapping[str, bool], evidence: Iterable[Evidence]) -> list[FlowResult]:

@@ -1,10 +1,12 @@
 """The engine's flow verifier on the twin catches both kinds of wrong flow, whatever its probe
 timeouts: a flow expected closed that is really open (the short handshake-only probe still sees
 it), and a flow expected open that is really cut (the long probe declares it closed). Its
-handshake probe refuses any target outside the twin range before a socket exists."""
+handshake probe refuses any target outside the twin range before a socket exists; it stops
+waiting for a flow another source has already failed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +19,8 @@ from agent.lab.probe import ProbeTarget
 from agent.network.paths import flow_path
 from agent.network.state import DeviceState, flow_open
 from agent.playbook import load as load_playbook
+from agent.verify.check import Board
+from agent.verify.evidence import Evidence, Seen
 from tests.conftest import ROOT, Twin
 
 SITE = "bretagne-etab-3"
@@ -108,3 +112,24 @@ def test_handshake_probe_refuses_targets_outside_the_twin_range() -> None:
     """Network safety: nothing is opened for an address outside 198.18.0.0/15."""
     with pytest.raises(SafetyError):
         flows.handshake_probe([ProbeTarget("cdn-nowhere", "192.0.2.10", 443)], 0.1)
+
+
+@pytest.mark.twin
+def test_the_twin_stops_waiting_for_a_flow_another_source_failed(
+    twin: Twin, cut_one_flow: Flow
+) -> None:
+    """The silently cut flow would be probed for a whole (long) open timeout; once another
+    source has failed it (posted on the round's board, as `check.ask` does when that source
+    answers) the twin gives up on it: UNKNOWN, naming that source, never closed; the other flows
+    are still probed and seen open."""
+    mine = site_flows(twin)
+    expected = {f.name: True for f in mine}
+    source = flows.TwinSource(twin.inv, twin.bp, open_timeout=30.0)
+    board = Board()
+    seen = [Evidence(cut_one_flow.name, "device:x", Seen.CLOSED, "drop")]
+    threading.Timer(0.5, lambda: board.post(expected, seen)).start()
+    got = {e.flow: e for e in source.check_until(SITE, mine, expected, board)}
+    assert got[cut_one_flow.name].seen is Seen.UNKNOWN
+    assert "device:x" in got[cut_one_flow.name].detail
+    others = [e.seen for name, e in got.items() if name != cut_one_flow.name]
+    assert others and set(others) == {Seen.OPEN}

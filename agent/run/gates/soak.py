@@ -26,7 +26,7 @@ from agent.run.gates.base import GateRun, Passed, Stopped, Verdict, Waiting
 from agent.run.gates.verify import record
 from agent.run.model import StepOutcome
 from agent.status import GateStatus, StepStatus
-from agent.verify.check import check_flows, site_flows, unverified_line
+from agent.verify.check import CHANGES_POLL_S, check_flows, site_flows, unverified_line
 from agent.verify.evidence import FlowStatus
 
 
@@ -96,6 +96,8 @@ class SoakGate:
                 flows,
                 ctx.journal.device_states,
                 in_flight=ctx.journal.devices_in_flight,
+                changes=ctx.journal,
+                poll=CHANGES_POLL_S,
             )
             first = int(detail.get("ticks", 0)) == 0
             record(ctx, run_id, site, step.name, flows, out, audit_passed=first)

@@ -16,12 +16,14 @@ from typing import Any
 
 from agent.engine.journal import FlowCheck, StepRow
 from agent.inventory.models import Flow
+from agent.network.state import NORMAL
 from agent.playbook.models import Step, VerifyFlows
 from agent.run.context import Context
 from agent.run.gates.base import GateRun, Passed, Verdict
-from agent.run.transaction import merged
+from agent.run.transaction import merge_onto, merged
 from agent.status import StepStatus
 from agent.verify.check import (
+    CHANGES_POLL_S,
     Landing,
     Outcome,
     check_flows,
@@ -45,6 +47,9 @@ class VerifyGate:
             flows,
             ctx.journal.device_states,
             in_flight=lambda: landings(ctx),
+            changes=ctx.journal,
+            poll=CHANGES_POLL_S,
+            coming=lambda: coming(ctx, run.run_id),
         )
         detail = gate_detail(ctx, flows, out)
         if only is not None:
@@ -73,6 +78,35 @@ def landings(ctx: Context) -> dict[str, str | Landing]:
     return out
 
 
+def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
+    """Each device another running run is about to send its next step to (the step it has yet
+    to start), with where it lands: the state recorded now with that run's step in flight on
+    the device (if any) and then that next step merged in. The gate's own run is left out (its
+    next steps wait for this gate); next steps of two runs on one device: not known."""
+    flight = [r for r in ctx.journal.steps_in_flight() if r.run_id != run_id]
+    nexts: dict[tuple[str, str], StepRow] = {}
+    for row in ctx.journal.steps_coming():
+        if row.run_id != run_id:
+            nexts.setdefault((row.run_id, row.device), row)
+    by_device: dict[str, list[StepRow]] = {}
+    for row in nexts.values():
+        by_device.setdefault(row.device, []).append(row)
+    out: dict[str, str | Landing] = {}
+    for device, rows in by_device.items():
+        r = rows[0]
+        why = f"run {r.run_id} step {r.seq} ({r.step})"
+        if len(rows) > 1:
+            out[device] = Landing(why)
+            continue
+        state = ctx.journal.device_state(device) or NORMAL
+        for f in flight:
+            if f.run_id == r.run_id and f.device == device:
+                target = f.before if f.status == StepStatus.UNDOING else f.after
+                state = merge_onto(state, f.method, target)
+        out[device] = Landing(why, merge_onto(state, r.method, r.after))
+    return out
+
+
 def gate_detail(ctx: Context, flows: Sequence[Flow], out: Outcome) -> dict[str, Any]:
     """What the gate journals: the problems (failed flows, the run's flow problems), the
     unverified flows (said), the sources asked and those that could not run, every verdict."""
@@ -83,6 +117,7 @@ def gate_detail(ctx: Context, flows: Sequence[Flow], out: Outcome) -> dict[str, 
         "unverified": [unverified_line(r) for r in out.unverified()],
         "sources": [s.name for s in ctx.sources],
         "source_errors": dict(out.source_errors),
+        "waits": list(out.waits),
         "counts": {
             "passed": len(out.results) - len(out.failed()) - len(out.unverified()),
             "failed": len(out.failed()),
