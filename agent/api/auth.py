@@ -4,8 +4,8 @@ policy `authorize`.
 
 Imports pydantic, `agent.yamlfile`, `agent.secrets`, `agent.settings`, `agent.errors` and the
 inventory's `SecretRef`; `agent.mtls` (cryptography's x509) only when a roles file lists client
-certificates (#18: a `--local` run reads none); never aiohttp, the service, the engine or a driver. Token values live only
-in `Policy` (never logged, never in an error message).
+certificates (#18: a `--local` run reads none); never aiohttp, the service, the engine or a
+driver. Token values live only in `Policy` (never logged, never in an error message).
 
 The roles file (YAML, e.g. `inventory/roles.yaml`):
 
