@@ -194,6 +194,33 @@ def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
     assert not {"agent.lab.build", "agent.lab.flows", "agent.lab.topology"} & set(imported)
 
 
+def test_a_local_run_on_the_twin_builds_its_source_at_a_first_flow_check(tmp_path: Path) -> None:
+    """With a twin of its inventory up, `--local` (a one-shot) gets the twin's flow source
+    deferred: its blueprint and prober are made when a flow is first checked, not before the
+    first device (#18); the daemon's (`deferred` off) is made at once."""
+    lab = tmp_path / "lab" / "cdn"
+    lab.mkdir(parents=True)
+    state = {"lab": "cdn", "inventory": str(EXAMPLE), "phase": "up"}
+    (lab / "state.json").write_text(json.dumps(state))
+    script = (
+        "import json, sys\n"
+        "import agent.platforms.registry\n"
+        "from agent.inventory import load\n"
+        "from agent.lab.verifier import twin_source\n"
+        f"inv = load({str(EXAMPLE)!r})\n"
+        "twin = twin_source(inv, deferred=True)\n"
+        "deferred = [twin.name, twin.made, 'agent.lab.topology' in sys.modules]\n"
+        "now = twin_source(inv)\n"
+        "eager = [now.name, type(now).__name__, 'agent.lab.topology' in sys.modules]\n"
+        "sys.stderr.write(json.dumps([deferred, eager]))\n"
+    )
+    done = python(script, CORDON_LAB_STATE=str(tmp_path / "lab"))
+    assert done.returncode == 0, done.stderr
+    deferred, eager = json.loads(done.stderr)
+    assert deferred == ["twin", False, False]
+    assert eager == ["twin", "TwinSource", True]
+
+
 def test_a_roles_file_without_certificates_loads_no_x509(tmp_path: Path) -> None:
     """Reading a roles file that lists no client certificate (every `--local` command) loads
     neither `agent.mtls` nor cryptography's x509 (#18); one that lists a certificate still has
