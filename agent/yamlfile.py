@@ -152,8 +152,7 @@ def _compose(parser: type[yaml.SafeLoader], text: str, *, file: str, what: str) 
             raise _Refused(Issue(file, "", f"{what} file is empty"))
         lines: dict[Loc, int] = {}
         issues: list[Issue] = []
-        _Walk(file, lines, issues).node(node, (), ())
-        data = loader.construct_document(node)
+        data = _Walk(file, lines, issues, loader).node(node, (), ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -179,28 +178,47 @@ def _control_char(text: str) -> tuple[int, int, str] | None:
     return None  # pragma: no cover - isdisjoint said there is one
 
 
+# The tags of what a person's YAML mostly is: text, mappings, lists. Their nodes are made into
+# Python objects during the walk (one pass, #18); any other node (a number, a boolean, null, a
+# date, a merge key `<<`, a key that is not text) is constructed by PyYAML's safe constructor,
+# as `yaml.safe_load` would.
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_NONE = object()
+
+
 class _Walk:
     """Records the line of every path, duplicate keys, and refuses hostile structure: a node
     that contains itself, nesting beyond `MAX_DEPTH`, aliases repeating more than
-    `MAX_ALIAS_NODES` nodes, control characters written as escapes in a scalar."""
+    `MAX_ALIAS_NODES` nodes, control characters written as escapes in a scalar. Returns the
+    document's data, equal to what `yaml.safe_load` makes of it (an alias of a mapping or a list
+    is the same object as its anchor's)."""
 
-    def __init__(self, file: str, lines: dict[Loc, int], issues: list[Issue]) -> None:
+    def __init__(
+        self, file: str, lines: dict[Loc, int], issues: list[Issue], loader: yaml.SafeLoader
+    ) -> None:
         self.file = file
         self.lines = lines
         self.issues = issues
+        self.loader = loader
         self.seen: set[int] = set()  # ids of nodes visited once: a second visit is an alias
         self.repeated = 0  # nodes visited again through aliases
+        self.made: dict[int, Any] = {}  # id(node) -> its object, for aliases
 
     def refuse(self, node: yaml.Node, loc: Loc, message: str) -> _Refused:
         return _Refused(Issue(self.file, format_loc(loc), message, node.start_mark.line + 1))
 
-    def node(self, node: yaml.Node, loc: Loc, stack: tuple[int, ...]) -> None:
+    def node(self, node: yaml.Node, loc: Loc, stack: tuple[int, ...], make: bool = True) -> Any:
+        """Checks `node` (at `loc`, under the nodes `stack`) and returns its object; a key's
+        (`make` False) is left to its mapping."""
         ident = id(node)
         if ident in stack:
             raise self.refuse(node, loc, "a YAML alias refers to a node that contains it")
         if len(stack) >= MAX_DEPTH:
             raise self.refuse(node, loc, f"nested deeper than {MAX_DEPTH} levels")
-        if ident in self.seen:
+        again = ident in self.seen
+        if again:
             self.repeated += 1
             if self.repeated > MAX_ALIAS_NODES:
                 raise self.refuse(
@@ -212,17 +230,32 @@ class _Walk:
         else:
             self.seen.add(ident)
         self.lines.setdefault(loc, node.start_mark.line + 1)
-        inner = (*stack, ident)
+        made = self.walk(node, loc, (*stack, ident), make)
+        return self.made[ident] if again and ident in self.made else made
+
+    def walk(self, node: yaml.Node, loc: Loc, inner: tuple[int, ...], make: bool) -> Any:
+        """`node`'s checks and object (`inner`: the nodes above its children)."""
+        ident = id(node)
         if isinstance(node, yaml.ScalarNode):
             if isinstance(node.value, str) and not _CONTROL.isdisjoint(node.value):
                 char = next(c for c in node.value if c in _CONTROL)
                 raise self.refuse(
                     node, loc, f"control character U+{ord(char):04X} in a value (remove it)"
                 )
-        elif isinstance(node, yaml.MappingNode):
+            if not make:
+                return None
+            return node.value if node.tag == _STR else self.construct(node)
+        if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
+            # text keys under the plain mapping tag: made here; else by PyYAML (after the walk)
+            plain = node.tag == _MAP and all(
+                isinstance(k, yaml.ScalarNode) and k.tag == _STR for k, _ in node.value
+            )
+            mapping: dict[Any, Any] = {}
+            if plain:
+                self.made.setdefault(ident, mapping)  # an alias's second walk: the first stays
             for key_node, value_node in node.value:
-                self.node(key_node, loc, inner)
+                self.node(key_node, loc, inner, make=False)
                 key = str(key_node.value)
                 child = (*loc, key)
                 if key in seen:
@@ -236,10 +269,25 @@ class _Walk:
                     )
                 seen.add(key)
                 self.lines[child] = key_node.start_mark.line + 1
-                self.node(value_node, child, inner)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.node(item, (*loc, index), inner)
+                value = self.node(value_node, child, inner)
+                if plain:
+                    mapping[key_node.value] = value
+            return mapping if plain else self.construct(node)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            items: list[Any] = []
+            self.made.setdefault(ident, items)
+            items.extend(self.node(item, (*loc, i), inner) for i, item in enumerate(node.value))
+            return items
+        for index, item in enumerate(node.value):  # a sequence under another tag (!!set, ...)
+            self.node(item, (*loc, index), inner)
+        return self.construct(node)
+
+    def construct(self, node: yaml.Node) -> Any:
+        """The object PyYAML's safe constructor makes of `node` (and of what it contains)."""
+        made = self.made.get(id(node), _NONE)
+        if made is _NONE:
+            made = self.made[id(node)] = self.loader.construct_object(node, deep=True)
+        return made
 
 
 def validation_issues(doc: YamlDocument, exc: ValidationError) -> list[Issue]:

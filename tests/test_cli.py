@@ -194,6 +194,65 @@ def test_a_local_run_off_the_twin_loads_no_twin_module(tmp_path: Path) -> None:
     assert not {"agent.lab.build", "agent.lab.flows", "agent.lab.topology"} & set(imported)
 
 
+def test_a_local_run_on_the_twin_builds_its_source_at_a_first_flow_check(tmp_path: Path) -> None:
+    """With a twin of its inventory up, `--local` (a one-shot) gets the twin's flow source
+    deferred: its blueprint and prober are made when a flow is first checked, not before the
+    first device (#18); the daemon's (`deferred` off) is made at once."""
+    lab = tmp_path / "lab" / "cdn"
+    lab.mkdir(parents=True)
+    state = {"lab": "cdn", "inventory": str(EXAMPLE), "phase": "up"}
+    (lab / "state.json").write_text(json.dumps(state))
+    script = (
+        "import json, sys\n"
+        "import agent.platforms.registry\n"
+        "from agent.inventory import load\n"
+        "from agent.lab.verifier import twin_source\n"
+        f"inv = load({str(EXAMPLE)!r})\n"
+        "twin = twin_source(inv, deferred=True)\n"
+        "deferred = [twin.name, twin.made, 'agent.lab.topology' in sys.modules]\n"
+        "now = twin_source(inv)\n"
+        "eager = [now.name, type(now).__name__, 'agent.lab.topology' in sys.modules]\n"
+        "sys.stderr.write(json.dumps([deferred, eager]))\n"
+    )
+    done = python(script, CORDON_LAB_STATE=str(tmp_path / "lab"))
+    assert done.returncode == 0, done.stderr
+    deferred, eager = json.loads(done.stderr)
+    assert deferred == ["twin", False, False]
+    assert eager == ["twin", "TwinSource", True]
+
+
+def test_a_roles_file_without_certificates_loads_no_x509(tmp_path: Path) -> None:
+    """Reading a roles file that lists no client certificate (every `--local` command) loads
+    neither `agent.mtls` nor cryptography's x509 (#18); one that lists a certificate still has
+    it read and pinned."""
+    roles = tmp_path / "roles.yaml"
+    roles.write_text("oncall: []\noperator: [bob]\nauditor: []\nroot_is: operator\n")
+    roles.chmod(0o600)
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("operator: [bob]\ncertificates:\n  bob: bob.pem\n")
+    listed.chmod(0o600)
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from agent.api.auth import Policy\n"
+        "from agent.errors import ConfigError\n"
+        f"Policy.load(Path({str(roles)!r}))\n"
+        "before = sorted(m for m in sys.modules if m == 'agent.mtls' or 'x509' in m)\n"
+        "try:\n"
+        f"    Policy.load(Path({str(listed)!r}))\n"
+        "    said = ''\n"
+        "except ConfigError as exc:\n"
+        "    said = exc.message\n"
+        "sys.stderr.write(json.dumps([before, 'agent.mtls' in sys.modules, said]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    before, after, said = json.loads(done.stderr)
+    assert before == []
+    assert after  # the listed certificate was read (it does not exist: said so)
+    assert "bob.pem" in said
+
+
 def test_cordon_opens_ssh_sessions_without_invoke() -> None:
     """paramiko imports invoke (and unittest.mock) for OpenSSH `Match exec` configs, which
     Cordon never reads: while a `cordon` command runs, paramiko and netmiko load without it

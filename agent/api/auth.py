@@ -3,8 +3,9 @@ credentials, a per-operator bearer token, or over TCP a pinned client certificat
 policy `authorize`.
 
 Imports pydantic, `agent.yamlfile`, `agent.secrets`, `agent.settings`, `agent.errors` and the
-inventory's `SecretRef`; never aiohttp, the service, the engine or a driver. Token values live only
-in `Policy` (never logged, never in an error message).
+inventory's `SecretRef`; `agent.mtls` (cryptography's x509) only when a roles file lists client
+certificates (#18: a `--local` run reads none); never aiohttp, the service, the engine or a
+driver. Token values live only in `Policy` (never logged, never in an error message).
 
 The roles file (YAML, e.g. `inventory/roles.yaml`):
 
@@ -39,7 +40,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from agent import mtls, settings, yamlfile
+from agent import settings, yamlfile
 from agent.errors import AccessRefused, ConfigError, Issue, SecretError
 from agent.inventory.models import SecretRef
 from agent.secrets import resolve
@@ -391,6 +392,8 @@ def _certificates(
                 issues.append(doc.issue(at, f"certificate for {user}, who has no role"))
                 continue
             file = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+            from agent import mtls  # noqa: PLC0415 - x509: only for a file that lists certificates
+
             try:
                 pin = mtls.certificate_pin(file, error=ConfigError)
             except ConfigError as exc:

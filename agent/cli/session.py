@@ -97,7 +97,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             from agent.lab.verifier import twin_source  # noqa: PLC0415
             from agent.verify.sources import production_sources  # noqa: PLC0415
 
-            twin = twin_source(service.inv)
+            twin = twin_source(service.inv, deferred=True)  # built on a first flow check
             service.sources = (
                 *production_sources(service.inv, service.pool),
                 *([twin] if twin is not None else []),

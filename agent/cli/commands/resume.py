@@ -61,7 +61,7 @@ def resume_cmd(
                 actor=getpass.getuser(),
                 sources=[
                     *production_sources(inv, pool),
-                    *([twin] if (twin := twin_source(inv)) is not None else []),
+                    *([twin] if (twin := twin_source(inv, deferred=True)) is not None else []),
                 ],
                 progress=lambda msg: click.echo(f"  {msg}", err=json_out),
             )
