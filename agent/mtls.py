@@ -30,12 +30,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from agent.errors import CordonError
+
+# cryptography's x509 and key modules load in the two functions that read or make a certificate
+# (`certificate_pin`, `new_identity`): every `--local` command imports this module through the
+# probe channel and most never touch a certificate (~15-27 ms of a cold start, #18)
 
 __all__ = [
     "PIN_RE",
@@ -70,6 +69,9 @@ def fingerprint(der: bytes) -> str:
 
 def certificate_pin(path: Path, *, error: type[CordonError]) -> str:
     """The pin of the PEM certificate in `path` (`error` if it cannot be read)."""
+    from cryptography import x509  # noqa: PLC0415 - on use (#18)
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -190,6 +192,11 @@ def new_identity(
     address as its subject alternative name) and its key, both written 0600 (refuses to
     overwrite unless `replace`, as the twin does at each `lab up`); returns the certificate's
     pin."""
+    from cryptography import x509  # noqa: PLC0415 - on use (#18)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)

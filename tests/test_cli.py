@@ -330,6 +330,25 @@ def test_a_local_run_loads_no_job_store(tmp_path: Path) -> None:
     assert not {m for m in imported if m.split(".")[0] in ("sqlalchemy", "apscheduler")}
 
 
+def test_the_local_stack_loads_mtls_without_x509() -> None:
+    """What `cordon --local` loads (the service, the daemon's start-up helpers, the flow
+    sources with the probe channel) takes `agent.mtls` but not cryptography's x509: only
+    reading or making a certificate loads it (#18: ~15-27 ms of every cold command)."""
+    script = (
+        "import json, sys\n"
+        "import agent.service.service, agent.daemon.main, agent.api.local, agent.verify.sources\n"
+        "import agent.probe.channel\n"
+        "before = [m for m in sys.modules if m.startswith('cryptography.x509')]\n"
+        "from agent import mtls\n"
+        "mtls.certificate_pin\n"
+        "sys.stderr.write(json.dumps(['agent.mtls' in sys.modules, before]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    has_mtls, x509 = json.loads(done.stderr)
+    assert has_mtls and x509 == []
+
+
 def test_every_registered_function_resolves() -> None:
     """Each renderer and parser a registration names lazily is a function of its module, so a
     platform's first use cannot fail on a misspelt name (#18)."""
