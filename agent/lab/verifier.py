@@ -20,7 +20,7 @@ from agent.lab.state import DEFAULT_LAB, LabState
 
 if TYPE_CHECKING:
     from agent.lab.flows import TwinSource
-    from agent.verify.evidence import Evidence
+    from agent.verify.evidence import Evidence, Failed
 
 
 def twin_source(inv: Inventory, *, deferred: bool = False) -> TwinSource | DeferredTwin | None:
@@ -60,11 +60,20 @@ class DeferredTwin:
         """Whether the twin's source was made (a flow was checked)."""
         return self._source is not None
 
-    def check(
-        self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
-    ) -> list[Evidence]:
+    def _made(self) -> TwinSource:
         with self._lock:
             if self._source is None:
                 self._source = _make(self.inv, self.lab)
-            source = self._source
-        return source.check(site, flows, expected)
+            return self._source
+
+    def check(
+        self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool]
+    ) -> list[Evidence]:
+        return self._made().check(site, flows, expected)
+
+    def check_until(
+        self, site: str, flows: Sequence[Flow], expected: Mapping[str, bool], failed: Failed
+    ) -> list[Evidence]:
+        """`TwinSource.check_until` (a `StopsEarly` source, like the one it stands for: it stops
+        waiting for a flow another source already failed)."""
+        return self._made().check_until(site, flows, expected, failed)

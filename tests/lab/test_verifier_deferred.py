@@ -45,3 +45,28 @@ def test_the_twin_source_is_made_once_at_the_first_check(monkeypatch: pytest.Mon
     assert made == [("INV", "cdn")]
     assert twin.made
     assert sorted(e.flow for answer in out for e in answer) == ["f0", "f1", "f2", "f3"]
+
+
+def test_the_deferred_source_stops_early_like_the_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deferred source is a `StopsEarly` source, as the twin's is: a round that already has
+    a flow failed by another source gives its `failed` board to the twin's prober through it
+    (without it, a `--local` run's prober waited its full silent-drop timeout for that flow)."""
+    from agent.lab.flows import TwinSource  # noqa: PLC0415
+    from agent.verify.evidence import StopsEarly  # noqa: PLC0415
+
+    given: list[Any] = []
+
+    class _Early(_Source):
+        def check_until(
+            self, site: str, flows: Sequence[Any], expected: Mapping[str, bool], failed: Any
+        ) -> list[Any]:
+            given.append(failed)
+            return [Evidence(name, "twin", Seen.UNKNOWN, "given up") for name in expected]
+
+    assert issubclass(TwinSource, StopsEarly)  # what the deferred one stands for
+    monkeypatch.setattr(verifier, "_make", lambda inv, lab: _Early())
+    twin = verifier.DeferredTwin(inv="INV", lab="cdn")  # type: ignore[arg-type]
+    assert isinstance(twin, StopsEarly)
+    board = object()
+    out = twin.check_until("s", [], {"f": True}, board)  # type: ignore[arg-type]
+    assert given == [board] and [e.seen for e in out] == [Seen.UNKNOWN]
