@@ -138,7 +138,14 @@ def reply(body: bytes) -> Reply:  # noqa: PLR0912, PLR0915 (one branch per data 
         element = data
         body_lines.append(ET.tostring(data, encoding="unicode"))
     else:
-        for sec in data.findall("section"):
+        # a section_line answer's rows may come in several sections of one title, or in several
+        # <serverd> parts: every row of every one is kept (the Stormshield flush decides from
+        # them which hosts hold states: a row dropped here would be a host left unflushed)
+        found = [d for d in (p.find("data") for p in parts) if d is not None]
+        if fmt == "section_line" and any(d.attrib.get("format", "") != fmt for d in found):
+            raise WireError("a section_line answer has a part in another data format")
+        secs = [sec for d in (found if fmt == "section_line" else [data]) for sec in d]
+        for sec in (e for e in secs if e.tag == "section"):
             title = sec.attrib.get("title", "")
             body_lines.append(f"[{title}]")
             if fmt == "section":
@@ -151,7 +158,7 @@ def reply(body: bytes) -> Reply:  # noqa: PLR0912, PLR0915 (one branch per data 
                     row = {k.attrib.get("name", ""): k.attrib.get("value", "") for k in ln}
                     rows.append(row)
                     body_lines.append(" ".join(f"{k}={_quote(v)}" for k, v in row.items()))
-                lines[title] = rows
+                lines.setdefault(title, []).extend(rows)
             elif fmt == "list":
                 vals = [ln.text or "" for ln in sec.findall("line")]
                 items[title] = vals

@@ -147,6 +147,45 @@ def test_the_connection_table_names_the_ends_of_each_connection() -> None:
     }
 
 
+def _row(src: str, dst: str) -> str:
+    return (
+        f'<line><key name="src" value="{src}"/><key name="dst" value="{dst}"/>'
+        '<key name="state" value="data"/></line>'
+    )
+
+
+def test_every_row_of_the_table_counts_whatever_its_section_or_part() -> None:
+    """Rows in two sections of one title, and in a second <serverd> part, all count: a row the
+    parser dropped would be a host holding states left unflushed (review finding)."""
+    body = (
+        '<?xml version="1.0"?><nws code="100" msg="OK">'
+        '<serverd ret="101" code="00a01000" msg="Begin"><data format="section_line">'
+        f'<section title="Result">{_row("198.18.94.20", "198.18.92.20")}</section>'
+        f'<section title="Result">{_row("198.18.94.21", "198.18.92.20")}</section>'
+        "</data></serverd>"
+        '<serverd ret="101" code="00a01000" msg="Begin"><data format="section_line">'
+        f'<section title="Result">{_row("198.18.94.22", "198.18.92.20")}</section>'
+        '</data></serverd><serverd ret="100" code="00a00100" msg="Ok"></serverd></nws>'
+    ).encode()
+    r = serverd.reply(body)
+    assert r.format == "section_line"
+    held = flush.holding([row for rows in r.lines.values() for row in rows])
+    assert held == {A("198.18.94.20"), A("198.18.94.21"), A("198.18.94.22"), A("198.18.92.20")}
+
+
+def test_a_table_with_a_part_in_another_format_is_not_understood() -> None:
+    body = (
+        '<?xml version="1.0"?><nws code="100" msg="OK">'
+        '<serverd ret="101" code="00a01000" msg="Begin"><data format="section_line">'
+        f'<section title="Result">{_row("198.18.94.20", "198.18.92.20")}</section>'
+        '</data></serverd><serverd ret="101" code="00a01000" msg="Begin"><data format="list">'
+        '<section title="Result"><line>198.18.94.23</line></section></data></serverd>'
+        '<serverd ret="100" code="00a00100" msg="Ok"></serverd></nws>'
+    ).encode()
+    with pytest.raises(serverd.WireError):
+        serverd.reply(body)
+
+
 def test_only_the_wanted_hosts_holding_states_are_flushed_never_a_kept_end() -> None:
     """The admin PC holds a state: flushed; the central station holds one too but is a
     must-survive end, the gateway's own address too: neither; the EHR is not wanted."""
