@@ -328,7 +328,8 @@ def _probe_round(
        expected closed: a bare TCP handshake for max(closed_timeout, CLOSED_MARGIN x the slowest
        open flow seen in 1-2), at most `open_timeout`. (The run re-reads the recorded states
        before asking again about a flow not as expected: `agent.verify.check`.) With `failed`,
-       a flow another source has failed is not waited for (ABANDONED, at any of the steps)."""
+       a flow another source has failed is not waited for (ABANDONED) in steps 1-2; step 3's
+       handshakes (flows expected closed) are not given up: their wait is bounded as above."""
     seen: dict[str, FlowObservation] = {}
 
     def batch(some: Sequence[Flow], timeout: float) -> list[FlowObservation]:

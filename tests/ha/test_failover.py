@@ -97,6 +97,7 @@ def test_sigstop_the_active_standby_takes_over_old_one_is_fenced(
     # renewals for a whole lease (seen at load 20-32), node-b has already taken it over, as it
     # must: the case is then played with the roles swapped (the one active now is frozen)
     if ca["holder"] == "node-b":
+        print(f"roles swapped: node-b took the lease at start (epoch {ca['epoch']})")
         a, b, da, db = b, a, db, da
     ca, cb = a.cluster(), b.cluster()
     e1 = ca["epoch"]
