@@ -5,7 +5,10 @@ read the expectation before that cut, the cut landed while the sources were aski
 saw the flow closed, the round failed and was asked again. Held until that step lands, the flow
 is asked once, expecting the cut; a step that does not change the flow holds nothing; a step
 that never starts holds the flow only `coming_wait` seconds, then it is asked as recorded (never
-unverified for it). Pure; the journal's query and the gate's landings on a real journal file."""
+unverified for it). Only the step each other run really sends next counts: at each site its
+order walks now, its first device step with pending rows, when no gate (a verify, a soak, a
+reconnect's preconditions) stands before it; never a later step, nor one queued behind a gate.
+Pure; the journal's query and the gate's landings on a real journal file."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from agent.inventory.models import Flow, Inventory
 from agent.network.paths import RouteHop, flow_path
 from agent.network.state import DeviceState
 from agent.playbook.models import Playbook
+from agent.run.gates.attest import preconditions_key
 from agent.run.gates.verify import coming
 from agent.status import GateStatus, RunStatus, StepStatus
 from agent.verify.check import Landing, check_flows
@@ -116,11 +120,13 @@ def test_a_next_step_that_never_starts_holds_the_flow_only_a_moment(inv: Invento
 
 
 def playbook(*steps: str, order: str = "parallel") -> str:
-    """A journaled playbook: `name:cut` a device step, `name:verify` / `name:soak` a gate."""
+    """A journaled playbook: `name:cut` / `name:reconnect` a device step, `name:verify` /
+    `name:soak` a gate."""
     kinds: dict[str, dict[str, object]] = {
         "cut": {"action": "cut_link", "kinds": ["wan"]},
         "verify": {"action": "verify_flows"},
         "soak": {"action": "soak", "seconds": 60},
+        "reconnect": {"action": "reconnect_zone", "zones": {"zones": ["z"]}},
     }
     return Playbook.model_validate(
         {
@@ -262,3 +268,15 @@ def test_nothing_is_coming_from_a_site_that_failed(tmp_path: Path) -> None:
     j.mark("B", 1, StepStatus.STARTED)
     j.mark("B", 1, StepStatus.FAILED)
     assert coming(SimpleNamespace(journal=j), "E") == {}  # type: ignore[arg-type]
+
+
+def test_a_reconnect_step_is_coming_only_once_its_preconditions_passed(tmp_path: Path) -> None:
+    """Its preconditions (an operator's attestation, the baselines) stand before it like a gate."""
+    j = Journal(tmp_path / "journal.db")
+    pb = playbook("r:reconnect")
+    j.start_run("B", "pb", "L0", ["s"], "t", [step(1, "r", "d1", ONE)], playbook_json=pb)
+    ctx = SimpleNamespace(journal=j)
+    j.set_gate("B", "s", preconditions_key("r"), GateStatus.OPEN)
+    assert coming(ctx, "E") == {}  # type: ignore[arg-type]
+    j.set_gate("B", "s", preconditions_key("r"), GateStatus.PASSED)
+    assert coming(ctx, "E") == {"d1": Landing("run B step 1 (r)", ONE)}  # type: ignore[arg-type]

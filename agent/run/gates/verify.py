@@ -135,12 +135,13 @@ def next_rows(
     next, as its walk does (`agent.run.walk`, `agent.run.strategies`): at each site it walks
     now, the first playbook step with rows still pending there (a step in flight is passed: the
     next is sent once it settles), when no gate stands before it: its first pending row on each
-    of its devices (one step's rows are sent back to back, nothing between them).
-    Nothing from a site whose first step not done is a gate (open or not yet reached: the
-    journal has no row for it before), a reconnect step whose preconditions have not passed,
-    or a site with a failed or undone row (it stops or rolls back). The sites walked now: every
-    site (`parallel`); the first site not done (`serial`); the sites at the earliest step not
-    done (`waves`); with `serial` or `waves`, nothing while a site is stopped."""
+    of its devices (one step's rows are sent back to back, nothing between them). Nothing from
+    a site whose first step not done is a gate (open or not yet reached: the journal has no
+    row for a gate before its check records one, so one in progress counts), a reconnect step
+    whose preconditions have not passed, or a site with a failed or undone row (it stops or
+    rolls back). The sites walked now: every site (`parallel`); the first site not done
+    (`serial`); the sites at the earliest step not done (`waves`); with `serial` or `waves`,
+    nothing while a site is stopped."""
     gate_status = {(g.site, g.step): g.status for g in gates}
     at: dict[str, tuple[int, list[StepRow]] | None] = {
         site: _site_next(pb, site, [r for r in rows if r.site == site], gate_status)
@@ -180,10 +181,9 @@ def _site_next(
             continue
         if (
             isinstance(step, ReconnectZone)
-            and waiting
             and gates.get((site, preconditions_key(step.name))) != GateStatus.PASSED
         ):
-            return i, []
+            return i, []  # its preconditions (attestations, baselines) stand before it
         firsts: dict[str, StepRow] = {}
         for r in waiting:
             firsts.setdefault(r.device, r)
