@@ -1033,8 +1033,10 @@ class Journal:
         return [_step_row(r) for r in rows]
 
     def steps_coming(self) -> list[StepRow]:
-        """Every step a running run (not one awaiting approval) has yet to start, ordered by
-        run and step: what its devices are about to be sent next. Read-only."""
+        """Every step row a running run (not one awaiting approval) has yet to start (pending),
+        ordered by run and step: all of them, not only the next; which is sent next (nothing
+        while a gate stands before it) is the caller's to say from the run's playbook and gates
+        (`agent.run.gates.verify.next_rows`). Read-only."""
         rows = self._query(
             "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, s.undo, "
             "s.before_state, s.after_state, s.status, s.error, s.fail_direction, s.opens "

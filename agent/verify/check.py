@@ -25,8 +25,9 @@ expectation is the same whether each of those steps lands or not is known alread
 at once in the first round (a sister site's flows crossing the hit site's firewall while its
 segmentation, which keeps them, is being written: #18's 1-2 s journal gap); a failed flow is
 asked again only once every step on its path has settled, as before. The first round also waits
-(at most `COMING_S`) for the next step another running run is about to send (`coming`) when it
-would change a flow's expectation: asked before, the sources would race it (#18: a sister site's
+(at most `COMING_S`) for the next step another running run is about to send (`coming`: at each
+site that run walks now, its next device step when no gate stands before it) when it would
+change a flow's expectation: asked before, the sources would race it (#18: a sister site's
 flow asked between the hit site's cut-internet and cut-wan on its firewall, seen closed by the
 device once the cut-wan landed, asked again).
 
@@ -72,7 +73,7 @@ POLL_S = 0.02  # how often the recorded states are re-read meanwhile (a local jo
 # re-read all the same, for another process's writes (a daemon and a `--local` run)
 CHANGES_POLL_S = 0.1
 # how long a first round waits for other runs' next steps to land (`coming`): a run sends its
-# next device step at once, unless a gate (a verify, a soak, an approval) comes first
+# next device step at once; one behind a gate (a verify, a soak, an approval) is not counted
 COMING_S = 1.0
 # the threads the sources of every check run on (kept: `workers`); 9 sites checking at once with
 # a dozen sources each fit without queueing
@@ -312,10 +313,11 @@ def settled(
     then (with why). The steps are read before the states, so a step settled in between is
     seen as in flight (one more reading), never missed. With `landings`, a flow whose
     expectation the steps in flight cannot change is not held (`pending` with the states).
-    With `coming` (the next steps other runs are about to send, each a `Landing`), a flow whose
-    expectation one of them would change is held too, until it has landed or `coming_until`:
-    then it is asked as recorded (never unverified for a step not yet started). A wait is said
-    in `waits` (how long, for which step: the last that held a flow)."""
+    With `coming` (the next device step other runs are about to send with no gate before it,
+    each a `Landing`), a flow whose expectation one of them would change is held too, until it
+    has landed or `coming_until`: then it is asked as recorded (never unverified for a step not
+    yet started). A wait is said in `waits` (how long, for which step: the last that held a
+    flow)."""
     start, why = clock(), ""
     while True:
         seen = 0 if changes is None else changes.version()
@@ -400,11 +402,12 @@ def check_flows(
     source, the expectation re-read from `current()`: at once when it changed or a step on its
     path started, else after `pause`) until `settle` seconds after the first answers. With
     `changes` (the journal), a wait re-reads at each of its writes too (`poll` is then only for
-    another process's writes). With `coming` (the next step each other run is about to send,
-    where it lands), the first round also waits, at most `coming_wait` seconds, for those that
-    would change a flow's expectation to land: asked before, the flow's sources would race
-    that step (#18: a sister site asked while the hit site's next cut was being sent, failed
-    the round and was asked again)."""
+    another process's writes). With `coming` (the next device step each other run is about to
+    send, at each site it walks now and with no gate before it, where it lands), the first
+    round also waits, at most `coming_wait` seconds, for those that would change a flow's
+    expectation to land: asked before, the flow's sources would race that step (#18: a sister
+    site asked while the hit site's next cut was being sent, failed the round and was asked
+    again)."""
     paths = {f.name: flow_path(inv, f) for f in flows}
     errors: dict[str, str] = {}
     waits: list[str] = []

@@ -5,23 +5,28 @@ they settle. Journaled and audited per flow (which sources confirmed it, which c
 the failed flows are the run's flow problems; the flows no source could check are reported
 unverified (never passed, never problems). With no source, every flow is unverified.
 
-Imports the gate protocol, the run's context, the playbook models, the journal's flow-check row
-and `agent.verify`; never the twin (the sources are injected)."""
+Imports the gate protocol, the run's context, the playbook models, the journal's rows, the
+reconnect preconditions' gate name and `agent.verify`; never the twin (the sources are
+injected)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from agent.engine.journal import FlowCheck, StepRow
+from pydantic import ValidationError
+
+from agent.engine.journal import FlowCheck, Gate, StepRow
 from agent.inventory.models import Flow
 from agent.network.state import NORMAL
-from agent.playbook.models import Step, VerifyFlows
+from agent.playbook.models import CHANGE_ACTIONS, Playbook, ReconnectZone, Step, VerifyFlows
 from agent.run.context import Context
+from agent.run.gates.attest import preconditions_key
 from agent.run.gates.base import GateRun, Passed, Verdict
 from agent.run.transaction import merge_onto, merged
-from agent.status import StepStatus
+from agent.status import GATE_FINAL_OK, GATE_STOPS, GateStatus, StepStatus
 from agent.verify.check import (
     CHANGES_POLL_S,
     Landing,
@@ -79,18 +84,23 @@ def landings(ctx: Context) -> dict[str, str | Landing]:
 
 
 def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
-    """Each device another running run is about to send its next step to (the step it has yet
-    to start), with where it lands: the state recorded now with that run's step in flight on
-    the device (if any) and then that next step merged in. The gate's own run is left out (its
-    next steps wait for this gate); next steps of two runs on one device: not known."""
+    """Each device another running run is about to send a step to, with where it lands: the
+    state recorded now with that run's step in flight on the device (if any) and then the step
+    merged in. Counted per run only what `next_rows` says it sends next (the next device step of
+    each site its ordering walks now, when no gate stands before it), never a step queued behind
+    a gate (a verify, a soak, a wait, an approval: seconds to minutes away). The gate's own run is
+    left out (its next steps wait for this gate), and so is a run asked to stop or whose playbook
+    the journal cannot give; a device two next steps are about to change: not known. Only ever
+    decides whether a first round waits before asking, never a verdict."""
     flight = [r for r in ctx.journal.steps_in_flight() if r.run_id != run_id]
-    nexts: dict[tuple[str, str], StepRow] = {}
-    for row in ctx.journal.steps_coming():
-        if row.run_id != run_id:
-            nexts.setdefault((row.run_id, row.device), row)
     by_device: dict[str, list[StepRow]] = {}
-    for row in nexts.values():
-        by_device.setdefault(row.device, []).append(row)
+    for other in sorted({r.run_id for r in ctx.journal.steps_coming()} - {run_id}):
+        info = ctx.journal.run(other)
+        pb = _playbook(ctx.journal.playbook_json(other))
+        if pb is None or info.stop_requested:
+            continue
+        for row in next_rows(pb, info.sites, ctx.journal.steps(other), ctx.journal.gates(other)):
+            by_device.setdefault(row.device, []).append(row)
     out: dict[str, str | Landing] = {}
     for device, rows in by_device.items():
         r = rows[0]
@@ -105,6 +115,85 @@ def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
                 state = merge_onto(state, f.method, target)
         out[device] = Landing(why, merge_onto(state, r.method, r.after))
     return out
+
+
+@lru_cache(maxsize=32)
+def _playbook(text: str | None) -> Playbook | None:
+    """A run's playbook as journaled (None: not journaled, or no longer readable)."""
+    if text is None:
+        return None
+    try:
+        return Playbook.model_validate_json(text)
+    except ValidationError:
+        return None
+
+
+def next_rows(
+    pb: Playbook, sites: Sequence[str], rows: Sequence[StepRow], gates: Sequence[Gate]
+) -> list[StepRow]:
+    """The step rows a run (its playbook, sites, every step row and gate as journaled) sends
+    next, as its walk does (`agent.run.walk`, `agent.run.strategies`): at each site it walks
+    now, the first playbook step with rows still pending there (a step in flight is passed: the
+    next is sent once it settles), when no gate stands before it: its first pending row on each
+    of its devices (one step's rows are sent back to back, nothing between them). Nothing from
+    a site whose first step not done is a gate (open or not yet reached: the journal has no
+    row for a gate before its check records one, so one in progress counts), a reconnect step
+    whose preconditions have not passed, or a site with a failed or undone row (it stops or
+    rolls back). The sites walked now: every site (`parallel`); the first site not done
+    (`serial`); the sites at the earliest step not done (`waves`); with `serial` or `waves`,
+    nothing while a site is stopped."""
+    gate_status = {(g.site, g.step): g.status for g in gates}
+    at: dict[str, tuple[int, list[StepRow]] | None] = {
+        site: _site_next(pb, site, [r for r in rows if r.site == site], gate_status)
+        for site in sites
+    }
+    if pb.order == "parallel":
+        return [r for found in at.values() if found is not None for r in found[1]]
+    if any(found is None for found in at.values()):
+        return []
+    walked = [found for found in at.values() if found is not None and found[0] < len(pb.steps)]
+    if not walked:
+        return []
+    if pb.order == "serial":
+        return walked[0][1]
+    first = min(i for i, _ in walked)
+    return [r for i, some in walked if i == first for r in some]
+
+
+def _site_next(
+    pb: Playbook, site: str, rows: Sequence[StepRow], gates: Mapping[tuple[str, str], GateStatus]
+) -> tuple[int, list[StepRow]] | None:
+    """At one site: the index of the first playbook step not done (a gate not passed, or a
+    device step with pending rows; `len(pb.steps)`: none) and the rows it sends next (none when
+    a gate stands first); None: the site is stopped."""
+    if any(r.status in _STOPPED_ROWS for r in rows) or any(
+        s in GATE_STOPS for (where, _), s in gates.items() if where == site
+    ):
+        return None
+    for i, step in enumerate(pb.steps):
+        if step.action not in CHANGE_ACTIONS:
+            if gates.get((site, step.name)) in GATE_FINAL_OK:
+                continue
+            return i, []
+        mine = [r for r in rows if r.step == step.name]
+        waiting = [r for r in mine if r.status == StepStatus.PENDING]
+        if not waiting:  # done, or in flight: what follows is sent once it settles
+            continue
+        if (
+            isinstance(step, ReconnectZone)
+            and gates.get((site, preconditions_key(step.name))) != GateStatus.PASSED
+        ):
+            return i, []  # its preconditions (attestations, baselines) stand before it
+        firsts: dict[str, StepRow] = {}
+        for r in waiting:
+            firsts.setdefault(r.device, r)
+        return i, sorted(firsts.values(), key=lambda r: r.seq)
+    return len(pb.steps), []
+
+
+_STOPPED_ROWS = frozenset(
+    {StepStatus.FAILED, StepStatus.UNDOING, StepStatus.UNDONE, StepStatus.UNDO_FAILED}
+)
 
 
 def gate_detail(ctx: Context, flows: Sequence[Flow], out: Outcome) -> dict[str, Any]:
