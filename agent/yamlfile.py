@@ -153,6 +153,8 @@ def _compose(parser: type[yaml.SafeLoader], text: str, *, file: str, what: str) 
         lines: dict[Loc, int] = {}
         issues: list[Issue] = []
         data = _Walk(file, lines, issues, loader).node(node, (), ())
+        if data is _LATER:  # a merge key, or a node PyYAML cannot construct: built here, once
+            data = loader.construct_document(node)  # the whole walk has checked every node
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -180,12 +182,17 @@ def _control_char(text: str) -> tuple[int, int, str] | None:
 
 # The tags of what a person's YAML mostly is: text, mappings, lists. Their nodes are made into
 # Python objects during the walk (one pass, #18); any other node (a number, a boolean, null, a
-# date, a merge key `<<`, a key that is not text) is constructed by PyYAML's safe constructor,
-# as `yaml.safe_load` would.
+# date, a key that is not text) is constructed by PyYAML's safe constructor, as `yaml.safe_load`
+# would. A mapping with a merge key `<<`, and what contains it, is built after the walk by
+# `construct_document`: PyYAML merges by rewriting the nodes (`flatten_mapping`), so building it
+# during the walk would show a node the walk may visit again (an alias) with other keys than the
+# file's (a false "duplicate key", other lines). So is a node PyYAML cannot construct: its error
+# comes after the walk's refusals, as before the walk made objects.
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
-_NONE = object()
+_MERGE = "tag:yaml.org,2002:merge"
+_LATER = object()  # what the walk returns for a node built after it
 
 
 class _Walk:
@@ -193,7 +200,8 @@ class _Walk:
     that contains itself, nesting beyond `MAX_DEPTH`, aliases repeating more than
     `MAX_ALIAS_NODES` nodes, control characters written as escapes in a scalar. Returns the
     document's data, equal to what `yaml.safe_load` makes of it (an alias of a mapping or a list
-    is the same object as its anchor's)."""
+    is the same object as its anchor's), or `_LATER` when PyYAML's constructor is to build it
+    after the walk (a merge key, or a node it cannot construct, in it)."""
 
     def __init__(
         self, file: str, lines: dict[Loc, int], issues: list[Issue], loader: yaml.SafeLoader
@@ -204,14 +212,16 @@ class _Walk:
         self.loader = loader
         self.seen: set[int] = set()  # ids of nodes visited once: a second visit is an alias
         self.repeated = 0  # nodes visited again through aliases
-        self.made: dict[int, Any] = {}  # id(node) -> its object, for aliases
+        # node -> its object: the constructor's own table, so that what it builds (now or after
+        # the walk) holds the walk's objects, shared as `yaml.safe_load` shares them
+        self.made: dict[Any, Any] = loader.constructed_objects
 
     def refuse(self, node: yaml.Node, loc: Loc, message: str) -> _Refused:
         return _Refused(Issue(self.file, format_loc(loc), message, node.start_mark.line + 1))
 
     def node(self, node: yaml.Node, loc: Loc, stack: tuple[int, ...], make: bool = True) -> Any:
-        """Checks `node` (at `loc`, under the nodes `stack`) and returns its object; a key's
-        (`make` False) is left to its mapping."""
+        """Checks `node` (at `loc`, under the nodes `stack`) and returns its object (or
+        `_LATER`); a key's (`make` False) is left to its mapping."""
         ident = id(node)
         if ident in stack:
             raise self.refuse(node, loc, "a YAML alias refers to a node that contains it")
@@ -231,11 +241,10 @@ class _Walk:
             self.seen.add(ident)
         self.lines.setdefault(loc, node.start_mark.line + 1)
         made = self.walk(node, loc, (*stack, ident), make)
-        return self.made[ident] if again and ident in self.made else made
+        return self.made.get(node, made) if again else made
 
     def walk(self, node: yaml.Node, loc: Loc, inner: tuple[int, ...], make: bool) -> Any:
         """`node`'s checks and object (`inner`: the nodes above its children)."""
-        ident = id(node)
         if isinstance(node, yaml.ScalarNode):
             if isinstance(node.value, str) and not _CONTROL.isdisjoint(node.value):
                 char = next(c for c in node.value if c in _CONTROL)
@@ -246,48 +255,69 @@ class _Walk:
                 return None
             return node.value if node.tag == _STR else self.construct(node)
         if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            # text keys under the plain mapping tag: made here; else by PyYAML (after the walk)
-            plain = node.tag == _MAP and all(
-                isinstance(k, yaml.ScalarNode) and k.tag == _STR for k, _ in node.value
-            )
-            mapping: dict[Any, Any] = {}
-            if plain:
-                self.made.setdefault(ident, mapping)  # an alias's second walk: the first stays
-            for key_node, value_node in node.value:
-                self.node(key_node, loc, inner, make=False)
-                key = str(key_node.value)
-                child = (*loc, key)
-                if key in seen:
-                    self.issues.append(
-                        Issue(
-                            self.file,
-                            format_loc(child),
-                            "duplicate key",
-                            key_node.start_mark.line + 1,
-                        )
+            return self.mapping(node, loc, inner)
+        return self.sequence(node, loc, inner)
+
+    def mapping(self, node: yaml.MappingNode, loc: Loc, inner: tuple[int, ...]) -> Any:
+        """A mapping's checks (duplicate keys) and object."""
+        seen: set[str] = set()
+        # text keys under the plain mapping tag: made here; else by PyYAML
+        plain = node.tag == _MAP and all(
+            isinstance(k, yaml.ScalarNode) and k.tag == _STR for k, _ in node.value
+        )
+        later = not plain and any(k.tag == _MERGE for k, _ in node.value)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if self.node(key_node, loc, inner, make=False) is _LATER:  # a key that is a list...
+                later = True
+            key = str(key_node.value)
+            child = (*loc, key)
+            if key in seen:
+                self.issues.append(
+                    Issue(
+                        self.file,
+                        format_loc(child),
+                        "duplicate key",
+                        key_node.start_mark.line + 1,
                     )
-                seen.add(key)
-                self.lines[child] = key_node.start_mark.line + 1
-                value = self.node(value_node, child, inner)
-                if plain:
-                    mapping[key_node.value] = value
-            return mapping if plain else self.construct(node)
-        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-            items: list[Any] = []
-            self.made.setdefault(ident, items)
-            items.extend(self.node(item, (*loc, i), inner) for i, item in enumerate(node.value))
-            return items
-        for index, item in enumerate(node.value):  # a sequence under another tag (!!set, ...)
-            self.node(item, (*loc, index), inner)
+                )
+            seen.add(key)
+            self.lines[child] = key_node.start_mark.line + 1
+            value = self.node(value_node, child, inner)
+            if value is _LATER:
+                later = True
+            elif plain:
+                mapping[key_node.value] = value
+        if later:
+            return _LATER
+        if plain:
+            return self.made.setdefault(node, mapping)  # an alias's second walk: first stays
         return self.construct(node)
 
+    def sequence(self, node: yaml.Node, loc: Loc, inner: tuple[int, ...]) -> Any:
+        """A sequence's object (its items checked)."""
+        later = False
+        items: list[Any] = []
+        for index, item in enumerate(node.value):
+            value = self.node(item, (*loc, index), inner)
+            later = later or value is _LATER
+            items.append(value)
+        if later:
+            return _LATER
+        if node.tag == _SEQ:
+            return self.made.setdefault(node, items)
+        return self.construct(node)  # a sequence under another tag (!!omap, !!pairs, ...)
+
     def construct(self, node: yaml.Node) -> Any:
-        """The object PyYAML's safe constructor makes of `node` (and of what it contains)."""
-        made = self.made.get(id(node), _NONE)
-        if made is _NONE:
-            made = self.made[id(node)] = self.loader.construct_object(node, deep=True)
-        return made
+        """The object PyYAML's safe constructor makes of `node` (its children are made: the
+        constructor takes them from `made`), or `_LATER` when it fails: then it fails again
+        after the walk, in `construct_document`'s order, as it did before the walk made objects."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except Exception:  # any: said (or raised) again by construct_document after the walk
+            self.loader.recursive_objects.clear()  # the failed construction's leftovers
+            self.loader.deep_construct = False
+            return _LATER
 
 
 def validation_issues(doc: YamlDocument, exc: ValidationError) -> list[Issue]:
