@@ -15,7 +15,6 @@ import copy
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from typing import Any, TypeGuard
 from agent import settings
 from agent.engine.lease import Fence
 from agent.engine.store import Tx, is_url, open_store, upsert
+from agent.engine.wake import Changes
 from agent.errors import FencedError, LockError, RunError
 from agent.network.state import DeviceState, NftRule
 from agent.status import (
@@ -432,8 +432,7 @@ class Journal:
         self.where = self.db.where  # the file, or the database (URL without its options)
         self.path: Path | None = None if is_url(where) else Path(where)
         self.lock = self.db.lock
-        self._changed = threading.Condition()  # notified at each committed write (`tx`)
-        self._version = 0
+        self._changed = Changes()  # counts this process's committed writes (`tx`)
         self.identity: tuple[int, int] | None = None
         # active/standby: set by the daemon while it is active (None: unfenced, one node)
         self.fence: Fence | None = None
@@ -543,22 +542,17 @@ class Journal:
         with self.db.write() as db:
             self._fenced(db, "a journal write")
             yield db
-        with self._changed:
-            self._version += 1
-            self._changed.notify_all()
+        self._changed.notify()
 
     def version(self) -> int:
         """How many writes this process has committed to the journal (for `wait_change`)."""
-        with self._changed:
-            return self._version
+        return self._changed.count()
 
     def wait_change(self, seen: int, timeout: float) -> int:
         """Wait until this process has committed a write after `version()` returned `seen`, at
         most `timeout` seconds; the version now. (Another process's writes do not wake it: a
         caller that must see them reads again after its timeout.)"""
-        with self._changed:
-            self._changed.wait_for(lambda: self._version != seen, timeout)
-            return self._version
+        return self._changed.wait(seen, timeout)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self.db.query(sql, args)
