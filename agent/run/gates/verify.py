@@ -12,7 +12,7 @@ injected)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from agent.engine.journal import FlowCheck, Gate, StepRow
 from agent.inventory.models import Flow
-from agent.network.state import NORMAL
+from agent.network.state import NORMAL, DeviceState
 from agent.playbook.models import CHANGE_ACTIONS, Playbook, ReconnectZone, Step, VerifyFlows
 from agent.run.context import Context
 from agent.run.gates.attest import preconditions_key
@@ -68,18 +68,27 @@ def landings(ctx: Context) -> dict[str, str | Landing]:
     state once the step settles as intended (its target, or an undo's: its start), merged into
     the state recorded now as the step will be. Two steps in flight on one device: the landing
     is not known (the flows crossing it wait)."""
+
+    def land(r: StepRow) -> DeviceState:
+        target = r.before if r.status == StepStatus.UNDOING else r.after
+        return merged(ctx, r.device, r.method, target)
+
+    return _per_device(ctx.journal.steps_in_flight(), land)
+
+
+def _per_device(
+    rows: Sequence[StepRow], land: Callable[[StepRow], DeviceState]
+) -> dict[str, str | Landing]:
+    """Each device of `rows` with where its row lands (`land`), named by the row; two rows on
+    one device: the landing is not known."""
     by_device: dict[str, list[StepRow]] = {}
-    for row in ctx.journal.steps_in_flight():
+    for row in rows:
         by_device.setdefault(row.device, []).append(row)
     out: dict[str, str | Landing] = {}
-    for device, rows in by_device.items():
-        r = rows[0]
+    for device, some in by_device.items():
+        r = some[0]
         why = f"run {r.run_id} step {r.seq} ({r.step})"
-        if len(rows) > 1:
-            out[device] = Landing(why)
-            continue
-        target = r.before if r.status == StepStatus.UNDOING else r.after
-        out[device] = Landing(why, merged(ctx, device, r.method, target))
+        out[device] = Landing(why) if len(some) > 1 else Landing(why, land(r))
     return out
 
 
@@ -93,28 +102,23 @@ def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
     the journal cannot give; a device two next steps are about to change: not known. Only ever
     decides whether a first round waits before asking, never a verdict."""
     flight = [r for r in ctx.journal.steps_in_flight() if r.run_id != run_id]
-    by_device: dict[str, list[StepRow]] = {}
+    nexts: list[StepRow] = []
     for other in sorted({r.run_id for r in ctx.journal.steps_coming()} - {run_id}):
         info = ctx.journal.run(other)
         pb = _playbook(ctx.journal.playbook_json(other))
         if pb is None or info.stop_requested:
             continue
-        for row in next_rows(pb, info.sites, ctx.journal.steps(other), ctx.journal.gates(other)):
-            by_device.setdefault(row.device, []).append(row)
-    out: dict[str, str | Landing] = {}
-    for device, rows in by_device.items():
-        r = rows[0]
-        why = f"run {r.run_id} step {r.seq} ({r.step})"
-        if len(rows) > 1:
-            out[device] = Landing(why)
-            continue
-        state = ctx.journal.device_state(device) or NORMAL
+        nexts += next_rows(pb, info.sites, ctx.journal.steps(other), ctx.journal.gates(other))
+
+    def land(r: StepRow) -> DeviceState:
+        state = ctx.journal.device_state(r.device) or NORMAL
         for f in flight:
-            if f.run_id == r.run_id and f.device == device:
+            if f.run_id == r.run_id and f.device == r.device:
                 target = f.before if f.status == StepStatus.UNDOING else f.after
                 state = merge_onto(state, f.method, target)
-        out[device] = Landing(why, merge_onto(state, r.method, r.after))
-    return out
+        return merge_onto(state, r.method, r.after)
+
+    return _per_device(nexts, land)
 
 
 @lru_cache(maxsize=32)
