@@ -103,8 +103,17 @@ def test_postgresql_restarted_mid_run(twin: Twin, own_server: PgServer, tmp_path
         assert {s["status"] for s in final["steps"]} == {"verified"}, final["steps"]
         assert len(final["steps"]) == total
         cluster = a.cluster()
-        assert (cluster["holder"], cluster["epoch"]) == ("node-a", 2)
-        active = [e for e in a.events("node.active") if int(e["epoch"]) == 2]
+        # a new term once the database answers: epoch 2, or later when the machine is loaded
+        # enough to starve the lease's renewals once more (seen with two busy CPU loops beside
+        # the whole suite: epoch 3); whichever term, the first after epoch 1 took the run on
+        term = int(cluster["epoch"])
+        assert cluster["holder"] == "node-a" and term >= 2, cluster
+        if term > 2:
+            print(f"terms after the restart: {term - 1} (the lease lapsed again under load)")
+        active = sorted(
+            (e for e in a.events("node.active") if int(e["epoch"]) >= 2),
+            key=lambda e: int(e["epoch"]),
+        )
         assert active and run_id in active[0]["open_runs"], active
         resumed = [e for e in a.events("daemon.resume") if e.get("run_id") == run_id]
         assert resumed and _at(resumed[-1]) >= down
@@ -115,7 +124,9 @@ def test_postgresql_restarted_mid_run(twin: Twin, own_server: PgServer, tmp_path
             for r in read_records(a.logs)
             if r.get("event") == "node.stepped_down" and r.get("refused")
         ]
-        assert [int(e["epoch"]) for e in stepped] == [1], stepped
+        epochs = sorted(int(e["epoch"]) for e in stepped)
+        assert epochs[:1] == [1] and all(x < term for x in epochs), stepped
+        stepped.sort(key=lambda e: int(e["epoch"]))
         assert _at(stepped[0]) >= down - 1, (stepped, down)  # audit times: to the millisecond
         print("stepped down:", stepped[0]["why"], "| state.lost:", len(a.events("state.lost")))
         print(
