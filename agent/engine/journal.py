@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -860,23 +860,37 @@ class Journal:
         wake_at: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        with self.tx() as db:
+            self._set_gate(db, run_id, site, step, status, wake_at=wake_at, detail=detail)
+
+    def _set_gate(
+        self,
+        db: Tx,
+        run_id: str,
+        site: str,
+        step: str,
+        status: GateStatus,
+        *,
+        wake_at: float | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`set_gate` within the transaction `db`."""
         what = f"{site} {step} of run {run_id}"
         new = parse(GateStatus, status, f"gate {what}")
         now = time.time()
-        with self.tx() as db:
-            db.guard("gate", f"{run_id}:{site}:{step}")
-            row = db.execute(
-                "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
-                (run_id, site, step),
-            ).fetchone()
-            old = None if row is None else parse(GateStatus, row[0], f"gate {what}")
-            check_transition(GATE_TRANSITIONS, "gate", what, old, new)
-            db.execute(
-                "INSERT INTO gates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, site, step) "
-                "DO UPDATE SET status=excluded.status, wake_at=excluded.wake_at, "
-                "updated_at=excluded.updated_at, detail=excluded.detail",
-                (run_id, site, step, new, now, wake_at, now, json.dumps(detail or {})),
-            )
+        db.guard("gate", f"{run_id}:{site}:{step}")
+        row = db.execute(
+            "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
+            (run_id, site, step),
+        ).fetchone()
+        old = None if row is None else parse(GateStatus, row[0], f"gate {what}")
+        check_transition(GATE_TRANSITIONS, "gate", what, old, new)
+        db.execute(
+            "INSERT INTO gates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, site, step) "
+            "DO UPDATE SET status=excluded.status, wake_at=excluded.wake_at, "
+            "updated_at=excluded.updated_at, detail=excluded.detail",
+            (run_id, site, step, new, now, wake_at, now, json.dumps(detail or {})),
+        )
 
     def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
         with self.tx() as db:
@@ -1108,8 +1122,16 @@ class Journal:
 
     # -- flow checks (#15) ---------------------------------------------------------------------
 
-    def record_flow_checks(self, checks: Sequence[FlowCheck]) -> None:
-        """Each flow's verdict at a verify step (a later check of the same step replaces it)."""
+    def record_flow_checks(
+        self,
+        checks: Sequence[FlowCheck],
+        *,
+        gate: tuple[str, str, str] | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Each flow's verdict at a verify step (a later check of the same step replaces it);
+        with `gate` (run, site, step), that step's gate passed with `detail` in the same
+        transaction (one commit, not two: #18; both or neither)."""
         with self.tx() as db:
             db.executemany(
                 upsert(
@@ -1144,6 +1166,8 @@ class Journal:
                     for c in checks
                 ],
             )
+            if gate is not None:
+                self._set_gate(db, *gate, GateStatus.PASSED, detail=detail)
 
     def last_flow_checks(self, *, must_survive_only: bool = False) -> dict[str, FlowCheck]:
         """Every checked flow's latest verdict, by flow name."""

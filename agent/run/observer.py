@@ -406,9 +406,11 @@ class Observer:
         `detail` when given: the gate passes, its problems are the run's flow problems), then
         audited one record per flow (which sources confirmed it, which contradicted it), then
         the failed and unverified flows said."""
-        self.journal.record_flow_checks(checks)
-        if gate is not None:
-            self.journal.set_gate(run_id, site, step, GateStatus.PASSED, detail=dict(gate))
+        self.journal.record_flow_checks(
+            checks,
+            gate=None if gate is None else (run_id, site, step),
+            detail=None if gate is None else dict(gate),
+        )
         with appending():  # the step's records back to back, each its own
             for c in checks:
                 if c.status == "passed" and not audit_passed:
