@@ -393,10 +393,18 @@ class _Handshakes:
         self.socks: list[socket.socket] = []
         self.started: list[float] = []
         try:
+            made: dict[int, socket.socket] = {}
+            by_ns: dict[str, list[int]] = {}
             for i, t in enumerate(self.checked):
-                with netns.inside(t.netns):
-                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                self.socks.append(s)
+                by_ns.setdefault(t.netns, []).append(i)
+            for ns, indices in by_ns.items():  # each namespace entered once, as `probe_tcp`
+                with netns.inside(ns):
+                    for i in indices:
+                        made[i] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        self.socks.append(made[i])  # closed by `close` if one fails
+            self.socks = [made[i] for i in range(len(self.checked))]  # in target order
+            for i, t in enumerate(self.checked):
+                s = made[i]
                 s.setblocking(False)
                 self.started.append(time.monotonic())
                 try:
