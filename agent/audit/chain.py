@@ -179,7 +179,7 @@ class ChainWriter:
     def __init__(self, log_dir: Path, *, clock: Any = utc_now) -> None:
         self.log_dir = log_dir
         self._clock = clock
-        self._tlock = threading.Lock()
+        self._tlock = threading.RLock()  # `locked` nests in one thread
         self._pid = -1
         self._lock_fd = -1
         self._fd = -1
@@ -212,10 +212,15 @@ class ChainWriter:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the directory lock (and this process's thread lock) for the duration."""
+        """Hold the directory lock (and this process's thread lock) for the duration; within
+        it, this thread's appends (and a nested `locked`) take neither again: a run of appends
+        holds the chain once (`agent.audit.appending`), each still its own record."""
         with self._tlock:
             if self._pid < 0:
                 self._open()
+            if self._holding:  # this thread holds both already
+                yield
+                return
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._holding = True
             try:
@@ -282,14 +287,8 @@ class ChainWriter:
         """
         record = keep_aside(fields, CHAIN_FIELDS)
         try:
-            with self._tlock:
-                if self._pid < 0:
-                    self._open()
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-                try:
-                    digest = self._append_locked(record)
-                finally:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            with self.locked():
+                digest = self._append_locked(record)
         except OSError as exc:
             self._close_fd()
             raise _write_error(self.log_dir, exc) from exc
@@ -346,7 +345,7 @@ class ChainWriter:
             self._lock_fd, self._pid, self._seen = -1, -1, None
 
     def _forget_after_fork(self) -> None:
-        self._tlock = threading.Lock()
+        self._tlock = threading.RLock()  # `locked` nests in one thread
         self._holding = False
         self._pid = -1  # the inherited descriptors share the parent's lock: reopen on next use
 

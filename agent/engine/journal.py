@@ -15,12 +15,13 @@ import copy
 import json
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar, cast
 
 from agent import settings
 from agent.engine.lease import Fence
@@ -110,6 +111,8 @@ CREATE INDEX IF NOT EXISTS steps_by_site ON steps (run_id, site, step, seq);
 # 3: `steps_by_site`, the index a site's walk reads its step's rows by (#18: a device step
 # reads its own rows, not the whole run's).
 SCHEMA_VERSION = 3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -433,6 +436,9 @@ class Journal:
         self.path: Path | None = None if is_url(where) else Path(where)
         self.lock = self.db.lock
         self._changed = Changes()  # counts this process's committed writes (`tx`)
+        # the reads the flow checks poll (`_cached`): name -> (the store's data version, rows)
+        self._reads: dict[str, tuple[int, Any]] = {}
+        self._reads_lock = threading.Lock()
         self.identity: tuple[int, int] | None = None
         # active/standby: set by the daemon while it is active (None: unfenced, one node)
         self.fence: Fence | None = None
@@ -556,6 +562,25 @@ class Journal:
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self.db.query(sql, args)
+
+    def _cached(self, name: str, read: Callable[[], T]) -> T:
+        """`read()`, or what it gave last time when nothing was committed to the store since
+        (by any connection: this process's writes or another process's, `Conn.data_version`;
+        the version is taken before reading, so a commit during the read is read again next
+        time). PostgreSQL: always read. The verify gates poll these reads while steps are in
+        flight (#18: 40 reads of the steps in flight per containment, most of them after no
+        write)."""
+        version = self.db.data_version()
+        if version is None:
+            return read()
+        with self._reads_lock:
+            hit = self._reads.get(name)
+        if hit is not None and hit[0] == version:
+            return cast(T, hit[1])
+        value = read()
+        with self._reads_lock:
+            self._reads[name] = (version, value)
+        return value
 
     # -- runs and locks --------------------------------------------------------------------
 
@@ -835,23 +860,37 @@ class Journal:
         wake_at: float | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        with self.tx() as db:
+            self._set_gate(db, run_id, site, step, status, wake_at=wake_at, detail=detail)
+
+    def _set_gate(
+        self,
+        db: Tx,
+        run_id: str,
+        site: str,
+        step: str,
+        status: GateStatus,
+        *,
+        wake_at: float | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`set_gate` within the transaction `db`."""
         what = f"{site} {step} of run {run_id}"
         new = parse(GateStatus, status, f"gate {what}")
         now = time.time()
-        with self.tx() as db:
-            db.guard("gate", f"{run_id}:{site}:{step}")
-            row = db.execute(
-                "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
-                (run_id, site, step),
-            ).fetchone()
-            old = None if row is None else parse(GateStatus, row[0], f"gate {what}")
-            check_transition(GATE_TRANSITIONS, "gate", what, old, new)
-            db.execute(
-                "INSERT INTO gates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, site, step) "
-                "DO UPDATE SET status=excluded.status, wake_at=excluded.wake_at, "
-                "updated_at=excluded.updated_at, detail=excluded.detail",
-                (run_id, site, step, new, now, wake_at, now, json.dumps(detail or {})),
-            )
+        db.guard("gate", f"{run_id}:{site}:{step}")
+        row = db.execute(
+            "SELECT status FROM gates WHERE run_id=? AND site=? AND step=?",
+            (run_id, site, step),
+        ).fetchone()
+        old = None if row is None else parse(GateStatus, row[0], f"gate {what}")
+        check_transition(GATE_TRANSITIONS, "gate", what, old, new)
+        db.execute(
+            "INSERT INTO gates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, site, step) "
+            "DO UPDATE SET status=excluded.status, wake_at=excluded.wake_at, "
+            "updated_at=excluded.updated_at, detail=excluded.detail",
+            (run_id, site, step, new, now, wake_at, now, json.dumps(detail or {})),
+        )
 
     def attest(self, run_id: str, site: str, zone: str, actor: str, reason: str) -> None:
         with self.tx() as db:
@@ -991,8 +1030,13 @@ class Journal:
             )
 
     def device_states(self) -> dict[str, DeviceState]:
-        rows = self._query("SELECT device, state FROM devices")
-        return {d: state_from_json(s) for d, s in rows}
+        """Every device's recorded state (read again only after a commit: `_cached`)."""
+
+        def read() -> dict[str, DeviceState]:
+            rows = self._query("SELECT device, state FROM devices")
+            return {d: state_from_json(s) for d, s in rows}
+
+        return dict(self._cached("device_states", read))
 
     def devices_in_flight(self) -> dict[str, str]:
         """The devices an open run is changing right now (a step whose intent is journaled,
@@ -1014,31 +1058,41 @@ class Journal:
     def steps_in_flight(self) -> list[StepRow]:
         """Every step an open run is acting on right now (started, applied or being undone,
         not yet settled), ordered by run and step: what `devices_in_flight` names, with what
-        each step sends the device towards (its rows). Read-only."""
+        each step sends the device towards (its rows). Read-only (read again only after a
+        commit: `_cached`)."""
         busy = sorted(STEP_BUSY)
         marks, run_marks = ",".join("?" for _ in busy), ",".join("?" for _ in OPEN)
-        rows = self._query(
-            "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, s.undo, "  # noqa: S608
-            "s.before_state, s.after_state, s.status, s.error, s.fail_direction, s.opens "
-            f"FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status IN ({marks}) "
-            f"AND r.status IN ({run_marks}) ORDER BY s.run_id, s.seq",
-            (*busy, *sorted(OPEN)),
-        )
-        return [_step_row(r) for r in rows]
+
+        def read() -> list[StepRow]:
+            rows = self._query(
+                "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, "  # noqa: S608
+                "s.undo, s.before_state, s.after_state, s.status, s.error, s.fail_direction, "
+                f"s.opens FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status IN "
+                f"({marks}) AND r.status IN ({run_marks}) ORDER BY s.run_id, s.seq",
+                (*busy, *sorted(OPEN)),
+            )
+            return [_step_row(r) for r in rows]
+
+        return list(self._cached("steps_in_flight", read))
 
     def steps_coming(self) -> list[StepRow]:
         """Every step row a running run (not one awaiting approval) has yet to start (pending),
         ordered by run and step: all of them, not only the next; which is sent next (nothing
         while a gate stands before it) is the caller's to say from the run's playbook and gates
-        (`agent.run.gates.verify.next_rows`). Read-only."""
-        rows = self._query(
-            "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, s.undo, "
-            "s.before_state, s.after_state, s.status, s.error, s.fail_direction, s.opens "
-            "FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status = ? "
-            "AND r.status = ? ORDER BY s.run_id, s.seq",
-            (StepStatus.PENDING.value, RunStatus.RUNNING.value),
-        )
-        return [_step_row(r) for r in rows]
+        (`agent.run.gates.verify.next_rows`). Read-only (read again only after a commit:
+        `_cached`)."""
+
+        def read() -> list[StepRow]:
+            rows = self._query(
+                "SELECT s.run_id, s.seq, s.site, s.step, s.device, s.method, s.commands, "
+                "s.undo, s.before_state, s.after_state, s.status, s.error, s.fail_direction, "
+                "s.opens FROM steps s JOIN runs r ON r.run_id = s.run_id WHERE s.status = ? "
+                "AND r.status = ? ORDER BY s.run_id, s.seq",
+                (StepStatus.PENDING.value, RunStatus.RUNNING.value),
+            )
+            return [_step_row(r) for r in rows]
+
+        return list(self._cached("steps_coming", read))
 
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""
@@ -1068,8 +1122,16 @@ class Journal:
 
     # -- flow checks (#15) ---------------------------------------------------------------------
 
-    def record_flow_checks(self, checks: Sequence[FlowCheck]) -> None:
-        """Each flow's verdict at a verify step (a later check of the same step replaces it)."""
+    def record_flow_checks(
+        self,
+        checks: Sequence[FlowCheck],
+        *,
+        gate: tuple[str, str, str] | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Each flow's verdict at a verify step (a later check of the same step replaces it);
+        with `gate` (run, site, step), that step's gate passed with `detail` in the same
+        transaction (one commit, not two: #18; both or neither)."""
         with self.tx() as db:
             db.executemany(
                 upsert(
@@ -1104,6 +1166,8 @@ class Journal:
                     for c in checks
                 ],
             )
+            if gate is not None:
+                self._set_gate(db, *gate, GateStatus.PASSED, detail=detail)
 
     def last_flow_checks(self, *, must_survive_only: bool = False) -> dict[str, FlowCheck]:
         """Every checked flow's latest verdict, by flow name."""

@@ -56,3 +56,21 @@ def open_versioned(
         db.close()
         raise
     return db
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the file `open_versioned` just opened (never creates it): the
+    store's reads, which in WAL mode never wait for its writer."""
+    db = sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode=ro",
+        uri=True,
+        timeout=30,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        db.execute("PRAGMA query_only=ON")
+    except BaseException:
+        db.close()
+        raise
+    return db

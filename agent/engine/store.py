@@ -15,7 +15,12 @@ made safe by record locks: every read-check-write (a run's or a step's status tr
 site's lock, a run's next step number) first takes `Tx.guard(kind, key)`, a transaction-scoped
 advisory lock on that record, so no other writer, in this process or another host sharing the
 database, checks the same record before this transaction ends. Single statements (an upsert, an
-update of one row) are atomic by themselves. Reads take no lock (a committed snapshot).
+update of one row) are atomic by themselves. Reads take no lock (a committed snapshot): on
+SQLite they go through a second, read-only connection to the same file, opened with the first
+(WAL: a reader never waits for the writer), so a read never queues behind a batch's COMMIT and
+its fsync (#18: 10-120 ms a read under the site threads' writes); it sees what is committed.
+`Conn.data_version()` changes at every commit by any connection, this process's writer
+included: a read cached under it is exact (`agent.engine.journal`'s polled reads).
 
 When PostgreSQL goes away (a restart, a failover, the network): a transaction first waits for a
 live connection (the pool checks each one it lends, drops the dead and reconnects with backoff),
@@ -47,7 +52,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from agent.engine.sqlitefile import open_versioned
+from agent.engine.sqlitefile import open_reader, open_versioned
 from agent.errors import DaemonError, StateLostError
 from agent.settings import is_state_url, redact_url, state_url_problem
 
@@ -218,13 +223,29 @@ class Conn:
         self._waiting_lock = threading.Lock()
         # told (with the message) each time the database could not be used (StateLostError)
         self.on_lost: list[Callable[[str], None]] = []
+        # SQLite: the read-only connection every `query` uses (`open_store`), and its lock
+        self.reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         if self.backend == "sqlite":
-            with self.lock:
-                return Tx(self, self.raw).execute(sql, args).fetchall()
+            if self.reader is None:  # closed (raises as before), or no reader opened
+                with self.lock:
+                    return Tx(self, self.raw).execute(sql, args).fetchall()
+            with self._read_lock:
+                return Tx(self, self.reader).execute(sql, args).fetchall()
         with self.driver_errors(), self.raw.connection(timeout=self.wait_s) as raw:
             return Tx(self, raw).execute(sql, args).fetchall()
+
+    def data_version(self) -> int | None:
+        """SQLite: a number that changes whenever any connection (this process's writer, or
+        another process's) has committed since the last call, read where `query` reads (so a
+        read made after it was taken is at least that recent); None on PostgreSQL or without a
+        reader (never cache: read again)."""
+        if self.backend != "sqlite" or self.reader is None:
+            return None
+        with self._read_lock:
+            return int(self.reader.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -355,6 +376,10 @@ class Conn:
                     self._batch, sqlite3.OperationalError(f"the {self.what} was closed")
                 )
             self.raw.close()
+            with self._read_lock:
+                if self.reader is not None:
+                    self.reader.close()
+                    self.reader = None
 
     @contextmanager
     def driver_errors(self) -> Iterator[None]:
@@ -437,6 +462,11 @@ def open_store(
         synchronous="FULL" if durable else "NORMAL",
         upgrade=_upgrade,
     )
+    try:
+        conn.reader = open_reader(Path(where))
+    except BaseException:
+        conn.raw.close()
+        raise
     return conn
 
 

@@ -325,11 +325,14 @@ def _probe_round(
     1. Flows expected open, with their banner, for OPEN_FIRST_TRY_S (the batch ends as soon as
        all have connected). 2. Those that did not connect are probed again for the full
        `open_timeout` (the only probe that can call an expected-open flow closed). 3. Flows
-       expected closed: a bare TCP handshake for max(closed_timeout, CLOSED_MARGIN x the slowest
-       open flow seen in 1-2), at most `open_timeout`. (The run re-reads the recorded states
-       before asking again about a flow not as expected: `agent.verify.check`.) With `failed`,
-       a flow another source has failed is not waited for (ABANDONED) in steps 1-2; step 3's
-       handshakes (flows expected closed) are not given up: their wait is bounded as above."""
+       expected closed: a bare TCP handshake, its SYN sent before step 1 (so its wait runs
+       while the open flows are probed, #18: the round cost their sum), looked at once more
+       max(closed_timeout, CLOSED_MARGIN x the slowest open flow seen in 1-2), at most
+       `open_timeout`, after the last of those SYNs left: every handshake is waited for as
+       long as when it was sent after 1-2. (The run re-reads the recorded states before asking
+       again about a flow not as expected: `agent.verify.check`.) With `failed`, a flow another
+       source has failed is not waited for (ABANDONED) in steps 1-2; step 3's handshakes (flows
+       expected closed) are not given up: their wait is bounded as above."""
     seen: dict[str, FlowObservation] = {}
 
     def batch(some: Sequence[Flow], timeout: float) -> list[FlowObservation]:
@@ -341,17 +344,22 @@ def _probe_round(
         finally:
             give_up.close()
 
-    first = [f for f in flows if expected[f.name]]
-    tries = batch(first, min(OPEN_FIRST_TRY_S, open_timeout))
-    missing = [o.flow for o in tries if not o.observed_open and o.status is not Status.ABANDONED]
-    seen.update((o.flow.name, o) for o in tries if o.observed_open or o.status is Status.ABANDONED)
-    if missing:
-        seen.update((o.flow.name, o) for o in batch(missing, open_timeout))
-    slowest_s = max((o.elapsed_ms for o in seen.values() if o.observed_open), default=0.0) / 1e3
-    wait = min(max(closed_timeout, CLOSED_MARGIN * slowest_s), open_timeout)
     pairs = targets(inv, bp, [f for f in flows if not expected[f.name]])
-    for (flow, _), r in zip(pairs, handshake_probe([t for _, t in pairs], wait), strict=True):
-        seen[flow.name] = FlowObservation(flow, False, r.status, r.elapsed_ms)
+    with _Handshakes([t for _, t in pairs]) as closed:
+        first = [f for f in flows if expected[f.name]]
+        tries = batch(first, min(OPEN_FIRST_TRY_S, open_timeout))
+        missing = [
+            o.flow for o in tries if not o.observed_open and o.status is not Status.ABANDONED
+        ]
+        seen.update(
+            (o.flow.name, o) for o in tries if o.observed_open or o.status is Status.ABANDONED
+        )
+        if missing:
+            seen.update((o.flow.name, o) for o in batch(missing, open_timeout))
+        slowest_s = max((o.elapsed_ms for o in seen.values() if o.observed_open), default=0.0) / 1e3
+        wait = min(max(closed_timeout, CLOSED_MARGIN * slowest_s), open_timeout)
+        for (flow, _), r in zip(pairs, closed.results(wait), strict=True):
+            seen[flow.name] = FlowObservation(flow, False, r.status, r.elapsed_ms)
     return [seen[f.name] for f in flows]
 
 
@@ -367,50 +375,87 @@ def handshake_probe(targets: Sequence[ProbeTarget], wait: float) -> list[ProbeRe
     validate(checked)
     if wait <= 0:
         raise LabError(f"handshake wait must be positive, got {wait}")
-    results: list[ProbeResult | None] = [None] * len(checked)
-    sel = selectors.DefaultSelector()
-    socks: list[socket.socket] = []
-    started: list[float] = []
+    with _Handshakes(checked) as probe:
+        return probe.results(wait)
 
-    def done(i: int, err: int) -> None:
+
+class _Handshakes:
+    """`handshake_probe` in two halves: the SYNs sent when made (after the same checks), the
+    wait counted from the last of them in `results` (so the caller may do something else
+    meanwhile: its time counts in the wait, the last look is always made). Sockets closed on
+    leaving the `with` block."""
+
+    def __init__(self, targets: Sequence[ProbeTarget]) -> None:
+        self.checked = list(targets)
+        validate(self.checked)
+        self.found: list[ProbeResult | None] = [None] * len(self.checked)
+        self.sel = selectors.DefaultSelector()
+        self.socks: list[socket.socket] = []
+        self.started: list[float] = []
+        try:
+            made: dict[int, socket.socket] = {}
+            by_ns: dict[str, list[int]] = {}
+            for i, t in enumerate(self.checked):
+                by_ns.setdefault(t.netns, []).append(i)
+            for ns, indices in by_ns.items():  # each namespace entered once, as `probe_tcp`
+                with netns.inside(ns):
+                    for i in indices:
+                        made[i] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        self.socks.append(made[i])  # closed by `close` if one fails
+            self.socks = [made[i] for i in range(len(self.checked))]  # in target order
+            for i, t in enumerate(self.checked):
+                s = made[i]
+                s.setblocking(False)
+                self.started.append(time.monotonic())
+                try:
+                    if t.src is not None:
+                        s.bind((t.src, 0))
+                    err = s.connect_ex((t.dst, t.port))
+                except OSError as exc:
+                    err = exc.errno or errno.EIO
+                if err == errno.EINPROGRESS:
+                    self.sel.register(s, selectors.EVENT_WRITE, i)
+                else:
+                    self._done(i, err)
+        except BaseException:
+            self.close()
+            raise
+        self.sent = time.monotonic()  # the last SYN left
+
+    def _done(self, i: int, err: int) -> None:
         status = Status.OK if err == 0 else _status_of(err)
-        ms = (time.monotonic() - started[i]) * 1000.0
-        results[i] = ProbeResult(checked[i], status, round(ms, 3), errno.errorcode.get(err, ""))
+        ms = (time.monotonic() - self.started[i]) * 1000.0
+        self.found[i] = ProbeResult(
+            self.checked[i], status, round(ms, 3), errno.errorcode.get(err, "")
+        )
 
-    try:
-        for i, t in enumerate(checked):
-            with netns.inside(t.netns):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.setblocking(False)
-            started.append(time.monotonic())
-            try:
-                if t.src is not None:
-                    s.bind((t.src, 0))
-                err = s.connect_ex((t.dst, t.port))
-            except OSError as exc:
-                err = exc.errno or errno.EIO
-            if err == errno.EINPROGRESS:
-                sel.register(s, selectors.EVENT_WRITE, i)
-            else:
-                done(i, err)
-        deadline = time.monotonic() + wait
-        while sel.get_map():
+    def results(self, wait: float) -> list[ProbeResult]:
+        """Every target's result once `wait` seconds have passed since the last SYN left (at
+        once if they have), after one last look; TIMEOUT for a handshake not made by then."""
+        deadline = self.sent + wait
+        while self.sel.get_map():
             left = deadline - time.monotonic()
-            for key, _ in sel.select(max(left, 0.0)):  # past the deadline: the last look
+            for key, _ in self.sel.select(max(left, 0.0)):  # past the deadline: the last look
                 i = key.data
-                done(i, socks[i].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
-                sel.unregister(socks[i])
+                self._done(i, self.socks[i].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+                self.sel.unregister(self.socks[i])
             if left <= 0:
                 break
-    finally:
-        for s in socks:
+        return [
+            r if r is not None else ProbeResult(t, Status.TIMEOUT, wait * 1000.0, "no connection")
+            for t, r in zip(self.checked, self.found, strict=True)
+        ]
+
+    def close(self) -> None:
+        for s in self.socks:
             s.close()
-        sel.close()
-    return [
-        r if r is not None else ProbeResult(t, Status.TIMEOUT, wait * 1000.0, "no connection")
-        for t, r in zip(checked, results, strict=True)
-    ]
+        self.sel.close()
+
+    def __enter__(self) -> _Handshakes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _status_of(err: int) -> Status:

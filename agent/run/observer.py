@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent import audit
+from agent.audit.pipeline import appending
 from agent.engine.journal import FlowCheck, Journal, NewStep, StepRow
 from agent.errors import AuditError, RunError
 from agent.network.state import DeviceState
@@ -405,25 +406,28 @@ class Observer:
         `detail` when given: the gate passes, its problems are the run's flow problems), then
         audited one record per flow (which sources confirmed it, which contradicted it), then
         the failed and unverified flows said."""
-        self.journal.record_flow_checks(checks)
-        if gate is not None:
-            self.journal.set_gate(run_id, site, step, GateStatus.PASSED, detail=dict(gate))
-        for c in checks:
-            if c.status == "passed" and not audit_passed:
-                continue
-            log = self.log.error if c.status == "failed" else self.log.info
-            if c.status == "unverified":
-                log = self.log.warning
-            log(
-                "flow.checked",
-                step=step,
-                flow=c.flow,
-                expected=c.expected,
-                outcome=c.status,
-                must_survive=c.must_survive,
-                confirmed_by=list(c.confirmed_by),
-                contradicted_by=list(c.contradicted_by),
-            )
+        self.journal.record_flow_checks(
+            checks,
+            gate=None if gate is None else (run_id, site, step),
+            detail=None if gate is None else dict(gate),
+        )
+        with appending():  # the step's records back to back, each its own
+            for c in checks:
+                if c.status == "passed" and not audit_passed:
+                    continue
+                log = self.log.error if c.status == "failed" else self.log.info
+                if c.status == "unverified":
+                    log = self.log.warning
+                log(
+                    "flow.checked",
+                    step=step,
+                    flow=c.flow,
+                    expected=c.expected,
+                    outcome=c.status,
+                    must_survive=c.must_survive,
+                    confirmed_by=list(c.confirmed_by),
+                    contradicted_by=list(c.contradicted_by),
+                )
         failed = [c.flow for c in checks if c.status == "failed"]
         unverified = [c.flow for c in checks if c.status == "unverified"]
         passed = len(checks) - len(failed) - len(unverified)

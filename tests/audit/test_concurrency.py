@@ -6,9 +6,12 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import agent.audit as audit
+from agent.audit.pipeline import appending
 from agent.audit.verify import verify
 
 WRITER = """
@@ -53,3 +56,44 @@ def test_two_processes_extend_one_gap_free_chain(tmp_path: Path) -> None:
     assert actors.count("daemon") == actors.count("cli") == COUNT
     switches = sum(a != b for a, b in itertools.pairwise(actors))
     assert switches > 1, "the two writers never interleaved: the test proved nothing"
+
+
+def test_a_block_of_appends_stays_together_and_the_chain_verifies(tmp_path: Path) -> None:
+    """`audit.appending`: one thread's records in the block are contiguous in the chain (the
+    chain held once for them), while another thread appends throughout; each is its own record
+    and the whole chain verifies, seq 1..N without gap (#18)."""
+    log_dir = tmp_path / "logs"
+    audit.configure(log_dir, console=False, seal_interval=0)
+    try:
+        stop = threading.Event()
+
+        def other() -> None:
+            log = audit.get_logger(actor="other")
+            while not stop.is_set():
+                log.info("step.started")
+
+        t = threading.Thread(target=other)
+        t.start()
+        log = audit.get_logger(actor="block")
+        try:
+            time.sleep(0.05)
+            for _ in range(20):
+                with appending():
+                    for n in range(16):
+                        log.info("flow.checked", n=n)
+        finally:
+            stop.set()
+            t.join()
+    finally:
+        audit.close()
+    result = verify(log_dir)
+    assert result.ok, result.findings
+    actors = [
+        json.loads(line)["actor"]
+        for path in sorted(log_dir.glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert result.records == len(actors) and actors.count("block") == 320
+    runs = [len(list(g)) for a, g in itertools.groupby(actors) if a == "block"]
+    assert all(n % 16 == 0 for n in runs), runs  # never split inside a block
+    assert actors.count("other") > 0 and len(runs) > 1, "the writers never interleaved"
