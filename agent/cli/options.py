@@ -46,7 +46,7 @@ class Opts:
         """--socket, else the one the state directory's daemon wrote, else <state>/cordon.sock."""
         if self.socket is not None:
             return self.socket
-        from agent.daemon.main import read_state  # noqa: PLC0415 - light, but daemon-side
+        from agent.daemon.lock import read_state  # noqa: PLC0415 - daemon-side
 
         up = read_state(self.state_dir)
         if up is not None and isinstance(up.get("socket"), str):

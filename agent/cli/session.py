@@ -82,7 +82,7 @@ def connect(o: Opts, *, changes: bool = False, drives: bool = False) -> Iterator
             default_roles_path,
         )
         from agent.api.local import LocalClient  # noqa: PLC0415
-        from agent.daemon.main import state_lock  # noqa: PLC0415
+        from agent.daemon.lock import state_lock  # noqa: PLC0415
         from agent.inventory import default_path  # noqa: PLC0415
         from agent.service.service import local  # noqa: PLC0415
 

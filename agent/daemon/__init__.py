@@ -4,7 +4,8 @@ twin is up). The API it serves
 lives in `agent.api`, the application behind it in `agent.service`.
 
 Kept light on purpose (the CLI imports it for the socket's name): imports `agent.settings` only;
-`agent.daemon.main` is imported when a daemon starts or its state file is read.
+`agent.daemon.main` is imported when a daemon starts; `agent.daemon.lock` (the state
+directory's lock and the daemon's state file) when a command holds the directory or reads it.
 """
 
 from __future__ import annotations

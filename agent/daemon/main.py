@@ -12,32 +12,30 @@ flow sources (the production ones, `agent.verify.sources`, and the twin's prober
 `agent.lab.verifier`, when a twin of the inventory is up): with the CLI, the only module that
 imports the twin. Nothing here decides or renders; nothing below the daemon imports it.
 
-In the state directory, besides the journal and the job store:
-    daemon.lock   flock: exclusive while a daemon runs; shared by a `--local` command that
-                  changes something (so the two never drive the same runs at once)
-    daemon.json   {"pid", "socket", "inventory", "state_dir", "started_at", "version"} while up
+In the state directory, besides the journal and the job store: `daemon.lock` (held exclusively
+while a daemon runs) and `daemon.json` (its pid, socket...), both `agent.daemon.lock`'s, which a
+`--local` command uses without importing this module (#18).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import __version__, audit
 from agent.api.auth import Policy
 from agent.api.nodes import Directory
+from agent.daemon.lock import LOCK_FILE, STATE_FILE, read_state, state_lock
 from agent.drivers.limits import raise_nofile
-from agent.errors import ConfigError, DaemonError
+from agent.errors import ConfigError
 from agent.service.service import DAEMON_ACTOR, Service
 from agent.settings import current as current_settings
 from agent.verify.sources import production_sources
@@ -46,9 +44,6 @@ if TYPE_CHECKING:  # aiohttp: imported when the daemon serves, never by `--local
     from agent.api.tcp import ServerTls, TcpListen
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "DaemonConfig", "read_state", "run", "state_lock"]
-
-STATE_FILE = "daemon.json"
-LOCK_FILE = "daemon.lock"
 
 
 @dataclass(frozen=True)
@@ -59,51 +54,6 @@ class DaemonConfig:
     roles: Path
     poll_interval: float = 30.0  # seconds between drift polls; 0 turns polling off
     group: str | None = None  # the group whose members may connect to the socket
-
-
-def read_state(state_dir: Path) -> dict[str, Any] | None:
-    """What the daemon of `state_dir` wrote at start (None when none is up, or unreadable)."""
-    try:
-        data = json.loads((state_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-@contextlib.contextmanager
-def state_lock(state_dir: Path, *, shared: bool) -> Iterator[None]:
-    """Hold the state directory: exclusively (the daemon) or shared (a local command that
-    changes something). Refused at once, never waited for, naming who holds it."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o640)
-    try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _held(state_dir, shared=shared) from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _held(state_dir: Path, *, shared: bool) -> DaemonError:
-    up = read_state(state_dir)
-    if shared:
-        where = f" (pid {up.get('pid')}, socket {up.get('socket')})" if up else ""
-        return DaemonError(
-            f"a cordon daemon owns {state_dir}{where}: it drives the runs, not this command",
-            hint="drop --local: the order goes to the daemon",
-        )
-    if up is not None:
-        return DaemonError(
-            f"a cordon daemon already runs on {state_dir} "
-            f"(pid {up.get('pid')}, socket {up.get('socket')})",
-            hint="one daemon per state directory: stop it first, or use another --state-dir",
-        )
-    return DaemonError(
-        f"a `cordon ... --local` command is using {state_dir} (a local run, approval...)",
-        hint="let it finish (or stop it), then start the daemon: it takes open runs on",
-    )
 
 
 @dataclass(frozen=True)

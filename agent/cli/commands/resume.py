@@ -48,7 +48,7 @@ def resume_cmd(
     left undoing are settled from the devices and its sites released. (A running daemon
     settles open runs itself at start; a rollback cut short only this command.)
     Exit 0 done or rolled back, 19 an undo failed, 4 otherwise."""
-    from agent.daemon.main import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
+    from agent.daemon.lock import state_lock  # noqa: PLC0415 - the daemon's state-dir lock
 
     inv = load(inventory_path or default_path())
     journal = journal_at(state_dir)

@@ -135,6 +135,44 @@ class _PinnedIosSession(CiscoIosSSH):
         lines = out.replace("\r", "").split("\n")
         return "\n".join(lines[:-1]).strip("\n")
 
+    # Configuration mode, without netmiko's probes: its `config_mode` and `exit_config_mode` each
+    # send an empty line and read the prompt before and after their command (`check_config_mode`),
+    # four of the ten round trips of a two-port change (#18). The session is always in exec mode
+    # between two operations (the driver leaves config mode after a rejected command, or drops
+    # the session), so the mode is known before; after, it is read from the prompt the command
+    # itself ends with. The failures are netmiko's (a ValueError, out of step).
+
+    def config_mode(
+        self, config_command: str = "configure terminal", pattern: str = "", re_flags: int = 0
+    ) -> str:
+        output = self._mode_command(config_command)
+        if not self._in_config(output):
+            raise ValueError("Failed to enter configuration mode.")
+        return output
+
+    def exit_config_mode(self, exit_config: str = "end", pattern: str = r"#.*") -> str:
+        output = self._mode_command(exit_config)
+        if self._in_config(output):
+            raise ValueError("Failed to exit configuration mode")
+        return output
+
+    def _mode_command(self, line: str) -> str:
+        """Send `line`; its output up to and including the prompt that follows it."""
+        limit = self._timeouts.command
+        self.write_channel(self.normalize_cmd(line))
+        output = self.read_until_pattern(pattern=re.escape(line.strip()), read_timeout=limit)
+        return output + self.read_until_pattern(
+            pattern=rf"^{re.escape(self.base_prompt)}[^\n]*[>#]\s*$",
+            re_flags=re.M,
+            read_timeout=limit,
+        )
+
+    @staticmethod
+    def _in_config(output: str) -> bool:
+        """Does the prompt `output` ends with show a configuration mode (`name(config...)#`)?"""
+        lines = output.rstrip().splitlines()
+        return bool(lines) and ")#" in lines[-1]
+
     def cleanup(self, command: str = "exit") -> None:
         """Log out: the session is always left in exec mode, so no mode probing (netmiko's
         probe would wait out a read timeout on a dead link)."""
