@@ -229,11 +229,12 @@ class Conn:
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         if self.backend == "sqlite":
-            if self.reader is None:  # closed (raises as before), or no reader opened
-                with self.lock:
-                    return Tx(self, self.raw).execute(sql, args).fetchall()
             with self._read_lock:
-                return Tx(self, self.reader).execute(sql, args).fetchall()
+                reader = self.reader  # under its lock: `close` may have just dropped it
+                if reader is not None:
+                    return Tx(self, reader).execute(sql, args).fetchall()
+            with self.lock:  # closed (raises sqlite3.ProgrammingError as before), or no reader
+                return Tx(self, self.raw).execute(sql, args).fetchall()
         with self.driver_errors(), self.raw.connection(timeout=self.wait_s) as raw:
             return Tx(self, raw).execute(sql, args).fetchall()
 
@@ -242,9 +243,11 @@ class Conn:
         another process's) has committed since the last call, read where `query` reads (so a
         read made after it was taken is at least that recent); None on PostgreSQL or without a
         reader (never cache: read again)."""
-        if self.backend != "sqlite" or self.reader is None:
+        if self.backend != "sqlite":
             return None
         with self._read_lock:
+            if self.reader is None:  # closed, or no reader opened
+                return None
             return int(self.reader.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager

@@ -201,3 +201,44 @@ def test_a_full_batch_commits_without_waiting_for_the_queue(
     commits = commits_counted(conn)
     queue_behind_one(conn, 5)
     assert len(commits) == 3  # 6 blocks, at most 2 per COMMIT
+
+
+def test_a_read_racing_close_raises_the_closed_database_error(tmp_path: Path) -> None:
+    """A read that waited for the reader connection while `close` dropped it reads on the
+    closed writer and gets SQLite's own "closed database" error (what the API's 503 and the
+    view's stale-status stream catch), never an AttributeError (#18 review)."""
+    for _ in range(50):
+        db = open_store(
+            tmp_path / f"race-{_}.sqlite",
+            name="t",
+            what="test store",
+            schema=SCHEMA,
+            version=1,
+            durable=False,
+        )
+        errors: list[BaseException] = []
+        started = threading.Event()
+
+        def reader(
+            db: Conn = db,
+            errors: list[BaseException] = errors,
+            started: threading.Event = started,
+        ) -> None:
+            started.set()
+            while True:
+                try:
+                    db.query("SELECT k FROM t")
+                    db.data_version()
+                except sqlite3.ProgrammingError:
+                    return
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        t = threading.Thread(target=reader)
+        t.start()
+        started.wait()
+        db.close()
+        t.join(timeout=10)
+        assert not t.is_alive()
+        assert errors == []
