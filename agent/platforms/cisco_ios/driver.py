@@ -197,10 +197,17 @@ class IosDriver:
                     f"the {before} command(s) before it were applied and stay applied: "
                     "read back, then undo or complete"
                 )
-            trail.change_failed(
-                self.target, via=self.via, changes=changes, commands=commands, exc=exc, started=t0
-            )
-            self._leave_config_mode()
+            try:
+                trail.change_failed(
+                    self.target,
+                    via=self.via,
+                    changes=changes,
+                    commands=commands,
+                    exc=exc,
+                    started=t0,
+                )
+            finally:  # even when the audit refuses the record: never left in config mode
+                self._leave_config_mode()
             raise
         except DeviceError as exc:
             trail.change_failed(

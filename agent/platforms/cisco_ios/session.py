@@ -18,6 +18,7 @@ from netmiko.exceptions import ReadTimeout
 from agent.drivers.base import Target, Timeouts
 from agent.drivers.ssh import open_transport, translated, wait_readable
 from agent.errors import AuthError, ConnectError
+from agent.platforms.cisco_ios.parse import cli_error
 
 __all__ = ["ANY_PROMPT", "PROMPT", "_PinnedIosSession"]
 
@@ -146,6 +147,9 @@ class _PinnedIosSession(CiscoIosSSH):
         self, config_command: str = "configure terminal", pattern: str = "", re_flags: int = 0
     ) -> str:
         output = self._mode_command(config_command)
+        refused = cli_error(output)
+        if refused is not None:  # e.g. already in a configuration mode: the session is dropped
+            raise ValueError(f"Failed to enter configuration mode: {refused}")
         if not self._in_config(output):
             raise ValueError("Failed to enter configuration mode.")
         return output
