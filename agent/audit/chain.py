@@ -216,12 +216,16 @@ class ChainWriter:
         it, this thread's appends (and a nested `locked`) take neither again: a run of appends
         holds the chain once (`agent.audit.appending`), each still its own record."""
         with self._tlock:
-            if self._pid < 0:
-                self._open()
             if self._holding:  # this thread holds both already
                 yield
                 return
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if self._pid < 0:
+                    self._open()
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            except OSError as exc:  # e.g. ENOLCK on a network file system: as `append` says it
+                self._close_fd()
+                raise _write_error(self.log_dir, exc) from exc
             self._holding = True
             try:
                 yield

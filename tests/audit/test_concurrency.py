@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import agent.audit as audit
 from agent.audit.pipeline import appending
 from agent.audit.verify import verify
+from agent.errors import AuditError
 
 WRITER = """
 import os, sys, time
@@ -97,3 +102,30 @@ def test_a_block_of_appends_stays_together_and_the_chain_verifies(tmp_path: Path
     runs = [len(list(g)) for a, g in itertools.groupby(actors) if a == "block"]
     assert all(n % 16 == 0 for n in runs), runs  # never split inside a block
     assert actors.count("other") > 0 and len(runs) > 1, "the writers never interleaved"
+
+
+def test_a_lock_the_file_system_refuses_is_an_audit_error_in_a_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`audit.appending` on a log directory whose file system refuses the lock (ENOLCK, an NFS
+    mount): the trail's own AuditError saying where and what to check, as a single append
+    says it, never a bare OSError (review of #18)."""
+    import fcntl  # noqa: PLC0415 - patched here only
+
+    log_dir = tmp_path / "logs"
+    audit.configure(log_dir, console=False, seal_interval=0)
+    real = fcntl.flock
+
+    def refused(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        real(fd, op)
+
+    try:
+        monkeypatch.setattr(fcntl, "flock", refused)
+        with pytest.raises(AuditError, match=f"cannot write the audit log in {log_dir}"):  # noqa: SIM117
+            with appending():
+                audit.get_logger(actor="block").info("flow.checked")
+    finally:
+        monkeypatch.undo()
+        audit.close()
