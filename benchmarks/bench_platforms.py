@@ -257,7 +257,16 @@ def _base(base: Path, inventory: Path, names: list[str], runs: int) -> dict[str,
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [sys.executable, "-c", code, str(base), str(ROOT), str(inventory), str(runs), *names],
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(base),
+            str(ROOT),
+            str(inventory.resolve()),
+            str(runs),
+            *names,
+        ],
         capture_output=True,
         text=True,
         env=env,
