@@ -36,6 +36,7 @@ from agent.drivers.base import (
     ChangeSet,
     Expectation,
     Facts,
+    InterfaceState,
     Target,
     Timeouts,
     mismatches,
@@ -79,20 +80,31 @@ class IosXeDriver(IosDriver):
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _read(self, s: _PinnedIosSession, operation: str, *, config: bool = True) -> Facts:
-        ifs = self._parse(operation, parse.parse_show_interface, s.command("show interfaces"))
+    def _read(
+        self, s: _PinnedIosSession, operation: str, *, config: bool = True, ifs: bool = True
+    ) -> Facts:
+        found = (
+            self._parse(operation, parse.parse_show_interface, s.command("show interfaces"))
+            if ifs
+            else ()
+        )
         text = s.command("show running-config") if config else ""
         return Facts(
             device=self.target.name,
             platform=self.target.device.platform,
             via=self.via,
-            interfaces=ifs,
+            interfaces=found,
             config=text,
             ours=parse.ours(text),
         )
 
     def facts(self) -> Facts:
         return self._run("facts", lambda s: self._read(s, "facts"))
+
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read), one command;
+        not `facts`, which reads the whole running configuration besides."""
+        return self._run(operation, lambda s: self._read(s, operation, config=False)).interfaces
 
     def backup(self) -> Backup:
         text = self._run("backup", lambda s: s.command("show running-config"))
@@ -133,8 +145,13 @@ class IosXeDriver(IosDriver):
             or expect.table_present is not None
         )
 
+        wants_ifs = bool(expect.admin_up or expect.oper_up)  # an ACL change reads no port
+
         def read() -> tuple[Facts, list[str]]:
-            facts = self._run("verify", lambda s: self._read(s, "verify", config=wants_config))
+            facts = self._run(
+                "verify",
+                lambda s: self._read(s, "verify", config=wants_config, ifs=wants_ifs),
+            )
             return facts, mismatches(facts, expect) + self._rule_mismatches(facts, expect)
 
         return trail.verify_loop(
