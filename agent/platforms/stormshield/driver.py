@@ -273,9 +273,12 @@ class StormshieldDriver:
             operation, parse.active_slot, self._cmd("CONFIG SLOT LIST type=filter", operation)
         )
 
-    def policy(self, operation: str, *, clone: bool = False) -> list[parse.SnsRule]:
-        """The rules of the active filter policy (`clone`: as being edited, not activated)."""
-        slot = self.slot(operation)
+    def policy(
+        self, operation: str, *, clone: bool = False, slot: str | None = None
+    ) -> list[parse.SnsRule]:
+        """The rules of the active filter policy (`clone`: as being edited, not activated); of
+        slot `slot` when the caller read which one is active already (else one more command)."""
+        slot = self.slot(operation) if slot is None else slot
         r = self._cmd(
             f"CONFIG FILTER EXPLICIT index={int(slot)} type=filter output=xml"
             + (" useclone=1" if clone else ""),
@@ -436,13 +439,14 @@ class StormshieldDriver:
         output = ""
         try:
             self.connect()
-            before = frozenset(r.comment for r in self.policy("apply") if r.ours)
+            active = self.slot("apply")  # read once: every command of the change names it
+            slot = int(active)
+            before = frozenset(r.comment for r in self.policy("apply", slot=active) if r.ours)
             states = self._flush_plan(wanted, objects, before)
             for c in objects:
                 sent.append(c)
                 self._cmd(c, "apply")
-            slot = int(self.slot("apply"))
-            edited = self.policy("apply", clone=True)
+            edited = self.policy("apply", clone=True, slot=active)
             for r in sorted((r for r in edited if r.ours), key=lambda r: -r.position):
                 c = f"CONFIG FILTER RULE REMOVE index={slot} type=filter position={r.position}"
                 sent.append(c)
@@ -458,7 +462,7 @@ class StormshieldDriver:
             sent.append("CONFIG FILTER ACTIVATE")
             self._cmd("CONFIG FILTER ACTIVATE", "apply")
             if states.hosts:
-                output = self._flush(states, wanted, sent)
+                output = self._flush(states, wanted, sent, active)
         except DeviceError as exc:
             if isinstance(exc, CommandRejected) and exc.command.startswith(flush.COMMAND):
                 exc.hint = (
@@ -492,7 +496,7 @@ class StormshieldDriver:
                 f"nothing sent: the connection states to flush cannot be worked out: {exc}",
             ) from None
 
-    def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str]) -> str:
+    def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str], slot: str) -> str:
         """Once the new policy is active and read back holding the block rules that call for
         it, flush the states of those of `states.hosts` that hold states (`MONITOR FLUSH
         STATE`, one host per command; all of them when the connection table is not known):
@@ -502,7 +506,7 @@ class StormshieldDriver:
             for c in wanted
             if flush.tokens(c).get("action") == "block"
         }
-        active = {r.comment for r in self.policy("apply") if r.ours}
+        active = {r.comment for r in self.policy("apply", slot=slot) if r.ours}
         missing = sorted(blocks - active)
         if missing:
             raise DeviceError(
