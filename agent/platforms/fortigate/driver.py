@@ -617,25 +617,24 @@ class FortiGateDriver:
         return token
 
     def confirm(self, token: str) -> bool:
-        """Save the configuration and leave revert mode; True when the device, read back, holds
-        the applied change saved in automatic mode (no revert can be pending); False when the
-        revert already ran (Cordon's objects read back are no longer the ones applied)."""
+        """Save the configuration and leave revert mode; True when the device, read back after
+        that, holds the applied change saved in automatic mode (no revert can be pending); False
+        when the revert already ran (Cordon's objects read back are no longer the ones applied).
+        No read before the save: had the revert run, the running configuration is the saved
+        one already (FortiOS reverts to it), so the save changes nothing and the read after it
+        says so; that read was one read of the four tables more for the same answer."""
         if token != self._armed:
             return False
         self._armed = None
         applied, self._applied = self._applied, None
-        have, flags, _ = self._device_objects("confirm")
-        fired = applied is not None and have.lines(flags) != applied
-        if not fired:
-            self._call("POST", "monitor/system/config/save", operation="confirm", body={})
+        self._call("POST", "monitor/system/config/save", operation="confirm", body={})
         prior = {"cfg-save": "automatic", **self._prior}
         self._call("PUT", GLOBAL, operation="confirm", body=prior)
-        if not fired:
-            have, flags, _ = self._device_objects("confirm")
-            glob = self._global("confirm")
-            fired = glob.get("cfg-save") != prior["cfg-save"] or (
-                applied is not None and have.lines(flags) != applied
-            )
+        have, flags, _ = self._device_objects("confirm")
+        glob = self._global("confirm")
+        fired = glob.get("cfg-save") != prior["cfg-save"] or (
+            applied is not None and have.lines(flags) != applied
+        )
         trail.change(
             self.target,
             via=self.via,
