@@ -264,10 +264,10 @@ def flushed(
     comments = {flush.tokens(w)["comment"] for w in wanted}
     rules = [parse.SnsRule(n, n, (("comment", c),)) for n, c in enumerate(sorted(comments), 1)]
     monkeypatch.setattr(drv, "_cmd", cmd)
-    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False, slot=None: rules)
     states = drv._flush_plan(wanted, objects, frozenset())
     sent: list[str] = []
-    output = drv._flush(states, wanted, sent)
+    output = drv._flush(states, wanted, sent, "1")
     assert sent_to_device[0].startswith("MONITOR CONNECTION")
     assert sent == sent_to_device[1:]
     return sent, output, len(states.hosts)
@@ -333,9 +333,9 @@ def test_a_cut_of_one_host_flushes_it_without_reading_the_table(
     wanted, objects = lines(QUARANTINE)
     rules = [parse.SnsRule(1, 1, (("comment", flush.tokens(wanted[0])["comment"]),))]
     monkeypatch.setattr(drv, "_cmd", cmd)
-    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False, slot=None: rules)
     sent: list[str] = []
-    output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent)
+    output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent, "1")
     assert sent_to_device == sent == ["MONITOR FLUSH STATE 198.18.94.20"]
     assert output == "connection states flushed for 1 host(s)"
 
