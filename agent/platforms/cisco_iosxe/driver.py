@@ -294,13 +294,14 @@ class IosXeDriver(IosDriver):
     def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
         """Arm the device's rollback to its configuration now (`changes`, the step's undo,
         describes that state); unless confirmed within `seconds` (whole minutes, rounded up),
-        the device rolls back by itself. Checked by reading the timer back."""
+        the device rolls back by itself. Checked by reading the timer back. The archive is not
+        read first (two commands per armed step): a switch without it refuses the timer
+        (`%Turn config archive on ...`), and only then `archive_ready` says what to configure."""
         minutes = revert_minutes(seconds)
-        self.archive_ready("arm")
         t0 = time.monotonic()
         command = f"configure terminal revert timer {minutes}"
 
-        def arm(s: _PinnedIosSession) -> None:
+        def arm(s: _PinnedIosSession) -> str | None:
             if self._pending(s, "arm"):
                 raise DeviceError(
                     self.target.name,
@@ -312,12 +313,17 @@ class IosXeDriver(IosDriver):
             out = s.command(command)
             err = parse.cli_error(out)
             if err is not None:
-                raise CommandRejected(self.target.name, "arm", command, scrub(err))
+                return err
             s.command("end")
             if not self._pending(s, "arm"):
                 raise DeviceError(self.target.name, "arm", "the revert timer is not running")
+            return None
 
-        self._run("arm", arm)
+        err = self._run("arm", arm)
+        if err is not None:
+            if "config archive" in err:  # say what to configure (its two reads raise)
+                self.archive_ready("arm")
+            raise CommandRejected(self.target.name, "arm", command, scrub(err))
         trail.change(
             self.target,
             via=self.via,
