@@ -1,10 +1,12 @@
 """Owns the aruba_aoscx CLI session: one SSH login (host key pinned by the shared transport), the
 Manager prompt (`switch#`) awaited before anything is typed, each command's answer read up to the
-next prompt, then logout. Used for the auto checkpoint only (REST carries everything else).
+next prompt, then logout (`Session`: kept open from a checkpoint's arm to its confirm). Used for
+the auto checkpoint only (REST carries everything else).
 Imports the shared SSH transport and the error tree; no device library beyond paramiko."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -39,30 +41,59 @@ def _read_to_prompt(chan: object, target: Target, timeout: float, operation: str
         wait_readable(chan, min(left, 0.5))
 
 
-def run(target: Target, timeouts: Timeouts, commands: Sequence[str], operation: str) -> list[str]:
-    """Each command's answer (its echo removed), in one CLI session."""
-    for c in commands:
-        if any(not ch.isprintable() for ch in c):
-            raise DeviceError(target.name, operation, f"command {c!r} refused: control characters")
-    transport = open_transport(target, timeouts)
-    try:
-        with translated(target, operation, timeouts.command):
-            chan = transport.open_session(timeout=timeouts.connect)
-            chan.get_pty(term="vt100", width=511, height=1000)
-            chan.invoke_shell()
-            _read_to_prompt(chan, target, timeouts.connect, operation)
-            out = []
-            for c in commands:
-                chan.sendall((c + "\n").encode())
-                said = _read_to_prompt(chan, target, timeouts.command, operation)
-                lines = said.split("\n")
-                if lines and lines[0].strip().endswith(c):
-                    lines = lines[1:]
-                out.append("\n".join(lines).strip())
-            chan.sendall(b"exit\n")
-            return out
-    except DeviceError:
-        abort(transport)
-        raise
-    finally:
-        transport.close()
+class Session:
+    """One CLI login kept open between commands: the arm of the auto checkpoint and its
+    confirm, a step apart, share it (one SSH handshake and login, not two). Each command's
+    answer is read up to the next prompt. Once a command failed, the session is dropped, never
+    used again (what the switch made of it is not known)."""
+
+    def __init__(self, target: Target, timeouts: Timeouts, operation: str) -> None:
+        self.target = target
+        self.timeouts = timeouts
+        self.transport = open_transport(target, timeouts)
+        try:
+            with translated(target, operation, timeouts.command):
+                self.chan = self.transport.open_session(timeout=timeouts.connect)
+                self.chan.get_pty(term="vt100", width=511, height=1000)
+                self.chan.invoke_shell()
+                _read_to_prompt(self.chan, target, timeouts.connect, operation)
+        except BaseException:
+            abort(self.transport)
+            raise
+
+    @property
+    def usable(self) -> bool:
+        return bool(
+            self.transport.is_active() and not self.chan.closed and not self.chan.eof_received
+        )
+
+    def run(self, commands: Sequence[str], operation: str) -> list[str]:
+        """Each command's answer (its echo removed); a failure drops the session."""
+        for c in commands:
+            if any(not ch.isprintable() for ch in c):
+                raise DeviceError(
+                    self.target.name, operation, f"command {c!r} refused: control characters"
+                )
+        try:
+            with translated(self.target, operation, self.timeouts.command):
+                out = []
+                for c in commands:
+                    self.chan.sendall((c + "\n").encode())
+                    said = _read_to_prompt(self.chan, self.target, self.timeouts.command, operation)
+                    lines = said.split("\n")
+                    if lines and lines[0].strip().endswith(c):
+                        lines = lines[1:]
+                    out.append("\n".join(lines).strip())
+                return out
+        except BaseException:
+            abort(self.transport)
+            raise
+
+    def close(self) -> None:
+        """Log out and close; never raises."""
+        with contextlib.suppress(Exception):
+            if self.usable:
+                self.chan.sendall(b"exit\n")
+        with contextlib.suppress(Exception):
+            self.transport.close()
+

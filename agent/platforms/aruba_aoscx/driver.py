@@ -54,6 +54,7 @@ class AoscxDriver:
         self.timeouts = timeouts or Timeouts()
         self._conn: http.client.HTTPSConnection | None = None
         self._cookie: str | None = None
+        self._cli: cli.Session | None = None  # the CLI login of an armed checkpoint, to confirm
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -104,6 +105,19 @@ class AoscxDriver:
             with contextlib.suppress(Exception):  # closing must never raise
                 self._raw("POST", f"{parse.API}/logout", b"", None, "close")
         self._drop()
+        self._close_cli()
+
+    def _close_cli(self) -> None:
+        session, self._cli = self._cli, None
+        if session is not None:
+            session.close()
+
+    def _cli_session(self, operation: str) -> cli.Session:
+        """The CLI login kept from the arm when it is still up, else a new one."""
+        if self._cli is None or not self._cli.usable:
+            self._close_cli()
+            self._cli = cli.Session(self.target, self.timeouts, operation)
+        return self._cli
 
     def _drop(self) -> None:
         conn, self._conn, self._cookie = self._conn, None, None
@@ -409,8 +423,13 @@ class AoscxDriver:
         the switch needs no script for it. Returns a token for `confirm`."""
         minutes = min(60, max(1, math.ceil(seconds / 60)))
         t0 = time.monotonic()
-        text = cli.run(self.target, self.timeouts, [f"checkpoint auto {minutes}"], "arm")[0]
+        try:  # the login stays open for the confirm, a step later: one SSH handshake, not two
+            text = self._cli_session("arm").run([f"checkpoint auto {minutes}"], "arm")[0]
+        except DeviceError:
+            self._cli = None  # dropped by the session
+            raise
         if "expires in" not in text:
+            self._close_cli()
             raise CommandRejected(
                 self.target.name, "arm", f"checkpoint auto {minutes}", scrub(text)
             )
@@ -430,9 +449,12 @@ class AoscxDriver:
         checkpoint it named is listed; False when no auto checkpoint was pending (it expired:
         the switch restored the configuration by itself)."""
         t0 = time.monotonic()
-        said, listing = cli.run(
-            self.target, self.timeouts, ["checkpoint auto confirm", "show checkpoint"], "confirm"
-        )
+        try:
+            said, listing = self._cli_session("confirm").run(
+                ["checkpoint auto confirm", "show checkpoint"], "confirm"
+            )
+        finally:
+            self._close_cli()
         m = _CREATED.search(said)
         kept = m is not None and re.search(rf"^{m.group(1)}\s", listing, re.M) is not None
         trail.change(
