@@ -432,7 +432,7 @@ class FortiGateDriver:
                 done += self._converge(wanted)
                 if self._armed is not None:
                     self._applied = wanted.lines()
-            if self._armed is None:
+            if self._armed is None and done:  # nothing written: nothing of ours to save
                 self._call("POST", "monitor/system/config/save", operation="apply", body={})
                 done.append("POST monitor/system/config/save")
         except DeviceError as exc:
