@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import PlanError
+from agent.drivers.base import ChangeSet, Expectation, Target
+from agent.errors import DeviceError, PlanError
+from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
 from agent.platforms import registry
+from agent.platforms.capabilities import ReadsInterfaces, having
 from agent.platforms.cisco_iosxe import parse, render
-from agent.platforms.cisco_iosxe.driver import revert_minutes
+from agent.platforms.cisco_iosxe.driver import IosXeDriver, revert_minutes
 from agent.platforms.cisco_iosxe.twin_device import Config, Device, Interface, Session
 
 FIXTURES = Path(render.__file__).parent / "fixtures"
@@ -158,3 +161,70 @@ def test_twin_cli_rollback_and_missing_archive() -> None:
     out, _ = bare.handle("configure terminal revert timer 1")
     assert out.strip() == "%Turn config archive on before using Rollback Confirmed Change"
     assert bare.prompt == "site-sw#"
+
+
+# -- round trips (#18): the driver against the twin's CLI (no network), every line recorded ------
+
+
+class _Recording:
+    """Stands for the pinned netmiko session: each line typed into the twin's CLI session (the
+    documented answers), recorded."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.typed: list[str] = []
+
+    def command(self, line: str, *, read_timeout: float | None = None) -> str:
+        self.typed.append(line)
+        return self.session.handle(line)[0]
+
+
+def _driver(
+    monkeypatch: pytest.MonkeyPatch, archive: bool = True
+) -> tuple[IosXeDriver, _Recording]:
+    inv = load(Path(__file__).with_name("data") / "iosxe-pair.yaml")
+    d = IosXeDriver(Target.of(inv, "site-sw"))
+    cli = _Recording(_session(archive))
+    monkeypatch.setattr(d, "_run", lambda operation, fn: fn(cli))
+    return d, cli
+
+
+def test_arming_reads_no_archive_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer read, the arm, `end`, the timer read back: the archive is not read before
+    (the switch refuses the timer itself without it); the confirm is read back."""
+    d, cli = _driver(monkeypatch)
+    try:
+        token = d.arm_revert(ChangeSet((), action="test"), 60)
+        assert cli.typed == [
+            "show archive config rollback timer",
+            "configure terminal revert timer 1",
+            "end",
+            "show archive config rollback timer",
+        ]
+    finally:
+        assert d.confirm(token)
+    assert cli.session.dev.timer is None
+
+
+def test_a_switch_without_archive_is_told_what_to_configure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d, cli = _driver(monkeypatch, archive=False)
+    with pytest.raises(DeviceError, match="archive is not configured"):
+        d.arm_revert(ChangeSet((), action="test"), 60)
+    assert cli.session.dev.timer is None and cli.session.prompt == "site-sw#"
+    assert "show archive" in cli.typed  # read only once the switch refused
+
+
+def test_a_flow_verification_reads_the_interfaces_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    d, cli = _driver(monkeypatch)
+    reader = having(d, ReadsInterfaces)
+    assert reader is not None
+    assert {i.name for i in reader.interfaces("decide")} >= {"Gi1/0/5"}
+    assert cli.typed == ["show interfaces"]
+
+
+def test_an_acl_read_back_runs_no_show_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    d, cli = _driver(monkeypatch)
+    d.verify(Expectation(table_present=False), timeout=0.0)
+    assert cli.typed == ["show running-config"]
