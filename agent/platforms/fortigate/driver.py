@@ -222,20 +222,22 @@ class FortiGateDriver:
         objs, flags, _ = self._device_objects(operation)
         return "" if objs.empty else objs.text(flags)
 
-    def _interfaces(self, operation: str) -> tuple[InterfaceState, ...]:
+    def _interfaces(self, operation: str, *, oper: bool = True) -> tuple[InterfaceState, ...]:
+        """Every interface's admin status (`cmdb/system/interface`) and, with `oper`, its link
+        (`monitor/system/interface`, one GET more; without it the link is None: not read)."""
         cmdb = self._results(INTERFACE, operation)
-        env = self._call("GET", "monitor/system/interface", operation=operation)
+        env = self._call("GET", "monitor/system/interface", operation=operation) if oper else None
         links = (env or {}).get("results") or {}
         out = []
         for i in cmdb:
             name = str(i.get("name", ""))
             link = links.get(name, {}) if isinstance(links, dict) else {}
-            oper = link.get("link") if isinstance(link, dict) else None
+            carrier = link.get("link") if isinstance(link, dict) else None
             out.append(
                 InterfaceState(
                     name=name,
                     admin_up=i.get("status", "up") == "up",
-                    oper_up=bool(oper) if oper is not None else None,
+                    oper_up=bool(carrier) if carrier is not None else None,
                 )
             )
         return tuple(out)
@@ -255,8 +257,10 @@ class FortiGateDriver:
         return data.decode("utf-8", errors="replace")
 
     def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
-        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read)."""
-        return self._interfaces(operation)
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read), their admin
+        status only, one GET: a flow verification decides by the admin status (an interface's
+        link is None here, not read; `facts` and a read-back expecting a link read it)."""
+        return self._interfaces(operation, oper=False)
 
     def facts(self) -> Facts:
         return Facts(
@@ -369,7 +373,11 @@ class FortiGateDriver:
     ) -> Facts:
         def read() -> tuple[Facts, list[str]]:
             objs, flags, _ = self._device_objects("verify")
-            ifs = self._interfaces("verify") if expect.admin_up or expect.oper_up else ()
+            ifs = (
+                self._interfaces("verify", oper=bool(expect.oper_up))
+                if expect.admin_up or expect.oper_up
+                else ()
+            )
             ours = "" if objs.empty else objs.text(flags)
             facts = Facts(
                 device=self.target.name,
