@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers.base import Target
+from agent.drivers.base import ChangeSet, Target
 from agent.errors import CommandRejected, DeviceTimeout
 from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
@@ -383,3 +383,33 @@ def test_the_twin_refuses_a_listing_it_does_not_emulate(cmd: str) -> None:
     with pytest.raises(Refused) as err:
         twin().run(cmd)
     assert err.value.part == ERR_FORMAT
+
+
+def test_a_change_reads_the_active_slot_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round trips (#18): the slot is read once and named by every command of the change (the
+    policy read, the edited clone, the rules removed), not once per read."""
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent: list[str] = []
+    replies = {
+        "CONFIG SLOT LIST": (FIX / "slot_list.xml").read_bytes(),
+        "CONFIG FILTER EXPLICIT": (FIX / "explicit.xml").read_bytes(),
+    }
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent.append(c)
+        body = next((b for k, b in replies.items() if c.startswith(k)), OK)
+        return answer(body)(c, operation, check=check)
+
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "connect", lambda: None)
+    drv.apply(render_normal())
+    assert [c for c in sent if c.startswith("CONFIG SLOT LIST")] == ["CONFIG SLOT LIST type=filter"]
+    slot = parse.active_slot(serverd.reply(replies["CONFIG SLOT LIST"]))
+    explicit = [c for c in sent if c.startswith("CONFIG FILTER EXPLICIT")]
+    assert len(explicit) == 2 and all(f"index={int(slot)} " in c for c in explicit)
+    assert sent[-1] == "CONFIG FILTER ACTIVATE"
+
+
+def render_normal() -> ChangeSet:
+    """The script back to normal (none of Cordon's rules)."""
+    return ChangeSet(tuple(render.script(DeviceState()).splitlines()), action="test")
