@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.errors import PlanError
+from agent.drivers.base import ChangeSet, Target
+from agent.errors import CommandRejected, PlanError
+from agent.inventory import load
 from agent.inventory.models import Interface
 from agent.network.state import DeviceState, NftRule
-from agent.platforms.aruba_aoscx import parse, render
+from agent.platforms.aruba_aoscx import cli, parse, render
+from agent.platforms.aruba_aoscx.driver import AoscxDriver
 from agent.platforms.aruba_aoscx.twin_api import Refused, Switch
+from agent.platforms.capabilities import ReadsInterfaces, having
 
 FIXTURES = Path(render.__file__).parent / "fixtures"
 KEEP = NftRule("accept", "vlan110", "vlan120", "198.18.96.10", "198.18.97.10", None, 2575, "keep")
@@ -133,3 +138,81 @@ def test_twin_api_refuses_as_the_fixture_says() -> None:
     with pytest.raises(Refused) as gone:
         sw.delete_acl("NOPE,ipv4")
     assert gone.value.status == 404
+
+
+# -- round trips (#18): what the driver sends, recorded at its calls ----------------------------
+
+
+def _driver(monkeypatch: pytest.MonkeyPatch) -> tuple[AoscxDriver, list[str]]:
+    """An AOS-CX driver whose REST calls are recorded and answered as a switch with one port
+    would answer them; nothing connected."""
+    d = AoscxDriver(Target.of(load(Path(__file__).with_name("data") / "aoscx-lab.yaml"), "sw1"))
+    calls: list[str] = []
+    port = {"name": "1/1/3", "admin_state": "up", "description": "file server"}
+
+    def call(method: str, rel: str, operation: str, payload: Any = None) -> tuple[int, bytes]:
+        calls.append(f"{method} {rel}")
+        if method != "GET":
+            return 200, b""
+        if rel.startswith("/system/interfaces/1%2F1%2F3"):
+            return 200, json.dumps(port).encode()
+        if rel.startswith("/system/interfaces/"):
+            return 404, b"Object not found"
+        return 200, json.dumps({"1/1/3": port}).encode()
+
+    monkeypatch.setattr(d, "_call", call)
+    return d, calls
+
+
+def test_a_flow_verification_reads_the_interfaces_in_one_get(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d, calls = _driver(monkeypatch)
+    reader = having(d, ReadsInterfaces)
+    assert reader is not None
+    assert [i.name for i in reader.interfaces("decide")] == ["1/1/3"]
+    assert len(calls) == 1 and calls[0].startswith("GET /system/interfaces?")
+
+
+def test_a_port_shut_reads_that_port_only_and_a_missing_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d, calls = _driver(monkeypatch)
+    d._shut({"1/1/3": False})
+    assert calls == [
+        "GET /system/interfaces/1%2F1%2F3?selector=writable",
+        "PUT /system/interfaces/1%2F1%2F3",
+    ]
+    with pytest.raises(CommandRejected, match="404"):
+        d._shut({"1/1/9": False})
+
+
+def test_the_checkpoint_arm_and_its_confirm_share_one_cli_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logins: list[list[str]] = []
+
+    class Login:
+        def __init__(self, *_a: Any) -> None:
+            self.typed: list[str] = []
+            self.usable = True
+            logins.append(self.typed)
+
+        def run(self, commands: list[str], operation: str) -> list[str]:
+            self.typed += commands
+            return [
+                "checkpoint AUTO20260101000000 created, expires in 1 minute(s)"
+                if c.startswith("checkpoint auto")
+                else "AUTO20260101000000  checkpoint"
+                for c in commands
+            ]
+
+        def close(self) -> None:
+            self.usable = False
+
+    monkeypatch.setattr(cli, "Session", Login)
+    d, _calls = _driver(monkeypatch)
+    token = d.arm_revert(ChangeSet((), action="test"), 60)
+    assert d.confirm(token) is True
+    assert logins == [["checkpoint auto 1", "checkpoint auto confirm", "show checkpoint"]]
+    assert d._cli is None  # closed after the confirm
