@@ -96,4 +96,3 @@ class Session:
                 self.chan.sendall(b"exit\n")
         with contextlib.suppress(Exception):
             self.transport.close()
-
