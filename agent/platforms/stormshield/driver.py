@@ -447,11 +447,13 @@ class StormshieldDriver:
                 sent.append(c)
                 self._cmd(c, "apply")
             edited = self.policy("apply", clone=True, slot=active)
-            for r in sorted((r for r in edited if r.ours), key=lambda r: -r.position):
+            mine = sorted((r for r in edited if r.ours), key=lambda r: r.position)
+            kept = _kept(mine, wanted)
+            for r in reversed(mine[kept:]):
                 c = f"CONFIG FILTER RULE REMOVE index={slot} type=filter position={r.position}"
                 sent.append(c)
                 self._cmd(c, "apply")
-            for n, c in enumerate(wanted, 1):
+            for n, c in enumerate(wanted[kept:], kept + 1):
                 full = c.replace(
                     f"{render.INSERT} type=filter",
                     f"{render.INSERT} index={slot} type=filter position={n}",
@@ -554,3 +556,17 @@ class StormshieldDriver:
             output=scrub(""),
             started=t0,
         )
+
+
+def _kept(mine: list[parse.SnsRule], wanted: list[str]) -> int:
+    """How many of Cordon's rules in the edited policy (`mine`, in position order) stay as they
+    are: the longest run from the top of the policy (positions 1, 2, ...) whose every rule is,
+    token for token, the wanted line at its place. Only the rest is removed and inserted (a step
+    that adds rules after the last step's resends no rule of it: one command per rule less,
+    twice); what the policy holds after is the same as removing all of them and inserting all."""
+    kept = 0
+    for n, (r, line) in enumerate(zip(mine, wanted, strict=False), 1):
+        if r.position != n or r.line != line:
+            break
+        kept = n
+    return kept

@@ -413,3 +413,44 @@ def test_a_change_reads_the_active_slot_once(monkeypatch: pytest.MonkeyPatch) ->
 def render_normal() -> ChangeSet:
     """The script back to normal (none of Cordon's rules)."""
     return ChangeSet(tuple(render.script(DeviceState()).splitlines()), action="test")
+
+
+def test_a_change_keeps_the_rules_already_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round trips (#18): against the twin's serverd (no kernel), a step adding a rule after
+    the rules of the step before removes and inserts only what differs from the top of the
+    policy down, and the policy read back is the wanted one, in order."""
+    dev = Device(
+        name="t",
+        interfaces={},
+        slots={"05": {"name": "filter05", "lines": []}},
+        active="05",
+    )
+    monkeypatch.setattr(Device, "load", lambda self: None)  # no kernel here
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent.append(c)
+        try:
+            body = dev.run(c)
+        except Refused as exc:
+            raise CommandRejected("cb-sns", operation, c, str(exc)) from None
+        return answer(
+            b'<?xml version="1.0"?>\n<nws code="100" msg="OK">' + body.encode() + b"</nws>"
+        )(c, operation, check=check)
+
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "connect", lambda: None)
+    a = NftRule("accept", saddr="198.18.94.20", daddr="198.18.95.10", dport=443, tag="a")
+    b = NftRule("accept", saddr="198.18.94.21", daddr="198.18.95.10", dport=443, tag="b")
+    first = render.script(DeviceState(rules=frozenset({a}))).splitlines()
+    second = render.script(DeviceState(rules=frozenset({a, b}))).splitlines()
+    drv.apply(ChangeSet(tuple(first), action="test"))
+    wanted = [ln for ln in second if ln.startswith(render.INSERT)]
+    kept = [ln for ln in first if ln.startswith(render.INSERT)]
+    assert wanted[: len(kept)] == kept  # the second step adds after the first's rule
+    sent.clear()
+    drv.apply(ChangeSet(tuple(second), action="test"))
+    assert not [c for c in sent if c.startswith("CONFIG FILTER RULE REMOVE")]
+    assert len([c for c in sent if c.startswith(render.INSERT)]) == len(wanted) - len(kept)
+    assert [r.line for r in drv.policy("read") if r.ours] == wanted
