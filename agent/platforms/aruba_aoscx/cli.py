@@ -10,42 +10,89 @@ import contextlib
 import re
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agent.drivers.base import Target, Timeouts
 from agent.drivers.ssh import abort, open_transport, translated, wait_readable
 from agent.errors import ConnectError, DeviceError, DeviceTimeout
 
+if TYPE_CHECKING:
+    import paramiko
+
 _PROMPT = re.compile(r"(?m)^([A-Za-z0-9_.-]{1,32})# ?$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# What the switch prints by itself into the session that armed `checkpoint auto`, after its
+# prompt, then a new prompt (HPE's CLI guide, `checkpoint auto`, GUID-3AF7EBD5-218F-46E2-90D0-
+# 021B8EDBF1ED: `switch# WARNING  Please "checkpoint auto confirm" within 2 minutes`).
+_AFTER_PROMPT = re.compile(r"^[A-Za-z0-9_.-]{1,32}# ")
+_NOTICE = re.compile(r"(?:[A-Za-z0-9_.-]{1,32}# ?)?WARNING\b.*")
 
 
-def _read_to_prompt(chan: object, target: Target, timeout: float, operation: str) -> str:
-    import paramiko  # noqa: PLC0415 - loaded with the driver
+def _clean(buf: str) -> list[str]:
+    return _ANSI.sub("", buf.replace("\r", "")).split("\n")
 
-    assert isinstance(chan, paramiko.Channel)
+
+def _read_to_prompt(chan: paramiko.Channel, target: Target, timeout: float, operation: str) -> str:
+    """What the switch says up to its next prompt (the login's banner, an empty line's answer)."""
     buf = ""
     deadline = time.monotonic() + timeout
     while True:
-        text = _ANSI.sub("", buf.replace("\r", ""))
-        lines = text.split("\n")
+        lines = _clean(buf)
         if lines and _PROMPT.fullmatch(lines[-1]):
             return "\n".join(lines[:-1])
+        buf += _receive(chan, target, deadline, timeout, operation)
+
+
+def _read_answer(
+    chan: paramiko.Channel, target: Target, command: str, timeout: float, operation: str
+) -> str:
+    """The answer to `command`, just sent: what follows its echo up to a prompt, without the
+    switch's own notices (`_NOTICE`). What came before the echo is not its answer (a notice and
+    the prompt after it, printed since the last command); a notice between the echo and the
+    answer is followed by a prompt, so the answer is read on to the next prompt until there is
+    one (every command Cordon types here answers something)."""
+    buf = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = _clean(buf)
+        echo = next((i for i, x in enumerate(lines[:-1]) if x.rstrip().endswith(command)), None)
+        if echo is not None and _PROMPT.fullmatch(lines[-1]):
+            body = [  # the answer may follow a notice's prompt on its line
+                _AFTER_PROMPT.sub("", x)
+                for x in lines[echo + 1 : -1]
+                if not _NOTICE.fullmatch(x) and not _PROMPT.fullmatch(x)
+            ]
+            if any(x.strip() for x in body):
+                return "\n".join(body).strip()
+        buf += _receive(chan, target, deadline, timeout, operation)
+
+
+def _receive(
+    chan: paramiko.Channel, target: Target, deadline: float, timeout: float, operation: str
+) -> str:
+    """What arrives next, waiting up to `deadline`."""
+    while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise DeviceTimeout(target.name, operation, f"no CLI prompt within {timeout:g} s")
         if chan.recv_ready():
-            buf += chan.recv(65536).decode("utf-8", "replace")
-            continue
+            return bytes(chan.recv(65536)).decode("utf-8", "replace")
         if chan.closed or chan.eof_received:
             raise ConnectError(target.name, operation, "the switch closed the CLI session")
         wait_readable(chan, min(left, 0.5))
 
 
+def _drain(chan: paramiko.Channel) -> None:
+    """Discard what the switch printed since the last answer was read (its notices)."""
+    while chan.recv_ready():
+        chan.recv(65536)
+
+
 class Session:
     """One CLI login kept open between commands: the arm of the auto checkpoint and its
     confirm, a step apart, share it (one SSH handshake and login, not two). Each command's
-    answer is read up to the next prompt. Once a command failed, the session is dropped, never
-    used again (what the switch made of it is not known)."""
+    answer is read from its echo up to the next prompt. Once a command failed, the session is
+    dropped, never used again (what the switch made of it is not known)."""
 
     def __init__(self, target: Target, timeouts: Timeouts, operation: str) -> None:
         self.target = target
@@ -68,7 +115,8 @@ class Session:
         )
 
     def run(self, commands: Sequence[str], operation: str) -> list[str]:
-        """Each command's answer (its echo removed); a failure drops the session."""
+        """Each command's answer: what the switch printed before it was sent is discarded, and
+        its answer is read from its echo on (`_read_answer`); a failure drops the session."""
         for c in commands:
             if any(not ch.isprintable() for ch in c):
                 raise DeviceError(
@@ -78,12 +126,11 @@ class Session:
             with translated(self.target, operation, self.timeouts.command):
                 out = []
                 for c in commands:
+                    _drain(self.chan)
                     self.chan.sendall((c + "\n").encode())
-                    said = _read_to_prompt(self.chan, self.target, self.timeouts.command, operation)
-                    lines = said.split("\n")
-                    if lines and lines[0].strip().endswith(c):
-                        lines = lines[1:]
-                    out.append("\n".join(lines).strip())
+                    out.append(
+                        _read_answer(self.chan, self.target, c, self.timeouts.command, operation)
+                    )
                 return out
         except BaseException:
             abort(self.transport)

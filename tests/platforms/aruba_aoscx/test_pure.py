@@ -5,12 +5,14 @@ shapes against the documented fixture."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
-from agent.drivers.base import ChangeSet, Target
+from agent.drivers.base import ChangeSet, Target, Timeouts
 from agent.errors import CommandRejected, PlanError
 from agent.inventory import load
 from agent.inventory.models import Interface
@@ -201,8 +203,10 @@ def test_the_checkpoint_arm_and_its_confirm_share_one_cli_login(
         def run(self, commands: list[str], operation: str) -> list[str]:
             self.typed += commands
             return [
-                "checkpoint AUTO20260101000000 created, expires in 1 minute(s)"
-                if c.startswith("checkpoint auto")
+                "Auto checkpoint mode expires in 1 minute(s)"  # HPE's CLI guide
+                if c == "checkpoint auto 1"
+                else "checkpoint AUTO20260101000000 created"
+                if c == "checkpoint auto confirm"
                 else "AUTO20260101000000  checkpoint"
                 for c in commands
             ]
@@ -216,3 +220,112 @@ def test_the_checkpoint_arm_and_its_confirm_share_one_cli_login(
     assert d.confirm(token) is True
     assert logins == [["checkpoint auto 1", "checkpoint auto confirm", "show checkpoint"]]
     assert d._cli is None  # closed after the confirm
+
+
+# -- the kept CLI login: what the switch prints into it between the arm and the confirm ---------
+
+# HPE's CLI guide, `checkpoint auto` (GUID-3AF7EBD5-218F-46E2-90D0-021B8EDBF1ED): after the arm
+# the switch prints, into the session that armed it, this warning after its prompt, then a prompt.
+WARNING = 'WARNING  Please "checkpoint auto confirm" within 2 minutes\r\nswitch# '
+
+
+class _Chan(paramiko.Channel):
+    """A switch's CLI channel: what it says arrives in chunks, one per `recv`, in order; each
+    line sent queues its echo and the switch's answer (`answers`: command -> answer) behind what
+    is already queued, as bytes arriving a round trip later would. A command without an answer
+    gets none (a dead link)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__(0)
+        self.answers = answers
+        self.chunks: list[bytes] = []
+        self.sent: list[str] = []
+        self.late: list[bytes] = []  # arriving just after the next line is sent, before its echo
+
+    def recv_ready(self) -> bool:
+        return bool(self.chunks)
+
+    def recv(self, nbytes: int) -> bytes:
+        return self.chunks.pop(0)
+
+    def sendall(self, s: bytes | bytearray) -> None:
+        line = bytes(s).decode().rstrip("\n")
+        self.sent.append(line)
+        self.chunks += self.late
+        self.late = []
+        if line in self.answers:
+            said = self.answers[line]
+            self.chunks.append(f"{line}\r\n{said}\r\nswitch# ".replace("\r\n\r\n", "\r\n").encode())
+
+
+class _Transport:
+    sock = None
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def is_active(self) -> bool:
+        return not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _kept(chan: _Chan, command_s: float = 2.0) -> cli.Session:
+    """A cli.Session over `chan`, as the arm left it (no SSH)."""
+    s = object.__new__(cli.Session)
+    s.target = Target.of(load(Path(__file__).with_name("data") / "aoscx-lab.yaml"), "sw1")
+    s.timeouts = Timeouts(command=command_s)
+    s.transport = _Transport()  # type: ignore[assignment]
+    s.chan = chan
+    return s
+
+
+_ANSWERS = {
+    "checkpoint auto 1": "Auto checkpoint mode expires in 1 minute(s)",
+    "checkpoint auto confirm": "checkpoint AUTO20260101000000 created",
+    "show checkpoint": "NAME                    TYPE        WRITER\n"
+    "AUTO20260101000000      checkpoint  User",
+    "": "",
+}
+
+
+@pytest.fixture
+def _no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    def wait(chan: object, timeout: float) -> bool:
+        time.sleep(0.01)
+        return False
+
+    monkeypatch.setattr(cli, "wait_readable", wait)
+
+
+@pytest.mark.usefixtures("_no_wait")
+def test_the_confirm_reads_its_own_answer_past_the_warning_the_switch_printed_after_the_arm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented warning and a new prompt sit unread in the kept login when the confirm is
+    sent: the confirm is read from its own echo on (the switch confirmed: True)."""
+    chan = _Chan(_ANSWERS)
+    d, _calls = _driver(monkeypatch)
+    d._cli = _kept(chan)
+    token = d.arm_revert(ChangeSet((), action="test"), 60)
+    chan.chunks.append(WARNING.encode())
+    assert d.confirm(token) is True
+    assert "checkpoint auto confirm" in chan.sent
+
+
+@pytest.mark.usefixtures("_no_wait")
+def test_a_warning_arriving_after_the_send_is_not_read_as_the_answer() -> None:
+    """The warning arrives after what was buffered was drained, before the command's echo (or
+    between the echo and the answer): the answer is still the command's."""
+    chan = _Chan(_ANSWERS)
+    s = _kept(chan)
+    chan.late.append(WARNING.encode())
+    assert s.run(["checkpoint auto confirm"], "confirm") == [
+        "checkpoint AUTO20260101000000 created"
+    ]
+    # between the echo and the answer
+    chan.answers = {"checkpoint auto confirm": WARNING + "checkpoint AUTO20260101000000 created"}
+    assert s.run(["checkpoint auto confirm"], "confirm") == [
+        "checkpoint AUTO20260101000000 created"
+    ]
