@@ -24,6 +24,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # What the switch prints by itself into the session that armed `checkpoint auto`, after its
 # prompt, then a new prompt (HPE's CLI guide, `checkpoint auto`, GUID-3AF7EBD5-218F-46E2-90D0-
 # 021B8EDBF1ED: `switch# WARNING  Please "checkpoint auto confirm" within 2 minutes`).
+_ALIVE_S = 2.0  # a kept login's prompt after an empty line; missing it costs a new login only
 _AFTER_PROMPT = re.compile(r"^[A-Za-z0-9_.-]{1,32}# ")
 _NOTICE = re.compile(r"(?:[A-Za-z0-9_.-]{1,32}# ?)?WARNING\b.*")
 
@@ -113,6 +114,24 @@ class Session:
         return bool(
             self.transport.is_active() and not self.chan.closed and not self.chan.eof_received
         )
+
+    def alive(self) -> bool:
+        """Whether the switch still answers this login: an empty line, its prompt read back
+        within `_ALIVE_S` (a live switch answers at once). When it does not, the session is
+        dropped. Nothing else is sent: a kept login is only reused once this said True."""
+        if not self.usable:
+            return False
+        try:
+            with translated(self.target, "probe", _ALIVE_S):
+                _drain(self.chan)
+                self.chan.sendall(b"\n")
+                _read_to_prompt(
+                    self.chan, self.target, min(_ALIVE_S, self.timeouts.command), "probe"
+                )
+        except (DeviceError, OSError, EOFError):  # no prompt, a closed channel: dropped
+            abort(self.transport)
+            return False
+        return True
 
     def run(self, commands: Sequence[str], operation: str) -> list[str]:
         """Each command's answer: what the switch printed before it was sent is discarded, and

@@ -113,8 +113,10 @@ class AoscxDriver:
             session.close()
 
     def _cli_session(self, operation: str) -> cli.Session:
-        """The CLI login kept from the arm when it is still up, else a new one."""
-        if self._cli is None or not self._cli.usable:
+        """The CLI login kept from the arm when it still answers (`cli.Session.alive`: a login
+        silently dead since would time the confirm out, and the switch revert a step a new
+        login confirms), else a new one."""
+        if self._cli is None or not self._cli.alive():
             self._close_cli()
             self._cli = cli.Session(self.target, self.timeouts, operation)
         return self._cli

@@ -214,6 +214,9 @@ def test_the_checkpoint_arm_and_its_confirm_share_one_cli_login(
         def close(self) -> None:
             self.usable = False
 
+        def alive(self) -> bool:
+            return self.usable
+
     monkeypatch.setattr(cli, "Session", Login)
     d, _calls = _driver(monkeypatch)
     token = d.arm_revert(ChangeSet((), action="test"), 60)
@@ -271,9 +274,12 @@ class _Transport:
         self.closed = True
 
 
+_SESSION = cli.Session
+
+
 def _kept(chan: _Chan, command_s: float = 2.0) -> cli.Session:
     """A cli.Session over `chan`, as the arm left it (no SSH)."""
-    s = object.__new__(cli.Session)
+    s = object.__new__(_SESSION)
     s.target = Target.of(load(Path(__file__).with_name("data") / "aoscx-lab.yaml"), "sw1")
     s.timeouts = Timeouts(command=command_s)
     s.transport = _Transport()  # type: ignore[assignment]
@@ -329,3 +335,21 @@ def test_a_warning_arriving_after_the_send_is_not_read_as_the_answer() -> None:
     assert s.run(["checkpoint auto confirm"], "confirm") == [
         "checkpoint AUTO20260101000000 created"
     ]
+
+
+@pytest.mark.usefixtures("_no_wait")
+def test_a_kept_login_dead_at_confirm_time_is_replaced_by_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kept login still looks up (no keepalive told otherwise) but its channel answers
+    nothing: an empty line gets no prompt, so it is dropped and the confirm goes over a new
+    login (the confirm itself is sent once)."""
+    dead = _Chan({})
+    d, _calls = _driver(monkeypatch)
+    d._cli = kept = _kept(dead)
+    fresh = _Chan(_ANSWERS)
+    monkeypatch.setattr(cli, "Session", lambda *_a: _kept(fresh))
+    assert d.confirm("auto-1") is True
+    assert dead.sent == [""]  # only the liveness probe: no confirm into the dead login
+    assert fresh.sent == ["checkpoint auto confirm", "show checkpoint", "exit"]  # then closed
+    assert kept.transport.closed  # type: ignore[attr-defined]
