@@ -55,6 +55,7 @@ class AoscxDriver:
         self._conn: http.client.HTTPSConnection | None = None
         self._cookie: str | None = None
         self._cli: cli.Session | None = None  # the CLI login of an armed checkpoint, to confirm
+        self._cli_until = 0.0  # when that checkpoint expires (monotonic): no confirm after it
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -112,6 +113,13 @@ class AoscxDriver:
         if session is not None:
             session.close()
 
+    def _expire_cli(self) -> None:
+        """Close the kept login once its checkpoint expired: the armed change was given up
+        (no confirm came: a failed audit, a fenced node, a failed restore) and the switch has
+        restored it. Called on the driver's next use (the pool's keepalive ping, an apply)."""
+        if self._cli is not None and time.monotonic() >= self._cli_until:
+            self._close_cli()
+
     def _cli_session(self, operation: str) -> cli.Session:
         """The CLI login kept from the arm when it still answers (`cli.Session.alive`: a login
         silently dead since would time the confirm out, and the switch revert a step a new
@@ -128,6 +136,7 @@ class AoscxDriver:
                 conn.close()
 
     def ping(self) -> None:
+        self._expire_cli()
         self._get("/system/interfaces?depth=1", "ping")
 
     # -- HTTP plumbing ---------------------------------------------------------------------------
@@ -300,6 +309,7 @@ class AoscxDriver:
     # -- change ----------------------------------------------------------------------------------
 
     def apply(self, changes: ChangeSet) -> ApplyResult:
+        self._expire_cli()
         commands = tuple(changes.commands)
         t0 = time.monotonic()
         try:
@@ -444,6 +454,7 @@ class AoscxDriver:
             duration_s=time.monotonic() - t0,
             output=text,
         )
+        self._cli_until = t0 + minutes * 60.0
         return f"auto-{minutes}"
 
     def confirm(self, token: str) -> bool:

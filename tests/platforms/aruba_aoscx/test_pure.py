@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,27 @@ def test_a_kept_login_dead_at_confirm_time_is_replaced_by_a_new_one(
     assert dead.sent == [""]  # only the liveness probe: no confirm into the dead login
     assert fresh.sent == ["checkpoint auto confirm", "show checkpoint", "exit"]  # then closed
     assert kept.transport.closed  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("_no_wait")
+def test_a_kept_login_never_confirmed_is_closed_once_its_checkpoint_expired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The armed change was given up (a failed audit, a fenced node, a failed restore: no
+    confirm follows): the driver's next use past the checkpoint's minutes (the pool's keepalive
+    ping, an apply) closes the login it kept for that confirm."""
+    from agent.platforms.aruba_aoscx import driver as module  # noqa: PLC0415
+
+    chan = _Chan(_ANSWERS)
+    d, _calls = _driver(monkeypatch)
+    d._cli = kept = _kept(chan)
+    d.arm_revert(ChangeSet((), action="test"), 60)  # checkpoint auto 1
+    d.ping()
+    assert d._cli is kept and not kept.transport.closed  # type: ignore[attr-defined]
+    later = time.monotonic() + 61
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(monotonic=lambda: later))
+    d.ping()
+    assert d._cli is None and kept.transport.closed
+    d._cli = again = _kept(_Chan(_ANSWERS))  # an apply past it closes it too
+    d.apply(ChangeSet((), action="test"))
+    assert d._cli is None and again.transport.closed
