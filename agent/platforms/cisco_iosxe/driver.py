@@ -295,8 +295,11 @@ class IosXeDriver(IosDriver):
         """Arm the device's rollback to its configuration now (`changes`, the step's undo,
         describes that state); unless confirmed within `seconds` (whole minutes, rounded up),
         the device rolls back by itself. Checked by reading the timer back. The archive is not
-        read first (two commands per armed step): a switch without it refuses the timer
-        (`%Turn config archive on ...`), and only then `archive_ready` says what to configure."""
+        read first (two commands per armed step). Any refusal of the timer (in whatever words:
+        `%Turn config archive on ...` is documented by third parties only) or a timer not
+        running after it: the session that typed it is dropped, never reused (it may be left in
+        config mode), and the archive is read on a new one (`archive_ready`) to say what to
+        configure; with the archive there, the device's own words."""
         minutes = revert_minutes(seconds)
         t0 = time.monotonic()
         command = f"configure terminal revert timer {minutes}"
@@ -311,18 +314,19 @@ class IosXeDriver(IosDriver):
                     hint="`show archive config rollback timer` on the switch; confirm or revert it",
                 )
             out = s.command(command)
-            err = parse.cli_error(out)
+            err = parse.refusal(out)
             if err is not None:
                 return err
             s.command("end")
-            if not self._pending(s, "arm"):
-                raise DeviceError(self.target.name, "arm", "the revert timer is not running")
-            return None
+            if self._pending(s, "arm"):
+                return None
+            said = " ".join(out.split())
+            return "the revert timer is not running" + (f" (it said: {said})" if said else "")
 
         err = self._run("arm", arm)
         if err is not None:
-            if "config archive" in err:  # say what to configure (its two reads raise)
-                self.archive_ready("arm")
+            self._abort()  # never reused: what mode it is left in is not known
+            self.archive_ready("arm")  # on a new session; raises saying what to configure
             raise CommandRejected(self.target.name, "arm", command, scrub(err))
         trail.change(
             self.target,

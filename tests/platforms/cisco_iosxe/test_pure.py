@@ -4,12 +4,13 @@ answering those transcripts line for line (configuration only: no effect on this
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.drivers.base import ChangeSet, Expectation, Target
-from agent.errors import DeviceError, PlanError
+from agent.errors import CommandRejected, DeviceError, PlanError
 from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
 from agent.platforms import registry
@@ -228,3 +229,95 @@ def test_an_acl_read_back_runs_no_show_interfaces(monkeypatch: pytest.MonkeyPatc
     d, cli = _driver(monkeypatch)
     d.verify(Expectation(table_present=False), timeout=0.0)
     assert cli.typed == ["show running-config"]
+
+
+# -- a refused revert timer: the session that typed it is never reused ---------------------------
+
+
+class _Odd(Session):
+    """A switch without the archive whose refusal of the timer is not in the words third
+    parties document (`%Turn config archive on ...`), and that may leave config mode."""
+
+    def __init__(self, dev: Device, said: str, mode: str) -> None:
+        super().__init__(dev, "cordon")
+        self.said, self.after = said, mode
+
+    def handle(self, line: str) -> tuple[str, bool]:
+        if line.startswith("configure terminal revert timer"):
+            self.mode = self.after
+            return self.said, False
+        return super().handle(line)
+
+
+class _Logins:
+    """Stands for the driver's session plumbing (`_run`, `_abort`): one login, each command
+    recorded, kept until aborted or failed (not a CommandRejected), then a new one."""
+
+    def __init__(self, make: Callable[[], Session]) -> None:
+        self.make = make
+        self.current: _Recording | None = None
+        self.opened: list[_Recording] = []
+
+    def run(self, operation: str, fn: Callable[[_Recording], object]) -> object:
+        if self.current is None:
+            self.current = _Recording(self.make())
+            self.opened.append(self.current)
+        try:
+            return fn(self.current)
+        except DeviceError as exc:
+            if not isinstance(exc, CommandRejected):
+                self.current = None
+            raise
+
+    def abort(self) -> None:
+        self.current = None
+
+
+@pytest.mark.parametrize(
+    ("said", "mode"),
+    [
+        ("% Rollback Confirmed Change requires an archive path\n", "exec"),
+        ("%Turn config archive on before using Rollback Confirmed Change\n", "config"),
+        ("Archive is not set up: the timer cannot run\n", "exec"),  # no '%' at all
+    ],
+)
+def test_a_refused_revert_timer_arms_nothing_drops_the_session_and_says_what_to_configure(
+    monkeypatch: pytest.MonkeyPatch, said: str, mode: str
+) -> None:
+    """Any refusal of `configure terminal revert timer` (wording unknown, a `(config)#` prompt
+    left behind): nothing armed, the session that typed it dropped, the archive read on a new
+    one, and the error says what to configure."""
+    inv = load(Path(__file__).with_name("data") / "iosxe-pair.yaml")
+    d = IosXeDriver(Target.of(inv, "site-sw"))
+    dev = _session(archive=False).dev
+    logins = _Logins(lambda: _Odd(dev, said, mode))
+    monkeypatch.setattr(d, "_run", logins.run)
+    monkeypatch.setattr(d, "_abort", logins.abort)
+    with pytest.raises(DeviceError, match="archive is not configured") as refused:
+        d.arm_revert(ChangeSet((), action="test"), 60)
+    assert not isinstance(refused.value, CommandRejected) or "archive" in refused.value.message
+    assert dev.timer is None
+    first, *later = logins.opened
+    after = first.typed[first.typed.index("configure terminal revert timer 1") + 1 :]
+    assert after in ([], ["end", "show archive config rollback timer"])  # its own read-back
+    assert logins.current is not first  # dropped: never reused
+    assert later and all("configure terminal revert timer 1" not in s.typed for s in later)
+    assert "show archive" in later[0].typed
+
+
+def test_a_refused_revert_timer_on_a_switch_with_its_archive_is_the_devices_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The archive is there, the timer refused anyway: the device's words, nothing armed, the
+    session dropped."""
+    inv = load(Path(__file__).with_name("data") / "iosxe-pair.yaml")
+    d = IosXeDriver(Target.of(inv, "site-sw"))
+    dev = _session(archive=True).dev
+    logins = _Logins(lambda: _Odd(dev, "% Rollback is busy\n", "config"))
+    monkeypatch.setattr(d, "_run", logins.run)
+    monkeypatch.setattr(d, "_abort", logins.abort)
+    with pytest.raises(CommandRejected, match="Rollback is busy"):
+        d.arm_revert(ChangeSet((), action="test"), 60)
+    assert dev.timer is None and len(logins.opened) == 2
+    assert logins.opened[0].typed[-1] == "configure terminal revert timer 1"
+    assert logins.current is not logins.opened[0]
