@@ -18,7 +18,7 @@ from agent.errors import CommandRejected, PlanError
 from agent.inventory import load
 from agent.inventory.models import Interface
 from agent.network.state import DeviceState, NftRule
-from agent.platforms.aruba_aoscx import cli, parse, render
+from agent.platforms.aruba_aoscx import cli, parse, render, twin_cli
 from agent.platforms.aruba_aoscx.driver import AoscxDriver
 from agent.platforms.aruba_aoscx.twin_api import Refused, Switch
 from agent.platforms.capabilities import ReadsInterfaces, having
@@ -378,3 +378,17 @@ def test_a_kept_login_never_confirmed_is_closed_once_its_checkpoint_expired(
     d._cli = again = _kept(_Chan(_ANSWERS))  # an apply past it closes it too
     d.apply(ChangeSet((), action="test"))
     assert d._cli is None and again.transport.closed
+
+
+def test_the_twin_cli_warns_the_arming_session_as_the_fixture_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The twin's warning, printed after the prompt, is the fixture's (HPE's) line, then a
+    prompt."""
+    fixture = (FIXTURES / "cli-checkpoint.txt").read_text().splitlines()
+    timer = twin_cli.warn_later({"warn_s": 0.0, "left": 2}, "switch# ")
+    assert timer is not None
+    timer.join()
+    line, prompt = capsys.readouterr().out.split("\n")
+    assert "switch# " + line in fixture and prompt == "switch# "
+    assert twin_cli.warn_later({"text": "Invalid input: 61"}, "switch# ") is None
