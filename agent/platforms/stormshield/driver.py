@@ -439,7 +439,7 @@ class StormshieldDriver:
         output = ""
         try:
             self.connect()
-            active = self.slot("apply")  # read once: every command of the change names it
+            active = self.slot("apply")  # every command of the change names it (a flush rereads)
             slot = int(active)
             before = frozenset(r.comment for r in self.policy("apply", slot=active) if r.ours)
             states = self._flush_plan(wanted, objects, before)
@@ -464,7 +464,7 @@ class StormshieldDriver:
             sent.append("CONFIG FILTER ACTIVATE")
             self._cmd("CONFIG FILTER ACTIVATE", "apply")
             if states.hosts:
-                output = self._flush(states, wanted, sent, active)
+                output = self._flush(states, wanted, sent)
         except DeviceError as exc:
             if isinstance(exc, CommandRejected) and exc.command.startswith(flush.COMMAND):
                 exc.hint = (
@@ -498,9 +498,10 @@ class StormshieldDriver:
                 f"nothing sent: the connection states to flush cannot be worked out: {exc}",
             ) from None
 
-    def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str], slot: str) -> str:
+    def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str]) -> str:
         """Once the new policy is active and read back holding the block rules that call for
-        it, flush the states of those of `states.hosts` that hold states (`MONITOR FLUSH
+        it (the active slot read again: another admin may have switched it since the change
+        read it), flush the states of those of `states.hosts` that hold states (`MONITOR FLUSH
         STATE`, one host per command; all of them when the connection table is not known):
         their connections opened before the cut meet the new policy's rules again."""
         blocks = {
@@ -508,7 +509,7 @@ class StormshieldDriver:
             for c in wanted
             if flush.tokens(c).get("action") == "block"
         }
-        active = {r.comment for r in self.policy("apply", slot=slot) if r.ours}
+        active = {r.comment for r in self.policy("apply") if r.ours}
         missing = sorted(blocks - active)
         if missing:
             raise DeviceError(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.drivers.base import ChangeSet, Target
-from agent.errors import CommandRejected, DeviceTimeout
+from agent.errors import CommandRejected, DeviceError, DeviceTimeout
 from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
 from agent.platforms.stormshield import flush, parse, render, serverd, twin_api
@@ -267,7 +267,7 @@ def flushed(
     monkeypatch.setattr(drv, "policy", lambda operation, clone=False, slot=None: rules)
     states = drv._flush_plan(wanted, objects, frozenset())
     sent: list[str] = []
-    output = drv._flush(states, wanted, sent, "1")
+    output = drv._flush(states, wanted, sent)
     assert sent_to_device[0].startswith("MONITOR CONNECTION")
     assert sent == sent_to_device[1:]
     return sent, output, len(states.hosts)
@@ -335,7 +335,7 @@ def test_a_cut_of_one_host_flushes_it_without_reading_the_table(
     monkeypatch.setattr(drv, "_cmd", cmd)
     monkeypatch.setattr(drv, "policy", lambda operation, clone=False, slot=None: rules)
     sent: list[str] = []
-    output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent, "1")
+    output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent)
     assert sent_to_device == sent == ["MONITOR FLUSH STATE 198.18.94.20"]
     assert output == "connection states flushed for 1 host(s)"
 
@@ -454,3 +454,45 @@ def test_a_change_keeps_the_rules_already_in_place(monkeypatch: pytest.MonkeyPat
     assert not [c for c in sent if c.startswith("CONFIG FILTER RULE REMOVE")]
     assert len([c for c in sent if c.startswith(render.INSERT)]) == len(wanted) - len(kept)
     assert [r.line for r in drv.policy("read") if r.ours] == wanted
+
+
+def test_the_flush_reads_which_slot_is_active_after_the_activation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another admin switches the active slot between Cordon's activation and its flush: the
+    flush reads the active slot again (one `CONFIG SLOT LIST`, only when there are hosts to
+    flush) and, not finding the block rules in that policy, flushes nothing and says so."""
+    dev = Device(
+        name="t",
+        interfaces={},
+        slots={"05": {"name": "filter05", "lines": []}, "06": {"name": "filter06", "lines": []}},
+        active="05",
+    )
+    monkeypatch.setattr(Device, "load", lambda self: None)  # no kernel here
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent.append(c)
+        try:
+            body = dev.run(c)
+        except Refused as exc:
+            raise CommandRejected("cb-sns", operation, c, str(exc)) from None
+        if c == "CONFIG FILTER ACTIVATE":
+            dev.run("CONFIG SLOT ACTIVATE type=filter slot=06")  # the other admin, meanwhile
+        return answer(
+            b'<?xml version="1.0"?>\n<nws code="100" msg="OK">' + body.encode() + b"</nws>"
+        )(c, operation, check=check)
+
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "connect", lambda: None)
+    wanted, objects = lines(QUARANTINE)
+    with pytest.raises(DeviceError, match="lacks Cordon rule"):
+        drv.apply(ChangeSet(tuple(objects + wanted), action="test"))
+    after = sent[sent.index("CONFIG FILTER ACTIVATE") + 1 :]
+    assert after[0] == "CONFIG SLOT LIST type=filter"
+    assert after[1].startswith("CONFIG FILTER EXPLICIT index=6 ")
+    assert not [c for c in sent if c.startswith(flush.COMMAND)]
+    sent.clear()
+    drv.apply(render_normal())  # no host to flush: no slot read after the activation
+    assert sent[-1] == "CONFIG FILTER ACTIVATE"
