@@ -440,7 +440,7 @@ class FortiGateDriver:
                 done += self._converge(wanted)
                 if self._armed is not None:
                     self._applied = wanted.lines()
-            if self._armed is None and done:  # nothing written: nothing of ours to save
+            if self._armed is None and (done or not self._saves_itself()):
                 self._call("POST", "monitor/system/config/save", operation="apply", body={})
                 done.append("POST monitor/system/config/save")
         except DeviceError as exc:
@@ -652,6 +652,13 @@ class FortiGateDriver:
             duration_s=0.0,
         )
         return not fired
+
+    def _saves_itself(self) -> bool:
+        """Whether a change that wrote nothing needs no save: only when the device saves each
+        write by itself (`cfg-save automatic`, read now). In manual (or revert) mode an earlier
+        save may have failed after its writes: a retry writes nothing, and without a save the
+        change would be lost at the next reboot."""
+        return self._global("apply").get("cfg-save") == "automatic"
 
     def _global(self, operation: str) -> dict[str, Any]:
         env = self._call("GET", GLOBAL, operation=operation)

@@ -125,9 +125,11 @@ def test_a_merged_deny_renamed_is_replaced_before_it_is_deleted() -> None:
 # -- round trips (#18): the REST calls the driver makes, recorded at its one call ---------------
 
 
-def _recording(ports: list[dict[str, str]] | None = None) -> tuple[Any, list[str]]:
-    """A FortiGate driver holding none of Cordon's objects and `ports`, in automatic save
-    mode, every call recorded (`METHOD path`); nothing connected."""
+def _recording(
+    ports: list[dict[str, str]] | None = None, save: str = "automatic"
+) -> tuple[Any, list[str]]:
+    """A FortiGate driver holding none of Cordon's objects and `ports`, in `save` mode
+    (`cfg-save`), every call recorded (`METHOD path`); nothing connected."""
     from pathlib import Path  # noqa: PLC0415
 
     from agent.drivers.base import Target  # noqa: PLC0415
@@ -143,8 +145,8 @@ def _recording(ports: list[dict[str, str]] | None = None) -> tuple[Any, list[str
         if method != "GET":
             return {"status": "success"}
         if path == GLOBAL:
-            return {"results": {"cfg-save": "automatic", "cfg-revert-timeout": 600}}
-        return {"results": ports or [] if path == INTERFACE else []}
+            return {"results": {"cfg-save": save, "cfg-revert-timeout": 600}}
+        return {"results": (ports or []) if path == INTERFACE else []}
 
     drv._call = call  # type: ignore[method-assign]
     return drv, calls
@@ -163,3 +165,34 @@ def test_a_flow_verification_reads_the_admin_status_in_one_get() -> None:
     (port,) = drv.interfaces("decide")
     assert (port.admin_up, port.oper_up) == (False, None)  # the link not read: unknown
     assert calls == ["GET cmdb/system/interface"]
+
+
+def _normal() -> Any:
+    from agent.drivers.base import ChangeSet  # noqa: PLC0415
+    from agent.network.state import DeviceState  # noqa: PLC0415
+    from agent.platforms.fortigate import render  # noqa: PLC0415
+
+    return ChangeSet(tuple(render.script(DeviceState()).splitlines()), action="test")
+
+
+def test_a_change_writing_nothing_still_saves_unless_the_device_saves_by_itself() -> None:
+    """Cordon's objects already as wanted (nothing written): in manual save mode an earlier
+    save may have failed after its writes, so the configuration is saved anyway (else lost
+    on reboot); in automatic mode the device saved each write itself: no save."""
+    drv, calls = _recording(save="manual")
+    drv.apply(_normal())
+    assert not [c for c in calls if c.startswith(("PUT", "DELETE"))]  # nothing written
+    assert calls[-1] == "POST monitor/system/config/save"
+    drv, calls = _recording(save="automatic")
+    drv.apply(_normal())
+    assert "POST monitor/system/config/save" not in calls
+    assert calls[-1] == "GET cmdb/system/global"  # the mode read, nothing written or saved
+
+
+def test_a_confirm_after_the_revert_fired_returns_false() -> None:
+    """The revert ran before the confirm: the objects read after the save are not the ones
+    applied (back to the saved configuration): confirm says it fired."""
+    drv, calls = _recording()
+    drv._armed, drv._applied = "t", ["address cordon-a subnet=198.18.0.1/32"]
+    assert drv.confirm("t") is False
+    assert calls[:2] == ["POST monitor/system/config/save", "PUT cmdb/system/global"]
