@@ -485,3 +485,55 @@ def test_a_flow_verification_reads_the_interfaces_alone(monkeypatch: pytest.Monk
     assert reader is not None
     found = reader.interfaces("decide")
     assert found and len(sent) == 1 and sent[0].startswith("<get-interface-information>")
+
+
+def test_a_refused_commit_is_rejected_discarded_and_consumes_the_armed_revert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit's reply holds `<rpc-error>`s (the documented failed check): ncclient raises
+    them as the manager does (raise_mode errors), the driver says CommandRejected with the
+    device's words, discards the candidate and unlocks; the armed `commit confirmed` is used
+    up (the next commit is a plain one, nothing is left to confirm)."""
+    from ncclient.operations.rpc import RPCError, RPCReply  # noqa: PLC0415 - test-local
+    from ncclient.xml_ import to_ele  # noqa: PLC0415 - test-local
+
+    from agent.drivers.base import Target  # noqa: PLC0415 - test-local
+    from agent.errors import CommandRejected  # noqa: PLC0415 - test-local
+    from agent.inventory import load  # noqa: PLC0415 - test-local
+
+    inv = load(Path(__file__).with_name("data") / "junos-site.yaml")
+    d = driver.JunosDriver(Target.of(inv, "rv-ex1"))
+    sent: list[str] = []
+    failed = (FIX / "commit-check-failed.xml").read_text()
+
+    class Manager:
+        connected = True
+
+        def rpc(self, xml: str) -> str:
+            sent.append(xml)
+            if xml.startswith("<commit-configuration>"):
+                reply = RPCReply(failed)
+                reply.parse()
+                raise RPCError(to_ele(failed), errs=reply.errors)
+            return "<rpc-reply><ok/></rpc-reply>"
+
+    d._mgr = Manager()
+    monkeypatch.setattr(d, "connect", lambda: None)
+    d._armed = ("cordon-deadman-0123456789ab", 1)
+    with pytest.raises(CommandRejected, match="is not defined") as refused:
+        d.apply(ChangeSet(("set interfaces ge-0/0/5 disable",), action="test"))
+    assert refused.value.command == "commit confirmed 1"
+    tags = [re.match(r"<([a-z-]+)", x).group(1) for x in sent]  # type: ignore[union-attr]
+    assert tags == [
+        "lock",
+        "load-configuration",
+        "commit-configuration",
+        "discard-changes",
+        "unlock",
+    ]
+    assert "<confirmed/>" in sent[2]
+    assert d._armed is None and not d._committed  # consumed: nothing to confirm
+    sent.clear()
+    with pytest.raises(CommandRejected):
+        d.apply(ChangeSet(("set interfaces ge-0/0/5 disable",), action="test"))
+    assert "<confirmed/>" not in sent[2]  # the next commit is a plain one
