@@ -194,8 +194,8 @@ def test_arming_reads_no_archive_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """The timer read, the arm, `end`, the timer read back: the archive is not read before
     (the switch refuses the timer itself without it); the confirm is read back."""
     d, cli = _driver(monkeypatch)
+    token = d.arm_revert(ChangeSet((), action="test"), 60)  # failing, nothing to disarm
     try:
-        token = d.arm_revert(ChangeSet((), action="test"), 60)
         assert cli.typed == [
             "show archive config rollback timer",
             "configure terminal revert timer 1",
