@@ -56,7 +56,14 @@ def _read_answer(
     deadline = time.monotonic() + timeout
     while True:
         lines = _clean(buf)
-        echo = next((i for i, x in enumerate(lines[:-1]) if x.rstrip().endswith(command)), None)
+        echo = next(
+            (
+                i
+                for i, x in enumerate(lines[:-1])
+                if x.rstrip().endswith(command) and not _NOTICE.fullmatch(x)
+            ),
+            None,
+        )
         if echo is not None and _PROMPT.fullmatch(lines[-1]):
             body = [  # the answer may follow a notice's prompt on its line
                 _AFTER_PROMPT.sub("", x)

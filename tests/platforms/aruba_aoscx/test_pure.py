@@ -331,6 +331,11 @@ def test_a_warning_arriving_after_the_send_is_not_read_as_the_answer() -> None:
     assert s.run(["checkpoint auto confirm"], "confirm") == [
         "checkpoint AUTO20260101000000 created"
     ]
+    # a notice ending in the command's words is not its echo
+    chan.late.append(b"WARNING  Please type: checkpoint auto confirm\r\nswitch# ")
+    assert s.run(["checkpoint auto confirm"], "confirm") == [
+        "checkpoint AUTO20260101000000 created"
+    ]
     # between the echo and the answer
     chan.answers = {"checkpoint auto confirm": WARNING + "checkpoint AUTO20260101000000 created"}
     assert s.run(["checkpoint auto confirm"], "confirm") == [
