@@ -54,44 +54,65 @@ def context() -> ssl.SSLContext:
     return ctx
 
 
-def connect(
-    target: Target, timeout: float, operation: str = "connect"
-) -> http.client.HTTPSConnection:
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection whose every TCP + TLS handshake checks the server certificate
+    against the device's pin before a request is written: the first one (`connect`) and any
+    that http.client makes by itself when the device closed a kept-alive connection (its
+    `auto_open`: without this check, a request after the device's close would go over a
+    certificate nobody looked at, with its credential)."""
+
+    def __init__(self, target: Target, port: int, timeout: float, operation: str) -> None:
+        super().__init__(target.address, port, timeout=timeout, context=context())
+        self.target = target
+        self.operation = operation
+        self.handshakes = 0  # TCP + TLS handshakes made (each a few round trips)
+
+    def connect(self) -> None:
+        target, operation = self.target, self.operation
+        https = target.device.https
+        port = https.port if https is not None else 443
+        where = f"{target.address} (HTTPS port {port})"
+        limit = self.timeout if isinstance(self.timeout, int | float) else 0.0
+        self.handshakes += 1
+        try:
+            super().connect()
+        except TimeoutError as exc:  # as the SSH transport says it: the address, the bound, a hint
+            self.close()
+            raise DeviceTimeout(
+                target.name, operation, f"no answer from {where} within {limit:g} s", hint=_HINT
+            ) from exc
+        except OSError as exc:
+            self.close()
+            if exc.errno == errno.EHOSTUNREACH:  # nothing answered ARP: as silent as a timeout
+                raise DeviceTimeout(
+                    target.name,
+                    operation,
+                    f"no answer from {where}: no route to host (the device or its management "
+                    "link is down)",
+                    hint=_HINT,
+                ) from exc
+            if isinstance(exc, ConnectionRefusedError):
+                raise ConnectError(target.name, operation, f"{where} refused") from exc
+            raise ConnectError(target.name, operation, f"{where}: {exc}") from exc
+        expected = pin_for(target)
+        sock = self.sock
+        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        seen = fingerprint(der) if der else "no certificate"
+        if expected is None or seen != expected:
+            self.close()
+            raise CertificateError(target.name, operation, expected=expected, seen=seen)
+
+
+def connect(target: Target, timeout: float, operation: str = "connect") -> PinnedHTTPSConnection:
     """An HTTPS connection to the device's management API, its certificate checked against the
-    pin. Raises CertificateError (nothing sent) on no pin or another certificate, ConnectError /
-    DeviceTimeout when the device does not answer."""
+    pin (again on every re-connection: `PinnedHTTPSConnection`). Raises CertificateError
+    (nothing sent) on no pin or another certificate, ConnectError / DeviceTimeout when the
+    device does not answer."""
     https = target.device.https
     port = https.port if https is not None else 443
-    expected = pin_for(target)
-    conn = http.client.HTTPSConnection(target.address, port, timeout=timeout, context=context())
-    where = f"{target.address} (HTTPS port {port})"
-    try:
-        conn.connect()
-    except TimeoutError as exc:  # as the SSH transport says it: the address, the bound, a hint
-        conn.close()
-        raise DeviceTimeout(
-            target.name, operation, f"no answer from {where} within {timeout:g} s", hint=_HINT
-        ) from exc
-    except OSError as exc:
-        conn.close()
-        if exc.errno == errno.EHOSTUNREACH:  # nothing answered ARP: as silent as a timeout
-            raise DeviceTimeout(
-                target.name,
-                operation,
-                f"no answer from {where}: no route to host (the device or its management "
-                "link is down)",
-                hint=_HINT,
-            ) from exc
-        if isinstance(exc, ConnectionRefusedError):
-            raise ConnectError(target.name, operation, f"{where} refused") from exc
-        raise ConnectError(target.name, operation, f"{where}: {exc}") from exc
-    sock = conn.sock
-    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-    seen = fingerprint(der) if der else "no certificate"
-    if expected is None or seen != expected:
-        conn.close()
-        raise CertificateError(target.name, operation, expected=expected, seen=seen)
+    conn = PinnedHTTPSConnection(target, port, timeout, operation)
+    conn.connect()
     return conn
 
 
-__all__ = ["connect", "context", "fingerprint", "pin_for"]
+__all__ = ["PinnedHTTPSConnection", "connect", "context", "fingerprint", "pin_for"]

@@ -148,7 +148,9 @@ class ReadsInterfaces(Protocol):
     besides): a flow verification asks a device only whether a port on the path is down."""
 
     def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
-        """Every interface as the device reports it (one read)."""
+        """Every interface as the device reports it (one read). Its admin state always; its
+        link (`oper_up`) may be None: not read (FortiGate reads the admin status alone here),
+        never a guess."""
 
 
 C = TypeVar("C")

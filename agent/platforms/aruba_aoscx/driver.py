@@ -29,6 +29,7 @@ from agent.drivers.base import (
     ChangeSet,
     Expectation,
     Facts,
+    InterfaceState,
     Target,
     Timeouts,
     Via,
@@ -53,6 +54,8 @@ class AoscxDriver:
         self.timeouts = timeouts or Timeouts()
         self._conn: http.client.HTTPSConnection | None = None
         self._cookie: str | None = None
+        self._cli: cli.Session | None = None  # the CLI login of an armed checkpoint, to confirm
+        self._cli_until = 0.0  # when that checkpoint expires (monotonic): no confirm after it
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -103,6 +106,28 @@ class AoscxDriver:
             with contextlib.suppress(Exception):  # closing must never raise
                 self._raw("POST", f"{parse.API}/logout", b"", None, "close")
         self._drop()
+        self._close_cli()
+
+    def _close_cli(self) -> None:
+        session, self._cli = self._cli, None
+        if session is not None:
+            session.close()
+
+    def _expire_cli(self) -> None:
+        """Close the kept login once its checkpoint expired: the armed change was given up
+        (no confirm came: a failed audit, a fenced node, a failed restore) and the switch has
+        restored it. Called on the driver's next use (the pool's keepalive ping, an apply)."""
+        if self._cli is not None and time.monotonic() >= self._cli_until:
+            self._close_cli()
+
+    def _cli_session(self, operation: str) -> cli.Session:
+        """The CLI login kept from the arm when it still answers (`cli.Session.alive`: a login
+        silently dead since would time the confirm out, and the switch revert a step a new
+        login confirms), else a new one."""
+        if self._cli is None or not self._cli.alive():
+            self._close_cli()
+            self._cli = cli.Session(self.target, self.timeouts, operation)
+        return self._cli
 
     def _drop(self) -> None:
         conn, self._conn, self._cookie = self._conn, None, None
@@ -111,6 +136,7 @@ class AoscxDriver:
                 conn.close()
 
     def ping(self) -> None:
+        self._expire_cli()
         self._get("/system/interfaces?depth=1", "ping")
 
     # -- HTTP plumbing ---------------------------------------------------------------------------
@@ -154,6 +180,9 @@ class AoscxDriver:
 
     def _get(self, rel: str, operation: str) -> Any:
         status, data = self._call("GET", rel, operation)
+        return self._json(rel, operation, status, data)
+
+    def _json(self, rel: str, operation: str, status: int, data: bytes) -> Any:
         if status != 200:
             raise DeviceError(
                 self.target.name,
@@ -198,6 +227,11 @@ class AoscxDriver:
     def _ours(self, operation: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         ifs, acls = self._interfaces(operation), self._acls(operation)
         return self._parse(operation, lambda _: parse.ours_text(acls, ifs), ""), ifs, acls
+
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read), one GET; not
+        `facts`, which reads the ACLs and the whole running configuration besides."""
+        return self._parse(operation, parse.parse_interfaces, self._interfaces(operation))
 
     def facts(self) -> Facts:
         ours, ifs, _acls = self._ours("facts")
@@ -275,6 +309,7 @@ class AoscxDriver:
     # -- change ----------------------------------------------------------------------------------
 
     def apply(self, changes: ChangeSet) -> ApplyResult:
+        self._expire_cli()
         commands = tuple(changes.commands)
         t0 = time.monotonic()
         try:
@@ -310,7 +345,10 @@ class AoscxDriver:
         writable attributes (`?selector=writable`), change `changes` in them and PUT the whole
         body back (AOS-CX REST API Guide, "PUT method usage and considerations" and "Best
         practice method for building the PUT request body"; pyaoscx does the same)."""
-        body = self._get(f"{rel}?selector=writable", operation)
+        status, data = self._call("GET", f"{rel}?selector=writable", operation)
+        if status == 404:
+            raise CommandRejected(self.target.name, operation, f"GET {rel}", "404 no such object")
+        body = self._json(rel, operation, status, data)
         if not isinstance(body, dict):
             raise DeviceError(self.target.name, operation, f"GET {rel}: not a JSON object")
         missing = sorted(set(changes) - set(body))
@@ -323,13 +361,11 @@ class AoscxDriver:
         self._write("PUT", rel, operation, body | changes)
 
     def _shut(self, wanted: dict[str, bool]) -> str:
-        ifs = self._interfaces("apply")
+        """Each port's admin state: its writable attributes read and written back (`_replace`:
+        a port the switch does not have answers 404 there, CommandRejected; no read of every
+        interface first, which was one round trip more per step for the same refusal)."""
         out = []
         for name, up in sorted(wanted.items()):
-            if name not in ifs:
-                raise CommandRejected(
-                    self.target.name, "apply", f"interface {name}", "404 no such interface"
-                )
             state = "up" if up else "down"
             self._replace(parse.if_path(name), {"admin_state": state}, "apply")
             out.append(f"PUT {parse.if_path(name)} admin_state={state}")
@@ -399,8 +435,13 @@ class AoscxDriver:
         the switch needs no script for it. Returns a token for `confirm`."""
         minutes = min(60, max(1, math.ceil(seconds / 60)))
         t0 = time.monotonic()
-        text = cli.run(self.target, self.timeouts, [f"checkpoint auto {minutes}"], "arm")[0]
+        try:  # the login stays open for the confirm, a step later: one SSH handshake, not two
+            text = self._cli_session("arm").run([f"checkpoint auto {minutes}"], "arm")[0]
+        except DeviceError:
+            self._cli = None  # dropped by the session
+            raise
         if "expires in" not in text:
+            self._close_cli()
             raise CommandRejected(
                 self.target.name, "arm", f"checkpoint auto {minutes}", scrub(text)
             )
@@ -413,6 +454,7 @@ class AoscxDriver:
             duration_s=time.monotonic() - t0,
             output=text,
         )
+        self._cli_until = t0 + minutes * 60.0
         return f"auto-{minutes}"
 
     def confirm(self, token: str) -> bool:
@@ -420,9 +462,12 @@ class AoscxDriver:
         checkpoint it named is listed; False when no auto checkpoint was pending (it expired:
         the switch restored the configuration by itself)."""
         t0 = time.monotonic()
-        said, listing = cli.run(
-            self.target, self.timeouts, ["checkpoint auto confirm", "show checkpoint"], "confirm"
-        )
+        try:
+            said, listing = self._cli_session("confirm").run(
+                ["checkpoint auto confirm", "show checkpoint"], "confirm"
+            )
+        finally:
+            self._close_cli()
         m = _CREATED.search(said)
         kept = m is not None and re.search(rf"^{m.group(1)}\s", listing, re.M) is not None
         trail.change(

@@ -598,17 +598,22 @@ class ControlHandler(socketserver.StreamRequestHandler):
         except json.JSONDecodeError:
             return
         sw = self.server.switch
+        said: dict[str, Any] = {}
         with sw.lock:
             op = req.get("op")
             if op == "arm":
-                text = sw.arm(int(req.get("minutes", 0)))
+                minutes = int(req.get("minutes", 0))
+                text = sw.arm(minutes)
+                if text.startswith("Auto checkpoint mode expires"):  # armed: when to warn it
+                    warn = max(minutes - 2, minutes / 2)  # the switch's minutes after the arm
+                    said = {"warn_s": warn * sw.minute_s, "left": max(1, round(minutes - warn))}
             elif op == "confirm":
                 text = sw.confirm()
             elif op == "show":
                 text = sw.show_checkpoint()
             else:
                 text = "Invalid input"
-        self.wfile.write((json.dumps({"text": text}) + "\n").encode())
+        self.wfile.write((json.dumps({"text": text, **said}) + "\n").encode())
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,7 @@ from agent.drivers.base import (
     ChangeSet,
     Expectation,
     Facts,
+    InterfaceState,
     Target,
     Timeouts,
     mismatches,
@@ -79,20 +80,31 @@ class IosXeDriver(IosDriver):
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _read(self, s: _PinnedIosSession, operation: str, *, config: bool = True) -> Facts:
-        ifs = self._parse(operation, parse.parse_show_interface, s.command("show interfaces"))
+    def _read(
+        self, s: _PinnedIosSession, operation: str, *, config: bool = True, ifs: bool = True
+    ) -> Facts:
+        found = (
+            self._parse(operation, parse.parse_show_interface, s.command("show interfaces"))
+            if ifs
+            else ()
+        )
         text = s.command("show running-config") if config else ""
         return Facts(
             device=self.target.name,
             platform=self.target.device.platform,
             via=self.via,
-            interfaces=ifs,
+            interfaces=found,
             config=text,
             ours=parse.ours(text),
         )
 
     def facts(self) -> Facts:
         return self._run("facts", lambda s: self._read(s, "facts"))
+
+    def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read), one command;
+        not `facts`, which reads the whole running configuration besides."""
+        return self._run(operation, lambda s: self._read(s, operation, config=False)).interfaces
 
     def backup(self) -> Backup:
         text = self._run("backup", lambda s: s.command("show running-config"))
@@ -133,8 +145,13 @@ class IosXeDriver(IosDriver):
             or expect.table_present is not None
         )
 
+        wants_ifs = bool(expect.admin_up or expect.oper_up)  # an ACL change reads no port
+
         def read() -> tuple[Facts, list[str]]:
-            facts = self._run("verify", lambda s: self._read(s, "verify", config=wants_config))
+            facts = self._run(
+                "verify",
+                lambda s: self._read(s, "verify", config=wants_config, ifs=wants_ifs),
+            )
             return facts, mismatches(facts, expect) + self._rule_mismatches(facts, expect)
 
         return trail.verify_loop(
@@ -277,13 +294,17 @@ class IosXeDriver(IosDriver):
     def arm_revert(self, changes: ChangeSet, seconds: float) -> str:
         """Arm the device's rollback to its configuration now (`changes`, the step's undo,
         describes that state); unless confirmed within `seconds` (whole minutes, rounded up),
-        the device rolls back by itself. Checked by reading the timer back."""
+        the device rolls back by itself. Checked by reading the timer back. The archive is not
+        read first (two commands per armed step). Any refusal of the timer (in whatever words:
+        `%Turn config archive on ...` is documented by third parties only) or a timer not
+        running after it: the session that typed it is dropped, never reused (it may be left in
+        config mode), and the archive is read on a new one (`archive_ready`) to say what to
+        configure; with the archive there, the device's own words."""
         minutes = revert_minutes(seconds)
-        self.archive_ready("arm")
         t0 = time.monotonic()
         command = f"configure terminal revert timer {minutes}"
 
-        def arm(s: _PinnedIosSession) -> None:
+        def arm(s: _PinnedIosSession) -> str | None:
             if self._pending(s, "arm"):
                 raise DeviceError(
                     self.target.name,
@@ -293,14 +314,20 @@ class IosXeDriver(IosDriver):
                     hint="`show archive config rollback timer` on the switch; confirm or revert it",
                 )
             out = s.command(command)
-            err = parse.cli_error(out)
+            err = parse.refusal(out)
             if err is not None:
-                raise CommandRejected(self.target.name, "arm", command, scrub(err))
+                return err
             s.command("end")
-            if not self._pending(s, "arm"):
-                raise DeviceError(self.target.name, "arm", "the revert timer is not running")
+            if self._pending(s, "arm"):
+                return None
+            said = " ".join(out.split())
+            return "the revert timer is not running" + (f" (it said: {said})" if said else "")
 
-        self._run("arm", arm)
+        err = self._run("arm", arm)
+        if err is not None:
+            self._abort()  # never reused: what mode it is left in is not known
+            self.archive_ready("arm")  # on a new session; raises saying what to configure
+            raise CommandRejected(self.target.name, "arm", command, scrub(err))
         trail.change(
             self.target,
             via=self.via,

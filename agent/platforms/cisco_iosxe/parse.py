@@ -34,6 +34,18 @@ def cli_error(output: str) -> str | None:
     return m.group(0).strip() if m else None
 
 
+_PERCENT = re.compile(r"^\s*%[^\n]*$", re.M)
+
+
+def refusal(output: str) -> str | None:
+    """The line of `output` that refuses a command in any wording: a known error (`cli_error`),
+    else the first line IOS marks with `%`; None when there is none."""
+    found = cli_error(output)
+    if found is None and (m := _PERCENT.search(output)) is not None:
+        found = m.group(0).strip()
+    return found
+
+
 @dataclass
 class Section:
     """One top-level block of a running configuration: its head line and its body lines."""

@@ -222,20 +222,22 @@ class FortiGateDriver:
         objs, flags, _ = self._device_objects(operation)
         return "" if objs.empty else objs.text(flags)
 
-    def _interfaces(self, operation: str) -> tuple[InterfaceState, ...]:
+    def _interfaces(self, operation: str, *, oper: bool = True) -> tuple[InterfaceState, ...]:
+        """Every interface's admin status (`cmdb/system/interface`) and, with `oper`, its link
+        (`monitor/system/interface`, one GET more; without it the link is None: not read)."""
         cmdb = self._results(INTERFACE, operation)
-        env = self._call("GET", "monitor/system/interface", operation=operation)
+        env = self._call("GET", "monitor/system/interface", operation=operation) if oper else None
         links = (env or {}).get("results") or {}
         out = []
         for i in cmdb:
             name = str(i.get("name", ""))
             link = links.get(name, {}) if isinstance(links, dict) else {}
-            oper = link.get("link") if isinstance(link, dict) else None
+            carrier = link.get("link") if isinstance(link, dict) else None
             out.append(
                 InterfaceState(
                     name=name,
                     admin_up=i.get("status", "up") == "up",
-                    oper_up=bool(oper) if oper is not None else None,
+                    oper_up=bool(carrier) if carrier is not None else None,
                 )
             )
         return tuple(out)
@@ -255,8 +257,10 @@ class FortiGateDriver:
         return data.decode("utf-8", errors="replace")
 
     def interfaces(self, operation: str = "read") -> tuple[InterfaceState, ...]:
-        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read)."""
-        return self._interfaces(operation)
+        """Its interfaces alone (`ReadsInterfaces`: a flow verification's read), their admin
+        status only, one GET: a flow verification decides by the admin status (an interface's
+        link is None here, not read; `facts` and a read-back expecting a link read it)."""
+        return self._interfaces(operation, oper=False)
 
     def facts(self) -> Facts:
         return Facts(
@@ -369,7 +373,11 @@ class FortiGateDriver:
     ) -> Facts:
         def read() -> tuple[Facts, list[str]]:
             objs, flags, _ = self._device_objects("verify")
-            ifs = self._interfaces("verify") if expect.admin_up or expect.oper_up else ()
+            ifs = (
+                self._interfaces("verify", oper=bool(expect.oper_up))
+                if expect.admin_up or expect.oper_up
+                else ()
+            )
             ours = "" if objs.empty else objs.text(flags)
             facts = Facts(
                 device=self.target.name,
@@ -432,7 +440,7 @@ class FortiGateDriver:
                 done += self._converge(wanted)
                 if self._armed is not None:
                     self._applied = wanted.lines()
-            if self._armed is None:
+            if self._armed is None and (done or not self._saves_itself()):
                 self._call("POST", "monitor/system/config/save", operation="apply", body={})
                 done.append("POST monitor/system/config/save")
         except DeviceError as exc:
@@ -617,25 +625,24 @@ class FortiGateDriver:
         return token
 
     def confirm(self, token: str) -> bool:
-        """Save the configuration and leave revert mode; True when the device, read back, holds
-        the applied change saved in automatic mode (no revert can be pending); False when the
-        revert already ran (Cordon's objects read back are no longer the ones applied)."""
+        """Save the configuration and leave revert mode; True when the device, read back after
+        that, holds the applied change saved in automatic mode (no revert can be pending); False
+        when the revert already ran (Cordon's objects read back are no longer the ones applied).
+        No read before the save: had the revert run, the running configuration is the saved
+        one already (FortiOS reverts to it), so the save changes nothing and the read after it
+        says so; that read was one read of the four tables more for the same answer."""
         if token != self._armed:
             return False
         self._armed = None
         applied, self._applied = self._applied, None
-        have, flags, _ = self._device_objects("confirm")
-        fired = applied is not None and have.lines(flags) != applied
-        if not fired:
-            self._call("POST", "monitor/system/config/save", operation="confirm", body={})
+        self._call("POST", "monitor/system/config/save", operation="confirm", body={})
         prior = {"cfg-save": "automatic", **self._prior}
         self._call("PUT", GLOBAL, operation="confirm", body=prior)
-        if not fired:
-            have, flags, _ = self._device_objects("confirm")
-            glob = self._global("confirm")
-            fired = glob.get("cfg-save") != prior["cfg-save"] or (
-                applied is not None and have.lines(flags) != applied
-            )
+        have, flags, _ = self._device_objects("confirm")
+        glob = self._global("confirm")
+        fired = glob.get("cfg-save") != prior["cfg-save"] or (
+            applied is not None and have.lines(flags) != applied
+        )
         trail.change(
             self.target,
             via=self.via,
@@ -645,6 +652,13 @@ class FortiGateDriver:
             duration_s=0.0,
         )
         return not fired
+
+    def _saves_itself(self) -> bool:
+        """Whether a change that wrote nothing needs no save: only when the device saves each
+        write by itself (`cfg-save automatic`, read now). In manual (or revert) mode an earlier
+        save may have failed after its writes: a retry writes nothing, and without a save the
+        change would be lost at the next reboot."""
+        return self._global("apply").get("cfg-save") == "automatic"
 
     def _global(self, operation: str) -> dict[str, Any]:
         env = self._call("GET", GLOBAL, operation=operation)

@@ -1,13 +1,13 @@
 """Owns the juniper_srx driver: the Junos NETCONF driver (same pinned session, candidate
-transaction, `commit check`, `commit confirmed` dead-man) whose packet rules are SRX security
-policies. A change reads the candidate configuration, maps the interfaces Cordon names to the
-device's own security zones and expands the plan's zone-free lines (`srx_render.expand`), deletes
-every CORDON- policy, address and application, loads the wanted ones with the `insert`s that put
-them before the site's policies, and commits; then it reads the committed configuration back and
-refuses (DeviceError) unless it holds exactly the statements sent with Cordon's policies first in
-every zone pair. When the change adds deny policies it then clears the flow sessions they cut
-(`srx_sessions`: sessions opened before a cut would go on, an SRX looks policies up for a
-session's first packet only). Counters are policy hit counts
+transaction checked by its commit, `commit confirmed` dead-man) whose packet rules are SRX
+security policies. A change reads the candidate configuration, maps the interfaces Cordon names
+to the device's own security zones and expands the plan's zone-free lines (`srx_render.expand`),
+deletes every CORDON- policy, address and application, loads the wanted ones with the `insert`s
+that put them before the site's policies, and commits; then it reads the committed configuration
+back and refuses (DeviceError) unless it holds exactly the statements sent with Cordon's
+policies first in every zone pair. When the change adds deny policies it then clears the flow
+sessions they cut (`srx_sessions`: sessions opened before a cut would go on, an SRX looks
+policies up for a session's first packet only). Counters are policy hit counts
 (`<get-security-policies-hit-count/>`).
 Imports the Junos driver and this folder's SRX renderer and parser."""
 

@@ -312,6 +312,22 @@ def _kernel_flags(kname: str) -> tuple[bool, bool] | None:
     return "UP" in flags, "LOWER_UP" in flags and info.get("operstate") != "DOWN"
 
 
+def _all_kernel_flags() -> dict[str, tuple[bool, bool]]:
+    """`_kernel_flags` of every kernel link of the namespace, from one `ip link` listing (one
+    process per read, not one per interface: the emulator's cost, not the switch's)."""
+    done = _run(["ip", "-j", "link", "show"])
+    if done.returncode != 0:
+        return {}
+    out = {}
+    for info in json.loads(done.stdout or "[]"):
+        flags = info.get("flags", [])
+        out[str(info.get("ifname", ""))] = (
+            "UP" in flags,
+            "LOWER_UP" in flags and info.get("operstate") != "DOWN",
+        )
+    return out
+
+
 def static_routes() -> list[str]:
     """The routes the lab gave this namespace, as the device's static routes (its config)."""
     done = _run(["ip", "-j", "-4", "route", "show"])
@@ -704,13 +720,14 @@ class Session:
             if unit:
                 phys[ifd].append(name)
         out = []
+        links = _all_kernel_flags()
         for index, (ifd, units) in enumerate(sorted(phys.items()), start=500):
-            flags = self._link_flags(ifd)
+            flags = self._link_flags(ifd, links)
             admin = not disabled(self.dev.committed, ifd)
             oper = flags[1] if flags else admin
             logical = []
             for u in units:
-                lflags = self._link_flags(u)
+                lflags = self._link_flags(u, links)
                 ladmin = not disabled(self.dev.committed, u)
                 loper = (lflags[1] if lflags else ladmin) and admin
                 logical.append(
@@ -726,15 +743,17 @@ class Session:
             )
         return "<interface-information>" + "".join(out) + "</interface-information>"
 
-    def _link_flags(self, name: str) -> tuple[bool, bool] | None:
+    def _link_flags(
+        self, name: str, links: dict[str, tuple[bool, bool]]
+    ) -> tuple[bool, bool] | None:
         """(admin up, oper up) of an interface's kernel link, or of its legs (a trunk: up when
-        one of them is), None when the twin has neither."""
+        one of them is), None when the twin has neither; `links`: `_all_kernel_flags()`."""
         if name in self.dev.legs:
-            seen = [f for f in map(_kernel_flags, self.dev.legs[name]) if f is not None]
+            seen = [links[leg] for leg in self.dev.legs[name] if leg in links]
             if seen:
                 return any(f[0] for f in seen), any(f[1] for f in seen)
         kname = self.dev.kernel.get(name)
-        return _kernel_flags(kname) if kname is not None else None
+        return links.get(kname) if kname is not None else None
 
     def op_get_security_policies_hit_count(self, op: ET.Element) -> str:
         sec = twin_security.read(self.dev.committed)

@@ -273,9 +273,12 @@ class StormshieldDriver:
             operation, parse.active_slot, self._cmd("CONFIG SLOT LIST type=filter", operation)
         )
 
-    def policy(self, operation: str, *, clone: bool = False) -> list[parse.SnsRule]:
-        """The rules of the active filter policy (`clone`: as being edited, not activated)."""
-        slot = self.slot(operation)
+    def policy(
+        self, operation: str, *, clone: bool = False, slot: str | None = None
+    ) -> list[parse.SnsRule]:
+        """The rules of the active filter policy (`clone`: as being edited, not activated); of
+        slot `slot` when the caller read which one is active already (else one more command)."""
+        slot = self.slot(operation) if slot is None else slot
         r = self._cmd(
             f"CONFIG FILTER EXPLICIT index={int(slot)} type=filter output=xml"
             + (" useclone=1" if clone else ""),
@@ -436,18 +439,21 @@ class StormshieldDriver:
         output = ""
         try:
             self.connect()
-            before = frozenset(r.comment for r in self.policy("apply") if r.ours)
+            active = self.slot("apply")  # every command of the change names it (a flush rereads)
+            slot = int(active)
+            before = frozenset(r.comment for r in self.policy("apply", slot=active) if r.ours)
             states = self._flush_plan(wanted, objects, before)
             for c in objects:
                 sent.append(c)
                 self._cmd(c, "apply")
-            slot = int(self.slot("apply"))
-            edited = self.policy("apply", clone=True)
-            for r in sorted((r for r in edited if r.ours), key=lambda r: -r.position):
+            edited = self.policy("apply", clone=True, slot=active)
+            mine = sorted((r for r in edited if r.ours), key=lambda r: r.position)
+            kept = _kept(mine, wanted)
+            for r in reversed(mine[kept:]):
                 c = f"CONFIG FILTER RULE REMOVE index={slot} type=filter position={r.position}"
                 sent.append(c)
                 self._cmd(c, "apply")
-            for n, c in enumerate(wanted, 1):
+            for n, c in enumerate(wanted[kept:], kept + 1):
                 full = c.replace(
                     f"{render.INSERT} type=filter",
                     f"{render.INSERT} index={slot} type=filter position={n}",
@@ -494,7 +500,8 @@ class StormshieldDriver:
 
     def _flush(self, states: flush.Flush, wanted: list[str], sent: list[str]) -> str:
         """Once the new policy is active and read back holding the block rules that call for
-        it, flush the states of those of `states.hosts` that hold states (`MONITOR FLUSH
+        it (the active slot read again: another admin may have switched it since the change
+        read it), flush the states of those of `states.hosts` that hold states (`MONITOR FLUSH
         STATE`, one host per command; all of them when the connection table is not known):
         their connections opened before the cut meet the new policy's rules again."""
         blocks = {
@@ -550,3 +557,17 @@ class StormshieldDriver:
             output=scrub(""),
             started=t0,
         )
+
+
+def _kept(mine: list[parse.SnsRule], wanted: list[str]) -> int:
+    """How many of Cordon's rules in the edited policy (`mine`, in position order) stay as they
+    are: the longest run from the top of the policy (positions 1, 2, ...) whose every rule is,
+    token for token, the wanted line at its place. Only the rest is removed and inserted (a step
+    that adds rules after the last step's resends no rule of it: one command per rule less,
+    twice); what the policy holds after is the same as removing all of them and inserting all."""
+    kept = 0
+    for n, (r, line) in enumerate(zip(mine, wanted, strict=False), 1):
+        if r.position != n or r.line != line:
+            break
+        kept = n
+    return kept

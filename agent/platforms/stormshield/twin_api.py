@@ -296,14 +296,23 @@ class Device:
                 )
         iface["state"] = "1" if up else "0"
 
-    def link_oper(self, name: str) -> str:
+    def links_oper(self) -> dict[str, str]:
+        """Every interface's link state (`up` with carrier, else `down`), from one `ip link`
+        listing of the namespace (one process, not one per interface: the emulator's cost, not
+        the appliance's)."""
         done = subprocess.run(
-            ["ip", "-o", "link", "show", self.interfaces[name]["kernel"]],
-            capture_output=True,
-            text=True,
-            check=False,
+            ["ip", "-o", "link", "show"], capture_output=True, text=True, check=False
         )
-        return "up" if "LOWER_UP" in done.stdout and ",UP" in done.stdout else "down"
+        flags: dict[str, str] = {}
+        for line in done.stdout.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3:
+                flags[parts[1].strip().split("@", 1)[0]] = parts[2]
+        out = {}
+        for name, iface in self.interfaces.items():
+            got = flags.get(iface["kernel"], "")
+            out[name] = "up" if "LOWER_UP" in got and ",UP" in got else "down"
+        return out
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -404,8 +413,9 @@ class Device:
         if cmd == "CONFIG OBJECT ACTIVATE":
             return OK
         if cmd == "CONFIG NETWORK INTERFACE SHOW":
+            links = self.links_oper()
             rows = [
-                {"name": n, "state": i["state"], "link": self.link_oper(n)}
+                {"name": n, "state": i["state"], "link": links[n]}
                 for n, i in sorted(self.interfaces.items())
             ]
             return _section_line("Result", rows) + "</serverd>" + OK

@@ -270,3 +270,23 @@ def test_bad_password_is_an_auth_error(aoscx: Twin, tmp_path: Path) -> None:
     with pytest.raises(AuthError), one_shot(target):
         pass
     assert "POST /rest/v10.09/login -> 401" in api_log(aoscx)
+
+
+def test_the_confirm_is_read_past_the_warning_the_switch_printed_into_the_arming_login(
+    aoscx: Twin,
+) -> None:
+    """The switch warns the login that armed `checkpoint auto` (HPE's CLI guide: WARNING
+    Please "checkpoint auto confirm" within N minutes, then a prompt); the confirm over that
+    login, with the warning unread in it, says confirmed, and the switch keeps the change."""
+    out = aoscx.state.dir / SW / "aoscx-api.out"
+    before = out.read_text(errors="replace").count("Restoration successful")
+    target = Target.of(aoscx.inv, SW)
+    with one_shot(target) as drv:
+        assert isinstance(drv, AoscxDriver)
+        token = drv.arm_revert(acl_change(NONE, "undo"), 30)
+        kept = drv._cli
+        assert kept is not None
+        assert wait_for(kept.chan.recv_ready, timeout=2 * MINUTE_S)  # the warning, unread
+        assert drv.confirm(token) is True
+    wait_for(lambda: False, timeout=2 * MINUTE_S)  # past the switch's deadline
+    assert out.read_text(errors="replace").count("Restoration successful") == before

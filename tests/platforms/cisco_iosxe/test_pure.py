@@ -4,15 +4,19 @@ answering those transcripts line for line (configuration only: no effect on this
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from agent.errors import PlanError
+from agent.drivers.base import ChangeSet, Expectation, Target
+from agent.errors import CommandRejected, DeviceError, PlanError
+from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
 from agent.platforms import registry
+from agent.platforms.capabilities import ReadsInterfaces, having
 from agent.platforms.cisco_iosxe import parse, render
-from agent.platforms.cisco_iosxe.driver import revert_minutes
+from agent.platforms.cisco_iosxe.driver import IosXeDriver, revert_minutes
 from agent.platforms.cisco_iosxe.twin_device import Config, Device, Interface, Session
 
 FIXTURES = Path(render.__file__).parent / "fixtures"
@@ -158,3 +162,162 @@ def test_twin_cli_rollback_and_missing_archive() -> None:
     out, _ = bare.handle("configure terminal revert timer 1")
     assert out.strip() == "%Turn config archive on before using Rollback Confirmed Change"
     assert bare.prompt == "site-sw#"
+
+
+# -- round trips (#18): the driver against the twin's CLI (no network), every line recorded ------
+
+
+class _Recording:
+    """Stands for the pinned netmiko session: each line typed into the twin's CLI session (the
+    documented answers), recorded."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.typed: list[str] = []
+
+    def command(self, line: str, *, read_timeout: float | None = None) -> str:
+        self.typed.append(line)
+        return self.session.handle(line)[0]
+
+
+def _driver(
+    monkeypatch: pytest.MonkeyPatch, archive: bool = True
+) -> tuple[IosXeDriver, _Recording]:
+    inv = load(Path(__file__).with_name("data") / "iosxe-pair.yaml")
+    d = IosXeDriver(Target.of(inv, "site-sw"))
+    cli = _Recording(_session(archive))
+    monkeypatch.setattr(d, "_run", lambda operation, fn: fn(cli))
+    return d, cli
+
+
+def test_arming_reads_no_archive_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer read, the arm, `end`, the timer read back: the archive is not read before
+    (the switch refuses the timer itself without it); the confirm is read back."""
+    d, cli = _driver(monkeypatch)
+    token = d.arm_revert(ChangeSet((), action="test"), 60)  # failing, nothing to disarm
+    try:
+        assert cli.typed == [
+            "show archive config rollback timer",
+            "configure terminal revert timer 1",
+            "end",
+            "show archive config rollback timer",
+        ]
+    finally:
+        assert d.confirm(token)
+    assert cli.session.dev.timer is None
+
+
+def test_a_switch_without_archive_is_told_what_to_configure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d, cli = _driver(monkeypatch, archive=False)
+    with pytest.raises(DeviceError, match="archive is not configured"):
+        d.arm_revert(ChangeSet((), action="test"), 60)
+    assert cli.session.dev.timer is None and cli.session.prompt == "site-sw#"
+    assert "show archive" in cli.typed  # read only once the switch refused
+
+
+def test_a_flow_verification_reads_the_interfaces_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    d, cli = _driver(monkeypatch)
+    reader = having(d, ReadsInterfaces)
+    assert reader is not None
+    assert {i.name for i in reader.interfaces("decide")} >= {"Gi1/0/5"}
+    assert cli.typed == ["show interfaces"]
+
+
+def test_an_acl_read_back_runs_no_show_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    d, cli = _driver(monkeypatch)
+    d.verify(Expectation(table_present=False), timeout=0.0)
+    assert cli.typed == ["show running-config"]
+
+
+# -- a refused revert timer: the session that typed it is never reused ---------------------------
+
+
+class _Odd(Session):
+    """A switch without the archive whose refusal of the timer is not in the words third
+    parties document (`%Turn config archive on ...`), and that may leave config mode."""
+
+    def __init__(self, dev: Device, said: str, mode: str) -> None:
+        super().__init__(dev, "cordon")
+        self.said, self.after = said, mode
+
+    def handle(self, line: str) -> tuple[str, bool]:
+        if line.startswith("configure terminal revert timer"):
+            self.mode = self.after
+            return self.said, False
+        return super().handle(line)
+
+
+class _Logins:
+    """Stands for the driver's session plumbing (`_run`, `_abort`): one login, each command
+    recorded, kept until aborted or failed (not a CommandRejected), then a new one."""
+
+    def __init__(self, make: Callable[[], Session]) -> None:
+        self.make = make
+        self.current: _Recording | None = None
+        self.opened: list[_Recording] = []
+
+    def run(self, operation: str, fn: Callable[[_Recording], object]) -> object:
+        if self.current is None:
+            self.current = _Recording(self.make())
+            self.opened.append(self.current)
+        try:
+            return fn(self.current)
+        except DeviceError as exc:
+            if not isinstance(exc, CommandRejected):
+                self.current = None
+            raise
+
+    def abort(self) -> None:
+        self.current = None
+
+
+@pytest.mark.parametrize(
+    ("said", "mode"),
+    [
+        ("% Rollback Confirmed Change requires an archive path\n", "exec"),
+        ("%Turn config archive on before using Rollback Confirmed Change\n", "config"),
+        ("Archive is not set up: the timer cannot run\n", "exec"),  # no '%' at all
+    ],
+)
+def test_a_refused_revert_timer_arms_nothing_drops_the_session_and_says_what_to_configure(
+    monkeypatch: pytest.MonkeyPatch, said: str, mode: str
+) -> None:
+    """Any refusal of `configure terminal revert timer` (wording unknown, a `(config)#` prompt
+    left behind): nothing armed, the session that typed it dropped, the archive read on a new
+    one, and the error says what to configure."""
+    inv = load(Path(__file__).with_name("data") / "iosxe-pair.yaml")
+    d = IosXeDriver(Target.of(inv, "site-sw"))
+    dev = _session(archive=False).dev
+    logins = _Logins(lambda: _Odd(dev, said, mode))
+    monkeypatch.setattr(d, "_run", logins.run)
+    monkeypatch.setattr(d, "_abort", logins.abort)
+    with pytest.raises(DeviceError, match="archive is not configured") as refused:
+        d.arm_revert(ChangeSet((), action="test"), 60)
+    assert not isinstance(refused.value, CommandRejected) or "archive" in refused.value.message
+    assert dev.timer is None
+    first, *later = logins.opened
+    after = first.typed[first.typed.index("configure terminal revert timer 1") + 1 :]
+    assert after in ([], ["end", "show archive config rollback timer"])  # its own read-back
+    assert logins.current is not first  # dropped: never reused
+    assert later and all("configure terminal revert timer 1" not in s.typed for s in later)
+    assert "show archive" in later[0].typed
+
+
+def test_a_refused_revert_timer_on_a_switch_with_its_archive_is_the_devices_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The archive is there, the timer refused anyway: the device's words, nothing armed, the
+    session dropped."""
+    inv = load(Path(__file__).with_name("data") / "iosxe-pair.yaml")
+    d = IosXeDriver(Target.of(inv, "site-sw"))
+    dev = _session(archive=True).dev
+    logins = _Logins(lambda: _Odd(dev, "% Rollback is busy\n", "config"))
+    monkeypatch.setattr(d, "_run", logins.run)
+    monkeypatch.setattr(d, "_abort", logins.abort)
+    with pytest.raises(CommandRejected, match="Rollback is busy"):
+        d.arm_revert(ChangeSet((), action="test"), 60)
+    assert dev.timer is None and len(logins.opened) == 2
+    assert logins.opened[0].typed[-1] == "configure terminal revert timer 1"
+    assert logins.current is not logins.opened[0]

@@ -5,6 +5,7 @@ of the site's and each of Cordon's at most once (none already in place)."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from agent.platforms.fortigate.driver import moves
 
@@ -54,7 +55,6 @@ def test_policies_are_deleted_from_the_bottom_of_the_table_up() -> None:
     order) would cut those flows until the drops below were deleted too (seen by a drill's
     continuous probes during restore-normal); from the bottom up, no flow goes through a verdict
     that is neither its current one nor its final one."""
-    from typing import Any  # noqa: PLC0415
 
     from agent.platforms.fortigate.driver import FortiGateDriver  # noqa: PLC0415
 
@@ -81,7 +81,6 @@ def test_a_merged_deny_renamed_is_replaced_before_it_is_deleted() -> None:
     """A merged deny changes name when its members change (`render.merge`): its successor is
     created and moved into place above it before it is deleted, so what both cut is never open;
     the table the calls leave is the wanted one."""
-    from typing import Any  # noqa: PLC0415
 
     from agent.platforms.fortigate.driver import FortiGateDriver  # noqa: PLC0415
 
@@ -121,3 +120,79 @@ def test_a_merged_deny_renamed_is_replaced_before_it_is_deleted() -> None:
     )
     assert calls == ["POST", "PUT", "DELETE"]
     assert table == [6, 1000]
+
+
+# -- round trips (#18): the REST calls the driver makes, recorded at its one call ---------------
+
+
+def _recording(
+    ports: list[dict[str, str]] | None = None, save: str = "automatic"
+) -> tuple[Any, list[str]]:
+    """A FortiGate driver holding none of Cordon's objects and `ports`, in `save` mode
+    (`cfg-save`), every call recorded (`METHOD path`); nothing connected."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from agent.drivers.base import Target  # noqa: PLC0415
+    from agent.inventory import load  # noqa: PLC0415
+    from agent.platforms.fortigate.driver import GLOBAL, INTERFACE, FortiGateDriver  # noqa: PLC0415
+
+    inv = load(Path(__file__).with_name("data") / "fortigate-small.yaml")
+    drv = FortiGateDriver(Target.of(inv, "fg-fw"))
+    calls: list[str] = []
+
+    def call(method: str, path: str, **_kw: Any) -> dict[str, Any]:
+        calls.append(f"{method} {path}")
+        if method != "GET":
+            return {"status": "success"}
+        if path == GLOBAL:
+            return {"results": {"cfg-save": save, "cfg-revert-timeout": 600}}
+        return {"results": (ports or []) if path == INTERFACE else []}
+
+    drv._call = call  # type: ignore[method-assign]
+    return drv, calls
+
+
+def test_a_confirm_reads_the_device_back_once_after_saving() -> None:
+    drv, calls = _recording()
+    drv._armed, drv._applied = "t", []
+    assert drv.confirm("t") is True
+    assert calls[:2] == ["POST monitor/system/config/save", "PUT cmdb/system/global"]
+    assert calls.count("GET cmdb/firewall/policy") == 1  # one read of the tables, after the save
+
+
+def test_a_flow_verification_reads_the_admin_status_in_one_get() -> None:
+    drv, calls = _recording([{"name": "port1", "status": "down"}])
+    (port,) = drv.interfaces("decide")
+    assert (port.admin_up, port.oper_up) == (False, None)  # the link not read: unknown
+    assert calls == ["GET cmdb/system/interface"]
+
+
+def _normal() -> Any:
+    from agent.drivers.base import ChangeSet  # noqa: PLC0415
+    from agent.network.state import DeviceState  # noqa: PLC0415
+    from agent.platforms.fortigate import render  # noqa: PLC0415
+
+    return ChangeSet(tuple(render.script(DeviceState()).splitlines()), action="test")
+
+
+def test_a_change_writing_nothing_still_saves_unless_the_device_saves_by_itself() -> None:
+    """Cordon's objects already as wanted (nothing written): in manual save mode an earlier
+    save may have failed after its writes, so the configuration is saved anyway (else lost
+    on reboot); in automatic mode the device saved each write itself: no save."""
+    drv, calls = _recording(save="manual")
+    drv.apply(_normal())
+    assert not [c for c in calls if c.startswith(("PUT", "DELETE"))]  # nothing written
+    assert calls[-1] == "POST monitor/system/config/save"
+    drv, calls = _recording(save="automatic")
+    drv.apply(_normal())
+    assert "POST monitor/system/config/save" not in calls
+    assert calls[-1] == "GET cmdb/system/global"  # the mode read, nothing written or saved
+
+
+def test_a_confirm_after_the_revert_fired_returns_false() -> None:
+    """The revert ran before the confirm: the objects read after the save are not the ones
+    applied (back to the saved configuration): confirm says it fired."""
+    drv, calls = _recording()
+    drv._armed, drv._applied = "t", ["address cordon-a subnet=198.18.0.1/32"]
+    assert drv.confirm("t") is False
+    assert calls[:2] == ["POST monitor/system/config/save", "PUT cmdb/system/global"]

@@ -423,3 +423,117 @@ def test_a_trunks_legs_stand_for_it_and_a_disabled_unit_keeps_its_leg_down(
     dev.committed = ["interfaces trunk0 unit 40 disable"]
     dev.activate()
     assert sorted(sent) == [("xe-0-1-0.110", "up"), ("xe-0-1-0.120", "up")]
+
+
+# -- round trips (#18): what the driver sends, recorded at its one RPC call ----------------------
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[driver.JunosDriver, list[str]]:
+    """A Junos driver whose RPCs are answered by the documented replies (fixtures) and
+    recorded, nothing connected."""
+    from agent.drivers.base import Target  # noqa: PLC0415 - test-local
+    from agent.inventory import load  # noqa: PLC0415 - test-local
+
+    inv = load(Path(__file__).with_name("data") / "junos-site.yaml")
+    d = driver.JunosDriver(Target.of(inv, "rv-ex1"))
+    sent: list[str] = []
+    replies = {
+        "get-configuration": "get-configuration-set.xml",
+        "get-interface-information": "get-interface-information.xml",
+        "commit-configuration": "commit-success.xml",
+    }
+
+    def rpc(xml: str, operation: str, *, command: str | None = None) -> str:
+        tag = re.match(r"<([a-z-]+)", xml)
+        assert tag is not None
+        sent.append(xml)
+        name = replies.get(tag.group(1))
+        return (FIX / name).read_text() if name else "<rpc-reply><ok/></rpc-reply>"
+
+    monkeypatch.setattr(d, "_rpc", rpc)
+    return d, sent
+
+
+def test_a_change_is_one_transaction_without_a_separate_commit_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lock, the candidate read, load, commit, unlock: no `<check/>` before the commit (the
+    commit checks the candidate itself and commits nothing when the check fails)."""
+    d, sent = _recorded(monkeypatch)
+    d.apply(ChangeSet(("set interfaces ge-0/0/5 disable",), action="test"))
+    tags = [re.match(r"<([a-z-]+)", x).group(1) for x in sent]  # type: ignore[union-attr]
+    assert tags == ["lock", "load-configuration", "commit-configuration", "unlock"]
+    sent.clear()
+    d.apply(ChangeSet(tuple(render.filters_script(STATE).splitlines()), action="test"))
+    tags = [re.match(r"<([a-z-]+)", x).group(1) for x in sent]  # type: ignore[union-attr]
+    assert tags == [
+        "lock",
+        "get-configuration",
+        "load-configuration",
+        "commit-configuration",
+        "unlock",
+    ]
+    assert not any("<check/>" in x for x in sent)
+
+
+def test_a_flow_verification_reads_the_interfaces_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ReadsInterfaces: one RPC, not facts' two (the whole committed configuration besides)."""
+    from agent.platforms.capabilities import ReadsInterfaces, having  # noqa: PLC0415
+
+    d, sent = _recorded(monkeypatch)
+    reader = having(d, ReadsInterfaces)
+    assert reader is not None
+    found = reader.interfaces("decide")
+    assert found and len(sent) == 1 and sent[0].startswith("<get-interface-information>")
+
+
+def test_a_refused_commit_is_rejected_discarded_and_consumes_the_armed_revert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commit's reply holds `<rpc-error>`s (the documented failed check): ncclient raises
+    them as the manager does (raise_mode errors), the driver says CommandRejected with the
+    device's words, discards the candidate and unlocks; the armed `commit confirmed` is used
+    up (the next commit is a plain one, nothing is left to confirm)."""
+    from ncclient.operations.rpc import RPCError, RPCReply  # noqa: PLC0415 - test-local
+    from ncclient.xml_ import to_ele  # noqa: PLC0415 - test-local
+
+    from agent.drivers.base import Target  # noqa: PLC0415 - test-local
+    from agent.errors import CommandRejected  # noqa: PLC0415 - test-local
+    from agent.inventory import load  # noqa: PLC0415 - test-local
+
+    inv = load(Path(__file__).with_name("data") / "junos-site.yaml")
+    d = driver.JunosDriver(Target.of(inv, "rv-ex1"))
+    sent: list[str] = []
+    failed = (FIX / "commit-check-failed.xml").read_text()
+
+    class Manager:
+        connected = True
+
+        def rpc(self, xml: str) -> str:
+            sent.append(xml)
+            if xml.startswith("<commit-configuration>"):
+                reply = RPCReply(failed)
+                reply.parse()
+                raise RPCError(to_ele(failed), errs=reply.errors)
+            return "<rpc-reply><ok/></rpc-reply>"
+
+    d._mgr = Manager()
+    monkeypatch.setattr(d, "connect", lambda: None)
+    d._armed = ("cordon-deadman-0123456789ab", 1)
+    with pytest.raises(CommandRejected, match="is not defined") as refused:
+        d.apply(ChangeSet(("set interfaces ge-0/0/5 disable",), action="test"))
+    assert refused.value.command == "commit confirmed 1"
+    tags = [re.match(r"<([a-z-]+)", x).group(1) for x in sent]  # type: ignore[union-attr]
+    assert tags == [
+        "lock",
+        "load-configuration",
+        "commit-configuration",
+        "discard-changes",
+        "unlock",
+    ]
+    assert "<confirmed/>" in sent[2]
+    assert d._armed is None and not d._committed  # consumed: nothing to confirm
+    sent.clear()
+    with pytest.raises(CommandRejected):
+        d.apply(ChangeSet(("set interfaces ge-0/0/5 disable",), action="test"))
+    assert "<confirmed/>" not in sent[2]  # the next commit is a plain one

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.drivers.base import Target
-from agent.errors import CommandRejected, DeviceTimeout
+from agent.drivers.base import ChangeSet, Target
+from agent.errors import CommandRejected, DeviceError, DeviceTimeout
 from agent.inventory import load
 from agent.network.state import DeviceState, NftRule
 from agent.platforms.stormshield import flush, parse, render, serverd, twin_api
@@ -264,7 +264,7 @@ def flushed(
     comments = {flush.tokens(w)["comment"] for w in wanted}
     rules = [parse.SnsRule(n, n, (("comment", c),)) for n, c in enumerate(sorted(comments), 1)]
     monkeypatch.setattr(drv, "_cmd", cmd)
-    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False, slot=None: rules)
     states = drv._flush_plan(wanted, objects, frozenset())
     sent: list[str] = []
     output = drv._flush(states, wanted, sent)
@@ -333,7 +333,7 @@ def test_a_cut_of_one_host_flushes_it_without_reading_the_table(
     wanted, objects = lines(QUARANTINE)
     rules = [parse.SnsRule(1, 1, (("comment", flush.tokens(wanted[0])["comment"]),))]
     monkeypatch.setattr(drv, "_cmd", cmd)
-    monkeypatch.setattr(drv, "policy", lambda operation, clone=False: rules)
+    monkeypatch.setattr(drv, "policy", lambda operation, clone=False, slot=None: rules)
     sent: list[str] = []
     output = drv._flush(drv._flush_plan(wanted, objects, frozenset()), wanted, sent)
     assert sent_to_device == sent == ["MONITOR FLUSH STATE 198.18.94.20"]
@@ -383,3 +383,116 @@ def test_the_twin_refuses_a_listing_it_does_not_emulate(cmd: str) -> None:
     with pytest.raises(Refused) as err:
         twin().run(cmd)
     assert err.value.part == ERR_FORMAT
+
+
+def test_a_change_reads_the_active_slot_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round trips (#18): the slot is read once and named by every command of the change (the
+    policy read, the edited clone, the rules removed), not once per read."""
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent: list[str] = []
+    replies = {
+        "CONFIG SLOT LIST": (FIX / "slot_list.xml").read_bytes(),
+        "CONFIG FILTER EXPLICIT": (FIX / "explicit.xml").read_bytes(),
+    }
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent.append(c)
+        body = next((b for k, b in replies.items() if c.startswith(k)), OK)
+        return answer(body)(c, operation, check=check)
+
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "connect", lambda: None)
+    drv.apply(render_normal())
+    assert [c for c in sent if c.startswith("CONFIG SLOT LIST")] == ["CONFIG SLOT LIST type=filter"]
+    slot = parse.active_slot(serverd.reply(replies["CONFIG SLOT LIST"]))
+    explicit = [c for c in sent if c.startswith("CONFIG FILTER EXPLICIT")]
+    assert len(explicit) == 2 and all(f"index={int(slot)} " in c for c in explicit)
+    assert sent[-1] == "CONFIG FILTER ACTIVATE"
+
+
+def render_normal() -> ChangeSet:
+    """The script back to normal (none of Cordon's rules)."""
+    return ChangeSet(tuple(render.script(DeviceState()).splitlines()), action="test")
+
+
+def test_a_change_keeps_the_rules_already_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round trips (#18): against the twin's serverd (no kernel), a step adding a rule after
+    the rules of the step before removes and inserts only what differs from the top of the
+    policy down, and the policy read back is the wanted one, in order."""
+    dev = Device(
+        name="t",
+        interfaces={},
+        slots={"05": {"name": "filter05", "lines": []}},
+        active="05",
+    )
+    monkeypatch.setattr(Device, "load", lambda self: None)  # no kernel here
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent.append(c)
+        try:
+            body = dev.run(c)
+        except Refused as exc:
+            raise CommandRejected("cb-sns", operation, c, str(exc)) from None
+        return answer(
+            b'<?xml version="1.0"?>\n<nws code="100" msg="OK">' + body.encode() + b"</nws>"
+        )(c, operation, check=check)
+
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "connect", lambda: None)
+    a = NftRule("accept", saddr="198.18.94.20", daddr="198.18.95.10", dport=443, tag="a")
+    b = NftRule("accept", saddr="198.18.94.21", daddr="198.18.95.10", dport=443, tag="b")
+    first = render.script(DeviceState(rules=frozenset({a}))).splitlines()
+    second = render.script(DeviceState(rules=frozenset({a, b}))).splitlines()
+    drv.apply(ChangeSet(tuple(first), action="test"))
+    wanted = [ln for ln in second if ln.startswith(render.INSERT)]
+    kept = [ln for ln in first if ln.startswith(render.INSERT)]
+    assert wanted[: len(kept)] == kept  # the second step adds after the first's rule
+    sent.clear()
+    drv.apply(ChangeSet(tuple(second), action="test"))
+    assert not [c for c in sent if c.startswith("CONFIG FILTER RULE REMOVE")]
+    assert len([c for c in sent if c.startswith(render.INSERT)]) == len(wanted) - len(kept)
+    assert [r.line for r in drv.policy("read") if r.ours] == wanted
+
+
+def test_the_flush_reads_which_slot_is_active_after_the_activation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another admin switches the active slot between Cordon's activation and its flush: the
+    flush reads the active slot again (one `CONFIG SLOT LIST`, only when there are hosts to
+    flush) and, not finding the block rules in that policy, flushes nothing and says so."""
+    dev = Device(
+        name="t",
+        interfaces={},
+        slots={"05": {"name": "filter05", "lines": []}, "06": {"name": "filter06", "lines": []}},
+        active="05",
+    )
+    monkeypatch.setattr(Device, "load", lambda self: None)  # no kernel here
+    drv = StormshieldDriver(Target.of(load(ARMOR), "cb-sns"))
+    sent: list[str] = []
+
+    def cmd(c: str, operation: str, *, check: bool = True) -> serverd.Reply:
+        sent.append(c)
+        try:
+            body = dev.run(c)
+        except Refused as exc:
+            raise CommandRejected("cb-sns", operation, c, str(exc)) from None
+        if c == "CONFIG FILTER ACTIVATE":
+            dev.run("CONFIG SLOT ACTIVATE type=filter slot=06")  # the other admin, meanwhile
+        return answer(
+            b'<?xml version="1.0"?>\n<nws code="100" msg="OK">' + body.encode() + b"</nws>"
+        )(c, operation, check=check)
+
+    monkeypatch.setattr(drv, "_cmd", cmd)
+    monkeypatch.setattr(drv, "connect", lambda: None)
+    wanted, objects = lines(QUARANTINE)
+    with pytest.raises(DeviceError, match="lacks Cordon rule"):
+        drv.apply(ChangeSet(tuple(objects + wanted), action="test"))
+    after = sent[sent.index("CONFIG FILTER ACTIVATE") + 1 :]
+    assert after[0] == "CONFIG SLOT LIST type=filter"
+    assert after[1].startswith("CONFIG FILTER EXPLICIT index=6 ")
+    assert not [c for c in sent if c.startswith(flush.COMMAND)]
+    sent.clear()
+    drv.apply(render_normal())  # no host to flush: no slot read after the activation
+    assert sent[-1] == "CONFIG FILTER ACTIVATE"
