@@ -129,6 +129,20 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class RunComing:
+    """A running run with step rows still pending, as a verify gate looks at what it sends next
+    (`Journal.runs_coming`): its sites, whether it was asked to stop, its playbook as journaled
+    (None: not journaled), every step row, and each gate's status by (site, step)."""
+
+    run_id: str
+    sites: tuple[str, ...]
+    stop_requested: str | None
+    playbook_json: str | None
+    steps: tuple[StepRow, ...]
+    gates: Mapping[tuple[str, str], GateStatus]
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A run as journaled: who, what, where, its status and what it waits for."""
 
@@ -1093,6 +1107,44 @@ class Journal:
             return [_step_row(r) for r in rows]
 
         return list(self._cached("steps_coming", read))
+
+    def runs_coming(self) -> list[RunComing]:
+        """Every running run (not one awaiting approval) with a step row still pending, ordered
+        by run: what `agent.run.gates.verify.coming` reads of the other runs at each poll of a
+        first round (their sites, stop order, playbook, rows, gates' statuses without their
+        detail). Read-only (read again only after a commit: `_cached`; #18: it was five reads
+        per run at each poll, the gates' whole verdicts parsed, on every site's thread)."""
+
+        def read() -> list[RunComing]:
+            runs = self._query(
+                "SELECT run_id, sites, stop_requested, playbook_json FROM runs WHERE status = ? "
+                "AND run_id IN (SELECT run_id FROM steps WHERE status = ?) ORDER BY run_id",
+                (RunStatus.RUNNING.value, StepStatus.PENDING.value),
+            )
+            out: list[RunComing] = []
+            for run_id, sites, stop, text in runs:
+                rows = self._query(self._STEP_COLUMNS + " ORDER BY seq", (run_id,))
+                gates = self._query(
+                    "SELECT run_id, site, step, status FROM gates WHERE run_id=?", (run_id,)
+                )
+                out.append(
+                    RunComing(
+                        run_id,
+                        tuple(json.loads(sites)),
+                        stop,
+                        text,
+                        tuple(_step_row(r) for r in rows),
+                        {
+                            (g[1], g[2]): parse(
+                                GateStatus, g[3], f"gate {g[1]} {g[2]} of run {g[0]}"
+                            )
+                            for g in gates
+                        },
+                    )
+                )
+            return out
+
+        return list(self._cached("runs_coming", read))
 
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""
