@@ -113,6 +113,7 @@ CREATE INDEX IF NOT EXISTS steps_by_site ON steps (run_id, site, step, seq);
 SCHEMA_VERSION = 3
 
 T = TypeVar("T")
+_MAX_READS = 32  # the cached reads (`Journal._cached`) kept before those of older versions go
 
 
 @dataclass(frozen=True)
@@ -593,6 +594,8 @@ class Journal:
             return cast(T, hit[1])
         value = read()
         with self._reads_lock:
+            if len(self._reads) >= _MAX_READS:  # keyed by run (`runs_coming`): keep it small
+                self._reads = {k: v for k, v in self._reads.items() if v[0] == version}
             self._reads[name] = (version, value)
         return value
 
@@ -1108,18 +1111,20 @@ class Journal:
 
         return list(self._cached("steps_coming", read))
 
-    def runs_coming(self) -> list[RunComing]:
-        """Every running run (not one awaiting approval) with a step row still pending, ordered
-        by run: what `agent.run.gates.verify.coming` reads of the other runs at each poll of a
-        first round (their sites, stop order, playbook, rows, gates' statuses without their
-        detail). Read-only (read again only after a commit: `_cached`; #18: it was five reads
-        per run at each poll, the gates' whole verdicts parsed, on every site's thread)."""
+    def runs_coming(self, but: str | None = None) -> list[RunComing]:
+        """Every running run (not one awaiting approval) with a step row still pending, but
+        `but`, ordered by run: what `agent.run.gates.verify.coming` reads of the other runs at
+        each poll of a first round (their sites, stop order, playbook, rows, gates' statuses
+        without their detail). Read-only (read again only after a commit: `_cached`; #18: it
+        was four reads per run and one per device at each poll, the gates' whole verdicts
+        parsed, on every site's thread)."""
 
         def read() -> list[RunComing]:
             runs = self._query(
                 "SELECT run_id, sites, stop_requested, playbook_json FROM runs WHERE status = ? "
-                "AND run_id IN (SELECT run_id FROM steps WHERE status = ?) ORDER BY run_id",
-                (RunStatus.RUNNING.value, StepStatus.PENDING.value),
+                "AND run_id <> ? AND run_id IN (SELECT run_id FROM steps WHERE status = ?) "
+                "ORDER BY run_id",
+                (RunStatus.RUNNING.value, "" if but is None else but, StepStatus.PENDING.value),
             )
             out: list[RunComing] = []
             for run_id, sites, stop, text in runs:
@@ -1144,7 +1149,7 @@ class Journal:
                 )
             return out
 
-        return list(self._cached("runs_coming", read))
+        return list(self._cached(f"runs_coming:{but or ''}", read))
 
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""

@@ -104,8 +104,8 @@ def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
     decides whether a first round waits before asking, never a verdict."""
     flight = [r for r in ctx.journal.steps_in_flight() if r.run_id != run_id]
     nexts: list[StepRow] = []
-    for other in ctx.journal.runs_coming():
-        if other.run_id == run_id or other.stop_requested:
+    for other in ctx.journal.runs_coming(but=run_id):
+        if other.stop_requested:
             continue
         pb = _playbook(other.playbook_json)
         if pb is None:
