@@ -346,3 +346,19 @@ def test_racing_gate_decisions_on_a_gate_not_yet_journaled(state_where: Where) -
     assert outcomes.count(None) == 8
     for h in handles:
         h.close()
+
+
+def test_the_cached_reads_of_earlier_versions_are_dropped(tmp_path: Path) -> None:
+    """`runs_coming` is cached per gate's run: the keys of runs long gone do not pile up in a
+    daemon's memory (older versions' entries go past a few dozen keys), and every read after a
+    commit is the store's (#18)."""
+    j = Journal(tmp_path / "journal.db")
+    state = DeviceState(down=frozenset({("eth1", "cli")}))
+    for i in range(100):
+        j.set_device("d", state, f"r{i}")  # a commit: a new data version
+        assert j.runs_coming(but=f"r{i}") == []
+    assert len(j._reads) <= 32
+    step = NewStep(1, "s", "step", "d", "cli", ("x",), ("y",), DeviceState(), DeviceState())
+    j.start_run("r1", "pb", "L1", ["s"], "t", [step])
+    assert [r.run_id for r in j.runs_coming(but="r0")] == ["r1"]
+    j.close()
