@@ -113,6 +113,7 @@ CREATE INDEX IF NOT EXISTS steps_by_site ON steps (run_id, site, step, seq);
 SCHEMA_VERSION = 3
 
 T = TypeVar("T")
+_MAX_READS = 32  # the cached reads (`Journal._cached`) kept before those of older versions go
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,20 @@ class Gate:
     opened_at: float
     wake_at: float | None
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunComing:
+    """A running run with step rows still pending, as a verify gate looks at what it sends next
+    (`Journal.runs_coming`): its sites, whether it was asked to stop, its playbook as journaled
+    (None: not journaled), every step row, and each gate's status by (site, step)."""
+
+    run_id: str
+    sites: tuple[str, ...]
+    stop_requested: str | None
+    playbook_json: str | None
+    steps: tuple[StepRow, ...]
+    gates: Mapping[tuple[str, str], GateStatus]
 
 
 @dataclass(frozen=True)
@@ -579,6 +594,8 @@ class Journal:
             return cast(T, hit[1])
         value = read()
         with self._reads_lock:
+            if len(self._reads) >= _MAX_READS:  # keyed by run (`runs_coming`): keep it small
+                self._reads = {k: v for k, v in self._reads.items() if v[0] == version}
             self._reads[name] = (version, value)
         return value
 
@@ -1093,6 +1110,46 @@ class Journal:
             return [_step_row(r) for r in rows]
 
         return list(self._cached("steps_coming", read))
+
+    def runs_coming(self, but: str | None = None) -> list[RunComing]:
+        """Every running run (not one awaiting approval) with a step row still pending, but
+        `but`, ordered by run: what `agent.run.gates.verify.coming` reads of the other runs at
+        each poll of a first round (their sites, stop order, playbook, rows, gates' statuses
+        without their detail). Read-only (read again only after a commit: `_cached`; #18: it
+        was four reads per run and one per device at each poll, the gates' whole verdicts
+        parsed, on every site's thread)."""
+
+        def read() -> list[RunComing]:
+            runs = self._query(
+                "SELECT run_id, sites, stop_requested, playbook_json FROM runs WHERE status = ? "
+                "AND run_id <> ? AND run_id IN (SELECT run_id FROM steps WHERE status = ?) "
+                "ORDER BY run_id",
+                (RunStatus.RUNNING.value, "" if but is None else but, StepStatus.PENDING.value),
+            )
+            out: list[RunComing] = []
+            for run_id, sites, stop, text in runs:
+                rows = self._query(self._STEP_COLUMNS + " ORDER BY seq", (run_id,))
+                gates = self._query(
+                    "SELECT run_id, site, step, status FROM gates WHERE run_id=?", (run_id,)
+                )
+                out.append(
+                    RunComing(
+                        run_id,
+                        tuple(json.loads(sites)),
+                        stop,
+                        text,
+                        tuple(_step_row(r) for r in rows),
+                        {
+                            (g[1], g[2]): parse(
+                                GateStatus, g[3], f"gate {g[1]} {g[2]} of run {g[0]}"
+                            )
+                            for g in gates
+                        },
+                    )
+                )
+            return out
+
+        return list(self._cached(f"runs_coming:{but or ''}", read))
 
     def device_state(self, device: str) -> DeviceState | None:
         """One device's recorded state (None: never recorded), read by its key."""

@@ -128,11 +128,15 @@ class Executor:
         *,
         confirmed: Plan | None = None,
         options: RunOptions | None = None,
+        planned: Plan | None = None,
     ) -> RunReport:
         """Plan `pb`, journal the run with every step, take the sites' locks; nothing is sent
-        to a device yet (`proceed` does that)."""
+        to a device yet (`proceed` does that). `planned`: the plan the caller has just made
+        with `plan` and passed through `require_safe` (its refusals audited) for these
+        sites, taken as is (a service that checked it against the plan shown: not made a
+        second time)."""
         opts = options or RunOptions()
-        p = self.require_safe(pb, self.plan(pb, sites))
+        p = planned if planned is not None else self.require_safe(pb, self.plan(pb, sites))
         check_audit_space(self.ctx, "the run was not started, nothing was sent")
         if confirmed is not None and _commands(confirmed) != _commands(p):
             raise RunError(

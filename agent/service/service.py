@@ -657,7 +657,8 @@ class Service:
         rid = new_run_id()
         with audit.bind(run_id=rid):  # issue #11: the report's "decisions" read this record
             self.log.info("run.planned", playbook=pb.name, sites=list(p.sites), digest=digest)
-        report = ex.start(pb, sites, rid, confirmed=p, options=options)
+        # the plan just made and checked against the digest shown: not made again by start
+        report = ex.start(pb, sites, rid, options=options, planned=p)
         self.schedule(report.run_id, 0.0)
         return RunStarted(
             run_id=report.run_id,

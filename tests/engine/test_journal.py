@@ -116,19 +116,28 @@ def test_undone_keeps_the_failure_that_caused_it(state_where: Where) -> None:
 def test_the_polled_reads_see_every_commit_of_this_process_and_of_another(
     state_where: Where,
 ) -> None:
-    """The reads the verify gates poll (`device_states`, `steps_in_flight`, `steps_coming`) are
-    read again once anything was committed, by this journal or by another connection to the same
-    store (another process's), never served stale; unchanged between commits (#18)."""
+    """The reads the verify gates poll (`device_states`, `steps_in_flight`, `steps_coming`,
+    `runs_coming`) are read again once anything was committed, by this journal or by another
+    connection to the same store (another process's), never served stale; unchanged between
+    commits (#18)."""
     where = state_where("journal")
     mine, other = Journal(where), Journal(where)
     step = NewStep(1, "s", "step", "d", "cli", ("x",), ("y",), DeviceState(), DeviceState())
     assert mine.device_states() == {} and mine.steps_in_flight() == []
-    assert mine.steps_coming() == []
+    assert mine.steps_coming() == [] and mine.runs_coming() == []
     other.start_run("r1", "pb", "L1", ["s"], "t", [step])  # another connection's commit
     assert [r.seq for r in mine.steps_coming()] == [1] and mine.steps_in_flight() == []
+    (run,) = mine.runs_coming()
+    assert (run.run_id, run.sites, [r.status for r in run.steps]) == ("r1", ("s",), ["pending"])
+    assert run.gates == {} and run.stop_requested is None
+    other.set_gate("r1", "s", "g", GateStatus.OPEN)
+    other.request_stop("r1", "stop")
+    (run,) = mine.runs_coming()
+    assert run.gates == {("s", "g"): GateStatus.OPEN} and run.stop_requested == "stop"
+    assert mine.runs_coming(but="r1") == []
     mine.mark("r1", 1, StepStatus.STARTED)  # this journal's own commit
     assert [r.status for r in mine.steps_in_flight()] == ["started"]
-    assert mine.steps_coming() == []
+    assert mine.steps_coming() == [] and mine.runs_coming() == []
     cut = DeviceState(down=frozenset({("eth1", "cli")}))
     other.settle_step("r1", 1, StepStatus.VERIFIED, "d", cut)
     assert mine.steps_in_flight() == [] and mine.device_states() == {"d": cut}
@@ -337,3 +346,19 @@ def test_racing_gate_decisions_on_a_gate_not_yet_journaled(state_where: Where) -
     assert outcomes.count(None) == 8
     for h in handles:
         h.close()
+
+
+def test_the_cached_reads_of_earlier_versions_are_dropped(tmp_path: Path) -> None:
+    """`runs_coming` is cached per gate's run: the keys of runs long gone do not pile up in a
+    daemon's memory (older versions' entries go past a few dozen keys), and every read after a
+    commit is the store's (#18)."""
+    j = Journal(tmp_path / "journal.db")
+    state = DeviceState(down=frozenset({("eth1", "cli")}))
+    for i in range(100):
+        j.set_device("d", state, f"r{i}")  # a commit: a new data version
+        assert j.runs_coming(but=f"r{i}") == []
+    assert len(j._reads) <= 32
+    step = NewStep(1, "s", "step", "d", "cli", ("x",), ("y",), DeviceState(), DeviceState())
+    j.start_run("r1", "pb", "L1", ["s"], "t", [step])
+    assert [r.run_id for r in j.runs_coming(but="r0")] == ["r1"]
+    j.close()

@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.engine.journal import FlowCheck, Gate, StepRow
+from agent.engine.journal import FlowCheck, StepRow
 from agent.inventory.models import Flow
 from agent.network.state import NORMAL, DeviceState
 from agent.playbook.models import CHANGE_ACTIONS, Playbook, ReconnectZone, Step, VerifyFlows
 from agent.run.context import Context
 from agent.run.gates.attest import preconditions_key
 from agent.run.gates.base import GateRun, Passed, Verdict
-from agent.run.transaction import merge_onto, merged
+from agent.run.transaction import merge_onto
 from agent.status import GATE_FINAL_OK, GATE_STOPS, GateStatus, StepStatus
 from agent.verify.check import (
     CHANGES_POLL_S,
@@ -68,10 +68,11 @@ def landings(ctx: Context) -> dict[str, str | Landing]:
     state once the step settles as intended (its target, or an undo's: its start), merged into
     the state recorded now as the step will be. Two steps in flight on one device: the landing
     is not known (the flows crossing it wait)."""
+    states = ctx.journal.device_states()  # one (cached) read, not one per device
 
     def land(r: StepRow) -> DeviceState:
         target = r.before if r.status == StepStatus.UNDOING else r.after
-        return merged(ctx, r.device, r.method, target)
+        return merge_onto(states.get(r.device) or NORMAL, r.method, target)
 
     return _per_device(ctx.journal.steps_in_flight(), land)
 
@@ -103,15 +104,17 @@ def coming(ctx: Context, run_id: str) -> dict[str, str | Landing]:
     decides whether a first round waits before asking, never a verdict."""
     flight = [r for r in ctx.journal.steps_in_flight() if r.run_id != run_id]
     nexts: list[StepRow] = []
-    for other in sorted({r.run_id for r in ctx.journal.steps_coming()} - {run_id}):
-        info = ctx.journal.run(other)
-        pb = _playbook(ctx.journal.playbook_json(other))
-        if pb is None or info.stop_requested:
+    for other in ctx.journal.runs_coming(but=run_id):
+        if other.stop_requested:
             continue
-        nexts += next_rows(pb, info.sites, ctx.journal.steps(other), ctx.journal.gates(other))
+        pb = _playbook(other.playbook_json)
+        if pb is None:
+            continue
+        nexts += next_rows(pb, other.sites, other.steps, other.gates)
+    states = ctx.journal.device_states() if nexts else {}
 
     def land(r: StepRow) -> DeviceState:
-        state = ctx.journal.device_state(r.device) or NORMAL
+        state = states.get(r.device) or NORMAL
         for f in flight:
             if f.run_id == r.run_id and f.device == r.device:
                 target = f.before if f.status == StepStatus.UNDOING else f.after
@@ -133,23 +136,25 @@ def _playbook(text: str | None) -> Playbook | None:
 
 
 def next_rows(
-    pb: Playbook, sites: Sequence[str], rows: Sequence[StepRow], gates: Sequence[Gate]
+    pb: Playbook,
+    sites: Sequence[str],
+    rows: Sequence[StepRow],
+    gates: Mapping[tuple[str, str], GateStatus],
 ) -> list[StepRow]:
-    """The step rows a run (its playbook, sites, every step row and gate as journaled) sends
-    next, as its walk does (`agent.run.walk`, `agent.run.strategies`): at each site it walks
-    now, the first playbook step with rows still pending there (a step in flight is passed: the
-    next is sent once it settles), when no gate stands before it: its first pending row on each
-    of its devices (one step's rows are sent back to back, nothing between them). Nothing from
-    a site whose first step not done is a gate (open or not yet reached: the journal has no
-    row for a gate before its check records one, so one in progress counts), a reconnect step
-    whose preconditions have not passed, or a site with a failed or undone row (it stops or
-    rolls back). The sites walked now: every site (`parallel`); the first site not done
-    (`serial`); the sites at the earliest step not done (`waves`); with `serial` or `waves`,
-    nothing while a site is stopped."""
-    gate_status = {(g.site, g.step): g.status for g in gates}
+    """The step rows a run (its playbook, sites, every step row and each gate's status by
+    (site, step), as journaled) sends next, as its walk does (`agent.run.walk`,
+    `agent.run.strategies`): at each site it walks now, the first playbook step with rows
+    still pending there (a step in flight is passed: the next is sent once it settles), when no
+    gate stands before it: its first pending row on each of its devices (one step's rows are
+    sent back to back, nothing between them). Nothing from a site whose first step not done is
+    a gate (open or not yet reached: the journal has no row for a gate before its check
+    records one, so one in progress counts), a reconnect step whose preconditions have not
+    passed, or a site with a failed or undone row (it stops or rolls back). The sites walked
+    now: every site (`parallel`); the first site not done (`serial`); the sites at the
+    earliest step not done (`waves`); with `serial` or `waves`, nothing while a site is
+    stopped."""
     at: dict[str, tuple[int, list[StepRow]] | None] = {
-        site: _site_next(pb, site, [r for r in rows if r.site == site], gate_status)
-        for site in sites
+        site: _site_next(pb, site, [r for r in rows if r.site == site], gates) for site in sites
     }
     if pb.order == "parallel":
         return [r for found in at.values() if found is not None for r in found[1]]
