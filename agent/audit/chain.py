@@ -15,6 +15,7 @@ continues across files.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -412,7 +413,14 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _write_error(log_dir: Path, exc: OSError) -> AuditError:
+    if exc.errno == errno.ENOLCK:
+        hint = (
+            "its file system does not lock files (a network mount?): put the audit log on a "
+            "local file system (CORDON_LOG_DIR)"
+        )
+    else:
+        hint = "check that the log directory exists, is writable and the disk is not full"
     return AuditError(
         f"cannot write the audit log in {log_dir}: {exc.strerror or type(exc).__name__}",
-        hint="check that the log directory exists, is writable and the disk is not full",
+        hint=hint,
     )

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeGuard, TypeVar, cast
 
 from agent import settings
@@ -1139,12 +1140,14 @@ class Journal:
                         stop,
                         text,
                         tuple(_step_row(r) for r in rows),
-                        {
-                            (g[1], g[2]): parse(
-                                GateStatus, g[3], f"gate {g[1]} {g[2]} of run {g[0]}"
-                            )
-                            for g in gates
-                        },
+                        MappingProxyType(  # cached: every caller sees the same rows
+                            {
+                                (g[1], g[2]): parse(
+                                    GateStatus, g[3], f"gate {g[1]} {g[2]} of run {g[0]}"
+                                )
+                                for g in gates
+                            }
+                        ),
                     )
                 )
             return out

@@ -136,7 +136,7 @@ class Executor:
         sites, taken as is (a service that checked it against the plan shown: not made a
         second time)."""
         opts = options or RunOptions()
-        p = planned if planned is not None else self.require_safe(pb, self.plan(pb, sites))
+        p = self.require_safe(pb, planned if planned is not None else self.plan(pb, sites))
         check_audit_space(self.ctx, "the run was not started, nothing was sent")
         if confirmed is not None and _commands(confirmed) != _commands(p):
             raise RunError(

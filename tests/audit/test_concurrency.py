@@ -71,18 +71,24 @@ def test_a_block_of_appends_stays_together_and_the_chain_verifies(tmp_path: Path
     audit.configure(log_dir, console=False, seal_interval=0)
     try:
         stop = threading.Event()
+        appended = threading.Semaphore(0)  # released after each of the other thread's records
 
         def other() -> None:
             log = audit.get_logger(actor="other")
             while not stop.is_set():
                 log.info("step.started")
+                appended.release()
 
         t = threading.Thread(target=other)
         t.start()
         log = audit.get_logger(actor="block")
         try:
-            time.sleep(0.05)
             for _ in range(20):
+                # the other thread appends between two blocks (the lock is not fair: on a busy
+                # machine this thread could take it back at once every time)
+                while appended.acquire(blocking=False):
+                    pass
+                assert appended.acquire(timeout=30), "the other thread appended nothing"
                 with appending():
                     for n in range(16):
                         log.info("flow.checked", n=n)
@@ -123,9 +129,10 @@ def test_a_lock_the_file_system_refuses_is_an_audit_error_in_a_block(
 
     try:
         monkeypatch.setattr(fcntl, "flock", refused)
-        with pytest.raises(AuditError, match=f"cannot write the audit log in {log_dir}"):  # noqa: SIM117
+        with pytest.raises(AuditError, match=f"cannot write the audit log in {log_dir}") as err:  # noqa: SIM117
             with appending():
                 audit.get_logger(actor="block").info("flow.checked")
+        assert "local file system" in (err.value.hint or "")
     finally:
         monkeypatch.undo()
         audit.close()

@@ -27,9 +27,10 @@ INVALID = "% Invalid input detected at '^' marker."
 class _Cli:
     """The subset of an IOS CLI a change uses: exec, config and config-if modes."""
 
-    def __init__(self, mode: str = "exec") -> None:
+    def __init__(self, mode: str = "exec", console: tuple[str, str] = ("", "")) -> None:
         self.mode = mode
         self.applied: list[str] = []
+        self.console = console  # a console message printed before / after the echo
 
     def prompt(self) -> str:
         return {"exec": "R1#", "config": "R1(config)#", "config-if": "R1(config-if)#"}[self.mode]
@@ -52,7 +53,9 @@ class _Cli:
             self.applied.append(line)
         else:
             out = f"{INVALID}\n"
-        return f"{line}\n{out}{self.prompt()}"
+        before, after = self.console if line == "configure terminal" else ("", "")
+        before, after = (before + "\n") if before else "", (after + "\n") if after else ""
+        return f"{before}{line}\n{after}{out}{self.prompt()}"
 
 
 class _Channel:
@@ -152,3 +155,22 @@ def test_a_rejected_line_leaves_configuration_mode_even_when_the_audit_refuses_i
         driver.apply(ChangeSet(("interface gi1", "shutdown", "no such command")))
     assert cli.mode == "exec"
     assert cli.applied == ["interface gi1", "shutdown"]
+
+
+@pytest.mark.parametrize(
+    "console",
+    [
+        ("%Error: standby sync failed", ""),
+        ("", "%Failed to sync configuration to standby"),
+    ],
+)
+def test_a_console_message_around_configure_terminal_is_no_refusal(
+    tmp_path: Path, console: tuple[str, str]
+) -> None:
+    """A console line (`%Error...`, `%Failed...`) printed around `configure terminal` of a
+    session in exec mode is no refusal of it: configuration mode entered (review of #18).
+    (netmiko's `send_config_set` still matches the error pattern on all it read, this output
+    included: a console line without a timestamp there fails the change, as before #18.)"""
+    cli = _Cli(console=console)
+    _FakeSession(_target(tmp_path), cli).config_mode()
+    assert cli.mode == "config"

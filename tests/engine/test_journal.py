@@ -134,6 +134,9 @@ def test_the_polled_reads_see_every_commit_of_this_process_and_of_another(
     other.request_stop("r1", "stop")
     (run,) = mine.runs_coming()
     assert run.gates == {("s", "g"): GateStatus.OPEN} and run.stop_requested == "stop"
+    with pytest.raises(TypeError):  # cached and shared: no caller can change what others see
+        run.gates[("s", "x")] = GateStatus.PASSED  # type: ignore[index]
+    assert mine.runs_coming()[0].gates == {("s", "g"): GateStatus.OPEN}
     assert mine.runs_coming(but="r1") == []
     mine.mark("r1", 1, StepStatus.STARTED)  # this journal's own commit
     assert [r.status for r in mine.steps_in_flight()] == ["started"]

@@ -369,6 +369,32 @@ def test_a_refused_plan_is_audited(inv: Inventory, tmp_path: Path, state_where: 
     assert refused[-1]["actor"] == "alice"
 
 
+def test_a_refused_plan_handed_to_start_is_refused_and_audited(
+    inv: Inventory, tmp_path: Path, state_where: Where
+) -> None:
+    """`Executor.start(planned=...)` (the service hands it the plan it checked) refuses a plan
+    with refusals as a plan it made itself: nothing journaled, `run.refused` audited (review of
+    #18)."""
+    pb = playbook(
+        tmp_path,
+        inv,
+        "name: bad\nlevel: L2\nsteps:\n  - {name: wan, action: cut_link, kinds: [wan]}\n"
+        "  - {name: all, action: shut_zone_ports, zones: [icu]}\n",
+        "bad",
+    )
+    journal = Journal(state_where("journal"))
+    with Pool(inv, keepalive=None, factory=World().factory) as pool:
+        ex = Executor(inv, journal, pool, actor="alice")
+        planned = ex.plan(pb, [LA_SAGESSE])
+        assert planned.refusals
+        with pytest.raises(PlanError):
+            ex.start(pb, [LA_SAGESSE], planned=planned)
+    assert journal.runs() == []
+    journal.close()
+    refused = [r for r in records(audit.current_log_dir()) if r.get("event") == "run.refused"]
+    assert refused and refused[-1]["playbook"] == "bad"
+
+
 def test_resume_takes_a_state_dir_and_times_itself(inv: Inventory, tmp_path: Path) -> None:
     """`cordon resume --state-dir DIR` reads that directory's journal."""
     state = tmp_path / "elsewhere"

@@ -18,12 +18,16 @@ from netmiko.exceptions import ReadTimeout
 from agent.drivers.base import Target, Timeouts
 from agent.drivers.ssh import open_transport, translated, wait_readable
 from agent.errors import AuthError, ConnectError
-from agent.platforms.cisco_ios.parse import cli_error
 
 __all__ = ["ANY_PROMPT", "PROMPT", "_PinnedIosSession"]
 
 PROMPT = re.compile(r"^(?P<base>[\w.:/-]+)(?:\([\w.-]+\))?(?P<term>[>#])\s*$", re.M)
 ANY_PROMPT = r"^[\w.:/-]+(?:\([\w.-]+\))?[>#]\s*$"  # no groups: netmiko splits on it
+# what IOS answers to a command it did not accept (exec or configuration mode)
+_NOT_ACCEPTED = re.compile(
+    r"^\s*%\s*(?:Invalid input|Unknown command|Incomplete command|Ambiguous command)[^\n]*$",
+    re.M | re.I,
+)
 
 
 class _PinnedIosSession(CiscoIosSSH):
@@ -147,9 +151,13 @@ class _PinnedIosSession(CiscoIosSSH):
         self, config_command: str = "configure terminal", pattern: str = "", re_flags: int = 0
     ) -> str:
         output = self._mode_command(config_command)
-        refused = cli_error(output)
-        if refused is not None:  # e.g. already in a configuration mode: the session is dropped
-            raise ValueError(f"Failed to enter configuration mode: {refused}")
+        # the command itself not accepted (e.g. the session already in a configuration mode):
+        # out of step, the session is dropped. Only after its echo, and only "not accepted":
+        # a console message (`%Error...`, `%Failed...`) is no refusal.
+        answer = output.split(config_command.strip(), 1)[-1]
+        refused = _NOT_ACCEPTED.search(answer)
+        if refused is not None:
+            raise ValueError(f"Failed to enter configuration mode: {refused.group(0).strip()}")
         if not self._in_config(output):
             raise ValueError("Failed to enter configuration mode.")
         return output
