@@ -8,7 +8,6 @@ CLI's own state (its mode, the lines it applied)."""
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,10 @@ import pytest
 from agent.drivers import trail
 from agent.drivers.base import ChangeSet, Target, Timeouts
 from agent.errors import AuditError, CommandRejected, DeviceError
-from agent.inventory.models import Device, DeviceRole, Management, SshSettings
 from agent.platforms.cisco_ios import parse
 from agent.platforms.cisco_ios.driver import IosDriver
 from agent.platforms.cisco_ios.session import _PinnedIosSession
+from tests.drivers.test_many_fds import _target
 
 INVALID = "% Invalid input detected at '^' marker."
 
@@ -82,17 +81,6 @@ class _FakeSession(_PinnedIosSession):
         super().__init__(target, Timeouts(command=5))
         self.channel = _Channel(cli)  # type: ignore[assignment]
         self.base_prompt = "R1"
-
-
-def _target(tmp: Path) -> Target:
-    device = Device(
-        name="sw1",
-        role=DeviceRole.ACCESS_SWITCH,
-        platform="cisco_ios",
-        management=Management(address=ipaddress.IPv4Address("198.19.0.5"), interface="mgmt0"),
-        ssh=SshSettings(username="tester", key="file:k"),
-    )
-    return Target(device=device, site="s", base_dir=tmp, known_hosts=None)
 
 
 def _send(session: _PinnedIosSession, lines: list[str]) -> str:

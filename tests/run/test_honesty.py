@@ -350,15 +350,16 @@ def test_verify_flows_must_survive_only(
 # -- smaller things --------------------------------------------------------------------------------
 
 
+# cuts every ICU port: refused by the plan (a must-survive flow cut)
+REFUSED = (
+    "name: bad\nlevel: L2\nsteps:\n  - {name: wan, action: cut_link, kinds: [wan]}\n"
+    "  - {name: all, action: shut_zone_ports, zones: [icu]}\n"
+)
+
+
 def test_a_refused_plan_is_audited(inv: Inventory, tmp_path: Path, state_where: Where) -> None:
     """A run refused by its plan leaves a `run.refused` record naming the refusal."""
-    pb = playbook(
-        tmp_path,
-        inv,
-        "name: bad\nlevel: L2\nsteps:\n  - {name: wan, action: cut_link, kinds: [wan]}\n"
-        "  - {name: all, action: shut_zone_ports, zones: [icu]}\n",
-        "bad",
-    )
+    pb = playbook(tmp_path, inv, REFUSED, "bad")
     journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=World().factory) as pool, pytest.raises(PlanError):
         Executor(inv, journal, pool, actor="alice").run(pb, [LA_SAGESSE])
@@ -375,13 +376,7 @@ def test_a_refused_plan_handed_to_start_is_refused_and_audited(
     """`Executor.start(planned=...)` (the service hands it the plan it checked) refuses a plan
     with refusals as a plan it made itself: nothing journaled, `run.refused` audited (review of
     #18)."""
-    pb = playbook(
-        tmp_path,
-        inv,
-        "name: bad\nlevel: L2\nsteps:\n  - {name: wan, action: cut_link, kinds: [wan]}\n"
-        "  - {name: all, action: shut_zone_ports, zones: [icu]}\n",
-        "bad",
-    )
+    pb = playbook(tmp_path, inv, REFUSED, "bad")
     journal = Journal(state_where("journal"))
     with Pool(inv, keepalive=None, factory=World().factory) as pool:
         ex = Executor(inv, journal, pool, actor="alice")
