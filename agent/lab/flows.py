@@ -19,7 +19,15 @@ from agent import settings
 from agent.errors import LabError
 from agent.inventory.models import Flow, Inventory
 from agent.lab import netns
-from agent.lab.probe import GiveUp, ProbeResult, ProbeTarget, Status, probe_tcp, validate
+from agent.lab.probe import (
+    GiveUp,
+    ProbeResult,
+    ProbeTarget,
+    Status,
+    probe_tcp,
+    start_connect,
+    validate,
+)
 from agent.lab.topology import Blueprint, banner
 from agent.network.state import DeviceState
 from agent.verify.check import check_flows, site_flows
@@ -407,12 +415,7 @@ class _Handshakes:
                 s = made[i]
                 s.setblocking(False)
                 self.started.append(time.monotonic())
-                try:
-                    if t.src is not None:
-                        s.bind((t.src, 0))
-                    err = s.connect_ex((t.dst, t.port))
-                except OSError as exc:
-                    err = exc.errno or errno.EIO
+                err = start_connect(s, t)
                 if err == errno.EINPROGRESS:
                     self.sel.register(s, selectors.EVENT_WRITE, i)
                 else:

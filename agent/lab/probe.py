@@ -170,12 +170,7 @@ class _Batch:
             s.setblocking(False)
             p = _Pending(i, s, time.monotonic())
             self.sel.register(s, selectors.EVENT_WRITE, p)
-            try:
-                if t.src is not None:
-                    s.bind((t.src, 0))
-                err = s.connect_ex((t.dst, t.port))
-            except OSError as exc:
-                err = exc.errno or errno.EIO
+            err = start_connect(s, t)
             if err not in (0, errno.EINPROGRESS):
                 self._finish(p, _classify(err), errno.errorcode.get(err, str(err)))
 
@@ -219,6 +214,17 @@ class _Batch:
         )
         self.sel.unregister(p.sock)
         p.sock.close()
+
+
+def start_connect(s: socket.socket, t: ProbeTarget) -> int:
+    """Send `t`'s SYN from the non-blocking socket `s` (bound to `t.src` if set): the errno,
+    EINPROGRESS while the handshake goes on (a failure to bind or connect is its errno too)."""
+    try:
+        if t.src is not None:
+            s.bind((t.src, 0))
+        return s.connect_ex((t.dst, t.port))
+    except OSError as exc:
+        return exc.errno or errno.EIO
 
 
 def probe_tcp(

@@ -956,21 +956,9 @@ def _who(caller: Actor | None) -> str:
 
 
 def _scheduler(url: str) -> BackgroundScheduler:
-    from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: PLC0415
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: PLC0415
-    from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
+    from agent.service.scheduler import make_scheduler  # noqa: PLC0415 - a daemon's only
 
-    from agent.service import jobs  # noqa: PLC0415 - jobs import this module
-
-    # pre-ping: a connection the database dropped (a PostgreSQL restart) is replaced, not used
-    store = SQLAlchemyJobStore(url=url, engine_options={"pool_pre_ping": True})
-    jobs.upgrade_store(store)  # jobs stored by an earlier release, under the names they have now
-    return BackgroundScheduler(
-        jobstores={"default": store},
-        executors={"default": ThreadPoolExecutor(8)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
-        timezone=UTC,
-    )
+    return make_scheduler(url)
 
 
 @contextmanager
