@@ -16,15 +16,11 @@ site's lock, a run's next step number) first takes `Tx.guard(kind, key)`, a tran
 advisory lock on that record, so no other writer, in this process or another host sharing the
 database, checks the same record before this transaction ends. Single statements (an upsert, an
 update of one row) are atomic by themselves. Reads take no lock (a committed snapshot): on
-SQLite they go through read-only connections to the same file (WAL: a reader never waits for the
-writer), so a read never queues behind a batch's COMMIT and its fsync (#18: 10-120 ms a read
-under the site threads' writes); it sees what is committed. Each read has a connection of its
-own (a pool of at most `READERS`, opened on demand), so the threads' reads run side by side
-instead of queuing behind each other's (#18: a containment's site threads and flow sources
-waited 2.7 s, summed, for one shared reader over 3 containments). `Conn.data_version()` changes
-at every commit by any connection, this process's writer included: a read cached under it is
-exact (`agent.engine.journal`'s polled reads). It is asked of one more read-only connection,
-always the same: a connection's number is only comparable with its own earlier ones.
+SQLite they go through a second, read-only connection to the same file, opened with the first
+(WAL: a reader never waits for the writer), so a read never queues behind a batch's COMMIT and
+its fsync (#18: 10-120 ms a read under the site threads' writes); it sees what is committed.
+`Conn.data_version()` changes at every commit by any connection, this process's writer
+included: a read cached under it is exact (`agent.engine.journal`'s polled reads).
 
 When PostgreSQL goes away (a restart, a failover, the network): a transaction first waits for a
 live connection (the pool checks each one it lends, drops the dead and reconnects with backoff),
@@ -47,7 +43,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -208,15 +203,11 @@ class _Readers:
     never queue behind each other's statements (#18: a containment's site threads and flow
     sources convoyed behind one reader). A connection is used by one read at a time: `take`
     lends it, `give` takes it back. Once `close`d, `take` lends none; a connection lent then
-    is closed when given back (its read ends normally: never closed under a running read). A
-    connection is opened only on the file the store opened (`identity`, its device and inode):
-    once the path names another file (replaced, or deleted), `take` opens none (the caller
-    reads on the writer's connection, which stays on the store's file)."""
+    is closed when given back (its read ends normally: never closed under a running read)."""
 
-    def __init__(self, path: Path, size: int, identity: tuple[int, int] | None) -> None:
+    def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.size = size
-        self.identity = identity
         self._idle: list[sqlite3.Connection] = []  # last given, first taken (the warm ones)
         self._opened = 0  # idle and lent
         self._closed = False
@@ -224,7 +215,7 @@ class _Readers:
 
     def take(self) -> sqlite3.Connection | None:
         """An idle connection, a new one, or (all `size` lent) the first given back; None once
-        closed, or when a new one is due but the path no longer names the store's file."""
+        closed."""
         with self._cond:
             while True:
                 if self._closed:
@@ -235,24 +226,13 @@ class _Readers:
                     self._opened += 1
                     break
                 self._cond.wait()
-        if self.identity is None or _identity(self.path) != self.identity:
-            self._not_opened()
-            return None
         try:
-            db = open_reader(self.path)
+            return open_reader(self.path)
         except BaseException:
-            self._not_opened()
+            with self._cond:
+                self._opened -= 1
+                self._cond.notify()
             raise
-        if _identity(self.path) == self.identity:  # after the open: the file it opened
-            return db
-        db.close()
-        self._not_opened()
-        return None
-
-    def _not_opened(self) -> None:
-        with self._cond:
-            self._opened -= 1
-            self._cond.notify()
 
     def give(self, db: sqlite3.Connection) -> None:
         with self._cond:
@@ -274,9 +254,9 @@ class _Readers:
 
 
 class Conn:
-    """A store: one SQLite connection the process's threads write through (every use holds
-    `lock`) and the read-only ones they read on, or a pool of PostgreSQL connections (one per
-    transaction or read, so the threads' writes proceed in parallel and commit together)."""
+    """A store: one SQLite connection shared by the process's threads (every use holds `lock`),
+    or a pool of PostgreSQL connections (one per transaction or read, so the threads' writes
+    proceed in parallel and commit together)."""
 
     def __init__(
         self,
@@ -556,17 +536,8 @@ def open_store(
     except BaseException:
         conn.raw.close()
         raise
-    conn.readers = _Readers(Path(where), READERS, _identity(Path(where)))
+    conn.readers = _Readers(Path(where), READERS)
     return conn
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """The device and inode of the file at `path`, None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
 
 
 def _open_pg(

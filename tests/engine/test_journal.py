@@ -5,15 +5,12 @@ backends (`state_backend`: a SQLite file, a PostgreSQL database of the throwaway
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from agent.engine import sqlitefile, store
 from agent.engine.journal import (
     SCHEMA_VERSION,
     Journal,
@@ -368,46 +365,3 @@ def test_the_cached_reads_of_earlier_versions_are_dropped(tmp_path: Path) -> Non
     j.start_run("r1", "pb", "L1", ["s"], "t", [step])
     assert [r.run_id for r in j.runs_coming(but="r0")] == ["r1"]
     j.close()
-
-
-def test_a_polled_read_is_read_again_after_a_commit_while_other_reads_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SQLite: the reads run on several connections at once (`agent.engine.store`); the cached
-    polled reads are still read again after every commit, this journal's or another process's,
-    while another thread's read holds the connection the last read used (a version read on
-    another connection than the cached one's must not validate it). A read is held inside
-    SQLite by `hold()` until the test lets it go; bounded waits, no timing assumed."""
-    entered, release = threading.Semaphore(0), threading.Event()
-
-    def hold() -> int:
-        entered.release()
-        release.wait(300)
-        return 1
-
-    def open_reader(path: Path) -> sqlite3.Connection:
-        db = sqlitefile.open_reader(path)
-        db.create_function("hold", 0, hold)
-        return db
-
-    monkeypatch.setattr(store, "open_reader", open_reader)
-    path = tmp_path / "journal.db"
-    mine, other = Journal(path), Journal(path)
-    cut = DeviceState(down=frozenset({("eth1", "cli")}))
-    mine.set_device("d", DeviceState(), "r0")
-    assert mine.device_states() == {"d": DeviceState()}
-    held = threading.Thread(target=lambda: mine._query("SELECT hold() FROM devices"))
-    held.start()
-    asking = ThreadPoolExecutor(1)  # each read must answer without waiting for the held one
-    try:
-        assert entered.acquire(timeout=60)
-        mine.set_device("d", cut, "r1")  # this journal's commit
-        assert asking.submit(mine.device_states).result(timeout=60) == {"d": cut}
-        other.set_device("e", cut, "r2")  # another connection's
-        assert asking.submit(mine.device_states).result(timeout=60) == {"d": cut, "e": cut}
-    finally:
-        release.set()
-        held.join(60)
-        asking.shutdown()
-    mine.close()
-    other.close()
