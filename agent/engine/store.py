@@ -182,7 +182,6 @@ class Tx:
 
 
 GROUP_MAX = 64  # SQLite: the most write blocks that share one COMMIT
-READERS = 8  # SQLite: the most read-only connections the threads' reads use at once
 
 
 class _Batch:
@@ -195,62 +194,6 @@ class _Batch:
         self.blocks = 0
         self.done = threading.Event()
         self.error: sqlite3.Error | None = None
-
-
-class _Readers:
-    """SQLite: the read-only connections the threads' reads take turns on (`Conn.query`), opened
-    on demand up to `size` (a read waits for one only when `size` reads are running), so reads
-    never queue behind each other's statements (#18: a containment's site threads and flow
-    sources convoyed behind one reader). A connection is used by one read at a time: `take`
-    lends it, `give` takes it back. Once `close`d, `take` lends none; a connection lent then
-    is closed when given back (its read ends normally: never closed under a running read)."""
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        self.size = size
-        self._idle: list[sqlite3.Connection] = []  # last given, first taken (the warm ones)
-        self._opened = 0  # idle and lent
-        self._closed = False
-        self._cond = threading.Condition(threading.Lock())
-
-    def take(self) -> sqlite3.Connection | None:
-        """An idle connection, a new one, or (all `size` lent) the first given back; None once
-        closed."""
-        with self._cond:
-            while True:
-                if self._closed:
-                    return None
-                if self._idle:
-                    return self._idle.pop()
-                if self._opened < self.size:
-                    self._opened += 1
-                    break
-                self._cond.wait()
-        try:
-            return open_reader(self.path)
-        except BaseException:
-            with self._cond:
-                self._opened -= 1
-                self._cond.notify()
-            raise
-
-    def give(self, db: sqlite3.Connection) -> None:
-        with self._cond:
-            if not self._closed:
-                self._idle.append(db)
-                self._cond.notify()
-                return
-            self._opened -= 1
-        db.close()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._opened -= len(idle)
-            self._cond.notify_all()  # the waiting reads: closed
-        for db in idle:
-            db.close()
 
 
 class Conn:
@@ -280,21 +223,16 @@ class Conn:
         self._waiting_lock = threading.Lock()
         # told (with the message) each time the database could not be used (StateLostError)
         self.on_lost: list[Callable[[str], None]] = []
-        # SQLite: the read-only connection `data_version` asks (`open_store`), and its lock
+        # SQLite: the read-only connection every `query` uses (`open_store`), and its lock
         self.reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
-        # SQLite: the read-only connections `query` reads on (`open_store`)
-        self.readers: _Readers | None = None
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         if self.backend == "sqlite":
-            readers = self.readers
-            reader = readers.take() if readers is not None else None
-            if readers is not None and reader is not None:
-                try:
+            with self._read_lock:
+                reader = self.reader  # under its lock: `close` may have just dropped it
+                if reader is not None:
                     return Tx(self, reader).execute(sql, args).fetchall()
-                finally:
-                    readers.give(reader)
             with self.lock:  # closed (raises sqlite3.ProgrammingError as before), or no reader
                 return Tx(self, self.raw).execute(sql, args).fetchall()
         with self.driver_errors(), self.raw.connection(timeout=self.wait_s) as raw:
@@ -302,11 +240,9 @@ class Conn:
 
     def data_version(self) -> int | None:
         """SQLite: a number that changes whenever any connection (this process's writer, or
-        another process's) has committed since the last call; None on PostgreSQL or without a
-        reader (never cache: read again). Always asked of the one connection `reader` (a
-        number is only comparable with that connection's own earlier ones), never of those
-        `query` reads on; a read that starts after it was taken (on any of them: each read is a
-        transaction of its own, WAL) is at least that recent."""
+        another process's) has committed since the last call, read where `query` reads (so a
+        read made after it was taken is at least that recent); None on PostgreSQL or without a
+        reader (never cache: read again)."""
         if self.backend != "sqlite":
             return None
         with self._read_lock:
@@ -443,8 +379,6 @@ class Conn:
                     self._batch, sqlite3.OperationalError(f"the {self.what} was closed")
                 )
             self.raw.close()
-            if self.readers is not None:
-                self.readers.close()
             with self._read_lock:
                 if self.reader is not None:
                     self.reader.close()
@@ -536,7 +470,6 @@ def open_store(
     except BaseException:
         conn.raw.close()
         raise
-    conn.readers = _Readers(Path(where), READERS)
     return conn
 
 
