@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import sys
 from collections.abc import Iterator
+
+from agent import settings
 
 __all__ = ["loading", "main"]
 
@@ -36,12 +37,6 @@ _NEVER_USED = ("httpx._main", "rich", "trio", "invoke")
 # SQLite connections, 9 closed sockets and SSH transports, the twin's topology objects): the
 # objects alive when the command returns are frozen (`gc.freeze`) and that pass skips them.
 
-# `_NO_PLUGINS`: pydantic looks for plugins (the `pydantic` entry point group) when it builds its
-# first model, by reading the metadata of every installed distribution: ~20 ms of CPU of each
-# `cordon` start (#18). Cordon uses none, and a plugin is a third party's hook into the
-# validation of every inventory, playbook and API request it reads; `PYDANTIC_DISABLE_PLUGINS`
-# (pydantic's own switch) set before the first model skips the search, unless already set.
-
 
 @contextlib.contextmanager
 def loading() -> Iterator[None]:
@@ -62,7 +57,7 @@ def loading() -> Iterator[None]:
 
 def main() -> None:
     """`cordon`: parse the arguments, run the command, turn a `CordonError` into an exit code."""
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # `_NO_PLUGINS`
+    settings.skip_pydantic_plugins()  # no search for plugins at the first model (#18)
     blocked = [name for name in _NEVER_USED if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]
