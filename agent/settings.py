@@ -509,3 +509,12 @@ def current() -> Settings:
             _cache.clear()
         _cache[key] = loaded
     return loaded
+
+
+def skip_pydantic_plugins() -> None:
+    """Before the first pydantic model: pydantic's plugin search off (its own switch,
+    `PYDANTIC_DISABLE_PLUGINS`, unless whoever runs `cordon` set it). The search reads the
+    metadata of every installed distribution at the first model (~8 ms of each `cordon` start,
+    #18); Cordon uses no plugin, and a plugin is a third party's hook into the validation of every
+    inventory, playbook and API request. Called by `agent.cli.main`."""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

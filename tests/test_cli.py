@@ -148,6 +148,48 @@ def test_a_command_loads_only_what_it_uses() -> None:
         assert f"  {name} " in listed.stdout
 
 
+def test_cordon_does_not_search_for_pydantic_plugins() -> None:
+    """`cordon` creates its models without pydantic's plugin search (the metadata of every
+    installed distribution, read at the first model: #18): no entry point of the `pydantic`
+    group is looked up, unless PYDANTIC_DISABLE_PLUGINS is set otherwise by whoever runs it."""
+    script = (
+        "import importlib.metadata as md, json, os, sys\n"
+        "groups = []\n"
+        "real = md.entry_points\n"
+        "def entry_points(**kw):\n"
+        "    groups.append(kw.get('group'))\n"
+        "    return real(**kw)\n"
+        "md.entry_points = entry_points\n"
+        "sys.argv = ['cordon', 'run', '--help']\n"
+        "from agent.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import agent.inventory.models\n"
+        "sys.stderr.write(json.dumps([groups, os.environ.get('PYDANTIC_DISABLE_PLUGINS')]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    groups, switch = json.loads(done.stderr)
+    assert "pydantic" not in groups
+    assert switch == "__all__"
+    chosen = python(script, PYDANTIC_DISABLE_PLUGINS="logfire")  # one plugin off: others looked up
+    assert chosen.returncode == 0, chosen.stderr
+    groups, switch = json.loads(chosen.stderr)
+    assert "pydantic" in groups
+    assert switch == "logfire"
+
+
 def test_cordon_collects_garbage_again_after_its_imports() -> None:
     """`cordon` loads its modules with the garbage collector off and freezes them (no later
     collection walks them, #18), then turns the collector on again: a long-lived process (the
@@ -299,6 +341,47 @@ def test_a_platform_loads_only_when_its_devices_are_used(tmp_path: Path) -> None
     unused = ("aruba_aoscx", "cisco_iosxe", "fortigate", "juniper_junos", "stormshield")
     loaded = {m for m in imported for p in unused if m.startswith(f"agent.platforms.{p}.")}
     assert not loaded
+
+
+def test_a_local_run_creates_only_the_wire_models_it_uses(tmp_path: Path) -> None:
+    """`cordon run --local`'s modules and a `cordon plan --local` (the same path: the API in
+    this process, the service, the renderers) create the wire models of planning and running
+    only: not those of status, health, run lists (agent.wire.reports) nor of the orders on a
+    started run or an incident (agent.wire.steering), ~23 pydantic classes (#18); each is still
+    there for the command that uses it."""
+    script = (
+        "import json, sys\n"
+        "import pydantic\n"
+        "import agent.cli.commands.run\n"
+        "sys.argv = ['cordon', 'plan', 'preventive-degraded', '--local', '--json',\n"
+        f"            '-i', {str(EXAMPLE)!r}, '--state-dir', {str(tmp_path / 'state')!r}]\n"
+        "from agent.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "def every(cls):\n"
+        "    for sub in cls.__subclasses__():\n"
+        "        yield sub\n"
+        "        yield from every(sub)\n"
+        "made = sorted({c.__name__ for c in every(pydantic.BaseModel)\n"
+        "               if c.__module__.startswith('agent.wire')})\n"
+        "sys.stderr.write(json.dumps([made, sorted(sys.modules)]))\n"
+    )
+    done = python(script)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"]
+    made, imported = json.loads(done.stderr)
+    assert {"PlanRequest", "PlanOut", "RunRequest", "RunStarted", "RunView"} <= set(made)
+    others = {"StatusOut", "Health", "RunsOut", "RunsQuery", "AuditReportQuery", "ClusterInfo"}
+    others |= {"ApproveRequest", "Approved", "RollbackOut", "AttestRequest", "IncidentOut"}
+    assert not others & set(made)
+    assert not {"agent.wire.reports", "agent.wire.steering"} & set(imported)
+    status = cordon(
+        "status", "--local", "--json", "-i", str(EXAMPLE), "--state-dir", str(tmp_path / "state")
+    )
+    assert status.returncode == 0, status.stderr
+    assert "sites" in json.loads(status.stdout)
 
 
 def test_a_local_run_loads_no_job_store(tmp_path: Path) -> None:

@@ -43,26 +43,16 @@ from agent.errors import (
     StandbyError,
 )
 from agent.service.changes import version
-from agent.wire import (
-    JSON,
-    Approved,
-    Attested,
-    ErrorInfo,
-    Health,
-    IncidentOut,
-    Notified,
-    PlanOut,
-    RollbackOut,
-    RunsOut,
-    RunStarted,
-    RunView,
-    StatusOut,
-)
+from agent.wire import JSON, ErrorInfo, PlanOut, RunStarted, RunView
 
 if TYPE_CHECKING:  # imported on use: `cordon ... --local` never loads them (#18)
     import ssl
 
     import httpx
+
+    # nor `cordon run`, the models of the other answers (agent/wire/__init__.py)
+    from agent.wire.reports import Health, RunsOut, StatusOut
+    from agent.wire.steering import Approved, Attested, IncidentOut, Notified, RollbackOut
 
 __all__ = ["Client", "Routes", "TypedClient"]
 
@@ -409,9 +399,13 @@ class TypedClient:
             ) from None
 
     def health(self) -> Health:
+        from agent.wire.reports import Health  # noqa: PLC0415 - #18
+
         return self._parse(Health, self.raw.health())
 
     def status(self) -> StatusOut:
+        from agent.wire.reports import StatusOut  # noqa: PLC0415 - #18
+
         return self._parse(StatusOut, self.raw.status())
 
     def plan(
@@ -442,6 +436,8 @@ class TypedClient:
         return self._parse(RunStarted, answer)
 
     def runs(self, *, limit: int | None = None) -> RunsOut:
+        from agent.wire.reports import RunsOut  # noqa: PLC0415 - #18
+
         return self._parse(RunsOut, self.raw.runs(limit=limit))
 
     def show(self, run_id: str) -> RunView:
@@ -454,12 +450,18 @@ class TypedClient:
         return self._parse(RunView, raw), version(raw)
 
     def approve(self, run_id: str, *, reason: str | None = None) -> Approved:
+        from agent.wire.steering import Approved  # noqa: PLC0415 - #18
+
         return self._parse(Approved, self.raw.approve(run_id, reason=reason))
 
     def rollback(self, run_id: str, *, reason: str | None = None) -> RollbackOut:
+        from agent.wire.steering import RollbackOut  # noqa: PLC0415 - #18
+
         return self._parse(RollbackOut, self.raw.rollback(run_id, reason=reason))
 
     def attest(self, run_id: str, *, site: str, zone: str, reason: str) -> Attested:
+        from agent.wire.steering import Attested  # noqa: PLC0415 - #18
+
         return self._parse(Attested, self.raw.attest(run_id, site=site, zone=zone, reason=reason))
 
     def incident(
@@ -470,6 +472,8 @@ class TypedClient:
         name: str | None = None,
         site: str | None = None,
     ) -> IncidentOut:
+        from agent.wire.steering import IncidentOut  # noqa: PLC0415 - #18
+
         answer = self.raw.incident(action, reason=reason, name=name, site=site)
         return self._parse(IncidentOut, answer)
 
@@ -483,6 +487,8 @@ class TypedClient:
         at: str | None = None,
         by: str | None = None,
     ) -> Notified:
+        from agent.wire.steering import Notified  # noqa: PLC0415 - #18
+
         answer = self.raw.notify(kind=kind, to=to, ref=ref, incident=incident, at=at, by=by)
         return self._parse(Notified, answer)
 

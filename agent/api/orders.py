@@ -46,21 +46,10 @@ from agent.errors import (
     StandbyError,
     StateLostError,
 )
-from agent.wire import (
-    JSON,
-    ApproveRequest,
-    AttestRequest,
-    AuditReportQuery,
-    IncidentRequest,
-    NotifyRequest,
-    PlanRequest,
-    RollbackRequest,
-    RunRequest,
-    RunsQuery,
-    parse_body,
-    parse_query,
-    run_id,
-)
+from agent.wire import JSON, PlanRequest, RunRequest, parse_body, parse_query, run_id
+
+# The other routes' requests (agent.wire.reports, agent.wire.steering) are imported by their
+# route: a `cordon run --local` does not create their classes (#18).
 
 __all__ = [
     "MAX_WAIT_S",
@@ -285,6 +274,8 @@ class Orders:
         )
 
     def runs(self, caller: Caller, req: Request, _act: Act) -> JSON:
+        from agent.wire.reports import RunsQuery  # noqa: PLC0415 - #18
+
         query = parse_query(RunsQuery, req.query, what="GET /v1/runs")
         return self.backend.list_runs(caller, limit=query.limit)
 
@@ -299,24 +290,32 @@ class Orders:
     def approve(self, caller: Caller, req: Request, _act: Act) -> JSON:
         what = "POST /v1/runs/{run_id}/approve"
         rid = run_id(req.run, what=what)
+        from agent.wire.steering import ApproveRequest  # noqa: PLC0415 - #18
+
         body = parse_body(ApproveRequest, req.body, what=what)
         return self.backend.approve(caller, run_id=rid, reason=body.reason)
 
     def rollback(self, caller: Caller, req: Request, _act: Act) -> JSON:
         what = "POST /v1/runs/{run_id}/rollback"
         rid = run_id(req.run, what=what)
+        from agent.wire.steering import RollbackRequest  # noqa: PLC0415 - #18
+
         body = parse_body(RollbackRequest, req.body, what=what)
         return self.backend.rollback(caller, run_id=rid, reason=body.reason)
 
     def attest(self, caller: Caller, req: Request, _act: Act) -> JSON:
         what = "POST /v1/runs/{run_id}/attest"
         rid = run_id(req.run, what=what)
+        from agent.wire.steering import AttestRequest  # noqa: PLC0415 - #18
+
         body = parse_body(AttestRequest, req.body, what=what)
         return self.backend.attest(
             caller, run_id=rid, site=body.site, zone=body.zone, reason=body.reason
         )
 
     def incident(self, caller: Caller, req: Request, act: Act) -> JSON:
+        from agent.wire.steering import IncidentRequest  # noqa: PLC0415 - #18
+
         # The body says which action this is (audited as incident.open / incident.close).
         body = parse_body(IncidentRequest, req.body, what="POST /v1/incidents")
         action = Action.INCIDENT_OPEN if body.action == "open" else Action.INCIDENT_CLOSE
@@ -327,6 +326,8 @@ class Orders:
         )
 
     def notify(self, caller: Caller, req: Request, _act: Act) -> JSON:
+        from agent.wire.steering import NotifyRequest  # noqa: PLC0415 - #18
+
         body = parse_body(NotifyRequest, req.body, what="POST /v1/incidents/notify")
         return self.backend.notify(
             caller,
@@ -340,6 +341,8 @@ class Orders:
 
     def audit_report(self, caller: Caller, req: Request, _act: Act) -> JSON:
         what = "GET /v1/audit/report"
+        from agent.wire.reports import AuditReportQuery  # noqa: PLC0415 - #18
+
         query = parse_query(AuditReportQuery, req.query, what=what)
         if query.run is None and query.incident is None:
             raise ConfigError(

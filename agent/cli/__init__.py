@@ -13,6 +13,8 @@ import gc
 import sys
 from collections.abc import Iterator
 
+from agent import settings
+
 __all__ = ["loading", "main"]
 
 # Imported by libraries for nothing `cordon` does, and a fifth of the imports of a `cordon run`
@@ -55,6 +57,7 @@ def loading() -> Iterator[None]:
 
 def main() -> None:
     """`cordon`: parse the arguments, run the command, turn a `CordonError` into an exit code."""
+    settings.skip_pydantic_plugins()  # no search for plugins at the first model (#18)
     blocked = [name for name in _NEVER_USED if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]

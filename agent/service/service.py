@@ -61,21 +61,18 @@ from agent.service.poll import Poller, reapply_recorded
 from agent.status import OPEN, Outcome, RunStatus, SiteMode, StepStatus
 from agent.wire import (
     JSON,
-    Approved,
-    Attested,
     FlowChange,
-    IncidentOut,
     LinkChange,
-    Notified,
     PlanChange,
     PlanOut,
     PlanStep,
-    RollbackOut,
-    RunsOut,
     RunStarted,
     RunView,
-    StatusOut,
 )
+
+# The answers of status, run lists, approvals, rollbacks, attestations and incidents
+# (agent.wire.reports, agent.wire.steering) are imported where they are made: a `cordon run
+# --local` does not create their classes (#18).
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -514,6 +511,8 @@ class Service:
                 }
             )
         runs = [self._run_summary(r) for r in self.journal.runs(limit=200) if r.status in OPEN]
+        from agent.wire.reports import StatusOut  # noqa: PLC0415 - #18
+
         return StatusOut.model_validate(
             {
                 "sites": out_sites,
@@ -695,6 +694,8 @@ class Service:
 
     def list_runs(self, caller: Actor | None = None, *, limit: int = 50) -> JSON:
         runs = [self._run_summary(r) for r in self.journal.runs(limit=limit)]
+        from agent.wire.reports import RunsOut  # noqa: PLC0415 - #18
+
         return RunsOut.model_validate({"runs": runs}).wire()
 
     def _driven(self, run_id: str, driver: dict[str, Any] | None) -> bool:
@@ -781,6 +782,8 @@ class Service:
         what = self._executor(_who(caller)).approve(run_id, _who(caller), reason)
         self.changes.notify()
         self.schedule(run_id, 0.0)
+        from agent.wire.steering import Approved  # noqa: PLC0415 - #18
+
         return Approved(run_id=run_id, approved=what, by=_who(caller)).wire()
 
     def rollback(self, caller: Actor | None, *, run_id: str, reason: str | None) -> JSON:
@@ -792,6 +795,8 @@ class Service:
         self.changes.notify()
         if self.scheduler is not None and self.scheduler.get_job(f"run:{run_id}"):
             self.scheduler.remove_job(f"run:{run_id}")
+        from agent.wire.steering import RollbackOut  # noqa: PLC0415 - #18
+
         return RollbackOut.model_validate(
             {
                 "run_id": run_id,
@@ -811,6 +816,8 @@ class Service:
         self._executor(_who(caller)).attest(run_id, site, zone, _who(caller), reason)
         self.changes.notify()
         self.schedule(run_id, 0.0)
+        from agent.wire.steering import Attested  # noqa: PLC0415 - #18
+
         return Attested(run_id=run_id, site=site, zone=zone, by=_who(caller)).wire()
 
     def incident(
@@ -822,6 +829,8 @@ class Service:
         site: str | None,
         reason: str,
     ) -> JSON:
+        from agent.wire.steering import IncidentOut  # noqa: PLC0415 - #18
+
         self._require_active()
         who = _who(caller)
         if site is not None:
@@ -882,6 +891,8 @@ class Service:
                 notified_by=by,
             )
         made_by = by or _who(caller)
+        from agent.wire.steering import Notified  # noqa: PLC0415 - #18
+
         return Notified(incident_id=iid, kind=kind, to=to, ref=ref, by=made_by, at=at).wire()
 
     def audit_report(

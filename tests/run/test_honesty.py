@@ -32,7 +32,7 @@ from agent.playbook.models import Playbook
 from agent.run.executor import Executor
 from agent.service.service import local
 from agent.verify.evidence import Evidence, Seen
-from agent.wire import StatusOut
+from agent.wire.reports import StatusOut
 from tests.conftest import EXAMPLE, ROOT
 from tests.engine.fakes import World
 from tests.pgserver import Where

@@ -448,7 +448,7 @@ def test_a_driver_that_cannot_count_is_never_judged(
 def test_status_shows_a_stopped_flow_apart_from_drift() -> None:
     from agent.cli.options import Opts  # noqa: PLC0415
     from agent.cli.render.status import render_status  # noqa: PLC0415
-    from agent.wire import StatusOut  # noqa: PLC0415
+    from agent.wire.reports import StatusOut  # noqa: PLC0415
 
     alarm = {
         "device": FW,

@@ -28,7 +28,8 @@ from agent.run.model import RunReport
 from agent.service.service import local
 from agent.verify.check import check_flows
 from agent.verify.evidence import Evidence, FlowStatus, Seen
-from agent.wire import RunView, StatusOut
+from agent.wire import RunView
+from agent.wire.reports import StatusOut
 from tests.conftest import EXAMPLE
 from tests.engine.fakes import World
 

@@ -6,13 +6,17 @@ Imports the wire models, `agent.status` and the `agent.cli.render` helpers (and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.cli.render.status import waiting_text
 from agent.status import OPEN, GateStatus, Outcome, RunStatus, StepStatus
-from agent.wire import RollbackOut, RunsOut, RunView
+from agent.wire import RunView
+
+if TYPE_CHECKING:  # annotations only: `cordon run` does not create these classes (#18)
+    from agent.wire.reports import RunsOut
+    from agent.wire.steering import RollbackOut
 
 __all__ = [
     "GATE_COLOR",

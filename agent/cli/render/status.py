@@ -8,10 +8,15 @@ Imports the wire models, `agent.status` and `agent.cli.render` helpers only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agent.cli.options import Opts
 from agent.cli.render import style, when
 from agent.status import RunStatus, SiteMode
-from agent.wire import ClusterInfo, FlowHealth, RunSummary, StatusOut
+from agent.wire import RunSummary
+
+if TYPE_CHECKING:  # annotations only: `cordon run` does not create these classes (#18)
+    from agent.wire.reports import ClusterInfo, FlowHealth, StatusOut
 
 __all__ = ["render_status", "waiting_text"]
 

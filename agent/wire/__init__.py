@@ -8,13 +8,18 @@ Its own layer, below the service and above the executor (not inside `agent.api`)
 which the API calls, builds its answers here, so the models cannot live above it. Imports
 pydantic, `agent.errors`, `agent.yamlfile` and the inventory's scalar types only: a leaf that the
 service, the API, the client and the CLI may all import; never the executor, a driver or the twin.
+
+This module holds what planning and running take (requests, the plan, a run started, a run's
+view, the error body, the helpers); what the daemon reports besides (status, health, run lists)
+is in `agent.wire.reports`, the orders on a started run or an incident in `agent.wire.steering`,
+each imported where it is used, so a `cordon run --local` creates neither module's classes (#18).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -33,30 +38,15 @@ __all__ = [
     "JSON",
     "MAX_REASON",
     "MAX_SOAK_SECONDS",
-    "ApproveRequest",
-    "Approved",
-    "AttestRequest",
-    "Attested",
-    "AuditReportQuery",
     "ErrorInfo",
-    "Health",
-    "IncidentOut",
-    "IncidentRequest",
-    "Notified",
-    "NotifyRequest",
     "PlanOut",
     "PlanRequest",
     "Reason",
-    "RollbackOut",
-    "RollbackRequest",
     "RunId",
     "RunRequest",
     "RunStarted",
     "RunSummary",
     "RunView",
-    "RunsOut",
-    "RunsQuery",
-    "StatusOut",
     "invalid_request",
     "parse_body",
     "parse_query",
@@ -160,47 +150,6 @@ class RunRequest(_Body):
     params: Params | None = None
 
 
-class ApproveRequest(_Body):
-    reason: Reason | None = None
-
-
-class RollbackRequest(_Body):
-    reason: Reason | None = None
-
-
-class AttestRequest(_Body):
-    site: Name
-    zone: Name
-    reason: Reason
-
-
-class IncidentRequest(_Body):
-    action: Literal["open", "close"]
-    name: RunId | None = None
-    site: Name | None = None
-    reason: Reason
-
-
-class NotifyRequest(_Body):
-    """A regulator was notified about an incident (`cordon incident notify`)."""
-
-    incident: RunId | None = None  # default: the one open incident
-    kind: Literal["nis2_early_warning", "nis2_notification", "nis2_final_report", "cnil", "ars"]
-    to: Reason  # who was notified (an authority, a desk)
-    ref: Reason  # their reference, or ours: the receipt to show an inspector
-    at: Moment | None = None  # when it was made (default: when it is recorded)
-    by: Reason | None = None  # who made it (default: the caller)
-
-
-class RunsQuery(_Query):
-    limit: Annotated[int, Field(ge=1, le=MAX_RUNS_LIMIT)] = 20
-
-
-class AuditReportQuery(_Query):
-    run: RunId | None = None
-    incident: RunId | None = None
-
-
 class ErrorInfo(BaseModel):
     """The `error` member of every error response; read leniently (a newer daemon may add)."""
 
@@ -230,39 +179,6 @@ class _Out(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-class Health(_Out):
-    ok: bool
-    version: str | None = None
-
-
-class DriftAlarm(_Out):
-    """An open drift alarm: a device no longer shows what Cordon did."""
-
-    id: Any = None
-    device: str
-    site: str | None = None
-    kind: str | None = None
-    subject: str | None = None
-    detail: str
-    status: str | None = None
-    first_seen: Num | None = None
-    last_seen: Num | None = None
-    cleared_at: Num | None = None
-    reapplied_at: Num | None = None
-    reapplied: Any = None
-
-
-class SiteStatus(_Out):
-    site: str
-    mode: str
-    level: str | None = None
-    since: Num | None = None
-    by: str | None = None
-    run_id: str | None = None
-    locked_by: str | None = None
-    drift: list[DriftAlarm] = []
-
-
 class RunSummary(_Out):
     """One run as `cordon runs` and `cordon status` list it."""
 
@@ -283,77 +199,6 @@ class RunSummary(_Out):
     driver_pid: int | None = None
     interrupted: bool = False
     stop_requested: str | None = None
-
-
-class PollInfo(_Out):
-    at: Num | None = None
-    duration_s: Num | None = None
-    counts: dict[str, Any] | None = None
-    opened: list[Any] = []
-
-
-class IncidentInfo(_Out):
-    incident_id: str
-    name: str
-    site: str | None = None
-    opened_at: Num | None = None
-    opened_by: str | None = None
-    reason: str | None = None
-    closed_at: Num | None = None
-    closed_by: str | None = None
-    close_reason: str | None = None
-
-
-class FlowHealth(_Out):
-    """A must-survive flow's last verification (#15): passed, failed or unverified (never
-    checked: None), which sources confirmed or contradicted it, when, by which run's step."""
-
-    flow: str
-    source: str  # the flow's endpoints, "site/zone/host -> site/zone/host:service"
-    status: str | None = None
-    expected: str | None = None
-    confirmed_by: list[str] = []
-    contradicted_by: list[str] = []
-    at: Num | None = None
-    run_id: str | None = None
-    step: str | None = None
-
-
-class NodeInfo(_Out):
-    """A daemon sharing the state database: its last heartbeat (seconds ago), role, epoch."""
-
-    node: str
-    role: str
-    epoch: int | None = None
-    pid: int | None = None
-    seen_s_ago: Num | None = None
-
-
-class ClusterInfo(_Out):
-    """Active/standby on PostgreSQL: the lease's holder and epoch, the last takeover, this
-    node's role, every node seen."""
-
-    this_node: str
-    role: str
-    holder: str | None = None
-    epoch: int | None = None
-    lease_left_s: Num | None = None
-    last_takeover_at: Num | None = None  # when the holder took the lease (epoch time)
-    taken_from: str | None = None
-    nodes: list[NodeInfo] = []
-
-
-class StatusOut(_Out):
-    """`GET /v1/status`: every site, open runs, drift alarms, the last poll, open incidents,
-    the must-survive flows' last verification and (several daemons on one database) the nodes."""
-
-    sites: list[SiteStatus] = []
-    open_runs: list[RunSummary] = []
-    drift_alarms: list[DriftAlarm] = []
-    last_poll: PollInfo | None = None
-    incidents: list[IncidentInfo] = []
-    flows: list[FlowHealth] = []
-    cluster: ClusterInfo | None = None
 
 
 class PlanChange(_Out):
@@ -418,12 +263,6 @@ class RunStarted(_Out):
     needs_approval: bool = False
 
 
-class RunsOut(_Out):
-    """`GET /v1/runs`: newest first."""
-
-    runs: list[RunSummary] = []
-
-
 class StepView(_Out):
     seq: int
     site: str
@@ -462,49 +301,6 @@ class RunView(RunSummary):
     gates: list[GateView] = []
     attestations: list[AttestationView] = []
     approval: ApprovalView | None = None
-
-
-class Approved(_Out):
-    run_id: str
-    approved: str | None = None  # "run", or the step approved
-    by: str | None = None
-
-
-class RolledBackStep(_Out):
-    device: str
-    step: str
-    status: str
-
-
-class RollbackOut(_Out):
-    run_id: str
-    status: str
-    steps: list[RolledBackStep] = []
-
-
-class Attested(_Out):
-    run_id: str
-    site: str
-    zone: str
-    by: str | None = None
-
-
-class IncidentOut(_Out):
-    """`POST /v1/incidents`: opened (with its name and site) or closed."""
-
-    incident_id: str
-    name: str | None = None
-    site: str | None = None
-    status: str
-
-
-class Notified(_Out):
-    incident_id: str
-    kind: str
-    to: str
-    ref: str
-    by: str | None = None
-    at: str | None = None
 
 
 _B = TypeVar("_B", bound=_Body)
