@@ -7,6 +7,7 @@ settings: `agent.secrets` resolves them. Imports only the standard library and `
 
     current() -> Settings       the settings of this process's environment (cached per environment)
     load(environ) -> Settings   the same from any mapping (tests)
+    skip_pydantic_plugins()     the one write: pydantic's plugin search off unless set (cold start)
 
 An empty variable counts as unset. A value that does not parse, or is out of range, raises the
 error of its owner (`ConfigError`, exit 2; `LabError`, exit 9, for the twin's) naming the variable,
@@ -516,5 +517,7 @@ def skip_pydantic_plugins() -> None:
     `PYDANTIC_DISABLE_PLUGINS`, unless whoever runs `cordon` set it). The search reads the
     metadata of every installed distribution at the first model (~8 ms of each `cordon` start,
     #18); Cordon uses no plugin, and a plugin is a third party's hook into the validation of every
-    inventory, playbook and API request. Called by `agent.cli.main`."""
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    inventory, playbook and API request. Called by `agent.cli.main`. Empty counts as unset, as
+    for every setting here (pydantic itself would search with an empty value)."""
+    if not os.environ.get("PYDANTIC_DISABLE_PLUGINS"):
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"

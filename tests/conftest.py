@@ -214,3 +214,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "sqlite_only(reason): a test that cannot apply to PostgreSQL (skipped under "
         "--state-backend=postgresql, with its reason)",
     )
+
+
+@pytest.fixture(autouse=True)
+def _pydantic_switch_restored() -> Iterator[None]:
+    """A test calling `cordon`'s `main()` in-process sets PYDANTIC_DISABLE_PLUGINS
+    (`settings.skip_pydantic_plugins`): restored after it, so no later test (nor the processes
+    it starts from `os.environ`) depends on the order the tests ran in."""
+    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    yield
+    if before is None:
+        os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    else:
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = before

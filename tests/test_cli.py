@@ -188,6 +188,11 @@ def test_cordon_does_not_search_for_pydantic_plugins() -> None:
     groups, switch = json.loads(chosen.stderr)
     assert "pydantic" in groups
     assert switch == "logfire"
+    empty = python(script, PYDANTIC_DISABLE_PLUGINS="")  # empty counts as unset, as every setting
+    assert empty.returncode == 0, empty.stderr
+    groups, switch = json.loads(empty.stderr)
+    assert "pydantic" not in groups
+    assert switch == "__all__"
 
 
 def test_cordon_collects_garbage_again_after_its_imports() -> None:
