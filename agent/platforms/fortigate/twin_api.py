@@ -358,6 +358,22 @@ class Handler(BaseHTTPRequestHandler):
     # body waits for the client's delayed ACK of the headers (40 ms a request on Linux), a
     # cost of this emulator, not of a FortiGate
     disable_nagle_algorithm = True
+    shaken = False
+
+    def setup(self) -> None:
+        """The TLS handshake, in this connection's own thread (not the accepting one): a
+        FortiGate takes several connections' handshakes at once, and one client that stalls in
+        its handshake holds up no other."""
+        super().setup()
+        try:
+            self.request.do_handshake()
+            self.shaken = True
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+
+    def handle(self) -> None:
+        if self.shaken:
+            super().handle()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # method and path only
         code = args[1] if len(args) > 1 else ""
@@ -423,6 +439,22 @@ class Handler(BaseHTTPRequestHandler):
                 self.error_envelope(500, -651, {})
                 return
         dev = self.device
+        if kind == "monitor" and rest == "firewall/policy-lookup" and self.command == "GET":
+            # a read served alongside other requests, as FortiOS serves concurrent REST
+            # sessions: only the copy of the tables it reads is taken under the lock, the route
+            # lookup (a process) runs outside it
+            try:
+                self.send(
+                    200,
+                    {
+                        **fixture("monitor_firewall_policy_lookup"),
+                        **IDENT,
+                        "results": policy_lookup(dev, query),
+                    },
+                )
+            except ApiError as exc:
+                self.failed(dev, rest, exc)
+            return
         with dev.lock:
             try:
                 if kind == "cmdb":
@@ -432,13 +464,17 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     raise ApiError(404)
             except ApiError as exc:
-                path, _, mkey = rest.rpartition("/") if rest not in TABLES else (rest, "", "")
-                where = {"vdom": "root", "revision": dev.revision()}
-                if path in TABLES:
-                    where |= {"path": path.split("/")[0], "name": path.split("/")[-1]}
-                    if mkey:
-                        where["mkey"] = urllib.parse.unquote(mkey)
-                self.error_envelope(exc.status, exc.error, where)
+                self.failed(dev, rest, exc)
+
+    def failed(self, dev: Device, rest: str, exc: ApiError) -> None:
+        path, _, mkey = rest.rpartition("/") if rest not in TABLES else (rest, "", "")
+        with dev.lock:
+            where = {"vdom": "root", "revision": dev.revision()}
+        if path in TABLES:
+            where |= {"path": path.split("/")[0], "name": path.split("/")[-1]}
+            if mkey:
+                where["mkey"] = urllib.parse.unquote(mkey)
+        self.error_envelope(exc.status, exc.error, where)
 
     def cmdb(self, dev: Device, rest: str, body: dict[str, Any], query: dict[str, str]) -> None:
         if rest == "system/global":
@@ -572,15 +608,6 @@ class Handler(BaseHTTPRequestHandler):
                     }
                 )
             self.send(200, {**fixture("monitor_firewall_policy"), "results": hits, **IDENT})
-        elif rest == "firewall/policy-lookup" and self.command == "GET":
-            self.send(
-                200,
-                {
-                    **fixture("monitor_firewall_policy_lookup"),
-                    **IDENT,
-                    "results": policy_lookup(dev, query),
-                },
-            )
         else:
             raise ApiError(404)
 
@@ -607,11 +634,14 @@ def policy_lookup(dev: Device, query: dict[str, str]) -> dict[str, Any]:
     routes = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
     if not routes or "dev" not in routes[0]:
         return {"success": False}
-    running = dev.running
+    with dev.lock:  # a copy: a write may change the running tables while this one reads
+        policies = copy.deepcopy(dev.running["policy"])
+        addresses = {a["name"]: copy.deepcopy(a) for a in dev.running["address"]}
+        services = {s["name"]: copy.deepcopy(s) for s in dev.running["service"]}
     pid = twin_nft.lookup(
-        running["policy"],
-        {a["name"]: a for a in running["address"]},
-        {s["name"]: s for s in running["service"]},
+        policies,
+        addresses,
+        services,
         srcintf=query["srcintf"],
         dstintf=str(routes[0]["dev"]),
         src=src,
@@ -635,7 +665,7 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer((args.address, args.port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.daemon_threads = True
     server.serve_forever()
 
