@@ -4,7 +4,9 @@ never logged) over the pinned connection of `agent.drivers.tls` (stdlib http.cli
 certificate is checked against its pin before a byte of a request is sent; httpx or
 `fortigate-api` would open their own sockets and check CAs, not our pin, before we could look).
 It converges Cordon's `cordon-` objects to a script (`render.script`), reads them back exactly,
-reads policy hit counts, backs the whole configuration up, sets interfaces' admin status, and
+reads policy hit counts, decides flows by FortiOS's own policy lookup (one GET per distinct
+packet, overlapped over a few pinned connections: `LOOKUP_CONNECTIONS`), backs the whole
+configuration up, sets interfaces' admin status, and
 arms FortiOS's revert mode as its dead-man (`cfg-save revert` + `cfg-revert-timeout`, confirmed
 by `config/save` and checked by reading the device back).
 Imports the shared transports (`agent.drivers`), this folder's parser and renderer, audit,
@@ -68,7 +70,7 @@ MIN_REVERT_S = 10  # cfg-revert-timeout's lowest value
 # pinned keep-alive connections the policy lookups of one flow decision overlap over (FortiOS
 # has no batch lookup and serves concurrent REST sessions): the one of every call and up to
 # this many minus one more, opened at the first decision that needs them and kept with the
-# driver (each handshake checks the pin); see README "Measured" for the figures behind 4
+# driver (each handshake checks the pin); 4 measured best of 2, 4, 8: README "Platforms"
 LOOKUP_CONNECTIONS = 4
 Key = tuple[str, str, str, int]  # a lookup: source interface, source, destination, port
 
