@@ -359,7 +359,7 @@ def test_a_client_stalled_in_its_handshake_holds_up_no_other(fg: Twin) -> None:
     target = Target.of(fg.inv, "fg-fw")
     assert target.device.https is not None
     address, port = target.device.management.address, target.device.https.port
-    with socket.create_connection((address, port), timeout=60):  # a handshake never started
+    with socket.create_connection((str(address), port), timeout=60):  # no handshake started
         d = driver(fg)
         try:
             assert {i.name for i in d.interfaces()} >= {"port1"}
