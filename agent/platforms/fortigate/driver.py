@@ -69,8 +69,11 @@ INTERFACE, GLOBAL = "cmdb/system/interface", "cmdb/system/global"
 MIN_REVERT_S = 10  # cfg-revert-timeout's lowest value
 # pinned keep-alive connections the policy lookups of one flow decision overlap over (FortiOS
 # has no batch lookup and serves concurrent REST sessions): the one of every call and up to
-# this many minus one more, opened at the first decision that needs them and kept with the
-# driver (each handshake checks the pin); 4 measured best of 2, 4, 8: README "Platforms"
+# this many minus one more, opened at the first decision that needs them and kept while the
+# device keeps them (the pool's keepalive pings only the driver's own; each handshake checks the
+# pin). One the device refuses or leaves unanswered is done without for the driver's session
+# (admin session or connection limits): the lookups go over the others. 4 measured best of 2,
+# 4, 8: README "Platforms"
 LOOKUP_CONNECTIONS = 4
 Key = tuple[str, str, str, int]  # a lookup: source interface, source, destination, port
 
@@ -87,6 +90,13 @@ class FortiGateDriver:
         self._conn: http.client.HTTPSConnection | None = None
         # the lookups' other connections, by slot (1 .. LOOKUP_CONNECTIONS - 1): one thread each
         self._more: dict[int, http.client.HTTPSConnection] = {}
+        # `_more` and `_closed` under `_lock`: `close` may come from another thread (the pool)
+        # while a decision's threads open connections; none is kept after a close
+        self._lock = threading.Lock()
+        self._closed = False
+        # the lookups' slots below this one only: an extra one the device refused or left
+        # unanswered is not asked for again until the driver is closed
+        self._width = LOOKUP_CONNECTIONS
         self._armed: str | None = None  # the token of an armed revert, until confirmed
         self._applied: list[str] | None = None  # the object lines applied while armed
         # the device's own revert-mode settings before arming, put back by `confirm`
@@ -97,34 +107,69 @@ class FortiGateDriver:
     def connect(self) -> None:
         if self._conn is None:
             self._conn = tls.connect(self.target, self.timeouts.connect)
+        with self._lock:
+            self._closed = False
 
     def is_open(self) -> bool:
         return self._conn is not None and self._conn.sock is not None
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-        for slot in list(self._more):
-            self._drop(slot)
+        with self._lock:
+            self._closed = True
+            self._width = LOOKUP_CONNECTIONS
+            conn, self._conn = self._conn, None
+            more, self._more = list(self._more.values()), {}
+        for c in [conn, *more]:
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    c.close()
 
     def _connection(self, slot: int) -> http.client.HTTPSConnection:
-        """The connection of `slot` (0: the driver's own), opened and pin-checked if need be."""
+        """The connection of `slot` (0: the driver's own), opened and pin-checked if need be.
+        An extra slot's is not opened, or not kept, once the driver is closed (ConnectError)."""
         if slot == 0:
             self.connect()
             assert self._conn is not None
             return self._conn
-        conn = self._more.get(slot)
+        with self._lock:
+            conn = None if self._closed else self._more.get(slot)
+            closed = self._closed
+        if conn is None and not closed:
+            new = tls.connect(self.target, self.timeouts.connect)
+            with self._lock:
+                if not self._closed:
+                    conn = self._more[slot] = new
+            if conn is None:
+                with contextlib.suppress(Exception):
+                    new.close()
         if conn is None:
-            conn = self._more[slot] = tls.connect(self.target, self.timeouts.connect)
+            raise ConnectError(self.target.name, "decide", "the driver was closed")
         return conn
+
+    def _open(self, slot: int) -> bool:
+        """Whether the extra `slot`'s connection is open (opened and pin-checked if need be,
+        again if the device closed it). False when the device refused it or left it unanswered,
+        and from then on for the driver's session; CertificateError goes up."""
+        if slot >= self._width:
+            return False
+        try:
+            conn = self._connection(slot)
+            if conn.sock is None:  # the device closed it: re-open before a request is written
+                conn.connect()
+        except (ConnectError, DeviceTimeout):
+            self._drop(slot)
+            with self._lock:
+                if not self._closed:
+                    self._width = min(self._width, slot)
+            return False
+        return True
 
     def _drop(self, slot: int) -> None:
         if slot == 0:
             conn, self._conn = self._conn, None
         else:
-            conn = self._more.pop(slot, None)
+            with self._lock:
+                conn = self._more.pop(slot, None)
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -383,8 +428,11 @@ class FortiGateDriver:
         once (one thread per connection slot, this one on slot 0, each taking the next key
         left); the answers by key, so their order is the keys' whatever the timing. The first
         failure stops every slot from taking another key and, once all have stopped, is raised
-        (that of the earliest key when several failed): no partial decision is returned."""
-        width = max(1, min(LOOKUP_CONNECTIONS, len(keys)))
+        (that of the earliest key when several failed): no partial decision is returned. An
+        extra slot whose connection the device refuses or leaves unanswered takes no key (its
+        thread ends; `_open`); another certificate, or any failure once a request was sent,
+        fails the whole read."""
+        width = max(1, min(self._width, len(keys)))
         todo = iter(enumerate(keys))
         taking = threading.Lock()
         stop = threading.Event()
@@ -393,6 +441,15 @@ class FortiGateDriver:
 
         def work(slot: int) -> None:
             while not stop.is_set():
+                # an extra slot takes a key only over a connection open: one the device refuses
+                # or leaves unanswered ends the slot, the others (slot 0 always) take its share
+                try:
+                    if slot and not self._open(slot):
+                        return
+                except BaseException as exc:  # another certificate: the whole read fails
+                    failed[-1] = exc
+                    stop.set()
+                    return
                 with taking:
                     nxt = next(todo, None)
                 if nxt is None:

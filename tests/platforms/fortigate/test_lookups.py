@@ -2,8 +2,11 @@
 distinct packet, over `LOOKUP_CONNECTIONS` pinned connections: seen on a loopback TLS server of
 the test's own (no twin) whose first lookups each wait until that many are in flight at once (a
 barrier, not a clock: a client that asks one at a time never gets past it and gets an error).
-The answers come back in the queries' order; a failed lookup fails the whole decision, its
-error carrying no token; every extra connection checks the device's pin before it sends one."""
+The answers come back in the queries' order, also when the first is answered last; a failed
+lookup fails the whole decision, its error carrying no token; every extra connection checks the
+device's pin before it sends one, also when it re-opens one the device closed; a device that
+refuses or drops the extra connections still gets every lookup, over the driver's own one; a
+connection opened while the driver is closed is not kept."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import dataclasses
 import json
 import socket
 import ssl
+import struct
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -22,7 +26,7 @@ import pytest
 
 from agent.drivers import tls
 from agent.drivers.base import Target, Timeouts
-from agent.errors import CertificateError, CommandRejected
+from agent.errors import CertificateError, CommandRejected, ConnectError
 from agent.inventory import load
 from agent.platforms.capabilities import FlowQuery, Verdict
 from agent.platforms.fortigate.driver import LOOKUP_CONNECTIONS, FortiGateDriver
@@ -56,6 +60,12 @@ class _Api(BaseHTTPRequestHandler):
     certs: list[bytes] = []  # the certificate of each lookup's connection
     in_flight = 0
     peak = 0
+    requests: list[bytes] = []  # the certificate of each request's connection, any path
+    closing = False  # every answer closes its connection (as a device ending kept-alive ones)
+    late: int | None = None  # the port whose lookup is answered once `late_after` others were
+    late_after = 0
+    answered: list[int] = []  # the lookups' ports in the order their answers were written
+    done = threading.Condition(lock)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -65,12 +75,16 @@ class _Api(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if type(self).closing:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
     def do_GET(self) -> None:
         cls = type(self)
         url = urllib.parse.urlsplit(self.path)
+        with cls.lock:
+            cls.requests.append(cls.cert_of[id(self.request)])
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self.answer(401, {"status": "error", "http_status": 401})
         elif url.path == "/api/v2/cmdb/firewall/policy":
@@ -87,11 +101,21 @@ class _Api(BaseHTTPRequestHandler):
                 if first:
                     cls.hold()
                 port = int(query["destport"])
+                with cls.done:
+                    if port == cls.late:
+                        cls.late = None
+                        if not cls.done.wait_for(
+                            lambda: len(cls.answered) >= cls.late_after, timeout=60
+                        ):
+                            raise TimeoutError
                 if port == FAIL_PORT:
                     self.answer(500, {"status": "error", "http_status": 500, "error": -1})
                     return
                 result = {"success": True, "policy_id": policy_of(port), "destip": query["dest"]}
                 self.answer(200, {"status": "success", "http_status": 200, "results": result})
+                with cls.done:
+                    cls.answered.append(port)
+                    cls.done.notify_all()
             except (threading.BrokenBarrierError, TimeoutError):
                 self.answer(503, {"status": "error", "http_status": 503, "error": -2})
             finally:
@@ -108,6 +132,9 @@ class _Server:
     contexts: list[ssl.SSLContext]  # [0]: the one new connections get
     handshakes: list[bytes]  # the certificate of each connection accepted
     other: threading.Event  # set at the first connection accepted to get the unpinned one
+    admit: int | None = None  # connections past this many are accepted, then closed: `reset`
+    reset: bool = False  # closed with a reset (as a refusal), else with a FIN (dropped)
+    accepted: int = 0
 
 
 @pytest.fixture
@@ -121,6 +148,7 @@ def server(tmp_path: Path) -> Iterator[_Server]:
     gate = threading.Barrier(LOOKUP_CONNECTIONS)
     _Api.hold, _Api.held = lambda: gate.wait(timeout=60), LOOKUP_CONNECTIONS
     _Api.lookups, _Api.certs, _Api.cert_of, _Api.in_flight, _Api.peak = [], [], {}, 0, 0
+    _Api.requests, _Api.closing, _Api.late, _Api.late_after, _Api.answered = [], False, None, 0, []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
     httpd.daemon_threads = True
     state = _Server(httpd.server_address[1], certs[0][2], contexts, [], threading.Event())
@@ -134,6 +162,12 @@ def server(tmp_path: Path) -> Iterator[_Server]:
                 sock, addr = plain.accept()
             except OSError:
                 return
+            state.accepted += 1
+            if state.admit is not None and state.accepted > state.admit:
+                if state.reset:  # no linger: the close sends a reset
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()  # the device's connection limit
+                continue
             ctx = state.contexts[0]
             if ctx is unpinned:
                 state.other.set()
@@ -242,3 +276,94 @@ def test_every_lookup_connection_checks_the_pin_before_sending(
     # every lookup the server got (and so every token) came over the pinned certificate, none
     # over a connection the driver had not checked
     assert set(_Api.certs) <= {server.der}
+
+
+def test_the_first_lookup_answered_last_still_comes_back_first(
+    server: _Server, driver: FortiGateDriver
+) -> None:
+    ports = [443, 2575, 8080, 22, 5432, 3389, 80, 8443, 25]
+    # the first packet's lookup (443) is answered only once the 8 others have been: the order
+    # of the answers is the queries' whatever the order the device answers in
+    _Api.late, _Api.late_after = ports[0], len(ports) - 1
+    queries = _queries(ports)
+    got = driver.decide_flows(queries)
+    assert _Api.answered[-1] == ports[0] and sorted(_Api.answered) == sorted(ports)
+    policies = [policy_of((q.sport if q.reply else q.dport) or 0) for q in queries]
+    assert [d.why.split()[1] for d in got] == [str(p) if p else "deny" for p in policies]
+    assert got[0].why == "policy 8 (deny)" and got[-1].why == "policy 7 (accept)"
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["dropped", "reset"])
+def test_extra_connections_the_device_refuses_leave_the_lookups_to_the_driver_s_own(
+    server: _Server, driver: FortiGateDriver, reset: bool
+) -> None:
+    # the device takes one connection (an admin session limit): every later one is closed as
+    # soon as it is accepted; the lookups go over the one it took, none is lost
+    server.admit, server.reset = 1, reset
+    _Api.held = 0
+    ports = [443, 2575, 8080, 22, 5432, 3389, 80, 8443, 25]
+    queries = _queries(ports)
+    got = driver.decide_flows(queries)
+    policies = [policy_of((q.sport if q.reply else q.dport) or 0) for q in queries]
+    assert [d.why.split()[1] for d in got] == [str(p) if p else "deny" for p in policies]
+    assert sorted(int(q["destport"]) for q in _Api.lookups) == sorted(ports)
+    assert len(server.handshakes) == 1
+    # an extra slot tried at least, each at most once (one refused, those not yet tried stop)
+    tried = server.accepted
+    assert 2 <= tried <= LOOKUP_CONNECTIONS
+    again = driver.decide_flows(queries)  # not asked again in this driver's session
+    assert (again, server.accepted) == (got, tried)
+
+
+def test_an_extra_connection_the_device_closed_reopens_checking_the_pin(
+    server: _Server, driver: FortiGateDriver
+) -> None:
+    _Api.closing = True  # every answer ends its connection
+    driver.connect()
+    driver._call("GET", "cmdb/firewall/policy", operation="decide", slot=1)
+    conn = driver._more[1]
+    assert conn.sock is None  # the device closed it: the next request re-opens it
+    driver._call("GET", "cmdb/firewall/policy", operation="decide", slot=1)
+    assert driver._more[1] is conn and getattr(conn, "handshakes", 0) == 2  # same cert: kept
+    server.contexts.reverse()  # the device now presents another certificate
+    with pytest.raises(CertificateError):
+        driver._call("GET", "cmdb/firewall/policy", operation="decide", slot=1)
+    with pytest.raises(CertificateError):  # and before a decision's extra slot takes a key
+        driver._open(1)
+    assert _Api.requests == [server.der] * 2  # none over the other certificate
+
+
+def test_a_connection_opened_while_the_driver_closes_is_not_kept(
+    server: _Server, driver: FortiGateDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tls.connect
+    opened, closed = threading.Event(), threading.Event()
+    made: list[tls.PinnedHTTPSConnection] = []
+    caught: list[BaseException] = []
+
+    def connect_then_wait(target: Target, timeout: float) -> tls.PinnedHTTPSConnection:
+        conn = real(target, timeout)
+        made.append(conn)
+        opened.set()
+        closed.wait(timeout=60)
+        return conn
+
+    def extra() -> None:
+        try:
+            driver._connection(1)
+        except ConnectError as exc:
+            caught.append(exc)
+
+    driver.connect()
+    monkeypatch.setattr(tls, "connect", connect_then_wait)
+    t = threading.Thread(target=extra, daemon=True)
+    t.start()
+    assert opened.wait(timeout=60)  # the extra connection is open, not yet kept
+    driver.close()  # as the pool may, from another thread
+    closed.set()
+    t.join(timeout=60)
+    assert not t.is_alive() and len(caught) == 1 and "closed" in str(caught[0])
+    assert driver._more == {} and made[0].sock is None  # closed, not kept
+    monkeypatch.setattr(tls, "connect", real)
+    driver.connect()  # open again: the extra slots are again
+    assert driver._connection(1) is driver._more[1]
