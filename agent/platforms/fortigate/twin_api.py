@@ -71,6 +71,10 @@ class Device:
         # what the kernel holds: the filtering last loaded, each link's admin status
         self.loaded: twin_nft.Ruleset | None = None
         self.links: dict[str, str] = {}
+        # changes made real so far (each under the lock): a policy lookup, which asks the
+        # kernel's route outside the lock, sees by it whether its tables and route are of one
+        # moment
+        self.version = 0
         self.effects()
 
     # -- persistence and effects -----------------------------------------------------------------
@@ -107,6 +111,7 @@ class Device:
         Only what differs from what the kernel holds is sent (a write that changes no packet
         verdict, say an address no policy names yet, loads nothing); a reload keeps the hit
         counts of the policies still there and drops those of policies gone."""
+        self.version += 1
         r = self.running
         new = twin_nft.ruleset(
             r["policy"],
@@ -359,6 +364,7 @@ class Handler(BaseHTTPRequestHandler):
     # cost of this emulator, not of a FortiGate
     disable_nagle_algorithm = True
     shaken = False
+    handshake_timeout = 30.0  # seconds a connection may take to complete its TLS handshake
 
     def setup(self) -> None:
         """The TLS handshake, in this connection's own thread (not the accepting one): a
@@ -366,7 +372,10 @@ class Handler(BaseHTTPRequestHandler):
         its handshake holds up no other."""
         super().setup()
         try:
+            # a client that never sends its ClientHello holds this thread and socket no longer
+            self.request.settimeout(self.handshake_timeout)
             self.request.do_handshake()
+            self.request.settimeout(None)
             self.shaken = True
         except (ssl.SSLError, OSError):
             self.close_connection = True
@@ -442,7 +451,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "monitor" and rest == "firewall/policy-lookup" and self.command == "GET":
             # a read served alongside other requests, as FortiOS serves concurrent REST
             # sessions: only the copy of the tables it reads is taken under the lock, the route
-            # lookup (a process) runs outside it
+            # lookup (a process) runs outside it (again if a change came in between)
             try:
                 self.send(
                     200,
@@ -612,6 +621,20 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404)
 
 
+LOOKUP_TRIES = 3  # a policy lookup's route asked outside the lock, at most, before under it
+
+
+def route_of(dest: str) -> str | None:
+    """The interface this namespace's kernel routes `dest` out of; None: no route."""
+    done = subprocess.run(
+        ["ip", "-j", "route", "get", dest], capture_output=True, text=True, check=False
+    )
+    routes = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
+    if not routes or "dev" not in routes[0]:
+        return None
+    return str(routes[0]["dev"])
+
+
 def policy_lookup(dev: Device, query: dict[str, str]) -> dict[str, Any]:
     """`monitor/firewall/policy-lookup`: the policy a dummy packet would hit, as FortiOS asks
     its kernel. The route to `dest` (the outgoing interface) from this namespace's kernel, then
@@ -628,22 +651,29 @@ def policy_lookup(dev: Device, query: dict[str, str]) -> dict[str, Any]:
         port = int(query.get("destport") or 0)
     except ValueError:
         raise ApiError(424, -5) from None
-    done = subprocess.run(
-        ["ip", "-j", "route", "get", dest], capture_output=True, text=True, check=False
-    )
-    routes = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
-    if not routes or "dev" not in routes[0]:
+    # the tables copied under the lock, the route asked outside it (a process), and both kept
+    # only if no change was made in between (else asked again; the last time under the lock)
+    for attempt in range(LOOKUP_TRIES + 1):
+        with dev.lock:
+            seen = dev.version
+            policies = copy.deepcopy(dev.running["policy"])
+            addresses = {a["name"]: copy.deepcopy(a) for a in dev.running["address"]}
+            services = {s["name"]: copy.deepcopy(s) for s in dev.running["service"]}
+            if attempt == LOOKUP_TRIES:
+                out_if = route_of(dest)
+                break
+        out_if = route_of(dest)
+        with dev.lock:
+            if dev.version == seen:
+                break
+    if out_if is None:
         return {"success": False}
-    with dev.lock:  # a copy: a write may change the running tables while this one reads
-        policies = copy.deepcopy(dev.running["policy"])
-        addresses = {a["name"]: copy.deepcopy(a) for a in dev.running["address"]}
-        services = {s["name"]: copy.deepcopy(s) for s in dev.running["service"]}
     pid = twin_nft.lookup(
         policies,
         addresses,
         services,
         srcintf=query["srcintf"],
-        dstintf=str(routes[0]["dev"]),
+        dstintf=out_if,
         src=src,
         dst=dest,
         port=port,
