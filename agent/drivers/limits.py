@@ -4,8 +4,11 @@ Must not import netmiko, paramiko, pysnmp, the engine, the daemon or the CLI.
 
 A warm SSH session holds 3 descriptors (its TCP socket and the pipe pair paramiko makes so the
 channel can be waited on); an SNMP driver at most 1 (a UDP socket, shared between devices with the
-same credentials). The default soft limit (1,024 on most systems) is reached by ~300 warm
-sessions; past it, `socket()` fails with EMFILE in the middle of a run.
+same credentials); a FortiGate session up to 4, one socket per pinned HTTPS connection (its own
+and the extra ones its flow decisions' policy lookups overlap over: the fortigate driver's
+`LOOKUP_CONNECTIONS`), counted as max(SSH_SESSION, that). The default soft limit (1,024 on
+most systems) is reached by ~300 warm sessions; past it, `socket()` fails with EMFILE in the
+middle of a run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from agent.inventory.models import Inventory
 
 SSH_SESSION = 3  # TCP socket + paramiko's channel pipe (read end, write end)
 SNMP_SESSION = 1  # a UDP socket (an upper bound: engines are shared)
+# a FortiGate session's HTTPS sockets: agent.platforms.fortigate.driver.LOOKUP_CONNECTIONS (not
+# imported: drivers sit below platforms; a test holds the two equal)
+FORTIGATE_SESSION = max(SSH_SESSION, 4)
 RESERVE = 256  # journal, audit log, API sockets, epoll, flow probes, libraries
 
 _log = logging.getLogger("cordon.limits")
@@ -68,11 +74,12 @@ def raise_nofile(say: Callable[[str], None] | None = None) -> Nofile:
 
 def descriptors_needed(inv: Inventory, max_size: int) -> int:
     """Descriptors a pool of at most `max_size` warm sessions on `inv` may hold, plus the
-    process's reserve (the costliest mix: every SSH session first)."""
+    process's reserve (the costliest mix: every FortiGate session first, then every other)."""
     devices = [d for _site, d in inv.devices()]
-    ssh = min(max_size, len(devices))
-    snmp = min(max_size - ssh, sum(1 for d in devices if d.snmp is not None))
-    return RESERVE + SSH_SESSION * ssh + SNMP_SESSION * snmp
+    forti = min(max_size, sum(1 for d in devices if d.platform == "fortigate"))
+    ssh = min(max_size, len(devices)) - forti
+    snmp = min(max_size - forti - ssh, sum(1 for d in devices if d.snmp is not None))
+    return RESERVE + FORTIGATE_SESSION * forti + SSH_SESSION * ssh + SNMP_SESSION * snmp
 
 
 def ensure_for_pool(inv: Inventory, max_size: int) -> Nofile:

@@ -6,7 +6,6 @@ token) is written. A loopback TLS server of the test's own (no twin)."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import http.server
 import ssl
 import threading
@@ -14,43 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from agent.drivers import tls
 from agent.drivers.base import Target
 from agent.errors import CertificateError
 from agent.inventory import load
+from tests.drivers.keys import self_signed
 
 INV = Path(__file__).parents[1] / "platforms" / "fortigate" / "data" / "fortigate-small.yaml"
-
-
-def _cert(directory: Path, name: str) -> tuple[Path, Path, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    crt, pem = directory / f"{name}.crt", directory / f"{name}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return crt, pem, cert.public_bytes(serialization.Encoding.DER)
 
 
 class _Closing(http.server.BaseHTTPRequestHandler):
@@ -80,7 +50,7 @@ class _Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[_Server, bytes]]:
-    first, second = _cert(tmp_path, "first"), _cert(tmp_path, "second")
+    first, second = self_signed(tmp_path, "first"), self_signed(tmp_path, "second")
     contexts = []
     for crt, key, _der in (first, second):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

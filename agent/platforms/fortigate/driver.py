@@ -4,7 +4,9 @@ never logged) over the pinned connection of `agent.drivers.tls` (stdlib http.cli
 certificate is checked against its pin before a byte of a request is sent; httpx or
 `fortigate-api` would open their own sockets and check CAs, not our pin, before we could look).
 It converges Cordon's `cordon-` objects to a script (`render.script`), reads them back exactly,
-reads policy hit counts, backs the whole configuration up, sets interfaces' admin status, and
+reads policy hit counts, decides flows by FortiOS's own policy lookup (one GET per distinct
+packet, overlapped over a few pinned connections: `LOOKUP_CONNECTIONS`), backs the whole
+configuration up, sets interfaces' admin status, and
 arms FortiOS's revert mode as its dead-man (`cfg-save revert` + `cfg-revert-timeout`, confirmed
 by `config/save` and checked by reading the device back).
 Imports the shared transports (`agent.drivers`), this folder's parser and renderer, audit,
@@ -19,9 +21,11 @@ import ipaddress
 import json
 import secrets as pysecrets
 import ssl
+import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.audit import store_evidence
@@ -63,10 +67,20 @@ POLICY, ADDRESS, SERVICE, LOCAL_IN = (
 )
 INTERFACE, GLOBAL = "cmdb/system/interface", "cmdb/system/global"
 MIN_REVERT_S = 10  # cfg-revert-timeout's lowest value
+# pinned keep-alive connections the policy lookups of one flow decision overlap over (FortiOS
+# has no batch lookup and serves concurrent REST sessions): the one of every call and up to
+# this many minus one more, opened at the first decision that needs them and kept while the
+# device keeps them (the pool's keepalive pings only the driver's own; each handshake checks the
+# pin). One the device refuses or leaves unanswered is done without for the driver's session
+# (admin session or connection limits): the lookups go over the others. 4 measured best of 2,
+# 4, 8: README "Platforms"
+LOOKUP_CONNECTIONS = 4
+Key = tuple[str, str, str, int]  # a lookup: source interface, source, destination, port
 
 
 class FortiGateDriver:
-    """A FortiGate over its REST API. One keep-alive HTTPS connection, pinned."""
+    """A FortiGate over its REST API. One keep-alive HTTPS connection, pinned (and a few more
+    for the overlapped policy lookups of a flow decision: `LOOKUP_CONNECTIONS`)."""
 
     via: Via = "ssh"  # the registry's name for "the platform's own management channel"
 
@@ -74,6 +88,15 @@ class FortiGateDriver:
         self.target = target
         self.timeouts = timeouts or Timeouts()
         self._conn: http.client.HTTPSConnection | None = None
+        # the lookups' other connections, by slot (1 .. LOOKUP_CONNECTIONS - 1): one thread each
+        self._more: dict[int, http.client.HTTPSConnection] = {}
+        # `_more` and `_closed` under `_lock`: `close` may come from another thread (the pool)
+        # while a decision's threads open connections; none is kept after a close
+        self._lock = threading.Lock()
+        self._closed = False
+        # the lookups' slots below this one only: an extra one the device refused or left
+        # unanswered is not asked for again until the driver is closed
+        self._width = LOOKUP_CONNECTIONS
         self._armed: str | None = None  # the token of an armed revert, until confirmed
         self._applied: list[str] | None = None  # the object lines applied while armed
         # the device's own revert-mode settings before arming, put back by `confirm`
@@ -84,12 +107,69 @@ class FortiGateDriver:
     def connect(self) -> None:
         if self._conn is None:
             self._conn = tls.connect(self.target, self.timeouts.connect)
+        with self._lock:
+            self._closed = False
 
     def is_open(self) -> bool:
         return self._conn is not None and self._conn.sock is not None
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
+        with self._lock:
+            self._closed = True
+            self._width = LOOKUP_CONNECTIONS
+            conn, self._conn = self._conn, None
+            more, self._more = list(self._more.values()), {}
+        for c in [conn, *more]:
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    c.close()
+
+    def _connection(self, slot: int) -> http.client.HTTPSConnection:
+        """The connection of `slot` (0: the driver's own), opened and pin-checked if need be.
+        An extra slot's is not opened, or not kept, once the driver is closed (ConnectError)."""
+        if slot == 0:
+            self.connect()
+            assert self._conn is not None
+            return self._conn
+        with self._lock:
+            conn = None if self._closed else self._more.get(slot)
+            closed = self._closed
+        if conn is None and not closed:
+            new = tls.connect(self.target, self.timeouts.connect)
+            with self._lock:
+                if not self._closed:
+                    conn = self._more[slot] = new
+            if conn is None:
+                with contextlib.suppress(Exception):
+                    new.close()
+        if conn is None:
+            raise ConnectError(self.target.name, "decide", "the driver was closed")
+        return conn
+
+    def _open(self, slot: int) -> bool:
+        """Whether the extra `slot`'s connection is open (opened and pin-checked if need be,
+        again if the device closed it). False when the device refused it or left it unanswered,
+        and from then on for the driver's session; CertificateError goes up."""
+        if slot >= self._width:
+            return False
+        try:
+            conn = self._connection(slot)
+            if conn.sock is None:  # the device closed it: re-open before a request is written
+                conn.connect()
+        except (ConnectError, DeviceTimeout):
+            self._drop(slot)
+            with self._lock:
+                if not self._closed:
+                    self._width = min(self._width, slot)
+            return False
+        return True
+
+    def _drop(self, slot: int) -> None:
+        if slot == 0:
+            conn, self._conn = self._conn, None
+        else:
+            with self._lock:
+                conn = self._more.pop(slot, None)
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -122,6 +202,7 @@ class FortiGateDriver:
         operation: str,
         query: dict[str, str] | None = None,
         body: Any = None,
+        slot: int = 0,
     ) -> tuple[int, bytes]:
         token = self._token(operation)
         url = f"{API}/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -130,19 +211,18 @@ class FortiGateDriver:
         if payload is not None:
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
-            self.connect()
-            assert self._conn is not None
+            conn = self._connection(slot)
             try:
-                self._conn.request(method, url, body=payload, headers=headers)
-                resp = self._conn.getresponse()
+                conn.request(method, url, body=payload, headers=headers)
+                resp = conn.getresponse()
                 return resp.status, resp.read()
             except TimeoutError as exc:
-                self.close()
+                self._drop(slot)
                 raise DeviceTimeout(
                     self.target.name, operation, f"{method} {path}: no answer in time"
                 ) from exc
             except (http.client.HTTPException, ConnectionError, ssl.SSLError, OSError) as exc:
-                self.close()  # a kept-alive connection the device closed: one fresh try
+                self._drop(slot)  # a kept-alive connection the device closed: one fresh try
                 if attempt == 2:
                     raise ConnectError(
                         self.target.name, operation, f"{method} {path}: {type(exc).__name__}"
@@ -158,10 +238,13 @@ class FortiGateDriver:
         query: dict[str, str] | None = None,
         body: Any = None,
         missing_ok: bool = False,
+        slot: int = 0,
     ) -> dict[str, Any] | None:
         """One API call; its envelope. 401/403: AuthError; 404: None with `missing_ok`, else a
         DeviceError; any other error status: CommandRejected with FortiOS's error code."""
-        status, data = self._raw(method, path, operation=operation, query=query, body=body)
+        status, data = self._raw(
+            method, path, operation=operation, query=query, body=body, slot=slot
+        )
         if status == 401:
             raise AuthError(
                 self.target.name,
@@ -319,27 +402,87 @@ class FortiGateDriver:
         (`monitor/firewall/policy-lookup`: the policy a new session would hit) and that policy's
         action (one read of the policy table). A reply is carried by the session its request
         opened (FortiOS is stateful): it is decided by its request's lookup. No route or an
-        unexpected answer: UNKNOWN, saying so."""
+        unexpected answer: UNKNOWN, saying so. One lookup per distinct packet, overlapped over
+        `LOOKUP_CONNECTIONS` connections; any lookup that fails fails the whole decision."""
         actions = {
             int(p["policyid"]): str(p.get("action", "deny"))
             for p in self._results(POLICY, "decide")
             if str(p.get("policyid", "")).isdigit() and p.get("status", "enable") == "enable"
         }
-        seen: dict[tuple[str, str, str, int], FlowDecision] = {}
-        out = []
-        for q in queries:
-            key = (
-                (q.out_if, q.dst, q.src, q.sport or 0)
-                if q.reply
-                else (q.in_if, q.src, q.dst, q.dport or 0)
-            )
-            if key not in seen:
-                seen[key] = self._lookup(*key, actions=actions)
-            out.append(seen[key])
+        keys: list[Key] = [
+            (q.out_if, q.dst, q.src, q.sport or 0)
+            if q.reply
+            else (q.in_if, q.src, q.dst, q.dport or 0)
+            for q in queries
+        ]
+        seen = self._overlapped(
+            list(dict.fromkeys(keys)),
+            lambda key, slot: self._lookup(*key, actions=actions, slot=slot),
+        )
+        return [seen[key] for key in keys]
+
+    def _overlapped(
+        self, keys: list[Key], lookup: Callable[[Key, int], FlowDecision]
+    ) -> dict[Key, FlowDecision]:
+        """`lookup(key, slot)` of every key, over up to `LOOKUP_CONNECTIONS` connections at
+        once (one thread per connection slot, this one on slot 0, each taking the next key
+        left); the answers by key, so their order is the keys' whatever the timing. The first
+        failure stops every slot from taking another key and, once all have stopped, is raised
+        (that of the earliest key when several failed): no partial decision is returned. An
+        extra slot whose connection the device refuses or leaves unanswered takes no key (its
+        thread ends; `_open`); another certificate, or any failure once a request was sent,
+        fails the whole read."""
+        width = max(1, min(self._width, len(keys)))
+        todo = iter(enumerate(keys))
+        taking = threading.Lock()
+        stop = threading.Event()
+        out: dict[Key, FlowDecision] = {}
+        failed: dict[int, BaseException] = {}
+
+        def work(slot: int) -> None:
+            while not stop.is_set():
+                # an extra slot takes a key only over a connection open: one the device refuses
+                # or leaves unanswered ends the slot, the others (slot 0 always) take its share
+                try:
+                    if slot and not self._open(slot):
+                        return
+                except BaseException as exc:  # another certificate: the whole read fails
+                    failed[-1] = exc
+                    stop.set()
+                    return
+                with taking:
+                    nxt = next(todo, None)
+                if nxt is None:
+                    return
+                i, key = nxt
+                try:
+                    out[key] = lookup(key, slot)
+                except BaseException as exc:
+                    failed[i] = exc
+                    stop.set()
+                    return
+
+        if width == 1:
+            work(0)
+        else:
+            with ThreadPoolExecutor(width - 1, thread_name_prefix="fortigate-lookup") as pool:
+                others = [pool.submit(work, slot) for slot in range(1, width)]
+                work(0)
+                for f in others:
+                    f.result()
+        if failed:
+            raise failed[min(failed)]
         return out
 
     def _lookup(  # noqa: PLR0911 - one answer per case of the lookup
-        self, srcintf: str, src: str, dst: str, port: int, *, actions: dict[int, str]
+        self,
+        srcintf: str,
+        src: str,
+        dst: str,
+        port: int,
+        *,
+        actions: dict[int, str],
+        slot: int = 0,
     ) -> FlowDecision:
         if not port:
             return FlowDecision(Verdict.UNKNOWN, "no destination port to look up")
@@ -353,7 +496,9 @@ class FortiGateDriver:
             }
         except ValueError as exc:
             return FlowDecision(Verdict.UNKNOWN, f"not asked: {exc}")
-        env = self._call("GET", "monitor/firewall/policy-lookup", operation="decide", query=query)
+        env = self._call(
+            "GET", "monitor/firewall/policy-lookup", operation="decide", query=query, slot=slot
+        )
         res = (env or {}).get("results")
         if not isinstance(res, dict) or res.get("success") is not True:
             return FlowDecision(Verdict.UNKNOWN, "the FortiGate's policy lookup found no route")

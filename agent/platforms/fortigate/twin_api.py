@@ -71,6 +71,10 @@ class Device:
         # what the kernel holds: the filtering last loaded, each link's admin status
         self.loaded: twin_nft.Ruleset | None = None
         self.links: dict[str, str] = {}
+        # changes made real so far (each under the lock): a policy lookup, which asks the
+        # kernel's route outside the lock, sees by it whether its tables and route are of one
+        # moment
+        self.version = 0
         self.effects()
 
     # -- persistence and effects -----------------------------------------------------------------
@@ -107,6 +111,7 @@ class Device:
         Only what differs from what the kernel holds is sent (a write that changes no packet
         verdict, say an address no policy names yet, loads nothing); a reload keeps the hit
         counts of the policies still there and drops those of policies gone."""
+        self.version += 1
         r = self.running
         new = twin_nft.ruleset(
             r["policy"],
@@ -358,6 +363,26 @@ class Handler(BaseHTTPRequestHandler):
     # body waits for the client's delayed ACK of the headers (40 ms a request on Linux), a
     # cost of this emulator, not of a FortiGate
     disable_nagle_algorithm = True
+    shaken = False
+    handshake_timeout = 30.0  # seconds a connection may take to complete its TLS handshake
+
+    def setup(self) -> None:
+        """The TLS handshake, in this connection's own thread (not the accepting one): a
+        FortiGate takes several connections' handshakes at once, and one client that stalls in
+        its handshake holds up no other."""
+        super().setup()
+        try:
+            # a client that never sends its ClientHello holds this thread and socket no longer
+            self.request.settimeout(self.handshake_timeout)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+            self.shaken = True
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+
+    def handle(self) -> None:
+        if self.shaken:
+            super().handle()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # method and path only
         code = args[1] if len(args) > 1 else ""
@@ -423,6 +448,22 @@ class Handler(BaseHTTPRequestHandler):
                 self.error_envelope(500, -651, {})
                 return
         dev = self.device
+        if kind == "monitor" and rest == "firewall/policy-lookup" and self.command == "GET":
+            # a read served alongside other requests, as FortiOS serves concurrent REST
+            # sessions: only the copy of the tables it reads is taken under the lock, the route
+            # lookup (a process) runs outside it (again if a change came in between)
+            try:
+                self.send(
+                    200,
+                    {
+                        **fixture("monitor_firewall_policy_lookup"),
+                        **IDENT,
+                        "results": policy_lookup(dev, query),
+                    },
+                )
+            except ApiError as exc:
+                self.failed(dev, rest, exc)
+            return
         with dev.lock:
             try:
                 if kind == "cmdb":
@@ -432,13 +473,17 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     raise ApiError(404)
             except ApiError as exc:
-                path, _, mkey = rest.rpartition("/") if rest not in TABLES else (rest, "", "")
-                where = {"vdom": "root", "revision": dev.revision()}
-                if path in TABLES:
-                    where |= {"path": path.split("/")[0], "name": path.split("/")[-1]}
-                    if mkey:
-                        where["mkey"] = urllib.parse.unquote(mkey)
-                self.error_envelope(exc.status, exc.error, where)
+                self.failed(dev, rest, exc)
+
+    def failed(self, dev: Device, rest: str, exc: ApiError) -> None:
+        path, _, mkey = rest.rpartition("/") if rest not in TABLES else (rest, "", "")
+        with dev.lock:
+            where = {"vdom": "root", "revision": dev.revision()}
+        if path in TABLES:
+            where |= {"path": path.split("/")[0], "name": path.split("/")[-1]}
+            if mkey:
+                where["mkey"] = urllib.parse.unquote(mkey)
+        self.error_envelope(exc.status, exc.error, where)
 
     def cmdb(self, dev: Device, rest: str, body: dict[str, Any], query: dict[str, str]) -> None:
         if rest == "system/global":
@@ -572,17 +617,22 @@ class Handler(BaseHTTPRequestHandler):
                     }
                 )
             self.send(200, {**fixture("monitor_firewall_policy"), "results": hits, **IDENT})
-        elif rest == "firewall/policy-lookup" and self.command == "GET":
-            self.send(
-                200,
-                {
-                    **fixture("monitor_firewall_policy_lookup"),
-                    **IDENT,
-                    "results": policy_lookup(dev, query),
-                },
-            )
         else:
             raise ApiError(404)
+
+
+LOOKUP_TRIES = 3  # a policy lookup's route asked outside the lock, at most, before under it
+
+
+def route_of(dest: str) -> str | None:
+    """The interface this namespace's kernel routes `dest` out of; None: no route."""
+    done = subprocess.run(
+        ["ip", "-j", "route", "get", dest], capture_output=True, text=True, check=False
+    )
+    routes = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
+    if not routes or "dev" not in routes[0]:
+        return None
+    return str(routes[0]["dev"])
 
 
 def policy_lookup(dev: Device, query: dict[str, str]) -> dict[str, Any]:
@@ -601,19 +651,29 @@ def policy_lookup(dev: Device, query: dict[str, str]) -> dict[str, Any]:
         port = int(query.get("destport") or 0)
     except ValueError:
         raise ApiError(424, -5) from None
-    done = subprocess.run(
-        ["ip", "-j", "route", "get", dest], capture_output=True, text=True, check=False
-    )
-    routes = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else []
-    if not routes or "dev" not in routes[0]:
+    # the tables copied under the lock, the route asked outside it (a process), and both kept
+    # only if no change was made in between (else asked again; the last time under the lock)
+    for attempt in range(LOOKUP_TRIES + 1):
+        with dev.lock:
+            seen = dev.version
+            policies = copy.deepcopy(dev.running["policy"])
+            addresses = {a["name"]: copy.deepcopy(a) for a in dev.running["address"]}
+            services = {s["name"]: copy.deepcopy(s) for s in dev.running["service"]}
+            if attempt == LOOKUP_TRIES:
+                out_if = route_of(dest)
+                break
+        out_if = route_of(dest)
+        with dev.lock:
+            if dev.version == seen:
+                break
+    if out_if is None:
         return {"success": False}
-    running = dev.running
     pid = twin_nft.lookup(
-        running["policy"],
-        {a["name"]: a for a in running["address"]},
-        {s["name"]: s for s in running["service"]},
+        policies,
+        addresses,
+        services,
         srcintf=query["srcintf"],
-        dstintf=str(routes[0]["dev"]),
+        dstintf=out_if,
         src=src,
         dst=dest,
         port=port,
@@ -635,7 +695,7 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer((args.address, args.port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.daemon_threads = True
     server.serve_forever()
 

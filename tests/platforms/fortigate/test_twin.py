@@ -350,3 +350,18 @@ def test_merged_denies_cut_as_the_unmerged_ones_and_are_replaced_before_deleted(
         assert wait_for(lambda: matrix(fg) == original, timeout=10)
     finally:
         d.close()
+
+
+def test_a_client_stalled_in_its_handshake_holds_up_no_other(fg: Twin) -> None:
+    """The twin takes each connection's TLS handshake in that connection's own thread, as a
+    FortiGate serves several REST sessions at once: a client that opened a TCP connection and
+    sent nothing (no ClientHello) does not stop the driver's connections being answered."""
+    target = Target.of(fg.inv, "fg-fw")
+    assert target.device.https is not None
+    address, port = target.device.management.address, target.device.https.port
+    with socket.create_connection((str(address), port), timeout=60):  # no handshake started
+        d = driver(fg)
+        try:
+            assert {i.name for i in d.interfaces()} >= {"port1"}
+        finally:
+            d.close()
